@@ -1,0 +1,41 @@
+# kgflow — the two commands of the README are `make run` and `make test`.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKG_WERROR=ON
+
+.PHONY: all deps build run test test-unit test-asan bench clean format
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@scripts/run.sh $(BUILD)/kgflow
+
+# Every test: unit, contract, API, process and end-to-end tests on the release build,
+# then the unit and contract tests again under AddressSanitizer + UBSan.
+test: build test-asan
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
+	@echo "== sanitizer run (address,undefined) =="
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) --timeout 300
+
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKG_WERROR=ON -DKG_SANITIZE=ON -DKG_ONLY_UNIT_TESTS=ON
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+bench: build
+	@bench/run_all.sh $(BUILD)
+
+format:
+	find src tests bench -name '*.cc' -o -name '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs kgflow's build and test dependencies from Debian packages.
+# Idempotent: asks apt only for what is missing, and runs `apt-get update` only then.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config
+  nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libcpp-httplib-dev
+  libsqlite3-dev libcurl4-openssl-dev libssl-dev libhiredis-dev libmariadb-dev
+  libtomlplusplus-dev googletest libgtest-dev libgmock-dev
+  curl procps
+)
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,234 @@
+#include "cli/client.h"
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "pipeline/text.h"
+
+namespace kg {
+
+using nlohmann::json;
+
+namespace {
+
+class Api {
+ public:
+  explicit Api(const ClientOptions& o) : o_(o), cli_(o.url) {
+    cli_.set_connection_timeout(5);
+    cli_.set_read_timeout(120);
+    if (!o.token.empty()) cli_.set_bearer_token_auth(o.token);
+  }
+
+  // Returns the parsed body, or prints the error and returns nullopt.
+  std::optional<json> Call(const std::string& method, const std::string& path, const json* body = nullptr,
+                           std::string* raw = nullptr) {
+    httplib::Result r = method == "GET"  ? cli_.Get(path)
+                        : method == "PUT" ? cli_.Put(path, body ? body->dump() : "", "application/json")
+                                          : cli_.Post(path, body ? body->dump(-1, ' ', false, json::error_handler_t::replace) : "",
+                                                      "application/json");
+    if (!r) {
+      std::cerr << "kgflow: cannot reach " << o_.url << " (" << httplib::to_string(r.error())
+                << "); is `kgflow start` running? (set KG_HTTP_ADDR or --url)\n";
+      return std::nullopt;
+    }
+    if (raw && r->status < 300) {
+      *raw = r->body;
+      return json::object();
+    }
+    json j = json::parse(r->body, nullptr, false);
+    if (r->status >= 300) {
+      std::string msg = !j.is_discarded() && j.contains("error") ? j["error"].get<std::string>() : r->body;
+      std::cerr << "kgflow: " << method << " " << path << ": HTTP " << r->status << ": " << msg << "\n";
+      return std::nullopt;
+    }
+    if (j.is_discarded()) {
+      std::cerr << "kgflow: " << path << ": the server sent a body that is not JSON\n";
+      return std::nullopt;
+    }
+    return j;
+  }
+
+ private:
+  ClientOptions o_;
+  httplib::Client cli_;
+};
+
+bool ReadAll(const std::string& file, std::string* out) {
+  if (file == "-") {
+    std::ostringstream ss;
+    ss << std::cin.rdbuf();
+    *out = ss.str();
+    return true;
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return true;
+}
+
+std::string Basename(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  std::string b = slash == std::string::npos ? path : path.substr(slash + 1);
+  auto dot = b.find_last_of('.');
+  return dot == std::string::npos || dot == 0 ? b : b.substr(0, dot);
+}
+
+bool Terminal(const std::string& status) { return status == "done" || status == "failed" || status == "cancelled"; }
+
+void Bar(const std::string& label, int done, int failed, int total, const std::string& status) {
+  int width = 30;
+  int filled = total ? (done + failed) * width / total : 0;
+  std::string bar(static_cast<size_t>(filled), '#');
+  bar.resize(static_cast<size_t>(width), '.');
+  std::cout << fmt::format("\r{:<24.24} [{}] {}/{} {}{}   ", label, bar, done + failed, total, status,
+                           failed ? fmt::format(" ({} failed)", failed) : "")
+            << std::flush;
+}
+
+}  // namespace
+
+int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, const std::string& provider,
+              const std::string& title, bool wait) {
+  Api api(o);
+  struct Sub {
+    std::string id, label;
+  };
+  std::vector<Sub> subs;
+  for (const auto& f : files) {
+    std::string text;
+    if (!ReadAll(f, &text)) {
+      std::cerr << "kgflow: cannot read " << f << "\n";
+      return 1;
+    }
+    json body = {{"text", SanitizeUtf8(text)}, {"source", f == "-" ? "stdin" : f}};
+    body["title"] = !title.empty() ? title : f == "-" ? "stdin" : Basename(f);
+    if (!provider.empty()) body["provider"] = provider;
+    auto r = api.Call("POST", "/api/v1/tasks", &body);
+    if (!r) return 1;
+    std::cout << fmt::format("submitted {} as task {} ({} chunks, provider {})\n", f, (*r)["id"].get<std::string>(),
+                             (*r)["chunks_total"].get<int>(), (*r)["provider"].get<std::string>());
+    subs.push_back({(*r)["id"], body["title"]});
+  }
+  if (!wait) return 0;
+  bool tty = isatty(STDOUT_FILENO);
+  int failed_tasks = 0;
+  for (const auto& s : subs) {
+    std::string last;
+    while (true) {
+      auto t = api.Call("GET", "/api/v1/tasks/" + s.id);
+      if (!t) return 1;
+      std::string status = (*t)["status"];
+      int done = (*t)["chunks_done"], failed = (*t)["chunks_failed"], total = (*t)["chunks_total"];
+      std::string line = fmt::format("task {} {}: {}/{} chunks done, {} failed", s.id, status, done, total, failed);
+      if (tty) Bar(s.label, done, failed, total, status);
+      else if (line != last) std::cout << line << "\n" << std::flush;
+      last = line;
+      if (Terminal(status)) {
+        if (tty) std::cout << "\n";
+        if (status != "done") {
+          ++failed_tasks;
+          if (!(*t)["error"].is_null()) std::cerr << "kgflow: task " << s.id << ": " << (*t)["error"].get<std::string>() << "\n";
+        }
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));  // polling a remote API: no event to wait on
+    }
+  }
+  return failed_tasks ? 1 : 0;
+}
+
+int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& status, int limit) {
+  Api api(o);
+  if (!id.empty()) {
+    auto t = api.Call("GET", "/api/v1/tasks/" + id);
+    if (!t) return 1;
+    std::cout << t->dump(2) << "\n";
+    return 0;
+  }
+  std::string path = fmt::format("/api/v1/tasks?limit={}", limit);
+  if (!status.empty()) path += "&status=" + status;
+  auto r = api.Call("GET", path);
+  if (!r) return 1;
+  std::cout << fmt::format("{:<20} {:<10} {:>6} {:>6} {:>6}  {}\n", "ID", "STATUS", "DONE", "FAILED", "TOTAL", "TITLE");
+  for (const auto& t : (*r)["tasks"]) {
+    std::cout << fmt::format("{:<20} {:<10} {:>6} {:>6} {:>6}  {}\n", t["id"].get<std::string>(),
+                             t["status"].get<std::string>(), t["chunks_done"].get<int>(), t["chunks_failed"].get<int>(),
+                             t["chunks_total"].get<int>(), t["title"].get<std::string>());
+  }
+  return 0;
+}
+
+int CmdWorkers(const ClientOptions& o) {
+  Api api(o);
+  auto r = api.Call("GET", "/api/v1/workers");
+  if (!r) return 1;
+  for (const auto& n : (*r)["nodes"]) {
+    std::cout << fmt::format("node {} (role {}, host {}, pid {})\n", n["name"].get<std::string>(),
+                             n["role"].get<std::string>(), n["host"].get<std::string>(), n["pid"].get<int64_t>());
+    std::cout << fmt::format("  {:>8} {:<14} {:<12} {:>8} {:>8} {:>7} {:>8}  {}\n", "PID", "PROVIDER", "STATE", "RSS_MB",
+                             "CPU_S", "CHUNKS", "RESTARTS", "LAST_EXIT");
+    for (const auto& p : n["processes"]) {
+      std::cout << fmt::format("  {:>8} {:<14} {:<12} {:>8.1f} {:>8.2f} {:>7} {:>8}  {}\n", p["pid"].get<int64_t>(),
+                               p["provider"].get<std::string>(), p["state"].get<std::string>(),
+                               p["rss_bytes"].get<double>() / 1048576.0, p["cpu_seconds"].get<double>(),
+                               p["chunks_done"].get<int64_t>(), p["restarts"].get<int64_t>(),
+                               p["last_exit"].get<std::string>());
+    }
+  }
+  return 0;
+}
+
+int CmdScale(const ClientOptions& o, const std::string& provider, int n) {
+  Api api(o);
+  json body = {{"per_node", n}};
+  auto r = api.Call("PUT", "/api/v1/providers/" + provider + "/processes", &body);
+  if (!r) return 1;
+  std::cout << fmt::format("provider {}: {} processes per node{}\n", provider, (*r)["per_node"].get<int>(),
+                           (*r)["clamped"].get<bool>()
+                               ? fmt::format(" (asked for {}; clamped by {})", n, (*r)["reason"].get<std::string>())
+                               : "");
+  return 0;
+}
+
+int CmdGraphStats(const ClientOptions& o) {
+  Api api(o);
+  auto r = api.Call("GET", "/api/v1/graph/stats");
+  if (!r) return 1;
+  std::cout << fmt::format("documents {}  chunks {}  entities {}  relations {}\n", (*r)["documents"].get<int64_t>(),
+                           (*r)["chunks"].get<int64_t>(), (*r)["entities"].get<int64_t>(),
+                           (*r)["relations"].get<int64_t>());
+  return 0;
+}
+
+int CmdGraphSearch(const ClientOptions& o, const std::string& q, int limit) {
+  Api api(o);
+  auto r = api.Call("GET", "/api/v1/graph/entities?q=" + httplib::detail::encode_query_param(q) +
+                               "&limit=" + std::to_string(limit));
+  if (!r) return 1;
+  for (const auto& e : (*r)["entities"]) {
+    std::cout << fmt::format("{:<40} {:<14} mentions {}\n", e["name"].get<std::string>(), e["type"].get<std::string>(),
+                             e["mentions"].get<int64_t>());
+  }
+  return 0;
+}
+
+int CmdGraphExport(const ClientOptions& o, const std::string& format) {
+  Api api(o);
+  std::string raw;
+  auto r = api.Call("GET", "/api/v1/graph/export?format=" + format, nullptr, &raw);
+  if (!r) return 1;
+  std::cout << raw;
+  return 0;
+}
+
+}  // namespace kg

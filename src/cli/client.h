@@ -1,0 +1,22 @@
+#pragma once
+// Client commands: they talk to a running node over its HTTP API.
+#include <string>
+#include <vector>
+
+namespace kg {
+
+struct ClientOptions {
+  std::string url;    // http://host:port (default from KG_HTTP_ADDR)
+  std::string token;  // KG_API_TOKEN
+};
+
+int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, const std::string& provider,
+              const std::string& title, bool wait);
+int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& status, int limit);
+int CmdWorkers(const ClientOptions& o);
+int CmdScale(const ClientOptions& o, const std::string& provider, int n);
+int CmdGraphStats(const ClientOptions& o);
+int CmdGraphSearch(const ClientOptions& o, const std::string& q, int limit);
+int CmdGraphExport(const ClientOptions& o, const std::string& format);
+
+}  // namespace kg

@@ -1,0 +1,145 @@
+// kgflow: main() only wires the command line to the components.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "cli/client.h"
+#include "cli/node.h"
+#include "config/config.h"
+#include "supervisor/supervisor.h"
+#include "worker/worker.h"
+
+namespace {
+
+constexpr int kExitConfig = 2;
+
+// Loads the configuration or prints one line naming the bad variable.
+std::optional<kg::Config> LoadOrExplain(bool force_worker = false) {
+  auto env = kg::ProcessEnv();
+  kg::EnvLookup lookup = env;
+  if (force_worker) {
+    lookup = [env](const std::string& name) -> std::optional<std::string> {
+      if (name == "NODE_ROLE") return std::string("worker");
+      return env(name);
+    };
+  }
+  auto c = kg::LoadConfig(lookup);
+  if (!c.ok()) {
+    std::cerr << "kgflow: configuration error: " << c.status().message() << "\n";
+    return std::nullopt;
+  }
+  return std::move(c).value();
+}
+
+void SetupLogging(const kg::Config& c) {
+  auto logger = spdlog::stderr_color_mt("kgflow");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%P] %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(c.log_level));
+}
+
+std::string DefaultUrl() {
+  const char* addr = std::getenv("KG_HTTP_ADDR");
+  std::string a = addr && *addr ? addr : "127.0.0.1:8080";
+  if (a.rfind("0.0.0.0:", 0) == 0) a = "127.0.0.1:" + a.substr(8);
+  return "http://" + a;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // The worker subcommand is internal and hot (spawn latency): handle it before CLI11.
+  if (argc >= 2 && std::string(argv[1]) == "__worker") {
+    kg::WorkerOptions o;
+    for (int i = 2; i + 1 < argc; i += 2) {
+      std::string k = argv[i], v = argv[i + 1];
+      if (k == "--provider") o.provider = v;
+      else if (k == "--owner") o.owner = v;
+      else if (k == "--parent-pid") o.parent_pid = static_cast<pid_t>(std::stol(v));
+      else if (k == "--status-fd") o.status_fd = std::stoi(v);
+    }
+    auto c = LoadOrExplain();
+    if (!c) return kExitConfig;
+    SetupLogging(*c);
+    return kg::RunWorker(*c, o);
+  }
+
+  CLI::App app{"kgflow: build knowledge graphs from documents with LLMs, on one machine or many"};
+  app.set_version_flag("--version", std::string("kgflow ") + KG_VERSION);
+  app.require_subcommand(1);
+  kg::ClientOptions client{DefaultUrl(), std::getenv("KG_API_TOKEN") ? std::getenv("KG_API_TOKEN") : ""};
+  auto add_url = [&](CLI::App* cmd) {
+    cmd->add_option("--url", client.url, "API base URL (default http://$KG_HTTP_ADDR)");
+  };
+
+  auto* start = app.add_subcommand("start", "Run a node: web API and/or worker supervisor, as NODE_ROLE says");
+  auto* worker = app.add_subcommand("worker", "Run a worker node: the supervisor and its workers, no web API");
+
+  std::vector<std::string> files;
+  std::string provider, title;
+  bool wait = false;
+  auto* submit = app.add_subcommand("submit", "Submit documents (files, or - for stdin) as tasks");
+  submit->add_option("files", files, "FILE... or -")->required();
+  submit->add_option("--provider", provider, "provider to extract with (default: the first enabled)");
+  submit->add_option("--title", title, "title (default: the file name)");
+  submit->add_flag("--wait", wait, "wait for the tasks to finish, showing progress");
+  add_url(submit);
+
+  std::string task_id, status_filter;
+  int limit = 50;
+  auto* tasks = app.add_subcommand("tasks", "List tasks, or show one");
+  tasks->add_option("id", task_id, "task id");
+  tasks->add_option("--status", status_filter, "queued|running|done|failed|cancelled");
+  tasks->add_option("--limit", limit, "how many")->check(CLI::Range(1, 1000));
+  add_url(tasks);
+
+  auto* workers = app.add_subcommand("workers", "List nodes and their worker processes");
+  add_url(workers);
+
+  std::string scale_provider;
+  int scale_n = 0;
+  auto* scale = app.add_subcommand("scale", "Set worker processes per node for a provider (clamped to the caps)");
+  scale->add_option("provider", scale_provider, "provider name")->required();
+  scale->add_option("n", scale_n, "processes per node")->required()->check(CLI::Range(0, 100000));
+  add_url(scale);
+
+  auto* graph = app.add_subcommand("graph", "Query the graph");
+  graph->require_subcommand(1);
+  auto* gstats = graph->add_subcommand("stats", "Counts of documents, chunks, entities, relations");
+  std::string query;
+  auto* gsearch = graph->add_subcommand("search", "Find entities by name");
+  gsearch->add_option("q", query, "text to look for")->required();
+  gsearch->add_option("--limit", limit, "how many")->check(CLI::Range(1, 1000));
+  std::string format = "json";
+  auto* gexport = graph->add_subcommand("export", "Export the whole graph");
+  gexport->add_option("--format", format, "json|graphml")->check(CLI::IsMember({"json", "graphml"}));
+  for (auto* c : {gstats, gsearch, gexport}) add_url(c);
+
+  auto* check = app.add_subcommand("check-config", "Print the effective configuration (secrets masked)");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (*start || *worker) {
+    kg::BlockSupervisorSignals();  // before any thread exists
+    auto c = LoadOrExplain(worker->parsed());
+    if (!c) return kExitConfig;
+    SetupLogging(*c);
+    return kg::RunNode(*c);
+  }
+  if (*check) {
+    auto c = LoadOrExplain();
+    if (!c) return kExitConfig;
+    std::cout << kg::DescribeConfig(*c);
+    return 0;
+  }
+  if (*submit) return kg::CmdSubmit(client, files, provider, title, wait);
+  if (*tasks) return kg::CmdTasks(client, task_id, status_filter, limit);
+  if (*workers) return kg::CmdWorkers(client);
+  if (*scale) return kg::CmdScale(client, scale_provider, scale_n);
+  if (*gstats) return kg::CmdGraphStats(client);
+  if (*gsearch) return kg::CmdGraphSearch(client, query, limit);
+  if (*gexport) return kg::CmdGraphExport(client, format);
+  return 0;
+}

@@ -1,0 +1,139 @@
+#include "cli/node.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <climits>
+#include <thread>
+
+#include "api/server.h"
+#include "common/util.h"
+#include "graph/graph_store.h"
+#include "queue/queue.h"
+#include "store/task_store.h"
+#include "supervisor/supervisor.h"
+
+namespace kg {
+
+void LogBanner(const Config& c, const std::string& what) {
+  spdlog::info("kgflow {} {} | node={} role={} pid={}", KG_VERSION, what, c.node_name, RoleName(c.role), getpid());
+  for (const auto& p : c.enabled_providers) {
+    spdlog::info("  provider {} (kind {}): {} per node, cap {} per provider", p, c.providers.at(p).kind,
+                 c.workers_per_provider, c.max_processes_per_provider);
+  }
+  spdlog::info("  caps: {} processes in total, {} per provider; {} chunks at once per process",
+               c.max_total_processes, c.max_processes_per_provider, c.concurrency_per_process);
+  spdlog::info("  queue: {} | task store: {} | graph: {}",
+               c.redis_host.empty() ? "sqlite " + c.data_dir + "/queue.db"
+                                    : fmt::format("redis {}:{} (password {})", c.redis_host, c.redis_port,
+                                                  c.redis_password.empty() ? "none" : "****"),
+               c.db_host.empty() ? "sqlite " + c.data_dir + "/tasks.db"
+                                 : fmt::format("mysql {}@{}:{} (password ****)", c.db_user, c.db_host, c.db_port),
+               c.neo4j_uri.empty() ? "sqlite " + c.data_dir + "/graph.db" : "neo4j " + c.neo4j_uri);
+}
+
+namespace {
+
+std::string SelfExe() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "kgflow";
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+// A web-only node has no supervisor; it still shows up in the node registry.
+void WebHeartbeat(const Config& c, TaskStore& store, const std::atomic<bool>& stop) {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  while (!stop.load()) {
+    NodeRecord n{c.node_name, RoleName(c.role), host, getpid(), NowMs(), "[]"};
+    (void)store.UpsertNode(n);
+    for (int i = 0; i < 50 && !stop.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+}  // namespace
+
+int RunNode(const Config& c) {
+  LogBanner(c, c.role == NodeRole::kWorker ? "worker node" : "node");
+  std::unique_ptr<Supervisor> supervisor;
+  if (c.role != NodeRole::kWeb) {
+    auto s = Supervisor::Create(c, SelfExe());
+    if (!s.ok()) {
+      spdlog::error("{}", s.status().message());
+      return 1;
+    }
+    supervisor = std::move(s).value();
+  } else {
+    spdlog::info("role web: this node runs no worker processes");
+  }
+
+  auto queue = OpenQueue(c);
+  auto store = OpenTaskStore(c);
+  auto graph = OpenGraphStore(c);
+  for (const Status* s : {&queue.status(), &store.status(), &graph.status()}) {
+    if (!s->ok()) {
+      spdlog::error("{}", s->message());
+      return 1;
+    }
+  }
+
+  ApiDeps deps{&c, queue->get(), store->get(), graph->get(), supervisor.get(), c.role == NodeRole::kWorker};
+  ApiServer api(deps);
+  std::string host;
+  int port = 0;
+  (void)ParseHostPort(c.role == NodeRole::kWorker ? c.health_addr : c.http_addr, &host, &port);
+  auto bound = api.Bind(host, port);
+  if (!bound.ok()) {
+    spdlog::error("{} ({})", bound.status().message(), c.role == NodeRole::kWorker ? "KG_HEALTH_ADDR" : "KG_HTTP_ADDR");
+    return 1;
+  }
+  if (supervisor) supervisor->Start();
+  std::thread http([&] { api.Serve(); });
+  std::atomic<bool> stop_web{false};
+  std::thread web_beat;
+  if (!supervisor) web_beat = std::thread([&] { WebHeartbeat(c, **store, stop_web); });
+  spdlog::info("{} listening on http://{}:{}", c.role == NodeRole::kWorker ? "health endpoint" : "API", host, *bound);
+  // Machine-readable line for scripts and tests that asked for port 0.
+  fmt::print(stdout, "KGFLOW_LISTENING http://{}:{}\n", host, *bound);
+  std::fflush(stdout);
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  int signals = 0;
+  std::thread stopper;
+  while (true) {
+    siginfo_t info;
+    if (sigwaitinfo(&set, &info) < 0) continue;
+    if (info.si_signo == SIGHUP) {
+      if (stop_web.load()) break;
+      continue;
+    }
+    ++signals;
+    if (signals == 1) {
+      spdlog::info("received {}; stopping gracefully (again to stop at once)", sigabbrev_np(info.si_signo));
+      if (supervisor) supervisor->Stop(false);
+      stopper = std::thread([&] {
+        if (supervisor) supervisor->Wait();
+        api.Stop();
+        stop_web = true;
+        kill(getpid(), SIGHUP);  // wakes sigwaitinfo
+      });
+    } else if (info.si_signo == SIGINT || info.si_signo == SIGTERM) {
+      spdlog::warn("second {}: cold stop", sigabbrev_np(info.si_signo));
+      if (supervisor) supervisor->Stop(true);
+    }
+  }
+  stopper.join();
+  http.join();
+  if (web_beat.joinable()) web_beat.join();
+  (void)store.value()->RemoveNode(c.node_name);
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace kg

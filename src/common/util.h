@@ -1,0 +1,62 @@
+#pragma once
+// Small helpers shared by every component: hashing, ids, time, descriptors.
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace kg {
+
+// Lower-case hex SHA-256 of `data`.
+std::string Sha256Hex(std::string_view data);
+
+// A random identifier: `prefix` followed by 16 hex digits from a CSPRNG.
+std::string RandomId(std::string_view prefix);
+
+// Milliseconds since the Unix epoch (wall clock; comparable across processes and hosts).
+int64_t NowMs();
+// Milliseconds of a monotonic clock (for timeouts inside one process).
+int64_t MonoMs();
+
+// Owns a file descriptor; closes it on destruction.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { Reset(); }
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.Release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      fd_ = o.Release();
+    }
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int Release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
+  void Reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Masks a secret for display: "" stays "", anything else becomes "****".
+std::string MaskSecret(std::string_view secret);
+
+// Escapes text for XML (GraphML export).
+std::string XmlEscape(std::string_view s);
+
+}  // namespace kg

@@ -1,0 +1,353 @@
+#include "config/config.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace kg {
+namespace {
+
+// Every scalar setting: its variable, its TOML key and how to apply it.
+struct Setting {
+  const char* env;
+  std::function<Status(Config&, const std::string& value, const std::string& var)> apply;
+  bool secret = false;
+};
+
+Status ParseInt(const std::string& v, const std::string& var, int lo, int hi, int* out) {
+  if (v.empty() || v.size() > 10 ||
+      !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return Status::Invalid(fmt::format("{}='{}': expected a whole number from {} to {}", var, v, lo, hi));
+  }
+  long long n = std::stoll(v);
+  if (n < lo || n > hi) {
+    return Status::Invalid(fmt::format("{}='{}': expected a whole number from {} to {}", var, v, lo, hi));
+  }
+  *out = static_cast<int>(n);
+  return Status::Ok();
+}
+
+Setting IntSetting(const char* env, int Config::*field, int lo, int hi) {
+  return {env, [field, lo, hi](Config& c, const std::string& v, const std::string& var) {
+            return ParseInt(v, var, lo, hi, &(c.*field));
+          }};
+}
+
+Setting StrSetting(const char* env, std::string Config::*field, bool secret = false) {
+  return {env,
+          [field](Config& c, const std::string& v, const std::string&) {
+            c.*field = v;
+            return Status::Ok();
+          },
+          secret};
+}
+
+Setting AddrSetting(const char* env, std::string Config::*field) {
+  return {env, [field](Config& c, const std::string& v, const std::string& var) {
+            std::string host;
+            int port = 0;
+            Status s = ParseHostPort(v, &host, &port);
+            if (!s.ok()) {
+              return Status::Invalid(fmt::format("{}='{}': expected HOST:PORT with a port from 0 to 65535", var, v));
+            }
+            c.*field = v;
+            return Status::Ok();
+          }};
+}
+
+const std::vector<Setting>& Settings() {
+  static const std::vector<Setting> kSettings = {
+      {"NODE_ROLE",
+       [](Config& c, const std::string& v, const std::string& var) {
+         std::string l = v;
+         std::transform(l.begin(), l.end(), l.begin(), ::tolower);
+         if (l == "all") c.role = NodeRole::kAll;
+         else if (l == "web") c.role = NodeRole::kWeb;
+         else if (l == "worker") c.role = NodeRole::kWorker;
+         else return Status::Invalid(fmt::format("{}='{}': expected one of all, web, worker", var, v));
+         return Status::Ok();
+       }},
+      {"KG_WORKER_NODE_NAME",
+       [](Config& c, const std::string& v, const std::string& var) {
+         bool ok = !v.empty() && v.size() <= 64 && std::all_of(v.begin(), v.end(), [](char ch) {
+           return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.';
+         });
+         if (!ok) return Status::Invalid(fmt::format("{}='{}': expected 1-64 characters of A-Z a-z 0-9 . _ -", var, v));
+         c.node_name = v;
+         return Status::Ok();
+       }},
+      IntSetting("KG_WORKERS_PER_PROVIDER", &Config::workers_per_provider, 0, 1000),
+      IntSetting("KG_MAX_TOTAL_PROCESSES", &Config::max_total_processes, 1, 10000),
+      IntSetting("KG_MAX_PROCESSES_PER_PROVIDER", &Config::max_processes_per_provider, 1, 10000),
+      StrSetting("REDIS_HOST", &Config::redis_host),
+      IntSetting("REDIS_PORT", &Config::redis_port, 1, 65535),
+      StrSetting("REDIS_PASSWORD", &Config::redis_password, true),
+      StrSetting("DB_HOST", &Config::db_host),
+      IntSetting("DB_PORT", &Config::db_port, 1, 65535),
+      StrSetting("DB_USER", &Config::db_user),
+      StrSetting("DB_PASSWORD", &Config::db_password, true),
+      StrSetting("DB_NAME", &Config::db_name),
+      StrSetting("NEO4J_URI", &Config::neo4j_uri),
+      StrSetting("NEO4J_USER", &Config::neo4j_user),
+      StrSetting("NEO4J_PASSWORD", &Config::neo4j_password, true),
+      {"KG_DATA_DIR",
+       [](Config& c, const std::string& v, const std::string& var) {
+         if (v.empty()) return Status::Invalid(fmt::format("{}='': expected a directory path", var));
+         c.data_dir = v;
+         return Status::Ok();
+       }},
+      AddrSetting("KG_HTTP_ADDR", &Config::http_addr),
+      AddrSetting("KG_HEALTH_ADDR", &Config::health_addr),
+      StrSetting("KG_API_TOKEN", &Config::api_token, true),
+      IntSetting("KG_LEASE_SECONDS", &Config::lease_seconds, 1, 86400),
+      IntSetting("KG_MAX_ATTEMPTS", &Config::max_attempts, 1, 100),
+      IntSetting("KG_STOP_TIMEOUT_SECONDS", &Config::stop_timeout_seconds, 0, 3600),
+      IntSetting("KG_CONCURRENCY_PER_PROCESS", &Config::concurrency_per_process, 1, 256),
+      IntSetting("KG_MAX_TASKS_PER_PROCESS", &Config::max_tasks_per_process, 0, 100000000),
+      IntSetting("KG_MAX_RSS_MB", &Config::max_rss_mb, 0, 1048576),
+      IntSetting("KG_MAX_BODY_MB", &Config::max_body_mb, 1, 1024),
+      IntSetting("KG_CHUNK_SIZE", &Config::chunk_size, 50, 100000),
+      IntSetting("KG_CHUNK_OVERLAP", &Config::chunk_overlap, 0, 50000),
+      IntSetting("KG_POISON_CRASHES", &Config::poison_crashes, 1, 100),
+      IntSetting("KG_QUARANTINE_SECONDS", &Config::quarantine_seconds, 1, 86400),
+      {"KG_LOG_LEVEL",
+       [](Config& c, const std::string& v, const std::string& var) {
+         static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
+         if (std::find(std::begin(kLevels), std::end(kLevels), v) == std::end(kLevels)) {
+           return Status::Invalid(fmt::format("{}='{}': expected one of trace, debug, info, warn, error, off", var, v));
+         }
+         c.log_level = v;
+         return Status::Ok();
+       }},
+  };
+  return kSettings;
+}
+
+// "KG_MAX_ATTEMPTS" -> "max_attempts"; "NODE_ROLE" -> "node_role".
+std::string TomlKey(const std::string& env) {
+  std::string k = env.rfind("KG_", 0) == 0 ? env.substr(3) : env;
+  std::transform(k.begin(), k.end(), k.begin(), ::tolower);
+  return k;
+}
+
+std::string TomlScalar(const toml::node& n) {
+  if (auto s = n.value<std::string>()) return *s;
+  if (auto i = n.value<int64_t>()) return std::to_string(*i);
+  if (auto b = n.value<bool>()) return *b ? "true" : "false";
+  return "<not a scalar>";
+}
+
+Status LoadProviders(const toml::table& root, const std::string& file, Config& c) {
+  const toml::table* provs = root["providers"].as_table();
+  if (!provs) return Status::Ok();
+  for (const auto& [key, node] : *provs) {
+    std::string name(key.str());
+    std::string where = fmt::format("{}: [providers.{}]", file, name);
+    const toml::table* t = node.as_table();
+    if (!t) return Status::Invalid(where + ": expected a table");
+    ProviderConfig p;
+    p.name = name;
+    p.kind = (*t)["kind"].value_or<std::string>("builtin");
+    if (p.kind != "builtin") {
+      return Status::Invalid(fmt::format("{} kind='{}': expected one of builtin", where, p.kind));
+    }
+    int64_t delay = (*t)["delay_ms"].value_or<int64_t>(0);
+    if (delay < 0 || delay > 600000) {
+      return Status::Invalid(fmt::format("{} delay_ms={}: expected 0 to 600000", where, delay));
+    }
+    p.delay_ms = static_cast<int>(delay);
+    p.fault = (*t)["fault"].value_or<std::string>("");
+    if (!p.fault.empty() && p.fault != "exit_on_start" && p.fault != "crash_on_marker") {
+      return Status::Invalid(fmt::format("{} fault='{}': expected exit_on_start or crash_on_marker", where, p.fault));
+    }
+    p.crash_marker = (*t)["crash_marker"].value_or(std::string(p.crash_marker));
+    c.providers[name] = p;
+    c.enabled_providers.push_back(name);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+const char* RoleName(NodeRole r) {
+  switch (r) {
+    case NodeRole::kAll: return "all";
+    case NodeRole::kWeb: return "web";
+    case NodeRole::kWorker: return "worker";
+  }
+  return "?";
+}
+
+bool Config::HasProvider(const std::string& name) const {
+  return std::find(enabled_providers.begin(), enabled_providers.end(), name) != enabled_providers.end();
+}
+
+std::string Config::KnownProviders() const {
+  std::string out;
+  for (const auto& n : enabled_providers) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+std::string Config::HttpHost() const {
+  std::string h;
+  int p = 0;
+  (void)ParseHostPort(http_addr, &h, &p);
+  return h;
+}
+
+int Config::HttpPort() const {
+  std::string h;
+  int p = 0;
+  (void)ParseHostPort(http_addr, &h, &p);
+  return p;
+}
+
+EnvLookup ProcessEnv() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    if (!v) return std::nullopt;
+    return std::string(v);
+  };
+}
+
+Status ParseHostPort(const std::string& addr, std::string* host, int* port) {
+  auto colon = addr.rfind(':');
+  if (colon == std::string::npos || colon == 0) return Status::Invalid("expected HOST:PORT");
+  std::string p = addr.substr(colon + 1);
+  if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), ::isdigit)) {
+    return Status::Invalid("expected HOST:PORT");
+  }
+  int n = std::stoi(p);
+  if (n > 65535) return Status::Invalid("port out of range");
+  *host = addr.substr(0, colon);
+  *port = n;
+  return Status::Ok();
+}
+
+Result<Config> LoadConfig(const EnvLookup& env) {
+  Config c;
+  std::map<std::string, std::pair<std::string, std::string>> raw;  // env -> (value, source)
+
+  if (auto file = env("KG_CONFIG"); file && !file->empty()) {
+    c.config_file = *file;
+    toml::table root;
+    try {
+      root = toml::parse_file(*file);
+    } catch (const toml::parse_error& e) {
+      return Status::Invalid(fmt::format("KG_CONFIG='{}': {} (line {})", *file, std::string(e.description()),
+                                         e.source().begin.line));
+    }
+    for (const auto& s : Settings()) {
+      if (auto n = root.get(TomlKey(s.env))) {
+        raw[s.env] = {TomlScalar(*n), fmt::format("{} key '{}'", *file, TomlKey(s.env))};
+      }
+    }
+    KG_RETURN_IF_ERROR(LoadProviders(root, *file, c));
+  }
+  if (c.providers.empty()) {
+    ProviderConfig builtin;
+    builtin.name = "builtin";
+    c.providers["builtin"] = builtin;
+    c.enabled_providers = {"builtin"};
+  }
+  for (const auto& s : Settings()) {
+    if (auto v = env(s.env)) raw[s.env] = {*v, ""};
+  }
+  for (const auto& s : Settings()) {
+    auto it = raw.find(s.env);
+    if (it == raw.end()) continue;
+    std::string var = it->second.second.empty() ? s.env : fmt::format("{} (from {})", s.env, it->second.second);
+    KG_RETURN_IF_ERROR(s.apply(c, it->second.first, var));
+  }
+
+  if (auto list = env("KG_PROVIDERS"); list && !list->empty()) {
+    std::vector<std::string> enabled;
+    std::stringstream ss(*list);
+    std::string item;
+    std::string known;
+    for (const auto& [name, _] : c.providers) known += (known.empty() ? "" : ", ") + name;
+    while (std::getline(ss, item, ',')) {
+      item.erase(0, item.find_first_not_of(" \t"));
+      item.erase(item.find_last_not_of(" \t") + 1);
+      if (item.empty()) continue;
+      if (!c.providers.count(item)) {
+        return Status::Invalid(fmt::format("KG_PROVIDERS='{}': unknown provider '{}'; known: {}", *list, item, known));
+      }
+      if (std::find(enabled.begin(), enabled.end(), item) == enabled.end()) enabled.push_back(item);
+    }
+    if (enabled.empty()) {
+      return Status::Invalid(fmt::format("KG_PROVIDERS='{}': expected a comma-separated list of: {}", *list, known));
+    }
+    c.enabled_providers = enabled;
+  }
+
+  if (!raw.count("KG_MAX_PROCESSES_PER_PROVIDER")) {
+    c.max_processes_per_provider = std::min(c.max_processes_per_provider, c.max_total_processes);
+  }
+  if (c.max_processes_per_provider > c.max_total_processes) {
+    return Status::Invalid(fmt::format(
+        "KG_MAX_PROCESSES_PER_PROVIDER='{}': must not exceed KG_MAX_TOTAL_PROCESSES ({})",
+        c.max_processes_per_provider, c.max_total_processes));
+  }
+  if (c.chunk_overlap >= c.chunk_size / 2) {
+    return Status::Invalid(fmt::format("KG_CHUNK_OVERLAP='{}': must be less than half of KG_CHUNK_SIZE ({})",
+                                       c.chunk_overlap, c.chunk_size));
+  }
+  if (!c.redis_host.empty()) {
+    return Status::Invalid(fmt::format("REDIS_HOST='{}': the Redis queue backend is not built yet; unset it to use the embedded queue", c.redis_host));
+  }
+  if (!c.db_host.empty()) {
+    return Status::Invalid(fmt::format("DB_HOST='{}': the MySQL task store is not built yet; unset it to use the embedded store", c.db_host));
+  }
+  if (!c.neo4j_uri.empty()) {
+    return Status::Invalid(fmt::format("NEO4J_URI='{}': the Neo4j graph backend is not built yet; unset it to use the embedded graph", c.neo4j_uri));
+  }
+  return c;
+}
+
+std::string DescribeConfig(const Config& c) {
+  std::string out;
+  auto line = [&](const std::string& k, const std::string& v) { out += k + "=" + v + "\n"; };
+  line("NODE_ROLE", RoleName(c.role));
+  line("KG_WORKER_NODE_NAME", c.node_name);
+  line("KG_WORKERS_PER_PROVIDER", std::to_string(c.workers_per_provider));
+  line("KG_MAX_TOTAL_PROCESSES", std::to_string(c.max_total_processes));
+  line("KG_MAX_PROCESSES_PER_PROVIDER", std::to_string(c.max_processes_per_provider));
+  line("KG_PROVIDERS", c.KnownProviders());
+  for (const auto& name : c.enabled_providers) {
+    const auto& p = c.providers.at(name);
+    line("provider." + name, fmt::format("kind={} delay_ms={}{}", p.kind, p.delay_ms,
+                                        p.fault.empty() ? "" : " fault=" + p.fault));
+  }
+  line("queue", c.redis_host.empty() ? "sqlite " + c.data_dir + "/queue.db"
+                                     : fmt::format("redis {}:{}", c.redis_host, c.redis_port));
+  line("task_store", c.db_host.empty() ? "sqlite " + c.data_dir + "/tasks.db"
+                                       : fmt::format("mysql {}@{}:{}/{}", c.db_user, c.db_host, c.db_port, c.db_name));
+  line("graph", c.neo4j_uri.empty() ? "sqlite " + c.data_dir + "/graph.db" : "neo4j " + c.neo4j_uri);
+  line("REDIS_PASSWORD", MaskSecret(c.redis_password));
+  line("DB_PASSWORD", MaskSecret(c.db_password));
+  line("NEO4J_PASSWORD", MaskSecret(c.neo4j_password));
+  line("KG_API_TOKEN", MaskSecret(c.api_token));
+  line("KG_CONFIG", c.config_file);
+  line("KG_DATA_DIR", c.data_dir);
+  line("KG_HTTP_ADDR", c.http_addr);
+  line("KG_HEALTH_ADDR", c.health_addr);
+  line("KG_LEASE_SECONDS", std::to_string(c.lease_seconds));
+  line("KG_MAX_ATTEMPTS", std::to_string(c.max_attempts));
+  line("KG_STOP_TIMEOUT_SECONDS", std::to_string(c.stop_timeout_seconds));
+  line("KG_CONCURRENCY_PER_PROCESS", std::to_string(c.concurrency_per_process));
+  line("KG_MAX_TASKS_PER_PROCESS", std::to_string(c.max_tasks_per_process));
+  line("KG_MAX_RSS_MB", std::to_string(c.max_rss_mb));
+  line("KG_MAX_BODY_MB", std::to_string(c.max_body_mb));
+  line("KG_CHUNK_SIZE", std::to_string(c.chunk_size));
+  line("KG_CHUNK_OVERLAP", std::to_string(c.chunk_overlap));
+  line("KG_POISON_CRASHES", std::to_string(c.poison_crashes));
+  line("KG_QUARANTINE_SECONDS", std::to_string(c.quarantine_seconds));
+  line("KG_LOG_LEVEL", c.log_level);
+  return out;
+}
+
+}  // namespace kg

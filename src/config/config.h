@@ -1,0 +1,94 @@
+#pragma once
+// The effective configuration of a node: environment variables over an optional TOML
+// file (KG_CONFIG) over defaults. Loading validates every value; a bad one is a
+// Status naming the variable, the value and what is accepted (start-up exit code 2).
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/util.h"
+
+namespace kg {
+
+enum class NodeRole { kAll, kWeb, kWorker };
+const char* RoleName(NodeRole r);
+
+struct ProviderConfig {
+  std::string name;
+  std::string kind = "builtin";  // only "builtin" for now
+  int delay_ms = 0;              // artificial latency per chunk (offline load tests)
+  // Fault injection for exercising supervision (documented in docs/process-protection.md):
+  // "" | "exit_on_start" (the worker exits 3 right after start) |
+  // "crash_on_marker" (abort() while extracting a chunk that contains crash_marker).
+  std::string fault;
+  std::string crash_marker = "KG-CRASH-MARKER";
+};
+
+struct Config {
+  NodeRole role = NodeRole::kAll;
+  std::string node_name = "worker-node";
+  int workers_per_provider = 1;
+  int max_total_processes = 50;
+  int max_processes_per_provider = 10;
+
+  std::string redis_host;
+  int redis_port = 6379;
+  std::string redis_password;
+  std::string db_host;
+  int db_port = 3306;
+  std::string db_user = "kgflow";
+  std::string db_password;
+  std::string db_name = "kgflow";
+  std::string neo4j_uri;
+  std::string neo4j_user = "neo4j";
+  std::string neo4j_password;
+
+  std::string data_dir = "./data";
+  std::string http_addr = "127.0.0.1:8080";
+  std::string health_addr = "127.0.0.1:8081";
+  std::string api_token;
+  std::string config_file;
+
+  int lease_seconds = 30;
+  int max_attempts = 5;
+  int stop_timeout_seconds = 30;
+  int concurrency_per_process = 4;
+  int max_tasks_per_process = 0;  // 0 = never recycle by count
+  int max_rss_mb = 1024;          // 0 = never recycle by memory
+  int max_body_mb = 10;
+  int chunk_size = 1200;          // characters (code points) per chunk
+  int chunk_overlap = 100;
+  int poison_crashes = 3;
+  int quarantine_seconds = 300;
+  std::string log_level = "info";
+
+  std::map<std::string, ProviderConfig> providers;  // every declared provider
+  std::vector<std::string> enabled_providers;        // in declaration order
+
+  // Convenience.
+  bool HasProvider(const std::string& name) const;
+  std::string KnownProviders() const;  // "a, b, c"
+  std::string HttpHost() const;
+  int HttpPort() const;
+};
+
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// Reads the process environment.
+EnvLookup ProcessEnv();
+
+// Loads and validates. `env` supplies variables (tests inject a map).
+Result<Config> LoadConfig(const EnvLookup& env);
+
+// Splits "host:port"; a bad address is InvalidArgument.
+Status ParseHostPort(const std::string& addr, std::string* host, int* port);
+
+// Renders the effective configuration as KEY=value lines, secrets masked.
+std::string DescribeConfig(const Config& c);
+
+}  // namespace kg

@@ -1,0 +1,210 @@
+#include <filesystem>
+#include <map>
+
+#include "config/config.h"
+#include "graph/graph_store.h"
+#include "sqlite/db.h"
+
+namespace kg {
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS documents(id TEXT PRIMARY KEY, title TEXT NOT NULL, source TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks(id TEXT PRIMARY KEY, doc_id TEXT NOT NULL REFERENCES documents(id),
+  idx INTEGER NOT NULL, text TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entities(key TEXT PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL,
+  description TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mentions(chunk_id TEXT NOT NULL REFERENCES chunks(id),
+  entity_key TEXT NOT NULL REFERENCES entities(key), PRIMARY KEY(chunk_id, entity_key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS mentions_entity ON mentions(entity_key);
+CREATE TABLE IF NOT EXISTS relations(src TEXT NOT NULL REFERENCES entities(key),
+  dst TEXT NOT NULL REFERENCES entities(key), type TEXT NOT NULL, PRIMARY KEY(src, dst, type)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS relations_dst ON relations(dst);
+CREATE TABLE IF NOT EXISTS evidence(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL,
+  chunk_id TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id)) WITHOUT ROWID;
+)sql";
+
+class SqliteGraphStore final : public GraphStore {
+ public:
+  explicit SqliteGraphStore(std::unique_ptr<sqlite::Db> db) : db_(std::move(db)) {}
+  Status Init() { return db_->Exec(kSchema); }
+
+  Status Merge(const std::vector<GraphBatch>& batches) override {
+    sqlite::Db::Tx tx(*db_);
+    KG_RETURN_IF_ERROR(tx.Begin());
+    auto doc = db_->Prepare("INSERT OR IGNORE INTO documents(id,title,source) VALUES(?,?,?)");
+    auto chunk = db_->Prepare("INSERT OR IGNORE INTO chunks(id,doc_id,idx,text) VALUES(?,?,?,?)");
+    auto ent = db_->Prepare(
+        "INSERT INTO entities(key,name,type,description) VALUES(?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
+        "description=CASE WHEN entities.description='' THEN excluded.description ELSE entities.description END");
+    auto men = db_->Prepare("INSERT OR IGNORE INTO mentions(chunk_id,entity_key) VALUES(?,?)");
+    auto rel = db_->Prepare("INSERT OR IGNORE INTO relations(src,dst,type) VALUES(?,?,?)");
+    auto ev = db_->Prepare("INSERT OR IGNORE INTO evidence(src,dst,type,chunk_id) VALUES(?,?,?,?)");
+    for (const auto& b : batches) {
+      KG_RETURN_IF_ERROR(doc->Bind(1, b.doc.id).Bind(2, b.doc.title).Bind(3, b.doc.source).Run());
+      KG_RETURN_IF_ERROR(chunk->Bind(1, b.chunk.id).Bind(2, b.doc.id).Bind(3, b.chunk.idx).Bind(4, b.chunk.text).Run());
+      for (const auto& e : b.entities) {
+        KG_RETURN_IF_ERROR(ent->Bind(1, e.key).Bind(2, e.name).Bind(3, e.type).Bind(4, e.description).Run());
+        KG_RETURN_IF_ERROR(men->Bind(1, b.chunk.id).Bind(2, e.key).Run());
+      }
+      for (const auto& r : b.relations) {
+        KG_RETURN_IF_ERROR(rel->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type).Run().With("relation " + r.src + "->" + r.dst));
+        KG_RETURN_IF_ERROR(ev->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type).Bind(4, b.chunk.id).Run());
+      }
+    }
+    return tx.Commit();
+  }
+
+  Result<GraphStats> Stats() override {
+    auto q = db_->Prepare(
+        "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM chunks), (SELECT COUNT(*) FROM entities), "
+        "(SELECT COUNT(*) FROM relations)");
+    GraphStats s;
+    if (q->Step()) {
+      s.documents = q->Int(0);
+      s.chunks = q->Int(1);
+      s.entities = q->Int(2);
+      s.relations = q->Int(3);
+    }
+    KG_RETURN_IF_ERROR(q->status());
+    return s;
+  }
+
+  Result<std::vector<EntityRec>> SearchEntities(const std::string& query, int limit) override {
+    auto q = db_->Prepare(
+        "SELECT e.key, e.name, e.type, e.description, (SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) AS n "
+        "FROM entities e WHERE instr(lower(e.name), lower(?))>0 OR instr(e.key, lower(?))>0 "
+        "ORDER BY n DESC, e.name LIMIT ?");
+    q->Bind(1, query).Bind(2, query).Bind(3, limit);
+    std::vector<EntityRec> out;
+    while (q->Step()) out.push_back(EntityRow(*q));
+    KG_RETURN_IF_ERROR(q->status());
+    return out;
+  }
+
+  Result<EntityDetail> GetEntity(const std::string& key) override {
+    EntityDetail d;
+    {
+      auto q = db_->Prepare(
+          "SELECT e.key, e.name, e.type, e.description, (SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) "
+          "FROM entities e WHERE e.key=?");
+      q->Bind(1, key);
+      if (!q->Step()) {
+        KG_RETURN_IF_ERROR(q->status());
+        return Status::NotFound("entity " + key + " not found");
+      }
+      d.entity = EntityRow(*q);
+    }
+    auto q = db_->Prepare(
+        "SELECT 'out', r.src, r.dst, r.type, e.key, e.name, e.type, e.description FROM relations r "
+        "JOIN entities e ON e.key=r.dst WHERE r.src=?1 UNION ALL "
+        "SELECT 'in', r.src, r.dst, r.type, e.key, e.name, e.type, e.description FROM relations r "
+        "JOIN entities e ON e.key=r.src WHERE r.dst=?1");
+    q->Bind(1, key);
+    while (q->Step()) {
+      Neighbour n;
+      n.direction = q->Text(0);
+      n.relation.src = q->Text(1);
+      n.relation.dst = q->Text(2);
+      n.relation.type = q->Text(3);
+      n.entity.key = q->Text(4);
+      n.entity.name = q->Text(5);
+      n.entity.type = q->Text(6);
+      n.entity.description = q->Text(7);
+      d.neighbours.push_back(std::move(n));
+    }
+    KG_RETURN_IF_ERROR(q->status());
+    for (auto& n : d.neighbours) {
+      KG_RETURN_IF_ERROR(LoadEvidence(n.relation));
+    }
+    auto c = db_->Prepare(
+        "SELECT m.chunk_id, c.doc_id FROM mentions m JOIN chunks c ON c.id=m.chunk_id WHERE m.entity_key=? "
+        "ORDER BY c.doc_id, c.idx");
+    c->Bind(1, key);
+    while (c->Step()) {
+      d.chunks.push_back(c->Text(0));
+      if (d.documents.empty() || d.documents.back() != c->Text(1)) d.documents.push_back(c->Text(1));
+    }
+    KG_RETURN_IF_ERROR(c->status());
+    return d;
+  }
+
+  Result<GraphSnapshot> Export() override {
+    GraphSnapshot s;
+    auto d = db_->Prepare("SELECT id,title,source FROM documents ORDER BY id");
+    while (d->Step()) s.documents.push_back({d->Text(0), d->Text(1), d->Text(2)});
+    KG_RETURN_IF_ERROR(d->status());
+    auto c = db_->Prepare("SELECT id,doc_id,idx,text FROM chunks ORDER BY doc_id, idx");
+    while (c->Step()) s.chunks.push_back({c->Text(0), c->Text(1), static_cast<int>(c->Int(2)), c->Text(3)});
+    KG_RETURN_IF_ERROR(c->status());
+    auto e = db_->Prepare(
+        "SELECT e.key, e.name, e.type, e.description, (SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) "
+        "FROM entities e ORDER BY e.key");
+    while (e->Step()) s.entities.push_back(EntityRow(*e));
+    KG_RETURN_IF_ERROR(e->status());
+    auto m = db_->Prepare("SELECT chunk_id, entity_key FROM mentions ORDER BY chunk_id, entity_key");
+    while (m->Step()) s.mentions.emplace_back(m->Text(0), m->Text(1));
+    KG_RETURN_IF_ERROR(m->status());
+    auto r = db_->Prepare(
+        "SELECT r.src, r.dst, r.type, (SELECT group_concat(chunk_id, ' ') FROM (SELECT chunk_id FROM evidence v "
+        "WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type ORDER BY chunk_id)) FROM relations r "
+        "ORDER BY r.src, r.dst, r.type");
+    while (r->Step()) {
+      RelationRec rel;
+      rel.src = r->Text(0);
+      rel.dst = r->Text(1);
+      rel.type = r->Text(2);
+      std::string ev = r->Text(3);
+      size_t pos = 0;
+      while (pos < ev.size()) {
+        size_t sp = ev.find(' ', pos);
+        if (sp == std::string::npos) sp = ev.size();
+        rel.evidence.push_back(ev.substr(pos, sp - pos));
+        pos = sp + 1;
+      }
+      rel.weight = static_cast<int64_t>(rel.evidence.size());
+      s.relations.push_back(std::move(rel));
+    }
+    KG_RETURN_IF_ERROR(r->status());
+    return s;
+  }
+
+ private:
+  static EntityRec EntityRow(sqlite::Stmt& q) {
+    EntityRec e;
+    e.key = q.Text(0);
+    e.name = q.Text(1);
+    e.type = q.Text(2);
+    e.description = q.Text(3);
+    e.mentions = q.Int(4);
+    return e;
+  }
+
+  Status LoadEvidence(RelationRec& r) {
+    auto q = db_->Prepare("SELECT chunk_id FROM evidence WHERE src=? AND dst=? AND type=? ORDER BY chunk_id");
+    q->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type);
+    while (q->Step()) r.evidence.push_back(q->Text(0));
+    r.weight = static_cast<int64_t>(r.evidence.size());
+    return q->status();
+  }
+
+  std::unique_ptr<sqlite::Db> db_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<GraphStore>> OpenSqliteGraphStore(const std::string& path) {
+  auto db = sqlite::Db::Open(path);
+  if (!db.ok()) return db.status();
+  auto s = std::make_unique<SqliteGraphStore>(std::move(db).value());
+  KG_RETURN_IF_ERROR(s->Init().With("init graph " + path));
+  return std::unique_ptr<GraphStore>(std::move(s));
+}
+
+Result<std::unique_ptr<GraphStore>> OpenGraphStore(const Config& config) {
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  return OpenSqliteGraphStore(config.data_dir + "/graph.db");
+}
+
+}  // namespace kg

@@ -1,0 +1,51 @@
+#pragma once
+// From a submitted document to queue items, and from a provider's extraction to the
+// graph batch of one chunk (normalised keys, provenance).
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "graph/graph_store.h"
+#include "pipeline/text.h"
+#include "queue/queue.h"
+
+namespace kg {
+
+struct ExtractedEntity {
+  std::string name, type, description;
+};
+struct ExtractedRelation {
+  std::string source, source_type, target, target_type, type;
+};
+struct Extraction {
+  std::vector<ExtractedEntity> entities;
+  std::vector<ExtractedRelation> relations;
+};
+
+// What the queue carries for one chunk (serialised as JSON in ChunkItem::payload).
+struct ChunkPayload {
+  std::string doc_id, title, source, chunk_id, text;
+  int idx = 0;
+};
+std::string EncodePayload(const ChunkPayload& p);
+Result<ChunkPayload> DecodePayload(const std::string& json);
+
+// "d" + the first 24 hex digits of the SHA-256 of the text: equal text, equal id.
+std::string DocumentIdFor(std::string_view text);
+
+struct TaskPlan {
+  std::string doc_id;
+  std::vector<ChunkItem> items;
+};
+// Chunks `text` for `provider`; queue ids are "<task_id>:<idx>", graph chunk ids
+// "<doc_id>:<idx>". `doc_id` empty means derive it from the content.
+TaskPlan PlanTask(const std::string& task_id, const std::string& provider, std::string doc_id,
+                  const std::string& title, const std::string& source, std::string_view text,
+                  const ChunkOptions& options);
+
+// Normalises names to keys, drops empty names and self-relations, folds duplicates,
+// and makes sure both ends of every relation are entities of the chunk.
+GraphBatch BuildBatch(const ChunkPayload& chunk, const Extraction& extraction);
+
+}  // namespace kg

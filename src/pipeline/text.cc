@@ -1,0 +1,276 @@
+#include "pipeline/text.h"
+
+#include <algorithm>
+
+namespace kg {
+
+char32_t DecodeUtf8(std::string_view s, size_t& i) {
+  auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = b(i);
+  if (c < 0x80) {
+    ++i;
+    return c;
+  }
+  int len = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+  if (len == 0 || i + len > s.size()) {
+    ++i;
+    return 0xFFFD;
+  }
+  char32_t cp = c & (0x7F >> len);
+  for (int k = 1; k < len; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) {
+      ++i;
+      return 0xFFFD;
+    }
+    cp = (cp << 6) | (b(i + k) & 0x3F);
+  }
+  static constexpr char32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+    ++i;
+    return 0xFFFD;
+  }
+  i += len;
+  return cp;
+}
+
+void AppendUtf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+std::string SanitizeUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) AppendUtf8(out, DecodeUtf8(s, i));
+  return out;
+}
+
+size_t CodePointCount(std::string_view s) {
+  size_t n = 0;
+  for (size_t i = 0; i < s.size();) {
+    DecodeUtf8(s, i);
+    ++n;
+  }
+  return n;
+}
+
+bool IsHan(char32_t c) {
+  return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
+         (c >= 0xF900 && c <= 0xFAFF);
+}
+
+namespace {
+
+bool IsSpace(char32_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0x3000 || c == 0xA0; }
+bool IsCjkStop(char32_t c) { return c == 0x3002 || c == 0xFF01 || c == 0xFF1F || c == 0xFF1B; }  // 。！？；
+bool IsLatinStop(char32_t c) { return c == '.' || c == '!' || c == '?'; }
+bool IsCloser(char32_t c) {
+  return c == '"' || c == '\'' || c == ')' || c == 0x201D || c == 0x2019 || c == 0x300D || c == 0x300F || c == 0xFF09;
+}
+
+std::string Trim(std::string_view s) {
+  size_t b = 0, e = s.size();
+  while (b < e) {
+    size_t j = b;
+    if (!IsSpace(DecodeUtf8(s, j))) break;
+    b = j;
+  }
+  while (e > b) {
+    size_t k = e - 1;
+    while (k > b && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
+    size_t j = k;
+    if (!IsSpace(DecodeUtf8(s, j))) break;
+    e = k;
+  }
+  return std::string(s.substr(b, e - b));
+}
+
+struct Piece {
+  std::string text;
+  size_t cps;
+  bool para_end = false;  // a blank line follows
+};
+
+// Cuts an over-long sentence at spaces (or at code points) into pieces of <= size.
+void CutLong(const std::string& s, size_t size, std::vector<Piece>& out) {
+  std::vector<size_t> starts;  // byte offset of each code point
+  for (size_t i = 0; i < s.size();) {
+    starts.push_back(i);
+    DecodeUtf8(s, i);
+  }
+  starts.push_back(s.size());
+  size_t n = starts.size() - 1, pos = 0;
+  while (pos < n) {
+    size_t end = std::min(n, pos + size);
+    if (end < n) {
+      size_t cut = end;
+      while (cut > pos + size / 2 && s[starts[cut]] != ' ') --cut;
+      if (cut > pos + size / 2) end = cut;
+    }
+    std::string t = Trim(std::string_view(s).substr(starts[pos], starts[end] - starts[pos]));
+    if (!t.empty()) out.push_back({t, CodePointCount(t), false});
+    pos = end;
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Sentences; para_end[k] says a blank line follows sentence k.
+std::vector<std::string> Sentences(std::string_view text, std::vector<bool>* para_end) {
+  std::vector<std::string> out;
+  size_t start = 0, i = 0;
+  auto emit = [&](size_t end) {
+    std::string t = Trim(text.substr(start, end - start));
+    if (!t.empty()) {
+      out.push_back(std::move(t));
+      para_end->push_back(false);
+    }
+    start = end;
+  };
+  int newlines = 0;
+  while (i < text.size()) {
+    size_t at = i;
+    char32_t c = DecodeUtf8(text, i);
+    if (c == '\n') {
+      if (++newlines >= 2) {
+        emit(i);
+        if (!para_end->empty()) para_end->back() = true;
+      }
+      continue;
+    }
+    if (!IsSpace(c)) newlines = 0;
+    if (IsCjkStop(c) || IsLatinStop(c)) {
+      size_t j = i;
+      while (j < text.size()) {  // swallow repeated stops and closing quotes
+        size_t k = j;
+        char32_t d = DecodeUtf8(text, k);
+        if (!(IsCjkStop(d) || IsLatinStop(d) || IsCloser(d))) break;
+        j = k;
+      }
+      if (IsCjkStop(c)) {
+        emit(j);
+        i = j;
+      } else if (j >= text.size()) {
+        emit(j);
+        i = j;
+      } else {
+        size_t k = j;
+        char32_t next = DecodeUtf8(text, k);
+        // "Dr. Voss" and "3.5" do not end a sentence; ". The" does.
+        bool abbrev = false;
+        if (c == '.') {
+          size_t ws = at;
+          while (ws > start && std::isalpha(static_cast<unsigned char>(text[ws - 1]))) --ws;
+          std::string_view word = text.substr(ws, at - ws);
+          abbrev = word == "Dr" || word == "Mr" || word == "Mrs" || word == "Ms" || word == "Prof" ||
+                   word == "St" || word == "Inc" || word == "Co" || word == "Corp" || word == "Ltd" ||
+                   word == "Jr" || word == "Sr" || word.size() == 1;
+        }
+        if (IsSpace(next) && !abbrev) {
+          emit(j);
+        }
+        i = j;
+      }
+    }
+    (void)at;
+  }
+  emit(text.size());
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> SplitSentences(std::string_view text) {
+  std::vector<bool> para_end;
+  return Sentences(text, &para_end);
+}
+
+std::vector<std::string> ChunkText(std::string_view text, const ChunkOptions& o) {
+  size_t size = static_cast<size_t>(std::max(1, o.size));
+  size_t overlap = static_cast<size_t>(std::max(0, std::min(o.overlap, o.size / 2)));
+  std::vector<Piece> pieces;
+  std::vector<bool> para_end;
+  auto sentences = Sentences(text, &para_end);
+  for (size_t k = 0; k < sentences.size(); ++k) {
+    const auto& s = sentences[k];
+    size_t n = CodePointCount(s);
+    if (n <= size) pieces.push_back({s, n, false});
+    else CutLong(s, size, pieces);
+    pieces.back().para_end = para_end[k];
+  }
+  std::vector<std::string> chunks;
+  size_t i = 0;
+  while (i < pieces.size()) {
+    std::string chunk;
+    size_t cps = 0, j = i;
+    auto sep = [&](size_t k) -> size_t { return chunk.empty() ? 0 : pieces[k - 1].para_end ? 2 : 1; };
+    while (j < pieces.size() && cps + pieces[j].cps + sep(j) <= size) {
+      if (!chunk.empty()) {
+        chunk += pieces[j - 1].para_end ? "\n\n" : " ";
+        cps += sep(j);
+      }
+      chunk += pieces[j].text;
+      cps += pieces[j].cps;
+      ++j;
+    }
+    if (j == i) {  // cannot happen (pieces are <= size), but never loop forever
+      chunk = pieces[i].text;
+      j = i + 1;
+    }
+    chunks.push_back(std::move(chunk));
+    if (j >= pieces.size()) break;
+    // Next chunk starts with trailing sentences worth at most `overlap` code points,
+    // but always advances by at least one piece.
+    size_t back = j, carried = 0;
+    while (back > i + 1 && carried + pieces[back - 1].cps <= overlap) {
+      carried += pieces[back - 1].cps;
+      --back;
+    }
+    i = back;
+  }
+  return chunks;
+}
+
+std::string NormalizeName(std::string_view name) {
+  std::string out;
+  bool space = false;
+  for (size_t i = 0; i < name.size();) {
+    char32_t c = DecodeUtf8(name, i);
+    if (c >= 0xFF01 && c <= 0xFF5E) c = c - 0xFF01 + 0x21;  // full-width ASCII
+    if (IsSpace(c) || c == 0x3000) {
+      space = !out.empty();
+      continue;
+    }
+    if (c >= 'A' && c <= 'Z') c += 32;
+    else if ((c >= 0xC0 && c <= 0xDE && c != 0xD7)) c += 32;  // Latin-1 upper
+    if (space) out.push_back(' ');
+    space = false;
+    AppendUtf8(out, c);
+  }
+  return out;
+}
+
+std::string EntityKey(std::string_view name, std::string_view type) {
+  std::string t = NormalizeName(type);
+  for (char& ch : t) {
+    if (ch == ' ') ch = '_';
+  }
+  return t + ":" + NormalizeName(name);
+}
+
+}  // namespace kg

@@ -1,0 +1,98 @@
+#include <algorithm>
+
+#include "pipeline/text.h"
+#include "provider/builtin_rules.h"
+#include "provider/provider.h"
+
+namespace kg {
+namespace builtin {
+
+void Collector::AddEntity(const std::string& name, const std::string& type, int strength,
+                          const std::string& sentence) {
+  auto [it, inserted] = entities_.try_emplace(name);
+  Entry& e = it->second;
+  if (inserted) {
+    e.order = entities_.size();
+    std::string d = sentence;
+    if (CodePointCount(d) > 240) {
+      size_t i = 0, n = 0;
+      while (i < d.size() && n < 240) {
+        DecodeUtf8(d, i);
+        ++n;
+      }
+      d = d.substr(0, i) + "...";
+    }
+    e.description = d;
+  }
+  if (strength > e.strength) {
+    e.type = type;
+    e.strength = strength;
+  }
+}
+
+void Collector::AddRelation(const std::string& src, const std::string& dst, const std::string& type) {
+  relations_.push_back({src, dst, type});
+}
+
+Extraction Collector::Finish() const {
+  // Alias folding: "Voss" -> "Mara Voss" (person), "Helix" -> "Helix Dynamics" (organisation).
+  std::map<std::string, std::string> alias;
+  for (const auto& [name, e] : entities_) {
+    if (name.find(' ') != std::string::npos) continue;
+    std::string target;
+    int matches = 0;
+    for (const auto& [full, f] : entities_) {
+      if (full == name || full.find(' ') == std::string::npos) continue;
+      bool person = f.type == "Person" && full.size() > name.size() &&
+                    full.compare(full.size() - name.size(), name.size(), name) == 0 &&
+                    full[full.size() - name.size() - 1] == ' ';
+      bool org = f.type == "Organization" && full.rfind(name + " ", 0) == 0;
+      if (person || org) {
+        target = full;
+        ++matches;
+      }
+    }
+    if (matches == 1) alias[name] = target;
+  }
+  auto resolve = [&](const std::string& n) {
+    auto it = alias.find(n);
+    return it == alias.end() ? n : it->second;
+  };
+  std::vector<std::pair<size_t, std::string>> ordered;
+  for (const auto& [name, e] : entities_) {
+    if (!alias.count(name)) ordered.emplace_back(e.order, name);
+  }
+  std::sort(ordered.begin(), ordered.end());
+  Extraction x;
+  for (const auto& [_, name] : ordered) {
+    const Entry& e = entities_.at(name);
+    x.entities.push_back({name, e.type, e.description});
+  }
+  for (const auto& r : relations_) {
+    std::string s = resolve(r.src), d = resolve(r.dst);
+    if (s == d) continue;
+    x.relations.push_back({s, entities_.at(s).type, d, entities_.at(d).type, r.type});
+  }
+  return x;
+}
+
+bool EndsSentence(const std::string& s) {
+  size_t e = s.size();
+  while (e > 0 && (s[e - 1] == '"' || s[e - 1] == '\'' || s[e - 1] == ')')) --e;
+  return e > 0 && (s[e - 1] == '.' || s[e - 1] == '!' || s[e - 1] == '?' || s[e - 1] == ':' || s[e - 1] == ';');
+}
+
+}  // namespace builtin
+
+Extraction BuiltinExtract(std::string_view text) {
+  builtin::Collector c;
+  for (const auto& sentence : SplitSentences(text)) {
+    bool han = false;
+    for (size_t i = 0; i < sentence.size() && !han;) han = IsHan(DecodeUtf8(sentence, i));
+    if (han) builtin::ExtractChineseSentence(sentence, c);
+    else builtin::ExtractEnglishSentence(sentence, !builtin::EndsSentence(sentence), c);
+  }
+  return c.Finish();
+}
+
+}  // namespace kg

@@ -1,0 +1,250 @@
+// Rule-based extraction for Chinese prose: organisations by suffix, places by suffix
+// and by the verbs that introduce them, people by surname + given name followed by a
+// verb, title or punctuation; relations from the verb between two names.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "pipeline/text.h"
+#include "provider/builtin_rules.h"
+
+namespace kg::builtin {
+namespace {
+
+using U32 = std::u32string;
+
+U32 Decode(const std::string& s) {
+  U32 out;
+  for (size_t i = 0; i < s.size();) out.push_back(DecodeUtf8(s, i));
+  return out;
+}
+
+std::string Encode(const U32& s, size_t b, size_t e) {
+  std::string out;
+  for (size_t i = b; i < e && i < s.size(); ++i) AppendUtf8(out, s[i]);
+  return out;
+}
+
+const std::vector<U32> kOrgSuffix = {U"有限公司", U"公司", U"集团", U"大学", U"研究院", U"研究所", U"实验室",
+                                     U"银行", U"基金会", U"协会", U"医院", U"学院", U"科技", U"工作室",
+                                     U"出版社", U"委员会", U"中心", U"联盟", U"事务所", U"基金"};
+const std::vector<U32> kLocSuffix = {U"市", U"省", U"县", U"镇", U"港"};
+const std::vector<U32> kLocMarkers = {U"总部位于", U"位于", U"设在", U"出生于", U"生于", U"来自", U"落户", U"迁往",
+                                      U"迁至", U"坐落于"};
+const std::vector<U32> kVerbs = {
+    U"创立", U"创办", U"创建", U"成立", U"收购", U"并购", U"加入", U"位于", U"投资", U"注资", U"资助", U"合作",
+    U"担任", U"出任", U"现任", U"领导", U"负责", U"毕业", U"出生", U"隶属", U"属于", U"任职", U"就职", U"工作",
+    U"签署", U"竞争", U"建立", U"宣布", U"发布", U"推出", U"设立", U"设在", U"拥有", U"控股", U"来自", U"前往",
+    U"离开", U"聘请", U"主持", U"参与", U"支持", U"完成", U"开设", U"管理", U"供应", U"提供", U"共同", U"落户",
+    U"迁往", U"迁至", U"坐落", U"联合", U"表示", U"认为", U"指出", U"说", U"获得", U"带领", U"研发", U"开发",
+    U"使用", U"开始", U"采用", U"购买", U"成为", U"进入", U"包括", U"以后", U"之后", U"以前", U"之前", U"访问"};
+const std::vector<U32> kTitles = {U"博士", U"先生", U"女士", U"教授", U"院长", U"所长", U"主任", U"总裁",
+                                  U"董事长", U"首席", U"创始人", U"工程师", U"研究员", U"经理", U"总监", U"科学家",
+                                  U"负责人", U"执行官", U"技术官", U"财务官", U"员工", U"顾问", U"股东"};
+// Leading quantifiers are not part of a name: "一个机器人实验室" -> "机器人实验室".
+const U32 kQuantifierStart = U"一两三几这那该每某";
+const U32 kMeasureWords = U"个家所名座支位";
+const U32 kStops = U"了的是在与和于由把被将对从向及并为也都就而或但其该这那此等、，。；：！？“”‘’（）《》 \t,.;:!?()\"'";
+const U32 kSurnames =
+    U"王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔"
+    U"钟谭陆汪范金廖贾夏韦付白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵钱严覃武戴莫孔汤";
+const std::vector<U32> kCompoundSurnames = {U"欧阳", U"司马", U"诸葛", U"上官", U"东方", U"慕容"};
+
+struct RoleWord {
+  U32 word;
+  const char* type;
+};
+const std::vector<RoleWord> kRoles = {
+    {U"首席执行官", "CEO_OF"}, {U"CEO", "CEO_OF"}, {U"首席技术官", "CTO_OF"}, {U"首席财务官", "CFO_OF"},
+    {U"联合创始人", "FOUNDER_OF"}, {U"创始人", "FOUNDER_OF"}, {U"董事长", "CHAIR_OF"}, {U"总裁", "PRESIDENT_OF"},
+    {U"院长", "DIRECTOR_OF"}, {U"所长", "DIRECTOR_OF"}, {U"主任", "DIRECTOR_OF"}, {U"总监", "DIRECTOR_OF"},
+    {U"负责人", "DIRECTOR_OF"}, {U"首席科学家", "CHIEF_SCIENTIST_OF"}, {U"工程师", "WORKS_AT"},
+    {U"研究员", "WORKS_AT"}, {U"教授", "WORKS_AT"}, {U"员工", "WORKS_AT"}, {U"科学家", "WORKS_AT"},
+    {U"子公司", "PART_OF"}, {U"顾问", "ADVISES"}, {U"股东", "INVESTED_IN"}};
+
+bool IsStop(char32_t c) { return kStops.find(c) != U32::npos; }
+bool IsNameChar(char32_t c) {
+  return IsHan(c) || (c < 0x80 && std::isalnum(static_cast<int>(c)));
+}
+bool At(const U32& s, size_t pos, const U32& w) { return s.compare(pos, w.size(), w) == 0; }
+bool EndsAt(const U32& s, size_t pos, const U32& w) { return pos >= w.size() && At(s, pos - w.size(), w); }
+bool VerbStartsAt(const U32& s, size_t pos) {
+  return std::any_of(kVerbs.begin(), kVerbs.end(), [&](const U32& v) { return At(s, pos, v); });
+}
+bool VerbEndsAt(const U32& s, size_t pos) {
+  return std::any_of(kVerbs.begin(), kVerbs.end(), [&](const U32& v) { return EndsAt(s, pos, v); });
+}
+bool Contains(const U32& s, const U32& w) { return s.find(w) != U32::npos; }
+bool ContainsAny(const U32& s, std::initializer_list<const char32_t*> ws) {
+  return std::any_of(ws.begin(), ws.end(), [&](const char32_t* w) { return Contains(s, w); });
+}
+
+struct Span {
+  size_t b, e;
+  std::string type;
+};
+
+// Scans back from `end` over name characters, stopping at particles and verbs.
+size_t ScanBack(const U32& s, size_t end, size_t max_len) {
+  size_t pos = end;
+  while (pos > 0 && end - pos < max_len) {
+    char32_t c = s[pos - 1];
+    if (IsStop(c) || !IsNameChar(c) || VerbEndsAt(s, pos)) break;
+    --pos;
+  }
+  return pos;
+}
+
+size_t ScanForward(const U32& s, size_t b, size_t max_len) {
+  size_t pos = b;
+  while (pos < s.size() && pos - b < max_len && !IsStop(s[pos]) && IsNameChar(s[pos]) && !VerbStartsAt(s, pos)) ++pos;
+  return pos;
+}
+
+bool Overlaps(const std::vector<Span>& spans, size_t b, size_t e) {
+  return std::any_of(spans.begin(), spans.end(), [&](const Span& sp) { return b < sp.e && sp.b < e; });
+}
+
+const char* RoleAt(const U32& s, size_t pos, size_t* len) {
+  for (const auto& r : kRoles) {
+    if (At(s, pos, r.word)) {
+      *len = r.word.size();
+      return r.type;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void ExtractChineseSentence(const std::string& sentence, Collector& out) {
+  U32 s = Decode(sentence);
+  std::vector<Span> spans;
+  auto add = [&](size_t b, size_t e, const char* type) {
+    if (e <= b || Overlaps(spans, b, e)) return;
+    spans.push_back({b, e, type});
+  };
+  // Organisations (longest suffix first wins: 有限公司 before 公司; containment drops 科技 in 科技公司).
+  std::vector<Span> orgs;
+  for (size_t i = 0; i < s.size(); ++i) {
+    for (const auto& suf : kOrgSuffix) {
+      if (!At(s, i, suf)) continue;
+      size_t b = ScanBack(s, i, 8);
+      if (b < i && kQuantifierStart.find(s[b]) != U32::npos) ++b;
+      if (b < i && kMeasureWords.find(s[b]) != U32::npos) ++b;
+      if (i - b >= 2) orgs.push_back({b, i + suf.size(), "Organization"});
+      break;
+    }
+  }
+  std::sort(orgs.begin(), orgs.end(), [](const Span& a, const Span& b) { return a.e - a.b > b.e - b.b; });
+  for (const auto& o : orgs) add(o.b, o.e, "Organization");
+  // Places: after a marker verb, or by suffix.
+  for (const auto& m : kLocMarkers) {
+    for (size_t p = s.find(m); p != U32::npos; p = s.find(m, p + 1)) {
+      size_t b = p + m.size();
+      size_t e = ScanForward(s, b, 8);
+      if (e > b + 1 || (e == b + 1 && e < s.size() && IsStop(s[e]))) add(b, e, "Location");
+    }
+  }
+  std::vector<Span> places;
+  for (size_t i = 1; i < s.size(); ++i) {
+    for (const auto& suf : kLocSuffix) {
+      if (!At(s, i, suf)) continue;
+      size_t b = ScanBack(s, i, 5);
+      if (i - b >= 1) places.push_back({b, i + suf.size(), "Location"});
+    }
+  }
+  std::sort(places.begin(), places.end(), [](const Span& a, const Span& b) { return a.e - a.b > b.e - b.b; });
+  for (const auto& p : places) add(p.b, p.e, "Location");
+  // People.
+  for (size_t i = 0; i < s.size(); ++i) {
+    size_t slen = 0;
+    for (const auto& cs : kCompoundSurnames) {
+      if (At(s, i, cs)) slen = cs.size();
+    }
+    if (!slen && kSurnames.find(s[i]) != U32::npos) slen = 1;
+    if (!slen || Overlaps(spans, i, i + 1)) continue;
+    // Not a name: a title or role word ("董事长", "程" in "工程师"), or glued to a preceding word
+    // other than a title, a verb or a name.
+    auto starts_title = [&](size_t pos) {
+      return std::any_of(kTitles.begin(), kTitles.end(), [&](const U32& t) { return At(s, pos, t); });
+    };
+    if (starts_title(i)) continue;
+    if (i > 0 && IsHan(s[i - 1]) && !IsStop(s[i - 1]) && !VerbEndsAt(s, i) &&
+        !std::any_of(kTitles.begin(), kTitles.end(), [&](const U32& t) { return EndsAt(s, i, t); }) &&
+        !std::any_of(spans.begin(), spans.end(), [&](const Span& sp) { return sp.e == i; })) {
+      continue;
+    }
+    for (size_t g : {size_t{2}, size_t{1}}) {
+      size_t e = i + slen + g;
+      if (e > s.size()) continue;
+      bool ok = true;
+      for (size_t k = i + slen; k < e && ok; ++k) ok = IsHan(s[k]) && !IsStop(s[k]) && !VerbStartsAt(s, k);
+      if (!ok || Overlaps(spans, i, e)) continue;
+      bool follow = e == s.size() || IsStop(s[e]) || VerbStartsAt(s, e) ||
+                    std::any_of(kTitles.begin(), kTitles.end(), [&](const U32& t) { return At(s, e, t); });
+      if (!follow) continue;
+      add(i, e, "Person");
+      i = e - 1;
+      break;
+    }
+  }
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.b < b.b; });
+
+  std::vector<std::string> names;
+  for (const auto& sp : spans) {
+    names.push_back(Encode(s, sp.b, sp.e));
+    out.AddEntity(names.back(), sp.type, 3, sentence);
+  }
+  for (size_t k = 0; k + 1 < spans.size(); ++k) {
+    const Span& a = spans[k];
+    const Span& b = spans[k + 1];
+    U32 gap = s.substr(a.e, b.b - a.e);
+    U32 after = s.substr(b.e, 8);
+    if (gap.size() > 14 || Contains(gap, U"，") || Contains(gap, U"。")) continue;
+    const std::string& A = names[k];
+    const std::string& B = names[k + 1];
+    U32 bare = gap;
+    bare.erase(std::remove(bare.begin(), bare.end(), U'的'), bare.end());
+    size_t rl = 0;
+    if (a.type == "Organization" && b.type == "Person") {
+      if (const char* role = RoleAt(bare, 0, &rl); role && rl == bare.size()) {
+        out.AddRelation(B, A, role);
+        continue;
+      }
+    }
+    if (Contains(gap, U"被") && ContainsAny(after, {U"收购", U"并购"})) {
+      out.AddRelation(B, A, "ACQUIRED");
+    } else if (ContainsAny(gap, {U"创立", U"创办", U"创建", U"成立"})) {
+      out.AddRelation(A, B, "FOUNDED");
+    } else if (ContainsAny(gap, {U"收购", U"并购"})) {
+      out.AddRelation(A, B, "ACQUIRED");
+    } else if (ContainsAny(gap, {U"位于", U"设在", U"落户", U"坐落于", U"迁往", U"迁至"})) {
+      out.AddRelation(A, B, "LOCATED_IN");
+    } else if (ContainsAny(gap, {U"出生于", U"生于"})) {
+      out.AddRelation(A, B, "BORN_IN");
+    } else if (Contains(gap, U"毕业于")) {
+      out.AddRelation(A, B, "STUDIED_AT");
+    } else if (ContainsAny(gap, {U"投资", U"注资", U"资助"})) {
+      out.AddRelation(A, B, "INVESTED_IN");
+    } else if (ContainsAny(gap, {U"加入", U"任职于", U"就职于"})) {
+      out.AddRelation(A, B, "WORKS_AT");
+    } else if (ContainsAny(gap, {U"隶属于", U"属于"})) {
+      out.AddRelation(A, B, "PART_OF");
+    } else if (ContainsAny(gap, {U"领导", U"负责", U"管理", U"带领"})) {
+      out.AddRelation(A, B, "LEADS");
+    } else if (ContainsAny(gap, {U"供应", U"提供"})) {
+      out.AddRelation(A, B, "SUPPLIES");
+    } else if (ContainsAny(gap, {U"与", U"和", U"同"}) && gap.size() <= 4) {
+      if (Contains(after, U"竞争")) out.AddRelation(A, B, "COMPETES_WITH");
+      else if (ContainsAny(after, {U"合作", U"签署", U"联合", U"结成"})) out.AddRelation(A, B, "PARTNER_OF");
+    } else if (ContainsAny(gap, {U"担任", U"出任", U"现任", U"是", U"为"}) && gap.size() <= 4) {
+      size_t p = (!after.empty() && after[0] == U'的') ? 1 : 0;
+      if (const char* role = RoleAt(after, p, &rl)) out.AddRelation(A, B, role);
+    } else if (gap == U"在" && (At(after, 0, U"工作") || At(after, 0, U"任职"))) {
+      out.AddRelation(A, B, "WORKS_AT");
+    }
+  }
+}
+
+}  // namespace kg::builtin

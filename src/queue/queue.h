@@ -1,0 +1,130 @@
+#pragma once
+// The chunk queue: per-provider queues with leases, retries and a dead-letter state.
+//
+// Delivery contract (every backend passes tests/queue/queue_contract_test.cc):
+// - Enqueue is idempotent by chunk id.
+// - LeaseChunks hands a ready chunk to one owner with a fresh token and a deadline;
+//   each lease counts one attempt. A chunk that has been held by a crashed worker
+//   ("suspect") is only handed out alone, to an idle worker, so a later crash is
+//   attributed to it exactly.
+// - Renew/Ack/Nack/Release succeed only with the current token of a leased chunk;
+//   anything else is Code::kConflict (a stale holder is fenced off).
+// - Nack retries with exponential backoff and jitter until max_attempts, then the
+//   chunk is dead-lettered with the last error. Release gives a chunk back with no
+//   penalty (graceful stop).
+// - ReleaseOwner gives back at once every chunk an owner held (the supervisor calls it
+//   when a worker dies); with crashed=true each counts a crash and a chunk that has
+//   killed poison_crashes workers is dead-lettered as poison.
+// - ReclaimExpired returns chunks whose lease deadline passed.
+// - CancelTask cancels ready and leased chunks of a task; RetryTask revives its dead
+//   and cancelled chunks with fresh attempts.
+//
+// Thread safety: every method may be called from any thread.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kg {
+
+struct Config;
+
+struct ChunkItem {
+  std::string id;  // unique per (task, index)
+  std::string task_id;
+  std::string provider;
+  int idx = 0;
+  std::string payload;  // opaque to the queue (JSON made by the pipeline)
+};
+
+struct Lease {
+  std::string chunk_id;
+  std::string task_id;
+  std::string provider;
+  int idx = 0;
+  std::string payload;
+  std::string token;
+  int attempt = 0;  // 1 for the first delivery
+  int crashes = 0;  // workers this chunk was held by when they crashed
+  int64_t deadline_ms = 0;
+};
+
+enum class ChunkState { kReady = 0, kLeased = 1, kDone = 2, kDead = 3, kCancelled = 4 };
+const char* ChunkStateName(ChunkState s);
+
+struct TaskCounts {
+  int total = 0, ready = 0, leased = 0, done = 0, dead = 0, cancelled = 0;
+};
+
+struct ProviderDepth {
+  int64_t ready = 0, leased = 0, dead = 0, done = 0;
+};
+
+struct ChunkInfo {
+  std::string id;
+  std::string task_id;
+  ChunkState state = ChunkState::kReady;
+  int attempts = 0;
+  int crashes = 0;
+  std::string owner;
+  std::string last_error;
+  int64_t available_at_ms = 0;
+};
+
+struct QueueOptions {
+  int max_attempts = 5;
+  int poison_crashes = 3;
+  int64_t backoff_base_ms = 1000;
+  int64_t backoff_max_ms = 5 * 60 * 1000;
+  double jitter = 0.25;                 // +-25 % of the delay
+  std::function<int64_t()> now_ms;      // wall clock unless a test drives time
+};
+
+class Queue {
+ public:
+  virtual ~Queue() = default;
+
+  virtual Status Enqueue(const std::vector<ChunkItem>& items) = 0;
+  // Leases up to `max` ready chunks of `provider` for `owner`. With allow_suspect, a
+  // ready suspect chunk (crashes > 0) is returned alone.
+  virtual Result<std::vector<Lease>> LeaseChunks(const std::string& provider, const std::string& owner,
+                                                 int max, int64_t lease_ms, bool allow_suspect) = 0;
+  virtual Status Renew(const std::string& chunk_id, const std::string& token, int64_t lease_ms) = 0;
+  virtual Status Ack(const std::string& chunk_id, const std::string& token) = 0;
+  // retryable=false dead-letters at once (e.g. input the provider can never handle).
+  virtual Status Nack(const std::string& chunk_id, const std::string& token, const std::string& error,
+                      bool retryable) = 0;
+  virtual Status Release(const std::string& chunk_id, const std::string& token) = 0;
+  // Returns how many chunks were given back or dead-lettered.
+  virtual Result<int> ReleaseOwner(const std::string& owner, bool crashed, const std::string& reason) = 0;
+  // Gives back, without penalty, every chunk leased by an owner whose id starts with
+  // `prefix` (a restarted supervisor frees what its killed predecessor's workers held).
+  virtual Result<int> ReleaseOwnersWithPrefix(const std::string& prefix) = 0;
+  virtual Result<int> ReclaimExpired() = 0;
+  virtual Result<int> CancelTask(const std::string& task_id) = 0;
+  virtual Result<int> RetryTask(const std::string& task_id) = 0;
+  virtual Result<TaskCounts> Counts(const std::string& task_id) = 0;
+  virtual Result<std::map<std::string, ProviderDepth>> Depths() = 0;
+  virtual Result<ChunkInfo> Get(const std::string& chunk_id) = 0;
+  virtual Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id) = 0;
+  // Blocks until `provider` may have a ready chunk, `wake_fd` (if >= 0) is readable,
+  // or max_wait_ms passes. Spurious returns are allowed; busy polling is not.
+  virtual void WaitForWork(const std::string& provider, int max_wait_ms, int wake_fd) = 0;
+};
+
+// The backoff before attempt `attempt + 1`, after `attempt` failed attempts (>= 1), with
+// jitter drawn from `unit_random` in [0, 1).
+int64_t BackoffMs(const QueueOptions& o, int attempt, double unit_random);
+
+// Embedded SQLite queue in `path` (WAL; one connection).
+Result<std::unique_ptr<Queue>> OpenSqliteQueue(const std::string& path, QueueOptions options);
+
+// The backend the configuration selects.
+Result<std::unique_ptr<Queue>> OpenQueue(const Config& config);
+
+}  // namespace kg

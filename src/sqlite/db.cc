@@ -1,0 +1,79 @@
+#include "sqlite/db.h"
+
+#include <cstdlib>
+#include <iostream>
+
+namespace kg::sqlite {
+
+bool Stmt::Step() {
+  int rc = sqlite3_step(s_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc != SQLITE_DONE && status_.ok()) {
+    Code code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? Code::kUnavailable : Code::kInternal;
+    status_ = Status(code, std::string("sqlite: ") + sqlite3_errmsg(db_));
+  }
+  return false;
+}
+
+Status Stmt::Run() {
+  while (Step()) {
+  }
+  Status s = status_;
+  Reset();
+  status_ = Status::Ok();
+  return s;
+}
+
+Result<std::unique_ptr<Db>> Db::Open(const std::string& path, int busy_timeout_ms) {
+  sqlite3* raw = nullptr;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = raw ? sqlite3_errmsg(raw) : "out of memory";
+    sqlite3_close_v2(raw);
+    return Status::Unavailable("open " + path + ": " + msg);
+  }
+  std::unique_ptr<Db> db(new Db(raw, path));
+  sqlite3_busy_timeout(raw, busy_timeout_ms);
+  Status s = db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+  if (!s.ok()) return s.With("open " + path);
+  return db;
+}
+
+Db::~Db() { sqlite3_close_v2(db_); }
+
+Status Db::Exec(std::string_view sql) {
+  char* err = nullptr;
+  std::string owned(sql);
+  int rc = sqlite3_exec(db_, owned.c_str(), nullptr, nullptr, &err);
+  if (rc == SQLITE_OK) return Status::Ok();
+  std::string msg = err ? err : sqlite3_errstr(rc);
+  sqlite3_free(err);
+  Code code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? Code::kUnavailable : Code::kInternal;
+  return Status(code, "sqlite " + path_ + ": " + msg);
+}
+
+std::unique_ptr<Stmt> Db::Prepare(std::string_view sql) {
+  sqlite3_stmt* s = nullptr;
+  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr);
+  if (rc != SQLITE_OK) {
+    std::cerr << "FATAL: prepare failed: " << sqlite3_errmsg(db_) << "\nSQL: " << sql << "\n";
+    std::abort();
+  }
+  return std::make_unique<Stmt>(db_, s);
+}
+
+Db::Tx::Tx(Db& db) : db_(db), lock_(db.tx_mu_) { begin_ = db_.Exec("BEGIN IMMEDIATE"); }
+
+Db::Tx::~Tx() {
+  if (begin_.ok() && !done_) (void)db_.Exec("ROLLBACK");
+}
+
+Status Db::Tx::Commit() {
+  KG_RETURN_IF_ERROR(begin_);
+  Status s = db_.Exec("COMMIT");
+  if (s.ok()) done_ = true;
+  return s;
+}
+
+}  // namespace kg::sqlite

@@ -1,0 +1,109 @@
+#pragma once
+// A thin RAII layer over one SQLite connection, shared by the embedded backends.
+// Values are always bound as parameters; SQL text is constant.
+//
+// Thread safety: a Db may be used from several threads; every call takes the
+// connection's mutex (SQLITE_OPEN_FULLMUTEX). A Stmt belongs to one thread at a time.
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace kg::sqlite {
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, sqlite3_stmt* s) : db_(db), s_(s) {}
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& Bind(int i, std::string_view v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(int i, const char* v) { return Bind(i, std::string_view(v)); }
+  Stmt& Bind(int i, const std::string& v) { return Bind(i, std::string_view(v)); }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, int v) { return Bind(i, static_cast<int64_t>(v)); }
+  Stmt& Bind(int i, double v) {
+    sqlite3_bind_double(s_, i, v);
+    return *this;
+  }
+  Stmt& BindNull(int i) {
+    sqlite3_bind_null(s_, i);
+    return *this;
+  }
+
+  // Advances: true with a row, false when done. Errors land in status().
+  bool Step();
+  // Runs to completion; returns the first error.
+  Status Run();
+  const Status& status() const { return status_; }
+  void Reset() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+
+  int64_t Int(int col) const { return sqlite3_column_int64(s_, col); }
+  double Double(int col) const { return sqlite3_column_double(s_, col); }
+  std::string Text(int col) const {
+    const unsigned char* p = sqlite3_column_text(s_, col);
+    return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(s_, col))
+             : std::string();
+  }
+  bool IsNull(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* s_;
+  Status status_;
+};
+
+class Db {
+ public:
+  // Opens (creating) the database at `path` in WAL mode with a busy timeout.
+  static Result<std::unique_ptr<Db>> Open(const std::string& path, int busy_timeout_ms = 10000);
+  ~Db();
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  Status Exec(std::string_view sql);
+  // Prepares `sql`; a prepare failure is a bug in our constant SQL, so it aborts loudly.
+  std::unique_ptr<Stmt> Prepare(std::string_view sql);
+  int64_t Changes() const { return sqlite3_changes64(db_); }
+  const std::string& path() const { return path_; }
+
+  // BEGIN IMMEDIATE ... COMMIT, rolled back unless Commit() succeeds. Holds the
+  // connection's transaction lock, so one Db serialises its own transactions.
+  class Tx {
+   public:
+    explicit Tx(Db& db);
+    ~Tx();
+    Status Begin() const { return begin_; }
+    Status Commit();
+
+   private:
+    Db& db_;
+    std::unique_lock<std::recursive_mutex> lock_;
+    Status begin_;
+    bool done_ = false;
+  };
+
+ private:
+  Db(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  sqlite3* db_;
+  std::string path_;
+  std::recursive_mutex tx_mu_;  // serialises transactions of threads sharing this connection
+};
+
+}  // namespace kg::sqlite

@@ -1,0 +1,182 @@
+#include <filesystem>
+
+#include "common/util.h"
+#include "config/config.h"
+#include "sqlite/db.h"
+#include "store/task_store.h"
+
+namespace kg {
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS tasks(
+  id TEXT PRIMARY KEY, title TEXT NOT NULL, provider TEXT NOT NULL, doc_id TEXT NOT NULL,
+  source TEXT NOT NULL, status TEXT NOT NULL, chunks_total INTEGER NOT NULL, chunks_done INTEGER NOT NULL,
+  chunks_failed INTEGER NOT NULL, error TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status, created_at);
+CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes(
+  name TEXT PRIMARY KEY, role TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+  heartbeat_at INTEGER NOT NULL, processes TEXT NOT NULL);
+)sql";
+
+constexpr const char* kSelect =
+    "SELECT id,title,provider,doc_id,source,status,chunks_total,chunks_done,chunks_failed,error,created_at,"
+    "updated_at FROM tasks";
+
+TaskRecord Row(sqlite::Stmt& q) {
+  TaskRecord t;
+  t.id = q.Text(0);
+  t.title = q.Text(1);
+  t.provider = q.Text(2);
+  t.doc_id = q.Text(3);
+  t.source = q.Text(4);
+  t.status = q.Text(5);
+  t.chunks_total = static_cast<int>(q.Int(6));
+  t.chunks_done = static_cast<int>(q.Int(7));
+  t.chunks_failed = static_cast<int>(q.Int(8));
+  t.error = q.Text(9);
+  t.created_at_ms = q.Int(10);
+  t.updated_at_ms = q.Int(11);
+  return t;
+}
+
+class SqliteTaskStore final : public TaskStore {
+ public:
+  explicit SqliteTaskStore(std::unique_ptr<sqlite::Db> db) : db_(std::move(db)) {}
+  Status Init() { return db_->Exec(kSchema); }
+
+  Status Create(const TaskRecord& t) override {
+    auto st = db_->Prepare(
+        "INSERT INTO tasks(id,title,provider,doc_id,source,status,chunks_total,chunks_done,chunks_failed,error,"
+        "created_at,updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+    int64_t now = NowMs();
+    st->Bind(1, t.id).Bind(2, t.title).Bind(3, t.provider).Bind(4, t.doc_id).Bind(5, t.source).Bind(6, t.status);
+    st->Bind(7, t.chunks_total).Bind(8, t.chunks_done).Bind(9, t.chunks_failed).Bind(10, t.error);
+    st->Bind(11, t.created_at_ms ? t.created_at_ms : now).Bind(12, now);
+    return st->Run().With("create task " + t.id);
+  }
+
+  Result<TaskRecord> Get(const std::string& id) override {
+    auto q = db_->Prepare(std::string(kSelect) + " WHERE id=?");
+    q->Bind(1, id);
+    if (!q->Step()) {
+      KG_RETURN_IF_ERROR(q->status());
+      return Status::NotFound("task " + id + " not found");
+    }
+    return Row(*q);
+  }
+
+  Result<std::vector<TaskRecord>> List(const std::string& status, int limit) override {
+    auto q = db_->Prepare(std::string(kSelect) +
+                          " WHERE (?='' OR status=?) ORDER BY created_at DESC, id LIMIT ?");
+    q->Bind(1, status).Bind(2, status).Bind(3, limit);
+    std::vector<TaskRecord> out;
+    while (q->Step()) out.push_back(Row(*q));
+    KG_RETURN_IF_ERROR(q->status());
+    return out;
+  }
+
+  Status UpdateProgress(const std::string& id, const TaskCounts& c, const std::string& error) override {
+    auto st = db_->Prepare(
+        "UPDATE tasks SET chunks_done=?, chunks_failed=?, error=CASE WHEN ?='' THEN error ELSE ? END, "
+        "status=CASE WHEN status='cancelled' THEN status ELSE ? END, updated_at=? WHERE id=?");
+    st->Bind(1, c.done).Bind(2, c.dead).Bind(3, error).Bind(4, error).Bind(5, DeriveStatus(c));
+    st->Bind(6, NowMs()).Bind(7, id);
+    return st->Run();
+  }
+
+  Status MarkCancelled(const std::string& id) override {
+    auto st = db_->Prepare("UPDATE tasks SET status='cancelled', updated_at=? WHERE id=?");
+    st->Bind(1, NowMs()).Bind(2, id);
+    KG_RETURN_IF_ERROR(st->Run());
+    if (db_->Changes() == 0) return Status::NotFound("task " + id + " not found");
+    return Status::Ok();
+  }
+
+  Status Reopen(const std::string& id) override {
+    auto st = db_->Prepare(
+        "UPDATE tasks SET status='queued', error='', chunks_failed=0, updated_at=? WHERE id=?");
+    st->Bind(1, NowMs()).Bind(2, id);
+    KG_RETURN_IF_ERROR(st->Run());
+    if (db_->Changes() == 0) return Status::NotFound("task " + id + " not found");
+    return Status::Ok();
+  }
+
+  Status PutSetting(const std::string& key, const std::string& value) override {
+    auto st = db_->Prepare("INSERT INTO settings(key,value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+    st->Bind(1, key).Bind(2, value);
+    return st->Run();
+  }
+
+  Result<std::optional<std::string>> GetSetting(const std::string& key) override {
+    auto q = db_->Prepare("SELECT value FROM settings WHERE key=?");
+    q->Bind(1, key);
+    if (q->Step()) return std::optional<std::string>(q->Text(0));
+    KG_RETURN_IF_ERROR(q->status());
+    return std::optional<std::string>();
+  }
+
+  Status UpsertNode(const NodeRecord& n) override {
+    auto st = db_->Prepare(
+        "INSERT INTO nodes(name,role,host,pid,heartbeat_at,processes) VALUES(?,?,?,?,?,?) "
+        "ON CONFLICT(name) DO UPDATE SET role=excluded.role, host=excluded.host, pid=excluded.pid, "
+        "heartbeat_at=excluded.heartbeat_at, processes=excluded.processes");
+    st->Bind(1, n.name).Bind(2, n.role).Bind(3, n.host).Bind(4, n.pid).Bind(5, n.heartbeat_at_ms);
+    st->Bind(6, n.processes_json);
+    return st->Run();
+  }
+
+  Status RemoveNode(const std::string& name) override {
+    auto st = db_->Prepare("DELETE FROM nodes WHERE name=?");
+    st->Bind(1, name);
+    return st->Run();
+  }
+
+  Result<std::vector<NodeRecord>> ListNodes(int64_t since_ms) override {
+    auto q = db_->Prepare(
+        "SELECT name,role,host,pid,heartbeat_at,processes FROM nodes WHERE heartbeat_at>? ORDER BY name");
+    q->Bind(1, since_ms);
+    std::vector<NodeRecord> out;
+    while (q->Step()) {
+      NodeRecord n;
+      n.name = q->Text(0);
+      n.role = q->Text(1);
+      n.host = q->Text(2);
+      n.pid = q->Int(3);
+      n.heartbeat_at_ms = q->Int(4);
+      n.processes_json = q->Text(5);
+      out.push_back(std::move(n));
+    }
+    KG_RETURN_IF_ERROR(q->status());
+    return out;
+  }
+
+ private:
+  std::unique_ptr<sqlite::Db> db_;
+};
+
+}  // namespace
+
+std::string DeriveStatus(const TaskCounts& c) {
+  if (c.total > 0 && c.done == c.total) return "done";
+  if (c.total > 0 && c.ready == 0 && c.leased == 0 && c.dead > 0) return "failed";
+  if (c.done > 0 || c.leased > 0 || c.dead > 0) return "running";
+  return "queued";
+}
+
+Result<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(const std::string& path) {
+  auto db = sqlite::Db::Open(path);
+  if (!db.ok()) return db.status();
+  auto s = std::make_unique<SqliteTaskStore>(std::move(db).value());
+  KG_RETURN_IF_ERROR(s->Init().With("init task store " + path));
+  return std::unique_ptr<TaskStore>(std::move(s));
+}
+
+Result<std::unique_ptr<TaskStore>> OpenTaskStore(const Config& config) {
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  return OpenSqliteTaskStore(config.data_dir + "/tasks.db");
+}
+
+}  // namespace kg

@@ -1,0 +1,75 @@
+#pragma once
+// Task state, node registry and shared settings.
+//
+// Contract (tests/store/task_store_contract_test.cc): Create then Get round-trips; an
+// unknown id is kNotFound; UpdateProgress derives the status from chunk counts and
+// never moves a cancelled task except through Reopen; List filters by status, newest
+// first; settings are last-writer-wins; nodes report heartbeats.
+//
+// Thread safety: every method may be called from any thread.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "queue/queue.h"
+
+namespace kg {
+
+struct Config;
+
+struct TaskRecord {
+  std::string id;
+  std::string title;
+  std::string provider;
+  std::string doc_id;
+  std::string source;
+  std::string status = "queued";  // queued|running|done|failed|cancelled
+  int chunks_total = 0;
+  int chunks_done = 0;
+  int chunks_failed = 0;
+  std::string error;
+  int64_t created_at_ms = 0;
+  int64_t updated_at_ms = 0;
+};
+
+// queued|running|done|failed from chunk counts.
+std::string DeriveStatus(const TaskCounts& c);
+
+struct NodeRecord {
+  std::string name;
+  std::string role;
+  std::string host;
+  int64_t pid = 0;
+  int64_t heartbeat_at_ms = 0;
+  std::string processes_json = "[]";  // the supervisor's process table, as JSON
+};
+
+class TaskStore {
+ public:
+  virtual ~TaskStore() = default;
+  virtual Status Create(const TaskRecord& t) = 0;
+  virtual Result<TaskRecord> Get(const std::string& id) = 0;
+  virtual Result<std::vector<TaskRecord>> List(const std::string& status, int limit) = 0;
+  // Stores counts and the derived status (a cancelled task keeps its status).
+  virtual Status UpdateProgress(const std::string& id, const TaskCounts& counts, const std::string& error) = 0;
+  virtual Status MarkCancelled(const std::string& id) = 0;
+  // A cancelled or failed task becomes queued again (retry).
+  virtual Status Reopen(const std::string& id) = 0;
+
+  virtual Status PutSetting(const std::string& key, const std::string& value) = 0;
+  virtual Result<std::optional<std::string>> GetSetting(const std::string& key) = 0;
+
+  virtual Status UpsertNode(const NodeRecord& n) = 0;
+  virtual Status RemoveNode(const std::string& name) = 0;
+  // Nodes whose heartbeat is newer than `since_ms`.
+  virtual Result<std::vector<NodeRecord>> ListNodes(int64_t since_ms) = 0;
+};
+
+Result<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(const std::string& path);
+Result<std::unique_ptr<TaskStore>> OpenTaskStore(const Config& config);
+
+}  // namespace kg

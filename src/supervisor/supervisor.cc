@@ -1,0 +1,672 @@
+#include "supervisor/supervisor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "common/thread_annotations.h"
+#include "common/util.h"
+#include "queue/queue.h"
+#include "store/task_store.h"
+#include "worker/worker.h"
+
+extern char** environ;
+
+namespace kg {
+
+namespace {
+
+constexpr int64_t kTickMs = 2000;           // stats sampling while idle
+constexpr int64_t kHeartbeatMs = 5000;      // node registry, expired-lease reclaim, settings
+constexpr int64_t kStableMs = 10000;        // a process up this long resets the failure streak
+constexpr int64_t kBackoffBaseMs = 100;
+constexpr int64_t kBackoffMaxMs = 30000;
+constexpr int kQuarantineFailures = 5;      // failures within kFailureWindowMs quarantine a provider
+constexpr int64_t kFailureWindowMs = 60000;
+
+std::string SettingKey(const std::string& provider) { return "processes.per_node." + provider; }
+
+std::string DescribeWait(int status) {
+  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const char* n = sigabbrev_np(WTERMSIG(status));
+    return std::string("killed by SIG") + (n ? n : std::to_string(WTERMSIG(status)).c_str());
+  }
+  return "status " + std::to_string(status);
+}
+
+}  // namespace
+
+void BlockSupervisorSignals() {
+  // A shell starts background jobs with SIGINT ignored; an ignored signal is never
+  // pending, so restore the defaults before blocking (sigwaitinfo then receives them).
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) signal(s, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+bool ReadProcStats(pid_t pid, bool with_pss, ProcStats* out) {
+  std::string base = "/proc/" + std::to_string(pid);
+  {
+    std::ifstream statm(base + "/statm");
+    int64_t size = 0, resident = 0;
+    if (!(statm >> size >> resident)) return false;
+    out->rss_bytes = resident * sysconf(_SC_PAGESIZE);
+  }
+  {
+    std::ifstream stat(base + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return false;
+    auto close = line.rfind(')');
+    if (close == std::string::npos) return false;
+    std::istringstream rest(line.substr(close + 2));
+    std::string field;
+    int64_t utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+      if (i == 14) utime = std::stoll(field);
+      if (i == 15) stime = std::stoll(field);
+    }
+    out->cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  if (with_pss) {
+    std::ifstream smaps(base + "/smaps_rollup");
+    std::string key;
+    int64_t kb = 0;
+    std::string unit;
+    while (smaps >> key) {
+      if (key == "Pss:") {
+        smaps >> kb >> unit;
+        out->pss_bytes = kb * 1024;
+        break;
+      }
+      smaps.ignore(4096, '\n');
+    }
+  }
+  return true;
+}
+
+class Supervisor::Impl {
+ public:
+  Impl(const Config& c, std::string exe, std::unique_ptr<Queue> q, std::unique_ptr<TaskStore> s, UniqueFd lock)
+      : c_(c), exe_(std::move(exe)), queue_(std::move(q)), store_(std::move(s)), lock_(std::move(lock)) {
+    wake_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    for (const auto& p : c_.enabled_providers) {
+      providers_[p].setting = c_.workers_per_provider;
+      auto stored = store_->GetSetting(SettingKey(p));
+      if (stored.ok() && stored->has_value()) {
+        try {
+          providers_[p].setting = std::stoi(**stored);
+        } catch (...) {
+        }
+      }
+    }
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    host_ = host;
+  }
+
+  ~Impl() {
+    Stop(true);
+    Wait();
+  }
+
+  void Start() {
+    std::lock_guard<std::mutex> l(mu_);
+    if (started_) {
+      spdlog::warn("supervisor: the guard is already running; not starting another");
+      return;
+    }
+    started_ = true;
+    auto freed = queue_->ReleaseOwnersWithPrefix(c_.node_name + "/");
+    if (freed.ok() && *freed > 0) {
+      spdlog::warn("supervisor: gave back {} chunks held by workers of a previous run of node {}", *freed,
+                   c_.node_name);
+    }
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  Result<ScaleResult> Scale(const std::string& provider, int per_node) {
+    if (per_node < 0) return Status::Invalid("per_node must be 0 or more");
+    ScaleResult r;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = providers_.find(provider);
+      if (it == providers_.end()) return Status::NotFound("provider " + provider + " is not enabled on this node");
+      it->second.setting = per_node;
+      r.provider = provider;
+      r.requested = per_node;
+      auto desired = DesiredLocked();
+      r.per_node = desired[provider];
+      if (per_node > c_.max_processes_per_provider) {
+        r.reason = "KG_MAX_PROCESSES_PER_PROVIDER=" + std::to_string(c_.max_processes_per_provider);
+      } else if (r.per_node < per_node && it->second.quarantined_until > MonoMs()) {
+        r.reason = "provider is quarantined";
+      } else if (r.per_node < per_node) {
+        r.reason = "KG_MAX_TOTAL_PROCESSES=" + std::to_string(c_.max_total_processes);
+      }
+      r.clamped = r.per_node < per_node;
+    }
+    Status s = store_->PutSetting(SettingKey(provider), std::to_string(per_node));
+    if (!s.ok()) spdlog::warn("supervisor: could not persist scale of {}: {}", provider, s.message());
+    Wake();
+    return r;
+  }
+
+  std::vector<ProcessView> Snapshot() const {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<ProcessView> out;
+    int64_t now = MonoMs();
+    for (const auto& [pid, ch] : children_) {
+      ProcessView v;
+      v.pid = pid;
+      v.provider = ch.provider;
+      v.state = ch.stop_sent ? "stopping" : ch.state;
+      v.rss_bytes = ch.stats.rss_bytes;
+      v.cpu_seconds = ch.stats.cpu_seconds;
+      v.chunks_done = ch.chunks_done;
+      const auto& ps = providers_.at(ch.provider);
+      v.restarts = ps.restarts;
+      v.last_exit = ps.last_exit;
+      out.push_back(v);
+    }
+    for (const auto& [name, ps] : providers_) {
+      bool quarantined = ps.quarantined_until > now;
+      bool backoff = ps.next_spawn_at > now;
+      if (!quarantined && !backoff) continue;
+      if (std::any_of(children_.begin(), children_.end(),
+                      [&](const auto& kv) { return kv.second.provider == name; }) && !quarantined) {
+        continue;
+      }
+      ProcessView v;
+      v.provider = name;
+      v.state = quarantined ? "quarantined" : "backoff";
+      v.restarts = ps.restarts;
+      v.last_exit = ps.last_exit;
+      out.push_back(v);
+    }
+    return out;
+  }
+
+  std::string SnapshotJson() const {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& v : Snapshot()) {
+      arr.push_back({{"pid", v.pid}, {"provider", v.provider}, {"state", v.state}, {"rss_bytes", v.rss_bytes},
+                     {"cpu_seconds", v.cpu_seconds}, {"chunks_done", v.chunks_done}, {"restarts", v.restarts},
+                     {"last_exit", v.last_exit}});
+    }
+    return arr.dump();
+  }
+
+  void Stop(bool cold) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_requested_ = true;
+      cold_ = cold_ || cold;
+    }
+    Wake();
+  }
+
+  void Wait() {
+    std::lock_guard<std::mutex> l(join_mu_);
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  struct Child {
+    std::string provider;
+    std::string owner;
+    UniqueFd status;  // read end of the worker's status pipe
+    std::string buf;
+    std::string state = "starting";
+    int64_t started_at = 0;
+    int64_t chunks_done = 0;
+    bool stop_sent = false;
+    std::string stop_reason;
+    bool rss_reported = false;
+    ProcStats stats;
+  };
+  struct ProviderState {
+    int setting = 1;
+    int consecutive_failures = 0;
+    int64_t next_spawn_at = 0;
+    int64_t quarantined_until = 0;
+    std::deque<int64_t> failures;
+    int64_t restarts = 0;
+    std::string last_exit;
+    std::string last_refusal;
+  };
+
+  void Wake() {
+    uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof one);
+  }
+
+  // Desired processes per provider after both caps; quarantined providers get none.
+  std::map<std::string, int> DesiredLocked() KG_REQUIRES(mu_) {
+    std::map<std::string, int> want, got;
+    int64_t now = MonoMs();
+    for (const auto& p : c_.enabled_providers) {
+      const auto& ps = providers_.at(p);
+      want[p] = ps.quarantined_until > now ? 0 : std::min(ps.setting, c_.max_processes_per_provider);
+      got[p] = 0;
+    }
+    int total = 0;
+    bool progress = true;
+    while (progress && total < c_.max_total_processes) {
+      progress = false;
+      for (const auto& p : c_.enabled_providers) {
+        if (got[p] < want[p] && total < c_.max_total_processes) {
+          ++got[p];
+          ++total;
+          progress = true;
+        }
+      }
+    }
+    return got;
+  }
+
+  void LogRefusals(const std::map<std::string, int>& desired) KG_REQUIRES(mu_) {
+    for (auto& [p, ps] : providers_) {
+      std::string msg;
+      if (ps.setting > c_.max_processes_per_provider) {
+        msg = fmt::format("provider {}: KG_MAX_PROCESSES_PER_PROVIDER={} refuses {} of {} requested processes", p,
+                          c_.max_processes_per_provider, ps.setting - c_.max_processes_per_provider, ps.setting);
+      } else if (desired.at(p) < ps.setting && ps.quarantined_until <= MonoMs()) {
+        msg = fmt::format("provider {}: KG_MAX_TOTAL_PROCESSES={} refuses {} of {} requested processes", p,
+                          c_.max_total_processes, ps.setting - desired.at(p), ps.setting);
+      }
+      if (msg != ps.last_refusal) {
+        if (!msg.empty()) spdlog::error("supervisor: {}", msg);
+        ps.last_refusal = msg;
+      }
+    }
+  }
+
+  int CountLocked(const std::string& provider, bool include_stopping) const KG_REQUIRES(mu_) {
+    int n = 0;
+    for (const auto& [_, ch] : children_) {
+      if ((provider.empty() || ch.provider == provider) && (include_stopping || !ch.stop_sent)) ++n;
+    }
+    return n;
+  }
+
+  void Reconcile() KG_REQUIRES(mu_) {
+    auto desired = DesiredLocked();
+    LogRefusals(desired);
+    int64_t now = MonoMs();
+    for (const auto& p : c_.enabled_providers) {
+      auto& ps = providers_.at(p);
+      int live = CountLocked(p, false);
+      int target = desired[p];
+      // Scale down: stop idle processes first, then the newest.
+      while (live > target) {
+        Child* pick = nullptr;
+        pid_t pick_pid = 0;
+        for (auto& [pid, ch] : children_) {
+          if (ch.provider != p || ch.stop_sent) continue;
+          if (!pick || (ch.state == "idle" && pick->state != "idle") ||
+              (ch.state == pick->state && ch.started_at > pick->started_at)) {
+            pick = &ch;
+            pick_pid = pid;
+          }
+        }
+        if (!pick) break;
+        StopChild(pick_pid, *pick, "scaled down", SIGTERM);
+        --live;
+      }
+      while (live < target) {
+        if (ps.next_spawn_at > now) break;
+        if (CountLocked("", true) >= c_.max_total_processes || CountLocked(p, true) >= c_.max_processes_per_provider) {
+          break;  // a stopping process still holds the slot; it frees on reap
+        }
+        if (!SpawnBudgetLocked(now)) break;
+        if (!Spawn(p)) {
+          RecordFailure(p, "spawn failed", now);
+          break;
+        }
+        ++live;
+      }
+    }
+  }
+
+  // A fork storm guard on top of per-provider backoff: at most this many spawns a minute.
+  bool SpawnBudgetLocked(int64_t now) KG_REQUIRES(mu_) {
+    while (!spawn_times_.empty() && spawn_times_.front() < now - 60000) spawn_times_.pop_front();
+    size_t limit = static_cast<size_t>(std::max(60, 4 * c_.max_total_processes));
+    if (spawn_times_.size() >= limit) {
+      if (!budget_logged_) spdlog::error("supervisor: {} spawns in the last minute; holding spawns", limit);
+      budget_logged_ = true;
+      return false;
+    }
+    budget_logged_ = false;
+    return true;
+  }
+
+  bool Spawn(const std::string& provider) KG_REQUIRES(mu_) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return false;
+    UniqueFd rd(fds[0]), wr(fds[1]);
+    fcntl(rd.get(), F_SETFL, O_NONBLOCK);
+    std::string owner = fmt::format("{}/{}/{}", c_.node_name, getpid(), ++spawn_seq_);
+    std::string ppid = std::to_string(getpid());
+    std::vector<std::string> args = {exe_, "__worker", "--provider", provider, "--owner", owner,
+                                     "--parent-pid", ppid, "--status-fd", "3"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, wr.get(), 3);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 4);  // the child inherits nothing else
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t empty, defaults;
+    sigemptyset(&empty);
+    sigemptyset(&defaults);
+    for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPIPE}) sigaddset(&defaults, s);
+    posix_spawnattr_setsigmask(&attr, &empty);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP |
+                                         POSIX_SPAWN_USEVFORK);
+    pid_t pid = 0;
+    int rc = posix_spawn(&pid, exe_.c_str(), &fa, &attr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) {
+      spdlog::error("supervisor: spawn of a {} worker failed: {}", provider, std::strerror(rc));
+      return false;
+    }
+    Child ch;
+    ch.provider = provider;
+    ch.owner = owner;
+    ch.status = std::move(rd);
+    ch.started_at = MonoMs();
+    spawn_times_.push_back(ch.started_at);
+    children_.emplace(pid, std::move(ch));
+    spdlog::info("supervisor: spawned worker pid={} provider={} owner={}", pid, provider, owner);
+    return true;
+  }
+
+  void StopChild(pid_t pid, Child& ch, const std::string& reason, int sig) KG_REQUIRES(mu_) {
+    if (!ch.stop_sent) spdlog::info("supervisor: stopping worker pid={} provider={}: {}", pid, ch.provider, reason);
+    ch.stop_sent = true;
+    ch.stop_reason = reason;
+    ::kill(pid, sig);
+  }
+
+  void RecordFailure(const std::string& provider, const std::string& reason, int64_t now) KG_REQUIRES(mu_) {
+    auto& ps = providers_.at(provider);
+    ++ps.consecutive_failures;
+    int64_t delay = 0;
+    if (ps.consecutive_failures >= 2) {
+      delay = std::min(kBackoffMaxMs, kBackoffBaseMs << std::min(ps.consecutive_failures - 2, 20));
+    }
+    ps.next_spawn_at = now + delay;
+    ps.failures.push_back(now);
+    while (!ps.failures.empty() && ps.failures.front() < now - kFailureWindowMs) ps.failures.pop_front();
+    if (static_cast<int>(ps.failures.size()) >= kQuarantineFailures) {
+      ps.quarantined_until = now + c_.quarantine_seconds * 1000LL;
+      ps.failures.clear();
+      ps.consecutive_failures = 0;
+      ps.next_spawn_at = 0;
+      spdlog::error("supervisor: provider {} quarantined for {} s after {} failures within {} s (last: {})", provider,
+                    c_.quarantine_seconds, kQuarantineFailures, kFailureWindowMs / 1000, reason);
+    } else if (delay > 0) {
+      spdlog::warn("supervisor: provider {} backing off {} ms after {} consecutive failures", provider, delay,
+                   ps.consecutive_failures);
+    }
+  }
+
+  void ReapAll() KG_REQUIRES(mu_) {
+    signalfd_siginfo info;
+    while (::read(sigfd_.get(), &info, sizeof info) == sizeof info) {
+    }
+    int status = 0;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+      auto it = children_.find(pid);
+      if (it == children_.end()) continue;
+      Child& ch = it->second;
+      ReadStatus(ch);  // the last lines it wrote
+      int64_t now = MonoMs();
+      std::string how = DescribeWait(status);
+      bool clean_code = WIFEXITED(status) &&
+                        (WEXITSTATUS(status) == kWorkerExitStopped || WEXITSTATUS(status) == kWorkerExitRecycled);
+      bool crashed = !clean_code && !ch.stop_sent;
+      bool crashed_holding = !clean_code;  // any lease it still held was interrupted mid-work
+      auto released = queue_->ReleaseOwner(ch.owner, crashed_holding && !ch.stop_sent, how);
+      std::string reason = ch.stop_sent ? ch.stop_reason + " (" + how + ")"
+                           : WIFEXITED(status) && WEXITSTATUS(status) == kWorkerExitRecycled
+                               ? "recycled after " + std::to_string(ch.chunks_done) + " chunks"
+                               : how;
+      auto& ps = providers_.at(ch.provider);
+      ps.last_exit = reason;
+      int n = released.ok() ? *released : 0;
+      if (!released.ok()) spdlog::error("supervisor: releasing chunks of {}: {}", ch.owner, released.status().message());
+      if (crashed) {
+        spdlog::error("supervisor: worker pid={} provider={} died: {}; {} chunks given back", pid, ch.provider, how, n);
+        if (now - ch.started_at >= kStableMs) ps.consecutive_failures = 0;
+        RecordFailure(ch.provider, how, now);
+        ++ps.restarts;
+      } else {
+        spdlog::info("supervisor: worker pid={} provider={} exited: {}{}", pid, ch.provider, reason,
+                     n ? fmt::format("; {} chunks given back", n) : "");
+        if (!ch.stop_sent) ++ps.restarts;  // recycled: replaced without penalty
+        if (now - ch.started_at >= kStableMs) ps.consecutive_failures = 0;
+      }
+      children_.erase(it);
+    }
+  }
+
+  void ReadStatus(Child& ch) KG_REQUIRES(mu_) {
+    char buf[1024];
+    ssize_t n;
+    while ((n = ::read(ch.status.get(), buf, sizeof buf)) > 0) ch.buf.append(buf, static_cast<size_t>(n));
+    size_t nl;
+    while ((nl = ch.buf.find('\n')) != std::string::npos) {
+      std::string line = ch.buf.substr(0, nl);
+      ch.buf.erase(0, nl + 1);
+      std::istringstream in(line);
+      std::string word;
+      int64_t inflight = 0, done = 0;
+      in >> word >> inflight >> done;
+      if (word == "ready") {
+        ch.state = "idle";
+      } else if (word == "busy" || word == "idle") {
+        ch.state = word;
+        ch.chunks_done = done;
+      }
+    }
+  }
+
+  void SampleStats() KG_REQUIRES(mu_) {
+    for (auto& [pid, ch] : children_) {
+      if (!ReadProcStats(pid, false, &ch.stats)) continue;
+      if (c_.max_rss_mb <= 0 || ch.stop_sent) continue;
+      if (ch.stats.rss_bytes <= static_cast<int64_t>(c_.max_rss_mb) * 1024 * 1024) continue;
+      if (ch.chunks_done == 0) {
+        if (!ch.rss_reported) {
+          spdlog::error("supervisor: worker pid={} provider={} uses {} MB right after start, above KG_MAX_RSS_MB={}; "
+                        "not recycling it (a replacement would be no smaller)",
+                        pid, ch.provider, ch.stats.rss_bytes >> 20, c_.max_rss_mb);
+          ch.rss_reported = true;
+        }
+        continue;
+      }
+      StopChild(pid, ch, fmt::format("recycled: RSS {} MB above KG_MAX_RSS_MB={}", ch.stats.rss_bytes >> 20,
+                                     c_.max_rss_mb),
+                SIGTERM);
+    }
+  }
+
+  void Heartbeat() {
+    NodeRecord n;
+    n.name = c_.node_name;
+    n.role = RoleName(c_.role);
+    n.host = host_;
+    n.pid = getpid();
+    n.heartbeat_at_ms = NowMs();
+    n.processes_json = SnapshotJson();
+    Status s = store_->UpsertNode(n);
+    if (!s.ok()) spdlog::warn("supervisor: heartbeat: {}", s.message());
+    auto reclaimed = queue_->ReclaimExpired();
+    if (reclaimed.ok() && *reclaimed > 0) spdlog::warn("supervisor: reclaimed {} chunks with expired leases", *reclaimed);
+    // Settings written by another node (or `kgflow scale` through another web node).
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [p, ps] : providers_) {
+      auto stored = store_->GetSetting(SettingKey(p));
+      if (!stored.ok() || !stored->has_value()) continue;
+      try {
+        ps.setting = std::stoi(**stored);
+      } catch (...) {
+      }
+    }
+  }
+
+  void Loop() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigfd_.Reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+    int64_t next_tick = MonoMs() + kTickMs;
+    int64_t next_heartbeat = 0;
+    int64_t stop_deadline = 0;
+    bool stopping = false, killed = false;
+    while (true) {
+      int64_t now = MonoMs();
+      if (now >= next_heartbeat) {
+        Heartbeat();
+        next_heartbeat = now + kHeartbeatMs;
+      }
+      std::vector<pollfd> fds;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        ReapAll();
+        if (stop_requested_ && !stopping) {
+          stopping = true;
+          stop_deadline = now + c_.stop_timeout_seconds * 1000LL + 2000;
+          spdlog::info("supervisor: stopping {} workers ({})", children_.size(), cold_ ? "cold" : "graceful");
+          for (auto& [pid, ch] : children_) StopChild(pid, ch, "node stopping", SIGTERM);
+        }
+        if (stopping && !killed && (cold_ || now >= stop_deadline)) {
+          killed = true;
+          for (auto& [pid, ch] : children_) {
+            spdlog::warn("supervisor: SIGKILL worker pid={} provider={}", pid, ch.provider);
+            ch.stop_sent = true;
+            ::kill(-pid, SIGKILL);
+            ::kill(pid, SIGKILL);
+          }
+        }
+        if (stopping && children_.empty()) break;
+        if (!stopping) Reconcile();
+        if (now >= next_tick) {
+          SampleStats();
+          next_tick = now + kTickMs;
+        }
+        fds.push_back({sigfd_.get(), POLLIN, 0});
+        fds.push_back({wake_.get(), POLLIN, 0});
+        for (auto& [pid, ch] : children_) fds.push_back({ch.status.get(), POLLIN, 0});
+      }
+      int64_t timeout = std::min(next_tick, next_heartbeat) - now;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        for (const auto& [_, ps] : providers_) {
+          if (ps.next_spawn_at > now) timeout = std::min(timeout, ps.next_spawn_at - now);
+          if (ps.quarantined_until > now) timeout = std::min(timeout, ps.quarantined_until - now);
+        }
+      }
+      if (stopping) timeout = std::min<int64_t>(timeout, 100);
+      ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, timeout)));
+      if (fds[1].revents & POLLIN) {
+        uint64_t v;
+        while (::read(wake_.get(), &v, sizeof v) > 0) {
+        }
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto& [pid, ch] : children_) ReadStatus(ch);
+    }
+    Heartbeat();
+    spdlog::info("supervisor: all workers stopped");
+  }
+
+  const Config& c_;
+  const std::string exe_;
+  std::unique_ptr<Queue> queue_;      // the loop's own connections
+  std::unique_ptr<TaskStore> store_;
+  UniqueFd lock_;                     // flock on the node lock file, held for our lifetime
+  UniqueFd wake_;                     // eventfd: Scale/Stop wake the loop
+  UniqueFd sigfd_;                    // signalfd for SIGCHLD, the loop's thread only
+  std::string host_;
+  std::thread thread_;
+  std::mutex join_mu_;
+
+  mutable std::mutex mu_;  // the one mutex of the guard
+  bool started_ KG_GUARDED_BY(mu_) = false;
+  bool stop_requested_ KG_GUARDED_BY(mu_) = false;
+  bool cold_ KG_GUARDED_BY(mu_) = false;
+  std::map<pid_t, Child> children_ KG_GUARDED_BY(mu_);
+  std::map<std::string, ProviderState> providers_ KG_GUARDED_BY(mu_);
+  std::deque<int64_t> spawn_times_ KG_GUARDED_BY(mu_);
+  bool budget_logged_ KG_GUARDED_BY(mu_) = false;
+  int64_t spawn_seq_ KG_GUARDED_BY(mu_) = 0;
+};
+
+Result<std::unique_ptr<Supervisor>> Supervisor::Create(const Config& config, std::string exe) {
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  std::string path = config.data_dir + "/supervisor-" + config.node_name + ".lock";
+  UniqueFd lock(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!lock.valid()) return Status::Unavailable("open " + path + ": " + std::strerror(errno));
+  if (flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {};
+    (void)!::pread(lock.get(), buf, sizeof buf - 1, 0);
+    return Status::Conflict(fmt::format("another supervisor for node '{}' is running here (pid {}; lock {})",
+                                        config.node_name, std::string(buf).substr(0, std::string(buf).find('\n')), path));
+  }
+  std::string pid = std::to_string(getpid()) + "\n";
+  (void)!::ftruncate(lock.get(), 0);
+  (void)!::pwrite(lock.get(), pid.data(), pid.size(), 0);
+  auto q = OpenQueue(config);
+  if (!q.ok()) return q.status();
+  auto s = OpenTaskStore(config);
+  if (!s.ok()) return s.status();
+  auto impl = std::make_unique<Impl>(config, std::move(exe), std::move(q).value(), std::move(s).value(), std::move(lock));
+  return std::unique_ptr<Supervisor>(new Supervisor(std::move(impl)));
+}
+
+Supervisor::Supervisor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Supervisor::~Supervisor() = default;
+void Supervisor::Start() { impl_->Start(); }
+Result<ScaleResult> Supervisor::Scale(const std::string& p, int n) { return impl_->Scale(p, n); }
+std::vector<ProcessView> Supervisor::Snapshot() const { return impl_->Snapshot(); }
+std::string Supervisor::SnapshotJson() const { return impl_->SnapshotJson(); }
+void Supervisor::Stop(bool cold) { impl_->Stop(cold); }
+void Supervisor::Wait() { impl_->Wait(); }
+
+}  // namespace kg

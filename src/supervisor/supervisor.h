@@ -1,0 +1,93 @@
+#pragma once
+// The supervisor of one node: the single guard that starts, watches and stops the
+// node's worker processes.
+//
+// - One reconcile loop (one thread) alone spawns and stops processes, under one mutex;
+//   Scale() and Start() only change the desired state and wake it, so concurrent or
+//   repeated calls converge on one process set.
+// - Caps hold at every instant: a process counts against KG_MAX_TOTAL_PROCESSES and
+//   KG_MAX_PROCESSES_PER_PROVIDER from spawn until it is reaped.
+// - Workers are spawned with posix_spawn of this binary (`__worker`): an empty signal
+//   mask, their own process group, only stdin/out/err and a status pipe inherited.
+// - SIGCHLD (signalfd) drives reaping with waitpid(-1, WNOHANG); the chunks a dead
+//   worker held go back to the queue at once, and a replacement is spawned in the
+//   same loop turn unless its provider is backing off or quarantined.
+// - The node lock (flock on KG_DATA_DIR/supervisor-<node>.lock) makes a second
+//   supervisor with the same node name fail in Create().
+//
+// Precondition: SIGCHLD is blocked in every thread of the process (BlockSupervisorSignals
+// before any thread starts), so that the loop's signalfd receives it.
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "config/config.h"
+
+namespace kg {
+
+struct ProcessView {
+  int64_t pid = 0;  // 0 for a provider with no process (backoff, quarantined)
+  std::string provider;
+  std::string state;  // starting|idle|busy|stopping|backoff|quarantined
+  int64_t rss_bytes = 0;
+  double cpu_seconds = 0;
+  int64_t chunks_done = 0;
+  int64_t restarts = 0;
+  std::string last_exit;
+};
+
+struct ScaleResult {
+  std::string provider;
+  int requested = 0;
+  int per_node = 0;  // what the node will run after the caps
+  bool clamped = false;
+  std::string reason;  // why it was clamped
+};
+
+// Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP in the calling thread (and so in every thread it
+// starts later) and ignores SIGPIPE. Call first thing in main for `start` and `worker`.
+void BlockSupervisorSignals();
+
+class Supervisor {
+ public:
+  // Opens the supervisor's own backend connections and takes the node lock.
+  // Fails with kConflict when another supervisor of the same node name runs here.
+  static Result<std::unique_ptr<Supervisor>> Create(const Config& config, std::string exe);
+  ~Supervisor();
+
+  // Starts the reconcile loop. A second call logs a warning and starts nothing.
+  // Thread-safe.
+  void Start();
+  // Sets the processes `provider` runs on this node and persists the setting in the
+  // task store. Thread-safe. kNotFound for a provider this node does not run.
+  Result<ScaleResult> Scale(const std::string& provider, int per_node);
+  // The process table, including providers in backoff or quarantine. Thread-safe.
+  std::vector<ProcessView> Snapshot() const;
+  // JSON array of Snapshot(), as stored in the node registry.
+  std::string SnapshotJson() const;
+  // Requests a stop: graceful (finish in-flight work up to KG_STOP_TIMEOUT_SECONDS) or
+  // cold (SIGKILL now). Returns at once. Thread-safe.
+  void Stop(bool cold);
+  // Blocks until the loop has stopped every worker and given back their leases.
+  void Wait();
+
+  class Impl;
+
+ private:
+  explicit Supervisor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Process state read from /proc (for the supervisor and benchmarks).
+struct ProcStats {
+  int64_t rss_bytes = 0;
+  int64_t pss_bytes = 0;  // only when with_pss
+  double cpu_seconds = 0;
+};
+bool ReadProcStats(pid_t pid, bool with_pss, ProcStats* out);
+
+}  // namespace kg

@@ -1,0 +1,339 @@
+#include "worker/worker.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/thread_annotations.h"
+#include "common/util.h"
+#include "graph/graph_store.h"
+#include "pipeline/document.h"
+#include "provider/provider.h"
+#include "queue/queue.h"
+#include "store/task_store.h"
+
+namespace kg {
+namespace {
+
+std::atomic<int> g_stop_requests{0};
+int g_wake_fd = -1;
+
+void OnStopSignal(int) {
+  g_stop_requests.fetch_add(1);
+  uint64_t one = 1;
+  if (g_wake_fd >= 0) (void)!::write(g_wake_fd, &one, sizeof one);
+}
+
+class Worker {
+ public:
+  Worker(const Config& c, const WorkerOptions& o, std::unique_ptr<Queue> q, std::unique_ptr<TaskStore> s,
+         std::unique_ptr<GraphStore> g, std::unique_ptr<Provider> p)
+      : c_(c), o_(o), queue_(std::move(q)), store_(std::move(s)), graph_(std::move(g)), provider_(std::move(p)) {}
+
+  int Run(int wake_fd) {
+    wake_fd_ = wake_fd;
+    Report("ready");
+    std::thread renewer([this] { RenewLoop(); });
+    int exit_code = kWorkerExitStopped;
+    const int slots = c_.concurrency_per_process;
+    std::vector<std::thread> pool;
+    for (int i = 0; i < slots; ++i) pool.emplace_back([this] { ExecLoop(); });
+
+    while (g_stop_requests.load() == 0) {
+      if (c_.max_tasks_per_process > 0 && started_ >= c_.max_tasks_per_process) {
+        exit_code = kWorkerExitRecycled;
+        break;
+      }
+      if (getppid() != o_.parent_pid) break;  // orphaned despite PDEATHSIG (belt and braces)
+      int free_slots;
+      bool idle, suspect;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        free_slots = slots - static_cast<int>(inflight_.size());
+        idle = inflight_.empty();
+        suspect = holding_suspect_;
+      }
+      if (c_.max_tasks_per_process > 0) free_slots = std::min(free_slots, c_.max_tasks_per_process - started_);
+      if (free_slots > 0 && !suspect) {
+        auto leases = queue_->LeaseChunks(o_.provider, o_.owner, free_slots, LeaseMs(), idle);
+        if (!leases.ok()) {
+          spdlog::warn("worker {}: lease failed: {}", o_.owner, leases.status().message());
+          WaitWake(1000);
+          continue;
+        }
+        if (!leases->empty()) {
+          Dispatch(std::move(leases).value());
+          continue;
+        }
+        queue_->WaitForWork(o_.provider, 5000, wake_fd_);
+        Drain();
+      } else {
+        WaitWake(5000);
+      }
+    }
+    // Graceful: no new leases; let in-flight chunks finish within the stop timeout.
+    stopping_ = true;
+    int64_t deadline = MonoMs() + c_.stop_timeout_seconds * 1000LL;
+    while (MonoMs() < deadline && g_stop_requests.load() < 2) {
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (inflight_.empty()) break;
+      }
+      WaitWake(static_cast<int>(std::min<int64_t>(200, deadline - MonoMs())));
+    }
+    int released = ReleaseAll();
+    if (released > 0) spdlog::info("worker {}: gave back {} unfinished chunks", o_.owner, released);
+    bool clean;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      clean = running_ == 0;
+      done_flag_ = true;
+    }
+    cv_.notify_all();
+    renew_cv_.notify_all();
+    renewer.join();
+    if (!clean) {
+      // Executors are still inside a provider call; their leases are back in the queue.
+      std::_Exit(exit_code);
+    }
+    for (auto& t : pool) t.join();
+    return exit_code;
+  }
+
+ private:
+  struct InFlight {
+    Lease lease;
+    bool lost = false;  // renewal failed: the lease belongs to someone else now
+  };
+
+  int64_t LeaseMs() const { return c_.lease_seconds * 1000LL; }
+
+  void Report(const std::string& line) {
+    if (o_.status_fd < 0) return;
+    std::string l = line + "\n";
+    (void)!::write(o_.status_fd, l.data(), l.size());
+  }
+
+  void ReportState() {
+    size_t n;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      n = inflight_.size();
+    }
+    Report((n ? "busy " : "idle ") + std::to_string(n) + " " + std::to_string(done_.load()));
+  }
+
+  void WaitWake(int ms) {
+    pollfd p{wake_fd_, POLLIN, 0};
+    if (::poll(&p, 1, ms) > 0) Drain();
+  }
+
+  void Drain() {
+    uint64_t v;
+    while (::read(wake_fd_, &v, sizeof v) > 0) {
+    }
+  }
+
+  void Wake() {
+    uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+  }
+
+  void Dispatch(std::vector<Lease> leases) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto& lease : leases) {
+        if (lease.crashes > 0) holding_suspect_ = true;
+        inflight_[lease.chunk_id] = InFlight{lease, false};
+        pending_.push_back(std::move(lease));
+        ++started_;
+      }
+    }
+    cv_.notify_all();
+    ReportState();
+  }
+
+  void ExecLoop() {
+    while (true) {
+      Lease lease;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return done_flag_ || !pending_.empty(); });
+        if (done_flag_) return;
+        lease = std::move(pending_.front());
+        pending_.erase(pending_.begin());
+        ++running_;
+      }
+      Process(lease);
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        inflight_.erase(lease.chunk_id);
+        if (lease.crashes > 0) holding_suspect_ = false;
+        --running_;
+      }
+      ReportState();
+      Wake();
+    }
+  }
+
+  bool Lost(const std::string& chunk_id) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = inflight_.find(chunk_id);
+    return it == inflight_.end() || it->second.lost;
+  }
+
+  void Process(const Lease& lease) {
+    auto payload = DecodePayload(lease.payload);
+    if (!payload.ok()) {
+      Finish(lease, queue_->Nack(lease.chunk_id, lease.token, payload.status().message(), false), true);
+      return;
+    }
+    auto extraction = provider_->Extract(payload->text);
+    if (stopping_ && g_stop_requests.load() >= 2) return;
+    if (!extraction.ok()) {
+      bool retry = extraction.status().code() != Code::kInvalidArgument;
+      Finish(lease, queue_->Nack(lease.chunk_id, lease.token, extraction.status().message(), retry), true);
+      return;
+    }
+    GraphBatch batch = BuildBatch(*payload, *extraction);
+    // Fencing: write only while the lease is provably ours.
+    if (Lost(lease.chunk_id) || !queue_->Renew(lease.chunk_id, lease.token, LeaseMs()).ok()) {
+      spdlog::warn("worker {}: lease of {} lost; result dropped", o_.owner, lease.chunk_id);
+      return;
+    }
+    Status merged = graph_->Merge({batch});
+    if (!merged.ok()) {
+      Finish(lease, queue_->Nack(lease.chunk_id, lease.token, "graph merge: " + merged.message(), true), true);
+      return;
+    }
+    Finish(lease, queue_->Ack(lease.chunk_id, lease.token), false);
+  }
+
+  void Finish(const Lease& lease, const Status& s, bool failed) {
+    if (!s.ok()) {
+      spdlog::warn("worker {}: chunk {}: {}", o_.owner, lease.chunk_id, s.message());
+      return;
+    }
+    if (!failed) done_.fetch_add(1);
+    auto counts = queue_->Counts(lease.task_id);
+    if (counts.ok()) {
+      std::string err;
+      if (failed) {
+        auto info = queue_->Get(lease.chunk_id);
+        if (info.ok() && info->state == ChunkState::kDead) err = "chunk " + lease.chunk_id + ": " + info->last_error;
+      }
+      Status u = store_->UpdateProgress(lease.task_id, *counts, err);
+      if (!u.ok()) spdlog::warn("worker {}: task {} progress: {}", o_.owner, lease.task_id, u.message());
+    }
+  }
+
+  void RenewLoop() {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!done_flag_) {
+      renew_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(100, LeaseMs() / 3)));
+      if (done_flag_) break;
+      std::vector<std::pair<std::string, std::string>> held;
+      for (const auto& [id, f] : inflight_) {
+        if (!f.lost) held.emplace_back(id, f.lease.token);
+      }
+      l.unlock();
+      for (const auto& [id, token] : held) {
+        Status s = queue_->Renew(id, token, LeaseMs());
+        if (s.code() == Code::kConflict) {
+          std::lock_guard<std::mutex> g(mu_);
+          if (auto it = inflight_.find(id); it != inflight_.end()) it->second.lost = true;
+          spdlog::warn("worker {}: lease of {} was taken away; its result will not be written", o_.owner, id);
+        }
+      }
+      l.lock();
+    }
+  }
+
+  int ReleaseAll() {
+    std::vector<Lease> held;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [id, f] : inflight_) {
+        if (!f.lost) held.push_back(f.lease);
+      }
+      pending_.clear();
+    }
+    int n = 0;
+    for (const auto& lease : held) n += queue_->Release(lease.chunk_id, lease.token).ok() ? 1 : 0;
+    return n;
+  }
+
+  const Config& c_;
+  const WorkerOptions& o_;
+  std::unique_ptr<Queue> queue_;
+  std::unique_ptr<TaskStore> store_;
+  std::unique_ptr<GraphStore> graph_;
+  std::unique_ptr<Provider> provider_;
+  int wake_fd_ = -1;
+
+  std::mutex mu_;
+  std::condition_variable cv_;        // executors wait for pending work
+  std::condition_variable renew_cv_;  // the renewer sleeps on it
+  std::map<std::string, InFlight> inflight_ KG_GUARDED_BY(mu_);
+  std::vector<Lease> pending_ KG_GUARDED_BY(mu_);
+  bool holding_suspect_ KG_GUARDED_BY(mu_) = false;
+  bool done_flag_ KG_GUARDED_BY(mu_) = false;
+  int running_ KG_GUARDED_BY(mu_) = 0;
+  int started_ = 0;  // main thread only
+  std::atomic<bool> stopping_{false};
+  std::atomic<int64_t> done_{0};
+};
+
+}  // namespace
+
+int RunWorker(const Config& config, const WorkerOptions& o) {
+  // Die with the supervisor; if it is already gone, do not start.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (o.parent_pid != 0 && getppid() != o.parent_pid) return kWorkerExitSetup;
+  if (o.status_fd >= 0) fcntl(o.status_fd, F_SETFD, FD_CLOEXEC);
+
+  UniqueFd wake(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  g_wake_fd = wake.get();
+  struct sigaction sa{};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto pit = config.providers.find(o.provider);
+  if (pit == config.providers.end()) {
+    spdlog::error("worker: unknown provider '{}'", o.provider);
+    return kWorkerExitSetup;
+  }
+  if (pit->second.fault == "exit_on_start") {
+    spdlog::error("worker {}: provider {} has fault=exit_on_start; exiting", o.owner, o.provider);
+    return kWorkerExitFault;
+  }
+  auto provider = MakeProvider(pit->second);
+  auto queue = OpenQueue(config);
+  auto store = OpenTaskStore(config);
+  auto graph = OpenGraphStore(config);
+  for (const Status* s : {&provider.status(), &queue.status(), &store.status(), &graph.status()}) {
+    if (!s->ok()) {
+      spdlog::error("worker {}: {}", o.owner, s->message());
+      return kWorkerExitSetup;
+    }
+  }
+  Worker w(config, o, std::move(queue).value(), std::move(store).value(), std::move(graph).value(),
+           std::move(provider).value());
+  return w.Run(wake.get());
+}
+
+}  // namespace kg

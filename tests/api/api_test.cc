@@ -1,0 +1,165 @@
+// The HTTP API's error paths and happy paths, against a real server on a free port with
+// the embedded backends. Every error is JSON, and the server keeps serving after each.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "api/server.h"
+#include "testing/testing.h"
+
+namespace kg {
+namespace {
+
+using nlohmann::json;
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void Start(const std::string& token = "") {
+    auto c = LoadConfig([&](const std::string& k) -> std::optional<std::string> {
+      if (k == "KG_DATA_DIR") return dir_.path();
+      if (k == "KG_MAX_BODY_MB") return std::string("1");
+      if (k == "KG_API_TOKEN" && !token.empty()) return token;
+      return std::nullopt;
+    });
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    config_ = std::move(c).value();
+    queue_ = std::move(OpenQueue(config_)).value();
+    store_ = std::move(OpenTaskStore(config_)).value();
+    graph_ = std::move(OpenGraphStore(config_)).value();
+    server_ = std::make_unique<ApiServer>(ApiDeps{&config_, queue_.get(), store_.get(), graph_.get(), nullptr, false});
+    auto port = server_->Bind("127.0.0.1", 0);
+    ASSERT_TRUE(port.ok());
+    port_ = *port;
+    thread_ = std::thread([this] { server_->Serve(); });
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", port_);
+    ASSERT_TRUE(testing::WaitFor([&] { return static_cast<bool>(client_->Get("/healthz")); }, std::chrono::seconds(5)));
+  }
+  void TearDown() override {
+    if (server_) server_->Stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // Expects status and a JSON {"error": ...} mentioning `needle`, then checks the server still serves.
+  void ExpectError(const httplib::Result& r, int status, const std::string& needle) {
+    ASSERT_TRUE(r) << "no response";
+    EXPECT_EQ(r->status, status) << r->body;
+    json j = json::parse(r->body, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << r->body;
+    ASSERT_TRUE(j.contains("error")) << r->body;
+    EXPECT_NE(j["error"].get<std::string>().find(needle), std::string::npos) << j["error"];
+    auto h = client_->Get("/healthz");
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->status, 200);
+  }
+
+  httplib::Result Post(const std::string& path, const std::string& body) {
+    return client_->Post(path, body, "application/json");
+  }
+
+  testing::TempDir dir_;
+  Config config_;
+  std::unique_ptr<Queue> queue_;
+  std::unique_ptr<TaskStore> store_;
+  std::unique_ptr<GraphStore> graph_;
+  std::unique_ptr<ApiServer> server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+// Verifies each bad submission gets a 4xx JSON error and loses nothing already queued.
+TEST_F(ApiTest, SubmitErrors) {
+  Start();
+  auto ok = Post("/api/v1/tasks", R"({"text":"Mara Voss founded Helix Dynamics.","title":"t"})");
+  ASSERT_TRUE(ok);
+  ASSERT_EQ(ok->status, 202) << ok->body;
+  ExpectError(Post("/api/v1/tasks", "{not json"), 400, "not valid JSON");
+  ExpectError(Post("/api/v1/tasks", ""), 400, "empty");
+  ExpectError(Post("/api/v1/tasks", "[1,2]"), 400, "JSON object");
+  ExpectError(Post("/api/v1/tasks", R"({"title":"x"})"), 400, "missing 'text'");
+  ExpectError(Post("/api/v1/tasks", R"({"text":""})"), 400, "empty");
+  ExpectError(Post("/api/v1/tasks", R"({"text":"   \n "})"), 400, "blank");
+  ExpectError(Post("/api/v1/tasks", R"({"text":42})"), 400, "must be a string");
+  ExpectError(Post("/api/v1/tasks", R"({"text":"x","provider":"gpt9"})"), 400, "known: builtin");
+  ExpectError(Post("/api/v1/tasks", R"({"text":"x","title":7})"), 400, "'title' must be a string");
+  ExpectError(Post("/api/v1/tasks", R"({"text":"x","id":"../etc"})"), 400, "'id'");
+  ExpectError(Post("/api/v1/tasks", "{\"text\":\"bad \xff utf8\"}"), 400, "not valid JSON");
+  ExpectError(Post("/api/v1/tasks", std::string(2 * 1024 * 1024, 'x')), 413, "too large");
+  auto list = client_->Get("/api/v1/tasks");
+  ASSERT_TRUE(list);
+  EXPECT_EQ(json::parse(list->body)["tasks"].size(), 1u) << "only the good task exists";
+}
+
+// Verifies unknown ids are 404, wrong methods 405, bad query values 400.
+TEST_F(ApiTest, LookupErrors) {
+  Start();
+  ExpectError(client_->Get("/api/v1/tasks/t-nope"), 404, "not found");
+  ExpectError(Post("/api/v1/tasks/t-nope/cancel", ""), 404, "not found");
+  ExpectError(Post("/api/v1/tasks/t-nope/retry", ""), 404, "not found");
+  ExpectError(client_->Get("/api/v1/graph/entities/person:nobody"), 404, "not found");
+  ExpectError(client_->Get("/api/v1/nothing-here"), 404, "no such endpoint");
+  ExpectError(client_->Delete("/api/v1/tasks"), 405, "not allowed");
+  ExpectError(client_->Put("/api/v1/tasks", "{}", "application/json"), 405, "not allowed");
+  ExpectError(client_->Post("/api/v1/graph/stats", "", "application/json"), 405, "not allowed");
+  ExpectError(client_->Get("/api/v1/tasks?status=weird"), 400, "status must be");
+  ExpectError(client_->Get("/api/v1/tasks?limit=-3"), 400, "limit");
+  ExpectError(client_->Get("/api/v1/graph/export?format=csv"), 400, "json or graphml");
+  ExpectError(client_->Put("/api/v1/providers/nope/processes", R"({"per_node":1})", "application/json"), 404, "unknown provider");
+  ExpectError(client_->Put("/api/v1/providers/builtin/processes", R"({"per_node":-1})", "application/json"), 400, "per_node");
+  ExpectError(client_->Put("/api/v1/providers/builtin/processes", R"({"per_node":"2"})", "application/json"), 400, "per_node");
+}
+
+// Verifies mutations need the bearer token when KG_API_TOKEN is set, reads do not, and the token never leaks.
+TEST_F(ApiTest, BearerTokenOnMutations) {
+  Start("s3cret-token");
+  ExpectError(Post("/api/v1/tasks", R"({"text":"A b."})"), 401, "bearer token");
+  httplib::Headers wrong = {{"Authorization", "Bearer nope"}};
+  ExpectError(client_->Post("/api/v1/tasks", wrong, R"({"text":"A b."})", "application/json"), 401, "bearer token");
+  httplib::Headers right = {{"Authorization", "Bearer s3cret-token"}};
+  auto r = client_->Post("/api/v1/tasks", right, R"({"text":"Mara Voss founded Helix Dynamics."})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202);
+  auto stats = client_->Get("/api/v1/graph/stats");
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->status, 200);
+  auto metrics = client_->Get("/metrics");
+  EXPECT_EQ(metrics->body.find("s3cret"), std::string::npos);
+}
+
+// Verifies submit, get, cancel and retry over HTTP with the queue state behind them.
+TEST_F(ApiTest, TaskLifecycle) {
+  Start();
+  auto r = Post("/api/v1/tasks", R"({"text":"One sentence. Another sentence.","title":"Doc"})");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202);
+  json sub = json::parse(r->body);
+  std::string id = sub["id"];
+  EXPECT_EQ(sub["status"], "queued");
+  EXPECT_EQ(sub["chunks_total"], 1);
+  auto g = client_->Get("/api/v1/tasks/" + id);
+  ASSERT_EQ(g->status, 200);
+  EXPECT_EQ(json::parse(g->body)["status"], "queued");
+  auto c = Post("/api/v1/tasks/" + id + "/cancel", "");
+  ASSERT_EQ(c->status, 200) << c->body;
+  EXPECT_EQ(json::parse(c->body)["status"], "cancelled");
+  auto again = Post("/api/v1/tasks/" + id + "/retry", "");
+  ASSERT_EQ(again->status, 202) << again->body;
+  EXPECT_EQ(json::parse(again->body)["status"], "queued");
+  EXPECT_EQ(json::parse(again->body)["chunks_requeued"], 1);
+  auto retry_queued = Post("/api/v1/tasks/" + id + "/retry", "");
+  EXPECT_EQ(retry_queued->status, 409);
+  auto list = client_->Get("/api/v1/tasks?status=queued&limit=5");
+  ASSERT_EQ(list->status, 200);
+  EXPECT_EQ(json::parse(list->body)["tasks"].size(), 1u);
+  for (const char* path : {"/healthz", "/readyz", "/metrics", "/", "/api/v1/workers", "/api/v1/graph/stats",
+                           "/api/v1/graph/entities?q=x", "/api/v1/graph/export?format=graphml"}) {
+    auto h = client_->Get(path);
+    ASSERT_TRUE(h) << path;
+    EXPECT_EQ(h->status, 200) << path << " " << h->body;
+  }
+}
+
+}  // namespace
+}  // namespace kg

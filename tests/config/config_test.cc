@@ -1,0 +1,112 @@
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "testing/testing.h"
+
+namespace kg {
+namespace {
+
+EnvLookup Env(std::map<std::string, std::string> m) {
+  return [m](const std::string& k) -> std::optional<std::string> {
+    auto it = m.find(k);
+    if (it == m.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+// Verifies the seed's defaults: role all, 1 process per provider, caps 50/10, builtin provider.
+TEST(Config, DefaultsMatchTheSeed) {
+  auto c = LoadConfig(Env({}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->role, NodeRole::kAll);
+  EXPECT_EQ(c->workers_per_provider, 1);
+  EXPECT_EQ(c->max_total_processes, 50);
+  EXPECT_EQ(c->max_processes_per_provider, 10);
+  EXPECT_EQ(c->node_name, "worker-node");
+  EXPECT_EQ(c->http_addr, "127.0.0.1:8080");
+  ASSERT_EQ(c->enabled_providers.size(), 1u);
+  EXPECT_EQ(c->enabled_providers[0], "builtin");
+}
+
+// Verifies every kind of bad value is rejected with a message naming variable, value and what is accepted.
+TEST(Config, BadValuesNameTheVariable) {
+  struct Case {
+    std::map<std::string, std::string> env;
+    std::string var, value, accepted;
+  };
+  std::vector<Case> cases = {
+      {{{"KG_MAX_TOTAL_PROCESSES", "abc"}}, "KG_MAX_TOTAL_PROCESSES", "abc", "whole number"},
+      {{{"KG_WORKERS_PER_PROVIDER", "-1"}}, "KG_WORKERS_PER_PROVIDER", "-1", "whole number"},
+      {{{"KG_MAX_TOTAL_PROCESSES", "0"}}, "KG_MAX_TOTAL_PROCESSES", "0", "from 1"},
+      {{{"NODE_ROLE", "master"}}, "NODE_ROLE", "master", "all, web, worker"},
+      {{{"KG_PROVIDERS", "builtin,openai"}}, "KG_PROVIDERS", "openai", "known: builtin"},
+      {{{"KG_MAX_PROCESSES_PER_PROVIDER", "20"}, {"KG_MAX_TOTAL_PROCESSES", "5"}},
+       "KG_MAX_PROCESSES_PER_PROVIDER", "20", "must not exceed KG_MAX_TOTAL_PROCESSES"},
+      {{{"KG_HTTP_ADDR", "localhost"}}, "KG_HTTP_ADDR", "localhost", "HOST:PORT"},
+      {{{"KG_LEASE_SECONDS", "1.5"}}, "KG_LEASE_SECONDS", "1.5", "whole number"},
+      {{{"KG_WORKER_NODE_NAME", "a b"}}, "KG_WORKER_NODE_NAME", "a b", "A-Z"},
+  };
+  for (const auto& c : cases) {
+    auto r = LoadConfig(Env(c.env));
+    ASSERT_FALSE(r.ok()) << c.var;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    const std::string& m = r.status().message();
+    EXPECT_NE(m.find(c.var), std::string::npos) << m;
+    EXPECT_NE(m.find(c.value), std::string::npos) << m;
+    EXPECT_NE(m.find(c.accepted), std::string::npos) << m;
+  }
+}
+
+// Verifies the TOML file declares providers and settings, and the environment overrides the file.
+TEST(Config, TomlFileWithEnvironmentOverride) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("kg.toml"), R"(
+max_total_processes = 7
+lease_seconds = 9
+[providers.p1]
+kind = "builtin"
+delay_ms = 200
+[providers.p2]
+kind = "builtin"
+)");
+  auto c = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}, {"KG_LEASE_SECONDS", "11"}}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->max_total_processes, 7);
+  EXPECT_EQ(c->lease_seconds, 11);
+  EXPECT_EQ(c->providers.at("p1").delay_ms, 200);
+  EXPECT_EQ(c->enabled_providers, (std::vector<std::string>{"p1", "p2"}));
+  EXPECT_FALSE(c->HasProvider("builtin"));
+
+  auto subset = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}, {"KG_PROVIDERS", "p2"}}));
+  ASSERT_TRUE(subset.ok());
+  EXPECT_EQ(subset->enabled_providers, (std::vector<std::string>{"p2"}));
+}
+
+// Verifies a malformed TOML file or an unknown provider kind is a clear error.
+TEST(Config, BadTomlIsAnError) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("bad.toml"), "[providers.x\nkind=");
+  auto r = LoadConfig(Env({{"KG_CONFIG", dir.File("bad.toml")}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("KG_CONFIG"), std::string::npos);
+  testing::WriteFile(dir.File("kind.toml"), "[providers.x]\nkind = \"magic\"\n");
+  r = LoadConfig(Env({{"KG_CONFIG", dir.File("kind.toml")}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("kind='magic'"), std::string::npos) << r.status().message();
+}
+
+// Verifies check-config output masks every secret.
+TEST(Config, DescribeMasksSecrets) {
+  auto c = LoadConfig(Env({{"KG_API_TOKEN", "tok-SECRET-1"}, {"REDIS_PASSWORD", "pw-SECRET-2"}}));
+  ASSERT_TRUE(c.ok());
+  std::string d = DescribeConfig(*c);
+  EXPECT_EQ(d.find("SECRET"), std::string::npos) << d;
+  EXPECT_NE(d.find("KG_API_TOKEN=****"), std::string::npos);
+  EXPECT_NE(d.find("KG_MAX_TOTAL_PROCESSES=50"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kg

@@ -1,0 +1,179 @@
+// End to end: `kgflow start` as a real process, the sample documents, the graph.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "testing/testing.h"
+
+namespace kg {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+class Node {
+ public:
+  explicit Node(testing::TempDir& dir, std::map<std::string, std::string> extra = {}) : port_(testing::FreePort()) {
+    std::map<std::string, std::string> env = {{"KG_DATA_DIR", dir.File("data")},
+                                              {"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(port_)}};
+    for (auto& [k, v] : extra) env[k] = v;
+    proc_ = std::make_unique<testing::Process>(std::vector<std::string>{"start"}, env, dir.path());
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", port_);
+    ready_ = testing::WaitFor(
+        [&] {
+          auto r = client_->Get("/readyz");
+          return r && r->status == 200;
+        },
+        15s);
+  }
+  bool ready() const { return ready_; }
+  int port() const { return port_; }
+  testing::Process& proc() { return *proc_; }
+  httplib::Client& http() { return *client_; }
+  json Get(const std::string& path) {
+    auto r = client_->Get(path);
+    if (!r || r->status != 200) return json();
+    return json::parse(r->body, nullptr, false);
+  }
+
+ private:
+  int port_;
+  std::unique_ptr<testing::Process> proc_;
+  std::unique_ptr<httplib::Client> client_;
+  bool ready_ = false;
+};
+
+std::vector<std::string> Samples() {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(testing::SamplesDir())) out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string SubmitAll(Node& n, std::vector<std::string>* ids) {
+  for (const auto& f : Samples()) {
+    json body = {{"text", testing::ReadFile(f)}, {"title", std::filesystem::path(f).stem().string()}, {"source", f}};
+    auto r = n.http().Post("/api/v1/tasks", body.dump(), "application/json");
+    if (!r || r->status != 202) return "submit " + f + " failed: " + (r ? r->body : "no response");
+    ids->push_back(json::parse(r->body)["id"]);
+  }
+  return "";
+}
+
+bool AllDone(Node& n, const std::vector<std::string>& ids) {
+  for (const auto& id : ids) {
+    json t = n.Get("/api/v1/tasks/" + id);
+    if (t.is_null() || t["status"] != "done") return false;
+  }
+  return true;
+}
+
+// Verifies the whole pipeline: samples -> done -> entities, relations, provenance; resubmission changes
+// nothing; SIGTERM stops the node with exit code 0 and no worker left behind.
+TEST(EndToEnd, SamplesBuildAGraphIdempotently) {
+  testing::TempDir dir;
+  Node n(dir);
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::vector<std::string> ids;
+  ASSERT_EQ(SubmitAll(n, &ids), "");
+  ASSERT_TRUE(testing::WaitFor([&] { return AllDone(n, ids); }, 60s)) << n.proc().Stderr();
+
+  json stats = n.Get("/api/v1/graph/stats");
+  EXPECT_EQ(stats["documents"], Samples().size());
+  EXPECT_GE(stats["entities"].get<int>(), 30);
+  EXPECT_GE(stats["relations"].get<int>(), 30);
+
+  // A known English and a known Chinese fact, with provenance back to a chunk of the right document.
+  json e = n.Get("/api/v1/graph/entities/" + httplib::detail::encode_query_param("person:mara voss"));
+  ASSERT_FALSE(e.is_null());
+  bool founded = false;
+  for (const auto& nb : e["neighbours"]) {
+    if (nb["type"] == "FOUNDED" && nb["entity"]["name"] == "Helix Dynamics") {
+      founded = true;
+      ASSERT_FALSE(nb["evidence"].empty());
+    }
+  }
+  EXPECT_TRUE(founded) << e.dump(2);
+  ASSERT_FALSE(e["documents"].empty());
+  json zh = n.Get("/api/v1/graph/entities/" + httplib::detail::encode_query_param("person:李明"));
+  ASSERT_FALSE(zh.is_null());
+  bool ceo = false;
+  for (const auto& nb : zh["neighbours"]) ceo = ceo || (nb["type"] == "CEO_OF" && nb["entity"]["name"] == "星河科技公司");
+  EXPECT_TRUE(ceo) << zh.dump(2);
+  json found = n.Get("/api/v1/graph/entities?q=helix");
+  ASSERT_FALSE(found["entities"].empty());
+
+  json exported = n.Get("/api/v1/graph/export?format=json");
+  ASSERT_FALSE(exported.is_null());
+  EXPECT_EQ(exported["relations"].size(), stats["relations"].get<size_t>());
+  for (const auto& r : exported["relations"]) ASSERT_FALSE(r["evidence"].empty());
+  EXPECT_FALSE(exported["mentions"].empty());
+
+  // Again: new tasks, same documents, nothing changes.
+  std::vector<std::string> again;
+  ASSERT_EQ(SubmitAll(n, &again), "");
+  ASSERT_TRUE(testing::WaitFor([&] { return AllDone(n, again); }, 60s));
+  json stats2 = n.Get("/api/v1/graph/stats");
+  EXPECT_EQ(stats2, stats);
+  EXPECT_EQ(n.Get("/api/v1/graph/export?format=json"), exported);
+
+  auto workers = n.Get("/api/v1/workers");
+  ASSERT_EQ(workers["nodes"].size(), 1u);
+  std::vector<pid_t> kids = testing::ChildrenOf(n.proc().pid());
+  EXPECT_EQ(kids.size(), 1u);
+
+  ASSERT_TRUE(n.proc().Signal(SIGTERM));
+  int st = n.proc().Wait(20s);
+  ASSERT_NE(st, -1) << "did not stop";
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st << n.proc().Stderr();
+  for (pid_t k : kids) EXPECT_FALSE(testing::Alive(k));
+}
+
+// Verifies `kgflow submit --wait` reports progress line by line when stdout is not a terminal.
+TEST(EndToEnd, CliSubmitWaitShowsProgress) {
+  testing::TempDir dir;
+  Node n(dir);
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())}};
+  testing::Process submit({"submit", "--wait", Samples()[0], Samples()[1]}, env, dir.path());
+  int st = submit.Wait(60s);
+  ASSERT_NE(st, -1);
+  EXPECT_EQ(WEXITSTATUS(st), 0) << submit.Stderr();
+  std::string out = submit.Stdout();
+  EXPECT_NE(out.find("submitted"), std::string::npos) << out;
+  EXPECT_NE(out.find(" done: "), std::string::npos) << out;
+  testing::Process stats({"graph", "stats"}, env, dir.path());
+  ASSERT_NE(stats.Wait(20s), -1);
+  EXPECT_NE(stats.Stdout().find("documents 2"), std::string::npos) << stats.Stdout();
+  testing::Process missing({"submit", dir.File("does-not-exist.txt")}, env, dir.path());
+  int ms = missing.Wait(20s);
+  EXPECT_EQ(WEXITSTATUS(ms), 1);
+  EXPECT_NE(missing.Stderr().find("cannot read"), std::string::npos);
+}
+
+// Verifies a bad configuration value stops start-up with exit code 2 and one line naming it.
+TEST(EndToEnd, BadConfigExitsTwo) {
+  testing::TempDir dir;
+  for (auto [var, value] : std::vector<std::pair<std::string, std::string>>{
+           {"KG_MAX_TOTAL_PROCESSES", "lots"}, {"NODE_ROLE", "boss"}, {"KG_PROVIDERS", "nope"}}) {
+    testing::Process p({"start"}, {{var, value}, {"KG_DATA_DIR", dir.File("d")}}, dir.path());
+    int st = p.Wait(20s);
+    ASSERT_NE(st, -1) << var;
+    EXPECT_TRUE(WIFEXITED(st));
+    EXPECT_EQ(WEXITSTATUS(st), 2) << var;
+    std::string err = p.Stderr();
+    EXPECT_NE(err.find(var), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  }
+  testing::Process check({"check-config"}, {{"KG_API_TOKEN", "hide-me-123"}}, dir.path());
+  ASSERT_EQ(WEXITSTATUS(check.Wait(20s)), 0);
+  EXPECT_EQ(check.Stdout().find("hide-me-123"), std::string::npos);
+  EXPECT_NE(check.Stdout().find("KG_API_TOKEN=****"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kg

@@ -1,0 +1,121 @@
+// The GraphStore contract; every backend runs it unchanged.
+#include <gtest/gtest.h>
+
+#include "graph/graph_store.h"
+#include "testing/testing.h"
+
+namespace kg {
+namespace {
+
+struct Backend {
+  std::string name;
+  std::function<std::unique_ptr<GraphStore>(const std::string& dir)> open;
+};
+void PrintTo(const Backend& b, std::ostream* os) { *os << b.name; }
+
+
+GraphBatch Batch(const std::string& chunk, int idx) {
+  GraphBatch b;
+  b.doc = {"d1", "Doc", "src.txt"};
+  b.chunk = {chunk, "d1", idx, "Mara Voss founded Helix Dynamics."};
+  b.entities = {{"person:mara voss", "Mara Voss", "Person", "founder", 0},
+                {"organization:helix dynamics", "Helix Dynamics", "Organization", "", 0}};
+  b.relations = {{"person:mara voss", "organization:helix dynamics", "FOUNDED", {}, 0}};
+  return b;
+}
+
+class GraphStoreContract : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override { g_ = GetParam().open(dir_.path()); }
+  testing::TempDir dir_;
+  std::unique_ptr<GraphStore> g_;
+};
+
+// Verifies a merge creates documents, chunks, entities and relations with provenance.
+TEST_P(GraphStoreContract, MergeCreatesWithProvenance) {
+  ASSERT_TRUE(g_->Merge({Batch("d1:0", 0)}).ok());
+  auto s = g_->Stats();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->documents, 1);
+  EXPECT_EQ(s->chunks, 1);
+  EXPECT_EQ(s->entities, 2);
+  EXPECT_EQ(s->relations, 1);
+  auto e = g_->GetEntity("person:mara voss");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->entity.name, "Mara Voss");
+  ASSERT_EQ(e->neighbours.size(), 1u);
+  EXPECT_EQ(e->neighbours[0].direction, "out");
+  EXPECT_EQ(e->neighbours[0].relation.evidence, std::vector<std::string>{"d1:0"});
+  EXPECT_EQ(e->chunks, std::vector<std::string>{"d1:0"});
+  EXPECT_EQ(e->documents, std::vector<std::string>{"d1"});
+  EXPECT_EQ(g_->GetEntity("nope").status().code(), Code::kNotFound);
+}
+
+// Verifies merging the same batch again changes nothing, and new evidence raises the weight.
+TEST_P(GraphStoreContract, MergeIsIdempotent) {
+  ASSERT_TRUE(g_->Merge({Batch("d1:0", 0)}).ok());
+  ASSERT_TRUE(g_->Merge({Batch("d1:0", 0), Batch("d1:0", 0)}).ok());
+  auto s = g_->Stats();
+  EXPECT_EQ(s->entities, 2);
+  EXPECT_EQ(s->relations, 1);
+  EXPECT_EQ(s->chunks, 1);
+  auto snap = g_->Export();
+  ASSERT_TRUE(snap.ok());
+  ASSERT_EQ(snap->relations.size(), 1u);
+  EXPECT_EQ(snap->relations[0].weight, 1);
+  ASSERT_TRUE(g_->Merge({Batch("d1:1", 1)}).ok());
+  snap = g_->Export();
+  EXPECT_EQ(snap->relations[0].weight, 2);
+  EXPECT_EQ(snap->relations[0].evidence, (std::vector<std::string>{"d1:0", "d1:1"}));
+  EXPECT_EQ(g_->Stats()->relations, 1);
+}
+
+// Verifies an entity keeps its first non-empty description.
+TEST_P(GraphStoreContract, DescriptionFirstNonEmptyWins) {
+  auto b = Batch("d1:0", 0);
+  b.entities[1].description = "";
+  ASSERT_TRUE(g_->Merge({b}).ok());
+  b.entities[1].description = "robots";
+  ASSERT_TRUE(g_->Merge({b}).ok());
+  b.entities[1].description = "later";
+  ASSERT_TRUE(g_->Merge({b}).ok());
+  EXPECT_EQ(g_->GetEntity("organization:helix dynamics")->entity.description, "robots");
+}
+
+// Verifies search is case-insensitive on names, most mentioned first, and honours the limit.
+TEST_P(GraphStoreContract, Search) {
+  ASSERT_TRUE(g_->Merge({Batch("d1:0", 0), Batch("d1:1", 1)}).ok());
+  auto r = g_->SearchEntities("HELIX", 10);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].mentions, 2);
+  EXPECT_EQ(g_->SearchEntities("", 1)->size(), 1u);
+  EXPECT_TRUE(g_->SearchEntities("zzz", 10)->empty());
+}
+
+// Verifies both export formats carry every node and edge, with XML escaping.
+TEST_P(GraphStoreContract, Export) {
+  auto b = Batch("d1:0", 0);
+  b.entities[1].name = "Helix <&> \"Dynamics\"";
+  ASSERT_TRUE(g_->Merge({b}).ok());
+  auto snap = g_->Export();
+  ASSERT_TRUE(snap.ok());
+  std::string json = ExportJson(*snap);
+  EXPECT_NE(json.find("\"FOUNDED\""), std::string::npos);
+  std::string xml = ExportGraphml(*snap);
+  EXPECT_NE(xml.find("Helix &lt;&amp;&gt; &quot;Dynamics&quot;"), std::string::npos);
+  EXPECT_NE(xml.find("HAS_CHUNK"), std::string::npos);
+  EXPECT_NE(xml.find("MENTIONS"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, GraphStoreContract,
+                         ::testing::Values(Backend{"sqlite",
+                                                   [](const std::string& dir) {
+                                                     auto g = OpenSqliteGraphStore(dir + "/graph.db");
+                                                     EXPECT_TRUE(g.ok()) << g.status().message();
+                                                     return std::move(g).value();
+                                                   }}),
+                         [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace kg

@@ -1,0 +1,107 @@
+#include "pipeline/text.h"
+
+#include <gtest/gtest.h>
+
+#include "pipeline/document.h"
+
+namespace kg {
+namespace {
+
+bool ValidUtf8(const std::string& s) { return SanitizeUtf8(s) == s; }
+
+// Verifies sentences split after English and Chinese punctuation, not inside "Dr." or "3.5".
+TEST(Text, SplitsSentencesInBothLanguages) {
+  auto s = SplitSentences("Dr. Voss earned 3.5 million. She left!  李明创立了公司。王红加入了。Done?");
+  ASSERT_EQ(s.size(), 5u);
+  EXPECT_EQ(s[0], "Dr. Voss earned 3.5 million.");
+  EXPECT_EQ(s[1], "She left!");
+  EXPECT_EQ(s[2], "李明创立了公司。");
+  EXPECT_EQ(s[3], "王红加入了。");
+  EXPECT_EQ(s[4], "Done?");
+}
+
+// Verifies chunks respect the size in code points, keep sentences whole, overlap, and cover the text.
+TEST(Text, ChunksAreBoundedSentenceAlignedAndOverlap) {
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "Sentence number " + std::to_string(i) + " is here. ";
+  auto chunks = ChunkText(text, {200, 40});
+  ASSERT_GT(chunks.size(), 3u);
+  for (const auto& c : chunks) {
+    EXPECT_LE(CodePointCount(c), 200u);
+    EXPECT_EQ(c.back(), '.');
+    EXPECT_EQ(c.rfind("Sentence", 0), 0u) << c;
+  }
+  // Overlap: each chunk starts with the last sentence of the previous one.
+  for (size_t i = 1; i < chunks.size(); ++i) {
+    std::string first = chunks[i].substr(0, chunks[i].find('.') + 1);
+    EXPECT_NE(chunks[i - 1].find(first), std::string::npos) << i;
+  }
+  EXPECT_NE(chunks.back().find("number 39"), std::string::npos);
+}
+
+// Verifies a long run of Chinese without punctuation is cut on code points, never inside one.
+TEST(Text, NeverSplitsACodePoint) {
+  std::string han;
+  for (int i = 0; i < 1000; ++i) han += "汉";
+  auto chunks = ChunkText(han, {97, 10});
+  ASSERT_GE(chunks.size(), 10u);
+  size_t total = 0;
+  for (const auto& c : chunks) {
+    EXPECT_TRUE(ValidUtf8(c));
+    EXPECT_LE(CodePointCount(c), 97u);
+    total += CodePointCount(c);
+  }
+  EXPECT_EQ(total, 1000u);
+}
+
+// Verifies blank text gives no chunk and invalid UTF-8 is repaired, not passed on.
+TEST(Text, BlankAndInvalidInput) {
+  EXPECT_TRUE(ChunkText("   \n\n \t ", {100, 10}).empty());
+  EXPECT_TRUE(ChunkText("", {100, 10}).empty());
+  std::string bad = "abc\xff\xfe def \xe6\xb1";  // stray bytes and a truncated sequence
+  EXPECT_TRUE(ValidUtf8(SanitizeUtf8(bad)));
+  EXPECT_EQ(SanitizeUtf8("ok 汉字"), "ok 汉字");
+}
+
+// Verifies name normalisation folds case, full width and white space into one stable key.
+TEST(Text, NormalisationFoldsCaseWidthAndSpace) {
+  EXPECT_EQ(NormalizeName("  ＡＣＭＥ   Labs "), "acme labs");
+  EXPECT_EQ(NormalizeName("Helix\tDynamics"), "helix dynamics");
+  EXPECT_EQ(EntityKey("Helix  DYNAMICS", "Organization"), EntityKey("helix dynamics", "organization"));
+  EXPECT_NE(EntityKey("Helix", "Organization"), EntityKey("Helix", "Person"));
+  EXPECT_EQ(NormalizeName("星河科技　公司"), "星河科技 公司");
+}
+
+// Verifies document ids derive from content and plans use stable graph chunk ids.
+TEST(Document, IdsDeriveFromContent) {
+  EXPECT_EQ(DocumentIdFor("same text"), DocumentIdFor("same text"));
+  EXPECT_NE(DocumentIdFor("same text"), DocumentIdFor("other text"));
+  auto a = PlanTask("t1", "builtin", "", "T", "", "One. Two.", {100, 10});
+  auto b = PlanTask("t2", "builtin", "", "T", "", "One. Two.", {100, 10});
+  ASSERT_EQ(a.items.size(), 1u);
+  EXPECT_EQ(a.doc_id, b.doc_id);
+  EXPECT_NE(a.items[0].id, b.items[0].id);
+  auto pa = DecodePayload(a.items[0].payload);
+  auto pb = DecodePayload(b.items[0].payload);
+  ASSERT_TRUE(pa.ok());
+  EXPECT_EQ(pa->chunk_id, pb->chunk_id);
+  EXPECT_FALSE(DecodePayload("{not json").ok());
+}
+
+// Verifies BuildBatch keys entities, drops self-loops and duplicates, and adds missing relation ends.
+TEST(Document, BuildBatchNormalises) {
+  Extraction x;
+  x.entities = {{"Helix Dynamics", "Organization", "d"}, {"HELIX  dynamics", "Organization", ""}, {"", "Person", ""}};
+  x.relations = {{"Mara Voss", "Person", "Helix Dynamics", "Organization", "founded"},
+                 {"Mara Voss", "Person", "Helix Dynamics", "Organization", "FOUNDED"},
+                 {"Helix Dynamics", "Organization", "helix dynamics", "Organization", "same"}};
+  ChunkPayload p{"d1", "T", "", "d1:0", "text", 0};
+  GraphBatch b = BuildBatch(p, x);
+  EXPECT_EQ(b.entities.size(), 2u);  // helix dynamics, mara voss
+  ASSERT_EQ(b.relations.size(), 1u);
+  EXPECT_EQ(b.relations[0].type, "FOUNDED");
+  EXPECT_EQ(b.relations[0].src, "person:mara voss");
+}
+
+}  // namespace
+}  // namespace kg

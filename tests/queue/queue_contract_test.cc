@@ -1,0 +1,299 @@
+// The delivery contract of Queue. Every backend runs this suite unchanged: add a
+// factory to the INSTANTIATE list below.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "queue/queue.h"
+#include "testing/testing.h"
+
+namespace kg {
+namespace {
+
+struct Backend {
+  std::string name;
+  std::function<std::unique_ptr<Queue>(const std::string& dir, QueueOptions)> open;
+};
+void PrintTo(const Backend& b, std::ostream* os) { *os << b.name; }
+
+
+class QueueContract : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override { q_ = Open(); }
+  std::unique_ptr<Queue> Open() {
+    QueueOptions o;
+    o.max_attempts = 3;
+    o.poison_crashes = 2;
+    o.backoff_base_ms = 1000;
+    o.backoff_max_ms = 8000;
+    o.jitter = 0.25;
+    o.now_ms = [this] { return now_.load(); };
+    return GetParam().open(dir_.path(), o);
+  }
+  std::vector<ChunkItem> Items(const std::string& task, int n, const std::string& provider = "p") {
+    std::vector<ChunkItem> v;
+    for (int i = 0; i < n; ++i) v.push_back({task + ":" + std::to_string(i), task, provider, i, "payload" + std::to_string(i)});
+    return v;
+  }
+  std::vector<Lease> LeaseN(int n, const std::string& owner = "w1", bool suspect = false) {
+    auto r = q_->LeaseChunks("p", owner, n, 10000, suspect);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? r.value() : std::vector<Lease>{};
+  }
+
+  testing::TempDir dir_;
+  std::atomic<int64_t> now_{1'000'000};
+  std::unique_ptr<Queue> q_;
+};
+
+// Verifies enqueue is idempotent by id and lease hands out each chunk once with a token and deadline.
+TEST_P(QueueContract, EnqueueIdempotentAndLeaseOnce) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 3)).ok());
+  ASSERT_TRUE(q_->Enqueue(Items("t", 3)).ok());
+  auto c = q_->Counts("t");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->total, 3);
+  auto a = LeaseN(2);
+  auto b = LeaseN(5, "w2");
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_TRUE(LeaseN(5, "w3").empty());
+  std::set<std::string> ids = {a[0].chunk_id, a[1].chunk_id, b[0].chunk_id};
+  EXPECT_EQ(ids.size(), 3u);
+  EXPECT_EQ(a[0].attempt, 1);
+  EXPECT_EQ(a[0].deadline_ms, now_ + 10000);
+  EXPECT_EQ(a[0].payload, "payload" + std::to_string(a[0].idx));
+  EXPECT_FALSE(a[0].token.empty());
+  EXPECT_NE(a[0].token, a[1].token);
+}
+
+// Verifies per-provider queues: a worker of one provider never sees another's chunks.
+TEST_P(QueueContract, ProvidersAreSeparate) {
+  ASSERT_TRUE(q_->Enqueue(Items("a", 2, "p")).ok());
+  ASSERT_TRUE(q_->Enqueue(Items("b", 2, "other")).ok());
+  auto mine = LeaseN(10);
+  ASSERT_EQ(mine.size(), 2u);
+  for (const auto& l : mine) EXPECT_EQ(l.task_id, "a");
+  auto depths = q_->Depths();
+  ASSERT_TRUE(depths.ok());
+  EXPECT_EQ((*depths)["other"].ready, 2);
+  EXPECT_EQ((*depths)["p"].leased, 2);
+}
+
+// Verifies ack completes a chunk and a stale token (or a second ack) is rejected with kConflict.
+TEST_P(QueueContract, AckAndStaleTokensAreFenced) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 1)).ok());
+  auto l = LeaseN(1);
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(q_->Ack(l[0].chunk_id, "wrong-token").code(), Code::kConflict);
+  EXPECT_EQ(q_->Renew(l[0].chunk_id, "wrong-token", 1000).code(), Code::kConflict);
+  EXPECT_EQ(q_->Nack(l[0].chunk_id, "wrong-token", "x", true).code(), Code::kConflict);
+  EXPECT_TRUE(q_->Ack(l[0].chunk_id, l[0].token).ok());
+  EXPECT_EQ(q_->Ack(l[0].chunk_id, l[0].token).code(), Code::kConflict);
+  auto c = q_->Counts("t");
+  EXPECT_EQ(c->done, 1);
+}
+
+// Verifies an expired lease is reclaimed, the old holder is fenced off, and renewal prevents expiry.
+TEST_P(QueueContract, RenewAndReclaimExpired) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 2)).ok());
+  auto l = LeaseN(2);
+  ASSERT_EQ(l.size(), 2u);
+  now_ += 5000;
+  ASSERT_TRUE(q_->Renew(l[0].chunk_id, l[0].token, 10000).ok());
+  now_ += 6000;  // l[1] expired, l[0] renewed until +15000
+  auto n = q_->ReclaimExpired();
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1);
+  EXPECT_EQ(q_->Ack(l[1].chunk_id, l[1].token).code(), Code::kConflict);
+  EXPECT_TRUE(q_->Ack(l[0].chunk_id, l[0].token).ok());
+  auto again = LeaseN(1, "w2");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].chunk_id, l[1].chunk_id);
+  EXPECT_EQ(again[0].attempt, 2);
+}
+
+// Verifies nack retries after an exponential backoff with jitter, then dead-letters with the last error.
+TEST_P(QueueContract, NackBacksOffThenDeadLetters) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 1)).ok());
+  int64_t expected_base[] = {1000, 2000};
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    auto l = LeaseN(1);
+    ASSERT_EQ(l.size(), 1u) << attempt;
+    EXPECT_EQ(l[0].attempt, attempt);
+    ASSERT_TRUE(q_->Nack(l[0].chunk_id, l[0].token, "boom " + std::to_string(attempt), true).ok());
+    auto info = q_->Get(l[0].chunk_id);
+    ASSERT_TRUE(info.ok());
+    EXPECT_EQ(info->state, ChunkState::kReady);
+    int64_t delay = info->available_at_ms - now_;
+    EXPECT_GE(delay, expected_base[attempt - 1] * 3 / 4);
+    EXPECT_LE(delay, expected_base[attempt - 1] * 5 / 4);
+    EXPECT_TRUE(LeaseN(1).empty()) << "not before the backoff";
+    now_ += delay;
+  }
+  auto l = LeaseN(1);
+  ASSERT_EQ(l.size(), 1u);
+  ASSERT_TRUE(q_->Nack(l[0].chunk_id, l[0].token, "final boom", true).ok());
+  auto info = q_->Get(l[0].chunk_id);
+  EXPECT_EQ(info->state, ChunkState::kDead);
+  EXPECT_NE(info->last_error.find("final boom"), std::string::npos);
+  EXPECT_EQ(q_->Counts("t")->dead, 1);
+}
+
+// Verifies a non-retryable nack dead-letters at once.
+TEST_P(QueueContract, NonRetryableNackIsDeadAtOnce) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 1)).ok());
+  auto l = LeaseN(1);
+  ASSERT_TRUE(q_->Nack(l[0].chunk_id, l[0].token, "bad payload", false).ok());
+  EXPECT_EQ(q_->Get(l[0].chunk_id)->state, ChunkState::kDead);
+}
+
+// Verifies release gives a chunk back at once without spending an attempt.
+TEST_P(QueueContract, ReleaseIsFree) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 1)).ok());
+  auto l = LeaseN(1);
+  ASSERT_TRUE(q_->Release(l[0].chunk_id, l[0].token).ok());
+  EXPECT_EQ(q_->Release(l[0].chunk_id, l[0].token).code(), Code::kConflict);
+  auto again = LeaseN(1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].attempt, 1);
+}
+
+// Verifies a crashed owner's chunks come back at once, counted as crashes; a chunk that killed K workers is poison.
+TEST_P(QueueContract, CrashedOwnerReleaseAndPoison) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 2)).ok());
+  auto l = LeaseN(2, "dead-worker");
+  ASSERT_EQ(l.size(), 2u);
+  auto n = q_->ReleaseOwner("dead-worker", true, "killed by SIGKILL");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 2);
+  // Suspect chunks (crashes > 0) are not handed out with others, only alone to an idle worker.
+  EXPECT_TRUE(LeaseN(2, "w2", false).empty());
+  auto alone = LeaseN(2, "w2", true);
+  ASSERT_EQ(alone.size(), 1u);
+  EXPECT_EQ(alone[0].crashes, 1);
+  EXPECT_EQ(alone[0].attempt, 2);
+  ASSERT_TRUE(q_->ReleaseOwner("w2", true, "killed again").ok());  // second crash: poison (K=2)
+  auto info = q_->Get(alone[0].chunk_id);
+  EXPECT_EQ(info->state, ChunkState::kDead);
+  EXPECT_NE(info->last_error.find("poison"), std::string::npos) << info->last_error;
+  // The other chunk is still ready and runs.
+  auto other = LeaseN(2, "w3", true);
+  ASSERT_EQ(other.size(), 1u);
+  EXPECT_NE(other[0].chunk_id, alone[0].chunk_id);
+  EXPECT_TRUE(q_->Ack(other[0].chunk_id, other[0].token).ok());
+}
+
+// Verifies a clean release by owner or prefix spends no attempt and leaves no crash mark.
+TEST_P(QueueContract, ReleaseOwnerCleanAndByPrefix) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 3)).ok());
+  ASSERT_EQ(LeaseN(1, "node-a/1/1").size(), 1u);
+  ASSERT_EQ(LeaseN(1, "node-a/2/2").size(), 1u);
+  ASSERT_EQ(LeaseN(1, "node-b/3/3").size(), 1u);
+  auto n = q_->ReleaseOwnersWithPrefix("node-a/");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 2);
+  auto back = LeaseN(5, "w");
+  ASSERT_EQ(back.size(), 2u);
+  for (const auto& l : back) {
+    EXPECT_EQ(l.attempt, 1);
+    EXPECT_EQ(l.crashes, 0);
+  }
+}
+
+// Verifies cancel stops ready and leased chunks and retry revives dead and cancelled ones with fresh attempts.
+TEST_P(QueueContract, CancelAndRetry) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 3)).ok());
+  auto l = LeaseN(1);
+  ASSERT_TRUE(q_->Ack(l[0].chunk_id, l[0].token).ok());
+  auto held = LeaseN(1);
+  auto n = q_->CancelTask("t");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 2);
+  EXPECT_EQ(q_->Ack(held[0].chunk_id, held[0].token).code(), Code::kConflict);
+  EXPECT_TRUE(LeaseN(5).empty());
+  auto c = q_->Counts("t");
+  EXPECT_EQ(c->cancelled, 2);
+  EXPECT_EQ(c->done, 1);
+  auto r = q_->RetryTask("t");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 2);
+  auto again = LeaseN(5);
+  EXPECT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].attempt, 1);
+}
+
+// Verifies a second connection (another process in production) sees the same queue and never double-leases.
+TEST_P(QueueContract, ConcurrentLeasersNeverShareAChunk) {
+  std::vector<ChunkItem> items = Items("t", 200);
+  ASSERT_TRUE(q_->Enqueue(items).ok());
+  std::vector<std::unique_ptr<Queue>> conns;
+  for (int i = 0; i < 4; ++i) conns.push_back(Open());
+  std::mutex mu;
+  std::multiset<std::string> seen;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      while (true) {
+        auto r = conns[i]->LeaseChunks("p", "w" + std::to_string(i), 3, 10000, false);
+        ASSERT_TRUE(r.ok()) << r.status().message();
+        if (r->empty()) return;
+        for (const auto& l : *r) {
+          ASSERT_TRUE(conns[i]->Ack(l.chunk_id, l.token).ok());
+          std::lock_guard<std::mutex> g(mu);
+          seen.insert(l.chunk_id);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(seen.size(), 200u);
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), 200u);
+  EXPECT_EQ(q_->Counts("t")->done, 200);
+}
+
+// Verifies WaitForWork returns promptly when work arrives from another connection, and times out otherwise.
+TEST_P(QueueContract, WaitForWorkWakesOnEnqueue) {
+  auto other = Open();
+  auto t0 = std::chrono::steady_clock::now();
+  q_->WaitForWork("p", 200, -1);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(150));
+  std::thread producer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_TRUE(other->Enqueue(Items("t", 1)).ok());
+  });
+  t0 = std::chrono::steady_clock::now();
+  q_->WaitForWork("p", 5000, -1);
+  auto waited = std::chrono::steady_clock::now() - t0;
+  producer.join();
+  EXPECT_LT(waited, std::chrono::milliseconds(3000));
+  EXPECT_EQ(LeaseN(1).size(), 1u);
+}
+
+// Verifies the backoff formula grows exponentially, respects the cap and stays within the jitter band.
+TEST(QueueBackoff, ExponentialCappedJittered) {
+  QueueOptions o;
+  o.backoff_base_ms = 100;
+  o.backoff_max_ms = 1000;
+  o.jitter = 0.2;
+  EXPECT_EQ(BackoffMs(o, 1, 0.5), 100);
+  EXPECT_EQ(BackoffMs(o, 2, 0.5), 200);
+  EXPECT_EQ(BackoffMs(o, 3, 0.5), 400);
+  EXPECT_EQ(BackoffMs(o, 10, 0.5), 1000);
+  EXPECT_EQ(BackoffMs(o, 1, 0.0), 80);
+  EXPECT_EQ(BackoffMs(o, 1, 0.999999), 119);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, QueueContract,
+                         ::testing::Values(Backend{"sqlite",
+                                                   [](const std::string& dir, QueueOptions o) {
+                                                     auto q = OpenSqliteQueue(dir + "/queue.db", std::move(o));
+                                                     EXPECT_TRUE(q.ok()) << q.status().message();
+                                                     return std::move(q).value();
+                                                   }}),
+                         [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace kg

@@ -1,0 +1,108 @@
+// The TaskStore contract; every backend runs it unchanged.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "common/util.h"
+#include "store/task_store.h"
+#include "testing/testing.h"
+
+namespace kg {
+namespace {
+
+struct Backend {
+  std::string name;
+  std::function<std::unique_ptr<TaskStore>(const std::string& dir)> open;
+};
+void PrintTo(const Backend& b, std::ostream* os) { *os << b.name; }
+
+
+class TaskStoreContract : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override { s_ = GetParam().open(dir_.path()); }
+  TaskRecord Task(const std::string& id, int total) {
+    TaskRecord t;
+    t.id = id;
+    t.title = "Title " + id;
+    t.provider = "builtin";
+    t.doc_id = "d-" + id;
+    t.chunks_total = total;
+    return t;
+  }
+  testing::TempDir dir_;
+  std::unique_ptr<TaskStore> s_;
+};
+
+// Verifies create/get round-trips and an unknown id is kNotFound.
+TEST_P(TaskStoreContract, CreateGet) {
+  ASSERT_TRUE(s_->Create(Task("a", 3)).ok());
+  auto t = s_->Get("a");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->title, "Title a");
+  EXPECT_EQ(t->status, "queued");
+  EXPECT_EQ(t->chunks_total, 3);
+  EXPECT_EQ(s_->Get("nope").status().code(), Code::kNotFound);
+  EXPECT_FALSE(s_->Create(Task("a", 1)).ok()) << "ids are unique";
+}
+
+// Verifies the status derives from chunk counts, and cancelled sticks until reopened.
+TEST_P(TaskStoreContract, ProgressDerivesStatus) {
+  ASSERT_TRUE(s_->Create(Task("a", 3)).ok());
+  ASSERT_TRUE(s_->UpdateProgress("a", {3, 1, 1, 1, 0, 0}, "").ok());
+  EXPECT_EQ(s_->Get("a")->status, "running");
+  EXPECT_EQ(s_->Get("a")->chunks_done, 1);
+  ASSERT_TRUE(s_->UpdateProgress("a", {3, 0, 0, 3, 0, 0}, "").ok());
+  EXPECT_EQ(s_->Get("a")->status, "done");
+  ASSERT_TRUE(s_->Create(Task("b", 2)).ok());
+  ASSERT_TRUE(s_->UpdateProgress("b", {2, 0, 0, 1, 1, 0}, "chunk b:1: boom").ok());
+  EXPECT_EQ(s_->Get("b")->status, "failed");
+  EXPECT_EQ(s_->Get("b")->error, "chunk b:1: boom");
+  ASSERT_TRUE(s_->MarkCancelled("b").ok());
+  ASSERT_TRUE(s_->UpdateProgress("b", {2, 0, 0, 2, 0, 0}, "").ok());
+  EXPECT_EQ(s_->Get("b")->status, "cancelled");
+  ASSERT_TRUE(s_->Reopen("b").ok());
+  EXPECT_EQ(s_->Get("b")->status, "queued");
+  EXPECT_EQ(s_->MarkCancelled("nope").code(), Code::kNotFound);
+}
+
+// Verifies listing filters by status and honours the limit.
+TEST_P(TaskStoreContract, ListFilters) {
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(s_->Create(Task("t" + std::to_string(i), 1)).ok());
+  ASSERT_TRUE(s_->UpdateProgress("t1", {1, 0, 0, 1, 0, 0}, "").ok());
+  auto all = s_->List("", 10);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 5u);
+  EXPECT_EQ(s_->List("", 2)->size(), 2u);
+  auto done = s_->List("done", 10);
+  ASSERT_EQ(done->size(), 1u);
+  EXPECT_EQ((*done)[0].id, "t1");
+}
+
+// Verifies settings are last-writer-wins and nodes list by heartbeat age.
+TEST_P(TaskStoreContract, SettingsAndNodes) {
+  EXPECT_FALSE(s_->GetSetting("k")->has_value());
+  ASSERT_TRUE(s_->PutSetting("k", "1").ok());
+  ASSERT_TRUE(s_->PutSetting("k", "2").ok());
+  EXPECT_EQ(**s_->GetSetting("k"), "2");
+  int64_t now = NowMs();
+  ASSERT_TRUE(s_->UpsertNode({"n1", "all", "h", 1, now, "[]"}).ok());
+  ASSERT_TRUE(s_->UpsertNode({"n2", "worker", "h", 2, now - 60000, "[]"}).ok());
+  auto nodes = s_->ListNodes(now - 30000);
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 1u);
+  EXPECT_EQ((*nodes)[0].name, "n1");
+  ASSERT_TRUE(s_->RemoveNode("n1").ok());
+  EXPECT_TRUE(s_->ListNodes(now - 30000)->empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, TaskStoreContract,
+                         ::testing::Values(Backend{"sqlite",
+                                                   [](const std::string& dir) {
+                                                     auto s = OpenSqliteTaskStore(dir + "/tasks.db");
+                                                     EXPECT_TRUE(s.ok()) << s.status().message();
+                                                     return std::move(s).value();
+                                                   }}),
+                         [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace kg

@@ -1,0 +1,73 @@
+#pragma once
+// Helpers for hermetic tests: temp dirs, free ports, waiting for a condition with a
+// deadline, and real child processes of the kgflow binary.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kg::testing {
+
+// A fresh directory under $TMPDIR, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreePort();
+
+// Polls `cond` every few milliseconds until it holds or `timeout` passes.
+bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
+
+// Writes `text` to `path`.
+void WriteFile(const std::string& path, const std::string& text);
+std::string ReadFile(const std::string& path);
+
+// A child process running the kgflow binary with extra environment variables; its
+// stdout and stderr go to files. Killed (SIGKILL to its group) and reaped on destruction
+// if still running.
+class Process {
+ public:
+  Process(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+          const std::string& log_dir);
+  ~Process();
+  pid_t pid() const { return pid_; }
+  // Sends `sig`; returns false if the process is gone.
+  bool Signal(int sig) const;
+  // Waits for exit up to `timeout`; returns the wait status or -1 on timeout.
+  int Wait(std::chrono::milliseconds timeout);
+  bool Exited() const { return exited_; }
+  std::string Stdout() const;
+  std::string Stderr() const;
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int status_ = 0;
+  std::string out_, err_;
+};
+
+// The kgflow binary under test (set by CMake).
+std::string KgflowBinary();
+// The repository's sample documents.
+std::string SamplesDir();
+
+// Child pids of `pid` (from /proc/<pid>/task/*/children).
+std::vector<pid_t> ChildrenOf(pid_t pid);
+// True when /proc/<pid> exists and is not a zombie.
+bool Alive(pid_t pid);
+// "Z" when `pid` is a zombie, otherwise its state letter; "" when it does not exist.
+std::string ProcState(pid_t pid);
+
+}  // namespace kg::testing
