@@ -1,7 +1,12 @@
 #include "api/server.h"
 
+#include <fcntl.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 #include <set>
@@ -62,6 +67,33 @@ json EntityJson(const EntityRec& e) {
           {"mentions", e.mentions}};
 }
 
+// Debian's cpp-httplib 0.11 is compiled with a listen backlog of 5, so a burst of new
+// connections overflows the accept queue and clients see resets. listen() on a listening
+// socket updates its backlog, so find ours and raise it; mark it close-on-exec as well.
+void TuneListener(int port) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = 0;
+    try {
+      fd = std::stoi(e.path().filename().string());
+    } catch (...) {
+      continue;
+    }
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof addr;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+    int p = addr.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port)
+            : addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                                         : -1;
+    if (p != port) continue;
+    ::listen(fd, SOMAXCONN);
+    fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+  }
+}
+
 }  // namespace
 
 class ApiServer::Impl {
@@ -93,6 +125,7 @@ class ApiServer::Impl {
   Result<int> Bind(const std::string& host, int port) {
     int bound = port == 0 ? svr_.bind_to_any_port(host) : (svr_.bind_to_port(host, port) ? port : -1);
     if (bound < 0) return Status::Unavailable("cannot listen on " + host + ":" + std::to_string(port));
+    TuneListener(bound);
     return bound;
   }
   bool Serve() { return svr_.listen_after_bind(); }

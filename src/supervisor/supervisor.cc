@@ -147,6 +147,7 @@ class Supervisor::Impl {
                    c_.node_name);
     }
     thread_ = std::thread([this] { Loop(); });
+    pthread_setname_np(thread_.native_handle(), "kg-guard");
   }
 
   Result<ScaleResult> Scale(const std::string& provider, int per_node) {

@@ -15,37 +15,7 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-class Node {
- public:
-  explicit Node(testing::TempDir& dir, std::map<std::string, std::string> extra = {}) : port_(testing::FreePort()) {
-    std::map<std::string, std::string> env = {{"KG_DATA_DIR", dir.File("data")},
-                                              {"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(port_)}};
-    for (auto& [k, v] : extra) env[k] = v;
-    proc_ = std::make_unique<testing::Process>(std::vector<std::string>{"start"}, env, dir.path());
-    client_ = std::make_unique<httplib::Client>("127.0.0.1", port_);
-    ready_ = testing::WaitFor(
-        [&] {
-          auto r = client_->Get("/readyz");
-          return r && r->status == 200;
-        },
-        15s);
-  }
-  bool ready() const { return ready_; }
-  int port() const { return port_; }
-  testing::Process& proc() { return *proc_; }
-  httplib::Client& http() { return *client_; }
-  json Get(const std::string& path) {
-    auto r = client_->Get(path);
-    if (!r || r->status != 200) return json();
-    return json::parse(r->body, nullptr, false);
-  }
-
- private:
-  int port_;
-  std::unique_ptr<testing::Process> proc_;
-  std::unique_ptr<httplib::Client> client_;
-  bool ready_ = false;
-};
+using testing::Node;
 
 std::vector<std::string> Samples() {
   std::vector<std::string> out;

@@ -1,4 +1,429 @@
-// Supervisor tests: real worker processes, real signals, /proc.
-#include <gtest/gtest.h>
+// Process protection, tested on real processes with real signals: caps, one guard,
+// reaping and replacement, crash loops, inherited descriptors, orphans, graceful stop,
+// recycling, roles and the node lock. No sleeps where a condition can be awaited.
+#include "supervisor/supervisor.h"
 
-TEST(SupervisorPlaceholder, Builds) { SUCCEED(); }
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "queue/queue.h"
+#include "store/task_store.h"
+#include "testing/testing.h"
+
+namespace kg {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+using testing::Node;
+using testing::TempDir;
+using testing::WaitFor;
+
+std::string Toml(const TempDir& dir, const std::string& body) {
+  testing::WriteFile(dir.File("kg.toml"), body);
+  return dir.File("kg.toml");
+}
+
+std::string Submit(Node& n, const std::string& text, const std::string& provider = "") {
+  json body = {{"text", text}, {"title", "t"}};
+  if (!provider.empty()) body["provider"] = provider;
+  auto r = n.http().Post("/api/v1/tasks", body.dump(), "application/json");
+  if (!r || r->status != 202) return "";
+  return json::parse(r->body)["id"];
+}
+
+std::unique_ptr<Queue> QueueOf(const TempDir& dir) {
+  auto q = OpenSqliteQueue(dir.path() + "/data/queue.db", QueueOptions{});
+  EXPECT_TRUE(q.ok()) << q.status().message();
+  return std::move(q).value();
+}
+
+int LeasedChunks(const TempDir& dir) {
+  auto d = QueueOf(dir)->Depths();
+  int n = 0;
+  for (const auto& [_, v] : *d) n += static_cast<int>(v.leased);
+  return n;
+}
+
+std::string Sentences(int n, const std::string& extra = "") {
+  std::string t;
+  for (int i = 0; i < n; ++i) t += "Mara Voss founded Helix Dynamics number " + std::to_string(i) + ". ";
+  return t + extra;
+}
+
+// Verifies both caps hold at every sampled instant while 50 concurrent scale requests hammer the API.
+TEST(Supervisor, CapsHoldUnderConcurrentScaling) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.p1]\n[providers.p2]\n[providers.p3]\n[providers.p4]\n");
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_WORKERS_PER_PROVIDER", "3"}, {"KG_MAX_TOTAL_PROCESSES", "5"},
+               {"KG_MAX_PROCESSES_PER_PROVIDER", "2"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::atomic<bool> done{false};
+  std::atomic<int> max_total{0}, max_per{0}, samples{0};
+  std::thread sampler([&] {
+    while (!done) {
+      std::map<std::string, int> per;
+      int total = 0;
+      for (pid_t c : testing::ChildrenOf(n.proc().pid())) {
+        std::string p = testing::WorkerProvider(c);
+        if (p.empty() && testing::ProcState(c).empty()) continue;
+        ++total;  // any child counts, even one between spawn and exec
+        if (!p.empty()) ++per[p];
+      }
+      max_total = std::max(max_total.load(), total);
+      for (auto& [_, k] : per) max_per = std::max(max_per.load(), k);
+      ++samples;
+    }
+  });
+  ASSERT_TRUE(WaitFor([&] { return n.Workers().size() == 5; }, 10s)) << n.proc().Stderr();
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 50; ++i) {
+    clients.emplace_back([&, i] {
+      httplib::Client c("127.0.0.1", n.port());
+      json body = {{"per_node", (i * 7) % 4}};
+      auto r = c.Put("/api/v1/providers/p" + std::to_string(1 + i % 4) + "/processes", body.dump(), "application/json");
+      EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no response: " + httplib::to_string(r.error()));
+      if (r && r->status == 200) {
+        EXPECT_LE(json::parse(r->body)["per_node"].get<int>(), 2);
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  // Settle on 3 everywhere: 2 each for the first providers in order until the total cap of 5.
+  for (int p = 1; p <= 4; ++p) {
+    auto r = n.http().Put("/api/v1/providers/p" + std::to_string(p) + "/processes", R"({"per_node":3})",
+                          "application/json");
+    ASSERT_TRUE(r && r->status == 200);
+    json j = json::parse(r->body);
+    EXPECT_TRUE(j["clamped"].get<bool>()) << j;
+    EXPECT_NE(j["reason"].get<std::string>().find("KG_MAX_"), std::string::npos) << j;
+  }
+  // Round-robin over the providers in order until the total cap: p1 gets 2, the others 1.
+  auto distribution = [&] {
+    std::map<std::string, int> per;
+    for (auto& [_, p] : n.Workers()) ++per[p];
+    return per;
+  };
+  std::map<std::string, int> want = {{"p1", 2}, {"p2", 1}, {"p3", 1}, {"p4", 1}};
+  ASSERT_TRUE(WaitFor([&] { return distribution() == want; }, 10s));
+  done = true;
+  sampler.join();
+  EXPECT_GT(samples.load(), 20);
+  EXPECT_LE(max_total.load(), 5);
+  EXPECT_LE(max_per.load(), 2);
+  // The refusal is logged at error level, naming the cap and the provider, once per change.
+  std::string err = n.proc().Stderr();
+  EXPECT_NE(err.find("error"), std::string::npos);
+  EXPECT_NE(err.find("KG_MAX_PROCESSES_PER_PROVIDER=2 refuses"), std::string::npos) << err;
+  // The setting persists in the task store.
+  auto store = OpenSqliteTaskStore(dir.path() + "/data/tasks.db");
+  ASSERT_TRUE(store.ok());
+  auto setting = (*store)->GetSetting("processes.per_node.p4");
+  ASSERT_TRUE(setting.ok() && setting->has_value());
+  EXPECT_EQ(**setting, "3");
+}
+
+// Verifies Start() called 3 times and from 16 threads at once yields one guard and one process set.
+TEST(Supervisor, RepeatedAndConcurrentStartMakeOneGuard) {
+  BlockSupervisorSignals();  // precondition of the supervisor, before any thread exists
+  TempDir dir;
+  auto cfg = LoadConfig([&](const std::string& k) -> std::optional<std::string> {
+    if (k == "KG_DATA_DIR") return dir.path() + "/data";
+    if (k == "KG_WORKERS_PER_PROVIDER") return std::string("3");
+    return std::nullopt;
+  });
+  ASSERT_TRUE(cfg.ok());
+  auto sup = Supervisor::Create(*cfg, testing::KgflowBinary());
+  ASSERT_TRUE(sup.ok()) << sup.status().message();
+  for (int i = 0; i < 3; ++i) (*sup)->Start();
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 16; ++i) ts.emplace_back([&] { (*sup)->Start(); });
+  for (auto& t : ts) t.join();
+  auto workers = [&] {
+    std::set<pid_t> s;
+    for (pid_t c : testing::ChildrenOf(getpid())) {
+      if (!testing::WorkerProvider(c).empty()) s.insert(c);
+    }
+    return s;
+  };
+  ASSERT_TRUE(WaitFor([&] { return workers().size() == 3; }, 10s));
+  auto first = workers();
+  int guards = 0;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+    if (testing::ReadFile(t.path().string() + "/comm") == "kg-guard\n") ++guards;
+  }
+  EXPECT_EQ(guards, 1);
+  for (int i = 0; i < 5; ++i) (*sup)->Start();
+  EXPECT_FALSE(WaitFor([&] { return workers() != first; }, 500ms)) << "no duplicates after more starts";
+  // A second supervisor of the same node name is refused by the lock.
+  auto second = Supervisor::Create(*cfg, testing::KgflowBinary());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), Code::kConflict);
+  EXPECT_NE(second.status().message().find("another supervisor"), std::string::npos);
+  (*sup)->Stop(false);
+  (*sup)->Wait();
+  EXPECT_TRUE(workers().empty());
+}
+
+// Verifies a SIGKILLed worker is reaped (no zombie) and replaced fast, and its chunk runs again once at once.
+TEST(Supervisor, KilledWorkerIsReplacedAndItsChunkRerunsOnce) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.slow]\ndelay_ms = 1500\n");
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_CONCURRENCY_PER_PROCESS", "1"}, {"KG_LEASE_SECONDS", "120"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::string id = Submit(n, "Mara Voss founded Helix Dynamics.");
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(WaitFor([&] { return LeasedChunks(dir) == 1; }, 10s));
+  auto before = n.Workers();
+  ASSERT_EQ(before.size(), 1u);
+  pid_t victim = before.begin()->first;
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto w = n.Workers();
+        return w.size() == 1 && w.begin()->first != victim;
+      },
+      5s));
+  auto replaced_in = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(replaced_in, 1s);
+  EXPECT_EQ(testing::ProcState(victim), "") << "reaped, not a zombie";
+  ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 20s));
+  auto info = QueueOf(dir)->Get(id + ":0");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->attempts, 2) << "ran once more, not more";
+  EXPECT_EQ(info->crashes, 1);
+  json w = n.Get("/api/v1/workers");
+  EXPECT_EQ(w["nodes"][0]["processes"][0]["restarts"], 1);
+  EXPECT_NE(w["nodes"][0]["processes"][0]["last_exit"].get<std::string>().find("SIGKILL"), std::string::npos) << w;
+}
+
+// Verifies a provider whose workers exit at start backs off exponentially and is quarantined, while another
+// provider keeps its single worker untouched.
+TEST(Supervisor, CrashLoopBacksOffAndQuarantinesOnlyThatProvider) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.good]\n[providers.bad]\nfault = \"exit_on_start\"\n");
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_QUARANTINE_SECONDS", "600"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  auto state_of = [&](const std::string& provider) {
+    json w = n.Get("/api/v1/workers");
+    if (w.is_null() || w["nodes"].empty()) return std::string();
+    for (const auto& p : w["nodes"][0]["processes"]) {
+      if (p["provider"] == provider) return p["state"].get<std::string>();
+    }
+    return std::string();
+  };
+  ASSERT_TRUE(WaitFor([&] { return n.Workers().size() >= 1; }, 5s));
+  pid_t good = 0;
+  for (auto& [pid, p] : n.Workers()) {
+    if (p == "good") good = pid;
+  }
+  ASSERT_NE(good, 0);
+  ASSERT_TRUE(WaitFor([&] { return state_of("bad") == "quarantined"; }, 15s)) << n.proc().Stderr();
+  std::string err = n.proc().Stderr();
+  size_t a = err.find("backing off 100 ms"), b = err.find("backing off 200 ms"), c = err.find("backing off 400 ms");
+  ASSERT_NE(a, std::string::npos) << err;
+  ASSERT_NE(b, std::string::npos) << err;
+  ASSERT_NE(c, std::string::npos) << err;
+  EXPECT_LT(a, b);
+  EXPECT_LT(b, c);
+  EXPECT_NE(err.find("provider bad quarantined"), std::string::npos);
+  // Quarantine holds: no more spawns of bad.
+  EXPECT_FALSE(WaitFor([&] {
+    for (auto& [pid, p] : n.Workers()) if (p == "bad") return true;
+    return false;
+  }, 1s));
+  auto w = n.Workers();
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w.begin()->first, good) << "the good provider's worker was never disturbed";
+  EXPECT_EQ(state_of("good"), "idle");
+  std::string id = Submit(n, "Mara Voss founded Helix Dynamics.", "good");
+  ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 10s));
+}
+
+// Verifies a worker inherits no socket and no other descriptor of its parent: only 0-2, the status pipe and
+// what it opened itself.
+TEST(Supervisor, WorkerInheritsNoSocket) {
+  TempDir dir;
+  Node n(dir);
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  ASSERT_TRUE(WaitFor([&] { return n.Workers().size() == 1; }, 5s));
+  pid_t child = n.Workers().begin()->first;
+  // Give the worker time to open its own files; then nothing of its fds may be a socket.
+  ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/workers")["nodes"][0]["processes"][0]["state"] == "idle"; }, 5s));
+  std::set<std::string> parent_sockets;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(n.proc().pid()) + "/fd")) {
+    std::string target = std::filesystem::read_symlink(e.path()).string();
+    if (target.rfind("socket:", 0) == 0) parent_sockets.insert(target);
+  }
+  EXPECT_FALSE(parent_sockets.empty()) << "the parent listens, so it has sockets";
+  int fds = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(child) + "/fd")) {
+    std::string target = std::filesystem::read_symlink(e.path()).string();
+    EXPECT_EQ(target.rfind("socket:", 0), std::string::npos) << e.path() << " -> " << target;
+    EXPECT_FALSE(parent_sockets.count(target));
+    ++fds;
+  }
+  EXPECT_LT(fds, 20);
+}
+
+// Verifies SIGKILL of the supervisor leaves no worker alive within 2 s, and a restart frees what they held.
+TEST(Supervisor, KilledSupervisorLeavesNoOrphans) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.a]\ndelay_ms = 5000\n[providers.b]\n");
+  std::map<std::string, std::string> env = {{"KG_CONFIG", cfg}, {"KG_WORKERS_PER_PROVIDER", "2"},
+                                            {"KG_LEASE_SECONDS", "300"}};
+  auto n = std::make_unique<Node>(dir, env);
+  ASSERT_TRUE(n->ready()) << n->proc().Stderr();
+  ASSERT_TRUE(WaitFor([&] { return n->Workers().size() == 4; }, 10s));
+  ASSERT_FALSE(Submit(*n, "Mara Voss founded Helix Dynamics.", "a").empty());
+  ASSERT_TRUE(WaitFor([&] { return LeasedChunks(dir) == 1; }, 10s));
+  auto workers = n->Workers();
+  ASSERT_TRUE(n->proc().Signal(SIGKILL));
+  ASSERT_NE(n->proc().Wait(5s), -1);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (auto& [pid, _] : workers) {
+          if (testing::Alive(pid)) return false;
+        }
+        return true;
+      },
+      2s));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  // The next supervisor of this node gives the orphaned lease back at once (not after 300 s).
+  n = std::make_unique<Node>(dir, env);
+  ASSERT_TRUE(n->ready()) << n->proc().Stderr();
+  EXPECT_NE(n->proc().Stderr().find("previous run"), std::string::npos);
+}
+
+// Verifies SIGTERM lets in-flight chunks finish, exits 0, and leaves nothing leased and nothing lost.
+TEST(Supervisor, GracefulStopFinishesInFlightWork) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.slow]\ndelay_ms = 700\n");
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_CONCURRENCY_PER_PROCESS", "2"}, {"KG_CHUNK_SIZE", "60"},
+               {"KG_CHUNK_OVERLAP", "0"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::string id = Submit(n, Sentences(8));
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(WaitFor([&] { return LeasedChunks(dir) == 2; }, 10s));
+  ASSERT_TRUE(n.proc().Signal(SIGTERM));
+  int st = n.proc().Wait(20s);
+  ASSERT_NE(st, -1);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << n.proc().Stderr();
+  auto counts = QueueOf(dir)->Counts(id);
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->leased, 0);
+  EXPECT_EQ(counts->dead, 0);
+  EXPECT_GE(counts->done, 2) << "the two in-flight chunks finished";
+  EXPECT_EQ(counts->done + counts->ready, counts->total) << "nothing lost";
+}
+
+// Verifies the stop timeout: stragglers are killed, their leases released; a second signal forces the cold path.
+TEST(Supervisor, StopTimeoutAndSecondSignalGoCold) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.stuck]\ndelay_ms = 60000\n");
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_CONCURRENCY_PER_PROCESS", "2"}, {"KG_STOP_TIMEOUT_SECONDS", "30"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::string id = Submit(n, "Mara Voss founded Helix Dynamics. Tomas Reyes joined Helix Dynamics.");
+  ASSERT_TRUE(WaitFor([&] { return LeasedChunks(dir) == 1; }, 10s));
+  auto workers = n.Workers();
+  ASSERT_TRUE(n.proc().Signal(SIGTERM));
+  ASSERT_TRUE(WaitFor([&] { return n.proc().Stderr().find("stopping gracefully") != std::string::npos; }, 5s));
+  ASSERT_TRUE(n.proc().Signal(SIGINT));
+  int st = n.proc().Wait(10s);
+  ASSERT_NE(st, -1) << "the cold path does not wait for the 30 s timeout";
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << n.proc().Stderr();
+  for (auto& [pid, _] : workers) EXPECT_FALSE(testing::Alive(pid));
+  auto counts = QueueOf(dir)->Counts(id);
+  EXPECT_EQ(counts->leased, 0);
+  EXPECT_EQ(counts->ready, counts->total);
+  auto info = QueueOf(dir)->Get(id + ":0");
+  EXPECT_EQ(info->crashes, 0) << "a stop is not the chunk's fault";
+}
+
+// Verifies a chunk that crashes every worker that takes it is dead-lettered as poison after K crashes, while
+// the innocent chunks of the same task complete.
+TEST(Supervisor, PoisonChunkIsDeadLettered) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.fragile]\nfault = \"crash_on_marker\"\ncrash_marker = \"POISON-PILL\"\n");
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_POISON_CRASHES", "3"}, {"KG_CHUNK_SIZE", "60"}, {"KG_CHUNK_OVERLAP", "0"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::string id = Submit(n, Sentences(3, "This sentence carries the POISON-PILL marker. ") + Sentences(2));
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/tasks/" + id)["status"] == "failed"; }, 30s)) << n.proc().Stderr();
+  json t = n.Get("/api/v1/tasks/" + id);
+  EXPECT_EQ(t["chunks_failed"], 1) << t;
+  EXPECT_EQ(t["chunks_done"].get<int>(), t["chunks_total"].get<int>() - 1) << t;
+  ASSERT_EQ(t["dead_letters"].size(), 1u);
+  EXPECT_NE(t["dead_letters"][0]["error"].get<std::string>().find("poison"), std::string::npos) << t;
+}
+
+// Verifies a worker is recycled after KG_MAX_TASKS_PER_PROCESS chunks, without losing work or backing off.
+TEST(Supervisor, RecyclesAfterMaxTasks) {
+  TempDir dir;
+  Node n(dir, {{"KG_MAX_TASKS_PER_PROCESS", "2"}, {"KG_CHUNK_SIZE", "60"}, {"KG_CHUNK_OVERLAP", "0"},
+               {"KG_CONCURRENCY_PER_PROCESS", "1"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::string id = Submit(n, Sentences(7));
+  ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 30s)) << n.proc().Stderr();
+  std::string err = n.proc().Stderr();
+  EXPECT_NE(err.find("recycled after 2 chunks"), std::string::npos) << err;
+  EXPECT_EQ(err.find("backing off"), std::string::npos);
+}
+
+// Verifies role web runs no worker process and a second node with the same name on this host is refused.
+TEST(Supervisor, WebRoleRunsNoWorkersAndNodeNameIsExclusive) {
+  TempDir dir;
+  Node web(dir, {{"NODE_ROLE", "web"}, {"KG_WORKER_NODE_NAME", "web-1"}});
+  ASSERT_TRUE(web.ready()) << web.proc().Stderr();
+  EXPECT_FALSE(WaitFor([&] { return !testing::ChildrenOf(web.proc().pid()).empty(); }, 1s));
+  json w = web.Get("/api/v1/workers");
+  ASSERT_FALSE(w.is_null());
+
+  Node first(dir, {{"KG_WORKER_NODE_NAME", "alpha"}});
+  ASSERT_TRUE(first.ready()) << first.proc().Stderr();
+  Node second(dir, {{"KG_WORKER_NODE_NAME", "alpha"}}, {"start"}, false);
+  int st = second.proc().Wait(10s);
+  ASSERT_NE(st, -1);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+  EXPECT_NE(second.proc().Stderr().find("another supervisor for node 'alpha'"), std::string::npos)
+      << second.proc().Stderr();
+}
+
+// Verifies the standalone worker node: banner, health endpoint, workers, clean stop; bad env exits 2.
+TEST(Supervisor, StandaloneWorkerNode) {
+  TempDir dir;
+  int health = testing::FreePort();
+  Node w(dir, {{"KG_HEALTH_ADDR", "127.0.0.1:" + std::to_string(health)}, {"KG_WORKER_NODE_NAME", "w2"},
+               {"KG_API_TOKEN", "very-secret-token"}},
+         {"worker"}, false);
+  httplib::Client c("127.0.0.1", health);
+  ASSERT_TRUE(WaitFor([&] { auto r = c.Get("/healthz"); return r && r->status == 200; }, 10s)) << w.proc().Stderr();
+  ASSERT_TRUE(WaitFor([&] { return w.Workers().size() == 1; }, 5s));
+  auto r = c.Post("/api/v1/tasks", R"({"text":"x"})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->status, 202) << "no task API on a worker node";
+  std::string err = w.proc().Stderr();
+  EXPECT_NE(err.find("worker node | node=w2 role=worker"), std::string::npos) << err;
+  EXPECT_NE(err.find("cap 10 per provider"), std::string::npos);
+  EXPECT_NE(err.find("spawned worker pid="), std::string::npos);
+  EXPECT_EQ(err.find("very-secret-token"), std::string::npos);
+  ASSERT_TRUE(w.proc().Signal(SIGINT));
+  int st = w.proc().Wait(15s);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+  Node bad(dir, {{"KG_WORKERS_PER_PROVIDER", "many"}}, {"worker"}, false);
+  st = bad.proc().Wait(10s);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+  EXPECT_NE(bad.proc().Stderr().find("KG_WORKERS_PER_PROVIDER='many'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kg

@@ -164,4 +164,55 @@ bool Alive(pid_t pid) {
   return !s.empty() && s != "Z" && s != "X";
 }
 
+Node::Node(const TempDir& dir, std::map<std::string, std::string> env, std::vector<std::string> args,
+           bool wait_ready)
+    : port_(FreePort()) {
+  env.emplace("KG_DATA_DIR", dir.path() + "/data");
+  env.emplace("KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(port_));
+  proc_ = std::make_unique<Process>(args, env, dir.path());
+  client_ = std::make_unique<httplib::Client>("127.0.0.1", port_);
+  client_->set_connection_timeout(2);
+  if (wait_ready) {
+    ready_ = WaitFor(
+        [&] {
+          auto r = client_->Get("/readyz");
+          return r && r->status == 200;
+        },
+        std::chrono::seconds(15));
+  }
+}
+
+nlohmann::json Node::Get(const std::string& path) {
+  auto r = client_->Get(path);
+  if (!r || r->status != 200) return nlohmann::json();
+  return nlohmann::json::parse(r->body, nullptr, false);
+}
+
+std::string WorkerProvider(pid_t pid) {
+  std::string cmd = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (size_t i = 0; i < cmd.size(); ++i) {
+    if (cmd[i] == '\0') {
+      parts.push_back(cmd.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  if (parts.size() < 4 || parts[1] != "__worker") return "";
+  for (size_t i = 2; i + 1 < parts.size(); ++i) {
+    if (parts[i] == "--provider") return parts[i + 1];
+  }
+  return "";
+}
+
+std::map<pid_t, std::string> Node::Workers() {
+  std::map<pid_t, std::string> out;
+  for (pid_t c : ChildrenOf(proc_->pid())) {
+    if (!Alive(c)) continue;
+    std::string p = WorkerProvider(c);
+    if (!p.empty()) out[c] = p;
+  }
+  return out;
+}
+
 }  // namespace kg::testing

@@ -10,6 +10,11 @@
 #include <string>
 #include <vector>
 
+#include <httplib.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+
 namespace kg::testing {
 
 // A fresh directory under $TMPDIR, removed with everything in it on destruction.
@@ -69,5 +74,29 @@ std::vector<pid_t> ChildrenOf(pid_t pid);
 bool Alive(pid_t pid);
 // "Z" when `pid` is a zombie, otherwise its state letter; "" when it does not exist.
 std::string ProcState(pid_t pid);
+
+// A `kgflow start` (or other command) node on a free port with its data in `dir`.
+class Node {
+ public:
+  Node(const TempDir& dir, std::map<std::string, std::string> env = {}, std::vector<std::string> args = {"start"},
+       bool wait_ready = true);
+  bool ready() const { return ready_; }
+  int port() const { return port_; }
+  Process& proc() { return *proc_; }
+  httplib::Client& http() { return *client_; }
+  // GET returning parsed JSON, or null on any failure.
+  nlohmann::json Get(const std::string& path);
+  // Worker pids of this node with their provider (from /proc/<pid>/cmdline).
+  std::map<pid_t, std::string> Workers();
+
+ private:
+  int port_;
+  std::unique_ptr<Process> proc_;
+  std::unique_ptr<httplib::Client> client_;
+  bool ready_ = false;
+};
+
+// The provider a `kgflow __worker` process serves, or "" if `pid` is not one.
+std::string WorkerProvider(pid_t pid);
 
 }  // namespace kg::testing
