@@ -271,6 +271,65 @@ TEST(Supervisor, WorkerInheritsNoSocket) {
     ++fds;
   }
   EXPECT_LT(fds, 20);
+  EXPECT_EQ(getpgid(child), child) << "each worker leads its own process group";
+}
+
+// Verifies the renewal thread keeps a lease alive through a provider call longer than the lease.
+TEST(Supervisor, BusyWorkerKeepsItsLease) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.slow]\ndelay_ms = 3500\n");
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_LEASE_SECONDS", "1"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::string id = Submit(n, "Mara Voss founded Helix Dynamics.");
+  ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 20s)) << n.proc().Stderr();
+  auto info = QueueOf(dir)->Get(id + ":0");
+  EXPECT_EQ(info->attempts, 1) << "never expired, never redelivered";
+  EXPECT_EQ(n.proc().Stderr().find("lease of"), std::string::npos) << "no lost lease";
+}
+
+// Verifies RSS recycling: a worker over KG_MAX_RSS_MB right after start is reported, not recycled in a loop;
+// once it has done work it is replaced gracefully.
+TEST(Supervisor, RssLimitRecyclesOnlyAfterWork) {
+  TempDir dir;
+  Node n(dir, {{"KG_MAX_RSS_MB", "1"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  ASSERT_TRUE(WaitFor([&] { return n.proc().Stderr().find("right after start") != std::string::npos; }, 10s));
+  auto first = n.Workers();
+  ASSERT_EQ(first.size(), 1u);
+  std::string err = n.proc().Stderr();
+  EXPECT_EQ(err.find("recycled: RSS"), std::string::npos);
+  std::string id = Submit(n, "Mara Voss founded Helix Dynamics.");
+  ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 10s));
+  ASSERT_TRUE(WaitFor([&] { return n.proc().Stderr().find("recycled: RSS") != std::string::npos; }, 10s));
+  ASSERT_TRUE(WaitFor([&] {
+    auto w = n.Workers();
+    return w.size() == 1 && w.begin()->first != first.begin()->first;
+  }, 10s));
+  size_t reports = 0;
+  for (size_t p = 0; (p = err.find("right after start", p)) != std::string::npos; ++p) ++reports;
+  EXPECT_EQ(reports, 1u) << "reported once, not in a loop";
+}
+
+// Verifies `kgflow scale` and `kgflow workers` against a running node.
+TEST(Supervisor, ScaleAndWorkersCommands) {
+  TempDir dir;
+  Node n(dir, {{"KG_MAX_PROCESSES_PER_PROVIDER", "3"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())}};
+  testing::Process scale({"scale", "builtin", "9"}, env, dir.path());
+  ASSERT_EQ(WEXITSTATUS(scale.Wait(10s)), 0) << scale.Stderr();
+  EXPECT_NE(scale.Stdout().find("3 processes per node (asked for 9; clamped by KG_MAX_PROCESSES_PER_PROVIDER=3)"),
+            std::string::npos) << scale.Stdout();
+  ASSERT_TRUE(WaitFor([&] { return n.Workers().size() == 3; }, 10s));
+  testing::Process workers({"workers"}, env, dir.path());
+  ASSERT_EQ(WEXITSTATUS(workers.Wait(10s)), 0);
+  for (auto& [pid, _] : n.Workers()) EXPECT_NE(workers.Stdout().find(std::to_string(pid)), std::string::npos);
+  testing::Process down({"scale", "builtin", "0"}, env, dir.path());
+  ASSERT_EQ(WEXITSTATUS(down.Wait(10s)), 0);
+  ASSERT_TRUE(WaitFor([&] { return n.Workers().empty(); }, 10s));
+  testing::Process unknown({"scale", "nope", "1"}, env, dir.path());
+  EXPECT_EQ(WEXITSTATUS(unknown.Wait(10s)), 1);
+  EXPECT_NE(unknown.Stderr().find("unknown provider"), std::string::npos);
 }
 
 // Verifies SIGKILL of the supervisor leaves no worker alive within 2 s, and a restart frees what they held.
@@ -407,6 +466,7 @@ TEST(Supervisor, StandaloneWorkerNode) {
   httplib::Client c("127.0.0.1", health);
   ASSERT_TRUE(WaitFor([&] { auto r = c.Get("/healthz"); return r && r->status == 200; }, 10s)) << w.proc().Stderr();
   ASSERT_TRUE(WaitFor([&] { return w.Workers().size() == 1; }, 5s));
+  ASSERT_TRUE(WaitFor([&] { return w.proc().Stderr().find("spawned worker pid=") != std::string::npos; }, 5s));
   auto r = c.Post("/api/v1/tasks", R"({"text":"x"})", "application/json");
   ASSERT_TRUE(r);
   EXPECT_NE(r->status, 202) << "no task API on a worker node";

@@ -1,0 +1,200 @@
+// Supervisor benchmarks on this machine (real processes, real signals):
+//   respawn   SIGKILL of a worker -> its replacement ready to lease (the supervisor has read its "ready")
+//   rerun     SIGKILL of a worker holding a chunk -> that chunk leased again by another worker
+//   pss       PSS and RSS of an idle worker process
+//   idle_cpu  CPU used by a node with 10 idle workers over a window
+//   crashloop spawns per minute of a provider whose workers exit at start
+// Usage: supervisor_bench [iterations] [idle_seconds] [crash_seconds]
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "config/config.h"
+#include "pipeline/document.h"
+#include "queue/queue.h"
+#include "supervisor/supervisor.h"
+#include "testing/testing.h"
+
+using namespace std::chrono;
+using kg::testing::TempDir;
+
+namespace {
+
+double Ms(steady_clock::duration d) { return duration<double, std::milli>(d).count(); }
+
+struct Summary {
+  double median, p99, max;
+};
+Summary Summarize(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))]; };
+  return {at(0.5), at(0.99), v.back()};
+}
+
+kg::Config ConfigFor(const TempDir& dir, const std::string& toml) {
+  kg::testing::WriteFile(dir.File("kg.toml"), toml);
+  setenv("KG_DATA_DIR", (dir.path() + "/data").c_str(), 1);
+  setenv("KG_CONFIG", dir.File("kg.toml").c_str(), 1);
+  setenv("KG_LOG_LEVEL", "warn", 1);
+  setenv("KG_LEASE_SECONDS", "300", 1);
+  auto c = kg::LoadConfig(kg::ProcessEnv());
+  if (!c.ok()) {
+    std::fprintf(stderr, "config: %s\n", c.status().message().c_str());
+    std::exit(1);
+  }
+  return std::move(c).value();
+}
+
+// The only live worker with state idle, or 0.
+pid_t IdleWorker(kg::Supervisor& s, pid_t not_this = 0) {
+  for (const auto& p : s.Snapshot()) {
+    if (p.pid && p.pid != not_this && p.state == "idle") return static_cast<pid_t>(p.pid);
+  }
+  return 0;
+}
+
+template <typename F>
+bool Poll(F f, milliseconds timeout) {
+  auto end = steady_clock::now() + timeout;
+  while (steady_clock::now() < end) {
+    if (f()) return true;
+    std::this_thread::sleep_for(microseconds(100));
+  }
+  return false;
+}
+
+void Respawn(int iterations, kg::ProcStats* idle_stats) {
+  std::vector<double> lat;
+  for (int i = 0; i < iterations; ++i) {
+    TempDir dir;
+    kg::Config c = ConfigFor(dir, "[providers.builtin]\n");
+    auto s = kg::Supervisor::Create(c, kg::testing::KgflowBinary());
+    (*s)->Start();
+    pid_t first = 0;
+    if (!Poll([&] { return (first = IdleWorker(**s)) != 0; }, seconds(10))) std::exit(2);
+    if (i == 0) {
+      std::this_thread::sleep_for(milliseconds(500));  // settled idle
+      kg::ReadProcStats(first, true, idle_stats);
+    }
+    auto t0 = steady_clock::now();
+    kill(first, SIGKILL);
+    if (!Poll([&] { return IdleWorker(**s, first) != 0; }, seconds(10))) std::exit(3);
+    lat.push_back(Ms(steady_clock::now() - t0));
+    (*s)->Stop(true);
+    (*s)->Wait();
+  }
+  auto r = Summarize(lat);
+  std::printf("respawn   SIGKILL -> replacement ready to lease   median %.1f ms  p99 %.1f ms  max %.1f ms  (n=%d)\n",
+              r.median, r.p99, r.max, iterations);
+}
+
+void Rerun(int iterations) {
+  std::vector<double> lat;
+  for (int i = 0; i < iterations; ++i) {
+    TempDir dir;
+    kg::Config c = ConfigFor(dir, "[providers.slow]\ndelay_ms = 60000\n");
+    auto q = kg::OpenQueue(c);
+    auto plan = kg::PlanTask("t", "slow", "", "bench", "", "Mara Voss founded Helix Dynamics.", {1200, 100});
+    (void)(*q)->Enqueue(plan.items);
+    auto s = kg::Supervisor::Create(c, kg::testing::KgflowBinary());
+    (*s)->Start();
+    std::string owner;
+    if (!Poll([&] {
+          auto info = (*q)->Get("t:0");
+          if (info.ok() && info->state == kg::ChunkState::kLeased) owner = info->owner;
+          return !owner.empty();
+        }, seconds(10))) {
+      std::exit(4);
+    }
+    pid_t victim = 0;
+    for (const auto& p : (*s)->Snapshot()) victim = p.pid ? static_cast<pid_t>(p.pid) : victim;
+    auto t0 = steady_clock::now();
+    kill(victim, SIGKILL);
+    if (!Poll([&] {
+          auto info = (*q)->Get("t:0");
+          return info.ok() && info->state == kg::ChunkState::kLeased && info->owner != owner;
+        }, seconds(30))) {
+      std::exit(5);
+    }
+    lat.push_back(Ms(steady_clock::now() - t0));
+    (*s)->Stop(true);
+    (*s)->Wait();
+  }
+  auto r = Summarize(lat);
+  std::printf("rerun     SIGKILL -> its chunk running again      median %.1f ms  p99 %.1f ms  max %.1f ms  (n=%d)\n",
+              r.median, r.p99, r.max, iterations);
+}
+
+double CpuOfTree(pid_t root) {
+  kg::ProcStats st;
+  double total = kg::ReadProcStats(root, false, &st) ? st.cpu_seconds : 0;
+  for (pid_t c : kg::testing::ChildrenOf(root)) {
+    if (kg::ReadProcStats(c, false, &st)) total += st.cpu_seconds;
+  }
+  return total;
+}
+
+void IdleCpu(int seconds_window) {
+  TempDir dir;
+  kg::testing::Node n(dir, {{"KG_WORKERS_PER_PROVIDER", "10"}, {"KG_LOG_LEVEL", "warn"}});
+  if (!n.ready() || !Poll([&] { return n.Workers().size() == 10; }, seconds(20))) std::exit(6);
+  std::this_thread::sleep_for(seconds(2));
+  std::vector<double> pss, uss;
+  for (auto& [pid, _] : n.Workers()) {
+    kg::ProcStats st;
+    if (kg::ReadProcStats(pid, true, &st)) pss.push_back(static_cast<double>(st.pss_bytes) / 1048576.0);
+    std::string rollup = kg::testing::ReadFile("/proc/" + std::to_string(pid) + "/smaps_rollup");
+    auto at = rollup.find("Private_Dirty:");
+    if (at != std::string::npos) uss.push_back(std::atof(rollup.c_str() + at + 14) / 1024.0);
+  }
+  auto p = Summarize(pss), u = Summarize(uss);
+  std::printf("pss       idle worker in a node of 10 workers    PSS median %.2f MB, private dirty median %.2f MB\n",
+              p.median, u.median);
+  double before = CpuOfTree(n.proc().pid());
+  auto t0 = steady_clock::now();
+  std::this_thread::sleep_for(seconds(seconds_window));
+  double used = CpuOfTree(n.proc().pid()) - before;
+  double wall = duration<double>(steady_clock::now() - t0).count();
+  std::printf("idle_cpu  node + 10 idle workers over %.0f s       %.3f CPU-s = %.3f %% of one core\n", wall, used,
+              100.0 * used / wall);
+}
+
+void CrashLoop(int seconds_window) {
+  for (const char* quarantine : {"300", "5"}) {
+    TempDir dir;
+    kg::testing::WriteFile(dir.File("kg.toml"), "[providers.bad]\nfault = \"exit_on_start\"\n");
+    kg::testing::Node n(dir, {{"KG_CONFIG", dir.File("kg.toml")}, {"KG_QUARANTINE_SECONDS", quarantine}});
+    std::this_thread::sleep_for(seconds(seconds_window));
+    std::string err = n.proc().Stderr();
+    size_t spawns = 0;
+    for (size_t p = 0; (p = err.find("spawned worker", p)) != std::string::npos; ++p) ++spawns;
+    std::printf("crashloop KG_QUARANTINE_SECONDS=%-3s: %zu spawns in %d s = %.1f spawns/min\n", quarantine, spawns,
+                seconds_window, 60.0 * static_cast<double>(spawns) / seconds_window);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  kg::BlockSupervisorSignals();
+  spdlog::set_level(spdlog::level::off);  // the in-process supervisors' logs would drown the figures
+  int iterations = argc > 1 ? std::atoi(argv[1]) : 30;
+  int idle_seconds = argc > 2 ? std::atoi(argv[2]) : 20;
+  int crash_seconds = argc > 3 ? std::atoi(argv[3]) : 30;
+  std::printf("# supervisor_bench on %u cores; kgflow %s\n", std::thread::hardware_concurrency(), KG_VERSION);
+  kg::ProcStats idle;
+  Respawn(iterations, &idle);
+  std::printf("pss       idle worker, node of 1 worker            PSS %.2f MB  RSS %.2f MB\n",
+              static_cast<double>(idle.pss_bytes) / 1048576.0, static_cast<double>(idle.rss_bytes) / 1048576.0);
+  Rerun(iterations);
+  IdleCpu(idle_seconds);
+  CrashLoop(crash_seconds);
+  return 0;
+}
