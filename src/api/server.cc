@@ -429,22 +429,27 @@ class ApiServer::Impl {
     gauge("kg_process_cap_per_provider", "KG_MAX_PROCESSES_PER_PROVIDER of this node");
     o += "kg_process_cap_per_provider " + std::to_string(c_.max_processes_per_provider) + "\n";
     if (d_.supervisor) {
-      gauge("kg_worker_processes", "worker processes of this node by provider and state");
-      gauge("kg_worker_rss_bytes", "resident memory of each worker process");
-      gauge("kg_worker_restarts", "worker replacements per provider since start");
       std::map<std::pair<std::string, std::string>, int> by;
       std::string rss;
-      std::map<std::string, int64_t> restarts;
+      std::map<std::string, int64_t> restarts, spawns;
       for (const auto& p : d_.supervisor->Snapshot()) {
-        by[{p.provider, p.state}]++;
+        if (p.pid) by[{p.provider, p.state}]++;
         restarts[p.provider] = p.restarts;
+        spawns[p.provider] = p.spawns;
         if (p.pid) rss += fmt::format("kg_worker_rss_bytes{{provider=\"{}\",pid=\"{}\"}} {}\n", p.provider, p.pid, p.rss_bytes);
       }
+      gauge("kg_worker_processes", "worker processes of this node by provider and state");
       for (const auto& [k, n] : by) {
         o += fmt::format("kg_worker_processes{{provider=\"{}\",state=\"{}\"}} {}\n", k.first, k.second, n);
       }
+      gauge("kg_worker_rss_bytes", "resident memory of each worker process");
       o += rss;
-      for (const auto& [p, n] : restarts) o += fmt::format("kg_worker_restarts{{provider=\"{}\"}} {}\n", p, n);
+      o += "# HELP kg_worker_restarts_total worker replacements per provider since start\n"
+           "# TYPE kg_worker_restarts_total counter\n";
+      for (const auto& [p, n] : restarts) o += fmt::format("kg_worker_restarts_total{{provider=\"{}\"}} {}\n", p, n);
+      o += "# HELP kg_worker_spawns_total worker processes spawned per provider since start\n"
+           "# TYPE kg_worker_spawns_total counter\n";
+      for (const auto& [p, n] : spawns) o += fmt::format("kg_worker_spawns_total{{provider=\"{}\"}} {}\n", p, n);
     }
     auto depths = d_.queue->Depths();
     if (depths.ok()) {

@@ -191,6 +191,7 @@ class Supervisor::Impl {
       v.chunks_done = ch.chunks_done;
       const auto& ps = providers_.at(ch.provider);
       v.restarts = ps.restarts;
+      v.spawns = ps.spawns;
       v.last_exit = ps.last_exit;
       out.push_back(v);
     }
@@ -206,6 +207,7 @@ class Supervisor::Impl {
       v.provider = name;
       v.state = quarantined ? "quarantined" : "backoff";
       v.restarts = ps.restarts;
+      v.spawns = ps.spawns;
       v.last_exit = ps.last_exit;
       out.push_back(v);
     }
@@ -238,6 +240,7 @@ class Supervisor::Impl {
 
  private:
   struct Child {
+    pid_t pid = 0;
     std::string provider;
     std::string owner;
     UniqueFd status;  // read end of the worker's status pipe
@@ -257,6 +260,7 @@ class Supervisor::Impl {
     int64_t quarantined_until = 0;
     std::deque<int64_t> failures;
     int64_t restarts = 0;
+    int64_t spawns = 0;
     std::string last_exit;
     std::string last_refusal;
   };
@@ -404,11 +408,13 @@ class Supervisor::Impl {
       return false;
     }
     Child ch;
+    ch.pid = pid;
     ch.provider = provider;
     ch.owner = owner;
     ch.status = std::move(rd);
     ch.started_at = MonoMs();
     spawn_times_.push_back(ch.started_at);
+    ++providers_.at(provider).spawns;
     children_.emplace(pid, std::move(ch));
     spdlog::info("supervisor: spawned worker pid={} provider={} owner={}", pid, provider, owner);
     return true;
@@ -499,6 +505,7 @@ class Supervisor::Impl {
       in >> word >> inflight >> done;
       if (word == "ready") {
         ch.state = "idle";
+        ReadProcStats(ch.pid, false, &ch.stats);  // visible at once, not after the next tick
       } else if (word == "busy" || word == "idle") {
         ch.state = word;
         ch.chunks_done = done;

@@ -36,7 +36,8 @@ struct ProcessView {
   int64_t rss_bytes = 0;
   double cpu_seconds = 0;
   int64_t chunks_done = 0;
-  int64_t restarts = 0;
+  int64_t restarts = 0;  // of this process's provider on this node
+  int64_t spawns = 0;    // of this process's provider on this node, since start
   std::string last_exit;
 };
 

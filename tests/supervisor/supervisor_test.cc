@@ -324,6 +324,13 @@ TEST(Supervisor, ScaleAndWorkersCommands) {
   testing::Process workers({"workers"}, env, dir.path());
   ASSERT_EQ(WEXITSTATUS(workers.Wait(10s)), 0);
   for (auto& [pid, _] : n.Workers()) EXPECT_NE(workers.Stdout().find(std::to_string(pid)), std::string::npos);
+  std::string body;
+  EXPECT_TRUE(WaitFor([&] {
+    auto m = n.http().Get("/metrics");
+    body = m ? m->body : "";
+    return body.find("kg_worker_processes{provider=\"builtin\",state=\"idle\"} 3") != std::string::npos;
+  }, 5s)) << body;
+  EXPECT_NE(body.find("kg_worker_spawns_total{provider=\"builtin\"} 3"), std::string::npos) << body;
   testing::Process down({"scale", "builtin", "0"}, env, dir.path());
   ASSERT_EQ(WEXITSTATUS(down.Wait(10s)), 0);
   ASSERT_TRUE(WaitFor([&] { return n.Workers().empty(); }, 10s));

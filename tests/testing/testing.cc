@@ -84,6 +84,15 @@ Process::Process(const std::vector<std::string>& args, const std::map<std::strin
   for (const auto& [k, v] : env) envs.push_back(k + "=" + v);
   std::vector<std::string> argv_s = {KgflowBinary()};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
+  // Everything the child needs is prepared before fork: between fork and exec only
+  // async-signal-safe calls (the test process has other threads).
+  std::vector<char*> argv, envp;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& kv : envs) envp.push_back(kv.data());
+  envp.push_back(nullptr);
+  sigset_t none;
+  sigemptyset(&none);
   pid_ = fork();
   if (pid_ == 0) {
     setpgid(0, 0);
@@ -93,14 +102,8 @@ Process::Process(const std::vector<std::string>& args, const std::map<std::strin
     dup2(e, 2);
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, 0);
-    sigset_t none;
-    sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    std::vector<char*> argv, envp;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& kv : envs) envp.push_back(kv.data());
-    envp.push_back(nullptr);
+    close_range(3, ~0U, 0);  // the node under test inherits nothing of the test process
     execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
