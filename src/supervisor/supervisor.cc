@@ -34,7 +34,8 @@ namespace kg {
 
 namespace {
 
-constexpr int64_t kTickMs = 2000;           // stats sampling while idle
+constexpr int64_t kBusyTickMs = 2000;       // RSS/CPU sampling while a worker is busy
+constexpr int64_t kIdleTickMs = 10000;      // ... and while all are idle (memory does not grow)
 constexpr int64_t kHeartbeatMs = 5000;      // node registry, expired-lease reclaim, settings
 constexpr int64_t kStableMs = 10000;        // a process up this long resets the failure streak
 constexpr int64_t kBackoffBaseMs = 100;
@@ -69,29 +70,38 @@ void BlockSupervisorSignals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
+namespace {
+
+// Reads a small /proc file with one read(2): cheaper than streams on the guard's cadence.
+bool ReadSmall(const std::string& path, std::string* out) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  char buf[1024];
+  ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+  if (n <= 0) return false;
+  out->assign(buf, static_cast<size_t>(n));
+  return true;
+}
+
+}  // namespace
+
 bool ReadProcStats(pid_t pid, bool with_pss, ProcStats* out) {
   std::string base = "/proc/" + std::to_string(pid);
-  {
-    std::ifstream statm(base + "/statm");
-    int64_t size = 0, resident = 0;
-    if (!(statm >> size >> resident)) return false;
-    out->rss_bytes = resident * sysconf(_SC_PAGESIZE);
+  std::string text;
+  if (!ReadSmall(base + "/statm", &text)) return false;
+  long long size = 0, resident = 0;
+  if (std::sscanf(text.c_str(), "%lld %lld", &size, &resident) != 2) return false;
+  out->rss_bytes = resident * sysconf(_SC_PAGESIZE);
+  if (!ReadSmall(base + "/stat", &text)) return false;
+  auto close = text.rfind(')');
+  if (close == std::string::npos) return false;
+  // Fields after the command: state(3) ... utime(14) stime(15).
+  unsigned long long utime = 0, stime = 0;
+  if (std::sscanf(text.c_str() + close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                  &stime) != 2) {
+    return false;
   }
-  {
-    std::ifstream stat(base + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) return false;
-    auto close = line.rfind(')');
-    if (close == std::string::npos) return false;
-    std::istringstream rest(line.substr(close + 2));
-    std::string field;
-    int64_t utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14) utime = std::stoll(field);
-      if (i == 15) stime = std::stoll(field);
-    }
-    out->cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  }
+  out->cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
   if (with_pss) {
     std::ifstream smaps(base + "/smaps_rollup");
     std::string key;
@@ -507,6 +517,7 @@ class Supervisor::Impl {
         ch.state = "idle";
         ReadProcStats(ch.pid, false, &ch.stats);  // visible at once, not after the next tick
       } else if (word == "busy" || word == "idle") {
+        if (word == "busy" && ch.state != "busy") next_tick_hint_ = true;
         ch.state = word;
         ch.chunks_done = done;
       }
@@ -562,7 +573,7 @@ class Supervisor::Impl {
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
     sigfd_.Reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
-    int64_t next_tick = MonoMs() + kTickMs;
+    int64_t next_tick = MonoMs() + kBusyTickMs;
     int64_t next_heartbeat = 0;
     int64_t stop_deadline = 0;
     bool stopping = false, killed = false;
@@ -595,7 +606,9 @@ class Supervisor::Impl {
         if (!stopping) Reconcile();
         if (now >= next_tick) {
           SampleStats();
-          next_tick = now + kTickMs;
+          bool busy = std::any_of(children_.begin(), children_.end(),
+                                  [](const auto& kv) { return kv.second.state != "idle"; });
+          next_tick = now + (busy ? kBusyTickMs : kIdleTickMs);
         }
         fds.push_back({sigfd_.get(), POLLIN, 0});
         fds.push_back({wake_.get(), POLLIN, 0});
@@ -618,6 +631,10 @@ class Supervisor::Impl {
       }
       std::lock_guard<std::mutex> l(mu_);
       for (auto& [pid, ch] : children_) ReadStatus(ch);
+      if (next_tick_hint_) {  // a worker became busy: sample on the busy cadence from now on
+        next_tick = std::min(next_tick, MonoMs() + kBusyTickMs);
+        next_tick_hint_ = false;
+      }
     }
     Heartbeat();
     spdlog::info("supervisor: all workers stopped");
@@ -642,6 +659,7 @@ class Supervisor::Impl {
   std::map<std::string, ProviderState> providers_ KG_GUARDED_BY(mu_);
   std::deque<int64_t> spawn_times_ KG_GUARDED_BY(mu_);
   bool budget_logged_ KG_GUARDED_BY(mu_) = false;
+  bool next_tick_hint_ KG_GUARDED_BY(mu_) = false;
   int64_t spawn_seq_ KG_GUARDED_BY(mu_) = 0;
 };
 

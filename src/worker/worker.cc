@@ -76,7 +76,8 @@ class Worker {
           Dispatch(std::move(leases).value());
           continue;
         }
-        queue_->WaitForWork(o_.provider, 5000, wake_fd_);
+        // The queue wakes us when work arrives; the timeout is only a safety net.
+        queue_->WaitForWork(o_.provider, 30000, wake_fd_);
         Drain();
       } else {
         WaitWake(5000);
@@ -161,6 +162,7 @@ class Worker {
       }
     }
     cv_.notify_all();
+    renew_cv_.notify_all();
     ReportState();
   }
 
@@ -241,7 +243,11 @@ class Worker {
   void RenewLoop() {
     std::unique_lock<std::mutex> l(mu_);
     while (!done_flag_) {
-      renew_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(100, LeaseMs() / 3)));
+      if (inflight_.empty()) {
+        renew_cv_.wait(l, [&] { return done_flag_ || !inflight_.empty(); });  // idle: no timer at all
+      } else {
+        renew_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(100, LeaseMs() / 3)));
+      }
       if (done_flag_) break;
       std::vector<std::pair<std::string, std::string>> held;
       for (const auto& [id, f] : inflight_) {
