@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "pipeline/document.h"
 #include "queue/queue.h"
+#include "store/task_store.h"
 #include "supervisor/supervisor.h"
 #include "testing/testing.h"
 
@@ -75,7 +76,9 @@ void Respawn(int iterations, kg::ProcStats* idle_stats) {
   for (int i = 0; i < iterations; ++i) {
     TempDir dir;
     kg::Config c = ConfigFor(dir, "[providers.builtin]\n");
-    auto s = kg::Supervisor::Create(c, kg::testing::KgflowBinary());
+    auto q = kg::OpenQueue(c);
+    auto store = kg::OpenTaskStore(c);
+    auto s = kg::Supervisor::Create(c, kg::testing::KgflowBinary(), **q, **store);
     (*s)->Start();
     pid_t first = 0;
     if (!Poll([&] { return (first = IdleWorker(**s)) != 0; }, seconds(10))) std::exit(2);
@@ -103,7 +106,8 @@ void Rerun(int iterations) {
     auto q = kg::OpenQueue(c);
     auto plan = kg::PlanTask("t", "slow", "", "bench", "", "Mara Voss founded Helix Dynamics.", {1200, 100});
     (void)(*q)->Enqueue(plan.items);
-    auto s = kg::Supervisor::Create(c, kg::testing::KgflowBinary());
+    auto store = kg::OpenTaskStore(c);
+    auto s = kg::Supervisor::Create(c, kg::testing::KgflowBinary(), **q, **store);
     (*s)->Start();
     std::string owner;
     if (!Poll([&] {

@@ -57,18 +57,6 @@ void WebHeartbeat(const Config& c, TaskStore& store, const std::atomic<bool>& st
 
 int RunNode(const Config& c) {
   LogBanner(c, c.role == NodeRole::kWorker ? "worker node" : "node");
-  std::unique_ptr<Supervisor> supervisor;
-  if (c.role != NodeRole::kWeb) {
-    auto s = Supervisor::Create(c, SelfExe());
-    if (!s.ok()) {
-      spdlog::error("{}", s.status().message());
-      return 1;
-    }
-    supervisor = std::move(s).value();
-  } else {
-    spdlog::info("role web: this node runs no worker processes");
-  }
-
   auto queue = OpenQueue(c);
   auto store = OpenTaskStore(c);
   auto graph = OpenGraphStore(c);
@@ -77,6 +65,18 @@ int RunNode(const Config& c) {
       spdlog::error("{}", s->message());
       return 1;
     }
+  }
+  // One connection per store per process: the supervisor borrows the API's.
+  std::unique_ptr<Supervisor> supervisor;
+  if (c.role != NodeRole::kWeb) {
+    auto s = Supervisor::Create(c, SelfExe(), **queue, **store);
+    if (!s.ok()) {
+      spdlog::error("{}", s.status().message());
+      return 1;
+    }
+    supervisor = std::move(s).value();
+  } else {
+    spdlog::info("role web: this node runs no worker processes");
   }
 
   ApiDeps deps{&c, queue->get(), store->get(), graph->get(), supervisor.get(), c.role == NodeRole::kWorker};

@@ -121,8 +121,8 @@ bool ReadProcStats(pid_t pid, bool with_pss, ProcStats* out) {
 
 class Supervisor::Impl {
  public:
-  Impl(const Config& c, std::string exe, std::unique_ptr<Queue> q, std::unique_ptr<TaskStore> s, UniqueFd lock)
-      : c_(c), exe_(std::move(exe)), queue_(std::move(q)), store_(std::move(s)), lock_(std::move(lock)) {
+  Impl(const Config& c, std::string exe, Queue& q, TaskStore& s, UniqueFd lock)
+      : c_(c), exe_(std::move(exe)), queue_(&q), store_(&s), lock_(std::move(lock)) {
     wake_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     for (const auto& p : c_.enabled_providers) {
       providers_[p].setting = c_.workers_per_provider;
@@ -642,8 +642,8 @@ class Supervisor::Impl {
 
   const Config& c_;
   const std::string exe_;
-  std::unique_ptr<Queue> queue_;      // the loop's own connections
-  std::unique_ptr<TaskStore> store_;
+  Queue* const queue_;                // borrowed; thread-safe
+  TaskStore* const store_;            // borrowed; thread-safe
   UniqueFd lock_;                     // flock on the node lock file, held for our lifetime
   UniqueFd wake_;                     // eventfd: Scale/Stop wake the loop
   UniqueFd sigfd_;                    // signalfd for SIGCHLD, the loop's thread only
@@ -663,7 +663,8 @@ class Supervisor::Impl {
   int64_t spawn_seq_ KG_GUARDED_BY(mu_) = 0;
 };
 
-Result<std::unique_ptr<Supervisor>> Supervisor::Create(const Config& config, std::string exe) {
+Result<std::unique_ptr<Supervisor>> Supervisor::Create(const Config& config, std::string exe, Queue& queue,
+                                                       TaskStore& store) {
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
   std::string path = config.data_dir + "/supervisor-" + config.node_name + ".lock";
@@ -678,11 +679,7 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Create(const Config& config, std
   std::string pid = std::to_string(getpid()) + "\n";
   (void)!::ftruncate(lock.get(), 0);
   (void)!::pwrite(lock.get(), pid.data(), pid.size(), 0);
-  auto q = OpenQueue(config);
-  if (!q.ok()) return q.status();
-  auto s = OpenTaskStore(config);
-  if (!s.ok()) return s.status();
-  auto impl = std::make_unique<Impl>(config, std::move(exe), std::move(q).value(), std::move(s).value(), std::move(lock));
+  auto impl = std::make_unique<Impl>(config, std::move(exe), queue, store, std::move(lock));
   return std::unique_ptr<Supervisor>(new Supervisor(std::move(impl)));
 }
 

@@ -29,6 +29,9 @@
 
 namespace kg {
 
+class Queue;
+class TaskStore;
+
 struct ProcessView {
   int64_t pid = 0;  // 0 for a provider with no process (backoff, quarantined)
   std::string provider;
@@ -55,9 +58,11 @@ void BlockSupervisorSignals();
 
 class Supervisor {
  public:
-  // Opens the supervisor's own backend connections and takes the node lock.
-  // Fails with kConflict when another supervisor of the same node name runs here.
-  static Result<std::unique_ptr<Supervisor>> Create(const Config& config, std::string exe);
+  // Takes the node lock. `queue` and `store` are borrowed (the process's one connection
+  // to each, shared with the API) and must outlive the supervisor. Fails with kConflict
+  // when another supervisor of the same node name runs here.
+  static Result<std::unique_ptr<Supervisor>> Create(const Config& config, std::string exe, Queue& queue,
+                                                    TaskStore& store);
   ~Supervisor();
 
   // Starts the reconcile loop. A second call logs a warning and starts nothing.

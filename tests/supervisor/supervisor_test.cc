@@ -139,7 +139,10 @@ TEST(Supervisor, RepeatedAndConcurrentStartMakeOneGuard) {
     return std::nullopt;
   });
   ASSERT_TRUE(cfg.ok());
-  auto sup = Supervisor::Create(*cfg, testing::KgflowBinary());
+  auto queue = OpenQueue(*cfg);
+  auto store = OpenTaskStore(*cfg);
+  ASSERT_TRUE(queue.ok() && store.ok());
+  auto sup = Supervisor::Create(*cfg, testing::KgflowBinary(), **queue, **store);
   ASSERT_TRUE(sup.ok()) << sup.status().message();
   for (int i = 0; i < 3; ++i) (*sup)->Start();
   std::vector<std::thread> ts;
@@ -162,7 +165,7 @@ TEST(Supervisor, RepeatedAndConcurrentStartMakeOneGuard) {
   for (int i = 0; i < 5; ++i) (*sup)->Start();
   EXPECT_FALSE(WaitFor([&] { return workers() != first; }, 500ms)) << "no duplicates after more starts";
   // A second supervisor of the same node name is refused by the lock.
-  auto second = Supervisor::Create(*cfg, testing::KgflowBinary());
+  auto second = Supervisor::Create(*cfg, testing::KgflowBinary(), **queue, **store);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), Code::kConflict);
   EXPECT_NE(second.status().message().find("another supervisor"), std::string::npos);
