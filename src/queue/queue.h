@@ -112,9 +112,10 @@ class Queue {
   virtual Result<std::map<std::string, ProviderDepth>> Depths() = 0;
   virtual Result<ChunkInfo> Get(const std::string& chunk_id) = 0;
   virtual Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id) = 0;
-  // Blocks until `provider` may have a ready chunk, `wake_fd` (if >= 0) is readable,
-  // or max_wait_ms passes. Spurious returns are allowed; busy polling is not.
-  virtual void WaitForWork(const std::string& provider, int max_wait_ms, int wake_fd) = 0;
+  // Blocks until `provider` may have a chunk this caller can lease (suspect chunks only
+  // with include_suspect, as in LeaseChunks), `wake_fd` (if >= 0) is readable, or
+  // max_wait_ms passes. Spurious returns are allowed; busy polling is not.
+  virtual void WaitForWork(const std::string& provider, int max_wait_ms, int wake_fd, bool include_suspect) = 0;
 };
 
 // The backoff before attempt `attempt + 1`, after `attempt` failed attempts (>= 1), with

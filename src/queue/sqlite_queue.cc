@@ -291,12 +291,13 @@ class SqliteQueue final : public Queue {
     return out;
   }
 
-  void WaitForWork(const std::string& provider, int max_wait_ms, int wake_fd) override {
+  void WaitForWork(const std::string& provider, int max_wait_ms, int wake_fd, bool include_suspect) override {
     int64_t now = o_.now_ms();
     int64_t wait = max_wait_ms;
     {
-      auto q = db_->Prepare("SELECT MIN(available_at) FROM chunks WHERE provider=? AND state=?");
-      q->Bind(1, provider).Bind(2, kReady);
+      auto q = db_->Prepare(
+          "SELECT MIN(available_at) FROM chunks WHERE provider=? AND state=? AND (? OR crashes=0)");
+      q->Bind(1, provider).Bind(2, kReady).Bind(3, include_suspect ? 1 : 0);
       if (q->Step() && !q->IsNull(0)) wait = std::min<int64_t>(wait, std::max<int64_t>(0, q->Int(0) - now));
     }
     if (wait <= 0) return;

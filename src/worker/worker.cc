@@ -77,7 +77,7 @@ class Worker {
           continue;
         }
         // The queue wakes us when work arrives; the timeout is only a safety net.
-        queue_->WaitForWork(o_.provider, 30000, wake_fd_);
+        queue_->WaitForWork(o_.provider, 30000, wake_fd_, idle);
         Drain();
       } else {
         WaitWake(5000);

@@ -258,18 +258,31 @@ TEST_P(QueueContract, ConcurrentLeasersNeverShareAChunk) {
 TEST_P(QueueContract, WaitForWorkWakesOnEnqueue) {
   auto other = Open();
   auto t0 = std::chrono::steady_clock::now();
-  q_->WaitForWork("p", 200, -1);
+  q_->WaitForWork("p", 200, -1, true);
   EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(150));
   std::thread producer([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     ASSERT_TRUE(other->Enqueue(Items("t", 1)).ok());
   });
   t0 = std::chrono::steady_clock::now();
-  q_->WaitForWork("p", 5000, -1);
+  q_->WaitForWork("p", 5000, -1, true);
   auto waited = std::chrono::steady_clock::now() - t0;
   producer.join();
   EXPECT_LT(waited, std::chrono::milliseconds(3000));
   EXPECT_EQ(LeaseN(1).size(), 1u);
+}
+
+// Verifies a busy worker is not woken (no spin) by a suspect chunk it may not take, while an idle one is.
+TEST_P(QueueContract, WaitForWorkSkipsSuspectChunksForBusyWorkers) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 1)).ok());
+  ASSERT_EQ(LeaseN(1, "crashed").size(), 1u);
+  ASSERT_TRUE(q_->ReleaseOwner("crashed", true, "boom").ok());
+  auto t0 = std::chrono::steady_clock::now();
+  q_->WaitForWork("p", 300, -1, false);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(250));
+  t0 = std::chrono::steady_clock::now();
+  q_->WaitForWork("p", 3000, -1, true);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(100));
 }
 
 // Verifies the backoff formula grows exponentially, respects the cap and stays within the jitter band.
