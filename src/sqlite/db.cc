@@ -43,6 +43,7 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, int busy_timeout_m
 Db::~Db() { sqlite3_close_v2(db_); }
 
 Status Db::Exec(std::string_view sql) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   char* err = nullptr;
   std::string owned(sql);
   int rc = sqlite3_exec(db_, owned.c_str(), nullptr, nullptr, &err);
@@ -54,16 +55,17 @@ Status Db::Exec(std::string_view sql) {
 }
 
 std::unique_ptr<Stmt> Db::Prepare(std::string_view sql) {
+  std::unique_lock<std::recursive_mutex> lock(mu_);
   sqlite3_stmt* s = nullptr;
   int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr);
   if (rc != SQLITE_OK) {
     std::cerr << "FATAL: prepare failed: " << sqlite3_errmsg(db_) << "\nSQL: " << sql << "\n";
     std::abort();
   }
-  return std::make_unique<Stmt>(db_, s);
+  return std::make_unique<Stmt>(db_, s, std::move(lock));
 }
 
-Db::Tx::Tx(Db& db) : db_(db), lock_(db.tx_mu_) { begin_ = db_.Exec("BEGIN IMMEDIATE"); }
+Db::Tx::Tx(Db& db) : db_(db), lock_(db.mu_) { begin_ = db_.Exec("BEGIN IMMEDIATE"); }
 
 Db::Tx::~Tx() {
   if (begin_.ok() && !done_) (void)db_.Exec("ROLLBACK");

@@ -2,8 +2,10 @@
 // A thin RAII layer over one SQLite connection, shared by the embedded backends.
 // Values are always bound as parameters; SQL text is constant.
 //
-// Thread safety: a Db may be used from several threads; every call takes the
-// connection's mutex (SQLITE_OPEN_FULLMUTEX). A Stmt belongs to one thread at a time.
+// Thread safety: a Db may be used from several threads. A live Stmt and a Tx each hold
+// the connection's (recursive) mutex for their whole lifetime, so another thread's
+// statements can never run inside this thread's transaction, nor write while this
+// thread's read statement holds a snapshot open. A Stmt belongs to one thread.
 
 #include <sqlite3.h>
 
@@ -19,7 +21,8 @@ namespace kg::sqlite {
 
 class Stmt {
  public:
-  Stmt(sqlite3* db, sqlite3_stmt* s) : db_(db), s_(s) {}
+  Stmt(sqlite3* db, sqlite3_stmt* s, std::unique_lock<std::recursive_mutex> lock)
+      : lock_(std::move(lock)), db_(db), s_(s) {}
   ~Stmt() { sqlite3_finalize(s_); }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
@@ -64,6 +67,7 @@ class Stmt {
   bool IsNull(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
 
  private:
+  std::unique_lock<std::recursive_mutex> lock_;  // the connection, for this statement's life
   sqlite3* db_;
   sqlite3_stmt* s_;
   Status status_;
@@ -103,7 +107,7 @@ class Db {
   Db(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   sqlite3* db_;
   std::string path_;
-  std::recursive_mutex tx_mu_;  // serialises transactions of threads sharing this connection
+  std::recursive_mutex mu_;  // held by every live Stmt and Tx of this connection
 };
 
 }  // namespace kg::sqlite

@@ -35,6 +35,19 @@ void OnStopSignal(int) {
   if (g_wake_fd >= 0) (void)!::write(g_wake_fd, &one, sizeof one);
 }
 
+// Retries an operation that failed with kUnavailable (a busy database) a few times
+// with a short exponential backoff; any other outcome is returned at once.
+template <typename F>
+Status RetryTransient(F op) {
+  Status s;
+  for (int i = 0; i < 6; ++i) {
+    s = op();
+    if (s.code() != Code::kUnavailable) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10 << i));
+  }
+  return s;
+}
+
 class Worker {
  public:
   Worker(const Config& c, const WorkerOptions& o, std::unique_ptr<Queue> q, std::unique_ptr<TaskStore> s,
@@ -115,7 +128,8 @@ class Worker {
  private:
   struct InFlight {
     Lease lease;
-    bool lost = false;  // renewal failed: the lease belongs to someone else now
+    bool lost = false;      // renewal failed: the lease belongs to someone else now
+    bool settling = false;  // being acked or nacked by its executor
   };
 
   int64_t LeaseMs() const { return c_.lease_seconds * 1000LL; }
@@ -198,28 +212,35 @@ class Worker {
   void Process(const Lease& lease) {
     auto payload = DecodePayload(lease.payload);
     if (!payload.ok()) {
+      Settling(lease.chunk_id);
       Finish(lease, queue_->Nack(lease.chunk_id, lease.token, payload.status().message(), false), true);
       return;
     }
     auto extraction = provider_->Extract(payload->text);
     if (stopping_ && g_stop_requests.load() >= 2) return;
     if (!extraction.ok()) {
+      Settling(lease.chunk_id);
       bool retry = extraction.status().code() != Code::kInvalidArgument;
       Finish(lease, queue_->Nack(lease.chunk_id, lease.token, extraction.status().message(), retry), true);
       return;
     }
     GraphBatch batch = BuildBatch(*payload, *extraction);
     // Fencing: write only while the lease is provably ours.
-    if (Lost(lease.chunk_id) || !queue_->Renew(lease.chunk_id, lease.token, LeaseMs()).ok()) {
-      spdlog::warn("worker {}: lease of {} lost; result dropped", o_.owner, lease.chunk_id);
+    Status mine = Lost(lease.chunk_id) ? Status::Conflict("renewal failed")
+                                       : RetryTransient([&] { return queue_->Renew(lease.chunk_id, lease.token, LeaseMs()); });
+    if (!mine.ok()) {
+      spdlog::warn("worker {}: lease of {} not confirmed ({}); result dropped", o_.owner, lease.chunk_id, mine.message());
       return;
     }
-    Status merged = graph_->Merge({batch});
+    Status merged = RetryTransient([&] { return graph_->Merge({batch}); });
+    Settling(lease.chunk_id);
     if (!merged.ok()) {
-      Finish(lease, queue_->Nack(lease.chunk_id, lease.token, "graph merge: " + merged.message(), true), true);
+      Finish(lease, RetryTransient([&] {
+               return queue_->Nack(lease.chunk_id, lease.token, "graph merge: " + merged.message(), true);
+             }), true);
       return;
     }
-    Finish(lease, queue_->Ack(lease.chunk_id, lease.token), false);
+    Finish(lease, RetryTransient([&] { return queue_->Ack(lease.chunk_id, lease.token); }), false);
   }
 
   void Finish(const Lease& lease, const Status& s, bool failed) {
@@ -235,7 +256,7 @@ class Worker {
         auto info = queue_->Get(lease.chunk_id);
         if (info.ok() && info->state == ChunkState::kDead) err = "chunk " + lease.chunk_id + ": " + info->last_error;
       }
-      Status u = store_->UpdateProgress(lease.task_id, *counts, err);
+      Status u = RetryTransient([&] { return store_->UpdateProgress(lease.task_id, *counts, err); });
       if (!u.ok()) spdlog::warn("worker {}: task {} progress: {}", o_.owner, lease.task_id, u.message());
     }
   }
@@ -245,25 +266,33 @@ class Worker {
     while (!done_flag_) {
       if (inflight_.empty()) {
         renew_cv_.wait(l, [&] { return done_flag_ || !inflight_.empty(); });  // idle: no timer at all
-      } else {
-        renew_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(100, LeaseMs() / 3)));
+        continue;
       }
+      renew_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(100, LeaseMs() / 3)),
+                         [&] { return done_flag_; });
       if (done_flag_) break;
       std::vector<std::pair<std::string, std::string>> held;
       for (const auto& [id, f] : inflight_) {
-        if (!f.lost) held.emplace_back(id, f.lease.token);
+        if (!f.lost && !f.settling) held.emplace_back(id, f.lease.token);
       }
       l.unlock();
       for (const auto& [id, token] : held) {
         Status s = queue_->Renew(id, token, LeaseMs());
-        if (s.code() == Code::kConflict) {
-          std::lock_guard<std::mutex> g(mu_);
-          if (auto it = inflight_.find(id); it != inflight_.end()) it->second.lost = true;
-          spdlog::warn("worker {}: lease of {} was taken away; its result will not be written", o_.owner, id);
-        }
+        if (s.code() != Code::kConflict) continue;
+        std::lock_guard<std::mutex> g(mu_);
+        auto it = inflight_.find(id);
+        if (it == inflight_.end() || it->second.settling) continue;  // acked meanwhile: not a loss
+        it->second.lost = true;
+        spdlog::warn("worker {}: lease of {} was taken away; its result will not be written", o_.owner, id);
       }
       l.lock();
     }
+  }
+
+  // The executor is about to ack or nack: the renewer leaves the lease alone from now on.
+  void Settling(const std::string& chunk_id) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = inflight_.find(chunk_id); it != inflight_.end()) it->second.settling = true;
   }
 
   int ReleaseAll() {

@@ -254,6 +254,39 @@ TEST_P(QueueContract, ConcurrentLeasersNeverShareAChunk) {
   EXPECT_EQ(q_->Counts("t")->done, 200);
 }
 
+// Verifies threads sharing one connection (a worker process) and another connection (another process)
+// never lose or double an ack: every chunk ends done after exactly one attempt.
+TEST_P(QueueContract, SharedConnectionThreadsLoseNothing) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 300)).ok());
+  auto other = Open();
+  std::atomic<int> acked{0};
+  auto work = [&](Queue& q, const std::string& owner) {
+    while (true) {
+      auto r = q.LeaseChunks("p", owner, 2, 60000, false);
+      ASSERT_TRUE(r.ok()) << r.status().message();
+      if (r->empty()) return;
+      for (const auto& l : *r) {
+        ASSERT_TRUE(q.Renew(l.chunk_id, l.token, 60000).ok());
+        ASSERT_TRUE(q.Counts("t").ok());
+        Status s = q.Ack(l.chunk_id, l.token);
+        ASSERT_TRUE(s.ok()) << s.message();
+        ++acked;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) threads.emplace_back([&, i] { work(*q_, "shared" + std::to_string(i)); });
+  threads.emplace_back([&] { work(*other, "other"); });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(acked.load(), 300);
+  auto chunks = q_->ListChunks("t");
+  ASSERT_TRUE(chunks.ok());
+  for (const auto& c : *chunks) {
+    EXPECT_EQ(c.state, ChunkState::kDone) << c.id;
+    EXPECT_EQ(c.attempts, 1) << c.id;
+  }
+}
+
 // Verifies WaitForWork returns promptly when work arrives from another connection, and times out otherwise.
 TEST_P(QueueContract, WaitForWorkWakesOnEnqueue) {
   auto other = Open();

@@ -434,6 +434,24 @@ TEST(Supervisor, PoisonChunkIsDeadLettered) {
   EXPECT_NE(t["dead_letters"][0]["error"].get<std::string>().find("poison"), std::string::npos) << t;
 }
 
+// Verifies many workers with several chunks each in flight finish a large task long before any lease could
+// expire, each chunk delivered exactly once (a chunk stuck until its lease expires is a bug).
+TEST(Supervisor, ManyWorkersNoChunkStuckOrRedelivered) {
+  TempDir dir;
+  Node n(dir, {{"KG_WORKERS_PER_PROVIDER", "3"}, {"KG_CONCURRENCY_PER_PROCESS", "4"}, {"KG_LEASE_SECONDS", "60"},
+               {"KG_CHUNK_SIZE", "60"}, {"KG_CHUNK_OVERLAP", "0"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::string id = Submit(n, Sentences(400));
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 30s))
+      << n.Get("/api/v1/tasks/" + id).dump() << n.proc().Stderr();
+  auto chunks = QueueOf(dir)->ListChunks(id);
+  ASSERT_TRUE(chunks.ok());
+  EXPECT_EQ(chunks->size(), 400u);
+  for (const auto& c : *chunks) EXPECT_EQ(c.attempts, 1) << c.id;
+  EXPECT_EQ(n.proc().Stderr().find("warn"), std::string::npos) << n.proc().Stderr();
+}
+
 // Verifies a worker is recycled after KG_MAX_TASKS_PER_PROCESS chunks, without losing work or backing off.
 TEST(Supervisor, RecyclesAfterMaxTasks) {
   TempDir dir;
