@@ -140,12 +140,10 @@ class Worker {
     (void)!::write(o_.status_fd, l.data(), l.size());
   }
 
-  void ReportState() {
-    size_t n;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      n = inflight_.size();
-    }
+  // Written under mu_ so that the supervisor sees the states in the order they happened
+  // (the status pipe is non-blocking: a full pipe drops a line rather than stall us).
+  void ReportStateLocked() KG_REQUIRES(mu_) {
+    size_t n = inflight_.size();
     Report((n ? "busy " : "idle ") + std::to_string(n) + " " + std::to_string(done_.load()));
   }
 
@@ -174,10 +172,10 @@ class Worker {
         pending_.push_back(std::move(lease));
         ++started_;
       }
+      ReportStateLocked();
     }
     cv_.notify_all();
     renew_cv_.notify_all();
-    ReportState();
   }
 
   void ExecLoop() {
@@ -197,8 +195,8 @@ class Worker {
         inflight_.erase(lease.chunk_id);
         if (lease.crashes > 0) holding_suspect_ = false;
         --running_;
+        ReportStateLocked();
       }
-      ReportState();
       Wake();
     }
   }
@@ -336,7 +334,10 @@ int RunWorker(const Config& config, const WorkerOptions& o) {
   // Die with the supervisor; if it is already gone, do not start.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (o.parent_pid != 0 && getppid() != o.parent_pid) return kWorkerExitSetup;
-  if (o.status_fd >= 0) fcntl(o.status_fd, F_SETFD, FD_CLOEXEC);
+  if (o.status_fd >= 0) {
+    fcntl(o.status_fd, F_SETFD, FD_CLOEXEC);
+    fcntl(o.status_fd, F_SETFL, fcntl(o.status_fd, F_GETFL) | O_NONBLOCK);
+  }
 
   UniqueFd wake(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   g_wake_fd = wake.get();

@@ -222,12 +222,13 @@ TEST(Supervisor, CrashLoopBacksOffAndQuarantinesOnlyThatProvider) {
     }
     return std::string();
   };
-  ASSERT_TRUE(WaitFor([&] { return n.Workers().size() >= 1; }, 5s));
   pid_t good = 0;
-  for (auto& [pid, p] : n.Workers()) {
-    if (p == "good") good = pid;
-  }
-  ASSERT_NE(good, 0);
+  ASSERT_TRUE(WaitFor([&] {
+    for (auto& [pid, p] : n.Workers()) {
+      if (p == "good") good = pid;
+    }
+    return good != 0;
+  }, 5s));
   ASSERT_TRUE(WaitFor([&] { return state_of("bad") == "quarantined"; }, 15s)) << n.proc().Stderr();
   std::string err = n.proc().Stderr();
   size_t a = err.find("backing off 100 ms"), b = err.find("backing off 200 ms"), c = err.find("backing off 400 ms");
