@@ -71,7 +71,7 @@ bool Poll(F f, milliseconds timeout) {
   return false;
 }
 
-void Respawn(int iterations, kg::ProcStats* idle_stats) {
+void Respawn(int iterations) {
   std::vector<double> lat;
   for (int i = 0; i < iterations; ++i) {
     TempDir dir;
@@ -82,10 +82,6 @@ void Respawn(int iterations, kg::ProcStats* idle_stats) {
     (*s)->Start();
     pid_t first = 0;
     if (!Poll([&] { return (first = IdleWorker(**s)) != 0; }, seconds(10))) std::exit(2);
-    if (i == 0) {
-      std::this_thread::sleep_for(milliseconds(500));  // settled idle
-      kg::ReadProcStats(first, true, idle_stats);
-    }
     auto t0 = steady_clock::now();
     kill(first, SIGKILL);
     if (!Poll([&] { return IdleWorker(**s, first) != 0; }, seconds(10))) std::exit(3);
@@ -145,22 +141,36 @@ double CpuOfTree(pid_t root) {
   return total;
 }
 
+// PSS (shared pages split among the processes mapping them) and private dirty memory of
+// idle workers in a `kgflow start` node of `workers` workers.
+void Memory(int workers) {
+  TempDir dir;
+  kg::testing::Node n(dir, {{"KG_WORKERS_PER_PROVIDER", std::to_string(workers)}, {"KG_LOG_LEVEL", "warn"}});
+  if (!n.ready() || !Poll([&] { return n.Workers().size() == static_cast<size_t>(workers); }, seconds(20))) {
+    std::exit(6);
+  }
+  std::this_thread::sleep_for(seconds(2));
+  std::vector<double> pss, uss, rss;
+  for (auto& [pid, _] : n.Workers()) {
+    kg::ProcStats st;
+    if (kg::ReadProcStats(pid, true, &st)) {
+      pss.push_back(static_cast<double>(st.pss_bytes) / 1048576.0);
+      rss.push_back(static_cast<double>(st.rss_bytes) / 1048576.0);
+    }
+    std::string rollup = kg::testing::ReadFile("/proc/" + std::to_string(pid) + "/smaps_rollup");
+    auto at = rollup.find("Private_Dirty:");
+    if (at != std::string::npos) uss.push_back(std::atof(rollup.c_str() + at + 14) / 1024.0);
+  }
+  auto p = Summarize(pss), u = Summarize(uss), r = Summarize(rss);
+  std::printf("memory    idle worker, node of %2d workers         PSS %.2f MB  private dirty %.2f MB  RSS %.2f MB (medians)\n",
+              workers, p.median, u.median, r.median);
+}
+
 void IdleCpu(int seconds_window) {
   TempDir dir;
   kg::testing::Node n(dir, {{"KG_WORKERS_PER_PROVIDER", "10"}, {"KG_LOG_LEVEL", "warn"}});
   if (!n.ready() || !Poll([&] { return n.Workers().size() == 10; }, seconds(20))) std::exit(6);
   std::this_thread::sleep_for(seconds(2));
-  std::vector<double> pss, uss;
-  for (auto& [pid, _] : n.Workers()) {
-    kg::ProcStats st;
-    if (kg::ReadProcStats(pid, true, &st)) pss.push_back(static_cast<double>(st.pss_bytes) / 1048576.0);
-    std::string rollup = kg::testing::ReadFile("/proc/" + std::to_string(pid) + "/smaps_rollup");
-    auto at = rollup.find("Private_Dirty:");
-    if (at != std::string::npos) uss.push_back(std::atof(rollup.c_str() + at + 14) / 1024.0);
-  }
-  auto p = Summarize(pss), u = Summarize(uss);
-  std::printf("pss       idle worker in a node of 10 workers    PSS median %.2f MB, private dirty median %.2f MB\n",
-              p.median, u.median);
   double before = CpuOfTree(n.proc().pid());
   auto t0 = steady_clock::now();
   std::this_thread::sleep_for(seconds(seconds_window));
@@ -193,11 +203,11 @@ int main(int argc, char** argv) {
   int idle_seconds = argc > 2 ? std::atoi(argv[2]) : 20;
   int crash_seconds = argc > 3 ? std::atoi(argv[3]) : 30;
   std::printf("# supervisor_bench on %u cores; kgflow %s\n", std::thread::hardware_concurrency(), KG_VERSION);
-  kg::ProcStats idle;
-  Respawn(iterations, &idle);
-  std::printf("pss       idle worker, node of 1 worker            PSS %.2f MB  RSS %.2f MB\n",
-              static_cast<double>(idle.pss_bytes) / 1048576.0, static_cast<double>(idle.rss_bytes) / 1048576.0);
+  Respawn(iterations);
   Rerun(iterations);
+  Memory(1);
+  Memory(4);
+  Memory(10);
   IdleCpu(idle_seconds);
   CrashLoop(crash_seconds);
   return 0;
