@@ -162,27 +162,30 @@ class Supervisor::Impl {
 
   Result<ScaleResult> Scale(const std::string& provider, int per_node) {
     if (per_node < 0) return Status::Invalid("per_node must be 0 or more");
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
+    }
+    // Persist first: the heartbeat re-reads the stored setting, and must not undo this call.
+    Status s = store_->PutSetting(SettingKey(provider), std::to_string(per_node));
+    if (!s.ok()) spdlog::warn("supervisor: could not persist scale of {}: {}", provider, s.message());
     ScaleResult r;
     {
       std::lock_guard<std::mutex> l(mu_);
-      auto it = providers_.find(provider);
-      if (it == providers_.end()) return Status::NotFound("provider " + provider + " is not enabled on this node");
-      it->second.setting = per_node;
+      auto& ps = providers_.at(provider);
+      ps.setting = per_node;
       r.provider = provider;
       r.requested = per_node;
-      auto desired = DesiredLocked();
-      r.per_node = desired[provider];
+      r.per_node = DesiredLocked()[provider];
       if (per_node > c_.max_processes_per_provider) {
         r.reason = "KG_MAX_PROCESSES_PER_PROVIDER=" + std::to_string(c_.max_processes_per_provider);
-      } else if (r.per_node < per_node && it->second.quarantined_until > MonoMs()) {
+      } else if (r.per_node < per_node && ps.quarantined_until > MonoMs()) {
         r.reason = "provider is quarantined";
       } else if (r.per_node < per_node) {
         r.reason = "KG_MAX_TOTAL_PROCESSES=" + std::to_string(c_.max_total_processes);
       }
       r.clamped = r.per_node < per_node;
     }
-    Status s = store_->PutSetting(SettingKey(provider), std::to_string(per_node));
-    if (!s.ok()) spdlog::warn("supervisor: could not persist scale of {}: {}", provider, s.message());
     Wake();
     return r;
   }
