@@ -69,7 +69,7 @@ json EntityJson(const EntityRec& e) {
 
 // Debian's cpp-httplib 0.11 is compiled with a listen backlog of 5, so a burst of new
 // connections overflows the accept queue and clients see resets. listen() on a listening
-// socket updates its backlog, so find ours and raise it; mark it close-on-exec as well.
+// socket updates its backlog, so find ours and raise it.
 void TuneListener(int port) {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
@@ -90,7 +90,6 @@ void TuneListener(int port) {
                                          : -1;
     if (p != port) continue;
     ::listen(fd, SOMAXCONN);
-    fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
   }
 }
 
@@ -100,6 +99,14 @@ class ApiServer::Impl {
  public:
   explicit Impl(ApiDeps d) : d_(d), c_(*d.config) {
     svr_.set_payload_max_length(static_cast<size_t>(c_.max_body_mb) * 1024 * 1024);
+    // Debian's cpp-httplib sets SO_REUSEPORT by default, so a second node on the same
+    // port would silently share its traffic. SO_REUSEADDR only (restarts still rebind at
+    // once), and the listener is close-on-exec from its creation.
+    svr_.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+      fcntl(sock, F_SETFD, fcntl(sock, F_GETFD) | FD_CLOEXEC);
+    });
     svr_.set_error_handler([](const httplib::Request&, httplib::Response& res) {
       if (!res.body.empty()) return;
       std::string msg = res.status == 404   ? "no such endpoint"

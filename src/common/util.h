@@ -3,9 +3,13 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <thread>
+
+#include "common/status.h"
 
 namespace kg {
 
@@ -52,6 +56,20 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+// Retries `op` while it fails with kUnavailable (a busy backend), up to 6 tries with a
+// short exponential backoff (10 ms doubling, ~630 ms in all); any other outcome is
+// returned at once. For calls whose failure would otherwise strand work until a lease expires.
+template <typename F>
+Status RetryTransient(F op) {
+  Status s;
+  for (int i = 0; i < 6; ++i) {
+    s = op();
+    if (s.code() != Code::kUnavailable) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10 << i));
+  }
+  return s;
+}
 
 // Masks a secret for display: "" stays "", anything else becomes "****".
 std::string MaskSecret(std::string_view secret);

@@ -480,7 +480,11 @@ class Supervisor::Impl {
                         (WEXITSTATUS(status) == kWorkerExitStopped || WEXITSTATUS(status) == kWorkerExitRecycled);
       bool crashed = !clean_code && !ch.stop_sent;
       bool crashed_holding = !clean_code;  // any lease it still held was interrupted mid-work
-      auto released = queue_->ReleaseOwner(ch.owner, crashed_holding && !ch.stop_sent, how);
+      Result<int> released = 0;
+      (void)RetryTransient([&] {
+        released = queue_->ReleaseOwner(ch.owner, crashed_holding && !ch.stop_sent, how);
+        return released.status();
+      });
       std::string reason = ch.stop_sent ? ch.stop_reason + " (" + how + ")"
                            : WIFEXITED(status) && WEXITSTATUS(status) == kWorkerExitRecycled
                                ? "recycled after " + std::to_string(ch.chunks_done) + " chunks"

@@ -35,19 +35,6 @@ void OnStopSignal(int) {
   if (g_wake_fd >= 0) (void)!::write(g_wake_fd, &one, sizeof one);
 }
 
-// Retries an operation that failed with kUnavailable (a busy database) a few times
-// with a short exponential backoff; any other outcome is returned at once.
-template <typename F>
-Status RetryTransient(F op) {
-  Status s;
-  for (int i = 0; i < 6; ++i) {
-    s = op();
-    if (s.code() != Code::kUnavailable) return s;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10 << i));
-  }
-  return s;
-}
-
 class Worker {
  public:
   Worker(const Config& c, const WorkerOptions& o, std::unique_ptr<Queue> q, std::unique_ptr<TaskStore> s,
@@ -303,7 +290,9 @@ class Worker {
       pending_.clear();
     }
     int n = 0;
-    for (const auto& lease : held) n += queue_->Release(lease.chunk_id, lease.token).ok() ? 1 : 0;
+    for (const auto& lease : held) {
+      n += RetryTransient([&] { return queue_->Release(lease.chunk_id, lease.token); }).ok() ? 1 : 0;
+    }
     return n;
   }
 

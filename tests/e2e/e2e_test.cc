@@ -125,6 +125,35 @@ TEST(EndToEnd, CliSubmitWaitShowsProgress) {
   EXPECT_NE(missing.Stderr().find("cannot read"), std::string::npos);
 }
 
+// Verifies `submit --wait` draws a progress bar on a terminal (under script(1), which gives it a pty).
+TEST(EndToEnd, CliProgressBarOnATerminal) {
+  testing::TempDir dir;
+  Node n(dir);
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::string cmd = "KG_HTTP_ADDR=127.0.0.1:" + std::to_string(n.port()) + " " + testing::KgflowBinary() +
+                    " submit --wait " + Samples()[0];
+  std::string out_file = dir.File("tty.out");
+  std::string full = "script -qec '" + cmd + "' /dev/null > " + out_file + " 2>&1";
+  ASSERT_EQ(std::system(full.c_str()), 0) << testing::ReadFile(out_file);
+  std::string out = testing::ReadFile(out_file);
+  EXPECT_NE(out.find("[##############################] 1/1 done"), std::string::npos) << out;
+  EXPECT_NE(out.find('\r'), std::string::npos) << "redrawn in place";
+}
+
+// Verifies a second node on a port in use fails to start with exit code 1 and says why.
+TEST(EndToEnd, PortInUseIsAClearError) {
+  testing::TempDir dir, dir2;
+  Node n(dir);
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  Node clash(dir2, {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())}}, {"start"}, false);
+  int st = clash.proc().Wait(10s);
+  ASSERT_NE(st, -1);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+  EXPECT_NE(clash.proc().Stderr().find("cannot listen on 127.0.0.1:" + std::to_string(n.port())), std::string::npos)
+      << clash.proc().Stderr();
+  EXPECT_TRUE(testing::ChildrenOf(clash.proc().pid()).empty());
+}
+
 // Verifies a bad configuration value stops start-up with exit code 2 and one line naming it.
 TEST(EndToEnd, BadConfigExitsTwo) {
   testing::TempDir dir;
