@@ -5,7 +5,11 @@
 #include <unistd.h>
 
 #include <climits>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
+
+#include "common/thread_annotations.h"
 
 #include "api/server.h"
 #include "common/util.h"
@@ -42,14 +46,29 @@ std::string SelfExe() {
   return std::string(buf, static_cast<size_t>(n));
 }
 
-// A web-only node has no supervisor; it still shows up in the node registry.
-void WebHeartbeat(const Config& c, TaskStore& store, const std::atomic<bool>& stop) {
+// A web-only node has no supervisor; it still shows up in the node registry, with a
+// heartbeat every 5 s until `stop` is set (and `cv` notified).
+struct StopFlag {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop KG_GUARDED_BY(mu) = false;
+  void Set() {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      stop = true;
+    }
+    cv.notify_all();
+  }
+};
+
+void WebHeartbeat(const Config& c, TaskStore& store, StopFlag& flag) {
   char host[256] = {};
   gethostname(host, sizeof host - 1);
-  while (!stop.load()) {
+  std::unique_lock<std::mutex> l(flag.mu);
+  while (!flag.stop) {
     NodeRecord n{c.node_name, RoleName(c.role), host, getpid(), NowMs(), "[]"};
     (void)store.UpsertNode(n);
-    for (int i = 0; i < 50 && !stop.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    flag.cv.wait_for(l, std::chrono::seconds(5), [&] { return flag.stop; });
   }
 }
 
@@ -93,7 +112,8 @@ int RunNode(const Config& c) {
   std::thread http([&] { api.Serve(); });
   std::atomic<bool> stop_web{false};
   std::thread web_beat;
-  if (!supervisor) web_beat = std::thread([&] { WebHeartbeat(c, **store, stop_web); });
+  StopFlag web_stop;
+  if (!supervisor) web_beat = std::thread([&] { WebHeartbeat(c, **store, web_stop); });
   spdlog::info("{} listening on http://{}:{}", c.role == NodeRole::kWorker ? "health endpoint" : "API", host, *bound);
   // Machine-readable line for scripts and tests that asked for port 0.
   fmt::print(stdout, "KGFLOW_LISTENING http://{}:{}\n", host, *bound);
@@ -121,6 +141,7 @@ int RunNode(const Config& c) {
         if (supervisor) supervisor->Wait();
         api.Stop();
         stop_web = true;
+        web_stop.Set();
         kill(getpid(), SIGHUP);  // wakes sigwaitinfo
       });
     } else if (info.si_signo == SIGINT || info.si_signo == SIGTERM) {
