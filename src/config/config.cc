@@ -191,20 +191,6 @@ std::string Config::KnownProviders() const {
   return out;
 }
 
-std::string Config::HttpHost() const {
-  std::string h;
-  int p = 0;
-  (void)ParseHostPort(http_addr, &h, &p);
-  return h;
-}
-
-int Config::HttpPort() const {
-  std::string h;
-  int p = 0;
-  (void)ParseHostPort(http_addr, &h, &p);
-  return p;
-}
-
 EnvLookup ProcessEnv() {
   return [](const std::string& name) -> std::optional<std::string> {
     const char* v = std::getenv(name.c_str());

@@ -73,8 +73,6 @@ struct Config {
   // Convenience.
   bool HasProvider(const std::string& name) const;
   std::string KnownProviders() const;  // "a, b, c"
-  std::string HttpHost() const;
-  int HttpPort() const;
 };
 
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
