@@ -21,14 +21,15 @@ run: build
 	@scripts/run.sh $(BUILD)/kgflow
 
 # Every test: unit, contract, API, process and end-to-end tests on the release build,
-# then the unit and contract tests again under AddressSanitizer + UBSan.
+# then all of them again with every binary (the daemon and its workers included) built
+# with AddressSanitizer + UBSan.
 test: build test-asan
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
 	@echo "== sanitizer run (address,undefined) =="
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) --timeout 300
 
 test-asan: deps
-	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKG_WERROR=ON -DKG_SANITIZE=ON -DKG_ONLY_UNIT_TESTS=ON
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKG_WERROR=ON -DKG_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 bench: build
