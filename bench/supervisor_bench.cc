@@ -71,65 +71,75 @@ bool Poll(F f, milliseconds timeout) {
   return false;
 }
 
+// A supervisor in this process (so the bench sees exactly what the guard sees), with
+// its own data directory and backends.
+struct InProcessNode {
+  TempDir dir;
+  kg::Config config;
+  std::unique_ptr<kg::Queue> queue;
+  std::unique_ptr<kg::TaskStore> store;
+  std::unique_ptr<kg::Supervisor> supervisor;
+
+  explicit InProcessNode(const std::string& toml) : config(ConfigFor(dir, toml)) {
+    queue = std::move(kg::OpenQueue(config)).value();
+    store = std::move(kg::OpenTaskStore(config)).value();
+  }
+  void Start() {
+    supervisor = std::move(kg::Supervisor::Create(config, kg::testing::KgflowBinary(), *queue, *store)).value();
+    supervisor->Start();
+  }
+  ~InProcessNode() {
+    if (supervisor) {
+      supervisor->Stop(true);
+      supervisor->Wait();
+    }
+  }
+};
+
+void PrintLatency(const char* label, const std::vector<double>& lat) {
+  auto r = Summarize(lat);
+  std::printf("%-48s median %.1f ms  p99 %.1f ms  max %.1f ms  (n=%zu)\n", label, r.median, r.p99, r.max, lat.size());
+}
+
 void Respawn(int iterations) {
   std::vector<double> lat;
   for (int i = 0; i < iterations; ++i) {
-    TempDir dir;
-    kg::Config c = ConfigFor(dir, "[providers.builtin]\n");
-    auto q = kg::OpenQueue(c);
-    auto store = kg::OpenTaskStore(c);
-    auto s = kg::Supervisor::Create(c, kg::testing::KgflowBinary(), **q, **store);
-    (*s)->Start();
+    InProcessNode n("[providers.builtin]\n");
+    n.Start();
     pid_t first = 0;
-    if (!Poll([&] { return (first = IdleWorker(**s)) != 0; }, seconds(10))) std::exit(2);
+    if (!Poll([&] { return (first = IdleWorker(*n.supervisor)) != 0; }, seconds(10))) std::exit(2);
     auto t0 = steady_clock::now();
     kill(first, SIGKILL);
-    if (!Poll([&] { return IdleWorker(**s, first) != 0; }, seconds(10))) std::exit(3);
+    if (!Poll([&] { return IdleWorker(*n.supervisor, first) != 0; }, seconds(10))) std::exit(3);
     lat.push_back(Ms(steady_clock::now() - t0));
-    (*s)->Stop(true);
-    (*s)->Wait();
   }
-  auto r = Summarize(lat);
-  std::printf("respawn   SIGKILL -> replacement ready to lease   median %.1f ms  p99 %.1f ms  max %.1f ms  (n=%d)\n",
-              r.median, r.p99, r.max, iterations);
+  PrintLatency("respawn   SIGKILL -> replacement ready to lease", lat);
 }
 
 void Rerun(int iterations) {
   std::vector<double> lat;
   for (int i = 0; i < iterations; ++i) {
-    TempDir dir;
-    kg::Config c = ConfigFor(dir, "[providers.slow]\ndelay_ms = 60000\n");
-    auto q = kg::OpenQueue(c);
+    InProcessNode n("[providers.slow]\ndelay_ms = 60000\n");
     auto plan = kg::PlanTask("t", "slow", "", "bench", "", "Mara Voss founded Helix Dynamics.", {1200, 100});
-    (void)(*q)->Enqueue(plan.items);
-    auto store = kg::OpenTaskStore(c);
-    auto s = kg::Supervisor::Create(c, kg::testing::KgflowBinary(), **q, **store);
-    (*s)->Start();
+    (void)n.queue->Enqueue(plan.items);
+    n.Start();
     std::string owner;
-    if (!Poll([&] {
-          auto info = (*q)->Get("t:0");
-          if (info.ok() && info->state == kg::ChunkState::kLeased) owner = info->owner;
-          return !owner.empty();
-        }, seconds(10))) {
-      std::exit(4);
-    }
+    auto leased_by_other = [&](const std::string& not_this) {
+      auto info = n.queue->Get("t:0");
+      if (!info.ok() || info->state != kg::ChunkState::kLeased || info->owner == not_this) return false;
+      owner = info->owner;
+      return true;
+    };
+    if (!Poll([&] { return leased_by_other(""); }, seconds(10))) std::exit(4);
     pid_t victim = 0;
-    for (const auto& p : (*s)->Snapshot()) victim = p.pid ? static_cast<pid_t>(p.pid) : victim;
+    for (const auto& p : n.supervisor->Snapshot()) victim = p.pid ? static_cast<pid_t>(p.pid) : victim;
+    std::string first_owner = owner;
     auto t0 = steady_clock::now();
     kill(victim, SIGKILL);
-    if (!Poll([&] {
-          auto info = (*q)->Get("t:0");
-          return info.ok() && info->state == kg::ChunkState::kLeased && info->owner != owner;
-        }, seconds(30))) {
-      std::exit(5);
-    }
+    if (!Poll([&] { return leased_by_other(first_owner); }, seconds(30))) std::exit(5);
     lat.push_back(Ms(steady_clock::now() - t0));
-    (*s)->Stop(true);
-    (*s)->Wait();
   }
-  auto r = Summarize(lat);
-  std::printf("rerun     SIGKILL -> its chunk running again      median %.1f ms  p99 %.1f ms  max %.1f ms  (n=%d)\n",
-              r.median, r.p99, r.max, iterations);
+  PrintLatency("rerun     SIGKILL -> its chunk running again", lat);
 }
 
 double CpuOfTree(pid_t root) {
