@@ -178,6 +178,8 @@ const std::vector<Pattern>& Patterns() {
          "was recruited by", "left"},
         "WORKS_AT", false, P, O);
     add({"married", "is married to", "was married to"}, "MARRIED_TO", false, P, P);
+    add({"joined the board of", "sits on the board of", "is on the board of", "was elected to the board of"},
+        "MEMBER_OF", false, P, O);
     add({"sued", "filed a lawsuit against"}, "SUED", false, "", "");
     add({"leads", "led", "heads", "headed", "runs", "ran", "manages", "managed", "directs", "directed"}, "LEADS",
         false, P, O);
@@ -289,7 +291,9 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     m.name = sentence.substr(toks[b].begin, toks[e].end - toks[b].begin);
     const std::string& last = toks[e].text;
     std::string prev = b > 0 ? Lower(toks[b - 1].text) : "";
-    if (kOrgSuffix.count(last)) {
+    // "Helix Dynamics", and also "University of Leeds", "Bank of Lumeria".
+    bool org_head = b < e && kOrgSuffix.count(toks[b].text) && toks[b + 1].text == "of";
+    if (kOrgSuffix.count(last) || org_head) {
       m.type = "Organization";
       m.strength = kExplicit;
     } else if (kLocSuffix.count(last) || (b < e && kLocSuffix.count(toks[b].text))) {
@@ -319,16 +323,26 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     const char* dh;
   };
   std::vector<Rel> rels;
+  // "A, who studied at B, advises C": the relative clause's subject A is also the subject
+  // of the verb after the clause closes.
+  constexpr size_t kNone = static_cast<size_t>(-1);
+  size_t clause_subject = kNone;
   for (size_t k = 0; k + 1 < ms.size(); ++k) {
     std::vector<std::string> gap;
     for (size_t t = ms[k].last_tok + 1; t < ms[k + 1].first_tok; ++t) {
       if (toks[t].word) gap.push_back(Lower(toks[t].text));
     }
+    bool comma_first = ms[k].last_tok + 1 < ms[k + 1].first_tok && toks[ms[k].last_tok + 1].text == ",";
     size_t subj = k;
     if (!gap.empty() && gap.front() == "and" && k > 0) {
       subj = 0;
       gap.erase(gap.begin());
+    } else if (clause_subject != kNone && comma_first && !gap.empty() && gap.front() != "who" &&
+               gap.front() != "which") {
+      subj = clause_subject;
+      clause_subject = kNone;
     }
+    if (comma_first && !gap.empty() && (gap.front() == "who" || gap.front() == "which")) clause_subject = k;
     while (!gap.empty() && (gap.back() == "the" || gap.back() == "a" || gap.back() == "an")) gap.pop_back();
     if (gap.size() > 9) continue;
     if (const char* role = MatchRole(gap)) {

@@ -36,6 +36,19 @@ TEST(Builtin, EnglishEntitiesAndRelations) {
   EXPECT_FALSE(HasEntity(x, "Voss", "Person")) << "folded into Mara Voss";
 }
 
+// Verifies "X of Y" organisations, relative clauses and board membership.
+TEST(Builtin, OrganisationHeadsClausesAndBoards) {
+  auto x = BuiltinExtract(
+      "Orla Brennan founded Tidewater Analytics. Professor Hana Sato, who studied at Kyoto University, advises "
+      "Tidewater Analytics. Sato leads the Coastal Modelling Group at the University of Leeds. Brennan later joined "
+      "the board of the Marine Data Trust.");
+  EXPECT_TRUE(HasEntity(x, "University of Leeds", "Organization"));
+  EXPECT_TRUE(HasRelation(x, "Hana Sato", "STUDIED_AT", "Kyoto University"));
+  EXPECT_TRUE(HasRelation(x, "Hana Sato", "ADVISES", "Tidewater Analytics"));
+  EXPECT_FALSE(HasRelation(x, "Kyoto University", "ADVISES", "Tidewater Analytics"));
+  EXPECT_TRUE(HasRelation(x, "Orla Brennan", "MEMBER_OF", "Marine Data Trust"));
+}
+
 // Verifies Chinese organisations, people and places and their relations.
 TEST(Builtin, ChineseEntitiesAndRelations) {
   auto x = BuiltinExtract("李明创立了星河科技公司。星河科技公司总部位于云港市。李明是星河科技公司的首席执行官。"
