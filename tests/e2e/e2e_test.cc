@@ -119,6 +119,19 @@ TEST(EndToEnd, CliSubmitWaitShowsProgress) {
   testing::Process stats({"graph", "stats"}, env, dir.path());
   ASSERT_NE(stats.Wait(20s), -1);
   EXPECT_NE(stats.Stdout().find("documents 2"), std::string::npos) << stats.Stdout();
+  testing::Process tasks({"tasks", "--status", "done"}, env, dir.path());
+  ASSERT_EQ(WEXITSTATUS(tasks.Wait(20s)), 0) << tasks.Stderr();
+  std::string listed = tasks.Stdout();
+  EXPECT_EQ(std::count(listed.begin(), listed.end(), '\n'), 3) << listed;  // header + 2 tasks
+  testing::Process search({"graph", "search", "helix"}, env, dir.path());
+  ASSERT_EQ(WEXITSTATUS(search.Wait(20s)), 0);
+  EXPECT_NE(search.Stdout().find("Helix Dynamics"), std::string::npos) << search.Stdout();
+  testing::Process graphml({"graph", "export", "--format", "graphml"}, env, dir.path());
+  ASSERT_EQ(WEXITSTATUS(graphml.Wait(20s)), 0);
+  EXPECT_EQ(graphml.Stdout().rfind("<?xml", 0), 0u);
+  EXPECT_NE(graphml.Stdout().find("</graphml>"), std::string::npos);
+  testing::Process bad_format({"graph", "export", "--format", "csv"}, env, dir.path());
+  EXPECT_NE(WEXITSTATUS(bad_format.Wait(20s)), 0);
   testing::Process missing({"submit", dir.File("does-not-exist.txt")}, env, dir.path());
   int ms = missing.Wait(20s);
   EXPECT_EQ(WEXITSTATUS(ms), 1);
