@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -96,6 +97,7 @@ Process::Process(const std::vector<std::string>& args, const std::map<std::strin
   pid_ = fork();
   if (pid_ == 0) {
     setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no node behind
     int o = open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int e = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(o, 1);
