@@ -333,6 +333,13 @@ class Supervisor::Impl {
   }
 
   void Reconcile() KG_REQUIRES(mu_) {
+    int64_t t = MonoMs();
+    for (auto& [p, ps] : providers_) {
+      if (ps.quarantined_until != 0 && ps.quarantined_until <= t) {
+        ps.quarantined_until = 0;
+        spdlog::warn("supervisor: quarantine of provider {} is over; starting its workers again", p);
+      }
+    }
     auto desired = DesiredLocked();
     LogRefusals(desired);
     int64_t now = MonoMs();

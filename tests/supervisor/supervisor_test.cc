@@ -251,6 +251,20 @@ TEST(Supervisor, CrashLoopBacksOffAndQuarantinesOnlyThatProvider) {
   ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 10s));
 }
 
+// Verifies a quarantine ends after KG_QUARANTINE_SECONDS and the provider is tried again.
+TEST(Supervisor, QuarantineEnds) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.bad]\nfault = \"exit_on_start\"\n");
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_QUARANTINE_SECONDS", "1"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  ASSERT_TRUE(WaitFor([&] { return n.proc().Stderr().find("quarantine of provider bad is over") != std::string::npos; },
+                      15s)) << n.proc().Stderr();
+  EXPECT_TRUE(WaitFor([&] {
+    std::string err = n.proc().Stderr();
+    return err.find("spawned worker", err.find("is over")) != std::string::npos;
+  }, 5s)) << n.proc().Stderr();
+}
+
 // Verifies a worker inherits no socket and no other descriptor of its parent: only 0-2, the status pipe and
 // what it opened itself.
 TEST(Supervisor, WorkerInheritsNoSocket) {
