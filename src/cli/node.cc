@@ -46,8 +46,7 @@ std::string SelfExe() {
   return std::string(buf, static_cast<size_t>(n));
 }
 
-// A web-only node has no supervisor; it still shows up in the node registry, with a
-// heartbeat every 5 s until `stop` is set (and `cv` notified).
+// Set once when the node has stopped; threads that must end with it wait on it.
 struct StopFlag {
   std::mutex mu;
   std::condition_variable cv;
@@ -59,8 +58,14 @@ struct StopFlag {
     }
     cv.notify_all();
   }
+  bool IsSet() {
+    std::lock_guard<std::mutex> l(mu);
+    return stop;
+  }
 };
 
+// A web-only node has no supervisor; it still shows up in the node registry, with a
+// heartbeat every 5 s until the node stops.
 void WebHeartbeat(const Config& c, TaskStore& store, StopFlag& flag) {
   char host[256] = {};
   gethostname(host, sizeof host - 1);
@@ -110,10 +115,9 @@ int RunNode(const Config& c) {
   }
   if (supervisor) supervisor->Start();
   std::thread http([&] { api.Serve(); });
-  std::atomic<bool> stop_web{false};
   std::thread web_beat;
-  StopFlag web_stop;
-  if (!supervisor) web_beat = std::thread([&] { WebHeartbeat(c, **store, web_stop); });
+  StopFlag stopped;
+  if (!supervisor) web_beat = std::thread([&] { WebHeartbeat(c, **store, stopped); });
   spdlog::info("{} listening on http://{}:{}", c.role == NodeRole::kWorker ? "health endpoint" : "API", host, *bound);
   // Machine-readable line for scripts and tests that asked for port 0.
   fmt::print(stdout, "KGFLOW_LISTENING http://{}:{}\n", host, *bound);
@@ -130,7 +134,7 @@ int RunNode(const Config& c) {
     siginfo_t info;
     if (sigwaitinfo(&set, &info) < 0) continue;
     if (info.si_signo == SIGHUP) {
-      if (stop_web.load()) break;
+      if (stopped.IsSet()) break;
       continue;
     }
     ++signals;
@@ -140,8 +144,7 @@ int RunNode(const Config& c) {
       stopper = std::thread([&] {
         if (supervisor) supervisor->Wait();
         api.Stop();
-        stop_web = true;
-        web_stop.Set();
+        stopped.Set();
         kill(getpid(), SIGHUP);  // wakes sigwaitinfo
       });
     } else if (info.si_signo == SIGINT || info.si_signo == SIGTERM) {

@@ -35,6 +35,12 @@ CREATE INDEX IF NOT EXISTS chunks_owner ON chunks(owner, state);
 CREATE INDEX IF NOT EXISTS chunks_deadline ON chunks(state, deadline);
 )sql";
 
+// Gives a leased chunk back without penalty (the attempt is not counted); callers add the WHERE
+// clause and bind (1) state=ready, (2) available_at, (3) updated_at first.
+constexpr const char* kGiveBack =
+    "UPDATE chunks SET state=?, owner=NULL, token=NULL, deadline=NULL, attempts=MAX(attempts-1,0), "
+    "available_at=?, updated_at=? ";
+
 class SqliteQueue final : public Queue {
  public:
   SqliteQueue(std::unique_ptr<sqlite::Db> db, QueueOptions o) : db_(std::move(db)), o_(std::move(o)) {
@@ -146,9 +152,7 @@ class SqliteQueue final : public Queue {
   }
 
   Status Release(const std::string& chunk_id, const std::string& token) override {
-    auto st = db_->Prepare(
-        "UPDATE chunks SET state=?, owner=NULL, token=NULL, deadline=NULL, attempts=MAX(attempts-1,0), "
-        "available_at=?, updated_at=? WHERE id=? AND state=? AND token=?");
+    auto st = db_->Prepare(std::string(kGiveBack) + "WHERE id=? AND state=? AND token=?");
     int64_t now = o_.now_ms();
     st->Bind(1, kReady).Bind(2, now).Bind(3, now).Bind(4, chunk_id).Bind(5, kLeased).Bind(6, token);
     return Fenced(st->Run(), chunk_id, "release");
@@ -175,9 +179,7 @@ class SqliteQueue final : public Queue {
       KG_RETURN_IF_ERROR(back->Run());
       n += static_cast<int>(db_->Changes());
     } else {
-      auto back = db_->Prepare(
-          "UPDATE chunks SET state=?, owner=NULL, token=NULL, deadline=NULL, attempts=MAX(attempts-1,0), "
-          "available_at=?, updated_at=? WHERE owner=? AND state=?");
+      auto back = db_->Prepare(std::string(kGiveBack) + "WHERE owner=? AND state=?");
       back->Bind(1, kReady).Bind(2, now).Bind(3, now).Bind(4, owner).Bind(5, kLeased);
       KG_RETURN_IF_ERROR(back->Run());
       n += static_cast<int>(db_->Changes());
@@ -188,9 +190,7 @@ class SqliteQueue final : public Queue {
 
   Result<int> ReleaseOwnersWithPrefix(const std::string& prefix) override {
     int64_t now = o_.now_ms();
-    auto back = db_->Prepare(
-        "UPDATE chunks SET state=?, owner=NULL, token=NULL, deadline=NULL, attempts=MAX(attempts-1,0), "
-        "available_at=?, updated_at=? WHERE state=? AND substr(owner, 1, length(?))=?");
+    auto back = db_->Prepare(std::string(kGiveBack) + "WHERE state=? AND substr(owner, 1, length(?))=?");
     back->Bind(1, kReady).Bind(2, now).Bind(3, now).Bind(4, kLeased).Bind(5, prefix).Bind(6, prefix);
     KG_RETURN_IF_ERROR(back->Run());
     return static_cast<int>(db_->Changes());

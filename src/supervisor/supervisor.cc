@@ -485,11 +485,11 @@ class Supervisor::Impl {
       std::string how = DescribeWait(status);
       bool clean_code = WIFEXITED(status) &&
                         (WEXITSTATUS(status) == kWorkerExitStopped || WEXITSTATUS(status) == kWorkerExitRecycled);
+      // A worker we did not ask to stop that exits uncleanly crashed: what it held counts a crash.
       bool crashed = !clean_code && !ch.stop_sent;
-      bool crashed_holding = !clean_code;  // any lease it still held was interrupted mid-work
       Result<int> released = 0;
       (void)RetryTransient([&] {
-        released = queue_->ReleaseOwner(ch.owner, crashed_holding && !ch.stop_sent, how);
+        released = queue_->ReleaseOwner(ch.owner, crashed, how);
         return released.status();
       });
       std::string reason = ch.stop_sent ? ch.stop_reason + " (" + how + ")"
@@ -531,7 +531,8 @@ class Supervisor::Impl {
         ch.state = "idle";
         ReadProcStats(ch.pid, false, &ch.stats);  // visible at once, not after the next tick
       } else if (word == "busy" || word == "idle") {
-        if (word == "busy" && ch.state != "busy") next_tick_hint_ = true;
+        // A worker became busy: sample on the busy cadence from now on.
+        if (word == "busy" && ch.state != "busy") next_tick_ = std::min(next_tick_, MonoMs() + kBusyTickMs);
         ch.state = word;
         ch.chunks_done = done;
       }
@@ -587,7 +588,10 @@ class Supervisor::Impl {
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
     sigfd_.Reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
-    int64_t next_tick = MonoMs() + kBusyTickMs;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      next_tick_ = MonoMs() + kBusyTickMs;
+    }
     int64_t next_heartbeat = 0;
     int64_t stop_deadline = 0;
     bool stopping = false, killed = false;
@@ -618,19 +622,20 @@ class Supervisor::Impl {
         }
         if (stopping && children_.empty()) break;
         if (!stopping) Reconcile();
-        if (now >= next_tick) {
+        if (now >= next_tick_) {
           SampleStats();
           bool busy = std::any_of(children_.begin(), children_.end(),
                                   [](const auto& kv) { return kv.second.state != "idle"; });
-          next_tick = now + (busy ? kBusyTickMs : kIdleTickMs);
+          next_tick_ = now + (busy ? kBusyTickMs : kIdleTickMs);
         }
         fds.push_back({sigfd_.get(), POLLIN, 0});
         fds.push_back({wake_.get(), POLLIN, 0});
         for (auto& [pid, ch] : children_) fds.push_back({ch.status.get(), POLLIN, 0});
       }
-      int64_t timeout = std::min(next_tick, next_heartbeat) - now;
+      int64_t timeout;
       {
         std::lock_guard<std::mutex> l(mu_);
+        timeout = std::min(next_tick_, next_heartbeat) - now;
         for (const auto& [_, ps] : providers_) {
           if (ps.next_spawn_at > now) timeout = std::min(timeout, ps.next_spawn_at - now);
           if (ps.quarantined_until > now) timeout = std::min(timeout, ps.quarantined_until - now);
@@ -645,10 +650,6 @@ class Supervisor::Impl {
       }
       std::lock_guard<std::mutex> l(mu_);
       for (auto& [pid, ch] : children_) ReadStatus(ch);
-      if (next_tick_hint_) {  // a worker became busy: sample on the busy cadence from now on
-        next_tick = std::min(next_tick, MonoMs() + kBusyTickMs);
-        next_tick_hint_ = false;
-      }
     }
     Heartbeat();
     spdlog::info("supervisor: all workers stopped");
@@ -673,7 +674,7 @@ class Supervisor::Impl {
   std::map<std::string, ProviderState> providers_ KG_GUARDED_BY(mu_);
   std::deque<int64_t> spawn_times_ KG_GUARDED_BY(mu_);
   bool budget_logged_ KG_GUARDED_BY(mu_) = false;
-  bool next_tick_hint_ KG_GUARDED_BY(mu_) = false;
+  int64_t next_tick_ KG_GUARDED_BY(mu_) = 0;  // next RSS/CPU sample (monotonic ms)
   int64_t spawn_seq_ KG_GUARDED_BY(mu_) = 0;
 };
 
