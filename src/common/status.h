@@ -73,3 +73,12 @@ class [[nodiscard]] Result {
     ::kg::Status kg_status_ = (expr);    \
     if (!kg_status_.ok()) return kg_status_; \
   } while (0)
+
+#define KG_STATUS_CONCAT_INNER_(a, b) a##b
+#define KG_STATUS_CONCAT_(a, b) KG_STATUS_CONCAT_INNER_(a, b)
+// `KG_ASSIGN_OR_RETURN(auto x, Expr());` declares x from a Result or returns its Status.
+#define KG_ASSIGN_OR_RETURN(lhs, expr) KG_ASSIGN_OR_RETURN_IMPL_(KG_STATUS_CONCAT_(kg_result_, __LINE__), lhs, expr)
+#define KG_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
+  auto tmp = (expr);                              \
+  if (!tmp.ok()) return tmp.status();             \
+  lhs = std::move(tmp).value()

@@ -32,14 +32,14 @@ class SqliteGraphStore final : public GraphStore {
   Status Merge(const std::vector<GraphBatch>& batches) override {
     sqlite::Db::Tx tx(*db_);
     KG_RETURN_IF_ERROR(tx.Begin());
-    auto doc = db_->Prepare("INSERT OR IGNORE INTO documents(id,title,source) VALUES(?,?,?)");
-    auto chunk = db_->Prepare("INSERT OR IGNORE INTO chunks(id,doc_id,idx,text) VALUES(?,?,?,?)");
-    auto ent = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto doc, db_->Prepare("INSERT OR IGNORE INTO documents(id,title,source) VALUES(?,?,?)"));
+    KG_ASSIGN_OR_RETURN(auto chunk, db_->Prepare("INSERT OR IGNORE INTO chunks(id,doc_id,idx,text) VALUES(?,?,?,?)"));
+    KG_ASSIGN_OR_RETURN(auto ent, db_->Prepare(
         "INSERT INTO entities(key,name,type,description) VALUES(?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
-        "description=CASE WHEN entities.description='' THEN excluded.description ELSE entities.description END");
-    auto men = db_->Prepare("INSERT OR IGNORE INTO mentions(chunk_id,entity_key) VALUES(?,?)");
-    auto rel = db_->Prepare("INSERT OR IGNORE INTO relations(src,dst,type) VALUES(?,?,?)");
-    auto ev = db_->Prepare("INSERT OR IGNORE INTO evidence(src,dst,type,chunk_id) VALUES(?,?,?,?)");
+        "description=CASE WHEN entities.description='' THEN excluded.description ELSE entities.description END"));
+    KG_ASSIGN_OR_RETURN(auto men, db_->Prepare("INSERT OR IGNORE INTO mentions(chunk_id,entity_key) VALUES(?,?)"));
+    KG_ASSIGN_OR_RETURN(auto rel, db_->Prepare("INSERT OR IGNORE INTO relations(src,dst,type) VALUES(?,?,?)"));
+    KG_ASSIGN_OR_RETURN(auto ev, db_->Prepare("INSERT OR IGNORE INTO evidence(src,dst,type,chunk_id) VALUES(?,?,?,?)"));
     for (const auto& b : batches) {
       KG_RETURN_IF_ERROR(doc->Bind(1, b.doc.id).Bind(2, b.doc.title).Bind(3, b.doc.source).Run());
       KG_RETURN_IF_ERROR(chunk->Bind(1, b.chunk.id).Bind(2, b.doc.id).Bind(3, b.chunk.idx).Bind(4, b.chunk.text).Run());
@@ -56,9 +56,9 @@ class SqliteGraphStore final : public GraphStore {
   }
 
   Result<GraphStats> Stats() override {
-    auto q = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
         "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM chunks), (SELECT COUNT(*) FROM entities), "
-        "(SELECT COUNT(*) FROM relations)");
+        "(SELECT COUNT(*) FROM relations)"));
     GraphStats s;
     if (q->Step()) {
       s.documents = q->Int(0);
@@ -71,10 +71,10 @@ class SqliteGraphStore final : public GraphStore {
   }
 
   Result<std::vector<EntityRec>> SearchEntities(const std::string& query, int limit) override {
-    auto q = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
         "SELECT e.key, e.name, e.type, e.description, (SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) AS n "
         "FROM entities e WHERE instr(lower(e.name), lower(?))>0 OR instr(e.key, lower(?))>0 "
-        "ORDER BY n DESC, e.name LIMIT ?");
+        "ORDER BY n DESC, e.name LIMIT ?"));
     q->Bind(1, query).Bind(2, query).Bind(3, limit);
     std::vector<EntityRec> out;
     while (q->Step()) out.push_back(EntityRow(*q));
@@ -85,9 +85,9 @@ class SqliteGraphStore final : public GraphStore {
   Result<EntityDetail> GetEntity(const std::string& key) override {
     EntityDetail d;
     {
-      auto q = db_->Prepare(
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
           "SELECT e.key, e.name, e.type, e.description, (SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) "
-          "FROM entities e WHERE e.key=?");
+          "FROM entities e WHERE e.key=?"));
       q->Bind(1, key);
       if (!q->Step()) {
         KG_RETURN_IF_ERROR(q->status());
@@ -95,11 +95,11 @@ class SqliteGraphStore final : public GraphStore {
       }
       d.entity = EntityRow(*q);
     }
-    auto q = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
         "SELECT 'out', r.src, r.dst, r.type, e.key, e.name, e.type, e.description FROM relations r "
         "JOIN entities e ON e.key=r.dst WHERE r.src=?1 UNION ALL "
         "SELECT 'in', r.src, r.dst, r.type, e.key, e.name, e.type, e.description FROM relations r "
-        "JOIN entities e ON e.key=r.src WHERE r.dst=?1");
+        "JOIN entities e ON e.key=r.src WHERE r.dst=?1"));
     q->Bind(1, key);
     while (q->Step()) {
       Neighbour n;
@@ -117,9 +117,9 @@ class SqliteGraphStore final : public GraphStore {
     for (auto& n : d.neighbours) {
       KG_RETURN_IF_ERROR(LoadEvidence(n.relation));
     }
-    auto c = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto c, db_->Prepare(
         "SELECT m.chunk_id, c.doc_id FROM mentions m JOIN chunks c ON c.id=m.chunk_id WHERE m.entity_key=? "
-        "ORDER BY c.doc_id, c.idx");
+        "ORDER BY c.doc_id, c.idx"));
     c->Bind(1, key);
     while (c->Step()) {
       d.chunks.push_back(c->Text(0));
@@ -131,24 +131,24 @@ class SqliteGraphStore final : public GraphStore {
 
   Result<GraphSnapshot> Export() override {
     GraphSnapshot s;
-    auto d = db_->Prepare("SELECT id,title,source FROM documents ORDER BY id");
+    KG_ASSIGN_OR_RETURN(auto d, db_->Prepare("SELECT id,title,source FROM documents ORDER BY id"));
     while (d->Step()) s.documents.push_back({d->Text(0), d->Text(1), d->Text(2)});
     KG_RETURN_IF_ERROR(d->status());
-    auto c = db_->Prepare("SELECT id,doc_id,idx,text FROM chunks ORDER BY doc_id, idx");
+    KG_ASSIGN_OR_RETURN(auto c, db_->Prepare("SELECT id,doc_id,idx,text FROM chunks ORDER BY doc_id, idx"));
     while (c->Step()) s.chunks.push_back({c->Text(0), c->Text(1), static_cast<int>(c->Int(2)), c->Text(3)});
     KG_RETURN_IF_ERROR(c->status());
-    auto e = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto e, db_->Prepare(
         "SELECT e.key, e.name, e.type, e.description, (SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) "
-        "FROM entities e ORDER BY e.key");
+        "FROM entities e ORDER BY e.key"));
     while (e->Step()) s.entities.push_back(EntityRow(*e));
     KG_RETURN_IF_ERROR(e->status());
-    auto m = db_->Prepare("SELECT chunk_id, entity_key FROM mentions ORDER BY chunk_id, entity_key");
+    KG_ASSIGN_OR_RETURN(auto m, db_->Prepare("SELECT chunk_id, entity_key FROM mentions ORDER BY chunk_id, entity_key"));
     while (m->Step()) s.mentions.emplace_back(m->Text(0), m->Text(1));
     KG_RETURN_IF_ERROR(m->status());
-    auto r = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto r, db_->Prepare(
         "SELECT r.src, r.dst, r.type, (SELECT group_concat(chunk_id, ' ') FROM (SELECT chunk_id FROM evidence v "
         "WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type ORDER BY chunk_id)) FROM relations r "
-        "ORDER BY r.src, r.dst, r.type");
+        "ORDER BY r.src, r.dst, r.type"));
     while (r->Step()) {
       RelationRec rel;
       rel.src = r->Text(0);
@@ -181,7 +181,7 @@ class SqliteGraphStore final : public GraphStore {
   }
 
   Status LoadEvidence(RelationRec& r) {
-    auto q = db_->Prepare("SELECT chunk_id FROM evidence WHERE src=? AND dst=? AND type=? ORDER BY chunk_id");
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT chunk_id FROM evidence WHERE src=? AND dst=? AND type=? ORDER BY chunk_id"));
     q->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type);
     while (q->Step()) r.evidence.push_back(q->Text(0));
     r.weight = static_cast<int64_t>(r.evidence.size());

@@ -7,6 +7,15 @@
 //   each lease counts one attempt. A chunk that has been held by a crashed worker
 //   ("suspect") is only handed out alone, to an idle worker, so a later crash is
 //   attributed to it exactly.
+// - Every lease carries a fencing generation: a number drawn from one queue-wide sequence
+//   that only grows, so a later lease of the same chunk (or of another task's chunk of the
+//   same document) always carries a larger one. The graph store refuses a contribution
+//   older than the one it holds (graph_store.h), which fences a worker that stalled after
+//   losing its lease.
+// - A lease expires at its deadline unless renewed. An expired lease is reclaimable by the
+//   next LeaseChunks call of its provider (and by ReclaimExpired): it counts as a failed
+//   attempt, and past max_attempts the chunk is dead-lettered. Renew of an expired lease
+//   fails with kConflict.
 // - Renew/Ack/Nack/Release succeed only with the current token of a leased chunk;
 //   anything else is Code::kConflict (a stale holder is fenced off).
 // - Nack retries with exponential backoff and jitter until max_attempts, then the
@@ -49,6 +58,7 @@ struct Lease {
   int idx = 0;
   std::string payload;
   std::string token;
+  int64_t generation = 0;  // fencing token (see above); > 0
   int attempt = 0;  // 1 for the first delivery
   int crashes = 0;  // workers this chunk was held by when they crashed
   int64_t deadline_ms = 0;
@@ -113,8 +123,9 @@ class Queue {
   virtual Result<ChunkInfo> Get(const std::string& chunk_id) = 0;
   virtual Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id) = 0;
   // Blocks until `provider` may have a chunk this caller can lease (suspect chunks only
-  // with include_suspect, as in LeaseChunks), `wake_fd` (if >= 0) is readable, or
-  // max_wait_ms passes. Spurious returns are allowed; busy polling is not.
+  // with include_suspect, as in LeaseChunks; a lease of the provider reaching its deadline
+  // counts), `wake_fd` (if >= 0) is readable, or max_wait_ms passes. Spurious returns are
+  // allowed; busy polling is not; a backend error returns at once.
   virtual void WaitForWork(const std::string& provider, int max_wait_ms, int wake_fd, bool include_suspect) = 0;
 };
 

@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS chunks(
   id TEXT PRIMARY KEY, task_id TEXT NOT NULL, provider TEXT NOT NULL, idx INTEGER NOT NULL,
   payload TEXT NOT NULL, state INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
   crashes INTEGER NOT NULL DEFAULT 0, available_at INTEGER NOT NULL, owner TEXT, token TEXT,
-  deadline INTEGER, last_error TEXT, updated_at INTEGER NOT NULL);
+  deadline INTEGER, last_error TEXT, updated_at INTEGER NOT NULL, generation INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS sequences(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO sequences(name, value) VALUES('lease_generation', 0);
 CREATE INDEX IF NOT EXISTS chunks_ready ON chunks(provider, state, available_at);
 CREATE INDEX IF NOT EXISTS chunks_task ON chunks(task_id, state);
 CREATE INDEX IF NOT EXISTS chunks_owner ON chunks(owner, state);
@@ -48,14 +50,23 @@ class SqliteQueue final : public Queue {
     wal_name_ = std::filesystem::path(db_->path()).filename().string() + "-wal";
   }
 
-  Status Init() { return db_->Exec(kSchema); }
+  Status Init() {
+    KG_RETURN_IF_ERROR(db_->Exec(kSchema));
+    // Databases made before lease generations existed gain the column.
+    KG_ASSIGN_OR_RETURN(auto cols, db_->Prepare("SELECT 1 FROM pragma_table_info('chunks') WHERE name='generation'"));
+    bool has = cols->Step();
+    KG_RETURN_IF_ERROR(cols->status());
+    cols.reset();
+    if (!has) KG_RETURN_IF_ERROR(db_->Exec("ALTER TABLE chunks ADD COLUMN generation INTEGER NOT NULL DEFAULT 0"));
+    return Status::Ok();
+  }
 
   Status Enqueue(const std::vector<ChunkItem>& items) override {
     sqlite::Db::Tx tx(*db_);
     KG_RETURN_IF_ERROR(tx.Begin());
-    auto st = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
         "INSERT OR IGNORE INTO chunks(id,task_id,provider,idx,payload,state,available_at,updated_at) "
-        "VALUES(?,?,?,?,?,?,?,?)");
+        "VALUES(?,?,?,?,?,?,?,?)"));
     int64_t now = o_.now_ms();
     for (const auto& it : items) {
       st->Bind(1, it.id).Bind(2, it.task_id).Bind(3, it.provider).Bind(4, it.idx).Bind(5, it.payload);
@@ -72,32 +83,51 @@ class SqliteQueue final : public Queue {
     int64_t now = o_.now_ms();
     sqlite::Db::Tx tx(*db_);
     KG_RETURN_IF_ERROR(tx.Begin());
+    // Leases of this provider that reached their deadline are free again from now on.
+    KG_RETURN_IF_ERROR(ReclaimIn(now, &provider).status());
     std::vector<std::string> ids;
     if (allow_suspect) {
-      auto q = db_->Prepare(
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
           "SELECT id FROM chunks WHERE provider=? AND state=? AND available_at<=? AND crashes>0 "
-          "ORDER BY available_at, idx LIMIT 1");
+          "ORDER BY available_at, idx LIMIT 1"));
       q->Bind(1, provider).Bind(2, kReady).Bind(3, now);
       if (q->Step()) ids.push_back(q->Text(0));
       KG_RETURN_IF_ERROR(q->status());
     }
     if (ids.empty()) {
-      auto q = db_->Prepare(
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
           "SELECT id FROM chunks WHERE provider=? AND state=? AND available_at<=? AND crashes=0 "
-          "ORDER BY available_at, idx LIMIT ?");
+          "ORDER BY available_at, idx LIMIT ?"));
       q->Bind(1, provider).Bind(2, kReady).Bind(3, now).Bind(4, max);
       while (q->Step()) ids.push_back(q->Text(0));
       KG_RETURN_IF_ERROR(q->status());
     }
-    auto upd = db_->Prepare(
-        "UPDATE chunks SET state=?, owner=?, token=?, deadline=?, attempts=attempts+1, updated_at=? "
-        "WHERE id=? RETURNING task_id, provider, idx, payload, attempts, crashes");
+    if (ids.empty()) {
+      KG_RETURN_IF_ERROR(tx.Commit());
+      return out;
+    }
+    // One draw from the queue-wide sequence covers the whole batch.
+    KG_ASSIGN_OR_RETURN(auto seq, db_->Prepare(
+        "UPDATE sequences SET value=value+? WHERE name='lease_generation' RETURNING value"));
+    seq->Bind(1, static_cast<int64_t>(ids.size()));
+    if (!seq->Step()) {
+      KG_RETURN_IF_ERROR(seq->status());
+      return Status::Internal("lease generation sequence missing in " + db_->path());
+    }
+    int64_t generation = seq->Int(0) - static_cast<int64_t>(ids.size());
+    KG_RETURN_IF_ERROR(seq->Run());
+    seq.reset();
+    KG_ASSIGN_OR_RETURN(auto upd, db_->Prepare(
+        "UPDATE chunks SET state=?, owner=?, token=?, deadline=?, attempts=attempts+1, updated_at=?, generation=? "
+        "WHERE id=? RETURNING task_id, provider, idx, payload, attempts, crashes"));
     for (const auto& id : ids) {
       Lease l;
       l.chunk_id = id;
       l.token = RandomId("L");
       l.deadline_ms = now + lease_ms;
-      upd->Bind(1, kLeased).Bind(2, owner).Bind(3, l.token).Bind(4, l.deadline_ms).Bind(5, now).Bind(6, id);
+      l.generation = ++generation;
+      upd->Bind(1, kLeased).Bind(2, owner).Bind(3, l.token).Bind(4, l.deadline_ms).Bind(5, now);
+      upd->Bind(6, l.generation).Bind(7, id);
       if (upd->Step()) {
         l.task_id = upd->Text(0);
         l.provider = upd->Text(1);
@@ -115,15 +145,16 @@ class SqliteQueue final : public Queue {
 
   Status Renew(const std::string& chunk_id, const std::string& token, int64_t lease_ms) override {
     int64_t now = o_.now_ms();
-    auto st = db_->Prepare("UPDATE chunks SET deadline=?, updated_at=? WHERE id=? AND state=? AND token=?");
-    st->Bind(1, now + lease_ms).Bind(2, now).Bind(3, chunk_id).Bind(4, kLeased).Bind(5, token);
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+        "UPDATE chunks SET deadline=?, updated_at=? WHERE id=? AND state=? AND token=? AND deadline>=?"));
+    st->Bind(1, now + lease_ms).Bind(2, now).Bind(3, chunk_id).Bind(4, kLeased).Bind(5, token).Bind(6, now);
     return Fenced(st->Run(), chunk_id, "renew");
   }
 
   Status Ack(const std::string& chunk_id, const std::string& token) override {
-    auto st = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
         "UPDATE chunks SET state=?, owner=NULL, token=NULL, deadline=NULL, updated_at=? "
-        "WHERE id=? AND state=? AND token=?");
+        "WHERE id=? AND state=? AND token=?"));
     st->Bind(1, kDone).Bind(2, o_.now_ms()).Bind(3, chunk_id).Bind(4, kLeased).Bind(5, token);
     return Fenced(st->Run(), chunk_id, "ack");
   }
@@ -132,7 +163,7 @@ class SqliteQueue final : public Queue {
               bool retryable) override {
     sqlite::Db::Tx tx(*db_);
     KG_RETURN_IF_ERROR(tx.Begin());
-    auto q = db_->Prepare("SELECT attempts FROM chunks WHERE id=? AND state=? AND token=?");
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT attempts FROM chunks WHERE id=? AND state=? AND token=?"));
     q->Bind(1, chunk_id).Bind(2, kLeased).Bind(3, token);
     if (!q->Step()) {
       KG_RETURN_IF_ERROR(q->status());
@@ -141,9 +172,9 @@ class SqliteQueue final : public Queue {
     int attempts = static_cast<int>(q->Int(0));
     int64_t now = o_.now_ms();
     bool dead = !retryable || attempts >= o_.max_attempts;
-    auto st = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
         "UPDATE chunks SET state=?, owner=NULL, token=NULL, deadline=NULL, available_at=?, last_error=?, "
-        "updated_at=? WHERE id=?");
+        "updated_at=? WHERE id=?"));
     std::string err = dead && retryable ? error + " (after " + std::to_string(attempts) + " attempts)" : error;
     st->Bind(1, dead ? kDead : kReady).Bind(2, dead ? now : now + Backoff(attempts)).Bind(3, err);
     st->Bind(4, now).Bind(5, chunk_id);
@@ -152,7 +183,7 @@ class SqliteQueue final : public Queue {
   }
 
   Status Release(const std::string& chunk_id, const std::string& token) override {
-    auto st = db_->Prepare(std::string(kGiveBack) + "WHERE id=? AND state=? AND token=?");
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(std::string(kGiveBack) + "WHERE id=? AND state=? AND token=?"));
     int64_t now = o_.now_ms();
     st->Bind(1, kReady).Bind(2, now).Bind(3, now).Bind(4, chunk_id).Bind(5, kLeased).Bind(6, token);
     return Fenced(st->Run(), chunk_id, "release");
@@ -164,22 +195,22 @@ class SqliteQueue final : public Queue {
     KG_RETURN_IF_ERROR(tx.Begin());
     int n = 0;
     if (crashed) {
-      auto poison = db_->Prepare(
+      KG_ASSIGN_OR_RETURN(auto poison, db_->Prepare(
           "UPDATE chunks SET state=?, owner=NULL, token=NULL, deadline=NULL, crashes=crashes+1, "
-          "last_error=?, updated_at=? WHERE owner=? AND state=? AND (crashes+1>=? OR attempts>=?)");
+          "last_error=?, updated_at=? WHERE owner=? AND state=? AND (crashes+1>=? OR attempts>=?)"));
       poison->Bind(1, kDead)
           .Bind(2, "poison: " + std::to_string(o_.poison_crashes) + " workers died holding this chunk; last: " + reason)
           .Bind(3, now).Bind(4, owner).Bind(5, kLeased).Bind(6, o_.poison_crashes).Bind(7, o_.max_attempts);
       KG_RETURN_IF_ERROR(poison->Run());
       n += static_cast<int>(db_->Changes());
-      auto back = db_->Prepare(
+      KG_ASSIGN_OR_RETURN(auto back, db_->Prepare(
           "UPDATE chunks SET state=?, owner=NULL, token=NULL, deadline=NULL, crashes=crashes+1, "
-          "available_at=?, last_error=?, updated_at=? WHERE owner=? AND state=?");
+          "available_at=?, last_error=?, updated_at=? WHERE owner=? AND state=?"));
       back->Bind(1, kReady).Bind(2, now).Bind(3, "worker died: " + reason).Bind(4, now).Bind(5, owner).Bind(6, kLeased);
       KG_RETURN_IF_ERROR(back->Run());
       n += static_cast<int>(db_->Changes());
     } else {
-      auto back = db_->Prepare(std::string(kGiveBack) + "WHERE owner=? AND state=?");
+      KG_ASSIGN_OR_RETURN(auto back, db_->Prepare(std::string(kGiveBack) + "WHERE owner=? AND state=?"));
       back->Bind(1, kReady).Bind(2, now).Bind(3, now).Bind(4, owner).Bind(5, kLeased);
       KG_RETURN_IF_ERROR(back->Run());
       n += static_cast<int>(db_->Changes());
@@ -190,37 +221,25 @@ class SqliteQueue final : public Queue {
 
   Result<int> ReleaseOwnersWithPrefix(const std::string& prefix) override {
     int64_t now = o_.now_ms();
-    auto back = db_->Prepare(std::string(kGiveBack) + "WHERE state=? AND substr(owner, 1, length(?))=?");
+    KG_ASSIGN_OR_RETURN(auto back, db_->Prepare(std::string(kGiveBack) + "WHERE state=? AND substr(owner, 1, length(?))=?"));
     back->Bind(1, kReady).Bind(2, now).Bind(3, now).Bind(4, kLeased).Bind(5, prefix).Bind(6, prefix);
     KG_RETURN_IF_ERROR(back->Run());
     return static_cast<int>(db_->Changes());
   }
 
   Result<int> ReclaimExpired() override {
-    int64_t now = o_.now_ms();
     sqlite::Db::Tx tx(*db_);
     KG_RETURN_IF_ERROR(tx.Begin());
-    auto dead = db_->Prepare(
-        "UPDATE chunks SET state=?, owner=NULL, token=NULL, deadline=NULL, "
-        "last_error='lease expired after ' || attempts || ' attempts', updated_at=? "
-        "WHERE state=? AND deadline<? AND attempts>=?");
-    dead->Bind(1, kDead).Bind(2, now).Bind(3, kLeased).Bind(4, now).Bind(5, o_.max_attempts);
-    KG_RETURN_IF_ERROR(dead->Run());
-    int n = static_cast<int>(db_->Changes());
-    auto back = db_->Prepare(
-        "UPDATE chunks SET state=?, owner=NULL, token=NULL, deadline=NULL, available_at=?, "
-        "last_error='lease expired', updated_at=? WHERE state=? AND deadline<?");
-    back->Bind(1, kReady).Bind(2, now).Bind(3, now).Bind(4, kLeased).Bind(5, now);
-    KG_RETURN_IF_ERROR(back->Run());
-    n += static_cast<int>(db_->Changes());
+    auto n = ReclaimIn(o_.now_ms(), nullptr);
+    if (!n.ok()) return n.status();
     KG_RETURN_IF_ERROR(tx.Commit());
     return n;
   }
 
   Result<int> CancelTask(const std::string& task_id) override {
-    auto st = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
         "UPDATE chunks SET state=?, owner=NULL, token=NULL, deadline=NULL, last_error='cancelled', "
-        "updated_at=? WHERE task_id=? AND state IN (?,?)");
+        "updated_at=? WHERE task_id=? AND state IN (?,?)"));
     st->Bind(1, kCancelled).Bind(2, o_.now_ms()).Bind(3, task_id).Bind(4, kReady).Bind(5, kLeased);
     KG_RETURN_IF_ERROR(st->Run());
     return static_cast<int>(db_->Changes());
@@ -228,16 +247,16 @@ class SqliteQueue final : public Queue {
 
   Result<int> RetryTask(const std::string& task_id) override {
     int64_t now = o_.now_ms();
-    auto st = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
         "UPDATE chunks SET state=?, attempts=0, crashes=0, available_at=?, last_error=NULL, updated_at=? "
-        "WHERE task_id=? AND state IN (?,?)");
+        "WHERE task_id=? AND state IN (?,?)"));
     st->Bind(1, kReady).Bind(2, now).Bind(3, now).Bind(4, task_id).Bind(5, kDead).Bind(6, kCancelled);
     KG_RETURN_IF_ERROR(st->Run());
     return static_cast<int>(db_->Changes());
   }
 
   Result<TaskCounts> Counts(const std::string& task_id) override {
-    auto q = db_->Prepare("SELECT state, COUNT(*) FROM chunks WHERE task_id=? GROUP BY state");
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT state, COUNT(*) FROM chunks WHERE task_id=? GROUP BY state"));
     q->Bind(1, task_id);
     TaskCounts c;
     while (q->Step()) {
@@ -256,7 +275,7 @@ class SqliteQueue final : public Queue {
   }
 
   Result<std::map<std::string, ProviderDepth>> Depths() override {
-    auto q = db_->Prepare("SELECT provider, state, COUNT(*) FROM chunks GROUP BY provider, state");
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT provider, state, COUNT(*) FROM chunks GROUP BY provider, state"));
     std::map<std::string, ProviderDepth> out;
     while (q->Step()) {
       auto& d = out[q->Text(0)];
@@ -273,7 +292,7 @@ class SqliteQueue final : public Queue {
   }
 
   Result<ChunkInfo> Get(const std::string& chunk_id) override {
-    auto q = db_->Prepare(kInfoSql + std::string(" WHERE id=?"));
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(kInfoSql + std::string(" WHERE id=?")));
     q->Bind(1, chunk_id);
     if (!q->Step()) {
       KG_RETURN_IF_ERROR(q->status());
@@ -283,7 +302,7 @@ class SqliteQueue final : public Queue {
   }
 
   Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id) override {
-    auto q = db_->Prepare(kInfoSql + std::string(" WHERE task_id=? ORDER BY idx"));
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(kInfoSql + std::string(" WHERE task_id=? ORDER BY idx")));
     q->Bind(1, task_id);
     std::vector<ChunkInfo> out;
     while (q->Step()) out.push_back(Info(*q));
@@ -295,10 +314,14 @@ class SqliteQueue final : public Queue {
     int64_t now = o_.now_ms();
     int64_t wait = max_wait_ms;
     {
+      // The next moment something may become leasable: a ready chunk's backoff ends or a
+      // lease reaches its deadline.
       auto q = db_->Prepare(
-          "SELECT MIN(available_at) FROM chunks WHERE provider=? AND state=? AND (? OR crashes=0)");
-      q->Bind(1, provider).Bind(2, kReady).Bind(3, include_suspect ? 1 : 0);
-      if (q->Step() && !q->IsNull(0)) wait = std::min<int64_t>(wait, std::max<int64_t>(0, q->Int(0) - now));
+          "SELECT MIN(t) FROM (SELECT MIN(available_at) AS t FROM chunks WHERE provider=?1 AND state=?2 AND "
+          "(?3 OR crashes=0) UNION ALL SELECT MIN(deadline) + 1 FROM chunks WHERE provider=?1 AND state=?4)");
+      if (!q.ok()) return;  // the caller's next lease call reports the error
+      (*q)->Bind(1, provider).Bind(2, kReady).Bind(3, include_suspect ? 1 : 0).Bind(4, kLeased);
+      if ((*q)->Step() && !(*q)->IsNull(0)) wait = std::min<int64_t>(wait, std::max<int64_t>(0, (*q)->Int(0) - now));
     }
     if (wait <= 0) return;
     std::lock_guard<std::mutex> lock(watch_mu_);
@@ -336,6 +359,28 @@ class SqliteQueue final : public Queue {
     c.last_error = q.Text(6);
     c.available_at_ms = q.Int(7);
     return c;
+  }
+
+  // Inside a transaction: expired leases (of `provider`, or of all providers) count as a
+  // failed attempt; those out of attempts are dead-lettered, the rest are ready at once.
+  Result<int> ReclaimIn(int64_t now, const std::string* provider) {
+    KG_ASSIGN_OR_RETURN(auto dead, db_->Prepare(
+        "UPDATE chunks SET state=?, owner=NULL, token=NULL, deadline=NULL, "
+        "last_error='lease expired after ' || attempts || ' attempts', updated_at=? "
+        "WHERE state=? AND deadline<? AND attempts>=? AND (?6 IS NULL OR provider=?6)"));
+    dead->Bind(1, kDead).Bind(2, now).Bind(3, kLeased).Bind(4, now).Bind(5, o_.max_attempts);
+    if (provider) dead->Bind(6, *provider); else dead->BindNull(6);
+    KG_RETURN_IF_ERROR(dead->Run());
+    int n = static_cast<int>(db_->Changes());
+    dead.reset();
+    KG_ASSIGN_OR_RETURN(auto back, db_->Prepare(
+        "UPDATE chunks SET state=?, owner=NULL, token=NULL, deadline=NULL, available_at=?, "
+        "last_error='lease expired', updated_at=? WHERE state=? AND deadline<? AND (?6 IS NULL OR provider=?6)"));
+    back->Bind(1, kReady).Bind(2, now).Bind(3, now).Bind(4, kLeased).Bind(5, now);
+    if (provider) back->Bind(6, *provider); else back->BindNull(6);
+    KG_RETURN_IF_ERROR(back->Run());
+    n += static_cast<int>(db_->Changes());
+    return n;
   }
 
   // A write that matched no row means the caller's lease is no longer current.

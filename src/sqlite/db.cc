@@ -1,17 +1,28 @@
 #include "sqlite/db.h"
 
-#include <cstdlib>
-#include <iostream>
+#include <chrono>
+#include <thread>
 
 namespace kg::sqlite {
+
+Code CodeFor(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_NOMEM:
+    case SQLITE_PROTOCOL:
+    case SQLITE_FULL:
+      return Code::kUnavailable;
+    default:
+      return Code::kInternal;
+  }
+}
 
 bool Stmt::Step() {
   int rc = sqlite3_step(s_);
   if (rc == SQLITE_ROW) return true;
-  if (rc != SQLITE_DONE && status_.ok()) {
-    Code code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? Code::kUnavailable : Code::kInternal;
-    status_ = Status(code, std::string("sqlite: ") + sqlite3_errmsg(db_));
-  }
+  if (rc != SQLITE_DONE && status_.ok()) status_ = Status(CodeFor(rc), std::string("sqlite: ") + sqlite3_errmsg(db_));
   return false;
 }
 
@@ -50,19 +61,23 @@ Status Db::Exec(std::string_view sql) {
   if (rc == SQLITE_OK) return Status::Ok();
   std::string msg = err ? err : sqlite3_errstr(rc);
   sqlite3_free(err);
-  Code code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? Code::kUnavailable : Code::kInternal;
-  return Status(code, "sqlite " + path_ + ": " + msg);
+  return Status(CodeFor(rc), "sqlite " + path_ + ": " + msg);
 }
 
-std::unique_ptr<Stmt> Db::Prepare(std::string_view sql) {
+Result<std::unique_ptr<Stmt>> Db::Prepare(std::string_view sql) {
   std::unique_lock<std::recursive_mutex> lock(mu_);
-  sqlite3_stmt* s = nullptr;
-  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr);
-  if (rc != SQLITE_OK) {
-    std::cerr << "FATAL: prepare failed: " << sqlite3_errmsg(db_) << "\nSQL: " << sql << "\n";
-    std::abort();
+  int rc = SQLITE_OK;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5 << attempt));
+    sqlite3_stmt* s = nullptr;
+    rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr);
+    if (rc == SQLITE_OK) return std::make_unique<Stmt>(db_, s, std::move(lock));
+    sqlite3_finalize(s);
+    if (CodeFor(rc) != Code::kUnavailable) break;
   }
-  return std::make_unique<Stmt>(db_, s, std::move(lock));
+  std::string head(sql.substr(0, 60));
+  return Status(CodeFor(rc), "sqlite " + path_ + ": prepare \"" + head + (sql.size() > 60 ? "...\"" : "\"") + ": " +
+                                 sqlite3_errmsg(db_));
 }
 
 Db::Tx::Tx(Db& db) : db_(db), lock_(db.mu_) { begin_ = db_.Exec("BEGIN IMMEDIATE"); }

@@ -19,6 +19,10 @@
 
 namespace kg::sqlite {
 
+// The Status code for an SQLite result code: busy, locked, I/O and memory errors are
+// kUnavailable (worth retrying), everything else kInternal.
+Code CodeFor(int sqlite_rc);
+
 class Stmt {
  public:
   Stmt(sqlite3* db, sqlite3_stmt* s, std::unique_lock<std::recursive_mutex> lock)
@@ -82,8 +86,11 @@ class Db {
   Db& operator=(const Db&) = delete;
 
   Status Exec(std::string_view sql);
-  // Prepares `sql`; a prepare failure is a bug in our constant SQL, so it aborts loudly.
-  std::unique_ptr<Stmt> Prepare(std::string_view sql);
+  // Prepares `sql`. A transient failure (busy, locked, I/O, out of memory) is retried a few
+  // times and then returned as kUnavailable; anything else (a missing table in a damaged
+  // database, say) is kInternal. Never aborts: one failed request must not take the API,
+  // the guard and the workers with it.
+  Result<std::unique_ptr<Stmt>> Prepare(std::string_view sql);
   int64_t Changes() const { return sqlite3_changes64(db_); }
   const std::string& path() const { return path_; }
 

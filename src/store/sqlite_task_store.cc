@@ -47,9 +47,9 @@ class SqliteTaskStore final : public TaskStore {
   Status Init() { return db_->Exec(kSchema); }
 
   Status Create(const TaskRecord& t) override {
-    auto st = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
         "INSERT INTO tasks(id,title,provider,doc_id,source,status,chunks_total,chunks_done,chunks_failed,error,"
-        "created_at,updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+        "created_at,updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"));
     int64_t now = NowMs();
     st->Bind(1, t.id).Bind(2, t.title).Bind(3, t.provider).Bind(4, t.doc_id).Bind(5, t.source).Bind(6, t.status);
     st->Bind(7, t.chunks_total).Bind(8, t.chunks_done).Bind(9, t.chunks_failed).Bind(10, t.error);
@@ -58,7 +58,7 @@ class SqliteTaskStore final : public TaskStore {
   }
 
   Result<TaskRecord> Get(const std::string& id) override {
-    auto q = db_->Prepare(std::string(kSelect) + " WHERE id=?");
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(std::string(kSelect) + " WHERE id=?"));
     q->Bind(1, id);
     if (!q->Step()) {
       KG_RETURN_IF_ERROR(q->status());
@@ -68,8 +68,8 @@ class SqliteTaskStore final : public TaskStore {
   }
 
   Result<std::vector<TaskRecord>> List(const std::string& status, int limit) override {
-    auto q = db_->Prepare(std::string(kSelect) +
-                          " WHERE (?='' OR status=?) ORDER BY created_at DESC, id LIMIT ?");
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(std::string(kSelect) +
+                          " WHERE (?='' OR status=?) ORDER BY created_at DESC, id LIMIT ?"));
     q->Bind(1, status).Bind(2, status).Bind(3, limit);
     std::vector<TaskRecord> out;
     while (q->Step()) out.push_back(Row(*q));
@@ -78,16 +78,16 @@ class SqliteTaskStore final : public TaskStore {
   }
 
   Status UpdateProgress(const std::string& id, const TaskCounts& c, const std::string& error) override {
-    auto st = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
         "UPDATE tasks SET chunks_done=?, chunks_failed=?, error=CASE WHEN ?='' THEN error ELSE ? END, "
-        "status=CASE WHEN status='cancelled' THEN status ELSE ? END, updated_at=? WHERE id=?");
+        "status=CASE WHEN status='cancelled' THEN status ELSE ? END, updated_at=? WHERE id=?"));
     st->Bind(1, c.done).Bind(2, c.dead).Bind(3, error).Bind(4, error).Bind(5, DeriveStatus(c));
     st->Bind(6, NowMs()).Bind(7, id);
     return st->Run();
   }
 
   Status MarkCancelled(const std::string& id) override {
-    auto st = db_->Prepare("UPDATE tasks SET status='cancelled', updated_at=? WHERE id=?");
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare("UPDATE tasks SET status='cancelled', updated_at=? WHERE id=?"));
     st->Bind(1, NowMs()).Bind(2, id);
     KG_RETURN_IF_ERROR(st->Run());
     if (db_->Changes() == 0) return Status::NotFound("task " + id + " not found");
@@ -95,8 +95,8 @@ class SqliteTaskStore final : public TaskStore {
   }
 
   Status Reopen(const std::string& id) override {
-    auto st = db_->Prepare(
-        "UPDATE tasks SET status='queued', error='', chunks_failed=0, updated_at=? WHERE id=?");
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+        "UPDATE tasks SET status='queued', error='', chunks_failed=0, updated_at=? WHERE id=?"));
     st->Bind(1, NowMs()).Bind(2, id);
     KG_RETURN_IF_ERROR(st->Run());
     if (db_->Changes() == 0) return Status::NotFound("task " + id + " not found");
@@ -104,13 +104,13 @@ class SqliteTaskStore final : public TaskStore {
   }
 
   Status PutSetting(const std::string& key, const std::string& value) override {
-    auto st = db_->Prepare("INSERT INTO settings(key,value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare("INSERT INTO settings(key,value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"));
     st->Bind(1, key).Bind(2, value);
     return st->Run();
   }
 
   Result<std::optional<std::string>> GetSetting(const std::string& key) override {
-    auto q = db_->Prepare("SELECT value FROM settings WHERE key=?");
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT value FROM settings WHERE key=?"));
     q->Bind(1, key);
     if (q->Step()) return std::optional<std::string>(q->Text(0));
     KG_RETURN_IF_ERROR(q->status());
@@ -118,24 +118,24 @@ class SqliteTaskStore final : public TaskStore {
   }
 
   Status UpsertNode(const NodeRecord& n) override {
-    auto st = db_->Prepare(
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
         "INSERT INTO nodes(name,role,host,pid,heartbeat_at,processes) VALUES(?,?,?,?,?,?) "
         "ON CONFLICT(name) DO UPDATE SET role=excluded.role, host=excluded.host, pid=excluded.pid, "
-        "heartbeat_at=excluded.heartbeat_at, processes=excluded.processes");
+        "heartbeat_at=excluded.heartbeat_at, processes=excluded.processes"));
     st->Bind(1, n.name).Bind(2, n.role).Bind(3, n.host).Bind(4, n.pid).Bind(5, n.heartbeat_at_ms);
     st->Bind(6, n.processes_json);
     return st->Run();
   }
 
   Status RemoveNode(const std::string& name) override {
-    auto st = db_->Prepare("DELETE FROM nodes WHERE name=?");
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare("DELETE FROM nodes WHERE name=?"));
     st->Bind(1, name);
     return st->Run();
   }
 
   Result<std::vector<NodeRecord>> ListNodes(int64_t since_ms) override {
-    auto q = db_->Prepare(
-        "SELECT name,role,host,pid,heartbeat_at,processes FROM nodes WHERE heartbeat_at>? ORDER BY name");
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
+        "SELECT name,role,host,pid,heartbeat_at,processes FROM nodes WHERE heartbeat_at>? ORDER BY name"));
     q->Bind(1, since_ms);
     std::vector<NodeRecord> out;
     while (q->Step()) {

@@ -115,6 +115,91 @@ TEST_P(QueueContract, RenewAndReclaimExpired) {
   EXPECT_EQ(again[0].attempt, 2);
 }
 
+// Verifies lease expiry is real at the queue: the next lease call takes an expired lease
+// (no periodic sweep needed), counts the attempt, and the old holder can neither renew nor ack.
+TEST_P(QueueContract, ExpiredLeaseIsTakenByTheNextLeaseCall) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 1)).ok());
+  auto first = LeaseN(1, "w1");
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_TRUE(LeaseN(1, "w2").empty());  // not yet expired
+  now_ += 10001;
+  auto second = LeaseN(1, "w2");
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].chunk_id, first[0].chunk_id);
+  EXPECT_EQ(second[0].attempt, 2);
+  EXPECT_GT(second[0].generation, first[0].generation);
+  EXPECT_EQ(q_->Renew(first[0].chunk_id, first[0].token, 10000).code(), Code::kConflict);
+  EXPECT_EQ(q_->Ack(first[0].chunk_id, first[0].token).code(), Code::kConflict);
+  EXPECT_TRUE(q_->Ack(second[0].chunk_id, second[0].token).ok());
+}
+
+// Verifies a lease past its deadline cannot be renewed, even before anyone reclaims it.
+TEST_P(QueueContract, RenewAfterTheDeadlineIsRefused) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 1)).ok());
+  auto l = LeaseN(1);
+  ASSERT_EQ(l.size(), 1u);
+  now_ += 10000;  // exactly at the deadline: still ours
+  ASSERT_TRUE(q_->Renew(l[0].chunk_id, l[0].token, 10000).ok());
+  now_ += 10001;
+  EXPECT_EQ(q_->Renew(l[0].chunk_id, l[0].token, 10000).code(), Code::kConflict);
+}
+
+// Verifies an expired lease of a chunk out of attempts is dead-lettered by the lease call, not re-leased.
+TEST_P(QueueContract, ExpiredLeaseOutOfAttemptsIsDeadLettered) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 1)).ok());
+  for (int i = 0; i < 3; ++i) {  // max_attempts = 3
+    ASSERT_EQ(LeaseN(1).size(), 1u) << i;
+    now_ += 10001;
+  }
+  EXPECT_TRUE(LeaseN(1).empty());
+  auto info = q_->Get("t:0");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state, ChunkState::kDead);
+  EXPECT_NE(info->last_error.find("lease expired"), std::string::npos) << info->last_error;
+}
+
+// Verifies fencing generations come from one queue-wide sequence: distinct, growing across
+// tasks and providers, and a re-lease after a no-penalty release still gets a larger one.
+TEST_P(QueueContract, LeaseGenerationsGrowQueueWide) {
+  ASSERT_TRUE(q_->Enqueue(Items("a", 2, "p")).ok());
+  ASSERT_TRUE(q_->Enqueue(Items("b", 1, "other")).ok());
+  auto a = LeaseN(2);
+  ASSERT_EQ(a.size(), 2u);
+  auto b = q_->LeaseChunks("other", "w9", 1, 10000, false);
+  ASSERT_TRUE(b.ok());
+  ASSERT_EQ(b->size(), 1u);
+  std::set<int64_t> gens = {a[0].generation, a[1].generation, (*b)[0].generation};
+  EXPECT_EQ(gens.size(), 3u);
+  EXPECT_GT(*gens.begin(), 0);
+  EXPECT_GT((*b)[0].generation, std::max(a[0].generation, a[1].generation));
+  ASSERT_TRUE(q_->Release(a[0].chunk_id, a[0].token).ok());
+  auto again = LeaseN(1, "w2");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].attempt, a[0].attempt);  // a release costs no attempt...
+  EXPECT_GT(again[0].generation, *gens.rbegin());  // ...but the generation still moves on
+  // A reopened queue continues the sequence.
+  q_.reset();
+  q_ = Open();
+  ASSERT_TRUE(q_->Enqueue(Items("c", 1)).ok());
+  auto c = LeaseN(1, "w3");
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_GT(c[0].generation, again[0].generation);
+}
+
+// Verifies an idle waiter wakes when a lease reaches its deadline (the chunk is leasable again),
+// instead of sleeping out its whole wait.
+TEST_P(QueueContract, WaitForWorkWakesWhenALeaseExpires) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 1)).ok());
+  auto l = q_->LeaseChunks("p", "w1", 1, 300, false);
+  ASSERT_TRUE(l.ok());
+  ASSERT_EQ(l->size(), 1u);
+  now_ += 301;  // the injected clock says the lease is over
+  auto t0 = std::chrono::steady_clock::now();
+  q_->WaitForWork("p", 10000, -1, false);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(5000));
+  EXPECT_EQ(LeaseN(1, "w2").size(), 1u);
+}
+
 // Verifies nack retries after an exponential backoff with jitter, then dead-letters with the last error.
 TEST_P(QueueContract, NackBacksOffThenDeadLetters) {
   ASSERT_TRUE(q_->Enqueue(Items("t", 1)).ok());
