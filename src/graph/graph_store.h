@@ -8,6 +8,15 @@
 // same batch twice leaves every count and every evidence set unchanged; relation weight
 // is the size of its evidence set; an entity keeps its first non-empty description.
 //
+// Fencing: a batch is one chunk's whole contribution (its mentions and the evidence of its
+// relations), written in one transaction together with the chunk's lease generation
+// (queue.h). A batch whose generation is older than the one stored for its chunk is
+// refused with kConflict and changes nothing: a worker that stalled after losing its
+// lease cannot overwrite the newer holder's result. A batch of the same or a newer
+// generation *replaces* the chunk's previous contribution (an LLM may answer differently
+// the second time): mentions and evidence it no longer has are removed, and a relation
+// left without evidence or an entity left without mentions is deleted.
+//
 // Thread safety: every method may be called from any thread.
 
 #include <cstdint>
@@ -28,6 +37,7 @@ struct ChunkRec {
   std::string id, doc_id;
   int idx = 0;
   std::string text;
+  int64_t generation = 0;  // the lease generation that wrote this contribution
 };
 struct EntityRec {
   std::string key, name, type, description;
@@ -75,6 +85,8 @@ struct GraphSnapshot {
 class GraphStore {
  public:
   virtual ~GraphStore() = default;
+  // Writes the batches in one transaction. kConflict (and nothing written) when any batch
+  // is older than its chunk's stored generation.
   virtual Status Merge(const std::vector<GraphBatch>& batches) = 0;
   virtual Result<GraphStats> Stats() = 0;
   // Entities whose name or key contains `q` (case-insensitive), most mentioned first.

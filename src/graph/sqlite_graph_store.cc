@@ -1,3 +1,4 @@
+#include <array>
 #include <filesystem>
 #include <map>
 
@@ -11,7 +12,7 @@ namespace {
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS documents(id TEXT PRIMARY KEY, title TEXT NOT NULL, source TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks(id TEXT PRIMARY KEY, doc_id TEXT NOT NULL REFERENCES documents(id),
-  idx INTEGER NOT NULL, text TEXT NOT NULL);
+  idx INTEGER NOT NULL, text TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS entities(key TEXT PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL,
   description TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS mentions(chunk_id TEXT NOT NULL REFERENCES chunks(id),
@@ -22,36 +23,33 @@ CREATE TABLE IF NOT EXISTS relations(src TEXT NOT NULL REFERENCES entities(key),
 CREATE INDEX IF NOT EXISTS relations_dst ON relations(dst);
 CREATE TABLE IF NOT EXISTS evidence(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL,
   chunk_id TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS evidence_chunk ON evidence(chunk_id);
 )sql";
 
 class SqliteGraphStore final : public GraphStore {
  public:
   explicit SqliteGraphStore(std::unique_ptr<sqlite::Db> db) : db_(std::move(db)) {}
-  Status Init() { return db_->Exec(kSchema); }
+  Status Init() {
+    // Databases made before fencing existed gain the generation column first (the schema's
+    // indexes do not need it).
+    KG_ASSIGN_OR_RETURN(auto t, db_->Prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name='chunks'"));
+    bool old_chunks = t->Step();
+    KG_RETURN_IF_ERROR(t->status());
+    t.reset();
+    if (old_chunks) {
+      KG_ASSIGN_OR_RETURN(auto c, db_->Prepare("SELECT 1 FROM pragma_table_info('chunks') WHERE name='generation'"));
+      bool has = c->Step();
+      KG_RETURN_IF_ERROR(c->status());
+      c.reset();
+      if (!has) KG_RETURN_IF_ERROR(db_->Exec("ALTER TABLE chunks ADD COLUMN generation INTEGER NOT NULL DEFAULT 0"));
+    }
+    return db_->Exec(kSchema);
+  }
 
   Status Merge(const std::vector<GraphBatch>& batches) override {
     sqlite::Db::Tx tx(*db_);
     KG_RETURN_IF_ERROR(tx.Begin());
-    KG_ASSIGN_OR_RETURN(auto doc, db_->Prepare("INSERT OR IGNORE INTO documents(id,title,source) VALUES(?,?,?)"));
-    KG_ASSIGN_OR_RETURN(auto chunk, db_->Prepare("INSERT OR IGNORE INTO chunks(id,doc_id,idx,text) VALUES(?,?,?,?)"));
-    KG_ASSIGN_OR_RETURN(auto ent, db_->Prepare(
-        "INSERT INTO entities(key,name,type,description) VALUES(?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
-        "description=CASE WHEN entities.description='' THEN excluded.description ELSE entities.description END"));
-    KG_ASSIGN_OR_RETURN(auto men, db_->Prepare("INSERT OR IGNORE INTO mentions(chunk_id,entity_key) VALUES(?,?)"));
-    KG_ASSIGN_OR_RETURN(auto rel, db_->Prepare("INSERT OR IGNORE INTO relations(src,dst,type) VALUES(?,?,?)"));
-    KG_ASSIGN_OR_RETURN(auto ev, db_->Prepare("INSERT OR IGNORE INTO evidence(src,dst,type,chunk_id) VALUES(?,?,?,?)"));
-    for (const auto& b : batches) {
-      KG_RETURN_IF_ERROR(doc->Bind(1, b.doc.id).Bind(2, b.doc.title).Bind(3, b.doc.source).Run());
-      KG_RETURN_IF_ERROR(chunk->Bind(1, b.chunk.id).Bind(2, b.doc.id).Bind(3, b.chunk.idx).Bind(4, b.chunk.text).Run());
-      for (const auto& e : b.entities) {
-        KG_RETURN_IF_ERROR(ent->Bind(1, e.key).Bind(2, e.name).Bind(3, e.type).Bind(4, e.description).Run());
-        KG_RETURN_IF_ERROR(men->Bind(1, b.chunk.id).Bind(2, e.key).Run());
-      }
-      for (const auto& r : b.relations) {
-        KG_RETURN_IF_ERROR(rel->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type).Run().With("relation " + r.src + "->" + r.dst));
-        KG_RETURN_IF_ERROR(ev->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type).Bind(4, b.chunk.id).Run());
-      }
-    }
+    for (const auto& b : batches) KG_RETURN_IF_ERROR(MergeOne(b));
     return tx.Commit();
   }
 
@@ -178,6 +176,85 @@ class SqliteGraphStore final : public GraphStore {
     e.description = q.Text(3);
     e.mentions = q.Int(4);
     return e;
+  }
+
+  // Inside Merge's transaction: fence, forget the chunk's previous contribution, write the
+  // new one, and delete what the old one alone held up.
+  Status MergeOne(const GraphBatch& b) {
+    const std::string& chunk_id = b.chunk.id;
+    {
+      KG_ASSIGN_OR_RETURN(auto g, db_->Prepare("SELECT generation FROM chunks WHERE id=?"));
+      g->Bind(1, chunk_id);
+      if (g->Step() && g->Int(0) > b.chunk.generation) {
+        return Status::Conflict("graph merge of chunk " + chunk_id + ": generation " +
+                                std::to_string(b.chunk.generation) + " is older than the stored " +
+                                std::to_string(g->Int(0)) + " (a newer lease wrote it)");
+      }
+      KG_RETURN_IF_ERROR(g->status());
+    }
+    // What the chunk contributed so far: candidates for deletion once replaced.
+    std::vector<std::string> old_keys;
+    std::vector<std::array<std::string, 3>> old_relations;
+    {
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT entity_key FROM mentions WHERE chunk_id=?"));
+      q->Bind(1, chunk_id);
+      while (q->Step()) old_keys.push_back(q->Text(0));
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    {
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT src, dst, type FROM evidence WHERE chunk_id=?"));
+      q->Bind(1, chunk_id);
+      while (q->Step()) old_relations.push_back({q->Text(0), q->Text(1), q->Text(2)});
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    for (const char* sql : {"DELETE FROM mentions WHERE chunk_id=?", "DELETE FROM evidence WHERE chunk_id=?"}) {
+      KG_ASSIGN_OR_RETURN(auto del, db_->Prepare(sql));
+      KG_RETURN_IF_ERROR(del->Bind(1, chunk_id).Run());
+    }
+
+    KG_ASSIGN_OR_RETURN(auto doc, db_->Prepare("INSERT OR IGNORE INTO documents(id,title,source) VALUES(?,?,?)"));
+    KG_RETURN_IF_ERROR(doc->Bind(1, b.doc.id).Bind(2, b.doc.title).Bind(3, b.doc.source).Run());
+    doc.reset();
+    KG_ASSIGN_OR_RETURN(auto chunk, db_->Prepare(
+        "INSERT INTO chunks(id,doc_id,idx,text,generation) VALUES(?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+        "generation=excluded.generation"));
+    KG_RETURN_IF_ERROR(chunk->Bind(1, chunk_id).Bind(2, b.doc.id).Bind(3, b.chunk.idx).Bind(4, b.chunk.text)
+                           .Bind(5, b.chunk.generation).Run());
+    chunk.reset();
+    {
+      KG_ASSIGN_OR_RETURN(auto ent, db_->Prepare(
+          "INSERT INTO entities(key,name,type,description) VALUES(?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
+          "description=CASE WHEN entities.description='' THEN excluded.description ELSE entities.description END"));
+      KG_ASSIGN_OR_RETURN(auto men, db_->Prepare("INSERT OR IGNORE INTO mentions(chunk_id,entity_key) VALUES(?,?)"));
+      for (const auto& e : b.entities) {
+        KG_RETURN_IF_ERROR(ent->Bind(1, e.key).Bind(2, e.name).Bind(3, e.type).Bind(4, e.description).Run());
+        KG_RETURN_IF_ERROR(men->Bind(1, chunk_id).Bind(2, e.key).Run());
+      }
+    }
+    {
+      KG_ASSIGN_OR_RETURN(auto rel, db_->Prepare("INSERT OR IGNORE INTO relations(src,dst,type) VALUES(?,?,?)"));
+      KG_ASSIGN_OR_RETURN(auto ev, db_->Prepare("INSERT OR IGNORE INTO evidence(src,dst,type,chunk_id) VALUES(?,?,?,?)"));
+      for (const auto& r : b.relations) {
+        KG_RETURN_IF_ERROR(rel->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type).Run().With("relation " + r.src + "->" + r.dst));
+        KG_RETURN_IF_ERROR(ev->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type).Bind(4, chunk_id).Run());
+      }
+    }
+    // Relations before entities: a relation's ends are entities (foreign keys).
+    if (!old_relations.empty()) {
+      KG_ASSIGN_OR_RETURN(auto gone, db_->Prepare(
+          "DELETE FROM relations WHERE src=?1 AND dst=?2 AND type=?3 AND NOT EXISTS "
+          "(SELECT 1 FROM evidence v WHERE v.src=?1 AND v.dst=?2 AND v.type=?3)"));
+      for (const auto& [src, dst, type] : old_relations) {
+        KG_RETURN_IF_ERROR(gone->Bind(1, src).Bind(2, dst).Bind(3, type).Run());
+      }
+    }
+    if (!old_keys.empty()) {
+      KG_ASSIGN_OR_RETURN(auto gone, db_->Prepare(
+          "DELETE FROM entities WHERE key=?1 AND NOT EXISTS (SELECT 1 FROM mentions m WHERE m.entity_key=?1) "
+          "AND NOT EXISTS (SELECT 1 FROM relations r WHERE r.src=?1 OR r.dst=?1)"));
+      for (const auto& key : old_keys) KG_RETURN_IF_ERROR(gone->Bind(1, key).Run());
+    }
+    return Status::Ok();
   }
 
   Status LoadEvidence(RelationRec& r) {

@@ -20,6 +20,16 @@ CREATE TABLE IF NOT EXISTS nodes(
   heartbeat_at INTEGER NOT NULL, processes TEXT NOT NULL);
 )sql";
 
+// The status after an update with counts ?1 (done) and ?2 (dead), ?4 = 1 when any chunk has
+// started; SQLite evaluates SET expressions on the row as it was, so the grown counts are
+// spelled MAX(...). A cancelled task keeps its status; only Reopen leaves done or failed.
+constexpr const char* kStatusSql =
+    "CASE WHEN status IN ('cancelled','done','failed') THEN status "
+    "WHEN chunks_total>0 AND MAX(chunks_done, ?1)>=chunks_total THEN 'done' "
+    "WHEN chunks_total>0 AND MAX(chunks_done, ?1)+MAX(chunks_failed, ?2)>=chunks_total AND MAX(chunks_failed, ?2)>0 "
+    "THEN 'failed' "
+    "WHEN status='running' OR ?4 THEN 'running' ELSE 'queued' END";
+
 constexpr const char* kSelect =
     "SELECT id,title,provider,doc_id,source,status,chunks_total,chunks_done,chunks_failed,error,created_at,"
     "updated_at FROM tasks";
@@ -78,11 +88,15 @@ class SqliteTaskStore final : public TaskStore {
   }
 
   Status UpdateProgress(const std::string& id, const TaskCounts& c, const std::string& error) override {
+    // Counts only grow (a reader that saw fewer finished chunks may write after one that saw
+    // more), and the status is derived in the same statement from the stored, grown counts:
+    // queued -> running -> done|failed, never back (kStatusSql).
     KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-        "UPDATE tasks SET chunks_done=?, chunks_failed=?, error=CASE WHEN ?='' THEN error ELSE ? END, "
-        "status=CASE WHEN status='cancelled' THEN status ELSE ? END, updated_at=? WHERE id=?"));
-    st->Bind(1, c.done).Bind(2, c.dead).Bind(3, error).Bind(4, error).Bind(5, DeriveStatus(c));
-    st->Bind(6, NowMs()).Bind(7, id);
+        "UPDATE tasks SET chunks_done=MAX(chunks_done, ?1), chunks_failed=MAX(chunks_failed, ?2), "
+        "error=CASE WHEN ?3='' THEN error ELSE ?3 END, status=" + std::string(kStatusSql) +
+        ", updated_at=?5 WHERE id=?6"));
+    st->Bind(1, c.done).Bind(2, c.dead).Bind(3, error).Bind(4, (c.done + c.leased + c.dead) > 0 ? 1 : 0);
+    st->Bind(5, NowMs()).Bind(6, id);
     return st->Run();
   }
 

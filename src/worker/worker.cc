@@ -210,7 +210,10 @@ class Worker {
       return;
     }
     GraphBatch batch = BuildBatch(*payload, *extraction);
-    // Fencing: write only while the lease is provably ours.
+    batch.chunk.generation = lease.generation;  // the graph store refuses it once a newer lease wrote
+    // Fencing, first line: write only while the lease is provably ours. The second line is
+    // the generation check inside the graph store's transaction, which also catches a stall
+    // between this renewal and the write.
     Status mine = Lost(lease.chunk_id) ? Status::Conflict("renewal failed")
                                        : RetryTransient([&] { return queue_->Renew(lease.chunk_id, lease.token, LeaseMs()); });
     if (!mine.ok()) {
@@ -218,6 +221,11 @@ class Worker {
       return;
     }
     Status merged = RetryTransient([&] { return graph_->Merge({batch}); });
+    if (merged.code() == Code::kConflict) {
+      spdlog::warn("worker {}: chunk {} was rewritten by a newer lease; result dropped ({})", o_.owner, lease.chunk_id,
+                   merged.message());
+      return;
+    }
     Settling(lease.chunk_id);
     if (!merged.ok()) {
       Finish(lease, RetryTransient([&] {

@@ -108,6 +108,82 @@ TEST_P(GraphStoreContract, Export) {
   EXPECT_NE(xml.find("MENTIONS"), std::string::npos);
 }
 
+GraphBatch At(GraphBatch b, int64_t generation) {
+  b.chunk.generation = generation;
+  return b;
+}
+
+std::vector<std::string> EvidenceOf(GraphStore& g, const std::string& src, const std::string& dst) {
+  auto e = g.GetEntity(src);
+  if (!e.ok()) return {"<" + e.status().message() + ">"};
+  for (const auto& n : e->neighbours) {
+    if (n.direction == "out" && n.relation.dst == dst) return n.relation.evidence;
+  }
+  return {};
+}
+
+// Verifies the fence: a contribution from an older lease generation than the stored one is
+// refused with kConflict and changes nothing.
+TEST_P(GraphStoreContract, OlderGenerationIsRefused) {
+  ASSERT_TRUE(g_->Merge({At(Batch("d1:0", 0), 7)}).ok());
+  GraphBatch stale = At(Batch("d1:0", 0), 6);
+  stale.entities.push_back({"person:eve", "Eve", "Person", "", 0});
+  stale.relations = {{"person:eve", "organization:helix dynamics", "FOUNDED", {}, 0}};
+  EXPECT_EQ(g_->Merge({stale}).code(), Code::kConflict);
+  // A batch list with one stale batch writes none of them.
+  EXPECT_EQ(g_->Merge({At(Batch("d1:1", 1), 9), stale}).code(), Code::kConflict);
+  auto s = g_->Stats();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->chunks, 1);
+  EXPECT_EQ(s->entities, 2);
+  EXPECT_EQ(s->relations, 1);
+  EXPECT_EQ(g_->GetEntity("person:eve").status().code(), Code::kNotFound);
+  // The same generation again is the same writer retrying: accepted, unchanged.
+  ASSERT_TRUE(g_->Merge({At(Batch("d1:0", 0), 7)}).ok());
+  EXPECT_EQ(EvidenceOf(*g_, "person:mara voss", "organization:helix dynamics"), std::vector<std::string>{"d1:0"});
+}
+
+// Verifies a re-extracted chunk replaces its contribution: what the new answer no longer has
+// disappears (a relation without evidence, an entity without mentions), it is not unioned.
+TEST_P(GraphStoreContract, NewerGenerationReplacesTheChunksContribution) {
+  ASSERT_TRUE(g_->Merge({At(Batch("d1:0", 0), 1)}).ok());
+  GraphBatch second = At(Batch("d1:0", 0), 2);
+  second.entities = {{"person:mara voss", "Mara Voss", "Person", "", 0},
+                     {"organization:orbital labs", "Orbital Labs", "Organization", "", 0}};
+  second.relations = {{"person:mara voss", "organization:orbital labs", "WORKS_FOR", {}, 0}};
+  ASSERT_TRUE(g_->Merge({second}).ok());
+  auto s = g_->Stats();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->entities, 2);   // Helix Dynamics is gone, Orbital Labs came
+  EXPECT_EQ(s->relations, 1);  // FOUNDED is gone
+  EXPECT_EQ(g_->GetEntity("organization:helix dynamics").status().code(), Code::kNotFound);
+  EXPECT_EQ(EvidenceOf(*g_, "person:mara voss", "organization:orbital labs"), std::vector<std::string>{"d1:0"});
+  auto mara = g_->GetEntity("person:mara voss");
+  ASSERT_TRUE(mara.ok());
+  EXPECT_EQ(mara->entity.mentions, 1);
+  EXPECT_EQ(mara->entity.description, "founder");  // the first non-empty description stays
+}
+
+// Verifies replacing one chunk's contribution leaves other chunks' evidence alone: a shared
+// relation survives with the other chunk's evidence and its weight drops by one.
+TEST_P(GraphStoreContract, ReplacingOneChunkKeepsOtherChunksEvidence) {
+  ASSERT_TRUE(g_->Merge({At(Batch("d1:0", 0), 1), At(Batch("d1:1", 1), 2)}).ok());
+  EXPECT_EQ(EvidenceOf(*g_, "person:mara voss", "organization:helix dynamics"),
+            (std::vector<std::string>{"d1:0", "d1:1"}));
+  GraphBatch bare = At(Batch("d1:0", 0), 3);
+  bare.entities.resize(1);  // only Mara Voss, no relation
+  bare.relations.clear();
+  ASSERT_TRUE(g_->Merge({bare}).ok());
+  EXPECT_EQ(EvidenceOf(*g_, "person:mara voss", "organization:helix dynamics"), std::vector<std::string>{"d1:1"});
+  auto helix = g_->GetEntity("organization:helix dynamics");
+  ASSERT_TRUE(helix.ok());
+  EXPECT_EQ(helix->entity.mentions, 1);
+  auto snap = g_->Export();
+  ASSERT_TRUE(snap.ok());
+  ASSERT_EQ(snap->relations.size(), 1u);
+  EXPECT_EQ(snap->relations[0].weight, 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, GraphStoreContract,
                          ::testing::Values(Backend{"sqlite",
                                                    [](const std::string& dir) {

@@ -65,6 +65,40 @@ TEST_P(TaskStoreContract, ProgressDerivesStatus) {
   EXPECT_EQ(s_->MarkCancelled("nope").code(), Code::kNotFound);
 }
 
+// Verifies a task's state is monotonic: progress written from an older read of the queue
+// (two executors finishing a task's last chunks, the slower writer last) never moves the
+// stored counts or status backwards; only Reopen leaves done or failed.
+TEST_P(TaskStoreContract, ProgressNeverGoesBackwards) {
+  ASSERT_TRUE(s_->Create(Task("a", 2)).ok());
+  // TaskCounts: total, ready, leased, done, dead, cancelled.
+  ASSERT_TRUE(s_->UpdateProgress("a", {2, 0, 0, 2, 0, 0}, "").ok());  // the writer that saw both done
+  ASSERT_TRUE(s_->UpdateProgress("a", {2, 0, 1, 1, 0, 0}, "").ok());  // the one that read first, writes last
+  auto a = s_->Get("a");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->status, "done");
+  EXPECT_EQ(a->chunks_done, 2);
+  EXPECT_EQ(s_->List("running", 10)->size(), 0u);
+
+  ASSERT_TRUE(s_->Create(Task("b", 3)).ok());
+  ASSERT_TRUE(s_->UpdateProgress("b", {3, 2, 1, 0, 0, 0}, "").ok());
+  EXPECT_EQ(s_->Get("b")->status, "running");
+  ASSERT_TRUE(s_->UpdateProgress("b", {3, 3, 0, 0, 0, 0}, "").ok());  // its lease was given back
+  EXPECT_EQ(s_->Get("b")->status, "running");
+  // Stale reads interleaved with the final one, in either order, end failed.
+  ASSERT_TRUE(s_->UpdateProgress("b", {3, 0, 0, 2, 1, 0}, "chunk b:2: boom").ok());
+  ASSERT_TRUE(s_->UpdateProgress("b", {3, 0, 1, 2, 0, 0}, "").ok());
+  auto b = s_->Get("b");
+  EXPECT_EQ(b->status, "failed");
+  EXPECT_EQ(b->chunks_done, 2);
+  EXPECT_EQ(b->chunks_failed, 1);
+  EXPECT_EQ(b->error, "chunk b:2: boom");
+  ASSERT_TRUE(s_->Reopen("b").ok());
+  ASSERT_TRUE(s_->UpdateProgress("b", {3, 0, 1, 2, 0, 0}, "").ok());
+  EXPECT_EQ(s_->Get("b")->status, "running");
+  ASSERT_TRUE(s_->UpdateProgress("b", {3, 0, 0, 3, 0, 0}, "").ok());
+  EXPECT_EQ(s_->Get("b")->status, "done");
+}
+
 // Verifies listing filters by status and honours the limit.
 TEST_P(TaskStoreContract, ListFilters) {
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(s_->Create(Task("t" + std::to_string(i), 1)).ok());
