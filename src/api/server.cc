@@ -260,6 +260,8 @@ class ApiServer::Impl {
     t.chunks_total = static_cast<int>(plan.items.size());
     s = d_.store->Create(t);
     if (!s.ok()) return Fail(res, 503, "task store unavailable: " + s.message());
+    // Workers that finished chunks before the row existed wrote their progress to nothing.
+    if (Status r = RefreshProgress(*d_.store, *d_.queue, task_id); !r.ok()) spdlog::warn("submit: {}", r.message());
     res.set_header("Location", "/api/v1/tasks/" + task_id);
     Reply(res, 202, {{"id", task_id}, {"status", "queued"}, {"chunks_total", t.chunks_total},
                      {"document", plan.doc_id}, {"provider", p}});
@@ -312,6 +314,15 @@ class ApiServer::Impl {
       if (!l.ok()) return Fail(res, l.status());
       limit = *l;
     }
+    // Unfinished rows are brought up to date from the queue first (a worker killed between
+    // its ack and its progress write leaves its row behind), then listed.
+    auto open = d_.store->List("", 1000);
+    if (open.ok()) {
+      for (const auto& t : *open) {
+        if (t.status != "queued" && t.status != "running") continue;
+        if (Status r = RefreshProgress(*d_.store, *d_.queue, t.id); !r.ok()) return Fail(res, r);
+      }
+    }
     auto list = d_.store->List(status, limit);
     if (!list.ok()) return Fail(res, list.status());
     json arr = json::array();
@@ -352,10 +363,11 @@ class ApiServer::Impl {
         return Fail(res, 409, "task " + id + " is " + t->status + "; only failed or cancelled tasks can be retried");
       }
     }
-    auto n = d_.queue->RetryTask(id);
-    if (!n.ok()) return Fail(res, n.status());
+    // Reopen first: a done/failed row is final, so progress from revived chunks must find it open.
     Status s = d_.store->Reopen(id);
     if (!s.ok()) return Fail(res, s);
+    auto n = d_.queue->RetryTask(id);
+    if (!n.ok()) return Fail(res, n.status());
     auto v = TaskView(id);
     if (!v.ok()) return Fail(res, v.status());
     (*v)["chunks_requeued"] = *n;

@@ -179,6 +179,13 @@ std::string DeriveStatus(const TaskCounts& c) {
   return "queued";
 }
 
+Status RefreshProgress(TaskStore& store, Queue& queue, const std::string& id, const std::string& error) {
+  auto counts = queue.Counts(id);
+  if (!counts.ok()) return counts.status().With("task " + id + " progress");
+  if (counts->total == 0) return Status::Ok();  // nothing enqueued (yet)
+  return store.UpdateProgress(id, *counts, error);
+}
+
 Result<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(const std::string& path) {
   auto db = sqlite::Db::Open(path);
   if (!db.ok()) return db.status();

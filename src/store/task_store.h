@@ -69,6 +69,12 @@ class TaskStore {
   virtual Result<std::vector<NodeRecord>> ListNodes(int64_t since_ms) = 0;
 };
 
+// Writes the queue's current counts of task `id` into the store (monotonic, see
+// UpdateProgress). The queue is the one source of truth for progress; every writer calls
+// this after its own queue change, so the last writer always sees everything before it.
+// `error` as in UpdateProgress.
+Status RefreshProgress(TaskStore& store, Queue& queue, const std::string& id, const std::string& error = "");
+
 Result<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(const std::string& path);
 Result<std::unique_ptr<TaskStore>> OpenTaskStore(const Config& config);
 

@@ -242,16 +242,13 @@ class Worker {
       return;
     }
     if (!failed) done_.fetch_add(1);
-    auto counts = queue_->Counts(lease.task_id);
-    if (counts.ok()) {
-      std::string err;
-      if (failed) {
-        auto info = queue_->Get(lease.chunk_id);
-        if (info.ok() && info->state == ChunkState::kDead) err = "chunk " + lease.chunk_id + ": " + info->last_error;
-      }
-      Status u = RetryTransient([&] { return store_->UpdateProgress(lease.task_id, *counts, err); });
-      if (!u.ok()) spdlog::warn("worker {}: task {} progress: {}", o_.owner, lease.task_id, u.message());
+    std::string err;
+    if (failed) {
+      auto info = queue_->Get(lease.chunk_id);
+      if (info.ok() && info->state == ChunkState::kDead) err = "chunk " + lease.chunk_id + ": " + info->last_error;
     }
+    Status u = RetryTransient([&] { return RefreshProgress(*store_, *queue_, lease.task_id, err); });
+    if (!u.ok()) spdlog::warn("worker {}: task {} progress: {}", o_.owner, lease.task_id, u.message());
   }
 
   void RenewLoop() {
