@@ -8,20 +8,10 @@
 #include "common/status.h"
 #include "graph/graph_store.h"
 #include "pipeline/text.h"
+#include "provider/extraction.h"
 #include "queue/queue.h"
 
 namespace kg {
-
-struct ExtractedEntity {
-  std::string name, type, description;
-};
-struct ExtractedRelation {
-  std::string source, source_type, target, target_type, type;
-};
-struct Extraction {
-  std::vector<ExtractedEntity> entities;
-  std::vector<ExtractedRelation> relations;
-};
 
 // What the queue carries for one chunk (serialised as JSON in ChunkItem::payload).
 struct ChunkPayload {
