@@ -28,8 +28,9 @@ struct TaskPlan {
   std::string doc_id;
   std::vector<ChunkItem> items;
 };
-// Chunks `text` for `provider`; queue ids are "<task_id>:<idx>", graph chunk ids
-// "<doc_id>:<idx>". `doc_id` empty means derive it from the content.
+// Chunks `text` for `provider` (invalid UTF-8 replaced by U+FFFD first); queue ids are
+// "<task_id>:<idx>", graph chunk ids "<doc_id>:<idx>". `doc_id` empty means derive it
+// from the content.
 TaskPlan PlanTask(const std::string& task_id, const std::string& provider, std::string doc_id,
                   const std::string& title, const std::string& source, std::string_view text,
                   const ChunkOptions& options);
