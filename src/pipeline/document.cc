@@ -37,9 +37,10 @@ TaskPlan PlanTask(const std::string& task_id, const std::string& provider, std::
                   const ChunkOptions& options) {
   TaskPlan plan;
   plan.doc_id = doc_id.empty() ? DocumentIdFor(text) : std::move(doc_id);
-  auto chunks = ChunkText(text, options);
+  // Chunks are cut verbatim, so invalid bytes would reach the provider and the graph.
+  auto chunks = ChunkText(SanitizeUtf8(text), options);
   for (size_t i = 0; i < chunks.size(); ++i) {
-    ChunkPayload p{plan.doc_id, title, source, plan.doc_id + ":" + std::to_string(i), chunks[i],
+    ChunkPayload p{plan.doc_id, title, source, plan.doc_id + ":" + std::to_string(i), std::move(chunks[i].text),
                    static_cast<int>(i)};
     plan.items.push_back({task_id + ":" + std::to_string(i), task_id, provider, static_cast<int>(i),
                           EncodePayload(p)});

@@ -8,20 +8,10 @@
 #include "common/status.h"
 #include "graph/graph_store.h"
 #include "pipeline/text.h"
+#include "provider/extraction.h"
 #include "queue/queue.h"
 
 namespace kg {
-
-struct ExtractedEntity {
-  std::string name, type, description;
-};
-struct ExtractedRelation {
-  std::string source, source_type, target, target_type, type;
-};
-struct Extraction {
-  std::vector<ExtractedEntity> entities;
-  std::vector<ExtractedRelation> relations;
-};
 
 // What the queue carries for one chunk (serialised as JSON in ChunkItem::payload).
 struct ChunkPayload {
@@ -38,8 +28,9 @@ struct TaskPlan {
   std::string doc_id;
   std::vector<ChunkItem> items;
 };
-// Chunks `text` for `provider`; queue ids are "<task_id>:<idx>", graph chunk ids
-// "<doc_id>:<idx>". `doc_id` empty means derive it from the content.
+// Chunks `text` for `provider` (invalid UTF-8 replaced by U+FFFD first); queue ids are
+// "<task_id>:<idx>", graph chunk ids "<doc_id>:<idx>". `doc_id` empty means derive it
+// from the content.
 TaskPlan PlanTask(const std::string& task_id, const std::string& provider, std::string doc_id,
                   const std::string& title, const std::string& source, std::string_view text,
                   const ChunkOptions& options);

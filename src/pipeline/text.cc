@@ -81,65 +81,36 @@ bool IsCloser(char32_t c) {
   return c == '"' || c == '\'' || c == ')' || c == 0x201D || c == 0x2019 || c == 0x300D || c == 0x300F || c == 0xFF09;
 }
 
-std::string Trim(std::string_view s) {
-  size_t b = 0, e = s.size();
+// A byte range [b, e) of the input.
+struct Span {
+  size_t b = 0, e = 0;
+};
+
+// `s[b, e)` without leading and trailing white space. `s` ends at `e` so that decoding
+// never reads past the range.
+Span TrimSpan(std::string_view s, size_t b, size_t e) {
   while (b < e) {
     size_t j = b;
-    if (!IsSpace(DecodeUtf8(s, j))) break;
+    if (!IsSpace(DecodeUtf8(s.substr(0, e), j))) break;
     b = j;
   }
   while (e > b) {
     size_t k = e - 1;
     while (k > b && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
     size_t j = k;
-    if (!IsSpace(DecodeUtf8(s, j))) break;
+    if (!IsSpace(DecodeUtf8(s.substr(0, e), j)) || j != e) break;
     e = k;
   }
-  return std::string(s.substr(b, e - b));
+  return {b, e};
 }
 
-struct Piece {
-  std::string text;
-  size_t cps;
-  bool para_end = false;  // a blank line follows
-};
-
-// Cuts an over-long sentence at spaces (or at code points) into pieces of <= size.
-void CutLong(const std::string& s, size_t size, std::vector<Piece>& out) {
-  std::vector<size_t> starts;  // byte offset of each code point
-  for (size_t i = 0; i < s.size();) {
-    starts.push_back(i);
-    DecodeUtf8(s, i);
-  }
-  starts.push_back(s.size());
-  size_t n = starts.size() - 1, pos = 0;
-  while (pos < n) {
-    size_t end = std::min(n, pos + size);
-    if (end < n) {
-      size_t cut = end;
-      while (cut > pos + size / 2 && s[starts[cut]] != ' ') --cut;
-      if (cut > pos + size / 2) end = cut;
-    }
-    std::string t = Trim(std::string_view(s).substr(starts[pos], starts[end] - starts[pos]));
-    if (!t.empty()) out.push_back({t, CodePointCount(t), false});
-    pos = end;
-  }
-}
-
-}  // namespace
-
-namespace {
-
-// Sentences; para_end[k] says a blank line follows sentence k.
-std::vector<std::string> Sentences(std::string_view text, std::vector<bool>* para_end) {
-  std::vector<std::string> out;
+// Sentences of `text` as trimmed, non-empty spans, in order.
+std::vector<Span> SentenceSpans(std::string_view text) {
+  std::vector<Span> out;
   size_t start = 0, i = 0;
   auto emit = [&](size_t end) {
-    std::string t = Trim(text.substr(start, end - start));
-    if (!t.empty()) {
-      out.push_back(std::move(t));
-      para_end->push_back(false);
-    }
+    Span t = TrimSpan(text, start, end);
+    if (t.b < t.e) out.push_back(t);
     start = end;
   };
   int newlines = 0;
@@ -147,10 +118,7 @@ std::vector<std::string> Sentences(std::string_view text, std::vector<bool>* par
     size_t at = i;
     char32_t c = DecodeUtf8(text, i);
     if (c == '\n') {
-      if (++newlines >= 2) {
-        emit(i);
-        if (!para_end->empty()) para_end->back() = true;
-      }
+      if (++newlines >= 2) emit(i);  // a blank line ends a sentence
       continue;
     }
     if (!IsSpace(c)) newlines = 0;
@@ -162,12 +130,8 @@ std::vector<std::string> Sentences(std::string_view text, std::vector<bool>* par
         if (!(IsCjkStop(d) || IsLatinStop(d) || IsCloser(d))) break;
         j = k;
       }
-      if (IsCjkStop(c)) {
+      if (IsCjkStop(c) || j >= text.size()) {
         emit(j);
-        i = j;
-      } else if (j >= text.size()) {
-        emit(j);
-        i = j;
       } else {
         size_t k = j;
         char32_t next = DecodeUtf8(text, k);
@@ -181,58 +145,80 @@ std::vector<std::string> Sentences(std::string_view text, std::vector<bool>* par
                    word == "St" || word == "Inc" || word == "Co" || word == "Corp" || word == "Ltd" ||
                    word == "Jr" || word == "Sr" || word.size() == 1;
         }
-        if (IsSpace(next) && !abbrev) {
-          emit(j);
-        }
-        i = j;
+        if (IsSpace(next) && !abbrev) emit(j);
       }
+      i = j;
     }
-    (void)at;
   }
   emit(text.size());
   return out;
 }
 
+struct Piece {
+  Span span;
+  size_t cps = 0;
+};
+
+// Cuts an over-long sentence at spaces (or at code points) into trimmed pieces of <= size.
+void CutLong(std::string_view text, Span sentence, size_t size, std::vector<Piece>& out) {
+  std::string_view s = text.substr(0, sentence.e);
+  std::vector<size_t> starts;  // byte offset of each code point
+  for (size_t i = sentence.b; i < sentence.e;) {
+    starts.push_back(i);
+    DecodeUtf8(s, i);
+  }
+  starts.push_back(sentence.e);
+  size_t n = starts.size() - 1, pos = 0;
+  while (pos < n) {
+    size_t end = std::min(n, pos + size);
+    if (end < n) {
+      size_t cut = end;
+      while (cut > pos + size / 2 && s[starts[cut]] != ' ') --cut;
+      if (cut > pos + size / 2) end = cut;
+    }
+    Span t = TrimSpan(s, starts[pos], starts[end]);
+    if (t.b < t.e) out.push_back({t, CodePointCount(s.substr(t.b, t.e - t.b))});
+    pos = end;
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> SplitSentences(std::string_view text) {
-  std::vector<bool> para_end;
-  return Sentences(text, &para_end);
+  std::vector<std::string> out;
+  for (const Span& sp : SentenceSpans(text)) out.emplace_back(text.substr(sp.b, sp.e - sp.b));
+  return out;
 }
 
-std::vector<std::string> ChunkText(std::string_view text, const ChunkOptions& o) {
+std::vector<Chunk> ChunkText(std::string_view text, const ChunkOptions& o) {
   size_t size = static_cast<size_t>(std::max(1, o.size));
   size_t overlap = static_cast<size_t>(std::max(0, std::min(o.overlap, o.size / 2)));
   std::vector<Piece> pieces;
-  std::vector<bool> para_end;
-  auto sentences = Sentences(text, &para_end);
-  for (size_t k = 0; k < sentences.size(); ++k) {
-    const auto& s = sentences[k];
-    size_t n = CodePointCount(s);
-    if (n <= size) pieces.push_back({s, n, false});
-    else CutLong(s, size, pieces);
-    pieces.back().para_end = para_end[k];
+  for (const Span& sp : SentenceSpans(text)) {
+    size_t n = CodePointCount(text.substr(sp.b, sp.e - sp.b));
+    if (n <= size) pieces.push_back({sp, n});
+    else CutLong(text, sp, size, pieces);
   }
-  std::vector<std::string> chunks;
-  size_t i = 0;
+  // gap[k]: code points of the white space between piece k - 1 and piece k.
+  std::vector<size_t> gap(pieces.size(), 0);
+  for (size_t k = 1; k < pieces.size(); ++k) {
+    gap[k] = CodePointCount(text.substr(pieces[k - 1].span.e, pieces[k].span.b - pieces[k - 1].span.e));
+  }
+  std::vector<Chunk> chunks;
+  size_t previous_end = 0, i = 0;
   while (i < pieces.size()) {
-    std::string chunk;
-    size_t cps = 0, j = i;
-    auto sep = [&](size_t k) -> size_t { return chunk.empty() ? 0 : pieces[k - 1].para_end ? 2 : 1; };
-    while (j < pieces.size() && cps + pieces[j].cps + sep(j) <= size) {
-      if (!chunk.empty()) {
-        chunk += pieces[j - 1].para_end ? "\n\n" : " ";
-        cps += sep(j);
-      }
-      chunk += pieces[j].text;
-      cps += pieces[j].cps;
+    // Pieces are <= size, so a chunk always takes at least one.
+    size_t cps = pieces[i].cps, j = i + 1;
+    while (j < pieces.size() && cps + gap[j] + pieces[j].cps <= size) {
+      cps += gap[j] + pieces[j].cps;
       ++j;
     }
-    if (j == i) {  // cannot happen (pieces are <= size), but never loop forever
-      chunk = pieces[i].text;
-      j = i + 1;
-    }
-    chunks.push_back(std::move(chunk));
+    Chunk c;
+    c.offset = pieces[i].span.b;
+    c.text = std::string(text.substr(c.offset, pieces[j - 1].span.e - c.offset));
+    c.overlap = !chunks.empty() && previous_end > c.offset ? previous_end - c.offset : 0;
+    previous_end = pieces[j - 1].span.e;
+    chunks.push_back(std::move(c));
     if (j >= pieces.size()) break;
     // Next chunk starts with trailing sentences worth at most `overlap` code points,
     // but always advances by at least one piece.

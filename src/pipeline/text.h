@@ -24,11 +24,26 @@ struct ChunkOptions {
   int overlap = 100;  // code points of trailing sentences repeated at the next chunk's start
 };
 
+// One chunk of a text, cut out verbatim (white space inside it is kept as written).
+struct Chunk {
+  std::string text;    // exactly the input's bytes [offset, offset + text.size())
+  size_t offset = 0;   // byte offset of `text` in the input
+  size_t overlap = 0;  // leading bytes of `text` that repeat the end of the previous chunk
+};
+
 // Splits `text` into sentences (after . ! ? followed by space, after 。！？；, at blank
 // lines) and packs whole sentences into chunks of at most `size` code points; a
 // sentence longer than that is cut at spaces or, failing that, at code points. Every
-// chunk is valid UTF-8 and non-blank. Empty or blank text gives no chunks.
-std::vector<std::string> ChunkText(std::string_view text, const ChunkOptions& options);
+// chunk is non-blank and starts and ends on a code point, so valid UTF-8 in gives valid
+// UTF-8 out (sanitise first: invalid bytes are passed through). Empty or blank text
+// gives no chunks.
+//
+// Reassembly: the first chunk's `overlap` is 0; a later chunk with `overlap` > 0 starts
+// its new bytes exactly where the previous chunk ended; one with `overlap` == 0 starts
+// after a run of white space that is in no chunk. So dropping each chunk's first
+// `overlap` bytes and putting back that white space (and the white space before the first
+// and after the last chunk) gives `text` byte for byte (tests/pipeline/property_test.cc).
+std::vector<Chunk> ChunkText(std::string_view text, const ChunkOptions& options);
 
 // Sentences of `text`, trimmed, non-empty.
 std::vector<std::string> SplitSentences(std::string_view text);

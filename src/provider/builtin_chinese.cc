@@ -3,6 +3,7 @@
 // verb, title or punctuation; relations from the verb between two names.
 #include <algorithm>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pipeline/text.h"
@@ -37,7 +38,8 @@ const std::vector<U32> kVerbs = {
     U"签署", U"竞争", U"建立", U"宣布", U"发布", U"推出", U"设立", U"设在", U"拥有", U"控股", U"来自", U"前往",
     U"离开", U"聘请", U"主持", U"参与", U"支持", U"完成", U"开设", U"管理", U"供应", U"提供", U"共同", U"落户",
     U"迁往", U"迁至", U"坐落", U"联合", U"表示", U"认为", U"指出", U"说", U"获得", U"带领", U"研发", U"开发",
-    U"使用", U"开始", U"采用", U"购买", U"成为", U"进入", U"包括", U"以后", U"之后", U"以前", U"之前", U"访问"};
+    U"使用", U"开始", U"采用", U"购买", U"成为", U"进入", U"包括", U"以后", U"之后", U"以前", U"之前", U"访问",
+    U"出席", U"参加", U"会见", U"发表", U"接受", U"透露", U"强调", U"介绍"};
 const std::vector<U32> kTitles = {U"博士", U"先生", U"女士", U"教授", U"院长", U"所长", U"主任", U"总裁",
                                   U"董事长", U"首席", U"创始人", U"工程师", U"研究员", U"经理", U"总监", U"科学家",
                                   U"负责人", U"执行官", U"技术官", U"财务官", U"员工", U"顾问", U"股东"};
@@ -50,17 +52,22 @@ const U32 kSurnames =
     U"钟谭陆汪范金廖贾夏韦付白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵钱严覃武戴莫孔汤";
 const std::vector<U32> kCompoundSurnames = {U"欧阳", U"司马", U"诸葛", U"上官", U"东方", U"慕容"};
 
+// Roles: the relation they name, and whether they are a leadership role, which never
+// becomes part of a name and, after "是…的" or before a person, marks an organisation.
 struct RoleWord {
   U32 word;
   const char* type;
+  bool leadership;
 };
 const std::vector<RoleWord> kRoles = {
-    {U"首席执行官", "CEO_OF"}, {U"CEO", "CEO_OF"}, {U"首席技术官", "CTO_OF"}, {U"首席财务官", "CFO_OF"},
-    {U"联合创始人", "FOUNDER_OF"}, {U"创始人", "FOUNDER_OF"}, {U"董事长", "CHAIR_OF"}, {U"总裁", "PRESIDENT_OF"},
-    {U"院长", "DIRECTOR_OF"}, {U"所长", "DIRECTOR_OF"}, {U"主任", "DIRECTOR_OF"}, {U"总监", "DIRECTOR_OF"},
-    {U"负责人", "DIRECTOR_OF"}, {U"首席科学家", "CHIEF_SCIENTIST_OF"}, {U"工程师", "WORKS_AT"},
-    {U"研究员", "WORKS_AT"}, {U"教授", "WORKS_AT"}, {U"员工", "WORKS_AT"}, {U"科学家", "WORKS_AT"},
-    {U"子公司", "PART_OF"}, {U"顾问", "ADVISES"}, {U"股东", "INVESTED_IN"}};
+    {U"首席执行官", "CEO_OF", true}, {U"CEO", "CEO_OF", true}, {U"首席技术官", "CTO_OF", true},
+    {U"首席财务官", "CFO_OF", true}, {U"首席运营官", "COO_OF", true}, {U"联合创始人", "FOUNDER_OF", true},
+    {U"创始人", "FOUNDER_OF", true}, {U"董事长", "CHAIR_OF", true}, {U"总裁", "PRESIDENT_OF", true},
+    {U"总经理", "DIRECTOR_OF", true}, {U"院长", "DIRECTOR_OF", true}, {U"所长", "DIRECTOR_OF", true},
+    {U"主任", "DIRECTOR_OF", true}, {U"总监", "DIRECTOR_OF", true}, {U"负责人", "DIRECTOR_OF", true},
+    {U"首席科学家", "CHIEF_SCIENTIST_OF", true}, {U"工程师", "WORKS_AT", false}, {U"研究员", "WORKS_AT", false},
+    {U"教授", "WORKS_AT", false}, {U"员工", "WORKS_AT", false}, {U"科学家", "WORKS_AT", false},
+    {U"子公司", "PART_OF", false}, {U"顾问", "ADVISES", false}, {U"股东", "INVESTED_IN", false}};
 
 bool IsStop(char32_t c) { return kStops.find(c) != U32::npos; }
 bool IsNameChar(char32_t c) {
@@ -84,20 +91,27 @@ struct Span {
   std::string type;
 };
 
-// Scans back from `end` over name characters, stopping at particles and verbs.
+bool LeadershipRoleEndsAt(const U32& s, size_t pos);
+
+// Scans back from `end` over name characters, stopping at particles, verbs and roles.
 size_t ScanBack(const U32& s, size_t end, size_t max_len) {
   size_t pos = end;
   while (pos > 0 && end - pos < max_len) {
     char32_t c = s[pos - 1];
-    if (IsStop(c) || !IsNameChar(c) || VerbEndsAt(s, pos)) break;
+    if (IsStop(c) || !IsNameChar(c) || VerbEndsAt(s, pos) || LeadershipRoleEndsAt(s, pos)) break;
     --pos;
   }
   return pos;
 }
 
+bool LeadershipRoleStartsAt(const U32& s, size_t pos);
+
 size_t ScanForward(const U32& s, size_t b, size_t max_len) {
   size_t pos = b;
-  while (pos < s.size() && pos - b < max_len && !IsStop(s[pos]) && IsNameChar(s[pos]) && !VerbStartsAt(s, pos)) ++pos;
+  while (pos < s.size() && pos - b < max_len && !IsStop(s[pos]) && IsNameChar(s[pos]) && !VerbStartsAt(s, pos) &&
+         !LeadershipRoleStartsAt(s, pos)) {
+    ++pos;
+  }
   return pos;
 }
 
@@ -105,14 +119,35 @@ bool Overlaps(const std::vector<Span>& spans, size_t b, size_t e) {
   return std::any_of(spans.begin(), spans.end(), [&](const Span& sp) { return b < sp.e && sp.b < e; });
 }
 
-const char* RoleAt(const U32& s, size_t pos, size_t* len) {
+// The role starting at `s[pos]`, longest first ("首席科学家" before "科学家").
+const RoleWord* RoleWordAt(const U32& s, size_t pos) {
+  const RoleWord* best = nullptr;
   for (const auto& r : kRoles) {
-    if (At(s, pos, r.word)) {
-      *len = r.word.size();
-      return r.type;
-    }
+    if (At(s, pos, r.word) && (!best || r.word.size() > best->word.size())) best = &r;
   }
-  return nullptr;
+  return best;
+}
+
+const char* RoleAt(const U32& s, size_t pos, size_t* len) {
+  const RoleWord* r = RoleWordAt(s, pos);
+  if (!r) return nullptr;
+  *len = r->word.size();
+  return r->type;
+}
+
+bool LeadershipRoleEndsAt(const U32& s, size_t pos) {
+  return std::any_of(kRoles.begin(), kRoles.end(),
+                     [&](const RoleWord& r) { return r.leadership && EndsAt(s, pos, r.word); });
+}
+
+bool LeadershipRoleStartsAt(const U32& s, size_t pos) {
+  return std::any_of(kRoles.begin(), kRoles.end(), [&](const RoleWord& r) { return r.leadership && At(s, pos, r.word); });
+}
+
+bool SurnameAt(const U32& s, size_t pos) {
+  if (pos >= s.size()) return false;
+  return kSurnames.find(s[pos]) != U32::npos ||
+         std::any_of(kCompoundSurnames.begin(), kCompoundSurnames.end(), [&](const U32& c) { return At(s, pos, c); });
 }
 
 }  // namespace
@@ -156,6 +191,29 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
   }
   std::sort(places.begin(), places.end(), [](const Span& a, const Span& b) { return a.e - a.b > b.e - b.b; });
   for (const auto& p : places) add(p.b, p.e, "Location");
+  // Organisations without a suffix, named by the role after them: "张伟是华为的首席执行官"
+  // ("是…的" before a role), "华为的创始人张伟", "华为董事长张伟" (a person right after the
+  // role). "张伟董事长表示" names no organisation: no person follows the role.
+  for (size_t p = 1; p < s.size(); ++p) {
+    const RoleWord* r = RoleWordAt(s, p);
+    // A subsidiary's parent is an organisation but not the holder of a role; an adviser's
+    // client is as often a person.
+    if (!r || std::string_view(r->type) == "PART_OF" || std::string_view(r->type) == "ADVISES") continue;
+    bool de = s[p - 1] == U'的';
+    size_t e = de ? p - 1 : p;
+    // Like ScanBack, but 为 may end the name ("华为"): it is a particle only further back.
+    size_t b = e > 0 && s[e - 1] == U'为' ? ScanBack(s, e - 1, 7) : ScanBack(s, e, 8);
+    if (e - b < 2 || (b > 0 && !IsStop(s[b - 1]) && !VerbEndsAt(s, b))) continue;
+    // "这个实验室的负责人" points back, it names nothing; a suffix is the suffix rule's to judge.
+    if (kQuantifierStart.find(s[b]) != U32::npos || (b > 0 && kQuantifierStart.find(s[b - 1]) != U32::npos)) continue;
+    if (std::any_of(kOrgSuffix.begin(), kOrgSuffix.end(), [&](const U32& suf) { return EndsAt(s, e, suf); })) continue;
+    bool copula = b > 0 && (s[b - 1] == U'是' || s[b - 1] == U'为' ||
+                            ContainsAny(s.substr(b - std::min<size_t>(b, 2), std::min<size_t>(b, 2)),
+                                        {U"担任", U"出任", U"现任"}));
+    bool person_follows = SurnameAt(s, p + r->word.size());
+    bool looks_like_person = SurnameAt(s, b) && e - b <= 3;
+    if (de ? (copula || !looks_like_person) : (person_follows && !looks_like_person)) add(b, e, "Organization");
+  }
   // People.
   for (size_t i = 0; i < s.size(); ++i) {
     size_t slen = 0;

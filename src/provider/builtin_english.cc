@@ -193,23 +193,121 @@ const std::vector<Pattern>& Patterns() {
   return kPatterns;
 }
 
+// Roles, as lower-case word sequences. A leadership role is never part of a name, in any
+// case ("CEO of Helix Dynamics" is a role and an organisation, not one organisation);
+// the other roles only name relations, as they always did.
 struct Role {
-  const char* phrase;
+  std::vector<std::string> words;
   const char* type;
+  bool leadership;
 };
 const std::vector<Role>& Roles() {
-  static const std::vector<Role> kRoles = {
-      {"chief executive officer", "CEO_OF"}, {"chief executive", "CEO_OF"}, {"ceo", "CEO_OF"},
-      {"chief technology officer", "CTO_OF"}, {"cto", "CTO_OF"}, {"chief financial officer", "CFO_OF"},
-      {"cfo", "CFO_OF"}, {"co-founder", "FOUNDER_OF"}, {"cofounder", "FOUNDER_OF"}, {"founder", "FOUNDER_OF"},
-      {"president", "PRESIDENT_OF"}, {"chairwoman", "CHAIR_OF"}, {"chairman", "CHAIR_OF"},
-      {"chairperson", "CHAIR_OF"}, {"chair", "CHAIR_OF"}, {"managing director", "DIRECTOR_OF"},
-      {"executive director", "DIRECTOR_OF"}, {"director", "DIRECTOR_OF"}, {"chief scientist", "CHIEF_SCIENTIST_OF"},
-      {"head", "HEAD_OF"}, {"professor", "WORKS_AT"}, {"researcher", "WORKS_AT"}, {"engineer", "WORKS_AT"},
-      {"scientist", "WORKS_AT"}, {"analyst", "WORKS_AT"}, {"employee", "WORKS_AT"}, {"member", "MEMBER_OF"},
-      {"board member", "MEMBER_OF"}, {"advisor", "ADVISES"}, {"adviser", "ADVISES"}, {"mayor", "MAYOR_OF"},
-      {"spokesperson", "WORKS_AT"}, {"manager", "WORKS_AT"}, {"investor", "INVESTED_IN"}};
+  struct Entry {
+    const char* phrase;
+    const char* type;
+    bool leadership;
+  };
+  static const Entry kTable[] = {
+      {"chief executive officer", "CEO_OF", true}, {"chief executive", "CEO_OF", true},
+      {"chief scientist", "CHIEF_SCIENTIST_OF", true}, {"ceo", "CEO_OF", true}, {"cto", "CTO_OF", true},
+      {"cfo", "CFO_OF", true}, {"coo", "COO_OF", true}, {"cio", "CIO_OF", true}, {"cmo", "CMO_OF", true},
+      {"co-founder", "FOUNDER_OF", true}, {"cofounder", "FOUNDER_OF", true}, {"founder", "FOUNDER_OF", true},
+      {"vice president", "VICE_PRESIDENT_OF", true}, {"president", "PRESIDENT_OF", true},
+      {"chairwoman", "CHAIR_OF", true}, {"chairman", "CHAIR_OF", true}, {"chairperson", "CHAIR_OF", true},
+      {"chair", "CHAIR_OF", true}, {"managing director", "DIRECTOR_OF", true},
+      {"executive director", "DIRECTOR_OF", true}, {"director", "DIRECTOR_OF", true}, {"head", "HEAD_OF", true},
+      {"professor", "WORKS_AT", false}, {"researcher", "WORKS_AT", false}, {"engineer", "WORKS_AT", false},
+      {"scientist", "WORKS_AT", false}, {"analyst", "WORKS_AT", false}, {"employee", "WORKS_AT", false},
+      {"member", "MEMBER_OF", false}, {"board member", "MEMBER_OF", false}, {"advisor", "ADVISES", false},
+      {"adviser", "ADVISES", false}, {"mayor", "MAYOR_OF", false}, {"spokesperson", "WORKS_AT", false},
+      {"manager", "WORKS_AT", false}, {"investor", "INVESTED_IN", false}};
+  static const std::vector<Role> kRoles = [] {
+    std::vector<Role> out;
+    for (const Entry& e : kTable) out.push_back({Words(e.phrase), e.type, e.leadership});
+    return out;
+  }();
   return kRoles;
+}
+
+// The relation type of the role starting at `words[pos]` (lower-case), longest match, and
+// its length in words in `*len`; empty if none. Besides the table, any "chief <one to
+// three words> officer" is a leadership role named by its initials: "chief marketing
+// officer" -> CMO_OF, "chief operating officer" -> COO_OF.
+std::string RoleAt(const std::vector<std::string>& words, size_t pos, bool leadership_only, size_t* len) {
+  if (pos < words.size() && words[pos] == "chief") {
+    for (size_t n = 2; n <= 4 && pos + n < words.size(); ++n) {
+      if (words[pos + n] != "officer") continue;
+      bool plain = true;
+      std::string initials = "C";
+      for (size_t k = pos + 1; k < pos + n && plain; ++k) {
+        plain = !words[k].empty() && std::all_of(words[k].begin(), words[k].end(), [](char c) {
+          return std::islower(static_cast<unsigned char>(c)) != 0;
+        });
+        if (plain) initials += static_cast<char>(std::toupper(static_cast<unsigned char>(words[k][0])));
+      }
+      if (!plain) break;
+      *len = n + 1;
+      return initials + "O_OF";
+    }
+  }
+  std::string best;
+  size_t best_len = 0;
+  for (const auto& r : Roles()) {
+    if (leadership_only && !r.leadership) continue;
+    if (r.words.size() <= best_len || pos + r.words.size() > words.size()) continue;
+    if (std::equal(r.words.begin(), r.words.end(), words.begin() + static_cast<std::ptrdiff_t>(pos))) {
+      best = r.type;
+      best_len = r.words.size();
+    }
+  }
+  *len = best_len;
+  return best;
+}
+
+// Words that may come before a role: "(is|was|became|the|a|...)* <role> (of|at|for|to)".
+const std::set<std::string> kRoleLead = {
+    "is", "was", "the", "a", "an", "as", "became", "becomes", "serves", "served", "appointed", "named", "now",
+    "also", "former", "longtime", "co", "senior", "lead", "chief", "who", "new", "interim", "acting", "first",
+    "research", "software", "staff", "its", "their", "his", "her", "elected", "promoted", "to", "remains",
+    "remained", "has", "been", "then", "currently", "still"};
+
+// "(lead)* <role> (and (lead)* <role>)* (of|at|for|to)" covering the whole gap: "is the
+// CEO of", "was appointed Chief Financial Officer of", "is the CEO and founder of".
+std::vector<std::string> MatchRole(const std::vector<std::string>& gap) {
+  if (gap.size() < 2) return {};
+  const std::string& prep = gap.back();
+  if (prep != "of" && prep != "at" && prep != "for" && prep != "to") return {};
+  std::vector<std::string> types;
+  const size_t end = gap.size() - 1;
+  for (size_t off = 0; off < end;) {
+    size_t len = 0;
+    std::string type = RoleAt(gap, off, false, &len);
+    if (type.empty()) {
+      if (!kRoleLead.count(gap[off])) return {};
+      ++off;
+      continue;
+    }
+    types.push_back(type);
+    off += len;
+    if (off == end) return types;
+    if (gap[off] != "and") return {};
+    ++off;
+  }
+  return {};
+}
+
+// "(former|new|...)* <role>" covering the whole gap: "Helix Dynamics's CEO Mara Voss",
+// "Quillon Capital CFO Ingrid Halvorsen".
+std::string MatchPreposedRole(const std::vector<std::string>& gap) {
+  static const std::set<std::string> kModifiers = {"former", "new", "interim", "acting", "longtime", "then",
+                                                   "current", "founding"};
+  for (size_t off = 0; off < gap.size(); ++off) {
+    size_t len = 0;
+    std::string type = RoleAt(gap, off, false, &len);
+    if (!type.empty() && off + len == gap.size()) return type;
+    if (!kModifiers.count(gap[off])) return "";
+  }
+  return "";
 }
 
 const std::set<std::string> kFiller = {"is", "was", "has", "have", "had", "been", "also", "later", "recently",
@@ -235,51 +333,48 @@ bool EndsWith(const std::vector<std::string>& gap, const std::vector<std::string
   return true;
 }
 
-// "(is|was|became|as|the|a|an)* <role> (of|at|for)"
-const char* MatchRole(const std::vector<std::string>& gap) {
-  if (gap.size() < 2) return nullptr;
-  const std::string& prep = gap.back();
-  if (prep != "of" && prep != "at" && prep != "for" && prep != "to") return nullptr;
-  for (const auto& r : Roles()) {
-    auto words = Words(r.phrase);
-    if (words.size() + 1 > gap.size()) continue;
-    size_t off = gap.size() - 1 - words.size();
-    bool ok = true;
-    for (size_t i = 0; i < words.size() && ok; ++i) ok = gap[off + i] == words[i];
-    if (!ok) continue;
-    static const std::set<std::string> kLead = {"is", "was", "the", "a", "an", "as", "became", "serves",
-                                                "served", "appointed", "named", "now", "also", "former",
-                                                "longtime", "co", "senior", "lead", "chief", "who", "new",
-                                                "interim", "acting", "first", "research", "software", "staff"};
-    for (size_t i = 0; i < off && ok; ++i) ok = kLead.count(gap[i]) > 0;
-    if (ok) return r.type;
-  }
-  return nullptr;
-}
-
 }  // namespace
 
 void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector& out) {
   std::vector<Token> toks = Tokenize(sentence);
+  std::vector<std::string> lower;
+  for (const auto& t : toks) lower.push_back(Lower(t.text));
+  // Tokens of a leadership role ("CEO", "Chief Technology Officer", "Co-Founder") in any
+  // case: they end a name and never join one.
+  std::vector<bool> role(toks.size(), false);
+  for (size_t t = 0; t < toks.size();) {
+    size_t len = 0;
+    if (toks[t].word && !RoleAt(lower, t, true, &len).empty()) {
+      std::fill(role.begin() + static_cast<std::ptrdiff_t>(t), role.begin() + static_cast<std::ptrdiff_t>(t + len),
+                true);
+      t += len;
+    } else {
+      ++t;
+    }
+  }
+  auto name_word = [&](size_t t) {
+    return toks[t].word && IsUpperStart(toks[t].text) && !kStopCaps.count(toks[t].text) && !role[t];
+  };
   std::vector<Mention> ms;
   for (size_t i = 0; i < toks.size();) {
-    if (!toks[i].word || !IsUpperStart(toks[i].text)) {
+    if (!toks[i].word || !IsUpperStart(toks[i].text) || role[i]) {
       ++i;
       continue;
     }
     size_t b = i, e = i;
     while (e + 1 < toks.size()) {
-      if (toks[e + 1].word && IsUpperStart(toks[e + 1].text) && !kStopCaps.count(toks[e + 1].text)) {
+      if (name_word(e + 1)) {
         ++e;
-      } else if (e + 2 < toks.size() && kConnectors.count(toks[e + 1].text) && toks[e + 2].word &&
-                 IsUpperStart(toks[e + 2].text) && !kStopCaps.count(toks[e + 2].text)) {
+      } else if (e + 2 < toks.size() && kConnectors.count(toks[e + 1].text) && name_word(e + 2)) {
         e += 2;
       } else {
         break;
       }
     }
     i = e + 1;
-    bool titled = false;
+    // A capitalised role right before a name is a title: "CEO Mara Voss", "Chief Executive
+    // Officer Voss" (but not the verb in "Voss will head Helix").
+    bool titled = b > 0 && role[b - 1] && IsUpperStart(toks[b - 1].text);
     while (b <= e && (kStopCaps.count(toks[b].text) || kTitles.count(toks[b].text))) {
       titled = titled || kTitles.count(toks[b].text);
       ++b;
@@ -290,7 +385,7 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     m.last_tok = e;
     m.name = sentence.substr(toks[b].begin, toks[e].end - toks[b].begin);
     const std::string& last = toks[e].text;
-    std::string prev = b > 0 ? Lower(toks[b - 1].text) : "";
+    std::string prev = b > 0 ? lower[b - 1] : "";
     // "Helix Dynamics", and also "University of Leeds", "Bank of Lumeria".
     bool org_head = b < e && kOrgSuffix.count(toks[b].text) && toks[b + 1].text == "of";
     if (kOrgSuffix.count(last) || org_head) {
@@ -318,21 +413,28 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
   // Relations between neighbouring names; a gap starting with "and" refers back to the subject.
   struct Rel {
     size_t s, d;
-    const char* type;
+    std::string type;
     const char* sh;
     const char* dh;
   };
   std::vector<Rel> rels;
+  auto role_rel = [&](size_t person, size_t org, const std::string& type) {
+    rels.push_back({person, org, type, "Person", type == "MAYOR_OF" ? "Location" : "Organization"});
+  };
   // "A, who studied at B, advises C": the relative clause's subject A is also the subject
   // of the verb after the clause closes.
   constexpr size_t kNone = static_cast<size_t>(-1);
   size_t clause_subject = kNone;
   for (size_t k = 0; k + 1 < ms.size(); ++k) {
     std::vector<std::string> gap;
+    bool comma_in_gap = false;
     for (size_t t = ms[k].last_tok + 1; t < ms[k + 1].first_tok; ++t) {
-      if (toks[t].word) gap.push_back(Lower(toks[t].text));
+      if (toks[t].word) gap.push_back(lower[t]);
+      else comma_in_gap = comma_in_gap || toks[t].text == ",";
     }
     bool comma_first = ms[k].last_tok + 1 < ms[k + 1].first_tok && toks[ms[k].last_tok + 1].text == ",";
+    bool possessive = ms[k].last_tok + 1 < ms[k + 1].first_tok &&
+                      (toks[ms[k].last_tok + 1].text == "'s" || toks[ms[k].last_tok + 1].text == "'");
     size_t subj = k;
     if (!gap.empty() && gap.front() == "and" && k > 0) {
       subj = 0;
@@ -345,9 +447,32 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     if (comma_first && !gap.empty() && (gap.front() == "who" || gap.front() == "which")) clause_subject = k;
     while (!gap.empty() && (gap.back() == "the" || gap.back() == "a" || gap.back() == "an")) gap.pop_back();
     if (gap.size() > 9) continue;
-    if (const char* role = MatchRole(gap)) {
-      rels.push_back({subj, k + 1, role, "Person", role == std::string("MAYOR_OF") ? "Location" : "Organization"});
+    // "A is the CEO of B", "A, the CTO of B", "A, CEO of B", "A was appointed CFO of B".
+    if (auto types = MatchRole(gap); !types.empty()) {
+      for (const auto& type : types) role_rel(subj, k + 1, type);
+      // "A, the CTO of B, founded C": like a relative clause, the apposition keeps A the subject.
+      if (comma_first) clause_subject = subj;
       continue;
+    }
+    // "B's CEO A", "B CEO A": the role stands before the person.
+    if (subj == k && (possessive || !comma_in_gap)) {
+      if (std::string type = MatchPreposedRole(gap); !type.empty()) {
+        role_rel(k + 1, k, type);
+        continue;
+      }
+    }
+    // "A is B's chief executive", "A, B's CEO, said": the role follows B's possessive.
+    size_t after = ms[k + 1].last_tok + 1;
+    if (after + 1 < toks.size() && (toks[after].text == "'s" || toks[after].text == "'") &&
+        (comma_first || !gap.empty()) && std::all_of(gap.begin(), gap.end(), [](const std::string& w) {
+          return kRoleLead.count(w) > 0 && w != "the" && w != "a" && w != "an";
+        })) {
+      size_t len = 0;
+      std::string type = RoleAt(lower, after + 1, false, &len);
+      if (!type.empty()) {
+        role_rel(subj, k + 1, type);
+        continue;
+      }
     }
     for (const auto& p : Patterns()) {
       if (!EndsWith(gap, p.words)) continue;

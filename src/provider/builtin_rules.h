@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/document.h"
+#include "provider/extraction.h"
 
 namespace kg::builtin {
 

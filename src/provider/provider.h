@@ -7,7 +7,7 @@
 
 #include "common/status.h"
 #include "config/config.h"
-#include "pipeline/document.h"
+#include "provider/extraction.h"
 
 namespace kg {
 

@@ -27,16 +27,17 @@ TEST(Text, ChunksAreBoundedSentenceAlignedAndOverlap) {
   auto chunks = ChunkText(text, {200, 40});
   ASSERT_GT(chunks.size(), 3u);
   for (const auto& c : chunks) {
-    EXPECT_LE(CodePointCount(c), 200u);
-    EXPECT_EQ(c.back(), '.');
-    EXPECT_EQ(c.rfind("Sentence", 0), 0u) << c;
+    EXPECT_LE(CodePointCount(c.text), 200u);
+    EXPECT_EQ(c.text.back(), '.');
+    EXPECT_EQ(c.text.rfind("Sentence", 0), 0u) << c.text;
   }
   // Overlap: each chunk starts with the last sentence of the previous one.
   for (size_t i = 1; i < chunks.size(); ++i) {
-    std::string first = chunks[i].substr(0, chunks[i].find('.') + 1);
-    EXPECT_NE(chunks[i - 1].find(first), std::string::npos) << i;
+    std::string first = chunks[i].text.substr(0, chunks[i].text.find('.') + 1);
+    EXPECT_NE(chunks[i - 1].text.find(first), std::string::npos) << i;
+    EXPECT_EQ(chunks[i].overlap, first.size()) << i;
   }
-  EXPECT_NE(chunks.back().find("number 39"), std::string::npos);
+  EXPECT_NE(chunks.back().text.find("number 39"), std::string::npos);
 }
 
 // Verifies a long run of Chinese without punctuation is cut on code points, never inside one.
@@ -47,9 +48,9 @@ TEST(Text, NeverSplitsACodePoint) {
   ASSERT_GE(chunks.size(), 10u);
   size_t total = 0;
   for (const auto& c : chunks) {
-    EXPECT_TRUE(ValidUtf8(c));
-    EXPECT_LE(CodePointCount(c), 97u);
-    total += CodePointCount(c);
+    EXPECT_TRUE(ValidUtf8(c.text));
+    EXPECT_LE(CodePointCount(c.text), 97u);
+    total += CodePointCount(c.text);
   }
   EXPECT_EQ(total, 1000u);
 }

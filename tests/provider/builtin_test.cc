@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <string_view>
+#include <vector>
 
 #include "provider/provider.h"
 #include "testing/testing.h"
@@ -16,10 +20,46 @@ bool HasRelation(const Extraction& x, const std::string& s, const std::string& t
   return std::any_of(x.relations.begin(), x.relations.end(),
                      [&](const auto& r) { return r.source == s && r.type == type && r.target == d; });
 }
+std::string Dump(const Extraction& x) {
+  std::string out;
+  for (const auto& e : x.entities) out += "  [" + e.name + "] " + e.type + "\n";
+  for (const auto& r : x.relations) out += "  [" + r.source + "] -" + r.type + "-> [" + r.target + "]\n";
+  return out;
+}
+
+// The role words of docs/builtin-extractor.md, kept apart from the extractor's own tables:
+// English as whole words in any case, Chinese as substrings.
+bool HasRoleWord(const std::string& name) {
+  static const std::vector<std::string> kEnglish = {
+      "ceo", "cto", "cfo", "coo", "founder", "co-founder", "cofounder", "chairman", "chairwoman", "chairperson",
+      "president", "director", "head", "chief", "officer"};
+  static const std::vector<std::string> kChinese = {"首席", "执行官", "技术官", "财务官", "总裁", "董事长", "创始人"};
+  std::string word;
+  for (size_t i = 0; i <= name.size(); ++i) {
+    unsigned char c = i < name.size() ? static_cast<unsigned char>(name[i]) : ' ';
+    if (std::isalnum(c) || c == '-') {
+      word.push_back(static_cast<char>(std::tolower(c)));
+      continue;
+    }
+    if (std::find(kEnglish.begin(), kEnglish.end(), word) != kEnglish.end()) return true;
+    word.clear();
+  }
+  return std::any_of(kChinese.begin(), kChinese.end(),
+                     [&](const std::string& w) { return name.find(w) != std::string::npos; });
+}
+
+// BuiltinExtract, failing the calling test if any entity name contains a role word.
+Extraction Extract(std::string_view text) {
+  Extraction x = BuiltinExtract(text);
+  for (const auto& e : x.entities) {
+    EXPECT_FALSE(HasRoleWord(e.name)) << "role word in entity name [" << e.name << "] from: " << text;
+  }
+  return x;
+}
 
 // Verifies English names are typed by suffix, title and context, and relations found from the verbs between them.
 TEST(Builtin, EnglishEntitiesAndRelations) {
-  auto x = BuiltinExtract(
+  auto x = Extract(
       "Mara Voss founded Helix Dynamics in 2014. Helix Dynamics is headquartered in Port Avalon. "
       "Voss is the chief executive of Helix Dynamics. Dr. Amara Okafor studied at the Linden Institute. "
       "Sable Robotics was acquired by Helix Dynamics. Quillon Capital invested in Helix Dynamics.");
@@ -38,7 +78,7 @@ TEST(Builtin, EnglishEntitiesAndRelations) {
 
 // Verifies "X of Y" organisations, relative clauses and board membership.
 TEST(Builtin, OrganisationHeadsClausesAndBoards) {
-  auto x = BuiltinExtract(
+  auto x = Extract(
       "Orla Brennan founded Tidewater Analytics. Professor Hana Sato, who studied at Kyoto University, advises "
       "Tidewater Analytics. Sato leads the Coastal Modelling Group at the University of Leeds. Brennan later joined "
       "the board of the Marine Data Trust.");
@@ -51,7 +91,7 @@ TEST(Builtin, OrganisationHeadsClausesAndBoards) {
 
 // Verifies Chinese organisations, people and places and their relations.
 TEST(Builtin, ChineseEntitiesAndRelations) {
-  auto x = BuiltinExtract("李明创立了星河科技公司。星河科技公司总部位于云港市。李明是星河科技公司的首席执行官。"
+  auto x = Extract("李明创立了星河科技公司。星河科技公司总部位于云港市。李明是星河科技公司的首席执行官。"
                           "蓝鲸物流公司被天穹集团收购。王小红毕业于东湖大学。");
   EXPECT_TRUE(HasEntity(x, "李明", "Person"));
   EXPECT_TRUE(HasEntity(x, "星河科技公司", "Organization"));
@@ -68,8 +108,8 @@ TEST(Builtin, ChineseEntitiesAndRelations) {
 TEST(Builtin, DeterministicAndRobust) {
   std::string text = testing::ReadFile(testing::SamplesDir() + "/helix-dynamics.txt");
   ASSERT_FALSE(text.empty());
-  auto a = BuiltinExtract(text);
-  auto b = BuiltinExtract(text);
+  auto a = Extract(text);
+  auto b = Extract(text);
   ASSERT_EQ(a.entities.size(), b.entities.size());
   ASSERT_EQ(a.relations.size(), b.relations.size());
   EXPECT_GE(a.entities.size(), 10u);
@@ -80,6 +120,111 @@ TEST(Builtin, DeterministicAndRobust) {
   (void)BuiltinExtract(junk);
   (void)BuiltinExtract(std::string(10000, 'A'));
   (void)BuiltinExtract("。。。公司公司集团被收购与和");
+}
+
+struct RoleCase {
+  const char* text;
+  const char* person;
+  const char* type;
+  const char* org;
+};
+
+// Verifies English roles, in every phrasing the docs list, in lower and upper case, become the
+// relation between a person and an organisation and never part of either name.
+TEST(Builtin, EnglishRolesBecomeRelationsNotNames) {
+  const RoleCase kCases[] = {
+      {"Mara Voss is the CEO of Helix Dynamics.", "Mara Voss", "CEO_OF", "Helix Dynamics"},
+      {"Mara Voss is the ceo of Helix Dynamics.", "Mara Voss", "CEO_OF", "Helix Dynamics"},
+      {"Mara Voss, the CTO of Helix Dynamics, said the launch would slip.", "Mara Voss", "CTO_OF", "Helix Dynamics"},
+      {"Helix Dynamics's CEO Mara Voss opened the plant.", "Mara Voss", "CEO_OF", "Helix Dynamics"},
+      {"Borealis Bank's chairman Oskar Brandt resigned.", "Oskar Brandt", "CHAIR_OF", "Borealis Bank"},
+      {"Quillon Capital CFO Ingrid Halvorsen signed the deal.", "Ingrid Halvorsen", "CFO_OF", "Quillon Capital"},
+      {"Mara Voss, CEO of Helix Dynamics, spoke first.", "Mara Voss", "CEO_OF", "Helix Dynamics"},
+      {"Mara Voss is Helix Dynamics's chief executive.", "Mara Voss", "CEO_OF", "Helix Dynamics"},
+      {"Ingrid Halvorsen was appointed Chief Financial Officer of Quillon Capital.", "Ingrid Halvorsen", "CFO_OF",
+       "Quillon Capital"},
+      {"Ingrid Halvorsen was appointed chief financial officer of Quillon Capital.", "Ingrid Halvorsen", "CFO_OF",
+       "Quillon Capital"},
+      {"Mara Voss is the Chief Executive Officer of Helix Dynamics.", "Mara Voss", "CEO_OF", "Helix Dynamics"},
+      {"Tomas Reyes is the Chief Technology Officer of Helix Dynamics.", "Tomas Reyes", "CTO_OF", "Helix Dynamics"},
+      {"Ingrid Halvorsen is the COO of Quillon Capital.", "Ingrid Halvorsen", "COO_OF", "Quillon Capital"},
+      {"Ingrid Halvorsen became Chief Operating Officer of Quillon Capital.", "Ingrid Halvorsen", "COO_OF",
+       "Quillon Capital"},
+      {"Nadia Petrova is the Chief Marketing Officer of Tessaly Group.", "Nadia Petrova", "CMO_OF", "Tessaly Group"},
+      {"Amara Okafor is the Co-Founder of Sable Robotics.", "Amara Okafor", "FOUNDER_OF", "Sable Robotics"},
+      {"Amara Okafor, co-founder of Sable Robotics, gave a talk.", "Amara Okafor", "FOUNDER_OF", "Sable Robotics"},
+      {"Oskar Brandt is the Founder of the Linden Institute.", "Oskar Brandt", "FOUNDER_OF", "Linden Institute"},
+      {"Oskar Brandt is the Chairman of Borealis Bank.", "Oskar Brandt", "CHAIR_OF", "Borealis Bank"},
+      {"Lena Fischer is the President of Kellner University.", "Lena Fischer", "PRESIDENT_OF", "Kellner University"},
+      {"Lena Fischer is the Director of the Linden Institute.", "Lena Fischer", "DIRECTOR_OF", "Linden Institute"},
+      {"Tomas Reyes is the Head of the Gripper Lab.", "Tomas Reyes", "HEAD_OF", "Gripper Lab"},
+      {"Mara Voss is the CEO of Helix.", "Mara Voss", "CEO_OF", "Helix"},  // the role types "Helix"
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasEntity(x, c.person, "Person")) << Dump(x);
+    EXPECT_TRUE(HasEntity(x, c.org, "Organization")) << Dump(x);
+    EXPECT_TRUE(HasRelation(x, c.person, c.type, c.org)) << Dump(x);
+    EXPECT_EQ(x.entities.size(), 2u) << Dump(x);
+  }
+  // An apposition keeps its subject: "A, the former CEO of B, joined C" is A joining C.
+  Extraction x = Extract("Mara Voss, the former CEO of Helix Dynamics, joined Quillon Capital.");
+  EXPECT_TRUE(HasRelation(x, "Mara Voss", "CEO_OF", "Helix Dynamics")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Mara Voss", "WORKS_AT", "Quillon Capital")) << Dump(x);
+  EXPECT_FALSE(HasRelation(x, "Helix Dynamics", "WORKS_AT", "Quillon Capital")) << Dump(x);
+  // Two roles joined by "and" give two relations.
+  x = Extract("Mara Voss is the CEO and founder of Helix Dynamics.");
+  EXPECT_TRUE(HasRelation(x, "Mara Voss", "CEO_OF", "Helix Dynamics")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Mara Voss", "FOUNDER_OF", "Helix Dynamics")) << Dump(x);
+}
+
+// Verifies Chinese roles (首席执行官, 总裁, 董事长, 创始人, ...) become relations, name an organisation
+// without a suffix by their place in the sentence, and never join a person's or organisation's name.
+TEST(Builtin, ChineseRolesBecomeRelationsNotNames) {
+  const RoleCase kCases[] = {
+      {"张伟是华为的首席执行官。", "张伟", "CEO_OF", "华为"},
+      {"华为董事长张伟表示，公司将扩大投资。", "张伟", "CHAIR_OF", "华为"},
+      {"华为的创始人张伟出席了会议。", "张伟", "FOUNDER_OF", "华为"},
+      {"张伟是华为的创始人。", "张伟", "FOUNDER_OF", "华为"},
+      {"星河科技公司总裁王小红访问了东湖大学。", "王小红", "PRESIDENT_OF", "星河科技公司"},
+      {"赵强担任天穹集团董事长。", "赵强", "CHAIR_OF", "天穹集团"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasEntity(x, c.person, "Person")) << Dump(x);
+    EXPECT_TRUE(HasEntity(x, c.org, "Organization")) << Dump(x);
+    EXPECT_TRUE(HasRelation(x, c.person, c.type, c.org)) << Dump(x);
+  }
+  // A role before a person is a title, not an organisation: "创始人张伟", "张伟董事长".
+  for (const char* text : {"创始人张伟出席了会议。", "张伟董事长表示满意。"}) {
+    SCOPED_TRACE(text);
+    Extraction x = Extract(text);
+    EXPECT_TRUE(HasEntity(x, "张伟", "Person")) << Dump(x);
+    EXPECT_EQ(x.entities.size(), 1u) << Dump(x);
+    EXPECT_TRUE(x.relations.empty()) << Dump(x);
+  }
+}
+
+// Verifies no entity extracted from any sample document has a role word in its name, and the
+// samples' role relations are still found.
+TEST(Builtin, SamplesNameNoRoles) {
+  size_t files = 0;
+  std::vector<std::string> roles;
+  for (const auto& f : std::filesystem::directory_iterator(testing::SamplesDir())) {
+    SCOPED_TRACE(f.path().string());
+    Extraction x = Extract(testing::ReadFile(f.path().string()));
+    EXPECT_FALSE(x.entities.empty());
+    for (const auto& r : x.relations) roles.push_back(r.source + " " + r.type + " " + r.target);
+    ++files;
+  }
+  EXPECT_GE(files, 4u);
+  for (const char* r : {"Mara Voss CEO_OF Helix Dynamics", "Ingrid Halvorsen DIRECTOR_OF Quillon Capital",
+                        "Ravi Menon DIRECTOR_OF Aurora Observatory", "Lena Fischer DIRECTOR_OF Linden Institute",
+                        "陈静 CTO_OF 星河科技公司", "赵强 CHAIR_OF 天穹集团"}) {
+    EXPECT_NE(std::find(roles.begin(), roles.end(), r), roles.end()) << r;
+  }
 }
 
 }  // namespace
