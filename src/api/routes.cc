@@ -76,10 +76,12 @@ Result<int> ParseLimit(const std::string& s) {
 Routes::Routes(ApiDeps deps, httplib::Server& svr) : d_(deps), c_(*deps.config), svr_(svr) {}
 
 // Registers `h` for method+pattern and remembers the pattern so other methods get 405.
+// With KG_API_TOKEN set, every /api/ route and every mutation needs the bearer token,
+// reads included (a knowledge graph can be private); probes and /metrics stay open.
 void Routes::Route(const std::string& method, const std::string& pattern, Handler h) {
-  bool mutation = method != "GET";
-  Handler wrapped = [this, mutation, h](const httplib::Request& req, httplib::Response& res) {
-    if (mutation && !Authorized(req)) {
+  bool guarded = method != "GET" || pattern.rfind("/api/", 0) == 0;
+  Handler wrapped = [this, guarded, h](const httplib::Request& req, httplib::Response& res) {
+    if (guarded && !Authorized(req)) {
       res.set_header("WWW-Authenticate", "Bearer");
       Fail(res, 401, "missing or wrong bearer token (KG_API_TOKEN)");
       return;

@@ -111,21 +111,49 @@ TEST_F(ApiTest, LookupErrors) {
   ExpectError(client_->Put("/api/v1/providers/builtin/processes", R"({"per_node":"2"})", "application/json"), 400, "per_node");
 }
 
-// Verifies mutations need the bearer token when KG_API_TOKEN is set, reads do not, and the token never leaks.
-TEST_F(ApiTest, BearerTokenOnMutations) {
+// Verifies that with KG_API_TOKEN set every /api/ route, reads included, answers 401 without
+// the token or with a wrong one and serves with the right one, while /healthz, /readyz and
+// /metrics stay open, and the token never leaks.
+TEST_F(ApiTest, BearerTokenOnEveryApiRoute) {
   Start("s3cret-token");
-  ExpectError(Post("/api/v1/tasks", R"({"text":"A b."})"), 401, "bearer token");
+  httplib::Headers none;
   httplib::Headers wrong = {{"Authorization", "Bearer nope"}};
-  ExpectError(client_->Post("/api/v1/tasks", wrong, R"({"text":"A b."})", "application/json"), 401, "bearer token");
+  httplib::Headers prefix = {{"Authorization", "Bearer s3cret"}};
   httplib::Headers right = {{"Authorization", "Bearer s3cret-token"}};
-  auto r = client_->Post("/api/v1/tasks", right, R"({"text":"Mara Voss founded Helix Dynamics."})", "application/json");
+  const std::string submit = R"({"text":"Mara Voss founded Helix Dynamics."})";
+  for (const auto* h : {&none, &wrong, &prefix}) {
+    ExpectError(client_->Post("/api/v1/tasks", *h, submit, "application/json"), 401, "bearer token");
+    ExpectError(client_->Put("/api/v1/providers/builtin/processes", *h, R"({"per_node":1})", "application/json"),
+                401, "bearer token");
+  }
+  auto r = client_->Post("/api/v1/tasks", right, submit, "application/json");
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, 202);
-  auto stats = client_->Get("/api/v1/graph/stats");
-  ASSERT_TRUE(stats);
-  EXPECT_EQ(stats->status, 200);
-  auto metrics = client_->Get("/metrics");
-  EXPECT_EQ(metrics->body.find("s3cret"), std::string::npos);
+  ASSERT_EQ(r->status, 202) << r->body;
+  std::string id = json::parse(r->body)["id"];
+  const std::vector<std::string> reads = {"/api/v1/tasks", "/api/v1/tasks/" + id, "/api/v1/providers",
+                                          "/api/v1/workers", "/api/v1/graph/stats", "/api/v1/graph/entities?q=mara",
+                                          "/api/v1/graph/export?format=json", "/api/v1/graph/export?format=graphml"};
+  for (const auto& path : reads) {
+    for (const auto* h : {&none, &wrong, &prefix}) {
+      auto res = client_->Get(path, *h);
+      ASSERT_TRUE(res) << path;
+      EXPECT_EQ(res->status, 401) << path << " " << res->body;
+      EXPECT_EQ(res->get_header_value("WWW-Authenticate"), "Bearer") << path;
+      EXPECT_EQ(res->body.find("Mara"), std::string::npos) << path << " leaks data without the token";
+    }
+    auto ok = client_->Get(path, right);
+    ASSERT_TRUE(ok) << path;
+    EXPECT_EQ(ok->status, 200) << path << " " << ok->body;
+  }
+  auto missing = client_->Get("/api/v1/graph/entities/person:nobody", right);
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404) << "the right token reaches the handler";
+  for (const char* open : {"/healthz", "/readyz", "/metrics"}) {
+    auto res = client_->Get(open);
+    ASSERT_TRUE(res) << open;
+    EXPECT_EQ(res->status, 200) << open << " must stay open for probes and scrapers";
+    EXPECT_EQ(res->body.find("s3cret"), std::string::npos) << open;
+  }
 }
 
 // Verifies submit, get, cancel and retry over HTTP with the queue state behind them.
