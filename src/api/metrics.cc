@@ -6,6 +6,20 @@
 
 namespace kg::api {
 
+std::string EscapeLabelValue(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char ch : v) {
+    switch (ch) {
+      case '\\': out += "\\\\"; break;
+      case '"': out += "\\\""; break;
+      case '\n': out += "\\n"; break;
+      default: out.push_back(ch);
+    }
+  }
+  return out;
+}
+
 std::string RenderMetrics(const ApiDeps& d) {
   const Config& c = *d.config;
   std::string o;
@@ -21,10 +35,12 @@ std::string RenderMetrics(const ApiDeps& d) {
     std::string rss;
     std::map<std::string, int64_t> restarts, spawns;
     for (const auto& p : d.supervisor->Snapshot()) {
-      if (p.pid) by[{p.provider, p.state}]++;
-      restarts[p.provider] = p.restarts;
-      spawns[p.provider] = p.spawns;
-      if (p.pid) rss += fmt::format("kg_worker_rss_bytes{{provider=\"{}\",pid=\"{}\"}} {}\n", p.provider, p.pid, p.rss_bytes);
+      // Label values are escaped once, here: a provider name comes from TOML and may hold anything.
+      std::string provider = EscapeLabelValue(p.provider);
+      if (p.pid) by[{provider, EscapeLabelValue(p.state)}]++;
+      restarts[provider] = p.restarts;
+      spawns[provider] = p.spawns;
+      if (p.pid) rss += fmt::format("kg_worker_rss_bytes{{provider=\"{}\",pid=\"{}\"}} {}\n", provider, p.pid, p.rss_bytes);
     }
     gauge("kg_worker_processes", "worker processes of this node by provider and state");
     for (const auto& [k, n] : by) {
@@ -42,7 +58,8 @@ std::string RenderMetrics(const ApiDeps& d) {
   auto depths = d.queue->Depths();
   if (depths.ok()) {
     gauge("kg_queue_chunks", "chunks in the queue by provider and state");
-    for (const auto& [p, dep] : *depths) {
+    for (const auto& [name, dep] : *depths) {
+      std::string p = EscapeLabelValue(name);
       o += fmt::format("kg_queue_chunks{{provider=\"{}\",state=\"ready\"}} {}\n", p, dep.ready);
       o += fmt::format("kg_queue_chunks{{provider=\"{}\",state=\"leased\"}} {}\n", p, dep.leased);
       o += fmt::format("kg_queue_chunks{{provider=\"{}\",state=\"done\"}} {}\n", p, dep.done);

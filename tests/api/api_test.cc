@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "api/metrics.h"
 #include "api/server.h"
 #include "testing/testing.h"
 
@@ -14,10 +15,89 @@ namespace {
 
 using nlohmann::json;
 
+// One sample of the Prometheus text format: name, labels (unescaped) and value.
+struct Sample {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  double value = 0;
+};
+
+// Parses one sample line strictly per the text format 0.0.4; false on anything else.
+bool ParseSample(const std::string& line, Sample* out) {
+  size_t i = 0;
+  auto name_char = [](char c, bool first) {
+    return std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':' ||
+           (!first && std::isdigit(static_cast<unsigned char>(c)));
+  };
+  auto name = [&](std::string* n) {
+    size_t start = i;
+    while (i < line.size() && name_char(line[i], i == start)) ++i;
+    *n = line.substr(start, i - start);
+    return !n->empty();
+  };
+  if (!name(&out->name)) return false;
+  if (i < line.size() && line[i] == '{') {
+    ++i;
+    while (i < line.size() && line[i] != '}') {
+      std::string key, value;
+      if (!name(&key) || i + 1 >= line.size() || line[i] != '=' || line[i + 1] != '"') return false;
+      i += 2;
+      while (i < line.size() && line[i] != '"') {
+        if (line[i] == '\\') {
+          if (i + 1 >= line.size()) return false;
+          char e = line[i + 1];
+          if (e == '\\') value += '\\';
+          else if (e == '"') value += '"';
+          else if (e == 'n') value += '\n';
+          else return false;
+          i += 2;
+        } else {
+          value += line[i++];
+        }
+      }
+      if (i >= line.size()) return false;
+      ++i;  // closing quote
+      out->labels[key] = value;
+      if (i < line.size() && line[i] == ',') ++i;
+    }
+    if (i >= line.size()) return false;
+    ++i;  // closing brace
+  }
+  if (i >= line.size() || line[i] != ' ') return false;
+  std::string v = line.substr(i + 1);
+  char* end = nullptr;
+  out->value = std::strtod(v.c_str(), &end);
+  return !v.empty() && end && *end == '\0';
+}
+
+// Every line of a /metrics page: comments must be HELP or TYPE, samples must parse.
+std::vector<Sample> ParseMetrics(const std::string& page, std::string* error) {
+  std::vector<Sample> out;
+  size_t pos = 0;
+  while (pos < page.size()) {
+    size_t nl = page.find('\n', pos);
+    if (nl == std::string::npos) {
+      *error = "page does not end with a newline";
+      return out;
+    }
+    std::string line = page.substr(pos, nl - pos);
+    pos = nl + 1;
+    if (line.rfind("# HELP ", 0) == 0 || line.rfind("# TYPE ", 0) == 0) continue;
+    Sample s;
+    if (!ParseSample(line, &s)) {
+      *error = "not a sample line: [" + line + "]";
+      return out;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 class ApiTest : public ::testing::Test {
  protected:
-  void Start(const std::string& token = "") {
+  void Start(const std::string& token = "", const std::map<std::string, std::string>& env = {}) {
     auto c = LoadConfig([&](const std::string& k) -> std::optional<std::string> {
+      if (auto it = env.find(k); it != env.end()) return it->second;
       if (k == "KG_DATA_DIR") return dir_.path();
       if (k == "KG_MAX_BODY_MB") return std::string("1");
       if (k == "KG_API_TOKEN" && !token.empty()) return token;
@@ -154,6 +234,49 @@ TEST_F(ApiTest, BearerTokenOnEveryApiRoute) {
     EXPECT_EQ(res->status, 200) << open << " must stay open for probes and scrapers";
     EXPECT_EQ(res->body.find("s3cret"), std::string::npos) << open;
   }
+}
+
+// Verifies label values are escaped per the text format: backslash, double quote, newline.
+TEST(MetricsText, EscapeLabelValue) {
+  EXPECT_EQ(api::EscapeLabelValue("plain-name_1"), "plain-name_1");
+  EXPECT_EQ(api::EscapeLabelValue("a\"b"), "a\\\"b");
+  EXPECT_EQ(api::EscapeLabelValue("a\\b"), "a\\\\b");
+  EXPECT_EQ(api::EscapeLabelValue("a\nb"), "a\\nb");
+  EXPECT_EQ(api::EscapeLabelValue("\\\"\n"), "\\\\\\\"\\n");
+  EXPECT_EQ(api::EscapeLabelValue("名前"), "名前");
+}
+
+// Verifies a provider name from TOML holding a double quote, a backslash and a newline
+// reaches /metrics as a label value that a strict text-format parser reads back intact,
+// and that every line of the page parses.
+TEST_F(ApiTest, MetricsLabelValuesEscaped) {
+  const std::string weird = "we\"ird\\name\nline";
+  std::string toml = dir_.File("kg.toml");
+  testing::WriteFile(toml, "[providers.builtin]\nkind = \"builtin\"\n"
+                           "[providers.\"we\\\"ird\\\\name\\nline\"]\nkind = \"builtin\"\n");
+  Start("", {{"KG_CONFIG", toml}});
+  ASSERT_TRUE(config_.HasProvider(weird)) << config_.KnownProviders();
+  auto r = Post("/api/v1/tasks", json({{"text", "Mara Voss founded Helix Dynamics."}, {"provider", weird}}).dump());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202) << r->body;
+  auto m = client_->Get("/metrics");
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200);
+  std::string error;
+  auto samples = ParseMetrics(m->body, &error);
+  ASSERT_EQ(error, "") << m->body;
+  bool found = false;
+  int graph_lines = 0;
+  for (const auto& s : samples) {
+    if (s.name == "kg_queue_chunks" && s.labels.count("provider") && s.labels.at("provider") == weird &&
+        s.labels.at("state") == "ready") {
+      found = true;
+      EXPECT_EQ(s.value, 1);
+    }
+    if (s.name == "kg_graph_nodes") ++graph_lines;
+  }
+  EXPECT_TRUE(found) << m->body;
+  EXPECT_EQ(graph_lines, 3) << "normal names parse too: " << m->body;
 }
 
 // Verifies submit, get, cancel and retry over HTTP with the queue state behind them.
