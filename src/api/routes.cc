@@ -377,13 +377,26 @@ void Routes::Entity(const httplib::Request& req, httplib::Response& res) {
   Reply(res, 200, out);
 }
 
+// Streams with chunked transfer encoding: memory stays bounded whatever the graph size.
+// Once the first bytes are out the status is 200; a failure after that ends the response
+// without its final chunk, so the client sees a truncated transfer, not a short graph.
 void Routes::Export(const httplib::Request& req, httplib::Response& res) {
   std::string format = req.has_param("format") ? req.get_param_value("format") : "json";
   if (format != "json" && format != "graphml") return Fail(res, 400, "format must be json or graphml");
-  auto snap = d_.graph->Export();
-  if (!snap.ok()) return Fail(res, snap.status());
-  if (format == "json") res.set_content(ExportJson(*snap), "application/json");
-  else res.set_content(ExportGraphml(*snap), "application/graphml+xml");
+  GraphStore* graph = d_.graph;
+  bool as_json = format == "json";
+  res.set_chunked_content_provider(
+      as_json ? "application/json" : "application/graphml+xml",
+      [graph, as_json](size_t, httplib::DataSink& sink) {
+        ByteSink out = [&sink](std::string_view piece) { return sink.write(piece.data(), piece.size()); };
+        Status s = as_json ? StreamJson(*graph, out) : StreamGraphml(*graph, out);
+        if (!s.ok()) {
+          spdlog::warn("api: graph export ended early: {}", s.message());
+          return false;
+        }
+        sink.done();
+        return true;
+      });
 }
 
 }  // namespace kg::api

@@ -8,6 +8,7 @@
 
 #include "api/metrics.h"
 #include "api/server.h"
+#include "graph/graph_store.h"
 #include "testing/testing.h"
 
 namespace kg {
@@ -277,6 +278,39 @@ TEST_F(ApiTest, MetricsLabelValuesEscaped) {
   }
   EXPECT_TRUE(found) << m->body;
   EXPECT_EQ(graph_lines, 3) << "normal names parse too: " << m->body;
+}
+
+// Verifies GET /api/v1/graph/export streams (chunked transfer, no Content-Length) a
+// complete document in both formats.
+TEST_F(ApiTest, ExportStreamsChunked) {
+  Start();
+  std::vector<GraphBatch> batches;
+  for (int i = 0; i < 300; ++i) {
+    GraphBatch b;
+    b.doc = {"d1", "Doc", "src"};
+    b.chunk = {"d1:" + std::to_string(i), "d1", i, std::string(400, 'x')};
+    std::string k = "person:p" + std::to_string(i);
+    b.entities = {{k, "P" + std::to_string(i), "Person", "", 0}, {"organization:o", "O", "Organization", "", 0}};
+    b.relations = {{k, "organization:o", "WORKS_AT", {}, 0}};
+    batches.push_back(b);
+  }
+  ASSERT_TRUE(graph_->Merge(batches).ok());
+  auto j = client_->Get("/api/v1/graph/export?format=json");
+  ASSERT_TRUE(j);
+  ASSERT_EQ(j->status, 200);
+  EXPECT_EQ(j->get_header_value("Transfer-Encoding"), "chunked");
+  EXPECT_FALSE(j->has_header("Content-Length"));
+  json doc = json::parse(j->body, nullptr, false);
+  ASSERT_FALSE(doc.is_discarded()) << j->body.substr(0, 500);
+  EXPECT_EQ(doc["chunks"].size(), 300u);
+  EXPECT_EQ(doc["entities"].size(), 301u);
+  EXPECT_EQ(doc["mentions"].size(), 600u);
+  EXPECT_EQ(doc["relations"].size(), 300u);
+  auto g = client_->Get("/api/v1/graph/export?format=graphml");
+  ASSERT_TRUE(g);
+  ASSERT_EQ(g->status, 200);
+  EXPECT_EQ(g->get_header_value("Transfer-Encoding"), "chunked");
+  EXPECT_NE(g->body.find("</graphml>"), std::string::npos);
 }
 
 // Verifies submit, get, cancel and retry over HTTP with the queue state behind them.
