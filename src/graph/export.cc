@@ -2,7 +2,6 @@
 // same code serialises a streamed export (bounded memory) and an in-memory snapshot.
 #include <nlohmann/json.hpp>
 
-#include "common/util.h"
 #include "graph/graph_store.h"
 
 namespace kg {
@@ -160,7 +159,54 @@ Status Replay(const GraphSnapshot& s, GraphSink& sink) {
 
 }  // namespace
 
-std::string GraphmlEscape(std::string_view s) { return XmlEscape(s); }
+std::string GraphmlEscape(std::string_view s) {
+  static constexpr const char* kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    auto b = static_cast<unsigned char>(s[i]);
+    if (b < 0x80) {
+      switch (b) {
+        case '&': out += "&amp;"; break;
+        case '<': out += "&lt;"; break;
+        case '>': out += "&gt;"; break;
+        case '"': out += "&quot;"; break;
+        case '\'': out += "&apos;"; break;
+        // Character references, so a parser keeps them in attribute values (which it
+        // would normalise to spaces) and keeps CR (which it would turn into LF).
+        case '\t': out += "&#9;"; break;
+        case '\n': out += "&#10;"; break;
+        case '\r': out += "&#13;"; break;
+        default: out += b < 0x20 ? kReplacement : std::string(1, static_cast<char>(b));
+      }
+      ++i;
+      continue;
+    }
+    // A multi-byte sequence: well-formed UTF-8 only (no overlong forms, no surrogates,
+    // nothing above U+10FFFF), and a code point XML 1.0 allows.
+    int len = b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+    uint32_t cp = len == 2 ? b & 0x1Fu : len == 3 ? b & 0x0Fu : b & 0x07u;
+    bool formed = len > 0 && i + static_cast<size_t>(len) <= s.size();
+    for (int k = 1; formed && k < len; ++k) {
+      auto c = static_cast<unsigned char>(s[i + static_cast<size_t>(k)]);
+      formed = (c & 0xC0) == 0x80;
+      cp = (cp << 6) | (c & 0x3Fu);
+    }
+    if (!formed) {
+      out += kReplacement;
+      ++i;  // resynchronise on the next byte
+      continue;
+    }
+    bool shortest = len == 2 || (len == 3 && cp >= 0x800) || (len == 4 && cp >= 0x10000);
+    bool surrogate = cp >= 0xD800 && cp <= 0xDFFF;
+    bool allowed = cp <= 0x10FFFF && cp != 0xFFFE && cp != 0xFFFF;
+    if (shortest && !surrogate && allowed) out.append(s.substr(i, static_cast<size_t>(len)));
+    else out += kReplacement;  // one replacement for the whole sequence
+    i += static_cast<size_t>(len);
+  }
+  return out;
+}
 
 Status StreamJson(GraphStore& g, const ByteSink& sink) {
   Out out(sink);

@@ -1,5 +1,6 @@
 // The HTTP API's error paths and happy paths, against a real server on a free port with
 // the embedded backends. Every error is JSON, and the server keeps serving after each.
+#include <expat.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -311,6 +312,102 @@ TEST_F(ApiTest, ExportStreamsChunked) {
   ASSERT_EQ(g->status, 200);
   EXPECT_EQ(g->get_header_value("Transfer-Encoding"), "chunked");
   EXPECT_NE(g->body.find("</graphml>"), std::string::npos);
+}
+
+// What a real XML parser (libexpat) reads from a GraphML document.
+struct ParsedGraphml {
+  std::string error;                                    // empty when well-formed
+  std::map<std::string, std::map<std::string, std::string>> nodes;  // id -> data key -> text
+  std::vector<std::pair<std::string, std::string>> edges;           // (source, target)
+};
+
+ParsedGraphml ParseGraphml(const std::string& xml) {
+  struct State {
+    ParsedGraphml out;
+    std::string node, key, text;
+    bool in_data = false;
+  } st;
+  XML_Parser p = XML_ParserCreate("UTF-8");
+  XML_SetUserData(p, &st);
+  XML_SetElementHandler(
+      p,
+      [](void* ud, const XML_Char* name, const XML_Char** attrs) {
+        auto* s = static_cast<State*>(ud);
+        std::map<std::string, std::string> a;
+        for (int i = 0; attrs[i]; i += 2) a[attrs[i]] = attrs[i + 1];
+        std::string n = name;
+        if (n == "node") s->node = a["id"], s->out.nodes[s->node];
+        if (n == "edge") s->out.edges.emplace_back(a["source"], a["target"]);
+        if (n == "data") s->in_data = true, s->key = a["key"], s->text.clear();
+      },
+      [](void* ud, const XML_Char* name) {
+        auto* s = static_cast<State*>(ud);
+        std::string n = name;
+        if (n == "data") {
+          if (!s->node.empty()) s->out.nodes[s->node][s->key] = s->text;
+          s->in_data = false;
+        }
+        if (n == "node") s->node.clear();
+      });
+  XML_SetCharacterDataHandler(p, [](void* ud, const XML_Char* text, int len) {
+    auto* s = static_cast<State*>(ud);
+    if (s->in_data) s->text.append(text, static_cast<size_t>(len));
+  });
+  if (XML_Parse(p, xml.data(), static_cast<int>(xml.size()), 1) == XML_STATUS_ERROR) {
+    st.out.error = std::string(XML_ErrorString(XML_GetErrorCode(p))) + " at line " +
+                   std::to_string(XML_GetCurrentLineNumber(p));
+  }
+  XML_ParserFree(p);
+  return st.out;
+}
+
+// Verifies every character XML 1.0 forbids (C0 controls but tab/LF/CR, U+FFFE, U+FFFF,
+// invalid UTF-8, overlong forms, UTF-8-encoded surrogates, truncated sequences) leaves the
+// GraphML export well-formed for libexpat, in element text and attribute values, with
+// tab, LF, CR and valid UTF-8 kept exactly; and the JSON export stays valid UTF-8.
+TEST_F(ApiTest, ExportSurvivesCharactersXmlForbids) {
+  Start();
+  const std::string kept = "tab\there\nline\rcr & <x> \"q\" 'a' é€😀";
+  const std::string bad = std::string("\x01\x08\x0B\x0C\x1F") + "|" + "\xEF\xBF\xBE" + "|" + "\xEF\xBF\xBF" + "|" +
+                          "\xFF" + "|" + "\xC0\x80" + "|" + "\xED\xA0\x80" + "|" + "\xED\xBF\xBF" + "|" + "\xF4\x90\x80\x80" +
+                          "|" + "\xE2\x82";
+  const std::string fffd = "\xEF\xBF\xBD";
+  const std::string bad_clean = fffd + fffd + fffd + fffd + fffd + "|" + fffd + "|" + fffd + "|" + fffd + "|" + fffd +
+                                fffd + "|" + fffd + "|" + fffd + "|" + fffd + "|" + fffd + fffd;
+  const std::string value = kept + bad;
+  GraphBatch b;
+  b.doc = {"doc\x01" + kept, "title " + value, "src"};
+  b.chunk = {"chunk\x02" + kept, b.doc.id, 0, "text " + value};
+  b.entities = {{"person:" + value, "name " + value, "type\x03", "desc " + value, 0},
+                {"organization:o", "O", "Organization", "", 0}};
+  b.relations = {{"person:" + value, "organization:o", "REL\x04" + bad, {}, 0}};
+  ASSERT_TRUE(graph_->Merge({b}).ok());
+
+  auto g = client_->Get("/api/v1/graph/export?format=graphml");
+  ASSERT_TRUE(g);
+  ASSERT_EQ(g->status, 200);
+  ParsedGraphml x = ParseGraphml(g->body);
+  ASSERT_EQ(x.error, "") << g->body;
+  const std::string person = "entity:person:" + kept + bad_clean;
+  ASSERT_TRUE(x.nodes.count(person)) << "attribute value mangled: " << g->body;
+  EXPECT_EQ(x.nodes[person]["name"], "name " + kept + bad_clean);
+  EXPECT_EQ(x.nodes[person]["text"], "desc " + kept + bad_clean);
+  EXPECT_EQ(x.nodes[person]["type"], "type" + fffd);
+  const std::string chunk = "chunk:chunk" + fffd + kept;
+  ASSERT_TRUE(x.nodes.count(chunk)) << g->body;
+  EXPECT_EQ(x.nodes[chunk]["text"], "text " + kept + bad_clean);
+  EXPECT_EQ(x.nodes["doc:doc" + fffd + kept]["name"], "title " + kept + bad_clean);
+  bool relation = false;
+  for (const auto& [src, dst] : x.edges) relation = relation || (src == person && dst == "entity:organization:o");
+  EXPECT_TRUE(relation) << g->body;
+
+  auto j = client_->Get("/api/v1/graph/export?format=json");
+  ASSERT_TRUE(j);
+  ASSERT_EQ(j->status, 200);
+  json doc = json::parse(j->body, nullptr, false);  // strict: invalid UTF-8 is a parse error
+  ASSERT_FALSE(doc.is_discarded()) << "JSON export is not valid UTF-8 JSON";
+  ASSERT_EQ(doc["entities"].size(), 2u);
+  EXPECT_EQ(doc["relations"][0]["target"], "organization:o");
 }
 
 // Verifies submit, get, cancel and retry over HTTP with the queue state behind them.
