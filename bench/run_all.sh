@@ -7,3 +7,4 @@ echo "# $(date -u +%FT%TZ) $(uname -sr), $(nproc) cores, $(awk '/MemTotal/ {prin
 echo "# model: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
 "$build/bench/supervisor_bench" "${BENCH_ITERATIONS:-30}" "${BENCH_IDLE_SECONDS:-20}" "${BENCH_CRASH_SECONDS:-30}"
 "$build/bench/pipeline_bench" "${BENCH_CHUNKS:-2000}" "${BENCH_WORKERS:-2}" "${BENCH_RUNS:-3}"
+"$build/bench/export_bench" "${BENCH_EXPORT_RELATIONS:-200000}"

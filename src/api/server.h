@@ -1,7 +1,8 @@
 #pragma once
 // The HTTP API of ARCHITECTURE.md ("External contract"): JSON in and out, errors as
 // {"error": "..."} with a fitting status, a body limit (KG_MAX_BODY_MB), a bearer token
-// on mutations when KG_API_TOKEN is set.
+// on every /api/ route and every mutation when KG_API_TOKEN is set (/healthz, /readyz
+// and /metrics stay open for probes and scrapers).
 //
 // Thread safety: handlers run on the HTTP server's threads; the backends they use are
 // thread-safe. Bind, then Serve on one thread; Stop from any thread.

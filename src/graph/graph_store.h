@@ -20,8 +20,10 @@
 // Thread safety: every method may be called from any thread.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -82,6 +84,19 @@ struct GraphSnapshot {
   std::vector<RelationRec> relations;
 };
 
+// Receives a streamed export (GraphStore::ExportTo) one record at a time. A non-OK
+// Status from any call ends the export, and ExportTo returns it. The references are valid
+// only for the call.
+class GraphSink {
+ public:
+  virtual ~GraphSink() = default;
+  virtual Status Document(const DocumentRec& d) = 0;
+  virtual Status Chunk(const ChunkRec& c) = 0;
+  virtual Status Entity(const EntityRec& e) = 0;  // with `mentions` filled
+  virtual Status Mention(const std::string& chunk_id, const std::string& entity_key) = 0;
+  virtual Status Relation(const RelationRec& r) = 0;  // with `evidence` and `weight` filled
+};
+
 class GraphStore {
  public:
   virtual ~GraphStore() = default;
@@ -92,7 +107,14 @@ class GraphStore {
   // Entities whose name or key contains `q` (case-insensitive), most mentioned first.
   virtual Result<std::vector<EntityRec>> SearchEntities(const std::string& q, int limit) = 0;
   virtual Result<EntityDetail> GetEntity(const std::string& key) = 0;
+  // The whole graph in memory; for small graphs and tests. Prefer ExportTo.
   virtual Result<GraphSnapshot> Export() = 0;
+  // Streams the same content as Export(), in the same order, section by section: every
+  // document (by id), then every chunk (by document, index), entity (by key), mention (by
+  // chunk, entity) and relation (by source, target, type; evidence sorted). Memory stays
+  // bounded whatever the graph size, the records come from one consistent snapshot, and a
+  // slow sink does not block the store's other callers.
+  virtual Status ExportTo(GraphSink& sink) = 0;
 };
 
 Result<std::unique_ptr<GraphStore>> OpenSqliteGraphStore(const std::string& path);
@@ -101,5 +123,18 @@ Result<std::unique_ptr<GraphStore>> OpenGraphStore(const Config& config);
 // Serialisations of a snapshot.
 std::string ExportJson(const GraphSnapshot& s);
 std::string ExportGraphml(const GraphSnapshot& s);
+
+// Receives serialised text piece by piece; returns false when the reader has gone, which
+// ends the export with kUnavailable.
+using ByteSink = std::function<bool(std::string_view)>;
+// Stream the graph's serialisation into `out` with bounded memory (pieces of about
+// 64 KiB). Same document as ExportJson / ExportGraphml of Export().
+Status StreamJson(GraphStore& g, const ByteSink& out);
+Status StreamGraphml(GraphStore& g, const ByteSink& out);
+
+// Text for GraphML element content or attribute values: markup characters escaped, and
+// every character XML 1.0 forbids (C0 controls other than tab, LF, CR; U+FFFE, U+FFFF;
+// invalid UTF-8, surrogates included) replaced by U+FFFD.
+std::string GraphmlEscape(std::string_view s);
 
 }  // namespace kg

@@ -266,6 +266,67 @@ class SqliteGraphStore final : public GraphStore {
   }
 
   std::unique_ptr<sqlite::Db> db_;
+
+ public:
+  // A dedicated read connection per export: its one read transaction is a consistent
+  // snapshot (in WAL mode readers do not block the writer), and a slow sink holds only
+  // this connection's mutex, never the one shared with Merge and the API's other reads.
+  // Rows are handed over as they are stepped, so memory does not grow with the graph.
+  Status ExportTo(GraphSink& sink) override {
+    auto opened = sqlite::Db::Open(db_->path());
+    if (!opened.ok()) return opened.status().With("export");
+    sqlite::Db& rd = **opened;
+    KG_RETURN_IF_ERROR(rd.Exec("BEGIN").With("export"));
+    Status s = ExportSnapshot(rd, sink);
+    (void)rd.Exec("COMMIT");  // read only: ending the snapshot cannot lose anything
+    return s;
+  }
+
+ private:
+  static Status ExportSnapshot(sqlite::Db& rd, GraphSink& sink) {
+    {
+      KG_ASSIGN_OR_RETURN(auto q, rd.Prepare("SELECT id,title,source FROM documents ORDER BY id"));
+      while (q->Step()) KG_RETURN_IF_ERROR(sink.Document({q->Text(0), q->Text(1), q->Text(2)}));
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    {
+      KG_ASSIGN_OR_RETURN(auto q, rd.Prepare("SELECT id,doc_id,idx,text FROM chunks ORDER BY doc_id, idx"));
+      while (q->Step()) KG_RETURN_IF_ERROR(sink.Chunk({q->Text(0), q->Text(1), static_cast<int>(q->Int(2)), q->Text(3)}));
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    {
+      KG_ASSIGN_OR_RETURN(auto q, rd.Prepare(
+          "SELECT e.key, e.name, e.type, e.description, (SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) "
+          "FROM entities e ORDER BY e.key"));
+      while (q->Step()) KG_RETURN_IF_ERROR(sink.Entity(EntityRow(*q)));
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    {
+      KG_ASSIGN_OR_RETURN(auto q, rd.Prepare("SELECT chunk_id, entity_key FROM mentions ORDER BY chunk_id, entity_key"));
+      while (q->Step()) KG_RETURN_IF_ERROR(sink.Mention(q->Text(0), q->Text(1)));
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    KG_ASSIGN_OR_RETURN(auto q, rd.Prepare(
+        "SELECT r.src, r.dst, r.type, (SELECT group_concat(chunk_id, ' ') FROM (SELECT chunk_id FROM evidence v "
+        "WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type ORDER BY chunk_id)) FROM relations r "
+        "ORDER BY r.src, r.dst, r.type"));
+    while (q->Step()) {
+      RelationRec rel;
+      rel.src = q->Text(0);
+      rel.dst = q->Text(1);
+      rel.type = q->Text(2);
+      std::string ev = q->Text(3);
+      for (size_t pos = 0; pos < ev.size();) {
+        size_t sp = ev.find(' ', pos);
+        if (sp == std::string::npos) sp = ev.size();
+        rel.evidence.push_back(ev.substr(pos, sp - pos));
+        pos = sp + 1;
+      }
+      rel.weight = static_cast<int64_t>(rel.evidence.size());
+      KG_RETURN_IF_ERROR(sink.Relation(rel));
+    }
+    return q->status();
+  }
 };
 
 }  // namespace

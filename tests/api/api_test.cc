@@ -1,12 +1,15 @@
 // The HTTP API's error paths and happy paths, against a real server on a free port with
 // the embedded backends. Every error is JSON, and the server keeps serving after each.
+#include <expat.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "api/metrics.h"
 #include "api/server.h"
+#include "graph/graph_store.h"
 #include "testing/testing.h"
 
 namespace kg {
@@ -14,10 +17,89 @@ namespace {
 
 using nlohmann::json;
 
+// One sample of the Prometheus text format: name, labels (unescaped) and value.
+struct Sample {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  double value = 0;
+};
+
+// Parses one sample line strictly per the text format 0.0.4; false on anything else.
+bool ParseSample(const std::string& line, Sample* out) {
+  size_t i = 0;
+  auto name_char = [](char c, bool first) {
+    return std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':' ||
+           (!first && std::isdigit(static_cast<unsigned char>(c)));
+  };
+  auto name = [&](std::string* n) {
+    size_t start = i;
+    while (i < line.size() && name_char(line[i], i == start)) ++i;
+    *n = line.substr(start, i - start);
+    return !n->empty();
+  };
+  if (!name(&out->name)) return false;
+  if (i < line.size() && line[i] == '{') {
+    ++i;
+    while (i < line.size() && line[i] != '}') {
+      std::string key, value;
+      if (!name(&key) || i + 1 >= line.size() || line[i] != '=' || line[i + 1] != '"') return false;
+      i += 2;
+      while (i < line.size() && line[i] != '"') {
+        if (line[i] == '\\') {
+          if (i + 1 >= line.size()) return false;
+          char e = line[i + 1];
+          if (e == '\\') value += '\\';
+          else if (e == '"') value += '"';
+          else if (e == 'n') value += '\n';
+          else return false;
+          i += 2;
+        } else {
+          value += line[i++];
+        }
+      }
+      if (i >= line.size()) return false;
+      ++i;  // closing quote
+      out->labels[key] = value;
+      if (i < line.size() && line[i] == ',') ++i;
+    }
+    if (i >= line.size()) return false;
+    ++i;  // closing brace
+  }
+  if (i >= line.size() || line[i] != ' ') return false;
+  std::string v = line.substr(i + 1);
+  char* end = nullptr;
+  out->value = std::strtod(v.c_str(), &end);
+  return !v.empty() && end && *end == '\0';
+}
+
+// Every line of a /metrics page: comments must be HELP or TYPE, samples must parse.
+std::vector<Sample> ParseMetrics(const std::string& page, std::string* error) {
+  std::vector<Sample> out;
+  size_t pos = 0;
+  while (pos < page.size()) {
+    size_t nl = page.find('\n', pos);
+    if (nl == std::string::npos) {
+      *error = "page does not end with a newline";
+      return out;
+    }
+    std::string line = page.substr(pos, nl - pos);
+    pos = nl + 1;
+    if (line.rfind("# HELP ", 0) == 0 || line.rfind("# TYPE ", 0) == 0) continue;
+    Sample s;
+    if (!ParseSample(line, &s)) {
+      *error = "not a sample line: [" + line + "]";
+      return out;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 class ApiTest : public ::testing::Test {
  protected:
-  void Start(const std::string& token = "") {
+  void Start(const std::string& token = "", const std::map<std::string, std::string>& env = {}) {
     auto c = LoadConfig([&](const std::string& k) -> std::optional<std::string> {
+      if (auto it = env.find(k); it != env.end()) return it->second;
       if (k == "KG_DATA_DIR") return dir_.path();
       if (k == "KG_MAX_BODY_MB") return std::string("1");
       if (k == "KG_API_TOKEN" && !token.empty()) return token;
@@ -111,21 +193,221 @@ TEST_F(ApiTest, LookupErrors) {
   ExpectError(client_->Put("/api/v1/providers/builtin/processes", R"({"per_node":"2"})", "application/json"), 400, "per_node");
 }
 
-// Verifies mutations need the bearer token when KG_API_TOKEN is set, reads do not, and the token never leaks.
-TEST_F(ApiTest, BearerTokenOnMutations) {
+// Verifies that with KG_API_TOKEN set every /api/ route, reads included, answers 401 without
+// the token or with a wrong one and serves with the right one, while /healthz, /readyz and
+// /metrics stay open, and the token never leaks.
+TEST_F(ApiTest, BearerTokenOnEveryApiRoute) {
   Start("s3cret-token");
-  ExpectError(Post("/api/v1/tasks", R"({"text":"A b."})"), 401, "bearer token");
+  httplib::Headers none;
   httplib::Headers wrong = {{"Authorization", "Bearer nope"}};
-  ExpectError(client_->Post("/api/v1/tasks", wrong, R"({"text":"A b."})", "application/json"), 401, "bearer token");
+  httplib::Headers prefix = {{"Authorization", "Bearer s3cret"}};
   httplib::Headers right = {{"Authorization", "Bearer s3cret-token"}};
-  auto r = client_->Post("/api/v1/tasks", right, R"({"text":"Mara Voss founded Helix Dynamics."})", "application/json");
+  const std::string submit = R"({"text":"Mara Voss founded Helix Dynamics."})";
+  for (const auto* h : {&none, &wrong, &prefix}) {
+    ExpectError(client_->Post("/api/v1/tasks", *h, submit, "application/json"), 401, "bearer token");
+    ExpectError(client_->Put("/api/v1/providers/builtin/processes", *h, R"({"per_node":1})", "application/json"),
+                401, "bearer token");
+  }
+  auto r = client_->Post("/api/v1/tasks", right, submit, "application/json");
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, 202);
-  auto stats = client_->Get("/api/v1/graph/stats");
-  ASSERT_TRUE(stats);
-  EXPECT_EQ(stats->status, 200);
-  auto metrics = client_->Get("/metrics");
-  EXPECT_EQ(metrics->body.find("s3cret"), std::string::npos);
+  ASSERT_EQ(r->status, 202) << r->body;
+  std::string id = json::parse(r->body)["id"];
+  const std::vector<std::string> reads = {"/api/v1/tasks", "/api/v1/tasks/" + id, "/api/v1/providers",
+                                          "/api/v1/workers", "/api/v1/graph/stats", "/api/v1/graph/entities?q=mara",
+                                          "/api/v1/graph/export?format=json", "/api/v1/graph/export?format=graphml"};
+  for (const auto& path : reads) {
+    for (const auto* h : {&none, &wrong, &prefix}) {
+      auto res = client_->Get(path, *h);
+      ASSERT_TRUE(res) << path;
+      EXPECT_EQ(res->status, 401) << path << " " << res->body;
+      EXPECT_EQ(res->get_header_value("WWW-Authenticate"), "Bearer") << path;
+      EXPECT_EQ(res->body.find("Mara"), std::string::npos) << path << " leaks data without the token";
+    }
+    auto ok = client_->Get(path, right);
+    ASSERT_TRUE(ok) << path;
+    EXPECT_EQ(ok->status, 200) << path << " " << ok->body;
+  }
+  auto missing = client_->Get("/api/v1/graph/entities/person:nobody", right);
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404) << "the right token reaches the handler";
+  for (const char* open : {"/healthz", "/readyz", "/metrics"}) {
+    auto res = client_->Get(open);
+    ASSERT_TRUE(res) << open;
+    EXPECT_EQ(res->status, 200) << open << " must stay open for probes and scrapers";
+    EXPECT_EQ(res->body.find("s3cret"), std::string::npos) << open;
+  }
+}
+
+// Verifies label values are escaped per the text format: backslash, double quote, newline.
+TEST(MetricsText, EscapeLabelValue) {
+  EXPECT_EQ(api::EscapeLabelValue("plain-name_1"), "plain-name_1");
+  EXPECT_EQ(api::EscapeLabelValue("a\"b"), "a\\\"b");
+  EXPECT_EQ(api::EscapeLabelValue("a\\b"), "a\\\\b");
+  EXPECT_EQ(api::EscapeLabelValue("a\nb"), "a\\nb");
+  EXPECT_EQ(api::EscapeLabelValue("\\\"\n"), "\\\\\\\"\\n");
+  EXPECT_EQ(api::EscapeLabelValue("名前"), "名前");
+}
+
+// Verifies a provider name from TOML holding a double quote, a backslash and a newline
+// reaches /metrics as a label value that a strict text-format parser reads back intact,
+// and that every line of the page parses.
+TEST_F(ApiTest, MetricsLabelValuesEscaped) {
+  const std::string weird = "we\"ird\\name\nline";
+  std::string toml = dir_.File("kg.toml");
+  testing::WriteFile(toml, "[providers.builtin]\nkind = \"builtin\"\n"
+                           "[providers.\"we\\\"ird\\\\name\\nline\"]\nkind = \"builtin\"\n");
+  Start("", {{"KG_CONFIG", toml}});
+  ASSERT_TRUE(config_.HasProvider(weird)) << config_.KnownProviders();
+  auto r = Post("/api/v1/tasks", json({{"text", "Mara Voss founded Helix Dynamics."}, {"provider", weird}}).dump());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202) << r->body;
+  auto m = client_->Get("/metrics");
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200);
+  std::string error;
+  auto samples = ParseMetrics(m->body, &error);
+  ASSERT_EQ(error, "") << m->body;
+  bool found = false;
+  int graph_lines = 0;
+  for (const auto& s : samples) {
+    if (s.name == "kg_queue_chunks" && s.labels.count("provider") && s.labels.at("provider") == weird &&
+        s.labels.at("state") == "ready") {
+      found = true;
+      EXPECT_EQ(s.value, 1);
+    }
+    if (s.name == "kg_graph_nodes") ++graph_lines;
+  }
+  EXPECT_TRUE(found) << m->body;
+  EXPECT_EQ(graph_lines, 3) << "normal names parse too: " << m->body;
+}
+
+// Verifies GET /api/v1/graph/export streams (chunked transfer, no Content-Length) a
+// complete document in both formats.
+TEST_F(ApiTest, ExportStreamsChunked) {
+  Start();
+  std::vector<GraphBatch> batches;
+  for (int i = 0; i < 300; ++i) {
+    GraphBatch b;
+    b.doc = {"d1", "Doc", "src"};
+    b.chunk = {"d1:" + std::to_string(i), "d1", i, std::string(400, 'x')};
+    std::string k = "person:p" + std::to_string(i);
+    b.entities = {{k, "P" + std::to_string(i), "Person", "", 0}, {"organization:o", "O", "Organization", "", 0}};
+    b.relations = {{k, "organization:o", "WORKS_AT", {}, 0}};
+    batches.push_back(b);
+  }
+  ASSERT_TRUE(graph_->Merge(batches).ok());
+  auto j = client_->Get("/api/v1/graph/export?format=json");
+  ASSERT_TRUE(j);
+  ASSERT_EQ(j->status, 200);
+  EXPECT_EQ(j->get_header_value("Transfer-Encoding"), "chunked");
+  EXPECT_FALSE(j->has_header("Content-Length"));
+  json doc = json::parse(j->body, nullptr, false);
+  ASSERT_FALSE(doc.is_discarded()) << j->body.substr(0, 500);
+  EXPECT_EQ(doc["chunks"].size(), 300u);
+  EXPECT_EQ(doc["entities"].size(), 301u);
+  EXPECT_EQ(doc["mentions"].size(), 600u);
+  EXPECT_EQ(doc["relations"].size(), 300u);
+  auto g = client_->Get("/api/v1/graph/export?format=graphml");
+  ASSERT_TRUE(g);
+  ASSERT_EQ(g->status, 200);
+  EXPECT_EQ(g->get_header_value("Transfer-Encoding"), "chunked");
+  EXPECT_NE(g->body.find("</graphml>"), std::string::npos);
+}
+
+// What a real XML parser (libexpat) reads from a GraphML document.
+struct ParsedGraphml {
+  std::string error;                                    // empty when well-formed
+  std::map<std::string, std::map<std::string, std::string>> nodes;  // id -> data key -> text
+  std::vector<std::pair<std::string, std::string>> edges;           // (source, target)
+};
+
+ParsedGraphml ParseGraphml(const std::string& xml) {
+  struct State {
+    ParsedGraphml out;
+    std::string node, key, text;
+    bool in_data = false;
+  } st;
+  XML_Parser p = XML_ParserCreate("UTF-8");
+  XML_SetUserData(p, &st);
+  XML_SetElementHandler(
+      p,
+      [](void* ud, const XML_Char* name, const XML_Char** attrs) {
+        auto* s = static_cast<State*>(ud);
+        std::map<std::string, std::string> a;
+        for (int i = 0; attrs[i]; i += 2) a[attrs[i]] = attrs[i + 1];
+        std::string n = name;
+        if (n == "node") s->node = a["id"], s->out.nodes[s->node];
+        if (n == "edge") s->out.edges.emplace_back(a["source"], a["target"]);
+        if (n == "data") s->in_data = true, s->key = a["key"], s->text.clear();
+      },
+      [](void* ud, const XML_Char* name) {
+        auto* s = static_cast<State*>(ud);
+        std::string n = name;
+        if (n == "data") {
+          if (!s->node.empty()) s->out.nodes[s->node][s->key] = s->text;
+          s->in_data = false;
+        }
+        if (n == "node") s->node.clear();
+      });
+  XML_SetCharacterDataHandler(p, [](void* ud, const XML_Char* text, int len) {
+    auto* s = static_cast<State*>(ud);
+    if (s->in_data) s->text.append(text, static_cast<size_t>(len));
+  });
+  if (XML_Parse(p, xml.data(), static_cast<int>(xml.size()), 1) == XML_STATUS_ERROR) {
+    st.out.error = std::string(XML_ErrorString(XML_GetErrorCode(p))) + " at line " +
+                   std::to_string(XML_GetCurrentLineNumber(p));
+  }
+  XML_ParserFree(p);
+  return st.out;
+}
+
+// Verifies every character XML 1.0 forbids (C0 controls but tab/LF/CR, U+FFFE, U+FFFF,
+// invalid UTF-8, overlong forms, UTF-8-encoded surrogates, truncated sequences) leaves the
+// GraphML export well-formed for libexpat, in element text and attribute values, with
+// tab, LF, CR and valid UTF-8 kept exactly; and the JSON export stays valid UTF-8.
+TEST_F(ApiTest, ExportSurvivesCharactersXmlForbids) {
+  Start();
+  const std::string kept = "tab\there\nline\rcr & <x> \"q\" 'a' é€😀";
+  const std::string bad = std::string("\x01\x08\x0B\x0C\x1F") + "|" + "\xEF\xBF\xBE" + "|" + "\xEF\xBF\xBF" + "|" +
+                          "\xFF" + "|" + "\xC0\x80" + "|" + "\xED\xA0\x80" + "|" + "\xED\xBF\xBF" + "|" + "\xF4\x90\x80\x80" +
+                          "|" + "\xE2\x82";
+  const std::string fffd = "\xEF\xBF\xBD";
+  const std::string bad_clean = fffd + fffd + fffd + fffd + fffd + "|" + fffd + "|" + fffd + "|" + fffd + "|" + fffd +
+                                fffd + "|" + fffd + "|" + fffd + "|" + fffd + "|" + fffd + fffd;
+  const std::string value = kept + bad;
+  GraphBatch b;
+  b.doc = {"doc\x01" + kept, "title " + value, "src"};
+  b.chunk = {"chunk\x02" + kept, b.doc.id, 0, "text " + value};
+  b.entities = {{"person:" + value, "name " + value, "type\x03", "desc " + value, 0},
+                {"organization:o", "O", "Organization", "", 0}};
+  b.relations = {{"person:" + value, "organization:o", "REL\x04" + bad, {}, 0}};
+  ASSERT_TRUE(graph_->Merge({b}).ok());
+
+  auto g = client_->Get("/api/v1/graph/export?format=graphml");
+  ASSERT_TRUE(g);
+  ASSERT_EQ(g->status, 200);
+  ParsedGraphml x = ParseGraphml(g->body);
+  ASSERT_EQ(x.error, "") << g->body;
+  const std::string person = "entity:person:" + kept + bad_clean;
+  ASSERT_TRUE(x.nodes.count(person)) << "attribute value mangled: " << g->body;
+  EXPECT_EQ(x.nodes[person]["name"], "name " + kept + bad_clean);
+  EXPECT_EQ(x.nodes[person]["text"], "desc " + kept + bad_clean);
+  EXPECT_EQ(x.nodes[person]["type"], "type" + fffd);
+  const std::string chunk = "chunk:chunk" + fffd + kept;
+  ASSERT_TRUE(x.nodes.count(chunk)) << g->body;
+  EXPECT_EQ(x.nodes[chunk]["text"], "text " + kept + bad_clean);
+  EXPECT_EQ(x.nodes["doc:doc" + fffd + kept]["name"], "title " + kept + bad_clean);
+  bool relation = false;
+  for (const auto& [src, dst] : x.edges) relation = relation || (src == person && dst == "entity:organization:o");
+  EXPECT_TRUE(relation) << g->body;
+
+  auto j = client_->Get("/api/v1/graph/export?format=json");
+  ASSERT_TRUE(j);
+  ASSERT_EQ(j->status, 200);
+  json doc = json::parse(j->body, nullptr, false);  // strict: invalid UTF-8 is a parse error
+  ASSERT_FALSE(doc.is_discarded()) << "JSON export is not valid UTF-8 JSON";
+  ASSERT_EQ(doc["entities"].size(), 2u);
+  EXPECT_EQ(doc["relations"][0]["target"], "organization:o");
 }
 
 // Verifies submit, get, cancel and retry over HTTP with the queue state behind them.

@@ -1,0 +1,414 @@
+#include "api/routes.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "api/dashboard.h"
+#include "api/metrics.h"
+#include "api/reply.h"
+#include "common/util.h"
+#include "pipeline/document.h"
+
+namespace kg::api {
+
+using nlohmann::json;
+
+namespace {
+
+bool ConstantTimeEqual(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char d = 0;
+  for (size_t i = 0; i < a.size(); ++i) d |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return d == 0;
+}
+
+json TaskJson(const TaskRecord& t) {
+  return {{"id", t.id},
+          {"title", t.title},
+          {"provider", t.provider},
+          {"document", t.doc_id},
+          {"status", t.status},
+          {"chunks_total", t.chunks_total},
+          {"chunks_done", t.chunks_done},
+          {"chunks_failed", t.chunks_failed},
+          {"error", t.error.empty() ? json(nullptr) : json(t.error)},
+          {"created_at_ms", t.created_at_ms},
+          {"updated_at_ms", t.updated_at_ms}};
+}
+
+json EntityJson(const EntityRec& e) {
+  return {{"key", e.key}, {"name", e.name}, {"type", e.type}, {"description", e.description},
+          {"mentions", e.mentions}};
+}
+
+Result<json> ParseBody(const httplib::Request& req) {
+  if (req.body.empty()) return Status::Invalid("request body is empty; expected a JSON object");
+  json j = json::parse(req.body, nullptr, false);
+  if (j.is_discarded()) return Status::Invalid("request body is not valid JSON");
+  if (!j.is_object()) return Status::Invalid("request body must be a JSON object");
+  return j;
+}
+
+
+Result<std::string> OptString(const json& j, const char* key, size_t max_len) {
+  if (!j.contains(key) || j[key].is_null()) return std::string();
+  if (!j[key].is_string()) return Status::Invalid(std::string("'") + key + "' must be a string");
+  std::string v = j[key].get<std::string>();
+  if (v.size() > max_len) return Status::Invalid(std::string("'") + key + "' is longer than " + std::to_string(max_len));
+  return v;
+}
+
+
+Result<int> ParseLimit(const std::string& s) {
+  if (s.empty() || s.size() > 6 || !std::all_of(s.begin(), s.end(), ::isdigit)) {
+    return Status::Invalid("limit must be a whole number from 1 to 1000");
+  }
+  int n = std::stoi(s);
+  if (n < 1 || n > 1000) return Status::Invalid("limit must be a whole number from 1 to 1000");
+  return n;
+}
+
+
+}  // namespace
+
+Routes::Routes(ApiDeps deps, httplib::Server& svr) : d_(deps), c_(*deps.config), svr_(svr) {}
+
+// Registers `h` for method+pattern and remembers the pattern so other methods get 405.
+// With KG_API_TOKEN set, every /api/ route and every mutation needs the bearer token,
+// reads included (a knowledge graph can be private); probes and /metrics stay open.
+void Routes::Route(const std::string& method, const std::string& pattern, Handler h) {
+  bool guarded = method != "GET" || pattern.rfind("/api/", 0) == 0;
+  Handler wrapped = [this, guarded, h](const httplib::Request& req, httplib::Response& res) {
+    if (guarded && !Authorized(req)) {
+      res.set_header("WWW-Authenticate", "Bearer");
+      Fail(res, 401, "missing or wrong bearer token (KG_API_TOKEN)");
+      return;
+    }
+    h(req, res);
+  };
+  if (method == "GET") svr_.Get(pattern, wrapped);
+  else if (method == "POST") svr_.Post(pattern, wrapped);
+  else if (method == "PUT") svr_.Put(pattern, wrapped);
+  methods_[pattern].insert(method);
+}
+
+void Routes::FinishRoutes() {
+  for (const auto& [pattern, allowed] : methods_) {
+    std::string allow;
+    for (const auto& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
+    Handler deny = [allow](const httplib::Request&, httplib::Response& res) {
+      res.set_header("Allow", allow);
+      Fail(res, 405, "method not allowed; allowed: " + allow);
+    };
+    if (!allowed.count("GET")) svr_.Get(pattern, deny);
+    if (!allowed.count("POST")) svr_.Post(pattern, deny);
+    if (!allowed.count("PUT")) svr_.Put(pattern, deny);
+    svr_.Delete(pattern, deny);
+    svr_.Patch(pattern, deny);
+  }
+}
+
+bool Routes::Authorized(const httplib::Request& req) const {
+  if (c_.api_token.empty()) return true;
+  std::string h = req.get_header_value("Authorization");
+  const std::string prefix = "Bearer ";
+  return h.rfind(prefix, 0) == 0 && ConstantTimeEqual(h.substr(prefix.size()), c_.api_token);
+}
+
+void Routes::Register() {
+  Route("GET", "/healthz", [](const auto&, auto& res) { Reply(res, 200, {{"status", "ok"}}); });
+  Route("GET", "/readyz", [this](const auto&, auto& res) { Ready(res); });
+  Route("GET", "/metrics", [this](const auto&, auto& res) { Metrics(res); });
+  Route("GET", "/api/v1/workers", [this](const auto&, auto& res) { Workers(res); });
+  if (!d_.health_only) {
+    Route("GET", "/", [](const auto&, auto& res) { res.set_content(kDashboardHtml, "text/html; charset=utf-8"); });
+    Route("POST", "/api/v1/tasks", [this](const auto& req, auto& res) { Submit(req, res); });
+    Route("GET", "/api/v1/tasks", [this](const auto& req, auto& res) { ListTasks(req, res); });
+    Route("GET", R"(/api/v1/tasks/([^/]+))", [this](const auto& req, auto& res) { GetTask(req, res); });
+    Route("POST", R"(/api/v1/tasks/([^/]+)/cancel)", [this](const auto& req, auto& res) { Cancel(req, res); });
+    Route("POST", R"(/api/v1/tasks/([^/]+)/retry)", [this](const auto& req, auto& res) { Retry(req, res); });
+    Route("PUT", R"(/api/v1/providers/([^/]+)/processes)", [this](const auto& req, auto& res) { Scale(req, res); });
+    Route("GET", "/api/v1/providers", [this](const auto&, auto& res) { Providers(res); });
+    Route("GET", "/api/v1/graph/stats", [this](const auto&, auto& res) { Stats(res); });
+    Route("GET", "/api/v1/graph/entities", [this](const auto& req, auto& res) { Search(req, res); });
+    Route("GET", R"(/api/v1/graph/entities/(.+))", [this](const auto& req, auto& res) { Entity(req, res); });
+    Route("GET", "/api/v1/graph/export", [this](const auto& req, auto& res) { Export(req, res); });
+  }
+  FinishRoutes();
+}
+
+void Routes::Submit(const httplib::Request& req, httplib::Response& res) {
+  auto body = ParseBody(req);
+  if (!body.ok()) return Fail(res, body.status());
+  const json& j = *body;
+  if (!j.contains("text")) return Fail(res, 400, "missing 'text'");
+  if (!j["text"].is_string()) return Fail(res, 400, "'text' must be a string");
+  std::string text = j["text"].get<std::string>();
+  auto title = OptString(j, "title", 1000);
+  auto provider = OptString(j, "provider", 200);
+  auto source = OptString(j, "source", 2000);
+  auto doc_id = OptString(j, "id", 200);
+  for (const auto* r : {&title, &provider, &source, &doc_id}) {
+    if (!r->ok()) return Fail(res, r->status());
+  }
+  std::string p = provider->empty() ? c_.enabled_providers.front() : *provider;
+  if (!c_.HasProvider(p)) {
+    return Fail(res, 400, "unknown provider '" + p + "'; known: " + c_.KnownProviders());
+  }
+  if (!doc_id->empty()) {
+    for (char ch : *doc_id) {
+      if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) {
+        return Fail(res, 400, "'id' may contain only A-Z a-z 0-9 . _ -");
+      }
+    }
+  }
+  std::string task_id = RandomId("t");
+  TaskPlan plan = PlanTask(task_id, p, *doc_id, title->empty() ? "untitled" : *title, *source, text,
+                           {c_.chunk_size, c_.chunk_overlap});
+  if (plan.items.empty()) return Fail(res, 400, "'text' is empty or blank");
+  // Chunks first: if we die before the task row exists, the chunks still reach the graph.
+  Status s = d_.queue->Enqueue(plan.items);
+  if (!s.ok()) return Fail(res, 503, "queue unavailable: " + s.message());
+  TaskRecord t;
+  t.id = task_id;
+  t.title = title->empty() ? "untitled" : *title;
+  t.provider = p;
+  t.doc_id = plan.doc_id;
+  t.source = *source;
+  t.chunks_total = static_cast<int>(plan.items.size());
+  s = d_.store->Create(t);
+  if (!s.ok()) return Fail(res, 503, "task store unavailable: " + s.message());
+  // Workers that finished chunks before the row existed wrote their progress to nothing.
+  if (Status r = RefreshProgress(*d_.store, *d_.queue, task_id); !r.ok()) spdlog::warn("submit: {}", r.message());
+  res.set_header("Location", "/api/v1/tasks/" + task_id);
+  Reply(res, 202, {{"id", task_id}, {"status", "queued"}, {"chunks_total", t.chunks_total},
+                   {"document", plan.doc_id}, {"provider", p}});
+}
+
+// Task with live counts from the queue (the stored row may lag a worker's update).
+Result<json> Routes::TaskView(const std::string& id) {
+  auto t = d_.store->Get(id);
+  if (!t.ok()) return t.status();
+  auto counts = d_.queue->Counts(id);
+  if (counts.ok() && counts->total > 0) {
+    t->chunks_done = counts->done;
+    t->chunks_failed = counts->dead;
+    if (t->status != "cancelled") t->status = DeriveStatus(*counts);
+  }
+  json out = TaskJson(*t);
+  if (counts.ok()) {
+    out["chunks_queued"] = counts->ready;
+    out["chunks_running"] = counts->leased;
+  }
+  if (counts.ok() && counts->dead > 0) {
+    auto chunks = d_.queue->ListChunks(id);
+    json dead = json::array();
+    if (chunks.ok()) {
+      for (const auto& c : *chunks) {
+        if (c.state == ChunkState::kDead) dead.push_back({{"chunk", c.id}, {"attempts", c.attempts}, {"error", c.last_error}});
+      }
+    }
+    out["dead_letters"] = dead;
+    if (out["error"].is_null() && !dead.empty()) out["error"] = dead[0]["error"];
+  }
+  return out;
+}
+
+void Routes::GetTask(const httplib::Request& req, httplib::Response& res) {
+  auto v = TaskView(req.matches[1]);
+  if (!v.ok()) return Fail(res, v.status());
+  Reply(res, 200, *v);
+}
+
+void Routes::ListTasks(const httplib::Request& req, httplib::Response& res) {
+  std::string status = req.get_param_value("status");
+  static const std::set<std::string> kStatuses = {"", "queued", "running", "done", "failed", "cancelled"};
+  if (!kStatuses.count(status)) {
+    return Fail(res, 400, "status must be one of queued, running, done, failed, cancelled");
+  }
+  int limit = 50;
+  if (req.has_param("limit")) {
+    auto l = ParseLimit(req.get_param_value("limit"));
+    if (!l.ok()) return Fail(res, l.status());
+    limit = *l;
+  }
+  // Unfinished rows are brought up to date from the queue first (a worker killed between
+  // its ack and its progress write leaves its row behind), then listed.
+  auto open = d_.store->List("", 1000);
+  if (open.ok()) {
+    for (const auto& t : *open) {
+      if (t.status != "queued" && t.status != "running") continue;
+      if (Status r = RefreshProgress(*d_.store, *d_.queue, t.id); !r.ok()) return Fail(res, r);
+    }
+  }
+  auto list = d_.store->List(status, limit);
+  if (!list.ok()) return Fail(res, list.status());
+  json arr = json::array();
+  for (const auto& t : *list) arr.push_back(TaskJson(t));
+  Reply(res, 200, {{"tasks", arr}});
+}
+
+void Routes::Cancel(const httplib::Request& req, httplib::Response& res) {
+  std::string id = req.matches[1];
+  auto t = d_.store->Get(id);
+  if (!t.ok()) return Fail(res, t.status());
+  auto n = d_.queue->CancelTask(id);
+  if (!n.ok()) return Fail(res, n.status());
+  Status s = d_.store->MarkCancelled(id);
+  if (!s.ok()) return Fail(res, s);
+  auto v = TaskView(id);
+  if (!v.ok()) return Fail(res, v.status());
+  (*v)["chunks_cancelled"] = *n;
+  Reply(res, 200, *v);
+}
+
+void Routes::Retry(const httplib::Request& req, httplib::Response& res) {
+  std::string id = req.matches[1];
+  auto t = d_.store->Get(id);
+  if (!t.ok()) return Fail(res, t.status());
+  if (t->status != "failed" && t->status != "cancelled") {
+    auto counts = d_.queue->Counts(id);
+    if (!(counts.ok() && (counts->dead > 0 || counts->cancelled > 0))) {
+      return Fail(res, 409, "task " + id + " is " + t->status + "; only failed or cancelled tasks can be retried");
+    }
+  }
+  // Reopen first: a done/failed row is final, so progress from revived chunks must find it open.
+  Status s = d_.store->Reopen(id);
+  if (!s.ok()) return Fail(res, s);
+  auto n = d_.queue->RetryTask(id);
+  if (!n.ok()) return Fail(res, n.status());
+  auto v = TaskView(id);
+  if (!v.ok()) return Fail(res, v.status());
+  (*v)["chunks_requeued"] = *n;
+  Reply(res, 202, *v);
+}
+
+void Routes::Scale(const httplib::Request& req, httplib::Response& res) {
+  std::string provider = req.matches[1];
+  if (!c_.providers.count(provider)) {
+    return Fail(res, 404, "unknown provider '" + provider + "'; known: " + c_.KnownProviders());
+  }
+  auto body = ParseBody(req);
+  if (!body.ok()) return Fail(res, body.status());
+  const json& j = *body;
+  if (!j.contains("per_node") || !j["per_node"].is_number_integer() || j["per_node"].get<int64_t>() < 0 ||
+      j["per_node"].get<int64_t>() > 100000) {
+    return Fail(res, 400, "'per_node' must be a whole number from 0 to 100000");
+  }
+  int n = static_cast<int>(j["per_node"].get<int64_t>());
+  if (!d_.supervisor) {
+    // A web node: persist; worker nodes pick it up with their next heartbeat.
+    Status s = d_.store->PutSetting("processes.per_node." + provider, std::to_string(n));
+    if (!s.ok()) return Fail(res, s);
+    int capped = std::min(n, c_.max_processes_per_provider);
+    Reply(res, 200, {{"provider", provider}, {"requested", n}, {"per_node", capped}, {"clamped", capped < n},
+                     {"reason", capped < n ? "KG_MAX_PROCESSES_PER_PROVIDER=" + std::to_string(c_.max_processes_per_provider) : ""},
+                     {"applied", "stored; worker nodes apply it within 5 s"}});
+    return;
+  }
+  if (!c_.HasProvider(provider)) return Fail(res, 409, "provider '" + provider + "' is not enabled on this node");
+  auto r = d_.supervisor->Scale(provider, n);
+  if (!r.ok()) return Fail(res, r.status());
+  Reply(res, 200, {{"provider", r->provider}, {"requested", r->requested}, {"per_node", r->per_node},
+                   {"clamped", r->clamped}, {"reason", r->reason}, {"applied", "now"}});
+}
+
+void Routes::Providers(httplib::Response& res) {
+  json arr = json::array();
+  for (const auto& name : c_.enabled_providers) {
+    const auto& p = c_.providers.at(name);
+    arr.push_back({{"name", name}, {"kind", p.kind}, {"delay_ms", p.delay_ms}});
+  }
+  Reply(res, 200, {{"providers", arr}});
+}
+
+json Routes::NodesJson() {
+  json nodes = json::array();
+  auto list = d_.store->ListNodes(NowMs() - 30000);
+  if (list.ok()) {
+    for (const auto& n : *list) {
+      json procs = json::parse(n.processes_json, nullptr, false);
+      if (d_.supervisor && n.name == c_.node_name) procs = json::parse(d_.supervisor->SnapshotJson());
+      if (procs.is_discarded()) procs = json::array();
+      nodes.push_back({{"name", n.name}, {"role", n.role}, {"host", n.host}, {"pid", n.pid},
+                       {"heartbeat_at", n.heartbeat_at_ms}, {"processes", procs}});
+    }
+  }
+  return nodes;
+}
+
+void Routes::Workers(httplib::Response& res) { Reply(res, 200, {{"nodes", NodesJson()}}); }
+
+void Routes::Ready(httplib::Response& res) {
+  auto s = d_.graph->Stats();
+  auto d = d_.queue->Depths();
+  if (!s.ok()) return Fail(res, 503, "graph: " + s.status().message());
+  if (!d.ok()) return Fail(res, 503, "queue: " + d.status().message());
+  Reply(res, 200, {{"status", "ready"}});
+}
+
+void Routes::Metrics(httplib::Response& res) {
+  res.set_content(RenderMetrics(d_), "text/plain; version=0.0.4");
+}
+
+void Routes::Stats(httplib::Response& res) {
+  auto s = d_.graph->Stats();
+  if (!s.ok()) return Fail(res, s.status());
+  Reply(res, 200, {{"documents", s->documents}, {"chunks", s->chunks}, {"entities", s->entities},
+                   {"relations", s->relations}});
+}
+
+void Routes::Search(const httplib::Request& req, httplib::Response& res) {
+  int limit = 20;
+  if (req.has_param("limit")) {
+    auto l = ParseLimit(req.get_param_value("limit"));
+    if (!l.ok()) return Fail(res, l.status());
+    limit = *l;
+  }
+  auto list = d_.graph->SearchEntities(req.get_param_value("q"), limit);
+  if (!list.ok()) return Fail(res, list.status());
+  json arr = json::array();
+  for (const auto& e : *list) arr.push_back(EntityJson(e));
+  Reply(res, 200, {{"entities", arr}});
+}
+
+void Routes::Entity(const httplib::Request& req, httplib::Response& res) {
+  auto d = d_.graph->GetEntity(req.matches[1]);
+  if (!d.ok()) return Fail(res, d.status());
+  json out = EntityJson(d->entity);
+  json nb = json::array();
+  for (const auto& n : d->neighbours) {
+    nb.push_back({{"direction", n.direction}, {"type", n.relation.type}, {"weight", n.relation.weight},
+                  {"evidence", n.relation.evidence}, {"entity", EntityJson(n.entity)}});
+  }
+  out["neighbours"] = nb;
+  out["chunks"] = d->chunks;
+  out["documents"] = d->documents;
+  Reply(res, 200, out);
+}
+
+// Streams with chunked transfer encoding: memory stays bounded whatever the graph size.
+// Once the first bytes are out the status is 200; a failure after that ends the response
+// without its final chunk, so the client sees a truncated transfer, not a short graph.
+void Routes::Export(const httplib::Request& req, httplib::Response& res) {
+  std::string format = req.has_param("format") ? req.get_param_value("format") : "json";
+  if (format != "json" && format != "graphml") return Fail(res, 400, "format must be json or graphml");
+  GraphStore* graph = d_.graph;
+  bool as_json = format == "json";
+  res.set_chunked_content_provider(
+      as_json ? "application/json" : "application/graphml+xml",
+      [graph, as_json](size_t, httplib::DataSink& sink) {
+        ByteSink out = [&sink](std::string_view piece) { return sink.write(piece.data(), piece.size()); };
+        Status s = as_json ? StreamJson(*graph, out) : StreamGraphml(*graph, out);
+        if (!s.ok()) {
+          spdlog::warn("api: graph export ended early: {}", s.message());
+          return false;
+        }
+        sink.done();
+        return true;
+      });
+}
+
+}  // namespace kg::api

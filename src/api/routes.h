@@ -1,0 +1,55 @@
+#pragma once
+// The API's routes and their handlers (docs/architecture.md, "External contract").
+//
+// Thread safety: handlers run on the HTTP server's threads; the backends in ApiDeps are
+// thread-safe, and the routes keep no other mutable state.
+
+#include <httplib.h>
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <map>
+#include <set>
+#include <string>
+
+#include "api/server.h"
+
+namespace kg::api {
+
+class Routes {
+ public:
+  // `deps` and `svr` are borrowed and must outlive the Routes.
+  Routes(ApiDeps deps, httplib::Server& svr);
+  // Registers every route on the server; call once, before serving.
+  void Register();
+
+ private:
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+  void Route(const std::string& method, const std::string& pattern, Handler h);
+  void FinishRoutes();
+  bool Authorized(const httplib::Request& req) const;
+
+  void Submit(const httplib::Request& req, httplib::Response& res);
+  void GetTask(const httplib::Request& req, httplib::Response& res);
+  void ListTasks(const httplib::Request& req, httplib::Response& res);
+  void Cancel(const httplib::Request& req, httplib::Response& res);
+  void Retry(const httplib::Request& req, httplib::Response& res);
+  void Scale(const httplib::Request& req, httplib::Response& res);
+  void Providers(httplib::Response& res);
+  void Workers(httplib::Response& res);
+  void Ready(httplib::Response& res);
+  void Metrics(httplib::Response& res);
+  void Stats(httplib::Response& res);
+  void Search(const httplib::Request& req, httplib::Response& res);
+  void Entity(const httplib::Request& req, httplib::Response& res);
+  void Export(const httplib::Request& req, httplib::Response& res);
+  Result<nlohmann::json> TaskView(const std::string& id);
+  nlohmann::json NodesJson();
+
+  ApiDeps d_;
+  const Config& c_;
+  httplib::Server& svr_;
+  std::map<std::string, std::set<std::string>> methods_;
+};
+
+}  // namespace kg::api
