@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "result.h"
 #include "graph/graph_store.h"
 #include "testing/testing.h"
 
@@ -139,6 +140,10 @@ void Measure(const Node& n, const std::string& format, const std::string& label)
               label.c_str(), format.c_str(), r ? r->status : -1, bytes, secs, before / 1024.0, peak / 1024.0,
               (peak - before) / 1024.0, reset ? "" : " (polled VmRSS; clear_refs refused)");
   std::fflush(stdout);
+  if (label == "current" && r && r->status == 200) {
+    kg::bench::Emit("export_" + format + ".peak_rss_mb", peak / 1024.0, "MB", "single", 1);
+    kg::bench::Emit("export_" + format + ".peak_over_idle_mb", (peak - before) / 1024.0, "MB", "single", 1);
+  }
 }
 
 }  // namespace
@@ -156,6 +161,7 @@ int main(int argc, char** argv) {
   }
   std::printf("export_bench graph of %d relations built in %.1f s (%s)\n", relations,
               duration<double>(steady_clock::now() - t0).count(), binary.c_str());
+  if (label == "current") kg::bench::Emit("export.relations", relations, "relations", "single", 1);
   Node n = StartNode(binary, dir.path());
   if (n.pid < 0) {
     std::fprintf(stderr, "export_bench: cannot start %s\n", binary.c_str());

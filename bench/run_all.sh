@@ -1,10 +1,26 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark, with the machine noted. Numbers on 2 shared cores are noisy:
 # compare medians of several runs.
+#
+# Besides the human-readable output, every figure is written (from the benches' RESULT lines)
+# to bench/results/<UTC date>-<commit>.json with the machine, the commit and the date.
+# `bench/figures.py FILE --write README.md` puts a result file's figures into the README's
+# performance table; `make test` checks that the README quotes bench/results/latest.json.
 set -euo pipefail
 build=${1:-build}
-echo "# $(date -u +%FT%TZ) $(uname -sr), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
-echo "# model: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
-"$build/bench/supervisor_bench" "${BENCH_ITERATIONS:-30}" "${BENCH_IDLE_SECONDS:-20}" "${BENCH_CRASH_SECONDS:-30}"
-"$build/bench/pipeline_bench" "${BENCH_CHUNKS:-2000}" "${BENCH_WORKERS:-2}" "${BENCH_RUNS:-3}"
-"$build/bench/export_bench" "${BENCH_EXPORT_RELATIONS:-200000}"
+here=$(cd "$(dirname "$0")" && pwd)
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+{
+  echo "# $(date -u +%FT%TZ) $(uname -sr), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+  echo "# model: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+  "$build/bench/supervisor_bench" "${BENCH_ITERATIONS:-200}" "${BENCH_IDLE_SECONDS:-20}" "${BENCH_CRASH_SECONDS:-30}"
+  "$build/bench/pipeline_bench" "${BENCH_CHUNKS:-2000}" "${BENCH_WORKERS:-2}" "${BENCH_RUNS:-3}"
+  "$build/bench/export_bench" "${BENCH_EXPORT_RELATIONS:-200000}"
+} | tee "$out"
+commit=$(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git -C "$here/.." status --porcelain 2>/dev/null | grep -q . && echo "+dirty" || true)
+mkdir -p "$here/results"
+file="$here/results/$(date -u +%Y%m%dT%H%M%SZ)-$commit$dirty.json"
+python3 "$here/figures.py" --collect "$out" --commit "$commit$dirty" > "$file"
+echo "# figures written to ${file#$here/../}"

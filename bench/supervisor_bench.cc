@@ -16,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "result.h"
 #include "config/config.h"
 #include "pipeline/document.h"
 #include "queue/queue.h"
@@ -30,13 +31,10 @@ namespace {
 
 double Ms(steady_clock::duration d) { return duration<double, std::milli>(d).count(); }
 
-struct Summary {
-  double median, p99, max;
-};
-Summary Summarize(std::vector<double> v) {
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))]; };
-  return {at(0.5), at(0.99), v.back()};
+  return v[v.size() / 2];
 }
 
 kg::Config ConfigFor(const TempDir& dir, const std::string& toml) {
@@ -96,9 +94,17 @@ struct InProcessNode {
   }
 };
 
-void PrintLatency(const char* label, const std::vector<double>& lat) {
-  auto r = Summarize(lat);
-  std::printf("%-48s median %.1f ms  p99 %.1f ms  max %.1f ms  (n=%zu)\n", label, r.median, r.p99, r.max, lat.size());
+// A p99 is printed only from >= 200 samples; with fewer the tail is called what it is, the max.
+void PrintLatency(const char* name, const char* label, std::vector<double> lat) {
+  std::sort(lat.begin(), lat.end());
+  double median = lat[lat.size() / 2];
+  if (lat.size() >= 200) {
+    std::printf("%-48s median %.1f ms  p99 %.1f ms  max %.1f ms  (n=%zu)\n", label, median,
+                lat[lat.size() * 99 / 100], lat.back(), lat.size());
+  } else {
+    std::printf("%-48s median %.1f ms  max %.1f ms  (n=%zu; p99 needs >= 200)\n", label, median, lat.back(), lat.size());
+  }
+  kg::bench::EmitDistribution(name, lat, "ms");
 }
 
 void Respawn(int iterations) {
@@ -113,7 +119,7 @@ void Respawn(int iterations) {
     if (!Poll([&] { return IdleWorker(*n.supervisor, first) != 0; }, seconds(10))) std::exit(3);
     lat.push_back(Ms(steady_clock::now() - t0));
   }
-  PrintLatency("respawn   SIGKILL -> replacement ready to lease", lat);
+  PrintLatency("respawn_ms", "respawn   SIGKILL -> replacement ready to lease", lat);
 }
 
 void Rerun(int iterations) {
@@ -139,7 +145,7 @@ void Rerun(int iterations) {
     if (!Poll([&] { return leased_by_other(first_owner); }, seconds(30))) std::exit(5);
     lat.push_back(Ms(steady_clock::now() - t0));
   }
-  PrintLatency("rerun     SIGKILL -> its chunk running again", lat);
+  PrintLatency("rerun_ms", "rerun     SIGKILL -> its chunk running again", lat);
 }
 
 double CpuOfTree(pid_t root) {
@@ -171,9 +177,13 @@ void Memory(int workers) {
     auto at = rollup.find("Private_Dirty:");
     if (at != std::string::npos) uss.push_back(std::atof(rollup.c_str() + at + 14) / 1024.0);
   }
-  auto p = Summarize(pss), u = Summarize(uss), r = Summarize(rss);
+  double p = Median(pss), u = Median(uss), r = Median(rss);
   std::printf("memory    idle worker, node of %2d workers         PSS %.2f MB  private dirty %.2f MB  RSS %.2f MB (medians)\n",
-              workers, p.median, u.median, r.median);
+              workers, p, u, r);
+  std::string tag = "idle_worker_of_" + std::to_string(workers);
+  kg::bench::Emit(tag + ".pss_mb", p, "MB", "median", pss.size());
+  kg::bench::Emit(tag + ".private_dirty_mb", u, "MB", "median", uss.size());
+  kg::bench::Emit(tag + ".rss_mb", r, "MB", "median", rss.size());
 }
 
 void IdleCpu(int seconds_window) {
@@ -188,6 +198,7 @@ void IdleCpu(int seconds_window) {
   double wall = duration<double>(steady_clock::now() - t0).count();
   std::printf("idle_cpu  node + 10 idle workers over %.0f s       %.3f CPU-s = %.3f %% of one core\n", wall, used,
               100.0 * used / wall);
+  kg::bench::Emit("idle_node_10_workers.cpu_percent", 100.0 * used / wall, "% of one core", "window", 1);
 }
 
 void CrashLoop(int seconds_window) {
@@ -201,6 +212,8 @@ void CrashLoop(int seconds_window) {
     for (size_t p = 0; (p = err.find("spawned worker", p)) != std::string::npos; ++p) ++spawns;
     std::printf("crashloop KG_QUARANTINE_SECONDS=%-3s: %zu spawns in %d s = %.1f spawns/min\n", quarantine, spawns,
                 seconds_window, 60.0 * static_cast<double>(spawns) / seconds_window);
+    kg::bench::Emit(std::string("crashloop_quarantine_") + quarantine + "s.spawns", static_cast<double>(spawns),
+                    "spawns in " + std::to_string(seconds_window) + " s", "window", 1);
   }
 }
 
@@ -209,7 +222,7 @@ void CrashLoop(int seconds_window) {
 int main(int argc, char** argv) {
   kg::BlockSupervisorSignals();
   spdlog::set_level(spdlog::level::off);  // the in-process supervisors' logs would drown the figures
-  int iterations = argc > 1 ? std::atoi(argv[1]) : 30;
+  int iterations = argc > 1 ? std::atoi(argv[1]) : 200;
   int idle_seconds = argc > 2 ? std::atoi(argv[2]) : 20;
   int crash_seconds = argc > 3 ? std::atoi(argv[3]) : 30;
   std::printf("# supervisor_bench on %u cores; kgflow %s\n", std::thread::hardware_concurrency(), KG_VERSION);
