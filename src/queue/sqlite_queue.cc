@@ -9,6 +9,7 @@
 #include <mutex>
 #include <random>
 
+#include "common/mutex.h"
 #include "common/util.h"
 #include "config/config.h"
 #include "queue/queue.h"
@@ -324,7 +325,7 @@ class SqliteQueue final : public Queue {
       if ((*q)->Step() && !(*q)->IsNull(0)) wait = std::min<int64_t>(wait, std::max<int64_t>(0, (*q)->Int(0) - now));
     }
     if (wait <= 0) return;
-    std::lock_guard<std::mutex> lock(watch_mu_);
+    MutexLock lock(watch_mu_);
     if (!inotify_.valid()) {
       inotify_.Reset(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
       std::string dir = std::filesystem::path(db_->path()).parent_path().string();
@@ -390,7 +391,7 @@ class SqliteQueue final : public Queue {
     return Status::Ok();
   }
 
-  bool DrainSawWal() {
+  bool DrainSawWal() KG_REQUIRES(watch_mu_) {
     alignas(inotify_event) char buf[4096];
     bool saw = false;
     while (true) {
@@ -406,17 +407,17 @@ class SqliteQueue final : public Queue {
   }
 
   int64_t Backoff(int attempts) {
-    std::lock_guard<std::mutex> lock(rng_mu_);
+    MutexLock lock(rng_mu_);
     return BackoffMs(o_, attempts, std::uniform_real_distribution<double>(0, 1)(rng_));
   }
 
   std::unique_ptr<sqlite::Db> db_;
   QueueOptions o_;
   std::string wal_name_;
-  std::mutex watch_mu_;
-  UniqueFd inotify_;  // KG_GUARDED_BY(watch_mu_)
-  std::mutex rng_mu_;
-  std::mt19937_64 rng_{std::random_device{}()};  // KG_GUARDED_BY(rng_mu_)
+  Mutex watch_mu_;
+  UniqueFd inotify_ KG_GUARDED_BY(watch_mu_);
+  Mutex rng_mu_;
+  std::mt19937_64 rng_ KG_GUARDED_BY(rng_mu_){std::random_device{}()};
 };
 
 }  // namespace

@@ -9,13 +9,11 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <thread>
 #include <vector>
 
-#include "common/thread_annotations.h"
+#include "common/mutex.h"
 #include "common/util.h"
 #include "graph/graph_store.h"
 #include "pipeline/document.h"
@@ -59,7 +57,7 @@ class Worker {
       int free_slots;
       bool idle, suspect;
       {
-        std::lock_guard<std::mutex> l(mu_);
+        MutexLock l(mu_);
         free_slots = slots - static_cast<int>(inflight_.size());
         idle = inflight_.empty();
         suspect = holding_suspect_;
@@ -88,7 +86,7 @@ class Worker {
     int64_t deadline = MonoMs() + c_.stop_timeout_seconds * 1000LL;
     while (MonoMs() < deadline && g_stop_requests.load() < 2) {
       {
-        std::lock_guard<std::mutex> l(mu_);
+        MutexLock l(mu_);
         if (inflight_.empty()) break;
       }
       WaitWake(static_cast<int>(std::min<int64_t>(200, deadline - MonoMs())));
@@ -97,12 +95,12 @@ class Worker {
     if (released > 0) spdlog::info("worker {}: gave back {} unfinished chunks", o_.owner, released);
     bool clean;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       clean = running_ == 0;
       done_flag_ = true;
     }
-    cv_.notify_all();
-    renew_cv_.notify_all();
+    cv_.NotifyAll();
+    renew_cv_.NotifyAll();
     renewer.join();
     if (!clean) {
       // Executors are still inside a provider call; their leases are back in the queue.
@@ -152,7 +150,7 @@ class Worker {
 
   void Dispatch(std::vector<Lease> leases) {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       for (auto& lease : leases) {
         if (lease.crashes > 0) holding_suspect_ = true;
         inflight_[lease.chunk_id] = InFlight{lease, false};
@@ -161,16 +159,16 @@ class Worker {
       }
       ReportStateLocked();
     }
-    cv_.notify_all();
-    renew_cv_.notify_all();
+    cv_.NotifyAll();
+    renew_cv_.NotifyAll();
   }
 
   void ExecLoop() {
     while (true) {
       Lease lease;
       {
-        std::unique_lock<std::mutex> l(mu_);
-        cv_.wait(l, [&] { return done_flag_ || !pending_.empty(); });
+        MutexLock l(mu_);
+        while (!done_flag_ && pending_.empty()) cv_.Wait(l);
         if (done_flag_) return;
         lease = std::move(pending_.front());
         pending_.erase(pending_.begin());
@@ -178,7 +176,7 @@ class Worker {
       }
       Process(lease);
       {
-        std::lock_guard<std::mutex> l(mu_);
+        MutexLock l(mu_);
         inflight_.erase(lease.chunk_id);
         if (lease.crashes > 0) holding_suspect_ = false;
         --running_;
@@ -189,7 +187,7 @@ class Worker {
   }
 
   bool Lost(const std::string& chunk_id) {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     auto it = inflight_.find(chunk_id);
     return it == inflight_.end() || it->second.lost;
   }
@@ -252,43 +250,43 @@ class Worker {
   }
 
   void RenewLoop() {
-    std::unique_lock<std::mutex> l(mu_);
-    while (!done_flag_) {
-      if (inflight_.empty()) {
-        renew_cv_.wait(l, [&] { return done_flag_ || !inflight_.empty(); });  // idle: no timer at all
-        continue;
-      }
-      renew_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(100, LeaseMs() / 3)),
-                         [&] { return done_flag_; });
-      if (done_flag_) break;
+    while (true) {
       std::vector<std::pair<std::string, std::string>> held;
-      for (const auto& [id, f] : inflight_) {
-        if (!f.lost && !f.settling) held.emplace_back(id, f.lease.token);
+      {
+        MutexLock l(mu_);
+        while (!done_flag_ && inflight_.empty()) renew_cv_.Wait(l);  // idle: no timer at all
+        if (done_flag_) return;
+        // Renew a third of a lease from now; new leases arriving meanwhile do not hurry it.
+        auto due = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<int64_t>(100, LeaseMs() / 3));
+        while (!done_flag_ && renew_cv_.WaitUntil(l, due)) {
+        }
+        if (done_flag_) return;
+        for (const auto& [id, f] : inflight_) {
+          if (!f.lost && !f.settling) held.emplace_back(id, f.lease.token);
+        }
       }
-      l.unlock();
       for (const auto& [id, token] : held) {
         Status s = queue_->Renew(id, token, LeaseMs());
         if (s.code() != Code::kConflict) continue;
-        std::lock_guard<std::mutex> g(mu_);
+        MutexLock g(mu_);
         auto it = inflight_.find(id);
         if (it == inflight_.end() || it->second.settling) continue;  // acked meanwhile: not a loss
         it->second.lost = true;
         spdlog::warn("worker {}: lease of {} was taken away; its result will not be written", o_.owner, id);
       }
-      l.lock();
     }
   }
 
   // The executor is about to ack or nack: the renewer leaves the lease alone from now on.
   void Settling(const std::string& chunk_id) {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     if (auto it = inflight_.find(chunk_id); it != inflight_.end()) it->second.settling = true;
   }
 
   int ReleaseAll() {
     std::vector<Lease> held;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       for (const auto& [id, f] : inflight_) {
         if (!f.lost) held.push_back(f.lease);
       }
@@ -309,9 +307,9 @@ class Worker {
   std::unique_ptr<Provider> provider_;
   int wake_fd_ = -1;
 
-  std::mutex mu_;
-  std::condition_variable cv_;        // executors wait for pending work
-  std::condition_variable renew_cv_;  // the renewer sleeps on it
+  Mutex mu_;
+  CondVar cv_;        // executors wait for pending work
+  CondVar renew_cv_;  // the renewer sleeps on it
   std::map<std::string, InFlight> inflight_ KG_GUARDED_BY(mu_);
   std::vector<Lease> pending_ KG_GUARDED_BY(mu_);
   bool holding_suspect_ KG_GUARDED_BY(mu_) = false;
