@@ -3,19 +3,16 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
-#include <deque>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -26,32 +23,26 @@
 #include "common/util.h"
 #include "queue/queue.h"
 #include "store/task_store.h"
+#include "supervisor/node_registry.h"
+#include "supervisor/proc_stats.h"
+#include "supervisor/reaper.h"
+#include "supervisor/restart_policy.h"
+#include "supervisor/spawner.h"
 #include "worker/worker.h"
-
-extern char** environ;
 
 namespace kg {
 
 namespace {
 
-constexpr int64_t kBusyTickMs = 2000;       // RSS/CPU sampling while a worker is busy
-constexpr int64_t kIdleTickMs = 10000;      // ... and while all are idle (memory does not grow)
-constexpr int64_t kHeartbeatMs = 5000;      // node registry, expired-lease reclaim, settings
-constexpr int64_t kStableMs = 10000;        // a process up this long resets the failure streak
-constexpr int64_t kBackoffBaseMs = 100;
-constexpr int64_t kBackoffMaxMs = 30000;
-constexpr int kQuarantineFailures = 5;      // failures within kFailureWindowMs quarantine a provider
-constexpr int64_t kFailureWindowMs = 60000;
+constexpr int64_t kBusyTickMs = 2000;   // RSS/CPU sampling while a worker is busy
+constexpr int64_t kIdleTickMs = 10000;  // ... and while all are idle (memory does not grow)
+constexpr int64_t kHeartbeatMs = 5000;  // node registry, expired-lease reclaim, settings
 
-std::string SettingKey(const std::string& provider) { return "processes.per_node." + provider; }
-
-std::string DescribeWait(int status) {
-  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    const char* n = sigabbrev_np(WTERMSIG(status));
-    return std::string("killed by SIG") + (n ? n : std::to_string(WTERMSIG(status)).c_str());
-  }
-  return "status " + std::to_string(status);
+RestartPolicyOptions PolicyOptions(const Config& c) {
+  RestartPolicyOptions o;
+  o.quarantine_ms = c.quarantine_seconds * 1000LL;
+  o.spawn_budget_per_minute = std::max(60, 4 * c.max_total_processes);
+  return o;
 }
 
 }  // namespace
@@ -70,73 +61,24 @@ void BlockSupervisorSignals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-namespace {
-
-// Reads a small /proc file with one read(2): cheaper than streams on the guard's cadence.
-bool ReadSmall(const std::string& path, std::string* out) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return false;
-  char buf[1024];
-  ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
-  if (n <= 0) return false;
-  out->assign(buf, static_cast<size_t>(n));
-  return true;
-}
-
-}  // namespace
-
-bool ReadProcStats(pid_t pid, bool with_pss, ProcStats* out) {
-  std::string base = "/proc/" + std::to_string(pid);
-  std::string text;
-  if (!ReadSmall(base + "/statm", &text)) return false;
-  long long size = 0, resident = 0;
-  if (std::sscanf(text.c_str(), "%lld %lld", &size, &resident) != 2) return false;
-  out->rss_bytes = resident * sysconf(_SC_PAGESIZE);
-  if (!ReadSmall(base + "/stat", &text)) return false;
-  auto close = text.rfind(')');
-  if (close == std::string::npos) return false;
-  // Fields after the command: state(3) ... utime(14) stime(15).
-  unsigned long long utime = 0, stime = 0;
-  if (std::sscanf(text.c_str() + close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
-                  &stime) != 2) {
-    return false;
-  }
-  out->cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  if (with_pss) {
-    std::ifstream smaps(base + "/smaps_rollup");
-    std::string key;
-    int64_t kb = 0;
-    std::string unit;
-    while (smaps >> key) {
-      if (key == "Pss:") {
-        smaps >> kb >> unit;
-        out->pss_bytes = kb * 1024;
-        break;
-      }
-      smaps.ignore(4096, '\n');
-    }
-  }
-  return true;
-}
-
 class Supervisor::Impl {
  public:
   Impl(const Config& c, std::string exe, Queue& q, TaskStore& s, UniqueFd lock)
-      : c_(c), exe_(std::move(exe)), queue_(&q), store_(&s), lock_(std::move(lock)) {
+      : c_(c),
+        exe_(std::move(exe)),
+        queue_(&q),
+        store_(&s),
+        registry_(c, s),
+        lock_(std::move(lock)),
+        policy_(PolicyOptions(c), [] { return MonoMs(); }) {
     wake_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     for (const auto& p : c_.enabled_providers) {
       providers_[p].setting = c_.workers_per_provider;
-      auto stored = store_->GetSetting(SettingKey(p));
+      auto stored = store_->GetSetting(ScaleSettingKey(p));
       if (stored.ok() && stored->has_value()) {
-        try {
-          providers_[p].setting = std::stoi(**stored);
-        } catch (...) {
-        }
+        if (auto n = ParseScaleSetting(**stored)) providers_[p].setting = *n;
       }
     }
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
-    host_ = host;
   }
 
   ~Impl() {
@@ -167,7 +109,7 @@ class Supervisor::Impl {
       if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
     }
     // Persist first: the heartbeat re-reads the stored setting, and must not undo this call.
-    Status s = store_->PutSetting(SettingKey(provider), std::to_string(per_node));
+    Status s = store_->PutSetting(ScaleSettingKey(provider), std::to_string(per_node));
     if (!s.ok()) spdlog::warn("supervisor: could not persist scale of {}: {}", provider, s.message());
     ScaleResult r;
     {
@@ -179,7 +121,7 @@ class Supervisor::Impl {
       r.per_node = DesiredLocked()[provider];
       if (per_node > c_.max_processes_per_provider) {
         r.reason = "KG_MAX_PROCESSES_PER_PROVIDER=" + std::to_string(c_.max_processes_per_provider);
-      } else if (r.per_node < per_node && ps.quarantined_until > MonoMs()) {
+      } else if (r.per_node < per_node && policy_.Quarantined(provider)) {
         r.reason = "provider is quarantined";
       } else if (r.per_node < per_node) {
         r.reason = "KG_MAX_TOTAL_PROCESSES=" + std::to_string(c_.max_total_processes);
@@ -193,7 +135,6 @@ class Supervisor::Impl {
   std::vector<ProcessView> Snapshot() const {
     std::lock_guard<std::mutex> l(mu_);
     std::vector<ProcessView> out;
-    int64_t now = MonoMs();
     for (const auto& [pid, ch] : children_) {
       ProcessView v;
       v.pid = pid;
@@ -209,8 +150,8 @@ class Supervisor::Impl {
       out.push_back(v);
     }
     for (const auto& [name, ps] : providers_) {
-      bool quarantined = ps.quarantined_until > now;
-      bool backoff = ps.next_spawn_at > now;
+      bool quarantined = policy_.Quarantined(name);
+      bool backoff = policy_.BackingOff(name);
       if (!quarantined && !backoff) continue;
       if (std::any_of(children_.begin(), children_.end(),
                       [&](const auto& kv) { return kv.second.provider == name; }) && !quarantined) {
@@ -253,7 +194,6 @@ class Supervisor::Impl {
 
  private:
   struct Child {
-    pid_t pid = 0;
     std::string provider;
     std::string owner;
     UniqueFd status;  // read end of the worker's status pipe
@@ -266,12 +206,9 @@ class Supervisor::Impl {
     bool rss_reported = false;
     ProcStats stats;
   };
+  // What the supervisor shows and wants per provider; the restart policy has the rest.
   struct ProviderState {
     int setting = 1;
-    int consecutive_failures = 0;
-    int64_t next_spawn_at = 0;
-    int64_t quarantined_until = 0;
-    std::deque<int64_t> failures;
     int64_t restarts = 0;
     int64_t spawns = 0;
     std::string last_exit;
@@ -286,10 +223,9 @@ class Supervisor::Impl {
   // Desired processes per provider after both caps; quarantined providers get none.
   std::map<std::string, int> DesiredLocked() KG_REQUIRES(mu_) {
     std::map<std::string, int> want, got;
-    int64_t now = MonoMs();
     for (const auto& p : c_.enabled_providers) {
       const auto& ps = providers_.at(p);
-      want[p] = ps.quarantined_until > now ? 0 : std::min(ps.setting, c_.max_processes_per_provider);
+      want[p] = policy_.Quarantined(p) ? 0 : std::min(ps.setting, c_.max_processes_per_provider);
       got[p] = 0;
     }
     int total = 0;
@@ -313,7 +249,7 @@ class Supervisor::Impl {
       if (ps.setting > c_.max_processes_per_provider) {
         msg = fmt::format("provider {}: KG_MAX_PROCESSES_PER_PROVIDER={} refuses {} of {} requested processes", p,
                           c_.max_processes_per_provider, ps.setting - c_.max_processes_per_provider, ps.setting);
-      } else if (desired.at(p) < ps.setting && ps.quarantined_until <= MonoMs()) {
+      } else if (desired.at(p) < ps.setting && !policy_.Quarantined(p)) {
         msg = fmt::format("provider {}: KG_MAX_TOTAL_PROCESSES={} refuses {} of {} requested processes", p,
                           c_.max_total_processes, ps.setting - desired.at(p), ps.setting);
       }
@@ -333,18 +269,12 @@ class Supervisor::Impl {
   }
 
   void Reconcile() KG_REQUIRES(mu_) {
-    int64_t t = MonoMs();
-    for (auto& [p, ps] : providers_) {
-      if (ps.quarantined_until != 0 && ps.quarantined_until <= t) {
-        ps.quarantined_until = 0;
-        spdlog::warn("supervisor: quarantine of provider {} is over; starting its workers again", p);
-      }
+    for (const auto& p : policy_.TakeEndedQuarantines()) {
+      spdlog::warn("supervisor: quarantine of provider {} is over; starting its workers again", p);
     }
     auto desired = DesiredLocked();
     LogRefusals(desired);
-    int64_t now = MonoMs();
     for (const auto& p : c_.enabled_providers) {
-      auto& ps = providers_.at(p);
       int live = CountLocked(p, false);
       int target = desired[p];
       // Scale down: stop idle processes first, then the newest.
@@ -364,13 +294,19 @@ class Supervisor::Impl {
         --live;
       }
       while (live < target) {
-        if (ps.next_spawn_at > now) break;
+        if (policy_.BackingOff(p)) break;
         if (CountLocked("", true) >= c_.max_total_processes || CountLocked(p, true) >= c_.max_processes_per_provider) {
           break;  // a stopping process still holds the slot; it frees on reap
         }
-        if (!SpawnBudgetLocked(now)) break;
+        if (!policy_.BudgetAllows()) {
+          if (policy_.TakeBudgetExhaustedReport()) {
+            spdlog::error("supervisor: {} spawns in the last minute; holding spawns",
+                          policy_.options().spawn_budget_per_minute);
+          }
+          break;
+        }
         if (!Spawn(p)) {
-          RecordFailure(p, "spawn failed", now);
+          RecordFailure(p, "spawn failed", MonoMs());
           break;
         }
         ++live;
@@ -378,62 +314,22 @@ class Supervisor::Impl {
     }
   }
 
-  // A fork storm guard on top of per-provider backoff: at most this many spawns a minute.
-  bool SpawnBudgetLocked(int64_t now) KG_REQUIRES(mu_) {
-    while (!spawn_times_.empty() && spawn_times_.front() < now - 60000) spawn_times_.pop_front();
-    size_t limit = static_cast<size_t>(std::max(60, 4 * c_.max_total_processes));
-    if (spawn_times_.size() >= limit) {
-      if (!budget_logged_) spdlog::error("supervisor: {} spawns in the last minute; holding spawns", limit);
-      budget_logged_ = true;
-      return false;
-    }
-    budget_logged_ = false;
-    return true;
-  }
-
   bool Spawn(const std::string& provider) KG_REQUIRES(mu_) {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) return false;
-    UniqueFd rd(fds[0]), wr(fds[1]);
-    fcntl(rd.get(), F_SETFL, O_NONBLOCK);
     std::string owner = fmt::format("{}/{}/{}", c_.node_name, getpid(), ++spawn_seq_);
-    std::string ppid = std::to_string(getpid());
-    std::vector<std::string> args = {exe_, "__worker", "--provider", provider, "--owner", owner,
-                                     "--parent-pid", ppid, "--status-fd", "3"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, wr.get(), 3);
-    posix_spawn_file_actions_addclosefrom_np(&fa, 4);  // the child inherits nothing else
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t empty, defaults;
-    sigemptyset(&empty);
-    sigemptyset(&defaults);
-    for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPIPE}) sigaddset(&defaults, s);
-    posix_spawnattr_setsigmask(&attr, &empty);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP |
-                                         POSIX_SPAWN_USEVFORK);
-    pid_t pid = 0;
-    int rc = posix_spawn(&pid, exe_.c_str(), &fa, &attr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) {
-      spdlog::error("supervisor: spawn of a {} worker failed: {}", provider, std::strerror(rc));
+    auto spawned = SpawnWithStatusPipe(exe_, {exe_, "__worker", "--provider", provider, "--owner", owner,
+                                              "--parent-pid", std::to_string(getpid()), "--status-fd", "3"});
+    if (!spawned.ok()) {
+      spdlog::error("supervisor: spawn of a {} worker failed: {}", provider, spawned.status().message());
       return false;
     }
+    pid_t pid = spawned->pid;
+    reaper_.Track(pid);
     Child ch;
-    ch.pid = pid;
     ch.provider = provider;
     ch.owner = owner;
-    ch.status = std::move(rd);
+    ch.status = std::move(spawned->status);
     ch.started_at = MonoMs();
-    spawn_times_.push_back(ch.started_at);
+    policy_.RecordSpawn();
     ++providers_.at(provider).spawns;
     children_.emplace(pid, std::move(ch));
     spdlog::info("supervisor: spawned worker pid={} provider={} owner={}", pid, provider, owner);
@@ -447,26 +343,15 @@ class Supervisor::Impl {
     ::kill(pid, sig);
   }
 
-  void RecordFailure(const std::string& provider, const std::string& reason, int64_t now) KG_REQUIRES(mu_) {
-    auto& ps = providers_.at(provider);
-    ++ps.consecutive_failures;
-    int64_t delay = 0;
-    if (ps.consecutive_failures >= 2) {
-      delay = std::min(kBackoffMaxMs, kBackoffBaseMs << std::min(ps.consecutive_failures - 2, 20));
-    }
-    ps.next_spawn_at = now + delay;
-    ps.failures.push_back(now);
-    while (!ps.failures.empty() && ps.failures.front() < now - kFailureWindowMs) ps.failures.pop_front();
-    if (static_cast<int>(ps.failures.size()) >= kQuarantineFailures) {
-      ps.quarantined_until = now + c_.quarantine_seconds * 1000LL;
-      ps.failures.clear();
-      ps.consecutive_failures = 0;
-      ps.next_spawn_at = 0;
+  void RecordFailure(const std::string& provider, const std::string& reason, int64_t started_at) KG_REQUIRES(mu_) {
+    auto v = policy_.OnFailure(provider, started_at);
+    const auto& o = policy_.options();
+    if (v.quarantined) {
       spdlog::error("supervisor: provider {} quarantined for {} s after {} failures within {} s (last: {})", provider,
-                    c_.quarantine_seconds, kQuarantineFailures, kFailureWindowMs / 1000, reason);
-    } else if (delay > 0) {
-      spdlog::warn("supervisor: provider {} backing off {} ms after {} consecutive failures", provider, delay,
-                   ps.consecutive_failures);
+                    c_.quarantine_seconds, o.quarantine_failures, o.failure_window_ms / 1000, reason);
+    } else if (v.backoff_ms > 0) {
+      spdlog::warn("supervisor: provider {} backing off {} ms after {} consecutive failures", provider, v.backoff_ms,
+                   v.consecutive);
     }
   }
 
@@ -474,17 +359,13 @@ class Supervisor::Impl {
     signalfd_siginfo info;
     while (::read(sigfd_.get(), &info, sizeof info) == sizeof info) {
     }
-    int status = 0;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    for (const auto& [pid, exit] : reaper_.ReapExited()) {
       auto it = children_.find(pid);
       if (it == children_.end()) continue;
       Child& ch = it->second;
-      ReadStatus(ch);  // the last lines it wrote
-      int64_t now = MonoMs();
-      std::string how = DescribeWait(status);
-      bool clean_code = WIFEXITED(status) &&
-                        (WEXITSTATUS(status) == kWorkerExitStopped || WEXITSTATUS(status) == kWorkerExitRecycled);
+      ReadStatus(pid, ch);  // the last lines it wrote
+      std::string how = exit.Describe();
+      bool clean_code = exit.exited && (exit.code == kWorkerExitStopped || exit.code == kWorkerExitRecycled);
       // A worker we did not ask to stop that exits uncleanly crashed: what it held counts a crash.
       bool crashed = !clean_code && !ch.stop_sent;
       Result<int> released = 0;
@@ -493,7 +374,7 @@ class Supervisor::Impl {
         return released.status();
       });
       std::string reason = ch.stop_sent ? ch.stop_reason + " (" + how + ")"
-                           : WIFEXITED(status) && WEXITSTATUS(status) == kWorkerExitRecycled
+                           : exit.exited && exit.code == kWorkerExitRecycled
                                ? "recycled after " + std::to_string(ch.chunks_done) + " chunks"
                                : how;
       auto& ps = providers_.at(ch.provider);
@@ -502,20 +383,19 @@ class Supervisor::Impl {
       if (!released.ok()) spdlog::error("supervisor: releasing chunks of {}: {}", ch.owner, released.status().message());
       if (crashed) {
         spdlog::error("supervisor: worker pid={} provider={} died: {}; {} chunks given back", pid, ch.provider, how, n);
-        if (now - ch.started_at >= kStableMs) ps.consecutive_failures = 0;
-        RecordFailure(ch.provider, how, now);
+        RecordFailure(ch.provider, how, ch.started_at);
         ++ps.restarts;
       } else {
         spdlog::info("supervisor: worker pid={} provider={} exited: {}{}", pid, ch.provider, reason,
                      n ? fmt::format("; {} chunks given back", n) : "");
         if (!ch.stop_sent) ++ps.restarts;  // recycled: replaced without penalty
-        if (now - ch.started_at >= kStableMs) ps.consecutive_failures = 0;
+        policy_.OnCleanExit(ch.provider, ch.started_at);
       }
       children_.erase(it);
     }
   }
 
-  void ReadStatus(Child& ch) KG_REQUIRES(mu_) {
+  void ReadStatus(pid_t pid, Child& ch) KG_REQUIRES(mu_) {
     char buf[1024];
     ssize_t n;
     while ((n = ::read(ch.status.get(), buf, sizeof buf)) > 0) ch.buf.append(buf, static_cast<size_t>(n));
@@ -529,7 +409,7 @@ class Supervisor::Impl {
       in >> word >> inflight >> done;
       if (word == "ready") {
         ch.state = "idle";
-        ReadProcStats(ch.pid, false, &ch.stats);  // visible at once, not after the next tick
+        ReadProcStats(pid, false, &ch.stats);  // visible at once, not after the next tick
       } else if (word == "busy" || word == "idle") {
         // A worker became busy: sample on the busy cadence from now on.
         if (word == "busy" && ch.state != "busy") next_tick_ = std::min(next_tick_, MonoMs() + kBusyTickMs);
@@ -560,26 +440,16 @@ class Supervisor::Impl {
   }
 
   void Heartbeat() {
-    NodeRecord n;
-    n.name = c_.node_name;
-    n.role = RoleName(c_.role);
-    n.host = host_;
-    n.pid = getpid();
-    n.heartbeat_at_ms = NowMs();
-    n.processes_json = SnapshotJson();
-    Status s = store_->UpsertNode(n);
+    Status s = registry_.Beat(SnapshotJson());
     if (!s.ok()) spdlog::warn("supervisor: heartbeat: {}", s.message());
     auto reclaimed = queue_->ReclaimExpired();
     if (reclaimed.ok() && *reclaimed > 0) spdlog::warn("supervisor: reclaimed {} chunks with expired leases", *reclaimed);
     // Settings written by another node (or `kgflow scale` through another web node).
     std::lock_guard<std::mutex> l(mu_);
     for (auto& [p, ps] : providers_) {
-      auto stored = store_->GetSetting(SettingKey(p));
+      auto stored = store_->GetSetting(ScaleSettingKey(p));
       if (!stored.ok() || !stored->has_value()) continue;
-      try {
-        ps.setting = std::stoi(**stored);
-      } catch (...) {
-      }
+      if (auto n = ParseScaleSetting(**stored)) ps.setting = *n;
     }
   }
 
@@ -635,11 +505,7 @@ class Supervisor::Impl {
       int64_t timeout;
       {
         std::lock_guard<std::mutex> l(mu_);
-        timeout = std::min(next_tick_, next_heartbeat) - now;
-        for (const auto& [_, ps] : providers_) {
-          if (ps.next_spawn_at > now) timeout = std::min(timeout, ps.next_spawn_at - now);
-          if (ps.quarantined_until > now) timeout = std::min(timeout, ps.quarantined_until - now);
-        }
+        timeout = std::min({next_tick_, next_heartbeat, policy_.NextDeadline()}) - now;
       }
       if (stopping) timeout = std::min<int64_t>(timeout, 100);
       ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, timeout)));
@@ -649,7 +515,7 @@ class Supervisor::Impl {
         }
       }
       std::lock_guard<std::mutex> l(mu_);
-      for (auto& [pid, ch] : children_) ReadStatus(ch);
+      for (auto& [pid, ch] : children_) ReadStatus(pid, ch);
     }
     Heartbeat();
     spdlog::info("supervisor: all workers stopped");
@@ -657,12 +523,13 @@ class Supervisor::Impl {
 
   const Config& c_;
   const std::string exe_;
-  Queue* const queue_;                // borrowed; thread-safe
-  TaskStore* const store_;            // borrowed; thread-safe
-  UniqueFd lock_;                     // flock on the node lock file, held for our lifetime
-  UniqueFd wake_;                     // eventfd: Scale/Stop wake the loop
-  UniqueFd sigfd_;                    // signalfd for SIGCHLD, the loop's thread only
-  std::string host_;
+  Queue* const queue_;      // borrowed; thread-safe
+  TaskStore* const store_;  // borrowed; thread-safe
+  NodeRegistry registry_;
+  UniqueFd lock_;   // flock on the node lock file, held for our lifetime
+  UniqueFd wake_;   // eventfd: Scale/Stop wake the loop
+  UniqueFd sigfd_;  // signalfd for SIGCHLD, the loop's thread only
+  Reaper reaper_;   // the loop's thread only
   std::thread thread_;
   std::mutex join_mu_;
 
@@ -672,8 +539,7 @@ class Supervisor::Impl {
   bool cold_ KG_GUARDED_BY(mu_) = false;
   std::map<pid_t, Child> children_ KG_GUARDED_BY(mu_);
   std::map<std::string, ProviderState> providers_ KG_GUARDED_BY(mu_);
-  std::deque<int64_t> spawn_times_ KG_GUARDED_BY(mu_);
-  bool budget_logged_ KG_GUARDED_BY(mu_) = false;
+  RestartPolicy policy_ KG_GUARDED_BY(mu_);
   int64_t next_tick_ KG_GUARDED_BY(mu_) = 0;  // next RSS/CPU sample (monotonic ms)
   int64_t spawn_seq_ KG_GUARDED_BY(mu_) = 0;
 };

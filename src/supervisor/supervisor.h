@@ -1,6 +1,8 @@
 #pragma once
 // The supervisor of one node: the single guard that starts, watches and stops the
-// node's worker processes.
+// node's worker processes. It wires the pieces next to it: spawner.h (exec-only spawning),
+// reaper.h (reaping its own children), restart_policy.h (backoff, quarantine, spawn
+// budget), proc_stats.h (/proc sampling) and node_registry.h (heartbeat, scale setting).
 //
 // - One reconcile loop (one thread) alone spawns and stops processes, under one mutex;
 //   Scale() and Start() only change the desired state and wake it, so concurrent or
@@ -26,6 +28,7 @@
 
 #include "common/status.h"
 #include "config/config.h"
+#include "supervisor/proc_stats.h"  // ReadProcStats, for the supervisor's users (bench)
 
 namespace kg {
 
@@ -87,13 +90,5 @@ class Supervisor {
   explicit Supervisor(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-
-// Process state read from /proc (for the supervisor and benchmarks).
-struct ProcStats {
-  int64_t rss_bytes = 0;
-  int64_t pss_bytes = 0;  // only when with_pss
-  double cpu_seconds = 0;
-};
-bool ReadProcStats(pid_t pid, bool with_pss, ProcStats* out);
 
 }  // namespace kg
