@@ -1,15 +1,18 @@
 #pragma once
-// Reaping the supervisor's children: collects the exit status of the processes it was
-// told to track, so that none lingers as a zombie.
+// Reaping the supervisor's children, and only them: each child it spawned is tracked by
+// a pidfd and reaped with waitid(P_PIDFD, ...), never with waitpid(-1), so children that
+// other parts of the process started (a test, a library) are left to their owners.
 //
 // Not thread-safe: owned by the supervisor's loop thread.
 
 #include <sys/types.h>
 
-#include <set>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "common/util.h"
 
 namespace kg {
 
@@ -24,15 +27,21 @@ struct ExitStatus {
 
 class Reaper {
  public:
-  // Starts tracking `pid`, a child of this process.
+  // Starts tracking `pid`, a child of this process not yet reaped (so its pid cannot have
+  // been reused). Opens a pidfd for it; without one (kernel < 5.3) the child is still
+  // reaped, by waitid(P_PID), but only when the caller polls (see NeedsPolling).
   void Track(pid_t pid);
   // Reaps, without blocking, the tracked children that have exited; they are no longer
-  // tracked afterwards.
+  // tracked afterwards. Never touches a child it does not track.
   std::vector<std::pair<pid_t, ExitStatus>> ReapExited();
-  size_t tracked() const { return pids_.size(); }
+  // Descriptors that turn readable (POLLIN) when a tracked child exits.
+  std::vector<int> PollFds() const;
+  // True when some tracked child has no pidfd: the caller must call ReapExited on a timer.
+  bool NeedsPolling() const;
+  size_t tracked() const { return children_.size(); }
 
  private:
-  std::set<pid_t> pids_;
+  std::map<pid_t, UniqueFd> children_;  // pid -> pidfd (may be invalid)
 };
 
 }  // namespace kg

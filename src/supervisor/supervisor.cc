@@ -6,7 +6,6 @@
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -356,9 +355,6 @@ class Supervisor::Impl {
   }
 
   void ReapAll() KG_REQUIRES(mu_) {
-    signalfd_siginfo info;
-    while (::read(sigfd_.get(), &info, sizeof info) == sizeof info) {
-    }
     for (const auto& [pid, exit] : reaper_.ReapExited()) {
       auto it = children_.find(pid);
       if (it == children_.end()) continue;
@@ -454,10 +450,6 @@ class Supervisor::Impl {
   }
 
   void Loop() {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigfd_.Reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
     {
       std::lock_guard<std::mutex> l(mu_);
       next_tick_ = MonoMs() + kBusyTickMs;
@@ -498,8 +490,8 @@ class Supervisor::Impl {
                                   [](const auto& kv) { return kv.second.state != "idle"; });
           next_tick_ = now + (busy ? kBusyTickMs : kIdleTickMs);
         }
-        fds.push_back({sigfd_.get(), POLLIN, 0});
         fds.push_back({wake_.get(), POLLIN, 0});
+        for (int fd : reaper_.PollFds()) fds.push_back({fd, POLLIN, 0});  // readable when that child exits
         for (auto& [pid, ch] : children_) fds.push_back({ch.status.get(), POLLIN, 0});
       }
       int64_t timeout;
@@ -507,9 +499,9 @@ class Supervisor::Impl {
         std::lock_guard<std::mutex> l(mu_);
         timeout = std::min({next_tick_, next_heartbeat, policy_.NextDeadline()}) - now;
       }
-      if (stopping) timeout = std::min<int64_t>(timeout, 100);
+      if (stopping || reaper_.NeedsPolling()) timeout = std::min<int64_t>(timeout, 100);
       ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, timeout)));
-      if (fds[1].revents & POLLIN) {
+      if (fds[0].revents & POLLIN) {
         uint64_t v;
         while (::read(wake_.get(), &v, sizeof v) > 0) {
         }
@@ -528,7 +520,6 @@ class Supervisor::Impl {
   NodeRegistry registry_;
   UniqueFd lock_;   // flock on the node lock file, held for our lifetime
   UniqueFd wake_;   // eventfd: Scale/Stop wake the loop
-  UniqueFd sigfd_;  // signalfd for SIGCHLD, the loop's thread only
   Reaper reaper_;   // the loop's thread only
   std::thread thread_;
   std::mutex join_mu_;

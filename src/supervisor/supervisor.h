@@ -11,14 +11,15 @@
 //   KG_MAX_PROCESSES_PER_PROVIDER from spawn until it is reaped.
 // - Workers are spawned with posix_spawn of this binary (`__worker`): an empty signal
 //   mask, their own process group, only stdin/out/err and a status pipe inherited.
-// - SIGCHLD (signalfd) drives reaping with waitpid(-1, WNOHANG); the chunks a dead
-//   worker held go back to the queue at once, and a replacement is spawned in the
-//   same loop turn unless its provider is backing off or quarantined.
+// - Each worker's pidfd, polled by the loop, drives reaping with waitid(P_PIDFD): only
+//   the supervisor's own children are reaped, never another child of the process. The
+//   chunks a dead worker held go back to the queue at once, and a replacement is spawned
+//   in the same loop turn unless its provider is backing off or quarantined.
 // - The node lock (flock on KG_DATA_DIR/supervisor-<node>.lock) makes a second
 //   supervisor with the same node name fail in Create().
 //
-// Precondition: SIGCHLD is blocked in every thread of the process (BlockSupervisorSignals
-// before any thread starts), so that the loop's signalfd receives it.
+// Precondition: BlockSupervisorSignals before any thread starts (the node's signal
+// handling; SIGCHLD is blocked so that it interrupts no thread).
 
 #include <sys/types.h>
 

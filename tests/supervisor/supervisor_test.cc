@@ -57,6 +57,40 @@ std::string Sentences(int n, const std::string& extra = "") {
   return t + extra;
 }
 
+// A supervisor inside the test process (the embedding case), with its data in `dir`.
+struct InProcess {
+  explicit InProcess(const TempDir& dir, std::map<std::string, std::string> env = {}) {
+    env.emplace("KG_DATA_DIR", dir.path() + "/data");
+    auto c = LoadConfig([&](const std::string& k) -> std::optional<std::string> {
+      auto it = env.find(k);
+      if (it == env.end()) return std::nullopt;
+      return it->second;
+    });
+    EXPECT_TRUE(c.ok()) << c.status().message();
+    cfg = std::move(c).value();
+    auto q = OpenQueue(cfg);
+    auto st = OpenTaskStore(cfg);
+    EXPECT_TRUE(q.ok() && st.ok());
+    queue = std::move(q).value();
+    store = std::move(st).value();
+    auto s = Supervisor::Create(cfg, testing::KgflowBinary(), *queue, *store);
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    sup = std::move(s).value();
+  }
+  // Worker pids of this process (children running `kgflow __worker`).
+  static std::set<pid_t> Workers() {
+    std::set<pid_t> s;
+    for (pid_t c : testing::ChildrenOf(getpid())) {
+      if (!testing::WorkerProvider(c).empty()) s.insert(c);
+    }
+    return s;
+  }
+  Config cfg;
+  std::unique_ptr<Queue> queue;
+  std::unique_ptr<TaskStore> store;
+  std::unique_ptr<Supervisor> sup;
+};
+
 // Verifies both caps hold at every sampled instant while 50 concurrent scale requests hammer the API.
 TEST(Supervisor, CapsHoldUnderConcurrentScaling) {
   TempDir dir;
@@ -172,6 +206,36 @@ TEST(Supervisor, RepeatedAndConcurrentStartMakeOneGuard) {
   (*sup)->Stop(false);
   (*sup)->Wait();
   EXPECT_TRUE(workers().empty());
+}
+
+// Verifies the supervisor reaps only the children it spawned: a child of the embedding process exits while
+// the supervisor reaps (and replaces) a killed worker of its own, and the embedding process still collects
+// that child's exit status itself.
+TEST(Supervisor, LeavesChildrenItDidNotSpawnToTheirOwner) {
+  BlockSupervisorSignals();  // precondition of the supervisor, before any thread exists
+  TempDir dir;
+  InProcess in(dir);
+  in.sup->Start();
+  ASSERT_TRUE(WaitFor([&] { return InProcess::Workers().size() == 1; }, 10s));
+  pid_t mine = fork();
+  ASSERT_GE(mine, 0);
+  if (mine == 0) _exit(7);
+  // It has exited: a zombie waiting for us (or already taken by someone else, the defect).
+  ASSERT_TRUE(WaitFor([&] { return !testing::Alive(mine); }, 5s));
+  // A reaping pass of the supervisor after that exit: kill its worker and see the replacement.
+  pid_t victim = *InProcess::Workers().begin();
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  ASSERT_TRUE(WaitFor([&] {
+    auto w = InProcess::Workers();
+    return w.size() == 1 && *w.begin() != victim && testing::ProcState(victim).empty();
+  }, 10s));
+  EXPECT_EQ(testing::ProcState(mine), "Z") << "still ours to reap";
+  int status = 0;
+  ASSERT_EQ(waitpid(mine, &status, WNOHANG), mine) << "the supervisor reaped a child it did not spawn";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 7);
+  in.sup->Stop(false);
+  in.sup->Wait();
+  EXPECT_TRUE(InProcess::Workers().empty());
 }
 
 // Verifies a SIGKILLed worker is reaped (no zombie) and replaced fast, and its chunk runs again once at once.
