@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
 #include <climits>
 #include <cstring>
 #include <filesystem>
@@ -35,7 +37,7 @@ namespace {
 
 constexpr int64_t kBusyTickMs = 2000;   // RSS/CPU sampling while a worker is busy
 constexpr int64_t kIdleTickMs = 10000;  // ... and while all are idle (memory does not grow)
-constexpr int64_t kHeartbeatMs = 5000;  // node registry, expired-lease reclaim, settings
+constexpr int64_t kHeartbeatMs = 5000;  // node registry, expired-lease reclaim, settings (store thread)
 
 RestartPolicyOptions PolicyOptions(const Config& c) {
   RestartPolicyOptions o;
@@ -86,35 +88,36 @@ class Supervisor::Impl {
   }
 
   void Start() {
-    std::lock_guard<std::mutex> l(mu_);
-    if (started_) {
-      spdlog::warn("supervisor: the guard is already running; not starting another");
-      return;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (started_) {
+        spdlog::warn("supervisor: the guard is already running; not starting another");
+        return;
+      }
+      started_ = true;
     }
-    started_ = true;
+    // Before any worker of this run exists (their owners share the prefix); not under mu_.
     auto freed = queue_->ReleaseOwnersWithPrefix(c_.node_name + "/");
     if (freed.ok() && *freed > 0) {
       spdlog::warn("supervisor: gave back {} chunks held by workers of a previous run of node {}", *freed,
                    c_.node_name);
     }
+    std::lock_guard<std::mutex> j(join_mu_);
+    store_thread_ = std::thread([this] { StoreLoop(); });
+    pthread_setname_np(store_thread_.native_handle(), "kg-guard-db");
     thread_ = std::thread([this] { Loop(); });
     pthread_setname_np(thread_.native_handle(), "kg-guard");
   }
 
   Result<ScaleResult> Scale(const std::string& provider, int per_node) {
     if (per_node < 0) return Status::Invalid("per_node must be 0 or more");
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
-    }
-    // Persist first: the heartbeat re-reads the stored setting, and must not undo this call.
-    Status s = store_->PutSetting(ScaleSettingKey(provider), std::to_string(per_node));
-    if (!s.ok()) spdlog::warn("supervisor: could not persist scale of {}: {}", provider, s.message());
     ScaleResult r;
     {
       std::lock_guard<std::mutex> l(mu_);
+      if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
       auto& ps = providers_.at(provider);
       ps.setting = per_node;
+      ++ps.scale_seq;  // a settings read started before this call must not undo it
       r.provider = provider;
       r.requested = per_node;
       r.per_node = DesiredLocked()[provider];
@@ -127,6 +130,12 @@ class Supervisor::Impl {
       }
       r.clamped = r.per_node < per_node;
     }
+    {
+      // Persisted by the store thread, so that a slow store does not hold up the caller.
+      std::lock_guard<std::mutex> l(db_mu_);
+      pending_settings_[provider] = per_node;
+    }
+    db_cv_.notify_one();
     Wake();
     return r;
   }
@@ -189,6 +198,7 @@ class Supervisor::Impl {
   void Wait() {
     std::lock_guard<std::mutex> l(join_mu_);
     if (thread_.joinable()) thread_.join();
+    if (store_thread_.joinable()) store_thread_.join();
   }
 
  private:
@@ -208,10 +218,19 @@ class Supervisor::Impl {
   // What the supervisor shows and wants per provider; the restart policy has the rest.
   struct ProviderState {
     int setting = 1;
+    uint64_t scale_seq = 0;  // bumped by Scale()
     int64_t restarts = 0;
     int64_t spawns = 0;
     std::string last_exit;
     std::string last_refusal;
+  };
+  // Chunks a reaped worker held, to give back on the store thread.
+  struct Release {
+    pid_t pid = 0;
+    std::string provider;
+    std::string owner;
+    bool crashed = false;
+    std::string how;
   };
 
   void Wake() {
@@ -354,7 +373,9 @@ class Supervisor::Impl {
     }
   }
 
-  void ReapAll() KG_REQUIRES(mu_) {
+  // Reaps exited workers; returns what they held, to give back after mu_ is released.
+  std::vector<Release> ReapAll() KG_REQUIRES(mu_) {
+    std::vector<Release> releases;
     for (const auto& [pid, exit] : reaper_.ReapExited()) {
       auto it = children_.find(pid);
       if (it == children_.end()) continue;
@@ -364,31 +385,25 @@ class Supervisor::Impl {
       bool clean_code = exit.exited && (exit.code == kWorkerExitStopped || exit.code == kWorkerExitRecycled);
       // A worker we did not ask to stop that exits uncleanly crashed: what it held counts a crash.
       bool crashed = !clean_code && !ch.stop_sent;
-      Result<int> released = 0;
-      (void)RetryTransient([&] {
-        released = queue_->ReleaseOwner(ch.owner, crashed, how);
-        return released.status();
-      });
       std::string reason = ch.stop_sent ? ch.stop_reason + " (" + how + ")"
                            : exit.exited && exit.code == kWorkerExitRecycled
                                ? "recycled after " + std::to_string(ch.chunks_done) + " chunks"
                                : how;
       auto& ps = providers_.at(ch.provider);
       ps.last_exit = reason;
-      int n = released.ok() ? *released : 0;
-      if (!released.ok()) spdlog::error("supervisor: releasing chunks of {}: {}", ch.owner, released.status().message());
       if (crashed) {
-        spdlog::error("supervisor: worker pid={} provider={} died: {}; {} chunks given back", pid, ch.provider, how, n);
+        spdlog::error("supervisor: worker pid={} provider={} died: {}", pid, ch.provider, how);
         RecordFailure(ch.provider, how, ch.started_at);
         ++ps.restarts;
       } else {
-        spdlog::info("supervisor: worker pid={} provider={} exited: {}{}", pid, ch.provider, reason,
-                     n ? fmt::format("; {} chunks given back", n) : "");
+        spdlog::info("supervisor: worker pid={} provider={} exited: {}", pid, ch.provider, reason);
         if (!ch.stop_sent) ++ps.restarts;  // recycled: replaced without penalty
         policy_.OnCleanExit(ch.provider, ch.started_at);
       }
+      releases.push_back({pid, ch.provider, ch.owner, crashed, how});
       children_.erase(it);
     }
+    return releases;
   }
 
   void ReadStatus(pid_t pid, Child& ch) KG_REQUIRES(mu_) {
@@ -435,17 +450,94 @@ class Supervisor::Impl {
     }
   }
 
+  // Hands reaped workers' chunks to the store thread.
+  void QueueReleases(std::vector<Release> releases) {
+    if (releases.empty()) return;
+    {
+      std::lock_guard<std::mutex> l(db_mu_);
+      for (auto& r : releases) pending_releases_.push_back(std::move(r));
+    }
+    db_cv_.notify_one();
+  }
+
+  // Runs on the store thread, never under mu_.
+  void GiveBack(const Release& r) {
+    Result<int> released = 0;
+    (void)RetryTransient([&] {
+      released = queue_->ReleaseOwner(r.owner, r.crashed, r.how);
+      return released.status();
+    });
+    if (!released.ok()) {
+      spdlog::error("supervisor: releasing chunks of {}: {}", r.owner, released.status().message());
+    } else if (*released > 0) {
+      spdlog::info("supervisor: {} chunks of worker pid={} provider={} given back", *released, r.pid, r.provider);
+    }
+  }
+
+  // Runs on the store thread: the node record, expired leases, and the settings other
+  // nodes (or `kgflow scale` through a web node) stored. mu_ only around memory.
   void Heartbeat() {
     Status s = registry_.Beat(SnapshotJson());
     if (!s.ok()) spdlog::warn("supervisor: heartbeat: {}", s.message());
     auto reclaimed = queue_->ReclaimExpired();
     if (reclaimed.ok() && *reclaimed > 0) spdlog::warn("supervisor: reclaimed {} chunks with expired leases", *reclaimed);
-    // Settings written by another node (or `kgflow scale` through another web node).
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto& [p, ps] : providers_) {
-      auto stored = store_->GetSetting(ScaleSettingKey(p));
-      if (!stored.ok() || !stored->has_value()) continue;
-      if (auto n = ParseScaleSetting(**stored)) ps.setting = *n;
+    std::map<std::string, uint64_t> seq;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [p, ps] : providers_) seq[p] = ps.scale_seq;
+    }
+    std::map<std::string, int> stored;
+    for (const auto& [p, _] : seq) {
+      auto v = store_->GetSetting(ScaleSettingKey(p));
+      if (!v.ok() || !v->has_value()) continue;
+      if (auto n = ParseScaleSetting(**v)) stored[p] = *n;
+    }
+    bool changed = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [p, n] : stored) {
+        auto& ps = providers_.at(p);
+        if (ps.scale_seq != seq[p] || ps.setting == n) continue;  // a Scale() since the read wins
+        ps.setting = n;
+        changed = true;
+      }
+    }
+    if (changed) Wake();
+  }
+
+  // The store thread: every database call of the guard, so that a slow or locked store
+  // delays only these effects, never reaping, spawning or the API's reads of the table.
+  // Ends after the loop has ended and everything it handed over is done.
+  void StoreLoop() {
+    int64_t next_heartbeat = 0;
+    while (true) {
+      std::deque<Release> releases;
+      std::map<std::string, int> settings;
+      bool done = false;
+      {
+        std::unique_lock<std::mutex> l(db_mu_);
+        db_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(0, next_heartbeat - MonoMs())), [&] {
+          return !pending_releases_.empty() || !pending_settings_.empty() || loop_done_;
+        });
+        releases.swap(pending_releases_);
+        settings.swap(pending_settings_);
+        done = loop_done_;
+      }
+      // Settings first: the heartbeat's read below must see them.
+      for (const auto& [p, n] : settings) {
+        Status s = RetryTransient([&] { return store_->PutSetting(ScaleSettingKey(p), std::to_string(n)); });
+        if (!s.ok()) spdlog::warn("supervisor: could not persist scale of {}: {}", p, s.message());
+      }
+      for (const auto& r : releases) GiveBack(r);
+      if (done) {
+        std::lock_guard<std::mutex> l(db_mu_);
+        if (!pending_releases_.empty() || !pending_settings_.empty()) continue;
+      }
+      if (done || MonoMs() >= next_heartbeat) {
+        Heartbeat();
+        next_heartbeat = MonoMs() + kHeartbeatMs;
+      }
+      if (done) break;
     }
   }
 
@@ -454,19 +546,16 @@ class Supervisor::Impl {
       std::lock_guard<std::mutex> l(mu_);
       next_tick_ = MonoMs() + kBusyTickMs;
     }
-    int64_t next_heartbeat = 0;
     int64_t stop_deadline = 0;
     bool stopping = false, killed = false;
     while (true) {
       int64_t now = MonoMs();
-      if (now >= next_heartbeat) {
-        Heartbeat();
-        next_heartbeat = now + kHeartbeatMs;
-      }
       std::vector<pollfd> fds;
+      std::vector<Release> releases;
+      bool all_stopped = false;
       {
         std::lock_guard<std::mutex> l(mu_);
-        ReapAll();
+        releases = ReapAll();
         if (stop_requested_ && !stopping) {
           stopping = true;
           stop_deadline = now + c_.stop_timeout_seconds * 1000LL + 2000;
@@ -482,7 +571,7 @@ class Supervisor::Impl {
             ::kill(pid, SIGKILL);
           }
         }
-        if (stopping && children_.empty()) break;
+        all_stopped = stopping && children_.empty();
         if (!stopping) Reconcile();
         if (now >= next_tick_) {
           SampleStats();
@@ -494,10 +583,12 @@ class Supervisor::Impl {
         for (int fd : reaper_.PollFds()) fds.push_back({fd, POLLIN, 0});  // readable when that child exits
         for (auto& [pid, ch] : children_) fds.push_back({ch.status.get(), POLLIN, 0});
       }
+      QueueReleases(std::move(releases));  // after mu_: the store thread gives them back
+      if (all_stopped) break;
       int64_t timeout;
       {
         std::lock_guard<std::mutex> l(mu_);
-        timeout = std::min({next_tick_, next_heartbeat, policy_.NextDeadline()}) - now;
+        timeout = std::min(next_tick_, policy_.NextDeadline()) - now;
       }
       if (stopping || reaper_.NeedsPolling()) timeout = std::min<int64_t>(timeout, 100);
       ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, timeout)));
@@ -509,7 +600,11 @@ class Supervisor::Impl {
       std::lock_guard<std::mutex> l(mu_);
       for (auto& [pid, ch] : children_) ReadStatus(pid, ch);
     }
-    Heartbeat();
+    {
+      std::lock_guard<std::mutex> l(db_mu_);
+      loop_done_ = true;
+    }
+    db_cv_.notify_one();
     spdlog::info("supervisor: all workers stopped");
   }
 
@@ -521,10 +616,20 @@ class Supervisor::Impl {
   UniqueFd lock_;   // flock on the node lock file, held for our lifetime
   UniqueFd wake_;   // eventfd: Scale/Stop wake the loop
   Reaper reaper_;   // the loop's thread only
-  std::thread thread_;
   std::mutex join_mu_;
+  std::thread thread_ KG_GUARDED_BY(join_mu_);        // the loop: spawns, reaps, samples
+  std::thread store_thread_ KG_GUARDED_BY(join_mu_);  // every store call of the guard
 
-  mutable std::mutex mu_;  // the one mutex of the guard
+  // Handed from the loop and Scale() to the store thread. Lock order: never take mu_
+  // while holding db_mu_.
+  std::mutex db_mu_;
+  std::condition_variable db_cv_;
+  std::deque<Release> pending_releases_ KG_GUARDED_BY(db_mu_);
+  std::map<std::string, int> pending_settings_ KG_GUARDED_BY(db_mu_);
+  bool loop_done_ KG_GUARDED_BY(db_mu_) = false;
+
+  // The one mutex of the guard's state. No store call is made while it is held.
+  mutable std::mutex mu_;
   bool started_ KG_GUARDED_BY(mu_) = false;
   bool stop_requested_ KG_GUARDED_BY(mu_) = false;
   bool cold_ KG_GUARDED_BY(mu_) = false;

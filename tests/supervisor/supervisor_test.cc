@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -269,6 +270,74 @@ TEST(Supervisor, KilledWorkerIsReplacedAndItsChunkRerunsOnce) {
   json w = n.Get("/api/v1/workers");
   EXPECT_EQ(w["nodes"][0]["processes"][0]["restarts"], 1);
   EXPECT_NE(w["nodes"][0]["processes"][0]["last_exit"].get<std::string>().find("SIGKILL"), std::string::npos) << w;
+}
+
+// Holds a database of a node in an exclusive transaction (from another connection) until Release().
+class StoreLock {
+ public:
+  explicit StoreLock(const std::string& path) {
+    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK) << path;
+    held_ = sqlite3_exec(db_, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK;
+    EXPECT_TRUE(held_) << path << ": " << sqlite3_errmsg(db_);
+  }
+  ~StoreLock() {
+    Release();
+    sqlite3_close(db_);
+  }
+  void Release() {
+    if (held_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    held_ = false;
+  }
+  bool held() const { return held_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  bool held_ = false;
+};
+
+// Verifies no store call stalls the guard: with the node's queue.db and tasks.db held in an exclusive
+// transaction, a SIGKILLed worker is reaped and replaced and GET /api/v1/workers answers, all while the lock is
+// still held; once it is released, the dead worker's chunk is given back (one crash) and runs again.
+TEST(Supervisor, LockedStoreStallsNeitherReplacementNorTheApi) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.slow]\ndelay_ms = 1500\n");
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_CONCURRENCY_PER_PROCESS", "1"}, {"KG_LEASE_SECONDS", "120"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::string id = Submit(n, "Mara Voss founded Helix Dynamics.");
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(WaitFor([&] { return LeasedChunks(dir) == 1; }, 10s));
+  auto before = n.Workers();
+  ASSERT_EQ(before.size(), 1u);
+  pid_t victim = before.begin()->first;
+  StoreLock queue_lock(dir.path() + "/data/queue.db");
+  StoreLock tasks_lock(dir.path() + "/data/tasks.db");
+  ASSERT_TRUE(queue_lock.held() && tasks_lock.held());
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  // Well inside the store's 10 s busy timeout, so a guard blocked on the store cannot get through meanwhile.
+  pid_t replacement = 0;
+  bool replaced = WaitFor([&] {
+    auto w = n.Workers();
+    if (w.size() != 1 || w.begin()->first == victim || !testing::ProcState(victim).empty()) return false;
+    replacement = w.begin()->first;
+    return true;
+  }, 5s);
+  httplib::Client c("127.0.0.1", n.port());
+  c.set_read_timeout(3, 0);
+  auto r = c.Get("/api/v1/workers");
+  bool still_held = queue_lock.held() && tasks_lock.held();
+  queue_lock.Release();
+  tasks_lock.Release();
+  ASSERT_TRUE(still_held);
+  EXPECT_TRUE(replaced) << "no replacement while the store was locked\n" << n.proc().Stderr();
+  ASSERT_TRUE(r) << "GET /api/v1/workers did not answer while the store was locked: " << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->body.find("\"pid\":" + std::to_string(replacement)), std::string::npos) << r->body;
+  // The store is free again: the chunk the victim held is given back with its crash, and runs once more.
+  ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 20s)) << n.proc().Stderr();
+  auto info = QueueOf(dir)->Get(id + ":0");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->crashes, 1);
+  EXPECT_EQ(info->attempts, 2);
 }
 
 // Verifies a provider whose workers exit at start backs off exponentially and is quarantined, while another
