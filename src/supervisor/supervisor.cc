@@ -575,6 +575,7 @@ class Supervisor::Impl {
         if (!stopping) Reconcile();
         if (now >= next_tick_) {
           SampleStats();
+          spdlog::debug("supervisor: sampled {} workers", children_.size());  // a marker tests count
           bool busy = std::any_of(children_.begin(), children_.end(),
                                   [](const auto& kv) { return kv.second.state != "idle"; });
           next_tick_ = now + (busy ? kBusyTickMs : kIdleTickMs);

@@ -6,11 +6,17 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <atomic>
 #include <filesystem>
+#include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "queue/queue.h"
@@ -56,6 +62,53 @@ std::string Sentences(int n, const std::string& extra = "") {
   std::string t;
   for (int i = 0; i < n; ++i) t += "Mara Voss founded Helix Dynamics number " + std::to_string(i) + ". ";
   return t + extra;
+}
+
+size_t Count(const std::string& text, const std::string& what, size_t from = 0) {
+  size_t n = 0;
+  for (size_t p = from; (p = text.find(what, p)) != std::string::npos; p += what.size()) ++n;
+  return n;
+}
+
+// Waits until the guard has sampled its workers `n` more times after offset `from` of the log
+// (the debug marker of each sampling tick; needs KG_LOG_LEVEL=debug).
+bool WaitForSamples(Node& node, size_t from, size_t n, std::chrono::milliseconds timeout) {
+  return WaitFor([&] { return Count(node.proc().Stderr(), "supervisor: sampled", from) >= n; }, timeout);
+}
+
+// Milliseconds since midnight of each log line containing `what` ("2026-01-01T12:34:56.789 ...").
+std::vector<int64_t> LineTimesMs(const std::string& log, const std::string& what) {
+  std::vector<int64_t> out;
+  std::istringstream in(log);
+  std::string line;
+  static const std::regex ts(R"(^\d{4}-\d\d-\d\dT(\d\d):(\d\d):(\d\d)\.(\d{3}))");
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (line.find(what) == std::string::npos || !std::regex_search(line, m, ts)) continue;
+    out.push_back(((std::stoll(m[1]) * 60 + std::stoll(m[2])) * 60 + std::stoll(m[3])) * 1000 + std::stoll(m[4]));
+  }
+  return out;
+}
+
+// The targets of a process's open descriptors, by fd number; an eventfd is told apart by its id.
+std::map<int, std::string> FdTargets(pid_t pid) {
+  std::map<int, std::string> out;
+  std::string dir = "/proc/" + std::to_string(pid);
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/fd", ec)) {
+    std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (ec) continue;
+    int fd = std::stoi(e.path().filename().string());
+    if (target.rfind("anon_inode:", 0) == 0) {
+      std::istringstream info(testing::ReadFile(dir + "/fdinfo/" + std::to_string(fd)));
+      std::string line;
+      while (std::getline(info, line)) {
+        if (line.rfind("eventfd-id:", 0) == 0 || line.rfind("ino:", 0) == 0) target += " " + line;
+      }
+    }
+    out[fd] = target;
+  }
+  return out;
 }
 
 // A supervisor inside the test process (the embedding case), with its data in `dir`.
@@ -239,6 +292,59 @@ TEST(Supervisor, LeavesChildrenItDidNotSpawnToTheirOwner) {
   EXPECT_TRUE(InProcess::Workers().empty());
 }
 
+// Verifies spawning is exec-only and no descriptor of any kind reaches a worker: the embedding process opens a
+// plain file, a flock'ed lock file, a pipe, an eventfd and a socket without O_CLOEXEC before the supervisor
+// starts; the worker runs the kgflow binary as `__worker` and holds none of them, nor any other descriptor of
+// its parent beyond stdin/out/err and its status pipe (fd 3).
+TEST(Supervisor, NoDescriptorOfTheParentReachesAWorker) {
+  BlockSupervisorSignals();
+  TempDir dir;
+  std::vector<int> mine;
+  mine.push_back(open(dir.File("plain").c_str(), O_RDWR | O_CREAT, 0600));
+  int lock_fd = open(dir.File("lock").c_str(), O_RDWR | O_CREAT, 0600);
+  ASSERT_EQ(flock(lock_fd, LOCK_EX), 0);
+  mine.push_back(lock_fd);
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  mine.push_back(p[0]);
+  mine.push_back(p[1]);
+  mine.push_back(eventfd(0, 0));
+  mine.push_back(socket(AF_INET, SOCK_STREAM, 0));
+  for (int fd : mine) {
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0) << "inheritable on purpose";
+  }
+  InProcess in(dir);
+  in.sup->Start();
+  ASSERT_TRUE(WaitFor([&] {
+    auto v = in.sup->Snapshot();
+    return v.size() == 1 && v[0].state == "idle";  // it has opened its own files
+  }, 10s));
+  pid_t worker = in.sup->Snapshot()[0].pid;
+  // Exec, not a fork of this (test) binary.
+  EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(worker) + "/exe"),
+            std::filesystem::canonical(testing::KgflowBinary()));
+  EXPECT_EQ(testing::WorkerProvider(worker), "builtin") << "cmdline starts with __worker";
+  auto parent = FdTargets(getpid());
+  std::set<std::string> planted, inherited_from_parent;
+  for (int fd : mine) planted.insert(parent.at(fd));
+  for (const auto& [fd, target] : parent) {
+    if (fd > 2) inherited_from_parent.insert(target);
+  }
+  auto child = FdTargets(worker);
+  ASSERT_FALSE(child.empty());
+  for (const auto& [fd, target] : child) {
+    EXPECT_FALSE(planted.count(target)) << "fd " << fd << " -> " << target << " was planted by the parent";
+    if (fd > 3) {
+      EXPECT_FALSE(inherited_from_parent.count(target)) << "fd " << fd << " -> " << target;
+    }
+  }
+  EXPECT_EQ(child.at(3).rfind("pipe:", 0), 0u) << "fd 3 is the status pipe";
+  in.sup->Stop(false);
+  in.sup->Wait();
+  for (int fd : mine) close(fd);
+}
+
 // Verifies a SIGKILLed worker is reaped (no zombie) and replaced fast, and its chunk runs again once at once.
 TEST(Supervisor, KilledWorkerIsReplacedAndItsChunkRerunsOnce) {
   TempDir dir;
@@ -340,8 +446,8 @@ TEST(Supervisor, LockedStoreStallsNeitherReplacementNorTheApi) {
   EXPECT_EQ(info->attempts, 2);
 }
 
-// Verifies a provider whose workers exit at start backs off exponentially and is quarantined, while another
-// provider keeps its single worker untouched.
+// Verifies a provider whose workers exit at start backs off exponentially (the spawn times' gaps are at least
+// the delays and grow) and is quarantined, while another provider keeps its single worker untouched.
 TEST(Supervisor, CrashLoopBacksOffAndQuarantinesOnlyThatProvider) {
   TempDir dir;
   std::string cfg = Toml(dir, "[providers.good]\n[providers.bad]\nfault = \"exit_on_start\"\n");
@@ -371,6 +477,17 @@ TEST(Supervisor, CrashLoopBacksOffAndQuarantinesOnlyThatProvider) {
   EXPECT_LT(a, b);
   EXPECT_LT(b, c);
   EXPECT_NE(err.find("provider bad quarantined"), std::string::npos);
+  // The spawns themselves are spaced by the backoff: 5 spawns (the 5th failure quarantines), each gap at least
+  // the delay the previous failure set (0, 100, 200, 400 ms; 1 ms for the log's truncation), and growing.
+  auto spawns = LineTimesMs(err, "provider=bad owner=");
+  ASSERT_EQ(spawns.size(), 5u) << err;
+  const int64_t delays[] = {0, 100, 200, 400};
+  for (size_t i = 1; i < spawns.size(); ++i) {
+    EXPECT_GE(spawns[i] - spawns[i - 1], delays[i - 1] - 1) << "gap " << i << "\n" << err;
+    if (i >= 3) {
+      EXPECT_GT(spawns[i] - spawns[i - 1], spawns[i - 1] - spawns[i - 2]) << "gap " << i << " grows";
+    }
+  }
   // Quarantine holds: no more spawns of bad.
   EXPECT_FALSE(WaitFor([&] {
     for (auto& [pid, p] : n.Workers()) if (p == "bad") return true;
@@ -456,9 +573,42 @@ TEST(Supervisor, RssLimitRecyclesOnlyAfterWork) {
     auto w = n.Workers();
     return w.size() == 1 && w.begin()->first != first.begin()->first;
   }, 10s));
-  size_t reports = 0;
-  for (size_t p = 0; (p = err.find("right after start", p)) != std::string::npos; ++p) ++reports;
-  EXPECT_EQ(reports, 1u) << "reported once, not in a loop";
+  // That the report is not repeated is ReportsAreLoggedOnceNotInALoop.
+}
+
+// Verifies a worker over KG_MAX_RSS_MB right after start, and a request refused by a cap, are each logged once:
+// counted after three further sampling ticks of the guard (each a loop turn that would repeat them).
+TEST(Supervisor, ReportsAreLoggedOnceNotInALoop) {
+  TempDir dir;
+  // Busy workers (a slow provider, one chunk each) are sampled every 2 s, so three ticks pass in about 6 s.
+  std::string cfg = Toml(dir, "[providers.slow]\ndelay_ms = 20000\n");
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_LOG_LEVEL", "debug"}, {"KG_MAX_RSS_MB", "1"},
+               {"KG_WORKERS_PER_PROVIDER", "3"}, {"KG_MAX_PROCESSES_PER_PROVIDER", "2"},
+               {"KG_CONCURRENCY_PER_PROCESS", "1"}, {"KG_CHUNK_SIZE", "60"}, {"KG_CHUNK_OVERLAP", "0"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  ASSERT_TRUE(WaitFor([&] { return n.Workers().size() == 2; }, 10s));
+  ASSERT_FALSE(Submit(n, Sentences(2)).empty());
+  ASSERT_TRUE(WaitFor([&] { return LeasedChunks(dir) == 2; }, 10s));
+  const std::string refusal = "KG_MAX_PROCESSES_PER_PROVIDER=2 refuses 1 of 3";
+  std::vector<std::string> rss_reports;
+  for (auto& [pid, _] : n.Workers()) rss_reports.push_back("worker pid=" + std::to_string(pid) + " provider=slow uses");
+  auto reported = [&](const std::string& log) {
+    if (log.find(refusal) == std::string::npos) return false;
+    for (const auto& r : rss_reports) {
+      if (log.find(r) == std::string::npos || log.find("right after start", log.find(r)) == std::string::npos) {
+        return false;
+      }
+    }
+    return true;
+  };
+  ASSERT_TRUE(WaitFor([&] { return reported(n.proc().Stderr()); }, 10s)) << n.proc().Stderr();
+  size_t after = n.proc().Stderr().size();
+  ASSERT_TRUE(WaitForSamples(n, after, 3, 15s)) << n.proc().Stderr();
+  std::string log = n.proc().Stderr();
+  EXPECT_EQ(LeasedChunks(dir), 2) << "still busy, still over the limit, still refused: a loop would have repeated";
+  EXPECT_EQ(Count(log, refusal), 1u) << log;
+  for (const auto& r : rss_reports) EXPECT_EQ(Count(log, r), 1u) << r << "\n" << log;
+  EXPECT_EQ(Count(log, "recycled: RSS"), 0u) << "no work done yet: not recycled";
 }
 
 // Verifies `kgflow scale` and `kgflow workers` against a running node.
@@ -563,6 +713,62 @@ TEST(Supervisor, StopTimeoutAndSecondSignalGoCold) {
   EXPECT_EQ(counts->ready, counts->total);
   auto info = QueueOf(dir)->Get(id + ":0");
   EXPECT_EQ(info->crashes, 0) << "a stop is not the chunk's fault";
+}
+
+// Verifies the stop timeout: a worker stuck in a provider call (and stopped, so it cannot honour SIGTERM either)
+// is SIGKILLed after KG_STOP_TIMEOUT_SECONDS (+2 s) on a single SIGTERM to the node, which exits 0; the chunk it
+// held is ready again without a crash mark, and nothing stays leased.
+TEST(Supervisor, StopTimeoutKillsAStuckWorker) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.stuck]\ndelay_ms = 60000\n");
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_CONCURRENCY_PER_PROCESS", "1"}, {"KG_STOP_TIMEOUT_SECONDS", "1"},
+               {"KG_LEASE_SECONDS", "120"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::string id = Submit(n, "Mara Voss founded Helix Dynamics.");
+  ASSERT_TRUE(WaitFor([&] { return LeasedChunks(dir) == 1; }, 10s));
+  auto workers = n.Workers();
+  ASSERT_EQ(workers.size(), 1u);
+  pid_t stuck = workers.begin()->first;
+  ASSERT_EQ(kill(stuck, SIGSTOP), 0);  // deaf to SIGTERM, as a worker stuck in the kernel would be
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(n.proc().Signal(SIGTERM));
+  int st = n.proc().Wait(15s);  // 1 s timeout + 2 s grace + slack
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_NE(st, -1) << "the node did not stop\n" << n.proc().Stderr();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << n.proc().Stderr();
+  EXPECT_GE(took, 3s - 100ms) << "killed only after the stop timeout and its grace";
+  std::string err = n.proc().Stderr();
+  EXPECT_NE(err.find("SIGKILL worker pid=" + std::to_string(stuck)), std::string::npos) << err;
+  EXPECT_NE(err.find("worker pid=" + std::to_string(stuck) + " provider=stuck exited: node stopping (killed by SIGKILL)"),
+            std::string::npos) << err;
+  EXPECT_FALSE(testing::Alive(stuck));
+  auto counts = QueueOf(dir)->Counts(id);
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->leased, 0);
+  EXPECT_EQ(counts->ready, counts->total);
+  auto info = QueueOf(dir)->Get(id + ":0");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->crashes, 0) << "a stop is not the chunk's fault";
+}
+
+// Verifies a node that cannot listen starts no worker at all: its children are sampled until it exits, and its
+// log names no spawn.
+TEST(Supervisor, NodeThatCannotListenStartsNoWorker) {
+  TempDir dir, dir2;
+  Node n(dir);
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  Node clash(dir2, {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())}}, {"start"}, false);
+  std::set<pid_t> seen;
+  int st = -1;
+  ASSERT_TRUE(WaitFor([&] {
+    for (pid_t c : testing::ChildrenOf(clash.proc().pid())) seen.insert(c);
+    st = clash.proc().Wait(0ms);
+    return st != -1;
+  }, 10s));
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << clash.proc().Stderr();
+  EXPECT_NE(clash.proc().Stderr().find("cannot listen"), std::string::npos) << clash.proc().Stderr();
+  EXPECT_TRUE(seen.empty()) << seen.size() << " children seen";
+  EXPECT_EQ(clash.proc().Stderr().find("spawned worker"), std::string::npos) << clash.proc().Stderr();
 }
 
 // Verifies a chunk that crashes every worker that takes it is dead-lettered as poison after K crashes, while
