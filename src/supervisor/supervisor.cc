@@ -17,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -62,6 +63,28 @@ void BlockSupervisorSignals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
+std::map<std::string, int> ApplyProcessCaps(const Config& c, const std::map<std::string, int>& wanted) {
+  std::map<std::string, int> want, got;
+  for (const auto& p : c.enabled_providers) {
+    auto it = wanted.find(p);
+    want[p] = std::min(it == wanted.end() ? 0 : it->second, c.max_processes_per_provider);
+    got[p] = 0;
+  }
+  int total = 0;
+  bool progress = true;
+  while (progress && total < c.max_total_processes) {
+    progress = false;
+    for (const auto& p : c.enabled_providers) {
+      if (got[p] < want[p] && total < c.max_total_processes) {
+        ++got[p];
+        ++total;
+        progress = true;
+      }
+    }
+  }
+  return got;
+}
+
 class Supervisor::Impl {
  public:
   Impl(const Config& c, std::string exe, Queue& q, TaskStore& s, UniqueFd lock)
@@ -74,10 +97,19 @@ class Supervisor::Impl {
         policy_(PolicyOptions(c), [] { return MonoMs(); }) {
     wake_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     for (const auto& p : c_.enabled_providers) {
-      providers_[p].setting = c_.workers_per_provider;
+      auto& ps = providers_[p];
+      ps.setting = c_.workers_per_provider;
       auto stored = store_->GetSetting(ScaleSettingKey(p));
       if (stored.ok() && stored->has_value()) {
-        if (auto n = ParseScaleSetting(**stored)) providers_[p].setting = *n;
+        if (auto n = ParseScaleSetting(**stored)) {
+          ps.override_per_node = *n;
+          ps.setting = *n;
+          if (*n != c_.workers_per_provider) {
+            spdlog::warn("  provider {}: runtime override in force: {} per node (stored by `kgflow scale`), not the "
+                         "configured KG_WORKERS_PER_PROVIDER={}; `kgflow scale {} --reset` returns to it",
+                         p, *n, c_.workers_per_provider, p);
+          }
+        }
       }
     }
   }
@@ -117,8 +149,11 @@ class Supervisor::Impl {
       if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
       auto& ps = providers_.at(provider);
       ps.setting = per_node;
+      ps.override_per_node = per_node;
       ++ps.scale_seq;  // a settings read started before this call must not undo it
       r.provider = provider;
+      r.configured = c_.workers_per_provider;
+      r.override_per_node = per_node;
       r.requested = per_node;
       r.per_node = DesiredLocked()[provider];
       if (per_node > c_.max_processes_per_provider) {
@@ -138,6 +173,44 @@ class Supervisor::Impl {
     db_cv_.notify_one();
     Wake();
     return r;
+  }
+
+  Result<ScaleResult> ResetScale(const std::string& provider) {
+    ScaleResult r;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
+      auto& ps = providers_.at(provider);
+      ps.setting = c_.workers_per_provider;
+      ps.override_per_node.reset();
+      ++ps.scale_seq;
+      r.provider = provider;
+      r.requested = c_.workers_per_provider;
+      r.configured = c_.workers_per_provider;
+      r.per_node = DesiredLocked()[provider];
+      r.clamped = r.per_node < r.requested;
+      if (r.clamped) r.reason = "caps or quarantine";
+    }
+    {
+      std::lock_guard<std::mutex> l(db_mu_);
+      pending_settings_[provider] = std::nullopt;  // removed from the store
+    }
+    db_cv_.notify_one();
+    Wake();
+    spdlog::info("supervisor: provider {}: runtime override removed; back to KG_WORKERS_PER_PROVIDER={}", provider,
+                 c_.workers_per_provider);
+    return r;
+  }
+
+  std::vector<ProviderScale> Scales() const {
+    std::lock_guard<std::mutex> l(mu_);
+    auto desired = DesiredLocked();
+    std::vector<ProviderScale> out;
+    for (const auto& p : c_.enabled_providers) {
+      const auto& ps = providers_.at(p);
+      out.push_back({p, c_.workers_per_provider, ps.override_per_node, desired[p]});
+    }
+    return out;
   }
 
   std::vector<ProcessView> Snapshot() const {
@@ -217,8 +290,9 @@ class Supervisor::Impl {
   };
   // What the supervisor shows and wants per provider; the restart policy has the rest.
   struct ProviderState {
-    int setting = 1;
-    uint64_t scale_seq = 0;  // bumped by Scale()
+    int setting = 1;                       // the override if any, else KG_WORKERS_PER_PROVIDER
+    std::optional<int> override_per_node;  // stored by `scale`
+    uint64_t scale_seq = 0;                // bumped by Scale() and ResetScale()
     int64_t restarts = 0;
     int64_t spawns = 0;
     std::string last_exit;
@@ -239,26 +313,10 @@ class Supervisor::Impl {
   }
 
   // Desired processes per provider after both caps; quarantined providers get none.
-  std::map<std::string, int> DesiredLocked() KG_REQUIRES(mu_) {
-    std::map<std::string, int> want, got;
-    for (const auto& p : c_.enabled_providers) {
-      const auto& ps = providers_.at(p);
-      want[p] = policy_.Quarantined(p) ? 0 : std::min(ps.setting, c_.max_processes_per_provider);
-      got[p] = 0;
-    }
-    int total = 0;
-    bool progress = true;
-    while (progress && total < c_.max_total_processes) {
-      progress = false;
-      for (const auto& p : c_.enabled_providers) {
-        if (got[p] < want[p] && total < c_.max_total_processes) {
-          ++got[p];
-          ++total;
-          progress = true;
-        }
-      }
-    }
-    return got;
+  std::map<std::string, int> DesiredLocked() const KG_REQUIRES(mu_) {
+    std::map<std::string, int> want;
+    for (const auto& p : c_.enabled_providers) want[p] = policy_.Quarantined(p) ? 0 : providers_.at(p).setting;
+    return ApplyProcessCaps(c_, want);
   }
 
   void LogRefusals(const std::map<std::string, int>& desired) KG_REQUIRES(mu_) {
@@ -486,20 +544,26 @@ class Supervisor::Impl {
       std::lock_guard<std::mutex> l(mu_);
       for (const auto& [p, ps] : providers_) seq[p] = ps.scale_seq;
     }
-    std::map<std::string, int> stored;
+    std::map<std::string, std::optional<int>> stored;  // nullopt: no override (reset elsewhere)
     for (const auto& [p, _] : seq) {
       auto v = store_->GetSetting(ScaleSettingKey(p));
-      if (!v.ok() || !v->has_value()) continue;
-      if (auto n = ParseScaleSetting(**v)) stored[p] = *n;
+      if (!v.ok()) continue;
+      if (!v->has_value()) {
+        stored[p] = std::nullopt;
+      } else if (auto n = ParseScaleSetting(**v)) {
+        stored[p] = *n;
+      }
     }
     bool changed = false;
     {
       std::lock_guard<std::mutex> l(mu_);
       for (const auto& [p, n] : stored) {
         auto& ps = providers_.at(p);
-        if (ps.scale_seq != seq[p] || ps.setting == n) continue;  // a Scale() since the read wins
-        ps.setting = n;
-        changed = true;
+        if (ps.scale_seq != seq[p]) continue;  // a Scale() or reset since the read wins
+        ps.override_per_node = n;
+        int setting = n.value_or(c_.workers_per_provider);
+        changed = changed || ps.setting != setting;
+        ps.setting = setting;
       }
     }
     if (changed) Wake();
@@ -512,7 +576,7 @@ class Supervisor::Impl {
     int64_t next_heartbeat = 0;
     while (true) {
       std::deque<Release> releases;
-      std::map<std::string, int> settings;
+      std::map<std::string, std::optional<int>> settings;
       bool done = false;
       {
         std::unique_lock<std::mutex> l(db_mu_);
@@ -525,7 +589,9 @@ class Supervisor::Impl {
       }
       // Settings first: the heartbeat's read below must see them.
       for (const auto& [p, n] : settings) {
-        Status s = RetryTransient([&] { return store_->PutSetting(ScaleSettingKey(p), std::to_string(n)); });
+        Status s = RetryTransient([&, &n = n, &p = p] {
+          return n ? store_->PutSetting(ScaleSettingKey(p), std::to_string(*n)) : store_->DeleteSetting(ScaleSettingKey(p));
+        });
         if (!s.ok()) spdlog::warn("supervisor: could not persist scale of {}: {}", p, s.message());
       }
       for (const auto& r : releases) GiveBack(r);
@@ -626,7 +692,7 @@ class Supervisor::Impl {
   std::mutex db_mu_;
   std::condition_variable db_cv_;
   std::deque<Release> pending_releases_ KG_GUARDED_BY(db_mu_);
-  std::map<std::string, int> pending_settings_ KG_GUARDED_BY(db_mu_);
+  std::map<std::string, std::optional<int>> pending_settings_ KG_GUARDED_BY(db_mu_);  // nullopt: delete
   bool loop_done_ KG_GUARDED_BY(db_mu_) = false;
 
   // The one mutex of the guard's state. No store call is made while it is held.
@@ -665,6 +731,8 @@ Supervisor::Supervisor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Supervisor::~Supervisor() = default;
 void Supervisor::Start() { impl_->Start(); }
 Result<ScaleResult> Supervisor::Scale(const std::string& p, int n) { return impl_->Scale(p, n); }
+Result<ScaleResult> Supervisor::ResetScale(const std::string& p) { return impl_->ResetScale(p); }
+std::vector<ProviderScale> Supervisor::Scales() const { return impl_->Scales(); }
 std::vector<ProcessView> Supervisor::Snapshot() const { return impl_->Snapshot(); }
 std::string Supervisor::SnapshotJson() const { return impl_->SnapshotJson(); }
 void Supervisor::Stop(bool cold) { impl_->Stop(cold); }

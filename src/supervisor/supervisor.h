@@ -23,7 +23,9 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,7 +56,24 @@ struct ScaleResult {
   int per_node = 0;  // what the node will run after the caps
   bool clamped = false;
   std::string reason;  // why it was clamped
+  int configured = 0;  // KG_WORKERS_PER_PROVIDER
+  std::optional<int> override_per_node;  // the runtime override now in force, if any
 };
+
+// Runtime scaling of one provider: the configuration, the override `scale` stored (it
+// wins over the configuration, on every node and across restarts, until reset), and what
+// this node runs after the caps.
+struct ProviderScale {
+  std::string provider;
+  int configured = 0;                    // KG_WORKERS_PER_PROVIDER
+  std::optional<int> override_per_node;  // stored by `kgflow scale`; nullopt: none
+  int per_node = 0;                      // after the caps and any quarantine
+};
+
+// What a node runs per enabled provider of `c` when each wants `wanted` (missing: 0):
+// at most KG_MAX_PROCESSES_PER_PROVIDER each, then handed out one at a time round-robin in
+// declaration order until KG_MAX_TOTAL_PROCESSES. Pure.
+std::map<std::string, int> ApplyProcessCaps(const Config& c, const std::map<std::string, int>& wanted);
 
 // Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP in the calling thread (and so in every thread it
 // starts later) and ignores SIGPIPE. Call first thing in main for `start` and `worker`.
@@ -74,7 +93,14 @@ class Supervisor {
   void Start();
   // Sets the processes `provider` runs on this node and persists the setting in the
   // task store. Thread-safe. kNotFound for a provider this node does not run.
+  // The setting is persisted by the guard's store thread (so a slow store does not hold
+  // up the caller); other nodes apply it with their next heartbeat.
   Result<ScaleResult> Scale(const std::string& provider, int per_node);
+  // Removes the runtime override of `provider`: back to KG_WORKERS_PER_PROVIDER here at
+  // once, on other nodes with their next heartbeat. Thread-safe. kNotFound as Scale().
+  Result<ScaleResult> ResetScale(const std::string& provider);
+  // Configured value, override and effective processes per enabled provider. Thread-safe.
+  std::vector<ProviderScale> Scales() const;
   // The process table, including providers in backoff or quarantine. Thread-safe.
   std::vector<ProcessView> Snapshot() const;
   // JSON array of Snapshot(), as stored in the node registry.

@@ -21,6 +21,7 @@
 
 #include "queue/queue.h"
 #include "store/task_store.h"
+#include "supervisor/node_registry.h"
 #include "testing/testing.h"
 
 namespace kg {
@@ -212,7 +213,7 @@ TEST(Supervisor, CapsHoldUnderConcurrentScaling) {
   // The setting persists in the task store.
   auto store = OpenSqliteTaskStore(dir.path() + "/data/tasks.db");
   ASSERT_TRUE(store.ok());
-  auto setting = (*store)->GetSetting("processes.per_node.p4");
+  auto setting = (*store)->GetSetting(ScaleSettingKey("p4"));
   ASSERT_TRUE(setting.ok() && setting->has_value());
   EXPECT_EQ(**setting, "3");
 }
@@ -638,6 +639,107 @@ TEST(Supervisor, ScaleAndWorkersCommands) {
   testing::Process unknown({"scale", "nope", "1"}, env, dir.path());
   EXPECT_EQ(WEXITSTATUS(unknown.Wait(10s)), 1);
   EXPECT_NE(unknown.Stderr().find("unknown provider"), std::string::npos);
+}
+
+std::optional<std::string> StoredScale(const TempDir& dir, const std::string& provider) {
+  auto store = OpenSqliteTaskStore(dir.path() + "/data/tasks.db");
+  EXPECT_TRUE(store.ok());
+  auto v = (*store)->GetSetting(ScaleSettingKey(provider));
+  EXPECT_TRUE(v.ok());
+  return v.ok() ? *v : std::nullopt;
+}
+
+// Verifies a runtime override is visible and reversible: `kgflow workers` and GET /api/v1/workers show the
+// configured value and the override, a restart keeps the override and its banner says so, and `kgflow scale
+// P --reset` and DELETE .../processes return to the configuration and remove the stored setting.
+TEST(Supervisor, ScaleOverrideIsVisibleAndReversible) {
+  TempDir dir;
+  std::map<std::string, std::string> node_env = {{"KG_MAX_PROCESSES_PER_PROVIDER", "3"}};
+  auto n = std::make_unique<Node>(dir, node_env);
+  ASSERT_TRUE(n->ready()) << n->proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n->port())}};
+  testing::Process scale({"scale", "builtin", "2"}, env, dir.path());
+  ASSERT_EQ(WEXITSTATUS(scale.Wait(10s)), 0) << scale.Stderr();
+  ASSERT_TRUE(WaitFor([&] { return n->Workers().size() == 2; }, 10s));
+  json w = n->Get("/api/v1/workers");
+  ASSERT_EQ(w["scaling"].size(), 1u) << w;
+  EXPECT_EQ(w["scaling"][0], json({{"provider", "builtin"}, {"configured", 1}, {"override", 2}, {"per_node", 2}}));
+  testing::Process workers({"workers"}, env, dir.path());
+  ASSERT_EQ(WEXITSTATUS(workers.Wait(10s)), 0);
+  EXPECT_NE(workers.Stdout().find("provider builtin: configured 1 per node (KG_WORKERS_PER_PROVIDER), override 2 "
+                                  "per node in force"), std::string::npos) << workers.Stdout();
+  ASSERT_TRUE(WaitFor([&] { return StoredScale(dir, "builtin") == "2"; }, 5s));
+
+  // Across a restart: still 2, and the banner says why.
+  ASSERT_TRUE(n->proc().Signal(SIGTERM));
+  ASSERT_NE(n->proc().Wait(15s), -1);
+  n = std::make_unique<Node>(dir, node_env);
+  ASSERT_TRUE(n->ready()) << n->proc().Stderr();
+  env["KG_HTTP_ADDR"] = "127.0.0.1:" + std::to_string(n->port());
+  ASSERT_TRUE(WaitFor([&] { return n->Workers().size() == 2; }, 10s));
+  EXPECT_NE(n->proc().Stderr().find("provider builtin: runtime override in force: 2 per node"), std::string::npos)
+      << n->proc().Stderr();
+
+  testing::Process reset({"scale", "builtin", "--reset"}, env, dir.path());
+  ASSERT_EQ(WEXITSTATUS(reset.Wait(10s)), 0) << reset.Stderr();
+  EXPECT_NE(reset.Stdout().find("back to the configured 1 per node"), std::string::npos) << reset.Stdout();
+  ASSERT_TRUE(WaitFor([&] { return n->Workers().size() == 1; }, 10s));
+  EXPECT_TRUE(n->Get("/api/v1/workers")["scaling"][0]["override"].is_null());
+  ASSERT_TRUE(WaitFor([&] { return !StoredScale(dir, "builtin").has_value(); }, 5s)) << "the setting is removed";
+
+  // The same through the API.
+  ASSERT_TRUE(n->http().Put("/api/v1/providers/builtin/processes", R"({"per_node":3})", "application/json"));
+  ASSERT_TRUE(WaitFor([&] { return n->Workers().size() == 3; }, 10s));
+  auto del = n->http().Delete("/api/v1/providers/builtin/processes");
+  ASSERT_TRUE(del);
+  EXPECT_EQ(del->status, 200) << del->body;
+  EXPECT_TRUE(json::parse(del->body)["override"].is_null()) << del->body;
+  ASSERT_TRUE(WaitFor([&] { return n->Workers().size() == 1; }, 10s));
+  ASSERT_TRUE(WaitFor([&] { return !StoredScale(dir, "builtin").has_value(); }, 5s));
+  auto unknown = n->http().Delete("/api/v1/providers/nope/processes");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404);
+
+  // Neither a count nor --reset, or both: a usage error, nothing sent.
+  testing::Process neither({"scale", "builtin"}, env, dir.path());
+  EXPECT_EQ(WEXITSTATUS(neither.Wait(10s)), 2) << neither.Stderr();
+  testing::Process both({"scale", "builtin", "2", "--reset"}, env, dir.path());
+  EXPECT_NE(WEXITSTATUS(both.Wait(10s)), 0);
+  EXPECT_EQ(n->Workers().size(), 1u);
+}
+
+// Verifies scaling through a web node: its answer applies the total cap too (over every provider's setting, as a
+// worker node with its caps would split them), and a worker node of the same store applies the override and then
+// its removal (reset) with its heartbeat.
+TEST(Supervisor, ScaleThroughAWebNodeAppliesBothCapsAndReset) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.builtin]\n[providers.other]\n");
+  Node alpha(dir, {{"KG_WORKER_NODE_NAME", "alpha"}});
+  ASSERT_TRUE(alpha.ready()) << alpha.proc().Stderr();
+  Node web(dir, {{"KG_CONFIG", cfg}, {"NODE_ROLE", "web"}, {"KG_WORKER_NODE_NAME", "web-1"},
+                 {"KG_MAX_TOTAL_PROCESSES", "3"}, {"KG_MAX_PROCESSES_PER_PROVIDER", "3"}});
+  ASSERT_TRUE(web.ready()) << web.proc().Stderr();
+  ASSERT_TRUE(WaitFor([&] { return alpha.Workers().size() == 1; }, 10s));
+  // builtin wants 4 and other 1 (configured): per provider 3 at most, and 3 in total round-robin: 2 + 1.
+  auto r = web.http().Put("/api/v1/providers/builtin/processes", R"({"per_node":4})", "application/json");
+  ASSERT_TRUE(r && r->status == 200);
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["per_node"], 2) << j;
+  EXPECT_TRUE(j["clamped"].get<bool>());
+  EXPECT_EQ(j["reason"], "KG_MAX_PROCESSES_PER_PROVIDER=3") << j;
+  r = web.http().Put("/api/v1/providers/builtin/processes", R"({"per_node":3})", "application/json");
+  ASSERT_TRUE(r && r->status == 200);
+  j = json::parse(r->body);
+  EXPECT_EQ(j["per_node"], 2) << j;
+  EXPECT_EQ(j["reason"], "KG_MAX_TOTAL_PROCESSES=3") << j;
+  EXPECT_EQ(web.Get("/api/v1/workers")["scaling"][0]["override"], 3);
+  // alpha (builtin only; caps 50/10) applies the stored override with its next heartbeat (5 s).
+  ASSERT_TRUE(WaitFor([&] { return alpha.Workers().size() == 3; }, 15s)) << alpha.proc().Stderr();
+  auto del = web.http().Delete("/api/v1/providers/builtin/processes");
+  ASSERT_TRUE(del && del->status == 200) << (del ? del->body : "no response");
+  EXPECT_FALSE(StoredScale(dir, "builtin").has_value());
+  ASSERT_TRUE(WaitFor([&] { return alpha.Workers().size() == 1; }, 15s)) << "alpha returns to its configuration";
+  EXPECT_TRUE(alpha.Get("/api/v1/workers")["scaling"][0]["override"].is_null());
 }
 
 // Verifies SIGKILL of the supervisor leaves no worker alive within 2 s, and a restart frees what they held.
