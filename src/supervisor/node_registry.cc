@@ -1,5 +1,6 @@
 #include "supervisor/node_registry.h"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -37,5 +38,28 @@ Status NodeRegistry::Beat(const std::string& processes_json) {
 }
 
 Status NodeRegistry::Remove() { return store_.RemoveNode(c_.node_name); }
+
+NodeHeartbeat::NodeHeartbeat(const Config& config, TaskStore& store, std::chrono::milliseconds period)
+    : registry_(config, store) {
+  thread_ = std::thread([this, period] {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!stop_) {
+      l.unlock();
+      Status s = registry_.Beat("[]");
+      if (!s.ok()) spdlog::warn("node heartbeat: {}", s.message());
+      l.lock();
+      cv_.wait_for(l, period, [&] { return stop_; });
+    }
+  });
+}
+
+NodeHeartbeat::~NodeHeartbeat() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
 
 }  // namespace kg

@@ -3,8 +3,14 @@
 // table) in the task store, and the per-provider process settings that `scale` stores
 // there for every node to apply.
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
+
+#include "common/thread_annotations.h"
 
 #include "common/status.h"
 #include "config/config.h"
@@ -33,6 +39,25 @@ class NodeRegistry {
   const Config& c_;
   TaskStore& store_;
   std::string host_;
+};
+
+// The heartbeat of a node without a supervisor (role web): its record, with an empty
+// process table, written every `period` on a thread of its own from construction until
+// destruction (which joins it; it does not remove the record). Store errors are logged
+// and retried at the next beat.
+class NodeHeartbeat {
+ public:
+  NodeHeartbeat(const Config& config, TaskStore& store, std::chrono::milliseconds period = std::chrono::seconds(5));
+  ~NodeHeartbeat();
+  NodeHeartbeat(const NodeHeartbeat&) = delete;
+  NodeHeartbeat& operator=(const NodeHeartbeat&) = delete;
+
+ private:
+  NodeRegistry registry_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ KG_GUARDED_BY(mu_) = false;
+  std::thread thread_;
 };
 
 }  // namespace kg

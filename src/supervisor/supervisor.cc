@@ -30,7 +30,7 @@
 #include "supervisor/reaper.h"
 #include "supervisor/restart_policy.h"
 #include "supervisor/spawner.h"
-#include "worker/worker.h"
+#include "worker/exit_codes.h"
 
 namespace kg {
 

@@ -921,7 +921,7 @@ TEST(Supervisor, RecyclesAfterMaxTasks) {
   EXPECT_EQ(err.find("backing off"), std::string::npos);
 }
 
-// Verifies role web runs no worker process and a second node with the same name on this host is refused.
+// Verifies role web runs no worker process but is in the node registry, and a second node with the same name on this host is refused.
 TEST(Supervisor, WebRoleRunsNoWorkersAndNodeNameIsExclusive) {
   TempDir dir;
   Node web(dir, {{"NODE_ROLE", "web"}, {"KG_WORKER_NODE_NAME", "web-1"}});
@@ -929,6 +929,11 @@ TEST(Supervisor, WebRoleRunsNoWorkersAndNodeNameIsExclusive) {
   EXPECT_FALSE(WaitFor([&] { return !testing::ChildrenOf(web.proc().pid()).empty(); }, 1s));
   json w = web.Get("/api/v1/workers");
   ASSERT_FALSE(w.is_null());
+  // Without a supervisor it still beats into the node registry.
+  ASSERT_EQ(w["nodes"].size(), 1u) << w;
+  EXPECT_EQ(w["nodes"][0]["name"], "web-1");
+  EXPECT_EQ(w["nodes"][0]["role"], "web");
+  EXPECT_TRUE(w["nodes"][0]["processes"].empty());
 
   Node first(dir, {{"KG_WORKER_NODE_NAME", "alpha"}});
   ASSERT_TRUE(first.ready()) << first.proc().Stderr();
