@@ -10,6 +10,7 @@
 #include "api/reply.h"
 #include "common/util.h"
 #include "pipeline/document.h"
+#include "supervisor/node_registry.h"
 
 namespace kg::api {
 
@@ -91,6 +92,7 @@ void Routes::Route(const std::string& method, const std::string& pattern, Handle
   if (method == "GET") svr_.Get(pattern, wrapped);
   else if (method == "POST") svr_.Post(pattern, wrapped);
   else if (method == "PUT") svr_.Put(pattern, wrapped);
+  else if (method == "DELETE") svr_.Delete(pattern, wrapped);
   methods_[pattern].insert(method);
 }
 
@@ -105,7 +107,7 @@ void Routes::FinishRoutes() {
     if (!allowed.count("GET")) svr_.Get(pattern, deny);
     if (!allowed.count("POST")) svr_.Post(pattern, deny);
     if (!allowed.count("PUT")) svr_.Put(pattern, deny);
-    svr_.Delete(pattern, deny);
+    if (!allowed.count("DELETE")) svr_.Delete(pattern, deny);
     svr_.Patch(pattern, deny);
   }
 }
@@ -130,6 +132,8 @@ void Routes::Register() {
     Route("POST", R"(/api/v1/tasks/([^/]+)/cancel)", [this](const auto& req, auto& res) { Cancel(req, res); });
     Route("POST", R"(/api/v1/tasks/([^/]+)/retry)", [this](const auto& req, auto& res) { Retry(req, res); });
     Route("PUT", R"(/api/v1/providers/([^/]+)/processes)", [this](const auto& req, auto& res) { Scale(req, res); });
+    Route("DELETE", R"(/api/v1/providers/([^/]+)/processes)",
+          [this](const auto& req, auto& res) { ResetScale(req, res); });
     Route("GET", "/api/v1/providers", [this](const auto&, auto& res) { Providers(res); });
     Route("GET", "/api/v1/graph/stats", [this](const auto&, auto& res) { Stats(res); });
     Route("GET", "/api/v1/graph/entities", [this](const auto& req, auto& res) { Search(req, res); });
@@ -299,12 +303,24 @@ void Routes::Scale(const httplib::Request& req, httplib::Response& res) {
   }
   int n = static_cast<int>(j["per_node"].get<int64_t>());
   if (!d_.supervisor) {
-    // A web node: persist; worker nodes pick it up with their next heartbeat.
-    Status s = d_.store->PutSetting("processes.per_node." + provider, std::to_string(n));
+    // A web node: persist; worker nodes pick it up with their next heartbeat. The answer
+    // applies both caps of this node's configuration to every provider's setting.
+    Status s = d_.store->PutSetting(ScaleSettingKey(provider), std::to_string(n));
     if (!s.ok()) return Fail(res, s);
-    int capped = std::min(n, c_.max_processes_per_provider);
+    std::map<std::string, int> wanted;
+    for (const auto& p : c_.enabled_providers) {
+      auto v = d_.store->GetSetting(ScaleSettingKey(p));
+      std::optional<int> o = v.ok() && v->has_value() ? ParseScaleSetting(**v) : std::nullopt;
+      wanted[p] = p == provider ? n : o.value_or(c_.workers_per_provider);
+    }
+    int capped = c_.HasProvider(provider) ? ApplyProcessCaps(c_, wanted)[provider]
+                                          : std::min(n, c_.max_processes_per_provider);
+    std::string reason = capped == n ? ""
+                         : n > c_.max_processes_per_provider
+                             ? "KG_MAX_PROCESSES_PER_PROVIDER=" + std::to_string(c_.max_processes_per_provider)
+                             : "KG_MAX_TOTAL_PROCESSES=" + std::to_string(c_.max_total_processes);
     Reply(res, 200, {{"provider", provider}, {"requested", n}, {"per_node", capped}, {"clamped", capped < n},
-                     {"reason", capped < n ? "KG_MAX_PROCESSES_PER_PROVIDER=" + std::to_string(c_.max_processes_per_provider) : ""},
+                     {"reason", reason}, {"configured", c_.workers_per_provider}, {"override", n},
                      {"applied", "stored; worker nodes apply it within 5 s"}});
     return;
   }
@@ -312,7 +328,30 @@ void Routes::Scale(const httplib::Request& req, httplib::Response& res) {
   auto r = d_.supervisor->Scale(provider, n);
   if (!r.ok()) return Fail(res, r.status());
   Reply(res, 200, {{"provider", r->provider}, {"requested", r->requested}, {"per_node", r->per_node},
-                   {"clamped", r->clamped}, {"reason", r->reason}, {"applied", "now"}});
+                   {"clamped", r->clamped}, {"reason", r->reason}, {"configured", r->configured},
+                   {"override", r->override_per_node ? json(*r->override_per_node) : json(nullptr)},
+                   {"applied", "now"}});
+}
+
+// DELETE: drop the runtime override, back to KG_WORKERS_PER_PROVIDER.
+void Routes::ResetScale(const httplib::Request& req, httplib::Response& res) {
+  std::string provider = req.matches[1];
+  if (!c_.providers.count(provider)) {
+    return Fail(res, 404, "unknown provider '" + provider + "'; known: " + c_.KnownProviders());
+  }
+  if (!d_.supervisor || !c_.HasProvider(provider)) {
+    Status s = d_.store->DeleteSetting(ScaleSettingKey(provider));
+    if (!s.ok()) return Fail(res, s);
+    Reply(res, 200, {{"provider", provider}, {"configured", c_.workers_per_provider}, {"override", nullptr},
+                     {"per_node", std::min({c_.workers_per_provider, c_.max_processes_per_provider,
+                                            c_.max_total_processes})},
+                     {"applied", "removed; worker nodes apply it within 5 s"}});
+    return;
+  }
+  auto r = d_.supervisor->ResetScale(provider);
+  if (!r.ok()) return Fail(res, r.status());
+  Reply(res, 200, {{"provider", r->provider}, {"configured", r->configured}, {"override", nullptr},
+                   {"per_node", r->per_node}, {"applied", "now"}});
 }
 
 void Routes::Providers(httplib::Response& res) {
@@ -339,7 +378,28 @@ json Routes::NodesJson() {
   return nodes;
 }
 
-void Routes::Workers(httplib::Response& res) { Reply(res, 200, {{"nodes", NodesJson()}}); }
+// Per provider: the configuration, the runtime override in force (null: none) and, on a
+// node with a supervisor, what it runs after the caps.
+json Routes::ScalingJson() {
+  json arr = json::array();
+  if (d_.supervisor) {
+    for (const auto& p : d_.supervisor->Scales()) {
+      arr.push_back({{"provider", p.provider}, {"configured", p.configured},
+                     {"override", p.override_per_node ? json(*p.override_per_node) : json(nullptr)},
+                     {"per_node", p.per_node}});
+    }
+    return arr;
+  }
+  for (const auto& name : c_.enabled_providers) {
+    auto v = d_.store->GetSetting(ScaleSettingKey(name));
+    std::optional<int> o = v.ok() && v->has_value() ? ParseScaleSetting(**v) : std::nullopt;
+    arr.push_back({{"provider", name}, {"configured", c_.workers_per_provider},
+                   {"override", o ? json(*o) : json(nullptr)}});
+  }
+  return arr;
+}
+
+void Routes::Workers(httplib::Response& res) { Reply(res, 200, {{"nodes", NodesJson()}, {"scaling", ScalingJson()}}); }
 
 void Routes::Ready(httplib::Response& res) {
   auto s = d_.graph->Stats();

@@ -35,6 +35,7 @@ class Routes {
   void Cancel(const httplib::Request& req, httplib::Response& res);
   void Retry(const httplib::Request& req, httplib::Response& res);
   void Scale(const httplib::Request& req, httplib::Response& res);
+  void ResetScale(const httplib::Request& req, httplib::Response& res);
   void Providers(httplib::Response& res);
   void Workers(httplib::Response& res);
   void Ready(httplib::Response& res);
@@ -45,6 +46,7 @@ class Routes {
   void Export(const httplib::Request& req, httplib::Response& res);
   Result<nlohmann::json> TaskView(const std::string& id);
   nlohmann::json NodesJson();
+  nlohmann::json ScalingJson();
 
   ApiDeps d_;
   const Config& c_;

@@ -32,6 +32,7 @@ class Api {
                            std::string* raw = nullptr) {
     httplib::Result r = method == "GET"  ? cli_.Get(path)
                         : method == "PUT" ? cli_.Put(path, body ? body->dump() : "", "application/json")
+                        : method == "DELETE" ? cli_.Delete(path)
                                           : cli_.Post(path, body ? body->dump(-1, ' ', false, json::error_handler_t::replace) : "",
                                                       "application/json");
     if (!r) {
@@ -185,6 +186,19 @@ int CmdWorkers(const ClientOptions& o) {
                                p["last_exit"].get<std::string>());
     }
   }
+  for (const auto& s : (*r)["scaling"]) {
+    std::string provider = s["provider"].get<std::string>();
+    std::cout << fmt::format("provider {}: configured {} per node (KG_WORKERS_PER_PROVIDER), ", provider,
+                             s["configured"].get<int>());
+    if (s["override"].is_null()) {
+      std::cout << "no override";
+    } else {
+      std::cout << fmt::format("override {} per node in force (`kgflow scale {} --reset` removes it)",
+                               s["override"].get<int>(), provider);
+    }
+    if (s.contains("per_node")) std::cout << fmt::format("; runs {} here", s["per_node"].get<int>());
+    std::cout << "\n";
+  }
   return 0;
 }
 
@@ -197,6 +211,15 @@ int CmdScale(const ClientOptions& o, const std::string& provider, int n) {
                            (*r)["clamped"].get<bool>()
                                ? fmt::format(" (asked for {}; clamped by {})", n, (*r)["reason"].get<std::string>())
                                : "");
+  return 0;
+}
+
+int CmdScaleReset(const ClientOptions& o, const std::string& provider) {
+  Api api(o);
+  auto r = api.Call("DELETE", "/api/v1/providers/" + provider + "/processes");
+  if (!r) return 1;
+  std::cout << fmt::format("provider {}: override removed; back to the configured {} per node ({} here)\n", provider,
+                           (*r)["configured"].get<int>(), (*r)["per_node"].get<int>());
   return 0;
 }
 

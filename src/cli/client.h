@@ -15,6 +15,8 @@ int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, con
 int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& status, int limit);
 int CmdWorkers(const ClientOptions& o);
 int CmdScale(const ClientOptions& o, const std::string& provider, int n);
+// Removes the runtime override of `provider` (DELETE .../processes).
+int CmdScaleReset(const ClientOptions& o, const std::string& provider);
 int CmdGraphStats(const ClientOptions& o);
 int CmdGraphSearch(const ClientOptions& o, const std::string& q, int limit);
 int CmdGraphExport(const ClientOptions& o, const std::string& format);

@@ -100,9 +100,15 @@ int main(int argc, char** argv) {
 
   std::string scale_provider;
   int scale_n = 0;
-  auto* scale = app.add_subcommand("scale", "Set worker processes per node for a provider (clamped to the caps)");
+  bool scale_reset = false;
+  auto* scale = app.add_subcommand(
+      "scale", "Set worker processes per node for a provider (clamped to the caps; overrides "
+               "KG_WORKERS_PER_PROVIDER on every node, across restarts, until --reset)");
   scale->add_option("provider", scale_provider, "provider name")->required();
-  scale->add_option("n", scale_n, "processes per node")->required()->check(CLI::Range(0, 100000));
+  auto* scale_n_opt = scale->add_option("n", scale_n, "processes per node")->check(CLI::Range(0, 100000));
+  auto* scale_reset_flag =
+      scale->add_flag("--reset", scale_reset, "remove the override: back to KG_WORKERS_PER_PROVIDER");
+  scale_n_opt->excludes(scale_reset_flag);
   add_url(scale);
 
   auto* graph = app.add_subcommand("graph", "Query the graph");
@@ -137,7 +143,13 @@ int main(int argc, char** argv) {
   if (*submit) return kg::CmdSubmit(client, files, provider, title, wait);
   if (*tasks) return kg::CmdTasks(client, task_id, status_filter, limit);
   if (*workers) return kg::CmdWorkers(client);
-  if (*scale) return kg::CmdScale(client, scale_provider, scale_n);
+  if (*scale) {
+    if (!scale_reset && scale_n_opt->count() == 0) {
+      std::cerr << "scale: give the processes per node, or --reset\n";
+      return kExitConfig;
+    }
+    return scale_reset ? kg::CmdScaleReset(client, scale_provider) : kg::CmdScale(client, scale_provider, scale_n);
+  }
   if (*gstats) return kg::CmdGraphStats(client);
   if (*gsearch) return kg::CmdGraphSearch(client, query, limit);
   if (*gexport) return kg::CmdGraphExport(client, format);

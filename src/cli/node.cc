@@ -4,18 +4,16 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <climits>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
-
-#include "common/thread_annotations.h"
 
 #include "api/server.h"
 #include "common/util.h"
 #include "graph/graph_store.h"
 #include "queue/queue.h"
 #include "store/task_store.h"
+#include "supervisor/node_registry.h"
 #include "supervisor/supervisor.h"
 
 namespace kg {
@@ -28,13 +26,8 @@ void LogBanner(const Config& c, const std::string& what) {
   }
   spdlog::info("  caps: {} processes in total, {} per provider; {} chunks at once per process",
                c.max_total_processes, c.max_processes_per_provider, c.concurrency_per_process);
-  spdlog::info("  queue: {} | task store: {} | graph: {}",
-               c.redis_host.empty() ? "sqlite " + c.data_dir + "/queue.db"
-                                    : fmt::format("redis {}:{} (password {})", c.redis_host, c.redis_port,
-                                                  c.redis_password.empty() ? "none" : "****"),
-               c.db_host.empty() ? "sqlite " + c.data_dir + "/tasks.db"
-                                 : fmt::format("mysql {}@{}:{} (password ****)", c.db_user, c.db_host, c.db_port),
-               c.neo4j_uri.empty() ? "sqlite " + c.data_dir + "/graph.db" : "neo4j " + c.neo4j_uri);
+  BackendDescription backends = DescribeBackends(c);
+  spdlog::info("  queue: {} | task store: {} | graph: {}", backends.queue, backends.task_store, backends.graph);
 }
 
 namespace {
@@ -44,37 +37,6 @@ std::string SelfExe() {
   ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
   if (n <= 0) return "kgflow";
   return std::string(buf, static_cast<size_t>(n));
-}
-
-// Set once when the node has stopped; threads that must end with it wait on it.
-struct StopFlag {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stop KG_GUARDED_BY(mu) = false;
-  void Set() {
-    {
-      std::lock_guard<std::mutex> l(mu);
-      stop = true;
-    }
-    cv.notify_all();
-  }
-  bool IsSet() {
-    std::lock_guard<std::mutex> l(mu);
-    return stop;
-  }
-};
-
-// A web-only node has no supervisor; it still shows up in the node registry, with a
-// heartbeat every 5 s until the node stops.
-void WebHeartbeat(const Config& c, TaskStore& store, StopFlag& flag) {
-  char host[256] = {};
-  gethostname(host, sizeof host - 1);
-  std::unique_lock<std::mutex> l(flag.mu);
-  while (!flag.stop) {
-    NodeRecord n{c.node_name, RoleName(c.role), host, getpid(), NowMs(), "[]"};
-    (void)store.UpsertNode(n);
-    flag.cv.wait_for(l, std::chrono::seconds(5), [&] { return flag.stop; });
-  }
 }
 
 }  // namespace
@@ -115,9 +77,10 @@ int RunNode(const Config& c) {
   }
   if (supervisor) supervisor->Start();
   std::thread http([&] { api.Serve(); });
-  std::thread web_beat;
-  StopFlag stopped;
-  if (!supervisor) web_beat = std::thread([&] { WebHeartbeat(c, **store, stopped); });
+  std::atomic<bool> stopped{false};
+  // A web-only node has no supervisor; it still shows up in the node registry.
+  std::unique_ptr<NodeHeartbeat> web_beat;
+  if (!supervisor) web_beat = std::make_unique<NodeHeartbeat>(c, **store);
   spdlog::info("{} listening on http://{}:{}", c.role == NodeRole::kWorker ? "health endpoint" : "API", host, *bound);
   // Machine-readable line for scripts and tests that asked for port 0.
   fmt::print(stdout, "KGFLOW_LISTENING http://{}:{}\n", host, *bound);
@@ -134,7 +97,7 @@ int RunNode(const Config& c) {
     siginfo_t info;
     if (sigwaitinfo(&set, &info) < 0) continue;
     if (info.si_signo == SIGHUP) {
-      if (stopped.IsSet()) break;
+      if (stopped.load()) break;
       continue;
     }
     ++signals;
@@ -144,7 +107,7 @@ int RunNode(const Config& c) {
       stopper = std::thread([&] {
         if (supervisor) supervisor->Wait();
         api.Stop();
-        stopped.Set();
+        stopped.store(true);
         kill(getpid(), SIGHUP);  // wakes sigwaitinfo
       });
     } else if (info.si_signo == SIGINT || info.si_signo == SIGTERM) {
@@ -154,7 +117,7 @@ int RunNode(const Config& c) {
   }
   stopper.join();
   http.join();
-  if (web_beat.joinable()) web_beat.join();
+  web_beat.reset();
   (void)store.value()->RemoveNode(c.node_name);
   spdlog::info("stopped");
   return 0;

@@ -308,11 +308,10 @@ std::string DescribeConfig(const Config& c) {
     line("provider." + name, fmt::format("kind={} delay_ms={}{}", p.kind, p.delay_ms,
                                         p.fault.empty() ? "" : " fault=" + p.fault));
   }
-  line("queue", c.redis_host.empty() ? "sqlite " + c.data_dir + "/queue.db"
-                                     : fmt::format("redis {}:{}", c.redis_host, c.redis_port));
-  line("task_store", c.db_host.empty() ? "sqlite " + c.data_dir + "/tasks.db"
-                                       : fmt::format("mysql {}@{}:{}/{}", c.db_user, c.db_host, c.db_port, c.db_name));
-  line("graph", c.neo4j_uri.empty() ? "sqlite " + c.data_dir + "/graph.db" : "neo4j " + c.neo4j_uri);
+  BackendDescription backends = DescribeBackends(c);
+  line("queue", backends.queue);
+  line("task_store", backends.task_store);
+  line("graph", backends.graph);
   line("REDIS_PASSWORD", MaskSecret(c.redis_password));
   line("DB_PASSWORD", MaskSecret(c.db_password));
   line("NEO4J_PASSWORD", MaskSecret(c.neo4j_password));
@@ -334,6 +333,21 @@ std::string DescribeConfig(const Config& c) {
   line("KG_QUARANTINE_SECONDS", std::to_string(c.quarantine_seconds));
   line("KG_LOG_LEVEL", c.log_level);
   return out;
+}
+
+BackendDescription DescribeBackends(const Config& c) {
+  auto password = [](const std::string& p) { return p.empty() ? std::string("none") : MaskSecret(p); };
+  BackendDescription d;
+  d.queue = c.redis_host.empty() ? "sqlite " + c.data_dir + "/queue.db"
+                                 : fmt::format("redis {}:{} (password {})", c.redis_host, c.redis_port,
+                                               password(c.redis_password));
+  d.task_store = c.db_host.empty() ? "sqlite " + c.data_dir + "/tasks.db"
+                                   : fmt::format("mysql {}@{}:{}/{} (password {})", c.db_user, c.db_host, c.db_port,
+                                                 c.db_name, password(c.db_password));
+  d.graph = c.neo4j_uri.empty() ? "sqlite " + c.data_dir + "/graph.db"
+                                : fmt::format("neo4j {} (user {}, password {})", c.neo4j_uri, c.neo4j_user,
+                                              password(c.neo4j_password));
+  return d;
 }
 
 }  // namespace kg

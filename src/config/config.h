@@ -89,4 +89,14 @@ Status ParseHostPort(const std::string& addr, std::string* host, int* port);
 // Renders the effective configuration as KEY=value lines, secrets masked.
 std::string DescribeConfig(const Config& c);
 
+// Where a node's queue, task store and graph live, as the start-up banner and
+// `check-config` show them ("sqlite ./data/queue.db", "redis host:6379 (password ****)").
+// Secrets are never shown, only whether one is set.
+struct BackendDescription {
+  std::string queue;
+  std::string task_store;
+  std::string graph;
+};
+BackendDescription DescribeBackends(const Config& c);
+
 }  // namespace kg

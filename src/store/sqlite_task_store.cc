@@ -123,6 +123,12 @@ class SqliteTaskStore final : public TaskStore {
     return st->Run();
   }
 
+  Status DeleteSetting(const std::string& key) override {
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare("DELETE FROM settings WHERE key=?"));
+    st->Bind(1, key);
+    return st->Run();
+  }
+
   Result<std::optional<std::string>> GetSetting(const std::string& key) override {
     KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT value FROM settings WHERE key=?"));
     q->Bind(1, key);

@@ -62,6 +62,8 @@ class TaskStore {
 
   virtual Status PutSetting(const std::string& key, const std::string& value) = 0;
   virtual Result<std::optional<std::string>> GetSetting(const std::string& key) = 0;
+  // Removes the setting; removing one that does not exist is not an error.
+  virtual Status DeleteSetting(const std::string& key) = 0;
 
   virtual Status UpsertNode(const NodeRecord& n) = 0;
   virtual Status RemoveNode(const std::string& name) = 0;

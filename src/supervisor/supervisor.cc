@@ -3,22 +3,21 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
-#include <sys/signalfd.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
+#include <condition_variable>
 #include <deque>
+#include <climits>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -26,32 +25,26 @@
 #include "common/util.h"
 #include "queue/queue.h"
 #include "store/task_store.h"
-#include "worker/worker.h"
-
-extern char** environ;
+#include "supervisor/node_registry.h"
+#include "supervisor/proc_stats.h"
+#include "supervisor/reaper.h"
+#include "supervisor/restart_policy.h"
+#include "supervisor/spawner.h"
+#include "worker/exit_codes.h"
 
 namespace kg {
 
 namespace {
 
-constexpr int64_t kBusyTickMs = 2000;       // RSS/CPU sampling while a worker is busy
-constexpr int64_t kIdleTickMs = 10000;      // ... and while all are idle (memory does not grow)
-constexpr int64_t kHeartbeatMs = 5000;      // node registry, expired-lease reclaim, settings
-constexpr int64_t kStableMs = 10000;        // a process up this long resets the failure streak
-constexpr int64_t kBackoffBaseMs = 100;
-constexpr int64_t kBackoffMaxMs = 30000;
-constexpr int kQuarantineFailures = 5;      // failures within kFailureWindowMs quarantine a provider
-constexpr int64_t kFailureWindowMs = 60000;
+constexpr int64_t kBusyTickMs = 2000;   // RSS/CPU sampling while a worker is busy
+constexpr int64_t kIdleTickMs = 10000;  // ... and while all are idle (memory does not grow)
+constexpr int64_t kHeartbeatMs = 5000;  // node registry, expired-lease reclaim, settings (store thread)
 
-std::string SettingKey(const std::string& provider) { return "processes.per_node." + provider; }
-
-std::string DescribeWait(int status) {
-  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    const char* n = sigabbrev_np(WTERMSIG(status));
-    return std::string("killed by SIG") + (n ? n : std::to_string(WTERMSIG(status)).c_str());
-  }
-  return "status " + std::to_string(status);
+RestartPolicyOptions PolicyOptions(const Config& c) {
+  RestartPolicyOptions o;
+  o.quarantine_ms = c.quarantine_seconds * 1000LL;
+  o.spawn_budget_per_minute = std::max(60, 4 * c.max_total_processes);
+  return o;
 }
 
 }  // namespace
@@ -70,73 +63,55 @@ void BlockSupervisorSignals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-namespace {
-
-// Reads a small /proc file with one read(2): cheaper than streams on the guard's cadence.
-bool ReadSmall(const std::string& path, std::string* out) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return false;
-  char buf[1024];
-  ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
-  if (n <= 0) return false;
-  out->assign(buf, static_cast<size_t>(n));
-  return true;
-}
-
-}  // namespace
-
-bool ReadProcStats(pid_t pid, bool with_pss, ProcStats* out) {
-  std::string base = "/proc/" + std::to_string(pid);
-  std::string text;
-  if (!ReadSmall(base + "/statm", &text)) return false;
-  long long size = 0, resident = 0;
-  if (std::sscanf(text.c_str(), "%lld %lld", &size, &resident) != 2) return false;
-  out->rss_bytes = resident * sysconf(_SC_PAGESIZE);
-  if (!ReadSmall(base + "/stat", &text)) return false;
-  auto close = text.rfind(')');
-  if (close == std::string::npos) return false;
-  // Fields after the command: state(3) ... utime(14) stime(15).
-  unsigned long long utime = 0, stime = 0;
-  if (std::sscanf(text.c_str() + close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
-                  &stime) != 2) {
-    return false;
+std::map<std::string, int> ApplyProcessCaps(const Config& c, const std::map<std::string, int>& wanted) {
+  std::map<std::string, int> want, got;
+  for (const auto& p : c.enabled_providers) {
+    auto it = wanted.find(p);
+    want[p] = std::min(it == wanted.end() ? 0 : it->second, c.max_processes_per_provider);
+    got[p] = 0;
   }
-  out->cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  if (with_pss) {
-    std::ifstream smaps(base + "/smaps_rollup");
-    std::string key;
-    int64_t kb = 0;
-    std::string unit;
-    while (smaps >> key) {
-      if (key == "Pss:") {
-        smaps >> kb >> unit;
-        out->pss_bytes = kb * 1024;
-        break;
+  int total = 0;
+  bool progress = true;
+  while (progress && total < c.max_total_processes) {
+    progress = false;
+    for (const auto& p : c.enabled_providers) {
+      if (got[p] < want[p] && total < c.max_total_processes) {
+        ++got[p];
+        ++total;
+        progress = true;
       }
-      smaps.ignore(4096, '\n');
     }
   }
-  return true;
+  return got;
 }
 
 class Supervisor::Impl {
  public:
   Impl(const Config& c, std::string exe, Queue& q, TaskStore& s, UniqueFd lock)
-      : c_(c), exe_(std::move(exe)), queue_(&q), store_(&s), lock_(std::move(lock)) {
+      : c_(c),
+        exe_(std::move(exe)),
+        queue_(&q),
+        store_(&s),
+        registry_(c, s),
+        lock_(std::move(lock)),
+        policy_(PolicyOptions(c), [] { return MonoMs(); }) {
     wake_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     for (const auto& p : c_.enabled_providers) {
-      providers_[p].setting = c_.workers_per_provider;
-      auto stored = store_->GetSetting(SettingKey(p));
+      auto& ps = providers_[p];
+      ps.setting = c_.workers_per_provider;
+      auto stored = store_->GetSetting(ScaleSettingKey(p));
       if (stored.ok() && stored->has_value()) {
-        try {
-          providers_[p].setting = std::stoi(**stored);
-        } catch (...) {
+        if (auto n = ParseScaleSetting(**stored)) {
+          ps.override_per_node = *n;
+          ps.setting = *n;
+          if (*n != c_.workers_per_provider) {
+            spdlog::warn("  provider {}: runtime override in force: {} per node (stored by `kgflow scale`), not the "
+                         "configured KG_WORKERS_PER_PROVIDER={}; `kgflow scale {} --reset` returns to it",
+                         p, *n, c_.workers_per_provider, p);
+          }
         }
       }
     }
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
-    host_ = host;
   }
 
   ~Impl() {
@@ -145,55 +120,102 @@ class Supervisor::Impl {
   }
 
   void Start() {
-    std::lock_guard<std::mutex> l(mu_);
-    if (started_) {
-      spdlog::warn("supervisor: the guard is already running; not starting another");
-      return;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (started_) {
+        spdlog::warn("supervisor: the guard is already running; not starting another");
+        return;
+      }
+      started_ = true;
     }
-    started_ = true;
+    // Before any worker of this run exists (their owners share the prefix); not under mu_.
     auto freed = queue_->ReleaseOwnersWithPrefix(c_.node_name + "/");
     if (freed.ok() && *freed > 0) {
       spdlog::warn("supervisor: gave back {} chunks held by workers of a previous run of node {}", *freed,
                    c_.node_name);
     }
+    std::lock_guard<std::mutex> j(join_mu_);
+    store_thread_ = std::thread([this] { StoreLoop(); });
+    pthread_setname_np(store_thread_.native_handle(), "kg-guard-db");
     thread_ = std::thread([this] { Loop(); });
     pthread_setname_np(thread_.native_handle(), "kg-guard");
   }
 
   Result<ScaleResult> Scale(const std::string& provider, int per_node) {
     if (per_node < 0) return Status::Invalid("per_node must be 0 or more");
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
-    }
-    // Persist first: the heartbeat re-reads the stored setting, and must not undo this call.
-    Status s = store_->PutSetting(SettingKey(provider), std::to_string(per_node));
-    if (!s.ok()) spdlog::warn("supervisor: could not persist scale of {}: {}", provider, s.message());
     ScaleResult r;
     {
       std::lock_guard<std::mutex> l(mu_);
+      if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
       auto& ps = providers_.at(provider);
       ps.setting = per_node;
+      ps.override_per_node = per_node;
+      ++ps.scale_seq;  // a settings read started before this call must not undo it
       r.provider = provider;
+      r.configured = c_.workers_per_provider;
+      r.override_per_node = per_node;
       r.requested = per_node;
       r.per_node = DesiredLocked()[provider];
       if (per_node > c_.max_processes_per_provider) {
         r.reason = "KG_MAX_PROCESSES_PER_PROVIDER=" + std::to_string(c_.max_processes_per_provider);
-      } else if (r.per_node < per_node && ps.quarantined_until > MonoMs()) {
+      } else if (r.per_node < per_node && policy_.Quarantined(provider)) {
         r.reason = "provider is quarantined";
       } else if (r.per_node < per_node) {
         r.reason = "KG_MAX_TOTAL_PROCESSES=" + std::to_string(c_.max_total_processes);
       }
       r.clamped = r.per_node < per_node;
     }
+    {
+      // Persisted by the store thread, so that a slow store does not hold up the caller.
+      std::lock_guard<std::mutex> l(db_mu_);
+      pending_settings_[provider] = per_node;
+    }
+    db_cv_.notify_one();
     Wake();
     return r;
+  }
+
+  Result<ScaleResult> ResetScale(const std::string& provider) {
+    ScaleResult r;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
+      auto& ps = providers_.at(provider);
+      ps.setting = c_.workers_per_provider;
+      ps.override_per_node.reset();
+      ++ps.scale_seq;
+      r.provider = provider;
+      r.requested = c_.workers_per_provider;
+      r.configured = c_.workers_per_provider;
+      r.per_node = DesiredLocked()[provider];
+      r.clamped = r.per_node < r.requested;
+      if (r.clamped) r.reason = "caps or quarantine";
+    }
+    {
+      std::lock_guard<std::mutex> l(db_mu_);
+      pending_settings_[provider] = std::nullopt;  // removed from the store
+    }
+    db_cv_.notify_one();
+    Wake();
+    spdlog::info("supervisor: provider {}: runtime override removed; back to KG_WORKERS_PER_PROVIDER={}", provider,
+                 c_.workers_per_provider);
+    return r;
+  }
+
+  std::vector<ProviderScale> Scales() const {
+    std::lock_guard<std::mutex> l(mu_);
+    auto desired = DesiredLocked();
+    std::vector<ProviderScale> out;
+    for (const auto& p : c_.enabled_providers) {
+      const auto& ps = providers_.at(p);
+      out.push_back({p, c_.workers_per_provider, ps.override_per_node, desired[p]});
+    }
+    return out;
   }
 
   std::vector<ProcessView> Snapshot() const {
     std::lock_guard<std::mutex> l(mu_);
     std::vector<ProcessView> out;
-    int64_t now = MonoMs();
     for (const auto& [pid, ch] : children_) {
       ProcessView v;
       v.pid = pid;
@@ -209,8 +231,8 @@ class Supervisor::Impl {
       out.push_back(v);
     }
     for (const auto& [name, ps] : providers_) {
-      bool quarantined = ps.quarantined_until > now;
-      bool backoff = ps.next_spawn_at > now;
+      bool quarantined = policy_.Quarantined(name);
+      bool backoff = policy_.BackingOff(name);
       if (!quarantined && !backoff) continue;
       if (std::any_of(children_.begin(), children_.end(),
                       [&](const auto& kv) { return kv.second.provider == name; }) && !quarantined) {
@@ -249,11 +271,11 @@ class Supervisor::Impl {
   void Wait() {
     std::lock_guard<std::mutex> l(join_mu_);
     if (thread_.joinable()) thread_.join();
+    if (store_thread_.joinable()) store_thread_.join();
   }
 
  private:
   struct Child {
-    pid_t pid = 0;
     std::string provider;
     std::string owner;
     UniqueFd status;  // read end of the worker's status pipe
@@ -266,16 +288,23 @@ class Supervisor::Impl {
     bool rss_reported = false;
     ProcStats stats;
   };
+  // What the supervisor shows and wants per provider; the restart policy has the rest.
   struct ProviderState {
-    int setting = 1;
-    int consecutive_failures = 0;
-    int64_t next_spawn_at = 0;
-    int64_t quarantined_until = 0;
-    std::deque<int64_t> failures;
+    int setting = 1;                       // the override if any, else KG_WORKERS_PER_PROVIDER
+    std::optional<int> override_per_node;  // stored by `scale`
+    uint64_t scale_seq = 0;                // bumped by Scale() and ResetScale()
     int64_t restarts = 0;
     int64_t spawns = 0;
     std::string last_exit;
     std::string last_refusal;
+  };
+  // Chunks a reaped worker held, to give back on the store thread.
+  struct Release {
+    pid_t pid = 0;
+    std::string provider;
+    std::string owner;
+    bool crashed = false;
+    std::string how;
   };
 
   void Wake() {
@@ -284,27 +313,10 @@ class Supervisor::Impl {
   }
 
   // Desired processes per provider after both caps; quarantined providers get none.
-  std::map<std::string, int> DesiredLocked() KG_REQUIRES(mu_) {
-    std::map<std::string, int> want, got;
-    int64_t now = MonoMs();
-    for (const auto& p : c_.enabled_providers) {
-      const auto& ps = providers_.at(p);
-      want[p] = ps.quarantined_until > now ? 0 : std::min(ps.setting, c_.max_processes_per_provider);
-      got[p] = 0;
-    }
-    int total = 0;
-    bool progress = true;
-    while (progress && total < c_.max_total_processes) {
-      progress = false;
-      for (const auto& p : c_.enabled_providers) {
-        if (got[p] < want[p] && total < c_.max_total_processes) {
-          ++got[p];
-          ++total;
-          progress = true;
-        }
-      }
-    }
-    return got;
+  std::map<std::string, int> DesiredLocked() const KG_REQUIRES(mu_) {
+    std::map<std::string, int> want;
+    for (const auto& p : c_.enabled_providers) want[p] = policy_.Quarantined(p) ? 0 : providers_.at(p).setting;
+    return ApplyProcessCaps(c_, want);
   }
 
   void LogRefusals(const std::map<std::string, int>& desired) KG_REQUIRES(mu_) {
@@ -313,7 +325,7 @@ class Supervisor::Impl {
       if (ps.setting > c_.max_processes_per_provider) {
         msg = fmt::format("provider {}: KG_MAX_PROCESSES_PER_PROVIDER={} refuses {} of {} requested processes", p,
                           c_.max_processes_per_provider, ps.setting - c_.max_processes_per_provider, ps.setting);
-      } else if (desired.at(p) < ps.setting && ps.quarantined_until <= MonoMs()) {
+      } else if (desired.at(p) < ps.setting && !policy_.Quarantined(p)) {
         msg = fmt::format("provider {}: KG_MAX_TOTAL_PROCESSES={} refuses {} of {} requested processes", p,
                           c_.max_total_processes, ps.setting - desired.at(p), ps.setting);
       }
@@ -333,18 +345,12 @@ class Supervisor::Impl {
   }
 
   void Reconcile() KG_REQUIRES(mu_) {
-    int64_t t = MonoMs();
-    for (auto& [p, ps] : providers_) {
-      if (ps.quarantined_until != 0 && ps.quarantined_until <= t) {
-        ps.quarantined_until = 0;
-        spdlog::warn("supervisor: quarantine of provider {} is over; starting its workers again", p);
-      }
+    for (const auto& p : policy_.TakeEndedQuarantines()) {
+      spdlog::warn("supervisor: quarantine of provider {} is over; starting its workers again", p);
     }
     auto desired = DesiredLocked();
     LogRefusals(desired);
-    int64_t now = MonoMs();
     for (const auto& p : c_.enabled_providers) {
-      auto& ps = providers_.at(p);
       int live = CountLocked(p, false);
       int target = desired[p];
       // Scale down: stop idle processes first, then the newest.
@@ -364,13 +370,19 @@ class Supervisor::Impl {
         --live;
       }
       while (live < target) {
-        if (ps.next_spawn_at > now) break;
+        if (policy_.BackingOff(p)) break;
         if (CountLocked("", true) >= c_.max_total_processes || CountLocked(p, true) >= c_.max_processes_per_provider) {
           break;  // a stopping process still holds the slot; it frees on reap
         }
-        if (!SpawnBudgetLocked(now)) break;
+        if (!policy_.BudgetAllows()) {
+          if (policy_.TakeBudgetExhaustedReport()) {
+            spdlog::error("supervisor: {} spawns in the last minute; holding spawns",
+                          policy_.options().spawn_budget_per_minute);
+          }
+          break;
+        }
         if (!Spawn(p)) {
-          RecordFailure(p, "spawn failed", now);
+          RecordFailure(p, "spawn failed", MonoMs());
           break;
         }
         ++live;
@@ -378,62 +390,22 @@ class Supervisor::Impl {
     }
   }
 
-  // A fork storm guard on top of per-provider backoff: at most this many spawns a minute.
-  bool SpawnBudgetLocked(int64_t now) KG_REQUIRES(mu_) {
-    while (!spawn_times_.empty() && spawn_times_.front() < now - 60000) spawn_times_.pop_front();
-    size_t limit = static_cast<size_t>(std::max(60, 4 * c_.max_total_processes));
-    if (spawn_times_.size() >= limit) {
-      if (!budget_logged_) spdlog::error("supervisor: {} spawns in the last minute; holding spawns", limit);
-      budget_logged_ = true;
-      return false;
-    }
-    budget_logged_ = false;
-    return true;
-  }
-
   bool Spawn(const std::string& provider) KG_REQUIRES(mu_) {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) return false;
-    UniqueFd rd(fds[0]), wr(fds[1]);
-    fcntl(rd.get(), F_SETFL, O_NONBLOCK);
     std::string owner = fmt::format("{}/{}/{}", c_.node_name, getpid(), ++spawn_seq_);
-    std::string ppid = std::to_string(getpid());
-    std::vector<std::string> args = {exe_, "__worker", "--provider", provider, "--owner", owner,
-                                     "--parent-pid", ppid, "--status-fd", "3"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, wr.get(), 3);
-    posix_spawn_file_actions_addclosefrom_np(&fa, 4);  // the child inherits nothing else
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t empty, defaults;
-    sigemptyset(&empty);
-    sigemptyset(&defaults);
-    for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPIPE}) sigaddset(&defaults, s);
-    posix_spawnattr_setsigmask(&attr, &empty);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP |
-                                         POSIX_SPAWN_USEVFORK);
-    pid_t pid = 0;
-    int rc = posix_spawn(&pid, exe_.c_str(), &fa, &attr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) {
-      spdlog::error("supervisor: spawn of a {} worker failed: {}", provider, std::strerror(rc));
+    auto spawned = SpawnWithStatusPipe(exe_, {exe_, "__worker", "--provider", provider, "--owner", owner,
+                                              "--parent-pid", std::to_string(getpid()), "--status-fd", "3"});
+    if (!spawned.ok()) {
+      spdlog::error("supervisor: spawn of a {} worker failed: {}", provider, spawned.status().message());
       return false;
     }
+    pid_t pid = spawned->pid;
+    reaper_.Track(pid);
     Child ch;
-    ch.pid = pid;
     ch.provider = provider;
     ch.owner = owner;
-    ch.status = std::move(rd);
+    ch.status = std::move(spawned->status);
     ch.started_at = MonoMs();
-    spawn_times_.push_back(ch.started_at);
+    policy_.RecordSpawn();
     ++providers_.at(provider).spawns;
     children_.emplace(pid, std::move(ch));
     spdlog::info("supervisor: spawned worker pid={} provider={} owner={}", pid, provider, owner);
@@ -447,75 +419,52 @@ class Supervisor::Impl {
     ::kill(pid, sig);
   }
 
-  void RecordFailure(const std::string& provider, const std::string& reason, int64_t now) KG_REQUIRES(mu_) {
-    auto& ps = providers_.at(provider);
-    ++ps.consecutive_failures;
-    int64_t delay = 0;
-    if (ps.consecutive_failures >= 2) {
-      delay = std::min(kBackoffMaxMs, kBackoffBaseMs << std::min(ps.consecutive_failures - 2, 20));
-    }
-    ps.next_spawn_at = now + delay;
-    ps.failures.push_back(now);
-    while (!ps.failures.empty() && ps.failures.front() < now - kFailureWindowMs) ps.failures.pop_front();
-    if (static_cast<int>(ps.failures.size()) >= kQuarantineFailures) {
-      ps.quarantined_until = now + c_.quarantine_seconds * 1000LL;
-      ps.failures.clear();
-      ps.consecutive_failures = 0;
-      ps.next_spawn_at = 0;
+  void RecordFailure(const std::string& provider, const std::string& reason, int64_t started_at) KG_REQUIRES(mu_) {
+    auto v = policy_.OnFailure(provider, started_at);
+    const auto& o = policy_.options();
+    if (v.quarantined) {
       spdlog::error("supervisor: provider {} quarantined for {} s after {} failures within {} s (last: {})", provider,
-                    c_.quarantine_seconds, kQuarantineFailures, kFailureWindowMs / 1000, reason);
-    } else if (delay > 0) {
-      spdlog::warn("supervisor: provider {} backing off {} ms after {} consecutive failures", provider, delay,
-                   ps.consecutive_failures);
+                    c_.quarantine_seconds, o.quarantine_failures, o.failure_window_ms / 1000, reason);
+    } else if (v.backoff_ms > 0) {
+      spdlog::warn("supervisor: provider {} backing off {} ms after {} consecutive failures", provider, v.backoff_ms,
+                   v.consecutive);
     }
   }
 
-  void ReapAll() KG_REQUIRES(mu_) {
-    signalfd_siginfo info;
-    while (::read(sigfd_.get(), &info, sizeof info) == sizeof info) {
-    }
-    int status = 0;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+  // Reaps exited workers; returns what they held, to give back after mu_ is released.
+  std::vector<Release> ReapAll() KG_REQUIRES(mu_) {
+    std::vector<Release> releases;
+    for (const auto& [pid, exit] : reaper_.ReapExited()) {
       auto it = children_.find(pid);
       if (it == children_.end()) continue;
       Child& ch = it->second;
-      ReadStatus(ch);  // the last lines it wrote
-      int64_t now = MonoMs();
-      std::string how = DescribeWait(status);
-      bool clean_code = WIFEXITED(status) &&
-                        (WEXITSTATUS(status) == kWorkerExitStopped || WEXITSTATUS(status) == kWorkerExitRecycled);
+      ReadStatus(pid, ch);  // the last lines it wrote
+      std::string how = exit.Describe();
+      bool clean_code = exit.exited && (exit.code == kWorkerExitStopped || exit.code == kWorkerExitRecycled);
       // A worker we did not ask to stop that exits uncleanly crashed: what it held counts a crash.
       bool crashed = !clean_code && !ch.stop_sent;
-      Result<int> released = 0;
-      (void)RetryTransient([&] {
-        released = queue_->ReleaseOwner(ch.owner, crashed, how);
-        return released.status();
-      });
       std::string reason = ch.stop_sent ? ch.stop_reason + " (" + how + ")"
-                           : WIFEXITED(status) && WEXITSTATUS(status) == kWorkerExitRecycled
+                           : exit.exited && exit.code == kWorkerExitRecycled
                                ? "recycled after " + std::to_string(ch.chunks_done) + " chunks"
                                : how;
       auto& ps = providers_.at(ch.provider);
       ps.last_exit = reason;
-      int n = released.ok() ? *released : 0;
-      if (!released.ok()) spdlog::error("supervisor: releasing chunks of {}: {}", ch.owner, released.status().message());
       if (crashed) {
-        spdlog::error("supervisor: worker pid={} provider={} died: {}; {} chunks given back", pid, ch.provider, how, n);
-        if (now - ch.started_at >= kStableMs) ps.consecutive_failures = 0;
-        RecordFailure(ch.provider, how, now);
+        spdlog::error("supervisor: worker pid={} provider={} died: {}", pid, ch.provider, how);
+        RecordFailure(ch.provider, how, ch.started_at);
         ++ps.restarts;
       } else {
-        spdlog::info("supervisor: worker pid={} provider={} exited: {}{}", pid, ch.provider, reason,
-                     n ? fmt::format("; {} chunks given back", n) : "");
+        spdlog::info("supervisor: worker pid={} provider={} exited: {}", pid, ch.provider, reason);
         if (!ch.stop_sent) ++ps.restarts;  // recycled: replaced without penalty
-        if (now - ch.started_at >= kStableMs) ps.consecutive_failures = 0;
+        policy_.OnCleanExit(ch.provider, ch.started_at);
       }
+      releases.push_back({pid, ch.provider, ch.owner, crashed, how});
       children_.erase(it);
     }
+    return releases;
   }
 
-  void ReadStatus(Child& ch) KG_REQUIRES(mu_) {
+  void ReadStatus(pid_t pid, Child& ch) KG_REQUIRES(mu_) {
     char buf[1024];
     ssize_t n;
     while ((n = ::read(ch.status.get(), buf, sizeof buf)) > 0) ch.buf.append(buf, static_cast<size_t>(n));
@@ -529,7 +478,7 @@ class Supervisor::Impl {
       in >> word >> inflight >> done;
       if (word == "ready") {
         ch.state = "idle";
-        ReadProcStats(ch.pid, false, &ch.stats);  // visible at once, not after the next tick
+        ReadProcStats(pid, false, &ch.stats);  // visible at once, not after the next tick
       } else if (word == "busy" || word == "idle") {
         // A worker became busy: sample on the busy cadence from now on.
         if (word == "busy" && ch.state != "busy") next_tick_ = std::min(next_tick_, MonoMs() + kBusyTickMs);
@@ -559,52 +508,120 @@ class Supervisor::Impl {
     }
   }
 
+  // Hands reaped workers' chunks to the store thread.
+  void QueueReleases(std::vector<Release> releases) {
+    if (releases.empty()) return;
+    {
+      std::lock_guard<std::mutex> l(db_mu_);
+      for (auto& r : releases) pending_releases_.push_back(std::move(r));
+    }
+    db_cv_.notify_one();
+  }
+
+  // Runs on the store thread, never under mu_.
+  void GiveBack(const Release& r) {
+    Result<int> released = 0;
+    (void)RetryTransient([&] {
+      released = queue_->ReleaseOwner(r.owner, r.crashed, r.how);
+      return released.status();
+    });
+    if (!released.ok()) {
+      spdlog::error("supervisor: releasing chunks of {}: {}", r.owner, released.status().message());
+    } else if (*released > 0) {
+      spdlog::info("supervisor: {} chunks of worker pid={} provider={} given back", *released, r.pid, r.provider);
+    }
+  }
+
+  // Runs on the store thread: the node record, expired leases, and the settings other
+  // nodes (or `kgflow scale` through a web node) stored. mu_ only around memory.
   void Heartbeat() {
-    NodeRecord n;
-    n.name = c_.node_name;
-    n.role = RoleName(c_.role);
-    n.host = host_;
-    n.pid = getpid();
-    n.heartbeat_at_ms = NowMs();
-    n.processes_json = SnapshotJson();
-    Status s = store_->UpsertNode(n);
+    Status s = registry_.Beat(SnapshotJson());
     if (!s.ok()) spdlog::warn("supervisor: heartbeat: {}", s.message());
     auto reclaimed = queue_->ReclaimExpired();
     if (reclaimed.ok() && *reclaimed > 0) spdlog::warn("supervisor: reclaimed {} chunks with expired leases", *reclaimed);
-    // Settings written by another node (or `kgflow scale` through another web node).
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto& [p, ps] : providers_) {
-      auto stored = store_->GetSetting(SettingKey(p));
-      if (!stored.ok() || !stored->has_value()) continue;
-      try {
-        ps.setting = std::stoi(**stored);
-      } catch (...) {
+    std::map<std::string, uint64_t> seq;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [p, ps] : providers_) seq[p] = ps.scale_seq;
+    }
+    std::map<std::string, std::optional<int>> stored;  // nullopt: no override (reset elsewhere)
+    for (const auto& [p, _] : seq) {
+      auto v = store_->GetSetting(ScaleSettingKey(p));
+      if (!v.ok()) continue;
+      if (!v->has_value()) {
+        stored[p] = std::nullopt;
+      } else if (auto n = ParseScaleSetting(**v)) {
+        stored[p] = *n;
       }
+    }
+    bool changed = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [p, n] : stored) {
+        auto& ps = providers_.at(p);
+        if (ps.scale_seq != seq[p]) continue;  // a Scale() or reset since the read wins
+        ps.override_per_node = n;
+        int setting = n.value_or(c_.workers_per_provider);
+        changed = changed || ps.setting != setting;
+        ps.setting = setting;
+      }
+    }
+    if (changed) Wake();
+  }
+
+  // The store thread: every database call of the guard, so that a slow or locked store
+  // delays only these effects, never reaping, spawning or the API's reads of the table.
+  // Ends after the loop has ended and everything it handed over is done.
+  void StoreLoop() {
+    int64_t next_heartbeat = 0;
+    while (true) {
+      std::deque<Release> releases;
+      std::map<std::string, std::optional<int>> settings;
+      bool done = false;
+      {
+        std::unique_lock<std::mutex> l(db_mu_);
+        db_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(0, next_heartbeat - MonoMs())), [&] {
+          return !pending_releases_.empty() || !pending_settings_.empty() || loop_done_;
+        });
+        releases.swap(pending_releases_);
+        settings.swap(pending_settings_);
+        done = loop_done_;
+      }
+      // Settings first: the heartbeat's read below must see them.
+      for (const auto& [p, n] : settings) {
+        Status s = RetryTransient([&, &n = n, &p = p] {
+          return n ? store_->PutSetting(ScaleSettingKey(p), std::to_string(*n)) : store_->DeleteSetting(ScaleSettingKey(p));
+        });
+        if (!s.ok()) spdlog::warn("supervisor: could not persist scale of {}: {}", p, s.message());
+      }
+      for (const auto& r : releases) GiveBack(r);
+      if (done) {
+        std::lock_guard<std::mutex> l(db_mu_);
+        if (!pending_releases_.empty() || !pending_settings_.empty()) continue;
+      }
+      if (done || MonoMs() >= next_heartbeat) {
+        Heartbeat();
+        next_heartbeat = MonoMs() + kHeartbeatMs;
+      }
+      if (done) break;
     }
   }
 
   void Loop() {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigfd_.Reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
     {
       std::lock_guard<std::mutex> l(mu_);
       next_tick_ = MonoMs() + kBusyTickMs;
     }
-    int64_t next_heartbeat = 0;
     int64_t stop_deadline = 0;
     bool stopping = false, killed = false;
     while (true) {
       int64_t now = MonoMs();
-      if (now >= next_heartbeat) {
-        Heartbeat();
-        next_heartbeat = now + kHeartbeatMs;
-      }
       std::vector<pollfd> fds;
+      std::vector<Release> releases;
+      bool all_stopped = false;
       {
         std::lock_guard<std::mutex> l(mu_);
-        ReapAll();
+        releases = ReapAll();
         if (stop_requested_ && !stopping) {
           stopping = true;
           stop_deadline = now + c_.stop_timeout_seconds * 1000LL + 2000;
@@ -620,60 +637,72 @@ class Supervisor::Impl {
             ::kill(pid, SIGKILL);
           }
         }
-        if (stopping && children_.empty()) break;
+        all_stopped = stopping && children_.empty();
         if (!stopping) Reconcile();
         if (now >= next_tick_) {
           SampleStats();
+          spdlog::debug("supervisor: sampled {} workers", children_.size());  // a marker tests count
           bool busy = std::any_of(children_.begin(), children_.end(),
                                   [](const auto& kv) { return kv.second.state != "idle"; });
           next_tick_ = now + (busy ? kBusyTickMs : kIdleTickMs);
         }
-        fds.push_back({sigfd_.get(), POLLIN, 0});
         fds.push_back({wake_.get(), POLLIN, 0});
+        for (int fd : reaper_.PollFds()) fds.push_back({fd, POLLIN, 0});  // readable when that child exits
         for (auto& [pid, ch] : children_) fds.push_back({ch.status.get(), POLLIN, 0});
       }
+      QueueReleases(std::move(releases));  // after mu_: the store thread gives them back
+      if (all_stopped) break;
       int64_t timeout;
       {
         std::lock_guard<std::mutex> l(mu_);
-        timeout = std::min(next_tick_, next_heartbeat) - now;
-        for (const auto& [_, ps] : providers_) {
-          if (ps.next_spawn_at > now) timeout = std::min(timeout, ps.next_spawn_at - now);
-          if (ps.quarantined_until > now) timeout = std::min(timeout, ps.quarantined_until - now);
-        }
+        timeout = std::min(next_tick_, policy_.NextDeadline()) - now;
       }
-      if (stopping) timeout = std::min<int64_t>(timeout, 100);
+      if (stopping || reaper_.NeedsPolling()) timeout = std::min<int64_t>(timeout, 100);
       ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, timeout)));
-      if (fds[1].revents & POLLIN) {
+      if (fds[0].revents & POLLIN) {
         uint64_t v;
         while (::read(wake_.get(), &v, sizeof v) > 0) {
         }
       }
       std::lock_guard<std::mutex> l(mu_);
-      for (auto& [pid, ch] : children_) ReadStatus(ch);
+      for (auto& [pid, ch] : children_) ReadStatus(pid, ch);
     }
-    Heartbeat();
+    {
+      std::lock_guard<std::mutex> l(db_mu_);
+      loop_done_ = true;
+    }
+    db_cv_.notify_one();
     spdlog::info("supervisor: all workers stopped");
   }
 
   const Config& c_;
   const std::string exe_;
-  Queue* const queue_;                // borrowed; thread-safe
-  TaskStore* const store_;            // borrowed; thread-safe
-  UniqueFd lock_;                     // flock on the node lock file, held for our lifetime
-  UniqueFd wake_;                     // eventfd: Scale/Stop wake the loop
-  UniqueFd sigfd_;                    // signalfd for SIGCHLD, the loop's thread only
-  std::string host_;
-  std::thread thread_;
+  Queue* const queue_;      // borrowed; thread-safe
+  TaskStore* const store_;  // borrowed; thread-safe
+  NodeRegistry registry_;
+  UniqueFd lock_;   // flock on the node lock file, held for our lifetime
+  UniqueFd wake_;   // eventfd: Scale/Stop wake the loop
+  Reaper reaper_;   // the loop's thread only
   std::mutex join_mu_;
+  std::thread thread_ KG_GUARDED_BY(join_mu_);        // the loop: spawns, reaps, samples
+  std::thread store_thread_ KG_GUARDED_BY(join_mu_);  // every store call of the guard
 
-  mutable std::mutex mu_;  // the one mutex of the guard
+  // Handed from the loop and Scale() to the store thread. Lock order: never take mu_
+  // while holding db_mu_.
+  std::mutex db_mu_;
+  std::condition_variable db_cv_;
+  std::deque<Release> pending_releases_ KG_GUARDED_BY(db_mu_);
+  std::map<std::string, std::optional<int>> pending_settings_ KG_GUARDED_BY(db_mu_);  // nullopt: delete
+  bool loop_done_ KG_GUARDED_BY(db_mu_) = false;
+
+  // The one mutex of the guard's state. No store call is made while it is held.
+  mutable std::mutex mu_;
   bool started_ KG_GUARDED_BY(mu_) = false;
   bool stop_requested_ KG_GUARDED_BY(mu_) = false;
   bool cold_ KG_GUARDED_BY(mu_) = false;
   std::map<pid_t, Child> children_ KG_GUARDED_BY(mu_);
   std::map<std::string, ProviderState> providers_ KG_GUARDED_BY(mu_);
-  std::deque<int64_t> spawn_times_ KG_GUARDED_BY(mu_);
-  bool budget_logged_ KG_GUARDED_BY(mu_) = false;
+  RestartPolicy policy_ KG_GUARDED_BY(mu_);
   int64_t next_tick_ KG_GUARDED_BY(mu_) = 0;  // next RSS/CPU sample (monotonic ms)
   int64_t spawn_seq_ KG_GUARDED_BY(mu_) = 0;
 };
@@ -702,6 +731,8 @@ Supervisor::Supervisor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Supervisor::~Supervisor() = default;
 void Supervisor::Start() { impl_->Start(); }
 Result<ScaleResult> Supervisor::Scale(const std::string& p, int n) { return impl_->Scale(p, n); }
+Result<ScaleResult> Supervisor::ResetScale(const std::string& p) { return impl_->ResetScale(p); }
+std::vector<ProviderScale> Supervisor::Scales() const { return impl_->Scales(); }
 std::vector<ProcessView> Supervisor::Snapshot() const { return impl_->Snapshot(); }
 std::string Supervisor::SnapshotJson() const { return impl_->SnapshotJson(); }
 void Supervisor::Stop(bool cold) { impl_->Stop(cold); }

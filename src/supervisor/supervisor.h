@@ -1,6 +1,8 @@
 #pragma once
 // The supervisor of one node: the single guard that starts, watches and stops the
-// node's worker processes.
+// node's worker processes. It wires the pieces next to it: spawner.h (exec-only spawning),
+// reaper.h (reaping its own children), restart_policy.h (backoff, quarantine, spawn
+// budget), proc_stats.h (/proc sampling) and node_registry.h (heartbeat, scale setting).
 //
 // - One reconcile loop (one thread) alone spawns and stops processes, under one mutex;
 //   Scale() and Start() only change the desired state and wake it, so concurrent or
@@ -9,23 +11,27 @@
 //   KG_MAX_PROCESSES_PER_PROVIDER from spawn until it is reaped.
 // - Workers are spawned with posix_spawn of this binary (`__worker`): an empty signal
 //   mask, their own process group, only stdin/out/err and a status pipe inherited.
-// - SIGCHLD (signalfd) drives reaping with waitpid(-1, WNOHANG); the chunks a dead
-//   worker held go back to the queue at once, and a replacement is spawned in the
-//   same loop turn unless its provider is backing off or quarantined.
+// - Each worker's pidfd, polled by the loop, drives reaping with waitid(P_PIDFD): only
+//   the supervisor's own children are reaped, never another child of the process. The
+//   chunks a dead worker held go back to the queue at once, and a replacement is spawned
+//   in the same loop turn unless its provider is backing off or quarantined.
 // - The node lock (flock on KG_DATA_DIR/supervisor-<node>.lock) makes a second
 //   supervisor with the same node name fail in Create().
 //
-// Precondition: SIGCHLD is blocked in every thread of the process (BlockSupervisorSignals
-// before any thread starts), so that the loop's signalfd receives it.
+// Precondition: BlockSupervisorSignals before any thread starts (the node's signal
+// handling; SIGCHLD is blocked so that it interrupts no thread).
 
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
 #include "config/config.h"
+#include "supervisor/proc_stats.h"  // ReadProcStats, for the supervisor's users (bench)
 
 namespace kg {
 
@@ -50,7 +56,24 @@ struct ScaleResult {
   int per_node = 0;  // what the node will run after the caps
   bool clamped = false;
   std::string reason;  // why it was clamped
+  int configured = 0;  // KG_WORKERS_PER_PROVIDER
+  std::optional<int> override_per_node;  // the runtime override now in force, if any
 };
+
+// Runtime scaling of one provider: the configuration, the override `scale` stored (it
+// wins over the configuration, on every node and across restarts, until reset), and what
+// this node runs after the caps.
+struct ProviderScale {
+  std::string provider;
+  int configured = 0;                    // KG_WORKERS_PER_PROVIDER
+  std::optional<int> override_per_node;  // stored by `kgflow scale`; nullopt: none
+  int per_node = 0;                      // after the caps and any quarantine
+};
+
+// What a node runs per enabled provider of `c` when each wants `wanted` (missing: 0):
+// at most KG_MAX_PROCESSES_PER_PROVIDER each, then handed out one at a time round-robin in
+// declaration order until KG_MAX_TOTAL_PROCESSES. Pure.
+std::map<std::string, int> ApplyProcessCaps(const Config& c, const std::map<std::string, int>& wanted);
 
 // Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP in the calling thread (and so in every thread it
 // starts later) and ignores SIGPIPE. Call first thing in main for `start` and `worker`.
@@ -70,7 +93,14 @@ class Supervisor {
   void Start();
   // Sets the processes `provider` runs on this node and persists the setting in the
   // task store. Thread-safe. kNotFound for a provider this node does not run.
+  // The setting is persisted by the guard's store thread (so a slow store does not hold
+  // up the caller); other nodes apply it with their next heartbeat.
   Result<ScaleResult> Scale(const std::string& provider, int per_node);
+  // Removes the runtime override of `provider`: back to KG_WORKERS_PER_PROVIDER here at
+  // once, on other nodes with their next heartbeat. Thread-safe. kNotFound as Scale().
+  Result<ScaleResult> ResetScale(const std::string& provider);
+  // Configured value, override and effective processes per enabled provider. Thread-safe.
+  std::vector<ProviderScale> Scales() const;
   // The process table, including providers in backoff or quarantine. Thread-safe.
   std::vector<ProcessView> Snapshot() const;
   // JSON array of Snapshot(), as stored in the node registry.
@@ -87,13 +117,5 @@ class Supervisor {
   explicit Supervisor(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-
-// Process state read from /proc (for the supervisor and benchmarks).
-struct ProcStats {
-  int64_t rss_bytes = 0;
-  int64_t pss_bytes = 0;  // only when with_pss
-  double cpu_seconds = 0;
-};
-bool ReadProcStats(pid_t pid, bool with_pss, ProcStats* out);
 
 }  // namespace kg

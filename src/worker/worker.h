@@ -13,14 +13,9 @@
 #include <string>
 
 #include "config/config.h"
+#include "worker/exit_codes.h"  // kWorkerExit*
 
 namespace kg {
-
-// Exit codes a worker reports to its supervisor.
-inline constexpr int kWorkerExitStopped = 0;   // asked to stop
-inline constexpr int kWorkerExitRecycled = 10; // served KG_MAX_TASKS_PER_PROCESS chunks
-inline constexpr int kWorkerExitFault = 3;     // fault injection "exit_on_start"
-inline constexpr int kWorkerExitSetup = 4;     // could not open a backend or provider
 
 struct WorkerOptions {
   std::string provider;

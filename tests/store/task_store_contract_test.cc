@@ -112,12 +112,15 @@ TEST_P(TaskStoreContract, ListFilters) {
   EXPECT_EQ((*done)[0].id, "t1");
 }
 
-// Verifies settings are last-writer-wins and nodes list by heartbeat age.
+// Verifies settings are last-writer-wins and deletable, and nodes list by heartbeat age.
 TEST_P(TaskStoreContract, SettingsAndNodes) {
   EXPECT_FALSE(s_->GetSetting("k")->has_value());
   ASSERT_TRUE(s_->PutSetting("k", "1").ok());
   ASSERT_TRUE(s_->PutSetting("k", "2").ok());
   EXPECT_EQ(**s_->GetSetting("k"), "2");
+  ASSERT_TRUE(s_->DeleteSetting("k").ok());
+  EXPECT_FALSE(s_->GetSetting("k")->has_value());
+  EXPECT_TRUE(s_->DeleteSetting("k").ok()) << "deleting what is not there is no error";
   int64_t now = NowMs();
   ASSERT_TRUE(s_->UpsertNode({"n1", "all", "h", 1, now, "[]"}).ok());
   ASSERT_TRUE(s_->UpsertNode({"n2", "worker", "h", 2, now - 60000, "[]"}).ok());

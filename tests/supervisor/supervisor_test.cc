@@ -5,15 +5,23 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <atomic>
 #include <filesystem>
+#include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "queue/queue.h"
 #include "store/task_store.h"
+#include "supervisor/node_registry.h"
 #include "testing/testing.h"
 
 namespace kg {
@@ -56,6 +64,87 @@ std::string Sentences(int n, const std::string& extra = "") {
   for (int i = 0; i < n; ++i) t += "Mara Voss founded Helix Dynamics number " + std::to_string(i) + ". ";
   return t + extra;
 }
+
+size_t Count(const std::string& text, const std::string& what, size_t from = 0) {
+  size_t n = 0;
+  for (size_t p = from; (p = text.find(what, p)) != std::string::npos; p += what.size()) ++n;
+  return n;
+}
+
+// Waits until the guard has sampled its workers `n` more times after offset `from` of the log
+// (the debug marker of each sampling tick; needs KG_LOG_LEVEL=debug).
+bool WaitForSamples(Node& node, size_t from, size_t n, std::chrono::milliseconds timeout) {
+  return WaitFor([&] { return Count(node.proc().Stderr(), "supervisor: sampled", from) >= n; }, timeout);
+}
+
+// Milliseconds since midnight of each log line containing `what` ("2026-01-01T12:34:56.789 ...").
+std::vector<int64_t> LineTimesMs(const std::string& log, const std::string& what) {
+  std::vector<int64_t> out;
+  std::istringstream in(log);
+  std::string line;
+  static const std::regex ts(R"(^\d{4}-\d\d-\d\dT(\d\d):(\d\d):(\d\d)\.(\d{3}))");
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (line.find(what) == std::string::npos || !std::regex_search(line, m, ts)) continue;
+    out.push_back(((std::stoll(m[1]) * 60 + std::stoll(m[2])) * 60 + std::stoll(m[3])) * 1000 + std::stoll(m[4]));
+  }
+  return out;
+}
+
+// The targets of a process's open descriptors, by fd number; an eventfd is told apart by its id.
+std::map<int, std::string> FdTargets(pid_t pid) {
+  std::map<int, std::string> out;
+  std::string dir = "/proc/" + std::to_string(pid);
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/fd", ec)) {
+    std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (ec) continue;
+    int fd = std::stoi(e.path().filename().string());
+    if (target.rfind("anon_inode:", 0) == 0) {
+      std::istringstream info(testing::ReadFile(dir + "/fdinfo/" + std::to_string(fd)));
+      std::string line;
+      while (std::getline(info, line)) {
+        if (line.rfind("eventfd-id:", 0) == 0 || line.rfind("ino:", 0) == 0) target += " " + line;
+      }
+    }
+    out[fd] = target;
+  }
+  return out;
+}
+
+// A supervisor inside the test process (the embedding case), with its data in `dir`.
+struct InProcess {
+  explicit InProcess(const TempDir& dir, std::map<std::string, std::string> env = {}) {
+    env.emplace("KG_DATA_DIR", dir.path() + "/data");
+    auto c = LoadConfig([&](const std::string& k) -> std::optional<std::string> {
+      auto it = env.find(k);
+      if (it == env.end()) return std::nullopt;
+      return it->second;
+    });
+    EXPECT_TRUE(c.ok()) << c.status().message();
+    cfg = std::move(c).value();
+    auto q = OpenQueue(cfg);
+    auto st = OpenTaskStore(cfg);
+    EXPECT_TRUE(q.ok() && st.ok());
+    queue = std::move(q).value();
+    store = std::move(st).value();
+    auto s = Supervisor::Create(cfg, testing::KgflowBinary(), *queue, *store);
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    sup = std::move(s).value();
+  }
+  // Worker pids of this process (children running `kgflow __worker`).
+  static std::set<pid_t> Workers() {
+    std::set<pid_t> s;
+    for (pid_t c : testing::ChildrenOf(getpid())) {
+      if (!testing::WorkerProvider(c).empty()) s.insert(c);
+    }
+    return s;
+  }
+  Config cfg;
+  std::unique_ptr<Queue> queue;
+  std::unique_ptr<TaskStore> store;
+  std::unique_ptr<Supervisor> sup;
+};
 
 // Verifies both caps hold at every sampled instant while 50 concurrent scale requests hammer the API.
 TEST(Supervisor, CapsHoldUnderConcurrentScaling) {
@@ -124,7 +213,7 @@ TEST(Supervisor, CapsHoldUnderConcurrentScaling) {
   // The setting persists in the task store.
   auto store = OpenSqliteTaskStore(dir.path() + "/data/tasks.db");
   ASSERT_TRUE(store.ok());
-  auto setting = (*store)->GetSetting("processes.per_node.p4");
+  auto setting = (*store)->GetSetting(ScaleSettingKey("p4"));
   ASSERT_TRUE(setting.ok() && setting->has_value());
   EXPECT_EQ(**setting, "3");
 }
@@ -174,6 +263,89 @@ TEST(Supervisor, RepeatedAndConcurrentStartMakeOneGuard) {
   EXPECT_TRUE(workers().empty());
 }
 
+// Verifies the supervisor reaps only the children it spawned: a child of the embedding process exits while
+// the supervisor reaps (and replaces) a killed worker of its own, and the embedding process still collects
+// that child's exit status itself.
+TEST(Supervisor, LeavesChildrenItDidNotSpawnToTheirOwner) {
+  BlockSupervisorSignals();  // precondition of the supervisor, before any thread exists
+  TempDir dir;
+  InProcess in(dir);
+  in.sup->Start();
+  ASSERT_TRUE(WaitFor([&] { return InProcess::Workers().size() == 1; }, 10s));
+  pid_t mine = fork();
+  ASSERT_GE(mine, 0);
+  if (mine == 0) _exit(7);
+  // It has exited: a zombie waiting for us (or already taken by someone else, the defect).
+  ASSERT_TRUE(WaitFor([&] { return !testing::Alive(mine); }, 5s));
+  // A reaping pass of the supervisor after that exit: kill its worker and see the replacement.
+  pid_t victim = *InProcess::Workers().begin();
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  ASSERT_TRUE(WaitFor([&] {
+    auto w = InProcess::Workers();
+    return w.size() == 1 && *w.begin() != victim && testing::ProcState(victim).empty();
+  }, 10s));
+  EXPECT_EQ(testing::ProcState(mine), "Z") << "still ours to reap";
+  int status = 0;
+  ASSERT_EQ(waitpid(mine, &status, WNOHANG), mine) << "the supervisor reaped a child it did not spawn";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 7);
+  in.sup->Stop(false);
+  in.sup->Wait();
+  EXPECT_TRUE(InProcess::Workers().empty());
+}
+
+// Verifies spawning is exec-only and no descriptor of any kind reaches a worker: the embedding process opens a
+// plain file, a flock'ed lock file, a pipe, an eventfd and a socket without O_CLOEXEC before the supervisor
+// starts; the worker runs the kgflow binary as `__worker` and holds none of them, nor any other descriptor of
+// its parent beyond stdin/out/err and its status pipe (fd 3).
+TEST(Supervisor, NoDescriptorOfTheParentReachesAWorker) {
+  BlockSupervisorSignals();
+  TempDir dir;
+  std::vector<int> mine;
+  mine.push_back(open(dir.File("plain").c_str(), O_RDWR | O_CREAT, 0600));
+  int lock_fd = open(dir.File("lock").c_str(), O_RDWR | O_CREAT, 0600);
+  ASSERT_EQ(flock(lock_fd, LOCK_EX), 0);
+  mine.push_back(lock_fd);
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  mine.push_back(p[0]);
+  mine.push_back(p[1]);
+  mine.push_back(eventfd(0, 0));
+  mine.push_back(socket(AF_INET, SOCK_STREAM, 0));
+  for (int fd : mine) {
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0) << "inheritable on purpose";
+  }
+  InProcess in(dir);
+  in.sup->Start();
+  ASSERT_TRUE(WaitFor([&] {
+    auto v = in.sup->Snapshot();
+    return v.size() == 1 && v[0].state == "idle";  // it has opened its own files
+  }, 10s));
+  pid_t worker = in.sup->Snapshot()[0].pid;
+  // Exec, not a fork of this (test) binary.
+  EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(worker) + "/exe"),
+            std::filesystem::canonical(testing::KgflowBinary()));
+  EXPECT_EQ(testing::WorkerProvider(worker), "builtin") << "cmdline starts with __worker";
+  auto parent = FdTargets(getpid());
+  std::set<std::string> planted, inherited_from_parent;
+  for (int fd : mine) planted.insert(parent.at(fd));
+  for (const auto& [fd, target] : parent) {
+    if (fd > 2) inherited_from_parent.insert(target);
+  }
+  auto child = FdTargets(worker);
+  ASSERT_FALSE(child.empty());
+  for (const auto& [fd, target] : child) {
+    EXPECT_FALSE(planted.count(target)) << "fd " << fd << " -> " << target << " was planted by the parent";
+    if (fd > 3) {
+      EXPECT_FALSE(inherited_from_parent.count(target)) << "fd " << fd << " -> " << target;
+    }
+  }
+  EXPECT_EQ(child.at(3).rfind("pipe:", 0), 0u) << "fd 3 is the status pipe";
+  in.sup->Stop(false);
+  in.sup->Wait();
+  for (int fd : mine) close(fd);
+}
+
 // Verifies a SIGKILLed worker is reaped (no zombie) and replaced fast, and its chunk runs again once at once.
 TEST(Supervisor, KilledWorkerIsReplacedAndItsChunkRerunsOnce) {
   TempDir dir;
@@ -207,8 +379,76 @@ TEST(Supervisor, KilledWorkerIsReplacedAndItsChunkRerunsOnce) {
   EXPECT_NE(w["nodes"][0]["processes"][0]["last_exit"].get<std::string>().find("SIGKILL"), std::string::npos) << w;
 }
 
-// Verifies a provider whose workers exit at start backs off exponentially and is quarantined, while another
-// provider keeps its single worker untouched.
+// Holds a database of a node in an exclusive transaction (from another connection) until Release().
+class StoreLock {
+ public:
+  explicit StoreLock(const std::string& path) {
+    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK) << path;
+    held_ = sqlite3_exec(db_, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK;
+    EXPECT_TRUE(held_) << path << ": " << sqlite3_errmsg(db_);
+  }
+  ~StoreLock() {
+    Release();
+    sqlite3_close(db_);
+  }
+  void Release() {
+    if (held_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    held_ = false;
+  }
+  bool held() const { return held_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  bool held_ = false;
+};
+
+// Verifies no store call stalls the guard: with the node's queue.db and tasks.db held in an exclusive
+// transaction, a SIGKILLed worker is reaped and replaced and GET /api/v1/workers answers, all while the lock is
+// still held; once it is released, the dead worker's chunk is given back (one crash) and runs again.
+TEST(Supervisor, LockedStoreStallsNeitherReplacementNorTheApi) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.slow]\ndelay_ms = 1500\n");
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_CONCURRENCY_PER_PROCESS", "1"}, {"KG_LEASE_SECONDS", "120"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::string id = Submit(n, "Mara Voss founded Helix Dynamics.");
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(WaitFor([&] { return LeasedChunks(dir) == 1; }, 10s));
+  auto before = n.Workers();
+  ASSERT_EQ(before.size(), 1u);
+  pid_t victim = before.begin()->first;
+  StoreLock queue_lock(dir.path() + "/data/queue.db");
+  StoreLock tasks_lock(dir.path() + "/data/tasks.db");
+  ASSERT_TRUE(queue_lock.held() && tasks_lock.held());
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  // Well inside the store's 10 s busy timeout, so a guard blocked on the store cannot get through meanwhile.
+  pid_t replacement = 0;
+  bool replaced = WaitFor([&] {
+    auto w = n.Workers();
+    if (w.size() != 1 || w.begin()->first == victim || !testing::ProcState(victim).empty()) return false;
+    replacement = w.begin()->first;
+    return true;
+  }, 5s);
+  httplib::Client c("127.0.0.1", n.port());
+  c.set_read_timeout(3, 0);
+  auto r = c.Get("/api/v1/workers");
+  bool still_held = queue_lock.held() && tasks_lock.held();
+  queue_lock.Release();
+  tasks_lock.Release();
+  ASSERT_TRUE(still_held);
+  EXPECT_TRUE(replaced) << "no replacement while the store was locked\n" << n.proc().Stderr();
+  ASSERT_TRUE(r) << "GET /api/v1/workers did not answer while the store was locked: " << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->body.find("\"pid\":" + std::to_string(replacement)), std::string::npos) << r->body;
+  // The store is free again: the chunk the victim held is given back with its crash, and runs once more.
+  ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 20s)) << n.proc().Stderr();
+  auto info = QueueOf(dir)->Get(id + ":0");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->crashes, 1);
+  EXPECT_EQ(info->attempts, 2);
+}
+
+// Verifies a provider whose workers exit at start backs off exponentially (the spawn times' gaps are at least
+// the delays and grow) and is quarantined, while another provider keeps its single worker untouched.
 TEST(Supervisor, CrashLoopBacksOffAndQuarantinesOnlyThatProvider) {
   TempDir dir;
   std::string cfg = Toml(dir, "[providers.good]\n[providers.bad]\nfault = \"exit_on_start\"\n");
@@ -238,6 +478,17 @@ TEST(Supervisor, CrashLoopBacksOffAndQuarantinesOnlyThatProvider) {
   EXPECT_LT(a, b);
   EXPECT_LT(b, c);
   EXPECT_NE(err.find("provider bad quarantined"), std::string::npos);
+  // The spawns themselves are spaced by the backoff: 5 spawns (the 5th failure quarantines), each gap at least
+  // the delay the previous failure set (0, 100, 200, 400 ms; 1 ms for the log's truncation), and growing.
+  auto spawns = LineTimesMs(err, "provider=bad owner=");
+  ASSERT_EQ(spawns.size(), 5u) << err;
+  const int64_t delays[] = {0, 100, 200, 400};
+  for (size_t i = 1; i < spawns.size(); ++i) {
+    EXPECT_GE(spawns[i] - spawns[i - 1], delays[i - 1] - 1) << "gap " << i << "\n" << err;
+    if (i >= 3) {
+      EXPECT_GT(spawns[i] - spawns[i - 1], spawns[i - 1] - spawns[i - 2]) << "gap " << i << " grows";
+    }
+  }
   // Quarantine holds: no more spawns of bad.
   EXPECT_FALSE(WaitFor([&] {
     for (auto& [pid, p] : n.Workers()) if (p == "bad") return true;
@@ -292,18 +543,6 @@ TEST(Supervisor, WorkerInheritsNoSocket) {
   EXPECT_EQ(getpgid(child), child) << "each worker leads its own process group";
 }
 
-// Verifies the renewal thread keeps a lease alive through a provider call longer than the lease.
-TEST(Supervisor, BusyWorkerKeepsItsLease) {
-  TempDir dir;
-  std::string cfg = Toml(dir, "[providers.slow]\ndelay_ms = 3500\n");
-  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_LEASE_SECONDS", "1"}});
-  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
-  std::string id = Submit(n, "Mara Voss founded Helix Dynamics.");
-  ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 20s)) << n.proc().Stderr();
-  auto info = QueueOf(dir)->Get(id + ":0");
-  EXPECT_EQ(info->attempts, 1) << "never expired, never redelivered";
-  EXPECT_EQ(n.proc().Stderr().find("lease of"), std::string::npos) << "no lost lease";
-}
 
 // Verifies RSS recycling: a worker over KG_MAX_RSS_MB right after start is reported, not recycled in a loop;
 // once it has done work it is replaced gracefully.
@@ -323,9 +562,42 @@ TEST(Supervisor, RssLimitRecyclesOnlyAfterWork) {
     auto w = n.Workers();
     return w.size() == 1 && w.begin()->first != first.begin()->first;
   }, 10s));
-  size_t reports = 0;
-  for (size_t p = 0; (p = err.find("right after start", p)) != std::string::npos; ++p) ++reports;
-  EXPECT_EQ(reports, 1u) << "reported once, not in a loop";
+  // That the report is not repeated is ReportsAreLoggedOnceNotInALoop.
+}
+
+// Verifies a worker over KG_MAX_RSS_MB right after start, and a request refused by a cap, are each logged once:
+// counted after three further sampling ticks of the guard (each a loop turn that would repeat them).
+TEST(Supervisor, ReportsAreLoggedOnceNotInALoop) {
+  TempDir dir;
+  // Busy workers (a slow provider, one chunk each) are sampled every 2 s, so three ticks pass in about 6 s.
+  std::string cfg = Toml(dir, "[providers.slow]\ndelay_ms = 20000\n");
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_LOG_LEVEL", "debug"}, {"KG_MAX_RSS_MB", "1"},
+               {"KG_WORKERS_PER_PROVIDER", "3"}, {"KG_MAX_PROCESSES_PER_PROVIDER", "2"},
+               {"KG_CONCURRENCY_PER_PROCESS", "1"}, {"KG_CHUNK_SIZE", "60"}, {"KG_CHUNK_OVERLAP", "0"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  ASSERT_TRUE(WaitFor([&] { return n.Workers().size() == 2; }, 10s));
+  ASSERT_FALSE(Submit(n, Sentences(2)).empty());
+  ASSERT_TRUE(WaitFor([&] { return LeasedChunks(dir) == 2; }, 10s));
+  const std::string refusal = "KG_MAX_PROCESSES_PER_PROVIDER=2 refuses 1 of 3";
+  std::vector<std::string> rss_reports;
+  for (auto& [pid, _] : n.Workers()) rss_reports.push_back("worker pid=" + std::to_string(pid) + " provider=slow uses");
+  auto reported = [&](const std::string& log) {
+    if (log.find(refusal) == std::string::npos) return false;
+    for (const auto& r : rss_reports) {
+      if (log.find(r) == std::string::npos || log.find("right after start", log.find(r)) == std::string::npos) {
+        return false;
+      }
+    }
+    return true;
+  };
+  ASSERT_TRUE(WaitFor([&] { return reported(n.proc().Stderr()); }, 10s)) << n.proc().Stderr();
+  size_t after = n.proc().Stderr().size();
+  ASSERT_TRUE(WaitForSamples(n, after, 3, 15s)) << n.proc().Stderr();
+  std::string log = n.proc().Stderr();
+  EXPECT_EQ(LeasedChunks(dir), 2) << "still busy, still over the limit, still refused: a loop would have repeated";
+  EXPECT_EQ(Count(log, refusal), 1u) << log;
+  for (const auto& r : rss_reports) EXPECT_EQ(Count(log, r), 1u) << r << "\n" << log;
+  EXPECT_EQ(Count(log, "recycled: RSS"), 0u) << "no work done yet: not recycled";
 }
 
 // Verifies `kgflow scale` and `kgflow workers` against a running node.
@@ -355,6 +627,107 @@ TEST(Supervisor, ScaleAndWorkersCommands) {
   testing::Process unknown({"scale", "nope", "1"}, env, dir.path());
   EXPECT_EQ(WEXITSTATUS(unknown.Wait(10s)), 1);
   EXPECT_NE(unknown.Stderr().find("unknown provider"), std::string::npos);
+}
+
+std::optional<std::string> StoredScale(const TempDir& dir, const std::string& provider) {
+  auto store = OpenSqliteTaskStore(dir.path() + "/data/tasks.db");
+  EXPECT_TRUE(store.ok());
+  auto v = (*store)->GetSetting(ScaleSettingKey(provider));
+  EXPECT_TRUE(v.ok());
+  return v.ok() ? *v : std::nullopt;
+}
+
+// Verifies a runtime override is visible and reversible: `kgflow workers` and GET /api/v1/workers show the
+// configured value and the override, a restart keeps the override and its banner says so, and `kgflow scale
+// P --reset` and DELETE .../processes return to the configuration and remove the stored setting.
+TEST(Supervisor, ScaleOverrideIsVisibleAndReversible) {
+  TempDir dir;
+  std::map<std::string, std::string> node_env = {{"KG_MAX_PROCESSES_PER_PROVIDER", "3"}};
+  auto n = std::make_unique<Node>(dir, node_env);
+  ASSERT_TRUE(n->ready()) << n->proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n->port())}};
+  testing::Process scale({"scale", "builtin", "2"}, env, dir.path());
+  ASSERT_EQ(WEXITSTATUS(scale.Wait(10s)), 0) << scale.Stderr();
+  ASSERT_TRUE(WaitFor([&] { return n->Workers().size() == 2; }, 10s));
+  json w = n->Get("/api/v1/workers");
+  ASSERT_EQ(w["scaling"].size(), 1u) << w;
+  EXPECT_EQ(w["scaling"][0], json({{"provider", "builtin"}, {"configured", 1}, {"override", 2}, {"per_node", 2}}));
+  testing::Process workers({"workers"}, env, dir.path());
+  ASSERT_EQ(WEXITSTATUS(workers.Wait(10s)), 0);
+  EXPECT_NE(workers.Stdout().find("provider builtin: configured 1 per node (KG_WORKERS_PER_PROVIDER), override 2 "
+                                  "per node in force"), std::string::npos) << workers.Stdout();
+  ASSERT_TRUE(WaitFor([&] { return StoredScale(dir, "builtin") == "2"; }, 5s));
+
+  // Across a restart: still 2, and the banner says why.
+  ASSERT_TRUE(n->proc().Signal(SIGTERM));
+  ASSERT_NE(n->proc().Wait(15s), -1);
+  n = std::make_unique<Node>(dir, node_env);
+  ASSERT_TRUE(n->ready()) << n->proc().Stderr();
+  env["KG_HTTP_ADDR"] = "127.0.0.1:" + std::to_string(n->port());
+  ASSERT_TRUE(WaitFor([&] { return n->Workers().size() == 2; }, 10s));
+  EXPECT_NE(n->proc().Stderr().find("provider builtin: runtime override in force: 2 per node"), std::string::npos)
+      << n->proc().Stderr();
+
+  testing::Process reset({"scale", "builtin", "--reset"}, env, dir.path());
+  ASSERT_EQ(WEXITSTATUS(reset.Wait(10s)), 0) << reset.Stderr();
+  EXPECT_NE(reset.Stdout().find("back to the configured 1 per node"), std::string::npos) << reset.Stdout();
+  ASSERT_TRUE(WaitFor([&] { return n->Workers().size() == 1; }, 10s));
+  EXPECT_TRUE(n->Get("/api/v1/workers")["scaling"][0]["override"].is_null());
+  ASSERT_TRUE(WaitFor([&] { return !StoredScale(dir, "builtin").has_value(); }, 5s)) << "the setting is removed";
+
+  // The same through the API.
+  ASSERT_TRUE(n->http().Put("/api/v1/providers/builtin/processes", R"({"per_node":3})", "application/json"));
+  ASSERT_TRUE(WaitFor([&] { return n->Workers().size() == 3; }, 10s));
+  auto del = n->http().Delete("/api/v1/providers/builtin/processes");
+  ASSERT_TRUE(del);
+  EXPECT_EQ(del->status, 200) << del->body;
+  EXPECT_TRUE(json::parse(del->body)["override"].is_null()) << del->body;
+  ASSERT_TRUE(WaitFor([&] { return n->Workers().size() == 1; }, 10s));
+  ASSERT_TRUE(WaitFor([&] { return !StoredScale(dir, "builtin").has_value(); }, 5s));
+  auto unknown = n->http().Delete("/api/v1/providers/nope/processes");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404);
+
+  // Neither a count nor --reset, or both: a usage error, nothing sent.
+  testing::Process neither({"scale", "builtin"}, env, dir.path());
+  EXPECT_EQ(WEXITSTATUS(neither.Wait(10s)), 2) << neither.Stderr();
+  testing::Process both({"scale", "builtin", "2", "--reset"}, env, dir.path());
+  EXPECT_NE(WEXITSTATUS(both.Wait(10s)), 0);
+  EXPECT_EQ(n->Workers().size(), 1u);
+}
+
+// Verifies scaling through a web node: its answer applies the total cap too (over every provider's setting, as a
+// worker node with its caps would split them), and a worker node of the same store applies the override and then
+// its removal (reset) with its heartbeat.
+TEST(Supervisor, ScaleThroughAWebNodeAppliesBothCapsAndReset) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.builtin]\n[providers.other]\n");
+  Node alpha(dir, {{"KG_WORKER_NODE_NAME", "alpha"}});
+  ASSERT_TRUE(alpha.ready()) << alpha.proc().Stderr();
+  Node web(dir, {{"KG_CONFIG", cfg}, {"NODE_ROLE", "web"}, {"KG_WORKER_NODE_NAME", "web-1"},
+                 {"KG_MAX_TOTAL_PROCESSES", "3"}, {"KG_MAX_PROCESSES_PER_PROVIDER", "3"}});
+  ASSERT_TRUE(web.ready()) << web.proc().Stderr();
+  ASSERT_TRUE(WaitFor([&] { return alpha.Workers().size() == 1; }, 10s));
+  // builtin wants 4 and other 1 (configured): per provider 3 at most, and 3 in total round-robin: 2 + 1.
+  auto r = web.http().Put("/api/v1/providers/builtin/processes", R"({"per_node":4})", "application/json");
+  ASSERT_TRUE(r && r->status == 200);
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["per_node"], 2) << j;
+  EXPECT_TRUE(j["clamped"].get<bool>());
+  EXPECT_EQ(j["reason"], "KG_MAX_PROCESSES_PER_PROVIDER=3") << j;
+  r = web.http().Put("/api/v1/providers/builtin/processes", R"({"per_node":3})", "application/json");
+  ASSERT_TRUE(r && r->status == 200);
+  j = json::parse(r->body);
+  EXPECT_EQ(j["per_node"], 2) << j;
+  EXPECT_EQ(j["reason"], "KG_MAX_TOTAL_PROCESSES=3") << j;
+  EXPECT_EQ(web.Get("/api/v1/workers")["scaling"][0]["override"], 3);
+  // alpha (builtin only; caps 50/10) applies the stored override with its next heartbeat (5 s).
+  ASSERT_TRUE(WaitFor([&] { return alpha.Workers().size() == 3; }, 15s)) << alpha.proc().Stderr();
+  auto del = web.http().Delete("/api/v1/providers/builtin/processes");
+  ASSERT_TRUE(del && del->status == 200) << (del ? del->body : "no response");
+  EXPECT_FALSE(StoredScale(dir, "builtin").has_value());
+  ASSERT_TRUE(WaitFor([&] { return alpha.Workers().size() == 1; }, 15s)) << "alpha returns to its configuration";
+  EXPECT_TRUE(alpha.Get("/api/v1/workers")["scaling"][0]["override"].is_null());
 }
 
 // Verifies SIGKILL of the supervisor leaves no worker alive within 2 s, and a restart frees what they held.
@@ -432,6 +805,62 @@ TEST(Supervisor, StopTimeoutAndSecondSignalGoCold) {
   EXPECT_EQ(info->crashes, 0) << "a stop is not the chunk's fault";
 }
 
+// Verifies the stop timeout: a worker stuck in a provider call (and stopped, so it cannot honour SIGTERM either)
+// is SIGKILLed after KG_STOP_TIMEOUT_SECONDS (+2 s) on a single SIGTERM to the node, which exits 0; the chunk it
+// held is ready again without a crash mark, and nothing stays leased.
+TEST(Supervisor, StopTimeoutKillsAStuckWorker) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.stuck]\ndelay_ms = 60000\n");
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_CONCURRENCY_PER_PROCESS", "1"}, {"KG_STOP_TIMEOUT_SECONDS", "1"},
+               {"KG_LEASE_SECONDS", "120"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::string id = Submit(n, "Mara Voss founded Helix Dynamics.");
+  ASSERT_TRUE(WaitFor([&] { return LeasedChunks(dir) == 1; }, 10s));
+  auto workers = n.Workers();
+  ASSERT_EQ(workers.size(), 1u);
+  pid_t stuck = workers.begin()->first;
+  ASSERT_EQ(kill(stuck, SIGSTOP), 0);  // deaf to SIGTERM, as a worker stuck in the kernel would be
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(n.proc().Signal(SIGTERM));
+  int st = n.proc().Wait(15s);  // 1 s timeout + 2 s grace + slack
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_NE(st, -1) << "the node did not stop\n" << n.proc().Stderr();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << n.proc().Stderr();
+  EXPECT_GE(took, 3s - 100ms) << "killed only after the stop timeout and its grace";
+  std::string err = n.proc().Stderr();
+  EXPECT_NE(err.find("SIGKILL worker pid=" + std::to_string(stuck)), std::string::npos) << err;
+  EXPECT_NE(err.find("worker pid=" + std::to_string(stuck) + " provider=stuck exited: node stopping (killed by SIGKILL)"),
+            std::string::npos) << err;
+  EXPECT_FALSE(testing::Alive(stuck));
+  auto counts = QueueOf(dir)->Counts(id);
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->leased, 0);
+  EXPECT_EQ(counts->ready, counts->total);
+  auto info = QueueOf(dir)->Get(id + ":0");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->crashes, 0) << "a stop is not the chunk's fault";
+}
+
+// Verifies a node that cannot listen starts no worker at all: its children are sampled until it exits, and its
+// log names no spawn.
+TEST(Supervisor, NodeThatCannotListenStartsNoWorker) {
+  TempDir dir, dir2;
+  Node n(dir);
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  Node clash(dir2, {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())}}, {"start"}, false);
+  std::set<pid_t> seen;
+  int st = -1;
+  ASSERT_TRUE(WaitFor([&] {
+    for (pid_t c : testing::ChildrenOf(clash.proc().pid())) seen.insert(c);
+    st = clash.proc().Wait(0ms);
+    return st != -1;
+  }, 10s));
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << clash.proc().Stderr();
+  EXPECT_NE(clash.proc().Stderr().find("cannot listen"), std::string::npos) << clash.proc().Stderr();
+  EXPECT_TRUE(seen.empty()) << seen.size() << " children seen";
+  EXPECT_EQ(clash.proc().Stderr().find("spawned worker"), std::string::npos) << clash.proc().Stderr();
+}
+
 // Verifies a chunk that crashes every worker that takes it is dead-lettered as poison after K crashes, while
 // the innocent chunks of the same task complete.
 TEST(Supervisor, PoisonChunkIsDeadLettered) {
@@ -480,7 +909,7 @@ TEST(Supervisor, RecyclesAfterMaxTasks) {
   EXPECT_EQ(err.find("backing off"), std::string::npos);
 }
 
-// Verifies role web runs no worker process and a second node with the same name on this host is refused.
+// Verifies role web runs no worker process but is in the node registry, and a second node with the same name on this host is refused.
 TEST(Supervisor, WebRoleRunsNoWorkersAndNodeNameIsExclusive) {
   TempDir dir;
   Node web(dir, {{"NODE_ROLE", "web"}, {"KG_WORKER_NODE_NAME", "web-1"}});
@@ -488,6 +917,11 @@ TEST(Supervisor, WebRoleRunsNoWorkersAndNodeNameIsExclusive) {
   EXPECT_FALSE(WaitFor([&] { return !testing::ChildrenOf(web.proc().pid()).empty(); }, 1s));
   json w = web.Get("/api/v1/workers");
   ASSERT_FALSE(w.is_null());
+  // Without a supervisor it still beats into the node registry.
+  ASSERT_EQ(w["nodes"].size(), 1u) << w;
+  EXPECT_EQ(w["nodes"][0]["name"], "web-1");
+  EXPECT_EQ(w["nodes"][0]["role"], "web");
+  EXPECT_TRUE(w["nodes"][0]["processes"].empty());
 
   Node first(dir, {{"KG_WORKER_NODE_NAME", "alpha"}});
   ASSERT_TRUE(first.ready()) << first.proc().Stderr();
