@@ -121,6 +121,12 @@ bool Overlaps(const std::vector<Span>& spans, size_t b, size_t e) {
 
 // The role starting at `s[pos]`, longest first ("首席科学家" before "科学家").
 const RoleWord* RoleWordAt(const U32& s, size_t pos) {
+  static const U32 kFirst = [] {
+    U32 out;
+    for (const auto& r : kRoles) out.push_back(r.word.front());
+    return out;
+  }();
+  if (pos >= s.size() || kFirst.find(s[pos]) == U32::npos) return nullptr;  // most characters
   const RoleWord* best = nullptr;
   for (const auto& r : kRoles) {
     if (At(s, pos, r.word) && (!best || r.word.size() > best->word.size())) best = &r;
@@ -136,12 +142,19 @@ const char* RoleAt(const U32& s, size_t pos, size_t* len) {
 }
 
 bool LeadershipRoleEndsAt(const U32& s, size_t pos) {
+  static const U32 kLast = [] {
+    U32 out;
+    for (const auto& r : kRoles) out.push_back(r.word.back());
+    return out;
+  }();
+  if (pos == 0 || kLast.find(s[pos - 1]) == U32::npos) return false;  // most characters
   return std::any_of(kRoles.begin(), kRoles.end(),
                      [&](const RoleWord& r) { return r.leadership && EndsAt(s, pos, r.word); });
 }
 
 bool LeadershipRoleStartsAt(const U32& s, size_t pos) {
-  return std::any_of(kRoles.begin(), kRoles.end(), [&](const RoleWord& r) { return r.leadership && At(s, pos, r.word); });
+  const RoleWord* r = RoleWordAt(s, pos);
+  return r && r->leadership;
 }
 
 bool SurnameAt(const U32& s, size_t pos) {

@@ -234,7 +234,14 @@ const std::vector<Role>& Roles() {
 // three words> officer" is a leadership role named by its initials: "chief marketing
 // officer" -> CMO_OF, "chief operating officer" -> COO_OF.
 std::string RoleAt(const std::vector<std::string>& words, size_t pos, bool leadership_only, size_t* len) {
-  if (pos < words.size() && words[pos] == "chief") {
+  static const std::set<std::string> kFirstWords = [] {
+    std::set<std::string> out = {"chief"};
+    for (const auto& r : Roles()) out.insert(r.words.front());
+    return out;
+  }();
+  *len = 0;
+  if (pos >= words.size() || !kFirstWords.count(words[pos])) return "";  // most words: no role
+  if (words[pos] == "chief") {
     for (size_t n = 2; n <= 4 && pos + n < words.size(); ++n) {
       if (words[pos + n] != "officer") continue;
       bool plain = true;

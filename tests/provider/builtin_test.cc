@@ -222,9 +222,112 @@ TEST(Builtin, SamplesNameNoRoles) {
   EXPECT_GE(files, 4u);
   for (const char* r : {"Mara Voss CEO_OF Helix Dynamics", "Ingrid Halvorsen DIRECTOR_OF Quillon Capital",
                         "Ravi Menon DIRECTOR_OF Aurora Observatory", "Lena Fischer DIRECTOR_OF Linden Institute",
-                        "陈静 CTO_OF 星河科技公司", "赵强 CHAIR_OF 天穹集团"}) {
+                        "Amara Okafor CHIEF_SCIENTIST_OF Helix Dynamics", "陈静 CTO_OF 星河科技公司",
+                        "赵强 CHAIR_OF 天穹集团"}) {
     EXPECT_NE(std::find(roles.begin(), roles.end(), r), roles.end()) << r;
   }
+}
+
+struct RelationCase {
+  const char* text;
+  const char* source;
+  const char* type;
+  const char* target;
+};
+
+// Verifies every English relation rule docs/builtin-extractor.md lists, one sentence each.
+TEST(Builtin, EnglishDocumentedRelations) {
+  const RelationCase kCases[] = {
+      {"Mara Voss founded Helix Dynamics.", "Mara Voss", "FOUNDED", "Helix Dynamics"},
+      {"Sable Robotics was founded by Amara Okafor.", "Amara Okafor", "FOUNDED", "Sable Robotics"},
+      {"Helix Dynamics acquired Sable Robotics.", "Helix Dynamics", "ACQUIRED", "Sable Robotics"},
+      {"Sable Robotics was acquired by Helix Dynamics.", "Helix Dynamics", "ACQUIRED", "Sable Robotics"},
+      {"Helix Dynamics is headquartered in Port Avalon.", "Helix Dynamics", "LOCATED_IN", "Port Avalon"},
+      {"Mara Voss was born in Eastmere City.", "Mara Voss", "BORN_IN", "Eastmere City"},
+      {"Mara Voss lives in Eastmere City.", "Mara Voss", "LIVES_IN", "Eastmere City"},
+      {"Helix Dynamics opened an office in Vell County.", "Helix Dynamics", "OPERATES_IN", "Vell County"},
+      {"Helix Dynamics partnered with Borealis Bank.", "Helix Dynamics", "PARTNER_OF", "Borealis Bank"},
+      {"Quillon Capital invested in Helix Dynamics.", "Quillon Capital", "INVESTED_IN", "Helix Dynamics"},
+      {"Sable Robotics is a subsidiary of Helix Dynamics.", "Sable Robotics", "PART_OF", "Helix Dynamics"},
+      {"Sable Robotics is owned by Helix Dynamics.", "Sable Robotics", "OWNED_BY", "Helix Dynamics"},
+      {"Helix Dynamics supplies Borealis Bank.", "Helix Dynamics", "SUPPLIES", "Borealis Bank"},
+      {"Helix Dynamics competes with Corvane Industries.", "Helix Dynamics", "COMPETES_WITH", "Corvane Industries"},
+      {"Tomas Reyes studied at Kellner University.", "Tomas Reyes", "STUDIED_AT", "Kellner University"},
+      {"Tomas Reyes works at Helix Dynamics.", "Tomas Reyes", "WORKS_AT", "Helix Dynamics"},
+      {"Mara Voss married Tomas Reyes.", "Mara Voss", "MARRIED_TO", "Tomas Reyes"},
+      {"Helix Dynamics sued Corvane Industries.", "Helix Dynamics", "SUED", "Corvane Industries"},
+      {"Tomas Reyes leads the Gripper Lab.", "Tomas Reyes", "LEADS", "Gripper Lab"},
+      {"Lena Fischer mentored Amara Okafor.", "Lena Fischer", "MENTORED", "Amara Okafor"},
+      {"Ingrid Halvorsen advises Helix Dynamics.", "Ingrid Halvorsen", "ADVISES", "Helix Dynamics"},
+      {"The Linden Institute licensed its technology to Helix Dynamics.", "Linden Institute", "LICENSED_TO",
+       "Helix Dynamics"},
+      {"Helix Dynamics spun off Sable Robotics.", "Helix Dynamics", "SPUN_OFF", "Sable Robotics"},
+      {"Orla Brennan later joined the board of the Marine Data Trust.", "Orla Brennan", "MEMBER_OF",
+       "Marine Data Trust"},
+      // Fillers before the verb phrase.
+      {"Mara Voss also later founded Helix Dynamics.", "Mara Voss", "FOUNDED", "Helix Dynamics"},
+      // "..., and joined Z" refers back to the subject.
+      {"Mara Voss founded Helix Dynamics, and joined Quillon Capital.", "Mara Voss", "WORKS_AT", "Quillon Capital"},
+      // "X of Y" organisations.
+      {"The Bank of Lumeria backed Helix Dynamics.", "Bank of Lumeria", "INVESTED_IN", "Helix Dynamics"},
+      // "Helix" folds into "Helix Dynamics" within the chunk.
+      {"Mara Voss founded Helix Dynamics. Helix later acquired Sable Robotics.", "Helix Dynamics", "ACQUIRED",
+       "Sable Robotics"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
+  }
+  // Place suffixes, context ("near") and a relation's hint type names; a capitalised role
+  // before a one-word name makes it a person.
+  Extraction x = Extract(
+      "Helix Dynamics opened a lab near Tarnwick. Mara Voss moved to Lumeria. Mara Voss was born in Eastmere "
+      "City. Helix Dynamics opened an office in Vell County. Quillon Capital hired CEO Brandt.");
+  EXPECT_TRUE(HasEntity(x, "Tarnwick", "Location")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Lumeria", "Location")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Eastmere City", "Location")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Vell County", "Location")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Brandt", "Person")) << Dump(x);
+  // A heading contributes only names typed by a suffix or title.
+  x = Extract("Tessaly Group and the Northern Corridor\n\nMara Voss founded Helix Dynamics.");
+  EXPECT_TRUE(HasEntity(x, "Tessaly Group", "Organization")) << Dump(x);
+  EXPECT_FALSE(std::any_of(x.entities.begin(), x.entities.end(),
+                           [](const auto& e) { return e.name == "Northern Corridor"; }))
+      << Dump(x);
+}
+
+// Verifies every Chinese rule docs/builtin-extractor.md lists, one sentence each.
+TEST(Builtin, ChineseDocumentedRelations) {
+  const RelationCase kCases[] = {
+      {"李明创立了星河科技公司。", "李明", "FOUNDED", "星河科技公司"},
+      {"李明创办了星河科技公司。", "李明", "FOUNDED", "星河科技公司"},
+      {"李明成立了星河科技公司。", "李明", "FOUNDED", "星河科技公司"},
+      {"天穹集团收购了蓝鲸物流公司。", "天穹集团", "ACQUIRED", "蓝鲸物流公司"},
+      {"蓝鲸物流公司被天穹集团收购。", "天穹集团", "ACQUIRED", "蓝鲸物流公司"},
+      {"星河科技公司位于云港市。", "星河科技公司", "LOCATED_IN", "云港市"},
+      {"李明出生于海州。", "李明", "BORN_IN", "海州"},
+      {"王小红毕业于东湖大学。", "王小红", "STUDIED_AT", "东湖大学"},
+      {"天穹集团投资了星河科技公司。", "天穹集团", "INVESTED_IN", "星河科技公司"},
+      {"王小红加入了星河科技公司。", "王小红", "WORKS_AT", "星河科技公司"},
+      {"刘洋在东湖大学工作。", "刘洋", "WORKS_AT", "东湖大学"},
+      {"星河科技公司与东湖大学合作。", "星河科技公司", "PARTNER_OF", "东湖大学"},
+      {"星河科技公司与北辰机器人公司竞争。", "星河科技公司", "COMPETES_WITH", "北辰机器人公司"},
+      {"欧阳明创立了星河科技公司。", "欧阳明", "FOUNDED", "星河科技公司"},  // compound surname
+      {"陈静是星河科技公司的首席技术官。", "陈静", "CTO_OF", "星河科技公司"},
+      {"星河科技公司首席技术官陈静表示满意。", "陈静", "CTO_OF", "星河科技公司"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
+  }
+  // Leading quantifiers are not part of an organisation; places follow 来自 or 出生于, or end in 市.
+  Extraction x = Extract("星河科技公司共同建立了一个机器人实验室。王小红来自海州。李明出生于东陵。李明离开了云港市。");
+  EXPECT_TRUE(HasEntity(x, "机器人实验室", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "海州", "Location")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "东陵", "Location")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "云港市", "Location")) << Dump(x);
 }
 
 }  // namespace
