@@ -18,6 +18,10 @@ using nlohmann::json;
 
 namespace {
 
+// How long a client should wait before resubmitting to a stopping node's address (by
+// then a load balancer has usually moved it to another node).
+constexpr int kRetryAfterSeconds = 5;
+
 bool ConstantTimeEqual(const std::string& a, const std::string& b) {
   if (a.size() != b.size()) return false;
   unsigned char d = 0;
@@ -144,6 +148,12 @@ void Routes::Register() {
 }
 
 void Routes::Submit(const httplib::Request& req, httplib::Response& res) {
+  if (stopping_) {
+    // A client or load balancer retries elsewhere; this node only drains what it holds.
+    res.set_header("Retry-After", std::to_string(kRetryAfterSeconds));
+    return Reply(res, 503, {{"error", "node is stopping and takes no new tasks; retry on another node"},
+                            {"reason", "stopping"}});
+  }
   auto body = ParseBody(req);
   if (!body.ok()) return Fail(res, body.status());
   const json& j = *body;
@@ -402,6 +412,7 @@ json Routes::ScalingJson() {
 void Routes::Workers(httplib::Response& res) { Reply(res, 200, {{"nodes", NodesJson()}, {"scaling", ScalingJson()}}); }
 
 void Routes::Ready(httplib::Response& res) {
+  if (stopping_) return Reply(res, 503, {{"status", "stopping"}, {"error", "node is stopping; draining in-flight work"}});
   auto s = d_.graph->Stats();
   auto d = d_.queue->Depths();
   if (!s.ok()) return Fail(res, 503, "graph: " + s.status().message());

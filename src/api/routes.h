@@ -6,6 +6,7 @@
 
 #include <httplib.h>
 
+#include <atomic>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <map>
@@ -22,6 +23,8 @@ class Routes {
   Routes(ApiDeps deps, httplib::Server& svr);
   // Registers every route on the server; call once, before serving.
   void Register();
+  // See ApiServer::StopTakingWork.
+  void StopTakingWork() { stopping_ = true; }
 
  private:
   using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
@@ -52,6 +55,7 @@ class Routes {
   const Config& c_;
   httplib::Server& svr_;
   std::map<std::string, std::set<std::string>> methods_;
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace kg::api

@@ -40,6 +40,7 @@ class ApiServer::Impl {
 
   Result<int> Bind(const std::string& host, int port) { return api::BindListener(svr_, host, port); }
   bool Serve() { return svr_.listen_after_bind(); }
+  void StopTakingWork() { routes_.StopTakingWork(); }
   void Stop() { svr_.stop(); }
 
  private:
@@ -51,6 +52,7 @@ ApiServer::ApiServer(ApiDeps deps) : impl_(std::make_unique<Impl>(deps)) {}
 ApiServer::~ApiServer() = default;
 Result<int> ApiServer::Bind(const std::string& host, int port) { return impl_->Bind(host, port); }
 bool ApiServer::Serve() { return impl_->Serve(); }
+void ApiServer::StopTakingWork() { impl_->StopTakingWork(); }
 void ApiServer::Stop() { impl_->Stop(); }
 
 }  // namespace kg

@@ -36,6 +36,10 @@ class ApiServer {
   Result<int> Bind(const std::string& host, int port);
   // Serves until Stop(); returns false if the listener failed.
   bool Serve();
+  // The first step of a graceful stop: from now on /readyz answers 503 and POST
+  // /api/v1/tasks answers 503 with Retry-After, while every other route keeps serving
+  // (in-flight work drains meanwhile). Irreversible; callable from any thread.
+  void StopTakingWork();
   void Stop();
 
   class Impl;

@@ -103,6 +103,9 @@ int RunNode(const Config& c) {
     ++signals;
     if (signals == 1) {
       spdlog::info("received {}; stopping gracefully (again to stop at once)", sigabbrev_np(info.si_signo));
+      // The stop sequence orchestrators expect: stop taking work at once (/readyz 503, new
+      // tasks 503 + Retry-After), drain the in-flight chunks, then close the API.
+      api.StopTakingWork();
       if (supervisor) supervisor->Stop(false);
       stopper = std::thread([&] {
         if (supervisor) supervisor->Wait();

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "queue/queue.h"
 #include "testing/testing.h"
 
 namespace kg {
@@ -151,6 +152,64 @@ TEST(EndToEnd, CliProgressBarOnATerminal) {
   std::string out = testing::ReadFile(out_file);
   EXPECT_NE(out.find("[##############################] 1/1 done"), std::string::npos) << out;
   EXPECT_NE(out.find('\r'), std::string::npos) << "redrawn in place";
+}
+
+// Verifies the stop sequence orchestrators expect, in order: with a chunk in flight on a slow
+// provider, SIGTERM turns /readyz 503 and POST /api/v1/tasks 503 with Retry-After and a JSON
+// reason while the chunk is still leased (and the rest of the API still serves); then the
+// chunk finishes (done, not given back); then the process exits 0.
+TEST(EndToEnd, GracefulStopStopsTakingWorkThenDrains) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("kg.toml"), "[providers.slow]\ndelay_ms = 6000\n");
+  Node n(dir, {{"KG_CONFIG", dir.File("kg.toml")}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  auto sub = n.http().Post("/api/v1/tasks", R"({"text":"Mara Voss founded Helix Dynamics.","provider":"slow"})",
+                           "application/json");
+  ASSERT_TRUE(sub);
+  ASSERT_EQ(sub->status, 202) << sub->body;
+  std::string id = json::parse(sub->body)["id"];
+  auto running = [&] {
+    json t = n.Get("/api/v1/tasks/" + id);
+    return !t.is_null() && t["chunks_running"] == 1 && t["chunks_done"] == 0;
+  };
+  ASSERT_TRUE(testing::WaitFor(running, 10s)) << n.proc().Stderr();
+
+  ASSERT_TRUE(n.proc().Signal(SIGTERM));
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        auto r = n.http().Get("/readyz");
+        return r && r->status == 503;
+      },
+      3s))
+      << "readyz must turn 503 at once: " << n.proc().Stderr();
+  auto refused = n.http().Post("/api/v1/tasks", R"({"text":"Tomas Reyes joined Helix Dynamics."})", "application/json");
+  ASSERT_TRUE(refused) << "the API is still up while draining";
+  EXPECT_EQ(refused->status, 503) << refused->body;
+  EXPECT_FALSE(refused->get_header_value("Retry-After").empty());
+  json reason = json::parse(refused->body, nullptr, false);
+  ASSERT_FALSE(reason.is_discarded()) << refused->body;
+  EXPECT_EQ(reason["reason"], "stopping");
+  EXPECT_TRUE(reason["error"].is_string());
+  auto health = n.http().Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200) << "alive while draining";
+  EXPECT_TRUE(running()) << "the 503s came while the chunk was still in flight";
+
+  int st = n.proc().Wait(40s);
+  ASSERT_NE(st, -1) << n.proc().Stderr();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << n.proc().Stderr();
+  auto q = OpenSqliteQueue(dir.path() + "/data/queue.db", QueueOptions{});
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  auto counts = (*q)->Counts(id);
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->total, 1);
+  EXPECT_EQ(counts->done, 1) << "the in-flight chunk finished before the exit";
+  EXPECT_EQ(counts->leased, 0);
+  auto tasks = (*q)->Depths();
+  ASSERT_TRUE(tasks.ok());
+  int64_t all = 0;
+  for (const auto& [_, d] : *tasks) all += d.ready + d.leased + d.done + d.dead;
+  EXPECT_EQ(all, 1) << "the refused task enqueued nothing";
 }
 
 // Verifies a second node on a port in use fails to start with exit code 1 and says why.
