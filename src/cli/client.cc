@@ -11,7 +11,7 @@
 #include <sstream>
 #include <thread>
 
-#include "pipeline/text.h"
+#include "text/text.h"
 
 namespace kg {
 

@@ -74,7 +74,5 @@ Status RetryTransient(F op) {
 // Masks a secret for display: "" stays "", anything else becomes "****".
 std::string MaskSecret(std::string_view secret);
 
-// Escapes text for XML (GraphML export).
-std::string XmlEscape(std::string_view s);
 
 }  // namespace kg

@@ -7,7 +7,7 @@
 
 #include "common/status.h"
 #include "graph/graph_store.h"
-#include "pipeline/text.h"
+#include "text/text.h"
 #include "provider/extraction.h"
 #include "queue/queue.h"
 

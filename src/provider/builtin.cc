@@ -1,6 +1,6 @@
 #include <algorithm>
 
-#include "pipeline/text.h"
+#include "text/text.h"
 #include "provider/builtin_rules.h"
 #include "provider/provider.h"
 

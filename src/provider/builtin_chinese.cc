@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "pipeline/text.h"
+#include "text/text.h"
 #include "provider/builtin_rules.h"
 
 namespace kg::builtin {

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/text.h"
+#include "text/text.h"
 #include "provider/builtin_rules.h"
 
 namespace kg::builtin {

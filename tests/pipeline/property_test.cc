@@ -5,7 +5,7 @@
 #include <random>
 
 #include "pipeline/document.h"
-#include "pipeline/text.h"
+#include "text/text.h"
 #include "provider/provider.h"
 
 namespace kg {
