@@ -23,4 +23,4 @@ dirty=$(git -C "$here/.." status --porcelain 2>/dev/null | grep -q . && echo "+d
 mkdir -p "$here/results"
 file="$here/results/$(date -u +%Y%m%dT%H%M%SZ)-$commit$dirty.json"
 python3 "$here/figures.py" --collect "$out" --commit "$commit$dirty" > "$file"
-echo "# figures written to ${file#$here/../}"
+echo "# figures written to bench/results/$(basename "$file"); to quote them in the README: cp it to bench/results/latest.json and run bench/figures.py bench/results/latest.json --write README.md"
