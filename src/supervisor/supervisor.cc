@@ -9,8 +9,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <condition_variable>
-#include <deque>
 #include <climits>
 #include <cstring>
 #include <filesystem>
@@ -30,6 +28,7 @@
 #include "supervisor/reaper.h"
 #include "supervisor/restart_policy.h"
 #include "supervisor/spawner.h"
+#include "supervisor/store_effects.h"
 #include "worker/exit_codes.h"
 
 namespace kg {
@@ -94,6 +93,7 @@ class Supervisor::Impl {
         store_(&s),
         registry_(c, s),
         lock_(std::move(lock)),
+        effects_(q, s, [this] { Heartbeat(); }, kHeartbeatMs),
         policy_(PolicyOptions(c), [] { return MonoMs(); }) {
     wake_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     for (const auto& p : c_.enabled_providers) {
@@ -134,9 +134,8 @@ class Supervisor::Impl {
       spdlog::warn("supervisor: gave back {} chunks held by workers of a previous run of node {}", *freed,
                    c_.node_name);
     }
+    effects_.Start();
     std::lock_guard<std::mutex> j(join_mu_);
-    store_thread_ = std::thread([this] { StoreLoop(); });
-    pthread_setname_np(store_thread_.native_handle(), "kg-guard-db");
     thread_ = std::thread([this] { Loop(); });
     pthread_setname_np(thread_.native_handle(), "kg-guard");
   }
@@ -165,12 +164,7 @@ class Supervisor::Impl {
       }
       r.clamped = r.per_node < per_node;
     }
-    {
-      // Persisted by the store thread, so that a slow store does not hold up the caller.
-      std::lock_guard<std::mutex> l(db_mu_);
-      pending_settings_[provider] = per_node;
-    }
-    db_cv_.notify_one();
+    effects_.PersistScale(provider, per_node);  // so that a slow store does not hold up the caller
     Wake();
     return r;
   }
@@ -191,11 +185,7 @@ class Supervisor::Impl {
       r.clamped = r.per_node < r.requested;
       if (r.clamped) r.reason = "caps or quarantine";
     }
-    {
-      std::lock_guard<std::mutex> l(db_mu_);
-      pending_settings_[provider] = std::nullopt;  // removed from the store
-    }
-    db_cv_.notify_one();
+    effects_.PersistScale(provider, std::nullopt);  // removed from the store
     Wake();
     spdlog::info("supervisor: provider {}: runtime override removed; back to KG_WORKERS_PER_PROVIDER={}", provider,
                  c_.workers_per_provider);
@@ -271,7 +261,7 @@ class Supervisor::Impl {
   void Wait() {
     std::lock_guard<std::mutex> l(join_mu_);
     if (thread_.joinable()) thread_.join();
-    if (store_thread_.joinable()) store_thread_.join();
+    effects_.Join();
   }
 
  private:
@@ -298,14 +288,7 @@ class Supervisor::Impl {
     std::string last_exit;
     std::string last_refusal;
   };
-  // Chunks a reaped worker held, to give back on the store thread.
-  struct Release {
-    pid_t pid = 0;
-    std::string provider;
-    std::string owner;
-    bool crashed = false;
-    std::string how;
-  };
+  using Release = StoreEffects::Release;
 
   void Wake() {
     uint64_t one = 1;
@@ -508,30 +491,6 @@ class Supervisor::Impl {
     }
   }
 
-  // Hands reaped workers' chunks to the store thread.
-  void QueueReleases(std::vector<Release> releases) {
-    if (releases.empty()) return;
-    {
-      std::lock_guard<std::mutex> l(db_mu_);
-      for (auto& r : releases) pending_releases_.push_back(std::move(r));
-    }
-    db_cv_.notify_one();
-  }
-
-  // Runs on the store thread, never under mu_.
-  void GiveBack(const Release& r) {
-    Result<int> released = 0;
-    (void)RetryTransient([&] {
-      released = queue_->ReleaseOwner(r.owner, r.crashed, r.how);
-      return released.status();
-    });
-    if (!released.ok()) {
-      spdlog::error("supervisor: releasing chunks of {}: {}", r.owner, released.status().message());
-    } else if (*released > 0) {
-      spdlog::info("supervisor: {} chunks of worker pid={} provider={} given back", *released, r.pid, r.provider);
-    }
-  }
-
   // Runs on the store thread: the node record, expired leases, and the settings other
   // nodes (or `kgflow scale` through a web node) stored. mu_ only around memory.
   void Heartbeat() {
@@ -567,44 +526,6 @@ class Supervisor::Impl {
       }
     }
     if (changed) Wake();
-  }
-
-  // The store thread: every database call of the guard, so that a slow or locked store
-  // delays only these effects, never reaping, spawning or the API's reads of the table.
-  // Ends after the loop has ended and everything it handed over is done.
-  void StoreLoop() {
-    int64_t next_heartbeat = 0;
-    while (true) {
-      std::deque<Release> releases;
-      std::map<std::string, std::optional<int>> settings;
-      bool done = false;
-      {
-        std::unique_lock<std::mutex> l(db_mu_);
-        db_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(0, next_heartbeat - MonoMs())), [&] {
-          return !pending_releases_.empty() || !pending_settings_.empty() || loop_done_;
-        });
-        releases.swap(pending_releases_);
-        settings.swap(pending_settings_);
-        done = loop_done_;
-      }
-      // Settings first: the heartbeat's read below must see them.
-      for (const auto& [p, n] : settings) {
-        Status s = RetryTransient([&, &n = n, &p = p] {
-          return n ? store_->PutSetting(ScaleSettingKey(p), std::to_string(*n)) : store_->DeleteSetting(ScaleSettingKey(p));
-        });
-        if (!s.ok()) spdlog::warn("supervisor: could not persist scale of {}: {}", p, s.message());
-      }
-      for (const auto& r : releases) GiveBack(r);
-      if (done) {
-        std::lock_guard<std::mutex> l(db_mu_);
-        if (!pending_releases_.empty() || !pending_settings_.empty()) continue;
-      }
-      if (done || MonoMs() >= next_heartbeat) {
-        Heartbeat();
-        next_heartbeat = MonoMs() + kHeartbeatMs;
-      }
-      if (done) break;
-    }
   }
 
   void Loop() {
@@ -650,7 +571,7 @@ class Supervisor::Impl {
         for (int fd : reaper_.PollFds()) fds.push_back({fd, POLLIN, 0});  // readable when that child exits
         for (auto& [pid, ch] : children_) fds.push_back({ch.status.get(), POLLIN, 0});
       }
-      QueueReleases(std::move(releases));  // after mu_: the store thread gives them back
+      effects_.GiveBack(std::move(releases));  // after mu_, on the store thread
       if (all_stopped) break;
       int64_t timeout;
       {
@@ -667,11 +588,7 @@ class Supervisor::Impl {
       std::lock_guard<std::mutex> l(mu_);
       for (auto& [pid, ch] : children_) ReadStatus(pid, ch);
     }
-    {
-      std::lock_guard<std::mutex> l(db_mu_);
-      loop_done_ = true;
-    }
-    db_cv_.notify_one();
+    effects_.Finish();  // what the last reaped workers held, and a last heartbeat
     spdlog::info("supervisor: all workers stopped");
   }
 
@@ -684,16 +601,8 @@ class Supervisor::Impl {
   UniqueFd wake_;   // eventfd: Scale/Stop wake the loop
   Reaper reaper_;   // the loop's thread only
   std::mutex join_mu_;
-  std::thread thread_ KG_GUARDED_BY(join_mu_);        // the loop: spawns, reaps, samples
-  std::thread store_thread_ KG_GUARDED_BY(join_mu_);  // every store call of the guard
-
-  // Handed from the loop and Scale() to the store thread. Lock order: never take mu_
-  // while holding db_mu_.
-  std::mutex db_mu_;
-  std::condition_variable db_cv_;
-  std::deque<Release> pending_releases_ KG_GUARDED_BY(db_mu_);
-  std::map<std::string, std::optional<int>> pending_settings_ KG_GUARDED_BY(db_mu_);  // nullopt: delete
-  bool loop_done_ KG_GUARDED_BY(db_mu_) = false;
+  std::thread thread_ KG_GUARDED_BY(join_mu_);  // the loop: spawns, reaps, samples
+  StoreEffects effects_;                        // every store call of the guard, on its thread
 
   // The one mutex of the guard's state. No store call is made while it is held.
   mutable std::mutex mu_;

@@ -2,7 +2,9 @@
 // The supervisor of one node: the single guard that starts, watches and stops the
 // node's worker processes. It wires the pieces next to it: spawner.h (exec-only spawning),
 // reaper.h (reaping its own children), restart_policy.h (backoff, quarantine, spawn
-// budget), proc_stats.h (/proc sampling) and node_registry.h (heartbeat, scale setting).
+// budget), proc_stats.h (/proc sampling), node_registry.h (heartbeat, scale setting) and
+// store_effects.h (every store call of the guard, on a thread of its own: none is made
+// under the guard's mutex or on its loop).
 //
 // - One reconcile loop (one thread) alone spawns and stops processes, under one mutex;
 //   Scale() and Start() only change the desired state and wake it, so concurrent or

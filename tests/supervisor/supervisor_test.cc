@@ -841,26 +841,6 @@ TEST(Supervisor, StopTimeoutKillsAStuckWorker) {
   EXPECT_EQ(info->crashes, 0) << "a stop is not the chunk's fault";
 }
 
-// Verifies a node that cannot listen starts no worker at all: its children are sampled until it exits, and its
-// log names no spawn.
-TEST(Supervisor, NodeThatCannotListenStartsNoWorker) {
-  TempDir dir, dir2;
-  Node n(dir);
-  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
-  Node clash(dir2, {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())}}, {"start"}, false);
-  std::set<pid_t> seen;
-  int st = -1;
-  ASSERT_TRUE(WaitFor([&] {
-    for (pid_t c : testing::ChildrenOf(clash.proc().pid())) seen.insert(c);
-    st = clash.proc().Wait(0ms);
-    return st != -1;
-  }, 10s));
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 1) << clash.proc().Stderr();
-  EXPECT_NE(clash.proc().Stderr().find("cannot listen"), std::string::npos) << clash.proc().Stderr();
-  EXPECT_TRUE(seen.empty()) << seen.size() << " children seen";
-  EXPECT_EQ(clash.proc().Stderr().find("spawned worker"), std::string::npos) << clash.proc().Stderr();
-}
-
 // Verifies a chunk that crashes every worker that takes it is dead-lettered as poison after K crashes, while
 // the innocent chunks of the same task complete.
 TEST(Supervisor, PoisonChunkIsDeadLettered) {

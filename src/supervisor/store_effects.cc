@@ -1,0 +1,107 @@
+#include "supervisor/store_effects.h"
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/util.h"
+#include "queue/queue.h"
+#include "store/task_store.h"
+#include "supervisor/node_registry.h"
+
+namespace kg {
+
+StoreEffects::StoreEffects(Queue& queue, TaskStore& store, std::function<void()> heartbeat, int64_t heartbeat_ms)
+    : queue_(queue), store_(store), heartbeat_(std::move(heartbeat)), heartbeat_ms_(heartbeat_ms) {}
+
+StoreEffects::~StoreEffects() {
+  Finish();
+  Join();
+}
+
+void StoreEffects::Start() {
+  std::lock_guard<std::mutex> l(join_mu_);
+  thread_ = std::thread([this] { Run(); });
+  pthread_setname_np(thread_.native_handle(), "kg-guard-db");
+}
+
+void StoreEffects::GiveBack(std::vector<Release> releases) {
+  if (releases.empty()) return;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& r : releases) releases_.push_back(std::move(r));
+  }
+  cv_.notify_one();
+}
+
+void StoreEffects::PersistScale(const std::string& provider, std::optional<int> per_node) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    settings_[provider] = per_node;
+  }
+  cv_.notify_one();
+}
+
+void StoreEffects::Finish() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    finish_ = true;
+  }
+  cv_.notify_one();
+}
+
+void StoreEffects::Join() {
+  std::lock_guard<std::mutex> l(join_mu_);
+  if (thread_.joinable()) thread_.join();
+}
+
+void StoreEffects::Give(const Release& r) {
+  Result<int> released = 0;
+  (void)RetryTransient([&] {
+    released = queue_.ReleaseOwner(r.owner, r.crashed, r.how);
+    return released.status();
+  });
+  if (!released.ok()) {
+    spdlog::error("supervisor: releasing chunks of {}: {}", r.owner, released.status().message());
+  } else if (*released > 0) {
+    spdlog::info("supervisor: {} chunks of worker pid={} provider={} given back", *released, r.pid, r.provider);
+  }
+}
+
+void StoreEffects::Run() {
+  int64_t next_heartbeat = 0;
+  while (true) {
+    std::deque<Release> releases;
+    std::map<std::string, std::optional<int>> settings;
+    bool finish = false;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(0, next_heartbeat - MonoMs())),
+                   [&] { return !releases_.empty() || !settings_.empty() || finish_; });
+      releases.swap(releases_);
+      settings.swap(settings_);
+      finish = finish_;
+    }
+    // Settings first: the heartbeat's read of the settings must see them.
+    for (const auto& [p, n] : settings) {
+      Status s = RetryTransient([&, &p = p, &n = n] {
+        return n ? store_.PutSetting(ScaleSettingKey(p), std::to_string(*n)) : store_.DeleteSetting(ScaleSettingKey(p));
+      });
+      if (!s.ok()) spdlog::warn("supervisor: could not persist scale of {}: {}", p, s.message());
+    }
+    for (const auto& r : releases) Give(r);
+    if (finish) {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!releases_.empty() || !settings_.empty()) continue;
+    }
+    if (finish || MonoMs() >= next_heartbeat) {
+      heartbeat_();
+      next_heartbeat = MonoMs() + heartbeat_ms_;
+    }
+    if (finish) break;
+  }
+}
+
+}  // namespace kg
