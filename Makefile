@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKG_WERROR=ON
 
-.PHONY: all deps build run test test-unit test-asan bench clean format
+.PHONY: all deps build run test test-unit test-asan thread-safety bench clean format
 
 all: build
 
@@ -20,10 +20,10 @@ build: deps $(BUILD)/build.ninja
 run: build
 	@scripts/run.sh $(BUILD)/kgflow
 
-# Every test: unit, contract, API, process and end-to-end tests on the release build,
-# then all of them again with every binary (the daemon and its workers included) built
-# with AddressSanitizer + UBSan.
-test: build test-asan
+# Every test: the lock annotations checked by clang (-Wthread-safety), then unit, contract,
+# API, process and end-to-end tests on the release build, then all of them again with every
+# binary (the daemon and its workers included) built with AddressSanitizer + UBSan.
+test: build thread-safety test-asan
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
 	@echo "== sanitizer run (address,undefined) =="
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) --timeout 300
@@ -31,6 +31,9 @@ test: build test-asan
 test-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKG_WERROR=ON -DKG_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+thread-safety: build
+	scripts/thread_safety.sh $(BUILD)
 
 bench: build
 	@bench/run_all.sh $(BUILD)

@@ -119,8 +119,13 @@ void Routes::FinishRoutes() {
 bool Routes::Authorized(const httplib::Request& req) const {
   if (c_.api_token.empty()) return true;
   std::string h = req.get_header_value("Authorization");
-  const std::string prefix = "Bearer ";
-  return h.rfind(prefix, 0) == 0 && ConstantTimeEqual(h.substr(prefix.size()), c_.api_token);
+  // The scheme is case-insensitive (RFC 7235); the token is not.
+  const std::string scheme = "bearer ";
+  if (h.size() < scheme.size()) return false;
+  for (size_t i = 0; i < scheme.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(h[i])) != scheme[i]) return false;
+  }
+  return ConstantTimeEqual(h.substr(scheme.size()), c_.api_token);
 }
 
 void Routes::Register() {
@@ -268,6 +273,12 @@ void Routes::Cancel(const httplib::Request& req, httplib::Response& res) {
   std::string id = req.matches[1];
   auto t = d_.store->Get(id);
   if (!t.ok()) return Fail(res, t.status());
+  // A finished task has nothing left to cancel; saying "cancelled" would misreport it.
+  auto counts = d_.queue->Counts(id);
+  if (!counts.ok()) return Fail(res, counts.status());
+  if (t->status == "done" || (counts->total > 0 && counts->done == counts->total)) {
+    return Fail(res, 409, "task " + id + " is done; only unfinished tasks can be cancelled");
+  }
   auto n = d_.queue->CancelTask(id);
   if (!n.ok()) return Fail(res, n.status());
   Status s = d_.store->MarkCancelled(id);

@@ -217,7 +217,7 @@ class SqliteGraphStore final : public GraphStore {
     doc.reset();
     KG_ASSIGN_OR_RETURN(auto chunk, db_->Prepare(
         "INSERT INTO chunks(id,doc_id,idx,text,generation) VALUES(?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-        "generation=excluded.generation"));
+        "generation=excluded.generation, text=excluded.text"));
     KG_RETURN_IF_ERROR(chunk->Bind(1, chunk_id).Bind(2, b.doc.id).Bind(3, b.chunk.idx).Bind(4, b.chunk.text)
                            .Bind(5, b.chunk.generation).Run());
     chunk.reset();

@@ -42,23 +42,24 @@ Status NodeRegistry::Remove() { return store_.RemoveNode(c_.node_name); }
 NodeHeartbeat::NodeHeartbeat(const Config& config, TaskStore& store, std::chrono::milliseconds period)
     : registry_(config, store) {
   thread_ = std::thread([this, period] {
-    std::unique_lock<std::mutex> l(mu_);
-    while (!stop_) {
-      l.unlock();
+    while (true) {
       Status s = registry_.Beat("[]");
       if (!s.ok()) spdlog::warn("node heartbeat: {}", s.message());
-      l.lock();
-      cv_.wait_for(l, period, [&] { return stop_; });
+      MutexLock l(mu_);
+      auto due = std::chrono::steady_clock::now() + period;
+      while (!stop_ && cv_.WaitUntil(l, due)) {
+      }
+      if (stop_) return;
     }
   });
 }
 
 NodeHeartbeat::~NodeHeartbeat() {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   thread_.join();
 }
 

@@ -4,13 +4,12 @@
 // there for every node to apply.
 
 #include <chrono>
-#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
-#include "common/thread_annotations.h"
+#include "common/mutex.h"
 
 #include "common/status.h"
 #include "config/config.h"
@@ -54,8 +53,8 @@ class NodeHeartbeat {
 
  private:
   NodeRegistry registry_;
-  std::mutex mu_;
-  std::condition_variable cv_;
+  Mutex mu_;
+  CondVar cv_;
   bool stop_ KG_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

@@ -22,7 +22,7 @@ StoreEffects::~StoreEffects() {
 }
 
 void StoreEffects::Start() {
-  std::lock_guard<std::mutex> l(join_mu_);
+  MutexLock l(join_mu_);
   thread_ = std::thread([this] { Run(); });
   pthread_setname_np(thread_.native_handle(), "kg-guard-db");
 }
@@ -30,30 +30,30 @@ void StoreEffects::Start() {
 void StoreEffects::GiveBack(std::vector<Release> releases) {
   if (releases.empty()) return;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     for (auto& r : releases) releases_.push_back(std::move(r));
   }
-  cv_.notify_one();
+  cv_.NotifyOne();
 }
 
 void StoreEffects::PersistScale(const std::string& provider, std::optional<int> per_node) {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     settings_[provider] = per_node;
   }
-  cv_.notify_one();
+  cv_.NotifyOne();
 }
 
 void StoreEffects::Finish() {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     finish_ = true;
   }
-  cv_.notify_one();
+  cv_.NotifyOne();
 }
 
 void StoreEffects::Join() {
-  std::lock_guard<std::mutex> l(join_mu_);
+  MutexLock l(join_mu_);
   if (thread_.joinable()) thread_.join();
 }
 
@@ -77,9 +77,10 @@ void StoreEffects::Run() {
     std::map<std::string, std::optional<int>> settings;
     bool finish = false;
     {
-      std::unique_lock<std::mutex> l(mu_);
-      cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(0, next_heartbeat - MonoMs())),
-                   [&] { return !releases_.empty() || !settings_.empty() || finish_; });
+      MutexLock l(mu_);
+      auto due = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<int64_t>(0, next_heartbeat - MonoMs()));
+      while (releases_.empty() && settings_.empty() && !finish_ && cv_.WaitUntil(l, due)) {
+      }
       releases.swap(releases_);
       settings.swap(settings_);
       finish = finish_;
@@ -93,7 +94,7 @@ void StoreEffects::Run() {
     }
     for (const auto& r : releases) Give(r);
     if (finish) {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       if (!releases_.empty() || !settings_.empty()) continue;
     }
     if (finish || MonoMs() >= next_heartbeat) {

@@ -10,7 +10,6 @@
 
 #include <sys/types.h>
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -21,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "common/thread_annotations.h"
+#include "common/mutex.h"
 
 namespace kg {
 
@@ -67,13 +66,13 @@ class StoreEffects {
   const std::function<void()> heartbeat_;
   const int64_t heartbeat_ms_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
+  Mutex mu_;
+  CondVar cv_;
   std::deque<Release> releases_ KG_GUARDED_BY(mu_);
   std::map<std::string, std::optional<int>> settings_ KG_GUARDED_BY(mu_);  // nullopt: delete
   bool finish_ KG_GUARDED_BY(mu_) = false;
 
-  std::mutex join_mu_;
+  Mutex join_mu_;
   std::thread thread_ KG_GUARDED_BY(join_mu_);
 };
 

@@ -19,7 +19,7 @@
 #include <sstream>
 #include <thread>
 
-#include "common/thread_annotations.h"
+#include "common/mutex.h"
 #include "common/util.h"
 #include "queue/queue.h"
 #include "store/task_store.h"
@@ -121,7 +121,7 @@ class Supervisor::Impl {
 
   void Start() {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       if (started_) {
         spdlog::warn("supervisor: the guard is already running; not starting another");
         return;
@@ -135,7 +135,7 @@ class Supervisor::Impl {
                    c_.node_name);
     }
     effects_.Start();
-    std::lock_guard<std::mutex> j(join_mu_);
+    MutexLock j(join_mu_);
     thread_ = std::thread([this] { Loop(); });
     pthread_setname_np(thread_.native_handle(), "kg-guard");
   }
@@ -144,7 +144,7 @@ class Supervisor::Impl {
     if (per_node < 0) return Status::Invalid("per_node must be 0 or more");
     ScaleResult r;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
       auto& ps = providers_.at(provider);
       ps.setting = per_node;
@@ -172,7 +172,7 @@ class Supervisor::Impl {
   Result<ScaleResult> ResetScale(const std::string& provider) {
     ScaleResult r;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
       auto& ps = providers_.at(provider);
       ps.setting = c_.workers_per_provider;
@@ -193,7 +193,7 @@ class Supervisor::Impl {
   }
 
   std::vector<ProviderScale> Scales() const {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     auto desired = DesiredLocked();
     std::vector<ProviderScale> out;
     for (const auto& p : c_.enabled_providers) {
@@ -204,7 +204,7 @@ class Supervisor::Impl {
   }
 
   std::vector<ProcessView> Snapshot() const {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     std::vector<ProcessView> out;
     for (const auto& [pid, ch] : children_) {
       ProcessView v;
@@ -224,10 +224,9 @@ class Supervisor::Impl {
       bool quarantined = policy_.Quarantined(name);
       bool backoff = policy_.BackingOff(name);
       if (!quarantined && !backoff) continue;
-      if (std::any_of(children_.begin(), children_.end(),
-                      [&](const auto& kv) { return kv.second.provider == name; }) && !quarantined) {
-        continue;
-      }
+      bool running = false;
+      for (const auto& kv : children_) running = running || kv.second.provider == name;
+      if (running && !quarantined) continue;
       ProcessView v;
       v.provider = name;
       v.state = quarantined ? "quarantined" : "backoff";
@@ -251,7 +250,7 @@ class Supervisor::Impl {
 
   void Stop(bool cold) {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       stop_requested_ = true;
       cold_ = cold_ || cold;
     }
@@ -259,7 +258,7 @@ class Supervisor::Impl {
   }
 
   void Wait() {
-    std::lock_guard<std::mutex> l(join_mu_);
+    MutexLock l(join_mu_);
     if (thread_.joinable()) thread_.join();
     effects_.Join();
   }
@@ -500,7 +499,7 @@ class Supervisor::Impl {
     if (reclaimed.ok() && *reclaimed > 0) spdlog::warn("supervisor: reclaimed {} chunks with expired leases", *reclaimed);
     std::map<std::string, uint64_t> seq;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       for (const auto& [p, ps] : providers_) seq[p] = ps.scale_seq;
     }
     std::map<std::string, std::optional<int>> stored;  // nullopt: no override (reset elsewhere)
@@ -515,7 +514,7 @@ class Supervisor::Impl {
     }
     bool changed = false;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       for (const auto& [p, n] : stored) {
         auto& ps = providers_.at(p);
         if (ps.scale_seq != seq[p]) continue;  // a Scale() or reset since the read wins
@@ -530,7 +529,7 @@ class Supervisor::Impl {
 
   void Loop() {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       next_tick_ = MonoMs() + kBusyTickMs;
     }
     int64_t stop_deadline = 0;
@@ -541,7 +540,7 @@ class Supervisor::Impl {
       std::vector<Release> releases;
       bool all_stopped = false;
       {
-        std::lock_guard<std::mutex> l(mu_);
+        MutexLock l(mu_);
         releases = ReapAll();
         if (stop_requested_ && !stopping) {
           stopping = true;
@@ -575,7 +574,7 @@ class Supervisor::Impl {
       if (all_stopped) break;
       int64_t timeout;
       {
-        std::lock_guard<std::mutex> l(mu_);
+        MutexLock l(mu_);
         timeout = std::min(next_tick_, policy_.NextDeadline()) - now;
       }
       if (stopping || reaper_.NeedsPolling()) timeout = std::min<int64_t>(timeout, 100);
@@ -585,7 +584,7 @@ class Supervisor::Impl {
         while (::read(wake_.get(), &v, sizeof v) > 0) {
         }
       }
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       for (auto& [pid, ch] : children_) ReadStatus(pid, ch);
     }
     effects_.Finish();  // what the last reaped workers held, and a last heartbeat
@@ -600,12 +599,12 @@ class Supervisor::Impl {
   UniqueFd lock_;   // flock on the node lock file, held for our lifetime
   UniqueFd wake_;   // eventfd: Scale/Stop wake the loop
   Reaper reaper_;   // the loop's thread only
-  std::mutex join_mu_;
+  Mutex join_mu_;
   std::thread thread_ KG_GUARDED_BY(join_mu_);  // the loop: spawns, reaps, samples
   StoreEffects effects_;                        // every store call of the guard, on its thread
 
   // The one mutex of the guard's state. No store call is made while it is held.
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   bool started_ KG_GUARDED_BY(mu_) = false;
   bool stop_requested_ KG_GUARDED_BY(mu_) = false;
   bool cold_ KG_GUARDED_BY(mu_) = false;

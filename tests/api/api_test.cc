@@ -227,6 +227,13 @@ TEST_F(ApiTest, BearerTokenOnEveryApiRoute) {
     ASSERT_TRUE(ok) << path;
     EXPECT_EQ(ok->status, 200) << path << " " << ok->body;
   }
+  // The scheme is case-insensitive (RFC 7235), the token is not.
+  auto lower = client_->Get("/api/v1/tasks", httplib::Headers{{"Authorization", "bearer s3cret-token"}});
+  ASSERT_TRUE(lower);
+  EXPECT_EQ(lower->status, 200) << lower->body;
+  auto upper_token = client_->Get("/api/v1/tasks", httplib::Headers{{"Authorization", "Bearer S3CRET-TOKEN"}});
+  ASSERT_TRUE(upper_token);
+  EXPECT_EQ(upper_token->status, 401);
   auto missing = client_->Get("/api/v1/graph/entities/person:nobody", right);
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 404) << "the right token reaches the handler";
@@ -435,6 +442,18 @@ TEST_F(ApiTest, TaskLifecycle) {
   auto list = client_->Get("/api/v1/tasks?status=queued&limit=5");
   ASSERT_EQ(list->status, 200);
   EXPECT_EQ(json::parse(list->body)["tasks"].size(), 1u);
+  // Finished (here by hand: this node runs no workers), a task cannot be cancelled any more.
+  auto leases = queue_->LeaseChunks("builtin", "test", 5, 60000, true);
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->size(), 1u);
+  ASSERT_TRUE(queue_->Ack((*leases)[0].chunk_id, (*leases)[0].token).ok());
+  ExpectError(Post("/api/v1/tasks/" + id + "/cancel", ""), 409, "is done");
+  auto done = client_->Get("/api/v1/tasks/" + id);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(json::parse(done->body)["status"], "done");
+  auto listed = client_->Get("/api/v1/tasks?status=done");
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(json::parse(listed->body)["tasks"].size(), 1u) << "the list reads the queue's truth too";
   for (const char* path : {"/healthz", "/readyz", "/metrics", "/", "/api/v1/workers", "/api/v1/graph/stats",
                            "/api/v1/graph/entities?q=x", "/api/v1/graph/export?format=graphml"}) {
     auto h = client_->Get(path);

@@ -165,6 +165,16 @@ TEST_P(GraphStoreContract, NewerGenerationReplacesTheChunksContribution) {
   ASSERT_TRUE(mara.ok());
   EXPECT_EQ(mara->entity.mentions, 1);
   EXPECT_EQ(mara->entity.description, "founder");  // the first non-empty description stays
+  auto snap = g_->Export();
+  ASSERT_TRUE(snap.ok());
+  ASSERT_EQ(snap->chunks.size(), 1u);
+  GraphBatch third = At(second, 3);
+  third.chunk.text = "Mara Voss works for Orbital Labs.";
+  ASSERT_TRUE(g_->Merge({third}).ok());
+  snap = g_->Export();
+  ASSERT_TRUE(snap.ok());
+  ASSERT_EQ(snap->chunks.size(), 1u);
+  EXPECT_EQ(snap->chunks[0].text, "Mara Voss works for Orbital Labs.") << "the chunk's text is the newer writer's";
 }
 
 // Verifies replacing one chunk's contribution leaves other chunks' evidence alone: a shared
