@@ -83,7 +83,7 @@ struct InProcessNode {
     store = std::move(kg::OpenTaskStore(config)).value();
   }
   void Start() {
-    supervisor = std::move(kg::Supervisor::Create(config, kg::testing::KgflowBinary(), *queue, *store)).value();
+    supervisor = std::move(kg::Supervisor::Create(config, kg::testing::KgflowBinary())).value();
     supervisor->Start();
   }
   ~InProcessNode() {

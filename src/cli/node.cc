@@ -52,10 +52,10 @@ int RunNode(const Config& c) {
       return 1;
     }
   }
-  // One connection per store per process: the supervisor borrows the API's.
+  // The API and the supervisor each have their own connections (the supervisor opens its own).
   std::unique_ptr<Supervisor> supervisor;
   if (c.role != NodeRole::kWeb) {
-    auto s = Supervisor::Create(c, SelfExe(), **queue, **store);
+    auto s = Supervisor::Create(c, SelfExe());
     if (!s.ok()) {
       spdlog::error("{}", s.status().message());
       return 1;

@@ -13,8 +13,13 @@
 
 namespace kg {
 
-StoreEffects::StoreEffects(Queue& queue, TaskStore& store, std::function<void()> heartbeat, int64_t heartbeat_ms)
-    : queue_(queue), store_(store), heartbeat_(std::move(heartbeat)), heartbeat_ms_(heartbeat_ms) {}
+StoreEffects::StoreEffects(Queue& queue, TaskStore& store, std::function<void()> heartbeat, int64_t heartbeat_ms,
+                           std::function<void(const std::string&, uint64_t)> persisted)
+    : queue_(queue),
+      store_(store),
+      heartbeat_(std::move(heartbeat)),
+      persisted_(std::move(persisted)),
+      heartbeat_ms_(heartbeat_ms) {}
 
 StoreEffects::~StoreEffects() {
   Finish();
@@ -36,10 +41,10 @@ void StoreEffects::GiveBack(std::vector<Release> releases) {
   cv_.NotifyOne();
 }
 
-void StoreEffects::PersistScale(const std::string& provider, std::optional<int> per_node) {
+void StoreEffects::PersistScale(const std::string& provider, std::optional<int> per_node, uint64_t seq) {
   {
     MutexLock l(mu_);
-    settings_[provider] = per_node;
+    settings_[provider] = Setting{per_node, seq};
   }
   cv_.NotifyOne();
 }
@@ -74,7 +79,7 @@ void StoreEffects::Run() {
   int64_t next_heartbeat = 0;
   while (true) {
     std::deque<Release> releases;
-    std::map<std::string, std::optional<int>> settings;
+    std::map<std::string, Setting> settings;
     bool finish = false;
     {
       MutexLock l(mu_);
@@ -85,12 +90,22 @@ void StoreEffects::Run() {
       settings.swap(settings_);
       finish = finish_;
     }
-    // Settings first: the heartbeat's read of the settings must see them.
-    for (const auto& [p, n] : settings) {
-      Status s = RetryTransient([&, &p = p, &n = n] {
+    // Settings first: the heartbeat's read of the settings must see them. One that cannot
+    // be stored waits for the next heartbeat and is tried again, unless a newer one came.
+    for (const auto& [p, want] : settings) {
+      const auto& n = want.per_node;
+      Status s = RetryTransient([&, &p = p] {
         return n ? store_.PutSetting(ScaleSettingKey(p), std::to_string(*n)) : store_.DeleteSetting(ScaleSettingKey(p));
       });
-      if (!s.ok()) spdlog::warn("supervisor: could not persist scale of {}: {}", p, s.message());
+      if (s.ok()) {
+        persisted_(p, want.seq);
+        continue;
+      }
+      spdlog::warn("supervisor: could not persist scale of {} yet (tried again with the next heartbeat): {}", p,
+                   s.message());
+      if (finish) continue;  // stopping: the setting in memory dies with the node
+      MutexLock l(mu_);
+      retry_.emplace(p, want);  // a newer PersistScale in settings_ replaces it below
     }
     for (const auto& r : releases) Give(r);
     if (finish) {
@@ -100,6 +115,9 @@ void StoreEffects::Run() {
     if (finish || MonoMs() >= next_heartbeat) {
       heartbeat_();
       next_heartbeat = MonoMs() + heartbeat_ms_;
+      MutexLock l(mu_);
+      for (auto& [p, want] : retry_) settings_.emplace(p, want);  // emplace: a newer one stays
+      retry_.clear();
     }
     if (finish) break;
   }

@@ -39,8 +39,10 @@ class StoreEffects {
   };
 
   // `heartbeat` runs on the thread every `heartbeat_ms` (first at once) and once more at
-  // the end. Queue and store are borrowed and must outlive this object.
-  StoreEffects(Queue& queue, TaskStore& store, std::function<void()> heartbeat, int64_t heartbeat_ms);
+  // the end; `persisted(provider, seq)` after a scale setting handed over with `seq` is
+  // stored. Queue and store are borrowed and must outlive this object.
+  StoreEffects(Queue& queue, TaskStore& store, std::function<void()> heartbeat, int64_t heartbeat_ms,
+               std::function<void(const std::string&, uint64_t)> persisted);
   // Finish() and Join().
   ~StoreEffects();
   StoreEffects(const StoreEffects&) = delete;
@@ -50,8 +52,10 @@ class StoreEffects {
   void Start();
   // Gives back what reaped workers held (ReleaseOwner, transient errors retried).
   void GiveBack(std::vector<Release> releases);
-  // Stores `per_node` as the scale setting of `provider`; nullopt removes it.
-  void PersistScale(const std::string& provider, std::optional<int> per_node);
+  // Stores `per_node` as the scale setting of `provider`; nullopt removes it. `seq` orders
+  // the calls of one provider; a failed write is kept and tried again with each heartbeat
+  // until it succeeds or a later call replaces it.
+  void PersistScale(const std::string& provider, std::optional<int> per_node, uint64_t seq);
   // No more work will come: the thread does what is pending, beats once more and ends.
   void Finish();
   // Waits for the thread to end (after Finish()); returns at once if it never started.
@@ -64,12 +68,18 @@ class StoreEffects {
   Queue& queue_;
   TaskStore& store_;
   const std::function<void()> heartbeat_;
+  const std::function<void(const std::string&, uint64_t)> persisted_;
   const int64_t heartbeat_ms_;
 
   Mutex mu_;
   CondVar cv_;
   std::deque<Release> releases_ KG_GUARDED_BY(mu_);
-  std::map<std::string, std::optional<int>> settings_ KG_GUARDED_BY(mu_);  // nullopt: delete
+  struct Setting {
+    std::optional<int> per_node;  // nullopt: delete
+    uint64_t seq = 0;
+  };
+  std::map<std::string, Setting> settings_ KG_GUARDED_BY(mu_);
+  std::map<std::string, Setting> retry_ KG_GUARDED_BY(mu_);  // failed writes, for the next heartbeat
   bool finish_ KG_GUARDED_BY(mu_) = false;
 
   Mutex join_mu_;

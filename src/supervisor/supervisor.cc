@@ -86,14 +86,15 @@ std::map<std::string, int> ApplyProcessCaps(const Config& c, const std::map<std:
 
 class Supervisor::Impl {
  public:
-  Impl(const Config& c, std::string exe, Queue& q, TaskStore& s, UniqueFd lock)
+  Impl(const Config& c, std::string exe, std::unique_ptr<Queue> q, std::unique_ptr<TaskStore> s, UniqueFd lock)
       : c_(c),
         exe_(std::move(exe)),
-        queue_(&q),
-        store_(&s),
-        registry_(c, s),
+        queue_(std::move(q)),
+        store_(std::move(s)),
+        registry_(c, *store_),
         lock_(std::move(lock)),
-        effects_(q, s, [this] { Heartbeat(); }, kHeartbeatMs),
+        effects_(*queue_, *store_, [this] { Heartbeat(); }, kHeartbeatMs,
+                 [this](const std::string& p, uint64_t seq) { Persisted(p, seq); }),
         policy_(PolicyOptions(c), [] { return MonoMs(); }) {
     wake_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     for (const auto& p : c_.enabled_providers) {
@@ -143,6 +144,7 @@ class Supervisor::Impl {
   Result<ScaleResult> Scale(const std::string& provider, int per_node) {
     if (per_node < 0) return Status::Invalid("per_node must be 0 or more");
     ScaleResult r;
+    uint64_t seq = 0;
     {
       MutexLock l(mu_);
       if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
@@ -150,6 +152,7 @@ class Supervisor::Impl {
       ps.setting = per_node;
       ps.override_per_node = per_node;
       ++ps.scale_seq;  // a settings read started before this call must not undo it
+      seq = ps.scale_seq;
       r.provider = provider;
       r.configured = c_.workers_per_provider;
       r.override_per_node = per_node;
@@ -164,13 +167,14 @@ class Supervisor::Impl {
       }
       r.clamped = r.per_node < per_node;
     }
-    effects_.PersistScale(provider, per_node);  // so that a slow store does not hold up the caller
+    effects_.PersistScale(provider, per_node, seq);  // so that a slow store does not hold up the caller
     Wake();
     return r;
   }
 
   Result<ScaleResult> ResetScale(const std::string& provider) {
     ScaleResult r;
+    uint64_t seq = 0;
     {
       MutexLock l(mu_);
       if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
@@ -178,6 +182,7 @@ class Supervisor::Impl {
       ps.setting = c_.workers_per_provider;
       ps.override_per_node.reset();
       ++ps.scale_seq;
+      seq = ps.scale_seq;
       r.provider = provider;
       r.requested = c_.workers_per_provider;
       r.configured = c_.workers_per_provider;
@@ -185,7 +190,7 @@ class Supervisor::Impl {
       r.clamped = r.per_node < r.requested;
       if (r.clamped) r.reason = "caps or quarantine";
     }
-    effects_.PersistScale(provider, std::nullopt);  // removed from the store
+    effects_.PersistScale(provider, std::nullopt, seq);  // removed from the store
     Wake();
     spdlog::info("supervisor: provider {}: runtime override removed; back to KG_WORKERS_PER_PROVIDER={}", provider,
                  c_.workers_per_provider);
@@ -282,6 +287,7 @@ class Supervisor::Impl {
     int setting = 1;                       // the override if any, else KG_WORKERS_PER_PROVIDER
     std::optional<int> override_per_node;  // stored by `scale`
     uint64_t scale_seq = 0;                // bumped by Scale() and ResetScale()
+    uint64_t persisted_seq = 0;            // the scale_seq whose setting the store holds
     int64_t restarts = 0;
     int64_t spawns = 0;
     std::string last_exit;
@@ -492,6 +498,13 @@ class Supervisor::Impl {
 
   // Runs on the store thread: the node record, expired leases, and the settings other
   // nodes (or `kgflow scale` through a web node) stored. mu_ only around memory.
+  // On the store thread: the setting of `provider` made at `seq` is stored.
+  void Persisted(const std::string& provider, uint64_t seq) {
+    MutexLock l(mu_);
+    auto it = providers_.find(provider);
+    if (it != providers_.end()) it->second.persisted_seq = std::max(it->second.persisted_seq, seq);
+  }
+
   void Heartbeat() {
     Status s = registry_.Beat(SnapshotJson());
     if (!s.ok()) spdlog::warn("supervisor: heartbeat: {}", s.message());
@@ -517,7 +530,8 @@ class Supervisor::Impl {
       MutexLock l(mu_);
       for (const auto& [p, n] : stored) {
         auto& ps = providers_.at(p);
-        if (ps.scale_seq != seq[p]) continue;  // a Scale() or reset since the read wins
+        // A Scale() or reset since the read, or one not yet stored, wins over what was read.
+        if (ps.scale_seq != seq[p] || ps.persisted_seq != ps.scale_seq) continue;
         ps.override_per_node = n;
         int setting = n.value_or(c_.workers_per_provider);
         changed = changed || ps.setting != setting;
@@ -593,8 +607,10 @@ class Supervisor::Impl {
 
   const Config& c_;
   const std::string exe_;
-  Queue* const queue_;      // borrowed; thread-safe
-  TaskStore* const store_;  // borrowed; thread-safe
+  // The supervisor's own connections, not the API's: a store call that waits out a lock
+  // holds its connection, and must not hold up the API's requests meanwhile.
+  const std::unique_ptr<Queue> queue_;
+  const std::unique_ptr<TaskStore> store_;
   NodeRegistry registry_;
   UniqueFd lock_;   // flock on the node lock file, held for our lifetime
   UniqueFd wake_;   // eventfd: Scale/Stop wake the loop
@@ -615,8 +631,7 @@ class Supervisor::Impl {
   int64_t spawn_seq_ KG_GUARDED_BY(mu_) = 0;
 };
 
-Result<std::unique_ptr<Supervisor>> Supervisor::Create(const Config& config, std::string exe, Queue& queue,
-                                                       TaskStore& store) {
+Result<std::unique_ptr<Supervisor>> Supervisor::Create(const Config& config, std::string exe) {
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
   std::string path = config.data_dir + "/supervisor-" + config.node_name + ".lock";
@@ -631,7 +646,12 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Create(const Config& config, std
   std::string pid = std::to_string(getpid()) + "\n";
   (void)!::ftruncate(lock.get(), 0);
   (void)!::pwrite(lock.get(), pid.data(), pid.size(), 0);
-  auto impl = std::make_unique<Impl>(config, std::move(exe), queue, store, std::move(lock));
+  auto own_queue = OpenQueue(config);
+  if (!own_queue.ok()) return own_queue.status().With("supervisor");
+  auto own_store = OpenTaskStore(config);
+  if (!own_store.ok()) return own_store.status().With("supervisor");
+  auto impl = std::make_unique<Impl>(config, std::move(exe), std::move(own_queue).value(), std::move(own_store).value(),
+                                     std::move(lock));
   return std::unique_ptr<Supervisor>(new Supervisor(std::move(impl)));
 }
 

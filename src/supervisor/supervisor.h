@@ -83,11 +83,11 @@ void BlockSupervisorSignals();
 
 class Supervisor {
  public:
-  // Takes the node lock. `queue` and `store` are borrowed (the process's one connection
-  // to each, shared with the API) and must outlive the supervisor. Fails with kConflict
-  // when another supervisor of the same node name runs here.
-  static Result<std::unique_ptr<Supervisor>> Create(const Config& config, std::string exe, Queue& queue,
-                                                    TaskStore& store);
+  // Takes the node lock and opens the supervisor's own queue and task-store connections
+  // (not the API's: a store call waiting out a lock holds its connection, and the API must
+  // keep answering meanwhile). Fails with kConflict when another supervisor of the same node
+  // name runs here, or with the backend's error.
+  static Result<std::unique_ptr<Supervisor>> Create(const Config& config, std::string exe);
   ~Supervisor();
 
   // Starts the reconcile loop. A second call logs a warning and starts nothing.

@@ -128,7 +128,7 @@ struct InProcess {
     EXPECT_TRUE(q.ok() && st.ok());
     queue = std::move(q).value();
     store = std::move(st).value();
-    auto s = Supervisor::Create(cfg, testing::KgflowBinary(), *queue, *store);
+    auto s = Supervisor::Create(cfg, testing::KgflowBinary());
     EXPECT_TRUE(s.ok()) << s.status().message();
     sup = std::move(s).value();
   }
@@ -231,7 +231,7 @@ TEST(Supervisor, RepeatedAndConcurrentStartMakeOneGuard) {
   auto queue = OpenQueue(*cfg);
   auto store = OpenTaskStore(*cfg);
   ASSERT_TRUE(queue.ok() && store.ok());
-  auto sup = Supervisor::Create(*cfg, testing::KgflowBinary(), **queue, **store);
+  auto sup = Supervisor::Create(*cfg, testing::KgflowBinary());
   ASSERT_TRUE(sup.ok()) << sup.status().message();
   for (int i = 0; i < 3; ++i) (*sup)->Start();
   std::vector<std::thread> ts;
@@ -254,7 +254,7 @@ TEST(Supervisor, RepeatedAndConcurrentStartMakeOneGuard) {
   for (int i = 0; i < 5; ++i) (*sup)->Start();
   EXPECT_FALSE(WaitFor([&] { return workers() != first; }, 500ms)) << "no duplicates after more starts";
   // A second supervisor of the same node name is refused by the lock.
-  auto second = Supervisor::Create(*cfg, testing::KgflowBinary(), **queue, **store);
+  auto second = Supervisor::Create(*cfg, testing::KgflowBinary());
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), Code::kConflict);
   EXPECT_NE(second.status().message().find("another supervisor"), std::string::npos);
@@ -402,9 +402,11 @@ class StoreLock {
   bool held_ = false;
 };
 
-// Verifies no store call stalls the guard: with the node's queue.db and tasks.db held in an exclusive
-// transaction, a SIGKILLed worker is reaped and replaced and GET /api/v1/workers answers, all while the lock is
-// still held; once it is released, the dead worker's chunk is given back (one crash) and runs again.
+// Verifies no store call stalls the guard or the API: with the node's queue.db and tasks.db held in an
+// exclusive transaction for longer than a heartbeat period, a SIGKILLed worker is reaped and replaced, a scale
+// is applied, and /api/v1/workers, /readyz and /metrics answer, all while the lock is held; the heartbeat under
+// the lock does not undo the scale; once released, the scale is stored and the dead worker's chunk is given
+// back (one crash) and runs again.
 TEST(Supervisor, LockedStoreStallsNeitherReplacementNorTheApi) {
   TempDir dir;
   std::string cfg = Toml(dir, "[providers.slow]\ndelay_ms = 1500\n");
@@ -431,6 +433,17 @@ TEST(Supervisor, LockedStoreStallsNeitherReplacementNorTheApi) {
   httplib::Client c("127.0.0.1", n.port());
   c.set_read_timeout(3, 0);
   auto r = c.Get("/api/v1/workers");
+  // A scale during the lock is applied at once, and neither it nor the heartbeat that comes
+  // while the lock is still held (every 5 s; we keep the lock for longer) stalls the API or
+  // undoes the scale.
+  auto scaled = c.Put("/api/v1/providers/slow/processes", R"({"per_node":2})", "application/json");
+  bool two = WaitFor([&] { return n.Workers().size() == 2; }, 5s);
+  std::this_thread::sleep_for(6s);  // a fixed window on purpose: one heartbeat period must pass under the lock
+  std::map<std::string, int> answered;
+  for (const char* path : {"/api/v1/workers", "/readyz", "/metrics", "/healthz"}) {
+    auto a = c.Get(path);  // the 3 s read timeout is well inside the store's 10 s busy timeout
+    answered[path] = a ? a->status : -1;
+  }
   bool still_held = queue_lock.held() && tasks_lock.held();
   queue_lock.Release();
   tasks_lock.Release();
@@ -439,6 +452,17 @@ TEST(Supervisor, LockedStoreStallsNeitherReplacementNorTheApi) {
   ASSERT_TRUE(r) << "GET /api/v1/workers did not answer while the store was locked: " << httplib::to_string(r.error());
   EXPECT_EQ(r->status, 200);
   EXPECT_NE(r->body.find("\"pid\":" + std::to_string(replacement)), std::string::npos) << r->body;
+  ASSERT_TRUE(scaled) << "PUT scale did not answer while the store was locked";
+  EXPECT_EQ(scaled->status, 200) << scaled->body;
+  EXPECT_TRUE(two) << "the scale was not applied while the store was locked";
+  for (const auto& [path, status] : answered) EXPECT_EQ(status, 200) << path << " while the store was locked";
+  EXPECT_EQ(n.Workers().size(), 2u) << "a heartbeat during the lock undid the scale\n" << n.proc().Stderr();
+  // Once the store is free the scale is stored (not lost) and still in force.
+  EXPECT_TRUE(WaitFor([&] {
+    auto v = OpenSqliteTaskStore(dir.path() + "/data/tasks.db").value()->GetSetting(ScaleSettingKey("slow"));
+    return v.ok() && v->has_value() && **v == "2";
+  }, 30s)) << n.proc().Stderr();
+  EXPECT_EQ(n.Workers().size(), 2u);
   // The store is free again: the chunk the victim held is given back with its crash, and runs once more.
   ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 20s)) << n.proc().Stderr();
   auto info = QueueOf(dir)->Get(id + ":0");
