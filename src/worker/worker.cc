@@ -219,12 +219,17 @@ class Worker {
       return;
     }
     Status merged = RetryTransient([&] { return graph_->Merge({batch}); });
+    Settling(lease.chunk_id);
     if (merged.code() == Code::kConflict) {
-      spdlog::warn("worker {}: chunk {} was rewritten by a newer lease; result dropped ({})", o_.owner, lease.chunk_id,
+      // A newer lease wrote this graph chunk: a later delivery of this queue chunk (then our
+      // token is stale and the ack below is refused) or another task of the same text. The
+      // chunk's contribution is in the graph either way, so our result is dropped and, if the
+      // lease is still ours, the chunk is done, not left to expire and run again.
+      spdlog::info("worker {}: chunk {} was written by a newer lease; result dropped ({})", o_.owner, lease.chunk_id,
                    merged.message());
+      Finish(lease, RetryTransient([&] { return queue_->Ack(lease.chunk_id, lease.token); }), false);
       return;
     }
-    Settling(lease.chunk_id);
     if (!merged.ok()) {
       Finish(lease, RetryTransient([&] {
                return queue_->Nack(lease.chunk_id, lease.token, "graph merge: " + merged.message(), true);

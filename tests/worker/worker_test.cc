@@ -95,5 +95,39 @@ TEST(Worker, ConcurrentExecutorsLeaveNoTaskRunning) {
   EXPECT_EQ(running, 0) << stuck;
 }
 
+// Verifies a worker whose graph write is refused because a newer lease already wrote the same
+// graph chunk (here: many tasks of the same text, racing) finishes its queue chunk instead of
+// leaving the lease to expire and the chunk to run again: every task done, every chunk one attempt.
+TEST(Worker, SupersededGraphWriteIsDoneNotRedelivered) {
+  TempDir dir;
+  Node n(dir, {{"KG_CONCURRENCY_PER_PROCESS", "4"}, {"KG_WORKERS_PER_PROVIDER", "2"}, {"KG_CHUNK_SIZE", "60"},
+               {"KG_CHUNK_OVERLAP", "0"}, {"KG_LEASE_SECONDS", "60"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  const std::string text = "Mara Voss founded Helix Dynamics in 1999.\n\nJonas Berg joined Orbital Labs in 2001.";
+  const int kTasks = 120;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kTasks; ++i) {
+    ids.push_back(Submit(n, text));
+    ASSERT_FALSE(ids.back().empty()) << i;
+  }
+  auto q = OpenSqliteQueue(dir.path() + "/data/queue.db", QueueOptions{});
+  ASSERT_TRUE(q.ok());
+  // Well inside the 60 s lease: a chunk left to expire cannot finish in time.
+  bool all_done = WaitFor([&] {
+    auto d = (*q)->Depths();
+    return d.ok() && (*d)["builtin"].done == 2 * kTasks;
+  }, 30s);
+  EXPECT_TRUE(all_done) << n.proc().Stderr();
+  int multi = 0;
+  for (const auto& id : ids) {
+    auto chunks = (*q)->ListChunks(id);
+    ASSERT_TRUE(chunks.ok());
+    for (const auto& c : *chunks) multi += c.attempts != 1;
+  }
+  EXPECT_EQ(multi, 0) << "chunks delivered more than once\n" << n.proc().Stderr();
+  auto stats = n.Get("/api/v1/graph/stats");
+  EXPECT_EQ(stats["chunks"], 2) << "one document, two graph chunks";
+}
+
 }  // namespace
 }  // namespace kg
