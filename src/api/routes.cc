@@ -255,11 +255,12 @@ void Routes::ListTasks(const httplib::Request& req, httplib::Response& res) {
   }
   // Unfinished rows are brought up to date from the queue first (a worker killed between
   // its ack and its progress write leaves its row behind), then listed.
+  // Rows with nothing new are not written; a failure is logged and the listing goes on.
   auto open = d_.store->List("", 1000);
   if (open.ok()) {
     for (const auto& t : *open) {
       if (t.status != "queued" && t.status != "running") continue;
-      if (Status r = RefreshProgress(*d_.store, *d_.queue, t.id); !r.ok()) return Fail(res, r);
+      if (Status r = RefreshProgress(*d_.store, *d_.queue, t.id); !r.ok()) spdlog::warn("list: {}", r.message());
     }
   }
   auto list = d_.store->List(status, limit);
@@ -279,10 +280,12 @@ void Routes::Cancel(const httplib::Request& req, httplib::Response& res) {
   if (t->status == "done" || (counts->total > 0 && counts->done == counts->total)) {
     return Fail(res, 409, "task " + id + " is done; only unfinished tasks can be cancelled");
   }
-  auto n = d_.queue->CancelTask(id);
-  if (!n.ok()) return Fail(res, n.status());
+  // The row first: if cancelling the chunks then fails, the task says cancelled and a second
+  // cancel finishes the job; the other order could leave cancelled chunks under a live row.
   Status s = d_.store->MarkCancelled(id);
   if (!s.ok()) return Fail(res, s);
+  auto n = d_.queue->CancelTask(id);
+  if (!n.ok()) return Fail(res, n.status());
   auto v = TaskView(id);
   if (!v.ok()) return Fail(res, v.status());
   (*v)["chunks_cancelled"] = *n;

@@ -1,7 +1,5 @@
 #include "sqlite/db.h"
 
-#include <chrono>
-#include <thread>
 
 namespace kg::sqlite {
 
@@ -66,15 +64,10 @@ Status Db::Exec(std::string_view sql) {
 
 Result<std::unique_ptr<Stmt>> Db::Prepare(std::string_view sql) {
   std::unique_lock<std::recursive_mutex> lock(mu_);
-  int rc = SQLITE_OK;
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5 << attempt));
-    sqlite3_stmt* s = nullptr;
-    rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr);
-    if (rc == SQLITE_OK) return std::make_unique<Stmt>(db_, s, std::move(lock));
-    sqlite3_finalize(s);
-    if (CodeFor(rc) != Code::kUnavailable) break;
-  }
+  sqlite3_stmt* s = nullptr;
+  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr);
+  if (rc == SQLITE_OK) return std::make_unique<Stmt>(db_, s, std::move(lock));
+  sqlite3_finalize(s);
   std::string head(sql.substr(0, 60));
   return Status(CodeFor(rc), "sqlite " + path_ + ": prepare \"" + head + (sql.size() > 60 ? "...\"" : "\"") + ": " +
                                  sqlite3_errmsg(db_));

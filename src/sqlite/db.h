@@ -86,10 +86,10 @@ class Db {
   Db& operator=(const Db&) = delete;
 
   Status Exec(std::string_view sql);
-  // Prepares `sql`. A transient failure (busy, locked, I/O, out of memory) is retried a few
-  // times and then returned as kUnavailable; anything else (a missing table in a damaged
-  // database, say) is kInternal. Never aborts: one failed request must not take the API,
-  // the guard and the workers with it.
+  // Prepares `sql`. A transient failure (busy, locked, I/O, out of memory) is kUnavailable,
+  // which callers may retry (RetryTransient) without holding the connection meanwhile;
+  // anything else (a missing table in a damaged database, say) is kInternal. Never aborts:
+  // one failed request must not take the API, the guard and the workers with it.
   Result<std::unique_ptr<Stmt>> Prepare(std::string_view sql);
   int64_t Changes() const { return sqlite3_changes64(db_); }
   const std::string& path() const { return path_; }

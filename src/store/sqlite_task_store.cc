@@ -20,12 +20,15 @@ CREATE TABLE IF NOT EXISTS nodes(
   heartbeat_at INTEGER NOT NULL, processes TEXT NOT NULL);
 )sql";
 
-// The status after an update with counts ?1 (done) and ?2 (dead), ?4 = 1 when any chunk has
-// started; SQLite evaluates SET expressions on the row as it was, so the grown counts are
-// spelled MAX(...). A cancelled task keeps its status; only Reopen leaves done or failed.
+// The status after an update with counts ?1 (done), ?2 (dead) and ?7 (cancelled), ?4 = 1
+// when any chunk has started; SQLite evaluates SET expressions on the row as it was, so the
+// grown counts are spelled MAX(...). Terminal states stay; only Reopen leaves them. A task
+// whose chunks are all finished with some cancelled is cancelled (its cancel call may have
+// cancelled the chunks and failed before marking the row).
 constexpr const char* kStatusSql =
     "CASE WHEN status IN ('cancelled','done','failed') THEN status "
     "WHEN chunks_total>0 AND MAX(chunks_done, ?1)>=chunks_total THEN 'done' "
+    "WHEN chunks_total>0 AND ?7>0 AND MAX(chunks_done, ?1)+MAX(chunks_failed, ?2)+?7>=chunks_total THEN 'cancelled' "
     "WHEN chunks_total>0 AND MAX(chunks_done, ?1)+MAX(chunks_failed, ?2)>=chunks_total AND MAX(chunks_failed, ?2)>0 "
     "THEN 'failed' "
     "WHEN status='running' OR ?4 THEN 'running' ELSE 'queued' END";
@@ -91,12 +94,14 @@ class SqliteTaskStore final : public TaskStore {
     // Counts only grow (a reader that saw fewer finished chunks may write after one that saw
     // more), and the status is derived in the same statement from the stored, grown counts:
     // queued -> running -> done|failed, never back (kStatusSql).
+    // A row with nothing new is not written at all (the list heals rows often).
     KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
         "UPDATE tasks SET chunks_done=MAX(chunks_done, ?1), chunks_failed=MAX(chunks_failed, ?2), "
         "error=CASE WHEN ?3='' THEN error ELSE ?3 END, status=" + std::string(kStatusSql) +
-        ", updated_at=?5 WHERE id=?6"));
+        ", updated_at=?5 WHERE id=?6 AND (chunks_done<?1 OR chunks_failed<?2 OR (?3<>'' AND error<>?3) OR status<>" +
+        std::string(kStatusSql) + ")"));
     st->Bind(1, c.done).Bind(2, c.dead).Bind(3, error).Bind(4, (c.done + c.leased + c.dead) > 0 ? 1 : 0);
-    st->Bind(5, NowMs()).Bind(6, id);
+    st->Bind(5, NowMs()).Bind(6, id).Bind(7, c.cancelled);
     return st->Run();
   }
 

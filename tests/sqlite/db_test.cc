@@ -26,6 +26,18 @@ TEST(SqliteDb, PrepareErrorIsAValue) {
   EXPECT_TRUE((*ok)->Step());
 }
 
+// Verifies the SQLite result codes worth retrying map to kUnavailable (what RetryTransient retries), extended
+// codes included, and the rest to kInternal.
+TEST(SqliteDb, TransientCodesAreUnavailable) {
+  for (int rc : {SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_NOMEM, SQLITE_FULL, SQLITE_BUSY_SNAPSHOT,
+                 SQLITE_IOERR_READ, SQLITE_LOCKED_SHAREDCACHE}) {
+    EXPECT_EQ(sqlite::CodeFor(rc), Code::kUnavailable) << rc;
+  }
+  for (int rc : {SQLITE_ERROR, SQLITE_CORRUPT, SQLITE_CONSTRAINT, SQLITE_MISUSE, SQLITE_NOTADB}) {
+    EXPECT_EQ(sqlite::CodeFor(rc), Code::kInternal) << rc;
+  }
+}
+
 // Verifies a store whose table vanished (a damaged or foreign database) fails the one call
 // with a clear error and keeps working for calls that can succeed.
 TEST(SqliteDb, StoreSurvivesAMissingTable) {

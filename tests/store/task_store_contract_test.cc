@@ -99,6 +99,22 @@ TEST_P(TaskStoreContract, ProgressNeverGoesBackwards) {
   EXPECT_EQ(s_->Get("b")->status, "done");
 }
 
+// Verifies progress that changes nothing writes nothing (updated_at stays), and that a task
+// whose chunks are all finished with some cancelled ends cancelled even if its row was never
+// marked (a cancel that failed between the queue and the store).
+TEST_P(TaskStoreContract, UnchangedProgressIsNotWrittenAndCancelledChunksEndTheTask) {
+  ASSERT_TRUE(s_->Create(Task("a", 3)).ok());
+  ASSERT_TRUE(s_->UpdateProgress("a", {3, 2, 1, 0, 0, 0}, "").ok());
+  int64_t stamp = s_->Get("a")->updated_at_ms;
+  ASSERT_TRUE(testing::WaitFor([&] { return NowMs() > stamp + 2; }, std::chrono::seconds(1)));
+  ASSERT_TRUE(s_->UpdateProgress("a", {3, 2, 1, 0, 0, 0}, "").ok());
+  EXPECT_EQ(s_->Get("a")->updated_at_ms, stamp) << "an update with nothing new rewrote the row";
+  ASSERT_TRUE(s_->UpdateProgress("a", {3, 1, 1, 1, 0, 0}, "").ok());
+  EXPECT_GT(s_->Get("a")->updated_at_ms, stamp);
+  ASSERT_TRUE(s_->UpdateProgress("a", {3, 0, 0, 1, 0, 2}, "").ok());
+  EXPECT_EQ(s_->Get("a")->status, "cancelled");
+}
+
 // Verifies listing filters by status and honours the limit.
 TEST_P(TaskStoreContract, ListFilters) {
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(s_->Create(Task("t" + std::to_string(i), 1)).ok());

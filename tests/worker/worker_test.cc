@@ -24,13 +24,13 @@ std::string Submit(Node& n, const std::string& text) {
   return json::parse(r->body)["id"];
 }
 
-// Verifies the renewal keeps a lease alive through a provider call several times longer than
+// Verifies the renewal keeps a lease alive through a provider call three times longer than
 // the lease while a second, idle worker would take the chunk the moment the lease lapsed:
-// the chunk runs exactly once. (Without the renewer the idle worker re-leases it after 1 s.)
+// the chunk runs exactly once. (Without the renewer the idle worker re-leases it after 3 s.)
 TEST(Worker, BusyWorkerKeepsItsLease) {
   TempDir dir;
-  testing::WriteFile(dir.File("kg.toml"), "[providers.slow]\ndelay_ms = 3500\n");
-  Node n(dir, {{"KG_CONFIG", dir.File("kg.toml")}, {"KG_LEASE_SECONDS", "1"}, {"KG_WORKERS_PER_PROVIDER", "2"}});
+  testing::WriteFile(dir.File("kg.toml"), "[providers.slow]\ndelay_ms = 9000\n");
+  Node n(dir, {{"KG_CONFIG", dir.File("kg.toml")}, {"KG_LEASE_SECONDS", "3"}, {"KG_WORKERS_PER_PROVIDER", "2"}});
   ASSERT_TRUE(n.ready()) << n.proc().Stderr();
   ASSERT_TRUE(WaitFor([&] { return n.Workers().size() == 2; }, 10s));
   std::string id = Submit(n, "Mara Voss founded Helix Dynamics.");
