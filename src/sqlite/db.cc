@@ -49,7 +49,10 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, int busy_timeout_m
   return db;
 }
 
-Db::~Db() { sqlite3_close_v2(db_); }
+Db::~Db() {
+  for (auto& [_, c] : cache_) sqlite3_finalize(c.stmt);
+  sqlite3_close_v2(db_);
+}
 
 Status Db::Exec(std::string_view sql) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
@@ -62,11 +65,36 @@ Status Db::Exec(std::string_view sql) {
   return Status(CodeFor(rc), "sqlite " + path_ + ": " + msg);
 }
 
+Stmt::~Stmt() {
+  if (cache_) {
+    cache_->Return(s_);
+  } else {
+    sqlite3_finalize(s_);
+  }
+}
+
+void Db::Return(sqlite3_stmt* s) {
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+  cache_[cache_keys_[s]].in_use = false;
+}
+
 Result<std::unique_ptr<Stmt>> Db::Prepare(std::string_view sql) {
   std::unique_lock<std::recursive_mutex> lock(mu_);
+  std::string key(sql);
+  auto it = cache_.find(key);
+  if (it != cache_.end() && !it->second.in_use) {
+    it->second.in_use = true;
+    return std::make_unique<Stmt>(db_, it->second.stmt, std::move(lock), this);
+  }
   sqlite3_stmt* s = nullptr;
-  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr);
-  if (rc == SQLITE_OK) return std::make_unique<Stmt>(db_, s, std::move(lock));
+  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+  if (rc == SQLITE_OK) {
+    if (it != cache_.end()) return std::make_unique<Stmt>(db_, s, std::move(lock));  // the cached one is busy
+    cache_[key] = Cached{s, true};
+    cache_keys_[s] = key;
+    return std::make_unique<Stmt>(db_, s, std::move(lock), this);
+  }
   sqlite3_finalize(s);
   std::string head(sql.substr(0, 60));
   return Status(CodeFor(rc), "sqlite " + path_ + ": prepare \"" + head + (sql.size() > 60 ? "...\"" : "\"") + ": " +

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "common/status.h"
 
@@ -23,11 +24,14 @@ namespace kg::sqlite {
 // kUnavailable (worth retrying), everything else kInternal.
 Code CodeFor(int sqlite_rc);
 
+class Db;
+
 class Stmt {
  public:
-  Stmt(sqlite3* db, sqlite3_stmt* s, std::unique_lock<std::recursive_mutex> lock)
-      : lock_(std::move(lock)), db_(db), s_(s) {}
-  ~Stmt() { sqlite3_finalize(s_); }
+  // `cache` (may be null) takes the statement back, reset, instead of finalizing it.
+  Stmt(sqlite3* db, sqlite3_stmt* s, std::unique_lock<std::recursive_mutex> lock, Db* cache = nullptr)
+      : lock_(std::move(lock)), db_(db), s_(s), cache_(cache) {}
+  ~Stmt();
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
 
@@ -74,6 +78,7 @@ class Stmt {
   std::unique_lock<std::recursive_mutex> lock_;  // the connection, for this statement's life
   sqlite3* db_;
   sqlite3_stmt* s_;
+  Db* cache_;
   Status status_;
 };
 
@@ -111,10 +116,23 @@ class Db {
   };
 
  private:
+  friend class Stmt;
   Db(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  // Called by a cached Stmt's destructor, with mu_ held.
+  void Return(sqlite3_stmt* s);
+
   sqlite3* db_;
   std::string path_;
   std::recursive_mutex mu_;  // held by every live Stmt and Tx of this connection
+  // Prepared statements by SQL text, kept for reuse (our SQL is constant, so the set is
+  // small); one in use is not handed out twice: a second user gets a fresh statement.
+  // Guarded by mu_ (a recursive mutex, which the annotations cannot express).
+  struct Cached {
+    sqlite3_stmt* stmt = nullptr;
+    bool in_use = false;
+  };
+  std::unordered_map<std::string, Cached> cache_;
+  std::unordered_map<sqlite3_stmt*, std::string> cache_keys_;
 };
 
 }  // namespace kg::sqlite
