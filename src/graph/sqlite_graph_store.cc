@@ -26,6 +26,23 @@ CREATE TABLE IF NOT EXISTS evidence(src TEXT NOT NULL, dst TEXT NOT NULL, type T
 CREATE INDEX IF NOT EXISTS evidence_chunk ON evidence(chunk_id);
 )sql";
 
+// Gathers a streamed export into a snapshot.
+struct CollectSink final : GraphSink {
+  Status Document(const DocumentRec& d) override { return Add(snapshot.documents, d); }
+  Status Chunk(const ChunkRec& c) override { return Add(snapshot.chunks, c); }
+  Status Entity(const EntityRec& e) override { return Add(snapshot.entities, e); }
+  Status Mention(const std::string& c, const std::string& e) override {
+    return Add(snapshot.mentions, std::pair<std::string, std::string>(c, e));
+  }
+  Status Relation(const RelationRec& r) override { return Add(snapshot.relations, r); }
+  template <typename V, typename T>
+  static Status Add(V& v, const T& x) {
+    v.push_back(x);
+    return Status::Ok();
+  }
+  GraphSnapshot snapshot;
+};
+
 class SqliteGraphStore final : public GraphStore {
  public:
   explicit SqliteGraphStore(std::unique_ptr<sqlite::Db> db) : db_(std::move(db)) {}
@@ -127,44 +144,11 @@ class SqliteGraphStore final : public GraphStore {
     return d;
   }
 
+  // The streamed export, collected in memory (on this store's own connection).
   Result<GraphSnapshot> Export() override {
-    GraphSnapshot s;
-    KG_ASSIGN_OR_RETURN(auto d, db_->Prepare("SELECT id,title,source FROM documents ORDER BY id"));
-    while (d->Step()) s.documents.push_back({d->Text(0), d->Text(1), d->Text(2)});
-    KG_RETURN_IF_ERROR(d->status());
-    KG_ASSIGN_OR_RETURN(auto c, db_->Prepare("SELECT id,doc_id,idx,text FROM chunks ORDER BY doc_id, idx"));
-    while (c->Step()) s.chunks.push_back({c->Text(0), c->Text(1), static_cast<int>(c->Int(2)), c->Text(3)});
-    KG_RETURN_IF_ERROR(c->status());
-    KG_ASSIGN_OR_RETURN(auto e, db_->Prepare(
-        "SELECT e.key, e.name, e.type, e.description, (SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) "
-        "FROM entities e ORDER BY e.key"));
-    while (e->Step()) s.entities.push_back(EntityRow(*e));
-    KG_RETURN_IF_ERROR(e->status());
-    KG_ASSIGN_OR_RETURN(auto m, db_->Prepare("SELECT chunk_id, entity_key FROM mentions ORDER BY chunk_id, entity_key"));
-    while (m->Step()) s.mentions.emplace_back(m->Text(0), m->Text(1));
-    KG_RETURN_IF_ERROR(m->status());
-    KG_ASSIGN_OR_RETURN(auto r, db_->Prepare(
-        "SELECT r.src, r.dst, r.type, (SELECT group_concat(chunk_id, ' ') FROM (SELECT chunk_id FROM evidence v "
-        "WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type ORDER BY chunk_id)) FROM relations r "
-        "ORDER BY r.src, r.dst, r.type"));
-    while (r->Step()) {
-      RelationRec rel;
-      rel.src = r->Text(0);
-      rel.dst = r->Text(1);
-      rel.type = r->Text(2);
-      std::string ev = r->Text(3);
-      size_t pos = 0;
-      while (pos < ev.size()) {
-        size_t sp = ev.find(' ', pos);
-        if (sp == std::string::npos) sp = ev.size();
-        rel.evidence.push_back(ev.substr(pos, sp - pos));
-        pos = sp + 1;
-      }
-      rel.weight = static_cast<int64_t>(rel.evidence.size());
-      s.relations.push_back(std::move(rel));
-    }
-    KG_RETURN_IF_ERROR(r->status());
-    return s;
+    CollectSink collect;
+    KG_RETURN_IF_ERROR(ExportSnapshot(*db_, collect));
+    return std::move(collect.snapshot);
   }
 
  private:
