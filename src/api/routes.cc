@@ -10,6 +10,7 @@
 #include "api/reply.h"
 #include "common/util.h"
 #include "pipeline/document.h"
+#include "text/text.h"
 #include "supervisor/node_registry.h"
 
 namespace kg::api {
@@ -165,6 +166,7 @@ void Routes::Submit(const httplib::Request& req, httplib::Response& res) {
   if (!j.contains("text")) return Fail(res, 400, "missing 'text'");
   if (!j["text"].is_string()) return Fail(res, 400, "'text' must be a string");
   std::string text = j["text"].get<std::string>();
+  if (Status t = CheckText(text); !t.ok()) return Fail(res, 400, "'text' is not text: " + t.message());
   auto title = OptString(j, "title", 1000);
   auto provider = OptString(j, "provider", 200);
   auto source = OptString(j, "source", 2000);

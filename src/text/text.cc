@@ -33,6 +33,32 @@ char32_t DecodeUtf8(std::string_view s, size_t& i) {
   return cp;
 }
 
+Status CheckText(std::string_view s) {
+  size_t invalid = 0, controls = 0, points = 0, first_invalid = 0, first_control = 0;
+  for (size_t i = 0; i < s.size();) {
+    size_t at = i;
+    if (s[i] == '\0') return Status::Invalid("binary data: NUL byte at offset " + std::to_string(i));
+    char32_t cp = DecodeUtf8(s, i);
+    ++points;
+    bool real_replacement = i - at == 3 && s.substr(at, 3) == "\xEF\xBF\xBD";
+    if (cp == 0xFFFD && !real_replacement) {
+      if (invalid++ == 0) first_invalid = at;
+    } else if ((cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r' && cp != '\f' && cp != '\v') || cp == 0x7F) {
+      if (controls++ == 0) first_control = at;
+    }
+  }
+  size_t tolerated = std::max<size_t>(1, s.size() / 1000);
+  if (invalid > tolerated) {
+    return Status::Invalid("not UTF-8 text: " + std::to_string(invalid) + " invalid byte sequences (first at offset " +
+                           std::to_string(first_invalid) + "); convert it to UTF-8 first (e.g. iconv -f latin1 -t utf-8)");
+  }
+  if (controls * 100 > points) {
+    return Status::Invalid("binary data: " + std::to_string(controls) + " control characters in " +
+                           std::to_string(points) + " (first at offset " + std::to_string(first_control) + ")");
+  }
+  return Status::Ok();
+}
+
 void AppendUtf8(std::string& out, char32_t cp) {
   if (cp < 0x80) {
     out.push_back(static_cast<char>(cp));

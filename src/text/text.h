@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/status.h"
+
 namespace kg {
 
 // Decodes one code point at `s[i]`, advancing `i`; invalid bytes yield U+FFFD and
@@ -15,6 +17,13 @@ char32_t DecodeUtf8(std::string_view s, size_t& i);
 void AppendUtf8(std::string& out, char32_t cp);
 // Replaces every invalid UTF-8 sequence with U+FFFD.
 std::string SanitizeUtf8(std::string_view s);
+
+// Whether `s` is text to build a graph from: no NUL byte, valid UTF-8 but for a small
+// tolerance (at most 1 invalid byte per 1000, at least 1: a stray Latin-1 byte in a long
+// text), and at most 1 % control characters other than tab, line and page breaks.
+// kInvalidArgument naming the reason and the first offending byte offset otherwise.
+// Shared by the API (400) and the CLI (refuses before sending).
+Status CheckText(std::string_view s);
 size_t CodePointCount(std::string_view s);
 
 bool IsHan(char32_t c);

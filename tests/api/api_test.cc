@@ -168,6 +168,9 @@ TEST_F(ApiTest, SubmitErrors) {
   ExpectError(Post("/api/v1/tasks", R"({"text":"x","title":7})"), 400, "'title' must be a string");
   ExpectError(Post("/api/v1/tasks", R"({"text":"x","id":"../etc"})"), 400, "'id'");
   ExpectError(Post("/api/v1/tasks", "{\"text\":\"bad \xff utf8\"}"), 400, "not valid JSON");
+  // Binary content that JSON can carry is refused by what it is, with the reason.
+  ExpectError(Post("/api/v1/tasks", R"({"text":"ELF\u0000\u0001\u0002 data"})"), 400, "NUL byte at offset 3");
+  ExpectError(Post("/api/v1/tasks", R"({"text":"\u0001\u0002\u0003\u0004ab\u0005\u0006"})"), 400, "control characters");
   ExpectError(Post("/api/v1/tasks", std::string(2 * 1024 * 1024, 'x')), 413, "too large");
   auto list = client_->Get("/api/v1/tasks");
   ASSERT_TRUE(list);

@@ -104,5 +104,29 @@ TEST(Document, BuildBatchNormalises) {
   EXPECT_EQ(b.relations[0].src, "person:mara voss");
 }
 
+// Verifies what counts as text: prose in any script, with a stray invalid byte in a long text and a real
+// U+FFFD, passes; NUL bytes, mostly-invalid UTF-8 (Latin-1 files) and control-character soup (binaries)
+// are refused with the reason and the offset.
+TEST(CheckText, TextPassesBinaryAndLatin1AreRefused) {
+  EXPECT_TRUE(CheckText("Mara Voss founded Helix Dynamics.\n\t张伟是华为的首席执行官。\r\n").ok());
+  EXPECT_TRUE(CheckText("A real replacement character \xEF\xBF\xBD is text.").ok());
+  std::string long_text(5000, 'a');
+  long_text[2500] = '\xF8';  // one stray Latin-1 byte in 5000
+  EXPECT_TRUE(CheckText(long_text).ok());
+  auto nul = CheckText(std::string("ELF\0\x01\x02", 6));
+  ASSERT_FALSE(nul.ok());
+  EXPECT_EQ(nul.code(), Code::kInvalidArgument);
+  EXPECT_NE(nul.message().find("NUL byte at offset 3"), std::string::npos) << nul.message();
+  auto latin1 = CheckText("Bj\xF8rn S\xE6ther is the CEO of Fjord Analytics.");
+  ASSERT_FALSE(latin1.ok());
+  EXPECT_NE(latin1.message().find("not UTF-8"), std::string::npos) << latin1.message();
+  EXPECT_NE(latin1.message().find("offset 2"), std::string::npos) << latin1.message();
+  std::string soup;
+  for (int i = 0; i < 50; ++i) soup += "ab\x01\x02\x03";
+  auto controls = CheckText(soup);
+  ASSERT_FALSE(controls.ok());
+  EXPECT_NE(controls.message().find("control characters"), std::string::npos) << controls.message();
+}
+
 }  // namespace
 }  // namespace kg
