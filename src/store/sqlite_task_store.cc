@@ -12,7 +12,8 @@ constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS tasks(
   id TEXT PRIMARY KEY, title TEXT NOT NULL, provider TEXT NOT NULL, doc_id TEXT NOT NULL,
   source TEXT NOT NULL, status TEXT NOT NULL, chunks_total INTEGER NOT NULL, chunks_done INTEGER NOT NULL,
-  chunks_failed INTEGER NOT NULL, error TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+  chunks_failed INTEGER NOT NULL, error TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+  epoch INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status, created_at);
 CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes(
@@ -35,7 +36,7 @@ constexpr const char* kStatusSql =
 
 constexpr const char* kSelect =
     "SELECT id,title,provider,doc_id,source,status,chunks_total,chunks_done,chunks_failed,error,created_at,"
-    "updated_at FROM tasks";
+    "updated_at,epoch FROM tasks";
 
 TaskRecord Row(sqlite::Stmt& q) {
   TaskRecord t;
@@ -51,13 +52,23 @@ TaskRecord Row(sqlite::Stmt& q) {
   t.error = q.Text(9);
   t.created_at_ms = q.Int(10);
   t.updated_at_ms = q.Int(11);
+  t.epoch = q.Int(12);
   return t;
 }
 
 class SqliteTaskStore final : public TaskStore {
  public:
   explicit SqliteTaskStore(std::unique_ptr<sqlite::Db> db) : db_(std::move(db)) {}
-  Status Init() { return db_->Exec(kSchema); }
+  Status Init() {
+    KG_RETURN_IF_ERROR(db_->Exec(kSchema));
+    // Databases made before retry epochs existed gain the column.
+    KG_ASSIGN_OR_RETURN(auto cols, db_->Prepare("SELECT 1 FROM pragma_table_info('tasks') WHERE name='epoch'"));
+    bool has = cols->Step();
+    KG_RETURN_IF_ERROR(cols->status());
+    cols.reset();
+    if (!has) KG_RETURN_IF_ERROR(db_->Exec("ALTER TABLE tasks ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0"));
+    return Status::Ok();
+  }
 
   Status Create(const TaskRecord& t) override {
     KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
@@ -90,7 +101,7 @@ class SqliteTaskStore final : public TaskStore {
     return out;
   }
 
-  Status UpdateProgress(const std::string& id, const TaskCounts& c, const std::string& error) override {
+  Status UpdateProgress(const std::string& id, const TaskCounts& c, const std::string& error, int64_t epoch) override {
     // Counts only grow (a reader that saw fewer finished chunks may write after one that saw
     // more), and the status is derived in the same statement from the stored, grown counts:
     // queued -> running -> done|failed, never back (kStatusSql).
@@ -98,10 +109,10 @@ class SqliteTaskStore final : public TaskStore {
     KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
         "UPDATE tasks SET chunks_done=MAX(chunks_done, ?1), chunks_failed=MAX(chunks_failed, ?2), "
         "error=CASE WHEN ?3='' THEN error ELSE ?3 END, status=" + std::string(kStatusSql) +
-        ", updated_at=?5 WHERE id=?6 AND (chunks_done<?1 OR chunks_failed<?2 OR (?3<>'' AND error<>?3) OR status<>" +
+        ", updated_at=?5 WHERE id=?6 AND (?8<0 OR epoch=?8) AND (chunks_done<?1 OR chunks_failed<?2 OR (?3<>'' AND error<>?3) OR status<>" +
         std::string(kStatusSql) + ")"));
     st->Bind(1, c.done).Bind(2, c.dead).Bind(3, error).Bind(4, (c.done + c.leased + c.dead) > 0 ? 1 : 0);
-    st->Bind(5, NowMs()).Bind(6, id).Bind(7, c.cancelled);
+    st->Bind(5, NowMs()).Bind(6, id).Bind(7, c.cancelled).Bind(8, epoch);
     return st->Run();
   }
 
@@ -115,7 +126,7 @@ class SqliteTaskStore final : public TaskStore {
 
   Status Reopen(const std::string& id) override {
     KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-        "UPDATE tasks SET status='queued', error='', chunks_failed=0, updated_at=? WHERE id=?"));
+        "UPDATE tasks SET status='queued', error='', chunks_failed=0, epoch=epoch+1, updated_at=? WHERE id=?"));
     st->Bind(1, NowMs()).Bind(2, id);
     KG_RETURN_IF_ERROR(st->Run());
     if (db_->Changes() == 0) return Status::NotFound("task " + id + " not found");
@@ -191,10 +202,14 @@ std::string DeriveStatus(const TaskCounts& c) {
 }
 
 Status RefreshProgress(TaskStore& store, Queue& queue, const std::string& id, const std::string& error) {
+  // The epoch first: if the task is reopened after this read, these counts are from before
+  // the retry and must not land.
+  auto row = store.Get(id);
+  if (!row.ok()) return row.status().code() == Code::kNotFound ? Status::Ok() : row.status();
   auto counts = queue.Counts(id);
   if (!counts.ok()) return counts.status().With("task " + id + " progress");
   if (counts->total == 0) return Status::Ok();  // nothing enqueued (yet)
-  return store.UpdateProgress(id, *counts, error);
+  return store.UpdateProgress(id, *counts, error, row->epoch);
 }
 
 Result<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(const std::string& path) {

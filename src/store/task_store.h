@@ -34,6 +34,7 @@ struct TaskRecord {
   std::string error;
   int64_t created_at_ms = 0;
   int64_t updated_at_ms = 0;
+  int64_t epoch = 0;  // bumped by Reopen: progress read before a retry cannot land after it
 };
 
 // queued|running|done|failed from chunk counts.
@@ -55,7 +56,10 @@ class TaskStore {
   virtual Result<TaskRecord> Get(const std::string& id) = 0;
   virtual Result<std::vector<TaskRecord>> List(const std::string& status, int limit) = 0;
   // Stores counts and the derived status (a cancelled task keeps its status).
-  virtual Status UpdateProgress(const std::string& id, const TaskCounts& counts, const std::string& error) = 0;
+  // With `epoch` >= 0 the update applies only while the row's epoch is still `epoch` (the
+  // counts were read after the last Reopen); -1 applies it whatever the epoch.
+  virtual Status UpdateProgress(const std::string& id, const TaskCounts& counts, const std::string& error,
+                                int64_t epoch = -1) = 0;
   virtual Status MarkCancelled(const std::string& id) = 0;
   // A cancelled or failed task becomes queued again (retry).
   virtual Status Reopen(const std::string& id) = 0;

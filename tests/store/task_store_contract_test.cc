@@ -115,6 +115,24 @@ TEST_P(TaskStoreContract, UnchangedProgressIsNotWrittenAndCancelledChunksEndTheT
   EXPECT_EQ(s_->Get("a")->status, "cancelled");
 }
 
+// Verifies progress read before a retry cannot land after it: Reopen bumps the epoch, and an
+// update carrying the old epoch changes nothing (it would mark the retried task failed again).
+TEST_P(TaskStoreContract, ProgressFromBeforeARetryIsIgnored) {
+  ASSERT_TRUE(s_->Create(Task("a", 2)).ok());
+  ASSERT_TRUE(s_->UpdateProgress("a", {2, 0, 0, 1, 1, 0}, "chunk a:1: boom").ok());
+  auto failed = s_->Get("a");
+  ASSERT_TRUE(failed.ok());
+  ASSERT_EQ(failed->status, "failed");
+  int64_t before = failed->epoch;
+  ASSERT_TRUE(s_->Reopen("a").ok());
+  EXPECT_GT(s_->Get("a")->epoch, before);
+  // A writer that read the counts before the retry writes now, with the epoch it saw.
+  ASSERT_TRUE(s_->UpdateProgress("a", {2, 0, 0, 1, 1, 0}, "chunk a:1: boom", before).ok());
+  EXPECT_EQ(s_->Get("a")->status, "queued") << "a stale write undid the retry";
+  ASSERT_TRUE(s_->UpdateProgress("a", {2, 0, 0, 2, 0, 0}, "", s_->Get("a")->epoch).ok());
+  EXPECT_EQ(s_->Get("a")->status, "done");
+}
+
 // Verifies listing filters by status and honours the limit.
 TEST_P(TaskStoreContract, ListFilters) {
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(s_->Create(Task("t" + std::to_string(i), 1)).ok());

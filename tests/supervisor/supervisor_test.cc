@@ -210,12 +210,16 @@ TEST(Supervisor, CapsHoldUnderConcurrentScaling) {
   std::string err = n.proc().Stderr();
   EXPECT_NE(err.find("error"), std::string::npos);
   EXPECT_NE(err.find("KG_MAX_PROCESSES_PER_PROVIDER=2 refuses"), std::string::npos) << err;
-  // The setting persists in the task store.
+  // The setting persists in the task store (written by the supervisor's store thread, so
+  // shortly after the answer).
   auto store = OpenSqliteTaskStore(dir.path() + "/data/tasks.db");
   ASSERT_TRUE(store.ok());
-  auto setting = (*store)->GetSetting(ScaleSettingKey("p4"));
-  ASSERT_TRUE(setting.ok() && setting->has_value());
-  EXPECT_EQ(**setting, "3");
+  std::string stored;
+  EXPECT_TRUE(WaitFor([&] {
+    auto setting = (*store)->GetSetting(ScaleSettingKey("p4"));
+    stored = setting.ok() && setting->has_value() ? **setting : "";
+    return stored == "3";
+  }, 10s)) << "stored: " << stored;
 }
 
 // Verifies Start() called 3 times and from 16 threads at once yields one guard and one process set.
