@@ -98,6 +98,50 @@ void Bar(const std::string& label, int done, int failed, int total, const std::s
 
 }  // namespace
 
+Status NormalizeUrl(std::string* url, std::string* note) {
+  const std::string accepted = "; expected http[s]://HOST[:PORT], e.g. http://127.0.0.1:8080";
+  const std::string& u = *url;
+  auto bad = [&](const std::string& why) { return Status::Invalid("--url '" + u + "': " + why + accepted); };
+  auto sep = u.find("://");  // none: HOST[:PORT], taken as http (as KG_HTTP_ADDR is written)
+  std::string scheme = sep == std::string::npos ? "http" : u.substr(0, sep);
+  if (scheme != "http" && scheme != "https") return bad("scheme '" + scheme + "' is not supported");
+  std::string rest = sep == std::string::npos ? u : u.substr(sep + 3);
+  std::string path;
+  if (auto slash = rest.find_first_of("/?#"); slash != std::string::npos) {
+    path = rest.substr(slash);
+    rest = rest.substr(0, slash);
+  }
+  if (rest.find('@') != std::string::npos) return bad("credentials in the URL are not supported (use KG_API_TOKEN)");
+  std::string host = rest, port;
+  if (!rest.empty() && rest[0] == '[') {  // [IPv6]:port
+    auto close = rest.find(']');
+    if (close == std::string::npos) return bad("unclosed '['");
+    host = rest.substr(0, close + 1);
+    std::string after = rest.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return bad("junk after the host");
+      port = after.substr(1);
+      if (port.empty()) return bad("empty port");
+    }
+  } else if (auto colon = rest.rfind(':'); colon != std::string::npos) {
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+    if (port.empty()) return bad("empty port");
+  }
+  if (host.empty() || host == "[]") return bad("no host");
+  if (host.find(':') != std::string::npos && host[0] != '[') return bad("bad host");
+  if (!port.empty()) {
+    if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return bad("bad port '" + port + "'");
+    int p = std::stoi(port);
+    if (p < 1 || p > 65535) return bad("port " + port + " out of range");
+  }
+  if (!path.empty() && path != "/") {
+    *note = "kgflow: note: --url path '" + path + "' ignored; the client adds /api/v1/... itself";
+  }
+  *url = scheme + "://" + host + (port.empty() ? "" : ":" + port);
+  return Status::Ok();
+}
+
 int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, const std::string& provider,
               const std::string& title, bool wait) {
   Api api(o);

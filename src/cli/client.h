@@ -1,7 +1,10 @@
 #pragma once
 // Client commands: they talk to a running node over its HTTP API.
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include "common/status.h"
 
 namespace kg {
 
@@ -9,6 +12,11 @@ struct ClientOptions {
   std::string url;    // http://host:port (default from KG_HTTP_ADDR)
   std::string token;  // KG_API_TOKEN
 };
+
+// Checks a --url value: http[s]://HOST[:PORT], or HOST[:PORT] taken as http. A path
+// after it is stripped (the API's paths are fixed) and `note` says so; anything else is
+// kInvalidArgument saying what is accepted. On success `url` holds SCHEME://HOST[:PORT].
+Status NormalizeUrl(std::string* url, std::string* note);
 
 int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, const std::string& provider,
               const std::string& title, bool wait);

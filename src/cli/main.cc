@@ -14,6 +14,7 @@
 namespace {
 
 constexpr int kExitConfig = 2;
+constexpr int kExitUsage = 2;
 
 // Loads the configuration or prints one line naming the bad variable.
 std::optional<kg::Config> LoadOrExplain(bool force_worker = false) {
@@ -47,9 +48,35 @@ std::string DefaultUrl() {
   return "http://" + a;
 }
 
+// The first word after `app`'s own options must name one of its subcommands; CLI11 alone
+// says "A subcommand is required" for `kgflow frobnicate`. Returns "" when `word` is known.
+std::string UnknownCommand(CLI::App& app, const std::string& word, const std::string& where) {
+  std::string names;
+  for (const CLI::App* c : app.get_subcommands([](const CLI::App* a) { return !a->get_name().empty(); })) {
+    if (c->get_name() == word) return "";
+    if (!c->get_group().empty()) names += (names.empty() ? "" : ", ") + c->get_name();
+  }
+  return "kgflow: unknown command '" + where + word + "'; commands: " + names + " (see --help)";
+}
+
+int Main(int argc, char** argv);
+
 }  // namespace
 
+// Every failure is a message and an exit code, never an uncaught exception (exit 134):
+// 0 ok, 1 runtime failure, 2 usage or configuration.
 int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "kgflow: internal error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+namespace {
+
+int Main(int argc, char** argv) {
   // The worker subcommand is internal and hot (spawn latency): handle it before CLI11.
   if (argc >= 2 && std::string(argv[1]) == "__worker") {
     kg::WorkerOptions o;
@@ -125,7 +152,38 @@ int main(int argc, char** argv) {
 
   auto* check = app.add_subcommand("check-config", "Print the effective configuration (secrets masked)");
 
-  CLI11_PARSE(app, argc, argv);
+  // Unknown commands are named (checked before CLI11, whose message would not say which).
+  if (argc >= 2 && argv[1][0] != '-') {
+    if (auto e = UnknownCommand(app, argv[1], ""); !e.empty()) {
+      std::cerr << e << "\n";
+      return kExitUsage;
+    }
+    if (std::string(argv[1]) == "graph" && argc >= 3 && argv[2][0] != '-') {
+      if (auto e = UnknownCommand(*graph, argv[2], "graph "); !e.empty()) {
+        std::cerr << e << "\n";
+        return kExitUsage;
+      }
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version are "errors" with exit code 0; every real parse error is usage (2),
+    // not CLI11's own codes (105 for a value outside a set, ...).
+    int code = app.exit(e);
+    return code == 0 ? 0 : kExitUsage;
+  }
+
+  bool remote = submit->parsed() || tasks->parsed() || workers->parsed() || scale->parsed() || gstats->parsed() ||
+                gsearch->parsed() || gexport->parsed();
+  if (remote) {
+    std::string note;
+    if (kg::Status s = kg::NormalizeUrl(&client.url, &note); !s.ok()) {
+      std::cerr << "kgflow: " << s.message() << "\n";
+      return kExitUsage;
+    }
+    if (!note.empty()) std::cerr << note << "\n";
+  }
 
   if (*start || *worker) {
     kg::BlockSupervisorSignals();  // before any thread exists
@@ -155,3 +213,5 @@ int main(int argc, char** argv) {
   if (*gexport) return kg::CmdGraphExport(client, format);
   return 0;
 }
+
+}  // namespace
