@@ -2,7 +2,14 @@
 
 #include <fmt/format.h>
 #include <httplib.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include <chrono>
 #include <fstream>
@@ -62,19 +69,118 @@ class Api {
   httplib::Client cli_;
 };
 
-bool ReadAll(const std::string& file, std::string* out) {
-  if (file == "-") {
-    std::ostringstream ss;
-    ss << std::cin.rdbuf();
-    *out = ss.str();
-    return true;
+// One document to submit, read and checked before anything is sent.
+struct Doc {
+  std::string path;  // as given, or "-" for stdin
+  std::string text;
+};
+
+std::string Mb(int64_t bytes) { return fmt::format("{} bytes", bytes); }
+
+// Reads a regular file and checks it is text under the size limit; the reason otherwise.
+Result<std::string> LoadDocument(const std::string& path, int64_t max_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(e)));
   }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return true;
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::Invalid(fmt::format("{}: not a regular file", path));
+  }
+  if (st.st_size > max_bytes) {
+    ::close(fd);
+    return Status::Invalid(fmt::format("{} is {}; the node accepts at most {} (KG_MAX_BODY_MB)", path,
+                                       Mb(st.st_size), Mb(max_bytes)));
+  }
+  std::string text;
+  char buf[65536];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(e)));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (static_cast<int64_t>(text.size()) > max_bytes) {
+    return Status::Invalid(fmt::format("{} is {}; the node accepts at most {} (KG_MAX_BODY_MB)", path,
+                                       Mb(static_cast<int64_t>(text.size())), Mb(max_bytes)));
+  }
+  if (Status c = CheckText(text); !c.ok()) return Status::Invalid(fmt::format("{}: not text: {}", path, c.message()));
+  return text;
+}
+
+// Every argument read and checked; `errors` gets one line per refused argument, stderr one
+// line per file skipped inside a --recursive directory.
+std::vector<Doc> Collect(const std::vector<std::string>& args, bool recursive, int64_t max_bytes,
+                         std::vector<std::string>* errors) {
+  std::vector<Doc> docs;
+  for (const auto& a : args) {
+    if (a == "-") {
+      std::ostringstream ss;
+      ss << std::cin.rdbuf();
+      std::string text = ss.str();
+      if (static_cast<int64_t>(text.size()) > max_bytes) {
+        errors->push_back(fmt::format("stdin is {}; the node accepts at most {} (KG_MAX_BODY_MB)",
+                                      Mb(static_cast<int64_t>(text.size())), Mb(max_bytes)));
+      } else if (Status c = CheckText(text); !c.ok()) {
+        errors->push_back("stdin: not text: " + c.message());
+      } else {
+        docs.push_back({a, std::move(text)});
+      }
+      continue;
+    }
+    struct stat st {};
+    if (::stat(a.c_str(), &st) != 0) {
+      errors->push_back(fmt::format("cannot read {}: {}", a, std::strerror(errno)));
+      continue;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      if (!recursive) {
+        errors->push_back(a + " is a directory; use --recursive");
+        continue;
+      }
+      std::error_code ec;
+      std::vector<std::string> found;
+      auto it = std::filesystem::recursive_directory_iterator(a, ec);
+      for (; !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+        if (it->is_directory(ec)) continue;
+        found.push_back(it->path().string());
+      }
+      if (ec) {
+        errors->push_back(fmt::format("cannot list {}: {}", a, ec.message()));
+        continue;
+      }
+      std::sort(found.begin(), found.end());
+      size_t taken = 0;
+      for (const auto& f : found) {
+        auto text = LoadDocument(f, max_bytes);
+        if (!text.ok()) {
+          std::cerr << "kgflow: skipped " << text.status().message() << "\n";
+          continue;
+        }
+        docs.push_back({f, std::move(text).value()});
+        ++taken;
+      }
+      if (taken == 0) errors->push_back(a + ": no text file in it");
+      continue;
+    }
+    auto text = LoadDocument(a, max_bytes);
+    if (!text.ok()) {
+      errors->push_back(text.status().message());
+      continue;
+    }
+    docs.push_back({a, std::move(text).value()});
+  }
+  return docs;
 }
 
 std::string Basename(const std::string& path) {
@@ -143,19 +249,23 @@ Status NormalizeUrl(std::string* url, std::string* note) {
 }
 
 int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, const std::string& provider,
-              const std::string& title, bool wait) {
+              const std::string& title, bool wait, bool recursive, int64_t max_bytes) {
+  // Every argument is checked before anything is sent: a bad one submits nothing.
+  std::vector<std::string> errors;
+  std::vector<Doc> docs = Collect(files, recursive, max_bytes, &errors);
+  if (!errors.empty()) {
+    for (const auto& e : errors) std::cerr << "kgflow: " << e << "\n";
+    std::cerr << "kgflow: nothing submitted\n";
+    return 1;
+  }
   Api api(o);
   struct Sub {
     std::string id, label;
   };
   std::vector<Sub> subs;
-  for (const auto& f : files) {
-    std::string text;
-    if (!ReadAll(f, &text)) {
-      std::cerr << "kgflow: cannot read " << f << "\n";
-      return 1;
-    }
-    json body = {{"text", SanitizeUtf8(text)}, {"source", f == "-" ? "stdin" : f}};
+  for (const auto& d : docs) {
+    const std::string& f = d.path;
+    json body = {{"text", SanitizeUtf8(d.text)}, {"source", f == "-" ? "stdin" : f}};
     body["title"] = !title.empty() ? title : f == "-" ? "stdin" : Basename(f);
     if (!provider.empty()) body["provider"] = provider;
     auto r = api.Call("POST", "/api/v1/tasks", &body);

@@ -18,8 +18,12 @@ struct ClientOptions {
 // kInvalidArgument saying what is accepted. On success `url` holds SCHEME://HOST[:PORT].
 Status NormalizeUrl(std::string* url, std::string* note);
 
+// Checks every argument first (exists, readable, a regular file or with `recursive` a
+// directory's files, at most `max_bytes`, text by CheckText) and submits nothing, exit 1,
+// if one fails, naming each and why. Inside a directory, files that fail are skipped
+// with a line on stderr.
 int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, const std::string& provider,
-              const std::string& title, bool wait);
+              const std::string& title, bool wait, bool recursive, int64_t max_bytes);
 int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& status, int limit);
 int CmdWorkers(const ClientOptions& o);
 int CmdScale(const ClientOptions& o, const std::string& provider, int n);

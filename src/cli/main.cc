@@ -106,12 +106,13 @@ int Main(int argc, char** argv) {
 
   std::vector<std::string> files;
   std::string provider, title;
-  bool wait = false;
+  bool wait = false, recursive = false;
   auto* submit = app.add_subcommand("submit", "Submit documents (files, or - for stdin) as tasks");
   submit->add_option("files", files, "FILE... or -")->required();
   submit->add_option("--provider", provider, "provider to extract with (default: the first enabled)");
   submit->add_option("--title", title, "title (default: the file name)");
   submit->add_flag("--wait", wait, "wait for the tasks to finish, showing progress");
+  submit->add_flag("--recursive,-r", recursive, "submit the text files under a directory (others are skipped)");
   add_url(submit);
 
   std::string task_id, status_filter;
@@ -198,7 +199,11 @@ int Main(int argc, char** argv) {
     std::cout << kg::DescribeConfig(*c);
     return 0;
   }
-  if (*submit) return kg::CmdSubmit(client, files, provider, title, wait);
+  if (*submit) {
+    auto c = LoadOrExplain();  // the body limit the node applies (KG_MAX_BODY_MB)
+    if (!c) return kExitConfig;
+    return kg::CmdSubmit(client, files, provider, title, wait, recursive, int64_t{c->max_body_mb} * 1048576);
+  }
   if (*tasks) return kg::CmdTasks(client, task_id, status_filter, limit);
   if (*workers) return kg::CmdWorkers(client);
   if (*scale) {

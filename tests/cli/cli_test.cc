@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "testing/testing.h"
@@ -89,6 +90,51 @@ TEST(Cli, ParseErrorsExitTwo) {
   }
   EXPECT_EQ(Kgflow({"--help"}, dir).code, 0);
   EXPECT_EQ(Kgflow({"--version"}, dir).code, 0);
+}
+
+// Verifies submit checks every argument before sending anything: with one missing file (named with
+// the OS reason) the good one is not submitted either and the exit code is 1; a directory needs
+// --recursive, which takes its text files and names the ones it skipped and why.
+TEST(Cli, SubmitChecksEveryArgumentFirst) {
+  testing::TempDir dir;
+  testing::Node n(dir);
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())}};
+  testing::WriteFile(dir.File("good.txt"), "Mara Voss founded Helix Dynamics.");
+  CliRun r = Kgflow({"submit", dir.File("good.txt"), dir.File("missing.txt")}, dir, env);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("cannot read " + dir.File("missing.txt") + ": No such file or directory"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(n.Get("/api/v1/tasks")["tasks"].size(), 0u) << "nothing may be submitted";
+
+  std::filesystem::create_directories(dir.File("docs/sub"));
+  testing::WriteFile(dir.File("docs/a.txt"), "Ada Lovelace met Charles Babbage.");
+  testing::WriteFile(dir.File("docs/sub/b.txt"), "Helix Dynamics hired Mara Voss.");
+  testing::WriteFile(dir.File("docs/c.bin"), std::string("PK\0\0\x03\x04", 6));
+  r = Kgflow({"submit", dir.File("docs")}, dir, env);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find(dir.File("docs") + " is a directory; use --recursive"), std::string::npos) << r.err;
+  EXPECT_EQ(n.Get("/api/v1/tasks")["tasks"].size(), 0u);
+
+  r = Kgflow({"submit", "--recursive", dir.File("docs")}, dir, env);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("skipped " + dir.File("docs/c.bin") + ": not text"), std::string::npos) << r.err;
+  EXPECT_EQ(n.Get("/api/v1/tasks")["tasks"].size(), 2u) << r.out;
+}
+
+// Verifies submit refuses, before sending, a file that is not text (kg::CheckText's reason) and one
+// over the client's KG_MAX_BODY_MB, naming each; no node is needed to say so.
+TEST(Cli, SubmitRefusesBinaryAndOversizedFiles) {
+  testing::TempDir dir;
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:1"}, {"KG_MAX_BODY_MB", "1"}};
+  testing::WriteFile(dir.File("zip.txt"), std::string("PK\0\0\x03\x04", 6));
+  testing::WriteFile(dir.File("big.txt"), std::string(1100000, 'a'));
+  CliRun r = Kgflow({"submit", dir.File("zip.txt"), dir.File("big.txt")}, dir, env);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find(dir.File("zip.txt") + ": not text: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(dir.File("big.txt") + " is 1100000 bytes; the node accepts at most 1048576 bytes (KG_MAX_BODY_MB)"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("cannot reach"), std::string::npos) << "nothing may be sent: " << r.err;
 }
 
 }  // namespace
