@@ -202,6 +202,19 @@ void Bar(const std::string& label, int done, int failed, int total, const std::s
             << std::flush;
 }
 
+// --json: prints the API's body as is; returns the exit code.
+int PrintRaw(Api& api, const std::string& path) {
+  std::string raw;
+  if (!api.Call("GET", path, nullptr, &raw)) return 1;
+  std::cout << raw;
+  if (raw.empty() || raw.back() != '\n') std::cout << "\n";
+  return 0;
+}
+
+std::string Plural(int64_t n, const std::string& one, const std::string& many) {
+  return fmt::format("{} {}", n, n == 1 ? one : many);
+}
+
 }  // namespace
 
 Status NormalizeUrl(std::string* url, std::string* note) {
@@ -270,8 +283,8 @@ int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, con
     if (!provider.empty()) body["provider"] = provider;
     auto r = api.Call("POST", "/api/v1/tasks", &body);
     if (!r) return 1;
-    std::cout << fmt::format("submitted {} as task {} ({} chunks, provider {})\n", f, (*r)["id"].get<std::string>(),
-                             (*r)["chunks_total"].get<int>(), (*r)["provider"].get<std::string>());
+    std::cout << fmt::format("submitted {} as task {} ({}, provider {})\n", f, (*r)["id"].get<std::string>(),
+                             Plural((*r)["chunks_total"].get<int>(), "chunk", "chunks"), (*r)["provider"].get<std::string>());
     subs.push_back({(*r)["id"], body["title"]});
   }
   if (!wait) return 0;
@@ -305,13 +318,15 @@ int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, con
 int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& status, int limit) {
   Api api(o);
   if (!id.empty()) {
-    auto t = api.Call("GET", "/api/v1/tasks/" + id);
+    if (o.json) return PrintRaw(api, "/api/v1/tasks/" + httplib::detail::encode_query_param(id));
+    auto t = api.Call("GET", "/api/v1/tasks/" + httplib::detail::encode_query_param(id));
     if (!t) return 1;
     std::cout << t->dump(2) << "\n";
     return 0;
   }
   std::string path = fmt::format("/api/v1/tasks?limit={}", limit);
-  if (!status.empty()) path += "&status=" + status;
+  if (!status.empty()) path += "&status=" + httplib::detail::encode_query_param(status);
+  if (o.json) return PrintRaw(api, path);
   auto r = api.Call("GET", path);
   if (!r) return 1;
   std::cout << fmt::format("{:<20} {:<10} {:>6} {:>6} {:>6}  {}\n", "ID", "STATUS", "DONE", "FAILED", "TOTAL", "TITLE");
@@ -325,6 +340,7 @@ int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& s
 
 int CmdWorkers(const ClientOptions& o) {
   Api api(o);
+  if (o.json) return PrintRaw(api, "/api/v1/workers");
   auto r = api.Call("GET", "/api/v1/workers");
   if (!r) return 1;
   for (const auto& n : (*r)["nodes"]) {
@@ -379,6 +395,7 @@ int CmdScaleReset(const ClientOptions& o, const std::string& provider) {
 
 int CmdGraphStats(const ClientOptions& o) {
   Api api(o);
+  if (o.json) return PrintRaw(api, "/api/v1/graph/stats");
   auto r = api.Call("GET", "/api/v1/graph/stats");
   if (!r) return 1;
   std::cout << fmt::format("documents {}  chunks {}  entities {}  relations {}\n", (*r)["documents"].get<int64_t>(),
@@ -389,14 +406,62 @@ int CmdGraphStats(const ClientOptions& o) {
 
 int CmdGraphSearch(const ClientOptions& o, const std::string& q, int limit) {
   Api api(o);
-  auto r = api.Call("GET", "/api/v1/graph/entities?q=" + httplib::detail::encode_query_param(q) +
-                               "&limit=" + std::to_string(limit));
+  std::string path =
+      "/api/v1/graph/entities?q=" + httplib::detail::encode_query_param(q) + "&limit=" + std::to_string(limit);
+  if (o.json) return PrintRaw(api, path);
+  auto r = api.Call("GET", path);
   if (!r) return 1;
   for (const auto& e : (*r)["entities"]) {
     std::cout << fmt::format("{:<40} {:<14} mentions {}\n", e["name"].get<std::string>(), e["type"].get<std::string>(),
                              e["mentions"].get<int64_t>());
   }
   return 0;
+}
+
+int CmdGraphEntity(const ClientOptions& o, const std::string& key) {
+  Api api(o);
+  std::string path = "/api/v1/graph/entities/" + httplib::detail::encode_query_param(key);
+  if (o.json) return PrintRaw(api, path);
+  auto r = api.Call("GET", path);
+  if (!r) return 1;
+  const json& e = *r;
+  std::cout << fmt::format("{} ({}), key {}, {}\n", e["name"].get<std::string>(), e["type"].get<std::string>(),
+                           e["key"].get<std::string>(), Plural(e["mentions"].get<int64_t>(), "mention", "mentions"));
+  if (e.contains("description") && e["description"].is_string() && !e["description"].get<std::string>().empty()) {
+    std::cout << "  " << e["description"].get<std::string>() << "\n";
+  }
+  for (const auto& nb : e["neighbours"]) {
+    bool out = nb["direction"] == "out";
+    std::cout << fmt::format("  {} {} {} {} ({})\n", out ? "-[" : "<-[", nb["type"].get<std::string>(),
+                             out ? "]->" : "]-", nb["entity"]["name"].get<std::string>(),
+                             nb["entity"]["type"].get<std::string>());
+  }
+  std::cout << fmt::format("  in {}, {}\n", Plural(static_cast<int64_t>(e["documents"].size()), "document", "documents"),
+                           Plural(static_cast<int64_t>(e["chunks"].size()), "chunk", "chunks"));
+  return 0;
+}
+
+namespace {
+
+int TaskAction(const ClientOptions& o, const std::string& id, const std::string& action, const std::string& count,
+               const std::string& what) {
+  Api api(o);
+  auto r = api.Call("POST", "/api/v1/tasks/" + httplib::detail::encode_query_param(id) + "/" + action);
+  if (!r) return 1;
+  int64_t n = r->contains(count) ? (*r)[count].get<int64_t>() : 0;
+  std::cout << fmt::format("task {} {}: {} {}; status {}\n", id, action == "cancel" ? "cancelled" : "retried",
+                           Plural(n, "chunk", "chunks"), what, (*r)["status"].get<std::string>());
+  return 0;
+}
+
+}  // namespace
+
+int CmdCancel(const ClientOptions& o, const std::string& id) {
+  return TaskAction(o, id, "cancel", "chunks_cancelled", "cancelled");
+}
+
+int CmdRetry(const ClientOptions& o, const std::string& id) {
+  return TaskAction(o, id, "retry", "chunks_requeued", "queued again");
 }
 
 int CmdGraphExport(const ClientOptions& o, const std::string& format) {

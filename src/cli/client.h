@@ -11,6 +11,7 @@ namespace kg {
 struct ClientOptions {
   std::string url;    // http://host:port (default from KG_HTTP_ADDR)
   std::string token;  // KG_API_TOKEN
+  bool json = false;  // read commands print the API's JSON body as is (--json)
 };
 
 // Checks a --url value: http[s]://HOST[:PORT], or HOST[:PORT] taken as http. A path
@@ -31,6 +32,11 @@ int CmdScale(const ClientOptions& o, const std::string& provider, int n);
 int CmdScaleReset(const ClientOptions& o, const std::string& provider);
 int CmdGraphStats(const ClientOptions& o);
 int CmdGraphSearch(const ClientOptions& o, const std::string& q, int limit);
+// GET /api/v1/graph/entities/{key} (the key URL-encoded): the entity, its neighbours, provenance.
+int CmdGraphEntity(const ClientOptions& o, const std::string& key);
+// POST /api/v1/tasks/{id}/cancel and /retry.
+int CmdCancel(const ClientOptions& o, const std::string& id);
+int CmdRetry(const ClientOptions& o, const std::string& id);
 int CmdGraphExport(const ClientOptions& o, const std::string& format);
 
 }  // namespace kg

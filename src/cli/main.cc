@@ -126,6 +126,13 @@ int Main(int argc, char** argv) {
   auto* workers = app.add_subcommand("workers", "List nodes and their worker processes");
   add_url(workers);
 
+  auto* cancel = app.add_subcommand("cancel", "Cancel an unfinished task");
+  cancel->add_option("id", task_id, "task id")->required();
+  add_url(cancel);
+  auto* retry = app.add_subcommand("retry", "Queue a failed or cancelled task's chunks again");
+  retry->add_option("id", task_id, "task id")->required();
+  add_url(retry);
+
   std::string scale_provider;
   int scale_n = 0;
   bool scale_reset = false;
@@ -149,7 +156,13 @@ int Main(int argc, char** argv) {
   std::string format = "json";
   auto* gexport = graph->add_subcommand("export", "Export the whole graph");
   gexport->add_option("--format", format, "json|graphml")->check(CLI::IsMember({"json", "graphml"}));
-  for (auto* c : {gstats, gsearch, gexport}) add_url(c);
+  std::string entity_key;
+  auto* gentity = graph->add_subcommand("entity", "Show one entity: neighbours and provenance");
+  gentity->add_option("key", entity_key, "entity key, TYPE:NAME as search --json shows it")->required();
+  for (auto* c : {gstats, gsearch, gexport, gentity}) add_url(c);
+  for (auto* c : {tasks, workers, gstats, gsearch, gentity}) {
+    c->add_flag("--json", client.json, "print the API's JSON as is");
+  }
 
   auto* check = app.add_subcommand("check-config", "Print the effective configuration (secrets masked)");
 
@@ -176,7 +189,7 @@ int Main(int argc, char** argv) {
   }
 
   bool remote = submit->parsed() || tasks->parsed() || workers->parsed() || scale->parsed() || gstats->parsed() ||
-                gsearch->parsed() || gexport->parsed();
+                gsearch->parsed() || gexport->parsed() || gentity->parsed() || cancel->parsed() || retry->parsed();
   if (remote) {
     std::string note;
     if (kg::Status s = kg::NormalizeUrl(&client.url, &note); !s.ok()) {
@@ -216,6 +229,9 @@ int Main(int argc, char** argv) {
   if (*gstats) return kg::CmdGraphStats(client);
   if (*gsearch) return kg::CmdGraphSearch(client, query, limit);
   if (*gexport) return kg::CmdGraphExport(client, format);
+  if (*gentity) return kg::CmdGraphEntity(client, entity_key);
+  if (*cancel) return kg::CmdCancel(client, task_id);
+  if (*retry) return kg::CmdRetry(client, task_id);
   return 0;
 }
 

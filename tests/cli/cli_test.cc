@@ -137,5 +137,54 @@ TEST(Cli, SubmitRefusesBinaryAndOversizedFiles) {
   EXPECT_EQ(r.err.find("cannot reach"), std::string::npos) << "nothing may be sent: " << r.err;
 }
 
+// Verifies the read commands' --json prints the API's JSON as is, `graph entity KEY` shows an
+// entity by its URL-encoded key, `cancel`/`retry` reach their routes (a done task: the API's 409
+// reason, exit 1), and counts are singular for one ("1 chunk").
+TEST(Cli, JsonEntityCancelRetry) {
+  testing::TempDir dir;
+  testing::Node n(dir);
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())}};
+  testing::WriteFile(dir.File("one.txt"), "Mara Voss founded Helix Dynamics.");
+  CliRun r = Kgflow({"submit", "--wait", dir.File("one.txt")}, dir, env);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("(1 chunk, provider"), std::string::npos) << r.out;
+
+  for (const auto& [args, path] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"graph", "stats", "--json"}, "/api/v1/graph/stats"},
+           {{"tasks", "--json"}, "/api/v1/tasks?limit=50"},
+           {{"graph", "search", "helix", "--json"}, "/api/v1/graph/entities?q=helix&limit=50"}}) {
+    CliRun j = Kgflow(args, dir, env);
+    EXPECT_EQ(j.code, 0) << path << ": " << j.err;
+    EXPECT_EQ(json::parse(j.out, nullptr, false), n.Get(path)) << path << ": " << j.out;
+  }
+  CliRun w = Kgflow({"workers", "--json"}, dir, env);
+  EXPECT_EQ(w.code, 0) << w.err;
+  EXPECT_TRUE(json::parse(w.out, nullptr, false).contains("nodes")) << w.out;
+
+  json found = n.Get("/api/v1/graph/entities?q=helix");
+  ASSERT_FALSE(found.is_null());
+  ASSERT_FALSE(found["entities"].empty()) << found;
+  std::string key = found["entities"][0]["key"];  // "organization:helix dynamics": a space and a colon
+  CliRun e = Kgflow({"graph", "entity", key}, dir, env);
+  EXPECT_EQ(e.code, 0) << e.err;
+  EXPECT_NE(e.out.find("Helix Dynamics"), std::string::npos) << e.out;
+  EXPECT_NE(e.out.find("in 1 document, 1 chunk"), std::string::npos) << e.out;
+  CliRun ej = Kgflow({"graph", "entity", "--json", key}, dir, env);
+  EXPECT_EQ(ej.code, 0) << ej.err;
+  EXPECT_EQ(json::parse(ej.out, nullptr, false)["key"], key) << ej.out;
+  CliRun none = Kgflow({"graph", "entity", "person:nobody at all"}, dir, env);
+  EXPECT_EQ(none.code, 1) << none.err;
+  EXPECT_NE(none.err.find("HTTP 404"), std::string::npos) << none.err;
+
+  std::string id = n.Get("/api/v1/tasks")["tasks"][0]["id"];
+  CliRun c = Kgflow({"cancel", id}, dir, env);
+  EXPECT_EQ(c.code, 1) << c.err;
+  EXPECT_NE(c.err.find("only unfinished tasks can be cancelled"), std::string::npos) << c.err;
+  CliRun rt = Kgflow({"retry", id}, dir, env);
+  EXPECT_EQ(rt.code, 1) << rt.err;
+  EXPECT_NE(rt.err.find("only failed or cancelled tasks can be retried"), std::string::npos) << rt.err;
+}
+
 }  // namespace
 }  // namespace kg
