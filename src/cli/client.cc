@@ -297,7 +297,8 @@ int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, con
       if (!t) return 1;
       std::string status = (*t)["status"];
       int done = (*t)["chunks_done"], failed = (*t)["chunks_failed"], total = (*t)["chunks_total"];
-      std::string line = fmt::format("task {} {}: {}/{} chunks done, {} failed", s.id, status, done, total, failed);
+      std::string line = fmt::format("task {} {}: {}/{} done, {} failed", s.id, status, done,
+                                     Plural(total, "chunk", "chunks"), failed);
       if (tty) Bar(s.label, done, failed, total, status);
       else if (line != last) std::cout << line << "\n" << std::flush;
       last = line;
@@ -377,7 +378,8 @@ int CmdScale(const ClientOptions& o, const std::string& provider, int n) {
   json body = {{"per_node", n}};
   auto r = api.Call("PUT", "/api/v1/providers/" + provider + "/processes", &body);
   if (!r) return 1;
-  std::cout << fmt::format("provider {}: {} processes per node{}\n", provider, (*r)["per_node"].get<int>(),
+  std::cout << fmt::format("provider {}: {} per node{}\n", provider,
+                           Plural((*r)["per_node"].get<int>(), "process", "processes"),
                            (*r)["clamped"].get<bool>()
                                ? fmt::format(" (asked for {}; clamped by {})", n, (*r)["reason"].get<std::string>())
                                : "");

@@ -177,6 +177,10 @@ TEST(Cli, JsonEntityCancelRetry) {
   EXPECT_EQ(none.code, 1) << none.err;
   EXPECT_NE(none.err.find("HTTP 404"), std::string::npos) << none.err;
 
+  CliRun sc = Kgflow({"scale", "builtin", "1"}, dir, env);
+  EXPECT_EQ(sc.code, 0) << sc.err;
+  EXPECT_NE(sc.out.find("provider builtin: 1 process per node"), std::string::npos) << sc.out;
+
   std::string id = n.Get("/api/v1/tasks")["tasks"][0]["id"];
   CliRun c = Kgflow({"cancel", id}, dir, env);
   EXPECT_EQ(c.code, 1) << c.err;
@@ -184,6 +188,19 @@ TEST(Cli, JsonEntityCancelRetry) {
   CliRun rt = Kgflow({"retry", id}, dir, env);
   EXPECT_EQ(rt.code, 1) << rt.err;
   EXPECT_NE(rt.err.find("only failed or cancelled tasks can be retried"), std::string::npos) << rt.err;
+}
+
+// Verifies a KG_CONFIG file that cannot be opened is reported with its path and the OS reason
+// (toml++ alone said "File could not be opened for reading (line 0)"), exit 2, one line.
+TEST(Cli, MissingConfigFileNamesPathAndReason) {
+  testing::TempDir dir;
+  CliRun r = Kgflow({"check-config"}, dir, {{"KG_CONFIG", dir.File("nope.toml")}});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("KG_CONFIG='" + dir.File("nope.toml") + "': cannot open: No such file or directory"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("line 0"), std::string::npos) << r.err;
+  EXPECT_EQ(Lines(r.err), 1u) << r.err;
 }
 
 }  // namespace
