@@ -190,6 +190,30 @@ TEST(Cli, JsonEntityCancelRetry) {
   EXPECT_NE(rt.err.find("only failed or cancelled tasks can be retried"), std::string::npos) << rt.err;
 }
 
+// Verifies `cancel TASK` cancels an unfinished task (on a slow provider) and `retry TASK` queues it
+// again, each saying what it did and exiting 0.
+TEST(Cli, CancelThenRetryAnUnfinishedTask) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("kg.toml"), "[providers.slow]\ndelay_ms = 60000\n");
+  testing::Node n(dir, {{"KG_CONFIG", dir.File("kg.toml")}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())},
+                                            {"KG_CONFIG", dir.File("kg.toml")}};
+  testing::WriteFile(dir.File("one.txt"), "Mara Voss founded Helix Dynamics.");
+  CliRun r = Kgflow({"submit", "--provider", "slow", dir.File("one.txt")}, dir, env);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::string id = n.Get("/api/v1/tasks")["tasks"][0]["id"];
+  CliRun c = Kgflow({"cancel", id}, dir, env);
+  EXPECT_EQ(c.code, 0) << c.err;
+  EXPECT_NE(c.out.find("task " + id + " cancelled: "), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("status cancelled"), std::string::npos) << c.out;
+  EXPECT_EQ(n.Get("/api/v1/tasks/" + id)["status"], "cancelled");
+  CliRun rt = Kgflow({"retry", id}, dir, env);
+  EXPECT_EQ(rt.code, 0) << rt.err;
+  EXPECT_NE(rt.out.find("task " + id + " retried: "), std::string::npos) << rt.out;
+  EXPECT_NE(n.Get("/api/v1/tasks/" + id)["status"], "cancelled");
+}
+
 // Verifies a KG_CONFIG file that cannot be opened is reported with its path and the OS reason
 // (toml++ alone said "File could not be opened for reading (line 0)"), exit 2, one line.
 TEST(Cli, MissingConfigFileNamesPathAndReason) {
