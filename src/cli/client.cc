@@ -2,7 +2,14 @@
 
 #include <fmt/format.h>
 #include <httplib.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include <chrono>
 #include <fstream>
@@ -62,19 +69,118 @@ class Api {
   httplib::Client cli_;
 };
 
-bool ReadAll(const std::string& file, std::string* out) {
-  if (file == "-") {
-    std::ostringstream ss;
-    ss << std::cin.rdbuf();
-    *out = ss.str();
-    return true;
+// One document to submit, read and checked before anything is sent.
+struct Doc {
+  std::string path;  // as given, or "-" for stdin
+  std::string text;
+};
+
+std::string Mb(int64_t bytes) { return fmt::format("{} bytes", bytes); }
+
+// Reads a regular file and checks it is text under the size limit; the reason otherwise.
+Result<std::string> LoadDocument(const std::string& path, int64_t max_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(e)));
   }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return true;
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::Invalid(fmt::format("{}: not a regular file", path));
+  }
+  if (st.st_size > max_bytes) {
+    ::close(fd);
+    return Status::Invalid(fmt::format("{} is {}; the node accepts at most {} (KG_MAX_BODY_MB)", path,
+                                       Mb(st.st_size), Mb(max_bytes)));
+  }
+  std::string text;
+  char buf[65536];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(e)));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (static_cast<int64_t>(text.size()) > max_bytes) {
+    return Status::Invalid(fmt::format("{} is {}; the node accepts at most {} (KG_MAX_BODY_MB)", path,
+                                       Mb(static_cast<int64_t>(text.size())), Mb(max_bytes)));
+  }
+  if (Status c = CheckText(text); !c.ok()) return Status::Invalid(fmt::format("{}: not text: {}", path, c.message()));
+  return text;
+}
+
+// Every argument read and checked; `errors` gets one line per refused argument, stderr one
+// line per file skipped inside a --recursive directory.
+std::vector<Doc> Collect(const std::vector<std::string>& args, bool recursive, int64_t max_bytes,
+                         std::vector<std::string>* errors) {
+  std::vector<Doc> docs;
+  for (const auto& a : args) {
+    if (a == "-") {
+      std::ostringstream ss;
+      ss << std::cin.rdbuf();
+      std::string text = ss.str();
+      if (static_cast<int64_t>(text.size()) > max_bytes) {
+        errors->push_back(fmt::format("stdin is {}; the node accepts at most {} (KG_MAX_BODY_MB)",
+                                      Mb(static_cast<int64_t>(text.size())), Mb(max_bytes)));
+      } else if (Status c = CheckText(text); !c.ok()) {
+        errors->push_back("stdin: not text: " + c.message());
+      } else {
+        docs.push_back({a, std::move(text)});
+      }
+      continue;
+    }
+    struct stat st {};
+    if (::stat(a.c_str(), &st) != 0) {
+      errors->push_back(fmt::format("cannot read {}: {}", a, std::strerror(errno)));
+      continue;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      if (!recursive) {
+        errors->push_back(a + " is a directory; use --recursive");
+        continue;
+      }
+      std::error_code ec;
+      std::vector<std::string> found;
+      auto it = std::filesystem::recursive_directory_iterator(a, ec);
+      for (; !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+        if (it->is_directory(ec)) continue;
+        found.push_back(it->path().string());
+      }
+      if (ec) {
+        errors->push_back(fmt::format("cannot list {}: {}", a, ec.message()));
+        continue;
+      }
+      std::sort(found.begin(), found.end());
+      size_t taken = 0;
+      for (const auto& f : found) {
+        auto text = LoadDocument(f, max_bytes);
+        if (!text.ok()) {
+          std::cerr << "kgflow: skipped " << text.status().message() << "\n";
+          continue;
+        }
+        docs.push_back({f, std::move(text).value()});
+        ++taken;
+      }
+      if (taken == 0) errors->push_back(a + ": no text file in it");
+      continue;
+    }
+    auto text = LoadDocument(a, max_bytes);
+    if (!text.ok()) {
+      errors->push_back(text.status().message());
+      continue;
+    }
+    docs.push_back({a, std::move(text).value()});
+  }
+  return docs;
 }
 
 std::string Basename(const std::string& path) {
@@ -96,28 +202,89 @@ void Bar(const std::string& label, int done, int failed, int total, const std::s
             << std::flush;
 }
 
+// --json: prints the API's body as is; returns the exit code.
+int PrintRaw(Api& api, const std::string& path) {
+  std::string raw;
+  if (!api.Call("GET", path, nullptr, &raw)) return 1;
+  std::cout << raw;
+  if (raw.empty() || raw.back() != '\n') std::cout << "\n";
+  return 0;
+}
+
+std::string Plural(int64_t n, const std::string& one, const std::string& many) {
+  return fmt::format("{} {}", n, n == 1 ? one : many);
+}
+
 }  // namespace
 
+Status NormalizeUrl(std::string* url, std::string* note) {
+  const std::string accepted = "; expected http[s]://HOST[:PORT], e.g. http://127.0.0.1:8080";
+  const std::string& u = *url;
+  auto bad = [&](const std::string& why) { return Status::Invalid("--url '" + u + "': " + why + accepted); };
+  auto sep = u.find("://");  // none: HOST[:PORT], taken as http (as KG_HTTP_ADDR is written)
+  std::string scheme = sep == std::string::npos ? "http" : u.substr(0, sep);
+  if (scheme != "http" && scheme != "https") return bad("scheme '" + scheme + "' is not supported");
+  std::string rest = sep == std::string::npos ? u : u.substr(sep + 3);
+  std::string path;
+  if (auto slash = rest.find_first_of("/?#"); slash != std::string::npos) {
+    path = rest.substr(slash);
+    rest = rest.substr(0, slash);
+  }
+  if (rest.find('@') != std::string::npos) return bad("credentials in the URL are not supported (use KG_API_TOKEN)");
+  std::string host = rest, port;
+  if (!rest.empty() && rest[0] == '[') {  // [IPv6]:port
+    auto close = rest.find(']');
+    if (close == std::string::npos) return bad("unclosed '['");
+    host = rest.substr(0, close + 1);
+    std::string after = rest.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return bad("junk after the host");
+      port = after.substr(1);
+      if (port.empty()) return bad("empty port");
+    }
+  } else if (auto colon = rest.rfind(':'); colon != std::string::npos) {
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+    if (port.empty()) return bad("empty port");
+  }
+  if (host.empty() || host == "[]") return bad("no host");
+  if (host.find(':') != std::string::npos && host[0] != '[') return bad("bad host");
+  if (!port.empty()) {
+    if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return bad("bad port '" + port + "'");
+    int p = std::stoi(port);
+    if (p < 1 || p > 65535) return bad("port " + port + " out of range");
+  }
+  if (!path.empty() && path != "/") {
+    *note = "kgflow: note: --url path '" + path + "' ignored; the client adds /api/v1/... itself";
+  }
+  *url = scheme + "://" + host + (port.empty() ? "" : ":" + port);
+  return Status::Ok();
+}
+
 int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, const std::string& provider,
-              const std::string& title, bool wait) {
+              const std::string& title, bool wait, bool recursive, int64_t max_bytes) {
+  // Every argument is checked before anything is sent: a bad one submits nothing.
+  std::vector<std::string> errors;
+  std::vector<Doc> docs = Collect(files, recursive, max_bytes, &errors);
+  if (!errors.empty()) {
+    for (const auto& e : errors) std::cerr << "kgflow: " << e << "\n";
+    std::cerr << "kgflow: nothing submitted\n";
+    return 1;
+  }
   Api api(o);
   struct Sub {
     std::string id, label;
   };
   std::vector<Sub> subs;
-  for (const auto& f : files) {
-    std::string text;
-    if (!ReadAll(f, &text)) {
-      std::cerr << "kgflow: cannot read " << f << "\n";
-      return 1;
-    }
-    json body = {{"text", SanitizeUtf8(text)}, {"source", f == "-" ? "stdin" : f}};
+  for (const auto& d : docs) {
+    const std::string& f = d.path;
+    json body = {{"text", SanitizeUtf8(d.text)}, {"source", f == "-" ? "stdin" : f}};
     body["title"] = !title.empty() ? title : f == "-" ? "stdin" : Basename(f);
     if (!provider.empty()) body["provider"] = provider;
     auto r = api.Call("POST", "/api/v1/tasks", &body);
     if (!r) return 1;
-    std::cout << fmt::format("submitted {} as task {} ({} chunks, provider {})\n", f, (*r)["id"].get<std::string>(),
-                             (*r)["chunks_total"].get<int>(), (*r)["provider"].get<std::string>());
+    std::cout << fmt::format("submitted {} as task {} ({}, provider {})\n", f, (*r)["id"].get<std::string>(),
+                             Plural((*r)["chunks_total"].get<int>(), "chunk", "chunks"), (*r)["provider"].get<std::string>());
     subs.push_back({(*r)["id"], body["title"]});
   }
   if (!wait) return 0;
@@ -130,7 +297,8 @@ int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, con
       if (!t) return 1;
       std::string status = (*t)["status"];
       int done = (*t)["chunks_done"], failed = (*t)["chunks_failed"], total = (*t)["chunks_total"];
-      std::string line = fmt::format("task {} {}: {}/{} chunks done, {} failed", s.id, status, done, total, failed);
+      std::string line = fmt::format("task {} {}: {}/{} done, {} failed", s.id, status, done,
+                                     Plural(total, "chunk", "chunks"), failed);
       if (tty) Bar(s.label, done, failed, total, status);
       else if (line != last) std::cout << line << "\n" << std::flush;
       last = line;
@@ -151,13 +319,15 @@ int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, con
 int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& status, int limit) {
   Api api(o);
   if (!id.empty()) {
-    auto t = api.Call("GET", "/api/v1/tasks/" + id);
+    if (o.json) return PrintRaw(api, "/api/v1/tasks/" + httplib::detail::encode_query_param(id));
+    auto t = api.Call("GET", "/api/v1/tasks/" + httplib::detail::encode_query_param(id));
     if (!t) return 1;
     std::cout << t->dump(2) << "\n";
     return 0;
   }
   std::string path = fmt::format("/api/v1/tasks?limit={}", limit);
-  if (!status.empty()) path += "&status=" + status;
+  if (!status.empty()) path += "&status=" + httplib::detail::encode_query_param(status);
+  if (o.json) return PrintRaw(api, path);
   auto r = api.Call("GET", path);
   if (!r) return 1;
   std::cout << fmt::format("{:<20} {:<10} {:>6} {:>6} {:>6}  {}\n", "ID", "STATUS", "DONE", "FAILED", "TOTAL", "TITLE");
@@ -171,6 +341,7 @@ int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& s
 
 int CmdWorkers(const ClientOptions& o) {
   Api api(o);
+  if (o.json) return PrintRaw(api, "/api/v1/workers");
   auto r = api.Call("GET", "/api/v1/workers");
   if (!r) return 1;
   for (const auto& n : (*r)["nodes"]) {
@@ -207,7 +378,8 @@ int CmdScale(const ClientOptions& o, const std::string& provider, int n) {
   json body = {{"per_node", n}};
   auto r = api.Call("PUT", "/api/v1/providers/" + provider + "/processes", &body);
   if (!r) return 1;
-  std::cout << fmt::format("provider {}: {} processes per node{}\n", provider, (*r)["per_node"].get<int>(),
+  std::cout << fmt::format("provider {}: {} per node{}\n", provider,
+                           Plural((*r)["per_node"].get<int>(), "process", "processes"),
                            (*r)["clamped"].get<bool>()
                                ? fmt::format(" (asked for {}; clamped by {})", n, (*r)["reason"].get<std::string>())
                                : "");
@@ -225,6 +397,7 @@ int CmdScaleReset(const ClientOptions& o, const std::string& provider) {
 
 int CmdGraphStats(const ClientOptions& o) {
   Api api(o);
+  if (o.json) return PrintRaw(api, "/api/v1/graph/stats");
   auto r = api.Call("GET", "/api/v1/graph/stats");
   if (!r) return 1;
   std::cout << fmt::format("documents {}  chunks {}  entities {}  relations {}\n", (*r)["documents"].get<int64_t>(),
@@ -235,14 +408,62 @@ int CmdGraphStats(const ClientOptions& o) {
 
 int CmdGraphSearch(const ClientOptions& o, const std::string& q, int limit) {
   Api api(o);
-  auto r = api.Call("GET", "/api/v1/graph/entities?q=" + httplib::detail::encode_query_param(q) +
-                               "&limit=" + std::to_string(limit));
+  std::string path =
+      "/api/v1/graph/entities?q=" + httplib::detail::encode_query_param(q) + "&limit=" + std::to_string(limit);
+  if (o.json) return PrintRaw(api, path);
+  auto r = api.Call("GET", path);
   if (!r) return 1;
   for (const auto& e : (*r)["entities"]) {
     std::cout << fmt::format("{:<40} {:<14} mentions {}\n", e["name"].get<std::string>(), e["type"].get<std::string>(),
                              e["mentions"].get<int64_t>());
   }
   return 0;
+}
+
+int CmdGraphEntity(const ClientOptions& o, const std::string& key) {
+  Api api(o);
+  std::string path = "/api/v1/graph/entities/" + httplib::detail::encode_query_param(key);
+  if (o.json) return PrintRaw(api, path);
+  auto r = api.Call("GET", path);
+  if (!r) return 1;
+  const json& e = *r;
+  std::cout << fmt::format("{} ({}), key {}, {}\n", e["name"].get<std::string>(), e["type"].get<std::string>(),
+                           e["key"].get<std::string>(), Plural(e["mentions"].get<int64_t>(), "mention", "mentions"));
+  if (e.contains("description") && e["description"].is_string() && !e["description"].get<std::string>().empty()) {
+    std::cout << "  " << e["description"].get<std::string>() << "\n";
+  }
+  for (const auto& nb : e["neighbours"]) {
+    bool out = nb["direction"] == "out";
+    std::cout << fmt::format("  {} {} {} {} ({})\n", out ? "-[" : "<-[", nb["type"].get<std::string>(),
+                             out ? "]->" : "]-", nb["entity"]["name"].get<std::string>(),
+                             nb["entity"]["type"].get<std::string>());
+  }
+  std::cout << fmt::format("  in {}, {}\n", Plural(static_cast<int64_t>(e["documents"].size()), "document", "documents"),
+                           Plural(static_cast<int64_t>(e["chunks"].size()), "chunk", "chunks"));
+  return 0;
+}
+
+namespace {
+
+int TaskAction(const ClientOptions& o, const std::string& id, const std::string& action, const std::string& count,
+               const std::string& what) {
+  Api api(o);
+  auto r = api.Call("POST", "/api/v1/tasks/" + httplib::detail::encode_query_param(id) + "/" + action);
+  if (!r) return 1;
+  int64_t n = r->contains(count) ? (*r)[count].get<int64_t>() : 0;
+  std::cout << fmt::format("task {} {}: {} {}; status {}\n", id, action == "cancel" ? "cancelled" : "retried",
+                           Plural(n, "chunk", "chunks"), what, (*r)["status"].get<std::string>());
+  return 0;
+}
+
+}  // namespace
+
+int CmdCancel(const ClientOptions& o, const std::string& id) {
+  return TaskAction(o, id, "cancel", "chunks_cancelled", "cancelled");
+}
+
+int CmdRetry(const ClientOptions& o, const std::string& id) {
+  return TaskAction(o, id, "retry", "chunks_requeued", "queued again");
 }
 
 int CmdGraphExport(const ClientOptions& o, const std::string& format) {

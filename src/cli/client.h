@@ -1,17 +1,30 @@
 #pragma once
 // Client commands: they talk to a running node over its HTTP API.
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include "common/status.h"
 
 namespace kg {
 
 struct ClientOptions {
   std::string url;    // http://host:port (default from KG_HTTP_ADDR)
   std::string token;  // KG_API_TOKEN
+  bool json = false;  // read commands print the API's JSON body as is (--json)
 };
 
+// Checks a --url value: http[s]://HOST[:PORT], or HOST[:PORT] taken as http. A path
+// after it is stripped (the API's paths are fixed) and `note` says so; anything else is
+// kInvalidArgument saying what is accepted. On success `url` holds SCHEME://HOST[:PORT].
+Status NormalizeUrl(std::string* url, std::string* note);
+
+// Checks every argument first (exists, readable, a regular file or with `recursive` a
+// directory's files, at most `max_bytes`, text by CheckText) and submits nothing, exit 1,
+// if one fails, naming each and why. Inside a directory, files that fail are skipped
+// with a line on stderr.
 int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, const std::string& provider,
-              const std::string& title, bool wait);
+              const std::string& title, bool wait, bool recursive, int64_t max_bytes);
 int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& status, int limit);
 int CmdWorkers(const ClientOptions& o);
 int CmdScale(const ClientOptions& o, const std::string& provider, int n);
@@ -19,6 +32,11 @@ int CmdScale(const ClientOptions& o, const std::string& provider, int n);
 int CmdScaleReset(const ClientOptions& o, const std::string& provider);
 int CmdGraphStats(const ClientOptions& o);
 int CmdGraphSearch(const ClientOptions& o, const std::string& q, int limit);
+// GET /api/v1/graph/entities/{key} (the key URL-encoded): the entity, its neighbours, provenance.
+int CmdGraphEntity(const ClientOptions& o, const std::string& key);
+// POST /api/v1/tasks/{id}/cancel and /retry.
+int CmdCancel(const ClientOptions& o, const std::string& id);
+int CmdRetry(const ClientOptions& o, const std::string& id);
 int CmdGraphExport(const ClientOptions& o, const std::string& format);
 
 }  // namespace kg

@@ -14,6 +14,7 @@
 namespace {
 
 constexpr int kExitConfig = 2;
+constexpr int kExitUsage = 2;
 
 // Loads the configuration or prints one line naming the bad variable.
 std::optional<kg::Config> LoadOrExplain(bool force_worker = false) {
@@ -47,9 +48,35 @@ std::string DefaultUrl() {
   return "http://" + a;
 }
 
+// The first word after `app`'s own options must name one of its subcommands; CLI11 alone
+// says "A subcommand is required" for `kgflow frobnicate`. Returns "" when `word` is known.
+std::string UnknownCommand(CLI::App& app, const std::string& word, const std::string& where) {
+  std::string names;
+  for (const CLI::App* c : app.get_subcommands([](const CLI::App* a) { return !a->get_name().empty(); })) {
+    if (c->get_name() == word) return "";
+    if (!c->get_group().empty()) names += (names.empty() ? "" : ", ") + c->get_name();
+  }
+  return "kgflow: unknown command '" + where + word + "'; commands: " + names + " (see --help)";
+}
+
+int Main(int argc, char** argv);
+
 }  // namespace
 
+// Every failure is a message and an exit code, never an uncaught exception (exit 134):
+// 0 ok, 1 runtime failure, 2 usage or configuration.
 int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "kgflow: internal error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+namespace {
+
+int Main(int argc, char** argv) {
   // The worker subcommand is internal and hot (spawn latency): handle it before CLI11.
   if (argc >= 2 && std::string(argv[1]) == "__worker") {
     kg::WorkerOptions o;
@@ -79,12 +106,13 @@ int main(int argc, char** argv) {
 
   std::vector<std::string> files;
   std::string provider, title;
-  bool wait = false;
+  bool wait = false, recursive = false;
   auto* submit = app.add_subcommand("submit", "Submit documents (files, or - for stdin) as tasks");
   submit->add_option("files", files, "FILE... or -")->required();
   submit->add_option("--provider", provider, "provider to extract with (default: the first enabled)");
   submit->add_option("--title", title, "title (default: the file name)");
   submit->add_flag("--wait", wait, "wait for the tasks to finish, showing progress");
+  submit->add_flag("--recursive,-r", recursive, "submit the text files under a directory (others are skipped)");
   add_url(submit);
 
   std::string task_id, status_filter;
@@ -97,6 +125,13 @@ int main(int argc, char** argv) {
 
   auto* workers = app.add_subcommand("workers", "List nodes and their worker processes");
   add_url(workers);
+
+  auto* cancel = app.add_subcommand("cancel", "Cancel an unfinished task");
+  cancel->add_option("id", task_id, "task id")->required();
+  add_url(cancel);
+  auto* retry = app.add_subcommand("retry", "Queue a failed or cancelled task's chunks again");
+  retry->add_option("id", task_id, "task id")->required();
+  add_url(retry);
 
   std::string scale_provider;
   int scale_n = 0;
@@ -121,11 +156,48 @@ int main(int argc, char** argv) {
   std::string format = "json";
   auto* gexport = graph->add_subcommand("export", "Export the whole graph");
   gexport->add_option("--format", format, "json|graphml")->check(CLI::IsMember({"json", "graphml"}));
-  for (auto* c : {gstats, gsearch, gexport}) add_url(c);
+  std::string entity_key;
+  auto* gentity = graph->add_subcommand("entity", "Show one entity: neighbours and provenance");
+  gentity->add_option("key", entity_key, "entity key, TYPE:NAME as search --json shows it")->required();
+  for (auto* c : {gstats, gsearch, gexport, gentity}) add_url(c);
+  for (auto* c : {tasks, workers, gstats, gsearch, gentity}) {
+    c->add_flag("--json", client.json, "print the API's JSON as is");
+  }
 
   auto* check = app.add_subcommand("check-config", "Print the effective configuration (secrets masked)");
 
-  CLI11_PARSE(app, argc, argv);
+  // Unknown commands are named (checked before CLI11, whose message would not say which).
+  if (argc >= 2 && argv[1][0] != '-') {
+    if (auto e = UnknownCommand(app, argv[1], ""); !e.empty()) {
+      std::cerr << e << "\n";
+      return kExitUsage;
+    }
+    if (std::string(argv[1]) == "graph" && argc >= 3 && argv[2][0] != '-') {
+      if (auto e = UnknownCommand(*graph, argv[2], "graph "); !e.empty()) {
+        std::cerr << e << "\n";
+        return kExitUsage;
+      }
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version are "errors" with exit code 0; every real parse error is usage (2),
+    // not CLI11's own codes (105 for a value outside a set, ...).
+    int code = app.exit(e);
+    return code == 0 ? 0 : kExitUsage;
+  }
+
+  bool remote = submit->parsed() || tasks->parsed() || workers->parsed() || scale->parsed() || gstats->parsed() ||
+                gsearch->parsed() || gexport->parsed() || gentity->parsed() || cancel->parsed() || retry->parsed();
+  if (remote) {
+    std::string note;
+    if (kg::Status s = kg::NormalizeUrl(&client.url, &note); !s.ok()) {
+      std::cerr << "kgflow: " << s.message() << "\n";
+      return kExitUsage;
+    }
+    if (!note.empty()) std::cerr << note << "\n";
+  }
 
   if (*start || *worker) {
     kg::BlockSupervisorSignals();  // before any thread exists
@@ -140,7 +212,11 @@ int main(int argc, char** argv) {
     std::cout << kg::DescribeConfig(*c);
     return 0;
   }
-  if (*submit) return kg::CmdSubmit(client, files, provider, title, wait);
+  if (*submit) {
+    auto c = LoadOrExplain();  // the body limit the node applies (KG_MAX_BODY_MB)
+    if (!c) return kExitConfig;
+    return kg::CmdSubmit(client, files, provider, title, wait, recursive, int64_t{c->max_body_mb} * 1048576);
+  }
   if (*tasks) return kg::CmdTasks(client, task_id, status_filter, limit);
   if (*workers) return kg::CmdWorkers(client);
   if (*scale) {
@@ -153,5 +229,10 @@ int main(int argc, char** argv) {
   if (*gstats) return kg::CmdGraphStats(client);
   if (*gsearch) return kg::CmdGraphSearch(client, query, limit);
   if (*gexport) return kg::CmdGraphExport(client, format);
+  if (*gentity) return kg::CmdGraphEntity(client, entity_key);
+  if (*cancel) return kg::CmdCancel(client, task_id);
+  if (*retry) return kg::CmdRetry(client, task_id);
   return 0;
 }
+
+}  // namespace

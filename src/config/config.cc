@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <sstream>
 #include <toml++/toml.h>
 
@@ -219,6 +222,12 @@ Result<Config> LoadConfig(const EnvLookup& env) {
 
   if (auto file = env("KG_CONFIG"); file && !file->empty()) {
     c.config_file = *file;
+    // toml++ reports an unopenable file as a parse error at "line 0"; say the path and the OS reason.
+    if (std::FILE* f = std::fopen(file->c_str(), "r")) {
+      std::fclose(f);
+    } else {
+      return Status::Invalid(fmt::format("KG_CONFIG='{}': cannot open: {}", *file, std::strerror(errno)));
+    }
     toml::table root;
     try {
       root = toml::parse_file(*file);

@@ -1,0 +1,231 @@
+// The kgflow command line as a user runs it: exit codes, messages, checks before sending.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "testing/testing.h"
+
+namespace kg {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+struct CliRun {
+  int code = -1;  // exit code, or -1 when killed by a signal or timed out
+  std::string out, err;
+};
+
+CliRun Kgflow(const std::vector<std::string>& args, const testing::TempDir& dir,
+           std::map<std::string, std::string> env = {}) {
+  testing::Process p(args, env, dir.path());
+  int st = p.Wait(30s);
+  CliRun r;
+  if (st != -1 && WIFEXITED(st)) r.code = WEXITSTATUS(st);
+  r.out = p.Stdout();
+  r.err = p.Stderr();
+  return r;
+}
+
+size_t Lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+
+// Verifies a --url the client cannot use is one line saying what is accepted and exit 2, never an
+// abort (ftp:// used to throw std::invalid_argument: exit 134).
+TEST(Cli, BadUrlIsAUsageError) {
+  testing::TempDir dir;
+  for (const std::string url : {"ftp://x", "http://host:port", "http://127.0.0.1:99999", "http://", "localhost:8080:1"}) {
+    CliRun r = Kgflow({"tasks", "--url", url}, dir);
+    EXPECT_EQ(r.code, 2) << url << ": " << r.err;
+    EXPECT_EQ(Lines(r.err), 1u) << url << ": " << r.err;
+    EXPECT_NE(r.err.find("expected http[s]://HOST[:PORT]"), std::string::npos) << url << ": " << r.err;
+  }
+}
+
+// Verifies a --url with a path (http://host:port/api/v1, as people paste it) reaches the running
+// node, with a note that the path was ignored (it used to say the node cannot be reached).
+TEST(Cli, UrlWithAPathReachesTheNode) {
+  testing::TempDir dir;
+  testing::Node n(dir);
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::string base = "http://127.0.0.1:" + std::to_string(n.port());
+  for (const std::string& url : std::vector<std::string>{base + "/api/v1", base + "/", "127.0.0.1:" + std::to_string(n.port())}) {
+    CliRun r = Kgflow({"graph", "stats", "--url", url}, dir);
+    EXPECT_EQ(r.code, 0) << url << ": " << r.err;
+    EXPECT_NE(r.out.find("documents 0"), std::string::npos) << url << ": " << r.out;
+  }
+  CliRun r = Kgflow({"graph", "stats", "--url", base + "/api/v1"}, dir);
+  EXPECT_NE(r.err.find("path '/api/v1' ignored"), std::string::npos) << r.err;
+}
+
+// Verifies an unknown command is named (CLI11 said "A subcommand is required") and exits 2.
+TEST(Cli, UnknownCommandIsNamed) {
+  testing::TempDir dir;
+  CliRun r = Kgflow({"frobnicate"}, dir);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("unknown command 'frobnicate'"), std::string::npos) << r.err;
+  r = Kgflow({"graph", "frobnicate"}, dir);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("unknown command 'graph frobnicate'"), std::string::npos) << r.err;
+}
+
+// Verifies every command-line parse error exits 2 (usage), not CLI11's own codes (105 for a value
+// outside a set, 106 for a bad number, ...), and --help/--version exit 0.
+TEST(Cli, ParseErrorsExitTwo) {
+  testing::TempDir dir;
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:1"}};
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"graph", "export", "--format", "csv"},
+           {"tasks", "--limit", "many"},
+           {"tasks", "--limit", "0"},
+           {"submit"},
+           {"tasks", "--no-such-flag"},
+           {},
+           {"graph"}}) {
+    CliRun r = Kgflow(args, dir, env);
+    std::string joined;
+    for (const auto& a : args) joined += a + " ";
+    EXPECT_EQ(r.code, 2) << joined << ": " << r.err;
+  }
+  EXPECT_EQ(Kgflow({"--help"}, dir).code, 0);
+  EXPECT_EQ(Kgflow({"--version"}, dir).code, 0);
+}
+
+// Verifies submit checks every argument before sending anything: with one missing file (named with
+// the OS reason) the good one is not submitted either and the exit code is 1; a directory needs
+// --recursive, which takes its text files and names the ones it skipped and why.
+TEST(Cli, SubmitChecksEveryArgumentFirst) {
+  testing::TempDir dir;
+  testing::Node n(dir);
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())}};
+  testing::WriteFile(dir.File("good.txt"), "Mara Voss founded Helix Dynamics.");
+  CliRun r = Kgflow({"submit", dir.File("good.txt"), dir.File("missing.txt")}, dir, env);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("cannot read " + dir.File("missing.txt") + ": No such file or directory"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(n.Get("/api/v1/tasks")["tasks"].size(), 0u) << "nothing may be submitted";
+
+  std::filesystem::create_directories(dir.File("docs/sub"));
+  testing::WriteFile(dir.File("docs/a.txt"), "Ada Lovelace met Charles Babbage.");
+  testing::WriteFile(dir.File("docs/sub/b.txt"), "Helix Dynamics hired Mara Voss.");
+  testing::WriteFile(dir.File("docs/c.bin"), std::string("PK\0\0\x03\x04", 6));
+  r = Kgflow({"submit", dir.File("docs")}, dir, env);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find(dir.File("docs") + " is a directory; use --recursive"), std::string::npos) << r.err;
+  EXPECT_EQ(n.Get("/api/v1/tasks")["tasks"].size(), 0u);
+
+  r = Kgflow({"submit", "--recursive", dir.File("docs")}, dir, env);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("skipped " + dir.File("docs/c.bin") + ": not text"), std::string::npos) << r.err;
+  EXPECT_EQ(n.Get("/api/v1/tasks")["tasks"].size(), 2u) << r.out;
+}
+
+// Verifies submit refuses, before sending, a file that is not text (kg::CheckText's reason) and one
+// over the client's KG_MAX_BODY_MB, naming each; no node is needed to say so.
+TEST(Cli, SubmitRefusesBinaryAndOversizedFiles) {
+  testing::TempDir dir;
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:1"}, {"KG_MAX_BODY_MB", "1"}};
+  testing::WriteFile(dir.File("zip.txt"), std::string("PK\0\0\x03\x04", 6));
+  testing::WriteFile(dir.File("big.txt"), std::string(1100000, 'a'));
+  CliRun r = Kgflow({"submit", dir.File("zip.txt"), dir.File("big.txt")}, dir, env);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find(dir.File("zip.txt") + ": not text: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(dir.File("big.txt") + " is 1100000 bytes; the node accepts at most 1048576 bytes (KG_MAX_BODY_MB)"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("cannot reach"), std::string::npos) << "nothing may be sent: " << r.err;
+}
+
+// Verifies the read commands' --json prints the API's JSON as is, `graph entity KEY` shows an
+// entity by its URL-encoded key, `cancel`/`retry` reach their routes (a done task: the API's 409
+// reason, exit 1), and counts are singular for one ("1 chunk").
+TEST(Cli, JsonEntityCancelRetry) {
+  testing::TempDir dir;
+  testing::Node n(dir);
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())}};
+  testing::WriteFile(dir.File("one.txt"), "Mara Voss founded Helix Dynamics.");
+  CliRun r = Kgflow({"submit", "--wait", dir.File("one.txt")}, dir, env);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("(1 chunk, provider"), std::string::npos) << r.out;
+
+  for (const auto& [args, path] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"graph", "stats", "--json"}, "/api/v1/graph/stats"},
+           {{"tasks", "--json"}, "/api/v1/tasks?limit=50"},
+           {{"graph", "search", "helix", "--json"}, "/api/v1/graph/entities?q=helix&limit=50"}}) {
+    CliRun j = Kgflow(args, dir, env);
+    EXPECT_EQ(j.code, 0) << path << ": " << j.err;
+    EXPECT_EQ(json::parse(j.out, nullptr, false), n.Get(path)) << path << ": " << j.out;
+  }
+  CliRun w = Kgflow({"workers", "--json"}, dir, env);
+  EXPECT_EQ(w.code, 0) << w.err;
+  EXPECT_TRUE(json::parse(w.out, nullptr, false).contains("nodes")) << w.out;
+
+  json found = n.Get("/api/v1/graph/entities?q=helix");
+  ASSERT_FALSE(found.is_null());
+  ASSERT_FALSE(found["entities"].empty()) << found;
+  std::string key = found["entities"][0]["key"];  // "organization:helix dynamics": a space and a colon
+  CliRun e = Kgflow({"graph", "entity", key}, dir, env);
+  EXPECT_EQ(e.code, 0) << e.err;
+  EXPECT_NE(e.out.find("Helix Dynamics"), std::string::npos) << e.out;
+  EXPECT_NE(e.out.find("in 1 document, 1 chunk"), std::string::npos) << e.out;
+  CliRun ej = Kgflow({"graph", "entity", "--json", key}, dir, env);
+  EXPECT_EQ(ej.code, 0) << ej.err;
+  EXPECT_EQ(json::parse(ej.out, nullptr, false)["key"], key) << ej.out;
+  CliRun none = Kgflow({"graph", "entity", "person:nobody at all"}, dir, env);
+  EXPECT_EQ(none.code, 1) << none.err;
+  EXPECT_NE(none.err.find("HTTP 404"), std::string::npos) << none.err;
+
+  CliRun sc = Kgflow({"scale", "builtin", "1"}, dir, env);
+  EXPECT_EQ(sc.code, 0) << sc.err;
+  EXPECT_NE(sc.out.find("provider builtin: 1 process per node"), std::string::npos) << sc.out;
+
+  std::string id = n.Get("/api/v1/tasks")["tasks"][0]["id"];
+  CliRun c = Kgflow({"cancel", id}, dir, env);
+  EXPECT_EQ(c.code, 1) << c.err;
+  EXPECT_NE(c.err.find("only unfinished tasks can be cancelled"), std::string::npos) << c.err;
+  CliRun rt = Kgflow({"retry", id}, dir, env);
+  EXPECT_EQ(rt.code, 1) << rt.err;
+  EXPECT_NE(rt.err.find("only failed or cancelled tasks can be retried"), std::string::npos) << rt.err;
+}
+
+// Verifies `cancel TASK` cancels an unfinished task (on a slow provider) and `retry TASK` queues it
+// again, each saying what it did and exiting 0.
+TEST(Cli, CancelThenRetryAnUnfinishedTask) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("kg.toml"), "[providers.slow]\ndelay_ms = 60000\n");
+  testing::Node n(dir, {{"KG_CONFIG", dir.File("kg.toml")}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())},
+                                            {"KG_CONFIG", dir.File("kg.toml")}};
+  testing::WriteFile(dir.File("one.txt"), "Mara Voss founded Helix Dynamics.");
+  CliRun r = Kgflow({"submit", "--provider", "slow", dir.File("one.txt")}, dir, env);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::string id = n.Get("/api/v1/tasks")["tasks"][0]["id"];
+  CliRun c = Kgflow({"cancel", id}, dir, env);
+  EXPECT_EQ(c.code, 0) << c.err;
+  EXPECT_NE(c.out.find("task " + id + " cancelled: "), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("status cancelled"), std::string::npos) << c.out;
+  EXPECT_EQ(n.Get("/api/v1/tasks/" + id)["status"], "cancelled");
+  CliRun rt = Kgflow({"retry", id}, dir, env);
+  EXPECT_EQ(rt.code, 0) << rt.err;
+  EXPECT_NE(rt.out.find("task " + id + " retried: "), std::string::npos) << rt.out;
+  EXPECT_NE(n.Get("/api/v1/tasks/" + id)["status"], "cancelled");
+}
+
+// Verifies a KG_CONFIG file that cannot be opened is reported with its path and the OS reason
+// (toml++ alone said "File could not be opened for reading (line 0)"), exit 2, one line.
+TEST(Cli, MissingConfigFileNamesPathAndReason) {
+  testing::TempDir dir;
+  CliRun r = Kgflow({"check-config"}, dir, {{"KG_CONFIG", dir.File("nope.toml")}});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("KG_CONFIG='" + dir.File("nope.toml") + "': cannot open: No such file or directory"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("line 0"), std::string::npos) << r.err;
+  EXPECT_EQ(Lines(r.err), 1u) << r.err;
+}
+
+}  // namespace
+}  // namespace kg
