@@ -111,9 +111,11 @@ class SqliteGraphStore final : public GraphStore {
       d.entity = EntityRow(*q);
     }
     KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
-        "SELECT 'out', r.src, r.dst, r.type, e.key, e.name, e.type, e.description FROM relations r "
+        "SELECT 'out', r.src, r.dst, r.type, e.key, e.name, e.type, e.description, "
+        "(SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) FROM relations r "
         "JOIN entities e ON e.key=r.dst WHERE r.src=?1 UNION ALL "
-        "SELECT 'in', r.src, r.dst, r.type, e.key, e.name, e.type, e.description FROM relations r "
+        "SELECT 'in', r.src, r.dst, r.type, e.key, e.name, e.type, e.description, "
+        "(SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) FROM relations r "
         "JOIN entities e ON e.key=r.src WHERE r.dst=?1"));
     q->Bind(1, key);
     while (q->Step()) {
@@ -126,6 +128,7 @@ class SqliteGraphStore final : public GraphStore {
       n.entity.name = q->Text(5);
       n.entity.type = q->Text(6);
       n.entity.description = q->Text(7);
+      n.entity.mentions = q->Int(8);
       d.neighbours.push_back(std::move(n));
     }
     KG_RETURN_IF_ERROR(q->status());

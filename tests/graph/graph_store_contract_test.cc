@@ -54,6 +54,27 @@ TEST_P(GraphStoreContract, MergeCreatesWithProvenance) {
   EXPECT_EQ(g_->GetEntity("nope").status().code(), Code::kNotFound);
 }
 
+// Verifies each neighbour of GetEntity carries its own mention count, in both directions,
+// and that it is the neighbour's count, not the queried entity's.
+TEST_P(GraphStoreContract, NeighbourCarriesItsMentions) {
+  auto extra = Batch("d1:2", 2);
+  extra.relations.clear();
+  extra.entities.erase(extra.entities.begin());  // only Helix Dynamics: it has 3 mentions, Mara 2
+  ASSERT_TRUE(g_->Merge({Batch("d1:0", 0), Batch("d1:1", 1), extra}).ok());
+  auto mara = g_->GetEntity("person:mara voss");
+  ASSERT_TRUE(mara.ok());
+  EXPECT_EQ(mara->entity.mentions, 2);
+  ASSERT_EQ(mara->neighbours.size(), 1u);
+  EXPECT_EQ(mara->neighbours[0].direction, "out");
+  EXPECT_EQ(mara->neighbours[0].entity.key, "organization:helix dynamics");
+  EXPECT_EQ(mara->neighbours[0].entity.mentions, 3);
+  auto helix = g_->GetEntity("organization:helix dynamics");
+  ASSERT_TRUE(helix.ok());
+  ASSERT_EQ(helix->neighbours.size(), 1u);
+  EXPECT_EQ(helix->neighbours[0].direction, "in");
+  EXPECT_EQ(helix->neighbours[0].entity.mentions, 2);
+}
+
 // Verifies merging the same batch again changes nothing, and new evidence raises the weight.
 TEST_P(GraphStoreContract, MergeIsIdempotent) {
   ASSERT_TRUE(g_->Merge({Batch("d1:0", 0)}).ok());
