@@ -97,6 +97,17 @@ class SqliteGraphStore final : public GraphStore {
     return out;
   }
 
+  // A scan of the keys: names are looked up by hand, one request at a time.
+  Result<std::vector<std::string>> FindByName(const std::string& normalized_name) override {
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
+        "SELECT key FROM entities WHERE substr(key, instr(key, ':') + 1)=? ORDER BY key"));
+    q->Bind(1, normalized_name);
+    std::vector<std::string> out;
+    while (q->Step()) out.push_back(q->Text(0));
+    KG_RETURN_IF_ERROR(q->status());
+    return out;
+  }
+
   Result<EntityDetail> GetEntity(const std::string& key) override {
     EntityDetail d;
     {

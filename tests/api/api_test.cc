@@ -534,5 +534,40 @@ TEST_F(ApiTest, CancelAndRetryWithoutContentLength) {
   EXPECT_EQ(RawStatus(zero), 404) << zero;
 }
 
+// Verifies GET /api/v1/graph/entities/{key} takes a name too: one match answers as the
+// key does, several answer 300 with the candidate keys, none 404; keys still work.
+TEST_F(ApiTest, EntityByName) {
+  Start();
+  GraphBatch b;
+  b.doc = {"d1", "Doc", "src.txt"};
+  b.chunk = {"d1:0", "d1", 0, "Meridian Analytics hired Mara Voss in Meridian."};
+  b.entities = {{"organization:meridian analytics", "Meridian Analytics", "Organization", "", 0},
+                {"person:mara voss", "Mara Voss", "Person", "", 0},
+                {"location:meridian", "Meridian", "Location", "", 0},
+                {"organization:meridian", "Meridian", "Organization", "", 0}};
+  b.relations = {{"organization:meridian analytics", "person:mara voss", "EMPLOYS", {}, 0}};
+  ASSERT_TRUE(graph_->Merge({b}).ok());
+  for (const char* path : {"/api/v1/graph/entities/organization:meridian%20analytics",
+                           "/api/v1/graph/entities/Meridian%20Analytics",
+                           "/api/v1/graph/entities/meridian%20%20ANALYTICS"}) {
+    auto r = client_->Get(path);
+    ASSERT_TRUE(r) << path;
+    ASSERT_EQ(r->status, 200) << path << " " << r->body;
+    json j = json::parse(r->body);
+    EXPECT_EQ(j["key"], "organization:meridian analytics") << path;
+    ASSERT_EQ(j["neighbours"].size(), 1u) << path;
+    EXPECT_EQ(j["neighbours"][0]["entity"]["mentions"], 1) << "the neighbour's own mentions";
+  }
+  auto amb = client_->Get("/api/v1/graph/entities/meridian");
+  ASSERT_TRUE(amb);
+  EXPECT_EQ(amb->status, 300) << amb->body;
+  json j = json::parse(amb->body, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << amb->body;
+  EXPECT_TRUE(j.contains("error")) << amb->body;
+  EXPECT_EQ(j["candidates"], json::array({"location:meridian", "organization:meridian"})) << amb->body;
+  ExpectError(client_->Get("/api/v1/graph/entities/Nobody%20Here"), 404, "not found");
+  ExpectError(client_->Get("/api/v1/graph/entities/person:meridian"), 404, "not found");
+}
+
 }  // namespace
 }  // namespace kg
