@@ -46,6 +46,17 @@ void ConfigureListener(httplib::Server& svr) {
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     fcntl(sock, F_SETFD, fcntl(sock, F_GETFD) | FD_CLOEXEC);
   });
+  // A request with neither Content-Length nor Transfer-Encoding has an empty body (RFC 9112
+  // 6.3), as `curl -X POST URL` sends it. Debian's cpp-httplib instead reads such a POST
+  // until the peer closes, times out and answers 400 before any route runs. Say the length
+  // is zero before it reads. The pre-routing hook only gets a const view of the request;
+  // the object itself is the server's own non-const local, so writing through it is sound.
+  svr.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+    if (!req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
+      const_cast<httplib::Request&>(req).set_header("Content-Length", "0");
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
 }
 
 Result<int> BindListener(httplib::Server& svr, const std::string& host, int port) {

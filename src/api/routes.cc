@@ -461,8 +461,22 @@ void Routes::Search(const httplib::Request& req, httplib::Response& res) {
   Reply(res, 200, {{"entities", arr}});
 }
 
+// `{key}` is an entity key ("organization:meridian analytics") or, failing that, a name
+// matched on its normalised form across types: one match answers as its key would,
+// several answer 300 with the candidate keys, none 404.
 void Routes::Entity(const httplib::Request& req, httplib::Response& res) {
-  auto d = d_.graph->GetEntity(req.matches[1]);
+  const std::string asked = req.matches[1];
+  auto d = d_.graph->GetEntity(asked);
+  if (!d.ok() && d.status().code() == Code::kNotFound) {
+    auto keys = d_.graph->FindByName(NormalizeName(asked));
+    if (!keys.ok()) return Fail(res, keys.status());
+    if (keys->empty()) return Fail(res, 404, "entity " + asked + " not found (neither a key nor a name)");
+    if (keys->size() > 1) {
+      return Reply(res, 300, {{"error", "name " + asked + " is ambiguous; ask for one of the candidate keys"},
+                              {"candidates", *keys}});
+    }
+    d = d_.graph->GetEntity(keys->front());
+  }
   if (!d.ok()) return Fail(res, d.status());
   json out = EntityJson(d->entity);
   json nb = json::array();

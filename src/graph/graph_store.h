@@ -106,7 +106,13 @@ class GraphStore {
   virtual Result<GraphStats> Stats() = 0;
   // Entities whose name or key contains `q` (case-insensitive), most mentioned first.
   virtual Result<std::vector<EntityRec>> SearchEntities(const std::string& q, int limit) = 0;
+  // kNotFound when no entity has exactly this key.
   virtual Result<EntityDetail> GetEntity(const std::string& key) = 0;
+  // Keys of every entity, of any type, whose key's name part ("<type>:<name>") equals
+  // `normalized_name`, sorted; empty when there is none. The caller normalises the name
+  // the way keys are made (NormalizeName), so "Meridian  ANALYTICS" finds
+  // "organization:meridian analytics".
+  virtual Result<std::vector<std::string>> FindByName(const std::string& normalized_name) = 0;
   // The whole graph in memory; for small graphs and tests. Prefer ExportTo.
   virtual Result<GraphSnapshot> Export() = 0;
   // Streams the same content as Export(), in the same order, section by section: every

@@ -97,6 +97,17 @@ class SqliteGraphStore final : public GraphStore {
     return out;
   }
 
+  // A scan of the keys: names are looked up by hand, one request at a time.
+  Result<std::vector<std::string>> FindByName(const std::string& normalized_name) override {
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
+        "SELECT key FROM entities WHERE substr(key, instr(key, ':') + 1)=? ORDER BY key"));
+    q->Bind(1, normalized_name);
+    std::vector<std::string> out;
+    while (q->Step()) out.push_back(q->Text(0));
+    KG_RETURN_IF_ERROR(q->status());
+    return out;
+  }
+
   Result<EntityDetail> GetEntity(const std::string& key) override {
     EntityDetail d;
     {
@@ -111,9 +122,11 @@ class SqliteGraphStore final : public GraphStore {
       d.entity = EntityRow(*q);
     }
     KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
-        "SELECT 'out', r.src, r.dst, r.type, e.key, e.name, e.type, e.description FROM relations r "
+        "SELECT 'out', r.src, r.dst, r.type, e.key, e.name, e.type, e.description, "
+        "(SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) FROM relations r "
         "JOIN entities e ON e.key=r.dst WHERE r.src=?1 UNION ALL "
-        "SELECT 'in', r.src, r.dst, r.type, e.key, e.name, e.type, e.description FROM relations r "
+        "SELECT 'in', r.src, r.dst, r.type, e.key, e.name, e.type, e.description, "
+        "(SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) FROM relations r "
         "JOIN entities e ON e.key=r.src WHERE r.dst=?1"));
     q->Bind(1, key);
     while (q->Step()) {
@@ -126,6 +139,7 @@ class SqliteGraphStore final : public GraphStore {
       n.entity.name = q->Text(5);
       n.entity.type = q->Text(6);
       n.entity.description = q->Text(7);
+      n.entity.mentions = q->Int(8);
       d.neighbours.push_back(std::move(n));
     }
     KG_RETURN_IF_ERROR(q->status());

@@ -4,6 +4,12 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -93,6 +99,35 @@ std::vector<Sample> ParseMetrics(const std::string& page, std::string* error) {
     out.push_back(std::move(s));
   }
   return out;
+}
+
+// Sends `request` as is on a fresh loopback connection and returns everything the server
+// answers until it closes (the request should say Connection: close). Empty on failure.
+// A receive timeout keeps a server that waits for more bytes from hanging the test.
+std::string RawExchange(int port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  timeval tv{30, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    char buf[4096];
+    ssize_t n = 0;
+    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+// The status code of a raw HTTP/1.1 response, or -1.
+int RawStatus(const std::string& response) {
+  if (response.rfind("HTTP/1.1 ", 0) != 0 || response.size() < 12) return -1;
+  return std::atoi(response.substr(9, 3).c_str());
 }
 
 class ApiTest : public ::testing::Test {
@@ -463,6 +498,75 @@ TEST_F(ApiTest, TaskLifecycle) {
     ASSERT_TRUE(h) << path;
     EXPECT_EQ(h->status, 200) << path << " " << h->body;
   }
+}
+
+// Verifies cancel and retry sent as `curl -X POST URL` sends them (no body, no
+// Content-Length, no Transfer-Encoding) reach their routes and get the routes' own answers:
+// 401 without the token, 404 for an unknown task, 200 and 202 for a known one.
+TEST_F(ApiTest, CancelAndRetryWithoutContentLength) {
+  Start("tok");
+  auto r = client_->Post("/api/v1/tasks", httplib::Headers{{"Authorization", "Bearer tok"}},
+                         R"({"text":"One sentence.","title":"Doc"})", "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202) << r->body;
+  std::string id = json::parse(r->body)["id"];
+  auto bare = [&](const std::string& path, const std::string& auth) {
+    std::string req = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+    if (!auth.empty()) req += "Authorization: Bearer " + auth + "\r\n";
+    return RawExchange(port_, req + "\r\n");
+  };
+  for (const char* op : {"cancel", "retry"}) {
+    std::string path = std::string("/api/v1/tasks/t-nope/") + op;
+    auto unauth = bare(path, "");
+    EXPECT_EQ(RawStatus(unauth), 401) << unauth;
+    auto unknown = bare(path, "tok");
+    EXPECT_EQ(RawStatus(unknown), 404) << unknown;
+    EXPECT_NE(unknown.find("not found"), std::string::npos) << unknown;
+  }
+  auto cancelled = bare("/api/v1/tasks/" + id + "/cancel", "tok");
+  EXPECT_EQ(RawStatus(cancelled), 200) << cancelled;
+  EXPECT_NE(cancelled.find("\"cancelled\""), std::string::npos) << cancelled;
+  auto retried = bare("/api/v1/tasks/" + id + "/retry", "tok");
+  EXPECT_EQ(RawStatus(retried), 202) << retried;
+  // An empty body with an explicit Content-Length: 0 is as fine.
+  auto zero = RawExchange(port_, "POST /api/v1/tasks/t-nope/cancel HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                 "Authorization: Bearer tok\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(RawStatus(zero), 404) << zero;
+}
+
+// Verifies GET /api/v1/graph/entities/{key} takes a name too: one match answers as the
+// key does, several answer 300 with the candidate keys, none 404; keys still work.
+TEST_F(ApiTest, EntityByName) {
+  Start();
+  GraphBatch b;
+  b.doc = {"d1", "Doc", "src.txt"};
+  b.chunk = {"d1:0", "d1", 0, "Meridian Analytics hired Mara Voss in Meridian."};
+  b.entities = {{"organization:meridian analytics", "Meridian Analytics", "Organization", "", 0},
+                {"person:mara voss", "Mara Voss", "Person", "", 0},
+                {"location:meridian", "Meridian", "Location", "", 0},
+                {"organization:meridian", "Meridian", "Organization", "", 0}};
+  b.relations = {{"organization:meridian analytics", "person:mara voss", "EMPLOYS", {}, 0}};
+  ASSERT_TRUE(graph_->Merge({b}).ok());
+  for (const char* path : {"/api/v1/graph/entities/organization:meridian%20analytics",
+                           "/api/v1/graph/entities/Meridian%20Analytics",
+                           "/api/v1/graph/entities/meridian%20%20ANALYTICS"}) {
+    auto r = client_->Get(path);
+    ASSERT_TRUE(r) << path;
+    ASSERT_EQ(r->status, 200) << path << " " << r->body;
+    json j = json::parse(r->body);
+    EXPECT_EQ(j["key"], "organization:meridian analytics") << path;
+    ASSERT_EQ(j["neighbours"].size(), 1u) << path;
+    EXPECT_EQ(j["neighbours"][0]["entity"]["mentions"], 1) << "the neighbour's own mentions";
+  }
+  auto amb = client_->Get("/api/v1/graph/entities/meridian");
+  ASSERT_TRUE(amb);
+  EXPECT_EQ(amb->status, 300) << amb->body;
+  json j = json::parse(amb->body, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << amb->body;
+  EXPECT_TRUE(j.contains("error")) << amb->body;
+  EXPECT_EQ(j["candidates"], json::array({"location:meridian", "organization:meridian"})) << amb->body;
+  ExpectError(client_->Get("/api/v1/graph/entities/Nobody%20Here"), 404, "not found");
+  ExpectError(client_->Get("/api/v1/graph/entities/person:meridian"), 404, "not found");
 }
 
 }  // namespace

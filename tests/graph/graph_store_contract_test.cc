@@ -54,6 +54,46 @@ TEST_P(GraphStoreContract, MergeCreatesWithProvenance) {
   EXPECT_EQ(g_->GetEntity("nope").status().code(), Code::kNotFound);
 }
 
+// Verifies each neighbour of GetEntity carries its own mention count, in both directions,
+// and that it is the neighbour's count, not the queried entity's.
+TEST_P(GraphStoreContract, NeighbourCarriesItsMentions) {
+  auto extra = Batch("d1:2", 2);
+  extra.relations.clear();
+  extra.entities.erase(extra.entities.begin());  // only Helix Dynamics: it has 3 mentions, Mara 2
+  ASSERT_TRUE(g_->Merge({Batch("d1:0", 0), Batch("d1:1", 1), extra}).ok());
+  auto mara = g_->GetEntity("person:mara voss");
+  ASSERT_TRUE(mara.ok());
+  EXPECT_EQ(mara->entity.mentions, 2);
+  ASSERT_EQ(mara->neighbours.size(), 1u);
+  EXPECT_EQ(mara->neighbours[0].direction, "out");
+  EXPECT_EQ(mara->neighbours[0].entity.key, "organization:helix dynamics");
+  EXPECT_EQ(mara->neighbours[0].entity.mentions, 3);
+  auto helix = g_->GetEntity("organization:helix dynamics");
+  ASSERT_TRUE(helix.ok());
+  ASSERT_EQ(helix->neighbours.size(), 1u);
+  EXPECT_EQ(helix->neighbours[0].direction, "in");
+  EXPECT_EQ(helix->neighbours[0].entity.mentions, 2);
+}
+
+// Verifies FindByName matches the name part of keys exactly, across types, sorted, and
+// neither by substring nor by type.
+TEST_P(GraphStoreContract, FindByNameAcrossTypes) {
+  auto b = Batch("d1:0", 0);
+  b.entities.push_back({"location:helix dynamics", "Helix Dynamics", "Location", "", 0});
+  b.entities.push_back({"organization:helix", "Helix", "Organization", "", 0});
+  ASSERT_TRUE(g_->Merge({b}).ok());
+  auto one = g_->FindByName("mara voss");
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(*one, std::vector<std::string>{"person:mara voss"});
+  auto two = g_->FindByName("helix dynamics");
+  ASSERT_TRUE(two.ok());
+  EXPECT_EQ(*two, (std::vector<std::string>{"location:helix dynamics", "organization:helix dynamics"}));
+  EXPECT_EQ(*g_->FindByName("helix"), std::vector<std::string>{"organization:helix"});
+  EXPECT_TRUE(g_->FindByName("mara")->empty());
+  EXPECT_TRUE(g_->FindByName("person")->empty());
+  EXPECT_TRUE(g_->FindByName("person:mara voss")->empty());
+}
+
 // Verifies merging the same batch again changes nothing, and new evidence raises the weight.
 TEST_P(GraphStoreContract, MergeIsIdempotent) {
   ASSERT_TRUE(g_->Merge({Batch("d1:0", 0)}).ok());
