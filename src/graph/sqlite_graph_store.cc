@@ -49,17 +49,7 @@ class SqliteGraphStore final : public GraphStore {
   Status Init() {
     // Databases made before fencing existed gain the generation column first (the schema's
     // indexes do not need it).
-    KG_ASSIGN_OR_RETURN(auto t, db_->Prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name='chunks'"));
-    bool old_chunks = t->Step();
-    KG_RETURN_IF_ERROR(t->status());
-    t.reset();
-    if (old_chunks) {
-      KG_ASSIGN_OR_RETURN(auto c, db_->Prepare("SELECT 1 FROM pragma_table_info('chunks') WHERE name='generation'"));
-      bool has = c->Step();
-      KG_RETURN_IF_ERROR(c->status());
-      c.reset();
-      if (!has) KG_RETURN_IF_ERROR(db_->Exec("ALTER TABLE chunks ADD COLUMN generation INTEGER NOT NULL DEFAULT 0"));
-    }
+    KG_RETURN_IF_ERROR(db_->AddColumnIfMissing("chunks", "generation", "INTEGER NOT NULL DEFAULT 0"));
     return db_->Exec(kSchema);
   }
 

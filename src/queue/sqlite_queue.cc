@@ -54,12 +54,7 @@ class SqliteQueue final : public Queue {
   Status Init() {
     KG_RETURN_IF_ERROR(db_->Exec(kSchema));
     // Databases made before lease generations existed gain the column.
-    KG_ASSIGN_OR_RETURN(auto cols, db_->Prepare("SELECT 1 FROM pragma_table_info('chunks') WHERE name='generation'"));
-    bool has = cols->Step();
-    KG_RETURN_IF_ERROR(cols->status());
-    cols.reset();
-    if (!has) KG_RETURN_IF_ERROR(db_->Exec("ALTER TABLE chunks ADD COLUMN generation INTEGER NOT NULL DEFAULT 0"));
-    return Status::Ok();
+    return db_->AddColumnIfMissing("chunks", "generation", "INTEGER NOT NULL DEFAULT 0");
   }
 
   Status Enqueue(const std::vector<ChunkItem>& items) override {

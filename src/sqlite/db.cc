@@ -49,6 +49,23 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, int busy_timeout_m
   return db;
 }
 
+Status Db::AddColumnIfMissing(std::string_view table, std::string_view column, std::string_view decl) {
+  bool table_exists = false, has_column = false;
+  {
+    KG_ASSIGN_OR_RETURN(auto t, Prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?"));
+    table_exists = t->Bind(1, table).Step();
+    KG_RETURN_IF_ERROR(t->status());
+  }
+  if (!table_exists) return Status::Ok();
+  {
+    KG_ASSIGN_OR_RETURN(auto c, Prepare("SELECT 1 FROM pragma_table_info(?) WHERE name=?"));
+    has_column = c->Bind(1, table).Bind(2, column).Step();
+    KG_RETURN_IF_ERROR(c->status());
+  }
+  if (has_column) return Status::Ok();
+  return Exec("ALTER TABLE " + std::string(table) + " ADD COLUMN " + std::string(column) + " " + std::string(decl));
+}
+
 Db::~Db() {
   for (auto& [_, c] : cache_) sqlite3_finalize(c.stmt);
   sqlite3_close_v2(db_);

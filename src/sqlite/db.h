@@ -97,6 +97,10 @@ class Db {
   // one failed request must not take the API, the guard and the workers with it.
   Result<std::unique_ptr<Stmt>> Prepare(std::string_view sql);
   int64_t Changes() const { return sqlite3_changes64(db_); }
+  // Schema migration for a database made by an older kgflow: adds `column` (`decl` is its
+  // type and default) to `table` when the table exists without it. Names are our constants,
+  // never input.
+  Status AddColumnIfMissing(std::string_view table, std::string_view column, std::string_view decl);
   const std::string& path() const { return path_; }
 
   // BEGIN IMMEDIATE ... COMMIT, rolled back unless Commit() succeeds. Holds the

@@ -62,12 +62,7 @@ class SqliteTaskStore final : public TaskStore {
   Status Init() {
     KG_RETURN_IF_ERROR(db_->Exec(kSchema));
     // Databases made before retry epochs existed gain the column.
-    KG_ASSIGN_OR_RETURN(auto cols, db_->Prepare("SELECT 1 FROM pragma_table_info('tasks') WHERE name='epoch'"));
-    bool has = cols->Step();
-    KG_RETURN_IF_ERROR(cols->status());
-    cols.reset();
-    if (!has) KG_RETURN_IF_ERROR(db_->Exec("ALTER TABLE tasks ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0"));
-    return Status::Ok();
+    return db_->AddColumnIfMissing("tasks", "epoch", "INTEGER NOT NULL DEFAULT 0");
   }
 
   Status Create(const TaskRecord& t) override {

@@ -38,6 +38,23 @@ TEST(SqliteDb, TransientCodesAreUnavailable) {
   }
 }
 
+// Verifies the schema migration: a column is added once to an existing table that lacks it, and a
+// missing table is left for the schema to create.
+TEST(SqliteDb, AddColumnIfMissing) {
+  testing::TempDir dir;
+  auto db = sqlite::Db::Open(dir.File("x.db"));
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE((*db)->AddColumnIfMissing("t", "g", "INTEGER NOT NULL DEFAULT 0").ok()) << "no table: nothing to do";
+  ASSERT_TRUE((*db)->Exec("CREATE TABLE t(a TEXT); INSERT INTO t(a) VALUES('old row')").ok());
+  ASSERT_TRUE((*db)->AddColumnIfMissing("t", "g", "INTEGER NOT NULL DEFAULT 7").ok());
+  ASSERT_TRUE((*db)->AddColumnIfMissing("t", "g", "INTEGER NOT NULL DEFAULT 7").ok()) << "twice is fine";
+  auto q = (*db)->Prepare("SELECT a, g FROM t");
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  ASSERT_TRUE((*q)->Step());
+  EXPECT_EQ((*q)->Text(0), "old row");
+  EXPECT_EQ((*q)->Int(1), 7);
+}
+
 // Verifies a store whose table vanished (a damaged or foreign database) fails the one call
 // with a clear error and keeps working for calls that can succeed.
 TEST(SqliteDb, StoreSurvivesAMissingTable) {
