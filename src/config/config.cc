@@ -1,5 +1,6 @@
 #include "config/config.h"
 
+#include <filesystem>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -227,6 +228,11 @@ Result<Config> LoadConfig(const EnvLookup& env) {
       std::fclose(f);
     } else {
       return Status::Invalid(fmt::format("KG_CONFIG='{}': cannot open: {}", *file, std::strerror(errno)));
+    }
+    // A directory opens for reading on Linux and reads as an empty TOML file: refuse it.
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(*file, ec)) {
+      return Status::Invalid(fmt::format("KG_CONFIG='{}': not a regular file (a TOML file is expected)", *file));
     }
     toml::table root;
     try {

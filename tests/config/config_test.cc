@@ -98,6 +98,16 @@ TEST(Config, BadTomlIsAnError) {
   EXPECT_NE(r.status().message().find("kind='magic'"), std::string::npos) << r.status().message();
 }
 
+// Verifies KG_CONFIG naming a directory is refused (it would read as an empty file and silently
+// configure nothing).
+TEST(Config, ConfigDirectoryIsAnError) {
+  testing::TempDir dir;
+  auto r = LoadConfig(Env({{"KG_CONFIG", dir.path()}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("not a regular file"), std::string::npos) << r.status().message();
+}
+
 // Verifies check-config output masks every secret.
 TEST(Config, DescribeMasksSecrets) {
   auto c = LoadConfig(Env({{"KG_API_TOKEN", "tok-SECRET-1"}, {"REDIS_PASSWORD", "pw-SECRET-2"}}));
