@@ -46,14 +46,7 @@ class CondVar {
     cv_.wait(native);
     native.release();
   }
-  // Returns false when `timeout` passed without a notification.
-  template <typename Rep, typename Period>
-  bool WaitFor(MutexLock& lock, std::chrono::duration<Rep, Period> timeout) {
-    std::unique_lock<std::mutex> native(lock.mu_.mu_, std::adopt_lock);
-    bool notified = cv_.wait_for(native, timeout) == std::cv_status::no_timeout;
-    native.release();
-    return notified;
-  }
+  // Returns false when `deadline` passed without a notification.
   template <typename Clock, typename Duration>
   bool WaitUntil(MutexLock& lock, std::chrono::time_point<Clock, Duration> deadline) {
     std::unique_lock<std::mutex> native(lock.mu_.mu_, std::adopt_lock);

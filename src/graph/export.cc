@@ -1,5 +1,6 @@
 // The JSON and GraphML serialisations of the graph, written as GraphSinks so that the
 // same code serialises a streamed export (bounded memory) and an in-memory snapshot.
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "graph/graph_store.h"
@@ -38,6 +39,7 @@ std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 class JsonWriter final : public GraphSink {
  public:
   explicit JsonWriter(Out& out) : out_(out) {}
+  Status Begin() { return Status::Ok(); }  // the opening comes with the first section
   Status Document(const DocumentRec& d) override {
     return Item(0, {{"id", d.id}, {"title", d.title}, {"source", d.source}});
   }
@@ -208,50 +210,40 @@ std::string GraphmlEscape(std::string_view s) {
   return out;
 }
 
-Status StreamJson(GraphStore& g, const ByteSink& sink) {
+namespace {
+
+// One whole document: the writer's opening, every record `feed` hands it, its closing.
+template <typename Writer>
+Status Write(const ByteSink& sink, const std::function<Status(GraphSink&)>& feed) {
   Out out(sink);
-  JsonWriter w(out);
-  KG_RETURN_IF_ERROR(g.ExportTo(w));
+  Writer w(out);
+  KG_RETURN_IF_ERROR(w.Begin());
+  KG_RETURN_IF_ERROR(feed(w));
   KG_RETURN_IF_ERROR(w.Finish());
   return out.Flush();
+}
+
+template <typename Writer>
+std::string ToString(const GraphSnapshot& s) {
+  std::string text;
+  // A string sink never fails, so neither does the write.
+  (void)Write<Writer>([&](std::string_view piece) { text += piece; return true; },
+                      [&](GraphSink& w) { return Replay(s, w); });
+  return text;
+}
+
+}  // namespace
+
+Status StreamJson(GraphStore& g, const ByteSink& sink) {
+  return Write<JsonWriter>(sink, [&](GraphSink& w) { return g.ExportTo(w); });
 }
 
 Status StreamGraphml(GraphStore& g, const ByteSink& sink) {
-  Out out(sink);
-  GraphmlWriter w(out);
-  KG_RETURN_IF_ERROR(w.Begin());
-  KG_RETURN_IF_ERROR(g.ExportTo(w));
-  KG_RETURN_IF_ERROR(w.Finish());
-  return out.Flush();
+  return Write<GraphmlWriter>(sink, [&](GraphSink& w) { return g.ExportTo(w); });
 }
 
-std::string ExportJson(const GraphSnapshot& s) {
-  std::string text;
-  ByteSink sink = [&](std::string_view piece) {
-    text += piece;
-    return true;
-  };
-  Out out(sink);
-  JsonWriter w(out);
-  Status st = Replay(s, w);
-  if (st.ok()) st = w.Finish();
-  if (st.ok()) st = out.Flush();
-  return text;  // a string sink never fails
-}
+std::string ExportJson(const GraphSnapshot& s) { return ToString<JsonWriter>(s); }
 
-std::string ExportGraphml(const GraphSnapshot& s) {
-  std::string text;
-  ByteSink sink = [&](std::string_view piece) {
-    text += piece;
-    return true;
-  };
-  Out out(sink);
-  GraphmlWriter w(out);
-  Status st = w.Begin();
-  if (st.ok()) st = Replay(s, w);
-  if (st.ok()) st = w.Finish();
-  if (st.ok()) st = out.Flush();
-  return text;  // a string sink never fails
-}
+std::string ExportGraphml(const GraphSnapshot& s) { return ToString<GraphmlWriter>(s); }
 
 }  // namespace kg
