@@ -304,11 +304,14 @@ void Routes::Retry(const httplib::Request& req, httplib::Response& res) {
       return Fail(res, 409, "task " + id + " is " + t->status + "; only failed or cancelled tasks can be retried");
     }
   }
-  // Reopen first: a done/failed row is final, so progress from revived chunks must find it open.
-  Status s = d_.store->Reopen(id);
-  if (!s.ok()) return Fail(res, s);
+  // Revive the chunks, then reopen the row: reopening bumps the task's epoch, so progress read
+  // before it (counts from before the revival included) cannot land, and the row, open again,
+  // is brought up to date by the next refresh.
   auto n = d_.queue->RetryTask(id);
   if (!n.ok()) return Fail(res, n.status());
+  Status s = d_.store->Reopen(id);
+  if (!s.ok()) return Fail(res, s);
+  if (Status r = RefreshProgress(*d_.store, *d_.queue, id); !r.ok()) spdlog::warn("retry: {}", r.message());
   auto v = TaskView(id);
   if (!v.ok()) return Fail(res, v.status());
   (*v)["chunks_requeued"] = *n;

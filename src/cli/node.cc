@@ -75,12 +75,22 @@ int RunNode(const Config& c) {
     spdlog::error("{} ({})", bound.status().message(), c.role == NodeRole::kWorker ? "KG_HEALTH_ADDR" : "KG_HTTP_ADDR");
     return 1;
   }
+  std::unique_ptr<TaskStore> beat_store;  // a web node's registry beats (see below)
+  if (!supervisor) {
+    auto opened = OpenTaskStore(c);
+    if (!opened.ok()) {
+      spdlog::error("{}", opened.status().message());
+      return 1;
+    }
+    beat_store = std::move(opened).value();
+  }
   if (supervisor) supervisor->Start();
   std::thread http([&] { api.Serve(); });
   std::atomic<bool> stopped{false};
-  // A web-only node has no supervisor; it still shows up in the node registry.
+  // A web-only node has no supervisor; it still shows up in the node registry, beating on a
+  // connection of its own (a beat waiting out a locked store must not hold up the API's).
   std::unique_ptr<NodeHeartbeat> web_beat;
-  if (!supervisor) web_beat = std::make_unique<NodeHeartbeat>(c, **store);
+  if (beat_store) web_beat = std::make_unique<NodeHeartbeat>(c, *beat_store);
   spdlog::info("{} listening on http://{}:{}", c.role == NodeRole::kWorker ? "health endpoint" : "API", host, *bound);
   // Machine-readable line for scripts and tests that asked for port 0.
   fmt::print(stdout, "KGFLOW_LISTENING http://{}:{}\n", host, *bound);

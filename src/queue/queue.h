@@ -8,7 +8,8 @@
 //   ("suspect") is only handed out alone, to an idle worker, so a later crash is
 //   attributed to it exactly.
 // - Every lease carries a fencing generation: a number drawn from one queue-wide sequence
-//   that only grows, so a later lease of the same chunk (or of another task's chunk of the
+//   that only grows and never falls behind the clock (in microseconds, so a new or wiped
+//   queue cannot go below what a kept graph holds), so a later lease of the same chunk (or of another task's chunk of the
 //   same document) always carries a larger one. The graph store refuses a contribution
 //   older than the one it holds (graph_store.h), which fences a worker that stalled after
 //   losing its lease.

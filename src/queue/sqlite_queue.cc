@@ -102,10 +102,12 @@ class SqliteQueue final : public Queue {
       KG_RETURN_IF_ERROR(tx.Commit());
       return out;
     }
-    // One draw from the queue-wide sequence covers the whole batch.
+    // One draw from the queue-wide sequence covers the whole batch. The sequence never falls
+    // behind the clock (in microseconds), so a new or wiped queue.db cannot hand out
+    // generations below those a kept graph already holds.
     KG_ASSIGN_OR_RETURN(auto seq, db_->Prepare(
-        "UPDATE sequences SET value=value+? WHERE name='lease_generation' RETURNING value"));
-    seq->Bind(1, static_cast<int64_t>(ids.size()));
+        "UPDATE sequences SET value=MAX(value, ?2)+?1 WHERE name='lease_generation' RETURNING value"));
+    seq->Bind(1, static_cast<int64_t>(ids.size())).Bind(2, now * 1000);
     if (!seq->Step()) {
       KG_RETURN_IF_ERROR(seq->status());
       return Status::Internal("lease generation sequence missing in " + db_->path());

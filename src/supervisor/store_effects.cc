@@ -105,7 +105,7 @@ void StoreEffects::Run() {
                    s.message());
       if (finish) continue;  // stopping: the setting in memory dies with the node
       MutexLock l(mu_);
-      retry_.emplace(p, want);  // a newer PersistScale in settings_ replaces it below
+      if (auto& r = retry_[p]; want.seq > r.seq) r = want;  // the newest failed write is the one to retry
     }
     for (const auto& r : releases) Give(r);
     if (finish) {
@@ -116,7 +116,9 @@ void StoreEffects::Run() {
       heartbeat_();
       next_heartbeat = MonoMs() + heartbeat_ms_;
       MutexLock l(mu_);
-      for (auto& [p, want] : retry_) settings_.emplace(p, want);  // emplace: a newer one stays
+      for (auto& [p, want] : retry_) {
+        if (auto& s = settings_[p]; want.seq > s.seq) s = want;  // a newer hand-over stays
+      }
       retry_.clear();
     }
     if (finish) break;

@@ -177,6 +177,20 @@ TEST_P(QueueContract, LeaseGenerationsGrowQueueWide) {
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].attempt, a[0].attempt);  // a release costs no attempt...
   EXPECT_GT(again[0].generation, *gens.rbegin());  // ...but the generation still moves on
+  // A new queue (a wiped queue.db beside a kept graph) starts above every generation handed
+  // out before, because the sequence follows the clock.
+  now_ += 1;  // the clock moves on (a millisecond covers a thousand generations)
+  {
+    testing::TempDir other;
+    QueueOptions o;
+    o.now_ms = [this] { return now_.load(); };
+    auto fresh = GetParam().open(other.path(), o);
+    ASSERT_TRUE(fresh->Enqueue(Items("f", 1)).ok());
+    auto f = fresh->LeaseChunks("p", "w4", 1, 10000, false);
+    ASSERT_TRUE(f.ok());
+    ASSERT_EQ(f->size(), 1u);
+    EXPECT_GT((*f)[0].generation, again[0].generation);
+  }
   // A reopened queue continues the sequence.
   q_.reset();
   q_ = Open();

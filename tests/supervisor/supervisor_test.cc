@@ -466,6 +466,13 @@ TEST(Supervisor, LockedStoreStallsNeitherReplacementNorTheApi) {
     auto v = OpenSqliteTaskStore(dir.path() + "/data/tasks.db").value()->GetSetting(ScaleSettingKey("slow"));
     return v.ok() && v->has_value() && **v == "2";
   }, 30s)) << n.proc().Stderr();
+  // A heartbeat after that (it re-reads the stored settings) leaves the scale in force.
+  auto beat_at = [&] {
+    json w = n.Get("/api/v1/workers");
+    return w.is_null() || w["nodes"].empty() ? int64_t{0} : w["nodes"][0]["heartbeat_at"].get<int64_t>();
+  };
+  int64_t stored_at = beat_at();
+  EXPECT_TRUE(WaitFor([&] { return beat_at() > stored_at; }, 30s)) << "no heartbeat after the store came back";
   EXPECT_EQ(n.Workers().size(), 2u);
   // The store is free again: the chunk the victim held is given back with its crash, and runs once more.
   ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 20s)) << n.proc().Stderr();
