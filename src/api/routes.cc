@@ -262,7 +262,7 @@ void Routes::ListTasks(const httplib::Request& req, httplib::Response& res) {
   if (open.ok()) {
     for (const auto& t : *open) {
       if (t.status != "queued" && t.status != "running") continue;
-      if (Status r = RefreshProgress(*d_.store, *d_.queue, t.id); !r.ok()) spdlog::warn("list: {}", r.message());
+      if (Status r = RefreshProgress(*d_.store, *d_.queue, t); !r.ok()) spdlog::warn("list: {}", r.message());
     }
   }
   auto list = d_.store->List(status, limit);

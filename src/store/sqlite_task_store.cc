@@ -201,10 +201,14 @@ Status RefreshProgress(TaskStore& store, Queue& queue, const std::string& id, co
   // the retry and must not land.
   auto row = store.Get(id);
   if (!row.ok()) return row.status().code() == Code::kNotFound ? Status::Ok() : row.status();
-  auto counts = queue.Counts(id);
-  if (!counts.ok()) return counts.status().With("task " + id + " progress");
+  return RefreshProgress(store, queue, *row, error);
+}
+
+Status RefreshProgress(TaskStore& store, Queue& queue, const TaskRecord& row, const std::string& error) {
+  auto counts = queue.Counts(row.id);
+  if (!counts.ok()) return counts.status().With("task " + row.id + " progress");
   if (counts->total == 0) return Status::Ok();  // nothing enqueued (yet)
-  return store.UpdateProgress(id, *counts, error, row->epoch);
+  return store.UpdateProgress(row.id, *counts, error, row.epoch);
 }
 
 Result<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(const std::string& path) {

@@ -80,6 +80,8 @@ class TaskStore {
 // this after its own queue change, so the last writer always sees everything before it.
 // `error` as in UpdateProgress.
 Status RefreshProgress(TaskStore& store, Queue& queue, const std::string& id, const std::string& error = "");
+// The same for a row the caller has just read (its epoch is the one that counts).
+Status RefreshProgress(TaskStore& store, Queue& queue, const TaskRecord& row, const std::string& error = "");
 
 Result<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(const std::string& path);
 Result<std::unique_ptr<TaskStore>> OpenTaskStore(const Config& config);

@@ -99,12 +99,10 @@ class Supervisor::Impl {
     wake_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     for (const auto& p : c_.enabled_providers) {
       auto& ps = providers_[p];
-      ps.setting = c_.workers_per_provider;
       auto stored = store_->GetSetting(ScaleSettingKey(p));
       if (stored.ok() && stored->has_value()) {
         if (auto n = ParseScaleSetting(**stored)) {
           ps.override_per_node = *n;
-          ps.setting = *n;
           if (*n != c_.workers_per_provider) {
             spdlog::warn("  provider {}: runtime override in force: {} per node (stored by `kgflow scale`), not the "
                          "configured KG_WORKERS_PER_PROVIDER={}; `kgflow scale {} --reset` returns to it",
@@ -149,7 +147,6 @@ class Supervisor::Impl {
       MutexLock l(mu_);
       if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
       auto& ps = providers_.at(provider);
-      ps.setting = per_node;
       ps.override_per_node = per_node;
       ++ps.scale_seq;  // a settings read started before this call must not undo it
       seq = ps.scale_seq;
@@ -179,7 +176,6 @@ class Supervisor::Impl {
       MutexLock l(mu_);
       if (!providers_.count(provider)) return Status::NotFound("provider " + provider + " is not enabled on this node");
       auto& ps = providers_.at(provider);
-      ps.setting = c_.workers_per_provider;
       ps.override_per_node.reset();
       ++ps.scale_seq;
       seq = ps.scale_seq;
@@ -284,8 +280,7 @@ class Supervisor::Impl {
   };
   // What the supervisor shows and wants per provider; the restart policy has the rest.
   struct ProviderState {
-    int setting = 1;                       // the override if any, else KG_WORKERS_PER_PROVIDER
-    std::optional<int> override_per_node;  // stored by `scale`
+    std::optional<int> override_per_node;  // stored by `scale`; none: KG_WORKERS_PER_PROVIDER
     uint64_t scale_seq = 0;                // bumped by Scale() and ResetScale()
     uint64_t persisted_seq = 0;            // the scale_seq whose setting the store holds
     int64_t restarts = 0;
@@ -293,6 +288,9 @@ class Supervisor::Impl {
     std::string last_exit;
     std::string last_refusal;
   };
+  // The processes per node a provider is set to: its override, else the configuration.
+  int Setting(const ProviderState& ps) const { return ps.override_per_node.value_or(c_.workers_per_provider); }
+
   using Release = StoreEffects::Release;
 
   void Wake() {
@@ -303,19 +301,19 @@ class Supervisor::Impl {
   // Desired processes per provider after both caps; quarantined providers get none.
   std::map<std::string, int> DesiredLocked() const KG_REQUIRES(mu_) {
     std::map<std::string, int> want;
-    for (const auto& p : c_.enabled_providers) want[p] = policy_.Quarantined(p) ? 0 : providers_.at(p).setting;
+    for (const auto& p : c_.enabled_providers) want[p] = policy_.Quarantined(p) ? 0 : Setting(providers_.at(p));
     return ApplyProcessCaps(c_, want);
   }
 
   void LogRefusals(const std::map<std::string, int>& desired) KG_REQUIRES(mu_) {
     for (auto& [p, ps] : providers_) {
       std::string msg;
-      if (ps.setting > c_.max_processes_per_provider) {
+      if (Setting(ps) > c_.max_processes_per_provider) {
         msg = fmt::format("provider {}: KG_MAX_PROCESSES_PER_PROVIDER={} refuses {} of {} requested processes", p,
-                          c_.max_processes_per_provider, ps.setting - c_.max_processes_per_provider, ps.setting);
-      } else if (desired.at(p) < ps.setting && !policy_.Quarantined(p)) {
+                          c_.max_processes_per_provider, Setting(ps) - c_.max_processes_per_provider, Setting(ps));
+      } else if (desired.at(p) < Setting(ps) && !policy_.Quarantined(p)) {
         msg = fmt::format("provider {}: KG_MAX_TOTAL_PROCESSES={} refuses {} of {} requested processes", p,
-                          c_.max_total_processes, ps.setting - desired.at(p), ps.setting);
+                          c_.max_total_processes, Setting(ps) - desired.at(p), Setting(ps));
       }
       if (msg != ps.last_refusal) {
         if (!msg.empty()) spdlog::error("supervisor: {}", msg);
@@ -532,10 +530,8 @@ class Supervisor::Impl {
         auto& ps = providers_.at(p);
         // A Scale() or reset since the read, or one not yet stored, wins over what was read.
         if (ps.scale_seq != seq[p] || ps.persisted_seq != ps.scale_seq) continue;
+        changed = changed || ps.override_per_node != n;
         ps.override_per_node = n;
-        int setting = n.value_or(c_.workers_per_provider);
-        changed = changed || ps.setting != setting;
-        ps.setting = setting;
       }
     }
     if (changed) Wake();
