@@ -55,6 +55,9 @@ class Api {
     if (r->status >= 300) {
       std::string msg = !j.is_discarded() && j.contains("error") ? j["error"].get<std::string>() : r->body;
       std::cerr << "kgflow: " << method << " " << path << ": HTTP " << r->status << ": " << msg << "\n";
+      if (!j.is_discarded() && j.contains("candidates") && j["candidates"].is_array()) {
+        for (const auto& c : j["candidates"]) std::cerr << "  " << c.get<std::string>() << "\n";  // ask for one
+      }
       return std::nullopt;
     }
     if (j.is_discarded()) {
@@ -76,6 +79,20 @@ struct Doc {
 };
 
 std::string Mb(int64_t bytes) { return fmt::format("{} bytes", bytes); }
+
+// What the node would refuse, said per argument before anything is sent: too large, not
+// text, or nothing to read.
+Status CheckContent(const std::string& label, const std::string& text, int64_t max_bytes) {
+  if (static_cast<int64_t>(text.size()) > max_bytes) {
+    return Status::Invalid(fmt::format("{} is {}; the node accepts at most {} (KG_MAX_BODY_MB)", label,
+                                       Mb(static_cast<int64_t>(text.size())), Mb(max_bytes)));
+  }
+  if (Status c = CheckText(text); !c.ok()) return Status::Invalid(fmt::format("{}: not text: {}", label, c.message()));
+  if (text.find_first_not_of(" \t\r\n\f\v") == std::string::npos) {
+    return Status::Invalid(fmt::format("{} is empty or blank", label));
+  }
+  return Status::Ok();
+}
 
 // Reads a regular file and checks it is text under the size limit; the reason otherwise.
 Result<std::string> LoadDocument(const std::string& path, int64_t max_bytes) {
@@ -110,11 +127,7 @@ Result<std::string> LoadDocument(const std::string& path, int64_t max_bytes) {
     text.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);
-  if (static_cast<int64_t>(text.size()) > max_bytes) {
-    return Status::Invalid(fmt::format("{} is {}; the node accepts at most {} (KG_MAX_BODY_MB)", path,
-                                       Mb(static_cast<int64_t>(text.size())), Mb(max_bytes)));
-  }
-  if (Status c = CheckText(text); !c.ok()) return Status::Invalid(fmt::format("{}: not text: {}", path, c.message()));
+  KG_RETURN_IF_ERROR(CheckContent(path, text, max_bytes));
   return text;
 }
 
@@ -128,11 +141,8 @@ std::vector<Doc> Collect(const std::vector<std::string>& args, bool recursive, i
       std::ostringstream ss;
       ss << std::cin.rdbuf();
       std::string text = ss.str();
-      if (static_cast<int64_t>(text.size()) > max_bytes) {
-        errors->push_back(fmt::format("stdin is {}; the node accepts at most {} (KG_MAX_BODY_MB)",
-                                      Mb(static_cast<int64_t>(text.size())), Mb(max_bytes)));
-      } else if (Status c = CheckText(text); !c.ok()) {
-        errors->push_back("stdin: not text: " + c.message());
+      if (Status c = CheckContent("stdin", text, max_bytes); !c.ok()) {
+        errors->push_back(c.message());
       } else {
         docs.push_back({a, std::move(text)});
       }

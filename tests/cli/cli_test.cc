@@ -106,6 +106,12 @@ TEST(Cli, SubmitChecksEveryArgumentFirst) {
   EXPECT_NE(r.err.find("cannot read " + dir.File("missing.txt") + ": No such file or directory"), std::string::npos)
       << r.err;
   EXPECT_EQ(n.Get("/api/v1/tasks")["tasks"].size(), 0u) << "nothing may be submitted";
+  // A blank file is refused up front too (the node would answer 400 after the good one was sent).
+  testing::WriteFile(dir.File("blank.txt"), " \n\t\n");
+  r = Kgflow({"submit", dir.File("good.txt"), dir.File("blank.txt")}, dir, env);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find(dir.File("blank.txt") + " is empty or blank"), std::string::npos) << r.err;
+  EXPECT_EQ(n.Get("/api/v1/tasks")["tasks"].size(), 0u) << "nothing may be submitted";
 
   std::filesystem::create_directories(dir.File("docs/sub"));
   testing::WriteFile(dir.File("docs/a.txt"), "Ada Lovelace met Charles Babbage.");
@@ -140,6 +146,28 @@ TEST(Cli, SubmitRefusesBinaryAndOversizedFiles) {
 // Verifies the read commands' --json prints the API's JSON as is, `graph entity KEY` shows an
 // entity by its URL-encoded key, `cancel`/`retry` reach their routes (a done task: the API's 409
 // reason, exit 1), and counts are singular for one ("1 chunk").
+// Verifies `graph entity NAME` for a name several entities share lists the candidate keys the
+// API answers with (HTTP 300), so the user can ask for one.
+TEST(Cli, AmbiguousEntityNameListsTheCandidates) {
+  testing::TempDir dir;
+  testing::Node n(dir);
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())}};
+  testing::WriteFile(dir.File("a.txt"), "Kai Moreno is the CEO of Hudson.");
+  testing::WriteFile(dir.File("b.txt"), "Omar Diaz moved to Hudson.");
+  ASSERT_EQ(Kgflow({"submit", "--wait", dir.File("a.txt"), dir.File("b.txt")}, dir, env).code, 0);
+  auto api = n.http().Get("/api/v1/graph/entities/Hudson");
+  ASSERT_TRUE(api);
+  ASSERT_EQ(api->status, 300) << "precondition: the two Hudsons are typed apart (Organization, Location) " << api->body;
+  CliRun r = Kgflow({"graph", "entity", "Hudson"}, dir, env);
+  EXPECT_EQ(r.code, 1);
+  json answer = json::parse(api->body);
+  ASSERT_EQ(answer["candidates"].size(), 2u) << api->body;
+  for (const auto& key : answer["candidates"]) {
+    EXPECT_NE(r.err.find(key.get<std::string>()), std::string::npos) << r.err;
+  }
+}
+
 TEST(Cli, JsonEntityCancelRetry) {
   testing::TempDir dir;
   testing::Node n(dir);
