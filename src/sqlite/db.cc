@@ -50,20 +50,26 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, int busy_timeout_m
 }
 
 Status Db::AddColumnIfMissing(std::string_view table, std::string_view column, std::string_view decl) {
+  // Check and alter in one write transaction: processes starting together (a node and its
+  // workers) must not both see the column missing and both add it.
+  Tx tx(*this);
+  KG_RETURN_IF_ERROR(tx.Begin());
   bool table_exists = false, has_column = false;
   {
     KG_ASSIGN_OR_RETURN(auto t, Prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?"));
     table_exists = t->Bind(1, table).Step();
     KG_RETURN_IF_ERROR(t->status());
   }
-  if (!table_exists) return Status::Ok();
+  if (!table_exists) return tx.Commit();
   {
     KG_ASSIGN_OR_RETURN(auto c, Prepare("SELECT 1 FROM pragma_table_info(?) WHERE name=?"));
     has_column = c->Bind(1, table).Bind(2, column).Step();
     KG_RETURN_IF_ERROR(c->status());
   }
-  if (has_column) return Status::Ok();
-  return Exec("ALTER TABLE " + std::string(table) + " ADD COLUMN " + std::string(column) + " " + std::string(decl));
+  if (has_column) return tx.Commit();
+  KG_RETURN_IF_ERROR(
+      Exec("ALTER TABLE " + std::string(table) + " ADD COLUMN " + std::string(column) + " " + std::string(decl)));
+  return tx.Commit();
 }
 
 Db::~Db() {
