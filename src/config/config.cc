@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 #include <sstream>
 #include <toml++/toml.h>
 
@@ -144,6 +145,43 @@ std::string TomlScalar(const toml::node& n) {
   return "<not a scalar>";
 }
 
+// Levenshtein distance, for "did you mean" on a misspelled key.
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// A key the file has but nothing reads is an error: a misspelling would otherwise configure
+// nothing, silently. Names the nearest known key when one is close.
+Status CheckKeys(const toml::table& t, const std::vector<std::string>& known, const std::string& where) {
+  for (const auto& [key, node] : t) {
+    std::string k(key.str());
+    if (std::find(known.begin(), known.end(), k) != known.end()) continue;
+    std::string best;
+    size_t best_d = 3;  // suggest only within two edits
+    for (const auto& cand : known) {
+      size_t d = EditDistance(k, cand);
+      if (d < best_d) best_d = d, best = cand;
+    }
+    std::string hint = best.empty() ? "" : fmt::format("; did you mean '{}'?", best);
+    std::string list;
+    for (const auto& cand : known) list += (list.empty() ? "" : ", ") + cand;
+    return Status::Invalid(fmt::format("{}: unknown key '{}' (line {}){}; known keys: {}", where, k,
+                                       node.source().begin.line, hint, list));
+  }
+  return Status::Ok();
+}
+
 Status LoadProviders(const toml::table& root, const std::string& file, Config& c) {
   const toml::table* provs = root["providers"].as_table();
   if (!provs) return Status::Ok();
@@ -152,6 +190,7 @@ Status LoadProviders(const toml::table& root, const std::string& file, Config& c
     std::string where = fmt::format("{}: [providers.{}]", file, name);
     const toml::table* t = node.as_table();
     if (!t) return Status::Invalid(where + ": expected a table");
+    KG_RETURN_IF_ERROR(CheckKeys(*t, {"kind", "delay_ms", "fault", "crash_marker"}, where));
     ProviderConfig p;
     p.name = name;
     p.kind = (*t)["kind"].value_or<std::string>("builtin");
@@ -241,6 +280,9 @@ Result<Config> LoadConfig(const EnvLookup& env) {
       return Status::Invalid(fmt::format("KG_CONFIG='{}': {} (line {})", *file, std::string(e.description()),
                                          e.source().begin.line));
     }
+    std::vector<std::string> known = {"providers"};
+    for (const auto& s : Settings()) known.push_back(TomlKey(s.env));
+    KG_RETURN_IF_ERROR(CheckKeys(root, known, fmt::format("KG_CONFIG='{}'", *file)));
     for (const auto& s : Settings()) {
       if (auto n = root.get(TomlKey(s.env))) {
         raw[s.env] = {TomlScalar(*n), fmt::format("{} key '{}'", *file, TomlKey(s.env))};

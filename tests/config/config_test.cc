@@ -98,6 +98,31 @@ TEST(Config, BadTomlIsAnError) {
   EXPECT_NE(r.status().message().find("kind='magic'"), std::string::npos) << r.status().message();
 }
 
+// Verifies a key nothing reads is an error naming it, its line and the nearest known key, at
+// the top level and in a provider table (a misspelling would otherwise configure nothing).
+TEST(Config, UnknownTomlKeysAreErrors) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("top.toml"), "max_total_processes = 7\nmax_total_proceses = 9\n");
+  auto r = LoadConfig(Env({{"KG_CONFIG", dir.File("top.toml")}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  const std::string& m = r.status().message();
+  EXPECT_NE(m.find("unknown key 'max_total_proceses' (line 2)"), std::string::npos) << m;
+  EXPECT_NE(m.find("did you mean 'max_total_processes'?"), std::string::npos) << m;
+
+  testing::WriteFile(dir.File("prov.toml"), "[providers.p1]\nkind = \"builtin\"\ndelay = 5\n");
+  r = LoadConfig(Env({{"KG_CONFIG", dir.File("prov.toml")}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("[providers.p1]: unknown key 'delay' (line 3)"), std::string::npos)
+      << r.status().message();
+
+  testing::WriteFile(dir.File("far.toml"), "colour = \"blue\"\n");
+  r = LoadConfig(Env({{"KG_CONFIG", dir.File("far.toml")}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("unknown key 'colour'"), std::string::npos);
+  EXPECT_EQ(r.status().message().find("did you mean"), std::string::npos) << r.status().message();
+}
+
 // Verifies KG_CONFIG naming a directory is refused (it would read as an empty file and silently
 // configure nothing).
 TEST(Config, ConfigDirectoryIsAnError) {
