@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
 #include "pipeline/document.h"
 
 namespace kg {
@@ -18,6 +22,78 @@ TEST(Text, SplitsSentencesInBothLanguages) {
   EXPECT_EQ(s[2], "李明创立了公司。");
   EXPECT_EQ(s[3], "王红加入了。");
   EXPECT_EQ(s[4], "Done?");
+}
+
+// Verifies abbreviations, titles and initials do not end a sentence (ICU's English suppressions plus
+// ours), while a full stop before a capitalised word, CJK stops and blank lines do.
+TEST(Text, AbbreviationsAndInitialsDoNotEndASentence) {
+  auto s = SplitSentences(
+      "Dr. Lund joined U.S. Steel in 2019. Mr. Okafor met Prof. Ng at 3.5 p.m. on Monday. "
+      "J. R. R. Tolkien wrote it, e.g. in Oxford. Acme Inc. The deal closed.");
+  ASSERT_EQ(s.size(), 5u) << ::testing::PrintToString(s);
+  EXPECT_EQ(s[0], "Dr. Lund joined U.S. Steel in 2019.");
+  EXPECT_EQ(s[1], "Mr. Okafor met Prof. Ng at 3.5 p.m. on Monday.");
+  EXPECT_EQ(s[2], "J. R. R. Tolkien wrote it, e.g. in Oxford.");
+  EXPECT_EQ(s[3], "Acme Inc.");
+  EXPECT_EQ(s[4], "The deal closed.");
+}
+
+// Verifies a lone line break (wrapped prose) does not end a sentence, a blank line does even without a
+// full stop, and Chinese stops end one with no space after them.
+TEST(Text, LineBreaksAndCjkStops) {
+  auto s = SplitSentences("Mara Voss founded\r\nHelix Dynamics in 2014.\n \nHeadline without a stop\n\n"
+                          "李明创立了星河科技公司！王红加入了。她在云港市？Then Moved to the U.S.\n\nNew paragraph.");
+  ASSERT_EQ(s.size(), 7u) << ::testing::PrintToString(s);
+  EXPECT_EQ(s[0], "Mara Voss founded\r\nHelix Dynamics in 2014.");  // verbatim, line break kept
+  EXPECT_EQ(s[1], "Headline without a stop");
+  EXPECT_EQ(s[2], "李明创立了星河科技公司！");
+  EXPECT_EQ(s[3], "王红加入了。");
+  EXPECT_EQ(s[4], "她在云港市？");
+  EXPECT_EQ(s[5], "Then Moved to the U.S.");  // initials before a blank line: the blank line wins
+  EXPECT_EQ(s[6], "New paragraph.");
+}
+
+// Verifies word segments: dictionary-based for Chinese, rules for Latin script, no spaces or punctuation.
+TEST(Text, WordSegmentsUseTheDictionaryForChinese) {
+  std::string text = "华为技术有限公司总部设在深圳。Mara Voss, 3.5 million!";
+  auto w = WordSegments(text);
+  std::vector<std::string> words(w.begin(), w.end());
+  std::vector<std::string> want = {"技术", "有限公司", "总部", "设在", "深圳", "Mara", "Voss", "3.5", "million"};
+  for (const auto& x : want) {
+    EXPECT_NE(std::find(words.begin(), words.end(), x), words.end()) << x << " in " << ::testing::PrintToString(words);
+  }
+  for (const auto& x : words) {
+    EXPECT_EQ(x.find_first_of(" ,!"), std::string::npos) << x;
+    EXPECT_EQ(x.find("。"), std::string::npos) << x;
+  }
+  // Slices of the input, in order.
+  size_t pos = 0;
+  for (std::string_view x : w) {
+    ASSERT_GE(x.data(), text.data() + pos);
+    pos = static_cast<size_t>(x.data() - text.data()) + x.size();
+  }
+  EXPECT_LE(pos, text.size());
+  EXPECT_TRUE(WordSegments("").empty());
+  EXPECT_TRUE(WordSegments(" 。, ").empty());
+}
+
+// Verifies sentences split the same on many threads at once (each thread has its own ICU iterator).
+TEST(Text, SentencesOnManyThreads) {
+  std::string text;
+  for (int i = 0; i < 50; ++i) text += "Dr. Lund met U.S. Steel number " + std::to_string(i) + ". 李明创立了公司。";
+  auto want = SplitSentences(text);
+  ASSERT_EQ(want.size(), 100u);
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int k = 0; k < 20; ++k) {
+        if (SplitSentences(text) != want) ++wrong;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 // Verifies chunks respect the size in code points, keep sentences whole, overlap, and cover the text.
