@@ -5,6 +5,7 @@
 #include "config/config.h"
 #include "graph/graph_store.h"
 #include "sqlite/db.h"
+#include "text/text.h"
 
 namespace kg {
 namespace {
@@ -25,6 +26,11 @@ CREATE TABLE IF NOT EXISTS evidence(src TEXT NOT NULL, dst TEXT NOT NULL, type T
   chunk_id TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS evidence_chunk ON evidence(chunk_id);
 )sql";
+
+// The graph database's schema version, kept in PRAGMA user_version:
+//   0  entity keys folded by hand (ASCII and Latin-1 case, full-width ASCII, white space)
+//   1  entity keys folded by NormalizeName (ICU NFKC_Casefold, text/text.h)
+constexpr int kSchemaVersion = 1;
 
 // Gathers a streamed export into a snapshot.
 struct CollectSink final : GraphSink {
@@ -50,7 +56,93 @@ class SqliteGraphStore final : public GraphStore {
     // Databases made before fencing existed gain the generation column first (the schema's
     // indexes do not need it).
     KG_RETURN_IF_ERROR(db_->AddColumnIfMissing("chunks", "generation", "INTEGER NOT NULL DEFAULT 0"));
-    return db_->Exec(kSchema);
+    return Migrate();
+  }
+
+  // Brings a database written by an older kgflow up to kSchemaVersion, in one write
+  // transaction: processes opening it together (a node and its workers) queue on the write
+  // lock, and the later ones find the work done. A newer database than this build knows is
+  // refused rather than written in a shape it does not understand.
+  Status Migrate() {
+    sqlite::Db::Tx tx(*db_);
+    KG_RETURN_IF_ERROR(tx.Begin());
+    int64_t version = 0;
+    {
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("PRAGMA user_version"));
+      if (q->Step()) version = q->Int(0);
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    if (version > kSchemaVersion) {
+      return Status::Invalid("graph schema version " + std::to_string(version) + " is newer than this kgflow's (" +
+                             std::to_string(kSchemaVersion) + "); upgrade kgflow");
+    }
+    if (version < 1) KG_RETURN_IF_ERROR(RekeyEntities().With("re-key entities"));
+    KG_RETURN_IF_ERROR(db_->Exec(kSchema));
+    if (version != kSchemaVersion) {
+      KG_RETURN_IF_ERROR(db_->Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));  // our constant
+    }
+    return tx.Commit();
+  }
+
+  // Inside Migrate's transaction: recomputes every entity's key the way BuildBatch makes keys
+  // now. Entities whose new keys collide become one: the first (oldest) row's name and type,
+  // the first non-empty description; their mentions and relations move to the new key, and
+  // relations (with their evidence) that become duplicates merge. A relation between two
+  // entities that became one is dropped: BuildBatch never writes a self-relation.
+  Status RekeyEntities() {
+    {
+      KG_ASSIGN_OR_RETURN(auto t, db_->Prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name='entities'"));
+      bool exists = t->Step();
+      KG_RETURN_IF_ERROR(t->status());
+      if (!exists) return Status::Ok();  // a new database
+    }
+    struct Row {
+      std::string key, name, type, description;
+    };
+    std::map<std::string, std::vector<Row>> groups;  // new key -> rows, oldest first
+    bool changed = false;
+    {
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT key, name, type, description FROM entities ORDER BY rowid"));
+      while (q->Step()) {
+        Row r{q->Text(0), q->Text(1), q->Text(2), q->Text(3)};
+        // A name of format characters alone folds to nothing now; it keeps its old key.
+        std::string key = NormalizeName(r.name).empty() ? r.key : EntityKey(r.name, r.type);
+        changed = changed || key != r.key;
+        groups[key].push_back(std::move(r));
+      }
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    if (!changed) return Status::Ok();
+    // Rows move one at a time; the references are whole again by the commit.
+    KG_RETURN_IF_ERROR(db_->Exec("PRAGMA defer_foreign_keys=ON"));
+    static constexpr const char* kMoves[] = {
+        "UPDATE OR IGNORE mentions SET entity_key=?1 WHERE entity_key=?2", "DELETE FROM mentions WHERE entity_key=?2",
+        "UPDATE OR IGNORE relations SET src=?1 WHERE src=?2", "DELETE FROM relations WHERE src=?2",
+        "UPDATE OR IGNORE relations SET dst=?1 WHERE dst=?2", "DELETE FROM relations WHERE dst=?2",
+        "UPDATE OR IGNORE evidence SET src=?1 WHERE src=?2", "DELETE FROM evidence WHERE src=?2",
+        "UPDATE OR IGNORE evidence SET dst=?1 WHERE dst=?2", "DELETE FROM evidence WHERE dst=?2"};
+    for (const auto& [key, rows] : groups) {
+      if (rows.size() == 1 && rows[0].key == key) continue;
+      std::string description;
+      for (const Row& r : rows) {
+        if (description.empty()) description = r.description;
+        KG_ASSIGN_OR_RETURN(auto del, db_->Prepare("DELETE FROM entities WHERE key=?"));
+        KG_RETURN_IF_ERROR(del->Bind(1, r.key).Run());
+      }
+      KG_ASSIGN_OR_RETURN(auto ins, db_->Prepare("INSERT INTO entities(key,name,type,description) VALUES(?,?,?,?)"));
+      KG_RETURN_IF_ERROR(ins->Bind(1, key).Bind(2, rows[0].name).Bind(3, rows[0].type).Bind(4, description).Run());
+      for (const Row& r : rows) {
+        if (r.key == key) continue;
+        for (const char* sql : kMoves) {
+          KG_ASSIGN_OR_RETURN(auto move, db_->Prepare(sql));
+          KG_RETURN_IF_ERROR(move->Bind(1, key).Bind(2, r.key).Run().With(r.key + " -> " + key));
+        }
+      }
+    }
+    for (const char* sql : {"DELETE FROM evidence WHERE src=dst", "DELETE FROM relations WHERE src=dst"}) {
+      KG_RETURN_IF_ERROR(db_->Exec(sql));
+    }
+    return Status::Ok();
   }
 
   Status Merge(const std::vector<GraphBatch>& batches) override {

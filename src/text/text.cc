@@ -394,20 +394,29 @@ std::vector<std::string_view> WordSegments(std::string_view text) {
 }
 
 std::string NormalizeName(std::string_view name) {
+  UErrorCode st = U_ZERO_ERROR;
+  // Owned by ICU, built once, safe to share between threads.
+  static const icu::Normalizer2* const kFold = icu::Normalizer2::getNFKCCasefoldInstance(st);
+  if (kFold == nullptr) {
+    std::fprintf(stderr, "kgflow: ICU NFKC_Casefold data missing: %s\n", u_errorName(st));
+    std::abort();  // libicu72 always carries it
+  }
+  // Invalid UTF-8 becomes U+FFFD on the way in.
+  icu::UnicodeString folded =
+      kFold->normalize(icu::UnicodeString::fromUTF8(icu::StringPiece(name.data(), static_cast<int32_t>(name.size()))), st);
   std::string out;
+  if (U_FAILURE(st)) return out;
   bool space = false;
-  for (size_t i = 0; i < name.size();) {
-    char32_t c = DecodeUtf8(name, i);
-    if (c >= 0xFF01 && c <= 0xFF5E) c = c - 0xFF01 + 0x21;  // full-width ASCII
-    if (IsSpace(c) || c == 0x3000) {
+  for (int32_t i = 0; i < folded.length();) {
+    UChar32 c = folded.char32At(i);
+    i += U16_LENGTH(c);
+    if (u_isUWhiteSpace(c)) {
       space = !out.empty();
       continue;
     }
-    if (c >= 'A' && c <= 'Z') c += 32;
-    else if ((c >= 0xC0 && c <= 0xDE && c != 0xD7)) c += 32;  // Latin-1 upper
     if (space) out.push_back(' ');
     space = false;
-    AppendUtf8(out, c);
+    AppendUtf8(out, static_cast<char32_t>(c));
   }
   return out;
 }

@@ -77,8 +77,20 @@ std::vector<std::string> SplitSentences(std::string_view text);
 // not words and are left out.
 std::vector<std::string_view> WordSegments(std::string_view text);
 
-// Folds case (ASCII and Latin-1), full-width forms to ASCII, and runs of white space
-// to one space; trims. "  ＡＣＭＥ   Labs " -> "acme labs".
+// The name part of an entity key: Unicode NFKC_Casefold (ICU), then every run of white
+// space made one space, and trimmed. So these fold together: case in every script with
+// case ("ΣΊΣΥΦΟΣ" and "σίσυφος" both give "σίσυφοσ": final sigma folds to σ, the tonos
+// stays), composed and decomposed accents ("Zoë" typed either way gives "zoë"),
+// compatibility forms (the ligature "ﬁ" -> "fi", full-width "ＡＣＭＥ" -> "acme", half-width
+// katakana "ｶﾀｶﾅ" -> "カタカナ", "①" -> "1", "ß" -> "ss"), and invisible format characters
+// (zero-width space, soft hyphen) are dropped.
+//
+// Deliberately not folded, because they name different things or need a language to decide:
+// accents ("Zoë" != "Zoe", "Müller" != "Muller": stripping them would merge distinct
+// names); Turkish dotted and dotless i (locale-free folding: "I" -> "i", "İ" -> "i̇" with a
+// combining dot, "ı" stays "ı", so "İstanbul" != "Istanbul"); traditional and simplified
+// Chinese ("華為" != "华为"); hiragana and katakana; transliterations ("Москва" != "Moskva").
+// Invalid UTF-8 becomes U+FFFD. Empty when nothing but white space or format characters.
 std::string NormalizeName(std::string_view name);
 // The stable key of an entity: "<type>:<normalized name>", type lower-cased.
 std::string EntityKey(std::string_view name, std::string_view type);

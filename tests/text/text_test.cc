@@ -140,6 +140,29 @@ TEST(Text, BlankAndInvalidInput) {
   EXPECT_EQ(SanitizeUtf8("ok 汉字"), "ok 汉字");
 }
 
+// Verifies keys fold what Unicode says is the same text (NFKC_Casefold): composed and decomposed accents,
+// case in Greek with final sigma, ligatures, half- and full-width forms; and keep apart what is not the same
+// (accents, Turkish dotless i, traditional and simplified Chinese). Chinese is left as written.
+TEST(Text, KeysFoldUnicodeEquivalents) {
+  EXPECT_EQ(NormalizeName("Zo\u00EB"), NormalizeName("Zoe\u0308"));  // composed, decomposed
+  EXPECT_EQ(NormalizeName("Zo\u00EB"), "zo\u00EB");
+  EXPECT_EQ(NormalizeName("ΣΊΣΥΦΟΣ"), NormalizeName("σίσυφος"));
+  EXPECT_EQ(NormalizeName("σίσυφος"), "σίσυφοσ");  // final sigma folds to σ; the tonos stays
+  EXPECT_EQ(NormalizeName("\uFB01nance"), NormalizeName("finance"));  // ﬁ ligature
+  EXPECT_EQ(NormalizeName("ｶﾀｶﾅ"), NormalizeName("カタカナ"));      // half-width katakana
+  EXPECT_EQ(NormalizeName("カタカナ"), "カタカナ");
+  EXPECT_EQ(NormalizeName("Ｍｅｒｉｄｉａｎ　Ａｎａｌｙｔｉｃｓ"), "meridian analytics");  // full-width ASCII and space
+  EXPECT_EQ(NormalizeName("华为技术有限公司"), "华为技术有限公司");
+  EXPECT_EQ(NormalizeName("Hel\u200Bix"), "helix");  // zero-width space dropped
+  EXPECT_EQ(EntityKey("ΣΊΣΥΦΟΣ Labs", "Organization"), EntityKey("σίσυφος  labs", "organization"));
+  // Not folded, on purpose.
+  EXPECT_NE(NormalizeName("Zoë"), NormalizeName("Zoe"));
+  EXPECT_NE(NormalizeName("\u0130stanbul"), NormalizeName("Istanbul"));  // İ: i with a combining dot
+  EXPECT_NE(NormalizeName("\u0131stanbul"), NormalizeName("istanbul"));  // dotless ı
+  EXPECT_NE(NormalizeName("華為"), NormalizeName("华为"));
+  EXPECT_EQ(NormalizeName(" \u200B \t"), "");
+}
+
 // Verifies name normalisation folds case, full width and white space into one stable key.
 TEST(Text, NormalisationFoldsCaseWidthAndSpace) {
   EXPECT_EQ(NormalizeName("  ＡＣＭＥ   Labs "), "acme labs");
