@@ -23,14 +23,15 @@ CREATE TABLE IF NOT EXISTS relations(src TEXT NOT NULL REFERENCES entities(key),
   dst TEXT NOT NULL REFERENCES entities(key), type TEXT NOT NULL, PRIMARY KEY(src, dst, type)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS relations_dst ON relations(dst);
 CREATE TABLE IF NOT EXISTS evidence(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL,
-  chunk_id TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id)) WITHOUT ROWID;
+  chunk_id TEXT NOT NULL, sentence TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id, sentence)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS evidence_chunk ON evidence(chunk_id);
 )sql";
 
 // The graph database's schema version, kept in PRAGMA user_version:
 //   0  entity keys folded by hand (ASCII and Latin-1 case, full-width ASCII, white space)
 //   1  entity keys folded by NormalizeName (ICU NFKC_Casefold, text/text.h)
-constexpr int kSchemaVersion = 1;
+//   2  evidence per (relation, chunk, sentence); older rows get their chunk id as sentence
+constexpr int kSchemaVersion = 2;
 
 // Gathers a streamed export into a snapshot.
 struct CollectSink final : GraphSink {
@@ -77,11 +78,34 @@ class SqliteGraphStore final : public GraphStore {
                              std::to_string(kSchemaVersion) + "); upgrade kgflow");
     }
     if (version < 1) KG_RETURN_IF_ERROR(RekeyEntities().With("re-key entities"));
+    if (version < 2) KG_RETURN_IF_ERROR(EvidencePerSentence().With("evidence per sentence"));
     KG_RETURN_IF_ERROR(db_->Exec(kSchema));
     if (version != kSchemaVersion) {
       KG_RETURN_IF_ERROR(db_->Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));  // our constant
     }
     return tx.Commit();
+  }
+
+  // Inside Migrate's transaction: the evidence table gains the sentence in its key (SQLite
+  // cannot change a primary key in place, so the table is copied). A chunk stood for its
+  // one sentence before, so every old row's sentence is its chunk id: weights are unchanged.
+  Status EvidencePerSentence() {
+    bool old_shape = false;
+    {
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
+          "SELECT 1 FROM sqlite_master WHERE type='table' AND name='evidence' AND NOT EXISTS "
+          "(SELECT 1 FROM pragma_table_info('evidence') WHERE name='sentence')"));
+      old_shape = q->Step();
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    if (!old_shape) return Status::Ok();  // a new database: kSchema makes the table
+    return db_->Exec(
+        "CREATE TABLE evidence_v2(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL, chunk_id TEXT NOT NULL, "
+        "sentence TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id, sentence)) WITHOUT ROWID;"
+        "INSERT INTO evidence_v2(src, dst, type, chunk_id, sentence) SELECT src, dst, type, chunk_id, chunk_id "
+        "FROM evidence;"
+        "DROP TABLE evidence;"
+        "ALTER TABLE evidence_v2 RENAME TO evidence;");
   }
 
   // Inside Migrate's transaction: recomputes every entity's key the way BuildBatch makes keys
@@ -282,7 +306,7 @@ class SqliteGraphStore final : public GraphStore {
       KG_RETURN_IF_ERROR(q->status());
     }
     {
-      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT src, dst, type FROM evidence WHERE chunk_id=?"));
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT DISTINCT src, dst, type FROM evidence WHERE chunk_id=?"));
       q->Bind(1, chunk_id);
       while (q->Step()) old_relations.push_back({q->Text(0), q->Text(1), q->Text(2)});
       KG_RETURN_IF_ERROR(q->status());
@@ -313,10 +337,14 @@ class SqliteGraphStore final : public GraphStore {
     }
     {
       KG_ASSIGN_OR_RETURN(auto rel, db_->Prepare("INSERT OR IGNORE INTO relations(src,dst,type) VALUES(?,?,?)"));
-      KG_ASSIGN_OR_RETURN(auto ev, db_->Prepare("INSERT OR IGNORE INTO evidence(src,dst,type,chunk_id) VALUES(?,?,?,?)"));
+      KG_ASSIGN_OR_RETURN(auto ev, db_->Prepare(
+          "INSERT OR IGNORE INTO evidence(src,dst,type,chunk_id,sentence) VALUES(?,?,?,?,?)"));
       for (const auto& r : b.relations) {
         KG_RETURN_IF_ERROR(rel->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type).Run().With("relation " + r.src + "->" + r.dst));
-        KG_RETURN_IF_ERROR(ev->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type).Bind(4, chunk_id).Run());
+        // No sentence known: the chunk stands for its one sentence.
+        for (const std::string& sentence : r.sentences.empty() ? std::vector<std::string>{chunk_id} : r.sentences) {
+          KG_RETURN_IF_ERROR(ev->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type).Bind(4, chunk_id).Bind(5, sentence).Run());
+        }
       }
     }
     // Relations before entities: a relation's ends are entities (foreign keys).
@@ -338,10 +366,17 @@ class SqliteGraphStore final : public GraphStore {
   }
 
   Status LoadEvidence(RelationRec& r) {
-    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT chunk_id FROM evidence WHERE src=? AND dst=? AND type=? ORDER BY chunk_id"));
+    {
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
+          "SELECT DISTINCT chunk_id FROM evidence WHERE src=? AND dst=? AND type=? ORDER BY chunk_id"));
+      q->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type);
+      while (q->Step()) r.evidence.push_back(q->Text(0));
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
+        "SELECT COUNT(DISTINCT sentence) FROM evidence WHERE src=? AND dst=? AND type=?"));
     q->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type);
-    while (q->Step()) r.evidence.push_back(q->Text(0));
-    r.weight = static_cast<int64_t>(r.evidence.size());
+    if (q->Step()) r.weight = q->Int(0);
     return q->status();
   }
 
@@ -387,8 +422,9 @@ class SqliteGraphStore final : public GraphStore {
       KG_RETURN_IF_ERROR(q->status());
     }
     KG_ASSIGN_OR_RETURN(auto q, rd.Prepare(
-        "SELECT r.src, r.dst, r.type, (SELECT group_concat(chunk_id, ' ') FROM (SELECT chunk_id FROM evidence v "
-        "WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type ORDER BY chunk_id)) FROM relations r "
+        "SELECT r.src, r.dst, r.type, (SELECT group_concat(chunk_id, ' ') FROM (SELECT DISTINCT chunk_id FROM "
+        "evidence v WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type ORDER BY chunk_id)), (SELECT COUNT(DISTINCT "
+        "sentence) FROM evidence v WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type) FROM relations r "
         "ORDER BY r.src, r.dst, r.type"));
     while (q->Step()) {
       RelationRec rel;
@@ -402,7 +438,7 @@ class SqliteGraphStore final : public GraphStore {
         rel.evidence.push_back(ev.substr(pos, sp - pos));
         pos = sp + 1;
       }
-      rel.weight = static_cast<int64_t>(rel.evidence.size());
+      rel.weight = q->Int(4);
       KG_RETURN_IF_ERROR(sink.Relation(rel));
     }
     return q->status();

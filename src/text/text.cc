@@ -331,6 +331,12 @@ void CutLong(std::string_view text, Span sentence, size_t size, std::vector<Piec
 
 }  // namespace
 
+std::vector<SentenceSpan> FindSentences(std::string_view text) {
+  std::vector<SentenceSpan> out;
+  for (const Span& sp : SentenceSpans(text)) out.push_back({sp.b, sp.e - sp.b});
+  return out;
+}
+
 std::vector<std::string> SplitSentences(std::string_view text) {
   std::vector<std::string> out;
   for (const Span& sp : SentenceSpans(text)) out.emplace_back(text.substr(sp.b, sp.e - sp.b));

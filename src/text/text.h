@@ -69,6 +69,11 @@ std::vector<Chunk> ChunkText(std::string_view text, const ChunkOptions& options)
 
 // Sentences of `text` as ChunkText finds them, trimmed, non-empty.
 std::vector<std::string> SplitSentences(std::string_view text);
+// The same sentences as byte ranges of `text`: [offset, offset + size), in order.
+struct SentenceSpan {
+  size_t offset = 0, size = 0;
+};
+std::vector<SentenceSpan> FindSentences(std::string_view text);
 
 // The words of `text` in order, as slices of it (valid while `text` is): ICU's word
 // segmentation, dictionary-based for Chinese, Japanese, Thai, Lao, Khmer and Burmese

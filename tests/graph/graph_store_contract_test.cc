@@ -237,6 +237,62 @@ TEST_P(GraphStoreContract, ReplacingOneChunkKeepsOtherChunksEvidence) {
   EXPECT_EQ(snap->relations[0].weight, 1);
 }
 
+// The weight of the one relation, as GetEntity and Export both report it (they must agree).
+int64_t WeightOf(GraphStore& g) {
+  auto snap = g.Export();
+  EXPECT_TRUE(snap.ok());
+  if (!snap.ok() || snap->relations.size() != 1) return -1;
+  auto e = g.GetEntity(snap->relations[0].src);
+  EXPECT_TRUE(e.ok());
+  EXPECT_EQ(e->neighbours.at(0).relation.weight, snap->relations[0].weight);
+  EXPECT_EQ(e->neighbours.at(0).relation.evidence, snap->relations[0].evidence);
+  return snap->relations[0].weight;
+}
+
+GraphBatch InSentences(GraphBatch b, std::vector<std::string> sentences) {
+  b.relations[0].sentences = std::move(sentences);
+  return b;
+}
+
+// Verifies one sentence read in two overlapping chunks counts once: weight 1, both chunks in the evidence.
+TEST_P(GraphStoreContract, OverlapDoesNotDoubleCount) {
+  ASSERT_TRUE(g_->Merge({InSentences(Batch("d1:0", 0), {"d1@40"}), InSentences(Batch("d1:1", 1), {"d1@40"})}).ok());
+  EXPECT_EQ(WeightOf(*g_), 1);
+  EXPECT_EQ(EvidenceOf(*g_, "person:mara voss", "organization:helix dynamics"),
+            (std::vector<std::string>{"d1:0", "d1:1"}));
+  ASSERT_TRUE(g_->Merge({InSentences(Batch("d1:1", 1), {"d1@40"})}).ok());  // idempotent
+  EXPECT_EQ(WeightOf(*g_), 1);
+}
+
+// Verifies two different sentences count twice, whether one chunk or two state them, and a relation
+// without sentence ids counts its chunk as one sentence.
+TEST_P(GraphStoreContract, TwoSentencesCountTwice) {
+  ASSERT_TRUE(g_->Merge({InSentences(Batch("d1:0", 0), {"d1@0", "d1@40"})}).ok());
+  EXPECT_EQ(WeightOf(*g_), 2);
+  EXPECT_EQ(EvidenceOf(*g_, "person:mara voss", "organization:helix dynamics"), std::vector<std::string>{"d1:0"});
+  ASSERT_TRUE(g_->Merge({InSentences(Batch("d1:1", 1), {"d1@90"})}).ok());
+  EXPECT_EQ(WeightOf(*g_), 3);
+  ASSERT_TRUE(g_->Merge({Batch("d1:2", 2)}).ok());  // no sentence ids: the chunk stands for one
+  EXPECT_EQ(WeightOf(*g_), 4);
+}
+
+// Verifies replacing one chunk's contribution removes only its own evidence rows: the sentence the other
+// chunk also read keeps its weight through that chunk, and goes with it.
+TEST_P(GraphStoreContract, ReplacingAChunkKeepsTheOtherChunksSentences) {
+  ASSERT_TRUE(g_->Merge({At(InSentences(Batch("d1:0", 0), {"d1@0", "d1@40"}), 1),
+                         At(InSentences(Batch("d1:1", 1), {"d1@40"}), 2)}).ok());
+  EXPECT_EQ(WeightOf(*g_), 2);
+  GraphBatch bare = At(Batch("d1:0", 0), 3);
+  bare.relations.clear();
+  ASSERT_TRUE(g_->Merge({bare}).ok());
+  EXPECT_EQ(WeightOf(*g_), 1);  // d1@40, still read by d1:1
+  EXPECT_EQ(EvidenceOf(*g_, "person:mara voss", "organization:helix dynamics"), std::vector<std::string>{"d1:1"});
+  bare = At(Batch("d1:1", 1), 4);
+  bare.relations.clear();
+  ASSERT_TRUE(g_->Merge({bare}).ok());
+  EXPECT_EQ(g_->Stats()->relations, 0);
+}
+
 // Collects a streamed export into a snapshot; `on_entity` runs at the first entity.
 class Collect final : public GraphSink {
  public:

@@ -1,5 +1,6 @@
 // The SQLite graph store brings a database written by an older kgflow up to date when it
-// opens it: entity keys folded by hand become NormalizeName's (ICU) keys.
+// opens it: entity keys folded by hand become NormalizeName's (ICU) keys, and evidence per
+// chunk becomes evidence per (chunk, sentence).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -101,6 +102,7 @@ void ExpectRekeyed(GraphStore& g) {
   EXPECT_EQ(z->neighbours[0].entity.key, lab);
   EXPECT_EQ(z->neighbours[0].relation.type, "WORKS_AT");
   EXPECT_EQ(z->neighbours[0].relation.evidence, (std::vector<std::string>{"d1:0", "d1:1"}));
+  EXPECT_EQ(z->neighbours[0].relation.weight, 2);  // old rows: each chunk stands for one sentence
   auto l = g.GetEntity(lab);
   ASSERT_TRUE(l.ok());
   EXPECT_EQ(l->entity.name, "ΣΊΣΥΦΟΣ Labs");
@@ -128,7 +130,16 @@ TEST(SqliteGraphMigration, RekeysOldKeysOnce) {
     ExpectRekeyed(**g);
     first = Dump(**g);
   }
-  EXPECT_EQ(UserVersion(path), 1);
+  EXPECT_EQ(UserVersion(path), 2);
+  {
+    // Evidence rows written before sentences existed take their chunk id as the sentence.
+    auto db = sqlite::Db::Open(path);
+    auto q = (*db)->Prepare("SELECT COUNT(*), SUM(sentence=chunk_id) FROM evidence");
+    ASSERT_TRUE(q.ok()) << q.status().message();
+    ASSERT_TRUE((*q)->Step());
+    EXPECT_EQ((*q)->Int(0), 3);
+    EXPECT_EQ((*q)->Int(1), 3);
+  }
   auto g = OpenSqliteGraphStore(path);
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(Dump(**g), first);
