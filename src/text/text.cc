@@ -217,6 +217,11 @@ std::string LoneLineBreaksAsSpaces(std::string_view text) {
   std::string shown(text);
   size_t i = 0;
   while (i < text.size()) {
+    unsigned char byte = static_cast<unsigned char>(text[i]);
+    if (byte > ' ' && byte < 0x80) {  // most of any text: no decoding needed
+      ++i;
+      continue;
+    }
     size_t next = i;
     if (!IsSpace(DecodeUtf8(text, next))) {
       i = next;
@@ -273,7 +278,7 @@ void SentenceSpansOf(std::string_view text, size_t base, std::vector<Span>& out)
       size_t end = static_cast<size_t>(b);
       if (end >= text.size()) break;
       Span t = TrimSpan(text, start, end);
-      bool blank_line = shown.find('\n', t.e) < end;
+      bool blank_line = std::string_view(shown).substr(t.e, end - t.e).find('\n') != std::string_view::npos;
       if (!blank_line && EndsWithInitials(text, start, end)) continue;
       emit(end);
     }

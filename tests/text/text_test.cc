@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "pipeline/document.h"
@@ -114,6 +115,23 @@ TEST(Text, ChunksAreBoundedSentenceAlignedAndOverlap) {
     EXPECT_EQ(chunks[i].overlap, first.size()) << i;
   }
   EXPECT_NE(chunks.back().text.find("number 39"), std::string::npos);
+}
+
+// Verifies chunking time grows linearly with the text, also for text with no line break at all (looking
+// for a blank line once scanned the whole rest of the text per sentence: 20 MB took minutes).
+TEST(Text, ChunkingIsLinearInTheTextSize) {
+  auto seconds = [](size_t bytes) {
+    std::string t;
+    while (t.size() < bytes) t += "Mara Voss founded Helix Dynamics in 2014 and it grew. ";
+    auto t0 = std::chrono::steady_clock::now();
+    auto chunks = ChunkText(t, {1200, 100});
+    EXPECT_GT(chunks.size(), bytes / 1300);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  seconds(100'000);  // this thread's iterator made
+  double small = seconds(1'000'000), large = seconds(4'000'000);
+  // Linear: about 4 times; quadratic: about 16 times. Margin for a loaded machine.
+  EXPECT_LT(large, 8 * small + 0.05) << small << " s for 1 MB, " << large << " s for 4 MB";
 }
 
 // Verifies a long run of Chinese without punctuation is cut on code points, never inside one.
