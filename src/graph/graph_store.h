@@ -116,7 +116,9 @@ class GraphStore {
   // is older than its chunk's stored generation.
   virtual Status Merge(const std::vector<GraphBatch>& batches) = 0;
   virtual Result<GraphStats> Stats() = 0;
-  // Entities whose name or key contains `q` (case-insensitive), most mentioned first.
+  // Entities whose name or key contains `q` (case-insensitive), most mentioned first. The key
+  // is matched with `q` folded as keys are (NormalizeName), so case in every script, width
+  // and compatibility forms do not matter: "ΣΊΣΥΦΟΣ" finds "organization:σίσυφοσ labs".
   virtual Result<std::vector<EntityRec>> SearchEntities(const std::string& q, int limit) = 0;
   // kNotFound when no entity has exactly this key.
   virtual Result<EntityDetail> GetEntity(const std::string& key) = 0;

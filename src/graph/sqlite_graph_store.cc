@@ -194,9 +194,10 @@ class SqliteGraphStore final : public GraphStore {
   Result<std::vector<EntityRec>> SearchEntities(const std::string& query, int limit) override {
     KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
         "SELECT e.key, e.name, e.type, e.description, (SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) AS n "
-        "FROM entities e WHERE instr(lower(e.name), lower(?))>0 OR instr(e.key, lower(?))>0 "
+        "FROM entities e WHERE instr(lower(e.name), lower(?))>0 OR instr(e.key, ?)>0 "
         "ORDER BY n DESC, e.name LIMIT ?"));
-    q->Bind(1, query).Bind(2, query).Bind(3, limit);
+    // SQLite's lower() folds ASCII only; the key is already folded, so fold the query alike.
+    q->Bind(1, query).Bind(2, NormalizeName(query)).Bind(3, limit);
     std::vector<EntityRec> out;
     while (q->Step()) out.push_back(EntityRow(*q));
     KG_RETURN_IF_ERROR(q->status());

@@ -6,6 +6,7 @@
 
 #include "graph/graph_store.h"
 #include "testing/testing.h"
+#include "text/text.h"
 
 namespace kg {
 namespace {
@@ -125,7 +126,8 @@ TEST_P(GraphStoreContract, DescriptionFirstNonEmptyWins) {
   EXPECT_EQ(g_->GetEntity("organization:helix dynamics")->entity.description, "robots");
 }
 
-// Verifies search is case-insensitive on names, most mentioned first, and honours the limit.
+// Verifies search is case-insensitive on names (and on keys in every script), most mentioned first, and
+// honours the limit.
 TEST_P(GraphStoreContract, Search) {
   ASSERT_TRUE(g_->Merge({Batch("d1:0", 0), Batch("d1:1", 1)}).ok());
   auto r = g_->SearchEntities("HELIX", 10);
@@ -134,6 +136,17 @@ TEST_P(GraphStoreContract, Search) {
   EXPECT_EQ((*r)[0].mentions, 2);
   EXPECT_EQ(g_->SearchEntities("", 1)->size(), 1u);
   EXPECT_TRUE(g_->SearchEntities("zzz", 10)->empty());
+  // Beyond ASCII the key's folding decides: Greek capitals, full width.
+  auto greek = Batch("d1:2", 2);
+  greek.entities = {{EntityKey("σίσυφος Labs", "Organization"), "σίσυφος Labs", "Organization", "", 0}};
+  greek.relations.clear();
+  ASSERT_TRUE(g_->Merge({greek}).ok());
+  for (const char* q : {"ΣΊΣΥΦΟΣ", "σίσυφοσ", "ＬＡＢＳ"}) {
+    auto found = g_->SearchEntities(q, 10);
+    ASSERT_TRUE(found.ok());
+    ASSERT_EQ(found->size(), 1u) << q;
+    EXPECT_EQ((*found)[0].name, "σίσυφος Labs") << q;
+  }
 }
 
 // Verifies both export formats carry every node and edge, with XML escaping.
