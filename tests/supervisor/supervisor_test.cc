@@ -3,6 +3,7 @@
 // recycling, roles and the node lock. No sleeps where a condition can be awaited.
 #include "supervisor/supervisor.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -969,13 +970,18 @@ TEST(Supervisor, WebRoleRunsNoWorkersAndNodeNameIsExclusive) {
 
 // Verifies two nodes started at once with one KG_WORKER_NODE_NAME never both run: exactly one serves and is the
 // registry's entry, the other exits 2 naming the variable and the live holder (pid, host, heartbeat age). Role
-// web, so no supervisor lock is involved: only the registry's compare-and-set claim decides. Three rounds.
+// web, so no supervisor lock is involved: only the registry's compare-and-set claim decides. Both processes are
+// released from one gate, so their start-ups (and claims) run side by side; several rounds.
 TEST(Supervisor, TwoNodesStartedAtOnceWithOneNameExactlyOneRuns) {
-  for (int round = 0; round < 3; ++round) {
+  for (int round = 0; round < 8; ++round) {
     TempDir dir;
     std::map<std::string, std::string> env = {{"NODE_ROLE", "web"}, {"KG_WORKER_NODE_NAME", "twin"}};
-    Node a(dir, env, {"start"}, false);
-    Node b(dir, env, {"start"}, false);
+    int gate[2];
+    ASSERT_EQ(pipe2(gate, O_CLOEXEC), 0);
+    Node a(dir, env, {"start"}, false, gate[0]);
+    Node b(dir, env, {"start"}, false, gate[0]);
+    close(gate[0]);
+    close(gate[1]);  // both start now
     ASSERT_TRUE(WaitFor([&] { return a.proc().Wait(0ms) != -1 || b.proc().Wait(0ms) != -1; }, 15s))
         << "neither was refused\n" << a.proc().Stderr() << b.proc().Stderr();
     Node& loser = a.proc().Exited() ? a : b;
@@ -1127,7 +1133,9 @@ TEST(Supervisor, RestartsAndLastExitArePerProcessSlot) {
   ASSERT_TRUE(WaitFor([&] { return all_idle(2, &p) && !p.count(replacement); }, 10s));
   EXPECT_EQ(p[kept]["restarts"], 0);
   for (const auto& [pid, v] : p) {
-    if (pid != kept) EXPECT_EQ(v["restarts"], 2) << "the same slot, killed twice: " << v;
+    if (pid != kept) {
+      EXPECT_EQ(v["restarts"], 2) << "the same slot, killed twice: " << v;
+    }
   }
 
   // `kgflow workers` shows the never-killed worker's row with 0 and no last exit.
