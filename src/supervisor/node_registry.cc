@@ -41,6 +41,25 @@ bool PidAlive(int64_t pid) {
   return close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'Z';
 }
 
+namespace {
+
+std::string Comm(const std::string& pid) {
+  std::ifstream f("/proc/" + pid + "/comm");
+  std::string line;
+  std::getline(f, line);
+  return line;
+}
+
+// True when `pid` on this host is alive and runs this program (by its command name, which a
+// rebuilt binary keeps): a pid the kernel has since given to another program holds no name.
+bool LiveNodeHere(int64_t pid) {
+  if (!PidAlive(pid)) return false;
+  std::string theirs = Comm(std::to_string(pid));
+  return theirs.empty() || theirs == Comm("self");  // unreadable: assume it is one
+}
+
+}  // namespace
+
 NodeRegistry::NodeRegistry(const Config& config, TaskStore& store) : c_(config), store_(store) {
   char host[256] = {};
   gethostname(host, sizeof host - 1);
@@ -73,11 +92,12 @@ Status NodeRegistry::ClaimWith(const std::string& processes_json) {
       const NodeRecord& h = **cur;
       bool mine = h.host == host_ && h.pid == me.pid;
       bool here = h.host == host_;
-      bool gone = here && !PidAlive(h.pid);
+      bool gone = here && !LiveNodeHere(h.pid);
       bool stale = NodeIsStale(h, me.heartbeat_at_ms);
-      // A stale record of a process still alive on this host is not taken: it is a node
-      // whose beats are late (a locked store), not a dead one.
-      if (!mine && !gone && !(stale && !(here && PidAlive(h.pid)))) {
+      // On this host the process decides: a live node whose beats are late (a locked store)
+      // keeps its name, a dead one loses it at once. Elsewhere only staleness can tell.
+      bool takeable = here ? gone : stale;
+      if (!mine && !takeable) {
         return Status::Conflict(fmt::format(
             "KG_WORKER_NODE_NAME='{}' is held by a live node: pid {} on host {} (role {}), last heartbeat {:.1f} s "
             "ago; stop that node or choose another KG_WORKER_NODE_NAME",
@@ -85,7 +105,7 @@ Status NodeRegistry::ClaimWith(const std::string& processes_json) {
       }
       if (!mine) {
         spdlog::warn("node registry: taking over name '{}' from pid {} on host {} ({})", c_.node_name, h.pid, h.host,
-                     gone ? "its process is gone" : fmt::format("no heartbeat for {:.1f} s",
+                     gone ? "its pid no longer runs kgflow" : fmt::format("no heartbeat for {:.1f} s",
                                                                 HeartbeatAgeMs(h, me.heartbeat_at_ms) / 1000.0));
       }
       expected = h;

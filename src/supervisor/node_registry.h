@@ -6,8 +6,9 @@
 // A node name belongs to one live node at a time. A node claims its name before it starts
 // anything (Claim), and each beat writes the record only while it is still this node's
 // (same host and pid); both are compare-and-set writes in the store, so two nodes starting
-// at once with one name cannot both win. A record may be taken over when it is stale (its
-// heartbeat more than kStaleBeats intervals old) or its pid is gone on this host.
+// at once with one name cannot both win. A record of this host may be taken over when its
+// pid no longer runs kgflow; one of another host when it is stale (its heartbeat more than
+// kStaleBeats of its intervals old).
 
 #include <chrono>
 #include <cstdint>

@@ -21,6 +21,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/util.h"
 #include "queue/queue.h"
 #include "store/task_store.h"
 #include "supervisor/node_registry.h"
@@ -810,7 +811,7 @@ TEST(Supervisor, KilledSupervisorLeavesNoOrphans) {
   EXPECT_NE(n->proc().Stderr().find("previous run"), std::string::npos);
   // Its registry entry, left by the killed node, is taken over at once: that pid is gone on this host.
   EXPECT_NE(n->proc().Stderr().find("taking over name"), std::string::npos) << n->proc().Stderr();
-  EXPECT_NE(n->proc().Stderr().find("its process is gone"), std::string::npos) << n->proc().Stderr();
+  EXPECT_NE(n->proc().Stderr().find("its pid no longer runs kgflow"), std::string::npos) << n->proc().Stderr();
 }
 
 // Verifies SIGTERM lets in-flight chunks finish, exits 0, and leaves nothing leased and nothing lost.
@@ -1000,6 +1001,50 @@ TEST(Supervisor, TwoNodesStartedAtOnceWithOneNameExactlyOneRuns) {
     ASSERT_EQ(w["nodes"].size(), 1u) << w;
     EXPECT_EQ(w["nodes"][0]["pid"], winner.proc().pid()) << w;
   }
+}
+
+// Verifies which records of a name a starting node takes over: one of another host that still beats refuses it
+// (exit 2); one of another host whose heartbeat is stale, and one of this host whose pid runs another program
+// (here: the test itself, as after pid reuse), are taken over with a warning saying why.
+TEST(Supervisor, NameOfAGoneOrStaleNodeIsTakenOver) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/data");
+  auto seed = [&](const NodeRecord& r) {
+    auto store = OpenSqliteTaskStore(dir.path() + "/data/tasks.db");
+    ASSERT_TRUE(store.ok());
+    auto held = (*store)->GetNode(r.name);
+    ASSERT_TRUE(held.ok());
+    if (held->has_value()) {
+      ASSERT_TRUE((*store)->RemoveNode(r.name, (**held).host, (**held).pid).ok());
+    }
+    ASSERT_TRUE(*(*store)->PutNodeIf(r, std::nullopt));
+  };
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  std::map<std::string, std::string> env = {{"NODE_ROLE", "web"}, {"KG_WORKER_NODE_NAME", "n"}};
+
+  seed({"n", "web", "elsewhere", 4242, NowMs(), "[]", 60000});
+  Node refused(dir, env, {"start"}, false);
+  int st = refused.proc().Wait(15s);
+  EXPECT_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 2) << refused.proc().Stderr();
+  EXPECT_NE(refused.proc().Stderr().find("is held by a live node: pid 4242 on host elsewhere"), std::string::npos)
+      << refused.proc().Stderr();
+
+  seed({"n", "web", "elsewhere", 4242, NowMs() - 3 * 60000, "[]", 60000});
+  auto stale = std::make_unique<Node>(dir, env);
+  ASSERT_TRUE(stale->ready()) << stale->proc().Stderr();
+  EXPECT_NE(stale->proc().Stderr().find("taking over name 'n' from pid 4242 on host elsewhere (no heartbeat for 18"),
+            std::string::npos) << stale->proc().Stderr();
+  ASSERT_TRUE(stale->proc().Signal(SIGTERM));
+  ASSERT_NE(stale->proc().Wait(15s), -1);
+
+  seed({"n", "web", host, getpid(), NowMs(), "[]", 60000});  // a live process here, but not kgflow
+  Node reused(dir, env);
+  ASSERT_TRUE(reused.ready()) << reused.proc().Stderr();
+  EXPECT_NE(reused.proc().Stderr().find("taking over name 'n' from pid " + std::to_string(getpid()) +
+                                        " on host " + host + " (its pid no longer runs kgflow)"),
+            std::string::npos) << reused.proc().Stderr();
+  EXPECT_EQ(reused.Get("/api/v1/workers")["nodes"][0]["pid"], reused.proc().pid());
 }
 
 // Verifies a web node and a worker node on one host with the default KG_WORKER_NODE_NAME have an entry each
