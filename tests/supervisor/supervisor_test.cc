@@ -765,12 +765,15 @@ TEST(Supervisor, ScaleThroughAWebNodeAppliesBothCapsAndReset) {
   json j = json::parse(r->body);
   EXPECT_EQ(j["per_node"], 2) << j;
   EXPECT_TRUE(j["clamped"].get<bool>());
-  EXPECT_EQ(j["reason"], "KG_MAX_PROCESSES_PER_PROVIDER=3") << j;
+  // 4 is above the per-provider cap, but what holds builtin at 2 is the total (other takes 1 of 3): that
+  // is the cap named (the per-provider one used to be).
+  EXPECT_EQ(j["reason"], "KG_MAX_TOTAL_PROCESSES=3 (1 taken by other providers)") << j;
+  EXPECT_EQ(j["binding_cap"]["name"], "KG_MAX_TOTAL_PROCESSES") << j;
   r = web.http().Put("/api/v1/providers/builtin/processes", R"({"per_node":3})", "application/json");
   ASSERT_TRUE(r && r->status == 200);
   j = json::parse(r->body);
   EXPECT_EQ(j["per_node"], 2) << j;
-  EXPECT_EQ(j["reason"], "KG_MAX_TOTAL_PROCESSES=3") << j;
+  EXPECT_EQ(j["reason"], "KG_MAX_TOTAL_PROCESSES=3 (1 taken by other providers)") << j;
   EXPECT_EQ(web.Get("/api/v1/workers")["scaling"][0]["override"], 3);
   // alpha (builtin only; caps 50/10) applies the stored override with its next heartbeat (5 s).
   ASSERT_TRUE(WaitFor([&] { return alpha.Workers().size() == 3; }, 15s)) << alpha.proc().Stderr();
