@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <fstream>
+#include <limits>
 
 #include "common/util.h"
 #include "store/task_store.h"
@@ -31,7 +32,8 @@ bool NodeIsStale(const NodeRecord& n, int64_t now_ms) {
 }
 
 bool PidAlive(int64_t pid) {
-  if (pid <= 0) return false;
+  // A stored pid outside pid_t would wrap (to -1: kill() would then probe every process).
+  if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) return false;
   if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
   // A zombie's pid answers kill(0) although the process is gone. "pid (comm) S ...".
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
