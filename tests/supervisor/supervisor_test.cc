@@ -1118,8 +1118,9 @@ TEST(Supervisor, SigkilledNodeIsMarkedStaleWhenItsHeartbeatIsLate) {
     node = entry();
     return !node.is_null() && node["stale"].get<bool>();
   }, 10s)) << node;
-  // Its last beat was at most 1 s before the kill; stale once 2 s old.
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s) << node;
+  // Its last beat was at most 1 s before the kill; stale once 2 s old (2 s of slack for a loaded or
+  // sanitized build; the seed took ~30 s).
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 4s) << node;
   EXPECT_GT(node["heartbeat_age_ms"].get<int64_t>(), 2000) << node;
   ASSERT_EQ(node["processes"].size(), 1u) << node;
   EXPECT_EQ(node["processes"][0]["pid"], 0) << node;
