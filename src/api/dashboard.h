@@ -25,7 +25,7 @@ async function refresh(){
     document.getElementById('stats').textContent=`documents ${s.documents} · chunks ${s.chunks} · entities ${s.entities} · relations ${s.relations}`;
     const w=await api('/api/v1/workers');
     let h='<tr><th>node</th><th>pid</th><th>provider</th><th>state</th><th>RSS MB</th><th>CPU s</th><th>chunks</th><th>restarts</th><th>last exit</th></tr>';
-    for(const n of w.nodes)for(const p of n.processes)h+=`<tr><td>${esc(n.name)}</td><td>${p.pid}</td><td>${esc(p.provider)}</td><td>${esc(p.state)}</td><td>${(p.rss_bytes/1048576).toFixed(1)}</td><td>${p.cpu_seconds.toFixed(2)}</td><td>${p.chunks_done}</td><td>${p.restarts}</td><td>${esc(p.last_exit)}</td></tr>`;
+    for(const n of w.nodes)for(const p of n.processes)h+=`<tr><td>${esc(n.name)}${n.stale?' (stale)':''}</td><td>${p.pid}</td><td>${esc(p.provider)}</td><td>${esc(p.state)}</td><td>${(p.rss_bytes/1048576).toFixed(1)}</td><td>${p.cpu_seconds.toFixed(2)}</td><td>${p.chunks_done}</td><td>${p.restarts}</td><td>${esc(p.last_exit)}</td></tr>`;
     document.getElementById('workers').innerHTML=h;
     const t=await api('/api/v1/tasks?limit=20');
     h='<tr><th>id</th><th>title</th><th>status</th><th>done</th><th>failed</th><th>total</th></tr>';

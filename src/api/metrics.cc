@@ -38,7 +38,7 @@ std::string RenderMetrics(const ApiDeps& d) {
       // Label values are escaped once, here: a provider name comes from TOML and may hold anything.
       std::string provider = EscapeLabelValue(p.provider);
       if (p.pid) by[{provider, EscapeLabelValue(p.state)}]++;
-      restarts[provider] = p.restarts;
+      restarts[provider] = p.provider_restarts;
       spawns[provider] = p.spawns;
       if (p.pid) rss += fmt::format("kg_worker_rss_bytes{{provider=\"{}\",pid=\"{}\"}} {}\n", provider, p.pid, p.rss_bytes);
     }

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
@@ -22,6 +24,8 @@ namespace {
 // How long a client should wait before resubmitting to a stopping node's address (by
 // then a load balancer has usually moved it to another node).
 constexpr int kRetryAfterSeconds = 5;
+// How long a node that stopped beating stays listed (marked stale) in /api/v1/workers.
+constexpr int64_t kListStaleNodesMs = 3600 * 1000;
 
 bool ConstantTimeEqual(const std::string& a, const std::string& b) {
   if (a.size() != b.size()) return false;
@@ -76,6 +80,16 @@ Result<int> ParseLimit(const std::string& s) {
   return n;
 }
 
+
+json BindingJson(const std::string& cap, int value) {
+  if (cap.empty()) return nullptr;
+  return {{"name", cap}, {"value", value}};
+}
+
+json CapsJson(const Config& c) {
+  return {{"KG_MAX_TOTAL_PROCESSES", c.max_total_processes},
+          {"KG_MAX_PROCESSES_PER_PROVIDER", c.max_processes_per_provider}};
+}
 
 }  // namespace
 
@@ -205,7 +219,8 @@ void Routes::Submit(const httplib::Request& req, httplib::Response& res) {
   if (Status r = RefreshProgress(*d_.store, *d_.queue, task_id); !r.ok()) spdlog::warn("submit: {}", r.message());
   res.set_header("Location", "/api/v1/tasks/" + task_id);
   Reply(res, 202, {{"id", task_id}, {"status", "queued"}, {"chunks_total", t.chunks_total},
-                   {"document", plan.doc_id}, {"provider", p}});
+                   {"document", plan.doc_id}, {"provider", p},
+                   {"warning", ServingWarning(ServedProviders(), p, "queued")}});
 }
 
 // Task with live counts from the queue (the stored row may lag a worker's update).
@@ -219,6 +234,7 @@ Result<json> Routes::TaskView(const std::string& id) {
     if (t->status != "cancelled") t->status = DeriveStatus(*counts);
   }
   json out = TaskJson(*t);
+  out["warning"] = ServingWarning(ServedProviders(), t->provider, t->status);
   if (counts.ok()) {
     out["chunks_queued"] = counts->ready;
     out["chunks_running"] = counts->leased;
@@ -268,7 +284,11 @@ void Routes::ListTasks(const httplib::Request& req, httplib::Response& res) {
   auto list = d_.store->List(status, limit);
   if (!list.ok()) return Fail(res, list.status());
   json arr = json::array();
-  for (const auto& t : *list) arr.push_back(TaskJson(t));
+  auto served = ServedProviders();
+  for (const auto& t : *list) {
+    arr.push_back(TaskJson(t));
+    arr.back()["warning"] = ServingWarning(served, t.provider, t.status);
+  }
   Reply(res, 200, {{"tasks", arr}});
 }
 
@@ -344,13 +364,18 @@ void Routes::Scale(const httplib::Request& req, httplib::Response& res) {
     }
     int capped = c_.HasProvider(provider) ? ApplyProcessCaps(c_, wanted)[provider]
                                           : std::min(n, c_.max_processes_per_provider);
-    std::string reason = capped == n ? ""
-                         : n > c_.max_processes_per_provider
-                             ? "KG_MAX_PROCESSES_PER_PROVIDER=" + std::to_string(c_.max_processes_per_provider)
-                             : "KG_MAX_TOTAL_PROCESSES=" + std::to_string(c_.max_total_processes);
+    CapBinding bind;
+    if (c_.HasProvider(provider)) {
+      bind = BindingCap(c_, wanted, provider);
+    } else if (capped < n) {
+      bind = {"KG_MAX_PROCESSES_PER_PROVIDER", c_.max_processes_per_provider,
+              "KG_MAX_PROCESSES_PER_PROVIDER=" + std::to_string(c_.max_processes_per_provider)};
+    }
     Reply(res, 200, {{"provider", provider}, {"requested", n}, {"per_node", capped}, {"clamped", capped < n},
-                     {"reason", reason}, {"configured", c_.workers_per_provider}, {"override", n},
-                     {"applied", "stored; worker nodes apply it within 5 s"}});
+                     {"reason", bind.reason}, {"configured", c_.workers_per_provider}, {"override", n},
+                     {"target", capped}, {"binding_cap", BindingJson(bind.cap, bind.value)}, {"caps", CapsJson(c_)},
+                     {"node", nullptr},
+                     {"applied", fmt::format("stored; worker nodes apply it within {} s", c_.heartbeat_seconds)}});
     return;
   }
   if (!c_.HasProvider(provider)) return Fail(res, 409, "provider '" + provider + "' is not enabled on this node");
@@ -359,7 +384,8 @@ void Routes::Scale(const httplib::Request& req, httplib::Response& res) {
   Reply(res, 200, {{"provider", r->provider}, {"requested", r->requested}, {"per_node", r->per_node},
                    {"clamped", r->clamped}, {"reason", r->reason}, {"configured", r->configured},
                    {"override", r->override_per_node ? json(*r->override_per_node) : json(nullptr)},
-                   {"applied", "now"}});
+                   {"target", r->per_node}, {"binding_cap", BindingJson(r->binding_cap, r->binding_value)},
+                   {"caps", CapsJson(c_)}, {"node", c_.node_name}, {"applied", "now"}});
 }
 
 // DELETE: drop the runtime override, back to KG_WORKERS_PER_PROVIDER.
@@ -374,13 +400,15 @@ void Routes::ResetScale(const httplib::Request& req, httplib::Response& res) {
     Reply(res, 200, {{"provider", provider}, {"configured", c_.workers_per_provider}, {"override", nullptr},
                      {"per_node", std::min({c_.workers_per_provider, c_.max_processes_per_provider,
                                             c_.max_total_processes})},
-                     {"applied", "removed; worker nodes apply it within 5 s"}});
+                     {"applied", fmt::format("removed; worker nodes apply it within {} s", c_.heartbeat_seconds)}});
     return;
   }
   auto r = d_.supervisor->ResetScale(provider);
   if (!r.ok()) return Fail(res, r.status());
   Reply(res, 200, {{"provider", r->provider}, {"configured", r->configured}, {"override", nullptr},
-                   {"per_node", r->per_node}, {"applied", "now"}});
+                   {"per_node", r->per_node}, {"target", r->per_node},
+                   {"binding_cap", BindingJson(r->binding_cap, r->binding_value)}, {"caps", CapsJson(c_)},
+                   {"node", c_.node_name}, {"applied", "now"}});
 }
 
 void Routes::Providers(httplib::Response& res) {
@@ -394,17 +422,50 @@ void Routes::Providers(httplib::Response& res) {
 
 json Routes::NodesJson() {
   json nodes = json::array();
-  auto list = d_.store->ListNodes(NowMs() - 30000);
+  int64_t now = NowMs();
+  auto list = d_.store->ListNodes(now - kListStaleNodesMs);
   if (list.ok()) {
     for (const auto& n : *list) {
       json procs = json::parse(n.processes_json, nullptr, false);
-      if (d_.supervisor && n.name == c_.node_name) procs = json::parse(d_.supervisor->SnapshotJson());
-      if (procs.is_discarded()) procs = json::array();
+      // This node's own table is live, not as of its last beat.
+      bool self = d_.supervisor && n.name == c_.node_name && n.pid == getpid();
+      if (self) procs = json::parse(d_.supervisor->SnapshotJson());
+      if (procs.is_discarded() || !procs.is_array()) procs = json::array();
+      bool stale = !self && NodeIsStale(n, now);
+      if (stale) {
+        // What a node that stopped beating runs is not known: no pid is shown as live.
+        for (auto& p : procs) {
+          p["last_pid"] = p.value("pid", json(0));
+          p["pid"] = 0;
+          p["state"] = "unknown";
+        }
+      }
       nodes.push_back({{"name", n.name}, {"role", n.role}, {"host", n.host}, {"pid", n.pid},
-                       {"heartbeat_at", n.heartbeat_at_ms}, {"processes", procs}});
+                       {"heartbeat_at", n.heartbeat_at_ms}, {"heartbeat_age_ms", self ? 0 : HeartbeatAgeMs(n, now)},
+                       {"heartbeat_interval_ms", n.heartbeat_ms}, {"stale", stale}, {"processes", procs}});
     }
   }
   return nodes;
+}
+
+std::set<std::string> Routes::ServedProviders() {
+  std::set<std::string> served;
+  for (const auto& n : NodesJson()) {
+    if (n["stale"].get<bool>()) continue;
+    for (const auto& p : n["processes"]) {
+      std::string state = p.value("state", "");
+      if (p.value("pid", int64_t{0}) > 0 && (state == "starting" || state == "idle" || state == "busy")) {
+        served.insert(p.value("provider", ""));
+      }
+    }
+  }
+  return served;
+}
+
+json Routes::ServingWarning(const std::set<std::string>& served, const std::string& provider,
+                            const std::string& status) {
+  if ((status != "queued" && status != "running") || served.count(provider)) return nullptr;
+  return "no worker is serving provider " + provider;
 }
 
 // Per provider: the configuration, the runtime override in force (null: none) and, on a

@@ -48,7 +48,14 @@ class Routes {
   void Entity(const httplib::Request& req, httplib::Response& res);
   void Export(const httplib::Request& req, httplib::Response& res);
   Result<nlohmann::json> TaskView(const std::string& id);
+  // Nodes of the registry with their heartbeat age and `stale` marker; a stale node's
+  // processes are shown as unknown (pid 0, last_pid the one it reported).
   nlohmann::json NodesJson();
+  // Providers with a live process (starting, idle or busy) on a node that is not stale.
+  std::set<std::string> ServedProviders();
+  // "no worker is serving provider P" while a task of `provider` in `status` waits for one; null otherwise.
+  static nlohmann::json ServingWarning(const std::set<std::string>& served, const std::string& provider,
+                                       const std::string& status);
   nlohmann::json ScalingJson();
 
   ApiDeps d_;

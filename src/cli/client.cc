@@ -295,6 +295,10 @@ int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, con
     if (!r) return 1;
     std::cout << fmt::format("submitted {} as task {} ({}, provider {})\n", f, (*r)["id"].get<std::string>(),
                              Plural((*r)["chunks_total"].get<int>(), "chunk", "chunks"), (*r)["provider"].get<std::string>());
+    if (r->contains("warning") && (*r)["warning"].is_string()) {
+      std::cerr << "kgflow: warning: task " << (*r)["id"].get<std::string>() << ": " << (*r)["warning"].get<std::string>()
+                << "; it waits until one does\n";
+    }
     subs.push_back({(*r)["id"], body["title"]});
   }
   if (!wait) return 0;
@@ -341,11 +345,16 @@ int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& s
   auto r = api.Call("GET", path);
   if (!r) return 1;
   std::cout << fmt::format("{:<20} {:<10} {:>6} {:>6} {:>6}  {}\n", "ID", "STATUS", "DONE", "FAILED", "TOTAL", "TITLE");
+  std::vector<std::string> warnings;
   for (const auto& t : (*r)["tasks"]) {
     std::cout << fmt::format("{:<20} {:<10} {:>6} {:>6} {:>6}  {}\n", t["id"].get<std::string>(),
                              t["status"].get<std::string>(), t["chunks_done"].get<int>(), t["chunks_failed"].get<int>(),
                              t["chunks_total"].get<int>(), t["title"].get<std::string>());
+    if (t.contains("warning") && t["warning"].is_string()) {
+      warnings.push_back(fmt::format("task {}: {}", t["id"].get<std::string>(), t["warning"].get<std::string>()));
+    }
   }
+  for (const auto& w : warnings) std::cout << "warning: " << w << "\n";
   return 0;
 }
 
@@ -355,16 +364,23 @@ int CmdWorkers(const ClientOptions& o) {
   auto r = api.Call("GET", "/api/v1/workers");
   if (!r) return 1;
   for (const auto& n : (*r)["nodes"]) {
-    std::cout << fmt::format("node {} (role {}, host {}, pid {})\n", n["name"].get<std::string>(),
-                             n["role"].get<std::string>(), n["host"].get<std::string>(), n["pid"].get<int64_t>());
+    bool stale = n.value("stale", false);
+    std::cout << fmt::format("node {} (role {}, host {}, pid {}), heartbeat {:.1f} s ago{}\n",
+                             n["name"].get<std::string>(), n["role"].get<std::string>(), n["host"].get<std::string>(),
+                             n["pid"].get<int64_t>(), n.value("heartbeat_age_ms", int64_t{0}) / 1000.0,
+                             stale ? fmt::format(" STALE (no heartbeat for over {} s; processes unknown)",
+                                                 2 * n.value("heartbeat_interval_ms", int64_t{0}) / 1000)
+                                   : "");
     std::cout << fmt::format("  {:>8} {:<14} {:<12} {:>8} {:>8} {:>7} {:>8}  {}\n", "PID", "PROVIDER", "STATE", "RSS_MB",
                              "CPU_S", "CHUNKS", "RESTARTS", "LAST_EXIT");
     for (const auto& p : n["processes"]) {
-      std::cout << fmt::format("  {:>8} {:<14} {:<12} {:>8.1f} {:>8.2f} {:>7} {:>8}  {}\n", p["pid"].get<int64_t>(),
-                               p["provider"].get<std::string>(), p["state"].get<std::string>(),
-                               p["rss_bytes"].get<double>() / 1048576.0, p["cpu_seconds"].get<double>(),
-                               p["chunks_done"].get<int64_t>(), p["restarts"].get<int64_t>(),
-                               p["last_exit"].get<std::string>());
+      int64_t pid = p["pid"].get<int64_t>();
+      std::string last_exit = p["last_exit"].get<std::string>();
+      std::cout << fmt::format("  {:>8} {:<14} {:<12} {:>8.1f} {:>8.2f} {:>7} {:>8}  {}\n",
+                               pid > 0 ? std::to_string(pid) : stale ? "?" : "-", p["provider"].get<std::string>(),
+                               p["state"].get<std::string>(), p["rss_bytes"].get<double>() / 1048576.0,
+                               p["cpu_seconds"].get<double>(), p["chunks_done"].get<int64_t>(),
+                               p["restarts"].get<int64_t>(), last_exit.empty() ? "-" : last_exit);
     }
   }
   for (const auto& s : (*r)["scaling"]) {
@@ -383,17 +399,66 @@ int CmdWorkers(const ClientOptions& o) {
   return 0;
 }
 
-int CmdScale(const ClientOptions& o, const std::string& provider, int n) {
+namespace {
+
+// Processes of `provider` on node `node` in a /api/v1/workers answer, and whether every one
+// of them is settled (idle or busy: none starting or stopping).
+std::pair<int, bool> RunningOn(const json& workers, const std::string& node, const std::string& provider) {
+  int n = 0;
+  bool settled = true;
+  for (const auto& nd : workers["nodes"]) {
+    if (nd["name"] != node) continue;
+    for (const auto& p : nd["processes"]) {
+      if (p["provider"] != provider || p["pid"].get<int64_t>() <= 0) continue;
+      ++n;
+      settled = settled && (p["state"] == "idle" || p["state"] == "busy");
+    }
+  }
+  return {n, settled};
+}
+
+}  // namespace
+
+int CmdScale(const ClientOptions& o, const std::string& provider, int n, int timeout_seconds) {
   Api api(o);
   json body = {{"per_node", n}};
   auto r = api.Call("PUT", "/api/v1/providers/" + provider + "/processes", &body);
   if (!r) return 1;
-  std::cout << fmt::format("provider {}: {} per node{}\n", provider,
-                           Plural((*r)["per_node"].get<int>(), "process", "processes"),
-                           (*r)["clamped"].get<bool>()
-                               ? fmt::format(" (asked for {}; clamped by {})", n, (*r)["reason"].get<std::string>())
-                               : "");
-  return 0;
+  int target = (*r)["per_node"].get<int>();
+  std::string caps;
+  if (r->contains("caps")) {
+    for (const auto& [k, v] : (*r)["caps"].items()) caps += fmt::format("{}{}={}", caps.empty() ? "" : ", ", k, v.get<int>());
+  }
+  std::string binding = (*r)["clamped"].get<bool>() ? fmt::format("; clamped by {}", (*r)["reason"].get<std::string>()) : "";
+  bool here = r->contains("node") && (*r)["node"].is_string();
+  std::cout << fmt::format("provider {}: asked for {} per node; target {} {}{} (caps: {})\n", provider, n,
+                           Plural(target, "process", "processes"),
+                           here ? "on node " + (*r)["node"].get<std::string>() : "per worker node", binding, caps)
+            << std::flush;
+  if (!here) {
+    std::cout << fmt::format("provider {}: {}\n", provider, (*r)["applied"].get<std::string>());
+    return 0;
+  }
+  std::string node = (*r)["node"];
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  int last = -1;
+  while (true) {
+    auto w = api.Call("GET", "/api/v1/workers");
+    if (!w) return 1;
+    auto [running, settled] = RunningOn(*w, node, provider);
+    last = running;
+    if (running == target && settled) {
+      std::cout << fmt::format("provider {}: {} running on node {}\n", provider,
+                               Plural(running, "process", "processes"), node);
+      return 0;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // polling a remote API: no event to wait on
+  }
+  std::cerr << fmt::format("kgflow: provider {}: {} of the target {} running on node {} after {} s; the node keeps "
+                           "trying (see `kgflow workers` and the node's log)\n",
+                           provider, last, target, node, timeout_seconds);
+  return 1;
 }
 
 int CmdScaleReset(const ClientOptions& o, const std::string& provider) {

@@ -27,7 +27,9 @@ int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, con
               const std::string& title, bool wait, bool recursive, int64_t max_bytes);
 int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& status, int limit);
 int CmdWorkers(const ClientOptions& o);
-int CmdScale(const ClientOptions& o, const std::string& provider, int n);
+// Sets the processes per node of `provider`, prints the target and the cap that binds, then
+// waits up to `timeout_seconds` for the answering node to run the target (exit 1 if not).
+int CmdScale(const ClientOptions& o, const std::string& provider, int n, int timeout_seconds);
 // Removes the runtime override of `provider` (DELETE .../processes).
 int CmdScaleReset(const ClientOptions& o, const std::string& provider);
 int CmdGraphStats(const ClientOptions& o);

@@ -145,6 +145,9 @@ int Main(int argc, char** argv) {
   auto* scale_reset_flag =
       scale->add_flag("--reset", scale_reset, "remove the override: back to KG_WORKERS_PER_PROVIDER");
   scale_n_opt->excludes(scale_reset_flag);
+  int scale_timeout = 30;
+  scale->add_option("--timeout", scale_timeout, "seconds to wait for the node to run the target (default 30)")
+      ->check(CLI::Range(1, 3600));
   add_url(scale);
 
   auto* graph = app.add_subcommand("graph", "Query the graph");
@@ -238,7 +241,7 @@ int Main(int argc, char** argv) {
       std::cerr << "scale: give the processes per node, or --reset\n";
       return kExitConfig;
     }
-    return scale_reset ? kg::CmdScaleReset(client, scale_provider) : kg::CmdScale(client, scale_provider, scale_n);
+    return scale_reset ? kg::CmdScaleReset(client, scale_provider) : kg::CmdScale(client, scale_provider, scale_n, scale_timeout);
   }
   if (*gstats) return kg::CmdGraphStats(client);
   if (*gsearch) return kg::CmdGraphSearch(client, query, limit);

@@ -52,12 +52,20 @@ int RunNode(const Config& c) {
       return 1;
     }
   }
+  // The node's name first, before anything runs: a live node holding it refuses this one
+  // (a configuration problem: exit 2, naming the variable and the holder).
+  NodeRegistry registry(c, *store.value());
+  if (Status claimed = registry.Claim(); !claimed.ok()) {
+    spdlog::error("{}", claimed.message());
+    return claimed.code() == Code::kConflict ? 2 : 1;
+  }
   // The API and the supervisor each have their own connections (the supervisor opens its own).
   std::unique_ptr<Supervisor> supervisor;
   if (c.role != NodeRole::kWeb) {
     auto s = Supervisor::Create(c, SelfExe());
     if (!s.ok()) {
       spdlog::error("{}", s.status().message());
+      (void)registry.Remove();
       return 1;
     }
     supervisor = std::move(s).value();
@@ -73,6 +81,7 @@ int RunNode(const Config& c) {
   auto bound = api.Bind(host, port);
   if (!bound.ok()) {
     spdlog::error("{} ({})", bound.status().message(), c.role == NodeRole::kWorker ? "KG_HEALTH_ADDR" : "KG_HTTP_ADDR");
+    (void)registry.Remove();
     return 1;
   }
   std::unique_ptr<TaskStore> beat_store;  // a web node's registry beats (see below)
@@ -80,6 +89,7 @@ int RunNode(const Config& c) {
     auto opened = OpenTaskStore(c);
     if (!opened.ok()) {
       spdlog::error("{}", opened.status().message());
+      (void)registry.Remove();
       return 1;
     }
     beat_store = std::move(opened).value();
@@ -131,7 +141,7 @@ int RunNode(const Config& c) {
   stopper.join();
   http.join();
   web_beat.reset();
-  (void)store.value()->RemoveNode(c.node_name);
+  (void)registry.Remove();
   spdlog::info("stopped");
   return 0;
 }

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <cctype>
+#include <unistd.h>
 #include <vector>
 #include <sstream>
 #include <toml++/toml.h>
@@ -118,6 +120,7 @@ const std::vector<Setting>& Settings() {
       IntSetting("KG_CHUNK_OVERLAP", &Config::chunk_overlap, 0, 50000),
       IntSetting("KG_POISON_CRASHES", &Config::poison_crashes, 1, 100),
       IntSetting("KG_QUARANTINE_SECONDS", &Config::quarantine_seconds, 1, 86400),
+      IntSetting("KG_HEARTBEAT_SECONDS", &Config::heartbeat_seconds, 1, 300),
       {"KG_LOG_LEVEL",
        [](Config& c, const std::string& v, const std::string& var) {
          static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
@@ -224,6 +227,16 @@ const char* RoleName(NodeRole r) {
   return "?";
 }
 
+std::string DefaultNodeName(const std::string& hostname, NodeRole role) {
+  std::string suffix = std::string("-") + RoleName(role);
+  std::string h = hostname.substr(0, 64 - suffix.size());
+  for (char& ch : h) {
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) ch = '-';
+  }
+  if (h.empty()) h = "localhost";
+  return h + suffix;
+}
+
 bool Config::HasProvider(const std::string& name) const {
   return std::find(enabled_providers.begin(), enabled_providers.end(), name) != enabled_providers.end();
 }
@@ -327,6 +340,11 @@ Result<Config> LoadConfig(const EnvLookup& env) {
     c.enabled_providers = enabled;
   }
 
+  if (!raw.count("KG_WORKER_NODE_NAME")) {
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "localhost");
+    c.node_name = DefaultNodeName(host, c.role);
+  }
   if (!raw.count("KG_MAX_PROCESSES_PER_PROVIDER")) {
     c.max_processes_per_provider = std::min(c.max_processes_per_provider, c.max_total_processes);
   }
@@ -388,6 +406,7 @@ std::string DescribeConfig(const Config& c) {
   line("KG_CHUNK_OVERLAP", std::to_string(c.chunk_overlap));
   line("KG_POISON_CRASHES", std::to_string(c.poison_crashes));
   line("KG_QUARANTINE_SECONDS", std::to_string(c.quarantine_seconds));
+  line("KG_HEARTBEAT_SECONDS", std::to_string(c.heartbeat_seconds));
   line("KG_LOG_LEVEL", c.log_level);
   return out;
 }

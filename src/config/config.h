@@ -31,7 +31,9 @@ struct ProviderConfig {
 
 struct Config {
   NodeRole role = NodeRole::kAll;
-  std::string node_name = "worker-node";
+  // Unique per host and role unless KG_WORKER_NODE_NAME says otherwise: "<hostname>-<role>"
+  // (DefaultNodeName), so a web node and a worker node on one host never share an entry.
+  std::string node_name;
   int workers_per_provider = 1;
   int max_total_processes = 50;
   int max_processes_per_provider = 10;
@@ -65,6 +67,7 @@ struct Config {
   int chunk_overlap = 100;
   int poison_crashes = 3;
   int quarantine_seconds = 300;
+  int heartbeat_seconds = 5;  // node registry beat; an entry is stale after 2 missed beats
   std::string log_level = "info";
 
   std::map<std::string, ProviderConfig> providers;  // every declared provider
@@ -74,6 +77,10 @@ struct Config {
   bool HasProvider(const std::string& name) const;
   std::string KnownProviders() const;  // "a, b, c"
 };
+
+// "<hostname>-<role>" with the hostname reduced to what KG_WORKER_NODE_NAME accepts
+// (A-Z a-z 0-9 . _ -, other bytes become '-') and cut so the whole stays within 64 characters.
+std::string DefaultNodeName(const std::string& hostname, NodeRole role);
 
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 

@@ -1,5 +1,7 @@
 #include "sqlite/db.h"
 
+#include "common/util.h"
+
 
 namespace kg::sqlite {
 
@@ -44,7 +46,11 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, int busy_timeout_m
   }
   std::unique_ptr<Db> db(new Db(raw, path));
   sqlite3_busy_timeout(raw, busy_timeout_ms);
-  Status s = db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+  // Switching a fresh database to WAL can answer SQLITE_BUSY without consulting the busy
+  // handler while another process is creating or switching it too (two nodes started at
+  // once on one data dir): retried like any transient failure.
+  Status s = RetryTransient(
+      [&] { return db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"); });
   if (!s.ok()) return s.With("open " + path);
   return db;
 }

@@ -18,7 +18,7 @@ CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status, created_at);
 CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes(
   name TEXT PRIMARY KEY, role TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
-  heartbeat_at INTEGER NOT NULL, processes TEXT NOT NULL);
+  heartbeat_at INTEGER NOT NULL, processes TEXT NOT NULL, heartbeat_ms INTEGER NOT NULL DEFAULT 5000);
 )sql";
 
 // The status after an update with counts ?1 (done), ?2 (dead) and ?7 (cancelled), ?4 = 1
@@ -56,13 +56,29 @@ TaskRecord Row(sqlite::Stmt& q) {
   return t;
 }
 
+constexpr const char* kNodeSelect = "SELECT name,role,host,pid,heartbeat_at,processes,heartbeat_ms FROM nodes";
+
+NodeRecord NodeRow(sqlite::Stmt& q) {
+  NodeRecord n;
+  n.name = q.Text(0);
+  n.role = q.Text(1);
+  n.host = q.Text(2);
+  n.pid = q.Int(3);
+  n.heartbeat_at_ms = q.Int(4);
+  n.processes_json = q.Text(5);
+  n.heartbeat_ms = q.Int(6);
+  return n;
+}
+
 class SqliteTaskStore final : public TaskStore {
  public:
   explicit SqliteTaskStore(std::unique_ptr<sqlite::Db> db) : db_(std::move(db)) {}
   Status Init() {
     KG_RETURN_IF_ERROR(db_->Exec(kSchema));
     // Databases made before retry epochs existed gain the column.
-    return db_->AddColumnIfMissing("tasks", "epoch", "INTEGER NOT NULL DEFAULT 0");
+    KG_RETURN_IF_ERROR(db_->AddColumnIfMissing("tasks", "epoch", "INTEGER NOT NULL DEFAULT 0"));
+    // ... and nodes their heartbeat interval (the staleness of an entry is judged by its own).
+    return db_->AddColumnIfMissing("nodes", "heartbeat_ms", "INTEGER NOT NULL DEFAULT 5000");
   }
 
   Status Create(const TaskRecord& t) override {
@@ -148,37 +164,43 @@ class SqliteTaskStore final : public TaskStore {
     return std::optional<std::string>();
   }
 
-  Status UpsertNode(const NodeRecord& n) override {
-    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
-        "INSERT INTO nodes(name,role,host,pid,heartbeat_at,processes) VALUES(?,?,?,?,?,?) "
-        "ON CONFLICT(name) DO UPDATE SET role=excluded.role, host=excluded.host, pid=excluded.pid, "
-        "heartbeat_at=excluded.heartbeat_at, processes=excluded.processes"));
+  Result<bool> PutNodeIf(const NodeRecord& n, const std::optional<NodeRecord>& expected) override {
+    std::unique_ptr<sqlite::Stmt> st;
+    if (!expected) {
+      KG_ASSIGN_OR_RETURN(st, db_->Prepare(
+          "INSERT INTO nodes(name,role,host,pid,heartbeat_at,processes,heartbeat_ms) VALUES(?1,?2,?3,?4,?5,?6,?7) "
+          "ON CONFLICT(name) DO NOTHING"));
+    } else {
+      KG_ASSIGN_OR_RETURN(st, db_->Prepare(
+          "UPDATE nodes SET role=?2, host=?3, pid=?4, heartbeat_at=?5, processes=?6, heartbeat_ms=?7 "
+          "WHERE name=?1 AND host=?8 AND pid=?9 AND (?10=0 OR heartbeat_at=?10)"));
+      st->Bind(8, expected->host).Bind(9, expected->pid).Bind(10, expected->heartbeat_at_ms);
+    }
     st->Bind(1, n.name).Bind(2, n.role).Bind(3, n.host).Bind(4, n.pid).Bind(5, n.heartbeat_at_ms);
-    st->Bind(6, n.processes_json);
-    return st->Run();
+    st->Bind(6, n.processes_json).Bind(7, n.heartbeat_ms);
+    KG_RETURN_IF_ERROR(st->Run());
+    return db_->Changes() == 1;
   }
 
-  Status RemoveNode(const std::string& name) override {
-    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare("DELETE FROM nodes WHERE name=?"));
-    st->Bind(1, name);
+  Result<std::optional<NodeRecord>> GetNode(const std::string& name) override {
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(std::string(kNodeSelect) + " WHERE name=?"));
+    q->Bind(1, name);
+    if (q->Step()) return std::optional<NodeRecord>(NodeRow(*q));
+    KG_RETURN_IF_ERROR(q->status());
+    return std::optional<NodeRecord>();
+  }
+
+  Status RemoveNode(const std::string& name, const std::string& host, int64_t pid) override {
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare("DELETE FROM nodes WHERE name=? AND host=? AND pid=?"));
+    st->Bind(1, name).Bind(2, host).Bind(3, pid);
     return st->Run();
   }
 
   Result<std::vector<NodeRecord>> ListNodes(int64_t since_ms) override {
-    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
-        "SELECT name,role,host,pid,heartbeat_at,processes FROM nodes WHERE heartbeat_at>? ORDER BY name"));
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(std::string(kNodeSelect) + " WHERE heartbeat_at>? ORDER BY name"));
     q->Bind(1, since_ms);
     std::vector<NodeRecord> out;
-    while (q->Step()) {
-      NodeRecord n;
-      n.name = q->Text(0);
-      n.role = q->Text(1);
-      n.host = q->Text(2);
-      n.pid = q->Int(3);
-      n.heartbeat_at_ms = q->Int(4);
-      n.processes_json = q->Text(5);
-      out.push_back(std::move(n));
-    }
+    while (q->Step()) out.push_back(NodeRow(*q));
     KG_RETURN_IF_ERROR(q->status());
     return out;
   }

@@ -47,6 +47,7 @@ struct NodeRecord {
   int64_t pid = 0;
   int64_t heartbeat_at_ms = 0;
   std::string processes_json = "[]";  // the supervisor's process table, as JSON
+  int64_t heartbeat_ms = 5000;        // the node's heartbeat interval (KG_HEARTBEAT_SECONDS)
 };
 
 class TaskStore {
@@ -69,8 +70,16 @@ class TaskStore {
   // Removes the setting; removing one that does not exist is not an error.
   virtual Status DeleteSetting(const std::string& key) = 0;
 
-  virtual Status UpsertNode(const NodeRecord& n) = 0;
-  virtual Status RemoveNode(const std::string& name) = 0;
+  // Compare-and-set of the record named `n.name`, in one statement (two nodes claiming a
+  // name at once cannot both win). With `expected` null: inserts `n` only when no record of
+  // that name exists. Otherwise: replaces the record only while it still has expected's
+  // host and pid and, when expected.heartbeat_at_ms != 0, that heartbeat. True when written.
+  virtual Result<bool> PutNodeIf(const NodeRecord& n, const std::optional<NodeRecord>& expected) = 0;
+  // The record named `name`; nullopt when there is none.
+  virtual Result<std::optional<NodeRecord>> GetNode(const std::string& name) = 0;
+  // Removes the record named `name` while it is still the one of `host` and `pid` (a node
+  // stopping never removes the entry of a node that took its name over).
+  virtual Status RemoveNode(const std::string& name, const std::string& host, int64_t pid) = 0;
   // Nodes whose heartbeat is newer than `since_ms`.
   virtual Result<std::vector<NodeRecord>> ListNodes(int64_t since_ms) = 0;
 };

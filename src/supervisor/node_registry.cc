@@ -1,7 +1,12 @@
 #include "supervisor/node_registry.h"
 
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <limits>
 
 #include "common/util.h"
 #include "store/task_store.h"
@@ -20,13 +25,50 @@ std::optional<int> ParseScaleSetting(const std::string& value) {
   return n;
 }
 
+int64_t HeartbeatAgeMs(const NodeRecord& n, int64_t now_ms) { return std::max<int64_t>(0, now_ms - n.heartbeat_at_ms); }
+
+bool NodeIsStale(const NodeRecord& n, int64_t now_ms) {
+  return HeartbeatAgeMs(n, now_ms) > kStaleBeats * std::max<int64_t>(n.heartbeat_ms, 1);
+}
+
+bool PidAlive(int64_t pid) {
+  // A stored pid outside pid_t would wrap (to -1: kill() would then probe every process).
+  if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) return false;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
+  // A zombie's pid answers kill(0) although the process is gone. "pid (comm) S ...".
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;  // no /proc: trust kill()
+  auto close = line.rfind(')');
+  return close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'Z';
+}
+
+namespace {
+
+std::string Comm(const std::string& pid) {
+  std::ifstream f("/proc/" + pid + "/comm");
+  std::string line;
+  std::getline(f, line);
+  return line;
+}
+
+// True when `pid` on this host is alive and runs this program (by its command name, which a
+// rebuilt binary keeps): a pid the kernel has since given to another program holds no name.
+bool LiveNodeHere(int64_t pid) {
+  if (!PidAlive(pid)) return false;
+  std::string theirs = Comm(std::to_string(pid));
+  return theirs.empty() || theirs == Comm("self");  // unreadable: assume it is one
+}
+
+}  // namespace
+
 NodeRegistry::NodeRegistry(const Config& config, TaskStore& store) : c_(config), store_(store) {
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   host_ = host;
 }
 
-Status NodeRegistry::Beat(const std::string& processes_json) {
+NodeRecord NodeRegistry::Record(const std::string& processes_json) const {
   NodeRecord n;
   n.name = c_.node_name;
   n.role = RoleName(c_.role);
@@ -34,13 +76,66 @@ Status NodeRegistry::Beat(const std::string& processes_json) {
   n.pid = getpid();
   n.heartbeat_at_ms = NowMs();
   n.processes_json = processes_json;
-  return store_.UpsertNode(n);
+  n.heartbeat_ms = c_.heartbeat_seconds * 1000LL;
+  return n;
 }
 
-Status NodeRegistry::Remove() { return store_.RemoveNode(c_.node_name); }
+Status NodeRegistry::Claim() { return ClaimWith("[]"); }
 
-NodeHeartbeat::NodeHeartbeat(const Config& config, TaskStore& store, std::chrono::milliseconds period)
-    : registry_(config, store) {
+Status NodeRegistry::ClaimWith(const std::string& processes_json) {
+  // Read, decide, then compare-and-set on what was read: a writer in between makes the write
+  // miss, and the loop decides again on the new record.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    auto cur = store_.GetNode(c_.node_name);
+    if (!cur.ok()) return cur.status().With("node registry");
+    NodeRecord me = Record(processes_json);
+    std::optional<NodeRecord> expected;
+    if (cur->has_value()) {
+      const NodeRecord& h = **cur;
+      bool mine = h.host == host_ && h.pid == me.pid;
+      bool here = h.host == host_;
+      bool gone = here && !LiveNodeHere(h.pid);
+      bool stale = NodeIsStale(h, me.heartbeat_at_ms);
+      // On this host the process decides: a live node whose beats are late (a locked store)
+      // keeps its name, a dead one loses it at once. Elsewhere only staleness can tell.
+      bool takeable = here ? gone : stale;
+      if (!mine && !takeable) {
+        return Status::Conflict(fmt::format(
+            "KG_WORKER_NODE_NAME='{}' is held by a live node: pid {} on host {} (role {}), last heartbeat {:.1f} s "
+            "ago; stop that node or choose another KG_WORKER_NODE_NAME",
+            c_.node_name, h.pid, h.host, h.role, HeartbeatAgeMs(h, me.heartbeat_at_ms) / 1000.0));
+      }
+      if (!mine) {
+        spdlog::warn("node registry: taking over name '{}' from pid {} on host {} ({})", c_.node_name, h.pid, h.host,
+                     gone ? "its pid no longer runs kgflow" : fmt::format("no heartbeat for {:.1f} s",
+                                                                HeartbeatAgeMs(h, me.heartbeat_at_ms) / 1000.0));
+      }
+      expected = h;
+    }
+    auto put = store_.PutNodeIf(me, expected);
+    if (!put.ok()) return put.status().With("node registry");
+    if (*put) return Status::Ok();
+  }
+  return Status::Unavailable("node registry: the record of '" + c_.node_name + "' kept changing while claiming it");
+}
+
+Status NodeRegistry::Beat(const std::string& processes_json) {
+  NodeRecord me = Record(processes_json);
+  NodeRecord ours;
+  ours.host = host_;
+  ours.pid = me.pid;  // heartbeat 0: whatever our last beat wrote
+  auto put = store_.PutNodeIf(me, ours);
+  if (!put.ok()) return put.status();
+  if (*put) return Status::Ok();
+  // Our record is gone (removed, or taken over while we were stale): claim the name again
+  // unless a live node holds it now.
+  return ClaimWith(processes_json);
+}
+
+Status NodeRegistry::Remove() { return store_.RemoveNode(c_.node_name, host_, getpid()); }
+
+NodeHeartbeat::NodeHeartbeat(const Config& config, TaskStore& store) : registry_(config, store) {
+  std::chrono::milliseconds period(config.heartbeat_seconds * 1000LL);
   thread_ = std::thread([this, period] {
     while (true) {
       Status s = registry_.Beat("[]");

@@ -2,8 +2,16 @@
 // The node registry: each node's record (name, role, host, pid, heartbeat, process
 // table) in the task store, and the per-provider process settings that `scale` stores
 // there for every node to apply.
+//
+// A node name belongs to one live node at a time. A node claims its name before it starts
+// anything (Claim), and each beat writes the record only while it is still this node's
+// (same host and pid); both are compare-and-set writes in the store, so two nodes starting
+// at once with one name cannot both win. A record of this host may be taken over when its
+// pid no longer runs kgflow; one of another host when it is stale (its heartbeat more than
+// kStaleBeats of its intervals old).
 
 #include <chrono>
+#include <cstdint>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -17,6 +25,7 @@
 namespace kg {
 
 class TaskStore;
+struct NodeRecord;
 
 // The task-store setting holding the per-node processes of `provider` set at runtime
 // (`kgflow scale`, PUT /api/v1/providers/{name}/processes). The one definition of the key.
@@ -24,29 +33,48 @@ std::string ScaleSettingKey(const std::string& provider);
 // The stored value as a process count; nullopt when it is not a whole number >= 0.
 std::optional<int> ParseScaleSetting(const std::string& value);
 
+// A node whose heartbeat is more than this many of its own intervals old is stale: shown
+// as such, its processes as unknown, and its name free to take over.
+constexpr int64_t kStaleBeats = 2;
+// Milliseconds since `n`'s last heartbeat at `now_ms` (0 when its clock is ahead of ours).
+int64_t HeartbeatAgeMs(const NodeRecord& n, int64_t now_ms);
+bool NodeIsStale(const NodeRecord& n, int64_t now_ms);
+// True when `pid` exists on this host (a zombie counts as gone).
+bool PidAlive(int64_t pid);
+
 // Writes this node's record. Thread-safe if the store is. Borrowed store and config
 // must outlive it.
 class NodeRegistry {
  public:
   NodeRegistry(const Config& config, TaskStore& store);
-  // Upserts this node's record with the heartbeat time now and `processes_json`.
+  // Takes the node's name in the registry (its record with an empty process table). kConflict
+  // when a live node holds it, with a message naming KG_WORKER_NODE_NAME and the holder (pid,
+  // host, heartbeat age); the store's error otherwise.
+  Status Claim();
+  // Writes this node's record with the heartbeat time now and `processes_json`, while the
+  // name is still this node's (claimed again if its record was removed or went stale and
+  // nobody else holds it). kConflict when another live node holds the name now.
   Status Beat(const std::string& processes_json);
-  // Removes this node's record (a clean stop).
+  // Removes this node's record (a clean stop); never another node's.
   Status Remove();
 
  private:
+  NodeRecord Record(const std::string& processes_json) const;
+  // Claims the name with `processes_json`; kConflict names the live holder.
+  Status ClaimWith(const std::string& processes_json);
+
   const Config& c_;
   TaskStore& store_;
   std::string host_;
 };
 
 // The heartbeat of a node without a supervisor (role web): its record, with an empty
-// process table, written every `period` on a thread of its own from construction until
-// destruction (which joins it; it does not remove the record). Store errors are logged
-// and retried at the next beat.
+// process table, written every KG_HEARTBEAT_SECONDS on a thread of its own from
+// construction until destruction (which joins it; it does not remove the record). Store
+// errors are logged and retried at the next beat.
 class NodeHeartbeat {
  public:
-  NodeHeartbeat(const Config& config, TaskStore& store, std::chrono::milliseconds period = std::chrono::seconds(5));
+  NodeHeartbeat(const Config& config, TaskStore& store);
   ~NodeHeartbeat();
   NodeHeartbeat(const NodeHeartbeat&) = delete;
   NodeHeartbeat& operator=(const NodeHeartbeat&) = delete;

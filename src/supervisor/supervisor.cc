@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <deque>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -37,7 +38,6 @@ namespace {
 
 constexpr int64_t kBusyTickMs = 2000;   // RSS/CPU sampling while a worker is busy
 constexpr int64_t kIdleTickMs = 10000;  // ... and while all are idle (memory does not grow)
-constexpr int64_t kHeartbeatMs = 5000;  // node registry, expired-lease reclaim, settings (store thread)
 
 RestartPolicyOptions PolicyOptions(const Config& c) {
   RestartPolicyOptions o;
@@ -84,6 +84,35 @@ std::map<std::string, int> ApplyProcessCaps(const Config& c, const std::map<std:
   return got;
 }
 
+CapBinding BindingCap(const Config& c, const std::map<std::string, int>& wanted, const std::string& provider) {
+  CapBinding b;
+  auto it = wanted.find(provider);
+  int asked = it == wanted.end() ? 0 : it->second;
+  int got = ApplyProcessCaps(c, wanted)[provider];
+  if (got >= asked) return b;
+  // The total alone (as if there were no per-provider cap): if it gives no more than the
+  // target, the total binds, also when the per-provider cap has the same value (it defaults
+  // to the total); otherwise the per-provider cap does.
+  Config total_only = c;
+  total_only.max_processes_per_provider = c.max_total_processes;
+  int by_total = ApplyProcessCaps(total_only, wanted)[provider];
+  int others = 0;
+  for (const auto& p : c.enabled_providers) {
+    if (p != provider) others += ApplyProcessCaps(c, wanted)[p];
+  }
+  if (by_total <= got) {
+    b.cap = "KG_MAX_TOTAL_PROCESSES";
+    b.value = c.max_total_processes;
+    b.reason = fmt::format("KG_MAX_TOTAL_PROCESSES={}", c.max_total_processes);
+    if (others > 0) b.reason += fmt::format(" ({} taken by other providers)", others);
+  } else {
+    b.cap = "KG_MAX_PROCESSES_PER_PROVIDER";
+    b.value = c.max_processes_per_provider;
+    b.reason = fmt::format("KG_MAX_PROCESSES_PER_PROVIDER={}", c.max_processes_per_provider);
+  }
+  return b;
+}
+
 class Supervisor::Impl {
  public:
   Impl(const Config& c, std::string exe, std::unique_ptr<Queue> q, std::unique_ptr<TaskStore> s, UniqueFd lock)
@@ -93,7 +122,8 @@ class Supervisor::Impl {
         store_(std::move(s)),
         registry_(c, *store_),
         lock_(std::move(lock)),
-        effects_(*queue_, *store_, [this] { Heartbeat(); }, kHeartbeatMs,
+        // Node registry, expired-lease reclaim, settings: every KG_HEARTBEAT_SECONDS on the store thread.
+        effects_(*queue_, *store_, [this] { Heartbeat(); }, c.heartbeat_seconds * 1000LL,
                  [this](const std::string& p, uint64_t seq) { Persisted(p, seq); }),
         policy_(PolicyOptions(c), [] { return MonoMs(); }) {
     wake_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -155,13 +185,7 @@ class Supervisor::Impl {
       r.override_per_node = per_node;
       r.requested = per_node;
       r.per_node = DesiredLocked()[provider];
-      if (per_node > c_.max_processes_per_provider) {
-        r.reason = "KG_MAX_PROCESSES_PER_PROVIDER=" + std::to_string(c_.max_processes_per_provider);
-      } else if (r.per_node < per_node && policy_.Quarantined(provider)) {
-        r.reason = "provider is quarantined";
-      } else if (r.per_node < per_node) {
-        r.reason = "KG_MAX_TOTAL_PROCESSES=" + std::to_string(c_.max_total_processes);
-      }
+      NameBindingCapLocked(provider, &r);
       r.clamped = r.per_node < per_node;
     }
     effects_.PersistScale(provider, per_node, seq);  // so that a slow store does not hold up the caller
@@ -184,7 +208,7 @@ class Supervisor::Impl {
       r.configured = c_.workers_per_provider;
       r.per_node = DesiredLocked()[provider];
       r.clamped = r.per_node < r.requested;
-      if (r.clamped) r.reason = "caps or quarantine";
+      NameBindingCapLocked(provider, &r);
     }
     effects_.PersistScale(provider, std::nullopt, seq);  // removed from the store
     Wake();
@@ -216,9 +240,10 @@ class Supervisor::Impl {
       v.cpu_seconds = ch.stats.cpu_seconds;
       v.chunks_done = ch.chunks_done;
       const auto& ps = providers_.at(ch.provider);
-      v.restarts = ps.restarts;
+      v.restarts = ch.restarts;
+      v.last_exit = ch.last_exit;
+      v.provider_restarts = ps.restarts;
       v.spawns = ps.spawns;
-      v.last_exit = ps.last_exit;
       out.push_back(v);
     }
     for (const auto& [name, ps] : providers_) {
@@ -231,9 +256,12 @@ class Supervisor::Impl {
       ProcessView v;
       v.provider = name;
       v.state = quarantined ? "quarantined" : "backoff";
-      v.restarts = ps.restarts;
+      // Backing off: the slot waiting for its replacement; quarantined: the provider's history.
+      bool slot = !quarantined && !ps.vacancies.empty();
+      v.restarts = slot ? ps.vacancies.front().restarts : ps.restarts;
+      v.last_exit = slot ? ps.vacancies.front().last_exit : ps.last_exit;
+      v.provider_restarts = ps.restarts;
       v.spawns = ps.spawns;
-      v.last_exit = ps.last_exit;
       out.push_back(v);
     }
     return out;
@@ -277,16 +305,25 @@ class Supervisor::Impl {
     std::string stop_reason;
     bool rss_reported = false;
     ProcStats stats;
+    int64_t restarts = 0;   // of this process slot: replacements before this process
+    std::string last_exit;  // how the slot's previous process ended; "" for a first process
+  };
+  // A process slot whose process ended and was not asked to go away (a crash, a recycle):
+  // its replacement takes it over, with its history.
+  struct Vacancy {
+    int64_t restarts = 0;  // including the replacement to come
+    std::string last_exit;
   };
   // What the supervisor shows and wants per provider; the restart policy has the rest.
   struct ProviderState {
     std::optional<int> override_per_node;  // stored by `scale`; none: KG_WORKERS_PER_PROVIDER
     uint64_t scale_seq = 0;                // bumped by Scale() and ResetScale()
     uint64_t persisted_seq = 0;            // the scale_seq whose setting the store holds
-    int64_t restarts = 0;
+    int64_t restarts = 0;   // replacements of this provider's processes since start
     int64_t spawns = 0;
-    std::string last_exit;
+    std::string last_exit;  // the provider's last process exit (shown while quarantined)
     std::string last_refusal;
+    std::deque<Vacancy> vacancies;  // slots waiting for their replacement, oldest first
   };
   // The processes per node a provider is set to: its override, else the configuration.
   int Setting(const ProviderState& ps) const { return ps.override_per_node.value_or(c_.workers_per_provider); }
@@ -296,6 +333,22 @@ class Supervisor::Impl {
   void Wake() {
     uint64_t one = 1;
     (void)!::write(wake_.get(), &one, sizeof one);
+  }
+
+  // Which cap (or quarantine) holds `provider` below its setting, into `r`.
+  void NameBindingCapLocked(const std::string& provider, ScaleResult* r) const KG_REQUIRES(mu_) {
+    if (policy_.Quarantined(provider)) {
+      if (r->per_node >= r->requested) return;
+      r->binding_cap = "quarantine";
+      r->reason = "provider is quarantined";
+      return;
+    }
+    std::map<std::string, int> wanted;
+    for (const auto& p : c_.enabled_providers) wanted[p] = Setting(providers_.at(p));
+    CapBinding bind = BindingCap(c_, wanted, provider);
+    r->binding_cap = bind.cap;
+    r->binding_value = bind.value;
+    r->reason = bind.reason;
   }
 
   // Desired processes per provider after both caps; quarantined providers get none.
@@ -355,6 +408,9 @@ class Supervisor::Impl {
         StopChild(pick_pid, *pick, "scaled down", SIGTERM);
         --live;
       }
+      // A scale-down (or quarantine) removes slots: vacancies beyond the target go with them.
+      auto& vacant = providers_.at(p).vacancies;
+      while (static_cast<int>(vacant.size()) > std::max(0, target - live)) vacant.pop_back();
       while (live < target) {
         if (policy_.BackingOff(p)) break;
         if (CountLocked("", true) >= c_.max_total_processes || CountLocked(p, true) >= c_.max_processes_per_provider) {
@@ -392,7 +448,13 @@ class Supervisor::Impl {
     ch.status = std::move(spawned->status);
     ch.started_at = MonoMs();
     policy_.RecordSpawn();
-    ++providers_.at(provider).spawns;
+    auto& ps = providers_.at(provider);
+    ++ps.spawns;
+    if (!ps.vacancies.empty()) {  // a replacement: the slot's history goes on
+      ch.restarts = ps.vacancies.front().restarts;
+      ch.last_exit = ps.vacancies.front().last_exit;
+      ps.vacancies.pop_front();
+    }
     children_.emplace(pid, std::move(ch));
     spdlog::info("supervisor: spawned worker pid={} provider={} owner={}", pid, provider, owner);
     return true;
@@ -435,13 +497,18 @@ class Supervisor::Impl {
                                : how;
       auto& ps = providers_.at(ch.provider);
       ps.last_exit = reason;
+      // Replaced in its slot: a crash or a recycle (by count, or asked for by the RSS limit);
+      // a process stopped for a scale-down or the node's stop leaves no slot behind.
+      bool replaced = !ch.stop_sent || ch.stop_reason.rfind("recycled", 0) == 0;
+      if (replaced) {
+        ++ps.restarts;
+        ps.vacancies.push_back({ch.restarts + 1, reason});
+      }
       if (crashed) {
         spdlog::error("supervisor: worker pid={} provider={} died: {}", pid, ch.provider, how);
         RecordFailure(ch.provider, how, ch.started_at);
-        ++ps.restarts;
       } else {
         spdlog::info("supervisor: worker pid={} provider={} exited: {}", pid, ch.provider, reason);
-        if (!ch.stop_sent) ++ps.restarts;  // recycled: replaced without penalty
         policy_.OnCleanExit(ch.provider, ch.started_at);
       }
       releases.push_back({pid, ch.provider, ch.owner, crashed, how});

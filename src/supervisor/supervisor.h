@@ -47,9 +47,10 @@ struct ProcessView {
   int64_t rss_bytes = 0;
   double cpu_seconds = 0;
   int64_t chunks_done = 0;
-  int64_t restarts = 0;  // of this process's provider on this node
+  int64_t restarts = 0;  // of this process slot: how many processes it had before this one
   int64_t spawns = 0;    // of this process's provider on this node, since start
-  std::string last_exit;
+  std::string last_exit;  // how the slot's previous process ended; "" for a slot's first process
+  int64_t provider_restarts = 0;  // replacements of this provider's processes on this node, since start
 };
 
 struct ScaleResult {
@@ -57,7 +58,9 @@ struct ScaleResult {
   int requested = 0;
   int per_node = 0;  // what the node will run after the caps
   bool clamped = false;
-  std::string reason;  // why it was clamped
+  std::string reason;  // why it was clamped: the binding cap with its value ("KG_MAX_TOTAL_PROCESSES=3")
+  std::string binding_cap;  // "KG_MAX_TOTAL_PROCESSES" | "KG_MAX_PROCESSES_PER_PROVIDER" | "quarantine" | "" (none)
+  int binding_value = 0;    // the binding cap's value (0 for quarantine or none)
   int configured = 0;  // KG_WORKERS_PER_PROVIDER
   std::optional<int> override_per_node;  // the runtime override now in force, if any
 };
@@ -76,6 +79,17 @@ struct ProviderScale {
 // at most KG_MAX_PROCESSES_PER_PROVIDER each, then handed out one at a time round-robin in
 // declaration order until KG_MAX_TOTAL_PROCESSES. Pure.
 std::map<std::string, int> ApplyProcessCaps(const Config& c, const std::map<std::string, int>& wanted);
+
+// Which cap keeps `provider` below what it wants in `wanted` (as ApplyProcessCaps applies
+// them): none (cap ""), the total or the per-provider cap, with its value and a reason for
+// people. When both give the same value the total is named (the per-provider cap defaults to
+// it). Pure.
+struct CapBinding {
+  std::string cap;
+  int value = 0;
+  std::string reason;
+};
+CapBinding BindingCap(const Config& c, const std::map<std::string, int>& wanted, const std::string& provider);
 
 // Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP in the calling thread (and so in every thread it
 // starts later) and ignores SIGPIPE. Call first thing in main for `start` and `worker`.

@@ -15,6 +15,8 @@
 
 #include "api/metrics.h"
 #include "api/server.h"
+#include "common/util.h"
+#include "store/task_store.h"
 #include "graph/graph_store.h"
 #include "testing/testing.h"
 
@@ -498,6 +500,100 @@ TEST_F(ApiTest, TaskLifecycle) {
     ASSERT_TRUE(h) << path;
     EXPECT_EQ(h->status, 200) << path << " " << h->body;
   }
+}
+
+// Verifies the scale answer names the cap that actually binds, with the target and every cap's value: with a
+// total cap of 3 and one provider the total binds (the per-provider cap defaults to it and used to be named),
+// with another provider running 1 the total still binds with 2 left, and an explicit lower per-provider cap is
+// named when it is the one.
+TEST_F(ApiTest, ScaleAnswerNamesTheBindingCap) {
+  testing::WriteFile(dir_.File("kg.toml"), "[providers.alpha]\n[providers.beta]\n");
+  Start("", {{"KG_CONFIG", dir_.File("kg.toml")}, {"KG_MAX_TOTAL_PROCESSES", "3"}});
+  auto r = client_->Put("/api/v1/providers/beta/processes", R"({"per_node":5})", "application/json");
+  ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["target"], 2) << j;  // alpha keeps its configured 1 of the 3
+  EXPECT_EQ(j["per_node"], 2) << j;
+  EXPECT_EQ(j["requested"], 5);
+  EXPECT_EQ(j["binding_cap"], json({{"name", "KG_MAX_TOTAL_PROCESSES"}, {"value", 3}})) << j;
+  EXPECT_EQ(j["reason"], "KG_MAX_TOTAL_PROCESSES=3 (1 taken by other providers)") << j;
+  EXPECT_EQ(j["caps"], json({{"KG_MAX_TOTAL_PROCESSES", 3}, {"KG_MAX_PROCESSES_PER_PROVIDER", 3}})) << j;
+  EXPECT_TRUE(j["node"].is_null()) << "a node without a supervisor runs nothing itself";
+  // Asking for what fits: nothing binds.
+  r = client_->Put("/api/v1/providers/beta/processes", R"({"per_node":2})", "application/json");
+  ASSERT_TRUE(r && r->status == 200);
+  j = json::parse(r->body);
+  EXPECT_TRUE(j["binding_cap"].is_null()) << j;
+  EXPECT_FALSE(j["clamped"].get<bool>());
+  EXPECT_EQ(j["target"], 2);
+}
+
+// Verifies the same with one provider (the issue's case: `scale beta 5` with a total cap of 3) and with an
+// explicit per-provider cap below the total.
+TEST_F(ApiTest, ScaleAnswerNamesTheTotalOrThePerProviderCap) {
+  Start("", {{"KG_MAX_TOTAL_PROCESSES", "3"}});
+  auto r = client_->Put("/api/v1/providers/builtin/processes", R"({"per_node":5})", "application/json");
+  ASSERT_TRUE(r && r->status == 200);
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["target"], 3) << j;
+  EXPECT_EQ(j["binding_cap"]["name"], "KG_MAX_TOTAL_PROCESSES") << j;
+  EXPECT_EQ(j["reason"], "KG_MAX_TOTAL_PROCESSES=3") << j;
+  TearDown();
+  server_.reset();
+  Start("", {{"KG_MAX_TOTAL_PROCESSES", "3"}, {"KG_MAX_PROCESSES_PER_PROVIDER", "2"}});
+  r = client_->Put("/api/v1/providers/builtin/processes", R"({"per_node":5})", "application/json");
+  ASSERT_TRUE(r && r->status == 200);
+  j = json::parse(r->body);
+  EXPECT_EQ(j["target"], 2) << j;
+  EXPECT_EQ(j["binding_cap"], json({{"name", "KG_MAX_PROCESSES_PER_PROVIDER"}, {"value", 2}})) << j;
+}
+
+// Verifies a task submitted while no live node runs a process of its provider says so in the submit answer,
+// GET task and the task list ("no worker is serving provider X", computed from the node registry), that the
+// warning goes when a live node reports a process of that provider, and comes back when that node goes stale.
+TEST_F(ApiTest, SubmitWarnsWhileNoWorkerServesTheProvider) {
+  Start();
+  const std::string warning = "no worker is serving provider builtin";
+  auto r = Post("/api/v1/tasks", R"({"text":"One sentence. Another sentence.","title":"Doc"})");
+  ASSERT_TRUE(r && r->status == 202);
+  json sub = json::parse(r->body);
+  EXPECT_EQ(sub["warning"], warning) << sub;
+  std::string id = sub["id"];
+  auto task = [&] { return json::parse(client_->Get("/api/v1/tasks/" + id)->body); };
+  EXPECT_EQ(task()["warning"], warning);
+  EXPECT_EQ(json::parse(client_->Get("/api/v1/tasks")->body)["tasks"][0]["warning"], warning);
+
+  // A node of another provider, and a stopping process, do not serve it.
+  NodeRecord n{"w1", "worker", "elsewhere", 4242, NowMs(), R"([{"pid":77,"provider":"other","state":"idle"},)"
+               R"({"pid":78,"provider":"builtin","state":"stopping"}])", 60000};
+  ASSERT_TRUE(*store_->PutNodeIf(n, std::nullopt));
+  EXPECT_EQ(task()["warning"], warning);
+  NodeRecord held = n;
+  n.processes_json = R"([{"pid":79,"provider":"builtin","state":"idle"}])";
+  n.heartbeat_at_ms = NowMs();
+  ASSERT_TRUE(*store_->PutNodeIf(n, held));
+  EXPECT_TRUE(task()["warning"].is_null()) << task();
+  EXPECT_TRUE(json::parse(client_->Get("/api/v1/tasks")->body)["tasks"][0]["warning"].is_null());
+  r = Post("/api/v1/tasks", R"({"text":"One more sentence.","title":"Doc2"})");
+  ASSERT_TRUE(r && r->status == 202);
+  EXPECT_TRUE(json::parse(r->body)["warning"].is_null()) << r->body;
+
+  // Its heartbeat late (more than two of its intervals): its processes are unknown, the warning is back.
+  held = n;
+  n.heartbeat_at_ms = NowMs() - 3 * n.heartbeat_ms;
+  ASSERT_TRUE(*store_->PutNodeIf(n, held));
+  EXPECT_EQ(task()["warning"], warning);
+  json w = json::parse(client_->Get("/api/v1/workers")->body);
+  ASSERT_EQ(w["nodes"].size(), 1u) << w;
+  EXPECT_TRUE(w["nodes"][0]["stale"].get<bool>()) << w;
+  EXPECT_GE(w["nodes"][0]["heartbeat_age_ms"].get<int64_t>(), 3 * n.heartbeat_ms) << w;
+  EXPECT_EQ(w["nodes"][0]["processes"][0]["pid"], 0) << w;
+  EXPECT_EQ(w["nodes"][0]["processes"][0]["last_pid"], 79) << w;
+  EXPECT_EQ(w["nodes"][0]["processes"][0]["state"], "unknown") << w;
+
+  // A finished task warns no more.
+  ASSERT_EQ(Post("/api/v1/tasks/" + id + "/cancel", "")->status, 200);
+  EXPECT_TRUE(task()["warning"].is_null()) << task();
 }
 
 // Verifies cancel and retry sent as `curl -X POST URL` sends them (no body, no

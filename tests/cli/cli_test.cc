@@ -207,7 +207,9 @@ TEST(Cli, JsonEntityCancelRetry) {
 
   CliRun sc = Kgflow({"scale", "builtin", "1"}, dir, env);
   EXPECT_EQ(sc.code, 0) << sc.err;
-  EXPECT_NE(sc.out.find("provider builtin: 1 process per node"), std::string::npos) << sc.out;
+  EXPECT_NE(sc.out.find("provider builtin: asked for 1 per node; target 1 process on node"), std::string::npos)
+      << sc.out;
+  EXPECT_NE(sc.out.find("provider builtin: 1 process running on node"), std::string::npos) << sc.out;
 
   std::string id = n.Get("/api/v1/tasks")["tasks"][0]["id"];
   CliRun c = Kgflow({"cancel", id}, dir, env);
@@ -216,6 +218,86 @@ TEST(Cli, JsonEntityCancelRetry) {
   CliRun rt = Kgflow({"retry", id}, dir, env);
   EXPECT_EQ(rt.code, 1) << rt.err;
   EXPECT_NE(rt.err.find("only failed or cancelled tasks can be retried"), std::string::npos) << rt.err;
+}
+
+// Verifies `kgflow scale beta 5` with a total cap of 3 (alpha running 1) names the cap that binds with its value
+// and the target, then waits for the node to run it and prints the count; a target never reached ends, after
+// --timeout, with exit 1 and a message saying how many of the target run.
+TEST(Cli, ScaleNamesTheBindingCapAndWaitsForTheTarget) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("kg.toml"), "[providers.alpha]\n[providers.beta]\n");
+  testing::Node n(dir, {{"KG_CONFIG", dir.File("kg.toml")}, {"KG_MAX_TOTAL_PROCESSES", "3"},
+                        {"KG_WORKER_NODE_NAME", "n1"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())}};
+  CliRun r = Kgflow({"scale", "beta", "5"}, dir, env);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("provider beta: asked for 5 per node; target 2 processes on node n1; clamped by "
+                       "KG_MAX_TOTAL_PROCESSES=3 (1 taken by other providers) (caps: KG_MAX_PROCESSES_PER_PROVIDER=3, "
+                       "KG_MAX_TOTAL_PROCESSES=3)"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("provider beta: 2 processes running on node n1"), std::string::npos) << r.out;
+  int beta = 0;
+  for (const auto& [_, provider] : n.Workers()) beta += provider == "beta";
+  EXPECT_EQ(beta, 2) << "the count printed is the one running";
+
+  // A provider whose workers exit at start never reaches its target.
+  testing::TempDir dir2;
+  testing::WriteFile(dir2.File("kg.toml"), "[providers.broken]\nfault = \"exit_on_start\"\n");
+  testing::Node b(dir2, {{"KG_CONFIG", dir2.File("kg.toml")}, {"KG_WORKERS_PER_PROVIDER", "0"},
+                         {"KG_WORKER_NODE_NAME", "n2"}});
+  ASSERT_TRUE(b.ready()) << b.proc().Stderr();
+  auto t0 = std::chrono::steady_clock::now();
+  CliRun never = Kgflow({"scale", "broken", "2", "--timeout", "2"}, dir2,
+                        {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(b.port())}});
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 2s);
+  EXPECT_EQ(never.code, 1) << never.err;
+  EXPECT_NE(never.out.find("target 2 processes on node n2"), std::string::npos) << never.out;
+  EXPECT_NE(never.err.find("provider broken: 0 of the target 2 running on node n2 after 2 s"), std::string::npos)
+      << never.err;
+}
+
+// Verifies a task submitted while no worker serves its provider says so (submit's output, `kgflow tasks`, GET
+// task), and that the warning goes once a real worker node of that provider beats, while the task still runs.
+TEST(Cli, SubmitWarnsWhileNoWorkerServesTheProvider) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("kg.toml"), "[providers.slow]\ndelay_ms = 1500\n");
+  testing::WriteFile(dir.File("doc.txt"), "Mara Voss founded Helix Dynamics. Tomas Reyes joined Helix Dynamics. "
+                                          "Ines Duarte advised Helix Dynamics. Omar Haddad left Helix Dynamics. "
+                                          "Lena Park chairs Helix Dynamics. Ravi Menon audits Helix Dynamics.\n");
+  std::map<std::string, std::string> common = {{"KG_CONFIG", dir.File("kg.toml")}, {"KG_CHUNK_SIZE", "60"},
+                                               {"KG_CHUNK_OVERLAP", "0"}, {"KG_HEARTBEAT_SECONDS", "1"}};
+  auto with = [&](std::map<std::string, std::string> extra) {
+    for (const auto& kv : common) extra.insert(kv);
+    return extra;
+  };
+  testing::Node web(dir, with({{"NODE_ROLE", "web"}}));
+  ASSERT_TRUE(web.ready()) << web.proc().Stderr();
+  auto env = with({{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(web.port())}});
+  CliRun sub = Kgflow({"submit", dir.File("doc.txt")}, dir, env);
+  ASSERT_EQ(sub.code, 0) << sub.err;
+  std::string id = web.Get("/api/v1/tasks")["tasks"][0]["id"];
+  EXPECT_NE(sub.err.find("warning: task " + id + ": no worker is serving provider slow; it waits until one does"),
+            std::string::npos) << sub.err;
+  CliRun tasks = Kgflow({"tasks"}, dir, env);
+  EXPECT_NE(tasks.out.find("warning: task " + id + ": no worker is serving provider slow"), std::string::npos)
+      << tasks.out;
+  EXPECT_EQ(web.Get("/api/v1/tasks/" + id)["warning"], "no worker is serving provider slow");
+
+  testing::Node worker(dir, with({{"KG_HEALTH_ADDR", "127.0.0.1:" + std::to_string(testing::FreePort())},
+                                  {"KG_CONCURRENCY_PER_PROCESS", "1"}}),
+                       {"worker"}, false);
+  json t;
+  ASSERT_TRUE(testing::WaitFor([&] {
+    t = web.Get("/api/v1/tasks/" + id);
+    return !t.is_null() && t["warning"].is_null();
+  }, 10s)) << t << worker.proc().Stderr();
+  EXPECT_TRUE(t["status"] == "queued" || t["status"] == "running") << "the warning went while the task waits: " << t;
+  CliRun again = Kgflow({"submit", dir.File("doc.txt")}, dir, env);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(again.err.find("no worker is serving"), std::string::npos) << again.err;
+  CliRun tasks2 = Kgflow({"tasks"}, dir, env);
+  EXPECT_EQ(tasks2.out.find("no worker is serving"), std::string::npos) << tasks2.out;
 }
 
 // Verifies `cancel TASK` cancels an unfinished task (on a slow provider) and `retry TASK` queues it

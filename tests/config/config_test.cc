@@ -1,6 +1,7 @@
 #include "config/config.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <map>
 
@@ -25,10 +26,34 @@ TEST(Config, DefaultsMatchTheSeed) {
   EXPECT_EQ(c->workers_per_provider, 1);
   EXPECT_EQ(c->max_total_processes, 50);
   EXPECT_EQ(c->max_processes_per_provider, 10);
-  EXPECT_EQ(c->node_name, "worker-node");
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  EXPECT_EQ(c->node_name, DefaultNodeName(host, NodeRole::kAll));
+  EXPECT_EQ(c->heartbeat_seconds, 5);
   EXPECT_EQ(c->http_addr, "127.0.0.1:8080");
   ASSERT_EQ(c->enabled_providers.size(), 1u);
   EXPECT_EQ(c->enabled_providers[0], "builtin");
+}
+
+// Verifies the default node name is unique per host and role (a web node and a worker node on one host
+// used to both register as "worker-node"), stays a valid KG_WORKER_NODE_NAME, and the variable overrides it.
+TEST(Config, DefaultNodeNameIsPerHostAndRole) {
+  EXPECT_EQ(DefaultNodeName("box1", NodeRole::kWeb), "box1-web");
+  EXPECT_EQ(DefaultNodeName("box1", NodeRole::kWorker), "box1-worker");
+  EXPECT_EQ(DefaultNodeName("box1", NodeRole::kAll), "box1-all");
+  EXPECT_EQ(DefaultNodeName("b\xc3\xa9 x/1", NodeRole::kWeb), "b---x-1-web");
+  EXPECT_EQ(DefaultNodeName(std::string(100, 'h'), NodeRole::kWorker), std::string(57, 'h') + "-worker");
+  auto web = LoadConfig(Env({{"NODE_ROLE", "web"}}));
+  auto worker = LoadConfig(Env({{"NODE_ROLE", "worker"}}));
+  ASSERT_TRUE(web.ok() && worker.ok());
+  EXPECT_NE(web->node_name, worker->node_name);
+  EXPECT_EQ(web->node_name.substr(web->node_name.size() - 4), "-web");
+  // The default passes the variable's own check.
+  auto again = LoadConfig(Env({{"KG_WORKER_NODE_NAME", worker->node_name}}));
+  EXPECT_TRUE(again.ok()) << again.status().message();
+  auto named = LoadConfig(Env({{"NODE_ROLE", "web"}, {"KG_WORKER_NODE_NAME", "front-1"}}));
+  ASSERT_TRUE(named.ok());
+  EXPECT_EQ(named->node_name, "front-1");
 }
 
 // Verifies every kind of bad value is rejected with a message naming variable, value and what is accepted.

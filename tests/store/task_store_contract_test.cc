@@ -156,14 +156,45 @@ TEST_P(TaskStoreContract, SettingsAndNodes) {
   EXPECT_FALSE(s_->GetSetting("k")->has_value());
   EXPECT_TRUE(s_->DeleteSetting("k").ok()) << "deleting what is not there is no error";
   int64_t now = NowMs();
-  ASSERT_TRUE(s_->UpsertNode({"n1", "all", "h", 1, now, "[]"}).ok());
-  ASSERT_TRUE(s_->UpsertNode({"n2", "worker", "h", 2, now - 60000, "[]"}).ok());
+  ASSERT_TRUE(*s_->PutNodeIf({"n1", "all", "h", 1, now, "[]", 1000}, std::nullopt));
+  ASSERT_TRUE(*s_->PutNodeIf({"n2", "worker", "h", 2, now - 60000, "[]"}, std::nullopt));
   auto nodes = s_->ListNodes(now - 30000);
   ASSERT_TRUE(nodes.ok());
   ASSERT_EQ(nodes->size(), 1u);
   EXPECT_EQ((*nodes)[0].name, "n1");
-  ASSERT_TRUE(s_->RemoveNode("n1").ok());
+  EXPECT_EQ((*nodes)[0].heartbeat_ms, 1000);
+  ASSERT_TRUE(s_->RemoveNode("n1", "h", 1).ok());
   EXPECT_TRUE(s_->ListNodes(now - 30000)->empty());
+  EXPECT_FALSE(s_->GetNode("n1")->has_value());
+}
+
+// Verifies a node record is a compare-and-set: a name is inserted only when absent, replaced only while the
+// stored record is still the expected one (host, pid and, when given, heartbeat), and removed only by its owner.
+TEST_P(TaskStoreContract, NodeRecordsAreCompareAndSet) {
+  int64_t now = NowMs();
+  NodeRecord a{"dup", "web", "h1", 10, now, "[]", 5000};
+  NodeRecord b{"dup", "web", "h1", 20, now + 1, "[]", 5000};
+  ASSERT_TRUE(*s_->PutNodeIf(a, std::nullopt));
+  EXPECT_FALSE(*s_->PutNodeIf(b, std::nullopt)) << "a second insert of the name loses";
+  EXPECT_EQ((*s_->GetNode("dup"))->pid, 10);
+  NodeRecord other = b;
+  other.heartbeat_at_ms = 0;
+  EXPECT_FALSE(*s_->PutNodeIf(b, other)) << "b is not the holder";
+  NodeRecord old = a;
+  old.heartbeat_at_ms = now - 1;
+  EXPECT_FALSE(*s_->PutNodeIf(b, old)) << "the holder beat since it was read";
+  ASSERT_TRUE(*s_->PutNodeIf(b, a)) << "a takeover of the record as read";
+  EXPECT_EQ((*s_->GetNode("dup"))->pid, 20);
+  NodeRecord beat = b;
+  beat.heartbeat_at_ms = now + 2;
+  beat.processes_json = R"([{"pid":7}])";
+  NodeRecord ours{"", "", "h1", 20, 0, "", 0};
+  ASSERT_TRUE(*s_->PutNodeIf(beat, ours)) << "a beat of the holder";
+  EXPECT_EQ((*s_->GetNode("dup"))->processes_json, R"([{"pid":7}])");
+  ASSERT_TRUE(s_->RemoveNode("dup", "h1", 10).ok());
+  EXPECT_TRUE(s_->GetNode("dup")->has_value()) << "a's stop does not remove b's record";
+  ASSERT_TRUE(s_->RemoveNode("dup", "h1", 20).ok());
+  EXPECT_FALSE(s_->GetNode("dup")->has_value());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, TaskStoreContract,

@@ -70,7 +70,7 @@ std::string ReadFile(const std::string& path) {
 }
 
 Process::Process(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
-                 const std::string& log_dir) {
+                 const std::string& log_dir, int start_gate_fd) {
   static int seq = 0;
   ++seq;
   out_ = log_dir + "/proc" + std::to_string(seq) + ".out";
@@ -105,6 +105,14 @@ Process::Process(const std::vector<std::string>& args, const std::map<std::strin
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, 0);
     sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (start_gate_fd >= 0) {
+      // Every other descriptor first: a copy of the gate's write end held here would never let it read EOF.
+      if (start_gate_fd > 3) close_range(3, static_cast<unsigned>(start_gate_fd) - 1, 0);
+      close_range(static_cast<unsigned>(start_gate_fd) + 1, ~0U, 0);
+      char c;
+      while (read(start_gate_fd, &c, 1) != 0 && errno == EINTR) {
+      }
+    }
     close_range(3, ~0U, 0);  // the node under test inherits nothing of the test process
     execve(argv[0], argv.data(), envp.data());
     _exit(127);
@@ -170,11 +178,11 @@ bool Alive(pid_t pid) {
 }
 
 Node::Node(const TempDir& dir, std::map<std::string, std::string> env, std::vector<std::string> args,
-           bool wait_ready)
+           bool wait_ready, int start_gate_fd)
     : port_(FreePort()) {
   env.emplace("KG_DATA_DIR", dir.path() + "/data");
   env.emplace("KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(port_));
-  proc_ = std::make_unique<Process>(args, env, dir.path());
+  proc_ = std::make_unique<Process>(args, env, dir.path(), start_gate_fd);
   client_ = std::make_unique<httplib::Client>("127.0.0.1", port_);
   client_->set_connection_timeout(2);
   if (wait_ready) {

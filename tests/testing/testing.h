@@ -44,8 +44,10 @@ std::string ReadFile(const std::string& path);
 // if still running.
 class Process {
  public:
+  // With `start_gate_fd` >= 0 the child waits, before exec, until that descriptor reads EOF
+  // (the test closes the pipe's write end): processes released together start at once.
   Process(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
-          const std::string& log_dir);
+          const std::string& log_dir, int start_gate_fd = -1);
   ~Process();
   pid_t pid() const { return pid_; }
   // Sends `sig`; returns false if the process is gone.
@@ -79,7 +81,7 @@ std::string ProcState(pid_t pid);
 class Node {
  public:
   Node(const TempDir& dir, std::map<std::string, std::string> env = {}, std::vector<std::string> args = {"start"},
-       bool wait_ready = true);
+       bool wait_ready = true, int start_gate_fd = -1);
   bool ready() const { return ready_; }
   int port() const { return port_; }
   Process& proc() { return *proc_; }
