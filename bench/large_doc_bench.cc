@@ -88,12 +88,12 @@ int main(int argc, char** argv) {
     small.back() += p;
   }
   std::vector<double> one, many;
-  int chunks = 0;
+  int chunks = 0, small_chunks = 0;
   for (int r = 0; r < runs; ++r) {
     std::printf("run %d, one document of %zu bytes:\n", r + 1, large.size());
     one.push_back(Run({large}, mb, workers, &chunks));
     std::printf("run %d, the same bytes as %zu documents of ~%zu KB:\n", r + 1, small.size(), small_kb);
-    many.push_back(Run(small, mb, workers, &chunks));
+    many.push_back(Run(small, mb, workers, &small_chunks));
   }
   double ratio = Median(one) / Median(many);
   std::printf("large document (%d MB, %d chunks), %s workers: median %.0f chunks/s; as %zu small documents: "

@@ -161,7 +161,9 @@ void Routes::Submit(const httplib::Request& req, httplib::Response& res) {
   if (!sub->format.empty() && !markup::ParseFormat(sub->format, &format)) {
     return Fail(res, 400, "'format' must be text, markdown or html");
   }
-  const std::string text = markup::ToText(sub->text, format);
+  // Markup parsers get valid UTF-8 (PlanTask would replace bad bytes anyway, after them).
+  const std::string text =
+      format == markup::Format::kText ? std::move(sub->text) : markup::ToText(SanitizeUtf8(sub->text), format);
   const std::string& title = sub->title;
   const std::string& provider = sub->provider;
   const std::string& source = sub->source;

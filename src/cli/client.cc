@@ -115,7 +115,7 @@ struct Doc {
 std::string Mb(int64_t bytes) { return fmt::format("{} bytes", bytes); }
 
 // What the node would refuse, said per argument before anything is sent: too large, not
-// text, or nothing to read. `size` is what will be sent: the bytes as they are.
+// text, or nothing to read. `text` is what will be sent, byte for byte.
 Status CheckContent(const std::string& label, std::string_view text, int64_t max_bytes) {
   if (static_cast<int64_t>(text.size()) > max_bytes) {
     return Status::Invalid(fmt::format("{} is {}; the node accepts at most {} (KG_MAX_BODY_MB)", label,

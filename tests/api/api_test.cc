@@ -254,6 +254,13 @@ TEST_F(ApiTest, SubmitTextAndMultipartBodies) {
   EXPECT_EQ(md_text.find('|'), std::string::npos) << md_text;
   EXPECT_NE(md_text.find("Helix"), std::string::npos) << md_text;
 
+  // A stray invalid byte (within CheckText's tolerance) reaches the HTML parser as U+FFFD, and
+  // the text after it is kept.
+  auto latin1 = client_->Post("/api/v1/tasks", "<p>Caf\xe9 Lund opened in Oslo today.</p>", "text/html");
+  ASSERT_TRUE(latin1);
+  ASSERT_EQ(latin1->status, 202) << latin1->body;
+  EXPECT_EQ(QueuedText(*queue_), "Caf\xEF\xBF\xBD Lund opened in Oslo today.");
+
   // JSON with "format" strips too.
   auto js = Post("/api/v1/tasks", R"({"text":"<h1>Orbital</h1><p>Freight</p>","format":"html"})");
   ASSERT_TRUE(js);
