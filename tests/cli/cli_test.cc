@@ -295,6 +295,17 @@ TEST(Cli, BlankApiTokenIsAConfigurationError) {
   EXPECT_NE(s.err.find("KG_API_TOKEN"), std::string::npos) << s.err;
 }
 
+// Verifies KG_LOG_LEVEL takes any case: check-config shows the level as spdlog knows it and a
+// node starts with it (it used to be "expected one of trace, ...": exit 2).
+TEST(Cli, LogLevelInAnyCase) {
+  testing::TempDir dir;
+  CliRun r = Kgflow({"check-config"}, dir, {{"KG_LOG_LEVEL", "WARN"}});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("KG_LOG_LEVEL=warn"), std::string::npos) << r.out;
+  testing::Node n(dir, {{"KG_LOG_LEVEL", "Error"}});
+  EXPECT_TRUE(n.ready()) << n.proc().Stderr();
+}
+
 // Verifies files go as they are (text/plain, no JSON escaping): a file just under the node's
 // body limit full of quotes and line breaks, which JSON would double, is accepted; and a
 // Markdown or HTML file is stripped of its markup by its extension (or --format).
