@@ -17,6 +17,7 @@ trap 'rm -f "$out"' EXIT
   "$build/bench/supervisor_bench" "${BENCH_ITERATIONS:-200}" "${BENCH_IDLE_SECONDS:-20}" "${BENCH_CRASH_SECONDS:-30}"
   "$build/bench/pipeline_bench" "${BENCH_CHUNKS:-2000}" "${BENCH_WORKERS:-2}" "${BENCH_RUNS:-3}"
   "$build/bench/export_bench" "${BENCH_EXPORT_RELATIONS:-200000}"
+  "$build/bench/large_doc_bench" "${BENCH_LARGE_DOC_MB:-10}" "${BENCH_WORKERS:-2}" "${BENCH_RUNS:-3}"
 } | tee "$out"
 commit=$(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$here/.." status --porcelain 2>/dev/null | grep -q . && echo "+dirty" || true)

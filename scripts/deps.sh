@@ -7,6 +7,7 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libcpp-httplib-dev
   libsqlite3-dev libcurl4-openssl-dev libssl-dev libhiredis-dev libmariadb-dev
   libtomlplusplus-dev libicu-dev googletest libgtest-dev libgmock-dev libexpat1-dev
+  libcmark-gfm-dev libcmark-gfm-extensions-dev libxml2-dev  # Markdown (with tables) and HTML to text
   curl procps python3
   clang  # only for the -Wthread-safety check of the lock annotations (scripts/thread_safety.sh)
 )

@@ -10,7 +10,9 @@
 #include "api/dashboard.h"
 #include "api/metrics.h"
 #include "api/reply.h"
+#include "api/submission.h"
 #include "common/util.h"
+#include "markup/markup.h"
 #include "pipeline/document.h"
 #include "text/text.h"
 #include "supervisor/node_registry.h"
@@ -59,15 +61,6 @@ Result<json> ParseBody(const httplib::Request& req) {
   if (j.is_discarded()) return Status::Invalid("request body is not valid JSON");
   if (!j.is_object()) return Status::Invalid("request body must be a JSON object");
   return j;
-}
-
-
-Result<std::string> OptString(const json& j, const char* key, size_t max_len) {
-  if (!j.contains(key) || j[key].is_null()) return std::string();
-  if (!j[key].is_string()) return Status::Invalid(std::string("'") + key + "' must be a string");
-  std::string v = j[key].get<std::string>();
-  if (v.size() > max_len) return Status::Invalid(std::string("'") + key + "' is longer than " + std::to_string(max_len));
-  return v;
 }
 
 
@@ -174,44 +167,48 @@ void Routes::Submit(const httplib::Request& req, httplib::Response& res) {
     return Reply(res, 503, {{"error", "node is stopping and takes no new tasks; retry on another node"},
                             {"reason", "stopping"}});
   }
-  auto body = ParseBody(req);
-  if (!body.ok()) return Fail(res, body.status());
-  const json& j = *body;
-  if (!j.contains("text")) return Fail(res, 400, "missing 'text'");
-  if (!j["text"].is_string()) return Fail(res, 400, "'text' must be a string");
-  std::string text = j["text"].get<std::string>();
-  if (Status t = CheckText(text); !t.ok()) return Fail(res, 400, "'text' is not text: " + t.message());
-  auto title = OptString(j, "title", 1000);
-  auto provider = OptString(j, "provider", 200);
-  auto source = OptString(j, "source", 2000);
-  auto doc_id = OptString(j, "id", 200);
-  for (const auto* r : {&title, &provider, &source, &doc_id}) {
-    if (!r->ok()) return Fail(res, r->status());
+  // JSON, a text/* body with the fields in the query, or a multipart upload (submission.h).
+  auto sub = ParseSubmission(req);
+  if (!sub.ok()) return Fail(res, sub.status());
+  if (Status t = CheckText(sub->text); !t.ok()) return Fail(res, 400, "'text' is not text: " + t.message());
+  markup::Format format = markup::Format::kText;
+  if (!sub->format.empty() && !markup::ParseFormat(sub->format, &format)) {
+    return Fail(res, 400, "'format' must be text, markdown or html");
   }
-  std::string p = provider->empty() ? c_.enabled_providers.front() : *provider;
+  // Markup parsers get valid UTF-8 (PlanTask would replace bad bytes anyway, after them).
+  const std::string text =
+      format == markup::Format::kText ? std::move(sub->text) : markup::ToText(SanitizeUtf8(sub->text), format);
+  const std::string& title = sub->title;
+  const std::string& provider = sub->provider;
+  const std::string& source = sub->source;
+  const std::string& doc_id = sub->id;
+  std::string p = provider.empty() ? c_.enabled_providers.front() : provider;
   if (!c_.HasProvider(p)) {
     return Fail(res, 400, "unknown provider '" + p + "'; known: " + c_.KnownProviders());
   }
-  if (!doc_id->empty()) {
-    for (char ch : *doc_id) {
+  if (!doc_id.empty()) {
+    for (char ch : doc_id) {
       if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) {
         return Fail(res, 400, "'id' may contain only A-Z a-z 0-9 . _ -");
       }
     }
   }
   std::string task_id = RandomId("t");
-  TaskPlan plan = PlanTask(task_id, p, *doc_id, title->empty() ? "untitled" : *title, *source, text,
+  TaskPlan plan = PlanTask(task_id, p, doc_id, title.empty() ? "untitled" : title, source, text,
                            {c_.chunk_size, c_.chunk_overlap});
-  if (plan.items.empty()) return Fail(res, 400, "'text' is empty or blank");
+  if (plan.items.empty()) {
+    return Fail(res, 400, format == markup::Format::kText ? "'text' is empty or blank"
+                                                          : "'text' has no text once its markup is stripped");
+  }
   // Chunks first: if we die before the task row exists, the chunks still reach the graph.
   Status s = d_.queue->Enqueue(plan.items);
   if (!s.ok()) return Fail(res, 503, "queue unavailable: " + s.message());
   TaskRecord t;
   t.id = task_id;
-  t.title = title->empty() ? "untitled" : *title;
+  t.title = title.empty() ? "untitled" : title;
   t.provider = p;
   t.doc_id = plan.doc_id;
-  t.source = *source;
+  t.source = source;
   t.chunks_total = static_cast<int>(plan.items.size());
   s = d_.store->Create(t);
   if (!s.ok()) return Fail(res, 503, "task store unavailable: " + s.message());

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <httplib.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,12 +13,14 @@
 #include <filesystem>
 
 #include <chrono>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
+#include "common/util.h"
 #include "text/text.h"
 
 namespace kg {
@@ -42,6 +45,34 @@ class Api {
                         : method == "DELETE" ? cli_.Delete(path)
                                           : cli_.Post(path, body ? body->dump(-1, ' ', false, json::error_handler_t::replace) : "",
                                                       "application/json");
+    return Answer(std::move(r), method, path, raw);
+  }
+
+  // POSTs `length` bytes that `provider` writes (a file read piece by piece) as `content_type`.
+  std::optional<json> PostStream(const std::string& path, size_t length, httplib::ContentProvider provider,
+                                 const std::string& content_type) {
+    return Answer(cli_.Post(path, length, std::move(provider), content_type), "POST", path, nullptr);
+  }
+
+  // GET for polling: a node that cannot be reached or answers 502/503/504 (restarting, or a
+  // proxy in front of one) is `transient` with the reason, and nothing is printed;
+  // everything else as Call.
+  std::optional<json> Poll(const std::string& path, std::string* transient) {
+    httplib::Result r = cli_.Get(path);
+    if (!r) {
+      *transient = httplib::to_string(r.error());
+      return std::nullopt;
+    }
+    if (r->status == 502 || r->status == 503 || r->status == 504) {
+      *transient = "HTTP " + std::to_string(r->status);
+      return std::nullopt;
+    }
+    transient->clear();
+    return Answer(std::move(r), "GET", path, nullptr);
+  }
+
+ private:
+  std::optional<json> Answer(httplib::Result r, const std::string& method, const std::string& path, std::string* raw) {
     if (!r) {
       std::cerr << "kgflow: cannot reach " << o_.url << " (" << httplib::to_string(r.error())
                 << "); is `kgflow start` running? (set KG_HTTP_ADDR or --url)\n";
@@ -67,74 +98,72 @@ class Api {
     return j;
   }
 
- private:
   ClientOptions o_;
   httplib::Client cli_;
 };
 
-// One document to submit, read and checked before anything is sent.
+// One document to submit, checked before anything is sent. A file is sent from disk as it
+// is (text/plain, or text/markdown or text/html by its format); stdin, which cannot be read
+// twice, is kept in memory.
 struct Doc {
-  std::string path;  // as given, or "-" for stdin
-  std::string text;
+  std::string path;   // as given, or "-" for stdin
+  std::string text;   // stdin only
+  int64_t size = 0;   // bytes that will be sent
+  std::string format;  // text|markdown|html
 };
 
 std::string Mb(int64_t bytes) { return fmt::format("{} bytes", bytes); }
 
 // What the node would refuse, said per argument before anything is sent: too large, not
-// text, or nothing to read.
-Status CheckContent(const std::string& label, const std::string& text, int64_t max_bytes) {
+// text, or nothing to read. `text` is what will be sent, byte for byte.
+Status CheckContent(const std::string& label, std::string_view text, int64_t max_bytes) {
   if (static_cast<int64_t>(text.size()) > max_bytes) {
     return Status::Invalid(fmt::format("{} is {}; the node accepts at most {} (KG_MAX_BODY_MB)", label,
                                        Mb(static_cast<int64_t>(text.size())), Mb(max_bytes)));
   }
   if (Status c = CheckText(text); !c.ok()) return Status::Invalid(fmt::format("{}: not text: {}", label, c.message()));
-  if (text.find_first_not_of(" \t\r\n\f\v") == std::string::npos) {
+  if (text.find_first_not_of(" \t\r\n\f\v") == std::string_view::npos) {
     return Status::Invalid(fmt::format("{} is empty or blank", label));
   }
   return Status::Ok();
 }
 
-// Reads a regular file and checks it is text under the size limit; the reason otherwise.
-Result<std::string> LoadDocument(const std::string& path, int64_t max_bytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+// The format a file's extension implies: .md/.markdown, .html/.htm, else text.
+std::string FormatFor(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (ext == ".md" || ext == ".markdown") return "markdown";
+  if (ext == ".html" || ext == ".htm") return "html";
+  return "text";
+}
+
+// Checks a regular file is text under the size limit, reading it through a read-only
+// mapping (nothing is copied into memory); its size, or the reason it cannot be sent.
+Result<int64_t> CheckFile(const std::string& path, int64_t max_bytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int e = errno;
-    ::close(fd);
-    return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(e)));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return Status::Invalid(fmt::format("{}: not a regular file", path));
-  }
+  if (::fstat(fd.get(), &st) != 0) return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  if (!S_ISREG(st.st_mode)) return Status::Invalid(fmt::format("{}: not a regular file", path));
   if (st.st_size > max_bytes) {
-    ::close(fd);
     return Status::Invalid(fmt::format("{} is {}; the node accepts at most {} (KG_MAX_BODY_MB)", path,
                                        Mb(st.st_size), Mb(max_bytes)));
   }
-  std::string text;
-  char buf[65536];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(e)));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  KG_RETURN_IF_ERROR(CheckContent(path, text, max_bytes));
-  return text;
+  if (st.st_size == 0) return Status::Invalid(fmt::format("{} is empty or blank", path));
+  void* m = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
+  if (m == MAP_FAILED) return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  Status c = CheckContent(path, std::string_view(static_cast<const char*>(m), static_cast<size_t>(st.st_size)), max_bytes);
+  ::munmap(m, static_cast<size_t>(st.st_size));
+  KG_RETURN_IF_ERROR(c);
+  return static_cast<int64_t>(st.st_size);
 }
 
 // Every argument read and checked; `errors` gets one line per refused argument, stderr one
 // line per file skipped inside a --recursive directory.
+// `usage` is set when an argument is a misuse of the command (a directory without
+// --recursive) rather than a file that cannot be sent.
 std::vector<Doc> Collect(const std::vector<std::string>& args, bool recursive, int64_t max_bytes,
-                         std::vector<std::string>* errors) {
+                         const std::string& format, std::vector<std::string>* errors, bool* usage) {
   std::vector<Doc> docs;
   for (const auto& a : args) {
     if (a == "-") {
@@ -144,7 +173,8 @@ std::vector<Doc> Collect(const std::vector<std::string>& args, bool recursive, i
       if (Status c = CheckContent("stdin", text, max_bytes); !c.ok()) {
         errors->push_back(c.message());
       } else {
-        docs.push_back({a, std::move(text)});
+        int64_t size = static_cast<int64_t>(text.size());
+        docs.push_back({a, std::move(text), size, format.empty() ? "text" : format});
       }
       continue;
     }
@@ -156,6 +186,7 @@ std::vector<Doc> Collect(const std::vector<std::string>& args, bool recursive, i
     if (S_ISDIR(st.st_mode)) {
       if (!recursive) {
         errors->push_back(a + " is a directory; use --recursive");
+        *usage = true;
         continue;
       }
       std::error_code ec;
@@ -172,23 +203,23 @@ std::vector<Doc> Collect(const std::vector<std::string>& args, bool recursive, i
       std::sort(found.begin(), found.end());
       size_t taken = 0;
       for (const auto& f : found) {
-        auto text = LoadDocument(f, max_bytes);
-        if (!text.ok()) {
-          std::cerr << "kgflow: skipped " << text.status().message() << "\n";
+        auto size = CheckFile(f, max_bytes);
+        if (!size.ok()) {
+          std::cerr << "kgflow: skipped " << size.status().message() << "\n";
           continue;
         }
-        docs.push_back({f, std::move(text).value()});
+        docs.push_back({f, "", *size, format.empty() ? FormatFor(f) : format});
         ++taken;
       }
       if (taken == 0) errors->push_back(a + ": no text file in it");
       continue;
     }
-    auto text = LoadDocument(a, max_bytes);
-    if (!text.ok()) {
-      errors->push_back(text.status().message());
+    auto size = CheckFile(a, max_bytes);
+    if (!size.ok()) {
+      errors->push_back(size.status().message());
       continue;
     }
-    docs.push_back({a, std::move(text).value()});
+    docs.push_back({a, "", *size, format.empty() ? FormatFor(a) : format});
   }
   return docs;
 }
@@ -271,15 +302,107 @@ Status NormalizeUrl(std::string* url, std::string* note) {
   return Status::Ok();
 }
 
-int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, const std::string& provider,
-              const std::string& title, bool wait, bool recursive, int64_t max_bytes) {
+namespace {
+
+const char* ContentTypeOf(const std::string& format) {
+  return format == "markdown" ? "text/markdown; charset=utf-8"
+         : format == "html"   ? "text/html; charset=utf-8"
+                              : "text/plain; charset=utf-8";
+}
+
+// Sends one document as a text body (fields in the query), a file streamed from disk.
+std::optional<json> SendDocument(Api& api, const Doc& d, const std::string& title, const std::string& provider) {
+  std::string path = "/api/v1/tasks?title=" + httplib::detail::encode_query_param(title) +
+                     "&source=" + httplib::detail::encode_query_param(d.path == "-" ? "stdin" : d.path) +
+                     "&format=" + d.format;
+  if (!provider.empty()) path += "&provider=" + httplib::detail::encode_query_param(provider);
+  if (d.path == "-") {
+    std::string_view text = d.text;
+    return api.PostStream(path, text.size(), [text](size_t offset, size_t length, httplib::DataSink& sink) {
+      return sink.write(text.data() + offset, length);
+    }, ContentTypeOf(d.format));
+  }
+  auto fd = std::make_shared<UniqueFd>(::open(d.path.c_str(), O_RDONLY | O_CLOEXEC));  // shared: the provider is copied
+  if (!fd->valid()) {
+    std::cerr << "kgflow: cannot read " << d.path << ": " << std::strerror(errno) << "\n";
+    return std::nullopt;
+  }
+  // The file may have changed since it was checked; the node checks again what it gets.
+  return api.PostStream(path, static_cast<size_t>(d.size), [fd](size_t offset, size_t length, httplib::DataSink& sink) {
+    char buf[65536];
+    ssize_t n = ::pread(fd->get(), buf, std::min(length, sizeof buf), static_cast<off_t>(offset));
+    if (n <= 0) return false;  // shrunk or unreadable: the request ends short and fails
+    return sink.write(buf, static_cast<size_t>(n));
+  }, ContentTypeOf(d.format));
+}
+
+// Backoff while the node is unreachable during --wait: doubling from 250 ms to 5 s, giving up
+// once ~60 s have passed without one answer.
+constexpr auto kReconnectFirst = std::chrono::milliseconds(250);
+constexpr auto kReconnectMax = std::chrono::milliseconds(5000);
+constexpr auto kReconnectBudget = std::chrono::seconds(60);
+
+// Polls task `id` until it is finished; 0 done, 1 failed, cancelled or the node lost for good.
+int WaitForTask(Api& api, const ClientOptions& o, const std::string& id, const std::string& label, bool tty) {
+  std::string last;
+  bool lost = false;
+  std::chrono::steady_clock::time_point lost_since{};
+  auto backoff = kReconnectFirst;
+  while (true) {
+    std::string transient;
+    auto t = api.Poll("/api/v1/tasks/" + id, &transient);
+    if (!t && !transient.empty()) {
+      auto now = std::chrono::steady_clock::now();
+      if (!lost) {
+        lost = true;
+        lost_since = now;
+        if (tty) std::cout << "\n";
+        std::cerr << "kgflow: lost " << o.url << " (" << transient << "); reconnecting for up to "
+                  << kReconnectBudget.count() << " s\n";
+      } else if (now - lost_since > kReconnectBudget) {
+        std::cerr << "kgflow: cannot reach " << o.url << " for " << kReconnectBudget.count() << " s (" << transient
+                  << "); task " << id << " goes on on the node: `kgflow tasks " << id << "` shows it\n";
+        return 1;
+      }
+      std::this_thread::sleep_for(backoff);  // the node is away: nothing to wait on but time
+      backoff = std::min(backoff * 2, kReconnectMax);
+      continue;
+    }
+    if (!t) return 1;
+    if (lost) {
+      std::cerr << "kgflow: reconnected to " << o.url << "\n";
+      lost = false;
+      backoff = kReconnectFirst;
+      last.clear();
+    }
+    std::string status = (*t)["status"];
+    int done = (*t)["chunks_done"], failed = (*t)["chunks_failed"], total = (*t)["chunks_total"];
+    std::string line = fmt::format("task {} {}: {}/{} done, {} failed", id, status, done,
+                                   Plural(total, "chunk", "chunks"), failed);
+    if (tty) Bar(label, done, failed, total, status);
+    else if (line != last) std::cout << line << "\n" << std::flush;
+    last = line;
+    if (Terminal(status)) {
+      if (tty) std::cout << "\n";
+      if (status == "done") return 0;
+      if (!(*t)["error"].is_null()) std::cerr << "kgflow: task " << id << ": " << (*t)["error"].get<std::string>() << "\n";
+      return 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // polling a remote API: no event to wait on
+  }
+}
+
+}  // namespace
+
+int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, const SubmitOptions& so) {
   // Every argument is checked before anything is sent: a bad one submits nothing.
   std::vector<std::string> errors;
-  std::vector<Doc> docs = Collect(files, recursive, max_bytes, &errors);
+  bool usage = false;
+  std::vector<Doc> docs = Collect(files, so.recursive, so.max_bytes, so.format, &errors, &usage);
   if (!errors.empty()) {
     for (const auto& e : errors) std::cerr << "kgflow: " << e << "\n";
     std::cerr << "kgflow: nothing submitted\n";
-    return 1;
+    return usage ? 2 : 1;
   }
   Api api(o);
   struct Sub {
@@ -288,10 +411,8 @@ int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, con
   std::vector<Sub> subs;
   for (const auto& d : docs) {
     const std::string& f = d.path;
-    json body = {{"text", SanitizeUtf8(d.text)}, {"source", f == "-" ? "stdin" : f}};
-    body["title"] = !title.empty() ? title : f == "-" ? "stdin" : Basename(f);
-    if (!provider.empty()) body["provider"] = provider;
-    auto r = api.Call("POST", "/api/v1/tasks", &body);
+    std::string title = !so.title.empty() ? so.title : f == "-" ? "stdin" : Basename(f);
+    auto r = SendDocument(api, d, title, so.provider);
     if (!r) return 1;
     std::cout << fmt::format("submitted {} as task {} ({}, provider {})\n", f, (*r)["id"].get<std::string>(),
                              Plural((*r)["chunks_total"].get<int>(), "chunk", "chunks"), (*r)["provider"].get<std::string>());
@@ -299,36 +420,56 @@ int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, con
       std::cerr << "kgflow: warning: task " << (*r)["id"].get<std::string>() << ": " << (*r)["warning"].get<std::string>()
                 << "; it waits until one does\n";
     }
-    subs.push_back({(*r)["id"], body["title"]});
+    subs.push_back({(*r)["id"], title});
   }
-  if (!wait) return 0;
+  if (!so.wait) return 0;
   bool tty = isatty(STDOUT_FILENO);
   int failed_tasks = 0;
   for (const auto& s : subs) {
-    std::string last;
-    while (true) {
-      auto t = api.Call("GET", "/api/v1/tasks/" + s.id);
-      if (!t) return 1;
-      std::string status = (*t)["status"];
-      int done = (*t)["chunks_done"], failed = (*t)["chunks_failed"], total = (*t)["chunks_total"];
-      std::string line = fmt::format("task {} {}: {}/{} done, {} failed", s.id, status, done,
-                                     Plural(total, "chunk", "chunks"), failed);
-      if (tty) Bar(s.label, done, failed, total, status);
-      else if (line != last) std::cout << line << "\n" << std::flush;
-      last = line;
-      if (Terminal(status)) {
-        if (tty) std::cout << "\n";
-        if (status != "done") {
-          ++failed_tasks;
-          if (!(*t)["error"].is_null()) std::cerr << "kgflow: task " << s.id << ": " << (*t)["error"].get<std::string>() << "\n";
-        }
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));  // polling a remote API: no event to wait on
-    }
+    if (WaitForTask(api, o, s.id, s.label, tty) != 0) ++failed_tasks;
   }
   return failed_tasks ? 1 : 0;
 }
+
+namespace {
+
+std::string Str(const json& j, const char* key) {
+  return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : "";
+}
+int64_t Int(const json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? j[key].get<int64_t>() : 0;
+}
+
+std::string LocalTime(int64_t ms) {
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  localtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+// One task for a reader (`tasks ID`; --json prints the API's body instead).
+void PrintTask(const json& t) {
+  std::cout << fmt::format("task {}: {}\n", Str(t, "id"), Str(t, "title"));
+  std::cout << fmt::format("  status    {}\n", Str(t, "status"));
+  std::cout << fmt::format("  provider  {}\n", Str(t, "provider"));
+  std::cout << fmt::format("  document  {}\n", Str(t, "document"));
+  std::cout << fmt::format("  chunks    {} of {} done, {} failed, {} running, {} queued\n", Int(t, "chunks_done"),
+                           Int(t, "chunks_total"), Int(t, "chunks_failed"), Int(t, "chunks_running"),
+                           Int(t, "chunks_queued"));
+  std::cout << fmt::format("  created   {}, updated {}\n", LocalTime(Int(t, "created_at_ms")),
+                           LocalTime(Int(t, "updated_at_ms")));
+  if (!Str(t, "error").empty()) std::cout << fmt::format("  error     {}\n", Str(t, "error"));
+  if (t.contains("dead_letters") && t["dead_letters"].is_array()) {
+    for (const auto& d : t["dead_letters"]) {
+      std::cout << fmt::format("  failed chunk {} after {}: {}\n", Str(d, "chunk"),
+                               Plural(Int(d, "attempts"), "attempt", "attempts"), Str(d, "error"));
+    }
+  }
+}
+
+}  // namespace
 
 int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& status, int limit) {
   Api api(o);
@@ -336,7 +477,7 @@ int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& s
     if (o.json) return PrintRaw(api, "/api/v1/tasks/" + httplib::detail::encode_query_param(id));
     auto t = api.Call("GET", "/api/v1/tasks/" + httplib::detail::encode_query_param(id));
     if (!t) return 1;
-    std::cout << t->dump(2) << "\n";
+    PrintTask(*t);
     return 0;
   }
   std::string path = fmt::format("/api/v1/tasks?limit={}", limit);

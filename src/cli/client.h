@@ -19,12 +19,20 @@ struct ClientOptions {
 // kInvalidArgument saying what is accepted. On success `url` holds SCHEME://HOST[:PORT].
 Status NormalizeUrl(std::string* url, std::string* note);
 
+struct SubmitOptions {
+  std::string provider, title;
+  std::string format;  // text|markdown|html; "" = by file extension (.md .markdown .html .htm)
+  bool wait = false, recursive = false;
+  int64_t max_bytes = 0;  // the node's body limit (KG_MAX_BODY_MB)
+};
+
 // Checks every argument first (exists, readable, a regular file or with `recursive` a
-// directory's files, at most `max_bytes`, text by CheckText) and submits nothing, exit 1,
-// if one fails, naming each and why. Inside a directory, files that fail are skipped
-// with a line on stderr.
-int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, const std::string& provider,
-              const std::string& title, bool wait, bool recursive, int64_t max_bytes);
+// directory's files, at most `max_bytes` as sent, text by CheckText) and submits nothing
+// if one fails, naming each and why: exit 2 for a directory without `recursive`, else 1.
+// Inside a directory, files that fail are skipped with a line on stderr. Files are sent as
+// text bodies streamed from disk (never read whole into memory). With `wait`, follows each
+// task to its end, reconnecting with backoff (up to ~60 s) when the node goes away.
+int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, const SubmitOptions& so);
 int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& status, int limit);
 int CmdWorkers(const ClientOptions& o);
 // Sets the processes per node of `provider`, prints the target and the cap that binds, then

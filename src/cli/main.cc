@@ -98,6 +98,8 @@ int Main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("kgflow ") + KG_VERSION);
   app.require_subcommand(1);
   kg::ClientOptions client{DefaultUrl(), std::getenv("KG_API_TOKEN") ? std::getenv("KG_API_TOKEN") : ""};
+  // --url before the command (`kgflow --url X tasks`) or after it.
+  app.add_option("--url", client.url, "API base URL (default http://$KG_HTTP_ADDR)");
   auto add_url = [&](CLI::App* cmd) {
     cmd->add_option("--url", client.url, "API base URL (default http://$KG_HTTP_ADDR)");
   };
@@ -106,21 +108,23 @@ int Main(int argc, char** argv) {
   auto* worker = app.add_subcommand("worker", "Run a worker node: the supervisor and its workers, no web API");
 
   std::vector<std::string> files;
-  std::string provider, title;
-  bool wait = false, recursive = false;
+  kg::SubmitOptions so;
   auto* submit = app.add_subcommand("submit", "Submit documents (files, or - for stdin) as tasks");
   submit->add_option("files", files, "FILE... or -")->required();
-  submit->add_option("--provider", provider, "provider to extract with (default: the first enabled)");
-  submit->add_option("--title", title, "title (default: the file name)");
-  submit->add_flag("--wait", wait, "wait for the tasks to finish, showing progress");
-  submit->add_flag("--recursive,-r", recursive, "submit the text files under a directory (others are skipped)");
+  submit->add_option("--provider", so.provider, "provider to extract with (default: the first enabled)");
+  submit->add_option("--title", so.title, "title (default: the file name)");
+  submit->add_option("--format", so.format, "text|markdown|html (default: by extension, .md .markdown .html .htm)")
+      ->check(CLI::IsMember({"text", "markdown", "html"}));
+  submit->add_flag("--wait", so.wait, "wait for the tasks to finish, showing progress (reconnects if the node restarts)");
+  submit->add_flag("--recursive,-r", so.recursive, "submit the text files under a directory (others are skipped)");
   add_url(submit);
 
   std::string task_id, status_filter;
   int limit = 50;
   auto* tasks = app.add_subcommand("tasks", "List tasks, or show one");
   tasks->add_option("id", task_id, "task id");
-  tasks->add_option("--status", status_filter, "queued|running|done|failed|cancelled");
+  tasks->add_option("--status", status_filter, "queued|running|done|failed|cancelled")
+      ->check(CLI::IsMember({"queued", "running", "done", "failed", "cancelled"}));
   tasks->add_option("--limit", limit, "how many")->check(CLI::Range(1, 1000));
   add_url(tasks);
 
@@ -179,13 +183,18 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(0, 1000000));
 
   // Unknown commands are named (checked before CLI11, whose message would not say which).
-  if (argc >= 2 && argv[1][0] != '-') {
-    if (auto e = UnknownCommand(app, argv[1], ""); !e.empty()) {
+  // The command is the first word after the global --url, if that comes first.
+  int first = 1;
+  while (first < argc && std::string(argv[first]).rfind("--url", 0) == 0) {
+    first += std::string(argv[first]) == "--url" ? 2 : 1;
+  }
+  if (first < argc && argv[first][0] != '-') {
+    if (auto e = UnknownCommand(app, argv[first], ""); !e.empty()) {
       std::cerr << e << "\n";
       return kExitUsage;
     }
-    if (std::string(argv[1]) == "graph" && argc >= 3 && argv[2][0] != '-') {
-      if (auto e = UnknownCommand(*graph, argv[2], "graph "); !e.empty()) {
+    if (std::string(argv[first]) == "graph" && first + 1 < argc && argv[first + 1][0] != '-') {
+      if (auto e = UnknownCommand(*graph, argv[first + 1], "graph "); !e.empty()) {
         std::cerr << e << "\n";
         return kExitUsage;
       }
@@ -203,6 +212,12 @@ int Main(int argc, char** argv) {
   bool remote = submit->parsed() || tasks->parsed() || workers->parsed() || scale->parsed() || gstats->parsed() ||
                 gsearch->parsed() || gexport->parsed() || gentity->parsed() || cancel->parsed() || retry->parsed();
   if (remote) {
+    // A blank token (an empty line in a secret file) would be sent as "Bearer " and refused.
+    if (!client.token.empty() && client.token.find_first_not_of(" \t\r\n\f\v") == std::string::npos) {
+      std::cerr << "kgflow: configuration error: KG_API_TOKEN is set but blank (only white space); set a token or "
+                   "unset it\n";
+      return kExitConfig;
+    }
     std::string note;
     if (kg::Status s = kg::NormalizeUrl(&client.url, &note); !s.ok()) {
       std::cerr << "kgflow: " << s.message() << "\n";
@@ -232,7 +247,8 @@ int Main(int argc, char** argv) {
   if (*submit) {
     auto c = LoadOrExplain();  // the body limit the node applies (KG_MAX_BODY_MB)
     if (!c) return kExitConfig;
-    return kg::CmdSubmit(client, files, provider, title, wait, recursive, int64_t{c->max_body_mb} * 1048576);
+    so.max_bytes = int64_t{c->max_body_mb} * 1048576;
+    return kg::CmdSubmit(client, files, so);
   }
   if (*tasks) return kg::CmdTasks(client, task_id, status_filter, limit);
   if (*workers) return kg::CmdWorkers(client);

@@ -108,7 +108,17 @@ const std::vector<Setting>& Settings() {
        }},
       AddrSetting("KG_HTTP_ADDR", &Config::http_addr),
       AddrSetting("KG_HEALTH_ADDR", &Config::health_addr),
-      StrSetting("KG_API_TOKEN", &Config::api_token, true),
+      {"KG_API_TOKEN",
+       [](Config& c, const std::string& v, const std::string& var) {
+         // A blank token is a mistake (an empty line in a secret file), not "no token": it
+         // would make the API demand a bearer token no client can guess.
+         if (!v.empty() && v.find_first_not_of(" \t\r\n\f\v") == std::string::npos) {
+           return Status::Invalid(fmt::format("{} is set but blank (only white space); set a token or unset it", var));
+         }
+         c.api_token = v;
+         return Status::Ok();
+       },
+       true},
       IntSetting("KG_LEASE_SECONDS", &Config::lease_seconds, 1, 86400),
       IntSetting("KG_MAX_ATTEMPTS", &Config::max_attempts, 1, 100),
       IntSetting("KG_STOP_TIMEOUT_SECONDS", &Config::stop_timeout_seconds, 0, 3600),
@@ -124,10 +134,12 @@ const std::vector<Setting>& Settings() {
       {"KG_LOG_LEVEL",
        [](Config& c, const std::string& v, const std::string& var) {
          static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
-         if (std::find(std::begin(kLevels), std::end(kLevels), v) == std::end(kLevels)) {
+         std::string l = v;  // INFO and Info are info, as NODE_ROLE takes any case
+         std::transform(l.begin(), l.end(), l.begin(), ::tolower);
+         if (std::find(std::begin(kLevels), std::end(kLevels), l) == std::end(kLevels)) {
            return Status::Invalid(fmt::format("{}='{}': expected one of trace, debug, info, warn, error, off", var, v));
          }
-         c.log_level = v;
+         c.log_level = l;
          return Status::Ok();
        }},
   };

@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "store/task_store.h"
 #include "graph/graph_store.h"
+#include "pipeline/document.h"
 #include "testing/testing.h"
 
 namespace kg {
@@ -212,6 +213,80 @@ TEST_F(ApiTest, SubmitErrors) {
   auto list = client_->Get("/api/v1/tasks");
   ASSERT_TRUE(list);
   EXPECT_EQ(json::parse(list->body)["tasks"].size(), 1u) << "only the good task exists";
+}
+
+// The text of every chunk a submission queued, leased in order (this node runs no workers).
+std::string QueuedText(Queue& q) {
+  auto leases = q.LeaseChunks("builtin", "test", 1000, 60000, true);
+  std::string out;
+  if (!leases.ok()) return "<lease failed>";
+  for (const auto& l : *leases) {
+    auto p = DecodePayload(l.payload);
+    if (p.ok()) out += p->text;
+    (void)q.Ack(l.chunk_id, l.token);
+  }
+  return out;
+}
+
+// Verifies a document sent as a text/plain body (fields in the query) or as a multipart
+// upload is queued as sent, without JSON; HTML and Markdown bodies are stripped to their
+// text; the body limit applies with an error naming it, and bad shapes are 4xx JSON errors.
+TEST_F(ApiTest, SubmitTextAndMultipartBodies) {
+  Start();
+  auto plain = client_->Post("/api/v1/tasks?title=Plain%20one&source=notes.txt",
+                             "Mara Voss founded \"Helix\" Dynamics.\n", "text/plain; charset=utf-8");
+  ASSERT_TRUE(plain);
+  ASSERT_EQ(plain->status, 202) << plain->body;
+  auto task = client_->Get("/api/v1/tasks/" + json::parse(plain->body)["id"].get<std::string>());
+  ASSERT_TRUE(task);
+  EXPECT_EQ(json::parse(task->body)["title"], "Plain one");
+  EXPECT_EQ(QueuedText(*queue_), "Mara Voss founded \"Helix\" Dynamics.");
+
+  auto html = client_->Post("/api/v1/tasks", "<p>Ana Lund joined <b>Meridian</b>.</p><script>Evil Corp</script>",
+                            "text/html");
+  ASSERT_TRUE(html);
+  ASSERT_EQ(html->status, 202) << html->body;
+  EXPECT_EQ(QueuedText(*queue_), "Ana Lund joined Meridian.");
+
+  auto md = client_->Post("/api/v1/tasks?format=markdown", "| Company | City |\n|---|---|\n| Helix | Oslo |\n",
+                          "text/plain");
+  ASSERT_TRUE(md);
+  ASSERT_EQ(md->status, 202) << md->body;
+  std::string md_text = QueuedText(*queue_);
+  EXPECT_EQ(md_text.find('|'), std::string::npos) << md_text;
+  EXPECT_NE(md_text.find("Helix"), std::string::npos) << md_text;
+
+  // A stray invalid byte (within CheckText's tolerance) reaches the HTML parser as U+FFFD, and
+  // the text after it is kept.
+  auto latin1 = client_->Post("/api/v1/tasks", "<p>Caf\xe9 Lund opened in Oslo today.</p>", "text/html");
+  ASSERT_TRUE(latin1);
+  ASSERT_EQ(latin1->status, 202) << latin1->body;
+  EXPECT_EQ(QueuedText(*queue_), "Caf\xEF\xBF\xBD Lund opened in Oslo today.");
+
+  // JSON with "format" strips too.
+  auto js = Post("/api/v1/tasks", R"({"text":"<h1>Orbital</h1><p>Freight</p>","format":"html"})");
+  ASSERT_TRUE(js);
+  ASSERT_EQ(js->status, 202) << js->body;
+  EXPECT_EQ(QueuedText(*queue_), "Orbital\n\nFreight");
+
+  httplib::MultipartFormDataItems items = {
+      {"file", "# Report\n\n**Helix** hired *Mara Voss*.\n", "report.md", "application/octet-stream"},
+      {"title", "Quarterly", "", ""}};
+  auto up = client_->Post("/api/v1/tasks", items);
+  ASSERT_TRUE(up);
+  ASSERT_EQ(up->status, 202) << up->body;
+  auto up_task = client_->Get("/api/v1/tasks/" + json::parse(up->body)["id"].get<std::string>());
+  EXPECT_EQ(json::parse(up_task->body)["title"], "Quarterly");
+  EXPECT_EQ(QueuedText(*queue_), "Report\n\nHelix hired Mara Voss.");
+
+  httplib::MultipartFormDataItems no_file = {{"title", "x", "", ""}};
+  ExpectError(client_->Post("/api/v1/tasks", no_file), 400, "no 'file' part");
+  ExpectError(client_->Post("/api/v1/tasks", "x", "application/pdf"), 400, "unsupported Content-Type");
+  ExpectError(client_->Post("/api/v1/tasks?format=pdf", "x", "text/plain"), 400, "'format' must be");
+  ExpectError(client_->Post("/api/v1/tasks", std::string("ELF\0\1\2 data", 11), "text/plain"), 400, "NUL byte");
+  ExpectError(client_->Post("/api/v1/tasks", " \n ", "text/plain"), 400, "blank");
+  ExpectError(client_->Post("/api/v1/tasks", "<script>x()</script>", "text/html"), 400, "markup is stripped");
+  ExpectError(client_->Post("/api/v1/tasks", std::string(2 * 1024 * 1024, 'x'), "text/plain"), 413, "KG_MAX_BODY_MB");
 }
 
 // Verifies unknown ids are 404, wrong methods 405, bad query values 400.

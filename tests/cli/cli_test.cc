@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <csignal>
+
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -57,6 +59,16 @@ TEST(Cli, UrlWithAPathReachesTheNode) {
   }
   CliRun r = Kgflow({"graph", "stats", "--url", base + "/api/v1"}, dir);
   EXPECT_NE(r.err.find("path '/api/v1' ignored"), std::string::npos) << r.err;
+  // --url may come before the command too, with a space or an '='.
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"--url", base, "graph", "stats"}, {"--url=" + base, "tasks"}}) {
+    CliRun g = Kgflow(args, dir);
+    EXPECT_EQ(g.code, 0) << args[0] << ": " << g.err;
+    EXPECT_EQ(g.err.find("cannot reach"), std::string::npos) << g.err;
+  }
+  CliRun unknown = Kgflow({"--url", base, "frobnicate"}, dir);
+  EXPECT_EQ(unknown.code, 2) << unknown.err;
+  EXPECT_NE(unknown.err.find("unknown command 'frobnicate'"), std::string::npos) << unknown.err;
 }
 
 // Verifies an unknown command is named (CLI11 said "A subcommand is required") and exits 2.
@@ -81,6 +93,8 @@ TEST(Cli, ParseErrorsExitTwo) {
            {"tasks", "--limit", "0"},
            {"submit"},
            {"tasks", "--no-such-flag"},
+           {"tasks", "--status", "bogus"},
+           {"submit", "--format", "pdf", "x.txt"},
            {},
            {"graph"}}) {
     CliRun r = Kgflow(args, dir, env);
@@ -118,7 +132,7 @@ TEST(Cli, SubmitChecksEveryArgumentFirst) {
   testing::WriteFile(dir.File("docs/sub/b.txt"), "Helix Dynamics hired Mara Voss.");
   testing::WriteFile(dir.File("docs/c.bin"), std::string("PK\0\0\x03\x04", 6));
   r = Kgflow({"submit", dir.File("docs")}, dir, env);
-  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.code, 2) << "a directory without --recursive is a usage error: " << r.err;
   EXPECT_NE(r.err.find(dir.File("docs") + " is a directory; use --recursive"), std::string::npos) << r.err;
   EXPECT_EQ(n.Get("/api/v1/tasks")["tasks"].size(), 0u);
 
@@ -212,6 +226,16 @@ TEST(Cli, JsonEntityCancelRetry) {
   EXPECT_NE(sc.out.find("provider builtin: 1 process running on node"), std::string::npos) << sc.out;
 
   std::string id = n.Get("/api/v1/tasks")["tasks"][0]["id"];
+  // One task reads as a summary, its JSON only with --json.
+  CliRun one = Kgflow({"tasks", id}, dir, env);
+  EXPECT_EQ(one.code, 0) << one.err;
+  EXPECT_NE(one.out.find("task " + id + ": one"), std::string::npos) << one.out;
+  EXPECT_NE(one.out.find("status    done"), std::string::npos) << one.out;
+  EXPECT_NE(one.out.find("chunks    1 of 1 done, 0 failed"), std::string::npos) << one.out;
+  EXPECT_EQ(one.out.find('{'), std::string::npos) << one.out;
+  CliRun one_json = Kgflow({"tasks", id, "--json"}, dir, env);
+  EXPECT_EQ(one_json.code, 0) << one_json.err;
+  EXPECT_EQ(json::parse(one_json.out, nullptr, false)["id"], id) << one_json.out;
   CliRun c = Kgflow({"cancel", id}, dir, env);
   EXPECT_EQ(c.code, 1) << c.err;
   EXPECT_NE(c.err.find("only unfinished tasks can be cancelled"), std::string::npos) << c.err;
@@ -335,6 +359,105 @@ TEST(Cli, MissingConfigFileNamesPathAndReason) {
       << r.err;
   EXPECT_EQ(r.err.find("line 0"), std::string::npos) << r.err;
   EXPECT_EQ(Lines(r.err), 1u) << r.err;
+}
+
+// Verifies a blank KG_API_TOKEN is a configuration error naming the variable (exit 2), in the
+// CLI and at node start, rather than a token nobody can send.
+TEST(Cli, BlankApiTokenIsAConfigurationError) {
+  testing::TempDir dir;
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:1"}, {"KG_API_TOKEN", "  "}};
+  CliRun r = Kgflow({"tasks"}, dir, env);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("KG_API_TOKEN"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("cannot reach"), std::string::npos) << r.err;
+  env["KG_HTTP_ADDR"] = "127.0.0.1:" + std::to_string(testing::FreePort());
+  env["KG_DATA_DIR"] = dir.File("data");
+  CliRun s = Kgflow({"start"}, dir, env);
+  EXPECT_EQ(s.code, 2) << s.err;
+  EXPECT_NE(s.err.find("KG_API_TOKEN"), std::string::npos) << s.err;
+}
+
+// Verifies KG_LOG_LEVEL takes any case: check-config shows the level as spdlog knows it and a
+// node starts with it (it used to be "expected one of trace, ...": exit 2).
+TEST(Cli, LogLevelInAnyCase) {
+  testing::TempDir dir;
+  CliRun r = Kgflow({"check-config"}, dir, {{"KG_LOG_LEVEL", "WARN"}});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("KG_LOG_LEVEL=warn"), std::string::npos) << r.out;
+  testing::Node n(dir, {{"KG_LOG_LEVEL", "Error"}});
+  EXPECT_TRUE(n.ready()) << n.proc().Stderr();
+}
+
+// Verifies files go as they are (text/plain, no JSON escaping): a file just under the node's
+// body limit full of quotes and line breaks, which JSON would double, is accepted; and a
+// Markdown or HTML file is stripped of its markup by its extension (or --format).
+TEST(Cli, SubmitSendsFilesAsTextByFormat) {
+  testing::TempDir dir;
+  testing::Node n(dir, {{"KG_MAX_BODY_MB", "1"}, {"KG_CHUNK_SIZE", "100000"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())},
+                                            {"KG_MAX_BODY_MB", "1"}};
+  std::string quoted;
+  while (quoted.size() < 1048576 - 100) quoted += "He said \"go\".\n";
+  testing::WriteFile(dir.File("quotes.txt"), quoted);
+  CliRun r = Kgflow({"submit", dir.File("quotes.txt")}, dir, env);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(n.Get("/api/v1/tasks")["tasks"].size(), 1u) << r.err;
+
+  testing::WriteFile(dir.File("table.md"), "# Firms\n\n| Company | City |\n|---|---|\n| Helix Dynamics | Oslo |\n");
+  testing::WriteFile(dir.File("page.htm"), "<html><body><p>Mara Voss founded <b>Orbital Freight</b>.</p>"
+                                            "<script>var Evil = 1;</script></body></html>");
+  testing::WriteFile(dir.File("raw.md"), "**kept** as text");
+  r = Kgflow({"submit", "--wait", dir.File("table.md"), dir.File("page.htm")}, dir, env);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = Kgflow({"submit", "--wait", "--format", "text", dir.File("raw.md")}, dir, env);
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto ex = n.http().Get("/api/v1/graph/export?format=json");
+  ASSERT_TRUE(ex);
+  json graph = json::parse(ex->body, nullptr, false);
+  ASSERT_TRUE(graph.contains("chunks")) << ex->body.substr(0, 500);
+  std::string texts;
+  for (const auto& c : graph["chunks"]) texts += c["text"].get<std::string>() + "\n";
+  EXPECT_NE(texts.find("Helix Dynamics"), std::string::npos) << texts;
+  EXPECT_NE(texts.find("Mara Voss founded Orbital Freight."), std::string::npos) << texts;
+  EXPECT_NE(texts.find("**kept** as text"), std::string::npos) << "--format text keeps it as is: " << texts;
+  EXPECT_EQ(texts.find("| Helix"), std::string::npos) << texts;
+  EXPECT_EQ(texts.find("<b>"), std::string::npos) << texts;
+  EXPECT_EQ(texts.find("Evil"), std::string::npos) << texts;
+}
+
+// Verifies `submit --wait` survives a node restart: the node is killed while the CLI waits,
+// the CLI says once that it is reconnecting, a new node on the same address and data picks
+// the task up, and the CLI follows it to the end with exit 0.
+TEST(Cli, SubmitWaitReconnectsAcrossANodeRestart) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("kg.toml"), "[providers.slow]\ndelay_ms = 1500\n");
+  testing::Node n(dir, {{"KG_CONFIG", dir.File("kg.toml")}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())},
+                                            {"KG_CONFIG", dir.File("kg.toml")},
+                                            {"KG_DATA_DIR", dir.path() + "/data"}};
+  testing::WriteFile(dir.File("one.txt"), "Mara Voss founded Helix Dynamics. Ana Lund joined Helix Dynamics.");
+  testing::Process cli({"submit", "--wait", "--provider", "slow", dir.File("one.txt")}, env, dir.path());
+  ASSERT_TRUE(testing::WaitFor([&] { return cli.Stdout().find("submitted") != std::string::npos; }, 20s))
+      << cli.Stderr();
+  ASSERT_TRUE(n.proc().Signal(SIGKILL));
+  ASSERT_NE(n.proc().Wait(10s), -1);
+  ASSERT_TRUE(testing::WaitFor([&] { return cli.Stderr().find("reconnecting") != std::string::npos; }, 20s))
+      << cli.Stderr();
+  EXPECT_FALSE(cli.Exited());
+  std::map<std::string, std::string> node_env = env;
+  testing::Process again({"start"}, node_env, dir.path());
+  int st = cli.Wait(60s);
+  ASSERT_NE(st, -1) << "the CLI still waits: " << cli.Stderr();
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0) << cli.Stderr();
+  std::string err = cli.Stderr();
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 2) << "one line lost, one reconnected: " << err;
+  EXPECT_NE(err.find("reconnected"), std::string::npos) << err;
+  EXPECT_NE(cli.Stdout().find("done"), std::string::npos) << cli.Stdout();
+  again.Signal(SIGTERM);
+  again.Wait(20s);
 }
 
 }  // namespace

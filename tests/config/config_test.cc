@@ -168,5 +168,30 @@ TEST(Config, DescribeMasksSecrets) {
   EXPECT_NE(d.find("KG_MAX_TOTAL_PROCESSES=50"), std::string::npos);
 }
 
+// Verifies a blank KG_API_TOKEN is a configuration error naming the variable (it would lock
+// every client out), while an unset or empty one means no token.
+TEST(Config, BlankApiTokenIsAnError) {
+  for (const char* blank : {" ", "  \t", "\n"}) {
+    auto r = LoadConfig(Env({{"KG_API_TOKEN", blank}}));
+    ASSERT_FALSE(r.ok()) << "'" << blank << "'";
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("KG_API_TOKEN"), std::string::npos) << r.status().message();
+  }
+  auto empty = LoadConfig(Env({{"KG_API_TOKEN", ""}}));
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->api_token, "");
+}
+
+// Verifies KG_LOG_LEVEL takes any case and stores the level spdlog knows.
+TEST(Config, LogLevelIsCaseInsensitive) {
+  auto c = LoadConfig(Env({{"KG_LOG_LEVEL", "WARN"}}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->log_level, "warn");
+  auto d = LoadConfig(Env({{"KG_LOG_LEVEL", "Debug"}}));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->log_level, "debug");
+  EXPECT_FALSE(LoadConfig(Env({{"KG_LOG_LEVEL", "loud"}})).ok());
+}
+
 }  // namespace
 }  // namespace kg

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "queue/queue.h"
+#include "sqlite/db.h"
 #include "testing/testing.h"
 
 namespace kg {
@@ -415,6 +416,98 @@ TEST_P(QueueContract, WaitForWorkSkipsSuspectChunksForBusyWorkers) {
   t0 = std::chrono::steady_clock::now();
   q_->WaitForWork("p", 3000, -1, true);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(100));
+}
+
+// Counts from the chunks themselves, the truth Counts() must agree with.
+TaskCounts Tally(Queue& q, const std::string& task) {
+  TaskCounts c;
+  auto chunks = q.ListChunks(task);
+  EXPECT_TRUE(chunks.ok());
+  for (const auto& ch : chunks.ok() ? *chunks : std::vector<ChunkInfo>{}) {
+    ++c.total;
+    switch (ch.state) {
+      case ChunkState::kReady: ++c.ready; break;
+      case ChunkState::kLeased: ++c.leased; break;
+      case ChunkState::kDone: ++c.done; break;
+      case ChunkState::kDead: ++c.dead; break;
+      case ChunkState::kCancelled: ++c.cancelled; break;
+    }
+  }
+  return c;
+}
+
+void ExpectCounts(Queue& q, const std::string& task, const std::string& step) {
+  TaskCounts want = Tally(q, task);
+  auto got = q.Counts(task);
+  ASSERT_TRUE(got.ok()) << step;
+  EXPECT_EQ(got->total, want.total) << step;
+  EXPECT_EQ(got->ready, want.ready) << step;
+  EXPECT_EQ(got->leased, want.leased) << step;
+  EXPECT_EQ(got->done, want.done) << step;
+  EXPECT_EQ(got->dead, want.dead) << step;
+  EXPECT_EQ(got->cancelled, want.cancelled) << step;
+}
+
+// Verifies Counts() agrees with the chunks' states after every kind of transition (the SQLite
+// queue keeps the counts beside the chunks instead of counting them on every call).
+TEST_P(QueueContract, CountsFollowEveryTransition) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 12)).ok());
+  ASSERT_TRUE(q_->Enqueue(Items("t", 12)).ok());  // idempotent: no double count
+  ASSERT_TRUE(q_->Enqueue(Items("u", 3)).ok());
+  ExpectCounts(*q_, "t", "enqueue");
+  auto a = LeaseN(6, "w1");
+  ASSERT_EQ(a.size(), 6u);
+  ExpectCounts(*q_, "t", "lease");
+  ASSERT_TRUE(q_->Ack(a[0].chunk_id, a[0].token).ok());
+  ASSERT_TRUE(q_->Ack(a[0].chunk_id, a[0].token).code() == Code::kConflict);  // a stale ack changes nothing
+  ASSERT_TRUE(q_->Nack(a[1].chunk_id, a[1].token, "boom", true).ok());
+  ASSERT_TRUE(q_->Nack(a[2].chunk_id, a[2].token, "never", false).ok());
+  ASSERT_TRUE(q_->Release(a[3].chunk_id, a[3].token).ok());
+  ExpectCounts(*q_, "t", "ack, nack, dead, release");
+  ASSERT_TRUE(q_->ReleaseOwner("w1", true, "killed").ok());
+  ExpectCounts(*q_, "t", "crashed owner");
+  auto b = LeaseN(3, "w2");
+  now_ += 60000;
+  ASSERT_TRUE(q_->ReclaimExpired().ok());
+  ExpectCounts(*q_, "t", "reclaim");
+  ASSERT_TRUE(q_->CancelTask("t").ok());
+  ExpectCounts(*q_, "t", "cancel");
+  ASSERT_TRUE(q_->RetryTask("t").ok());
+  ExpectCounts(*q_, "t", "retry");
+  ExpectCounts(*q_, "u", "other task untouched");
+  EXPECT_EQ(q_->Counts("none")->total, 0);
+}
+
+// Verifies a queue made before the counts were kept (its chunks there, no count table) gets
+// them filled from its chunks when opened, and keeps them from then on.
+TEST(SqliteQueue, CountsOfAnOlderQueueAreFilledOnOpen) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/queue.db";
+  {
+    auto q = OpenSqliteQueue(path, QueueOptions{});
+    ASSERT_TRUE(q.ok());
+    std::vector<ChunkItem> items;
+    for (int i = 0; i < 5; ++i) items.push_back({"t:" + std::to_string(i), "t", "p", i, "x"});
+    ASSERT_TRUE((*q)->Enqueue(items).ok());
+    auto l = (*q)->LeaseChunks("p", "w", 2, 60000, false);
+    ASSERT_TRUE(l.ok() && l->size() == 2u);
+    ASSERT_TRUE((*q)->Ack((*l)[0].chunk_id, (*l)[0].token).ok());
+  }
+  {
+    auto db = sqlite::Db::Open(path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec("DROP TRIGGER chunks_counts_insert; DROP TRIGGER chunks_counts_state; "
+                            "DROP TRIGGER chunks_counts_delete; DROP TABLE task_counts;").ok());
+  }
+  auto q = OpenSqliteQueue(path, QueueOptions{});
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  ExpectCounts(**q, "t", "after the upgrade");
+  EXPECT_EQ((*q)->Counts("t")->done, 1);
+  EXPECT_EQ((*q)->Counts("t")->leased, 1);
+  EXPECT_EQ((*q)->Counts("t")->ready, 3);
+  auto l = (*q)->LeaseChunks("p", "w", 1, 60000, false);
+  ASSERT_TRUE(l.ok() && l->size() == 1u);
+  ExpectCounts(**q, "t", "a lease after the upgrade");
 }
 
 // Verifies the backoff formula grows exponentially, respects the cap and stays within the jitter band.

@@ -1,0 +1,126 @@
+#include "api/submission.h"
+
+#include <algorithm>
+#include <cctype>
+#include <nlohmann/json.hpp>
+
+namespace kg::api {
+namespace {
+
+using nlohmann::json;
+
+struct Field {
+  const char* name;
+  std::string Submission::*member;
+  size_t max_len;
+};
+constexpr Field kFields[] = {{"title", &Submission::title, 1000},
+                             {"provider", &Submission::provider, 200},
+                             {"source", &Submission::source, 2000},
+                             {"id", &Submission::id, 200},
+                             {"format", &Submission::format, 20}};
+
+// The media type without parameters, lower-cased: "text/plain; charset=utf-8" -> "text/plain".
+std::string MediaType(const std::string& content_type) {
+  std::string t = content_type.substr(0, content_type.find(';'));
+  t.erase(std::remove_if(t.begin(), t.end(), [](unsigned char c) { return std::isspace(c); }), t.end());
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
+  return t;
+}
+
+// The format a media type implies; "" for one that implies none.
+std::string FormatOf(const std::string& media) {
+  if (media == "text/markdown" || media == "text/x-markdown") return "markdown";
+  if (media == "text/html" || media == "application/xhtml+xml") return "html";
+  if (media == "text/plain") return "text";
+  return "";
+}
+
+Status SetField(Submission* s, const Field& f, const std::string& value) {
+  if (value.size() > f.max_len) {
+    return Status::Invalid(std::string("'") + f.name + "' is longer than " + std::to_string(f.max_len));
+  }
+  s->*f.member = value;
+  return Status::Ok();
+}
+
+// The fields given as query parameters (the non-JSON shapes).
+Status FieldsFromQuery(const httplib::Request& req, Submission* s) {
+  for (const auto& f : kFields) {
+    if (req.has_param(f.name)) KG_RETURN_IF_ERROR(SetField(s, f, req.get_param_value(f.name)));
+  }
+  return Status::Ok();
+}
+
+Status CheckFormat(Submission* s, const std::string& implied) {
+  if (s->format.empty()) s->format = implied;
+  if (!s->format.empty() && s->format != "text" && s->format != "markdown" && s->format != "html") {
+    return Status::Invalid("'format' must be text, markdown or html, not '" + s->format + "'");
+  }
+  return Status::Ok();
+}
+
+Result<Submission> FromJson(const httplib::Request& req) {
+  json j = json::parse(req.body, nullptr, false);
+  if (j.is_discarded()) return Status::Invalid("request body is not valid JSON");
+  if (!j.is_object()) return Status::Invalid("request body must be a JSON object");
+  if (!j.contains("text")) return Status::Invalid("missing 'text'");
+  if (!j["text"].is_string()) return Status::Invalid("'text' must be a string");
+  Submission s;
+  s.text = j["text"].get<std::string>();
+  for (const auto& f : kFields) {
+    if (!j.contains(f.name) || j[f.name].is_null()) continue;
+    if (!j[f.name].is_string()) return Status::Invalid(std::string("'") + f.name + "' must be a string");
+    KG_RETURN_IF_ERROR(SetField(&s, f, j[f.name].get<std::string>()));
+  }
+  KG_RETURN_IF_ERROR(CheckFormat(&s, ""));
+  return s;
+}
+
+Result<Submission> FromMultipart(const httplib::Request& req) {
+  Submission s;
+  KG_RETURN_IF_ERROR(FieldsFromQuery(req, &s));
+  auto file = req.files.find("file");
+  if (file == req.files.end()) return Status::Invalid("multipart upload has no 'file' part");
+  for (const auto& f : kFields) {
+    auto part = req.files.find(f.name);
+    if (part != req.files.end()) KG_RETURN_IF_ERROR(SetField(&s, f, part->second.content));
+  }
+  s.text = file->second.content;
+  if (s.title.empty() && !file->second.filename.empty()) s.title = file->second.filename.substr(0, 1000);
+  std::string media = MediaType(file->second.content_type);
+  std::string implied = FormatOf(media);
+  if (implied.empty()) {
+    // A browser labels a file by its extension; take the format from it as the CLI does.
+    const std::string& name = file->second.filename;
+    auto dot = name.find_last_of('.');
+    std::string ext = dot == std::string::npos ? "" : name.substr(dot + 1);
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    implied = ext == "md" || ext == "markdown" ? "markdown" : ext == "html" || ext == "htm" ? "html" : "";
+  }
+  KG_RETURN_IF_ERROR(CheckFormat(&s, implied));
+  return s;
+}
+
+}  // namespace
+
+Result<Submission> ParseSubmission(const httplib::Request& req) {
+  std::string media = MediaType(req.get_header_value("Content-Type"));
+  if (req.is_multipart_form_data()) return FromMultipart(req);
+  if (media.empty() || media == "application/json") {
+    if (req.body.empty()) return Status::Invalid("request body is empty; expected a JSON object");
+    return FromJson(req);
+  }
+  std::string implied = FormatOf(media);
+  if (implied.empty()) {
+    return Status::Invalid("unsupported Content-Type '" + media +
+                           "'; send application/json, text/plain, text/markdown, text/html or multipart/form-data");
+  }
+  Submission s;
+  KG_RETURN_IF_ERROR(FieldsFromQuery(req, &s));
+  s.text = req.body;
+  KG_RETURN_IF_ERROR(CheckFormat(&s, implied));
+  return s;
+}
+
+}  // namespace kg::api

@@ -1,0 +1,29 @@
+#pragma once
+// The document a POST /api/v1/tasks carries, in any of the three accepted shapes:
+// - application/json: {"text": ..., "title", "provider", "source", "id", "format"};
+// - text/plain, text/markdown, text/html: the body is the document, the other fields are
+//   query parameters (?title=...&provider=...); the content type implies the format unless
+//   ?format= says otherwise. Large documents need no JSON escaping this way;
+// - multipart/form-data: a `file` part is the document (its content type implies the
+//   format as above), the other fields are form parts or query parameters.
+// Only the shape is checked here (field types and lengths, known format); whether the text
+// is text and the provider exists is for the route.
+
+#include <httplib.h>
+
+#include <string>
+
+#include "common/status.h"
+
+namespace kg::api {
+
+struct Submission {
+  std::string text;
+  std::string title, provider, source, id;
+  std::string format;  // text|markdown|html; "" when neither the field nor the content type says
+};
+
+// kInvalidArgument naming the field and what is accepted.
+Result<Submission> ParseSubmission(const httplib::Request& req);
+
+}  // namespace kg::api

@@ -1,0 +1,78 @@
+#include "markup/markup.h"
+
+#include <gtest/gtest.h>
+
+namespace kg::markup {
+namespace {
+
+bool Has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// Verifies Markdown keeps the prose and drops emphasis markers, link targets, headings' hashes
+// and images, and that separate blocks end up on separate lines.
+TEST(Markup, MarkdownKeepsTextDropsMarkers) {
+  std::string out = MarkdownToText(
+      "# Meridian Analytics\n\n"
+      "**Meridian** was *founded* by [Ana Lund](https://example.com/ana) in Oslo.\n"
+      "It hired `Tomas`.\n\n"
+      "![logo](logo.png)\n\n"
+      "- Orbital Freight\n- Helix Labs\n");
+  EXPECT_EQ(out,
+            "Meridian Analytics\n\n"
+            "Meridian was founded by Ana Lund in Oslo. It hired Tomas.\n\n"
+            "Orbital Freight\nHelix Labs\n");
+}
+
+// Verifies a GitHub table loses its pipes and rule, each row its own line, cells apart.
+TEST(Markup, MarkdownTableBecomesRowsOfCells) {
+  std::string out = MarkdownToText(
+      "Before the table.\n\n| Company | City |\n|---|:---:|\n| Meridian | Oslo |\n| Helix | Rotterdam |\n\nAfter.\n");
+  EXPECT_FALSE(Has(out, "|")) << out;
+  EXPECT_FALSE(Has(out, "---")) << out;
+  EXPECT_EQ(out, "Before the table.\n\nCompany\tCity\nMeridian\tOslo\nHelix\tRotterdam\n\nAfter.\n");
+}
+
+// Verifies raw HTML inside Markdown is stripped as HTML and entities are decoded.
+TEST(Markup, MarkdownRawHtmlAndEntities) {
+  std::string out = MarkdownToText("AT&amp;T bought <b>Helix</b>.\n\n<div>Inside a <i>block</i>.</div>\n");
+  EXPECT_EQ(out, "AT&T bought Helix.\n\nInside a block.\n");
+}
+
+// Verifies HTML keeps visible text, drops scripts, styles, the head and comments, decodes
+// entities, and breaks lines at block elements so sentences do not run together.
+TEST(Markup, HtmlKeepsVisibleText) {
+  std::string out = HtmlToText(
+      "<!DOCTYPE html><html><head><title>T</title><style>p{color:red}</style></head><body>"
+      "<script>var x = 'Evil Corp';</script><!-- Hidden Person -->"
+      "<h1>Caf&eacute; &amp; Co</h1><p>Ana Lund founded <a href=\"https://x.example\">Meridian</a>"
+      "</p><p>It is in   Oslo.</p><div>Line one<br>Line two</div>"
+      "<table><tr><th>Company</th><th>City</th></tr><tr><td>Helix</td><td>Rotterdam</td></tr></table>"
+      "</body></html>");
+  EXPECT_FALSE(Has(out, "Evil")) << out;
+  EXPECT_FALSE(Has(out, "Hidden")) << out;
+  EXPECT_FALSE(Has(out, "color")) << out;
+  EXPECT_FALSE(Has(out, "x.example")) << out;
+  EXPECT_FALSE(Has(out, "<")) << out;
+  EXPECT_EQ(out,
+            "Café & Co\n\nAna Lund founded Meridian\n\nIt is in Oslo.\n\nLine one\nLine two\n\n"
+            "Company\tCity\nHelix\tRotterdam\n");
+}
+
+// Verifies broken HTML is read as a browser would, not refused, and nothing of it is lost.
+TEST(Markup, HtmlRecoversFromBrokenMarkup) {
+  std::string out = HtmlToText("<p>Unclosed <b>bold<p>Second &lt;para&gt; &#8212; done");
+  EXPECT_EQ(out, "Unclosed bold\n\nSecond <para> \xE2\x80\x94 done\n");
+}
+
+// Verifies plain text passes through untouched and format names parse.
+TEST(Markup, TextIsUnchangedAndFormatsParse) {
+  EXPECT_EQ(ToText("a <b> | c", Format::kText), "a <b> | c");
+  Format f{};
+  EXPECT_TRUE(ParseFormat("html", &f));
+  EXPECT_EQ(f, Format::kHtml);
+  EXPECT_TRUE(ParseFormat("markdown", &f));
+  EXPECT_EQ(f, Format::kMarkdown);
+  EXPECT_FALSE(ParseFormat("pdf", &f));
+}
+
+}  // namespace
+}  // namespace kg::markup
