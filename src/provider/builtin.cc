@@ -34,29 +34,79 @@ void Collector::AddRelation(const std::string& src, const std::string& dst, cons
   relations_.push_back({src, dst, type});
 }
 
+namespace {
+
+bool HasHan(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    if (IsHan(DecodeUtf8(s, i))) return true;
+  }
+  return false;
+}
+
+// "Orbital Freight Inc." -> "Orbital Freight": the name without its trailing organisation
+// suffix words, or empty if nothing (or only one word) is left.
+std::string WithoutOrgSuffix(const std::string& name) {
+  std::string out = name;
+  bool dropped = false;
+  while (true) {
+    size_t sp = out.rfind(' ');
+    if (sp == std::string::npos || !IsOrgSuffixWord(out.substr(sp + 1))) break;
+    out.resize(sp);
+    while (!out.empty() && out.back() == ',') out.pop_back();
+    dropped = true;
+  }
+  return dropped && out.find(' ') != std::string::npos ? out : "";
+}
+
+}  // namespace
+
 Extraction Collector::Finish() const {
-  // Alias folding: "Voss" -> "Mara Voss" (person), "Helix" -> "Helix Dynamics" (organisation).
   std::map<std::string, std::string> alias;
-  for (const auto& [name, e] : entities_) {
-    if (name.find(' ') != std::string::npos) continue;
+  // Unique candidate or nothing.
+  auto choose = [&](const std::string& name, auto&& fits) {
     std::string target;
     int matches = 0;
     for (const auto& [full, f] : entities_) {
-      if (full == name || full.find(' ') == std::string::npos) continue;
+      if (full == name || alias.count(full) || !fits(full, f)) continue;
+      target = full;
+      ++matches;
+    }
+    if (matches == 1) alias[name] = target;
+  };
+  // First an organisation without its suffix ("Orbital Freight" -> "Orbital Freight Inc.")
+  // and a Chinese short name ("华为" -> "华为技术有限公司"), so that a single word meets
+  // only the full names after them.
+  std::vector<std::string> longest_first;
+  for (const auto& [name, e] : entities_) longest_first.push_back(name);
+  std::stable_sort(longest_first.begin(), longest_first.end(),
+                   [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  for (const auto& name : longest_first) {
+    if (HasHan(name)) {
+      if (CodePointCount(name) < 2) continue;
+      choose(name, [&](const std::string& full, const Entry& f) {
+        return f.type == "Organization" && full.size() > name.size() && full.rfind(name, 0) == 0;
+      });
+    } else if (name.find(' ') != std::string::npos) {
+      choose(name, [&](const std::string& full, const Entry& f) {
+        return f.type == "Organization" && WithoutOrgSuffix(full) == name;
+      });
+    }
+  }
+  // Then a single word: "Voss" -> "Mara Voss" (person), "Helix" -> "Helix Dynamics" (organisation).
+  for (const auto& [name, e] : entities_) {
+    if (name.find(' ') != std::string::npos || HasHan(name) || alias.count(name)) continue;
+    choose(name, [&](const std::string& full, const Entry& f) {
+      if (full.find(' ') == std::string::npos) return false;
       bool person = f.type == "Person" && full.size() > name.size() &&
                     full.compare(full.size() - name.size(), name.size(), name) == 0 &&
                     full[full.size() - name.size() - 1] == ' ';
       bool org = f.type == "Organization" && full.rfind(name + " ", 0) == 0;
-      if (person || org) {
-        target = full;
-        ++matches;
-      }
-    }
-    if (matches == 1) alias[name] = target;
+      return person || org;
+    });
   }
   auto resolve = [&](const std::string& n) {
     auto it = alias.find(n);
-    return it == alias.end() ? n : it->second;
+    return it == alias.end() ? n : it->second;  // targets are never aliased themselves
   };
   std::vector<std::pair<size_t, std::string>> ordered;
   for (const auto& [name, e] : entities_) {

@@ -30,6 +30,21 @@ const std::vector<U32> kOrgSuffix = {U"有限公司", U"公司", U"集团", U"�
                                      U"银行", U"基金会", U"协会", U"医院", U"学院", U"科技", U"工作室",
                                      U"出版社", U"委员会", U"中心", U"联盟", U"事务所", U"基金"};
 const std::vector<U32> kLocSuffix = {U"市", U"省", U"县", U"镇", U"港"};
+// Words a place suffix also begins or ends that are no place: 市场 (market), 上市 (listing),
+// 港股 (Hong Kong shares), 节省 (save), 城镇 (towns).
+const std::vector<U32> kNotPlaceWords = {U"市场", U"市值", U"市民", U"市面", U"市盈", U"上市", U"股市", U"超市",
+                                         U"门市", U"港股", U"港口", U"港元", U"港币", U"节省",
+                                         U"省钱", U"省略", U"城镇", U"县城"};
+// Words inside company names that are not verbs or names there: "腾讯控股有限公司",
+// "华为技术有限公司".
+const std::vector<U32> kOrgInner = {U"控股", U"股份", U"技术", U"科技", U"集团", U"网络", U"信息", U"电子",
+                                    U"国际", U"实业", U"有限", U"责任", U"发展", U"数据", U"智能", U"通信",
+                                    U"软件", U"汽车", U"传媒", U"文化", U"医药", U"生物", U"能源", U"物流",
+                                    U"航空", U"电器", U"互联网"};
+// Words that negate the relation between two names: 未收购, 没有投资, 否认.
+const std::vector<U32> kNegations = {U"未", U"没有", U"没", U"否认", U"不会", U"不是", U"并非", U"拒绝",
+                                     U"无意", U"不再", U"放弃", U"从不"};
+const std::vector<U32> kSpouseWords = {U"妻子", U"丈夫", U"夫人", U"太太"};
 const std::vector<U32> kLocMarkers = {U"总部位于", U"位于", U"设在", U"出生于", U"生于", U"来自", U"落户", U"迁往",
                                       U"迁至", U"坐落于"};
 const std::vector<U32> kVerbs = {
@@ -39,10 +54,11 @@ const std::vector<U32> kVerbs = {
     U"离开", U"聘请", U"主持", U"参与", U"支持", U"完成", U"开设", U"管理", U"供应", U"提供", U"共同", U"落户",
     U"迁往", U"迁至", U"坐落", U"联合", U"表示", U"认为", U"指出", U"说", U"获得", U"带领", U"研发", U"开发",
     U"使用", U"开始", U"采用", U"购买", U"成为", U"进入", U"包括", U"以后", U"之后", U"以前", U"之前", U"访问",
-    U"出席", U"参加", U"会见", U"发表", U"接受", U"透露", U"强调", U"介绍"};
+    U"出席", U"参加", U"会见", U"发表", U"接受", U"透露", U"强调", U"介绍", U"否认"};
 const std::vector<U32> kTitles = {U"博士", U"先生", U"女士", U"教授", U"院长", U"所长", U"主任", U"总裁",
                                   U"董事长", U"首席", U"创始人", U"工程师", U"研究员", U"经理", U"总监", U"科学家",
-                                  U"负责人", U"执行官", U"技术官", U"财务官", U"员工", U"顾问", U"股东"};
+                                  U"负责人", U"执行官", U"技术官", U"财务官", U"员工", U"顾问", U"股东",
+                                  U"妻子", U"丈夫", U"夫人", U"太太"};
 // Leading quantifiers are not part of a name: "一个机器人实验室" -> "机器人实验室".
 const U32 kQuantifierStart = U"一两三几这那该每某";
 const U32 kMeasureWords = U"个家所名座支位";
@@ -89,6 +105,7 @@ bool ContainsAny(const U32& s, std::initializer_list<const char32_t*> ws) {
 struct Span {
   size_t b, e;
   std::string type;
+  std::string name;  // set for a pronoun: the person it refers to
 };
 
 bool LeadershipRoleEndsAt(const U32& s, size_t pos);
@@ -111,6 +128,44 @@ size_t ScanForward(const U32& s, size_t b, size_t max_len) {
   while (pos < s.size() && pos - b < max_len && !IsStop(s[pos]) && IsNameChar(s[pos]) && !VerbStartsAt(s, pos) &&
          !LeadershipRoleStartsAt(s, pos)) {
     ++pos;
+  }
+  return pos;
+}
+
+bool AnyEndsAt(const std::vector<U32>& words, const U32& s, size_t pos, size_t* len) {
+  for (const auto& w : words) {
+    if (EndsAt(s, pos, w)) {
+      *len = w.size();
+      return true;
+    }
+  }
+  return false;
+}
+
+// The start of the company name ending at `end` (where its suffix begins): back over name
+// characters and the words companies are named with (控股, 技术, ...); when what is left
+// besides those words is shorter than two characters, once over 为 or 了 inside a name
+// ("华为技术", "饿了么"), unless a verb ends there ("成为了", "创立了").
+size_t ScanBackOrg(const U32& s, size_t end) {
+  size_t pos = end, own = 0;
+  bool passed = false;
+  while (pos > 0 && end - pos < 12) {
+    size_t len = 0;
+    if (AnyEndsAt(kOrgInner, s, pos, &len)) {
+      pos -= len;
+      continue;
+    }
+    char32_t c = s[pos - 1];
+    if (!passed && own < 2 && (c == U'为' || c == U'了') && pos >= 2 && IsNameChar(s[pos - 2]) && !IsStop(s[pos - 2]) &&
+        !VerbEndsAt(s, pos - 1) && !VerbEndsAt(s, pos)) {
+      passed = true;
+      --pos;
+      ++own;
+      continue;
+    }
+    if (IsStop(c) || !IsNameChar(c) || VerbEndsAt(s, pos) || LeadershipRoleEndsAt(s, pos)) break;
+    --pos;
+    ++own;
   }
   return pos;
 }
@@ -170,17 +225,17 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
   std::vector<Span> spans;
   auto add = [&](size_t b, size_t e, const char* type) {
     if (e <= b || Overlaps(spans, b, e)) return;
-    spans.push_back({b, e, type});
+    spans.push_back({b, e, type, ""});
   };
   // Organisations (longest suffix first wins: 有限公司 before 公司; containment drops 科技 in 科技公司).
   std::vector<Span> orgs;
   for (size_t i = 0; i < s.size(); ++i) {
     for (const auto& suf : kOrgSuffix) {
       if (!At(s, i, suf)) continue;
-      size_t b = ScanBack(s, i, 8);
+      size_t b = ScanBackOrg(s, i);
       if (b < i && kQuantifierStart.find(s[b]) != U32::npos) ++b;
       if (b < i && kMeasureWords.find(s[b]) != U32::npos) ++b;
-      if (i - b >= 2) orgs.push_back({b, i + suf.size(), "Organization"});
+      if (i - b >= 2) orgs.push_back({b, i + suf.size(), "Organization", ""});
       break;
     }
   }
@@ -191,15 +246,22 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
     for (size_t p = s.find(m); p != U32::npos; p = s.find(m, p + 1)) {
       size_t b = p + m.size();
       size_t e = ScanForward(s, b, 8);
-      if (e > b + 1 || (e == b + 1 && e < s.size() && IsStop(s[e]))) add(b, e, "Location");
+      // A place has two characters at least: "设在成都" is 成都 although 都 is also a particle.
+      if (e == b + 1 && e < s.size() && IsStop(s[e]) && IsHan(s[e])) e = ScanForward(s, e + 1, 7);
+      if (e > b + 1) add(b, e, "Location");
     }
   }
   std::vector<Span> places;
   for (size_t i = 1; i < s.size(); ++i) {
     for (const auto& suf : kLocSuffix) {
       if (!At(s, i, suf)) continue;
+      if (std::any_of(kNotPlaceWords.begin(), kNotPlaceWords.end(), [&](const U32& w) {
+            return (At(s, i, w) && w.find(suf) == 0) || (EndsAt(s, i + suf.size(), w) && w.find(suf) != 0);
+          })) {
+        continue;
+      }
       size_t b = ScanBack(s, i, 5);
-      if (i - b >= 1) places.push_back({b, i + suf.size(), "Location"});
+      if (i - b >= 1) places.push_back({b, i + suf.size(), "Location", ""});
     }
   }
   std::sort(places.begin(), places.end(), [](const Span& a, const Span& b) { return a.e - a.b > b.e - b.b; });
@@ -260,12 +322,30 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       break;
     }
   }
+  // A pronoun opening the sentence or a clause, before any name ("他创立了…", "随后，她加入了…"),
+  // is the person of the previous sentence.
+  if (!out.last_person().empty()) {
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (Overlaps(spans, 0, i + 1)) break;
+      if ((s[i] == U'他' || s[i] == U'她') && (i == 0 || s[i - 1] == U'，' || s[i - 1] == U',') &&
+          (i + 1 >= s.size() || s[i + 1] != U'们')) {
+        spans.push_back({i, i + 1, "Person", out.last_person()});
+        break;
+      }
+    }
+  }
   std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.b < b.b; });
 
   std::vector<std::string> names;
   for (const auto& sp : spans) {
-    names.push_back(Encode(s, sp.b, sp.e));
+    names.push_back(sp.name.empty() ? Encode(s, sp.b, sp.e) : sp.name);
     out.AddEntity(names.back(), sp.type, 3, sentence);
+  }
+  for (size_t k = 0; k < spans.size(); ++k) {
+    if (spans[k].type == "Person") {
+      out.set_last_person(names[k]);
+      break;
+    }
   }
   for (size_t k = 0; k + 1 < spans.size(); ++k) {
     const Span& a = spans[k];
@@ -277,6 +357,12 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
     const std::string& B = names[k + 1];
     U32 bare = gap;
     bare.erase(std::remove(bare.begin(), bare.end(), U'的'), bare.end());
+    if (std::any_of(kNegations.begin(), kNegations.end(), [&](const U32& w) { return Contains(gap, w); })) continue;
+    if (a.type == "Person" && b.type == "Person" &&
+        std::any_of(kSpouseWords.begin(), kSpouseWords.end(), [&](const U32& w) { return EndsAt(gap, gap.size(), w); })) {
+      out.AddRelation(A, B, "MARRIED_TO");
+      continue;
+    }
     size_t rl = 0;
     if (a.type == "Organization" && b.type == "Person") {
       if (const char* role = RoleAt(bare, 0, &rl); role && rl == bare.size()) {

@@ -39,6 +39,54 @@ const std::set<std::string> kStopCaps = {
     "According", "Under", "Together", "Unlike", "Like", "Following", "Shortly", "Within", "Founded",
     "Based", "Headquartered"};
 const std::set<std::string> kConnectors = {"of", "for", "&", "de", "von", "van", "der", "du", "la"};
+// Words that may head "X of Y" / "X for Y" besides the suffixes: "Chamber of Commerce".
+// A person is never such a head, so "Lena Fischer of Kellner University" is two names.
+const std::set<std::string> kOfHeads = {"Chamber", "Board", "House", "Bureau", "Office", "Court", "Church",
+                                        "Federation", "Commission", "Center", "Centre", "Gulf", "Isle", "Cape",
+                                        "State", "States", "Republic", "Kingdom", "Port", "Secretary", "Order"};
+// Capitalised common words that are no name on their own: table headers and the generic
+// nouns and adverbs that open a sentence ("Analysts said", "Shares fell", "However, ...").
+const std::set<std::string> kCommonCaps = {
+    "Company", "Companies", "City", "Name", "Names", "Country", "Date", "Role", "Title", "Sector", "Industry",
+    "Location", "Headquarters", "Revenue", "Revenues", "Employees", "Year", "Type", "Status", "Person",
+    "Organization", "Organisation", "Notes", "Note", "Source", "Sources", "Total", "Analysts", "Analyst",
+    "Shares", "Investors", "Officials", "Executives", "Researchers", "Experts", "Critics", "Regulators",
+    "Customers", "Workers", "Residents", "Scientists", "Engineers", "Lawmakers", "Observers", "Traders",
+    "Economists", "Banks", "Firms", "Prices", "Sales", "Profits", "Earnings", "Stocks", "Markets", "Users",
+    "Authorities", "Still", "Yet", "Instead", "Overall", "Separately", "Additionally", "Moreover",
+    "Furthermore", "Nevertheless", "Previously", "Currently", "Earlier", "Recently", "Initially", "Finally",
+    "Notably", "Indeed", "Here", "Such", "Other", "Another", "New", "Few", "Neither", "Either", "Only", "Even",
+    "Asked", "Speaking", "Plans", "Talks", "Details", "Terms", "Financial", "Chinese", "English"};
+// Nouns that make an appositive or a possessive corporate: "X, a logistics group,",
+// "X's board", "shares of X".
+const std::set<std::string> kOrgNouns = {
+    "group", "company", "firm", "maker", "manufacturer", "lender", "bank", "insurer", "retailer", "startup",
+    "start-up", "operator", "carrier", "conglomerate", "provider", "supplier", "producer", "developer", "giant",
+    "chain", "fund", "brokerage", "consultancy", "utility", "airline", "shipper", "distributor", "platform",
+    "exchange", "agency", "subsidiary", "unit", "division", "business", "corporation", "enterprise", "miner",
+    "refiner", "automaker", "carmaker", "chipmaker", "drugmaker", "publisher", "broadcaster", "builder",
+    "contractor", "studio", "label", "organisation", "organization", "nonprofit", "charity", "association",
+    "university", "institute", "lab", "laboratory", "foundation", "regulator", "ministry", "cooperative",
+    "partnership", "outfit", "house", "owner", "investor", "incubator", "accelerator", "marketplace"};
+const std::set<std::string> kPossessedCorporate = {
+    "board", "shares", "stock", "revenue", "revenues", "profit", "profits", "earnings", "sales", "subsidiary",
+    "subsidiaries", "headquarters", "shareholders", "stake", "unit", "division", "acquisition", "merger",
+    "valuation", "ipo", "quarterly", "fiscal", "market", "plant", "factory", "factories", "offices", "stores",
+    "fleet", "spokesperson", "spokesman", "spokeswoman", "executives", "ceo", "cfo", "cto", "coo", "chairman",
+    "chief", "founder", "founders", "co-founder", "president", "investors", "customers", "products"};
+// Words that negate the relation between two names: "did not acquire", "denied founding".
+const std::set<std::string> kNegations = {"not", "never", "no", "denied", "denies", "deny", "denying",
+                                          "neither", "nor", "refused", "rejected", "declined", "failed",
+                                          "abandoned", "scrapped", "cancelled", "canceled", "dropped",
+                                          "without", "nobody", "none"};
+const std::set<std::string> kMonths = {"january", "february", "march", "april", "may", "june", "july", "august",
+                                       "september", "october", "november", "december"};
+const std::set<std::string> kAmountWords = {"million", "billion", "thousand", "trillion", "hundred", "m", "bn",
+                                            "k", "percent", "dollars", "euros", "pounds", "yuan", "usd", "eur",
+                                            "gbp", "us", "cny", "rmb"};
+const std::set<std::string> kAppointVerbs = {"elected", "named", "appointed", "hired", "promoted", "tapped",
+                                             "picked", "chose", "chosen", "selected", "recruited"};
+const std::set<std::string> kSpouses = {"wife", "husband", "spouse"};
 const std::set<std::string> kLocContext = {"in", "near", "from", "across", "throughout", "outside", "inside"};
 
 struct Token {
@@ -89,6 +137,15 @@ std::vector<Token> Tokenize(const std::string& s) {
     }
   }
   return out;
+}
+
+bool IsNumberLike(const std::string& w) {
+  // "2014", "12.5", "12m", "3bn", "1990s"
+  size_t d = 0;
+  while (d < w.size() && (std::isdigit(static_cast<unsigned char>(w[d])) || w[d] == '.' || w[d] == ',')) ++d;
+  if (d == 0 || !std::isdigit(static_cast<unsigned char>(w[0]))) return false;
+  std::string rest = w.substr(d);
+  return rest.empty() || rest == "m" || rest == "bn" || rest == "b" || rest == "k" || rest == "s";
 }
 
 std::string Lower(std::string s) {
@@ -143,7 +200,7 @@ const std::vector<Pattern>& Patterns() {
     add({"founded", "co-founded", "cofounded", "established", "started", "launched", "set up"}, "FOUNDED", false,
         "", O);
     add({"was founded by", "were founded by", "was established by", "was started by", "was launched by",
-         "was co-founded by", "founded by"},
+         "was co-founded by", "founded by", "co-founded by", "was set up by", "were co-founded by"},
         "FOUNDED", true, O, "");
     add({"acquired", "bought", "purchased", "took over", "has acquired", "agreed to acquire"}, "ACQUIRED", false, O,
         O);
@@ -160,7 +217,11 @@ const std::vector<Pattern>& Patterns() {
          "formed a partnership with", "teamed up with", "signed a partnership with", "works with",
          "entered a joint venture with"},
         "PARTNER_OF", false, "", "");
-    add({"invested in", "funded", "financed", "backed", "led a funding round in"}, "INVESTED_IN", false, "", O);
+    add({"invested in", "invested into", "funded", "financed", "backed", "led a funding round in", "led a round in",
+         "led the round in", "co-led a round in", "joined a round in", "participated in a round in",
+         "led a round for", "took a stake in", "acquired a stake in", "bought a stake in", "holds a stake in",
+         "took a minority stake in", "acquired a minority stake in", "bought a minority stake in"},
+        "INVESTED_IN", false, "", O);
     add({"was funded by", "is funded by", "is backed by", "was backed by", "was financed by"}, "INVESTED_IN", true,
         O, "");
     add({"is a subsidiary of", "is part of", "is a division of", "is a unit of", "became part of",
@@ -340,14 +401,55 @@ bool EndsWith(const std::vector<std::string>& gap, const std::vector<std::string
   return true;
 }
 
+// The gap without what may stand between a verb and its object: amounts ("$12 million"),
+// dates ("in March 2014"), funding-round labels ("a $30 million Series B round").
+std::vector<std::string> Simplify(const std::vector<std::string>& gap) {
+  static const std::set<std::string> kTimePreps = {"in", "on", "since", "during", "around", "early", "late", "mid"};
+  static const std::set<std::string> kRoundWords = {"funding", "financing", "investment", "seed", "venture",
+                                                    "growth", "pre-seed"};
+  std::vector<std::string> out;
+  for (size_t i = 0; i < gap.size(); ++i) {
+    const std::string& w = gap[i];
+    bool amount = kAmountWords.count(w) && i > 0 && (IsNumberLike(gap[i - 1]) || kAmountWords.count(gap[i - 1]));
+    bool time = IsNumberLike(w) || kMonths.count(w);
+    if (time) {
+      while (!out.empty() && kTimePreps.count(out.back())) out.pop_back();
+      continue;
+    }
+    if (amount) continue;
+    if (w == "series" && i + 1 < gap.size() && gap[i + 1].size() == 1) {
+      ++i;
+      continue;
+    }
+    if (kRoundWords.count(w) && i + 1 < gap.size() && (gap[i + 1] == "round" || kRoundWords.count(gap[i + 1]))) continue;
+    out.push_back(w);
+  }
+  return out;
+}
+
+bool Negated(const std::vector<std::string>& gap) {
+  return std::any_of(gap.begin(), gap.end(), [](const std::string& w) {
+    return kNegations.count(w) > 0 || (w.size() > 3 && w.compare(w.size() - 3, 3, "n't") == 0);
+  });
+}
+
+// A past participle opening an apposition: ", headquartered in", ", founded by".
+bool Participle(const std::string& w) {
+  static const std::set<std::string> kIrregular = {"born", "run", "built", "known", "led", "held", "owned", "set"};
+  return kIrregular.count(w) > 0 || (w.size() > 4 && w.compare(w.size() - 2, 2, "ed") == 0);
+}
+
 }  // namespace
+
+bool IsOrgSuffixWord(const std::string& word) { return kOrgSuffix.count(word) > 0; }
 
 void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector& out) {
   std::vector<Token> toks = Tokenize(sentence);
   std::vector<std::string> lower;
   for (const auto& t : toks) lower.push_back(Lower(t.text));
   // Tokens of a leadership role ("CEO", "Chief Technology Officer", "Co-Founder") in any
-  // case: they end a name and never join one.
+  // case: they end a name and never join one. A funding round's label ("Series B") is no
+  // name either.
   std::vector<bool> role(toks.size(), false);
   for (size_t t = 0; t < toks.size();) {
     size_t len = 0;
@@ -355,6 +457,9 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       std::fill(role.begin() + static_cast<std::ptrdiff_t>(t), role.begin() + static_cast<std::ptrdiff_t>(t + len),
                 true);
       t += len;
+    } else if (toks[t].text == "Series" && t + 1 < toks.size() && toks[t + 1].text.size() == 1) {
+      role[t] = role[t + 1] = true;
+      t += 2;
     } else {
       ++t;
     }
@@ -362,6 +467,9 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
   auto name_word = [&](size_t t) {
     return toks[t].word && IsUpperStart(toks[t].text) && !kStopCaps.count(toks[t].text) && !role[t];
   };
+  auto next_word = [&](size_t t) -> std::string { return t < toks.size() ? lower[t] : ""; };
+  size_t first_word = 0;
+  while (first_word < toks.size() && !toks[first_word].word) ++first_word;
   std::vector<Mention> ms;
   for (size_t i = 0; i < toks.size();) {
     if (!toks[i].word || !IsUpperStart(toks[i].text) || role[i]) {
@@ -372,7 +480,9 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     while (e + 1 < toks.size()) {
       if (name_word(e + 1)) {
         ++e;
-      } else if (e + 2 < toks.size() && kConnectors.count(toks[e + 1].text) && name_word(e + 2)) {
+      } else if (e + 2 < toks.size() && kConnectors.count(toks[e + 1].text) && name_word(e + 2) &&
+                 ((toks[e + 1].text != "of" && toks[e + 1].text != "for") || kOrgSuffix.count(toks[e].text) ||
+                  kLocSuffix.count(toks[e].text) || kOfHeads.count(toks[e].text))) {
         e += 2;
       } else {
         break;
@@ -387,14 +497,54 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       ++b;
     }
     if (b > e) continue;
+    // One word that is a common noun or only a suffix ("Analysts", "Company", "City"), or a
+    // sentence's first word found in lower case later in the sentence, is no name.
+    if (b == e && (kCommonCaps.count(toks[b].text) || kOrgSuffix.count(toks[b].text) ||
+                   kLocSuffix.count(toks[b].text) ||
+                   (b == first_word && std::find(lower.begin() + static_cast<std::ptrdiff_t>(b + 1), lower.end(),
+                                                 lower[b]) != lower.end() &&
+                    std::none_of(toks.begin() + static_cast<std::ptrdiff_t>(b + 1), toks.end(),
+                                 [&](const Token& t) { return t.text == toks[b].text; })))) {
+      continue;
+    }
     Mention m;
     m.first_tok = b;
     m.last_tok = e;
     m.name = sentence.substr(toks[b].begin, toks[e].end - toks[b].begin);
     const std::string& last = toks[e].text;
     std::string prev = b > 0 ? lower[b - 1] : "";
+    std::string prev2 = b > 1 ? lower[b - 2] : "";
     // "Helix Dynamics", and also "University of Leeds", "Bank of Lumeria".
     bool org_head = b < e && kOrgSuffix.count(toks[b].text) && toks[b + 1].text == "of";
+    // Company context: "shares of X", "X's board", "X shares fell", "X said in a filing",
+    // "X, a logistics group,".
+    size_t after = e + 1;
+    bool poss = after < toks.size() && (toks[after].text == "'s" || toks[after].text == "'");
+    bool corporate = ((prev == "of" || prev == "in") && (prev2 == "shares" || prev2 == "stake" ||
+                                                         prev2 == "shareholders" || prev2 == "stock")) ||
+                     (poss && kPossessedCorporate.count(next_word(after + 1))) ||
+                     (!poss && (next_word(after) == "shares" || next_word(after) == "stock")) ||
+                     (next_word(after) == "said" && next_word(after + 1) == "in" &&
+                      std::any_of(lower.begin() + static_cast<std::ptrdiff_t>(std::min(after + 2, lower.size())),
+                                  lower.begin() + static_cast<std::ptrdiff_t>(std::min(after + 7, lower.size())),
+                                  [](const std::string& w) { return w == "filing" || w == "statement"; }) &&
+                      e > b) ||
+                     (next_word(after) == "reported" || next_word(after) == "posted") ||
+                     (next_word(after) == "went" && next_word(after + 1) == "public");
+    if (after < toks.size() && toks[after].text == "," && (next_word(after + 1) == "a" ||
+                                                         next_word(after + 1) == "an" ||
+                                                         next_word(after + 1) == "the")) {
+      for (size_t t = after + 2; t < toks.size() && toks[t].text != "," && t < after + 9; ++t) {
+        if (toks[t].word && IsUpperStart(toks[t].text) && !toks[t].text.empty() && lower[t] != "based") {
+          // a name inside: a role apposition ("the CTO of Helix"), not a description
+          if (t + 1 < toks.size() && toks[t + 1].text == "-") continue;
+        }
+        if (kOrgNouns.count(lower[t]) && (t + 1 >= toks.size() || toks[t + 1].text == "," ||
+                                          toks[t + 1].text == "." || !toks[t + 1].word)) {
+          corporate = true;
+        }
+      }
+    }
     if (kOrgSuffix.count(last) || org_head) {
       m.type = "Organization";
       m.strength = kExplicit;
@@ -404,6 +554,9 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     } else if (titled) {
       m.type = "Person";
       m.strength = kExplicit;
+    } else if (corporate) {
+      m.type = "Organization";
+      m.strength = kHint;
     } else if (kLocContext.count(prev)) {
       m.type = "Location";
       m.strength = kContext;
@@ -416,6 +569,22 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     }
     ms.push_back(m);
   }
+  // A pronoun before any name, opening the sentence or a clause ("She founded ...",
+  // "In 2019, he joined ..."), is the person of the previous sentence.
+  if (!out.last_person().empty()) {
+    size_t limit = ms.empty() ? toks.size() : ms.front().first_tok;
+    for (size_t t = 0; t < limit; ++t) {
+      if ((lower[t] == "she" || lower[t] == "he") && (t == first_word || toks[t - 1].text == ",")) {
+        Mention m;
+        m.name = out.last_person();
+        m.type = "Person";
+        m.strength = kHint;
+        m.first_tok = m.last_tok = t;
+        ms.insert(ms.begin(), m);
+        break;
+      }
+    }
+  }
 
   // Relations between neighbouring names; a gap starting with "and" refers back to the subject.
   struct Rel {
@@ -425,8 +594,16 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     const char* dh;
   };
   std::vector<Rel> rels;
+  std::vector<std::pair<size_t, size_t>> conjuncts;  // "A and B": B stands wherever A does
   auto role_rel = [&](size_t person, size_t org, const std::string& type) {
     rels.push_back({person, org, type, "Person", type == "MAYOR_OF" ? "Location" : "Organization"});
+  };
+  // The nearest person before mention k (or k itself), for "his wife Z".
+  auto person_before = [&](size_t k) -> size_t {
+    for (size_t j = k + 1; j-- > 0;) {
+      if (ms[j].type == "Person") return j;
+    }
+    return static_cast<size_t>(-1);
   };
   // "A, who studied at B, advises C": the relative clause's subject A is also the subject
   // of the verb after the clause closes.
@@ -435,13 +612,33 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
   for (size_t k = 0; k + 1 < ms.size(); ++k) {
     std::vector<std::string> gap;
     bool comma_in_gap = false;
-    for (size_t t = ms[k].last_tok + 1; t < ms[k + 1].first_tok; ++t) {
+    size_t gap_begin = ms[k].last_tok + 1;
+    // An apposition without a name describes A and keeps it the subject: "A, a logistics
+    // group, acquired B" reads as "A acquired B".
+    if (gap_begin < ms[k + 1].first_tok && toks[gap_begin].text == "," &&
+        (next_word(gap_begin + 1) == "a" || next_word(gap_begin + 1) == "an" || next_word(gap_begin + 1) == "the")) {
+      for (size_t t = gap_begin + 1; t < ms[k + 1].first_tok; ++t) {
+        if (toks[t].text == ",") {
+          gap_begin = t + 1;
+          break;
+        }
+      }
+    }
+    for (size_t t = gap_begin; t < ms[k + 1].first_tok; ++t) {
       if (toks[t].word) gap.push_back(lower[t]);
       else comma_in_gap = comma_in_gap || toks[t].text == ",";
     }
     bool comma_first = ms[k].last_tok + 1 < ms[k + 1].first_tok && toks[ms[k].last_tok + 1].text == ",";
     bool possessive = ms[k].last_tok + 1 < ms[k + 1].first_tok &&
                       (toks[ms[k].last_tok + 1].text == "'s" || toks[ms[k].last_tok + 1].text == "'");
+    if (Negated(gap)) {
+      clause_subject = kNone;
+      continue;
+    }
+    if (gap.size() == 1 && gap[0] == "and" && !possessive) {
+      conjuncts.emplace_back(k, k + 1);
+      continue;
+    }
     size_t subj = k;
     if (!gap.empty() && gap.front() == "and" && k > 0) {
       subj = 0;
@@ -451,9 +648,20 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       subj = clause_subject;
       clause_subject = kNone;
     }
-    if (comma_first && !gap.empty() && (gap.front() == "who" || gap.front() == "which")) clause_subject = k;
+    if (comma_first && !gap.empty() && (gap.front() == "who" || gap.front() == "which" || Participle(gap.front()))) {
+      clause_subject = subj;
+    }
     while (!gap.empty() && (gap.back() == "the" || gap.back() == "a" || gap.back() == "an")) gap.pop_back();
+    gap = Simplify(gap);
     if (gap.size() > 9) continue;
+    // Spouses: "A married B" is a pattern; "A and his wife B", "A's wife B".
+    if (!gap.empty() && kSpouses.count(gap.back()) &&
+        (possessive ? gap.size() == 1
+                    : gap.size() >= 2 && (gap[gap.size() - 2] == "his" || gap[gap.size() - 2] == "her"))) {
+      size_t spouse = possessive ? k : person_before(k);
+      if (spouse != kNone && spouse != k + 1) rels.push_back({spouse, k + 1, "MARRIED_TO", "Person", "Person"});
+      continue;
+    }
     // "A is the CEO of B", "A, the CTO of B", "A, CEO of B", "A was appointed CFO of B".
     if (auto types = MatchRole(gap); !types.empty()) {
       for (const auto& type : types) role_rel(subj, k + 1, type);
@@ -468,12 +676,31 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
         continue;
       }
     }
-    // "A is B's chief executive", "A, B's CEO, said": the role follows B's possessive.
     size_t after = ms[k + 1].last_tok + 1;
+    // "B elected A as its chairman", "B named A chief executive": the role follows A.
+    if (gap.size() == 1 && kAppointVerbs.count(gap[0])) {
+      size_t t = after;
+      while (t < toks.size() && (lower[t] == "as" || lower[t] == "its" || lower[t] == "their" || lower[t] == "the" ||
+                                 lower[t] == "new" || lower[t] == "interim" || lower[t] == "acting" ||
+                                 lower[t] == "next" || lower[t] == "permanent")) {
+        ++t;
+      }
+      size_t len = 0;
+      std::string type = RoleAt(lower, t, false, &len);
+      if (!type.empty() && type != "INVESTED_IN" && next_word(t + len) != "of") {
+        role_rel(k + 1, subj, type);
+        continue;
+      }
+    }
+    // "A is B's chief executive", "A, B's CEO, said": the role follows B's possessive.
     if (after + 1 < toks.size() && (toks[after].text == "'s" || toks[after].text == "'") &&
         (comma_first || !gap.empty()) && std::all_of(gap.begin(), gap.end(), [](const std::string& w) {
           return kRoleLead.count(w) > 0 && w != "the" && w != "a" && w != "an";
         })) {
+      if (kSpouses.count(lower[after + 1])) {  // "A, B's wife, said"
+        rels.push_back({subj, k + 1, "MARRIED_TO", "Person", "Person"});
+        continue;
+      }
       size_t len = 0;
       std::string type = RoleAt(lower, after + 1, false, &len);
       if (!type.empty()) {
@@ -490,6 +717,22 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       if (p.reversed) rels.push_back({k + 1, subj, p.type, p.dst_hint, p.src_hint});
       else rels.push_back({subj, k + 1, p.type, p.src_hint, p.dst_hint});
       break;
+    }
+  }
+  // "A and B founded C", "founded by A and B": each conjunct takes part in the other's relations.
+  for (const auto& [a, b] : conjuncts) {
+    const size_t n = rels.size();
+    for (size_t r = 0; r < n; ++r) {
+      Rel x = rels[r];
+      for (auto [from, to] : {std::pair{a, b}, std::pair{b, a}}) {
+        Rel y = x;
+        if (y.s == from && y.d != to) y.s = to;
+        else if (y.d == from && y.s != to) y.d = to;
+        else continue;
+        bool known = std::any_of(rels.begin(), rels.end(),
+                                 [&](const Rel& z) { return z.s == y.s && z.d == y.d && z.type == y.type; });
+        if (!known) rels.push_back(y);
+      }
     }
   }
   // Relation hints type names that suffixes and titles left open.
@@ -509,6 +752,12 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
   }
   for (const auto& m : ms) out.AddEntity(m.name, m.type, static_cast<int>(m.strength), sentence);
   for (const auto& r : rels) out.AddRelation(ms[r.s].name, ms[r.d].name, r.type);
+  for (const auto& m : ms) {
+    if (m.type == "Person") {
+      out.set_last_person(m.name);
+      break;
+    }
+  }
 }
 
 }  // namespace kg::builtin

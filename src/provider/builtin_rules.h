@@ -9,16 +9,25 @@
 
 namespace kg::builtin {
 
-// Collects mentions from many sentences; a name keeps the type with the strongest
-// evidence; single-word names that are unambiguously the first word of an
-// organisation or the last word of a person seen in the same chunk fold into it.
+// Collects mentions from many sentences of one chunk; a name keeps the type with the
+// strongest evidence. Aliases fold into the full name when exactly one candidate exists
+// in the chunk: a single word that is the first word of an organisation or the last word
+// of a person ("Helix", "Voss"); an organisation's name without its trailing suffix words
+// ("Orbital Freight" for "Orbital Freight Inc."); a Chinese name that begins an
+// organisation's name ("华为" for "华为技术有限公司").
 class Collector {
  public:
   void AddEntity(const std::string& name, const std::string& type, int strength, const std::string& sentence);
   void AddRelation(const std::string& src, const std::string& dst, const std::string& type);
   Extraction Finish() const;
 
+  // The person a sentence-initial pronoun ("she", "他") refers to: the first person of the
+  // latest earlier sentence of the chunk that named one; empty if none.
+  const std::string& last_person() const { return last_person_; }
+  void set_last_person(const std::string& name) { last_person_ = name; }
+
  private:
+  std::string last_person_;
   struct Entry {
     std::string type;
     int strength = -1;
@@ -35,6 +44,9 @@ class Collector {
 // A heading (no closing punctuation) contributes only names typed by a suffix or title.
 void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector& out);
 bool EndsSentence(const std::string& sentence);
+// Whether `word` is an organisation suffix ("Inc.", "Group", "Labs"): a name made of
+// such words only is no name, and a name without its trailing suffix words is an alias.
+bool IsOrgSuffixWord(const std::string& word);
 void ExtractChineseSentence(const std::string& sentence, Collector& out);
 
 }  // namespace kg::builtin
