@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "text/text.h"
@@ -249,6 +250,7 @@ const std::vector<Pattern>& Patterns() {
     add({"licensed its technology to", "licenses its technology to", "licensed"}, "LICENSED_TO", false, O, O);
     add({"spun off", "spun out"}, "SPUN_OFF", false, O, O);
     add({"in"}, "LOCATED_IN", false, O, L);  // only between an organisation and a place (checked below)
+    add({"of"}, "WORKS_AT", false, P, O);      // only between a person and an organisation (checked below)
     return p;
   }();
   return kPatterns;
@@ -601,7 +603,12 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
   // The nearest person before mention k (or k itself), for "his wife Z".
   auto person_before = [&](size_t k) -> size_t {
     for (size_t j = k + 1; j-- > 0;) {
-      if (ms[j].type == "Person") return j;
+      // typed by a relation found so far ("Ombra Foods" in "A founded Ombra Foods with his wife B")
+      bool other = std::any_of(rels.begin(), rels.end(), [&](const Rel& r) {
+        return (r.s == j && *r.sh && std::string_view(r.sh) != "Person") ||
+               (r.d == j && *r.dh && std::string_view(r.dh) != "Person");
+      });
+      if (ms[j].type == "Person" && (ms[j].strength >= kHint || !other)) return j;
     }
     return static_cast<size_t>(-1);
   };
@@ -712,6 +719,12 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       if (!EndsWith(gap, p.words)) continue;
       if (p.words.size() == 1 && p.words[0] == "in" &&
           !(ms[subj].type == "Organization" && ms[k + 1].type == "Location")) {
+        break;
+      }
+      // "Rui Okada of Varnholt University": a person of an organisation named by its suffix.
+      if (p.words.size() == 1 && p.words[0] == "of" &&
+          !(subj == k && ms[k].type == "Person" && ms[k + 1].type == "Organization" &&
+            ms[k + 1].strength == kExplicit)) {
         break;
       }
       if (p.reversed) rels.push_back({k + 1, subj, p.type, p.dst_hint, p.src_hint});

@@ -330,5 +330,154 @@ TEST(Builtin, ChineseDocumentedRelations) {
   EXPECT_TRUE(HasEntity(x, "云港市", "Location")) << Dump(x);
 }
 
+
+bool HasName(const Extraction& x, const std::string& name) {
+  return std::any_of(x.entities.begin(), x.entities.end(), [&](const auto& e) { return e.name == name; });
+}
+size_t CountType(const Extraction& x, const std::string& type) {
+  return static_cast<size_t>(
+      std::count_if(x.entities.begin(), x.entities.end(), [&](const auto& e) { return e.type == type; }));
+}
+
+// Verifies aliases fold within a chunk: an organisation named without its suffix is the
+// suffixed one, and a surname alone is the full person met earlier, not a new person.
+TEST(Builtin, AliasesFoldWithinChunk) {
+  Extraction x = Extract(
+      "Brightwater Haulage Inc. opened a depot in Calvera. Brightwater Haulage later acquired Fenmoor Dairy.");
+  EXPECT_TRUE(HasEntity(x, "Brightwater Haulage Inc.", "Organization")) << Dump(x);
+  EXPECT_FALSE(HasName(x, "Brightwater Haulage")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Brightwater Haulage Inc.", "ACQUIRED", "Fenmoor Dairy")) << Dump(x);
+  EXPECT_EQ(CountType(x, "Person"), 0u) << Dump(x);
+
+  x = Extract("Ilse Marchetti founded Quorra Textiles. Marchetti later joined Halden Group.");
+  EXPECT_FALSE(HasName(x, "Marchetti")) << Dump(x);
+  EXPECT_EQ(CountType(x, "Person"), 1u) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Ilse Marchetti", "WORKS_AT", "Halden Group")) << Dump(x);
+}
+
+// Verifies Chinese company names keep every suffix (有限公司 after 技术 or 控股, and 为 or 了
+// inside the name), and a short name in the same chunk is an alias of the full one.
+TEST(Builtin, ChineseCompanyFullNames) {
+  Extraction x = Extract("华为技术有限公司总部设在深圳。腾讯控股有限公司投资了饿了么公司。");
+  EXPECT_TRUE(HasEntity(x, "华为技术有限公司", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "腾讯控股有限公司", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "饿了么公司", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "华为技术有限公司", "LOCATED_IN", "深圳")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "腾讯控股有限公司", "INVESTED_IN", "饿了么公司")) << Dump(x);
+  EXPECT_FALSE(HasName(x, "技术有限公司") || HasName(x, "有限公司")) << Dump(x);
+
+  x = Extract("青禾控股有限公司收购了白塔物流公司。青禾的董事长周鸣表示满意。");
+  EXPECT_FALSE(HasName(x, "青禾")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "周鸣", "CHAIR_OF", "青禾控股有限公司")) << Dump(x);
+  // A verb before the name still ends it.
+  x = Extract("周鸣创立了白塔物流公司。");
+  EXPECT_TRUE(HasRelation(x, "周鸣", "FOUNDED", "白塔物流公司")) << Dump(x);
+}
+
+// Verifies company context types a two-word name as an organisation, not a person, and that
+// table header words and sentence-initial common words are no entities.
+TEST(Builtin, CompanyContextAndCommonWords) {
+  for (const char* text : {"Shares of Vantor Mills fell sharply.", "Vantor Mills said in a filing that profits rose.",
+                           "Vantor Mills's board approved the plan.", "Vantor Mills shares rose on Tuesday."}) {
+    SCOPED_TRACE(text);
+    Extraction x = Extract(text);
+    EXPECT_TRUE(HasEntity(x, "Vantor Mills", "Organization")) << Dump(x);
+    EXPECT_EQ(CountType(x, "Person"), 0u) << Dump(x);
+  }
+  Extraction x = Extract("Harrow Vale, a logistics group, acquired Tessin Marine.");
+  EXPECT_TRUE(HasEntity(x, "Harrow Vale", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Harrow Vale", "ACQUIRED", "Tessin Marine")) << Dump(x);
+  // Without such context a two-word name stays a person.
+  x = Extract("Harrow Vale spoke at the meeting.");
+  EXPECT_TRUE(HasEntity(x, "Harrow Vale", "Person")) << Dump(x);
+
+  x = Extract("Company City Name\nAnalysts said the deal was fair. Shares rose. However, Vantor Mills fell.");
+  for (const char* word : {"Company", "City", "Name", "Analysts", "Shares", "However"}) {
+    EXPECT_FALSE(HasName(x, word)) << word << "\n" << Dump(x);
+  }
+}
+
+// Verifies a negated verb yields no relation, in English and Chinese, while the same
+// sentence without the negation does.
+TEST(Builtin, NegationGivesNoRelation) {
+  const RelationCase kCases[] = {
+      {"Corvel Systems did not acquire Ashgrove Media.", "Corvel Systems", "ACQUIRED", "Ashgrove Media"},
+      {"Nina Falk denied founding Ostrava Robotics.", "Nina Falk", "FOUNDED", "Ostrava Robotics"},
+      {"Peder Holm never worked at Linnea Bank.", "Peder Holm", "WORKS_AT", "Linnea Bank"},
+      {"Corvel Systems has not invested in Ashgrove Media.", "Corvel Systems", "INVESTED_IN", "Ashgrove Media"},
+      {"金石集团未收购远航物流公司。", "金石集团", "ACQUIRED", "远航物流公司"},
+      {"赵立没有投资远航物流公司。", "赵立", "INVESTED_IN", "远航物流公司"},
+      {"孙悦否认创立远航物流公司。", "孙悦", "FOUNDED", "远航物流公司"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(x.relations.empty()) << Dump(x);
+  }
+  const RelationCase kPositive[] = {
+      {"Corvel Systems acquired Ashgrove Media.", "Corvel Systems", "ACQUIRED", "Ashgrove Media"},
+      {"Peder Holm worked at Linnea Bank.", "Peder Holm", "WORKS_AT", "Linnea Bank"},
+      {"金石集团收购了远航物流公司。", "金石集团", "ACQUIRED", "远航物流公司"},
+      {"赵立投资了远航物流公司。", "赵立", "INVESTED_IN", "远航物流公司"},
+  };
+  for (const auto& c : kPositive) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
+  }
+}
+
+// Verifies a relation attaches to the nearest fitting subject: a participle or descriptive
+// apposition keeps the name before it the subject of the verb after it.
+TEST(Builtin, NearestSubjectAcrossApposition) {
+  Extraction x = Extract("Solvane, headquartered in Tarrow, opened an office in Keswin.");
+  EXPECT_TRUE(HasRelation(x, "Solvane", "LOCATED_IN", "Tarrow")) << Dump(x);
+  EXPECT_FALSE(HasRelation(x, "Solvane", "LOCATED_IN", "Keswin")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Solvane", "OPERATES_IN", "Keswin")) << Dump(x);
+  EXPECT_FALSE(std::any_of(x.relations.begin(), x.relations.end(), [](const auto& r) { return r.source == "Tarrow"; }))
+      << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Tarrow", "Location")) << Dump(x);
+}
+
+// Verifies the recall shapes: dates, amounts and round labels between verb and object,
+// several founders, appointments, possessive roles, "Y of X University", spouses, pronoun
+// subjects, Chinese market words and two-character places.
+TEST(Builtin, RecallShapes) {
+  const RelationCase kCases[] = {
+      {"Lyra Biotech was founded in 2014 by Anke Morell and Tobias Pike.", "Anke Morell", "FOUNDED", "Lyra Biotech"},
+      {"Lyra Biotech was founded in 2014 by Anke Morell and Tobias Pike.", "Tobias Pike", "FOUNDED", "Lyra Biotech"},
+      {"Anke Morell and Tobias Pike founded Lyra Biotech in March 2014.", "Anke Morell", "FOUNDED", "Lyra Biotech"},
+      {"Brisk Ventures invested $12 million in Quarry Health.", "Brisk Ventures", "INVESTED_IN", "Quarry Health"},
+      {"Alder Capital led a $30 million Series B round in Pinebrook Labs.", "Alder Capital", "INVESTED_IN",
+       "Pinebrook Labs"},
+      {"Pinebrook Labs's chief executive Rosa Adeyemi spoke first.", "Rosa Adeyemi", "CEO_OF", "Pinebrook Labs"},
+      {"Kofi Mensah, the CTO of Pinebrook Labs, resigned.", "Kofi Mensah", "CTO_OF", "Pinebrook Labs"},
+      {"Tolland Bank elected Greta Swann as its chairman.", "Greta Swann", "CHAIR_OF", "Tolland Bank"},
+      {"Rui Okada of Varnholt University published the study.", "Rui Okada", "WORKS_AT", "Varnholt University"},
+      {"Dario Lentz founded Ombra Foods with his wife Selma Lentz.", "Dario Lentz", "MARRIED_TO", "Selma Lentz"},
+      {"Hedda Roos studied at Brill University. She later founded Copper Loom Labs.", "Hedda Roos", "FOUNDED",
+       "Copper Loom Labs"},
+      {"周凯与妻子林悦创立了青石咖啡公司。", "周凯", "MARRIED_TO", "林悦"},
+      {"吴迪毕业于南岭大学。他后来创立了蓝帆科技公司。", "吴迪", "FOUNDED", "蓝帆科技公司"},
+      {"青石出行公司总部设在成都。", "青石出行公司", "LOCATED_IN", "成都"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
+  }
+  Extraction x = Extract("Rui Okada of Varnholt University published the study.");
+  EXPECT_TRUE(HasEntity(x, "Rui Okada", "Person")) << Dump(x);
+  EXPECT_FALSE(HasName(x, "Rui Okada of Varnholt University")) << Dump(x);
+  // A pronoun with no earlier person in the chunk refers to nobody.
+  x = Extract("She later founded Copper Loom Labs.");
+  EXPECT_TRUE(x.relations.empty()) << Dump(x);
+  // Market words are no places; a place has two characters at least.
+  x = Extract("青石出行公司进入了网约车市场。青石出行公司总部设在成都。");
+  EXPECT_EQ(CountType(x, "Location"), 1u) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "成都", "Location")) << Dump(x);
+  EXPECT_FALSE(HasName(x, "成")) << Dump(x);
+}
+
 }  // namespace
 }  // namespace kg
