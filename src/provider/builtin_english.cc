@@ -88,6 +88,9 @@ const std::set<std::string> kAmountWords = {"million", "billion", "thousand", "t
 const std::set<std::string> kAppointVerbs = {"elected", "named", "appointed", "hired", "promoted", "tapped",
                                              "picked", "chose", "chosen", "selected", "recruited"};
 const std::set<std::string> kSpouses = {"wife", "husband", "spouse"};
+const std::set<std::string> kKin = {"wife", "husband", "spouse", "brother", "sister", "son", "daughter",
+                                    "father", "mother", "partner", "cousin"};
+const std::set<std::string> kReporting = {"said", "says", "announced", "confirmed", "stated", "reported"};
 const std::set<std::string> kLocContext = {"in", "near", "from", "across", "throughout", "outside", "inside"};
 
 struct Token {
@@ -120,6 +123,14 @@ std::vector<Token> Tokenize(const std::string& s) {
         else break;
       }
       std::string w = s.substr(b, i - b);
+      // "Hamburg-based": the place, then a marker the relation rules read.
+      static const std::string kBased = "-based";
+      if (w.size() > kBased.size() + 1 && w.compare(w.size() - kBased.size(), kBased.size(), kBased) == 0) {
+        size_t cut = i - kBased.size();
+        out.push_back({s.substr(b, cut - b), b, cut, true});
+        out.push_back({kBased, cut, i, false});
+        continue;
+      }
       if (w.size() > 2 && (w.compare(w.size() - 2, 2, "'s") == 0)) {  // "Institute's" -> "Institute"
         w.resize(w.size() - 2);
         out.push_back({w, b, i - 2, true});
@@ -247,6 +258,7 @@ const std::vector<Pattern>& Patterns() {
         false, P, O);
     add({"mentored", "mentors", "trained"}, "MENTORED", false, P, P);
     add({"advises", "advised"}, "ADVISES", false, P, "");
+    add({"was advised by", "is advised by", "were advised by", "advised by"}, "ADVISES", true, "", "");
     add({"licensed its technology to", "licenses its technology to", "licensed"}, "LICENSED_TO", false, O, O);
     add({"spun off", "spun out"}, "SPUN_OFF", false, O, O);
     add({"in"}, "LOCATED_IN", false, O, L);  // only between an organisation and a place (checked below)
@@ -384,7 +396,9 @@ const std::set<std::string> kFiller = {"is", "was", "has", "have", "had", "been"
                                        "then", "who", "which", "that", "officially", "formally", "quietly",
                                        "jointly", "publicly", "first", "originally", "eventually", "soon", "now",
                                        "currently", "still", "since", "together", "subsequently", "once", "had",
-                                       "in", "year", "early", "late", "last", "she", "he", "they", "it"};
+                                       "in", "year", "early", "late", "last", "she", "he", "they", "it",
+                                       "previously", "formerly", "briefly", "initially", "ultimately",
+                                       "reportedly", "finally", "already", "successfully", "would", "will"};
 
 bool IsNumber(const std::string& w) {
   return !w.empty() && std::all_of(w.begin(), w.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
@@ -532,6 +546,19 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
                                   [](const std::string& w) { return w == "filing" || w == "statement"; }) &&
                       e > b) ||
                      (next_word(after) == "reported" || next_word(after) == "posted") ||
+                     // "X said on Monday it had ...": a company speaks of itself as "it".
+                     ((next_word(after) == "said" || next_word(after) == "says" || next_word(after) == "announced") &&
+                      [&] {
+                        for (size_t t = after + 1; t < toks.size() && t < after + 6; ++t) {
+                          if (lower[t] == "it" || lower[t] == "its") return true;
+                          if (toks[t].word && IsUpperStart(toks[t].text)) return false;
+                        }
+                        return false;
+                      }()) ||
+                     // "analysts at X", "engineers at X"
+                     (prev == "at" && (prev2 == "analysts" || prev2 == "economists" || prev2 == "engineers" ||
+                                       prev2 == "researchers" || prev2 == "executives" || prev2 == "employees" ||
+                                       prev2 == "staff" || prev2 == "strategists")) ||
                      (next_word(after) == "went" && next_word(after + 1) == "public");
     if (after < toks.size() && toks[after].text == "," && (next_word(after + 1) == "a" ||
                                                          next_word(after + 1) == "an" ||
@@ -559,7 +586,7 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     } else if (corporate) {
       m.type = "Organization";
       m.strength = kHint;
-    } else if (kLocContext.count(prev)) {
+    } else if (kLocContext.count(prev) || (after < toks.size() && toks[after].text == "-based")) {
       m.type = "Location";
       m.strength = kContext;
     } else if (e - b >= 1 && e - b <= 2) {
@@ -646,6 +673,15 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       conjuncts.emplace_back(k, k + 1);
       continue;
     }
+    // "A and his brother B", "A and her wife B": B stands with A (and a spouse is married to A).
+    if (gap.size() == 3 && gap[0] == "and" && (gap[1] == "his" || gap[1] == "her" || gap[1] == "their") &&
+        kKin.count(gap[2])) {
+      conjuncts.emplace_back(k, k + 1);
+      if (kSpouses.count(gap[2])) rels.push_back({k, k + 1, "MARRIED_TO", "Person", "Person"});
+      continue;
+    }
+    // "A, a Hamburg-based company," / "A, based in B": handled by the -based pass below.
+    if (ms[k + 1].last_tok + 1 < toks.size() && toks[ms[k + 1].last_tok + 1].text == "-based") continue;
     size_t subj = k;
     if (!gap.empty() && gap.front() == "and" && k > 0) {
       subj = 0;
@@ -659,6 +695,15 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       clause_subject = subj;
     }
     while (!gap.empty() && (gap.back() == "the" || gap.back() == "a" || gap.back() == "an")) gap.pop_back();
+    // "A said (on Monday) (that) it had invested in B": the report's subject is the verb's.
+    if (!gap.empty() && kReporting.count(gap.front())) {
+      for (size_t j = gap.size(); j-- > 1;) {
+        if (gap[j] == "it" || gap[j] == "that" || gap[j] == "he" || gap[j] == "she" || gap[j] == "they") {
+          gap.erase(gap.begin(), gap.begin() + static_cast<std::ptrdiff_t>(j + 1));
+          break;
+        }
+      }
+    }
     gap = Simplify(gap);
     if (gap.size() > 9) continue;
     // Spouses: "A married B" is a pattern; "A and his wife B", "A's wife B".
@@ -732,6 +777,25 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       break;
     }
   }
+  // "A, a Hamburg-based company," -> A LOCATED_IN Hamburg; "the Hamburg-based firm A" likewise.
+  for (size_t k = 0; k < ms.size(); ++k) {
+    size_t marker = ms[k].last_tok + 1;
+    if (marker >= toks.size() || toks[marker].text != "-based") continue;
+    bool before = k > 0 && [&] {
+      for (size_t t = ms[k - 1].last_tok + 1; t < ms[k].first_tok; ++t) {
+        if (toks[t].word && lower[t] != "a" && lower[t] != "an" && lower[t] != "the") return false;
+      }
+      return ms[k - 1].last_tok + 1 < ms[k].first_tok && toks[ms[k - 1].last_tok + 1].text == ",";
+    }();
+    bool after = !before && k + 1 < ms.size() && ms[k + 1].first_tok - marker <= 4 && [&] {
+      for (size_t t = marker + 1; t < ms[k + 1].first_tok; ++t) {
+        if (!toks[t].word || IsUpperStart(toks[t].text)) return false;
+      }
+      return true;
+    }();
+    if (before) rels.push_back({k - 1, k, "LOCATED_IN", "Organization", "Location"});
+    if (after) rels.push_back({k + 1, k, "LOCATED_IN", "Organization", "Location"});
+  }
   // "A and B founded C", "founded by A and B": each conjunct takes part in the other's relations.
   for (const auto& [a, b] : conjuncts) {
     const size_t n = rels.size();
@@ -746,6 +810,18 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
                                  [&](const Rel& z) { return z.s == y.s && z.d == y.d && z.type == y.type; });
         if (!known) rels.push_back(y);
       }
+    }
+  }
+  // Conjuncts share a type only one of them has evidence for: "ports in Gdansk and Riga".
+  for (const auto& [a, b] : conjuncts) {
+    Mention& x = ms[a];
+    Mention& y = ms[b];
+    if (x.strength > kDefault && y.strength == kDefault) {
+      y.type = x.type;
+      y.strength = kContext;
+    } else if (y.strength > kDefault && x.strength == kDefault) {
+      x.type = y.type;
+      x.strength = kContext;
     }
   }
   // Relation hints type names that suffixes and titles left open.
