@@ -334,6 +334,15 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       }
     }
   }
+  // "该公司…", "这家公司…", "公司…" opening the sentence is the organisation of the previous one.
+  if (!out.last_org().empty()) {
+    for (const U32 w : {U"该公司", U"这家公司", U"该集团", U"公司"}) {
+      if (At(s, 0, w) && !Overlaps(spans, 0, w.size())) {
+        spans.push_back({0, w.size(), "Organization", out.last_org()});
+        break;
+      }
+    }
+  }
   std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.b < b.b; });
 
   std::vector<std::string> names;
@@ -341,9 +350,11 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
     names.push_back(sp.name.empty() ? Encode(s, sp.b, sp.e) : sp.name);
     out.AddEntity(names.back(), sp.type, 3, sentence);
   }
-  for (size_t k = 0; k < spans.size(); ++k) {
-    if (spans[k].type == "Person") {
-      out.set_last_person(names[k]);
+  for (const std::string type : {"Person", "Organization"}) {
+    for (size_t k = 0; k < spans.size(); ++k) {
+      if (spans[k].type != type) continue;
+      if (type == "Person") out.set_last_person(names[k]);
+      else out.set_last_org(names[k]);
       break;
     }
   }

@@ -551,7 +551,7 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
                       [&] {
                         for (size_t t = after + 1; t < toks.size() && t < after + 6; ++t) {
                           if (lower[t] == "it" || lower[t] == "its") return true;
-                          if (toks[t].word && IsUpperStart(toks[t].text)) return false;
+                          if (toks[t].word && IsUpperStart(toks[t].text) && !kStopCaps.count(toks[t].text)) return false;
                         }
                         return false;
                       }()) ||
@@ -612,6 +612,25 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
         ms.insert(ms.begin(), m);
         break;
       }
+    }
+  }
+
+  // "The company ..." or "It ..." opening the sentence, before any name, is the organisation
+  // of the previous sentence.
+  if (!out.last_org().empty() && first_word < toks.size() && (ms.empty() || ms.front().first_tok > first_word)) {
+    size_t t = first_word;
+    bool refers = (lower[t] == "it" && t + 1 < toks.size() && toks[t + 1].word) ||
+                  (lower[t] == "the" && t + 1 < toks.size() && kOrgNouns.count(lower[t + 1]) &&
+                   (ms.empty() || ms.front().first_tok > t + 2) && t + 2 < toks.size() && toks[t + 2].word &&
+                   !IsUpperStart(toks[t + 2].text));
+    if (refers) {
+      if (lower[t] == "the") ++t;
+      Mention m;
+      m.name = out.last_org();
+      m.type = "Organization";
+      m.strength = kHint;
+      m.first_tok = m.last_tok = t;
+      ms.insert(ms.begin(), m);
     }
   }
 
@@ -841,9 +860,11 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
   }
   for (const auto& m : ms) out.AddEntity(m.name, m.type, static_cast<int>(m.strength), sentence);
   for (const auto& r : rels) out.AddRelation(ms[r.s].name, ms[r.d].name, r.type);
-  for (const auto& m : ms) {
-    if (m.type == "Person") {
-      out.set_last_person(m.name);
+  for (const std::string type : {"Person", "Organization"}) {
+    for (const auto& m : ms) {
+      if (m.type != type) continue;
+      if (type == "Person") out.set_last_person(m.name);
+      else out.set_last_org(m.name);
       break;
     }
   }

@@ -25,9 +25,13 @@ class Collector {
   // latest earlier sentence of the chunk that named one; empty if none.
   const std::string& last_person() const { return last_person_; }
   void set_last_person(const std::string& name) { last_person_ = name; }
+  // Likewise the organisation "The company ..." / "It ..." / "该公司…" opening a sentence
+  // refers to.
+  const std::string& last_org() const { return last_org_; }
+  void set_last_org(const std::string& name) { last_org_ = name; }
 
  private:
-  std::string last_person_;
+  std::string last_person_, last_org_;
   struct Entry {
     std::string type;
     int strength = -1;

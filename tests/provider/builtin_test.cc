@@ -460,6 +460,16 @@ TEST(Builtin, RecallShapes) {
       {"周凯与妻子林悦创立了青石咖啡公司。", "周凯", "MARRIED_TO", "林悦"},
       {"吴迪毕业于南岭大学。他后来创立了蓝帆科技公司。", "吴迪", "FOUNDED", "蓝帆科技公司"},
       {"青石出行公司总部设在成都。", "青石出行公司", "LOCATED_IN", "成都"},
+      // Places in "X-based", reports of a company about itself, advisers, kin founders.
+      {"Korvath Freight, a Dunmere-based carrier, hired Ada Quist.", "Korvath Freight", "LOCATED_IN", "Dunmere"},
+      {"Velmont said on Monday it had invested $5 million in Arklow Solar.", "Velmont", "INVESTED_IN",
+       "Arklow Solar"},
+      {"Arklow Solar was advised by Brannock Partners.", "Brannock Partners", "ADVISES", "Arklow Solar"},
+      {"Arklow Solar was founded by Odile Sarr and her brother Malik Sarr.", "Malik Sarr", "FOUNDED", "Arklow Solar"},
+      // "The company ..." and "该公司…" opening a sentence are the previous sentence's organisation.
+      {"Ada Quist founded Korvath Freight. The company is headquartered in Dunmere.", "Korvath Freight",
+       "LOCATED_IN", "Dunmere"},
+      {"蓝帆科技公司成立于2016年。该公司总部位于江宁。", "蓝帆科技公司", "LOCATED_IN", "江宁"},
   };
   for (const auto& c : kCases) {
     SCOPED_TRACE(c.text);
@@ -469,6 +479,11 @@ TEST(Builtin, RecallShapes) {
   Extraction x = Extract("Rui Okada of Varnholt University published the study.");
   EXPECT_TRUE(HasEntity(x, "Rui Okada", "Person")) << Dump(x);
   EXPECT_FALSE(HasName(x, "Rui Okada of Varnholt University")) << Dump(x);
+  x = Extract("Velmont said on Monday it had invested $5 million in Arklow Solar.");
+  EXPECT_TRUE(HasEntity(x, "Velmont", "Organization")) << Dump(x);
+  x = Extract("Analysts at Tamsin said the price was high. Ports in Corleck and Ubrin reopened.");
+  EXPECT_TRUE(HasEntity(x, "Tamsin", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Ubrin", "Location")) << Dump(x) << "a conjunct shares its partner's type";
   // A pronoun with no earlier person in the chunk refers to nobody.
   x = Extract("She later founded Copper Loom Labs.");
   EXPECT_TRUE(x.relations.empty()) << Dump(x);
