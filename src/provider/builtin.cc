@@ -30,6 +30,12 @@ void Collector::AddEntity(const std::string& name, const std::string& type, int 
   }
 }
 
+std::vector<std::pair<std::string, std::string>> Collector::Known() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [name, e] : entities_) out.emplace_back(name, e.type);
+  return out;
+}
+
 void Collector::AddRelation(const std::string& src, const std::string& dst, const std::string& type) {
   relations_.push_back({src, dst, type});
 }

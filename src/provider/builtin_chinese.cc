@@ -28,7 +28,7 @@ std::string Encode(const U32& s, size_t b, size_t e) {
 
 const std::vector<U32> kOrgSuffix = {U"有限公司", U"公司", U"集团", U"大学", U"研究院", U"研究所", U"实验室",
                                      U"银行", U"基金会", U"协会", U"医院", U"学院", U"科技", U"工作室",
-                                     U"出版社", U"委员会", U"中心", U"联盟", U"事务所", U"基金"};
+                                     U"出版社", U"委员会", U"中心", U"联盟", U"事务所", U"基金", U"资本"};
 const std::vector<U32> kLocSuffix = {U"市", U"省", U"县", U"镇", U"港"};
 // Words a place suffix also begins or ends that are no place: 市场 (market), 上市 (listing),
 // 港股 (Hong Kong shares), 节省 (save), 城镇 (towns).
@@ -266,6 +266,20 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
   }
   std::sort(places.begin(), places.end(), [](const Span& a, const Span& b) { return a.e - a.b > b.e - b.b; });
   for (const auto& p : places) add(p.b, p.e, "Location");
+  // Names met earlier in the chunk, longest first.
+  {
+    std::vector<std::pair<U32, std::string>> known;
+    for (const auto& [name, type] : out.Known()) {
+      U32 n = Decode(name);
+      if (n.size() >= 2 && std::all_of(n.begin(), n.end(), [](char32_t c) { return IsHan(c); })) {
+        known.emplace_back(n, type);
+      }
+    }
+    std::sort(known.begin(), known.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+    for (const auto& [n, type] : known) {
+      for (size_t p = s.find(n); p != U32::npos; p = s.find(n, p + 1)) add(p, p + n.size(), type.c_str());
+    }
+  }
   // Organisations without a suffix, named by the role after them: "张伟是华为的首席执行官"
   // ("是…的" before a role), "华为的创始人张伟", "华为董事长张伟" (a person right after the
   // role). "张伟董事长表示" names no organisation: no person follows the role.
@@ -279,6 +293,7 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
     // Like ScanBack, but 为 may end the name ("华为"): it is a particle only further back.
     size_t b = e > 0 && s[e - 1] == U'为' ? ScanBack(s, e - 1, 7) : ScanBack(s, e, 8);
     if (e - b < 2 || (b > 0 && !IsStop(s[b - 1]) && !VerbEndsAt(s, b))) continue;
+    if (e - b >= 3 && (s[b] == U'前' || s[b] == U'原')) ++b;  // "前百度工程师": a former employer
     // "这个实验室的负责人" points back, it names nothing; a suffix is the suffix rule's to judge.
     if (kQuantifierStart.find(s[b]) != U32::npos || (b > 0 && kQuantifierStart.find(s[b - 1]) != U32::npos)) continue;
     if (std::any_of(kOrgSuffix.begin(), kOrgSuffix.end(), [&](const U32& suf) { return EndsAt(s, e, suf); })) continue;
@@ -289,6 +304,15 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
     bool looks_like_person = SurnameAt(s, b) && e - b <= 3;
     if (de ? (copula || !looks_like_person) : (person_follows && !looks_like_person)) add(b, e, "Organization");
   }
+  // "一家名为云帆智能的初创企业": a name introduced as one.
+  for (const U32 marker : {U"名为", U"名叫", U"叫做", U"称为"}) {
+    for (size_t p = s.find(marker); p != U32::npos; p = s.find(marker, p + 1)) {
+      size_t b = p + marker.size();
+      size_t e = b;
+      while (e < s.size() && e - b < 10 && IsNameChar(s[e]) && s[e] != U'的') ++e;
+      if (e - b >= 2 && e < s.size() && s[e] == U'的') add(b, e, "Organization");
+    }
+  }
   // People.
   for (size_t i = 0; i < s.size(); ++i) {
     size_t slen = 0;
@@ -297,6 +321,12 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
     }
     if (!slen && kSurnames.find(s[i]) != U32::npos) slen = 1;
     if (!slen || Overlaps(spans, i, i + 1)) continue;
+    // After 担任 comes a position ("担任高级工程师"), not a person; 周二 and 周末 are days.
+    if (EndsAt(s, i, U"担任") || EndsAt(s, i, U"出任") || EndsAt(s, i, U"现任")) continue;
+    if (slen == 1 && i + 1 < s.size() && U32(U"一二三四五六七八九十日末").find(s[i + 1]) != U32::npos &&
+        (i + 2 >= s.size() || !IsHan(s[i + 2]) || IsStop(s[i + 2]) || VerbStartsAt(s, i + 2))) {
+      continue;
+    }
     // Not a name: a title or role word ("董事长", "程" in "工程师"), or glued to a preceding word
     // other than a title, a verb or a name.
     auto starts_title = [&](size_t pos) {
@@ -315,6 +345,7 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       for (size_t k = i + slen; k < e && ok; ++k) ok = IsHan(s[k]) && !IsStop(s[k]) && !VerbStartsAt(s, k);
       if (!ok || Overlaps(spans, i, e)) continue;
       bool follow = e == s.size() || IsStop(s[e]) || VerbStartsAt(s, e) ||
+                    ContainsAny(s.substr(e, 2), {U"曾在", U"曾经", U"曾任", U"已经", U"随后", U"后来"}) ||
                     std::any_of(kTitles.begin(), kTitles.end(), [&](const U32& t) { return At(s, e, t); });
       if (!follow) continue;
       add(i, e, "Person");
@@ -355,6 +386,34 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       if (spans[k].type != type) continue;
       if (type == "Person") out.set_last_person(names[k]);
       else out.set_last_org(names[k]);
+      break;
+    }
+  }
+  // "X由A于2019年创立": A founded X, whatever stands between (the nearest person before
+  // the verb, or else the nearest name).
+  for (size_t k = 0; k + 1 < spans.size(); ++k) {
+    if (s.compare(spans[k].e, 1, U"由") != 0) continue;
+    struct Passive {
+      const char32_t* verb;
+      const char* type;
+    };
+    static const Passive kPassive[] = {{U"创立", "FOUNDED"}, {U"创办", "FOUNDED"}, {U"创建", "FOUNDED"},
+                                       {U"成立", "FOUNDED"}, {U"收购", "ACQUIRED"}, {U"投资", "INVESTED_IN"},
+                                       {U"领导", "LEADS"}};
+    size_t end = spans[k].e + 1;
+    while (end < s.size() && end - spans[k].e < 30 && s[end] != U'，' && s[end] != U'。') ++end;
+    for (const auto& pv : kPassive) {
+      size_t v = s.find(pv.verb, spans[k].e + 1);
+      if (v == U32::npos || v >= end) continue;
+      size_t agent = spans.size();
+      for (size_t j = k + 1; j < spans.size() && spans[j].e <= v; ++j) {
+        if (agent == spans.size() || spans[j].type == "Person") agent = j;
+      }
+      U32 between = s.substr(spans[k].e, v - spans[k].e);
+      if (agent < spans.size() &&
+          !std::any_of(kNegations.begin(), kNegations.end(), [&](const U32& w) { return Contains(between, w); })) {
+        out.AddRelation(names[agent], names[k], pv.type);
+      }
       break;
     }
   }
@@ -403,13 +462,18 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       out.AddRelation(A, B, "LEADS");
     } else if (ContainsAny(gap, {U"供应", U"提供"})) {
       out.AddRelation(A, B, "SUPPLIES");
+    } else if (Contains(gap, U"由")) {
+      // passive, read above
+    } else if (Contains(gap, U"向") && ContainsAny(after, {U"投资", U"注资"})) {
+      out.AddRelation(A, B, "INVESTED_IN");
     } else if (ContainsAny(gap, {U"与", U"和", U"同"}) && gap.size() <= 4) {
       if (Contains(after, U"竞争")) out.AddRelation(A, B, "COMPETES_WITH");
       else if (ContainsAny(after, {U"合作", U"签署", U"联合", U"结成"})) out.AddRelation(A, B, "PARTNER_OF");
     } else if (ContainsAny(gap, {U"担任", U"出任", U"现任", U"是", U"为"}) && gap.size() <= 4) {
       size_t p = (!after.empty() && after[0] == U'的') ? 1 : 0;
       if (const char* role = RoleAt(after, p, &rl)) out.AddRelation(A, B, role);
-    } else if (gap == U"在" && (At(after, 0, U"工作") || At(after, 0, U"任职"))) {
+    } else if (EndsAt(gap, gap.size(), U"在") && gap.size() <= 3 &&
+               (At(after, 0, U"工作") || At(after, 0, U"任职") || At(after, 0, U"担任") || At(after, 0, U"就职"))) {
       out.AddRelation(A, B, "WORKS_AT");
     }
   }

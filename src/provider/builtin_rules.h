@@ -28,6 +28,9 @@ class Collector {
   // Likewise the organisation "The company ..." / "It ..." / "该公司…" opening a sentence
   // refers to.
   const std::string& last_org() const { return last_org_; }
+  // Names met so far in the chunk with their types, for finding them again where no rule
+  // would ("云帆智能由…创立" after "名为云帆智能的").
+  std::vector<std::pair<std::string, std::string>> Known() const;
   void set_last_org(const std::string& name) { last_org_ = name; }
 
  private:

@@ -470,6 +470,12 @@ TEST(Builtin, RecallShapes) {
       {"Ada Quist founded Korvath Freight. The company is headquartered in Dunmere.", "Korvath Freight",
        "LOCATED_IN", "Dunmere"},
       {"蓝帆科技公司成立于2016年。该公司总部位于江宁。", "蓝帆科技公司", "LOCATED_IN", "江宁"},
+      // Chinese passives with 由, names introduced by 名为 and found again, 曾在…担任, 向…投资.
+      {"鹿鸣数据公司由前工程师钱思远于2018年创立。", "钱思远", "FOUNDED", "鹿鸣数据公司"},
+      {"橙石资本向一家名为鹿鸣数据的初创企业投资了3亿元。鹿鸣数据由钱思远创立。", "钱思远", "FOUNDED",
+       "鹿鸣数据"},
+      {"橙石资本向一家名为鹿鸣数据的初创企业投资了3亿元。", "橙石资本", "INVESTED_IN", "鹿鸣数据"},
+      {"钱思远曾在橙石资本公司担任高级工程师。", "钱思远", "WORKS_AT", "橙石资本公司"},
   };
   for (const auto& c : kCases) {
     SCOPED_TRACE(c.text);
@@ -484,6 +490,9 @@ TEST(Builtin, RecallShapes) {
   x = Extract("Analysts at Tamsin said the price was high. Ports in Corleck and Ubrin reopened.");
   EXPECT_TRUE(HasEntity(x, "Tamsin", "Organization")) << Dump(x);
   EXPECT_TRUE(HasEntity(x, "Ubrin", "Location")) << Dump(x) << "a conjunct shares its partner's type";
+  // Days of the week and the position after 担任 are no people.
+  x = Extract("钱思远曾在橙石资本公司担任高级工程师。橙石资本公司周二宣布扩张。");
+  EXPECT_EQ(CountType(x, "Person"), 1u) << Dump(x);
   // A pronoun with no earlier person in the chunk refers to nobody.
   x = Extract("She later founded Copper Loom Labs.");
   EXPECT_TRUE(x.relations.empty()) << Dump(x);
