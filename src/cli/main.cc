@@ -8,6 +8,7 @@
 #include "cli/client.h"
 #include "cli/node.h"
 #include "config/config.h"
+#include "eval/command.h"
 #include "supervisor/supervisor.h"
 #include "worker/worker.h"
 
@@ -166,6 +167,14 @@ int Main(int argc, char** argv) {
 
   auto* check = app.add_subcommand("check-config", "Print the effective configuration (secrets masked)");
 
+  kg::eval::EvalOptions eval_opts;
+  auto* eval = app.add_subcommand("eval", "Score a provider's extraction against a labelled file (docs/eval.md)");
+  eval->add_option("gold", eval_opts.gold_file, "GOLD.jsonl: one labelled item per line")->required();
+  eval->add_option("--provider", eval_opts.provider, "provider of this configuration to score (default builtin)");
+  eval->add_flag("--json", eval_opts.json, "print the whole report as JSON");
+  eval->add_option("--max-misses", eval_opts.max_misses, "miss lines to print (default 30)")
+      ->check(CLI::Range(0, 1000000));
+
   // Unknown commands are named (checked before CLI11, whose message would not say which).
   if (argc >= 2 && argv[1][0] != '-') {
     if (auto e = UnknownCommand(app, argv[1], ""); !e.empty()) {
@@ -205,6 +214,11 @@ int Main(int argc, char** argv) {
     if (!c) return kExitConfig;
     SetupLogging(*c);
     return kg::RunNode(*c);
+  }
+  if (*eval) {
+    auto c = LoadOrExplain();
+    if (!c) return kExitConfig;
+    return kg::eval::RunEval(*c, eval_opts, std::cout, std::cerr);
   }
   if (*check) {
     auto c = LoadOrExplain();
