@@ -93,8 +93,10 @@ Extraction Collector::Finish() const {
         return f.type == "Organization" && full.size() > name.size() && full.rfind(name, 0) == 0;
       });
     } else if (name.find(' ') != std::string::npos) {
+      // "Orbital Freight" for "Orbital Freight Inc.", or any longer organisation it begins
+      // ("Quinta Verde" for "Quinta Verde Agro").
       choose(name, [&](const std::string& full, const Entry& f) {
-        return f.type == "Organization" && WithoutOrgSuffix(full) == name;
+        return f.type == "Organization" && (WithoutOrgSuffix(full) == name || full.rfind(name + " ", 0) == 0);
       });
     }
   }
@@ -107,7 +109,9 @@ Extraction Collector::Finish() const {
                     full.compare(full.size() - name.size(), name.size(), name) == 0 &&
                     full[full.size() - name.size() - 1] == ' ';
       bool org = f.type == "Organization" && full.rfind(name + " ", 0) == 0;
-      return person || org;
+      // "Marcus" for "Marcus Feld": a first name alone, when no other name begins with it.
+      bool first_name = f.type == "Person" && full.rfind(name + " ", 0) == 0;
+      return person || org || first_name;
     });
   }
   auto resolve = [&](const std::string& n) {

@@ -22,7 +22,14 @@ const std::set<std::string> kOrgSuffix = {
     "Networks", "Pharmaceuticals", "Motors", "Airlines", "College", "School", "Hospital", "Museum",
     "Ministry", "Department", "Committee", "Fund", "Trust", "Club", "Software", "Semiconductors", "Bio",
     "Biotech", "Therapeutics", "Logistics", "Shipping", "Consortium", "Observatory", "Academy", "Co.", "AG",
-    "GmbH", "Collective", "Cooperative", "Union", "Alliance", "Works", "Solutions", "Research"};
+    "GmbH", "Collective", "Cooperative", "Union", "Alliance", "Works", "Solutions", "Research",
+    // industries a company is named with
+    "Insurance", "Financial", "Foods", "Mining", "Telecom", "Aerospace", "Electric", "Instruments", "Health",
+    "Medical", "Retail", "Freight", "Rail", "Airways", "Pharma", "Chemicals", "Steel", "Textiles", "Data",
+    "Mutual", "Bancorp", "Securities", "Brewing", "Apparel", "Devices", "Electronics", "Optics", "Automotive",
+    "Construction", "Engineering", "Consulting", "Hotels", "Entertainment", "Gaming", "Beverages", "Brands",
+    "Telecommunications", "Utilities", "Petroleum", "Oil", "Gas", "Power", "Renewables", "Semiconductor",
+    "Biosciences", "Diagnostics", "Genomics", "Agro", "Hospital", "Clinic", "Newspaper", "Times", "Post"};
 const std::set<std::string> kLocSuffix = {"City",   "River",  "Valley",  "Province", "County", "Bay",
                                           "Island", "Islands", "Mountains", "Republic", "Kingdom", "Street",
                                           "Harbor", "Harbour", "Coast", "Lake", "Region", "Port"};
@@ -222,7 +229,12 @@ const std::vector<Pattern>& Patterns() {
         "LOCATED_IN", false, O, L);
     add({"was born in", "born in"}, "BORN_IN", false, P, L);
     add({"lives in", "moved to", "grew up in"}, "LIVES_IN", false, P, L);
-    add({"opened an office in", "opened a factory in", "opened a lab in", "expanded to", "expanded into",
+    add({"joins from", "joined from", "came from", "comes from", "arrives from", "arrived from"}, "WORKS_AT",
+        false, P, O);
+    add({"was led by", "is led by", "led by", "is run by", "run by", "was run by", "headed by", "is headed by",
+         "was headed by"},
+        "LEADS", true, O, P);
+    add({"opened offices in", "has offices in", "opened an office in", "opened a factory in", "opened a lab in", "expanded to", "expanded into",
          "operates in", "built a plant in", "opened a branch in"},
         "OPERATES_IN", false, O, L);
     add({"partnered with", "signed an agreement with", "collaborates with", "collaborated with",
@@ -293,6 +305,12 @@ const std::vector<Role>& Roles() {
       {"executive director", "DIRECTOR_OF", true}, {"director", "DIRECTOR_OF", true}, {"head", "HEAD_OF", true},
       {"professor", "WORKS_AT", false}, {"researcher", "WORKS_AT", false}, {"engineer", "WORKS_AT", false},
       {"scientist", "WORKS_AT", false}, {"analyst", "WORKS_AT", false}, {"employee", "WORKS_AT", false},
+      {"researchers", "WORKS_AT", false}, {"engineers", "WORKS_AT", false}, {"scientists", "WORKS_AT", false},
+      {"employees", "WORKS_AT", false}, {"surgeon", "WORKS_AT", false}, {"doctor", "WORKS_AT", false},
+      {"physician", "WORKS_AT", false}, {"lawyer", "WORKS_AT", false}, {"partner", "WORKS_AT", false},
+      {"managing partner", "WORKS_AT", false}, {"treasurer", "WORKS_AT", false}, {"economist", "WORKS_AT", false},
+      {"lecturer", "WORKS_AT", false}, {"editor", "WORKS_AT", false}, {"reporter", "WORKS_AT", false},
+      {"consultant", "WORKS_AT", false}, {"executive", "WORKS_AT", false}, {"executives", "WORKS_AT", false},
       {"member", "MEMBER_OF", false}, {"board member", "MEMBER_OF", false}, {"advisor", "ADVISES", false},
       {"adviser", "ADVISES", false}, {"mayor", "MAYOR_OF", false}, {"spokesperson", "WORKS_AT", false},
       {"manager", "WORKS_AT", false}, {"investor", "INVESTED_IN", false}};
@@ -351,7 +369,7 @@ const std::set<std::string> kRoleLead = {
     "is", "was", "the", "a", "an", "as", "became", "becomes", "serves", "served", "appointed", "named", "now",
     "also", "former", "longtime", "co", "senior", "lead", "chief", "who", "new", "interim", "acting", "first",
     "research", "software", "staff", "its", "their", "his", "her", "elected", "promoted", "to", "remains",
-    "remained", "has", "been", "then", "currently", "still"};
+    "remained", "has", "been", "then", "currently", "still", "two", "three", "both", "veteran", "principal"};
 
 // "(lead)* <role> (and (lead)* <role>)* (of|at|for|to)" covering the whole gap: "is the
 // CEO of", "was appointed Chief Financial Officer of", "is the CEO and founder of".
@@ -531,7 +549,10 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     std::string prev = b > 0 ? lower[b - 1] : "";
     std::string prev2 = b > 1 ? lower[b - 2] : "";
     // "Helix Dynamics", and also "University of Leeds", "Bank of Lumeria".
-    bool org_head = b < e && kOrgSuffix.count(toks[b].text) && toks[b + 1].text == "of";
+    bool org_head = false;
+    for (size_t t = b; t < e; ++t) {
+      org_head = org_head || (kOrgSuffix.count(toks[t].text) && toks[t + 1].text == "of") || toks[t + 1].text == "&";
+    }
     // Company context: "shares of X", "X's board", "X shares fell", "X said in a filing",
     // "X, a logistics group,".
     size_t after = e + 1;
@@ -559,7 +580,9 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
                      (prev == "at" && (prev2 == "analysts" || prev2 == "economists" || prev2 == "engineers" ||
                                        prev2 == "researchers" || prev2 == "executives" || prev2 == "employees" ||
                                        prev2 == "staff" || prev2 == "strategists")) ||
-                     (next_word(after) == "went" && next_word(after + 1) == "public");
+                     (next_word(after) == "went" && next_word(after + 1) == "public") ||
+                     // "the Pantry Plus chain", "its Orbis unit"
+                     ((prev == "the" || prev == "its" || prev == "their") && kOrgNouns.count(next_word(after)));
     if (after < toks.size() && toks[after].text == "," && (next_word(after + 1) == "a" ||
                                                          next_word(after + 1) == "an" ||
                                                          next_word(after + 1) == "the")) {
@@ -603,7 +626,8 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
   if (!out.last_person().empty()) {
     size_t limit = ms.empty() ? toks.size() : ms.front().first_tok;
     for (size_t t = 0; t < limit; ++t) {
-      if ((lower[t] == "she" || lower[t] == "he") && (t == first_word || toks[t - 1].text == ",")) {
+      if ((lower[t] == "she" || lower[t] == "he") &&
+          (t == first_word || toks[t - 1].text == "," || kStopCaps.count(toks[t - 1].text))) {
         Mention m;
         m.name = out.last_person();
         m.type = "Person";
@@ -662,6 +686,8 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
   // of the verb after the clause closes.
   constexpr size_t kNone = static_cast<size_t>(-1);
   size_t clause_subject = kNone;
+  size_t based_apposition = kNone;
+  size_t joined_subject = kNone;  // "A joined B in 2014 from C": C is a past employer of A
   for (size_t k = 0; k + 1 < ms.size(); ++k) {
     std::vector<std::string> gap;
     bool comma_in_gap = false;
@@ -684,12 +710,21 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     bool comma_first = ms[k].last_tok + 1 < ms[k + 1].first_tok && toks[ms[k].last_tok + 1].text == ",";
     bool possessive = ms[k].last_tok + 1 < ms[k + 1].first_tok &&
                       (toks[ms[k].last_tok + 1].text == "'s" || toks[ms[k].last_tok + 1].text == "'");
+    size_t subj = k;
     if (Negated(gap)) {
       clause_subject = kNone;
       continue;
     }
     if (gap.size() == 1 && gap[0] == "and" && !possessive) {
       conjuncts.emplace_back(k, k + 1);
+      // "A and B announced a partnership", "A and B formed a joint venture"
+      for (size_t t = ms[k + 1].last_tok + 1; t < toks.size() && t < ms[k + 1].last_tok + 6; ++t) {
+        if (!toks[t].word) break;
+        if (lower[t] == "partnership" || lower[t] == "alliance" || lower[t] == "venture" || lower[t] == "collaboration") {
+          rels.push_back({k, k + 1, "PARTNER_OF", "", ""});
+          break;
+        }
+      }
       continue;
     }
     // "A and his brother B", "A and her wife B": B stands with A (and a spouse is married to A).
@@ -699,10 +734,26 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       if (kSpouses.count(gap[2])) rels.push_back({k, k + 1, "MARRIED_TO", "Person", "Person"});
       continue;
     }
-    // "A, a Hamburg-based company," / "A, based in B": handled by the -based pass below.
-    if (ms[k + 1].last_tok + 1 < toks.size() && toks[ms[k + 1].last_tok + 1].text == "-based") continue;
-    size_t subj = k;
-    if (!gap.empty() && gap.front() == "and" && k > 0) {
+    // "A, a Hamburg-based company, acquired B": the -based pass below reads A and Hamburg; the
+    // apposition keeps A the subject of the verb after its closing comma.
+    if (ms[k + 1].last_tok + 1 < toks.size() && toks[ms[k + 1].last_tok + 1].text == "-based") {
+      if (comma_first) based_apposition = subj;
+      continue;
+    }
+    if (based_apposition != kNone) {
+      size_t close = ms[k].last_tok + 1;
+      while (close < ms[k + 1].first_tok && toks[close].text != ",") ++close;
+      if (close < ms[k + 1].first_tok) {
+        gap.clear();
+        for (size_t t = close + 1; t < ms[k + 1].first_tok; ++t) {
+          if (toks[t].word) gap.push_back(lower[t]);
+        }
+        subj = based_apposition;
+        comma_first = false;
+      }
+      based_apposition = kNone;
+    }
+    if (subj == k && !gap.empty() && gap.front() == "and" && k > 0) {
       subj = 0;
       gap.erase(gap.begin());
     } else if (clause_subject != kNone && comma_first && !gap.empty() && gap.front() != "who" &&
@@ -710,7 +761,9 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       subj = clause_subject;
       clause_subject = kNone;
     }
-    if (comma_first && !gap.empty() && (gap.front() == "who" || gap.front() == "which" || Participle(gap.front()))) {
+    auto first_content = std::find_if(gap.begin(), gap.end(), [](const std::string& w) { return !kFiller.count(w); });
+    if (comma_first && !gap.empty() &&
+        (gap.front() == "who" || gap.front() == "which" || (first_content != gap.end() && Participle(*first_content)))) {
       clause_subject = subj;
     }
     while (!gap.empty() && (gap.back() == "the" || gap.back() == "a" || gap.back() == "an")) gap.pop_back();
@@ -779,8 +832,30 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
         continue;
       }
     }
+    // "A joined B in 2014 from C": C employed A before.
+    if (joined_subject != kNone && gap.size() == 1 && gap[0] == "from") {
+      rels.push_back({joined_subject, k + 1, "WORKS_AT", "Person", "Organization"});
+      joined_subject = kNone;
+      continue;
+    }
+    joined_subject = kNone;
+    auto content = std::find_if(gap.begin(), gap.end(), [](const std::string& w) { return !kFiller.count(w); });
+    // "A studied engineering at B", "A spent a decade at B".
+    if (content != gap.end() && gap.size() <= 6 && gap.back() == "at" && content + 1 != gap.end() &&
+        (*content == "studied" || *content == "spent")) {
+      if (*content == "studied") rels.push_back({subj, k + 1, "STUDIED_AT", "Person", "Organization"});
+      else rels.push_back({subj, k + 1, "WORKS_AT", "Person", "Organization"});
+      continue;
+    }
+    // "A joined B's board": a board seat, not employment.
+    if (!gap.empty() && gap.back() == "joined" && after + 1 < toks.size() &&
+        (toks[after].text == "'s" || toks[after].text == "'") && lower[after + 1] == "board") {
+      rels.push_back({subj, k + 1, "MEMBER_OF", "Person", "Organization"});
+      continue;
+    }
     for (const auto& p : Patterns()) {
       if (!EndsWith(gap, p.words)) continue;
+      if (p.words.back() == "joined") joined_subject = subj;
       if (p.words.size() == 1 && p.words[0] == "in" &&
           !(ms[subj].type == "Organization" && ms[k + 1].type == "Location")) {
         break;
