@@ -35,6 +35,14 @@ const std::vector<U32> kLocSuffix = {U"市", U"省", U"县", U"镇", U"港"};
 const std::vector<U32> kNotPlaceWords = {U"市场", U"市值", U"市民", U"市面", U"市盈", U"上市", U"股市", U"超市",
                                          U"门市", U"港股", U"港口", U"港元", U"港币", U"节省",
                                          U"省钱", U"省略", U"城镇", U"县城"};
+// Industry words a company is named with after a two-character brand ("华岳重工", "松果医疗",
+// "快马出行"): a name only when the brand stands at a word boundary.
+const std::vector<U32> kIndustrySuffix = {
+    U"医疗", U"电子", U"半导体", U"咨询", U"汽车", U"电池", U"出行", U"钢铁", U"矿业", U"重工", U"机械",
+    U"证券", U"动力", U"水务", U"在线", U"创投", U"航天", U"生物", U"教育", U"物流", U"食品", U"医药",
+    U"地产", U"能源", U"传媒", U"通信", U"网络", U"软件", U"化工", U"制药", U"保险", U"影业", U"农业",
+    U"航空", U"电气", U"光电", U"材料", U"智能", U"数据", U"芯片", U"微电子", U"置业", U"建设", U"快递",
+    U"冷链", U"乳业", U"酒业", U"纺织", U"环保", U"新能源", U"信息", U"游戏", U"视频", U"支付", U"银行"};
 // Words inside company names that are not verbs or names there: "腾讯控股有限公司",
 // "华为技术有限公司".
 const std::vector<U32> kOrgInner = {U"控股", U"股份", U"技术", U"科技", U"集团", U"网络", U"信息", U"电子",
@@ -54,7 +62,8 @@ const std::vector<U32> kVerbs = {
     U"离开", U"聘请", U"主持", U"参与", U"支持", U"完成", U"开设", U"管理", U"供应", U"提供", U"共同", U"落户",
     U"迁往", U"迁至", U"坐落", U"联合", U"表示", U"认为", U"指出", U"说", U"获得", U"带领", U"研发", U"开发",
     U"使用", U"开始", U"采用", U"购买", U"成为", U"进入", U"包括", U"以后", U"之后", U"以前", U"之前", U"访问",
-    U"出席", U"参加", U"会见", U"发表", U"接受", U"透露", U"强调", U"介绍", U"否认"};
+    U"出席", U"参加", U"会见", U"发表", U"接受", U"透露", U"强调", U"介绍", U"否认",
+    U"出售", U"扩大", U"设有", U"起诉", U"领投", U"跟投", U"参投", U"辞去", U"卸任", U"任教", U"指控", U"包括"};
 const std::vector<U32> kTitles = {U"博士", U"先生", U"女士", U"教授", U"院长", U"所长", U"主任", U"总裁",
                                   U"董事长", U"首席", U"创始人", U"工程师", U"研究员", U"经理", U"总监", U"科学家",
                                   U"负责人", U"执行官", U"技术官", U"财务官", U"员工", U"顾问", U"股东",
@@ -62,7 +71,7 @@ const std::vector<U32> kTitles = {U"博士", U"先生", U"女士", U"教授", U"
 // Leading quantifiers are not part of a name: "一个机器人实验室" -> "机器人实验室".
 const U32 kQuantifierStart = U"一两三几这那该每某";
 const U32 kMeasureWords = U"个家所名座支位";
-const U32 kStops = U"了的是在与和于由把被将对从向及并为也都就而或但其该这那此等、，。；：！？“”‘’（）《》 \t,.;:!?()\"'";
+const U32 kStops = U"了的是在与和于由把被将对从向及并为也都就而或但其该这那此等给没、，。；：！？“”‘’（）《》 \t,.;:!?()\"'";
 const U32 kSurnames =
     U"王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔"
     U"钟谭陆汪范金廖贾夏韦付白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵钱严覃武戴莫孔汤";
@@ -149,8 +158,9 @@ bool AnyEndsAt(const std::vector<U32>& words, const U32& s, size_t pos, size_t* 
 size_t ScanBackOrg(const U32& s, size_t end) {
   size_t pos = end, own = 0;
   bool passed = false;
-  while (pos > 0 && end - pos < 12) {
+  while (pos > 0 && end - pos < 12 && own < 7) {
     size_t len = 0;
+    if (EndsAt(s, pos, U"公司")) break;  // "智慧农业公司禾丰科技": another name ends there
     if (AnyEndsAt(kOrgInner, s, pos, &len)) {
       pos -= len;
       continue;
@@ -239,6 +249,18 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       break;
     }
   }
+  for (size_t i = 2; i < s.size(); ++i) {
+    for (const auto& ind : kIndustrySuffix) {
+      if (!At(s, i, ind)) continue;
+      size_t b = i - 2;
+      bool brand = IsHan(s[b]) && IsHan(s[b + 1]) && !IsStop(s[b]) && !IsStop(s[b + 1]) && !VerbEndsAt(s, i) &&
+                   !VerbEndsAt(s, b + 1) && !LeadershipRoleEndsAt(s, i);
+      bool boundary = b == 0 || IsStop(s[b - 1]) || !IsNameChar(s[b - 1]) || VerbEndsAt(s, b) ||
+                      LeadershipRoleEndsAt(s, b);
+      if (brand && boundary) orgs.push_back({b, i + ind.size(), "Organization", ""});
+      break;
+    }
+  }
   std::sort(orgs.begin(), orgs.end(), [](const Span& a, const Span& b) { return a.e - a.b > b.e - b.b; });
   for (const auto& o : orgs) add(o.b, o.e, "Organization");
   // Places: after a marker verb, or by suffix.
@@ -304,6 +326,12 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
     bool looks_like_person = SurnameAt(s, b) && e - b <= 3;
     if (de ? (copula || !looks_like_person) : (person_follows && !looks_like_person)) add(b, e, "Organization");
   }
+  // "《澜城日报》": a newspaper or magazine is an organisation.
+  for (size_t p = s.find(U'《'); p != U32::npos; p = s.find(U'《', p + 1)) {
+    size_t q = s.find(U'》', p);
+    if (q == U32::npos || q - p < 3 || q - p > 12) continue;
+    if (s[q - 1] == U'报' || EndsAt(s, q, U"杂志") || EndsAt(s, q, U"周刊")) add(p + 1, q, "Organization");
+  }
   // "一家名为云帆智能的初创企业": a name introduced as one.
   for (const U32 marker : {U"名为", U"名叫", U"叫做", U"称为"}) {
     for (size_t p = s.find(marker); p != U32::npos; p = s.find(marker, p + 1)) {
@@ -345,7 +373,8 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       for (size_t k = i + slen; k < e && ok; ++k) ok = IsHan(s[k]) && !IsStop(s[k]) && !VerbStartsAt(s, k);
       if (!ok || Overlaps(spans, i, e)) continue;
       bool follow = e == s.size() || IsStop(s[e]) || VerbStartsAt(s, e) ||
-                    ContainsAny(s.substr(e, 2), {U"曾在", U"曾经", U"曾任", U"已经", U"随后", U"后来"}) ||
+                    ContainsAny(s.substr(e, 2), {U"曾在", U"曾经", U"曾任", U"曾就", U"已经", U"随后", U"后来"}) ||
+                    (e < s.size() && (s[e] == U'称' || s[e] == U'说')) ||
                     std::any_of(kTitles.begin(), kTitles.end(), [&](const U32& t) { return At(s, e, t); });
       if (!follow) continue;
       add(i, e, "Person");
@@ -413,32 +442,43 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       if (agent < spans.size() &&
           !std::any_of(kNegations.begin(), kNegations.end(), [&](const U32& w) { return Contains(between, w); })) {
         out.AddRelation(names[agent], names[k], pv.type);
+        // "由赵明远和孙佳怡共同创立": every person joined by 和, 与 or 、.
+        for (size_t j = agent; j > k + 1 && spans[j - 1].type == spans[agent].type; --j) {
+          U32 link = s.substr(spans[j - 1].e, spans[j].b - spans[j - 1].e);
+          if (link != U"和" && link != U"与" && link != U"、" && link != U"及") break;
+          out.AddRelation(names[j - 1], names[k], pv.type);
+        }
       }
       break;
     }
   }
-  for (size_t k = 0; k + 1 < spans.size(); ++k) {
-    const Span& a = spans[k];
-    const Span& b = spans[k + 1];
-    U32 gap = s.substr(a.e, b.b - a.e);
+  // The relation between spans ai and bi read from the text between them; false if none.
+  auto relate = [&](size_t ai, size_t bi, const U32& gap) {
+    const Span& a = spans[ai];
+    const Span& b = spans[bi];
+    const std::string& A = names[ai];
+    const std::string& B = names[bi];
     U32 after = s.substr(b.e, 8);
-    if (gap.size() > 14 || Contains(gap, U"，") || Contains(gap, U"。")) continue;
-    const std::string& A = names[k];
-    const std::string& B = names[k + 1];
     U32 bare = gap;
     bare.erase(std::remove(bare.begin(), bare.end(), U'的'), bare.end());
-    if (std::any_of(kNegations.begin(), kNegations.end(), [&](const U32& w) { return Contains(gap, w); })) continue;
+    if (std::any_of(kNegations.begin(), kNegations.end(), [&](const U32& w) { return Contains(gap, w); })) return false;
     if (a.type == "Person" && b.type == "Person" &&
         std::any_of(kSpouseWords.begin(), kSpouseWords.end(), [&](const U32& w) { return EndsAt(gap, gap.size(), w); })) {
       out.AddRelation(A, B, "MARRIED_TO");
-      continue;
+      return true;
     }
     size_t rl = 0;
     if (a.type == "Organization" && b.type == "Person") {
       if (const char* role = RoleAt(bare, 0, &rl); role && rl == bare.size()) {
         out.AddRelation(B, A, role);
-        continue;
+        return true;
       }
+    }
+    // "出生于北淮的周国平": the person after 的 was born in the place.
+    if (a.type == "Location" && b.type == "Person" && gap == U"的" &&
+        (EndsAt(s, a.b, U"出生于") || EndsAt(s, a.b, U"生于"))) {
+      out.AddRelation(B, A, "BORN_IN");
+      return true;
     }
     if (Contains(gap, U"被") && ContainsAny(after, {U"收购", U"并购"})) {
       out.AddRelation(B, A, "ACQUIRED");
@@ -446,35 +486,63 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       out.AddRelation(A, B, "FOUNDED");
     } else if (ContainsAny(gap, {U"收购", U"并购"})) {
       out.AddRelation(A, B, "ACQUIRED");
+    } else if (Contains(gap, U"对") && (At(after, 0, U"的收购") || At(after, 0, U"的并购"))) {
+      out.AddRelation(A, B, "ACQUIRED");  // "完成对B的收购"
     } else if (ContainsAny(gap, {U"位于", U"设在", U"落户", U"坐落于", U"迁往", U"迁至"})) {
       out.AddRelation(A, B, "LOCATED_IN");
     } else if (ContainsAny(gap, {U"出生于", U"生于"})) {
       out.AddRelation(A, B, "BORN_IN");
     } else if (Contains(gap, U"毕业于")) {
       out.AddRelation(A, B, "STUDIED_AT");
-    } else if (ContainsAny(gap, {U"投资", U"注资", U"资助"})) {
+    } else if (ContainsAny(gap, {U"投资", U"注资", U"资助", U"领投", U"参投"})) {
       out.AddRelation(A, B, "INVESTED_IN");
     } else if (ContainsAny(gap, {U"加入", U"任职于", U"就职于"})) {
       out.AddRelation(A, B, "WORKS_AT");
-    } else if (ContainsAny(gap, {U"隶属于", U"属于"})) {
+    } else if (ContainsAny(gap, {U"隶属于", U"属于"}) ||
+               (Contains(gap, U"是") && (At(after, 0, U"旗下") || At(after, 0, U"的子公司") || At(after, 0, U"子公司")))) {
       out.AddRelation(A, B, "PART_OF");
+    } else if (Contains(gap, U"起诉")) {
+      out.AddRelation(A, B, "SUED");
     } else if (ContainsAny(gap, {U"领导", U"负责", U"管理", U"带领"})) {
       out.AddRelation(A, B, "LEADS");
-    } else if (ContainsAny(gap, {U"供应", U"提供"})) {
+    } else if (ContainsAny(gap, {U"供应", U"提供"}) ||
+               (Contains(gap, U"向") && ContainsAny(after, {U"供应", U"提供"}))) {
       out.AddRelation(A, B, "SUPPLIES");
     } else if (Contains(gap, U"由")) {
-      // passive, read above
+      return false;  // passive, read above
     } else if (Contains(gap, U"向") && ContainsAny(after, {U"投资", U"注资"})) {
       out.AddRelation(A, B, "INVESTED_IN");
     } else if (ContainsAny(gap, {U"与", U"和", U"同"}) && gap.size() <= 4) {
       if (Contains(after, U"竞争")) out.AddRelation(A, B, "COMPETES_WITH");
       else if (ContainsAny(after, {U"合作", U"签署", U"联合", U"结成"})) out.AddRelation(A, B, "PARTNER_OF");
-    } else if (ContainsAny(gap, {U"担任", U"出任", U"现任", U"是", U"为"}) && gap.size() <= 4) {
+      else return false;
+    } else if (ContainsAny(gap, {U"担任", U"出任", U"现任", U"是", U"为", U"辞去", U"卸任"}) && gap.size() <= 4) {
       size_t p = (!after.empty() && after[0] == U'的') ? 1 : 0;
-      if (const char* role = RoleAt(after, p, &rl)) out.AddRelation(A, B, role);
+      const char* role = RoleAt(after, p, &rl);
+      if (!role) return false;
+      out.AddRelation(A, B, role);
     } else if (EndsAt(gap, gap.size(), U"在") && gap.size() <= 3 &&
-               (At(after, 0, U"工作") || At(after, 0, U"任职") || At(after, 0, U"担任") || At(after, 0, U"就职"))) {
+               (At(after, 0, U"工作") || At(after, 0, U"任职") || At(after, 0, U"担任") || At(after, 0, U"就职") ||
+                At(after, 0, U"任教"))) {
       out.AddRelation(A, B, "WORKS_AT");
+    } else {
+      return false;
+    }
+    return true;
+  };
+  for (size_t k = 0; k + 1 < spans.size(); ++k) {
+    U32 gap = s.substr(spans[k].e, spans[k + 1].b - spans[k].e);
+    if (Contains(gap, U"。")) continue;
+    size_t comma = gap.rfind(U'，');
+    if (comma == U32::npos) {
+      if (gap.size() <= 14) relate(k, k + 1, gap);
+      continue;
+    }
+    // "赵明远创立了X，总部设在澜城" / "她毕业于东屿大学，此前曾在鼎盛咨询工作": a clause with no
+    // name before its verb has the sentence's first name as its subject.
+    U32 tail = gap.substr(comma + 1);
+    if (k > 0 && tail.size() <= 12 && (spans[0].type == "Person" || spans[0].type == "Organization")) {
+      relate(0, k + 1, tail);
     }
   }
 }
