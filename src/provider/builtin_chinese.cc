@@ -521,7 +521,7 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       const char* role = RoleAt(after, p, &rl);
       if (!role) return false;
       out.AddRelation(A, B, role);
-    } else if (EndsAt(gap, gap.size(), U"在") && gap.size() <= 3 &&
+    } else if (EndsAt(gap, gap.size(), U"在") && gap.size() <= 5 &&
                (At(after, 0, U"工作") || At(after, 0, U"任职") || At(after, 0, U"担任") || At(after, 0, U"就职") ||
                 At(after, 0, U"任教"))) {
       out.AddRelation(A, B, "WORKS_AT");

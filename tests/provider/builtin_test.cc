@@ -503,5 +503,86 @@ TEST(Builtin, RecallShapes) {
   EXPECT_FALSE(HasName(x, "成")) << Dump(x);
 }
 
+
+// Verifies the shapes of company news: names typed by industry suffixes and "&", past
+// employers, leaders, studies, board seats, partnerships, occupational appositions, and the
+// subject kept across an "X-based" apposition.
+TEST(Builtin, CompanyNewsShapes) {
+  const RelationCase kCases[] = {
+      {"Tamber & Rowe opened offices in Yelling.", "Tamber & Rowe", "OPERATES_IN", "Yelling"},
+      {"Ilsa Brandvold joined Cormac Rail in 2015 from Deverell Insurance.", "Ilsa Brandvold", "WORKS_AT",
+       "Deverell Insurance"},
+      {"Ilsa Brandvold joined Cormac Rail in 2015 from Deverell Insurance.", "Ilsa Brandvold", "WORKS_AT",
+       "Cormac Rail"},
+      {"Oriel Minerals, a Petherton-based miner, has bought a 15% stake in Sallow Mining.", "Oriel Minerals",
+       "INVESTED_IN", "Sallow Mining"},
+      {"Oriel Minerals, a Petherton-based miner, has bought a 15% stake in Sallow Mining.", "Oriel Minerals",
+       "LOCATED_IN", "Petherton"},
+      {"Yara Lindgren studied chemistry at Cresswell University.", "Yara Lindgren", "STUDIED_AT",
+       "Cresswell University"},
+      {"Yara Lindgren studied at Cresswell University. She had spent six years at Tolliver Labs.", "Yara Lindgren",
+       "WORKS_AT", "Tolliver Labs"},
+      {"Brannoch Aerial, now led by Idris Kamau, is based in Greyport.", "Idris Kamau", "LEADS", "Brannoch Aerial"},
+      {"Brannoch Aerial, now led by Idris Kamau, is based in Greyport.", "Brannoch Aerial", "LOCATED_IN",
+       "Greyport"},
+      {"Kestrin Grid and Wolloby Electric announced a partnership on Friday.", "Kestrin Grid", "PARTNER_OF",
+       "Wolloby Electric"},
+      {"Hollin Savage has joined Marrick Foods's board.", "Hollin Savage", "MEMBER_OF", "Marrick Foods"},
+      {"Pia Ostrowski and Dan Ostrowski, two former engineers at Lyle Instruments, founded Kestrin Grid.",
+       "Pia Ostrowski", "WORKS_AT", "Lyle Instruments"},
+      {"Tamsin Voyle, a surgeon at Harrowgate Hospital, spoke.", "Tamsin Voyle", "WORKS_AT", "Harrowgate Hospital"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
+  }
+  Extraction x = Extract("Hollin Savage has joined Marrick Foods's board.");
+  EXPECT_FALSE(HasRelation(x, "Hollin Savage", "WORKS_AT", "Marrick Foods")) << Dump(x);
+  x = Extract("Oriel Minerals, a Petherton-based miner, has bought a 15% stake in Sallow Mining.");
+  EXPECT_FALSE(std::any_of(x.relations.begin(), x.relations.end(), [](const auto& r) { return r.source == "Petherton"; }))
+      << Dump(x);
+  x = Extract("Arlo Benning and his wife, Tess Benning, live in Stowe. Arlo was born in Carrowmore.");
+  EXPECT_FALSE(HasName(x, "Arlo")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Arlo Benning", "MARRIED_TO", "Tess Benning")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Arlo Benning", "BORN_IN", "Carrowmore")) << Dump(x);
+  x = Extract("Shoppers flocked to the Greenleaf Pantry chain. The Quarrel Institute of Marine Science opened.");
+  EXPECT_TRUE(HasEntity(x, "Greenleaf Pantry", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Quarrel Institute of Marine Science", "Organization")) << Dump(x);
+}
+
+// Verifies the Chinese shapes of company news: two-character brands before an industry word,
+// newspapers, suits, lead investors, supplies, subsidiaries, completed acquisitions, places of
+// birth before 的, clauses without a subject, passives with two founders and resigned roles.
+TEST(Builtin, ChineseCompanyNewsShapes) {
+  const RelationCase kCases[] = {
+      {"岚山重工起诉了北湖机械。", "岚山重工", "SUED", "北湖机械"},
+      {"白鹭资本领投了青柚医疗的A轮融资。", "白鹭资本", "INVESTED_IN", "青柚医疗"},
+      {"蓝湾半导体目前向启航电子供应芯片。", "蓝湾半导体", "SUPPLIES", "启航电子"},
+      {"祁连动力是云岭航天集团旗下的子公司。", "祁连动力", "PART_OF", "云岭航天集团"},
+      {"丰禾教育集团已完成对墨香在线的收购。", "丰禾教育集团", "ACQUIRED", "墨香在线"},
+      {"出生于南屿的邵文杰于2001年加入长桥银行。", "邵文杰", "BORN_IN", "南屿"},
+      {"出生于南屿的邵文杰于2001年加入长桥银行。", "邵文杰", "WORKS_AT", "长桥银行"},
+      {"林可欣毕业于西川大学，此前曾在远帆咨询工作。", "林可欣", "WORKS_AT", "远帆咨询"},
+      {"鸿途科技有限公司由郑一鸣和何晓雨于2012年共同创立，总部设在滨城。", "郑一鸣", "FOUNDED", "鸿途科技有限公司"},
+      {"鸿途科技有限公司由郑一鸣和何晓雨于2012年共同创立，总部设在滨城。", "何晓雨", "FOUNDED", "鸿途科技有限公司"},
+      {"鸿途科技有限公司由郑一鸣和何晓雨于2012年共同创立，总部设在滨城。", "鸿途科技有限公司", "LOCATED_IN", "滨城"},
+      {"陶峰辞去了北辰证券董事长一职。", "陶峰", "CHAIR_OF", "北辰证券"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
+  }
+  Extraction x = Extract("据《东江日报》报道，邵文杰称，公司将扩张。");
+  EXPECT_TRUE(HasEntity(x, "东江日报", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "邵文杰", "Person")) << Dump(x);
+  EXPECT_EQ(x.entities.size(), 2u) << Dump(x);
+  // A brand needs a word boundary before it; a name does not run across 公司.
+  x = Extract("政府鼓励发展新能源汽车。海川集团投资了智慧物流公司青驰科技。");
+  EXPECT_TRUE(HasEntity(x, "青驰科技", "Organization")) << Dump(x);
+  EXPECT_FALSE(HasName(x, "能源汽车") || HasName(x, "新能源汽车") || HasName(x, "智慧物流公司青驰科技")) << Dump(x);
+}
+
 }  // namespace
 }  // namespace kg
