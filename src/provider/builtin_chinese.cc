@@ -54,7 +54,7 @@ const std::vector<U32> kNegations = {U"未", U"没有", U"没", U"否认", U"不
                                      U"无意", U"不再", U"放弃", U"从不"};
 const std::vector<U32> kSpouseWords = {U"妻子", U"丈夫", U"夫人", U"太太"};
 const std::vector<U32> kLocMarkers = {U"总部位于", U"位于", U"设在", U"出生于", U"生于", U"来自", U"落户", U"迁往",
-                                      U"迁至", U"坐落于"};
+                                      U"迁至", U"坐落于", U"移居", U"定居", U"迁居"};
 const std::vector<U32> kVerbs = {
     U"创立", U"创办", U"创建", U"成立", U"收购", U"并购", U"加入", U"位于", U"投资", U"注资", U"资助", U"合作",
     U"担任", U"出任", U"现任", U"领导", U"负责", U"毕业", U"出生", U"隶属", U"属于", U"任职", U"就职", U"工作",
@@ -63,7 +63,7 @@ const std::vector<U32> kVerbs = {
     U"迁往", U"迁至", U"坐落", U"联合", U"表示", U"认为", U"指出", U"说", U"获得", U"带领", U"研发", U"开发",
     U"使用", U"开始", U"采用", U"购买", U"成为", U"进入", U"包括", U"以后", U"之后", U"以前", U"之前", U"访问",
     U"出席", U"参加", U"会见", U"发表", U"接受", U"透露", U"强调", U"介绍", U"否认",
-    U"出售", U"扩大", U"设有", U"起诉", U"领投", U"跟投", U"参投", U"辞去", U"卸任", U"任教", U"指控", U"包括"};
+    U"出售", U"扩大", U"设有", U"起诉", U"接任", U"移居", U"定居", U"迁居", U"领投", U"跟投", U"参投", U"辞去", U"卸任", U"任教", U"指控", U"包括"};
 const std::vector<U32> kTitles = {U"博士", U"先生", U"女士", U"教授", U"院长", U"所长", U"主任", U"总裁",
                                   U"董事长", U"首席", U"创始人", U"工程师", U"研究员", U"经理", U"总监", U"科学家",
                                   U"负责人", U"执行官", U"技术官", U"财务官", U"员工", U"顾问", U"股东",
@@ -255,14 +255,20 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       size_t b = i - 2;
       bool brand = IsHan(s[b]) && IsHan(s[b + 1]) && !IsStop(s[b]) && !IsStop(s[b + 1]) && !VerbEndsAt(s, i) &&
                    !VerbEndsAt(s, b + 1) && !LeadershipRoleEndsAt(s, i);
-      bool boundary = b == 0 || IsStop(s[b - 1]) || !IsNameChar(s[b - 1]) || VerbEndsAt(s, b) ||
-                      LeadershipRoleEndsAt(s, b);
+      // Not after a verb: "供应功率芯片", "开发固态电池" name products.
+      bool boundary = b == 0 || IsStop(s[b - 1]) || !IsNameChar(s[b - 1]) || LeadershipRoleEndsAt(s, b);
       if (brand && boundary) orgs.push_back({b, i + ind.size(), "Organization", ""});
       break;
     }
   }
   std::sort(orgs.begin(), orgs.end(), [](const Span& a, const Span& b) { return a.e - a.b > b.e - b.b; });
-  for (const auto& o : orgs) add(o.b, o.e, "Organization");
+  for (const auto& o : orgs) {
+    // "智慧农业公司禾丰科技": a description right before a name is not a name.
+    bool described = EndsAt(s, o.e, U"公司") && std::any_of(orgs.begin(), orgs.end(), [&](const Span& n) {
+      return n.b == o.e;
+    });
+    if (!described) add(o.b, o.e, "Organization");
+  }
   // Places: after a marker verb, or by suffix.
   for (const auto& m : kLocMarkers) {
     for (size_t p = s.find(m); p != U32::npos; p = s.find(m, p + 1)) {
@@ -271,6 +277,29 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       // A place has two characters at least: "设在成都" is 成都 although 都 is also a particle.
       if (e == b + 1 && e < s.size() && IsStop(s[e]) && IsHan(s[e])) e = ScanForward(s, e + 1, 7);
       if (e > b + 1) add(b, e, "Location");
+    }
+  }
+  // "在西岭、北淮和东屿设有分公司": every place of the list.
+  std::vector<std::pair<size_t, size_t>> branches;  // (position of 在, position of the verb)
+  for (const U32 verb : {U"设有", U"开设", U"设立", U"建有"}) {
+    for (size_t v = s.find(verb); v != U32::npos; v = s.find(verb, v + 1)) {
+      size_t z = s.rfind(U'在', v);
+      if (z == U32::npos || v - z > 20 || v - z < 3) continue;
+      U32 list = s.substr(z + 1, v - z - 1);
+      if (ContainsAny(list, {U"，", U"。"})) continue;
+      size_t b = z + 1;
+      bool all = true;
+      std::vector<std::pair<size_t, size_t>> items;
+      for (size_t i = z + 1; i <= v; ++i) {
+        if (i == v || s[i] == U'、' || s[i] == U'和' || s[i] == U'及') {
+          if (i - b < 2 || i - b > 4) all = false;
+          items.emplace_back(b, i);
+          b = i + 1;
+        }
+      }
+      if (!all) continue;
+      for (const auto& [ib, ie] : items) add(ib, ie, "Location");
+      branches.emplace_back(z, v);
     }
   }
   std::vector<Span> places;
@@ -310,6 +339,12 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
     // A subsidiary's parent is an organisation but not the holder of a role; an adviser's
     // client is as often a person.
     if (!r || std::string_view(r->type) == "PART_OF" || std::string_view(r->type) == "ADVISES") continue;
+    // "首席科学家": 科学家 is the tail of a longer role, not a role after a name.
+    if (std::any_of(kRoles.begin(), kRoles.end(), [&](const RoleWord& w) {
+          return w.word.size() > r->word.size() && EndsAt(s, p + r->word.size(), w.word);
+        })) {
+      continue;
+    }
     bool de = s[p - 1] == U'的';
     size_t e = de ? p - 1 : p;
     // Like ScanBack, but 为 may end the name ("华为"): it is a particle only further back.
@@ -350,7 +385,7 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
     if (!slen && kSurnames.find(s[i]) != U32::npos) slen = 1;
     if (!slen || Overlaps(spans, i, i + 1)) continue;
     // After 担任 comes a position ("担任高级工程师"), not a person; 周二 and 周末 are days.
-    if (EndsAt(s, i, U"担任") || EndsAt(s, i, U"出任") || EndsAt(s, i, U"现任")) continue;
+    if (EndsAt(s, i, U"担任") || EndsAt(s, i, U"出任") || EndsAt(s, i, U"现任") || VerbStartsAt(s, i)) continue;
     if (slen == 1 && i + 1 < s.size() && U32(U"一二三四五六七八九十日末").find(s[i + 1]) != U32::npos &&
         (i + 2 >= s.size() || !IsHan(s[i + 2]) || IsStop(s[i + 2]) || VerbStartsAt(s, i + 2))) {
       continue;
@@ -370,7 +405,9 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       size_t e = i + slen + g;
       if (e > s.size()) continue;
       bool ok = true;
-      for (size_t k = i + slen; k < e && ok; ++k) ok = IsHan(s[k]) && !IsStop(s[k]) && !VerbStartsAt(s, k);
+      for (size_t k = i + slen; k < e && ok; ++k) {
+        ok = IsHan(s[k]) && !IsStop(s[k]) && !VerbStartsAt(s, k) && s[k] != U'称' && s[k] != U'说';
+      }
       if (!ok || Overlaps(spans, i, e)) continue;
       bool follow = e == s.size() || IsStop(s[e]) || VerbStartsAt(s, e) ||
                     ContainsAny(s.substr(e, 2), {U"曾在", U"曾经", U"曾任", U"曾就", U"已经", U"随后", U"后来"}) ||
@@ -453,78 +490,84 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
     }
   }
   // The relation between spans ai and bi read from the text between them; false if none.
+  struct Rel {
+    size_t s, d;
+    std::string type;
+  };
+  std::vector<Rel> rels;
   auto relate = [&](size_t ai, size_t bi, const U32& gap) {
+    auto emit = [&](size_t from, size_t to, const char* type) { rels.push_back({from, to, type}); };
     const Span& a = spans[ai];
     const Span& b = spans[bi];
-    const std::string& A = names[ai];
-    const std::string& B = names[bi];
     U32 after = s.substr(b.e, 8);
     U32 bare = gap;
     bare.erase(std::remove(bare.begin(), bare.end(), U'的'), bare.end());
     if (std::any_of(kNegations.begin(), kNegations.end(), [&](const U32& w) { return Contains(gap, w); })) return false;
     if (a.type == "Person" && b.type == "Person" &&
         std::any_of(kSpouseWords.begin(), kSpouseWords.end(), [&](const U32& w) { return EndsAt(gap, gap.size(), w); })) {
-      out.AddRelation(A, B, "MARRIED_TO");
+      emit(ai, bi, "MARRIED_TO");
       return true;
     }
     size_t rl = 0;
     if (a.type == "Organization" && b.type == "Person") {
       if (const char* role = RoleAt(bare, 0, &rl); role && rl == bare.size()) {
-        out.AddRelation(B, A, role);
+        emit(bi, ai, role);
         return true;
       }
     }
     // "出生于北淮的周国平": the person after 的 was born in the place.
     if (a.type == "Location" && b.type == "Person" && gap == U"的" &&
         (EndsAt(s, a.b, U"出生于") || EndsAt(s, a.b, U"生于"))) {
-      out.AddRelation(B, A, "BORN_IN");
+      emit(bi, ai, "BORN_IN");
       return true;
     }
     if (Contains(gap, U"被") && ContainsAny(after, {U"收购", U"并购"})) {
-      out.AddRelation(B, A, "ACQUIRED");
+      emit(bi, ai, "ACQUIRED");
     } else if (ContainsAny(gap, {U"创立", U"创办", U"创建", U"成立"})) {
-      out.AddRelation(A, B, "FOUNDED");
+      emit(ai, bi, "FOUNDED");
     } else if (ContainsAny(gap, {U"收购", U"并购"})) {
-      out.AddRelation(A, B, "ACQUIRED");
+      emit(ai, bi, "ACQUIRED");
     } else if (Contains(gap, U"对") && (At(after, 0, U"的收购") || At(after, 0, U"的并购"))) {
-      out.AddRelation(A, B, "ACQUIRED");  // "完成对B的收购"
+      emit(ai, bi, "ACQUIRED");  // "完成对B的收购"
     } else if (ContainsAny(gap, {U"位于", U"设在", U"落户", U"坐落于", U"迁往", U"迁至"})) {
-      out.AddRelation(A, B, "LOCATED_IN");
+      emit(ai, bi, "LOCATED_IN");
+    } else if (ContainsAny(gap, {U"移居", U"定居", U"迁居"})) {
+      emit(ai, bi, "LIVES_IN");
     } else if (ContainsAny(gap, {U"出生于", U"生于"})) {
-      out.AddRelation(A, B, "BORN_IN");
+      emit(ai, bi, "BORN_IN");
     } else if (Contains(gap, U"毕业于")) {
-      out.AddRelation(A, B, "STUDIED_AT");
+      emit(ai, bi, "STUDIED_AT");
     } else if (ContainsAny(gap, {U"投资", U"注资", U"资助", U"领投", U"参投"})) {
-      out.AddRelation(A, B, "INVESTED_IN");
+      emit(ai, bi, "INVESTED_IN");
     } else if (ContainsAny(gap, {U"加入", U"任职于", U"就职于"})) {
-      out.AddRelation(A, B, "WORKS_AT");
+      emit(ai, bi, "WORKS_AT");
     } else if (ContainsAny(gap, {U"隶属于", U"属于"}) ||
                (Contains(gap, U"是") && (At(after, 0, U"旗下") || At(after, 0, U"的子公司") || At(after, 0, U"子公司")))) {
-      out.AddRelation(A, B, "PART_OF");
+      emit(ai, bi, "PART_OF");
     } else if (Contains(gap, U"起诉")) {
-      out.AddRelation(A, B, "SUED");
+      emit(ai, bi, "SUED");
     } else if (ContainsAny(gap, {U"领导", U"负责", U"管理", U"带领"})) {
-      out.AddRelation(A, B, "LEADS");
+      emit(ai, bi, "LEADS");
     } else if (ContainsAny(gap, {U"供应", U"提供"}) ||
                (Contains(gap, U"向") && ContainsAny(after, {U"供应", U"提供"}))) {
-      out.AddRelation(A, B, "SUPPLIES");
+      emit(ai, bi, "SUPPLIES");
     } else if (Contains(gap, U"由")) {
       return false;  // passive, read above
     } else if (Contains(gap, U"向") && ContainsAny(after, {U"投资", U"注资"})) {
-      out.AddRelation(A, B, "INVESTED_IN");
+      emit(ai, bi, "INVESTED_IN");
     } else if (ContainsAny(gap, {U"与", U"和", U"同"}) && gap.size() <= 4) {
-      if (Contains(after, U"竞争")) out.AddRelation(A, B, "COMPETES_WITH");
-      else if (ContainsAny(after, {U"合作", U"签署", U"联合", U"结成"})) out.AddRelation(A, B, "PARTNER_OF");
+      if (Contains(after, U"竞争")) emit(ai, bi, "COMPETES_WITH");
+      else if (ContainsAny(after, {U"合作", U"签署", U"联合", U"结成"})) emit(ai, bi, "PARTNER_OF");
       else return false;
     } else if (ContainsAny(gap, {U"担任", U"出任", U"现任", U"是", U"为", U"辞去", U"卸任"}) && gap.size() <= 4) {
       size_t p = (!after.empty() && after[0] == U'的') ? 1 : 0;
       const char* role = RoleAt(after, p, &rl);
       if (!role) return false;
-      out.AddRelation(A, B, role);
+      emit(ai, bi, role);
     } else if (EndsAt(gap, gap.size(), U"在") && gap.size() <= 5 &&
                (At(after, 0, U"工作") || At(after, 0, U"任职") || At(after, 0, U"担任") || At(after, 0, U"就职") ||
                 At(after, 0, U"任教"))) {
-      out.AddRelation(A, B, "WORKS_AT");
+      emit(ai, bi, "WORKS_AT");
     } else {
       return false;
     }
@@ -545,6 +588,32 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       relate(0, k + 1, tail);
     }
   }
+  // "X在西岭、北淮和东屿设有分公司": X operates in each place of the list.
+  for (const auto& [z, v] : branches) {
+    size_t subject = spans.size();
+    for (size_t k = 0; k < spans.size() && spans[k].e <= z; ++k) {
+      if (spans[k].type == "Organization") subject = k;
+    }
+    if (subject == spans.size()) continue;
+    for (size_t k = 0; k < spans.size(); ++k) {
+      if (spans[k].b > z && spans[k].e <= v && spans[k].type == "Location") rels.push_back({subject, k, "OPERATES_IN"});
+    }
+  }
+  // "李俊和妻子王蕾移居临溪": a person joined to the next by 和, 与 or 、 (with a spouse word or
+  // not) shares the relations that person is the subject of.
+  for (size_t k = 0; k + 1 < spans.size(); ++k) {
+    if (spans[k].type != "Person" || spans[k + 1].type != "Person") continue;
+    U32 link = s.substr(spans[k].e, spans[k + 1].b - spans[k].e);
+    for (const auto& w : kSpouseWords) {
+      if (link.size() > w.size() && EndsAt(link, link.size(), w)) link.resize(link.size() - w.size());
+    }
+    if (link != U"和" && link != U"与" && link != U"、" && link != U"及") continue;
+    const size_t n = rels.size();
+    for (size_t r = 0; r < n; ++r) {
+      if (rels[r].s == k + 1 && rels[r].d != k && rels[r].type != "MARRIED_TO") rels.push_back({k, rels[r].d, rels[r].type});
+    }
+  }
+  for (const auto& r : rels) out.AddRelation(names[r.s], names[r.d], r.type);
 }
 
 }  // namespace kg::builtin
