@@ -1,4 +1,6 @@
 #include <algorithm>
+#include <cctype>
+#include <string_view>
 
 #include "text/text.h"
 #include "provider/builtin_rules.h"
@@ -144,9 +146,129 @@ bool EndsSentence(const std::string& s) {
 
 }  // namespace builtin
 
+namespace builtin {
+namespace {
+
+// The trimmed cells of a table row ("a | b | c", outer pipes optional); empty if the line
+// has fewer than two cells.
+std::vector<std::string> Cells(std::string_view line) {
+  std::vector<std::string> cells;
+  if (line.find('|') == std::string_view::npos) return cells;
+  size_t b = 0;
+  while (true) {
+    size_t e = line.find('|', b);
+    std::string_view cell = line.substr(b, e == std::string_view::npos ? std::string_view::npos : e - b);
+    while (!cell.empty() && std::isspace(static_cast<unsigned char>(cell.front()))) cell.remove_prefix(1);
+    while (!cell.empty() && std::isspace(static_cast<unsigned char>(cell.back()))) cell.remove_suffix(1);
+    cells.emplace_back(cell);
+    if (e == std::string_view::npos) break;
+    b = e + 1;
+  }
+  if (!cells.empty() && cells.front().empty()) cells.erase(cells.begin());
+  if (!cells.empty() && cells.back().empty()) cells.pop_back();
+  if (cells.size() < 2) cells.clear();
+  return cells;
+}
+
+bool IsRuleRow(const std::vector<std::string>& cells) {  // "---|:---:"
+  return std::all_of(cells.begin(), cells.end(), [](const std::string& c) {
+    return !c.empty() && c.find_first_not_of("-:= ") == std::string::npos;
+  });
+}
+
+// What a column holds, from its header: the entity type and, for people, the role that
+// ties them to the row's organisation.
+struct Column {
+  const char* type = nullptr;  // nullptr: not an entity column
+  const char* role = nullptr;
+};
+Column Classify(const std::string& header) {
+  std::string h;
+  for (char c : header) h.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  auto has = [&](std::initializer_list<const char*> words) {
+    return std::any_of(words.begin(), words.end(), [&](const char* w) { return h.find(w) != std::string::npos; });
+  };
+  if (has({"company", "organization", "organisation", "firm", "employer", "business", "startup", "公司", "企业",
+           "机构", "单位", "供应商"})) {
+    return {"Organization", nullptr};
+  }
+  if (has({"city", "location", "headquarters", "hq", "country", "place", "based", "所在地", "城市", "总部", "地点",
+           "地区", "国家"})) {
+    return {"Location", nullptr};
+  }
+  struct RoleHeader {
+    std::initializer_list<const char*> words;
+    const char* role;
+  };
+  static const RoleHeader kRoles[] = {
+      {{"chief executive", "ceo", "首席执行官"}, "CEO_OF"}, {{"founder", "创始人"}, "FOUNDER_OF"},
+      {{"chair", "董事长"}, "CHAIR_OF"}, {{"president", "总裁"}, "PRESIDENT_OF"},
+      {{"cto", "首席技术官"}, "CTO_OF"}, {{"cfo", "首席财务官"}, "CFO_OF"},
+      {{"director", "负责人"}, "DIRECTOR_OF"}, {{"head"}, "HEAD_OF"}};
+  for (const auto& r : kRoles) {
+    if (has(r.words)) return {"Person", r.role};
+  }
+  if (has({"person", "contact", "姓名"})) return {"Person", nullptr};
+  return {};
+}
+
+// Reads the tables of `text` (a header row and at least one row, cells split by '|'):
+// each cell under a known header is an entity of that column's type; in a row, the
+// organisation is LOCATED_IN its places and its people hold the column's role. Returns
+// the text with the table lines blanked, for the sentence rules.
+std::string ExtractTables(std::string_view text, Collector& out) {
+  std::string rest(text);
+  std::vector<std::pair<size_t, size_t>> lines;  // [begin, end) of each line
+  for (size_t b = 0; b <= text.size();) {
+    size_t e = text.find('\n', b);
+    if (e == std::string_view::npos) e = text.size();
+    lines.emplace_back(b, e);
+    b = e + 1;
+  }
+  for (size_t i = 0; i < lines.size();) {
+    auto line = [&](size_t k) { return text.substr(lines[k].first, lines[k].second - lines[k].first); };
+    std::vector<std::string> header = Cells(line(i));
+    size_t j = i + 1;
+    while (j < lines.size() && Cells(line(j)).size() == header.size() && !header.empty()) ++j;
+    if (header.empty() || j - i < 2) {
+      ++i;
+      continue;
+    }
+    std::vector<Column> cols;
+    for (const auto& h : header) cols.push_back(Classify(h));
+    for (size_t k = i + 1; k < j; ++k) {
+      std::vector<std::string> cells = Cells(line(k));
+      if (IsRuleRow(cells)) continue;
+      std::string row(line(k));
+      std::string org;
+      for (size_t c = 0; c < cells.size(); ++c) {
+        if (!cols[c].type || cells[c].empty() || cells[c] == "-") continue;
+        out.AddEntity(cells[c], cols[c].type, 3, row);
+        if (org.empty() && std::string_view(cols[c].type) == "Organization") org = cells[c];
+      }
+      if (org.empty()) continue;
+      for (size_t c = 0; c < cells.size(); ++c) {
+        if (!cols[c].type || cells[c].empty() || cells[c] == "-") continue;
+        if (std::string_view(cols[c].type) == "Location") out.AddRelation(org, cells[c], "LOCATED_IN");
+        if (cols[c].role) out.AddRelation(cells[c], org, cols[c].role);
+      }
+    }
+    for (size_t k = i; k < j; ++k) {
+      std::fill(rest.begin() + static_cast<std::ptrdiff_t>(lines[k].first),
+                rest.begin() + static_cast<std::ptrdiff_t>(lines[k].second), ' ');
+    }
+    i = j;
+  }
+  return rest;
+}
+
+}  // namespace
+}  // namespace builtin
+
 Extraction BuiltinExtract(std::string_view text) {
   builtin::Collector c;
-  for (const auto& sentence : SplitSentences(text)) {
+  const std::string prose = builtin::ExtractTables(text, c);
+  for (const auto& sentence : SplitSentences(prose)) {
     bool han = false;
     for (size_t i = 0; i < sentence.size() && !han;) han = IsHan(DecodeUtf8(sentence, i));
     if (han) builtin::ExtractChineseSentence(sentence, c);

@@ -584,5 +584,43 @@ TEST(Builtin, ChineseCompanyNewsShapes) {
   EXPECT_FALSE(HasName(x, "能源汽车") || HasName(x, "新能源汽车") || HasName(x, "智慧物流公司青驰科技")) << Dump(x);
 }
 
+
+// Verifies tables: cells under a company, place or role header become typed entities with
+// the row's relations, and header words become nothing, in English and Chinese.
+TEST(Builtin, Tables) {
+  Extraction x = Extract(
+      "Harbour operators\n\nCompany | City | Founder\n--- | --- | ---\nPellow Shipping | Quayside | Tamsin Orr\n"
+      "Ardent Towage | Corrie | Hale Rowan\n\nPellow Shipping said profits rose.");
+  EXPECT_TRUE(HasEntity(x, "Ardent Towage", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Corrie", "Location")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Hale Rowan", "Person")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Ardent Towage", "LOCATED_IN", "Corrie")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Tamsin Orr", "FOUNDER_OF", "Pellow Shipping")) << Dump(x);
+  for (const char* word : {"Company", "City", "Founder", "Harbour operators"}) EXPECT_FALSE(HasName(x, word)) << word;
+  x = Extract("公司 | 所在地\n金桥纺织 | 临川市\n云台乳业 | 白沙县\n");
+  EXPECT_TRUE(HasRelation(x, "云台乳业", "LOCATED_IN", "白沙县")) << Dump(x);
+  EXPECT_EQ(x.entities.size(), 4u) << Dump(x);
+}
+
+// Verifies more Chinese shapes: places listed before 设有, 移居 shared by a married couple, and
+// words that only look like names (称 after a name, 任教, 首席科学家, products after a verb).
+TEST(Builtin, ChineseListsAndLookalikes) {
+  Extraction x = Extract("金桥纺织在南浦、岳溪和临川设有分公司。");
+  for (const char* place : {"南浦", "岳溪", "临川"}) {
+    EXPECT_TRUE(HasRelation(x, "金桥纺织", "OPERATES_IN", place)) << place << "\n" << Dump(x);
+  }
+  x = Extract("宋知远和妻子许嘉于2012年移居白沙。");
+  EXPECT_TRUE(HasRelation(x, "宋知远", "MARRIED_TO", "许嘉")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "许嘉", "LIVES_IN", "白沙")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "宋知远", "LIVES_IN", "白沙")) << Dump(x);
+  x = Extract("云台乳业的首席科学家叶澜此前在临川大学任教。叶澜称，云台乳业将开发低脂奶粉。");
+  EXPECT_TRUE(HasRelation(x, "叶澜", "CHIEF_SCIENTIST_OF", "云台乳业")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "叶澜", "WORKS_AT", "临川大学")) << Dump(x);
+  EXPECT_EQ(x.entities.size(), 3u) << Dump(x);
+  x = Extract("金桥纺织向云台乳业供应包装材料。");
+  EXPECT_TRUE(HasRelation(x, "金桥纺织", "SUPPLIES", "云台乳业")) << Dump(x);
+  EXPECT_EQ(x.entities.size(), 2u) << Dump(x);
+}
+
 }  // namespace
 }  // namespace kg
