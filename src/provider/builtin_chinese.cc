@@ -29,7 +29,7 @@ std::string Encode(const U32& s, size_t b, size_t e) {
 const std::vector<U32> kOrgSuffix = {U"有限公司", U"公司", U"集团", U"大学", U"研究院", U"研究所", U"实验室",
                                      U"银行", U"基金会", U"协会", U"医院", U"学院", U"科技", U"工作室",
                                      U"出版社", U"委员会", U"中心", U"联盟", U"事务所", U"基金", U"资本"};
-const std::vector<U32> kLocSuffix = {U"市", U"省", U"县", U"镇", U"港"};
+const std::vector<U32> kLocSuffix = {U"市", U"省", U"县", U"镇", U"港", U"州"};
 // Words a place suffix also begins or ends that are no place: 市场 (market), 上市 (listing),
 // 港股 (Hong Kong shares), 节省 (save), 城镇 (towns).
 const std::vector<U32> kNotPlaceWords = {U"市场", U"市值", U"市民", U"市面", U"市盈", U"上市", U"股市", U"超市",
@@ -54,7 +54,7 @@ const std::vector<U32> kNegations = {U"未", U"没有", U"没", U"否认", U"不
                                      U"无意", U"不再", U"放弃", U"从不"};
 const std::vector<U32> kSpouseWords = {U"妻子", U"丈夫", U"夫人", U"太太"};
 const std::vector<U32> kLocMarkers = {U"总部位于", U"位于", U"设在", U"出生于", U"生于", U"来自", U"落户", U"迁往",
-                                      U"迁至", U"坐落于", U"移居", U"定居", U"迁居"};
+                                      U"迁至", U"坐落于", U"移居", U"定居", U"迁居", U"住在", U"居住在"};
 const std::vector<U32> kVerbs = {
     U"创立", U"创办", U"创建", U"成立", U"收购", U"并购", U"加入", U"位于", U"投资", U"注资", U"资助", U"合作",
     U"担任", U"出任", U"现任", U"领导", U"负责", U"毕业", U"出生", U"隶属", U"属于", U"任职", U"就职", U"工作",
@@ -63,7 +63,7 @@ const std::vector<U32> kVerbs = {
     U"迁往", U"迁至", U"坐落", U"联合", U"表示", U"认为", U"指出", U"说", U"获得", U"带领", U"研发", U"开发",
     U"使用", U"开始", U"采用", U"购买", U"成为", U"进入", U"包括", U"以后", U"之后", U"以前", U"之前", U"访问",
     U"出席", U"参加", U"会见", U"发表", U"接受", U"透露", U"强调", U"介绍", U"否认",
-    U"出售", U"扩大", U"设有", U"起诉", U"接任", U"移居", U"定居", U"迁居", U"领投", U"跟投", U"参投", U"辞去", U"卸任", U"任教", U"指控", U"包括"};
+    U"出售", U"扩大", U"设有", U"起诉", U"接任", U"移居", U"定居", U"迁居", U"住在", U"居住", U"领投", U"跟投", U"参投", U"辞去", U"卸任", U"任教", U"指控", U"包括"};
 const std::vector<U32> kTitles = {U"博士", U"先生", U"女士", U"教授", U"院长", U"所长", U"主任", U"总裁",
                                   U"董事长", U"首席", U"创始人", U"工程师", U"研究员", U"经理", U"总监", U"科学家",
                                   U"负责人", U"执行官", U"技术官", U"财务官", U"员工", U"顾问", U"股东",
@@ -531,7 +531,7 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       emit(ai, bi, "ACQUIRED");  // "完成对B的收购"
     } else if (ContainsAny(gap, {U"位于", U"设在", U"落户", U"坐落于", U"迁往", U"迁至"})) {
       emit(ai, bi, "LOCATED_IN");
-    } else if (ContainsAny(gap, {U"移居", U"定居", U"迁居"})) {
+    } else if (ContainsAny(gap, {U"移居", U"定居", U"迁居", U"住在", U"居住在"})) {
       emit(ai, bi, "LIVES_IN");
     } else if (ContainsAny(gap, {U"出生于", U"生于"})) {
       emit(ai, bi, "BORN_IN");

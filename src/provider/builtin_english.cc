@@ -708,6 +708,15 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       else comma_in_gap = comma_in_gap || toks[t].text == ",";
     }
     bool comma_first = ms[k].last_tok + 1 < ms[k + 1].first_tok && toks[ms[k].last_tok + 1].text == ",";
+    // "..., who founded B in 2012, married C": a date before the comma still closes the clause.
+    if (!comma_first) {
+      std::vector<std::string> lead;
+      size_t t = ms[k].last_tok + 1;
+      for (; t < ms[k + 1].first_tok && toks[t].text != ","; ++t) {
+        if (toks[t].word) lead.push_back(lower[t]);
+      }
+      comma_first = t < ms[k + 1].first_tok && !lead.empty() && Simplify(lead).empty();
+    }
     bool possessive = ms[k].last_tok + 1 < ms[k + 1].first_tok &&
                       (toks[ms[k].last_tok + 1].text == "'s" || toks[ms[k].last_tok + 1].text == "'");
     size_t subj = k;
@@ -801,8 +810,9 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       }
     }
     size_t after = ms[k + 1].last_tok + 1;
+    auto content = std::find_if(gap.begin(), gap.end(), [](const std::string& w) { return !kFiller.count(w); });
     // "B elected A as its chairman", "B named A chief executive": the role follows A.
-    if (gap.size() == 1 && kAppointVerbs.count(gap[0])) {
+    if (content != gap.end() && content + 1 == gap.end() && kAppointVerbs.count(*content)) {
       size_t t = after;
       while (t < toks.size() && (lower[t] == "as" || lower[t] == "its" || lower[t] == "their" || lower[t] == "the" ||
                                  lower[t] == "new" || lower[t] == "interim" || lower[t] == "acting" ||
@@ -839,7 +849,6 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       continue;
     }
     joined_subject = kNone;
-    auto content = std::find_if(gap.begin(), gap.end(), [](const std::string& w) { return !kFiller.count(w); });
     // "A studied engineering at B", "A spent a decade at B".
     if (content != gap.end() && gap.size() <= 6 && gap.back() == "at" && content + 1 != gap.end() &&
         (*content == "studied" || *content == "spent")) {
@@ -852,6 +861,20 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
         (toks[after].text == "'s" || toks[after].text == "'") && lower[after + 1] == "board") {
       rels.push_back({subj, k + 1, "MEMBER_OF", "Person", "Organization"});
       continue;
+    }
+    // "founded the logistics startup B", "married the novelist B": a description of B between
+    // the verb and B is read past when the gap does not match as it stands.
+    bool matches = std::any_of(Patterns().begin(), Patterns().end(), [&](const Pattern& p) { return EndsWith(gap, p.words); });
+    if (!matches) {
+      static const std::set<std::string> kPreps = {"of", "in", "at", "to", "for", "with", "by", "from", "on", "and"};
+      for (size_t j = gap.size(); j-- > 0 && gap.size() - j <= 4;) {
+        if (gap[j] != "the" && gap[j] != "a" && gap[j] != "an") continue;
+        if (j + 1 < gap.size() && std::none_of(gap.begin() + static_cast<std::ptrdiff_t>(j + 1), gap.end(),
+                                               [&](const std::string& w) { return kPreps.count(w) > 0; })) {
+          gap.resize(j);
+        }
+        break;
+      }
     }
     for (const auto& p : Patterns()) {
       if (!EndsWith(gap, p.words)) continue;

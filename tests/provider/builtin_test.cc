@@ -531,13 +531,20 @@ TEST(Builtin, CompanyNewsShapes) {
       {"Pia Ostrowski and Dan Ostrowski, two former engineers at Lyle Instruments, founded Kestrin Grid.",
        "Pia Ostrowski", "WORKS_AT", "Lyle Instruments"},
       {"Tamsin Voyle, a surgeon at Harrowgate Hospital, spoke.", "Tamsin Voyle", "WORKS_AT", "Harrowgate Hospital"},
+      {"Quillmar Systems has hired Odessa Vane as its chief financial officer.", "Odessa Vane", "CFO_OF",
+       "Quillmar Systems"},
+      {"Brenna Holt founded the shipping startup Skerry in 2012.", "Brenna Holt", "FOUNDED", "Skerry"},
+      {"Corvin Dale, who founded Skerry in 2012, married the novelist Laila Moss in 2015.", "Corvin Dale",
+       "MARRIED_TO", "Laila Moss"},
   };
   for (const auto& c : kCases) {
     SCOPED_TRACE(c.text);
     Extraction x = Extract(c.text);
     EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
   }
-  Extraction x = Extract("Hollin Savage has joined Marrick Foods's board.");
+  Extraction x = Extract("Corvin Dale, who founded Skerry in 2012, married the novelist Laila Moss in 2015.");
+  EXPECT_FALSE(HasRelation(x, "Skerry", "MARRIED_TO", "Laila Moss")) << Dump(x);
+  x = Extract("Hollin Savage has joined Marrick Foods's board.");
   EXPECT_FALSE(HasRelation(x, "Hollin Savage", "WORKS_AT", "Marrick Foods")) << Dump(x);
   x = Extract("Oriel Minerals, a Petherton-based miner, has bought a 15% stake in Sallow Mining.");
   EXPECT_FALSE(std::any_of(x.relations.begin(), x.relations.end(), [](const auto& r) { return r.source == "Petherton"; }))
@@ -617,6 +624,13 @@ TEST(Builtin, ChineseListsAndLookalikes) {
   EXPECT_TRUE(HasRelation(x, "叶澜", "CHIEF_SCIENTIST_OF", "云台乳业")) << Dump(x);
   EXPECT_TRUE(HasRelation(x, "叶澜", "WORKS_AT", "临川大学")) << Dump(x);
   EXPECT_EQ(x.entities.size(), 3u) << Dump(x);
+  x = Extract("邹立和妻子梁晓住在赣州。");
+  EXPECT_TRUE(HasEntity(x, "赣州", "Location")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "梁晓", "LIVES_IN", "赣州")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "邹立", "LIVES_IN", "赣州")) << Dump(x);
+  x = Extract("金桥纺织于2018年在赣州成立。");
+  EXPECT_TRUE(HasEntity(x, "赣州", "Location")) << Dump(x);
+  EXPECT_EQ(CountType(x, "Person"), 0u) << Dump(x);
   x = Extract("金桥纺织向云台乳业供应包装材料。");
   EXPECT_TRUE(HasRelation(x, "金桥纺织", "SUPPLIES", "云台乳业")) << Dump(x);
   EXPECT_EQ(x.entities.size(), 2u) << Dump(x);
