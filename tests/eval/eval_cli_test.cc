@@ -1,4 +1,5 @@
-// `kgflow eval` as a user runs it: the report, --json, exit codes for bad input and failures.
+// `kgflow eval` as a user runs it: the report, --json, exit codes for bad input and failures,
+// and the labelled sets under eval/ scored end to end.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -107,6 +108,22 @@ TEST(EvalCli, ConfiguredProviderAndRuntimeFailure) {
   CliRun no_tmp = Kgflow({"eval", dir.File("gold.jsonl")}, dir, {{"TMPDIR", dir.File("gold.jsonl")}});
   EXPECT_EQ(no_tmp.code, 1);
   EXPECT_NE(no_tmp.err.find("cannot make a temporary directory"), std::string::npos) << no_tmp.err;
+}
+
+// Verifies the labelled sets shipped under eval/ parse and are scored end to end (no
+// threshold: the scores are reported in the README, not asserted).
+TEST(EvalCli, LabelledSetsRun) {
+  testing::TempDir dir;
+  for (const char* f : {"tuning.jsonl", "heldout.jsonl"}) {
+    std::string path = std::string(KG_EVAL_DIR) + "/" + f;
+    CliRun r = Kgflow({"eval", "--json", path}, dir);
+    ASSERT_EQ(r.code, 0) << f << ": " << r.err;
+    json rep = json::parse(r.out);
+    EXPECT_GE(rep["overall"]["items"].get<int>(), 35) << f;
+    EXPECT_GT(rep["languages"]["en"]["items"].get<int>(), 0) << f;
+    EXPECT_GT(rep["languages"]["zh"]["items"].get<int>(), 0) << f;
+    EXPECT_FALSE(rep["overall"]["relations_typed"]["f1"].is_null()) << f;
+  }
 }
 
 }  // namespace
