@@ -553,9 +553,16 @@ TEST(Builtin, CompanyNewsShapes) {
   EXPECT_FALSE(HasName(x, "Arlo")) << Dump(x);
   EXPECT_TRUE(HasRelation(x, "Arlo Benning", "MARRIED_TO", "Tess Benning")) << Dump(x);
   EXPECT_TRUE(HasRelation(x, "Arlo Benning", "BORN_IN", "Carrowmore")) << Dump(x);
-  x = Extract("Shoppers flocked to the Greenleaf Pantry chain. The Quarrel Institute of Marine Science opened.");
+  x = Extract("Shoppers flocked to the Greenleaf Pantry chain. The Quarrel Institute of Marine Science opened. "
+              "The Quarrel Institute hired Corvin Dale.");
   EXPECT_TRUE(HasEntity(x, "Greenleaf Pantry", "Organization")) << Dump(x);
   EXPECT_TRUE(HasEntity(x, "Quarrel Institute of Marine Science", "Organization")) << Dump(x);
+  EXPECT_FALSE(HasName(x, "Quarrel Institute")) << Dump(x) << "a name that begins a longer organisation is its alias";
+  // Industry words and "&" type organisations that no relation types.
+  x = Extract("Ilsa Brandvold joined Cormac Rail in 2015 from Deverell Insurance. A spokesman for Tamber & Rowe "
+              "declined to comment.");
+  EXPECT_TRUE(HasEntity(x, "Deverell Insurance", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Tamber & Rowe", "Organization")) << Dump(x);
 }
 
 // Verifies the Chinese shapes of company news: two-character brands before an industry word,
@@ -588,7 +595,13 @@ TEST(Builtin, ChineseCompanyNewsShapes) {
   // A brand needs a word boundary before it; a name does not run across 公司.
   x = Extract("政府鼓励发展新能源汽车。海川集团投资了智慧物流公司青驰科技。");
   EXPECT_TRUE(HasEntity(x, "青驰科技", "Organization")) << Dump(x);
-  EXPECT_FALSE(HasName(x, "能源汽车") || HasName(x, "新能源汽车") || HasName(x, "智慧物流公司青驰科技")) << Dump(x);
+  EXPECT_FALSE(HasName(x, "能源汽车") || HasName(x, "新能源汽车") || HasName(x, "智慧物流公司青驰科技") ||
+               HasName(x, "智慧物流公司"))
+      << Dump(x);
+  // 前 before a former employer is not part of its name.
+  x = Extract("鹿鸣数据公司由前青川工程师钱思远创立。");
+  EXPECT_TRUE(HasEntity(x, "青川", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "钱思远", "FOUNDED", "鹿鸣数据公司")) << Dump(x);
 }
 
 
