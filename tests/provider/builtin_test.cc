@@ -391,8 +391,10 @@ TEST(Builtin, CompanyContextAndCommonWords) {
   x = Extract("Harrow Vale spoke at the meeting.");
   EXPECT_TRUE(HasEntity(x, "Harrow Vale", "Person")) << Dump(x);
 
-  x = Extract("Company City Name\nAnalysts said the deal was fair. Shares rose. However, Vantor Mills fell.");
-  for (const char* word : {"Company", "City", "Name", "Analysts", "Shares", "However"}) {
+  x = Extract(
+      "Company City Name\nAnalysts said the deal was fair. Shares rose. However, Vantor Mills fell. Orders slowed "
+      "because orders from abroad fell.");
+  for (const char* word : {"Company", "City", "Name", "Analysts", "Shares", "However", "Orders"}) {
     EXPECT_FALSE(HasName(x, word)) << word << "\n" << Dump(x);
   }
 }
@@ -472,9 +474,8 @@ TEST(Builtin, RecallShapes) {
       {"蓝帆科技公司成立于2016年。该公司总部位于江宁。", "蓝帆科技公司", "LOCATED_IN", "江宁"},
       // Chinese passives with 由, names introduced by 名为 and found again, 曾在…担任, 向…投资.
       {"鹿鸣数据公司由前工程师钱思远于2018年创立。", "钱思远", "FOUNDED", "鹿鸣数据公司"},
-      {"橙石资本向一家名为鹿鸣数据的初创企业投资了3亿元。鹿鸣数据由钱思远创立。", "钱思远", "FOUNDED",
-       "鹿鸣数据"},
-      {"橙石资本向一家名为鹿鸣数据的初创企业投资了3亿元。", "橙石资本", "INVESTED_IN", "鹿鸣数据"},
+      {"橙石资本向一家名为鹿角湾的初创企业投资了3亿元。鹿角湾由钱思远创立。", "钱思远", "FOUNDED", "鹿角湾"},
+      {"橙石资本向一家名为鹿角湾的初创企业投资了3亿元。", "橙石资本", "INVESTED_IN", "鹿角湾"},
       {"钱思远曾在橙石资本公司担任高级工程师。", "钱思远", "WORKS_AT", "橙石资本公司"},
   };
   for (const auto& c : kCases) {
@@ -563,6 +564,9 @@ TEST(Builtin, CompanyNewsShapes) {
               "declined to comment.");
   EXPECT_TRUE(HasEntity(x, "Deverell Insurance", "Organization")) << Dump(x);
   EXPECT_TRUE(HasEntity(x, "Tamber & Rowe", "Organization")) << Dump(x);
+  x = Extract("Deverell Insurance declined to comment. Rates at a Dunmere-based broker rose.");
+  EXPECT_TRUE(HasEntity(x, "Deverell Insurance", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Dunmere", "Location")) << Dump(x);
 }
 
 // Verifies the Chinese shapes of company news: two-character brands before an industry word,
