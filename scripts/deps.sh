@@ -6,7 +6,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libcpp-httplib-dev
   libsqlite3-dev libcurl4-openssl-dev libssl-dev libhiredis-dev libmariadb-dev
-  libtomlplusplus-dev googletest libgtest-dev libgmock-dev libexpat1-dev
+  libtomlplusplus-dev libicu-dev googletest libgtest-dev libgmock-dev libexpat1-dev
   curl procps python3
   clang  # only for the -Wthread-safety check of the lock annotations (scripts/thread_safety.sh)
 )

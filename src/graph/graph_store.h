@@ -4,9 +4,16 @@
 //   (:Chunk)-[:MENTIONS]->(:Entity {key,name,type,description})
 //   (:Entity)-[:RELATION {type, evidence:[chunk ids], weight}]->(:Entity)
 //
+// Evidence is kept per (relation, chunk, sentence): the chunk that stated the relation and
+// the id of the document's sentence it was read from (RelationRec::sentences). A relation's
+// `evidence` is the set of its chunk ids (provenance); its `weight` is the number of distinct
+// sentences, so one sentence read in two overlapping chunks counts once and two sentences
+// count twice.
+//
 // Contract (tests/graph/graph_store_contract_test.cc): Merge is idempotent — merging the
 // same batch twice leaves every count and every evidence set unchanged; relation weight
-// is the size of its evidence set; an entity keeps its first non-empty description.
+// is the number of distinct sentences among its evidence; an entity keeps its first
+// non-empty description.
 //
 // Fencing: a batch is one chunk's whole contribution (its mentions and the evidence of its
 // relations), written in one transaction together with the chunk's lease generation
@@ -15,7 +22,8 @@
 // lease cannot overwrite the newer holder's result. A batch of the same or a newer
 // generation *replaces* the chunk's previous contribution (an LLM may answer differently
 // the second time): mentions and evidence it no longer has are removed, and a relation
-// left without evidence or an entity left without mentions is deleted.
+// left without evidence or an entity left without mentions is deleted. Only the chunk's own
+// evidence rows go: a sentence another chunk also read keeps that chunk's row and its weight.
 //
 // Thread safety: every method may be called from any thread.
 
@@ -48,7 +56,11 @@ struct EntityRec {
 struct RelationRec {
   std::string src, dst, type;       // entity keys and relation type
   std::vector<std::string> evidence;  // chunk ids (filled by queries)
-  int64_t weight = 0;                 // filled by queries
+  int64_t weight = 0;                 // distinct sentences (filled by queries)
+  // In a batch: ids of the sentences of the document the chunk states the relation in,
+  // "<doc_id>@<byte offset of the sentence in the document>" (BuildBatch); empty means the
+  // chunk's id stands for its one sentence. Not filled by queries.
+  std::vector<std::string> sentences{};
 };
 
 // Everything one chunk contributes; the chunk's id is the evidence of its relations.
@@ -104,7 +116,9 @@ class GraphStore {
   // is older than its chunk's stored generation.
   virtual Status Merge(const std::vector<GraphBatch>& batches) = 0;
   virtual Result<GraphStats> Stats() = 0;
-  // Entities whose name or key contains `q` (case-insensitive), most mentioned first.
+  // Entities whose name or key contains `q` (case-insensitive), most mentioned first. The key
+  // is matched with `q` folded as keys are (NormalizeName), so case in every script, width
+  // and compatibility forms do not matter: "ΣΊΣΥΦΟΣ" finds "organization:σίσυφοσ labs".
   virtual Result<std::vector<EntityRec>> SearchEntities(const std::string& q, int limit) = 0;
   // kNotFound when no entity has exactly this key.
   virtual Result<EntityDetail> GetEntity(const std::string& key) = 0;

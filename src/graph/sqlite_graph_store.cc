@@ -5,6 +5,7 @@
 #include "config/config.h"
 #include "graph/graph_store.h"
 #include "sqlite/db.h"
+#include "text/text.h"
 
 namespace kg {
 namespace {
@@ -22,9 +23,15 @@ CREATE TABLE IF NOT EXISTS relations(src TEXT NOT NULL REFERENCES entities(key),
   dst TEXT NOT NULL REFERENCES entities(key), type TEXT NOT NULL, PRIMARY KEY(src, dst, type)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS relations_dst ON relations(dst);
 CREATE TABLE IF NOT EXISTS evidence(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL,
-  chunk_id TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id)) WITHOUT ROWID;
+  chunk_id TEXT NOT NULL, sentence TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id, sentence)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS evidence_chunk ON evidence(chunk_id);
 )sql";
+
+// The graph database's schema version, kept in PRAGMA user_version:
+//   0  entity keys folded by hand (ASCII and Latin-1 case, full-width ASCII, white space)
+//   1  entity keys folded by NormalizeName (ICU NFKC_Casefold, text/text.h)
+//   2  evidence per (relation, chunk, sentence); older rows get their chunk id as sentence
+constexpr int kSchemaVersion = 2;
 
 // Gathers a streamed export into a snapshot.
 struct CollectSink final : GraphSink {
@@ -50,7 +57,116 @@ class SqliteGraphStore final : public GraphStore {
     // Databases made before fencing existed gain the generation column first (the schema's
     // indexes do not need it).
     KG_RETURN_IF_ERROR(db_->AddColumnIfMissing("chunks", "generation", "INTEGER NOT NULL DEFAULT 0"));
-    return db_->Exec(kSchema);
+    return Migrate();
+  }
+
+  // Brings a database written by an older kgflow up to kSchemaVersion, in one write
+  // transaction: processes opening it together (a node and its workers) queue on the write
+  // lock, and the later ones find the work done. A newer database than this build knows is
+  // refused rather than written in a shape it does not understand.
+  Status Migrate() {
+    sqlite::Db::Tx tx(*db_);
+    KG_RETURN_IF_ERROR(tx.Begin());
+    int64_t version = 0;
+    {
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("PRAGMA user_version"));
+      if (q->Step()) version = q->Int(0);
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    if (version > kSchemaVersion) {
+      return Status::Invalid("graph schema version " + std::to_string(version) + " is newer than this kgflow's (" +
+                             std::to_string(kSchemaVersion) + "); upgrade kgflow");
+    }
+    if (version < 1) KG_RETURN_IF_ERROR(RekeyEntities().With("re-key entities"));
+    if (version < 2) KG_RETURN_IF_ERROR(EvidencePerSentence().With("evidence per sentence"));
+    KG_RETURN_IF_ERROR(db_->Exec(kSchema));
+    if (version != kSchemaVersion) {
+      KG_RETURN_IF_ERROR(db_->Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));  // our constant
+    }
+    return tx.Commit();
+  }
+
+  // Inside Migrate's transaction: the evidence table gains the sentence in its key (SQLite
+  // cannot change a primary key in place, so the table is copied). A chunk stood for its
+  // one sentence before, so every old row's sentence is its chunk id: weights are unchanged.
+  Status EvidencePerSentence() {
+    bool old_shape = false;
+    {
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
+          "SELECT 1 FROM sqlite_master WHERE type='table' AND name='evidence' AND NOT EXISTS "
+          "(SELECT 1 FROM pragma_table_info('evidence') WHERE name='sentence')"));
+      old_shape = q->Step();
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    if (!old_shape) return Status::Ok();  // a new database: kSchema makes the table
+    return db_->Exec(
+        "CREATE TABLE evidence_v2(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL, chunk_id TEXT NOT NULL, "
+        "sentence TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id, sentence)) WITHOUT ROWID;"
+        "INSERT INTO evidence_v2(src, dst, type, chunk_id, sentence) SELECT src, dst, type, chunk_id, chunk_id "
+        "FROM evidence;"
+        "DROP TABLE evidence;"
+        "ALTER TABLE evidence_v2 RENAME TO evidence;");
+  }
+
+  // Inside Migrate's transaction: recomputes every entity's key the way BuildBatch makes keys
+  // now. Entities whose new keys collide become one: the first (oldest) row's name and type,
+  // the first non-empty description; their mentions and relations move to the new key, and
+  // relations (with their evidence) that become duplicates merge. A relation between two
+  // entities that became one is dropped: BuildBatch never writes a self-relation.
+  Status RekeyEntities() {
+    {
+      KG_ASSIGN_OR_RETURN(auto t, db_->Prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name='entities'"));
+      bool exists = t->Step();
+      KG_RETURN_IF_ERROR(t->status());
+      if (!exists) return Status::Ok();  // a new database
+    }
+    struct Row {
+      std::string key, name, type, description;
+    };
+    std::map<std::string, std::vector<Row>> groups;  // new key -> rows, oldest first
+    bool changed = false;
+    {
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT key, name, type, description FROM entities ORDER BY rowid"));
+      while (q->Step()) {
+        Row r{q->Text(0), q->Text(1), q->Text(2), q->Text(3)};
+        // A name of format characters alone folds to nothing now; it keeps its old key.
+        std::string key = NormalizeName(r.name).empty() ? r.key : EntityKey(r.name, r.type);
+        changed = changed || key != r.key;
+        groups[key].push_back(std::move(r));
+      }
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    if (!changed) return Status::Ok();
+    // Rows move one at a time; the references are whole again by the commit.
+    KG_RETURN_IF_ERROR(db_->Exec("PRAGMA defer_foreign_keys=ON"));
+    static constexpr const char* kMoves[] = {
+        "UPDATE OR IGNORE mentions SET entity_key=?1 WHERE entity_key=?2", "DELETE FROM mentions WHERE entity_key=?2",
+        "UPDATE OR IGNORE relations SET src=?1 WHERE src=?2", "DELETE FROM relations WHERE src=?2",
+        "UPDATE OR IGNORE relations SET dst=?1 WHERE dst=?2", "DELETE FROM relations WHERE dst=?2",
+        "UPDATE OR IGNORE evidence SET src=?1 WHERE src=?2", "DELETE FROM evidence WHERE src=?2",
+        "UPDATE OR IGNORE evidence SET dst=?1 WHERE dst=?2", "DELETE FROM evidence WHERE dst=?2"};
+    for (const auto& [key, rows] : groups) {
+      if (rows.size() == 1 && rows[0].key == key) continue;
+      std::string description;
+      for (const Row& r : rows) {
+        if (description.empty()) description = r.description;
+        KG_ASSIGN_OR_RETURN(auto del, db_->Prepare("DELETE FROM entities WHERE key=?"));
+        KG_RETURN_IF_ERROR(del->Bind(1, r.key).Run());
+      }
+      KG_ASSIGN_OR_RETURN(auto ins, db_->Prepare("INSERT INTO entities(key,name,type,description) VALUES(?,?,?,?)"));
+      KG_RETURN_IF_ERROR(ins->Bind(1, key).Bind(2, rows[0].name).Bind(3, rows[0].type).Bind(4, description).Run());
+      for (const Row& r : rows) {
+        if (r.key == key) continue;
+        for (const char* sql : kMoves) {
+          KG_ASSIGN_OR_RETURN(auto move, db_->Prepare(sql));
+          KG_RETURN_IF_ERROR(move->Bind(1, key).Bind(2, r.key).Run().With(r.key + " -> " + key));
+        }
+      }
+    }
+    for (const char* sql : {"DELETE FROM evidence WHERE src=dst", "DELETE FROM relations WHERE src=dst"}) {
+      KG_RETURN_IF_ERROR(db_->Exec(sql));
+    }
+    return Status::Ok();
   }
 
   Status Merge(const std::vector<GraphBatch>& batches) override {
@@ -78,9 +194,10 @@ class SqliteGraphStore final : public GraphStore {
   Result<std::vector<EntityRec>> SearchEntities(const std::string& query, int limit) override {
     KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
         "SELECT e.key, e.name, e.type, e.description, (SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) AS n "
-        "FROM entities e WHERE instr(lower(e.name), lower(?))>0 OR instr(e.key, lower(?))>0 "
+        "FROM entities e WHERE instr(lower(e.name), lower(?))>0 OR instr(e.key, ?)>0 "
         "ORDER BY n DESC, e.name LIMIT ?"));
-    q->Bind(1, query).Bind(2, query).Bind(3, limit);
+    // SQLite's lower() folds ASCII only; the key is already folded, so fold the query alike.
+    q->Bind(1, query).Bind(2, NormalizeName(query)).Bind(3, limit);
     std::vector<EntityRec> out;
     while (q->Step()) out.push_back(EntityRow(*q));
     KG_RETURN_IF_ERROR(q->status());
@@ -190,7 +307,7 @@ class SqliteGraphStore final : public GraphStore {
       KG_RETURN_IF_ERROR(q->status());
     }
     {
-      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT src, dst, type FROM evidence WHERE chunk_id=?"));
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT DISTINCT src, dst, type FROM evidence WHERE chunk_id=?"));
       q->Bind(1, chunk_id);
       while (q->Step()) old_relations.push_back({q->Text(0), q->Text(1), q->Text(2)});
       KG_RETURN_IF_ERROR(q->status());
@@ -221,10 +338,14 @@ class SqliteGraphStore final : public GraphStore {
     }
     {
       KG_ASSIGN_OR_RETURN(auto rel, db_->Prepare("INSERT OR IGNORE INTO relations(src,dst,type) VALUES(?,?,?)"));
-      KG_ASSIGN_OR_RETURN(auto ev, db_->Prepare("INSERT OR IGNORE INTO evidence(src,dst,type,chunk_id) VALUES(?,?,?,?)"));
+      KG_ASSIGN_OR_RETURN(auto ev, db_->Prepare(
+          "INSERT OR IGNORE INTO evidence(src,dst,type,chunk_id,sentence) VALUES(?,?,?,?,?)"));
       for (const auto& r : b.relations) {
         KG_RETURN_IF_ERROR(rel->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type).Run().With("relation " + r.src + "->" + r.dst));
-        KG_RETURN_IF_ERROR(ev->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type).Bind(4, chunk_id).Run());
+        // No sentence known: the chunk stands for its one sentence.
+        for (const std::string& sentence : r.sentences.empty() ? std::vector<std::string>{chunk_id} : r.sentences) {
+          KG_RETURN_IF_ERROR(ev->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type).Bind(4, chunk_id).Bind(5, sentence).Run());
+        }
       }
     }
     // Relations before entities: a relation's ends are entities (foreign keys).
@@ -246,10 +367,17 @@ class SqliteGraphStore final : public GraphStore {
   }
 
   Status LoadEvidence(RelationRec& r) {
-    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT chunk_id FROM evidence WHERE src=? AND dst=? AND type=? ORDER BY chunk_id"));
+    {
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
+          "SELECT DISTINCT chunk_id FROM evidence WHERE src=? AND dst=? AND type=? ORDER BY chunk_id"));
+      q->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type);
+      while (q->Step()) r.evidence.push_back(q->Text(0));
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
+        "SELECT COUNT(DISTINCT sentence) FROM evidence WHERE src=? AND dst=? AND type=?"));
     q->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type);
-    while (q->Step()) r.evidence.push_back(q->Text(0));
-    r.weight = static_cast<int64_t>(r.evidence.size());
+    if (q->Step()) r.weight = q->Int(0);
     return q->status();
   }
 
@@ -295,8 +423,9 @@ class SqliteGraphStore final : public GraphStore {
       KG_RETURN_IF_ERROR(q->status());
     }
     KG_ASSIGN_OR_RETURN(auto q, rd.Prepare(
-        "SELECT r.src, r.dst, r.type, (SELECT group_concat(chunk_id, ' ') FROM (SELECT chunk_id FROM evidence v "
-        "WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type ORDER BY chunk_id)) FROM relations r "
+        "SELECT r.src, r.dst, r.type, (SELECT group_concat(chunk_id, ' ') FROM (SELECT DISTINCT chunk_id FROM "
+        "evidence v WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type ORDER BY chunk_id)), (SELECT COUNT(DISTINCT "
+        "sentence) FROM evidence v WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type) FROM relations r "
         "ORDER BY r.src, r.dst, r.type"));
     while (q->Step()) {
       RelationRec rel;
@@ -310,7 +439,7 @@ class SqliteGraphStore final : public GraphStore {
         rel.evidence.push_back(ev.substr(pos, sp - pos));
         pos = sp + 1;
       }
-      rel.weight = static_cast<int64_t>(rel.evidence.size());
+      rel.weight = q->Int(4);
       KG_RETURN_IF_ERROR(sink.Relation(rel));
     }
     return q->status();

@@ -13,9 +13,13 @@ struct ExtractedEntity {
   std::string name, type, description;
 };
 // Both ends are named with their types; an end that is not among the entities is added
-// by whoever builds the graph batch.
+// by whoever builds the graph batch. `sentence`: the text the relation was read from, quoted
+// verbatim from the chunk (a provider that can, e.g. an LLM asked to quote, sets it; empty
+// when unknown). It decides which sentence of the document is the relation's evidence, so
+// one sentence read in two overlapping chunks counts once.
 struct ExtractedRelation {
   std::string source, source_type, target, target_type, type;
+  std::string sentence{};
 };
 struct Extraction {
   std::vector<ExtractedEntity> entities;

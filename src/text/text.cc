@@ -1,6 +1,18 @@
 #include "text/text.h"
 
+#include <unicode/brkiter.h>
+#include <unicode/filteredbrk.h>
+#include <unicode/normalizer2.h>
+#include <unicode/uchar.h>
+#include <unicode/unistr.h>
+#include <unicode/utext.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include "common/mutex.h"
 
 namespace kg {
 
@@ -101,12 +113,6 @@ bool IsHan(char32_t c) {
 namespace {
 
 bool IsSpace(char32_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0x3000 || c == 0xA0; }
-bool IsCjkStop(char32_t c) { return c == 0x3002 || c == 0xFF01 || c == 0xFF1F || c == 0xFF1B; }  // 。！？；
-bool IsLatinStop(char32_t c) { return c == '.' || c == '!' || c == '?'; }
-bool IsCloser(char32_t c) {
-  return c == '"' || c == '\'' || c == ')' || c == 0x201D || c == 0x2019 || c == 0x300D || c == 0x300F || c == 0xFF09;
-}
-
 // A byte range [b, e) of the input.
 struct Span {
   size_t b = 0, e = 0;
@@ -130,53 +136,173 @@ Span TrimSpan(std::string_view s, size_t b, size_t e) {
   return {b, e};
 }
 
-// Sentences of `text` as trimmed, non-empty spans, in order.
-std::vector<Span> SentenceSpans(std::string_view text) {
-  std::vector<Span> out;
-  size_t start = 0, i = 0;
-  auto emit = [&](size_t end) {
-    Span t = TrimSpan(text, start, end);
-    if (t.b < t.e) out.push_back(t);
-    start = end;
-  };
-  int newlines = 0;
+// ICU objects are costly to build (rules and dictionaries are loaded), so each kind is
+// built once per process and cloned once per thread: a BreakIterator is not thread-safe,
+// and a clone shares the immutable rule data.
+std::unique_ptr<icu::BreakIterator> MakeSentencePrototype() {
+  UErrorCode st = U_ZERO_ERROR;
+  const icu::Locale& en = icu::Locale::getEnglish();
+  std::unique_ptr<icu::BreakIterator> base(icu::BreakIterator::createSentenceInstance(en, st));
+  // The locale's standard suppressions ("Mr.", "Prof.", "vs.", ...: ICU 72 ships lists for en,
+  // de, es, fr, it, pt and ru; the text's language is unknown, so the English one).
+  std::unique_ptr<icu::FilteredBreakIteratorBuilder> filter(icu::FilteredBreakIteratorBuilder::createInstance(en, st));
+  if (U_FAILURE(st)) {
+    std::fprintf(stderr, "kgflow: ICU sentence break data missing: %s\n", u_errorName(st));
+    std::abort();  // libicu72 always carries it: a broken installation, not bad input
+  }
+  // Titles the ICU 72 English list lacks.
+  for (const char* t : {"Dr.", "Jr.", "Sr.", "St.", "Gen.", "Sen.", "Gov.", "Pres.", "Mme.", "Messrs."}) {
+    filter->suppressBreakAfter(icu::UnicodeString::fromUTF8(t), st);
+  }
+  std::unique_ptr<icu::BreakIterator> it(filter->wrapIteratorWithFilter(base.release(), st));
+  if (U_FAILURE(st) || !it) {
+    std::fprintf(stderr, "kgflow: ICU sentence break iterator: %s\n", u_errorName(st));
+    std::abort();
+  }
+  return it;
+}
+
+std::unique_ptr<icu::BreakIterator> MakeWordPrototype() {
+  UErrorCode st = U_ZERO_ERROR;
+  // The root locale's word rules use the dictionaries for Han, Kana, Thai, Lao, Khmer, Burmese.
+  std::unique_ptr<icu::BreakIterator> it(icu::BreakIterator::createWordInstance(icu::Locale::getRoot(), st));
+  if (U_FAILURE(st) || !it) {
+    std::fprintf(stderr, "kgflow: ICU word break iterator: %s\n", u_errorName(st));
+    std::abort();
+  }
+  return it;
+}
+
+// This thread's clone of `prototype`. Cloning is serialised: the prototype is shared.
+std::unique_ptr<icu::BreakIterator> Clone(const icu::BreakIterator& prototype) {
+  static Mutex mu;
+  MutexLock lock(mu);
+  return std::unique_ptr<icu::BreakIterator>(prototype.clone());
+}
+
+icu::BreakIterator& SentenceIterator() {
+  static const std::unique_ptr<icu::BreakIterator> prototype = MakeSentencePrototype();
+  thread_local const std::unique_ptr<icu::BreakIterator> mine = Clone(*prototype);
+  return *mine;
+}
+
+icu::BreakIterator& WordIterator() {
+  static const std::unique_ptr<icu::BreakIterator> prototype = MakeWordPrototype();
+  thread_local const std::unique_ptr<icu::BreakIterator> mine = Clone(*prototype);
+  return *mine;
+}
+
+// UTF-8 text for ICU without a copy into UTF-16: break positions are byte offsets.
+class Utf8Text {
+ public:
+  explicit Utf8Text(std::string_view s) { utext_openUTF8(&ut_, s.data(), static_cast<int64_t>(s.size()), &status_); }
+  ~Utf8Text() { utext_close(&ut_); }
+  Utf8Text(const Utf8Text&) = delete;
+  Utf8Text& operator=(const Utf8Text&) = delete;
+  // Points `it` at the text; false when ICU refused it.
+  bool Attach(icu::BreakIterator& it) {
+    if (U_SUCCESS(status_)) it.setText(&ut_, status_);
+    return U_SUCCESS(status_);
+  }
+
+ private:
+  UText ut_ = UTEXT_INITIALIZER;
+  UErrorCode status_ = U_ZERO_ERROR;
+};
+
+// ICU ends a sentence at every line break, but prose is often wrapped at a fixed width: a
+// line break alone is shown to ICU as a space (same bytes count, so offsets hold), and only a
+// blank line (two line breaks with nothing but white space between) ends a sentence.
+std::string LoneLineBreaksAsSpaces(std::string_view text) {
+  std::string shown(text);
+  size_t i = 0;
   while (i < text.size()) {
-    size_t at = i;
-    char32_t c = DecodeUtf8(text, i);
-    if (c == '\n') {
-      if (++newlines >= 2) emit(i);  // a blank line ends a sentence
+    unsigned char byte = static_cast<unsigned char>(text[i]);
+    if (byte > ' ' && byte < 0x80) {  // most of any text: no decoding needed
+      ++i;
       continue;
     }
-    if (!IsSpace(c)) newlines = 0;
-    if (IsCjkStop(c) || IsLatinStop(c)) {
-      size_t j = i;
-      while (j < text.size()) {  // swallow repeated stops and closing quotes
-        size_t k = j;
-        char32_t d = DecodeUtf8(text, k);
-        if (!(IsCjkStop(d) || IsLatinStop(d) || IsCloser(d))) break;
-        j = k;
+    size_t next = i;
+    if (!IsSpace(DecodeUtf8(text, next))) {
+      i = next;
+      continue;
+    }
+    size_t run_end = i, newlines = 0;  // the run of white space [i, run_end)
+    for (size_t k = i; k < text.size();) {
+      size_t at = k;
+      if (!IsSpace(DecodeUtf8(text, k))) break;
+      if (text[at] == '\n') ++newlines;
+      run_end = k;
+    }
+    if (newlines < 2) {
+      for (size_t k = i; k < run_end; ++k) {
+        if (shown[k] == '\n' || shown[k] == '\r') shown[k] = ' ';
       }
-      if (IsCjkStop(c) || j >= text.size()) {
-        emit(j);
-      } else {
-        size_t k = j;
-        char32_t next = DecodeUtf8(text, k);
-        // "Dr. Voss" and "3.5" do not end a sentence; ". The" does.
-        bool abbrev = false;
-        if (c == '.') {
-          size_t ws = at;
-          while (ws > start && std::isalpha(static_cast<unsigned char>(text[ws - 1]))) --ws;
-          std::string_view word = text.substr(ws, at - ws);
-          abbrev = word == "Dr" || word == "Mr" || word == "Mrs" || word == "Ms" || word == "Prof" ||
-                   word == "St" || word == "Inc" || word == "Co" || word == "Corp" || word == "Ltd" ||
-                   word == "Jr" || word == "Sr" || word.size() == 1;
-        }
-        if (IsSpace(next) && !abbrev) emit(j);
-      }
-      i = j;
+    }
+    i = run_end;
+  }
+  return shown;
+}
+
+// Whether the sentence `s[b, e)` ends in initials ("U.S.", "e.g.", "J."). ICU 72's filter
+// checks only the word before a break against its list, so neither an abbreviation with inner
+// full stops ("U.S." is listed but not honoured) nor a single letter that begins one ("U.",
+// "S.") suppresses anything. Initials are therefore taken as never ending a sentence.
+bool EndsWithInitials(std::string_view s, size_t b, size_t e) {
+  Span t = TrimSpan(s, b, e);
+  size_t start = t.e;
+  while (start > t.b && s[start - 1] > ' ' && s[start - 1] < 0x7F) --start;  // printable ASCII
+  std::string_view tok = s.substr(start, t.e - start);
+  if (tok.size() < 2 || tok.size() % 2 != 0) return false;
+  auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); };
+  for (size_t k = 0; k < tok.size(); k += 2) {
+    if (!alpha(tok[k]) || tok[k + 1] != '.') return false;
+  }
+  return tok.size() > 2 || (tok[0] >= 'A' && tok[0] <= 'Z');  // "a." alone may end a list item
+}
+
+// Sentences of `text` (at most 2 GiB: ICU's break positions are 32-bit) as trimmed, non-empty
+// spans of `text`, in order, appended to `out` shifted by `base`.
+void SentenceSpansOf(std::string_view text, size_t base, std::vector<Span>& out) {
+  std::string shown = LoneLineBreaksAsSpaces(text);
+  Utf8Text ut(shown);
+  icu::BreakIterator& it = SentenceIterator();
+  size_t start = 0;
+  auto emit = [&](size_t end) {
+    Span t = TrimSpan(text, start, end);
+    if (t.b < t.e) out.push_back({base + t.b, base + t.e});
+    start = end;
+  };
+  if (ut.Attach(it)) {
+    for (int32_t b = it.next(); b != icu::BreakIterator::DONE; b = it.next()) {
+      size_t end = static_cast<size_t>(b);
+      if (end >= text.size()) break;
+      Span t = TrimSpan(text, start, end);
+      bool blank_line = std::string_view(shown).substr(t.e, end - t.e).find('\n') != std::string_view::npos;
+      if (!blank_line && EndsWithInitials(text, start, end)) continue;
+      emit(end);
     }
   }
   emit(text.size());
+}
+
+// Sentences of `text` as trimmed, non-empty spans, in order. A text over 1 GiB is read in
+// windows ending at a blank line where there is one.
+std::vector<Span> SentenceSpans(std::string_view text) {
+  constexpr size_t kWindow = size_t{1} << 30;
+  std::vector<Span> out;
+  size_t base = 0;
+  while (text.size() - base > kWindow) {
+    std::string_view rest = text.substr(base, kWindow);
+    size_t cut = rest.rfind("\n\n");
+    if (cut == std::string_view::npos || cut == 0) {
+      cut = kWindow;
+      while (cut > 0 && (static_cast<unsigned char>(rest[cut]) & 0xC0) == 0x80) --cut;  // a code point's start
+    }
+    SentenceSpansOf(rest.substr(0, cut), base, out);
+    base += cut;
+  }
+  SentenceSpansOf(text.substr(base), base, out);
   return out;
 }
 
@@ -209,6 +335,12 @@ void CutLong(std::string_view text, Span sentence, size_t size, std::vector<Piec
 }
 
 }  // namespace
+
+std::vector<SentenceSpan> FindSentences(std::string_view text) {
+  std::vector<SentenceSpan> out;
+  for (const Span& sp : SentenceSpans(text)) out.push_back({sp.b, sp.e - sp.b});
+  return out;
+}
 
 std::vector<std::string> SplitSentences(std::string_view text) {
   std::vector<std::string> out;
@@ -258,21 +390,44 @@ std::vector<Chunk> ChunkText(std::string_view text, const ChunkOptions& o) {
   return chunks;
 }
 
+std::vector<std::string_view> WordSegments(std::string_view text) {
+  std::vector<std::string_view> out;
+  if (text.empty()) return out;
+  Utf8Text ut(text);
+  icu::BreakIterator& it = WordIterator();
+  if (!ut.Attach(it)) return out;
+  int32_t start = it.first();
+  for (int32_t end = it.next(); end != icu::BreakIterator::DONE; start = end, end = it.next()) {
+    // Rule status below UBRK_WORD_NONE_LIMIT: white space, punctuation, symbols.
+    if (it.getRuleStatus() >= UBRK_WORD_NONE_LIMIT) out.push_back(text.substr(start, end - start));
+  }
+  return out;
+}
+
 std::string NormalizeName(std::string_view name) {
+  UErrorCode st = U_ZERO_ERROR;
+  // Owned by ICU, built once, safe to share between threads.
+  static const icu::Normalizer2* const kFold = icu::Normalizer2::getNFKCCasefoldInstance(st);
+  if (kFold == nullptr) {
+    std::fprintf(stderr, "kgflow: ICU NFKC_Casefold data missing: %s\n", u_errorName(st));
+    std::abort();  // libicu72 always carries it
+  }
+  // Invalid UTF-8 becomes U+FFFD on the way in.
+  icu::UnicodeString folded =
+      kFold->normalize(icu::UnicodeString::fromUTF8(icu::StringPiece(name.data(), static_cast<int32_t>(name.size()))), st);
   std::string out;
+  if (U_FAILURE(st)) return out;
   bool space = false;
-  for (size_t i = 0; i < name.size();) {
-    char32_t c = DecodeUtf8(name, i);
-    if (c >= 0xFF01 && c <= 0xFF5E) c = c - 0xFF01 + 0x21;  // full-width ASCII
-    if (IsSpace(c) || c == 0x3000) {
+  for (int32_t i = 0; i < folded.length();) {
+    UChar32 c = folded.char32At(i);
+    i += U16_LENGTH(c);
+    if (u_isUWhiteSpace(c)) {
       space = !out.empty();
       continue;
     }
-    if (c >= 'A' && c <= 'Z') c += 32;
-    else if ((c >= 0xC0 && c <= 0xDE && c != 0xD7)) c += 32;  // Latin-1 upper
     if (space) out.push_back(' ');
     space = false;
-    AppendUtf8(out, c);
+    AppendUtf8(out, static_cast<char32_t>(c));
   }
   return out;
 }

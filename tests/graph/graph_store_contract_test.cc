@@ -6,6 +6,7 @@
 
 #include "graph/graph_store.h"
 #include "testing/testing.h"
+#include "text/text.h"
 
 namespace kg {
 namespace {
@@ -125,7 +126,8 @@ TEST_P(GraphStoreContract, DescriptionFirstNonEmptyWins) {
   EXPECT_EQ(g_->GetEntity("organization:helix dynamics")->entity.description, "robots");
 }
 
-// Verifies search is case-insensitive on names, most mentioned first, and honours the limit.
+// Verifies search is case-insensitive on names (and on keys in every script), most mentioned first, and
+// honours the limit.
 TEST_P(GraphStoreContract, Search) {
   ASSERT_TRUE(g_->Merge({Batch("d1:0", 0), Batch("d1:1", 1)}).ok());
   auto r = g_->SearchEntities("HELIX", 10);
@@ -134,6 +136,17 @@ TEST_P(GraphStoreContract, Search) {
   EXPECT_EQ((*r)[0].mentions, 2);
   EXPECT_EQ(g_->SearchEntities("", 1)->size(), 1u);
   EXPECT_TRUE(g_->SearchEntities("zzz", 10)->empty());
+  // Beyond ASCII the key's folding decides: Greek capitals, full width.
+  auto greek = Batch("d1:2", 2);
+  greek.entities = {{EntityKey("σίσυφος Labs", "Organization"), "σίσυφος Labs", "Organization", "", 0}};
+  greek.relations.clear();
+  ASSERT_TRUE(g_->Merge({greek}).ok());
+  for (const char* q : {"ΣΊΣΥΦΟΣ", "σίσυφοσ", "ＬＡＢＳ"}) {
+    auto found = g_->SearchEntities(q, 10);
+    ASSERT_TRUE(found.ok());
+    ASSERT_EQ(found->size(), 1u) << q;
+    EXPECT_EQ((*found)[0].name, "σίσυφος Labs") << q;
+  }
 }
 
 // Verifies both export formats carry every node and edge, with XML escaping.
@@ -235,6 +248,62 @@ TEST_P(GraphStoreContract, ReplacingOneChunkKeepsOtherChunksEvidence) {
   ASSERT_TRUE(snap.ok());
   ASSERT_EQ(snap->relations.size(), 1u);
   EXPECT_EQ(snap->relations[0].weight, 1);
+}
+
+// The weight of the one relation, as GetEntity and Export both report it (they must agree).
+int64_t WeightOf(GraphStore& g) {
+  auto snap = g.Export();
+  EXPECT_TRUE(snap.ok());
+  if (!snap.ok() || snap->relations.size() != 1) return -1;
+  auto e = g.GetEntity(snap->relations[0].src);
+  EXPECT_TRUE(e.ok());
+  EXPECT_EQ(e->neighbours.at(0).relation.weight, snap->relations[0].weight);
+  EXPECT_EQ(e->neighbours.at(0).relation.evidence, snap->relations[0].evidence);
+  return snap->relations[0].weight;
+}
+
+GraphBatch InSentences(GraphBatch b, std::vector<std::string> sentences) {
+  b.relations[0].sentences = std::move(sentences);
+  return b;
+}
+
+// Verifies one sentence read in two overlapping chunks counts once: weight 1, both chunks in the evidence.
+TEST_P(GraphStoreContract, OverlapDoesNotDoubleCount) {
+  ASSERT_TRUE(g_->Merge({InSentences(Batch("d1:0", 0), {"d1@40"}), InSentences(Batch("d1:1", 1), {"d1@40"})}).ok());
+  EXPECT_EQ(WeightOf(*g_), 1);
+  EXPECT_EQ(EvidenceOf(*g_, "person:mara voss", "organization:helix dynamics"),
+            (std::vector<std::string>{"d1:0", "d1:1"}));
+  ASSERT_TRUE(g_->Merge({InSentences(Batch("d1:1", 1), {"d1@40"})}).ok());  // idempotent
+  EXPECT_EQ(WeightOf(*g_), 1);
+}
+
+// Verifies two different sentences count twice, whether one chunk or two state them, and a relation
+// without sentence ids counts its chunk as one sentence.
+TEST_P(GraphStoreContract, TwoSentencesCountTwice) {
+  ASSERT_TRUE(g_->Merge({InSentences(Batch("d1:0", 0), {"d1@0", "d1@40"})}).ok());
+  EXPECT_EQ(WeightOf(*g_), 2);
+  EXPECT_EQ(EvidenceOf(*g_, "person:mara voss", "organization:helix dynamics"), std::vector<std::string>{"d1:0"});
+  ASSERT_TRUE(g_->Merge({InSentences(Batch("d1:1", 1), {"d1@90"})}).ok());
+  EXPECT_EQ(WeightOf(*g_), 3);
+  ASSERT_TRUE(g_->Merge({Batch("d1:2", 2)}).ok());  // no sentence ids: the chunk stands for one
+  EXPECT_EQ(WeightOf(*g_), 4);
+}
+
+// Verifies replacing one chunk's contribution removes only its own evidence rows: the sentence the other
+// chunk also read keeps its weight through that chunk, and goes with it.
+TEST_P(GraphStoreContract, ReplacingAChunkKeepsTheOtherChunksSentences) {
+  ASSERT_TRUE(g_->Merge({At(InSentences(Batch("d1:0", 0), {"d1@0", "d1@40"}), 1),
+                         At(InSentences(Batch("d1:1", 1), {"d1@40"}), 2)}).ok());
+  EXPECT_EQ(WeightOf(*g_), 2);
+  GraphBatch bare = At(Batch("d1:0", 0), 3);
+  bare.relations.clear();
+  ASSERT_TRUE(g_->Merge({bare}).ok());
+  EXPECT_EQ(WeightOf(*g_), 1);  // d1@40, still read by d1:1
+  EXPECT_EQ(EvidenceOf(*g_, "person:mara voss", "organization:helix dynamics"), std::vector<std::string>{"d1:1"});
+  bare = At(Batch("d1:1", 1), 4);
+  bare.relations.clear();
+  ASSERT_TRUE(g_->Merge({bare}).ok());
+  EXPECT_EQ(g_->Stats()->relations, 0);
 }
 
 // Collects a streamed export into a snapshot; `on_entity` runs at the first entity.

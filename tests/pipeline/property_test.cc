@@ -16,7 +16,8 @@ std::string Generate(std::mt19937& rng) {
       "Mara", "Voss", "Helix", "Dynamics", "founded", "is the CEO of", "in", "Port", "Avalon", ".", ". ", "! ",
       "? ", ", ", "\n", "\n\n", " ", "the", "Dr.", "Inc.", "'s", "李明", "创立了", "星河科技公司", "。", "，",
       "位于", "云港市", "被", "收购", "的", "首席执行官", "与", "合作", "\xff", "\xe6\xb1", "\xc3", std::string(1, '\0'), "ＡＢＣ",
-      "\xf0\x9f\x98\x80", "\t", "\"", "(", ")", "&", "<", "3.5", "2019"};
+      "\xf0\x9f\x98\x80", "\t", "\"", "(", ")", "&", "<", "3.5", "2019", "U.S.", "J.", "Mr.", "e.g.", "Steel",
+      "\r\n", "\n \n", "！", "？", "ｶﾀｶﾅ", "ΣΊΣΥΦΟΣ", "Zoe\xcc\x88", "\xe2\x80\xa8", "\xe3\x80\x80"};
   std::uniform_int_distribution<size_t> pick(0, kPieces.size() - 1);
   std::uniform_int_distribution<int> len(0, 400);
   std::string s;
@@ -41,11 +42,11 @@ bool Blank(std::string_view s) {
 // Verifies chunking on 3000 generated inputs: valid UTF-8, bounded size, non-blank, and the
 // chunks with their overlap removed concatenate back to the input byte for byte (the only
 // bytes in no chunk being white space between them), each overlap repeating the previous
-// chunk's end exactly.
+// chunk's end exactly; and every sentence that fits the chunk size lies whole in one chunk.
 TEST(Property, ChunksReassembleToTheInput) {
   std::mt19937 rng(12345);
   std::uniform_int_distribution<int> size(20, 300);
-  size_t overlapping = 0, gaps = 0;
+  size_t overlapping = 0, gaps = 0, whole = 0;
   for (int i = 0; i < 3000; ++i) {
     std::string text = SanitizeUtf8(Generate(rng));
     int sz = size(rng);
@@ -84,7 +85,20 @@ TEST(Property, ChunksReassembleToTheInput) {
     ASSERT_TRUE(Blank(std::string_view(text).substr(pos))) << "dropped text at the end of input " << i;
     rebuilt.append(text, pos);
     ASSERT_EQ(rebuilt, text) << "input " << i;
+    // Sentences are kept whole: each one that fits the size lies inside one chunk.
+    size_t from = 0, k = 0;
+    for (const std::string& sentence : SplitSentences(text)) {
+      size_t at = text.find(sentence, from);
+      ASSERT_NE(at, std::string::npos) << "sentences are verbatim slices; input " << i;
+      from = at + sentence.size();
+      if (CodePointCount(sentence) > static_cast<size_t>(sz)) continue;
+      while (k < chunks.size() && chunks[k].offset + chunks[k].text.size() < from) ++k;
+      ASSERT_LT(k, chunks.size()) << "sentence at " << at << " in no chunk; input " << i;
+      ASSERT_LE(chunks[k].offset, at) << "sentence at " << at << " cut; input " << i << ": " << sentence;
+      ++whole;
+    }
   }
+  EXPECT_GT(whole, 10000u);
   // The generator must exercise both kinds of boundary, or the test proves less than it says.
   EXPECT_GT(overlapping, 100u);
   EXPECT_GT(gaps, 100u);

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 #include "pipeline/document.h"
 
 namespace kg {
@@ -18,6 +23,78 @@ TEST(Text, SplitsSentencesInBothLanguages) {
   EXPECT_EQ(s[2], "李明创立了公司。");
   EXPECT_EQ(s[3], "王红加入了。");
   EXPECT_EQ(s[4], "Done?");
+}
+
+// Verifies abbreviations, titles and initials do not end a sentence (ICU's English suppressions plus
+// ours), while a full stop before a capitalised word, CJK stops and blank lines do.
+TEST(Text, AbbreviationsAndInitialsDoNotEndASentence) {
+  auto s = SplitSentences(
+      "Dr. Lund joined U.S. Steel in 2019. Mr. Okafor met Prof. Ng at 3.5 p.m. on Monday. "
+      "J. R. R. Tolkien wrote it, e.g. in Oxford. Acme Inc. The deal closed.");
+  ASSERT_EQ(s.size(), 5u) << ::testing::PrintToString(s);
+  EXPECT_EQ(s[0], "Dr. Lund joined U.S. Steel in 2019.");
+  EXPECT_EQ(s[1], "Mr. Okafor met Prof. Ng at 3.5 p.m. on Monday.");
+  EXPECT_EQ(s[2], "J. R. R. Tolkien wrote it, e.g. in Oxford.");
+  EXPECT_EQ(s[3], "Acme Inc.");
+  EXPECT_EQ(s[4], "The deal closed.");
+}
+
+// Verifies a lone line break (wrapped prose) does not end a sentence, a blank line does even without a
+// full stop, and Chinese stops end one with no space after them.
+TEST(Text, LineBreaksAndCjkStops) {
+  auto s = SplitSentences("Mara Voss founded\r\nHelix Dynamics in 2014.\n \nHeadline without a stop\n\n"
+                          "李明创立了星河科技公司！王红加入了。她在云港市？Then Moved to the U.S.\n\nNew paragraph.");
+  ASSERT_EQ(s.size(), 7u) << ::testing::PrintToString(s);
+  EXPECT_EQ(s[0], "Mara Voss founded\r\nHelix Dynamics in 2014.");  // verbatim, line break kept
+  EXPECT_EQ(s[1], "Headline without a stop");
+  EXPECT_EQ(s[2], "李明创立了星河科技公司！");
+  EXPECT_EQ(s[3], "王红加入了。");
+  EXPECT_EQ(s[4], "她在云港市？");
+  EXPECT_EQ(s[5], "Then Moved to the U.S.");  // initials before a blank line: the blank line wins
+  EXPECT_EQ(s[6], "New paragraph.");
+}
+
+// Verifies word segments: dictionary-based for Chinese, rules for Latin script, no spaces or punctuation.
+TEST(Text, WordSegmentsUseTheDictionaryForChinese) {
+  std::string text = "华为技术有限公司总部设在深圳。Mara Voss, 3.5 million!";
+  auto w = WordSegments(text);
+  std::vector<std::string> words(w.begin(), w.end());
+  std::vector<std::string> want = {"技术", "有限公司", "总部", "设在", "深圳", "Mara", "Voss", "3.5", "million"};
+  for (const auto& x : want) {
+    EXPECT_NE(std::find(words.begin(), words.end(), x), words.end()) << x << " in " << ::testing::PrintToString(words);
+  }
+  for (const auto& x : words) {
+    EXPECT_EQ(x.find_first_of(" ,!"), std::string::npos) << x;
+    EXPECT_EQ(x.find("。"), std::string::npos) << x;
+  }
+  // Slices of the input, in order.
+  size_t pos = 0;
+  for (std::string_view x : w) {
+    ASSERT_GE(x.data(), text.data() + pos);
+    pos = static_cast<size_t>(x.data() - text.data()) + x.size();
+  }
+  EXPECT_LE(pos, text.size());
+  EXPECT_TRUE(WordSegments("").empty());
+  EXPECT_TRUE(WordSegments(" 。, ").empty());
+}
+
+// Verifies sentences split the same on many threads at once (each thread has its own ICU iterator).
+TEST(Text, SentencesOnManyThreads) {
+  std::string text;
+  for (int i = 0; i < 50; ++i) text += "Dr. Lund met U.S. Steel number " + std::to_string(i) + ". 李明创立了公司。";
+  auto want = SplitSentences(text);
+  ASSERT_EQ(want.size(), 100u);
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int k = 0; k < 20; ++k) {
+        if (SplitSentences(text) != want) ++wrong;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 // Verifies chunks respect the size in code points, keep sentences whole, overlap, and cover the text.
@@ -38,6 +115,23 @@ TEST(Text, ChunksAreBoundedSentenceAlignedAndOverlap) {
     EXPECT_EQ(chunks[i].overlap, first.size()) << i;
   }
   EXPECT_NE(chunks.back().text.find("number 39"), std::string::npos);
+}
+
+// Verifies chunking time grows linearly with the text, also for text with no line break at all (looking
+// for a blank line once scanned the whole rest of the text per sentence: 20 MB took minutes).
+TEST(Text, ChunkingIsLinearInTheTextSize) {
+  auto seconds = [](size_t bytes) {
+    std::string t;
+    while (t.size() < bytes) t += "Mara Voss founded Helix Dynamics in 2014 and it grew. ";
+    auto t0 = std::chrono::steady_clock::now();
+    auto chunks = ChunkText(t, {1200, 100});
+    EXPECT_GT(chunks.size(), bytes / 1300);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  seconds(100'000);  // this thread's iterator made
+  double small = seconds(1'000'000), large = seconds(4'000'000);
+  // Linear: about 4 times; quadratic: about 16 times. Margin for a loaded machine.
+  EXPECT_LT(large, 8 * small + 0.05) << small << " s for 1 MB, " << large << " s for 4 MB";
 }
 
 // Verifies a long run of Chinese without punctuation is cut on code points, never inside one.
@@ -62,6 +156,29 @@ TEST(Text, BlankAndInvalidInput) {
   std::string bad = "abc\xff\xfe def \xe6\xb1";  // stray bytes and a truncated sequence
   EXPECT_TRUE(ValidUtf8(SanitizeUtf8(bad)));
   EXPECT_EQ(SanitizeUtf8("ok 汉字"), "ok 汉字");
+}
+
+// Verifies keys fold what Unicode says is the same text (NFKC_Casefold): composed and decomposed accents,
+// case in Greek with final sigma, ligatures, half- and full-width forms; and keep apart what is not the same
+// (accents, Turkish dotless i, traditional and simplified Chinese). Chinese is left as written.
+TEST(Text, KeysFoldUnicodeEquivalents) {
+  EXPECT_EQ(NormalizeName("Zo\u00EB"), NormalizeName("Zoe\u0308"));  // composed, decomposed
+  EXPECT_EQ(NormalizeName("Zo\u00EB"), "zo\u00EB");
+  EXPECT_EQ(NormalizeName("ΣΊΣΥΦΟΣ"), NormalizeName("σίσυφος"));
+  EXPECT_EQ(NormalizeName("σίσυφος"), "σίσυφοσ");  // final sigma folds to σ; the tonos stays
+  EXPECT_EQ(NormalizeName("\uFB01nance"), NormalizeName("finance"));  // ﬁ ligature
+  EXPECT_EQ(NormalizeName("ｶﾀｶﾅ"), NormalizeName("カタカナ"));      // half-width katakana
+  EXPECT_EQ(NormalizeName("カタカナ"), "カタカナ");
+  EXPECT_EQ(NormalizeName("Ｍｅｒｉｄｉａｎ　Ａｎａｌｙｔｉｃｓ"), "meridian analytics");  // full-width ASCII and space
+  EXPECT_EQ(NormalizeName("华为技术有限公司"), "华为技术有限公司");
+  EXPECT_EQ(NormalizeName("Hel\u200Bix"), "helix");  // zero-width space dropped
+  EXPECT_EQ(EntityKey("ΣΊΣΥΦΟΣ Labs", "Organization"), EntityKey("σίσυφος  labs", "organization"));
+  // Not folded, on purpose.
+  EXPECT_NE(NormalizeName("Zoë"), NormalizeName("Zoe"));
+  EXPECT_NE(NormalizeName("\u0130stanbul"), NormalizeName("Istanbul"));  // İ: i with a combining dot
+  EXPECT_NE(NormalizeName("\u0131stanbul"), NormalizeName("istanbul"));  // dotless ı
+  EXPECT_NE(NormalizeName("華為"), NormalizeName("华为"));
+  EXPECT_EQ(NormalizeName(" \u200B \t"), "");
 }
 
 // Verifies name normalisation folds case, full width and white space into one stable key.

@@ -1,0 +1,199 @@
+// The SQLite graph store brings a database written by an older kgflow up to date when it
+// opens it: entity keys folded by hand become NormalizeName's (ICU) keys, and evidence per
+// chunk becomes evidence per (chunk, sentence).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <future>
+
+#include "graph/graph_store.h"
+#include "sqlite/db.h"
+#include "testing/testing.h"
+#include "text/text.h"
+
+namespace kg {
+namespace {
+
+// The graph schema before versions were kept (PRAGMA user_version 0).
+constexpr const char* kOldSchema = R"sql(
+CREATE TABLE documents(id TEXT PRIMARY KEY, title TEXT NOT NULL, source TEXT NOT NULL);
+CREATE TABLE chunks(id TEXT PRIMARY KEY, doc_id TEXT NOT NULL REFERENCES documents(id),
+  idx INTEGER NOT NULL, text TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE entities(key TEXT PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL,
+  description TEXT NOT NULL);
+CREATE TABLE mentions(chunk_id TEXT NOT NULL REFERENCES chunks(id),
+  entity_key TEXT NOT NULL REFERENCES entities(key), PRIMARY KEY(chunk_id, entity_key)) WITHOUT ROWID;
+CREATE INDEX mentions_entity ON mentions(entity_key);
+CREATE TABLE relations(src TEXT NOT NULL REFERENCES entities(key),
+  dst TEXT NOT NULL REFERENCES entities(key), type TEXT NOT NULL, PRIMARY KEY(src, dst, type)) WITHOUT ROWID;
+CREATE INDEX relations_dst ON relations(dst);
+CREATE TABLE evidence(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL,
+  chunk_id TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id)) WITHOUT ROWID;
+CREATE INDEX evidence_chunk ON evidence(chunk_id);
+)sql";
+
+// Old keys, as the hand-written folding made them: "Zoë" typed composed and decomposed (char(776)
+// is U+0308, the combining diaeresis), and Greek capitals, were different entities. Rows in the
+// order they were written.
+constexpr const char* kOldRows = R"sql(
+INSERT INTO documents VALUES('d1','Doc','');
+INSERT INTO chunks VALUES('d1:0','d1',0,'Zoë Lund works at ΣΊΣΥΦΟΣ Labs.',0);
+INSERT INTO chunks VALUES('d1:1','d1',1,'Zoë Lund works at σίσυφος labs. Mara Voss founded Helix.',0);
+INSERT INTO entities VALUES('person:zoë lund','Zoë Lund','Person','');
+INSERT INTO entities VALUES('organization:ΣΊΣΥΦΟΣ labs','ΣΊΣΥΦΟΣ Labs','Organization','');
+INSERT INTO entities VALUES('person:zoe'||char(776)||' lund','Zoe'||char(776)||' Lund','Person','a researcher');
+INSERT INTO entities VALUES('organization:σίσυφος labs','σίσυφος labs','Organization','a Greek lab');
+INSERT INTO entities VALUES('person:mara voss','Mara Voss','Person','founder');
+INSERT INTO entities VALUES('organization:helix','Helix','Organization','');
+INSERT INTO mentions VALUES('d1:0','person:zoë lund');
+INSERT INTO mentions VALUES('d1:0','organization:ΣΊΣΥΦΟΣ labs');
+INSERT INTO mentions VALUES('d1:1','person:zoe'||char(776)||' lund');
+INSERT INTO mentions VALUES('d1:1','organization:σίσυφος labs');
+INSERT INTO mentions VALUES('d1:1','person:mara voss');
+INSERT INTO mentions VALUES('d1:1','organization:helix');
+INSERT INTO relations VALUES('person:zoë lund','organization:ΣΊΣΥΦΟΣ labs','WORKS_AT');
+INSERT INTO evidence VALUES('person:zoë lund','organization:ΣΊΣΥΦΟΣ labs','WORKS_AT','d1:0');
+INSERT INTO relations VALUES('person:zoe'||char(776)||' lund','organization:σίσυφος labs','WORKS_AT');
+INSERT INTO evidence VALUES('person:zoe'||char(776)||' lund','organization:σίσυφος labs','WORKS_AT','d1:1');
+INSERT INTO relations VALUES('person:zoë lund','person:zoe'||char(776)||' lund','SAME_AS');
+INSERT INTO evidence VALUES('person:zoë lund','person:zoe'||char(776)||' lund','SAME_AS','d1:1');
+INSERT INTO relations VALUES('person:mara voss','organization:helix','FOUNDED');
+INSERT INTO evidence VALUES('person:mara voss','organization:helix','FOUNDED','d1:1');
+)sql";
+
+std::string WriteOldGraph(const std::string& dir) {
+  std::string path = dir + "/graph.db";
+  auto db = sqlite::Db::Open(path);
+  EXPECT_TRUE(db.ok());
+  EXPECT_TRUE((*db)->Exec(kOldSchema).ok());
+  Status rows = (*db)->Exec(kOldRows);
+  EXPECT_TRUE(rows.ok()) << rows.message();
+  return path;
+}
+
+int64_t UserVersion(const std::string& path) {
+  auto db = sqlite::Db::Open(path);
+  auto q = (*db)->Prepare("PRAGMA user_version");
+  EXPECT_TRUE(q.ok());
+  return (*q)->Step() ? (*q)->Int(0) : -1;
+}
+
+// Everything a query can see, for comparing two databases.
+std::string Dump(GraphStore& g) {
+  auto s = g.Export();
+  EXPECT_TRUE(s.ok());
+  return ExportJson(*s);
+}
+
+void ExpectRekeyed(GraphStore& g) {
+  const std::string zoe = EntityKey("Zoë Lund", "Person"), lab = EntityKey("σίσυφος labs", "Organization");
+  EXPECT_EQ(lab, "organization:σίσυφοσ labs");
+  auto stats = g.Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->entities, 4);  // zoë lund, σίσυφοσ labs, mara voss, helix
+  EXPECT_EQ(stats->relations, 2);  // WORKS_AT merged, SAME_AS (now a self-relation) gone
+  auto z = g.GetEntity(zoe);
+  ASSERT_TRUE(z.ok()) << z.status().message();
+  EXPECT_EQ(z->entity.name, "Zoë Lund");                // the first row's name
+  EXPECT_EQ(z->entity.description, "a researcher");     // the first non-empty description
+  EXPECT_EQ(z->entity.mentions, 2);
+  EXPECT_EQ(z->chunks, (std::vector<std::string>{"d1:0", "d1:1"}));
+  ASSERT_EQ(z->neighbours.size(), 1u);
+  EXPECT_EQ(z->neighbours[0].entity.key, lab);
+  EXPECT_EQ(z->neighbours[0].relation.type, "WORKS_AT");
+  EXPECT_EQ(z->neighbours[0].relation.evidence, (std::vector<std::string>{"d1:0", "d1:1"}));
+  EXPECT_EQ(z->neighbours[0].relation.weight, 2);  // old rows: each chunk stands for one sentence
+  auto l = g.GetEntity(lab);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->entity.name, "ΣΊΣΥΦΟΣ Labs");
+  EXPECT_EQ(l->entity.description, "a Greek lab");
+  EXPECT_EQ(l->entity.mentions, 2);
+  for (const char* old : {"person:zoe\u0308 lund", "organization:ΣΊΣΥΦΟΣ labs", "organization:σίσυφος labs"}) {
+    EXPECT_EQ(g.GetEntity(old).status().code(), Code::kNotFound) << old;
+  }
+  auto m = g.GetEntity("person:mara voss");  // untouched
+  ASSERT_TRUE(m.ok());
+  ASSERT_EQ(m->neighbours.size(), 1u);
+  EXPECT_EQ(m->neighbours[0].relation.evidence, std::vector<std::string>{"d1:1"});
+}
+
+// Verifies opening a graph with old keys re-keys it once: colliding entities merge with their mentions,
+// relations and evidence, the version is recorded, a second open changes nothing, and a new batch with
+// the other spelling lands on the merged entity.
+TEST(SqliteGraphMigration, RekeysOldKeysOnce) {
+  testing::TempDir dir;
+  std::string path = WriteOldGraph(dir.path());
+  std::string first;
+  {
+    auto g = OpenSqliteGraphStore(path);
+    ASSERT_TRUE(g.ok()) << g.status().message();
+    ExpectRekeyed(**g);
+    first = Dump(**g);
+  }
+  EXPECT_EQ(UserVersion(path), 2);
+  {
+    // Evidence rows written before sentences existed take their chunk id as the sentence.
+    auto db = sqlite::Db::Open(path);
+    auto q = (*db)->Prepare("SELECT COUNT(*), SUM(sentence=chunk_id) FROM evidence");
+    ASSERT_TRUE(q.ok()) << q.status().message();
+    ASSERT_TRUE((*q)->Step());
+    EXPECT_EQ((*q)->Int(0), 3);
+    EXPECT_EQ((*q)->Int(1), 3);
+  }
+  auto g = OpenSqliteGraphStore(path);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(Dump(**g), first);
+  GraphBatch b;
+  b.doc = {"d2", "Other", ""};
+  b.chunk = {"d2:0", "d2", 0, "ΣΊΣΥΦΟΣ LABS hired Zoë Lund."};
+  b.entities = {{EntityKey("ΣΊΣΥΦΟΣ LABS", "Organization"), "ΣΊΣΥΦΟΣ LABS", "Organization", "", 0}};
+  ASSERT_TRUE((*g)->Merge({b}).ok());
+  auto stats = (*g)->Stats();
+  EXPECT_EQ(stats->entities, 4);
+  EXPECT_EQ((*g)->GetEntity("organization:σίσυφοσ labs")->entity.mentions, 3);
+}
+
+// Verifies two stores opening the same old graph at once (a node and its worker) both succeed and the
+// result is the same as one opening it alone: the migration runs once, in one write transaction.
+TEST(SqliteGraphMigration, ConcurrentOpensMigrateOnce) {
+  testing::TempDir dir;
+  std::string path = WriteOldGraph(dir.path());
+  for (int round = 0; round < 5; ++round) {
+    if (round > 0) {
+      std::filesystem::remove(path);
+      std::filesystem::remove(path + "-wal");
+      std::filesystem::remove(path + "-shm");
+      WriteOldGraph(dir.path());
+    }
+    std::promise<void> go;
+    std::shared_future<void> start = go.get_future().share();
+    auto open = [&] {
+      start.wait();
+      return OpenSqliteGraphStore(path);
+    };
+    auto a = std::async(std::launch::async, open), b = std::async(std::launch::async, open);
+    go.set_value();
+    auto ga = a.get(), gb = b.get();
+    ASSERT_TRUE(ga.ok()) << ga.status().message();
+    ASSERT_TRUE(gb.ok()) << gb.status().message();
+    ExpectRekeyed(**ga);
+    ExpectRekeyed(**gb);
+  }
+}
+
+// Verifies a database from a newer kgflow is refused with the reason, not written.
+TEST(SqliteGraphMigration, NewerSchemaIsRefused) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/graph.db";
+  {
+    auto db = sqlite::Db::Open(path);
+    ASSERT_TRUE((*db)->Exec("PRAGMA user_version=99").ok());
+  }
+  auto g = OpenSqliteGraphStore(path);
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("newer"), std::string::npos) << g.status().message();
+  EXPECT_EQ(UserVersion(path), 99);
+}
+
+}  // namespace
+}  // namespace kg
