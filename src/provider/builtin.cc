@@ -38,8 +38,9 @@ std::vector<std::pair<std::string, std::string>> Collector::Known() const {
   return out;
 }
 
-void Collector::AddRelation(const std::string& src, const std::string& dst, const std::string& type) {
-  relations_.push_back({src, dst, type});
+void Collector::AddRelation(const std::string& src, const std::string& dst, const std::string& type,
+                            const std::string& sentence) {
+  relations_.push_back({src, dst, type, sentence});
 }
 
 namespace {
@@ -133,7 +134,7 @@ Extraction Collector::Finish() const {
   for (const auto& r : relations_) {
     std::string s = resolve(r.src), d = resolve(r.dst);
     if (s == d) continue;
-    x.relations.push_back({s, entities_.at(s).type, d, entities_.at(d).type, r.type});
+    x.relations.push_back({s, entities_.at(s).type, d, entities_.at(d).type, r.type, r.sentence});
   }
   return x;
 }
@@ -249,8 +250,8 @@ std::string ExtractTables(std::string_view text, Collector& out) {
       if (org.empty()) continue;
       for (size_t c = 0; c < cells.size(); ++c) {
         if (!cols[c].type || cells[c].empty() || cells[c] == "-") continue;
-        if (std::string_view(cols[c].type) == "Location") out.AddRelation(org, cells[c], "LOCATED_IN");
-        if (cols[c].role) out.AddRelation(cells[c], org, cols[c].role);
+        if (std::string_view(cols[c].type) == "Location") out.AddRelation(org, cells[c], "LOCATED_IN", row);
+        if (cols[c].role) out.AddRelation(cells[c], org, cols[c].role, row);
       }
     }
     for (size_t k = i; k < j; ++k) {

@@ -478,12 +478,12 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       U32 between = s.substr(spans[k].e, v - spans[k].e);
       if (agent < spans.size() &&
           !std::any_of(kNegations.begin(), kNegations.end(), [&](const U32& w) { return Contains(between, w); })) {
-        out.AddRelation(names[agent], names[k], pv.type);
+        out.AddRelation(names[agent], names[k], pv.type, sentence);
         // "由赵明远和孙佳怡共同创立": every person joined by 和, 与 or 、.
         for (size_t j = agent; j > k + 1 && spans[j - 1].type == spans[agent].type; --j) {
           U32 link = s.substr(spans[j - 1].e, spans[j].b - spans[j - 1].e);
           if (link != U"和" && link != U"与" && link != U"、" && link != U"及") break;
-          out.AddRelation(names[j - 1], names[k], pv.type);
+          out.AddRelation(names[j - 1], names[k], pv.type, sentence);
         }
       }
       break;
@@ -613,7 +613,7 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       if (rels[r].s == k + 1 && rels[r].d != k && rels[r].type != "MARRIED_TO") rels.push_back({k, rels[r].d, rels[r].type});
     }
   }
-  for (const auto& r : rels) out.AddRelation(names[r.s], names[r.d], r.type);
+  for (const auto& r : rels) out.AddRelation(names[r.s], names[r.d], r.type, sentence);
 }
 
 }  // namespace kg::builtin

@@ -957,7 +957,7 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     return;
   }
   for (const auto& m : ms) out.AddEntity(m.name, m.type, static_cast<int>(m.strength), sentence);
-  for (const auto& r : rels) out.AddRelation(ms[r.s].name, ms[r.d].name, r.type);
+  for (const auto& r : rels) out.AddRelation(ms[r.s].name, ms[r.d].name, r.type, sentence);
   for (const std::string type : {"Person", "Organization"}) {
     for (const auto& m : ms) {
       if (m.type != type) continue;

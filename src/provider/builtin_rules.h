@@ -18,7 +18,9 @@ namespace kg::builtin {
 class Collector {
  public:
   void AddEntity(const std::string& name, const std::string& type, int strength, const std::string& sentence);
-  void AddRelation(const std::string& src, const std::string& dst, const std::string& type);
+  // `sentence`: the text the relation was read from, verbatim (ExtractedRelation::sentence).
+  void AddRelation(const std::string& src, const std::string& dst, const std::string& type,
+                   const std::string& sentence);
   Extraction Finish() const;
 
   // The person a sentence-initial pronoun ("she", "他") refers to: the first person of the
@@ -43,7 +45,7 @@ class Collector {
   };
   std::map<std::string, Entry> entities_;
   struct Rel {
-    std::string src, dst, type;
+    std::string src, dst, type, sentence;
   };
   std::vector<Rel> relations_;
 };

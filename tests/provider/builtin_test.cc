@@ -592,7 +592,10 @@ TEST(Builtin, ChineseCompanyNewsShapes) {
     Extraction x = Extract(c.text);
     EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
   }
-  Extraction x = Extract("据《东江日报》报道，邵文杰称，公司将扩张。");
+  Extraction x = Extract("陶峰称，公司将扩张。");
+  EXPECT_TRUE(HasEntity(x, "陶峰", "Person")) << Dump(x);
+  EXPECT_EQ(x.entities.size(), 1u) << Dump(x);
+  x = Extract("据《东江日报》报道，邵文杰称，公司将扩张。");
   EXPECT_TRUE(HasEntity(x, "东江日报", "Organization")) << Dump(x);
   EXPECT_TRUE(HasEntity(x, "邵文杰", "Person")) << Dump(x);
   EXPECT_EQ(x.entities.size(), 2u) << Dump(x);
@@ -651,6 +654,32 @@ TEST(Builtin, ChineseListsAndLookalikes) {
   x = Extract("金桥纺织向云台乳业供应包装材料。");
   EXPECT_TRUE(HasRelation(x, "金桥纺织", "SUPPLIES", "云台乳业")) << Dump(x);
   EXPECT_EQ(x.entities.size(), 2u) << Dump(x);
+}
+
+
+// Verifies every relation quotes the sentence (or table row) it was read from, verbatim from
+// the text, so evidence is counted per sentence of the document.
+TEST(Builtin, RelationsQuoteTheirSentence) {
+  Extraction x = Extract("Mara Voss founded Helix Dynamics. Helix later acquired Sable Robotics.");
+  ASSERT_TRUE(HasRelation(x, "Helix Dynamics", "ACQUIRED", "Sable Robotics")) << Dump(x);
+  for (const auto& r : x.relations) {
+    if (r.type == "ACQUIRED") {
+      EXPECT_EQ(r.sentence, "Helix later acquired Sable Robotics.");
+    }
+    if (r.type == "FOUNDED") {
+      EXPECT_EQ(r.sentence, "Mara Voss founded Helix Dynamics.");
+    }
+  }
+  x = Extract("Company | City\nPellow Shipping | Quayside\n");
+  ASSERT_EQ(x.relations.size(), 1u) << Dump(x);
+  EXPECT_EQ(x.relations[0].sentence, "Pellow Shipping | Quayside");
+  for (const auto& f : std::filesystem::directory_iterator(testing::SamplesDir())) {
+    std::string text = testing::ReadFile(f.path().string());
+    for (const auto& r : Extract(text).relations) {
+      EXPECT_FALSE(r.sentence.empty()) << f.path();
+      EXPECT_NE(text.find(r.sentence), std::string::npos) << r.sentence;
+    }
+  }
 }
 
 }  // namespace
