@@ -275,7 +275,14 @@ Extraction BuiltinExtract(std::string_view text) {
     if (han) builtin::ExtractChineseSentence(sentence, c);
     else builtin::ExtractEnglishSentence(sentence, !builtin::EndsSentence(sentence), c);
   }
-  return c.Finish();
+  Extraction x = c.Finish();
+  // A quote locates its sentence by its first occurrence: a sentence written twice in the
+  // chunk is left unquoted, for the pipeline to find each occurrence in turn.
+  for (auto& r : x.relations) {
+    size_t first = text.find(r.sentence);
+    if (first != std::string_view::npos && text.find(r.sentence, first + 1) != std::string_view::npos) r.sentence.clear();
+  }
+  return x;
 }
 
 }  // namespace kg

@@ -29,12 +29,16 @@ const std::set<std::string> kOrgSuffix = {
     "Mutual", "Bancorp", "Securities", "Brewing", "Apparel", "Devices", "Electronics", "Optics", "Automotive",
     "Construction", "Engineering", "Consulting", "Hotels", "Entertainment", "Gaming", "Beverages", "Brands",
     "Telecommunications", "Utilities", "Petroleum", "Oil", "Gas", "Power", "Renewables", "Semiconductor",
-    "Biosciences", "Diagnostics", "Genomics", "Agro", "Hospital", "Clinic", "Newspaper", "Times", "Post"};
+    "Biosciences", "Diagnostics", "Genomics", "Agro", "Hospital", "Clinic", "Newspaper", "Times", "Post",
+    "Stores", "Ports", "Clinics", "Services", "Castings", "Lines", "Ferries", "Dairy", "Bearings", "Trucks",
+    "Gazette", "Herald", "Review", "Broadcasting", "Timber", "Materials", "Plastics", "Packaging", "Rovers",
+    "Athletic", "FC", "Savings", "Towage", "Airlines", "Air", "Logistics"};
 const std::set<std::string> kLocSuffix = {"City",   "River",  "Valley",  "Province", "County", "Bay",
                                           "Island", "Islands", "Mountains", "Republic", "Kingdom", "Street",
                                           "Harbor", "Harbour", "Coast", "Lake", "Region", "Port"};
 const std::set<std::string> kTitles = {"Dr", "Dr.", "Mr", "Mr.", "Mrs", "Mrs.", "Ms", "Ms.", "Prof", "Prof.",
-                                       "Professor", "Sir", "Dame"};
+                                       "Professor", "Sir", "Dame", "Mayor", "Governor", "Senator", "Judge",
+                                       "Minister", "Economist", "Coach"};
 const std::set<std::string> kStopCaps = {
     "The", "A", "An", "In", "On", "At", "After", "Before", "During", "Since", "When", "While", "Its", "His",
     "Her", "Their", "This", "That", "These", "Those", "It", "He", "She", "They", "We", "Our", "Both", "Later",
@@ -234,7 +238,7 @@ const std::vector<Pattern>& Patterns() {
     add({"was led by", "is led by", "led by", "is run by", "run by", "was run by", "headed by", "is headed by",
          "was headed by"},
         "LEADS", true, O, P);
-    add({"opened offices in", "has offices in", "opened an office in", "opened a factory in", "opened a lab in", "expanded to", "expanded into",
+    add({"opened offices in", "has offices in", "opened a plant in", "opened a store in", "opened an office in", "opened a factory in", "opened a lab in", "expanded to", "expanded into",
          "operates in", "built a plant in", "opened a branch in"},
         "OPERATES_IN", false, O, L);
     add({"partnered with", "signed an agreement with", "collaborates with", "collaborated with",
@@ -769,6 +773,15 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
                gap.front() != "which") {
       subj = clause_subject;
       clause_subject = kNone;
+    }
+    // "A, a foundry group based in B,": the description before the participle is read past.
+    if (comma_first && gap.size() >= 3 && (gap.front() == "a" || gap.front() == "an" || gap.front() == "the")) {
+      for (size_t j = 1; j < gap.size() && j <= 5; ++j) {
+        if (Participle(gap[j]) && j + 1 < gap.size()) {
+          gap.erase(gap.begin(), gap.begin() + static_cast<std::ptrdiff_t>(j));
+          break;
+        }
+      }
     }
     auto first_content = std::find_if(gap.begin(), gap.end(), [](const std::string& w) { return !kFiller.count(w); });
     if (comma_first && !gap.empty() &&

@@ -543,7 +543,15 @@ TEST(Builtin, CompanyNewsShapes) {
     Extraction x = Extract(c.text);
     EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
   }
-  Extraction x = Extract("Corvin Dale, who founded Skerry in 2012, married the novelist Laila Moss in 2015.");
+  // A description before the participle of an apposition: "A, a foundry group based in B,".
+  Extraction x = Extract("Ettrick Castings, a foundry group based in Corrow, said it had opened a plant in Pallin.");
+  EXPECT_TRUE(HasEntity(x, "Ettrick Castings", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Ettrick Castings", "LOCATED_IN", "Corrow")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Ettrick Castings", "OPERATES_IN", "Pallin")) << Dump(x);
+  // "Mayor" is a title.
+  x = Extract("Mayor Dana Vell of Pallin spoke.");
+  EXPECT_TRUE(HasEntity(x, "Dana Vell", "Person")) << Dump(x);
+  x = Extract("Corvin Dale, who founded Skerry in 2012, married the novelist Laila Moss in 2015.");
   EXPECT_FALSE(HasRelation(x, "Skerry", "MARRIED_TO", "Laila Moss")) << Dump(x);
   x = Extract("Hollin Savage has joined Marrick Foods's board.");
   EXPECT_FALSE(HasRelation(x, "Hollin Savage", "WORKS_AT", "Marrick Foods")) << Dump(x);
@@ -670,6 +678,10 @@ TEST(Builtin, RelationsQuoteTheirSentence) {
       EXPECT_EQ(r.sentence, "Mara Voss founded Helix Dynamics.");
     }
   }
+  // A sentence written twice is left unquoted: a quote would point at its first occurrence only.
+  x = Extract("Mara Voss founded Helix Dynamics. It rained. Mara Voss founded Helix Dynamics.");
+  ASSERT_FALSE(x.relations.empty()) << Dump(x);
+  for (const auto& r : x.relations) EXPECT_TRUE(r.sentence.empty()) << r.sentence;
   x = Extract("Company | City\nPellow Shipping | Quayside\n");
   ASSERT_EQ(x.relations.size(), 1u) << Dump(x);
   EXPECT_EQ(x.relations[0].sentence, "Pellow Shipping | Quayside");
