@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "text/text.h"
@@ -21,12 +22,23 @@ const std::set<std::string> kOrgSuffix = {
     "Networks", "Pharmaceuticals", "Motors", "Airlines", "College", "School", "Hospital", "Museum",
     "Ministry", "Department", "Committee", "Fund", "Trust", "Club", "Software", "Semiconductors", "Bio",
     "Biotech", "Therapeutics", "Logistics", "Shipping", "Consortium", "Observatory", "Academy", "Co.", "AG",
-    "GmbH", "Collective", "Cooperative", "Union", "Alliance", "Works", "Solutions", "Research"};
+    "GmbH", "Collective", "Cooperative", "Union", "Alliance", "Works", "Solutions", "Research",
+    // industries a company is named with
+    "Insurance", "Financial", "Foods", "Mining", "Telecom", "Aerospace", "Electric", "Instruments", "Health",
+    "Medical", "Retail", "Freight", "Rail", "Airways", "Pharma", "Chemicals", "Steel", "Textiles", "Data",
+    "Mutual", "Bancorp", "Securities", "Brewing", "Apparel", "Devices", "Electronics", "Optics", "Automotive",
+    "Construction", "Engineering", "Consulting", "Hotels", "Entertainment", "Gaming", "Beverages", "Brands",
+    "Telecommunications", "Utilities", "Petroleum", "Oil", "Gas", "Power", "Renewables", "Semiconductor",
+    "Biosciences", "Diagnostics", "Genomics", "Agro", "Hospital", "Clinic", "Newspaper", "Times", "Post",
+    "Stores", "Ports", "Clinics", "Services", "Castings", "Lines", "Ferries", "Dairy", "Bearings", "Trucks",
+    "Gazette", "Herald", "Review", "Broadcasting", "Timber", "Materials", "Plastics", "Packaging", "Rovers",
+    "Athletic", "FC", "Savings", "Towage", "Airlines", "Air", "Logistics"};
 const std::set<std::string> kLocSuffix = {"City",   "River",  "Valley",  "Province", "County", "Bay",
                                           "Island", "Islands", "Mountains", "Republic", "Kingdom", "Street",
                                           "Harbor", "Harbour", "Coast", "Lake", "Region", "Port"};
 const std::set<std::string> kTitles = {"Dr", "Dr.", "Mr", "Mr.", "Mrs", "Mrs.", "Ms", "Ms.", "Prof", "Prof.",
-                                       "Professor", "Sir", "Dame"};
+                                       "Professor", "Sir", "Dame", "Mayor", "Governor", "Senator", "Judge",
+                                       "Minister", "Economist", "Coach"};
 const std::set<std::string> kStopCaps = {
     "The", "A", "An", "In", "On", "At", "After", "Before", "During", "Since", "When", "While", "Its", "His",
     "Her", "Their", "This", "That", "These", "Those", "It", "He", "She", "They", "We", "Our", "Both", "Later",
@@ -39,6 +51,57 @@ const std::set<std::string> kStopCaps = {
     "According", "Under", "Together", "Unlike", "Like", "Following", "Shortly", "Within", "Founded",
     "Based", "Headquartered"};
 const std::set<std::string> kConnectors = {"of", "for", "&", "de", "von", "van", "der", "du", "la"};
+// Words that may head "X of Y" / "X for Y" besides the suffixes: "Chamber of Commerce".
+// A person is never such a head, so "Lena Fischer of Kellner University" is two names.
+const std::set<std::string> kOfHeads = {"Chamber", "Board", "House", "Bureau", "Office", "Court", "Church",
+                                        "Federation", "Commission", "Center", "Centre", "Gulf", "Isle", "Cape",
+                                        "State", "States", "Republic", "Kingdom", "Port", "Secretary", "Order"};
+// Capitalised common words that are no name on their own: table headers and the generic
+// nouns and adverbs that open a sentence ("Analysts said", "Shares fell", "However, ...").
+const std::set<std::string> kCommonCaps = {
+    "Company", "Companies", "City", "Name", "Names", "Country", "Date", "Role", "Title", "Sector", "Industry",
+    "Location", "Headquarters", "Revenue", "Revenues", "Employees", "Year", "Type", "Status", "Person",
+    "Organization", "Organisation", "Notes", "Note", "Source", "Sources", "Total", "Analysts", "Analyst",
+    "Shares", "Investors", "Officials", "Executives", "Researchers", "Experts", "Critics", "Regulators",
+    "Customers", "Workers", "Residents", "Scientists", "Engineers", "Lawmakers", "Observers", "Traders",
+    "Economists", "Banks", "Firms", "Prices", "Sales", "Profits", "Earnings", "Stocks", "Markets", "Users",
+    "Authorities", "Still", "Yet", "Instead", "Overall", "Separately", "Additionally", "Moreover",
+    "Furthermore", "Nevertheless", "Previously", "Currently", "Earlier", "Recently", "Initially", "Finally",
+    "Notably", "Indeed", "Here", "Such", "Other", "Another", "New", "Few", "Neither", "Either", "Only", "Even",
+    "Asked", "Speaking", "Plans", "Talks", "Details", "Terms", "Financial", "Chinese", "English"};
+// Nouns that make an appositive or a possessive corporate: "X, a logistics group,",
+// "X's board", "shares of X".
+const std::set<std::string> kOrgNouns = {
+    "group", "company", "firm", "maker", "manufacturer", "lender", "bank", "insurer", "retailer", "startup",
+    "start-up", "operator", "carrier", "conglomerate", "provider", "supplier", "producer", "developer", "giant",
+    "chain", "fund", "brokerage", "consultancy", "utility", "airline", "shipper", "distributor", "platform",
+    "exchange", "agency", "subsidiary", "unit", "division", "business", "corporation", "enterprise", "miner",
+    "refiner", "automaker", "carmaker", "chipmaker", "drugmaker", "publisher", "broadcaster", "builder",
+    "contractor", "studio", "label", "organisation", "organization", "nonprofit", "charity", "association",
+    "university", "institute", "lab", "laboratory", "foundation", "regulator", "ministry", "cooperative",
+    "partnership", "outfit", "house", "owner", "investor", "incubator", "accelerator", "marketplace"};
+const std::set<std::string> kPossessedCorporate = {
+    "board", "shares", "stock", "revenue", "revenues", "profit", "profits", "earnings", "sales", "subsidiary",
+    "subsidiaries", "headquarters", "shareholders", "stake", "unit", "division", "acquisition", "merger",
+    "valuation", "ipo", "quarterly", "fiscal", "market", "plant", "factory", "factories", "offices", "stores",
+    "fleet", "spokesperson", "spokesman", "spokeswoman", "executives", "ceo", "cfo", "cto", "coo", "chairman",
+    "chief", "founder", "founders", "co-founder", "president", "investors", "customers", "products"};
+// Words that negate the relation between two names: "did not acquire", "denied founding".
+const std::set<std::string> kNegations = {"not", "never", "no", "denied", "denies", "deny", "denying",
+                                          "neither", "nor", "refused", "rejected", "declined", "failed",
+                                          "abandoned", "scrapped", "cancelled", "canceled", "dropped",
+                                          "without", "nobody", "none"};
+const std::set<std::string> kMonths = {"january", "february", "march", "april", "may", "june", "july", "august",
+                                       "september", "october", "november", "december"};
+const std::set<std::string> kAmountWords = {"million", "billion", "thousand", "trillion", "hundred", "m", "bn",
+                                            "k", "percent", "dollars", "euros", "pounds", "yuan", "usd", "eur",
+                                            "gbp", "us", "cny", "rmb"};
+const std::set<std::string> kAppointVerbs = {"elected", "named", "appointed", "hired", "promoted", "tapped",
+                                             "picked", "chose", "chosen", "selected", "recruited"};
+const std::set<std::string> kSpouses = {"wife", "husband", "spouse"};
+const std::set<std::string> kKin = {"wife", "husband", "spouse", "brother", "sister", "son", "daughter",
+                                    "father", "mother", "partner", "cousin"};
+const std::set<std::string> kReporting = {"said", "says", "announced", "confirmed", "stated", "reported"};
 const std::set<std::string> kLocContext = {"in", "near", "from", "across", "throughout", "outside", "inside"};
 
 struct Token {
@@ -71,6 +134,14 @@ std::vector<Token> Tokenize(const std::string& s) {
         else break;
       }
       std::string w = s.substr(b, i - b);
+      // "Hamburg-based": the place, then a marker the relation rules read.
+      static const std::string kBased = "-based";
+      if (w.size() > kBased.size() + 1 && w.compare(w.size() - kBased.size(), kBased.size(), kBased) == 0) {
+        size_t cut = i - kBased.size();
+        out.push_back({s.substr(b, cut - b), b, cut, true});
+        out.push_back({kBased, cut, i, false});
+        continue;
+      }
       if (w.size() > 2 && (w.compare(w.size() - 2, 2, "'s") == 0)) {  // "Institute's" -> "Institute"
         w.resize(w.size() - 2);
         out.push_back({w, b, i - 2, true});
@@ -89,6 +160,15 @@ std::vector<Token> Tokenize(const std::string& s) {
     }
   }
   return out;
+}
+
+bool IsNumberLike(const std::string& w) {
+  // "2014", "12.5", "12m", "3bn", "1990s"
+  size_t d = 0;
+  while (d < w.size() && (std::isdigit(static_cast<unsigned char>(w[d])) || w[d] == '.' || w[d] == ',')) ++d;
+  if (d == 0 || !std::isdigit(static_cast<unsigned char>(w[0]))) return false;
+  std::string rest = w.substr(d);
+  return rest.empty() || rest == "m" || rest == "bn" || rest == "b" || rest == "k" || rest == "s";
 }
 
 std::string Lower(std::string s) {
@@ -143,7 +223,7 @@ const std::vector<Pattern>& Patterns() {
     add({"founded", "co-founded", "cofounded", "established", "started", "launched", "set up"}, "FOUNDED", false,
         "", O);
     add({"was founded by", "were founded by", "was established by", "was started by", "was launched by",
-         "was co-founded by", "founded by"},
+         "was co-founded by", "founded by", "co-founded by", "was set up by", "were co-founded by"},
         "FOUNDED", true, O, "");
     add({"acquired", "bought", "purchased", "took over", "has acquired", "agreed to acquire"}, "ACQUIRED", false, O,
         O);
@@ -153,14 +233,23 @@ const std::vector<Pattern>& Patterns() {
         "LOCATED_IN", false, O, L);
     add({"was born in", "born in"}, "BORN_IN", false, P, L);
     add({"lives in", "moved to", "grew up in"}, "LIVES_IN", false, P, L);
-    add({"opened an office in", "opened a factory in", "opened a lab in", "expanded to", "expanded into",
+    add({"joins from", "joined from", "came from", "comes from", "arrives from", "arrived from"}, "WORKS_AT",
+        false, P, O);
+    add({"was led by", "is led by", "led by", "is run by", "run by", "was run by", "headed by", "is headed by",
+         "was headed by"},
+        "LEADS", true, O, P);
+    add({"opened offices in", "has offices in", "opened a plant in", "opened a store in", "opened an office in", "opened a factory in", "opened a lab in", "expanded to", "expanded into",
          "operates in", "built a plant in", "opened a branch in"},
         "OPERATES_IN", false, O, L);
     add({"partnered with", "signed an agreement with", "collaborates with", "collaborated with",
          "formed a partnership with", "teamed up with", "signed a partnership with", "works with",
          "entered a joint venture with"},
         "PARTNER_OF", false, "", "");
-    add({"invested in", "funded", "financed", "backed", "led a funding round in"}, "INVESTED_IN", false, "", O);
+    add({"invested in", "invested into", "funded", "financed", "backed", "led a funding round in", "led a round in",
+         "led the round in", "co-led a round in", "joined a round in", "participated in a round in",
+         "led a round for", "took a stake in", "acquired a stake in", "bought a stake in", "holds a stake in",
+         "took a minority stake in", "acquired a minority stake in", "bought a minority stake in"},
+        "INVESTED_IN", false, "", O);
     add({"was funded by", "is funded by", "is backed by", "was backed by", "was financed by"}, "INVESTED_IN", true,
         O, "");
     add({"is a subsidiary of", "is part of", "is a division of", "is a unit of", "became part of",
@@ -185,9 +274,11 @@ const std::vector<Pattern>& Patterns() {
         false, P, O);
     add({"mentored", "mentors", "trained"}, "MENTORED", false, P, P);
     add({"advises", "advised"}, "ADVISES", false, P, "");
+    add({"was advised by", "is advised by", "were advised by", "advised by"}, "ADVISES", true, "", "");
     add({"licensed its technology to", "licenses its technology to", "licensed"}, "LICENSED_TO", false, O, O);
     add({"spun off", "spun out"}, "SPUN_OFF", false, O, O);
     add({"in"}, "LOCATED_IN", false, O, L);  // only between an organisation and a place (checked below)
+    add({"of"}, "WORKS_AT", false, P, O);      // only between a person and an organisation (checked below)
     return p;
   }();
   return kPatterns;
@@ -218,6 +309,12 @@ const std::vector<Role>& Roles() {
       {"executive director", "DIRECTOR_OF", true}, {"director", "DIRECTOR_OF", true}, {"head", "HEAD_OF", true},
       {"professor", "WORKS_AT", false}, {"researcher", "WORKS_AT", false}, {"engineer", "WORKS_AT", false},
       {"scientist", "WORKS_AT", false}, {"analyst", "WORKS_AT", false}, {"employee", "WORKS_AT", false},
+      {"researchers", "WORKS_AT", false}, {"engineers", "WORKS_AT", false}, {"scientists", "WORKS_AT", false},
+      {"employees", "WORKS_AT", false}, {"surgeon", "WORKS_AT", false}, {"doctor", "WORKS_AT", false},
+      {"physician", "WORKS_AT", false}, {"lawyer", "WORKS_AT", false}, {"partner", "WORKS_AT", false},
+      {"managing partner", "WORKS_AT", false}, {"treasurer", "WORKS_AT", false}, {"economist", "WORKS_AT", false},
+      {"lecturer", "WORKS_AT", false}, {"editor", "WORKS_AT", false}, {"reporter", "WORKS_AT", false},
+      {"consultant", "WORKS_AT", false}, {"executive", "WORKS_AT", false}, {"executives", "WORKS_AT", false},
       {"member", "MEMBER_OF", false}, {"board member", "MEMBER_OF", false}, {"advisor", "ADVISES", false},
       {"adviser", "ADVISES", false}, {"mayor", "MAYOR_OF", false}, {"spokesperson", "WORKS_AT", false},
       {"manager", "WORKS_AT", false}, {"investor", "INVESTED_IN", false}};
@@ -276,7 +373,7 @@ const std::set<std::string> kRoleLead = {
     "is", "was", "the", "a", "an", "as", "became", "becomes", "serves", "served", "appointed", "named", "now",
     "also", "former", "longtime", "co", "senior", "lead", "chief", "who", "new", "interim", "acting", "first",
     "research", "software", "staff", "its", "their", "his", "her", "elected", "promoted", "to", "remains",
-    "remained", "has", "been", "then", "currently", "still"};
+    "remained", "has", "been", "then", "currently", "still", "two", "three", "both", "veteran", "principal"};
 
 // "(lead)* <role> (and (lead)* <role>)* (of|at|for|to)" covering the whole gap: "is the
 // CEO of", "was appointed Chief Financial Officer of", "is the CEO and founder of".
@@ -321,7 +418,9 @@ const std::set<std::string> kFiller = {"is", "was", "has", "have", "had", "been"
                                        "then", "who", "which", "that", "officially", "formally", "quietly",
                                        "jointly", "publicly", "first", "originally", "eventually", "soon", "now",
                                        "currently", "still", "since", "together", "subsequently", "once", "had",
-                                       "in", "year", "early", "late", "last", "she", "he", "they", "it"};
+                                       "in", "year", "early", "late", "last", "she", "he", "they", "it",
+                                       "previously", "formerly", "briefly", "initially", "ultimately",
+                                       "reportedly", "finally", "already", "successfully", "would", "will"};
 
 bool IsNumber(const std::string& w) {
   return !w.empty() && std::all_of(w.begin(), w.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
@@ -340,14 +439,55 @@ bool EndsWith(const std::vector<std::string>& gap, const std::vector<std::string
   return true;
 }
 
+// The gap without what may stand between a verb and its object: amounts ("$12 million"),
+// dates ("in March 2014"), funding-round labels ("a $30 million Series B round").
+std::vector<std::string> Simplify(const std::vector<std::string>& gap) {
+  static const std::set<std::string> kTimePreps = {"in", "on", "since", "during", "around", "early", "late", "mid"};
+  static const std::set<std::string> kRoundWords = {"funding", "financing", "investment", "seed", "venture",
+                                                    "growth", "pre-seed"};
+  std::vector<std::string> out;
+  for (size_t i = 0; i < gap.size(); ++i) {
+    const std::string& w = gap[i];
+    bool amount = kAmountWords.count(w) && i > 0 && (IsNumberLike(gap[i - 1]) || kAmountWords.count(gap[i - 1]));
+    bool time = IsNumberLike(w) || kMonths.count(w);
+    if (time) {
+      while (!out.empty() && kTimePreps.count(out.back())) out.pop_back();
+      continue;
+    }
+    if (amount) continue;
+    if (w == "series" && i + 1 < gap.size() && gap[i + 1].size() == 1) {
+      ++i;
+      continue;
+    }
+    if (kRoundWords.count(w) && i + 1 < gap.size() && (gap[i + 1] == "round" || kRoundWords.count(gap[i + 1]))) continue;
+    out.push_back(w);
+  }
+  return out;
+}
+
+bool Negated(const std::vector<std::string>& gap) {
+  return std::any_of(gap.begin(), gap.end(), [](const std::string& w) {
+    return kNegations.count(w) > 0 || (w.size() > 3 && w.compare(w.size() - 3, 3, "n't") == 0);
+  });
+}
+
+// A past participle opening an apposition: ", headquartered in", ", founded by".
+bool Participle(const std::string& w) {
+  static const std::set<std::string> kIrregular = {"born", "run", "built", "known", "led", "held", "owned", "set"};
+  return kIrregular.count(w) > 0 || (w.size() > 4 && w.compare(w.size() - 2, 2, "ed") == 0);
+}
+
 }  // namespace
+
+bool IsOrgSuffixWord(const std::string& word) { return kOrgSuffix.count(word) > 0; }
 
 void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector& out) {
   std::vector<Token> toks = Tokenize(sentence);
   std::vector<std::string> lower;
   for (const auto& t : toks) lower.push_back(Lower(t.text));
   // Tokens of a leadership role ("CEO", "Chief Technology Officer", "Co-Founder") in any
-  // case: they end a name and never join one.
+  // case: they end a name and never join one. A funding round's label ("Series B") is no
+  // name either.
   std::vector<bool> role(toks.size(), false);
   for (size_t t = 0; t < toks.size();) {
     size_t len = 0;
@@ -355,6 +495,9 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       std::fill(role.begin() + static_cast<std::ptrdiff_t>(t), role.begin() + static_cast<std::ptrdiff_t>(t + len),
                 true);
       t += len;
+    } else if (toks[t].text == "Series" && t + 1 < toks.size() && toks[t + 1].text.size() == 1) {
+      role[t] = role[t + 1] = true;
+      t += 2;
     } else {
       ++t;
     }
@@ -362,6 +505,9 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
   auto name_word = [&](size_t t) {
     return toks[t].word && IsUpperStart(toks[t].text) && !kStopCaps.count(toks[t].text) && !role[t];
   };
+  auto next_word = [&](size_t t) -> std::string { return t < toks.size() ? lower[t] : ""; };
+  size_t first_word = 0;
+  while (first_word < toks.size() && !toks[first_word].word) ++first_word;
   std::vector<Mention> ms;
   for (size_t i = 0; i < toks.size();) {
     if (!toks[i].word || !IsUpperStart(toks[i].text) || role[i]) {
@@ -372,7 +518,9 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     while (e + 1 < toks.size()) {
       if (name_word(e + 1)) {
         ++e;
-      } else if (e + 2 < toks.size() && kConnectors.count(toks[e + 1].text) && name_word(e + 2)) {
+      } else if (e + 2 < toks.size() && kConnectors.count(toks[e + 1].text) && name_word(e + 2) &&
+                 ((toks[e + 1].text != "of" && toks[e + 1].text != "for") || kOrgSuffix.count(toks[e].text) ||
+                  kLocSuffix.count(toks[e].text) || kOfHeads.count(toks[e].text))) {
         e += 2;
       } else {
         break;
@@ -387,14 +535,72 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       ++b;
     }
     if (b > e) continue;
+    // One word that is a common noun or only a suffix ("Analysts", "Company", "City"), or a
+    // sentence's first word found in lower case later in the sentence, is no name.
+    if (b == e && (kCommonCaps.count(toks[b].text) || kOrgSuffix.count(toks[b].text) ||
+                   kLocSuffix.count(toks[b].text) ||
+                   (b == first_word && std::find(lower.begin() + static_cast<std::ptrdiff_t>(b + 1), lower.end(),
+                                                 lower[b]) != lower.end() &&
+                    std::none_of(toks.begin() + static_cast<std::ptrdiff_t>(b + 1), toks.end(),
+                                 [&](const Token& t) { return t.text == toks[b].text; })))) {
+      continue;
+    }
     Mention m;
     m.first_tok = b;
     m.last_tok = e;
     m.name = sentence.substr(toks[b].begin, toks[e].end - toks[b].begin);
     const std::string& last = toks[e].text;
     std::string prev = b > 0 ? lower[b - 1] : "";
+    std::string prev2 = b > 1 ? lower[b - 2] : "";
     // "Helix Dynamics", and also "University of Leeds", "Bank of Lumeria".
-    bool org_head = b < e && kOrgSuffix.count(toks[b].text) && toks[b + 1].text == "of";
+    bool org_head = false;
+    for (size_t t = b; t < e; ++t) {
+      org_head = org_head || (kOrgSuffix.count(toks[t].text) && toks[t + 1].text == "of") || toks[t + 1].text == "&";
+    }
+    // Company context: "shares of X", "X's board", "X shares fell", "X said in a filing",
+    // "X, a logistics group,".
+    size_t after = e + 1;
+    bool poss = after < toks.size() && (toks[after].text == "'s" || toks[after].text == "'");
+    bool corporate = ((prev == "of" || prev == "in") && (prev2 == "shares" || prev2 == "stake" ||
+                                                         prev2 == "shareholders" || prev2 == "stock")) ||
+                     (poss && kPossessedCorporate.count(next_word(after + 1))) ||
+                     (!poss && (next_word(after) == "shares" || next_word(after) == "stock")) ||
+                     (next_word(after) == "said" && next_word(after + 1) == "in" &&
+                      std::any_of(lower.begin() + static_cast<std::ptrdiff_t>(std::min(after + 2, lower.size())),
+                                  lower.begin() + static_cast<std::ptrdiff_t>(std::min(after + 7, lower.size())),
+                                  [](const std::string& w) { return w == "filing" || w == "statement"; }) &&
+                      e > b) ||
+                     (next_word(after) == "reported" || next_word(after) == "posted") ||
+                     // "X said on Monday it had ...": a company speaks of itself as "it".
+                     ((next_word(after) == "said" || next_word(after) == "says" || next_word(after) == "announced") &&
+                      [&] {
+                        for (size_t t = after + 1; t < toks.size() && t < after + 6; ++t) {
+                          if (lower[t] == "it" || lower[t] == "its") return true;
+                          if (toks[t].word && IsUpperStart(toks[t].text) && !kStopCaps.count(toks[t].text)) return false;
+                        }
+                        return false;
+                      }()) ||
+                     // "analysts at X", "engineers at X"
+                     (prev == "at" && (prev2 == "analysts" || prev2 == "economists" || prev2 == "engineers" ||
+                                       prev2 == "researchers" || prev2 == "executives" || prev2 == "employees" ||
+                                       prev2 == "staff" || prev2 == "strategists")) ||
+                     (next_word(after) == "went" && next_word(after + 1) == "public") ||
+                     // "the Pantry Plus chain", "its Orbis unit"
+                     ((prev == "the" || prev == "its" || prev == "their") && kOrgNouns.count(next_word(after)));
+    if (after < toks.size() && toks[after].text == "," && (next_word(after + 1) == "a" ||
+                                                         next_word(after + 1) == "an" ||
+                                                         next_word(after + 1) == "the")) {
+      for (size_t t = after + 2; t < toks.size() && toks[t].text != "," && t < after + 9; ++t) {
+        if (toks[t].word && IsUpperStart(toks[t].text) && !toks[t].text.empty() && lower[t] != "based") {
+          // a name inside: a role apposition ("the CTO of Helix"), not a description
+          if (t + 1 < toks.size() && toks[t + 1].text == "-") continue;
+        }
+        if (kOrgNouns.count(lower[t]) && (t + 1 >= toks.size() || toks[t + 1].text == "," ||
+                                          toks[t + 1].text == "." || !toks[t + 1].word)) {
+          corporate = true;
+        }
+      }
+    }
     if (kOrgSuffix.count(last) || org_head) {
       m.type = "Organization";
       m.strength = kExplicit;
@@ -404,7 +610,10 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     } else if (titled) {
       m.type = "Person";
       m.strength = kExplicit;
-    } else if (kLocContext.count(prev)) {
+    } else if (corporate) {
+      m.type = "Organization";
+      m.strength = kHint;
+    } else if (kLocContext.count(prev) || (after < toks.size() && toks[after].text == "-based")) {
       m.type = "Location";
       m.strength = kContext;
     } else if (e - b >= 1 && e - b <= 2) {
@@ -416,6 +625,42 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     }
     ms.push_back(m);
   }
+  // A pronoun before any name, opening the sentence or a clause ("She founded ...",
+  // "In 2019, he joined ..."), is the person of the previous sentence.
+  if (!out.last_person().empty()) {
+    size_t limit = ms.empty() ? toks.size() : ms.front().first_tok;
+    for (size_t t = 0; t < limit; ++t) {
+      if ((lower[t] == "she" || lower[t] == "he") &&
+          (t == first_word || toks[t - 1].text == "," || kStopCaps.count(toks[t - 1].text))) {
+        Mention m;
+        m.name = out.last_person();
+        m.type = "Person";
+        m.strength = kHint;
+        m.first_tok = m.last_tok = t;
+        ms.insert(ms.begin(), m);
+        break;
+      }
+    }
+  }
+
+  // "The company ..." or "It ..." opening the sentence, before any name, is the organisation
+  // of the previous sentence.
+  if (!out.last_org().empty() && first_word < toks.size() && (ms.empty() || ms.front().first_tok > first_word)) {
+    size_t t = first_word;
+    bool refers = (lower[t] == "it" && t + 1 < toks.size() && toks[t + 1].word) ||
+                  (lower[t] == "the" && t + 1 < toks.size() && kOrgNouns.count(lower[t + 1]) &&
+                   (ms.empty() || ms.front().first_tok > t + 2) && t + 2 < toks.size() && toks[t + 2].word &&
+                   !IsUpperStart(toks[t + 2].text));
+    if (refers) {
+      if (lower[t] == "the") ++t;
+      Mention m;
+      m.name = out.last_org();
+      m.type = "Organization";
+      m.strength = kHint;
+      m.first_tok = m.last_tok = t;
+      ms.insert(ms.begin(), m);
+    }
+  }
 
   // Relations between neighbouring names; a gap starting with "and" refers back to the subject.
   struct Rel {
@@ -425,25 +670,103 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     const char* dh;
   };
   std::vector<Rel> rels;
+  std::vector<std::pair<size_t, size_t>> conjuncts;  // "A and B": B stands wherever A does
   auto role_rel = [&](size_t person, size_t org, const std::string& type) {
     rels.push_back({person, org, type, "Person", type == "MAYOR_OF" ? "Location" : "Organization"});
+  };
+  // The nearest person before mention k (or k itself), for "his wife Z".
+  auto person_before = [&](size_t k) -> size_t {
+    for (size_t j = k + 1; j-- > 0;) {
+      // typed by a relation found so far ("Ombra Foods" in "A founded Ombra Foods with his wife B")
+      bool other = std::any_of(rels.begin(), rels.end(), [&](const Rel& r) {
+        return (r.s == j && *r.sh && std::string_view(r.sh) != "Person") ||
+               (r.d == j && *r.dh && std::string_view(r.dh) != "Person");
+      });
+      if (ms[j].type == "Person" && (ms[j].strength >= kHint || !other)) return j;
+    }
+    return static_cast<size_t>(-1);
   };
   // "A, who studied at B, advises C": the relative clause's subject A is also the subject
   // of the verb after the clause closes.
   constexpr size_t kNone = static_cast<size_t>(-1);
   size_t clause_subject = kNone;
+  size_t based_apposition = kNone;
+  size_t joined_subject = kNone;  // "A joined B in 2014 from C": C is a past employer of A
   for (size_t k = 0; k + 1 < ms.size(); ++k) {
     std::vector<std::string> gap;
     bool comma_in_gap = false;
-    for (size_t t = ms[k].last_tok + 1; t < ms[k + 1].first_tok; ++t) {
+    size_t gap_begin = ms[k].last_tok + 1;
+    // An apposition without a name describes A and keeps it the subject: "A, a logistics
+    // group, acquired B" reads as "A acquired B".
+    if (gap_begin < ms[k + 1].first_tok && toks[gap_begin].text == "," &&
+        (next_word(gap_begin + 1) == "a" || next_word(gap_begin + 1) == "an" || next_word(gap_begin + 1) == "the")) {
+      for (size_t t = gap_begin + 1; t < ms[k + 1].first_tok; ++t) {
+        if (toks[t].text == ",") {
+          gap_begin = t + 1;
+          break;
+        }
+      }
+    }
+    for (size_t t = gap_begin; t < ms[k + 1].first_tok; ++t) {
       if (toks[t].word) gap.push_back(lower[t]);
       else comma_in_gap = comma_in_gap || toks[t].text == ",";
     }
     bool comma_first = ms[k].last_tok + 1 < ms[k + 1].first_tok && toks[ms[k].last_tok + 1].text == ",";
+    // "..., who founded B in 2012, married C": a date before the comma still closes the clause.
+    if (!comma_first) {
+      std::vector<std::string> lead;
+      size_t t = ms[k].last_tok + 1;
+      for (; t < ms[k + 1].first_tok && toks[t].text != ","; ++t) {
+        if (toks[t].word) lead.push_back(lower[t]);
+      }
+      comma_first = t < ms[k + 1].first_tok && !lead.empty() && Simplify(lead).empty();
+    }
     bool possessive = ms[k].last_tok + 1 < ms[k + 1].first_tok &&
                       (toks[ms[k].last_tok + 1].text == "'s" || toks[ms[k].last_tok + 1].text == "'");
     size_t subj = k;
-    if (!gap.empty() && gap.front() == "and" && k > 0) {
+    if (Negated(gap)) {
+      clause_subject = kNone;
+      continue;
+    }
+    if (gap.size() == 1 && gap[0] == "and" && !possessive) {
+      conjuncts.emplace_back(k, k + 1);
+      // "A and B announced a partnership", "A and B formed a joint venture"
+      for (size_t t = ms[k + 1].last_tok + 1; t < toks.size() && t < ms[k + 1].last_tok + 6; ++t) {
+        if (!toks[t].word) break;
+        if (lower[t] == "partnership" || lower[t] == "alliance" || lower[t] == "venture" || lower[t] == "collaboration") {
+          rels.push_back({k, k + 1, "PARTNER_OF", "", ""});
+          break;
+        }
+      }
+      continue;
+    }
+    // "A and his brother B", "A and her wife B": B stands with A (and a spouse is married to A).
+    if (gap.size() == 3 && gap[0] == "and" && (gap[1] == "his" || gap[1] == "her" || gap[1] == "their") &&
+        kKin.count(gap[2])) {
+      conjuncts.emplace_back(k, k + 1);
+      if (kSpouses.count(gap[2])) rels.push_back({k, k + 1, "MARRIED_TO", "Person", "Person"});
+      continue;
+    }
+    // "A, a Hamburg-based company, acquired B": the -based pass below reads A and Hamburg; the
+    // apposition keeps A the subject of the verb after its closing comma.
+    if (ms[k + 1].last_tok + 1 < toks.size() && toks[ms[k + 1].last_tok + 1].text == "-based") {
+      if (comma_first) based_apposition = subj;
+      continue;
+    }
+    if (based_apposition != kNone) {
+      size_t close = ms[k].last_tok + 1;
+      while (close < ms[k + 1].first_tok && toks[close].text != ",") ++close;
+      if (close < ms[k + 1].first_tok) {
+        gap.clear();
+        for (size_t t = close + 1; t < ms[k + 1].first_tok; ++t) {
+          if (toks[t].word) gap.push_back(lower[t]);
+        }
+        subj = based_apposition;
+        comma_first = false;
+      }
+      based_apposition = kNone;
+    }
+    if (subj == k && !gap.empty() && gap.front() == "and" && k > 0) {
       subj = 0;
       gap.erase(gap.begin());
     } else if (clause_subject != kNone && comma_first && !gap.empty() && gap.front() != "who" &&
@@ -451,9 +774,40 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       subj = clause_subject;
       clause_subject = kNone;
     }
-    if (comma_first && !gap.empty() && (gap.front() == "who" || gap.front() == "which")) clause_subject = k;
+    // "A, a foundry group based in B,": the description before the participle is read past.
+    if (comma_first && gap.size() >= 3 && (gap.front() == "a" || gap.front() == "an" || gap.front() == "the")) {
+      for (size_t j = 1; j < gap.size() && j <= 5; ++j) {
+        if (Participle(gap[j]) && j + 1 < gap.size()) {
+          gap.erase(gap.begin(), gap.begin() + static_cast<std::ptrdiff_t>(j));
+          break;
+        }
+      }
+    }
+    auto first_content = std::find_if(gap.begin(), gap.end(), [](const std::string& w) { return !kFiller.count(w); });
+    if (comma_first && !gap.empty() &&
+        (gap.front() == "who" || gap.front() == "which" || (first_content != gap.end() && Participle(*first_content)))) {
+      clause_subject = subj;
+    }
     while (!gap.empty() && (gap.back() == "the" || gap.back() == "a" || gap.back() == "an")) gap.pop_back();
+    // "A said (on Monday) (that) it had invested in B": the report's subject is the verb's.
+    if (!gap.empty() && kReporting.count(gap.front())) {
+      for (size_t j = gap.size(); j-- > 1;) {
+        if (gap[j] == "it" || gap[j] == "that" || gap[j] == "he" || gap[j] == "she" || gap[j] == "they") {
+          gap.erase(gap.begin(), gap.begin() + static_cast<std::ptrdiff_t>(j + 1));
+          break;
+        }
+      }
+    }
+    gap = Simplify(gap);
     if (gap.size() > 9) continue;
+    // Spouses: "A married B" is a pattern; "A and his wife B", "A's wife B".
+    if (!gap.empty() && kSpouses.count(gap.back()) &&
+        (possessive ? gap.size() == 1
+                    : gap.size() >= 2 && (gap[gap.size() - 2] == "his" || gap[gap.size() - 2] == "her"))) {
+      size_t spouse = possessive ? k : person_before(k);
+      if (spouse != kNone && spouse != k + 1) rels.push_back({spouse, k + 1, "MARRIED_TO", "Person", "Person"});
+      continue;
+    }
     // "A is the CEO of B", "A, the CTO of B", "A, CEO of B", "A was appointed CFO of B".
     if (auto types = MatchRole(gap); !types.empty()) {
       for (const auto& type : types) role_rel(subj, k + 1, type);
@@ -468,12 +822,32 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
         continue;
       }
     }
-    // "A is B's chief executive", "A, B's CEO, said": the role follows B's possessive.
     size_t after = ms[k + 1].last_tok + 1;
+    auto content = std::find_if(gap.begin(), gap.end(), [](const std::string& w) { return !kFiller.count(w); });
+    // "B elected A as its chairman", "B named A chief executive": the role follows A.
+    if (content != gap.end() && content + 1 == gap.end() && kAppointVerbs.count(*content)) {
+      size_t t = after;
+      while (t < toks.size() && (lower[t] == "as" || lower[t] == "its" || lower[t] == "their" || lower[t] == "the" ||
+                                 lower[t] == "new" || lower[t] == "interim" || lower[t] == "acting" ||
+                                 lower[t] == "next" || lower[t] == "permanent")) {
+        ++t;
+      }
+      size_t len = 0;
+      std::string type = RoleAt(lower, t, false, &len);
+      if (!type.empty() && type != "INVESTED_IN" && next_word(t + len) != "of") {
+        role_rel(k + 1, subj, type);
+        continue;
+      }
+    }
+    // "A is B's chief executive", "A, B's CEO, said": the role follows B's possessive.
     if (after + 1 < toks.size() && (toks[after].text == "'s" || toks[after].text == "'") &&
         (comma_first || !gap.empty()) && std::all_of(gap.begin(), gap.end(), [](const std::string& w) {
           return kRoleLead.count(w) > 0 && w != "the" && w != "a" && w != "an";
         })) {
+      if (kSpouses.count(lower[after + 1])) {  // "A, B's wife, said"
+        rels.push_back({subj, k + 1, "MARRIED_TO", "Person", "Person"});
+        continue;
+      }
       size_t len = 0;
       std::string type = RoleAt(lower, after + 1, false, &len);
       if (!type.empty()) {
@@ -481,15 +855,103 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
         continue;
       }
     }
+    // "A joined B in 2014 from C": C employed A before.
+    if (joined_subject != kNone && gap.size() == 1 && gap[0] == "from") {
+      rels.push_back({joined_subject, k + 1, "WORKS_AT", "Person", "Organization"});
+      joined_subject = kNone;
+      continue;
+    }
+    joined_subject = kNone;
+    // "A studied engineering at B", "A spent a decade at B".
+    if (content != gap.end() && gap.size() <= 6 && gap.back() == "at" && content + 1 != gap.end() &&
+        (*content == "studied" || *content == "spent")) {
+      if (*content == "studied") rels.push_back({subj, k + 1, "STUDIED_AT", "Person", "Organization"});
+      else rels.push_back({subj, k + 1, "WORKS_AT", "Person", "Organization"});
+      continue;
+    }
+    // "A joined B's board": a board seat, not employment.
+    if (!gap.empty() && gap.back() == "joined" && after + 1 < toks.size() &&
+        (toks[after].text == "'s" || toks[after].text == "'") && lower[after + 1] == "board") {
+      rels.push_back({subj, k + 1, "MEMBER_OF", "Person", "Organization"});
+      continue;
+    }
+    // "founded the logistics startup B", "married the novelist B": a description of B between
+    // the verb and B is read past when the gap does not match as it stands.
+    bool matches = std::any_of(Patterns().begin(), Patterns().end(), [&](const Pattern& p) { return EndsWith(gap, p.words); });
+    if (!matches) {
+      static const std::set<std::string> kPreps = {"of", "in", "at", "to", "for", "with", "by", "from", "on", "and"};
+      for (size_t j = gap.size(); j-- > 0 && gap.size() - j <= 4;) {
+        if (gap[j] != "the" && gap[j] != "a" && gap[j] != "an") continue;
+        if (j + 1 < gap.size() && std::none_of(gap.begin() + static_cast<std::ptrdiff_t>(j + 1), gap.end(),
+                                               [&](const std::string& w) { return kPreps.count(w) > 0; })) {
+          gap.resize(j);
+        }
+        break;
+      }
+    }
     for (const auto& p : Patterns()) {
       if (!EndsWith(gap, p.words)) continue;
+      if (p.words.back() == "joined") joined_subject = subj;
       if (p.words.size() == 1 && p.words[0] == "in" &&
           !(ms[subj].type == "Organization" && ms[k + 1].type == "Location")) {
+        break;
+      }
+      // "Rui Okada of Varnholt University": a person of an organisation named by its suffix.
+      if (p.words.size() == 1 && p.words[0] == "of" &&
+          !(subj == k && ms[k].type == "Person" && ms[k + 1].type == "Organization" &&
+            ms[k + 1].strength == kExplicit)) {
         break;
       }
       if (p.reversed) rels.push_back({k + 1, subj, p.type, p.dst_hint, p.src_hint});
       else rels.push_back({subj, k + 1, p.type, p.src_hint, p.dst_hint});
       break;
+    }
+  }
+  // "A, a Hamburg-based company," -> A LOCATED_IN Hamburg; "the Hamburg-based firm A" likewise.
+  for (size_t k = 0; k < ms.size(); ++k) {
+    size_t marker = ms[k].last_tok + 1;
+    if (marker >= toks.size() || toks[marker].text != "-based") continue;
+    bool before = k > 0 && [&] {
+      for (size_t t = ms[k - 1].last_tok + 1; t < ms[k].first_tok; ++t) {
+        if (toks[t].word && lower[t] != "a" && lower[t] != "an" && lower[t] != "the") return false;
+      }
+      return ms[k - 1].last_tok + 1 < ms[k].first_tok && toks[ms[k - 1].last_tok + 1].text == ",";
+    }();
+    bool after = !before && k + 1 < ms.size() && ms[k + 1].first_tok - marker <= 4 && [&] {
+      for (size_t t = marker + 1; t < ms[k + 1].first_tok; ++t) {
+        if (!toks[t].word || IsUpperStart(toks[t].text)) return false;
+      }
+      return true;
+    }();
+    if (before) rels.push_back({k - 1, k, "LOCATED_IN", "Organization", "Location"});
+    if (after) rels.push_back({k + 1, k, "LOCATED_IN", "Organization", "Location"});
+  }
+  // "A and B founded C", "founded by A and B": each conjunct takes part in the other's relations.
+  for (const auto& [a, b] : conjuncts) {
+    const size_t n = rels.size();
+    for (size_t r = 0; r < n; ++r) {
+      Rel x = rels[r];
+      for (auto [from, to] : {std::pair{a, b}, std::pair{b, a}}) {
+        Rel y = x;
+        if (y.s == from && y.d != to) y.s = to;
+        else if (y.d == from && y.s != to) y.d = to;
+        else continue;
+        bool known = std::any_of(rels.begin(), rels.end(),
+                                 [&](const Rel& z) { return z.s == y.s && z.d == y.d && z.type == y.type; });
+        if (!known) rels.push_back(y);
+      }
+    }
+  }
+  // Conjuncts share a type only one of them has evidence for: "ports in Gdansk and Riga".
+  for (const auto& [a, b] : conjuncts) {
+    Mention& x = ms[a];
+    Mention& y = ms[b];
+    if (x.strength > kDefault && y.strength == kDefault) {
+      y.type = x.type;
+      y.strength = kContext;
+    } else if (y.strength > kDefault && x.strength == kDefault) {
+      x.type = y.type;
+      x.strength = kContext;
     }
   }
   // Relation hints type names that suffixes and titles left open.
@@ -508,7 +970,15 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     return;
   }
   for (const auto& m : ms) out.AddEntity(m.name, m.type, static_cast<int>(m.strength), sentence);
-  for (const auto& r : rels) out.AddRelation(ms[r.s].name, ms[r.d].name, r.type);
+  for (const auto& r : rels) out.AddRelation(ms[r.s].name, ms[r.d].name, r.type, sentence);
+  for (const std::string type : {"Person", "Organization"}) {
+    for (const auto& m : ms) {
+      if (m.type != type) continue;
+      if (type == "Person") out.set_last_person(m.name);
+      else out.set_last_org(m.name);
+      break;
+    }
+  }
 }
 
 }  // namespace kg::builtin

@@ -330,5 +330,369 @@ TEST(Builtin, ChineseDocumentedRelations) {
   EXPECT_TRUE(HasEntity(x, "云港市", "Location")) << Dump(x);
 }
 
+
+bool HasName(const Extraction& x, const std::string& name) {
+  return std::any_of(x.entities.begin(), x.entities.end(), [&](const auto& e) { return e.name == name; });
+}
+size_t CountType(const Extraction& x, const std::string& type) {
+  return static_cast<size_t>(
+      std::count_if(x.entities.begin(), x.entities.end(), [&](const auto& e) { return e.type == type; }));
+}
+
+// Verifies aliases fold within a chunk: an organisation named without its suffix is the
+// suffixed one, and a surname alone is the full person met earlier, not a new person.
+TEST(Builtin, AliasesFoldWithinChunk) {
+  Extraction x = Extract(
+      "Brightwater Haulage Inc. opened a depot in Calvera. Brightwater Haulage later acquired Fenmoor Dairy.");
+  EXPECT_TRUE(HasEntity(x, "Brightwater Haulage Inc.", "Organization")) << Dump(x);
+  EXPECT_FALSE(HasName(x, "Brightwater Haulage")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Brightwater Haulage Inc.", "ACQUIRED", "Fenmoor Dairy")) << Dump(x);
+  EXPECT_EQ(CountType(x, "Person"), 0u) << Dump(x);
+
+  x = Extract("Ilse Marchetti founded Quorra Textiles. Marchetti later joined Halden Group.");
+  EXPECT_FALSE(HasName(x, "Marchetti")) << Dump(x);
+  EXPECT_EQ(CountType(x, "Person"), 1u) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Ilse Marchetti", "WORKS_AT", "Halden Group")) << Dump(x);
+}
+
+// Verifies Chinese company names keep every suffix (有限公司 after 技术 or 控股, and 为 or 了
+// inside the name), and a short name in the same chunk is an alias of the full one.
+TEST(Builtin, ChineseCompanyFullNames) {
+  Extraction x = Extract("华为技术有限公司总部设在深圳。腾讯控股有限公司投资了饿了么公司。");
+  EXPECT_TRUE(HasEntity(x, "华为技术有限公司", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "腾讯控股有限公司", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "饿了么公司", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "华为技术有限公司", "LOCATED_IN", "深圳")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "腾讯控股有限公司", "INVESTED_IN", "饿了么公司")) << Dump(x);
+  EXPECT_FALSE(HasName(x, "技术有限公司") || HasName(x, "有限公司")) << Dump(x);
+
+  x = Extract("青禾控股有限公司收购了白塔物流公司。青禾的董事长周鸣表示满意。");
+  EXPECT_FALSE(HasName(x, "青禾")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "周鸣", "CHAIR_OF", "青禾控股有限公司")) << Dump(x);
+  // A verb before the name still ends it.
+  x = Extract("周鸣创立了白塔物流公司。");
+  EXPECT_TRUE(HasRelation(x, "周鸣", "FOUNDED", "白塔物流公司")) << Dump(x);
+}
+
+// Verifies company context types a two-word name as an organisation, not a person, and that
+// table header words and sentence-initial common words are no entities.
+TEST(Builtin, CompanyContextAndCommonWords) {
+  for (const char* text : {"Shares of Vantor Mills fell sharply.", "Vantor Mills said in a filing that profits rose.",
+                           "Vantor Mills's board approved the plan.", "Vantor Mills shares rose on Tuesday."}) {
+    SCOPED_TRACE(text);
+    Extraction x = Extract(text);
+    EXPECT_TRUE(HasEntity(x, "Vantor Mills", "Organization")) << Dump(x);
+    EXPECT_EQ(CountType(x, "Person"), 0u) << Dump(x);
+  }
+  Extraction x = Extract("Harrow Vale, a logistics group, acquired Tessin Marine.");
+  EXPECT_TRUE(HasEntity(x, "Harrow Vale", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Harrow Vale", "ACQUIRED", "Tessin Marine")) << Dump(x);
+  // Without such context a two-word name stays a person.
+  x = Extract("Harrow Vale spoke at the meeting.");
+  EXPECT_TRUE(HasEntity(x, "Harrow Vale", "Person")) << Dump(x);
+
+  x = Extract(
+      "Company City Name\nAnalysts said the deal was fair. Shares rose. However, Vantor Mills fell. Orders slowed "
+      "because orders from abroad fell.");
+  for (const char* word : {"Company", "City", "Name", "Analysts", "Shares", "However", "Orders"}) {
+    EXPECT_FALSE(HasName(x, word)) << word << "\n" << Dump(x);
+  }
+}
+
+// Verifies a negated verb yields no relation, in English and Chinese, while the same
+// sentence without the negation does.
+TEST(Builtin, NegationGivesNoRelation) {
+  const RelationCase kCases[] = {
+      {"Corvel Systems did not acquire Ashgrove Media.", "Corvel Systems", "ACQUIRED", "Ashgrove Media"},
+      {"Nina Falk denied founding Ostrava Robotics.", "Nina Falk", "FOUNDED", "Ostrava Robotics"},
+      {"Peder Holm never worked at Linnea Bank.", "Peder Holm", "WORKS_AT", "Linnea Bank"},
+      {"Corvel Systems has not invested in Ashgrove Media.", "Corvel Systems", "INVESTED_IN", "Ashgrove Media"},
+      {"金石集团未收购远航物流公司。", "金石集团", "ACQUIRED", "远航物流公司"},
+      {"赵立没有投资远航物流公司。", "赵立", "INVESTED_IN", "远航物流公司"},
+      {"孙悦否认创立远航物流公司。", "孙悦", "FOUNDED", "远航物流公司"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(x.relations.empty()) << Dump(x);
+  }
+  const RelationCase kPositive[] = {
+      {"Corvel Systems acquired Ashgrove Media.", "Corvel Systems", "ACQUIRED", "Ashgrove Media"},
+      {"Peder Holm worked at Linnea Bank.", "Peder Holm", "WORKS_AT", "Linnea Bank"},
+      {"金石集团收购了远航物流公司。", "金石集团", "ACQUIRED", "远航物流公司"},
+      {"赵立投资了远航物流公司。", "赵立", "INVESTED_IN", "远航物流公司"},
+  };
+  for (const auto& c : kPositive) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
+  }
+}
+
+// Verifies a relation attaches to the nearest fitting subject: a participle or descriptive
+// apposition keeps the name before it the subject of the verb after it.
+TEST(Builtin, NearestSubjectAcrossApposition) {
+  Extraction x = Extract("Solvane, headquartered in Tarrow, opened an office in Keswin.");
+  EXPECT_TRUE(HasRelation(x, "Solvane", "LOCATED_IN", "Tarrow")) << Dump(x);
+  EXPECT_FALSE(HasRelation(x, "Solvane", "LOCATED_IN", "Keswin")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Solvane", "OPERATES_IN", "Keswin")) << Dump(x);
+  EXPECT_FALSE(std::any_of(x.relations.begin(), x.relations.end(), [](const auto& r) { return r.source == "Tarrow"; }))
+      << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Tarrow", "Location")) << Dump(x);
+}
+
+// Verifies the recall shapes: dates, amounts and round labels between verb and object,
+// several founders, appointments, possessive roles, "Y of X University", spouses, pronoun
+// subjects, Chinese market words and two-character places.
+TEST(Builtin, RecallShapes) {
+  const RelationCase kCases[] = {
+      {"Lyra Biotech was founded in 2014 by Anke Morell and Tobias Pike.", "Anke Morell", "FOUNDED", "Lyra Biotech"},
+      {"Lyra Biotech was founded in 2014 by Anke Morell and Tobias Pike.", "Tobias Pike", "FOUNDED", "Lyra Biotech"},
+      {"Anke Morell and Tobias Pike founded Lyra Biotech in March 2014.", "Anke Morell", "FOUNDED", "Lyra Biotech"},
+      {"Brisk Ventures invested $12 million in Quarry Health.", "Brisk Ventures", "INVESTED_IN", "Quarry Health"},
+      {"Alder Capital led a $30 million Series B round in Pinebrook Labs.", "Alder Capital", "INVESTED_IN",
+       "Pinebrook Labs"},
+      {"Pinebrook Labs's chief executive Rosa Adeyemi spoke first.", "Rosa Adeyemi", "CEO_OF", "Pinebrook Labs"},
+      {"Kofi Mensah, the CTO of Pinebrook Labs, resigned.", "Kofi Mensah", "CTO_OF", "Pinebrook Labs"},
+      {"Tolland Bank elected Greta Swann as its chairman.", "Greta Swann", "CHAIR_OF", "Tolland Bank"},
+      {"Rui Okada of Varnholt University published the study.", "Rui Okada", "WORKS_AT", "Varnholt University"},
+      {"Dario Lentz founded Ombra Foods with his wife Selma Lentz.", "Dario Lentz", "MARRIED_TO", "Selma Lentz"},
+      {"Hedda Roos studied at Brill University. She later founded Copper Loom Labs.", "Hedda Roos", "FOUNDED",
+       "Copper Loom Labs"},
+      {"周凯与妻子林悦创立了青石咖啡公司。", "周凯", "MARRIED_TO", "林悦"},
+      {"吴迪毕业于南岭大学。他后来创立了蓝帆科技公司。", "吴迪", "FOUNDED", "蓝帆科技公司"},
+      {"青石出行公司总部设在成都。", "青石出行公司", "LOCATED_IN", "成都"},
+      // Places in "X-based", reports of a company about itself, advisers, kin founders.
+      {"Korvath Freight, a Dunmere-based carrier, hired Ada Quist.", "Korvath Freight", "LOCATED_IN", "Dunmere"},
+      {"Velmont said on Monday it had invested $5 million in Arklow Solar.", "Velmont", "INVESTED_IN",
+       "Arklow Solar"},
+      {"Arklow Solar was advised by Brannock Partners.", "Brannock Partners", "ADVISES", "Arklow Solar"},
+      {"Arklow Solar was founded by Odile Sarr and her brother Malik Sarr.", "Malik Sarr", "FOUNDED", "Arklow Solar"},
+      // "The company ..." and "该公司…" opening a sentence are the previous sentence's organisation.
+      {"Ada Quist founded Korvath Freight. The company is headquartered in Dunmere.", "Korvath Freight",
+       "LOCATED_IN", "Dunmere"},
+      {"蓝帆科技公司成立于2016年。该公司总部位于江宁。", "蓝帆科技公司", "LOCATED_IN", "江宁"},
+      // Chinese passives with 由, names introduced by 名为 and found again, 曾在…担任, 向…投资.
+      {"鹿鸣数据公司由前工程师钱思远于2018年创立。", "钱思远", "FOUNDED", "鹿鸣数据公司"},
+      {"橙石资本向一家名为鹿角湾的初创企业投资了3亿元。鹿角湾由钱思远创立。", "钱思远", "FOUNDED", "鹿角湾"},
+      {"橙石资本向一家名为鹿角湾的初创企业投资了3亿元。", "橙石资本", "INVESTED_IN", "鹿角湾"},
+      {"钱思远曾在橙石资本公司担任高级工程师。", "钱思远", "WORKS_AT", "橙石资本公司"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
+  }
+  Extraction x = Extract("Rui Okada of Varnholt University published the study.");
+  EXPECT_TRUE(HasEntity(x, "Rui Okada", "Person")) << Dump(x);
+  EXPECT_FALSE(HasName(x, "Rui Okada of Varnholt University")) << Dump(x);
+  x = Extract("Velmont said on Monday it had invested $5 million in Arklow Solar.");
+  EXPECT_TRUE(HasEntity(x, "Velmont", "Organization")) << Dump(x);
+  x = Extract("Analysts at Tamsin said the price was high. Ports in Corleck and Ubrin reopened.");
+  EXPECT_TRUE(HasEntity(x, "Tamsin", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Ubrin", "Location")) << Dump(x) << "a conjunct shares its partner's type";
+  // Days of the week and the position after 担任 are no people.
+  x = Extract("钱思远曾在橙石资本公司担任高级工程师。橙石资本公司周二宣布扩张。");
+  EXPECT_EQ(CountType(x, "Person"), 1u) << Dump(x);
+  // A pronoun with no earlier person in the chunk refers to nobody.
+  x = Extract("She later founded Copper Loom Labs.");
+  EXPECT_TRUE(x.relations.empty()) << Dump(x);
+  // Market words are no places; a place has two characters at least.
+  x = Extract("青石出行公司进入了网约车市场。青石出行公司总部设在成都。");
+  EXPECT_EQ(CountType(x, "Location"), 1u) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "成都", "Location")) << Dump(x);
+  EXPECT_FALSE(HasName(x, "成")) << Dump(x);
+}
+
+
+// Verifies the shapes of company news: names typed by industry suffixes and "&", past
+// employers, leaders, studies, board seats, partnerships, occupational appositions, and the
+// subject kept across an "X-based" apposition.
+TEST(Builtin, CompanyNewsShapes) {
+  const RelationCase kCases[] = {
+      {"Tamber & Rowe opened offices in Yelling.", "Tamber & Rowe", "OPERATES_IN", "Yelling"},
+      {"Ilsa Brandvold joined Cormac Rail in 2015 from Deverell Insurance.", "Ilsa Brandvold", "WORKS_AT",
+       "Deverell Insurance"},
+      {"Ilsa Brandvold joined Cormac Rail in 2015 from Deverell Insurance.", "Ilsa Brandvold", "WORKS_AT",
+       "Cormac Rail"},
+      {"Oriel Minerals, a Petherton-based miner, has bought a 15% stake in Sallow Mining.", "Oriel Minerals",
+       "INVESTED_IN", "Sallow Mining"},
+      {"Oriel Minerals, a Petherton-based miner, has bought a 15% stake in Sallow Mining.", "Oriel Minerals",
+       "LOCATED_IN", "Petherton"},
+      {"Yara Lindgren studied chemistry at Cresswell University.", "Yara Lindgren", "STUDIED_AT",
+       "Cresswell University"},
+      {"Yara Lindgren studied at Cresswell University. She had spent six years at Tolliver Labs.", "Yara Lindgren",
+       "WORKS_AT", "Tolliver Labs"},
+      {"Brannoch Aerial, now led by Idris Kamau, is based in Greyport.", "Idris Kamau", "LEADS", "Brannoch Aerial"},
+      {"Brannoch Aerial, now led by Idris Kamau, is based in Greyport.", "Brannoch Aerial", "LOCATED_IN",
+       "Greyport"},
+      {"Kestrin Grid and Wolloby Electric announced a partnership on Friday.", "Kestrin Grid", "PARTNER_OF",
+       "Wolloby Electric"},
+      {"Hollin Savage has joined Marrick Foods's board.", "Hollin Savage", "MEMBER_OF", "Marrick Foods"},
+      {"Pia Ostrowski and Dan Ostrowski, two former engineers at Lyle Instruments, founded Kestrin Grid.",
+       "Pia Ostrowski", "WORKS_AT", "Lyle Instruments"},
+      {"Tamsin Voyle, a surgeon at Harrowgate Hospital, spoke.", "Tamsin Voyle", "WORKS_AT", "Harrowgate Hospital"},
+      {"Quillmar Systems has hired Odessa Vane as its chief financial officer.", "Odessa Vane", "CFO_OF",
+       "Quillmar Systems"},
+      {"Brenna Holt founded the shipping startup Skerry in 2012.", "Brenna Holt", "FOUNDED", "Skerry"},
+      {"Corvin Dale, who founded Skerry in 2012, married the novelist Laila Moss in 2015.", "Corvin Dale",
+       "MARRIED_TO", "Laila Moss"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
+  }
+  // A description before the participle of an apposition: "A, a foundry group based in B,".
+  Extraction x = Extract("Ettrick Castings, a foundry group based in Corrow, said it had opened a plant in Pallin.");
+  EXPECT_TRUE(HasEntity(x, "Ettrick Castings", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Ettrick Castings", "LOCATED_IN", "Corrow")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Ettrick Castings", "OPERATES_IN", "Pallin")) << Dump(x);
+  // "Mayor" is a title.
+  x = Extract("Mayor Dana Vell of Pallin spoke.");
+  EXPECT_TRUE(HasEntity(x, "Dana Vell", "Person")) << Dump(x);
+  x = Extract("Corvin Dale, who founded Skerry in 2012, married the novelist Laila Moss in 2015.");
+  EXPECT_FALSE(HasRelation(x, "Skerry", "MARRIED_TO", "Laila Moss")) << Dump(x);
+  x = Extract("Hollin Savage has joined Marrick Foods's board.");
+  EXPECT_FALSE(HasRelation(x, "Hollin Savage", "WORKS_AT", "Marrick Foods")) << Dump(x);
+  x = Extract("Oriel Minerals, a Petherton-based miner, has bought a 15% stake in Sallow Mining.");
+  EXPECT_FALSE(std::any_of(x.relations.begin(), x.relations.end(), [](const auto& r) { return r.source == "Petherton"; }))
+      << Dump(x);
+  x = Extract("Arlo Benning and his wife, Tess Benning, live in Stowe. Arlo was born in Carrowmore.");
+  EXPECT_FALSE(HasName(x, "Arlo")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Arlo Benning", "MARRIED_TO", "Tess Benning")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Arlo Benning", "BORN_IN", "Carrowmore")) << Dump(x);
+  x = Extract("Shoppers flocked to the Greenleaf Pantry chain. The Quarrel Institute of Marine Science opened. "
+              "The Quarrel Institute hired Corvin Dale.");
+  EXPECT_TRUE(HasEntity(x, "Greenleaf Pantry", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Quarrel Institute of Marine Science", "Organization")) << Dump(x);
+  EXPECT_FALSE(HasName(x, "Quarrel Institute")) << Dump(x) << "a name that begins a longer organisation is its alias";
+  // Industry words and "&" type organisations that no relation types.
+  x = Extract("Ilsa Brandvold joined Cormac Rail in 2015 from Deverell Insurance. A spokesman for Tamber & Rowe "
+              "declined to comment.");
+  EXPECT_TRUE(HasEntity(x, "Deverell Insurance", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Tamber & Rowe", "Organization")) << Dump(x);
+  x = Extract("Deverell Insurance declined to comment. Rates at a Dunmere-based broker rose.");
+  EXPECT_TRUE(HasEntity(x, "Deverell Insurance", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Dunmere", "Location")) << Dump(x);
+}
+
+// Verifies the Chinese shapes of company news: two-character brands before an industry word,
+// newspapers, suits, lead investors, supplies, subsidiaries, completed acquisitions, places of
+// birth before 的, clauses without a subject, passives with two founders and resigned roles.
+TEST(Builtin, ChineseCompanyNewsShapes) {
+  const RelationCase kCases[] = {
+      {"岚山重工起诉了北湖机械。", "岚山重工", "SUED", "北湖机械"},
+      {"白鹭资本领投了青柚医疗的A轮融资。", "白鹭资本", "INVESTED_IN", "青柚医疗"},
+      {"蓝湾半导体目前向启航电子供应芯片。", "蓝湾半导体", "SUPPLIES", "启航电子"},
+      {"祁连动力是云岭航天集团旗下的子公司。", "祁连动力", "PART_OF", "云岭航天集团"},
+      {"丰禾教育集团已完成对墨香在线的收购。", "丰禾教育集团", "ACQUIRED", "墨香在线"},
+      {"出生于南屿的邵文杰于2001年加入长桥银行。", "邵文杰", "BORN_IN", "南屿"},
+      {"出生于南屿的邵文杰于2001年加入长桥银行。", "邵文杰", "WORKS_AT", "长桥银行"},
+      {"林可欣毕业于西川大学，此前曾在远帆咨询工作。", "林可欣", "WORKS_AT", "远帆咨询"},
+      {"鸿途科技有限公司由郑一鸣和何晓雨于2012年共同创立，总部设在滨城。", "郑一鸣", "FOUNDED", "鸿途科技有限公司"},
+      {"鸿途科技有限公司由郑一鸣和何晓雨于2012年共同创立，总部设在滨城。", "何晓雨", "FOUNDED", "鸿途科技有限公司"},
+      {"鸿途科技有限公司由郑一鸣和何晓雨于2012年共同创立，总部设在滨城。", "鸿途科技有限公司", "LOCATED_IN", "滨城"},
+      {"陶峰辞去了北辰证券董事长一职。", "陶峰", "CHAIR_OF", "北辰证券"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
+  }
+  Extraction x = Extract("陶峰称，公司将扩张。");
+  EXPECT_TRUE(HasEntity(x, "陶峰", "Person")) << Dump(x);
+  EXPECT_EQ(x.entities.size(), 1u) << Dump(x);
+  x = Extract("据《东江日报》报道，邵文杰称，公司将扩张。");
+  EXPECT_TRUE(HasEntity(x, "东江日报", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "邵文杰", "Person")) << Dump(x);
+  EXPECT_EQ(x.entities.size(), 2u) << Dump(x);
+  // A brand needs a word boundary before it; a name does not run across 公司.
+  x = Extract("政府鼓励发展新能源汽车。海川集团投资了智慧物流公司青驰科技。");
+  EXPECT_TRUE(HasEntity(x, "青驰科技", "Organization")) << Dump(x);
+  EXPECT_FALSE(HasName(x, "能源汽车") || HasName(x, "新能源汽车") || HasName(x, "智慧物流公司青驰科技") ||
+               HasName(x, "智慧物流公司"))
+      << Dump(x);
+  // 前 before a former employer is not part of its name.
+  x = Extract("鹿鸣数据公司由前青川工程师钱思远创立。");
+  EXPECT_TRUE(HasEntity(x, "青川", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "钱思远", "FOUNDED", "鹿鸣数据公司")) << Dump(x);
+}
+
+
+// Verifies tables: cells under a company, place or role header become typed entities with
+// the row's relations, and header words become nothing, in English and Chinese.
+TEST(Builtin, Tables) {
+  Extraction x = Extract(
+      "Harbour operators\n\nCompany | City | Founder\n--- | --- | ---\nPellow Shipping | Quayside | Tamsin Orr\n"
+      "Ardent Towage | Corrie | Hale Rowan\n\nPellow Shipping said profits rose.");
+  EXPECT_TRUE(HasEntity(x, "Ardent Towage", "Organization")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Corrie", "Location")) << Dump(x);
+  EXPECT_TRUE(HasEntity(x, "Hale Rowan", "Person")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Ardent Towage", "LOCATED_IN", "Corrie")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Tamsin Orr", "FOUNDER_OF", "Pellow Shipping")) << Dump(x);
+  for (const char* word : {"Company", "City", "Founder", "Harbour operators"}) EXPECT_FALSE(HasName(x, word)) << word;
+  x = Extract("公司 | 所在地\n金桥纺织 | 临川市\n云台乳业 | 白沙县\n");
+  EXPECT_TRUE(HasRelation(x, "云台乳业", "LOCATED_IN", "白沙县")) << Dump(x);
+  EXPECT_EQ(x.entities.size(), 4u) << Dump(x);
+}
+
+// Verifies more Chinese shapes: places listed before 设有, 移居 shared by a married couple, and
+// words that only look like names (称 after a name, 任教, 首席科学家, products after a verb).
+TEST(Builtin, ChineseListsAndLookalikes) {
+  Extraction x = Extract("金桥纺织在南浦、岳溪和临川设有分公司。");
+  for (const char* place : {"南浦", "岳溪", "临川"}) {
+    EXPECT_TRUE(HasRelation(x, "金桥纺织", "OPERATES_IN", place)) << place << "\n" << Dump(x);
+  }
+  x = Extract("宋知远和妻子许嘉于2012年移居白沙。");
+  EXPECT_TRUE(HasRelation(x, "宋知远", "MARRIED_TO", "许嘉")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "许嘉", "LIVES_IN", "白沙")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "宋知远", "LIVES_IN", "白沙")) << Dump(x);
+  x = Extract("云台乳业的首席科学家叶澜此前在临川大学任教。叶澜称，云台乳业将开发低脂奶粉。");
+  EXPECT_TRUE(HasRelation(x, "叶澜", "CHIEF_SCIENTIST_OF", "云台乳业")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "叶澜", "WORKS_AT", "临川大学")) << Dump(x);
+  EXPECT_EQ(x.entities.size(), 3u) << Dump(x);
+  x = Extract("邹立和妻子梁晓住在赣州。");
+  EXPECT_TRUE(HasEntity(x, "赣州", "Location")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "梁晓", "LIVES_IN", "赣州")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "邹立", "LIVES_IN", "赣州")) << Dump(x);
+  x = Extract("金桥纺织于2018年在赣州成立。");
+  EXPECT_TRUE(HasEntity(x, "赣州", "Location")) << Dump(x);
+  EXPECT_EQ(CountType(x, "Person"), 0u) << Dump(x);
+  x = Extract("金桥纺织向云台乳业供应包装材料。");
+  EXPECT_TRUE(HasRelation(x, "金桥纺织", "SUPPLIES", "云台乳业")) << Dump(x);
+  EXPECT_EQ(x.entities.size(), 2u) << Dump(x);
+}
+
+
+// Verifies every relation quotes the sentence (or table row) it was read from, verbatim from
+// the text, so evidence is counted per sentence of the document.
+TEST(Builtin, RelationsQuoteTheirSentence) {
+  Extraction x = Extract("Mara Voss founded Helix Dynamics. Helix later acquired Sable Robotics.");
+  ASSERT_TRUE(HasRelation(x, "Helix Dynamics", "ACQUIRED", "Sable Robotics")) << Dump(x);
+  for (const auto& r : x.relations) {
+    if (r.type == "ACQUIRED") {
+      EXPECT_EQ(r.sentence, "Helix later acquired Sable Robotics.");
+    }
+    if (r.type == "FOUNDED") {
+      EXPECT_EQ(r.sentence, "Mara Voss founded Helix Dynamics.");
+    }
+  }
+  // A sentence written twice is left unquoted: a quote would point at its first occurrence only.
+  x = Extract("Mara Voss founded Helix Dynamics. It rained. Mara Voss founded Helix Dynamics.");
+  ASSERT_FALSE(x.relations.empty()) << Dump(x);
+  for (const auto& r : x.relations) EXPECT_TRUE(r.sentence.empty()) << r.sentence;
+  x = Extract("Company | City\nPellow Shipping | Quayside\n");
+  ASSERT_EQ(x.relations.size(), 1u) << Dump(x);
+  EXPECT_EQ(x.relations[0].sentence, "Pellow Shipping | Quayside");
+  for (const auto& f : std::filesystem::directory_iterator(testing::SamplesDir())) {
+    std::string text = testing::ReadFile(f.path().string());
+    for (const auto& r : Extract(text).relations) {
+      EXPECT_FALSE(r.sentence.empty()) << f.path();
+      EXPECT_NE(text.find(r.sentence), std::string::npos) << r.sentence;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kg
