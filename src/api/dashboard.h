@@ -6,6 +6,7 @@ inline constexpr const char* kDashboardHtml = R"html(<!doctype html>
 <style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}h2{margin-top:1.5em}</style></head>
 <body><h1>kgflow</h1>
+<div id="error" style="color:#b00"></div>
 <div id="stats"></div>
 <h2>Workers</h2><table id="workers"></table>
 <h2>Recent tasks</h2><table id="tasks"></table>
@@ -16,6 +17,8 @@ async function api(path){
   const h=()=>{const t=sessionStorage.getItem('kgToken');return t?{Authorization:'Bearer '+t}:{}};
   let r=await fetch(path,{headers:h()});
   if(r.status===401&&!asked){asked=true;const t=prompt('kgflow API token (KG_API_TOKEN)');if(t){sessionStorage.setItem('kgToken',t);asked=false;r=await fetch(path,{headers:h()});}}
+  if(r.status===401)throw new Error('This node needs its API token (KG_API_TOKEN). Reload the page to enter it.');
+  if(!r.ok)throw new Error(`${path}: HTTP ${r.status}`);
   return r.json();
 }
 function esc(s){return String(s).replace(/[&<>"']/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]))}
@@ -31,7 +34,8 @@ async function refresh(){
     h='<tr><th>id</th><th>title</th><th>status</th><th>done</th><th>failed</th><th>total</th></tr>';
     for(const x of t.tasks)h+=`<tr><td>${esc(x.id)}</td><td>${esc(x.title)}</td><td>${esc(x.status)}</td><td>${x.chunks_done}</td><td>${x.chunks_failed}</td><td>${x.chunks_total}</td></tr>`;
     document.getElementById('tasks').innerHTML=h;
-  }catch(e){}
+    document.getElementById('error').textContent='';
+  }catch(e){document.getElementById('error').textContent=e.message}
 }
 refresh();setInterval(refresh,2000);
 </script></body></html>

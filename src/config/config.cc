@@ -110,10 +110,13 @@ const std::vector<Setting>& Settings() {
       AddrSetting("KG_HEALTH_ADDR", &Config::health_addr),
       {"KG_API_TOKEN",
        [](Config& c, const std::string& v, const std::string& var) {
-         // A blank token is a mistake (an empty line in a secret file), not "no token": it
-         // would make the API demand a bearer token no client can guess.
-         if (!v.empty() && v.find_first_not_of(" \t\r\n\f\v") == std::string::npos) {
-           return Status::Invalid(fmt::format("{} is set but blank (only white space); set a token or unset it", var));
+         // A set but empty or blank token is a mistake, never "no token": `KG_API_TOKEN=$SECRET`
+         // with the secret missing would otherwise open the API silently, and white space alone
+         // (an empty line in a secret file) would demand a token no client can guess.
+         if (v.find_first_not_of(" \t\r\n\f\v") == std::string::npos) {
+           return Status::Invalid(fmt::format(
+               "{} is set but {}; set a token, or unset the variable to run without one", var,
+               v.empty() ? "empty" : "blank (only white space)"));
          }
          c.api_token = v;
          return Status::Ok();

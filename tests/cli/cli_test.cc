@@ -15,20 +15,11 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-struct CliRun {
-  int code = -1;  // exit code, or -1 when killed by a signal or timed out
-  std::string out, err;
-};
+using testing::CliRun;
 
 CliRun Kgflow(const std::vector<std::string>& args, const testing::TempDir& dir,
-           std::map<std::string, std::string> env = {}) {
-  testing::Process p(args, env, dir.path());
-  int st = p.Wait(30s);
-  CliRun r;
-  if (st != -1 && WIFEXITED(st)) r.code = WEXITSTATUS(st);
-  r.out = p.Stdout();
-  r.err = p.Stderr();
-  return r;
+              std::map<std::string, std::string> env = {}) {
+  return testing::RunToEnd(args, dir.path(), env, 30s);
 }
 
 size_t Lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }

@@ -168,18 +168,23 @@ TEST(Config, DescribeMasksSecrets) {
   EXPECT_NE(d.find("KG_MAX_TOTAL_PROCESSES=50"), std::string::npos);
 }
 
-// Verifies a blank KG_API_TOKEN is a configuration error naming the variable (it would lock
-// every client out), while an unset or empty one means no token.
+// Verifies a set but empty or blank KG_API_TOKEN is a configuration error naming the variable
+// (empty: `KG_API_TOKEN=$SECRET` with the secret missing would open the API silently; blank: it
+// would lock every client out), while an unset one means no token.
 TEST(Config, BlankApiTokenIsAnError) {
-  for (const char* blank : {" ", "  \t", "\n"}) {
+  for (const char* blank : {"", " ", "  \t", "\n"}) {
     auto r = LoadConfig(Env({{"KG_API_TOKEN", blank}}));
     ASSERT_FALSE(r.ok()) << "'" << blank << "'";
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
     EXPECT_NE(r.status().message().find("KG_API_TOKEN"), std::string::npos) << r.status().message();
   }
+  auto unset = LoadConfig(Env({}));
+  ASSERT_TRUE(unset.ok());
+  EXPECT_EQ(unset->api_token, "");
   auto empty = LoadConfig(Env({{"KG_API_TOKEN", ""}}));
-  ASSERT_TRUE(empty.ok());
-  EXPECT_EQ(empty->api_token, "");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.status().message().find("KG_API_TOKEN is set but empty"), std::string::npos)
+      << empty.status().message();
 }
 
 // Verifies KG_LOG_LEVEL takes any case and stores the level spdlog knows.

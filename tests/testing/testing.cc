@@ -152,6 +152,17 @@ std::string Process::Stderr() const { return ReadFile(err_); }
 std::string KgflowBinary() { return KG_TEST_BINARY; }
 std::string SamplesDir() { return KG_TEST_SAMPLES; }
 
+CliRun RunToEnd(const std::vector<std::string>& args, const std::string& log_dir,
+                const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout) {
+  Process p(args, env, log_dir);
+  int st = p.Wait(timeout);
+  CliRun r;
+  if (st != -1 && WIFEXITED(st)) r.code = WEXITSTATUS(st);
+  r.out = p.Stdout();
+  r.err = p.Stderr();
+  return r;
+}
+
 std::vector<pid_t> ChildrenOf(pid_t pid) {
   std::vector<pid_t> out;
   std::error_code ec;

@@ -65,6 +65,16 @@ class Process {
   std::string out_, err_;
 };
 
+// One run of a command to its end: the exit code (-1 when killed by a signal or still running
+// at the deadline, then killed) and what it printed.
+struct CliRun {
+  int code = -1;
+  std::string out, err;
+};
+// Runs `args` (args[0] a binary, usually KgflowBinary()) with `env` added, logs in `log_dir`.
+CliRun RunToEnd(const std::vector<std::string>& args, const std::string& log_dir,
+                const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout);
+
 // The kgflow binary under test (set by CMake).
 std::string KgflowBinary();
 // The repository's sample documents.

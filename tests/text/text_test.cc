@@ -117,21 +117,16 @@ TEST(Text, ChunksAreBoundedSentenceAlignedAndOverlap) {
   EXPECT_NE(chunks.back().text.find("number 39"), std::string::npos);
 }
 
-// Verifies chunking time grows linearly with the text, also for text with no line break at all (looking
-// for a blank line once scanned the whole rest of the text per sentence: 20 MB took minutes).
+// Verifies chunking a large text with no line break finishes (a blank-line lookup once scanned the
+// rest of the text per sentence: 20 MB took over 120 s; linear, 40 MB takes about a second, ten
+// under the sanitizers). No timing is asserted: ctest's timeout (300 s) is the bound, which the
+// quadratic version passes by far at 40 MB. Speed itself is measured in bench/.
 TEST(Text, ChunkingIsLinearInTheTextSize) {
-  auto seconds = [](size_t bytes) {
-    std::string t;
-    while (t.size() < bytes) t += "Mara Voss founded Helix Dynamics in 2014 and it grew. ";
-    auto t0 = std::chrono::steady_clock::now();
-    auto chunks = ChunkText(t, {1200, 100});
-    EXPECT_GT(chunks.size(), bytes / 1300);
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  };
-  seconds(100'000);  // this thread's iterator made
-  double small = seconds(1'000'000), large = seconds(4'000'000);
-  // Linear: about 4 times; quadratic: about 16 times. Margin for a loaded machine.
-  EXPECT_LT(large, 8 * small + 0.05) << small << " s for 1 MB, " << large << " s for 4 MB";
+  std::string t;
+  while (t.size() < 40'000'000) t += "Mara Voss founded Helix Dynamics in 2014 and it grew. ";
+  auto chunks = ChunkText(t, {1200, 100});
+  EXPECT_GT(chunks.size(), t.size() / 1300);
+  EXPECT_EQ(chunks.back().offset + chunks.back().text.size(), t.size() - 1);  // up to the final space
 }
 
 // Verifies a long run of Chinese without punctuation is cut on code points, never inside one.
