@@ -389,7 +389,18 @@ std::string DescribeConfig(const Config& c) {
   auto line = [&](const std::string& k, const std::string& v) { out += k + "=" + v + "\n"; };
   line("NODE_ROLE", RoleName(c.role));
   line("KG_WORKER_NODE_NAME", c.node_name);
-  line("KG_WORKERS_PER_PROVIDER", std::to_string(c.workers_per_provider));
+  // Say where a cap will hold the configured count below what was asked (the supervisor clamps).
+  std::string clamp;
+  size_t providers = c.enabled_providers.size();
+  if (c.workers_per_provider > c.max_processes_per_provider) {
+    clamp = fmt::format("  # runs {} per provider: clamped by KG_MAX_PROCESSES_PER_PROVIDER",
+                        c.max_processes_per_provider);
+  } else if (providers > 0 && static_cast<size_t>(c.workers_per_provider) * providers >
+                                  static_cast<size_t>(c.max_total_processes)) {
+    clamp = fmt::format("  # {} providers x {} is more than KG_MAX_TOTAL_PROCESSES ({}): the total cap holds",
+                        providers, c.workers_per_provider, c.max_total_processes);
+  }
+  line("KG_WORKERS_PER_PROVIDER", std::to_string(c.workers_per_provider) + clamp);
   line("KG_MAX_TOTAL_PROCESSES", std::to_string(c.max_total_processes));
   line("KG_MAX_PROCESSES_PER_PROVIDER", std::to_string(c.max_processes_per_provider));
   line("KG_PROVIDERS", c.KnownProviders());

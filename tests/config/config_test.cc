@@ -158,6 +158,19 @@ TEST(Config, ConfigDirectoryIsAnError) {
   EXPECT_NE(r.status().message().find("not a regular file"), std::string::npos) << r.status().message();
 }
 
+// Verifies check-config says when a cap holds the configured processes per provider below the
+// value asked for (a new user set 99 and was told nothing).
+TEST(Config, DescribeNamesTheCapThatClampsWorkers) {
+  auto c = LoadConfig(Env({{"KG_WORKERS_PER_PROVIDER", "99"}}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  std::string d = DescribeConfig(*c);
+  EXPECT_NE(d.find("KG_WORKERS_PER_PROVIDER=99  # runs 10 per provider: clamped by KG_MAX_PROCESSES_PER_PROVIDER"),
+            std::string::npos) << d;
+  auto fits = LoadConfig(Env({{"KG_WORKERS_PER_PROVIDER", "3"}}));
+  ASSERT_TRUE(fits.ok());
+  EXPECT_NE(DescribeConfig(*fits).find("KG_WORKERS_PER_PROVIDER=3\n"), std::string::npos);
+}
+
 // Verifies check-config output masks every secret.
 TEST(Config, DescribeMasksSecrets) {
   auto c = LoadConfig(Env({{"KG_API_TOKEN", "tok-SECRET-1"}, {"REDIS_PASSWORD", "pw-SECRET-2"}}));
