@@ -577,6 +577,52 @@ TEST(Builtin, CompanyNewsShapes) {
   EXPECT_TRUE(HasEntity(x, "Dunmere", "Location")) << Dump(x);
 }
 
+// Verifies general English sentence shapes of news prose: lists closed by "and" after a verb
+// and its object, a role before a described organisation, a mayor of a place, sites or staff
+// in a place, completed purchases, stakes sold, described organisations of a place, "chairs".
+TEST(Builtin, GeneralEnglishShapes) {
+  const RelationCase kCases[] = {
+      {"Brindle Gears supplies gaskets to Ostwick Motors, Merrin Tractors and Quorne Aviation.", "Brindle Gears",
+       "SUPPLIES", "Ostwick Motors"},
+      {"Brindle Gears supplies gaskets to Ostwick Motors, Merrin Tractors and Quorne Aviation.", "Brindle Gears",
+       "SUPPLIES", "Merrin Tractors"},
+      {"Brindle Gears supplies gaskets to Ostwick Motors, Merrin Tractors and Quorne Aviation.", "Brindle Gears",
+       "SUPPLIES", "Quorne Aviation"},
+      {"\"Sales are up,\" said Tavish Lomond, chief executive of the grocery chain Lisbury Foods.", "Tavish Lomond",
+       "CEO_OF", "Lisbury Foods"},
+      {"Mayor Ansel Pruett of Wrenfield opened the bridge.", "Ansel Pruett", "HEAD_OF", "Wrenfield"},
+      {"Corbel Energy operates solar farms in Gorran and Kilbride.", "Corbel Energy", "OPERATES_IN", "Gorran"},
+      {"Corbel Energy operates solar farms in Gorran and Kilbride.", "Corbel Energy", "OPERATES_IN", "Kilbride"},
+      {"Haskett Bank, which has 40 branches across Orsino, raised its dividend.", "Haskett Bank", "OPERATES_IN",
+       "Orsino"},
+      {"Dellacourt Apparel has completed its purchase of Yarlow Textiles.", "Dellacourt Apparel", "ACQUIRED",
+       "Yarlow Textiles"},
+      {"Vesper Athletic has sold a minority stake to Thessaly Capital.", "Thessaly Capital", "INVESTED_IN",
+       "Vesper Athletic"},
+      {"Alvey Robotics, a start-up from Dumbarr, raised $9 million from Thessaly Capital.", "Alvey Robotics",
+       "LOCATED_IN", "Dumbarr"},
+      {"Tavish Lomond now chairs the Haskett Foundation.", "Tavish Lomond", "CHAIR_OF", "Haskett Foundation"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
+  }
+  // What is sold is no supply when it is a stake or a business; a stake held is no site.
+  Extraction x = Extract("Brindle Gears sold its gasket business to Merrin Tractors.");
+  EXPECT_FALSE(HasRelation(x, "Brindle Gears", "SUPPLIES", "Merrin Tractors")) << Dump(x);
+  x = Extract("Corbel Energy has a stake in Gorran Mining.");
+  EXPECT_FALSE(HasRelation(x, "Corbel Energy", "OPERATES_IN", "Gorran Mining")) << Dump(x);
+  // The apposition keeps the organisation the subject of the verb after it, not the place.
+  x = Extract("Alvey Robotics, a start-up from Dumbarr, raised $9 million from Thessaly Capital.");
+  EXPECT_FALSE(std::any_of(x.relations.begin(), x.relations.end(), [](const auto& r) { return r.source == "Dumbarr"; }))
+      << Dump(x);
+  // A list of people is no list of customers: no relation between its members.
+  x = Extract("Ostwick Motors, Merrin Tractors and Quorne Aviation reported losses.");
+  EXPECT_TRUE(x.relations.empty()) << Dump(x);
+}
+
+
 // Verifies the Chinese shapes of company news: two-character brands before an industry word,
 // newspapers, suits, lead investors, supplies, subsidiaries, completed acquisitions, places of
 // birth before 的, clauses without a subject, passives with two founders and resigned roles.
