@@ -245,6 +245,20 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       size_t b = ScanBackOrg(s, i);
       if (b < i && kQuantifierStart.find(s[b]) != U32::npos) ++b;
       if (b < i && kMeasureWords.find(s[b]) != U32::npos) ++b;
+      // "平台开发商帧跃科技": a trade noun ending in 商 (developer, supplier, operator) describes
+      // the company after it and is no part of its name.
+      for (const U32 trade : {U"开发商", U"供应商", U"运营商", U"制造商", U"服务商", U"经销商", U"零售商",
+                              U"承包商", U"生产商", U"提供商", U"发行商", U"代理商"}) {
+        size_t t = s.find(trade, b >= 2 ? b - 2 : 0);
+        if (t != U32::npos && t + trade.size() > b && t + trade.size() + 2 <= i) b = t + trade.size();
+      }
+      if (b < i && s[b] == U'商' && VerbEndsAt(s, b)) ++b;
+      // "云栖保险三家子公司": a count of companies ("三家", "两个") names none.
+      bool counted = false;
+      for (size_t q = b; q + 1 < i && !counted; ++q) {
+        counted = U32(U"一二三四五六七八九十两几多").find(s[q]) != U32::npos && kMeasureWords.find(s[q + 1]) != U32::npos;
+      }
+      if (counted) break;
       if (i - b >= 2) orgs.push_back({b, i + suf.size(), "Organization", ""});
       break;
     }
@@ -521,6 +535,23 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       emit(bi, ai, "BORN_IN");
       return true;
     }
+    // "总部位于北淮的X": the organisation after 的 is located in the place.
+    if (a.type == "Location" && b.type == "Organization" && gap == U"的" &&
+        (EndsAt(s, a.b, U"总部位于") || EndsAt(s, a.b, U"总部设在"))) {
+      emit(bi, ai, "LOCATED_IN");
+      return true;
+    }
+    // "A旗下的B", "A旗下拥有B": B is part of A; "A控股的B": B is owned by A.
+    if (a.type == "Organization" && b.type == "Organization") {
+      if (At(gap, 0, U"旗下") && gap.size() <= 4 && (gap.size() == 2 || gap == U"旗下的" || gap == U"旗下拥有")) {
+        emit(bi, ai, "PART_OF");
+        return true;
+      }
+      if (gap == U"控股的" || gap == U"全资控股的") {
+        emit(bi, ai, "OWNED_BY");
+        return true;
+      }
+    }
     if (Contains(gap, U"被") && ContainsAny(after, {U"收购", U"并购"})) {
       emit(bi, ai, "ACQUIRED");
     } else if (ContainsAny(gap, {U"创立", U"创办", U"创建", U"成立"})) {
@@ -597,6 +628,55 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
     if (subject == spans.size()) continue;
     for (size_t k = 0; k < spans.size(); ++k) {
       if (spans[k].b > z && spans[k].e <= v && spans[k].type == "Location") rels.push_back({subject, k, "OPERATES_IN"});
+    }
+  }
+  // "由A领投，B、C跟投": every organisation before 领投, 跟投 or 参投 (or listed with one by 、,
+  // 和, 及) invested in the organisation whose 融资 (funding round) the sentence reports: the
+  // last other organisation before 融资.
+  if (size_t f = s.find(U"融资"); f != U32::npos) {
+    auto link_at = [&](size_t j) {
+      U32 link = s.substr(spans[j].e, spans[j + 1].b - spans[j].e);
+      return link == U"、" || link == U"和" || link == U"及";
+    };
+    std::vector<bool> investor(spans.size(), false);
+    for (size_t j = spans.size(); j-- > 0;) {
+      if (spans[j].type != "Organization") continue;
+      investor[j] = At(s, spans[j].e, U"领投") || At(s, spans[j].e, U"跟投") || At(s, spans[j].e, U"参投") ||
+                    (j + 1 < spans.size() && investor[j + 1] && link_at(j));
+    }
+    size_t target = spans.size();
+    for (size_t j = 0; j < spans.size() && spans[j].e <= f; ++j) {
+      if (spans[j].type == "Organization" && !investor[j]) target = j;
+    }
+    if (target < spans.size() &&
+        !std::any_of(kNegations.begin(), kNegations.end(), [&](const U32& w) { return Contains(s, w); })) {
+      for (size_t j = 0; j < spans.size(); ++j) {
+        if (!investor[j]) continue;
+        bool known = std::any_of(rels.begin(), rels.end(), [&](const Rel& r) {
+          return r.s == j && r.d == target && r.type == "INVESTED_IN";
+        });
+        if (!known) rels.push_back({j, target, "INVESTED_IN"});
+      }
+    }
+  }
+  // "A旗下拥有B、C和D", "A投资了B和C": organisations and places listed by 、, 和 or 及 share the
+  // relation of the list's first member.
+  for (size_t k = 0; k + 1 < spans.size(); ++k) {
+    if (spans[k].type == "Person" || spans[k + 1].type != spans[k].type || !spans[k + 1].name.empty()) continue;
+    U32 link = s.substr(spans[k].e, spans[k + 1].b - spans[k].e);
+    if (link != U"、" && link != U"和" && link != U"及") continue;
+    const size_t n = rels.size();
+    for (size_t r = 0; r < n; ++r) {
+      const Rel x = rels[r];
+      if (x.type == "PARTNER_OF" || x.type == "COMPETES_WITH") continue;
+      Rel y = x;
+      if (x.s == k && x.d != k + 1 && x.d < k) y.s = k + 1;
+      else if (x.d == k && x.s != k + 1 && x.s < k) y.d = k + 1;
+      else continue;
+      bool known = std::any_of(rels.begin(), rels.end(), [&](const Rel& z) {
+        return z.s == y.s && z.d == y.d && z.type == y.type;
+      });
+      if (!known) rels.push_back(y);
     }
   }
   // "李俊和妻子王蕾移居临溪": a person joined to the next by 和, 与 or 、 (with a spouse word or

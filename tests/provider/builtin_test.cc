@@ -666,6 +666,43 @@ TEST(Builtin, ChineseCompanyNewsShapes) {
 }
 
 
+// Verifies general Chinese sentence shapes: 总部位于…的 before an organisation, 旗下 and 控股的
+// between two organisations, lists joined by 、, 和 and 及 sharing their first member's relation,
+// every lead and following investor of a reported round (领投, 跟投), and trade nouns ending in
+// 商 kept out of the name after them.
+TEST(Builtin, GeneralChineseShapes) {
+  const RelationCase kCases[] = {
+      {"总部位于枫桥市的澜舟航运有限公司宣布扩张。", "澜舟航运有限公司", "LOCATED_IN", "枫桥市"},
+      {"云栖控股集团旗下的青黛医院今日开业。", "青黛医院", "PART_OF", "云栖控股集团"},
+      {"云栖控股集团旗下拥有云栖银行、云栖证券和云栖保险三家子公司。", "云栖银行", "PART_OF", "云栖控股集团"},
+      {"云栖控股集团旗下拥有云栖银行、云栖证券和云栖保险三家子公司。", "云栖证券", "PART_OF", "云栖控股集团"},
+      {"云栖控股集团旗下拥有云栖银行、云栖证券和云栖保险三家子公司。", "云栖保险", "PART_OF", "云栖控股集团"},
+      {"瀚海能源集团控股的瀚海风电有限公司运营两座风电场。", "瀚海风电有限公司", "OWNED_BY", "瀚海能源集团"},
+      {"据悉，云图数据完成2亿元B轮融资，由碧峰资本领投，远山创投、锦川基金跟投。", "碧峰资本", "INVESTED_IN",
+       "云图数据"},
+      {"据悉，云图数据完成2亿元B轮融资，由碧峰资本领投，远山创投、锦川基金跟投。", "远山创投", "INVESTED_IN",
+       "云图数据"},
+      {"据悉，云图数据完成2亿元B轮融资，由碧峰资本领投，远山创投、锦川基金跟投。", "锦川基金", "INVESTED_IN",
+       "云图数据"},
+      {"汽车零部件制造商锦川精工有限公司完成B轮融资，碧峰资本领投。", "碧峰资本", "INVESTED_IN",
+       "锦川精工有限公司"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
+  }
+  Extraction x = Extract("汽车零部件制造商锦川精工有限公司完成B轮融资，碧峰资本领投。");
+  EXPECT_FALSE(HasName(x, "件制造商锦川精工有限公司") || HasName(x, "制造商锦川精工有限公司")) << Dump(x);
+  // A denied round gives no investor.
+  x = Extract("云图数据否认完成B轮融资，碧峰资本也未领投。");
+  EXPECT_TRUE(x.relations.empty()) << Dump(x);
+  // Partners listed by 和 do not spread a partnership to the next name.
+  x = Extract("云栖银行与云图数据签署合作协议。");
+  EXPECT_FALSE(HasRelation(x, "云图数据", "PARTNER_OF", "云栖银行")) << Dump(x);
+}
+
+
 // Verifies tables: cells under a company, place or role header become typed entities with
 // the row's relations, and header words become nothing, in English and Chinese.
 TEST(Builtin, Tables) {
