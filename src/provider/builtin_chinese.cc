@@ -63,11 +63,11 @@ const std::vector<U32> kVerbs = {
     U"迁往", U"迁至", U"坐落", U"联合", U"表示", U"认为", U"指出", U"说", U"获得", U"带领", U"研发", U"开发",
     U"使用", U"开始", U"采用", U"购买", U"成为", U"进入", U"包括", U"以后", U"之后", U"以前", U"之前", U"访问",
     U"出席", U"参加", U"会见", U"发表", U"接受", U"透露", U"强调", U"介绍", U"否认",
-    U"出售", U"扩大", U"设有", U"起诉", U"接任", U"移居", U"定居", U"迁居", U"住在", U"居住", U"领投", U"跟投", U"参投", U"辞去", U"卸任", U"任教", U"指控", U"包括"};
+    U"出售", U"扩大", U"设有", U"兼任", U"起诉", U"接任", U"移居", U"定居", U"迁居", U"住在", U"居住", U"领投", U"跟投", U"参投", U"辞去", U"卸任", U"任教", U"指控", U"包括"};
 const std::vector<U32> kTitles = {U"博士", U"先生", U"女士", U"教授", U"院长", U"所长", U"主任", U"总裁",
                                   U"董事长", U"首席", U"创始人", U"工程师", U"研究员", U"经理", U"总监", U"科学家",
                                   U"负责人", U"执行官", U"技术官", U"财务官", U"员工", U"顾问", U"股东",
-                                  U"妻子", U"丈夫", U"夫人", U"太太"};
+                                  U"妻子", U"丈夫", U"夫人", U"太太", U"校长", U"理事长"};
 // Leading quantifiers are not part of a name: "一个机器人实验室" -> "机器人实验室".
 const U32 kQuantifierStart = U"一两三几这那该每某";
 const U32 kMeasureWords = U"个家所名座支位";
@@ -92,7 +92,8 @@ const std::vector<RoleWord> kRoles = {
     {U"主任", "DIRECTOR_OF", true}, {U"总监", "DIRECTOR_OF", true}, {U"负责人", "DIRECTOR_OF", true},
     {U"首席科学家", "CHIEF_SCIENTIST_OF", true}, {U"工程师", "WORKS_AT", false}, {U"研究员", "WORKS_AT", false},
     {U"教授", "WORKS_AT", false}, {U"员工", "WORKS_AT", false}, {U"科学家", "WORKS_AT", false},
-    {U"子公司", "PART_OF", false}, {U"顾问", "ADVISES", false}, {U"股东", "INVESTED_IN", false}};
+    {U"子公司", "PART_OF", false}, {U"顾问", "ADVISES", false}, {U"股东", "INVESTED_IN", false},
+    {U"校长", "PRESIDENT_OF", true}, {U"理事长", "CHAIR_OF", true}};
 
 bool IsStop(char32_t c) { return kStops.find(c) != U32::npos; }
 bool IsNameChar(char32_t c) {
@@ -590,7 +591,7 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       if (Contains(after, U"竞争")) emit(ai, bi, "COMPETES_WITH");
       else if (ContainsAny(after, {U"合作", U"签署", U"联合", U"结成"})) emit(ai, bi, "PARTNER_OF");
       else return false;
-    } else if (ContainsAny(gap, {U"担任", U"出任", U"现任", U"是", U"为", U"辞去", U"卸任"}) && gap.size() <= 4) {
+    } else if (ContainsAny(gap, {U"担任", U"出任", U"现任", U"兼任", U"是", U"为", U"辞去", U"卸任"}) && gap.size() <= 4) {
       size_t p = (!after.empty() && after[0] == U'的') ? 1 : 0;
       const char* role = RoleAt(after, p, &rl);
       if (!role) return false;

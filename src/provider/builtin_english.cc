@@ -279,6 +279,13 @@ const std::vector<Pattern>& Patterns() {
     add({"mentored", "mentors", "trained"}, "MENTORED", false, P, P);
     add({"advises", "advised"}, "ADVISES", false, P, "");
     add({"was advised by", "is advised by", "were advised by", "advised by"}, "ADVISES", true, "", "");
+    add({"teaches at", "taught at", "lectures at", "lectured at"}, "WORKS_AT", false, P, O);
+    add({"holds a doctorate from", "holds a degree from", "has a doctorate from", "has a degree from",
+         "received a doctorate from", "received a degree from", "earned a doctorate from", "earned a phd from",
+         "holds a phd from"},
+        "STUDIED_AT", false, P, O);
+    add({"was spun off from", "spun off from", "was spun out of", "spun out of", "was spun out from"}, "SPUN_OFF",
+        true, O, O);
     add({"licensed its technology to", "licenses its technology to", "licensed"}, "LICENSED_TO", false, O, O);
     add({"spun off", "spun out"}, "SPUN_OFF", false, O, O);
     add({"in"}, "LOCATED_IN", false, O, L);  // only between an organisation and a place (checked below)
@@ -747,6 +754,15 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       conjuncts.emplace_back(k, k + 1);
       continue;
     }
+    // "A, a cardiologist at B, trained at C": an occupation at an organisation; A works at B
+    // and stays the subject of the verb after the apposition.
+    if (comma_first && gap.size() == 3 && (gap[0] == "a" || gap[0] == "an") && gap[2] == "at" &&
+        ms[k].type == "Person" && !kOrgNouns.count(gap[1]) && ms[k + 1].type != "Location" &&
+        std::all_of(gap[1].begin(), gap[1].end(), [](char c) { return std::islower(static_cast<unsigned char>(c)) != 0; })) {
+      rels.push_back({subj, k + 1, "WORKS_AT", "Person", "Organization"});
+      clause_subject = subj;
+      continue;
+    }
     // "A, a start-up from B, raised ...", "A, a charity in B": a described organisation of a
     // place; the apposition keeps A the subject of the verb after its closing comma.
     if (comma_first && gap.size() >= 3 && gap.size() <= 5 && (gap[0] == "a" || gap[0] == "an") &&
@@ -960,6 +976,25 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     if (object_gap(6) && gap.back() == "to" && kSupplyVerbs.count(*verb) && verb + 2 <= gap.end() - 1 &&
         std::none_of(gap.begin(), gap.end(), [](const std::string& w) { return kNotGoods.count(w) > 0; })) {
       rels.push_back({subj, k + 1, "SUPPLIES", "Organization", "Organization"});
+      continue;
+    }
+    // "A licensed its coating process to B": licensing, with its object before "to".
+    if (object_gap(6) && gap.back() == "to" && (*verb == "licensed" || *verb == "licenses") && verb + 2 <= gap.end() - 1) {
+      rels.push_back({subj, k + 1, "LICENSED_TO", "Organization", "Organization"});
+      continue;
+    }
+    // "A previously ran the retail bank at B", "A led the chemistry group at B", "A was head of
+    // operations at B": a part of B that A ran or headed; A worked at B.
+    static const std::set<std::string> kRanVerbs = {"ran", "runs", "led", "leads", "headed", "heads", "managed",
+                                                    "manages", "oversaw", "oversees"};
+    if (verb != gap.end() && gap.size() <= 7 && gap.back() == "at" &&
+        (ms[subj].type == "Person" || ms[subj].type == "Other") &&
+        std::none_of(gap.begin(), gap.end(), [](const std::string& w) { return w == "which" || w == "it"; }) &&
+        ((object_gap(7) && kRanVerbs.count(*verb) && verb + 1 < gap.end() &&
+          (verb[1] == "the" || verb[1] == "its" || verb[1] == "a")) ||
+         (*verb == "head" && verb + 2 < gap.end() - 1 && verb[1] == "of" &&
+          std::none_of(verb + 2, gap.end() - 1, [](const std::string& w) { return kInnerPreps.count(w) > 0; })))) {
+      rels.push_back({subj, k + 1, "WORKS_AT", "Person", "Organization"});
       continue;
     }
     // "A operates wind farms in B", "A, which has 58 branches across B", "A employs 400 people

@@ -602,6 +602,21 @@ TEST(Builtin, GeneralEnglishShapes) {
       {"Alvey Robotics, a start-up from Dumbarr, raised $9 million from Thessaly Capital.", "Alvey Robotics",
        "LOCATED_IN", "Dumbarr"},
       {"Tavish Lomond now chairs the Haskett Foundation.", "Tavish Lomond", "CHAIR_OF", "Haskett Foundation"},
+      // Occupations at an organisation, teaching, degrees, spin-offs, licences, parts run at a firm.
+      {"Dr. Odalys Verhoek, a radiologist at Tregarth Clinic, trained at Mossbury University.", "Odalys Verhoek",
+       "WORKS_AT", "Tregarth Clinic"},
+      {"Dr. Odalys Verhoek, a radiologist at Tregarth Clinic, trained at Mossbury University.", "Odalys Verhoek",
+       "STUDIED_AT", "Mossbury University"},
+      {"Kelso Mirren, who teaches at Mossbury University, advises Fairholt Labs.", "Kelso Mirren", "WORKS_AT",
+       "Mossbury University"},
+      {"Kelso Mirren holds a doctorate from Mossbury University.", "Kelso Mirren", "STUDIED_AT", "Mossbury University"},
+      {"Fairholt Labs, which was spun off from Brackwater Pharma in 2019, hired Kelso Mirren.", "Brackwater Pharma",
+       "SPUN_OFF", "Fairholt Labs"},
+      {"Penlow Coatings has licensed its glazing process to Stavely Glass.", "Penlow Coatings", "LICENSED_TO",
+       "Stavely Glass"},
+      {"Istvan Gorse previously ran the trading desk at Brackwater Pharma.", "Istvan Gorse", "WORKS_AT",
+       "Brackwater Pharma"},
+      {"Istvan Gorse was head of research at Brackwater Pharma.", "Istvan Gorse", "WORKS_AT", "Brackwater Pharma"},
   };
   for (const auto& c : kCases) {
     SCOPED_TRACE(c.text);
@@ -617,6 +632,12 @@ TEST(Builtin, GeneralEnglishShapes) {
   x = Extract("Alvey Robotics, a start-up from Dumbarr, raised $9 million from Thessaly Capital.");
   EXPECT_FALSE(std::any_of(x.relations.begin(), x.relations.end(), [](const auto& r) { return r.source == "Dumbarr"; }))
       << Dump(x);
+  // The apposition keeps the person the subject: the clinic studied nowhere.
+  x = Extract("Dr. Odalys Verhoek, a radiologist at Tregarth Clinic, trained at Mossbury University.");
+  EXPECT_FALSE(HasRelation(x, "Tregarth Clinic", "STUDIED_AT", "Mossbury University")) << Dump(x);
+  // An organisation that runs something at a place is no employee there.
+  x = Extract("Fairholt Labs, which runs the new test site at Stavely Glass, grew.");
+  EXPECT_FALSE(HasRelation(x, "Fairholt Labs", "WORKS_AT", "Stavely Glass")) << Dump(x);
   // A list of people is no list of customers: no relation between its members.
   x = Extract("Ostwick Motors, Merrin Tractors and Quorne Aviation reported losses.");
   EXPECT_TRUE(x.relations.empty()) << Dump(x);
@@ -686,6 +707,10 @@ TEST(Builtin, GeneralChineseShapes) {
        "云图数据"},
       {"汽车零部件制造商锦川精工有限公司完成B轮融资，碧峰资本领投。", "碧峰资本", "INVESTED_IN",
        "锦川精工有限公司"},
+      // 校长 and 理事长 are roles; 兼任 takes a role like 担任.
+      {"临川理工大学校长贺知秋表示，学校将扩招。", "贺知秋", "PRESIDENT_OF", "临川理工大学"},
+      {"贺知秋兼任澜舟航运有限公司董事长。", "贺知秋", "CHAIR_OF", "澜舟航运有限公司"},
+      {"梁一舟是云栖基金会的理事长。", "梁一舟", "CHAIR_OF", "云栖基金会"},
   };
   for (const auto& c : kCases) {
     SCOPED_TRACE(c.text);
