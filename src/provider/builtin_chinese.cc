@@ -63,11 +63,11 @@ const std::vector<U32> kVerbs = {
     U"迁往", U"迁至", U"坐落", U"联合", U"表示", U"认为", U"指出", U"说", U"获得", U"带领", U"研发", U"开发",
     U"使用", U"开始", U"采用", U"购买", U"成为", U"进入", U"包括", U"以后", U"之后", U"以前", U"之前", U"访问",
     U"出席", U"参加", U"会见", U"发表", U"接受", U"透露", U"强调", U"介绍", U"否认",
-    U"出售", U"扩大", U"设有", U"起诉", U"接任", U"移居", U"定居", U"迁居", U"住在", U"居住", U"领投", U"跟投", U"参投", U"辞去", U"卸任", U"任教", U"指控", U"包括"};
+    U"出售", U"扩大", U"设有", U"兼任", U"起诉", U"接任", U"移居", U"定居", U"迁居", U"住在", U"居住", U"领投", U"跟投", U"参投", U"辞去", U"卸任", U"任教", U"指控", U"包括"};
 const std::vector<U32> kTitles = {U"博士", U"先生", U"女士", U"教授", U"院长", U"所长", U"主任", U"总裁",
                                   U"董事长", U"首席", U"创始人", U"工程师", U"研究员", U"经理", U"总监", U"科学家",
                                   U"负责人", U"执行官", U"技术官", U"财务官", U"员工", U"顾问", U"股东",
-                                  U"妻子", U"丈夫", U"夫人", U"太太"};
+                                  U"妻子", U"丈夫", U"夫人", U"太太", U"校长", U"理事长"};
 // Leading quantifiers are not part of a name: "一个机器人实验室" -> "机器人实验室".
 const U32 kQuantifierStart = U"一两三几这那该每某";
 const U32 kMeasureWords = U"个家所名座支位";
@@ -92,7 +92,8 @@ const std::vector<RoleWord> kRoles = {
     {U"主任", "DIRECTOR_OF", true}, {U"总监", "DIRECTOR_OF", true}, {U"负责人", "DIRECTOR_OF", true},
     {U"首席科学家", "CHIEF_SCIENTIST_OF", true}, {U"工程师", "WORKS_AT", false}, {U"研究员", "WORKS_AT", false},
     {U"教授", "WORKS_AT", false}, {U"员工", "WORKS_AT", false}, {U"科学家", "WORKS_AT", false},
-    {U"子公司", "PART_OF", false}, {U"顾问", "ADVISES", false}, {U"股东", "INVESTED_IN", false}};
+    {U"子公司", "PART_OF", false}, {U"顾问", "ADVISES", false}, {U"股东", "INVESTED_IN", false},
+    {U"校长", "PRESIDENT_OF", true}, {U"理事长", "CHAIR_OF", true}};
 
 bool IsStop(char32_t c) { return kStops.find(c) != U32::npos; }
 bool IsNameChar(char32_t c) {
@@ -245,6 +246,20 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       size_t b = ScanBackOrg(s, i);
       if (b < i && kQuantifierStart.find(s[b]) != U32::npos) ++b;
       if (b < i && kMeasureWords.find(s[b]) != U32::npos) ++b;
+      // "平台开发商帧跃科技": a trade noun ending in 商 (developer, supplier, operator) describes
+      // the company after it and is no part of its name.
+      for (const U32 trade : {U"开发商", U"供应商", U"运营商", U"制造商", U"服务商", U"经销商", U"零售商",
+                              U"承包商", U"生产商", U"提供商", U"发行商", U"代理商"}) {
+        size_t t = s.find(trade, b >= 2 ? b - 2 : 0);
+        if (t != U32::npos && t + trade.size() > b && t + trade.size() + 2 <= i) b = t + trade.size();
+      }
+      if (b < i && s[b] == U'商' && VerbEndsAt(s, b)) ++b;
+      // "云栖保险三家子公司": a count of companies ("三家", "两个") names none.
+      bool counted = false;
+      for (size_t q = b; q + 1 < i && !counted; ++q) {
+        counted = U32(U"一二三四五六七八九十两几多").find(s[q]) != U32::npos && kMeasureWords.find(s[q + 1]) != U32::npos;
+      }
+      if (counted) break;
       if (i - b >= 2) orgs.push_back({b, i + suf.size(), "Organization", ""});
       break;
     }
@@ -521,6 +536,23 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       emit(bi, ai, "BORN_IN");
       return true;
     }
+    // "总部位于北淮的X": the organisation after 的 is located in the place.
+    if (a.type == "Location" && b.type == "Organization" && gap == U"的" &&
+        (EndsAt(s, a.b, U"总部位于") || EndsAt(s, a.b, U"总部设在"))) {
+      emit(bi, ai, "LOCATED_IN");
+      return true;
+    }
+    // "A旗下的B", "A旗下拥有B": B is part of A; "A控股的B": B is owned by A.
+    if (a.type == "Organization" && b.type == "Organization") {
+      if (At(gap, 0, U"旗下") && gap.size() <= 4 && (gap.size() == 2 || gap == U"旗下的" || gap == U"旗下拥有")) {
+        emit(bi, ai, "PART_OF");
+        return true;
+      }
+      if (gap == U"控股的" || gap == U"全资控股的") {
+        emit(bi, ai, "OWNED_BY");
+        return true;
+      }
+    }
     if (Contains(gap, U"被") && ContainsAny(after, {U"收购", U"并购"})) {
       emit(bi, ai, "ACQUIRED");
     } else if (ContainsAny(gap, {U"创立", U"创办", U"创建", U"成立"})) {
@@ -559,7 +591,7 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
       if (Contains(after, U"竞争")) emit(ai, bi, "COMPETES_WITH");
       else if (ContainsAny(after, {U"合作", U"签署", U"联合", U"结成"})) emit(ai, bi, "PARTNER_OF");
       else return false;
-    } else if (ContainsAny(gap, {U"担任", U"出任", U"现任", U"是", U"为", U"辞去", U"卸任"}) && gap.size() <= 4) {
+    } else if (ContainsAny(gap, {U"担任", U"出任", U"现任", U"兼任", U"是", U"为", U"辞去", U"卸任"}) && gap.size() <= 4) {
       size_t p = (!after.empty() && after[0] == U'的') ? 1 : 0;
       const char* role = RoleAt(after, p, &rl);
       if (!role) return false;
@@ -597,6 +629,55 @@ void ExtractChineseSentence(const std::string& sentence, Collector& out) {
     if (subject == spans.size()) continue;
     for (size_t k = 0; k < spans.size(); ++k) {
       if (spans[k].b > z && spans[k].e <= v && spans[k].type == "Location") rels.push_back({subject, k, "OPERATES_IN"});
+    }
+  }
+  // "由A领投，B、C跟投": every organisation before 领投, 跟投 or 参投 (or listed with one by 、,
+  // 和, 及) invested in the organisation whose 融资 (funding round) the sentence reports: the
+  // last other organisation before 融资.
+  if (size_t f = s.find(U"融资"); f != U32::npos) {
+    auto link_at = [&](size_t j) {
+      U32 link = s.substr(spans[j].e, spans[j + 1].b - spans[j].e);
+      return link == U"、" || link == U"和" || link == U"及";
+    };
+    std::vector<bool> investor(spans.size(), false);
+    for (size_t j = spans.size(); j-- > 0;) {
+      if (spans[j].type != "Organization") continue;
+      investor[j] = At(s, spans[j].e, U"领投") || At(s, spans[j].e, U"跟投") || At(s, spans[j].e, U"参投") ||
+                    (j + 1 < spans.size() && investor[j + 1] && link_at(j));
+    }
+    size_t target = spans.size();
+    for (size_t j = 0; j < spans.size() && spans[j].e <= f; ++j) {
+      if (spans[j].type == "Organization" && !investor[j]) target = j;
+    }
+    if (target < spans.size() &&
+        !std::any_of(kNegations.begin(), kNegations.end(), [&](const U32& w) { return Contains(s, w); })) {
+      for (size_t j = 0; j < spans.size(); ++j) {
+        if (!investor[j]) continue;
+        bool known = std::any_of(rels.begin(), rels.end(), [&](const Rel& r) {
+          return r.s == j && r.d == target && r.type == "INVESTED_IN";
+        });
+        if (!known) rels.push_back({j, target, "INVESTED_IN"});
+      }
+    }
+  }
+  // "A旗下拥有B、C和D", "A投资了B和C": organisations and places listed by 、, 和 or 及 share the
+  // relation of the list's first member.
+  for (size_t k = 0; k + 1 < spans.size(); ++k) {
+    if (spans[k].type == "Person" || spans[k + 1].type != spans[k].type || !spans[k + 1].name.empty()) continue;
+    U32 link = s.substr(spans[k].e, spans[k + 1].b - spans[k].e);
+    if (link != U"、" && link != U"和" && link != U"及") continue;
+    const size_t n = rels.size();
+    for (size_t r = 0; r < n; ++r) {
+      const Rel x = rels[r];
+      if (x.type == "PARTNER_OF" || x.type == "COMPETES_WITH") continue;
+      Rel y = x;
+      if (x.s == k && x.d != k + 1 && x.d < k) y.s = k + 1;
+      else if (x.d == k && x.s != k + 1 && x.s < k) y.d = k + 1;
+      else continue;
+      bool known = std::any_of(rels.begin(), rels.end(), [&](const Rel& z) {
+        return z.s == y.s && z.d == y.d && z.type == y.type;
+      });
+      if (!known) rels.push_back(y);
     }
   }
   // "李俊和妻子王蕾移居临溪": a person joined to the next by 和, 与 or 、 (with a spouse word or

@@ -227,6 +227,9 @@ const std::vector<Pattern>& Patterns() {
         "FOUNDED", true, O, "");
     add({"acquired", "bought", "purchased", "took over", "has acquired", "agreed to acquire"}, "ACQUIRED", false, O,
         O);
+    add({"completed its purchase of", "completed the purchase of", "completed its acquisition of",
+         "completed the acquisition of", "completed its takeover of", "completed the takeover of"},
+        "ACQUIRED", false, O, O);
     add({"was acquired by", "was bought by", "was purchased by", "acquired by"}, "ACQUIRED", true, O, O);
     add({"is headquartered in", "headquartered in", "is based in", "based in", "is located in", "located in",
          "has its headquarters in", "moved its headquarters to", "relocated to"},
@@ -272,9 +275,17 @@ const std::vector<Pattern>& Patterns() {
     add({"sued", "filed a lawsuit against"}, "SUED", false, "", "");
     add({"leads", "led", "heads", "headed", "runs", "ran", "manages", "managed", "directs", "directed"}, "LEADS",
         false, P, O);
+    add({"chairs", "chaired"}, "CHAIR_OF", false, P, O);
     add({"mentored", "mentors", "trained"}, "MENTORED", false, P, P);
     add({"advises", "advised"}, "ADVISES", false, P, "");
     add({"was advised by", "is advised by", "were advised by", "advised by"}, "ADVISES", true, "", "");
+    add({"teaches at", "taught at", "lectures at", "lectured at"}, "WORKS_AT", false, P, O);
+    add({"holds a doctorate from", "holds a degree from", "has a doctorate from", "has a degree from",
+         "received a doctorate from", "received a degree from", "earned a doctorate from", "earned a phd from",
+         "holds a phd from"},
+        "STUDIED_AT", false, P, O);
+    add({"was spun off from", "spun off from", "was spun out of", "spun out of", "was spun out from"}, "SPUN_OFF",
+        true, O, O);
     add({"licensed its technology to", "licenses its technology to", "licensed"}, "LICENSED_TO", false, O, O);
     add({"spun off", "spun out"}, "SPUN_OFF", false, O, O);
     add({"in"}, "LOCATED_IN", false, O, L);  // only between an organisation and a place (checked below)
@@ -724,6 +735,43 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
     bool possessive = ms[k].last_tok + 1 < ms[k + 1].first_tok &&
                       (toks[ms[k].last_tok + 1].text == "'s" || toks[ms[k].last_tok + 1].text == "'");
     size_t subj = k;
+    // "A, B and C": a list of names joined by commas and closed by "and" or "or"; each
+    // neighbour stands wherever the other does ("supplies axles to A, B and C").
+    if (gap.empty() && comma_in_gap && ms[k].last_tok + 2 == ms[k + 1].first_tok && [&] {
+          for (size_t j = k + 1; j + 1 < ms.size(); ++j) {
+            std::vector<std::string> link;
+            bool comma = false;
+            for (size_t t = ms[j].last_tok + 1; t < ms[j + 1].first_tok; ++t) {
+              if (toks[t].word) link.push_back(lower[t]);
+              else if (toks[t].text == ",") comma = true;
+              else return false;
+            }
+            if (link.size() == 1 && (link[0] == "and" || link[0] == "or")) return true;
+            if (!link.empty() || !comma) return false;
+          }
+          return false;
+        }()) {
+      conjuncts.emplace_back(k, k + 1);
+      continue;
+    }
+    // "A, a cardiologist at B, trained at C": an occupation at an organisation; A works at B
+    // and stays the subject of the verb after the apposition.
+    if (comma_first && gap.size() == 3 && (gap[0] == "a" || gap[0] == "an") && gap[2] == "at" &&
+        ms[k].type == "Person" && !kOrgNouns.count(gap[1]) && ms[k + 1].type != "Location" &&
+        std::all_of(gap[1].begin(), gap[1].end(), [](char c) { return std::islower(static_cast<unsigned char>(c)) != 0; })) {
+      rels.push_back({subj, k + 1, "WORKS_AT", "Person", "Organization"});
+      clause_subject = subj;
+      continue;
+    }
+    // "A, a start-up from B, raised ...", "A, a charity in B": a described organisation of a
+    // place; the apposition keeps A the subject of the verb after its closing comma.
+    if (comma_first && gap.size() >= 3 && gap.size() <= 5 && (gap[0] == "a" || gap[0] == "an") &&
+        (gap.back() == "from" || gap.back() == "in") && kOrgNouns.count(gap[gap.size() - 2]) &&
+        ms[k + 1].strength < kHint) {
+      rels.push_back({subj, k + 1, "LOCATED_IN", "Organization", "Location"});
+      based_apposition = subj;
+      continue;
+    }
     if (Negated(gap)) {
       clause_subject = kNone;
       continue;
@@ -809,7 +857,18 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
       continue;
     }
     // "A is the CEO of B", "A, the CTO of B", "A, CEO of B", "A was appointed CFO of B".
-    if (auto types = MatchRole(gap); !types.empty()) {
+    // "A, chief executive of the supermarket chain B": a description of B after the role's
+    // preposition is read past ("the <up to three words ending in an organisation noun>").
+    std::vector<std::string> role_gap = gap;
+    for (size_t j = role_gap.size(); j-- > 1 && role_gap.size() - j <= 4;) {
+      if (role_gap[j] != "the" && role_gap[j] != "a" && role_gap[j] != "an") continue;
+      const std::string& prep = role_gap[j - 1];
+      if ((prep == "of" || prep == "at") && j + 1 < role_gap.size() && kOrgNouns.count(role_gap.back())) {
+        role_gap.resize(j);
+      }
+      break;
+    }
+    if (auto types = MatchRole(role_gap); !types.empty()) {
       for (const auto& type : types) role_rel(subj, k + 1, type);
       // "A, the CTO of B, founded C": like a relative clause, the apposition keeps A the subject.
       if (comma_first) clause_subject = subj;
@@ -888,6 +947,72 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
         }
         break;
       }
+    }
+    // "Mayor A of B": the mayor heads the place.
+    if (subj == k && gap.size() == 1 && gap[0] == "of" && ms[k].first_tok > 0 && lower[ms[k].first_tok - 1] == "mayor") {
+      rels.push_back({k, k + 1, "HEAD_OF", "Person", "Location"});
+      continue;
+    }
+    // The gap's words after its first content word, and whether a preposition stands among
+    // them before the last word.
+    static const std::set<std::string> kInnerPreps = {"of", "in", "at", "to", "for", "with", "by", "from", "on",
+                                                      "and", "across", "into"};
+    const auto verb = std::find_if(gap.begin(), gap.end(), [](const std::string& w) { return !kFiller.count(w); });
+    auto object_gap = [&](size_t max) {
+      return verb != gap.end() && gap.size() <= max &&
+             std::none_of(verb + 1, gap.end() - 1, [](const std::string& w) { return kInnerPreps.count(w) > 0; });
+    };
+    // "A sold a (minority|30%) stake to B": B invested in A.
+    if (object_gap(6) && (*verb == "sold" || *verb == "sells") && gap.back() == "to" &&
+        std::find(gap.begin(), gap.end(), "stake") != gap.end()) {
+      rels.push_back({k + 1, subj, "INVESTED_IN", "", "Organization"});
+      continue;
+    }
+    // "A supplies axles to B", "A sold turbines to B": a verb of supply, its object, "to".
+    static const std::set<std::string> kSupplyVerbs = {"supplies", "supplied", "sells", "sold", "provides",
+                                                       "provided", "delivers", "delivered", "ships", "shipped"};
+    static const std::set<std::string> kNotGoods = {"stake", "stakes", "shares", "business", "unit", "division",
+                                                    "itself", "subsidiary", "arm", "company", "assets"};
+    if (object_gap(6) && gap.back() == "to" && kSupplyVerbs.count(*verb) && verb + 2 <= gap.end() - 1 &&
+        std::none_of(gap.begin(), gap.end(), [](const std::string& w) { return kNotGoods.count(w) > 0; })) {
+      rels.push_back({subj, k + 1, "SUPPLIES", "Organization", "Organization"});
+      continue;
+    }
+    // "A licensed its coating process to B": licensing, with its object before "to".
+    if (object_gap(6) && gap.back() == "to" && (*verb == "licensed" || *verb == "licenses") && verb + 2 <= gap.end() - 1) {
+      rels.push_back({subj, k + 1, "LICENSED_TO", "Organization", "Organization"});
+      continue;
+    }
+    // "A previously ran the retail bank at B", "A led the chemistry group at B", "A was head of
+    // operations at B": a part of B that A ran or headed; A worked at B.
+    static const std::set<std::string> kRanVerbs = {"ran", "runs", "led", "leads", "headed", "heads", "managed",
+                                                    "manages", "oversaw", "oversees"};
+    if (verb != gap.end() && gap.size() <= 7 && gap.back() == "at" &&
+        (ms[subj].type == "Person" || ms[subj].type == "Other") &&
+        std::none_of(gap.begin(), gap.end(), [](const std::string& w) { return w == "which" || w == "it"; }) &&
+        ((object_gap(7) && kRanVerbs.count(*verb) && verb + 1 < gap.end() &&
+          (verb[1] == "the" || verb[1] == "its" || verb[1] == "a")) ||
+         (*verb == "head" && verb + 2 < gap.end() - 1 && verb[1] == "of" &&
+          std::none_of(verb + 2, gap.end() - 1, [](const std::string& w) { return kInnerPreps.count(w) > 0; })))) {
+      rels.push_back({subj, k + 1, "WORKS_AT", "Person", "Organization"});
+      continue;
+    }
+    // "A operates wind farms in B", "A, which has 58 branches across B", "A employs 400 people
+    // in B": a verb of having or running, a plural of sites or staff, then the place.
+    static const std::set<std::string> kSiteVerbs = {"operates", "operated", "runs", "ran", "has", "had", "owns",
+                                                     "employs", "employed", "manages", "opened", "built"};
+    static const std::set<std::string> kSites = {
+        "plants", "stores", "branches", "offices", "farms", "factories", "sites", "mines", "warehouses", "depots",
+        "programmes", "programs", "operations", "hotels", "clinics", "restaurants", "people", "staff", "employees",
+        "workers", "fields", "terminals", "outlets", "shops", "centres", "centers", "mills", "hospitals", "schools",
+        "routes", "facilities", "plant", "factory", "office", "mine", "warehouse", "depot", "store", "branch"};
+    if (gap.size() >= 2 && gap.size() <= 6 && (gap.back() == "in" || gap.back() == "across" || gap.back() == "throughout") &&
+        kSites.count(gap[gap.size() - 2]) &&
+        std::any_of(gap.begin(), gap.end(), [](const std::string& w) { return kSiteVerbs.count(w) > 0; }) &&
+        std::none_of(gap.begin(), gap.end() - 1, [](const std::string& w) { return kInnerPreps.count(w) > 0; }) &&
+        ms[subj].type != "Location" && ms[k + 1].strength < kHint) {
+      rels.push_back({subj, k + 1, "OPERATES_IN", "Organization", "Location"});
+      continue;
     }
     for (const auto& p : Patterns()) {
       if (!EndsWith(gap, p.words)) continue;

@@ -577,6 +577,73 @@ TEST(Builtin, CompanyNewsShapes) {
   EXPECT_TRUE(HasEntity(x, "Dunmere", "Location")) << Dump(x);
 }
 
+// Verifies general English sentence shapes of news prose: lists closed by "and" after a verb
+// and its object, a role before a described organisation, a mayor of a place, sites or staff
+// in a place, completed purchases, stakes sold, described organisations of a place, "chairs".
+TEST(Builtin, GeneralEnglishShapes) {
+  const RelationCase kCases[] = {
+      {"Brindle Gears supplies gaskets to Ostwick Motors, Merrin Tractors and Quorne Aviation.", "Brindle Gears",
+       "SUPPLIES", "Ostwick Motors"},
+      {"Brindle Gears supplies gaskets to Ostwick Motors, Merrin Tractors and Quorne Aviation.", "Brindle Gears",
+       "SUPPLIES", "Merrin Tractors"},
+      {"Brindle Gears supplies gaskets to Ostwick Motors, Merrin Tractors and Quorne Aviation.", "Brindle Gears",
+       "SUPPLIES", "Quorne Aviation"},
+      {"\"Sales are up,\" said Tavish Lomond, chief executive of the grocery chain Lisbury Foods.", "Tavish Lomond",
+       "CEO_OF", "Lisbury Foods"},
+      {"Mayor Ansel Pruett of Wrenfield opened the bridge.", "Ansel Pruett", "HEAD_OF", "Wrenfield"},
+      {"Corbel Energy operates solar farms in Gorran and Kilbride.", "Corbel Energy", "OPERATES_IN", "Gorran"},
+      {"Corbel Energy operates solar farms in Gorran and Kilbride.", "Corbel Energy", "OPERATES_IN", "Kilbride"},
+      {"Haskett Bank, which has 40 branches across Orsino, raised its dividend.", "Haskett Bank", "OPERATES_IN",
+       "Orsino"},
+      {"Dellacourt Apparel has completed its purchase of Yarlow Textiles.", "Dellacourt Apparel", "ACQUIRED",
+       "Yarlow Textiles"},
+      {"Vesper Athletic has sold a minority stake to Thessaly Capital.", "Thessaly Capital", "INVESTED_IN",
+       "Vesper Athletic"},
+      {"Alvey Robotics, a start-up from Dumbarr, raised $9 million from Thessaly Capital.", "Alvey Robotics",
+       "LOCATED_IN", "Dumbarr"},
+      {"Tavish Lomond now chairs the Haskett Foundation.", "Tavish Lomond", "CHAIR_OF", "Haskett Foundation"},
+      // Occupations at an organisation, teaching, degrees, spin-offs, licences, parts run at a firm.
+      {"Dr. Odalys Verhoek, a radiologist at Tregarth Clinic, trained at Mossbury University.", "Odalys Verhoek",
+       "WORKS_AT", "Tregarth Clinic"},
+      {"Dr. Odalys Verhoek, a radiologist at Tregarth Clinic, trained at Mossbury University.", "Odalys Verhoek",
+       "STUDIED_AT", "Mossbury University"},
+      {"Kelso Mirren, who teaches at Mossbury University, advises Fairholt Labs.", "Kelso Mirren", "WORKS_AT",
+       "Mossbury University"},
+      {"Kelso Mirren holds a doctorate from Mossbury University.", "Kelso Mirren", "STUDIED_AT", "Mossbury University"},
+      {"Fairholt Labs, which was spun off from Brackwater Pharma in 2019, hired Kelso Mirren.", "Brackwater Pharma",
+       "SPUN_OFF", "Fairholt Labs"},
+      {"Penlow Coatings has licensed its glazing process to Stavely Glass.", "Penlow Coatings", "LICENSED_TO",
+       "Stavely Glass"},
+      {"Istvan Gorse previously ran the trading desk at Brackwater Pharma.", "Istvan Gorse", "WORKS_AT",
+       "Brackwater Pharma"},
+      {"Istvan Gorse was head of research at Brackwater Pharma.", "Istvan Gorse", "WORKS_AT", "Brackwater Pharma"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
+  }
+  // What is sold is no supply when it is a stake or a business; a stake held is no site.
+  Extraction x = Extract("Brindle Gears sold its gasket business to Merrin Tractors.");
+  EXPECT_FALSE(HasRelation(x, "Brindle Gears", "SUPPLIES", "Merrin Tractors")) << Dump(x);
+  x = Extract("Corbel Energy has a stake in Gorran Mining.");
+  EXPECT_FALSE(HasRelation(x, "Corbel Energy", "OPERATES_IN", "Gorran Mining")) << Dump(x);
+  // The apposition keeps the organisation the subject of the verb after it, not the place.
+  x = Extract("Alvey Robotics, a start-up from Dumbarr, raised $9 million from Thessaly Capital.");
+  EXPECT_FALSE(std::any_of(x.relations.begin(), x.relations.end(), [](const auto& r) { return r.source == "Dumbarr"; }))
+      << Dump(x);
+  // The apposition keeps the person the subject: the clinic studied nowhere.
+  x = Extract("Dr. Odalys Verhoek, a radiologist at Tregarth Clinic, trained at Mossbury University.");
+  EXPECT_FALSE(HasRelation(x, "Tregarth Clinic", "STUDIED_AT", "Mossbury University")) << Dump(x);
+  // An organisation that runs something at a place is no employee there.
+  x = Extract("Fairholt Labs, which runs the new test site at Stavely Glass, grew.");
+  EXPECT_FALSE(HasRelation(x, "Fairholt Labs", "WORKS_AT", "Stavely Glass")) << Dump(x);
+  // A list of people is no list of customers: no relation between its members.
+  x = Extract("Ostwick Motors, Merrin Tractors and Quorne Aviation reported losses.");
+  EXPECT_TRUE(x.relations.empty()) << Dump(x);
+}
+
+
 // Verifies the Chinese shapes of company news: two-character brands before an industry word,
 // newspapers, suits, lead investors, supplies, subsidiaries, completed acquisitions, places of
 // birth before 的, clauses without a subject, passives with two founders and resigned roles.
@@ -617,6 +684,47 @@ TEST(Builtin, ChineseCompanyNewsShapes) {
   x = Extract("鹿鸣数据公司由前青川工程师钱思远创立。");
   EXPECT_TRUE(HasEntity(x, "青川", "Organization")) << Dump(x);
   EXPECT_TRUE(HasRelation(x, "钱思远", "FOUNDED", "鹿鸣数据公司")) << Dump(x);
+}
+
+
+// Verifies general Chinese sentence shapes: 总部位于…的 before an organisation, 旗下 and 控股的
+// between two organisations, lists joined by 、, 和 and 及 sharing their first member's relation,
+// every lead and following investor of a reported round (领投, 跟投), and trade nouns ending in
+// 商 kept out of the name after them.
+TEST(Builtin, GeneralChineseShapes) {
+  const RelationCase kCases[] = {
+      {"总部位于枫桥市的澜舟航运有限公司宣布扩张。", "澜舟航运有限公司", "LOCATED_IN", "枫桥市"},
+      {"云栖控股集团旗下的青黛医院今日开业。", "青黛医院", "PART_OF", "云栖控股集团"},
+      {"云栖控股集团旗下拥有云栖银行、云栖证券和云栖保险三家子公司。", "云栖银行", "PART_OF", "云栖控股集团"},
+      {"云栖控股集团旗下拥有云栖银行、云栖证券和云栖保险三家子公司。", "云栖证券", "PART_OF", "云栖控股集团"},
+      {"云栖控股集团旗下拥有云栖银行、云栖证券和云栖保险三家子公司。", "云栖保险", "PART_OF", "云栖控股集团"},
+      {"瀚海能源集团控股的瀚海风电有限公司运营两座风电场。", "瀚海风电有限公司", "OWNED_BY", "瀚海能源集团"},
+      {"据悉，云图数据完成2亿元B轮融资，由碧峰资本领投，远山创投、锦川基金跟投。", "碧峰资本", "INVESTED_IN",
+       "云图数据"},
+      {"据悉，云图数据完成2亿元B轮融资，由碧峰资本领投，远山创投、锦川基金跟投。", "远山创投", "INVESTED_IN",
+       "云图数据"},
+      {"据悉，云图数据完成2亿元B轮融资，由碧峰资本领投，远山创投、锦川基金跟投。", "锦川基金", "INVESTED_IN",
+       "云图数据"},
+      {"汽车零部件制造商锦川精工有限公司完成B轮融资，碧峰资本领投。", "碧峰资本", "INVESTED_IN",
+       "锦川精工有限公司"},
+      // 校长 and 理事长 are roles; 兼任 takes a role like 担任.
+      {"临川理工大学校长贺知秋表示，学校将扩招。", "贺知秋", "PRESIDENT_OF", "临川理工大学"},
+      {"贺知秋兼任澜舟航运有限公司董事长。", "贺知秋", "CHAIR_OF", "澜舟航运有限公司"},
+      {"梁一舟是云栖基金会的理事长。", "梁一舟", "CHAIR_OF", "云栖基金会"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.text);
+    Extraction x = Extract(c.text);
+    EXPECT_TRUE(HasRelation(x, c.source, c.type, c.target)) << Dump(x);
+  }
+  Extraction x = Extract("汽车零部件制造商锦川精工有限公司完成B轮融资，碧峰资本领投。");
+  EXPECT_FALSE(HasName(x, "件制造商锦川精工有限公司") || HasName(x, "制造商锦川精工有限公司")) << Dump(x);
+  // A denied round gives no investor.
+  x = Extract("云图数据否认完成B轮融资，碧峰资本也未领投。");
+  EXPECT_TRUE(x.relations.empty()) << Dump(x);
+  // Partners listed by 和 do not spread a partnership to the next name.
+  x = Extract("云栖银行与云图数据签署合作协议。");
+  EXPECT_FALSE(HasRelation(x, "云图数据", "PARTNER_OF", "云栖银行")) << Dump(x);
 }
 
 
