@@ -1021,6 +1021,12 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
           !(ms[subj].type == "Organization" && ms[k + 1].type == "Location")) {
         break;
       }
+      // "works for B in Z", "met executives of B in Z": an organisation that is the object of a
+      // preposition does not own the place; the place belongs to the clause (where A works or met).
+      if (p.words.size() == 1 && p.words[0] == "in" && ms[subj].first_tok > 0) {
+        static const std::set<std::string> kObjectPreps = {"for", "at", "with", "of", "to", "from", "by"};
+        if (kObjectPreps.count(lower[ms[subj].first_tok - 1])) break;
+      }
       // "Rui Okada of Varnholt University": a person of an organisation named by its suffix.
       if (p.words.size() == 1 && p.words[0] == "of" &&
           !(subj == k && ms[k].type == "Person" && ms[k + 1].type == "Organization" &&

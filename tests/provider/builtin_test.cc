@@ -331,6 +331,19 @@ TEST(Builtin, ChineseDocumentedRelations) {
 }
 
 
+// Verifies "in PLACE" after an organisation that is the object of a preposition places the clause,
+// not the organisation: "works for B in Z" is no B LOCATED_IN Z (a new user's 20 MB file of such
+// sentences put each of 5 companies in all 5 cities), while "B in Z" as a subject still is.
+TEST(Builtin, InAfterAPrepositionalObjectIsNoLocation) {
+  auto x = Extract("Teodor Vasko works for Pellmark Logistics in Varnsfeld. "
+                   "Ines Holloway met executives of Brisholt Textiles in Oldbrook.");
+  EXPECT_TRUE(HasRelation(x, "Teodor Vasko", "WORKS_AT", "Pellmark Logistics")) << Dump(x);
+  EXPECT_FALSE(HasRelation(x, "Pellmark Logistics", "LOCATED_IN", "Varnsfeld")) << Dump(x);
+  EXPECT_FALSE(HasRelation(x, "Brisholt Textiles", "LOCATED_IN", "Oldbrook")) << Dump(x);
+  auto y = Extract("Pellmark Logistics in Varnsfeld hired forty drivers.");
+  EXPECT_TRUE(HasRelation(y, "Pellmark Logistics", "LOCATED_IN", "Varnsfeld")) << Dump(y);
+}
+
 bool HasName(const Extraction& x, const std::string& name) {
   return std::any_of(x.entities.begin(), x.entities.end(), [&](const auto& e) { return e.name == name; });
 }
