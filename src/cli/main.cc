@@ -188,6 +188,14 @@ int Main(int argc, char** argv) {
   while (first < argc && std::string(argv[first]).rfind("--url", 0) == 0) {
     first += std::string(argv[first]) == "--url" ? 2 : 1;
   }
+  if (first < argc && argv[first][0] == '-') {
+    std::string opt = argv[first];
+    if (opt != "-h" && opt != "--help" && opt != "--version") {
+      std::cerr << "kgflow: unknown option '" << opt << "' before the command; the options before it are "
+                << "--url, --help and --version (see --help)\n";
+      return kExitUsage;
+    }
+  }
   if (first < argc && argv[first][0] != '-') {
     if (auto e = UnknownCommand(app, argv[first], ""); !e.empty()) {
       std::cerr << e << "\n";

@@ -71,6 +71,11 @@ TEST(Cli, UnknownCommandIsNamed) {
   r = Kgflow({"graph", "frobnicate"}, dir);
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("unknown command 'graph frobnicate'"), std::string::npos) << r.err;
+  // An unknown option before the command is named too (it said "A subcommand is required").
+  r = Kgflow({"--bogus", "tasks"}, dir);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("unknown option '--bogus'"), std::string::npos) << r.err;
+  EXPECT_EQ(Kgflow({"--version"}, dir).code, 0);
 }
 
 // Verifies every command-line parse error exits 2 (usage), not CLI11's own codes (105 for a value
