@@ -25,6 +25,7 @@ CREATE INDEX IF NOT EXISTS relations_dst ON relations(dst);
 CREATE TABLE IF NOT EXISTS evidence(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL,
   chunk_id TEXT NOT NULL, sentence TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id, sentence)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS evidence_chunk ON evidence(chunk_id);
+CREATE INDEX IF NOT EXISTS evidence_dst ON evidence(dst);
 )sql";
 
 // The graph database's schema version, kept in PRAGMA user_version:
@@ -137,32 +138,43 @@ class SqliteGraphStore final : public GraphStore {
       KG_RETURN_IF_ERROR(q->status());
     }
     if (!changed) return Status::Ok();
-    // Rows move one at a time; the references are whole again by the commit.
+    // Rows move one key at a time; the references are whole again by the commit. Every move
+    // finds its rows through an index (evidence's dst one is made first, for a database from
+    // before it existed), and each statement is prepared once: a full scan per moved key held
+    // the write lock for minutes on a large graph.
     KG_RETURN_IF_ERROR(db_->Exec("PRAGMA defer_foreign_keys=ON"));
+    KG_RETURN_IF_ERROR(db_->Exec("CREATE INDEX IF NOT EXISTS evidence_dst ON evidence(dst)"));
     static constexpr const char* kMoves[] = {
         "UPDATE OR IGNORE mentions SET entity_key=?1 WHERE entity_key=?2", "DELETE FROM mentions WHERE entity_key=?2",
         "UPDATE OR IGNORE relations SET src=?1 WHERE src=?2", "DELETE FROM relations WHERE src=?2",
         "UPDATE OR IGNORE relations SET dst=?1 WHERE dst=?2", "DELETE FROM relations WHERE dst=?2",
         "UPDATE OR IGNORE evidence SET src=?1 WHERE src=?2", "DELETE FROM evidence WHERE src=?2",
         "UPDATE OR IGNORE evidence SET dst=?1 WHERE dst=?2", "DELETE FROM evidence WHERE dst=?2"};
+    std::vector<std::unique_ptr<sqlite::Stmt>> moves;
+    for (const char* sql : kMoves) {
+      KG_ASSIGN_OR_RETURN(auto move, db_->Prepare(sql));
+      moves.push_back(std::move(move));
+    }
+    KG_ASSIGN_OR_RETURN(auto del, db_->Prepare("DELETE FROM entities WHERE key=?"));
+    KG_ASSIGN_OR_RETURN(auto ins, db_->Prepare("INSERT INTO entities(key,name,type,description) VALUES(?,?,?,?)"));
     for (const auto& [key, rows] : groups) {
       if (rows.size() == 1 && rows[0].key == key) continue;
       std::string description;
       for (const Row& r : rows) {
         if (description.empty()) description = r.description;
-        KG_ASSIGN_OR_RETURN(auto del, db_->Prepare("DELETE FROM entities WHERE key=?"));
         KG_RETURN_IF_ERROR(del->Bind(1, r.key).Run());
       }
-      KG_ASSIGN_OR_RETURN(auto ins, db_->Prepare("INSERT INTO entities(key,name,type,description) VALUES(?,?,?,?)"));
       KG_RETURN_IF_ERROR(ins->Bind(1, key).Bind(2, rows[0].name).Bind(3, rows[0].type).Bind(4, description).Run());
       for (const Row& r : rows) {
         if (r.key == key) continue;
-        for (const char* sql : kMoves) {
-          KG_ASSIGN_OR_RETURN(auto move, db_->Prepare(sql));
+        for (auto& move : moves) {
           KG_RETURN_IF_ERROR(move->Bind(1, key).Bind(2, r.key).Run().With(r.key + " -> " + key));
         }
       }
     }
+    moves.clear();
+    del.reset();
+    ins.reset();
     for (const char* sql : {"DELETE FROM evidence WHERE src=dst", "DELETE FROM relations WHERE src=dst"}) {
       KG_RETURN_IF_ERROR(db_->Exec(sql));
     }

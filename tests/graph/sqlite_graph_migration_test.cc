@@ -3,6 +3,8 @@
 // chunk becomes evidence per (chunk, sentence).
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <future>
 
@@ -179,6 +181,87 @@ TEST(SqliteGraphMigration, ConcurrentOpensMigrateOnce) {
     ExpectRekeyed(**ga);
     ExpectRekeyed(**gb);
   }
+}
+
+// A version-0 graph of `entities` people with Cyrillic names (the hand-written folding left
+// Cyrillic capitals alone, so every key changes), each KNOWS the next, mentioned once, and
+// `evidence_rows` evidence rows spread over those relations (one per relation and chunk).
+std::string WriteLargeOldGraph(const std::string& dir, int entities, int evidence_rows) {
+  std::string path = dir + "/graph.db";
+  auto db = sqlite::Db::Open(path);
+  EXPECT_TRUE(db.ok());
+  EXPECT_TRUE((*db)->Exec(kOldSchema).ok());
+  int chunks = (evidence_rows + entities - 1) / entities;
+  auto run = [&](const char* sql, int n) {
+    auto q = (*db)->Prepare(sql);
+    ASSERT_TRUE(q.ok()) << q.status().message();
+    Status s = (*q)->Bind(1, n).Bind(2, entities).Bind(3, chunks).Run();
+    ASSERT_TRUE(s.ok()) << s.message();
+  };
+  EXPECT_TRUE((*db)->Exec("BEGIN; INSERT INTO documents VALUES('d','Doc','')").ok());
+  run("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i+1 FROM n WHERE i+1<?1) "
+      "INSERT INTO chunks SELECT 'd:'||i, 'd', i, '', 0 FROM n", chunks);
+  run("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i+1 FROM n WHERE i+1<?1) "
+      "INSERT INTO entities SELECT 'person:Иван Петров '||i, 'Иван Петров '||i, 'Person', '' FROM n", entities);
+  run("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i+1 FROM n WHERE i+1<?1) "
+      "INSERT INTO mentions SELECT 'd:'||(i%?3), 'person:Иван Петров '||i FROM n", entities);
+  run("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i+1 FROM n WHERE i+1<?1) "
+      "INSERT INTO relations SELECT 'person:Иван Петров '||i, 'person:Иван Петров '||((i+1)%?2), 'KNOWS' FROM n",
+      entities);
+  run("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i+1 FROM n WHERE i+1<?1) "
+      "INSERT INTO evidence SELECT 'person:Иван Петров '||(i%?2), 'person:Иван Петров '||((i%?2+1)%?2), 'KNOWS', "
+      "'d:'||(i/?2) FROM n",
+      evidence_rows);
+  EXPECT_TRUE((*db)->Exec("COMMIT").ok());
+  return path;
+}
+
+// Verifies re-keying a version-0 graph where every key changes keeps every mention, relation and
+// evidence row on the new keys. Sized to take a few seconds if each moved key scanned the evidence
+// table (no index on its dst); KG_REKEY_SHAPE="entities,evidence" re-runs it at another size (the
+// review's 2000 entities and 200000 rows, say) to time the migration.
+TEST(SqliteGraphMigration, RekeysALargeGraph) {
+  int entities = 500, evidence_rows = 50000;
+  if (const char* shape = std::getenv("KG_REKEY_SHAPE")) {
+    ASSERT_EQ(std::sscanf(shape, "%d,%d", &entities, &evidence_rows), 2) << shape;
+  }
+  testing::TempDir dir;
+  std::string path = WriteLargeOldGraph(dir.path(), entities, evidence_rows);
+  auto g = OpenSqliteGraphStore(path);
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  auto stats = (*g)->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->entities, entities);
+  EXPECT_EQ(stats->relations, entities);
+  int per_relation = evidence_rows / entities;  // rows of the relations the remainder does not reach
+  for (int i : {0, entities / 2, entities - 1}) {
+    std::string name = "Иван Петров " + std::to_string(i);
+    const std::string key = EntityKey(name, "Person");
+    EXPECT_EQ(key, "person:иван петров " + std::to_string(i));
+    auto e = (*g)->GetEntity(key);
+    ASSERT_TRUE(e.ok()) << key << ": " << e.status().message();
+    EXPECT_EQ(e->entity.name, name);
+    EXPECT_EQ(e->entity.mentions, 1);
+    ASSERT_EQ(e->neighbours.size(), 2u) << key;  // KNOWS the next, known by the previous
+    for (const Neighbour& n : e->neighbours) EXPECT_GE(n.relation.weight, per_relation) << key;
+  }
+  auto db = sqlite::Db::Open(path);
+  auto q = (*db)->Prepare(
+      "SELECT (SELECT COUNT(*) FROM evidence), (SELECT COUNT(*) FROM evidence v JOIN entities a ON a.key=v.src "
+      "JOIN entities b ON b.key=v.dst JOIN relations r ON r.src=v.src AND r.dst=v.dst AND r.type=v.type), "
+      "(SELECT COUNT(*) FROM mentions m JOIN entities e ON e.key=m.entity_key)");
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  ASSERT_TRUE((*q)->Step());
+  EXPECT_EQ((*q)->Int(0), evidence_rows);
+  EXPECT_EQ((*q)->Int(1), evidence_rows);  // every row on a relation between two re-keyed entities
+  EXPECT_EQ((*q)->Int(2), entities);
+  // What each moved key looked up, and queries by a relation's end, go through an index.
+  auto plan = (*db)->Prepare("EXPLAIN QUERY PLAN SELECT chunk_id FROM evidence WHERE dst=?");
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  std::string steps;
+  while ((*plan)->Step()) steps += (*plan)->Text(3) + "; ";
+  EXPECT_NE(steps.find("SEARCH"), std::string::npos) << steps;
+  EXPECT_NE(steps.find("(dst=?)"), std::string::npos) << steps;
 }
 
 // Verifies a database from a newer kgflow is refused with the reason, not written.
