@@ -22,17 +22,30 @@ CREATE INDEX IF NOT EXISTS mentions_entity ON mentions(entity_key);
 CREATE TABLE IF NOT EXISTS relations(src TEXT NOT NULL REFERENCES entities(key),
   dst TEXT NOT NULL REFERENCES entities(key), type TEXT NOT NULL, PRIMARY KEY(src, dst, type)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS relations_dst ON relations(dst);
-CREATE TABLE IF NOT EXISTS evidence(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL,
+CREATE VIEW IF NOT EXISTS evidence AS SELECT src, dst, type, chunk_id, sentence FROM relation_evidence;
+)sql";
+
+// Evidence lives in relation_evidence; `evidence` is a read-only view of it. A kgflow from
+// before schema versions opens a graph with `CREATE INDEX IF NOT EXISTS evidence_chunk ON
+// evidence(...)` and writes `INSERT INTO evidence(...)` with old-style keys: on a view both
+// fail loudly ("views may not be indexed", "cannot modify evidence because it is a view")
+// instead of dropping rows or writing keys this build cannot find. So no index here may be
+// named evidence_chunk.
+constexpr const char* kEvidenceSchema = R"sql(
+CREATE TABLE IF NOT EXISTS relation_evidence(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL,
   chunk_id TEXT NOT NULL, sentence TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id, sentence)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS evidence_chunk ON evidence(chunk_id);
-CREATE INDEX IF NOT EXISTS evidence_dst ON evidence(dst);
+CREATE INDEX IF NOT EXISTS relation_evidence_chunk ON relation_evidence(chunk_id);
+CREATE INDEX IF NOT EXISTS relation_evidence_dst ON relation_evidence(dst);
 )sql";
 
 // The graph database's schema version, kept in PRAGMA user_version:
 //   0  entity keys folded by hand (ASCII and Latin-1 case, full-width ASCII, white space)
 //   1  entity keys folded by NormalizeName (ICU NFKC_Casefold, text/text.h)
 //   2  evidence per (relation, chunk, sentence); older rows get their chunk id as sentence
-constexpr int kSchemaVersion = 2;
+//   3  evidence moves to relation_evidence (indexed by dst too); `evidence` becomes a read-only
+//      view, so a kgflow older than version 1 (which never read the version) fails rather
+//      than writing into the graph (kEvidenceSchema)
+constexpr int kSchemaVersion = 3;
 
 // Gathers a streamed export into a snapshot.
 struct CollectSink final : GraphSink {
@@ -78,8 +91,10 @@ class SqliteGraphStore final : public GraphStore {
       return Status::Invalid("graph schema version " + std::to_string(version) + " is newer than this kgflow's (" +
                              std::to_string(kSchemaVersion) + "); upgrade kgflow");
     }
+    // Evidence moves first: its new table has the indexes the re-key's moves look rows up by.
+    if (version < 3) KG_RETURN_IF_ERROR(MoveEvidence().With("move evidence"));
     if (version < 1) KG_RETURN_IF_ERROR(RekeyEntities().With("re-key entities"));
-    if (version < 2) KG_RETURN_IF_ERROR(EvidencePerSentence().With("evidence per sentence"));
+    KG_RETURN_IF_ERROR(db_->Exec(kEvidenceSchema));
     KG_RETURN_IF_ERROR(db_->Exec(kSchema));
     if (version != kSchemaVersion) {
       KG_RETURN_IF_ERROR(db_->Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));  // our constant
@@ -87,26 +102,29 @@ class SqliteGraphStore final : public GraphStore {
     return tx.Commit();
   }
 
-  // Inside Migrate's transaction: the evidence table gains the sentence in its key (SQLite
-  // cannot change a primary key in place, so the table is copied). A chunk stood for its
-  // one sentence before, so every old row's sentence is its chunk id: weights are unchanged.
-  Status EvidencePerSentence() {
-    bool old_shape = false;
+  // Inside Migrate's transaction: an `evidence` table (versions 0 to 2) becomes
+  // relation_evidence, and kSchema then puts the view in its place. Before version 2 a chunk
+  // stood for its one sentence, so an old row's sentence is its chunk id: weights are unchanged.
+  Status MoveEvidence() {
+    bool table = false, has_sentence = false;
     {
       KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
-          "SELECT 1 FROM sqlite_master WHERE type='table' AND name='evidence' AND NOT EXISTS "
-          "(SELECT 1 FROM pragma_table_info('evidence') WHERE name='sentence')"));
-      old_shape = q->Step();
+          "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type='table' AND name='evidence'), "
+          "EXISTS(SELECT 1 FROM pragma_table_info('evidence') WHERE name='sentence')"));
+      if (q->Step()) {
+        table = q->Int(0) != 0;
+        has_sentence = q->Int(1) != 0;
+      }
       KG_RETURN_IF_ERROR(q->status());
     }
-    if (!old_shape) return Status::Ok();  // a new database: kSchema makes the table
-    return db_->Exec(
-        "CREATE TABLE evidence_v2(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL, chunk_id TEXT NOT NULL, "
-        "sentence TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id, sentence)) WITHOUT ROWID;"
-        "INSERT INTO evidence_v2(src, dst, type, chunk_id, sentence) SELECT src, dst, type, chunk_id, chunk_id "
-        "FROM evidence;"
-        "DROP TABLE evidence;"
-        "ALTER TABLE evidence_v2 RENAME TO evidence;");
+    if (!table) return Status::Ok();  // a new database: kSchema makes the view
+    KG_RETURN_IF_ERROR(db_->Exec(kEvidenceSchema));
+    KG_RETURN_IF_ERROR(db_->Exec(
+        has_sentence ? "INSERT INTO relation_evidence(src, dst, type, chunk_id, sentence) "
+                       "SELECT src, dst, type, chunk_id, sentence FROM evidence"
+                     : "INSERT INTO relation_evidence(src, dst, type, chunk_id, sentence) "
+                       "SELECT src, dst, type, chunk_id, chunk_id FROM evidence"));
+    return db_->Exec("DROP TABLE evidence");
   }
 
   // Inside Migrate's transaction: recomputes every entity's key the way BuildBatch makes keys
@@ -139,17 +157,16 @@ class SqliteGraphStore final : public GraphStore {
     }
     if (!changed) return Status::Ok();
     // Rows move one key at a time; the references are whole again by the commit. Every move
-    // finds its rows through an index (evidence's dst one is made first, for a database from
-    // before it existed), and each statement is prepared once: a full scan per moved key held
-    // the write lock for minutes on a large graph.
+    // finds its rows through an index (MoveEvidence made relation_evidence's), and each
+    // statement is prepared once: a full scan per moved key held the write lock for minutes
+    // on a large graph.
     KG_RETURN_IF_ERROR(db_->Exec("PRAGMA defer_foreign_keys=ON"));
-    KG_RETURN_IF_ERROR(db_->Exec("CREATE INDEX IF NOT EXISTS evidence_dst ON evidence(dst)"));
     static constexpr const char* kMoves[] = {
         "UPDATE OR IGNORE mentions SET entity_key=?1 WHERE entity_key=?2", "DELETE FROM mentions WHERE entity_key=?2",
         "UPDATE OR IGNORE relations SET src=?1 WHERE src=?2", "DELETE FROM relations WHERE src=?2",
         "UPDATE OR IGNORE relations SET dst=?1 WHERE dst=?2", "DELETE FROM relations WHERE dst=?2",
-        "UPDATE OR IGNORE evidence SET src=?1 WHERE src=?2", "DELETE FROM evidence WHERE src=?2",
-        "UPDATE OR IGNORE evidence SET dst=?1 WHERE dst=?2", "DELETE FROM evidence WHERE dst=?2"};
+        "UPDATE OR IGNORE relation_evidence SET src=?1 WHERE src=?2", "DELETE FROM relation_evidence WHERE src=?2",
+        "UPDATE OR IGNORE relation_evidence SET dst=?1 WHERE dst=?2", "DELETE FROM relation_evidence WHERE dst=?2"};
     std::vector<std::unique_ptr<sqlite::Stmt>> moves;
     for (const char* sql : kMoves) {
       KG_ASSIGN_OR_RETURN(auto move, db_->Prepare(sql));
@@ -175,7 +192,7 @@ class SqliteGraphStore final : public GraphStore {
     moves.clear();
     del.reset();
     ins.reset();
-    for (const char* sql : {"DELETE FROM evidence WHERE src=dst", "DELETE FROM relations WHERE src=dst"}) {
+    for (const char* sql : {"DELETE FROM relation_evidence WHERE src=dst", "DELETE FROM relations WHERE src=dst"}) {
       KG_RETURN_IF_ERROR(db_->Exec(sql));
     }
     return Status::Ok();
@@ -319,12 +336,12 @@ class SqliteGraphStore final : public GraphStore {
       KG_RETURN_IF_ERROR(q->status());
     }
     {
-      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT DISTINCT src, dst, type FROM evidence WHERE chunk_id=?"));
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT DISTINCT src, dst, type FROM relation_evidence WHERE chunk_id=?"));
       q->Bind(1, chunk_id);
       while (q->Step()) old_relations.push_back({q->Text(0), q->Text(1), q->Text(2)});
       KG_RETURN_IF_ERROR(q->status());
     }
-    for (const char* sql : {"DELETE FROM mentions WHERE chunk_id=?", "DELETE FROM evidence WHERE chunk_id=?"}) {
+    for (const char* sql : {"DELETE FROM mentions WHERE chunk_id=?", "DELETE FROM relation_evidence WHERE chunk_id=?"}) {
       KG_ASSIGN_OR_RETURN(auto del, db_->Prepare(sql));
       KG_RETURN_IF_ERROR(del->Bind(1, chunk_id).Run());
     }
@@ -351,7 +368,7 @@ class SqliteGraphStore final : public GraphStore {
     {
       KG_ASSIGN_OR_RETURN(auto rel, db_->Prepare("INSERT OR IGNORE INTO relations(src,dst,type) VALUES(?,?,?)"));
       KG_ASSIGN_OR_RETURN(auto ev, db_->Prepare(
-          "INSERT OR IGNORE INTO evidence(src,dst,type,chunk_id,sentence) VALUES(?,?,?,?,?)"));
+          "INSERT OR IGNORE INTO relation_evidence(src,dst,type,chunk_id,sentence) VALUES(?,?,?,?,?)"));
       for (const auto& r : b.relations) {
         KG_RETURN_IF_ERROR(rel->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type).Run().With("relation " + r.src + "->" + r.dst));
         // No sentence known: the chunk stands for its one sentence.
@@ -364,7 +381,7 @@ class SqliteGraphStore final : public GraphStore {
     if (!old_relations.empty()) {
       KG_ASSIGN_OR_RETURN(auto gone, db_->Prepare(
           "DELETE FROM relations WHERE src=?1 AND dst=?2 AND type=?3 AND NOT EXISTS "
-          "(SELECT 1 FROM evidence v WHERE v.src=?1 AND v.dst=?2 AND v.type=?3)"));
+          "(SELECT 1 FROM relation_evidence v WHERE v.src=?1 AND v.dst=?2 AND v.type=?3)"));
       for (const auto& [src, dst, type] : old_relations) {
         KG_RETURN_IF_ERROR(gone->Bind(1, src).Bind(2, dst).Bind(3, type).Run());
       }
@@ -381,13 +398,13 @@ class SqliteGraphStore final : public GraphStore {
   Status LoadEvidence(RelationRec& r) {
     {
       KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
-          "SELECT DISTINCT chunk_id FROM evidence WHERE src=? AND dst=? AND type=? ORDER BY chunk_id"));
+          "SELECT DISTINCT chunk_id FROM relation_evidence WHERE src=? AND dst=? AND type=? ORDER BY chunk_id"));
       q->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type);
       while (q->Step()) r.evidence.push_back(q->Text(0));
       KG_RETURN_IF_ERROR(q->status());
     }
     KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
-        "SELECT COUNT(DISTINCT sentence) FROM evidence WHERE src=? AND dst=? AND type=?"));
+        "SELECT COUNT(DISTINCT sentence) FROM relation_evidence WHERE src=? AND dst=? AND type=?"));
     q->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type);
     if (q->Step()) r.weight = q->Int(0);
     return q->status();
@@ -436,8 +453,8 @@ class SqliteGraphStore final : public GraphStore {
     }
     KG_ASSIGN_OR_RETURN(auto q, rd.Prepare(
         "SELECT r.src, r.dst, r.type, (SELECT group_concat(chunk_id, ' ') FROM (SELECT DISTINCT chunk_id FROM "
-        "evidence v WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type ORDER BY chunk_id)), (SELECT COUNT(DISTINCT "
-        "sentence) FROM evidence v WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type) FROM relations r "
+        "relation_evidence v WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type ORDER BY chunk_id)), (SELECT COUNT(DISTINCT "
+        "sentence) FROM relation_evidence v WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type) FROM relations r "
         "ORDER BY r.src, r.dst, r.type"));
     while (q->Step()) {
       RelationRec rel;

@@ -132,7 +132,7 @@ TEST(SqliteGraphMigration, RekeysOldKeysOnce) {
     ExpectRekeyed(**g);
     first = Dump(**g);
   }
-  EXPECT_EQ(UserVersion(path), 2);
+  EXPECT_EQ(UserVersion(path), 3);
   {
     // Evidence rows written before sentences existed take their chunk id as the sentence.
     auto db = sqlite::Db::Open(path);
@@ -262,6 +262,34 @@ TEST(SqliteGraphMigration, RekeysALargeGraph) {
   while ((*plan)->Step()) steps += (*plan)->Text(3) + "; ";
   EXPECT_NE(steps.find("SEARCH"), std::string::npos) << steps;
   EXPECT_NE(steps.find("(dst=?)"), std::string::npos) << steps;
+}
+
+// Verifies a kgflow from before schema versions cannot write into a migrated graph: its open
+// (which indexes `evidence`) and its evidence INSERT (no sentence, old-style keys) fail with an
+// error instead of being ignored, and the evidence stays as it was, readable under the old name.
+TEST(SqliteGraphMigration, OldWritersFailLoudly) {
+  testing::TempDir dir;
+  std::string path = WriteOldGraph(dir.path());
+  ASSERT_TRUE(OpenSqliteGraphStore(path).ok());
+  auto db = sqlite::Db::Open(path);
+  ASSERT_TRUE(db.ok());
+  // The version-0 binary's schema statements for evidence, run on every open.
+  Status open = (*db)->Exec(
+      "CREATE TABLE IF NOT EXISTS evidence(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL, "
+      "chunk_id TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id)) WITHOUT ROWID;"
+      "CREATE INDEX IF NOT EXISTS evidence_chunk ON evidence(chunk_id);");
+  EXPECT_FALSE(open.ok());
+  EXPECT_NE(open.message().find("view"), std::string::npos) << open.message();
+  // Its Merge's evidence write.
+  Status insert = (*db)->Exec(
+      "INSERT OR IGNORE INTO evidence(src,dst,type,chunk_id) VALUES('person:mara voss','organization:helix',"
+      "'FOUNDED','d9:0')");
+  EXPECT_FALSE(insert.ok());
+  EXPECT_NE(insert.message().find("view"), std::string::npos) << insert.message();
+  auto q = (*db)->Prepare("SELECT COUNT(*) FROM evidence");
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  ASSERT_TRUE((*q)->Step());
+  EXPECT_EQ((*q)->Int(0), 3);
 }
 
 // Verifies a database from a newer kgflow is refused with the reason, not written.
