@@ -221,12 +221,16 @@ class SqliteGraphStore final : public GraphStore {
   }
 
   Result<std::vector<EntityRec>> SearchEntities(const std::string& query, int limit) override {
+    // SQLite's lower() folds ASCII only; the key is already folded, so fold the query alike.
+    const std::string folded = NormalizeName(query);
+    // White space or format characters alone would be found in every key (instr(key, '')).
+    if (folded.empty() && !query.empty()) return std::vector<EntityRec>{};
+    // Only the key's name part: its type prefix would make "person" find every person.
     KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
         "SELECT e.key, e.name, e.type, e.description, (SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) AS n "
-        "FROM entities e WHERE instr(lower(e.name), lower(?))>0 OR instr(e.key, ?)>0 "
+        "FROM entities e WHERE instr(lower(e.name), lower(?))>0 OR instr(substr(e.key, instr(e.key, ':') + 1), ?)>0 "
         "ORDER BY n DESC, e.name LIMIT ?"));
-    // SQLite's lower() folds ASCII only; the key is already folded, so fold the query alike.
-    q->Bind(1, query).Bind(2, NormalizeName(query)).Bind(3, limit);
+    q->Bind(1, query).Bind(2, folded).Bind(3, limit);
     std::vector<EntityRec> out;
     while (q->Step()) out.push_back(EntityRow(*q));
     KG_RETURN_IF_ERROR(q->status());
