@@ -67,38 +67,48 @@ struct CollectSink final : GraphSink {
 class SqliteGraphStore final : public GraphStore {
  public:
   explicit SqliteGraphStore(std::unique_ptr<sqlite::Db> db) : db_(std::move(db)) {}
+  // Reads the version first: a graph already at kSchemaVersion (every open but the first
+  // after an upgrade) is opened without the write lock, so opening never waits on a writer.
   Status Init() {
+    KG_ASSIGN_OR_RETURN(const int64_t version, SchemaVersion());
+    if (version == kSchemaVersion) return Status::Ok();
+    KG_RETURN_IF_ERROR(RefuseNewer(version));
     // Databases made before fencing existed gain the generation column first (the schema's
     // indexes do not need it).
     KG_RETURN_IF_ERROR(db_->AddColumnIfMissing("chunks", "generation", "INTEGER NOT NULL DEFAULT 0"));
     return Migrate();
   }
 
+  Result<int64_t> SchemaVersion() {
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("PRAGMA user_version"));
+    int64_t version = q->Step() ? q->Int(0) : 0;
+    KG_RETURN_IF_ERROR(q->status());
+    return version;
+  }
+
+  static Status RefuseNewer(int64_t version) {
+    if (version <= kSchemaVersion) return Status::Ok();
+    return Status::Invalid("graph schema version " + std::to_string(version) + " is newer than this kgflow's (" +
+                           std::to_string(kSchemaVersion) + "); upgrade kgflow");
+  }
+
   // Brings a database written by an older kgflow up to kSchemaVersion, in one write
   // transaction: processes opening it together (a node and its workers) queue on the write
-  // lock, and the later ones find the work done. A newer database than this build knows is
-  // refused rather than written in a shape it does not understand.
+  // lock, and the later ones find the work done (the version is read again under the lock).
+  // A newer database than this build knows is refused rather than written in a shape it does
+  // not understand.
   Status Migrate() {
     sqlite::Db::Tx tx(*db_);
     KG_RETURN_IF_ERROR(tx.Begin());
-    int64_t version = 0;
-    {
-      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("PRAGMA user_version"));
-      if (q->Step()) version = q->Int(0);
-      KG_RETURN_IF_ERROR(q->status());
-    }
-    if (version > kSchemaVersion) {
-      return Status::Invalid("graph schema version " + std::to_string(version) + " is newer than this kgflow's (" +
-                             std::to_string(kSchemaVersion) + "); upgrade kgflow");
-    }
+    KG_ASSIGN_OR_RETURN(const int64_t version, SchemaVersion());
+    if (version == kSchemaVersion) return tx.Commit();  // another process migrated it meanwhile
+    KG_RETURN_IF_ERROR(RefuseNewer(version));
     // Evidence moves first: its new table has the indexes the re-key's moves look rows up by.
     if (version < 3) KG_RETURN_IF_ERROR(MoveEvidence().With("move evidence"));
     if (version < 1) KG_RETURN_IF_ERROR(RekeyEntities().With("re-key entities"));
     KG_RETURN_IF_ERROR(db_->Exec(kEvidenceSchema));
     KG_RETURN_IF_ERROR(db_->Exec(kSchema));
-    if (version != kSchemaVersion) {
-      KG_RETURN_IF_ERROR(db_->Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));  // our constant
-    }
+    KG_RETURN_IF_ERROR(db_->Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));  // our constant
     return tx.Commit();
   }
 

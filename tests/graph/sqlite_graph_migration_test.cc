@@ -292,6 +292,20 @@ TEST(SqliteGraphMigration, OldWritersFailLoudly) {
   EXPECT_EQ((*q)->Int(0), 3);
 }
 
+// Verifies opening a graph already at the current version needs no write lock: it opens while another
+// connection holds a write transaction (before, the open waited the busy timeout and failed).
+TEST(SqliteGraphMigration, CurrentVersionOpensWithoutTheWriteLock) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/graph.db";
+  ASSERT_TRUE(OpenSqliteGraphStore(path).ok());
+  auto writer = sqlite::Db::Open(path);
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Exec("BEGIN IMMEDIATE").ok());
+  auto g = OpenSqliteGraphStore(path);
+  EXPECT_TRUE(g.ok()) << g.status().message();
+  ASSERT_TRUE((*writer)->Exec("COMMIT").ok());
+}
+
 // Verifies a database from a newer kgflow is refused with the reason, not written.
 TEST(SqliteGraphMigration, NewerSchemaIsRefused) {
   testing::TempDir dir;
