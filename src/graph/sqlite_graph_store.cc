@@ -23,6 +23,9 @@ CREATE TABLE IF NOT EXISTS relations(src TEXT NOT NULL REFERENCES entities(key),
   dst TEXT NOT NULL REFERENCES entities(key), type TEXT NOT NULL, PRIMARY KEY(src, dst, type)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS relations_dst ON relations(dst);
 CREATE VIEW IF NOT EXISTS evidence AS SELECT src, dst, type, chunk_id, sentence FROM relation_evidence;
+-- One row per migration run (a new database's creation included), for operators and tests.
+CREATE TABLE IF NOT EXISTS schema_migrations(from_version INTEGER NOT NULL, to_version INTEGER NOT NULL,
+  at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
 )sql";
 
 // Evidence lives in relation_evidence; `evidence` is a read-only view of it. A kgflow from
@@ -109,6 +112,10 @@ class SqliteGraphStore final : public GraphStore {
     KG_RETURN_IF_ERROR(db_->Exec(kEvidenceSchema));
     KG_RETURN_IF_ERROR(db_->Exec(kSchema));
     KG_RETURN_IF_ERROR(db_->Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));  // our constant
+    {
+      KG_ASSIGN_OR_RETURN(auto log, db_->Prepare("INSERT INTO schema_migrations(from_version, to_version) VALUES(?,?)"));
+      KG_RETURN_IF_ERROR(log->Bind(1, version).Bind(2, kSchemaVersion).Run());
+    }
     return tx.Commit();
   }
 

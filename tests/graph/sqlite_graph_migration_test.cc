@@ -156,7 +156,8 @@ TEST(SqliteGraphMigration, RekeysOldKeysOnce) {
 }
 
 // Verifies two stores opening the same old graph at once (a node and its worker) both succeed and the
-// result is the same as one opening it alone: the migration runs once, in one write transaction.
+// result is the same as one opening it alone: the migration runs once (its log has one run), in one
+// write transaction, and the later opener finds it done.
 TEST(SqliteGraphMigration, ConcurrentOpensMigrateOnce) {
   testing::TempDir dir;
   std::string path = WriteOldGraph(dir.path());
@@ -180,6 +181,13 @@ TEST(SqliteGraphMigration, ConcurrentOpensMigrateOnce) {
     ASSERT_TRUE(gb.ok()) << gb.status().message();
     ExpectRekeyed(**ga);
     ExpectRekeyed(**gb);
+    // Each migration run logs itself: one run, from version 0, whichever opener did it.
+    auto db = sqlite::Db::Open(path);
+    auto q = (*db)->Prepare("SELECT COUNT(*), MIN(from_version) FROM schema_migrations");
+    ASSERT_TRUE(q.ok()) << q.status().message();
+    ASSERT_TRUE((*q)->Step());
+    EXPECT_EQ((*q)->Int(0), 1) << "round " << round;
+    EXPECT_EQ((*q)->Int(1), 0) << "round " << round;
   }
 }
 
