@@ -314,6 +314,46 @@ TEST(SqliteGraphMigration, CurrentVersionOpensWithoutTheWriteLock) {
   ASSERT_TRUE((*writer)->Exec("COMMIT").ok());
 }
 
+// Verifies a version-2 graph (evidence per sentence in the `evidence` table) keeps its sentences when
+// evidence moves to relation_evidence: a relation read in two sentences of one chunk still weighs 2.
+TEST(SqliteGraphMigration, VersionTwoKeepsSentences) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/graph.db";
+  {
+    auto db = sqlite::Db::Open(path);
+    ASSERT_TRUE(db.ok());
+    Status s = (*db)->Exec(
+        "CREATE TABLE documents(id TEXT PRIMARY KEY, title TEXT NOT NULL, source TEXT NOT NULL);"
+        "CREATE TABLE chunks(id TEXT PRIMARY KEY, doc_id TEXT NOT NULL REFERENCES documents(id), idx INTEGER NOT NULL, "
+        "text TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE entities(key TEXT PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL, description TEXT NOT NULL);"
+        "CREATE TABLE mentions(chunk_id TEXT NOT NULL REFERENCES chunks(id), entity_key TEXT NOT NULL REFERENCES "
+        "entities(key), PRIMARY KEY(chunk_id, entity_key)) WITHOUT ROWID;"
+        "CREATE TABLE relations(src TEXT NOT NULL REFERENCES entities(key), dst TEXT NOT NULL REFERENCES entities(key), "
+        "type TEXT NOT NULL, PRIMARY KEY(src, dst, type)) WITHOUT ROWID;"
+        "CREATE TABLE evidence(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL, chunk_id TEXT NOT NULL, "
+        "sentence TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id, sentence)) WITHOUT ROWID;"
+        "CREATE INDEX evidence_chunk ON evidence(chunk_id);"
+        "INSERT INTO documents VALUES('d1','Doc','');"
+        "INSERT INTO chunks VALUES('d1:0','d1',0,'Mara Voss founded Helix. Helix was founded by Mara Voss.',0);"
+        "INSERT INTO entities VALUES('person:mara voss','Mara Voss','Person','');"
+        "INSERT INTO entities VALUES('organization:helix','Helix','Organization','');"
+        "INSERT INTO relations VALUES('person:mara voss','organization:helix','FOUNDED');"
+        "INSERT INTO evidence VALUES('person:mara voss','organization:helix','FOUNDED','d1:0','d1@0');"
+        "INSERT INTO evidence VALUES('person:mara voss','organization:helix','FOUNDED','d1:0','d1@25');"
+        "PRAGMA user_version=2;");
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+  auto g = OpenSqliteGraphStore(path);
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  auto m = (*g)->GetEntity("person:mara voss");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  ASSERT_EQ(m->neighbours.size(), 1u);
+  EXPECT_EQ(m->neighbours[0].relation.weight, 2);
+  EXPECT_EQ(m->neighbours[0].relation.evidence, std::vector<std::string>{"d1:0"});
+  EXPECT_EQ(UserVersion(path), 3);
+}
+
 // Verifies a database from a newer kgflow is refused with the reason, not written.
 TEST(SqliteGraphMigration, NewerSchemaIsRefused) {
   testing::TempDir dir;
