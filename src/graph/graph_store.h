@@ -116,9 +116,12 @@ class GraphStore {
   // is older than its chunk's stored generation.
   virtual Status Merge(const std::vector<GraphBatch>& batches) = 0;
   virtual Result<GraphStats> Stats() = 0;
-  // Entities whose name or key contains `q` (case-insensitive), most mentioned first. The key
-  // is matched with `q` folded as keys are (NormalizeName), so case in every script, width
-  // and compatibility forms do not matter: "ΣΊΣΥΦΟΣ" finds "organization:σίσυφοσ labs".
+  // Entities whose name or key's name part contains `q` (case-insensitive), most mentioned
+  // first. The key is matched with `q` folded as keys are (NormalizeName), so case in every
+  // script, width and compatibility forms do not matter: "ΣΊΣΥΦΟΣ" finds
+  // "organization:σίσυφοσ labs"; the type prefix is not searched ("person" is no one's name).
+  // An empty `q` lists the most mentioned; a `q` that folds to nothing (white space, format
+  // characters) finds nothing.
   virtual Result<std::vector<EntityRec>> SearchEntities(const std::string& q, int limit) = 0;
   // kNotFound when no entity has exactly this key.
   virtual Result<EntityDetail> GetEntity(const std::string& key) = 0;

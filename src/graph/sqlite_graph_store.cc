@@ -22,16 +22,33 @@ CREATE INDEX IF NOT EXISTS mentions_entity ON mentions(entity_key);
 CREATE TABLE IF NOT EXISTS relations(src TEXT NOT NULL REFERENCES entities(key),
   dst TEXT NOT NULL REFERENCES entities(key), type TEXT NOT NULL, PRIMARY KEY(src, dst, type)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS relations_dst ON relations(dst);
-CREATE TABLE IF NOT EXISTS evidence(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL,
+CREATE VIEW IF NOT EXISTS evidence AS SELECT src, dst, type, chunk_id, sentence FROM relation_evidence;
+-- One row per migration run (a new database's creation included), for operators and tests.
+CREATE TABLE IF NOT EXISTS schema_migrations(from_version INTEGER NOT NULL, to_version INTEGER NOT NULL,
+  at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+)sql";
+
+// Evidence lives in relation_evidence; `evidence` is a read-only view of it. A kgflow from
+// before schema versions opens a graph with `CREATE INDEX IF NOT EXISTS evidence_chunk ON
+// evidence(...)` and writes `INSERT INTO evidence(...)` with old-style keys: on a view both
+// fail loudly ("views may not be indexed", "cannot modify evidence because it is a view")
+// instead of dropping rows or writing keys this build cannot find. So no index here may be
+// named evidence_chunk.
+constexpr const char* kEvidenceSchema = R"sql(
+CREATE TABLE IF NOT EXISTS relation_evidence(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL,
   chunk_id TEXT NOT NULL, sentence TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id, sentence)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS evidence_chunk ON evidence(chunk_id);
+CREATE INDEX IF NOT EXISTS relation_evidence_chunk ON relation_evidence(chunk_id);
+CREATE INDEX IF NOT EXISTS relation_evidence_dst ON relation_evidence(dst);
 )sql";
 
 // The graph database's schema version, kept in PRAGMA user_version:
 //   0  entity keys folded by hand (ASCII and Latin-1 case, full-width ASCII, white space)
 //   1  entity keys folded by NormalizeName (ICU NFKC_Casefold, text/text.h)
 //   2  evidence per (relation, chunk, sentence); older rows get their chunk id as sentence
-constexpr int kSchemaVersion = 2;
+//   3  evidence moves to relation_evidence (indexed by dst too); `evidence` becomes a read-only
+//      view, so a kgflow older than version 1 (which never read the version) fails rather
+//      than writing into the graph (kEvidenceSchema)
+constexpr int kSchemaVersion = 3;
 
 // Gathers a streamed export into a snapshot.
 struct CollectSink final : GraphSink {
@@ -53,59 +70,78 @@ struct CollectSink final : GraphSink {
 class SqliteGraphStore final : public GraphStore {
  public:
   explicit SqliteGraphStore(std::unique_ptr<sqlite::Db> db) : db_(std::move(db)) {}
+  // Reads the version first: a graph already at kSchemaVersion (every open but the first
+  // after an upgrade) is opened without the write lock, so opening never waits on a writer.
   Status Init() {
+    KG_ASSIGN_OR_RETURN(const int64_t version, SchemaVersion());
+    if (version == kSchemaVersion) return Status::Ok();
+    KG_RETURN_IF_ERROR(RefuseNewer(version));
     // Databases made before fencing existed gain the generation column first (the schema's
     // indexes do not need it).
     KG_RETURN_IF_ERROR(db_->AddColumnIfMissing("chunks", "generation", "INTEGER NOT NULL DEFAULT 0"));
     return Migrate();
   }
 
+  Result<int64_t> SchemaVersion() {
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("PRAGMA user_version"));
+    int64_t version = q->Step() ? q->Int(0) : 0;
+    KG_RETURN_IF_ERROR(q->status());
+    return version;
+  }
+
+  static Status RefuseNewer(int64_t version) {
+    if (version <= kSchemaVersion) return Status::Ok();
+    return Status::Invalid("graph schema version " + std::to_string(version) + " is newer than this kgflow's (" +
+                           std::to_string(kSchemaVersion) + "); upgrade kgflow");
+  }
+
   // Brings a database written by an older kgflow up to kSchemaVersion, in one write
   // transaction: processes opening it together (a node and its workers) queue on the write
-  // lock, and the later ones find the work done. A newer database than this build knows is
-  // refused rather than written in a shape it does not understand.
+  // lock, and the later ones find the work done (the version is read again under the lock).
+  // A newer database than this build knows is refused rather than written in a shape it does
+  // not understand.
   Status Migrate() {
     sqlite::Db::Tx tx(*db_);
     KG_RETURN_IF_ERROR(tx.Begin());
-    int64_t version = 0;
-    {
-      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("PRAGMA user_version"));
-      if (q->Step()) version = q->Int(0);
-      KG_RETURN_IF_ERROR(q->status());
-    }
-    if (version > kSchemaVersion) {
-      return Status::Invalid("graph schema version " + std::to_string(version) + " is newer than this kgflow's (" +
-                             std::to_string(kSchemaVersion) + "); upgrade kgflow");
-    }
+    KG_ASSIGN_OR_RETURN(const int64_t version, SchemaVersion());
+    if (version == kSchemaVersion) return tx.Commit();  // another process migrated it meanwhile
+    KG_RETURN_IF_ERROR(RefuseNewer(version));
+    // Evidence moves first: its new table has the indexes the re-key's moves look rows up by.
+    if (version < 3) KG_RETURN_IF_ERROR(MoveEvidence().With("move evidence"));
     if (version < 1) KG_RETURN_IF_ERROR(RekeyEntities().With("re-key entities"));
-    if (version < 2) KG_RETURN_IF_ERROR(EvidencePerSentence().With("evidence per sentence"));
+    KG_RETURN_IF_ERROR(db_->Exec(kEvidenceSchema));
     KG_RETURN_IF_ERROR(db_->Exec(kSchema));
-    if (version != kSchemaVersion) {
-      KG_RETURN_IF_ERROR(db_->Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));  // our constant
+    KG_RETURN_IF_ERROR(db_->Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));  // our constant
+    {
+      KG_ASSIGN_OR_RETURN(auto log, db_->Prepare("INSERT INTO schema_migrations(from_version, to_version) VALUES(?,?)"));
+      KG_RETURN_IF_ERROR(log->Bind(1, version).Bind(2, kSchemaVersion).Run());
     }
     return tx.Commit();
   }
 
-  // Inside Migrate's transaction: the evidence table gains the sentence in its key (SQLite
-  // cannot change a primary key in place, so the table is copied). A chunk stood for its
-  // one sentence before, so every old row's sentence is its chunk id: weights are unchanged.
-  Status EvidencePerSentence() {
-    bool old_shape = false;
+  // Inside Migrate's transaction: an `evidence` table (versions 0 to 2) becomes
+  // relation_evidence, and kSchema then puts the view in its place. Before version 2 a chunk
+  // stood for its one sentence, so an old row's sentence is its chunk id: weights are unchanged.
+  Status MoveEvidence() {
+    bool table = false, has_sentence = false;
     {
       KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
-          "SELECT 1 FROM sqlite_master WHERE type='table' AND name='evidence' AND NOT EXISTS "
-          "(SELECT 1 FROM pragma_table_info('evidence') WHERE name='sentence')"));
-      old_shape = q->Step();
+          "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type='table' AND name='evidence'), "
+          "EXISTS(SELECT 1 FROM pragma_table_info('evidence') WHERE name='sentence')"));
+      if (q->Step()) {
+        table = q->Int(0) != 0;
+        has_sentence = q->Int(1) != 0;
+      }
       KG_RETURN_IF_ERROR(q->status());
     }
-    if (!old_shape) return Status::Ok();  // a new database: kSchema makes the table
-    return db_->Exec(
-        "CREATE TABLE evidence_v2(src TEXT NOT NULL, dst TEXT NOT NULL, type TEXT NOT NULL, chunk_id TEXT NOT NULL, "
-        "sentence TEXT NOT NULL, PRIMARY KEY(src, dst, type, chunk_id, sentence)) WITHOUT ROWID;"
-        "INSERT INTO evidence_v2(src, dst, type, chunk_id, sentence) SELECT src, dst, type, chunk_id, chunk_id "
-        "FROM evidence;"
-        "DROP TABLE evidence;"
-        "ALTER TABLE evidence_v2 RENAME TO evidence;");
+    if (!table) return Status::Ok();  // a new database: kSchema makes the view
+    KG_RETURN_IF_ERROR(db_->Exec(kEvidenceSchema));
+    KG_RETURN_IF_ERROR(db_->Exec(
+        has_sentence ? "INSERT INTO relation_evidence(src, dst, type, chunk_id, sentence) "
+                       "SELECT src, dst, type, chunk_id, sentence FROM evidence"
+                     : "INSERT INTO relation_evidence(src, dst, type, chunk_id, sentence) "
+                       "SELECT src, dst, type, chunk_id, chunk_id FROM evidence"));
+    return db_->Exec("DROP TABLE evidence");
   }
 
   // Inside Migrate's transaction: recomputes every entity's key the way BuildBatch makes keys
@@ -137,33 +173,43 @@ class SqliteGraphStore final : public GraphStore {
       KG_RETURN_IF_ERROR(q->status());
     }
     if (!changed) return Status::Ok();
-    // Rows move one at a time; the references are whole again by the commit.
+    // Rows move one key at a time; the references are whole again by the commit. Every move
+    // finds its rows through an index (MoveEvidence made relation_evidence's), and each
+    // statement is prepared once: a full scan per moved key held the write lock for minutes
+    // on a large graph.
     KG_RETURN_IF_ERROR(db_->Exec("PRAGMA defer_foreign_keys=ON"));
     static constexpr const char* kMoves[] = {
         "UPDATE OR IGNORE mentions SET entity_key=?1 WHERE entity_key=?2", "DELETE FROM mentions WHERE entity_key=?2",
         "UPDATE OR IGNORE relations SET src=?1 WHERE src=?2", "DELETE FROM relations WHERE src=?2",
         "UPDATE OR IGNORE relations SET dst=?1 WHERE dst=?2", "DELETE FROM relations WHERE dst=?2",
-        "UPDATE OR IGNORE evidence SET src=?1 WHERE src=?2", "DELETE FROM evidence WHERE src=?2",
-        "UPDATE OR IGNORE evidence SET dst=?1 WHERE dst=?2", "DELETE FROM evidence WHERE dst=?2"};
+        "UPDATE OR IGNORE relation_evidence SET src=?1 WHERE src=?2", "DELETE FROM relation_evidence WHERE src=?2",
+        "UPDATE OR IGNORE relation_evidence SET dst=?1 WHERE dst=?2", "DELETE FROM relation_evidence WHERE dst=?2"};
+    std::vector<std::unique_ptr<sqlite::Stmt>> moves;
+    for (const char* sql : kMoves) {
+      KG_ASSIGN_OR_RETURN(auto move, db_->Prepare(sql));
+      moves.push_back(std::move(move));
+    }
+    KG_ASSIGN_OR_RETURN(auto del, db_->Prepare("DELETE FROM entities WHERE key=?"));
+    KG_ASSIGN_OR_RETURN(auto ins, db_->Prepare("INSERT INTO entities(key,name,type,description) VALUES(?,?,?,?)"));
     for (const auto& [key, rows] : groups) {
       if (rows.size() == 1 && rows[0].key == key) continue;
       std::string description;
       for (const Row& r : rows) {
         if (description.empty()) description = r.description;
-        KG_ASSIGN_OR_RETURN(auto del, db_->Prepare("DELETE FROM entities WHERE key=?"));
         KG_RETURN_IF_ERROR(del->Bind(1, r.key).Run());
       }
-      KG_ASSIGN_OR_RETURN(auto ins, db_->Prepare("INSERT INTO entities(key,name,type,description) VALUES(?,?,?,?)"));
       KG_RETURN_IF_ERROR(ins->Bind(1, key).Bind(2, rows[0].name).Bind(3, rows[0].type).Bind(4, description).Run());
       for (const Row& r : rows) {
         if (r.key == key) continue;
-        for (const char* sql : kMoves) {
-          KG_ASSIGN_OR_RETURN(auto move, db_->Prepare(sql));
+        for (auto& move : moves) {
           KG_RETURN_IF_ERROR(move->Bind(1, key).Bind(2, r.key).Run().With(r.key + " -> " + key));
         }
       }
     }
-    for (const char* sql : {"DELETE FROM evidence WHERE src=dst", "DELETE FROM relations WHERE src=dst"}) {
+    moves.clear();
+    del.reset();
+    ins.reset();
+    for (const char* sql : {"DELETE FROM relation_evidence WHERE src=dst", "DELETE FROM relations WHERE src=dst"}) {
       KG_RETURN_IF_ERROR(db_->Exec(sql));
     }
     return Status::Ok();
@@ -192,12 +238,16 @@ class SqliteGraphStore final : public GraphStore {
   }
 
   Result<std::vector<EntityRec>> SearchEntities(const std::string& query, int limit) override {
+    // SQLite's lower() folds ASCII only; the key is already folded, so fold the query alike.
+    const std::string folded = NormalizeName(query);
+    // White space or format characters alone would be found in every key (instr(key, '')).
+    if (folded.empty() && !query.empty()) return std::vector<EntityRec>{};
+    // Only the key's name part: its type prefix would make "person" find every person.
     KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
         "SELECT e.key, e.name, e.type, e.description, (SELECT COUNT(*) FROM mentions m WHERE m.entity_key=e.key) AS n "
-        "FROM entities e WHERE instr(lower(e.name), lower(?))>0 OR instr(e.key, ?)>0 "
+        "FROM entities e WHERE instr(lower(e.name), lower(?))>0 OR instr(substr(e.key, instr(e.key, ':') + 1), ?)>0 "
         "ORDER BY n DESC, e.name LIMIT ?"));
-    // SQLite's lower() folds ASCII only; the key is already folded, so fold the query alike.
-    q->Bind(1, query).Bind(2, NormalizeName(query)).Bind(3, limit);
+    q->Bind(1, query).Bind(2, folded).Bind(3, limit);
     std::vector<EntityRec> out;
     while (q->Step()) out.push_back(EntityRow(*q));
     KG_RETURN_IF_ERROR(q->status());
@@ -307,12 +357,12 @@ class SqliteGraphStore final : public GraphStore {
       KG_RETURN_IF_ERROR(q->status());
     }
     {
-      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT DISTINCT src, dst, type FROM evidence WHERE chunk_id=?"));
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT DISTINCT src, dst, type FROM relation_evidence WHERE chunk_id=?"));
       q->Bind(1, chunk_id);
       while (q->Step()) old_relations.push_back({q->Text(0), q->Text(1), q->Text(2)});
       KG_RETURN_IF_ERROR(q->status());
     }
-    for (const char* sql : {"DELETE FROM mentions WHERE chunk_id=?", "DELETE FROM evidence WHERE chunk_id=?"}) {
+    for (const char* sql : {"DELETE FROM mentions WHERE chunk_id=?", "DELETE FROM relation_evidence WHERE chunk_id=?"}) {
       KG_ASSIGN_OR_RETURN(auto del, db_->Prepare(sql));
       KG_RETURN_IF_ERROR(del->Bind(1, chunk_id).Run());
     }
@@ -339,7 +389,7 @@ class SqliteGraphStore final : public GraphStore {
     {
       KG_ASSIGN_OR_RETURN(auto rel, db_->Prepare("INSERT OR IGNORE INTO relations(src,dst,type) VALUES(?,?,?)"));
       KG_ASSIGN_OR_RETURN(auto ev, db_->Prepare(
-          "INSERT OR IGNORE INTO evidence(src,dst,type,chunk_id,sentence) VALUES(?,?,?,?,?)"));
+          "INSERT OR IGNORE INTO relation_evidence(src,dst,type,chunk_id,sentence) VALUES(?,?,?,?,?)"));
       for (const auto& r : b.relations) {
         KG_RETURN_IF_ERROR(rel->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type).Run().With("relation " + r.src + "->" + r.dst));
         // No sentence known: the chunk stands for its one sentence.
@@ -352,7 +402,7 @@ class SqliteGraphStore final : public GraphStore {
     if (!old_relations.empty()) {
       KG_ASSIGN_OR_RETURN(auto gone, db_->Prepare(
           "DELETE FROM relations WHERE src=?1 AND dst=?2 AND type=?3 AND NOT EXISTS "
-          "(SELECT 1 FROM evidence v WHERE v.src=?1 AND v.dst=?2 AND v.type=?3)"));
+          "(SELECT 1 FROM relation_evidence v WHERE v.src=?1 AND v.dst=?2 AND v.type=?3)"));
       for (const auto& [src, dst, type] : old_relations) {
         KG_RETURN_IF_ERROR(gone->Bind(1, src).Bind(2, dst).Bind(3, type).Run());
       }
@@ -369,13 +419,13 @@ class SqliteGraphStore final : public GraphStore {
   Status LoadEvidence(RelationRec& r) {
     {
       KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
-          "SELECT DISTINCT chunk_id FROM evidence WHERE src=? AND dst=? AND type=? ORDER BY chunk_id"));
+          "SELECT DISTINCT chunk_id FROM relation_evidence WHERE src=? AND dst=? AND type=? ORDER BY chunk_id"));
       q->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type);
       while (q->Step()) r.evidence.push_back(q->Text(0));
       KG_RETURN_IF_ERROR(q->status());
     }
     KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
-        "SELECT COUNT(DISTINCT sentence) FROM evidence WHERE src=? AND dst=? AND type=?"));
+        "SELECT COUNT(DISTINCT sentence) FROM relation_evidence WHERE src=? AND dst=? AND type=?"));
     q->Bind(1, r.src).Bind(2, r.dst).Bind(3, r.type);
     if (q->Step()) r.weight = q->Int(0);
     return q->status();
@@ -424,8 +474,8 @@ class SqliteGraphStore final : public GraphStore {
     }
     KG_ASSIGN_OR_RETURN(auto q, rd.Prepare(
         "SELECT r.src, r.dst, r.type, (SELECT group_concat(chunk_id, ' ') FROM (SELECT DISTINCT chunk_id FROM "
-        "evidence v WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type ORDER BY chunk_id)), (SELECT COUNT(DISTINCT "
-        "sentence) FROM evidence v WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type) FROM relations r "
+        "relation_evidence v WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type ORDER BY chunk_id)), (SELECT COUNT(DISTINCT "
+        "sentence) FROM relation_evidence v WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type) FROM relations r "
         "ORDER BY r.src, r.dst, r.type"));
     while (q->Step()) {
       RelationRec rel;

@@ -75,11 +75,34 @@ class SqliteQueue final : public Queue {
     wal_name_ = std::filesystem::path(db_->path()).filename().string() + "-wal";
   }
 
+  // A queue already in the current shape (every open but the first after an upgrade) is
+  // checked with reads only: kSchema writes (the sequence row), so running it would make
+  // every open wait for the write lock behind whatever a worker is committing.
   Status Init() {
+    KG_ASSIGN_OR_RETURN(const bool current, IsCurrent());
+    if (current) return Status::Ok();
     KG_RETURN_IF_ERROR(db_->Exec(kSchema));
     // Databases made before lease generations existed gain the column.
     KG_RETURN_IF_ERROR(db_->AddColumnIfMissing("chunks", "generation", "INTEGER NOT NULL DEFAULT 0"));
     return InitCounts();
+  }
+
+  // Whether every table, index, trigger, column and row that Init makes is there.
+  Result<bool> IsCurrent() {
+    {
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
+          "SELECT (SELECT COUNT(*) FROM sqlite_master WHERE name IN ('chunks', 'sequences', 'chunks_ready', "
+          "'chunks_task', 'chunks_owner', 'chunks_deadline', 'chunks_lease', 'task_counts', 'chunks_counts_insert', "
+          "'chunks_counts_state', 'chunks_counts_delete'))=11 AND "
+          "EXISTS(SELECT 1 FROM pragma_table_info('chunks') WHERE name='generation')"));
+      bool tables = q->Step() && q->Int(0) != 0;
+      KG_RETURN_IF_ERROR(q->status());
+      if (!tables) return false;
+    }
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT 1 FROM sequences WHERE name='lease_generation'"));
+    bool row = q->Step();
+    KG_RETURN_IF_ERROR(q->status());
+    return row;
   }
 
   // Creates the count table with its triggers and fills it from the chunks already there

@@ -127,15 +127,23 @@ TEST_P(GraphStoreContract, DescriptionFirstNonEmptyWins) {
 }
 
 // Verifies search is case-insensitive on names (and on keys in every script), most mentioned first, and
-// honours the limit.
+// honours the limit; a query that folds to nothing, or names only a type, finds nothing.
 TEST_P(GraphStoreContract, Search) {
   ASSERT_TRUE(g_->Merge({Batch("d1:0", 0), Batch("d1:1", 1)}).ok());
   auto r = g_->SearchEntities("HELIX", 10);
   ASSERT_TRUE(r.ok());
   ASSERT_EQ(r->size(), 1u);
   EXPECT_EQ((*r)[0].mentions, 2);
-  EXPECT_EQ(g_->SearchEntities("", 1)->size(), 1u);
+  EXPECT_EQ(g_->SearchEntities("", 1)->size(), 1u);  // no query: the most mentioned
   EXPECT_TRUE(g_->SearchEntities("zzz", 10)->empty());
+  // A query that folds to nothing (white space, a zero-width space) finds nothing, and the type in
+  // the key is not searched: "person" is no one's name.
+  for (const char* q : {"   ", "\u200b", " \u200b\t", "person", "organization", "person:", "son:mara"}) {
+    auto none = g_->SearchEntities(q, 10);
+    ASSERT_TRUE(none.ok()) << q;
+    EXPECT_TRUE(none->empty()) << q << ": " << none->size() << " found";
+  }
+  EXPECT_EQ(g_->SearchEntities("mara voss", 10)->size(), 1u);
   // Beyond ASCII the key's folding decides: Greek capitals, full width.
   auto greek = Batch("d1:2", 2);
   greek.entities = {{EntityKey("σίσυφος Labs", "Organization"), "σίσυφος Labs", "Organization", "", 0}};

@@ -510,6 +510,20 @@ TEST(SqliteQueue, CountsOfAnOlderQueueAreFilledOnOpen) {
   ExpectCounts(**q, "t", "a lease after the upgrade");
 }
 
+// Verifies opening a queue that is already in the current shape needs no write lock: it opens while
+// another connection holds a write transaction (before, the open waited the busy timeout and failed).
+TEST(SqliteQueue, ReopenTakesNoWriteLock) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/queue.db";
+  ASSERT_TRUE(OpenSqliteQueue(path, QueueOptions{}).ok());
+  auto writer = sqlite::Db::Open(path);
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Exec("BEGIN IMMEDIATE").ok());
+  auto q = OpenSqliteQueue(path, QueueOptions{});
+  EXPECT_TRUE(q.ok()) << q.status().message();
+  ASSERT_TRUE((*writer)->Exec("COMMIT").ok());
+}
+
 // Verifies the backoff formula grows exponentially, respects the cap and stays within the jitter band.
 TEST(QueueBackoff, ExponentialCappedJittered) {
   QueueOptions o;
