@@ -203,8 +203,14 @@ void Routes::Submit(const httplib::Request& req, httplib::Response& res) {
     return Fail(res, 400, "'format' must be text, markdown or html");
   }
   // Markup parsers get valid UTF-8 (PlanTask would replace bad bytes anyway, after them).
-  const std::string text =
-      format == markup::Format::kText ? std::move(sub->text) : markup::ToText(SanitizeUtf8(sub->text), format);
+  std::string text;
+  if (format == markup::Format::kText) {
+    text = std::move(sub->text);
+  } else {
+    auto stripped = markup::ToText(SanitizeUtf8(sub->text), format);
+    if (!stripped.ok()) return Fail(res, stripped.status());
+    text = std::move(stripped).value();
+  }
   const std::string& title = sub->title;
   const std::string& provider = sub->provider;
   const std::string& source = sub->source;
