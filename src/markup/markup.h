@@ -11,7 +11,9 @@
 //
 // Markdown is parsed by cmark-gfm (CommonMark with the GitHub table, strikethrough and
 // autolink extensions), HTML by libxml2's error-tolerant HTML parser. Both recover from
-// broken markup. Failure: kInvalidArgument when the HTML parser stops before
+// broken markup. A Markdown document whose tables would cost cmark-gfm quadratic time (a
+// line with over 256 pipes, over 100,000 pipes in all) is read without the table extension:
+// its pipes stay in the text. Failure: kInvalidArgument when the HTML parser stops before
 // the end of the document (a truncated text would silently lose the rest); never a prefix.
 // Input is expected to be UTF-8 (the caller checks it is text). Thread safety: may be
 // called from any thread.
