@@ -60,6 +60,16 @@ Status CheckFormat(Submission* s, const std::string& implied) {
   return Status::Ok();
 }
 
+// A body that is a JSON object, parsed; discarded (is_discarded()) for any other body. The
+// braces are checked first so a large plain document is not run through the JSON parser.
+json JsonObject(const std::string& body) {
+  auto first = body.find_first_not_of(" \t\r\n");
+  auto last = body.find_last_not_of(" \t\r\n");
+  if (first == std::string::npos || body[first] != '{' || body[last] != '}') return json(json::value_t::discarded);
+  json j = json::parse(body, nullptr, false);
+  return j.is_object() ? j : json(json::value_t::discarded);
+}
+
 Result<Submission> FromJson(const httplib::Request& req) {
   json j = json::parse(req.body, nullptr, false);
   if (j.is_discarded()) return Status::Invalid("request body is not valid JSON");
@@ -111,7 +121,18 @@ Result<Submission> ParseSubmission(const httplib::Request& req) {
     if (req.body.empty()) return Status::Invalid("request body is empty; expected a JSON object");
     return FromJson(req);
   }
+  // `curl -d '{...}'` labels JSON as a form; such clients worked before the text/plain
+  // shape existed. A form body that is a JSON object is read as JSON.
+  if (media == "application/x-www-form-urlencoded" && !JsonObject(req.body).is_discarded()) return FromJson(req);
   std::string implied = FormatOf(media);
+  // A JSON submission sent as text/plain would be stored as the document, braces and all.
+  if (implied == "text" && !req.has_param("format")) {
+    json j = JsonObject(req.body);
+    if (!j.is_discarded() && j.contains("text") && j["text"].is_string()) {
+      return Status::Invalid(
+          "the text/plain body is a JSON submission ({\"text\": ...}); send it with Content-Type: application/json, or add ?format=text to store this body as written");
+    }
+  }
   if (implied.empty()) {
     return Status::Invalid("unsupported Content-Type '" + media +
                            "'; send application/json, text/plain, text/markdown, text/html or multipart/form-data");

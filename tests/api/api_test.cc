@@ -336,6 +336,39 @@ TEST_F(ApiTest, BodyLimitHoldsForChunkedBodies) {
   EXPECT_EQ(QueuedText(*queue_), "Mara Voss founded Helix.Ana Lund joined Meridian.");
 }
 
+// Verifies JSON sent the way older clients send it is still read as JSON: curl -d's
+// application/x-www-form-urlencoded and no content type at all; and JSON sent as
+// text/plain is refused with a pointer to application/json instead of being stored braces
+// and all (?format=text stores it as written).
+TEST_F(ApiTest, JsonUnderOtherContentTypes) {
+  Start();
+  auto form = client_->Post("/api/v1/tasks", R"({"text":"Mara Voss founded Helix.","title":"Form"})",
+                            "application/x-www-form-urlencoded");
+  ASSERT_TRUE(form);
+  ASSERT_EQ(form->status, 202) << form->body;
+  auto task = client_->Get("/api/v1/tasks/" + json::parse(form->body)["id"].get<std::string>());
+  EXPECT_EQ(json::parse(task->body)["title"], "Form");
+  EXPECT_EQ(QueuedText(*queue_), "Mara Voss founded Helix.");
+  auto bare = RawExchange(port_,
+                          "POST /api/v1/tasks HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 28\r\n\r\n"
+                          R"({"text":"Ana Lund left it."})");
+  EXPECT_EQ(RawStatus(bare), 202) << bare;
+  EXPECT_EQ(QueuedText(*queue_), "Ana Lund left it.");
+  ExpectError(client_->Post("/api/v1/tasks", "a=b&c=d", "application/x-www-form-urlencoded"), 400,
+              "unsupported Content-Type");
+  ExpectError(client_->Post("/api/v1/tasks", R"( {"text":"Mara Voss founded Helix."} )", "text/plain"), 400,
+              "application/json");
+  EXPECT_EQ(QueuedText(*queue_), "");
+  auto as_written = client_->Post("/api/v1/tasks?format=text", R"({"text":"Mara Voss founded Helix."})", "text/plain");
+  ASSERT_TRUE(as_written);
+  EXPECT_EQ(as_written->status, 202) << as_written->body;
+  EXPECT_EQ(QueuedText(*queue_), R"({"text":"Mara Voss founded Helix."})");
+  // Plain text that merely has braces is still text.
+  auto braces = client_->Post("/api/v1/tasks", "{Mara Voss founded Helix.}", "text/plain");
+  ASSERT_TRUE(braces);
+  EXPECT_EQ(braces->status, 202) << braces->body;
+}
+
 // Verifies unknown ids are 404, wrong methods 405, bad query values 400.
 TEST_F(ApiTest, LookupErrors) {
   Start();
