@@ -1,5 +1,6 @@
 #include "api/body.h"
 
+#include <cstdlib>
 #include <utility>
 
 namespace kg::api {
@@ -31,6 +32,13 @@ BodyRead ReadBody(const httplib::Request& req, httplib::Response& res, const htt
       for (auto& part : items) out->files.emplace(part.name, std::move(part));
     }
   } else {
+    // One allocation for a body of known length instead of doubling (a 50 MB body grew
+    // through 64 MB with the old 32 MB buffer still held).
+    std::string length = req.get_header_value("Content-Length");
+    if (!length.empty()) {
+      unsigned long long n = std::strtoull(length.c_str(), nullptr, 10);
+      if (n <= max_bytes) out->body.reserve(static_cast<size_t>(n));
+    }
     ok = reader([&](const char* data, size_t n) {
       if (!count(n)) return false;
       if (seen <= max_bytes) out->body.append(data, n);

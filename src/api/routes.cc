@@ -203,13 +203,17 @@ void Routes::Submit(const httplib::Request& req, httplib::Response& res) {
     return Fail(res, 400, "'format' must be text, markdown or html");
   }
   // Markup parsers get valid UTF-8 (PlanTask would replace bad bytes anyway, after them).
-  std::string text;
-  if (format == markup::Format::kText) {
-    text = std::move(sub->text);
-  } else {
-    auto stripped = markup::ToText(SanitizeUtf8(sub->text), format);
-    if (!stripped.ok()) return Fail(res, stripped.status());
-    text = std::move(stripped).value();
+  // `text` views the request's body unless markup had to be stripped: no copy of a large document.
+  std::string_view text = sub->text;
+  std::string stripped;
+  if (format != markup::Format::kText) {
+    std::string sanitized;
+    std::string_view in = sub->text;
+    if (!IsValidUtf8(in)) in = sanitized = SanitizeUtf8(in);
+    auto r = markup::ToText(in, format);
+    if (!r.ok()) return Fail(res, r.status());
+    stripped = std::move(r).value();
+    text = stripped;
   }
   const std::string& title = sub->title;
   const std::string& provider = sub->provider;

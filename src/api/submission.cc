@@ -77,7 +77,8 @@ Result<Submission> FromJson(const httplib::Request& req) {
   if (!j.contains("text")) return Status::Invalid("missing 'text'");
   if (!j["text"].is_string()) return Status::Invalid("'text' must be a string");
   Submission s;
-  s.text = j["text"].get<std::string>();
+  s.owned = std::make_unique<std::string>(std::move(j["text"].get_ref<std::string&>()));
+  s.text = *s.owned;
   for (const auto& f : kFields) {
     if (!j.contains(f.name) || j[f.name].is_null()) continue;
     if (!j[f.name].is_string()) return Status::Invalid(std::string("'") + f.name + "' must be a string");
@@ -96,7 +97,7 @@ Result<Submission> FromMultipart(const httplib::Request& req) {
     auto part = req.files.find(f.name);
     if (part != req.files.end()) KG_RETURN_IF_ERROR(SetField(&s, f, part->second.content));
   }
-  s.text = file->second.content;
+  s.text = file->second.content;  // a view: req outlives the submission
   if (s.title.empty() && !file->second.filename.empty()) s.title = file->second.filename.substr(0, 1000);
   std::string media = MediaType(file->second.content_type);
   std::string implied = FormatOf(media);
@@ -139,7 +140,7 @@ Result<Submission> ParseSubmission(const httplib::Request& req) {
   }
   Submission s;
   KG_RETURN_IF_ERROR(FieldsFromQuery(req, &s));
-  s.text = req.body;
+  s.text = req.body;  // a view: req outlives the submission
   KG_RETURN_IF_ERROR(CheckFormat(&s, implied));
   return s;
 }

@@ -16,14 +16,20 @@
 
 #include <httplib.h>
 
+#include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 
 namespace kg::api {
 
 struct Submission {
-  std::string text;
+  // The document: a view of the request's body (text/* body) or file part (multipart), so
+  // a 50 MB upload is not copied; of `owned` for JSON, where it had to be unescaped. Valid
+  // while the request and this Submission live (`owned` is on the heap, so a move keeps it).
+  std::string_view text;
+  std::unique_ptr<std::string> owned;
   std::string title, provider, source, id;
   std::string format;  // text|markdown|html; "" when neither the field nor the content type says
 };

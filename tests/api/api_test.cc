@@ -262,6 +262,11 @@ TEST_F(ApiTest, SubmitTextAndMultipartBodies) {
   ASSERT_TRUE(latin1);
   ASSERT_EQ(latin1->status, 202) << latin1->body;
   EXPECT_EQ(QueuedText(*queue_), "Caf\xEF\xBF\xBD Lund opened in Oslo today.");
+  // The same stray byte in a text/plain body (chunked in place, no copy when valid) is replaced too.
+  auto latin1_plain = client_->Post("/api/v1/tasks", "Caf\xe9 Lund opened in Oslo today.", "text/plain");
+  ASSERT_TRUE(latin1_plain);
+  ASSERT_EQ(latin1_plain->status, 202) << latin1_plain->body;
+  EXPECT_EQ(QueuedText(*queue_), "Caf\xEF\xBF\xBD Lund opened in Oslo today.");
 
   // JSON with "format" strips too.
   auto js = Post("/api/v1/tasks", R"({"text":"<h1>Orbital</h1><p>Freight</p>","format":"html"})");
