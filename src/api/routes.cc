@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "api/body.h"
 #include "api/dashboard.h"
 #include "api/metrics.h"
 #include "api/reply.h"
@@ -102,10 +103,29 @@ void Routes::Route(const std::string& method, const std::string& pattern, Handle
     h(req, res);
   };
   if (method == "GET") svr_.Get(pattern, wrapped);
-  else if (method == "POST") svr_.Post(pattern, wrapped);
-  else if (method == "PUT") svr_.Put(pattern, wrapped);
-  else if (method == "DELETE") svr_.Delete(pattern, wrapped);
+  else if (method == "POST") svr_.Post(pattern, WithBody(wrapped));
+  else if (method == "PUT") svr_.Put(pattern, WithBody(wrapped));
+  else if (method == "DELETE") svr_.Delete(pattern, WithBody(wrapped));
   methods_[pattern].insert(method);
+}
+
+// Every handler of a method that can carry a body reads it through a content reader under
+// KG_MAX_BODY_MB (api/body.h); httplib's own limit misses chunked bodies.
+httplib::Server::HandlerWithContentReader Routes::WithBody(Handler h) const {
+  size_t max_bytes = static_cast<size_t>(c_.max_body_mb) * 1024 * 1024;
+  return [h, max_bytes](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+    httplib::Request full;
+    BodyRead r = ReadBody(req, res, reader, max_bytes, &full);
+    if (r != BodyRead::kOk) {
+      // The rest of the body may still be on the wire: this connection cannot carry another request.
+      res.set_header("Connection", "close");
+      if (r == BodyRead::kTooLarge) {
+        return Fail(res, 413, "request body too large: over KG_MAX_BODY_MB=" + std::to_string(max_bytes >> 20) + " MB");
+      }
+      return Fail(res, 400, "request body could not be read (broken chunked or multipart encoding)");
+    }
+    h(full, res);
+  };
 }
 
 void Routes::FinishRoutes() {
@@ -117,11 +137,18 @@ void Routes::FinishRoutes() {
       Fail(res, 405, "method not allowed; allowed: " + allow);
     };
     if (!allowed.count("GET")) svr_.Get(pattern, deny);
-    if (!allowed.count("POST")) svr_.Post(pattern, deny);
-    if (!allowed.count("PUT")) svr_.Put(pattern, deny);
-    if (!allowed.count("DELETE")) svr_.Delete(pattern, deny);
-    svr_.Patch(pattern, deny);
+    if (!allowed.count("POST")) svr_.Post(pattern, WithBody(deny));
+    if (!allowed.count("PUT")) svr_.Put(pattern, WithBody(deny));
+    if (!allowed.count("DELETE")) svr_.Delete(pattern, WithBody(deny));
+    svr_.Patch(pattern, WithBody(deny));
   }
+  // An unknown path with a body: without these httplib would read the body whole before
+  // finding no route.
+  Handler none = [](const httplib::Request&, httplib::Response& res) { Fail(res, 404, "no such endpoint"); };
+  svr_.Post(".*", WithBody(none));
+  svr_.Put(".*", WithBody(none));
+  svr_.Delete(".*", WithBody(none));
+  svr_.Patch(".*", WithBody(none));
 }
 
 bool Routes::Authorized(const httplib::Request& req) const {
@@ -176,8 +203,18 @@ void Routes::Submit(const httplib::Request& req, httplib::Response& res) {
     return Fail(res, 400, "'format' must be text, markdown or html");
   }
   // Markup parsers get valid UTF-8 (PlanTask would replace bad bytes anyway, after them).
-  const std::string text =
-      format == markup::Format::kText ? std::move(sub->text) : markup::ToText(SanitizeUtf8(sub->text), format);
+  // `text` views the request's body unless markup had to be stripped: no copy of a large document.
+  std::string_view text = sub->text;
+  std::string stripped;
+  if (format != markup::Format::kText) {
+    std::string sanitized;
+    std::string_view in = sub->text;
+    if (!IsValidUtf8(in)) in = sanitized = SanitizeUtf8(in);
+    auto r = markup::ToText(in, format);
+    if (!r.ok()) return Fail(res, r.status());
+    stripped = std::move(r).value();
+    text = stripped;
+  }
   const std::string& title = sub->title;
   const std::string& provider = sub->provider;
   const std::string& source = sub->source;

@@ -29,6 +29,7 @@ class Routes {
  private:
   using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
   void Route(const std::string& method, const std::string& pattern, Handler h);
+  httplib::Server::HandlerWithContentReader WithBody(Handler h) const;
   void FinishRoutes();
   bool Authorized(const httplib::Request& req) const;
 

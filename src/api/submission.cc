@@ -60,6 +60,16 @@ Status CheckFormat(Submission* s, const std::string& implied) {
   return Status::Ok();
 }
 
+// A body that is a JSON object, parsed; discarded (is_discarded()) for any other body. The
+// braces are checked first so a large plain document is not run through the JSON parser.
+json JsonObject(const std::string& body) {
+  auto first = body.find_first_not_of(" \t\r\n");
+  auto last = body.find_last_not_of(" \t\r\n");
+  if (first == std::string::npos || body[first] != '{' || body[last] != '}') return json(json::value_t::discarded);
+  json j = json::parse(body, nullptr, false);
+  return j.is_object() ? j : json(json::value_t::discarded);
+}
+
 Result<Submission> FromJson(const httplib::Request& req) {
   json j = json::parse(req.body, nullptr, false);
   if (j.is_discarded()) return Status::Invalid("request body is not valid JSON");
@@ -67,7 +77,8 @@ Result<Submission> FromJson(const httplib::Request& req) {
   if (!j.contains("text")) return Status::Invalid("missing 'text'");
   if (!j["text"].is_string()) return Status::Invalid("'text' must be a string");
   Submission s;
-  s.text = j["text"].get<std::string>();
+  s.owned = std::make_unique<std::string>(std::move(j["text"].get_ref<std::string&>()));
+  s.text = *s.owned;
   for (const auto& f : kFields) {
     if (!j.contains(f.name) || j[f.name].is_null()) continue;
     if (!j[f.name].is_string()) return Status::Invalid(std::string("'") + f.name + "' must be a string");
@@ -86,7 +97,7 @@ Result<Submission> FromMultipart(const httplib::Request& req) {
     auto part = req.files.find(f.name);
     if (part != req.files.end()) KG_RETURN_IF_ERROR(SetField(&s, f, part->second.content));
   }
-  s.text = file->second.content;
+  s.text = file->second.content;  // a view: req outlives the submission
   if (s.title.empty() && !file->second.filename.empty()) s.title = file->second.filename.substr(0, 1000);
   std::string media = MediaType(file->second.content_type);
   std::string implied = FormatOf(media);
@@ -111,14 +122,25 @@ Result<Submission> ParseSubmission(const httplib::Request& req) {
     if (req.body.empty()) return Status::Invalid("request body is empty; expected a JSON object");
     return FromJson(req);
   }
+  // `curl -d '{...}'` labels JSON as a form; such clients worked before the text/plain
+  // shape existed. A form body that is a JSON object is read as JSON.
+  if (media == "application/x-www-form-urlencoded" && !JsonObject(req.body).is_discarded()) return FromJson(req);
   std::string implied = FormatOf(media);
+  // A JSON submission sent as text/plain would be stored as the document, braces and all.
+  if (implied == "text" && !req.has_param("format")) {
+    json j = JsonObject(req.body);
+    if (!j.is_discarded() && j.contains("text") && j["text"].is_string()) {
+      return Status::Invalid(
+          "the text/plain body is a JSON submission ({\"text\": ...}); send it with Content-Type: application/json, or add ?format=text to store this body as written");
+    }
+  }
   if (implied.empty()) {
     return Status::Invalid("unsupported Content-Type '" + media +
                            "'; send application/json, text/plain, text/markdown, text/html or multipart/form-data");
   }
   Submission s;
   KG_RETURN_IF_ERROR(FieldsFromQuery(req, &s));
-  s.text = req.body;
+  s.text = req.body;  // a view: req outlives the submission
   KG_RETURN_IF_ERROR(CheckFormat(&s, implied));
   return s;
 }

@@ -5,6 +5,7 @@
 #include <cmark-gfm.h>
 #include <libxml/HTMLparser.h>
 #include <libxml/tree.h>
+#include <libxml/xmlerror.h>
 
 #include <climits>
 #include <cstring>
@@ -54,6 +55,27 @@ std::string_view TypeName(cmark_node* n) {
   return s ? s : "";
 }
 
+// Debian's cmark-gfm 0.29.0.gfm.6 table extension costs time quadratic in the cells of a
+// row and more than linear in the cells of a table (a 40 KB row of '|' took 7.5 s; a 3 MB
+// table of 10 columns 6 s). Measured on the build machine: 4,000 pipes in one row 0.23 s,
+// 256 in one row under 1 ms, 100,000 cells in a table about 0.4 s. A document beyond
+// these bounds is parsed without the table extension: its pipes then stay in the text,
+// which loses no words.
+constexpr size_t kMaxPipesPerLine = 256;
+constexpr size_t kMaxPipes = 100000;
+
+bool TablesAffordable(std::string_view markdown) {
+  size_t total = 0, line = 0;
+  for (char c : markdown) {
+    if (c == '\n') {
+      line = 0;
+    } else if (c == '|') {
+      if (++line > kMaxPipesPerLine || ++total > kMaxPipes) return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 bool ParseFormat(std::string_view name, Format* out) {
@@ -64,11 +86,13 @@ bool ParseFormat(std::string_view name, Format* out) {
   return true;
 }
 
-std::string MarkdownToText(std::string_view markdown) {
+Result<std::string> MarkdownToText(std::string_view markdown) {
   static std::once_flag registered;
   std::call_once(registered, [] { cmark_gfm_core_extensions_ensure_registered(); });
   std::unique_ptr<cmark_parser, ParserDeleter> parser(cmark_parser_new(CMARK_OPT_DEFAULT));
+  const bool tables = TablesAffordable(markdown);
   for (const char* ext : {"table", "strikethrough", "autolink"}) {
+    if (!tables && std::strcmp(ext, "table") == 0) continue;
     if (cmark_syntax_extension* e = cmark_find_syntax_extension(ext)) cmark_parser_attach_syntax_extension(parser.get(), e);
   }
   cmark_parser_feed(parser.get(), markdown.data(), markdown.size());
@@ -98,11 +122,13 @@ std::string MarkdownToText(std::string_view markdown) {
         out += literal();
         Break(&out, 2);
         break;
-      case CMARK_NODE_HTML_BLOCK:
+      case CMARK_NODE_HTML_BLOCK: {
         Break(&out, 2);
-        out += HtmlToText(literal());
+        KG_ASSIGN_OR_RETURN(std::string text, HtmlToText(literal()));
+        out += text;
         Break(&out, 2);
         break;
+      }
       case CMARK_NODE_HTML_INLINE:
         break;  // a lone tag (<b>, </span>): markup, not text
       case CMARK_NODE_IMAGE:
@@ -175,39 +201,57 @@ bool Paragraph(const xmlNode* n) {
   return false;
 }
 
-// Text of `n` and what is under it. HTML collapses runs of white space in text to one
-// space (except in <pre>); the element structure gives the line breaks.
-void Walk(const xmlNode* n, bool pre, std::string* out, int depth) {
-  for (; n; n = n->next) {
+// Where an element the walk entered ends: the line breaks or cell separator it owes.
+void Close(const xmlNode* n, int* pre_depth, std::string* out) {
+  if (Named(n, "pre")) --*pre_depth;
+  if (Block(n)) Break(out, Paragraph(n) ? 2 : 1);
+  else if (Named(n, "td") || Named(n, "th")) Space(out, '\t');
+}
+
+// Text of the node list `first` and what is under it. HTML collapses runs of white space
+// in text to one space (except in <pre>); the element structure gives the line breaks.
+// Iterative (parent links, no stack), so any depth the parser built is walked whole.
+void Walk(const xmlNode* first, std::string* out) {
+  if (!first) return;
+  const xmlNode* top = first->parent;
+  int pre_depth = 0;
+  for (const xmlNode* n = first; n;) {
     if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) {
-      const char* s = reinterpret_cast<const char*>(n->content);
-      if (!s) continue;
-      if (pre) {
-        *out += s;
-        continue;
-      }
-      for (const char* p = s; *p; ++p) {
-        char c = *p;
-        if (c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f') {
-          Space(out, ' ');
+      if (const char* s = reinterpret_cast<const char*>(n->content)) {
+        if (pre_depth > 0) {
+          *out += s;
         } else {
-          out->push_back(c);
+          for (const char* p = s; *p; ++p) {
+            char c = *p;
+            if (c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f') {
+              Space(out, ' ');
+            } else {
+              out->push_back(c);
+            }
+          }
         }
       }
-      continue;
+    } else if (n->type == XML_ELEMENT_NODE && !Skipped(n)) {  // not comments, processing instructions
+      if (Named(n, "br")) {
+        Break(out, 1);
+      } else {
+        if (Block(n)) Break(out, Paragraph(n) ? 2 : 1);
+        if (Named(n, "td") || Named(n, "th")) Space(out, '\t');
+        if (Named(n, "pre")) ++pre_depth;
+        if (n->children) {
+          n = n->children;
+          continue;
+        }
+        Close(n, &pre_depth, out);
+      }
     }
-    if (n->type != XML_ELEMENT_NODE || Skipped(n)) continue;  // comments, processing instructions
-    if (depth > 256) continue;                                // deeper than any real page; bounded stack
-    if (Named(n, "br")) {
-      Break(out, 1);
-      continue;
+    // On to the next sibling, closing each element left on the way up.
+    while (n && !n->next) {
+      n = n->parent;
+      if (n == top) n = nullptr;
+      else Close(n, &pre_depth, out);
     }
-    bool block = Block(n), para = Paragraph(n);
-    if (block) Break(out, para ? 2 : 1);
-    if (Named(n, "td") || Named(n, "th")) Space(out, '\t');
-    Walk(n->children, pre || Named(n, "pre"), out, depth + 1);
-    if (block) Break(out, para ? 2 : 1);
-    else if (Named(n, "td") || Named(n, "th")) Space(out, '\t');
+    if (n) n = n->next;
   }
 }
 
@@ -217,15 +261,32 @@ struct DocDeleter {
 
 }  // namespace
 
-std::string HtmlToText(std::string_view html) {
-  if (html.empty() || html.size() > static_cast<size_t>(INT_MAX)) return "";
-  std::unique_ptr<xmlDoc, DocDeleter> doc(htmlReadMemory(
-      html.data(), static_cast<int>(html.size()), nullptr, "UTF-8",
+struct CtxtDeleter {
+  void operator()(htmlParserCtxt* c) const { htmlFreeParserCtxt(c); }
+};
+
+Result<std::string> HtmlToText(std::string_view html) {
+  if (html.empty()) return std::string();
+  if (html.size() > static_cast<size_t>(INT_MAX)) return Status::Invalid("HTML document is larger than 2 GB");
+  std::unique_ptr<htmlParserCtxt, CtxtDeleter> ctxt(htmlNewParserCtxt());
+  if (!ctxt) return Status::Internal("HTML parser: out of memory");
+  // XML_PARSE_HUGE: without it libxml2 stops at a text node over 10,000,000 bytes or an
+  // element nested deeper than 256 and drops the rest; the request body limit bounds size.
+  std::unique_ptr<xmlDoc, DocDeleter> doc(htmlCtxtReadMemory(
+      ctxt.get(), html.data(), static_cast<int>(html.size()), nullptr, "UTF-8",
       HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING | HTML_PARSE_NONET | HTML_PARSE_NOIMPLIED |
-          HTML_PARSE_COMPACT));
-  if (!doc) return "";
+          HTML_PARSE_COMPACT | XML_PARSE_HUGE));
+  // The recovering parser gives up only on what it cannot go past (a resource limit, no
+  // memory); then what it built is a prefix of the document, and a prefix would lose text.
+  const xmlError* err = xmlCtxtGetLastError(ctxt.get());
+  if (ctxt->disableSAX || (err && err->level == XML_ERR_FATAL)) {
+    std::string why = err && err->message ? err->message : "parser stopped";
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    return Status::Invalid("HTML could not be read to its end (" + why + ")");
+  }
+  if (!doc) return std::string();
   std::string out;
-  Walk(xmlDocGetRootElement(doc.get()) ? doc->children : nullptr, false, &out, 0);
+  Walk(xmlDocGetRootElement(doc.get()) ? doc->children : nullptr, &out);
   // Lines lose the spaces at their start that the collapsing left.
   std::string clean;
   clean.reserve(out.size());
@@ -238,7 +299,7 @@ std::string HtmlToText(std::string_view html) {
   return Finish(std::move(clean));
 }
 
-std::string ToText(std::string_view input, Format format) {
+Result<std::string> ToText(std::string_view input, Format format) {
   switch (format) {
     case Format::kMarkdown: return MarkdownToText(input);
     case Format::kHtml: return HtmlToText(input);

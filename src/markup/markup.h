@@ -10,12 +10,18 @@
 // table cells are separated by a tab, not by pipes.
 //
 // Markdown is parsed by cmark-gfm (CommonMark with the GitHub table, strikethrough and
-// autolink extensions), HTML by libxml2's error-tolerant HTML parser. Both accept any input
-// (they recover from broken markup), so the functions cannot fail; input is expected to be
-// UTF-8 (the caller checks it is text). Thread safety: may be called from any thread.
+// autolink extensions), HTML by libxml2's error-tolerant HTML parser. Both recover from
+// broken markup. A Markdown document whose tables would cost cmark-gfm quadratic time (a
+// line with over 256 pipes, over 100,000 pipes in all) is read without the table extension:
+// its pipes stay in the text. Failure: kInvalidArgument when the HTML parser stops before
+// the end of the document (a truncated text would silently lose the rest); never a prefix.
+// Input is expected to be UTF-8 (the caller checks it is text). Thread safety: may be
+// called from any thread.
 
 #include <string>
 #include <string_view>
+
+#include "common/status.h"
 
 namespace kg::markup {
 
@@ -24,10 +30,10 @@ enum class Format { kText, kMarkdown, kHtml };
 // "text", "markdown", "html" (as the API's `format` field); false for anything else.
 bool ParseFormat(std::string_view name, Format* out);
 
-std::string MarkdownToText(std::string_view markdown);
-std::string HtmlToText(std::string_view html);
+Result<std::string> MarkdownToText(std::string_view markdown);
+Result<std::string> HtmlToText(std::string_view html);
 
 // The plain text of `input` in `format` (kText returns it unchanged).
-std::string ToText(std::string_view input, Format format);
+Result<std::string> ToText(std::string_view input, Format format);
 
 }  // namespace kg::markup

@@ -43,7 +43,10 @@ TaskPlan PlanTask(const std::string& task_id, const std::string& provider, std::
   TaskPlan plan;
   plan.doc_id = doc_id.empty() ? DocumentIdFor(text) : std::move(doc_id);
   // Chunks are cut verbatim, so invalid bytes would reach the provider and the graph.
-  auto chunks = ChunkText(SanitizeUtf8(text), options);
+  // Copied only when there is something to replace: a valid 50 MB document is chunked in place.
+  std::string sanitized;
+  if (!IsValidUtf8(text)) text = sanitized = SanitizeUtf8(text);
+  auto chunks = ChunkText(text, options);
   for (size_t i = 0; i < chunks.size(); ++i) {
     ChunkPayload p{plan.doc_id, title, source, plan.doc_id + ":" + std::to_string(i), std::move(chunks[i].text),
                    static_cast<int>(i), static_cast<int64_t>(chunks[i].offset)};

@@ -22,6 +22,8 @@ char32_t DecodeUtf8(std::string_view s, size_t& i);
 void AppendUtf8(std::string& out, char32_t cp);
 // Replaces every invalid UTF-8 sequence with U+FFFD.
 std::string SanitizeUtf8(std::string_view s);
+// Whether `s` is valid UTF-8, i.e. SanitizeUtf8 would return an equal copy (callers skip it then).
+bool IsValidUtf8(std::string_view s);
 
 // Whether `s` is text to build a graph from: no NUL byte, valid UTF-8 but for a small
 // tolerance (at most 1 invalid byte per 1000, at least 1: a stray Latin-1 byte in a long

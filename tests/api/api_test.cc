@@ -262,6 +262,11 @@ TEST_F(ApiTest, SubmitTextAndMultipartBodies) {
   ASSERT_TRUE(latin1);
   ASSERT_EQ(latin1->status, 202) << latin1->body;
   EXPECT_EQ(QueuedText(*queue_), "Caf\xEF\xBF\xBD Lund opened in Oslo today.");
+  // The same stray byte in a text/plain body (chunked in place, no copy when valid) is replaced too.
+  auto latin1_plain = client_->Post("/api/v1/tasks", "Caf\xe9 Lund opened in Oslo today.", "text/plain");
+  ASSERT_TRUE(latin1_plain);
+  ASSERT_EQ(latin1_plain->status, 202) << latin1_plain->body;
+  EXPECT_EQ(QueuedText(*queue_), "Caf\xEF\xBF\xBD Lund opened in Oslo today.");
 
   // JSON with "format" strips too.
   auto js = Post("/api/v1/tasks", R"({"text":"<h1>Orbital</h1><p>Freight</p>","format":"html"})");
@@ -287,6 +292,86 @@ TEST_F(ApiTest, SubmitTextAndMultipartBodies) {
   ExpectError(client_->Post("/api/v1/tasks", " \n ", "text/plain"), 400, "blank");
   ExpectError(client_->Post("/api/v1/tasks", "<script>x()</script>", "text/html"), 400, "markup is stripped");
   ExpectError(client_->Post("/api/v1/tasks", std::string(2 * 1024 * 1024, 'x'), "text/plain"), 413, "KG_MAX_BODY_MB");
+}
+
+// A body sent chunked (no Content-Length), `size` bytes of `fill` after `head`.
+httplib::ContentProviderWithoutLength Chunked(std::string head, size_t size, char fill, std::string tail = "") {
+  return [=](size_t offset, httplib::DataSink& sink) {
+    std::string piece;
+    if (offset == 0) piece = head;
+    size_t body_done = offset > head.size() ? offset - head.size() : 0;
+    if (body_done < size) {
+      piece += std::string(std::min<size_t>(64 * 1024, size - body_done), fill);
+    } else if (offset < head.size() + size + tail.size()) {
+      piece += tail;
+    }
+    if (piece.empty()) {
+      sink.done();
+    } else {
+      sink.write(piece.data(), piece.size());
+    }
+    return true;
+  };
+}
+
+// Verifies KG_MAX_BODY_MB holds for chunked bodies too (Debian's httplib checks only a
+// Content-Length): chunked text/plain, JSON and multipart over the 1 MB limit are 413
+// naming it, nothing is queued, and a chunked body under the limit is still accepted.
+TEST_F(ApiTest, BodyLimitHoldsForChunkedBodies) {
+  Start();
+  const size_t over = 3 * 1024 * 1024;
+  ExpectError(client_->Post("/api/v1/tasks", Chunked("", over, 'x'), "text/plain"), 413, "KG_MAX_BODY_MB");
+  ExpectError(client_->Post("/api/v1/tasks", Chunked("{\"text\":\"", over, 'x', "\"}"), "application/json"), 413,
+              "KG_MAX_BODY_MB");
+  std::string head = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n"
+                     "Content-Type: text/plain\r\n\r\n";
+  ExpectError(client_->Post("/api/v1/tasks", Chunked(head, over, 'x', "\r\n--XyZ--\r\n"),
+                            "multipart/form-data; boundary=XyZ"),
+              413, "KG_MAX_BODY_MB");
+  // A path no route serves does not buffer the body either.
+  ExpectError(client_->Post("/api/v1/nothing", Chunked("", over, 'x'), "text/plain"), 413, "KG_MAX_BODY_MB");
+  EXPECT_EQ(QueuedText(*queue_), "");
+  auto small = client_->Post("/api/v1/tasks", Chunked("Mara Voss founded Helix.", 0, 'x'), "text/plain");
+  ASSERT_TRUE(small);
+  EXPECT_EQ(small->status, 202) << small->body;
+  auto small_mp = client_->Post("/api/v1/tasks", Chunked(head + "Ana Lund joined Meridian.", 0, 'x', "\r\n--XyZ--\r\n"),
+                                "multipart/form-data; boundary=XyZ");
+  ASSERT_TRUE(small_mp);
+  EXPECT_EQ(small_mp->status, 202) << small_mp->body;
+  EXPECT_EQ(QueuedText(*queue_), "Mara Voss founded Helix.Ana Lund joined Meridian.");
+}
+
+// Verifies JSON sent the way older clients send it is still read as JSON: curl -d's
+// application/x-www-form-urlencoded and no content type at all; and JSON sent as
+// text/plain is refused with a pointer to application/json instead of being stored braces
+// and all (?format=text stores it as written).
+TEST_F(ApiTest, JsonUnderOtherContentTypes) {
+  Start();
+  auto form = client_->Post("/api/v1/tasks", R"({"text":"Mara Voss founded Helix.","title":"Form"})",
+                            "application/x-www-form-urlencoded");
+  ASSERT_TRUE(form);
+  ASSERT_EQ(form->status, 202) << form->body;
+  auto task = client_->Get("/api/v1/tasks/" + json::parse(form->body)["id"].get<std::string>());
+  EXPECT_EQ(json::parse(task->body)["title"], "Form");
+  EXPECT_EQ(QueuedText(*queue_), "Mara Voss founded Helix.");
+  auto bare = RawExchange(port_,
+                          "POST /api/v1/tasks HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 28\r\n\r\n"
+                          R"({"text":"Ana Lund left it."})");
+  EXPECT_EQ(RawStatus(bare), 202) << bare;
+  EXPECT_EQ(QueuedText(*queue_), "Ana Lund left it.");
+  ExpectError(client_->Post("/api/v1/tasks", "a=b&c=d", "application/x-www-form-urlencoded"), 400,
+              "unsupported Content-Type");
+  ExpectError(client_->Post("/api/v1/tasks", R"( {"text":"Mara Voss founded Helix."} )", "text/plain"), 400,
+              "application/json");
+  EXPECT_EQ(QueuedText(*queue_), "");
+  auto as_written = client_->Post("/api/v1/tasks?format=text", R"({"text":"Mara Voss founded Helix."})", "text/plain");
+  ASSERT_TRUE(as_written);
+  EXPECT_EQ(as_written->status, 202) << as_written->body;
+  EXPECT_EQ(QueuedText(*queue_), R"({"text":"Mara Voss founded Helix."})");
+  // Plain text that merely has braces is still text.
+  auto braces = client_->Post("/api/v1/tasks", "{Mara Voss founded Helix.}", "text/plain");
+  ASSERT_TRUE(braces);
+  EXPECT_EQ(braces->status, 202) << braces->body;
 }
 
 // Verifies unknown ids are 404, wrong methods 405, bad query values 400.

@@ -241,4 +241,15 @@ TEST(CheckText, TextPassesBinaryAndLatin1AreRefused) {
 }
 
 }  // namespace
+// Verifies IsValidUtf8 says exactly when SanitizeUtf8 would change its input (callers skip
+// the copy on its word), a literal U+FFFD and 4-byte sequences included.
+TEST(Text, IsValidUtf8AgreesWithSanitize) {
+  for (std::string s : {std::string("plain"), std::string("Caf\xC3\xA9 \xE2\x80\x94 \xF0\x9F\x98\x80"),
+                        std::string("keep \xEF\xBF\xBD as is"), std::string("Caf\xE9"), std::string("\xC3"),
+                        std::string("\xED\xA0\x80 surrogate"), std::string("\xC0\xAF overlong"),
+                        std::string("tail \xE2\x80"), std::string("")}) {
+    EXPECT_EQ(IsValidUtf8(s), SanitizeUtf8(s) == s) << s;
+  }
+}
+
 }  // namespace kg
