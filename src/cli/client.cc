@@ -28,11 +28,14 @@ using nlohmann::json;
 
 namespace {
 
+// How long a request waits for the node's answer (a submit of a large file is chunked first).
+constexpr std::chrono::seconds kReadTimeout(120);
+
 class Api {
  public:
   explicit Api(const ClientOptions& o) : o_(o), cli_(o.url) {
     cli_.set_connection_timeout(5);
-    cli_.set_read_timeout(120);
+    cli_.set_read_timeout(kReadTimeout);
     if (!o.token.empty()) cli_.set_bearer_token_auth(o.token);
   }
 
@@ -63,8 +66,12 @@ class Api {
   // GET for polling: a node that cannot be reached or answers 502/503/504 (restarting, or a
   // proxy in front of one) is `transient` with the reason, and nothing is printed;
   // everything else as Call.
-  std::optional<json> Poll(const std::string& path, std::string* transient) {
+  // `read_timeout` bounds the wait for an answer (a node that accepts and never answers,
+  // e.g. stopped, is `transient` after it); later calls get the usual timeout back.
+  std::optional<json> Poll(const std::string& path, std::string* transient, std::chrono::milliseconds read_timeout) {
+    cli_.set_read_timeout(read_timeout);
     httplib::Result r = cli_.Get(path);
+    cli_.set_read_timeout(kReadTimeout);
     if (!r) {
       *transient = httplib::to_string(r.error());
       return std::nullopt;
@@ -390,6 +397,9 @@ std::optional<json> SendDocument(Api& api, const Doc& d, const std::string& titl
 constexpr auto kReconnectFirst = std::chrono::milliseconds(250);
 constexpr auto kReconnectMax = std::chrono::milliseconds(5000);
 constexpr auto kReconnectBudget = std::chrono::seconds(60);
+// How long one poll waits for an answer: a node that accepts but never answers (stopped)
+// counts as lost after this, and the budget above bounds the whole wait.
+constexpr auto kPollReadTimeout = std::chrono::milliseconds(5000);
 
 // Polls task `id` until it is finished; 0 done, 1 failed, cancelled or the node lost for good.
 int WaitForTask(Api& api, const ClientOptions& o, const std::string& id, const std::string& label, bool tty) {
@@ -399,7 +409,14 @@ int WaitForTask(Api& api, const ClientOptions& o, const std::string& id, const s
   auto backoff = kReconnectFirst;
   while (true) {
     std::string transient;
-    auto t = api.Poll("/api/v1/tasks/" + id, &transient);
+    // While lost, no poll outlasts what is left of the budget (at least 1 s, to get an answer).
+    auto read_timeout = kPollReadTimeout;
+    if (lost) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          kReconnectBudget - (std::chrono::steady_clock::now() - lost_since));
+      read_timeout = std::clamp(left, std::chrono::milliseconds(1000), kPollReadTimeout);
+    }
+    auto t = api.Poll("/api/v1/tasks/" + id, &transient, read_timeout);
     if (!t && !transient.empty()) {
       auto now = std::chrono::steady_clock::now();
       if (!lost) {
@@ -408,12 +425,14 @@ int WaitForTask(Api& api, const ClientOptions& o, const std::string& id, const s
         if (tty) std::cout << "\n";
         std::cerr << "kgflow: lost " << o.url << " (" << transient << "); reconnecting for up to "
                   << kReconnectBudget.count() << " s\n";
-      } else if (now - lost_since > kReconnectBudget) {
+      } else if (now - lost_since >= kReconnectBudget) {
         std::cerr << "kgflow: cannot reach " << o.url << " for " << kReconnectBudget.count() << " s (" << transient
                   << "); task " << id << " goes on on the node: `kgflow tasks " << id << "` shows it\n";
         return 1;
       }
-      std::this_thread::sleep_for(backoff);  // the node is away: nothing to wait on but time
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(kReconnectBudget - (now - lost_since));
+      // The node is away: nothing to wait on but time (never past the budget's end).
+      std::this_thread::sleep_for(std::max(std::chrono::milliseconds(0), std::min(backoff, left)));
       backoff = std::min(backoff * 2, kReconnectMax);
       continue;
     }

@@ -521,5 +521,33 @@ TEST(Cli, SubmitRefusesAFifo) {
   EXPECT_NE(r.err.find("nothing submitted"), std::string::npos) << r.err;
 }
 
+// Verifies `submit --wait` gives up on a node that accepts connections but never answers (SIGSTOPped): exit 1
+// after its 60 s reconnect budget and a short poll, well within 110 s (each poll used to wait 120 s for an
+// answer, so it took minutes).
+TEST(Cli, SubmitWaitGivesUpOnANodeThatStopsAnswering) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("kg.toml"), "[providers.slow]\ndelay_ms = 60000\n");
+  testing::Node n(dir, {{"KG_CONFIG", dir.File("kg.toml")}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())},
+                                            {"KG_CONFIG", dir.File("kg.toml")}};
+  testing::WriteFile(dir.File("one.txt"), "Mara Voss founded Helix Dynamics.");
+  testing::Process cli({"submit", "--wait", "--provider", "slow", dir.File("one.txt")}, env, dir.path());
+  ASSERT_TRUE(testing::WaitFor([&] { return cli.Stdout().find("submitted") != std::string::npos; }, 20s))
+      << cli.Stderr();
+  ASSERT_TRUE(n.proc().Signal(SIGSTOP));
+  struct Resume {
+    testing::Node& n;
+    ~Resume() { n.proc().Signal(SIGCONT); }  // before the node is stopped, whatever happened
+  } resume{n};
+  int st = cli.Wait(110s);
+  ASSERT_NE(st, -1) << "the CLI still waits on a node that never answers: " << cli.Stderr();
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 1) << cli.Stderr();
+  EXPECT_NE(cli.Stderr().find("reconnecting for up to 60 s"), std::string::npos) << cli.Stderr();
+  EXPECT_NE(cli.Stderr().find("cannot reach http://127.0.0.1:" + std::to_string(n.port()) + " for 60 s"),
+            std::string::npos) << cli.Stderr();
+}
+
 }  // namespace
 }  // namespace kg
