@@ -128,6 +128,8 @@ int RunNode(const Config& c) {
       if (stopped.load()) break;
       continue;
     }
+    // Our own stop request after a lost name, while a stop already runs: not a second signal.
+    if (info.si_pid == getpid() && name_lost.load() && signals > 0) continue;
     ++signals;
     if (signals == 1) {
       spdlog::info("received {}; stopping gracefully (again to stop at once)", sigabbrev_np(info.si_signo));

@@ -158,11 +158,27 @@ class Supervisor::Impl {
       started_ = true;
       on_name_lost_ = std::move(on_name_lost);
     }
-    // Before any worker of this run exists (their owners share the prefix); not under mu_.
-    auto freed = queue_->ReleaseOwnersWithPrefix(c_.node_name + "/");
-    if (freed.ok() && *freed > 0) {
-      spdlog::warn("supervisor: gave back {} chunks held by workers of a previous run of node {}", *freed,
-                   c_.node_name);
+    // The name is this process's before anything runs under it (a node has claimed it already:
+    // this claim only rewrites our own record). Beats never claim it: they stop the node once
+    // the record is not ours. A live holder elsewhere: nothing of its is given back, no worker runs.
+    if (Status claimed = registry_.Claim(); claimed.code() == Code::kConflict) {
+      std::function<void(const Status&)> on_lost;
+      {
+        MutexLock l(mu_);
+        name_lost_ = true;
+        stop_requested_ = true;
+        on_lost = on_name_lost_;
+      }
+      spdlog::error("supervisor: {}", claimed.message());
+      if (on_lost) on_lost(claimed);
+    } else {
+      if (!claimed.ok()) spdlog::warn("supervisor: node registry: {}", claimed.message());
+      // Before any worker of this run exists (their owners share the prefix); not under mu_.
+      auto freed = queue_->ReleaseOwnersWithPrefix(c_.node_name + "/");
+      if (freed.ok() && *freed > 0) {
+        spdlog::warn("supervisor: gave back {} chunks held by workers of a previous run of node {}", *freed,
+                     c_.node_name);
+      }
     }
     effects_.Start();
     MutexLock j(join_mu_);

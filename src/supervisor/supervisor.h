@@ -105,8 +105,9 @@ class Supervisor {
   static Result<std::unique_ptr<Supervisor>> Create(const Config& config, std::string exe);
   ~Supervisor();
 
-  // Starts the reconcile loop. A second call logs a warning and starts nothing.
-  // Thread-safe. When a heartbeat finds the node's name taken over by another node (see
+  // Claims the node's name in the registry (see NodeRegistry::Claim; a node that claimed it
+  // already keeps it) and starts the reconcile loop. A second call logs a warning and starts
+  // nothing. Thread-safe. A name a live node holds: an error, no worker, `on_name_lost` called. When a heartbeat finds the node's name taken over by another node (see
   // NodeRegistry::Beat), the guard logs an error, stops beating and stops its workers
   // gracefully (as Stop(false)), then calls `on_name_lost` once, on its store thread: the
   // node should exit (RunNode exits 2).
