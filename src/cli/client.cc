@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <httplib.h>
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,11 +28,14 @@ using nlohmann::json;
 
 namespace {
 
+// How long a request waits for the node's answer (a submit of a large file is chunked first).
+constexpr std::chrono::seconds kReadTimeout(120);
+
 class Api {
  public:
   explicit Api(const ClientOptions& o) : o_(o), cli_(o.url) {
     cli_.set_connection_timeout(5);
-    cli_.set_read_timeout(120);
+    cli_.set_read_timeout(kReadTimeout);
     if (!o.token.empty()) cli_.set_bearer_token_auth(o.token);
   }
 
@@ -49,16 +51,27 @@ class Api {
   }
 
   // POSTs `length` bytes that `provider` writes (a file read piece by piece) as `content_type`.
+  // A provider that gives up sets `*send_error` (the request is then cut short): that error
+  // is printed, not "cannot reach".
   std::optional<json> PostStream(const std::string& path, size_t length, httplib::ContentProvider provider,
-                                 const std::string& content_type) {
-    return Answer(cli_.Post(path, length, std::move(provider), content_type), "POST", path, nullptr);
+                                 const std::string& content_type, const std::string* send_error = nullptr) {
+    httplib::Result r = cli_.Post(path, length, std::move(provider), content_type);
+    if (send_error && !send_error->empty()) {
+      std::cerr << "kgflow: " << *send_error << "\n";
+      return std::nullopt;
+    }
+    return Answer(std::move(r), "POST", path, nullptr);
   }
 
   // GET for polling: a node that cannot be reached or answers 502/503/504 (restarting, or a
   // proxy in front of one) is `transient` with the reason, and nothing is printed;
   // everything else as Call.
-  std::optional<json> Poll(const std::string& path, std::string* transient) {
+  // `read_timeout` bounds the wait for an answer (a node that accepts and never answers,
+  // e.g. stopped, is `transient` after it); later calls get the usual timeout back.
+  std::optional<json> Poll(const std::string& path, std::string* transient, std::chrono::milliseconds read_timeout) {
+    cli_.set_read_timeout(read_timeout);
     httplib::Result r = cli_.Get(path);
+    cli_.set_read_timeout(kReadTimeout);
     if (!r) {
       *transient = httplib::to_string(r.error());
       return std::nullopt;
@@ -110,6 +123,7 @@ struct Doc {
   std::string text;   // stdin only
   int64_t size = 0;   // bytes that will be sent
   std::string format;  // text|markdown|html
+  FileStamp stamp;    // a file's, as checked
 };
 
 std::string Mb(int64_t bytes) { return fmt::format("{} bytes", bytes); }
@@ -137,10 +151,11 @@ std::string FormatFor(const std::string& path) {
   return "text";
 }
 
-// Checks a regular file is text under the size limit, reading it through a read-only
-// mapping (nothing is copied into memory); its size, or the reason it cannot be sent.
-Result<int64_t> CheckFile(const std::string& path, int64_t max_bytes) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+// Checks a regular file is text under the size limit, reading it with pread (a mapping
+// would raise SIGBUS on a file truncated while it is read); its stamp, or the reason it
+// cannot be sent. Opened non-blocking: a FIFO is refused, not waited on.
+Result<FileStamp> CheckFile(const std::string& path, int64_t max_bytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd.valid()) return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
@@ -150,12 +165,15 @@ Result<int64_t> CheckFile(const std::string& path, int64_t max_bytes) {
                                        Mb(st.st_size), Mb(max_bytes)));
   }
   if (st.st_size == 0) return Status::Invalid(fmt::format("{} is empty or blank", path));
-  void* m = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
-  if (m == MAP_FAILED) return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
-  Status c = CheckContent(path, std::string_view(static_cast<const char*>(m), static_cast<size_t>(st.st_size)), max_bytes);
-  ::munmap(m, static_cast<size_t>(st.st_size));
-  KG_RETURN_IF_ERROR(c);
-  return static_cast<int64_t>(st.st_size);
+  KG_ASSIGN_OR_RETURN(FileStamp stamp, StampOf(fd.get(), path));
+  std::string text(static_cast<size_t>(stamp.size), '\0');
+  for (size_t off = 0; off < text.size();) {
+    auto n = ReadAsChecked(fd.get(), path, stamp, off, text.data() + off, text.size() - off);
+    if (!n.ok()) return Status::Invalid(n.status().message());
+    off += *n;
+  }
+  KG_RETURN_IF_ERROR(CheckContent(path, text, max_bytes));
+  return stamp;
 }
 
 // Every argument read and checked; `errors` gets one line per refused argument, stderr one
@@ -174,7 +192,7 @@ std::vector<Doc> Collect(const std::vector<std::string>& args, bool recursive, i
         errors->push_back(c.message());
       } else {
         int64_t size = static_cast<int64_t>(text.size());
-        docs.push_back({a, std::move(text), size, format.empty() ? "text" : format});
+        docs.push_back({a, std::move(text), size, format.empty() ? "text" : format, FileStamp{}});
       }
       continue;
     }
@@ -203,23 +221,23 @@ std::vector<Doc> Collect(const std::vector<std::string>& args, bool recursive, i
       std::sort(found.begin(), found.end());
       size_t taken = 0;
       for (const auto& f : found) {
-        auto size = CheckFile(f, max_bytes);
-        if (!size.ok()) {
-          std::cerr << "kgflow: skipped " << size.status().message() << "\n";
+        auto stamp = CheckFile(f, max_bytes);
+        if (!stamp.ok()) {
+          std::cerr << "kgflow: skipped " << stamp.status().message() << "\n";
           continue;
         }
-        docs.push_back({f, "", *size, format.empty() ? FormatFor(f) : format});
+        docs.push_back({f, "", stamp->size, format.empty() ? FormatFor(f) : format, *stamp});
         ++taken;
       }
       if (taken == 0) errors->push_back(a + ": no text file in it");
       continue;
     }
-    auto size = CheckFile(a, max_bytes);
-    if (!size.ok()) {
-      errors->push_back(size.status().message());
+    auto stamp = CheckFile(a, max_bytes);
+    if (!stamp.ok()) {
+      errors->push_back(stamp.status().message());
       continue;
     }
-    docs.push_back({a, "", *size, format.empty() ? FormatFor(a) : format});
+    docs.push_back({a, "", stamp->size, format.empty() ? FormatFor(a) : format, *stamp});
   }
   return docs;
 }
@@ -257,6 +275,31 @@ std::string Plural(int64_t n, const std::string& one, const std::string& many) {
 }
 
 }  // namespace
+
+Result<FileStamp> StampOf(int fd, const std::string& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Status::Invalid(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  FileStamp s;
+  s.size = st.st_size;
+  s.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+  s.dev = st.st_dev;
+  s.ino = st.st_ino;
+  return s;
+}
+
+Result<size_t> ReadAsChecked(int fd, const std::string& path, const FileStamp& checked, size_t offset, char* buf,
+                             size_t length) {
+  ssize_t n;
+  do {
+    n = ::pread(fd, buf, length, static_cast<off_t>(offset));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return Status::Unavailable(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  // After the read: a change before or during it shows in the size or mtime now.
+  KG_ASSIGN_OR_RETURN(FileStamp now, StampOf(fd, path));
+  bool short_read = n == 0 && length > 0 && static_cast<int64_t>(offset) < checked.size;
+  if (!(now == checked) || short_read) return Status::Invalid(path + " changed while being sent");
+  return static_cast<size_t>(n);
+}
 
 Status NormalizeUrl(std::string* url, std::string* note) {
   const std::string accepted = "; expected http[s]://HOST[:PORT], e.g. http://127.0.0.1:8080";
@@ -322,18 +365,31 @@ std::optional<json> SendDocument(Api& api, const Doc& d, const std::string& titl
       return sink.write(text.data() + offset, length);
     }, ContentTypeOf(d.format));
   }
-  auto fd = std::make_shared<UniqueFd>(::open(d.path.c_str(), O_RDONLY | O_CLOEXEC));  // shared: the provider is copied
+  auto fd = std::make_shared<UniqueFd>(::open(d.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));  // shared: copied
   if (!fd->valid()) {
     std::cerr << "kgflow: cannot read " << d.path << ": " << std::strerror(errno) << "\n";
     return std::nullopt;
   }
-  // The file may have changed since it was checked; the node checks again what it gets.
-  return api.PostStream(path, static_cast<size_t>(d.size), [fd](size_t offset, size_t length, httplib::DataSink& sink) {
-    char buf[65536];
-    ssize_t n = ::pread(fd->get(), buf, std::min(length, sizeof buf), static_cast<off_t>(offset));
-    if (n <= 0) return false;  // shrunk or unreadable: the request ends short and fails
-    return sink.write(buf, static_cast<size_t>(n));
-  }, ContentTypeOf(d.format));
+  // Sent as checked or not at all: each piece is read, then the file stamped again.
+  auto now = StampOf(fd->get(), d.path);
+  if (!now.ok() || !(*now == d.stamp)) {
+    std::cerr << "kgflow: " << (now.ok() ? d.path + " changed while being sent" : now.status().message()) << "\n";
+    return std::nullopt;
+  }
+  auto error = std::make_shared<std::string>();
+  FileStamp checked = d.stamp;
+  std::string file = d.path;
+  return api.PostStream(path, static_cast<size_t>(d.size),
+                        [fd, error, checked, file](size_t offset, size_t length, httplib::DataSink& sink) {
+                          char buf[65536];
+                          auto n = ReadAsChecked(fd->get(), file, checked, offset, buf, std::min(length, sizeof buf));
+                          if (!n.ok()) {
+                            *error = n.status().message();
+                            return false;  // the request is cut short; the node gets no task
+                          }
+                          return sink.write(buf, *n);
+                        },
+                        ContentTypeOf(d.format), error.get());
 }
 
 // Backoff while the node is unreachable during --wait: doubling from 250 ms to 5 s, giving up
@@ -341,6 +397,9 @@ std::optional<json> SendDocument(Api& api, const Doc& d, const std::string& titl
 constexpr auto kReconnectFirst = std::chrono::milliseconds(250);
 constexpr auto kReconnectMax = std::chrono::milliseconds(5000);
 constexpr auto kReconnectBudget = std::chrono::seconds(60);
+// How long one poll waits for an answer: a node that accepts but never answers (stopped)
+// counts as lost after this, and the budget above bounds the whole wait.
+constexpr auto kPollReadTimeout = std::chrono::milliseconds(5000);
 
 // Polls task `id` until it is finished; 0 done, 1 failed, cancelled or the node lost for good.
 int WaitForTask(Api& api, const ClientOptions& o, const std::string& id, const std::string& label, bool tty) {
@@ -350,7 +409,14 @@ int WaitForTask(Api& api, const ClientOptions& o, const std::string& id, const s
   auto backoff = kReconnectFirst;
   while (true) {
     std::string transient;
-    auto t = api.Poll("/api/v1/tasks/" + id, &transient);
+    // While lost, no poll outlasts what is left of the budget (at least 1 s, to get an answer).
+    auto read_timeout = kPollReadTimeout;
+    if (lost) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          kReconnectBudget - (std::chrono::steady_clock::now() - lost_since));
+      read_timeout = std::clamp(left, std::chrono::milliseconds(1000), kPollReadTimeout);
+    }
+    auto t = api.Poll("/api/v1/tasks/" + id, &transient, read_timeout);
     if (!t && !transient.empty()) {
       auto now = std::chrono::steady_clock::now();
       if (!lost) {
@@ -359,12 +425,14 @@ int WaitForTask(Api& api, const ClientOptions& o, const std::string& id, const s
         if (tty) std::cout << "\n";
         std::cerr << "kgflow: lost " << o.url << " (" << transient << "); reconnecting for up to "
                   << kReconnectBudget.count() << " s\n";
-      } else if (now - lost_since > kReconnectBudget) {
+      } else if (now - lost_since >= kReconnectBudget) {
         std::cerr << "kgflow: cannot reach " << o.url << " for " << kReconnectBudget.count() << " s (" << transient
                   << "); task " << id << " goes on on the node: `kgflow tasks " << id << "` shows it\n";
         return 1;
       }
-      std::this_thread::sleep_for(backoff);  // the node is away: nothing to wait on but time
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(kReconnectBudget - (now - lost_since));
+      // The node is away: nothing to wait on but time (never past the budget's end).
+      std::this_thread::sleep_for(std::max(std::chrono::milliseconds(0), std::min(backoff, left)));
       backoff = std::min(backoff * 2, kReconnectMax);
       continue;
     }

@@ -29,10 +29,30 @@ struct SubmitOptions {
 // Checks every argument first (exists, readable, a regular file or with `recursive` a
 // directory's files, at most `max_bytes` as sent, text by CheckText) and submits nothing
 // if one fails, naming each and why: exit 2 for a directory without `recursive`, else 1.
-// Inside a directory, files that fail are skipped with a line on stderr. Files are sent as
-// text bodies streamed from disk (never read whole into memory). With `wait`, follows each
+// Inside a directory, files that fail are skipped with a line on stderr. A file is checked
+// by reading it (pread, one file at a time, at most `max_bytes`) and sent as a text body
+// streamed from disk; a file that changed since its check (size or mtime) is refused with
+// exit 1, "FILE changed while being sent", never sent cut. With `wait`, follows each
 // task to its end, reconnecting with backoff (up to ~60 s) when the node goes away.
 int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, const SubmitOptions& so);
+
+// What `submit` checked of a file (fstat): a file whose stamp differs when it is sent
+// changed in between, and is refused rather than sent cut or mixed.
+struct FileStamp {
+  int64_t size = 0;
+  int64_t mtime_ns = 0;
+  uint64_t dev = 0, ino = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+// The stamp of the file open on `fd`; kInvalidArgument "cannot read PATH: ..." when fstat fails.
+Result<FileStamp> StampOf(int fd, const std::string& path);
+// Reads up to `length` bytes at `offset` of `path`, open on `fd`, for sending it as it was
+// checked (`checked`): pread retried on EINTR, then the file stamped again. Returns the
+// bytes read (more than 0 while offset < checked.size). kInvalidArgument "PATH changed while
+// being sent" when its size, mtime or identity differ from `checked` or it ends early;
+// kUnavailable "cannot read PATH: ..." on a read error.
+Result<size_t> ReadAsChecked(int fd, const std::string& path, const FileStamp& checked, size_t offset, char* buf,
+                             size_t length);
 int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& status, int limit);
 int CmdWorkers(const ClientOptions& o);
 // Sets the processes per node of `provider`, prints the target and the cap that binds, then

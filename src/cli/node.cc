@@ -94,13 +94,21 @@ int RunNode(const Config& c) {
     }
     beat_store = std::move(opened).value();
   }
-  if (supervisor) supervisor->Start();
+  // A beat that finds the name taken over by another node (its beats were late) stops this
+  // node: the graceful stop below, as for SIGTERM, then exit 2. It never claims the name back.
+  std::atomic<bool> name_lost{false};
+  auto on_name_lost = [&name_lost](const Status& why) {
+    if (name_lost.exchange(true)) return;
+    spdlog::error("{}; stopping this node (exit {})", why.message(), kExitNameTakenOver);
+    kill(getpid(), SIGTERM);  // the signal loop below runs the graceful stop
+  };
+  if (supervisor) supervisor->Start(on_name_lost);
   std::thread http([&] { api.Serve(); });
   std::atomic<bool> stopped{false};
   // A web-only node has no supervisor; it still shows up in the node registry, beating on a
   // connection of its own (a beat waiting out a locked store must not hold up the API's).
   std::unique_ptr<NodeHeartbeat> web_beat;
-  if (beat_store) web_beat = std::make_unique<NodeHeartbeat>(c, *beat_store);
+  if (beat_store) web_beat = std::make_unique<NodeHeartbeat>(c, *beat_store, on_name_lost);
   spdlog::info("{} listening on http://{}:{}", c.role == NodeRole::kWorker ? "health endpoint" : "API", host, *bound);
   // Machine-readable line for scripts and tests that asked for port 0.
   fmt::print(stdout, "KGFLOW_LISTENING http://{}:{}\n", host, *bound);
@@ -120,6 +128,8 @@ int RunNode(const Config& c) {
       if (stopped.load()) break;
       continue;
     }
+    // Our own stop request after a lost name, while a stop already runs: not a second signal.
+    if (info.si_pid == getpid() && name_lost.load() && signals > 0) continue;
     ++signals;
     if (signals == 1) {
       spdlog::info("received {}; stopping gracefully (again to stop at once)", sigabbrev_np(info.si_signo));
@@ -141,7 +151,12 @@ int RunNode(const Config& c) {
   stopper.join();
   http.join();
   web_beat.reset();
-  (void)registry.Remove();
+  (void)registry.Remove();  // a no-op once the name is another node's
+  if (name_lost.load()) {
+    spdlog::error("stopped: KG_WORKER_NODE_NAME='{}' belongs to another node now; exit {}", c.node_name,
+                  kExitNameTakenOver);
+    return kExitNameTakenOver;
+  }
   spdlog::info("stopped");
   return 0;
 }

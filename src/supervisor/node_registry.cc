@@ -127,18 +127,35 @@ Status NodeRegistry::Beat(const std::string& processes_json) {
   auto put = store_.PutNodeIf(me, ours);
   if (!put.ok()) return put.status();
   if (*put) return Status::Ok();
-  // Our record is gone (removed, or taken over while we were stale): claim the name again
-  // unless a live node holds it now.
-  return ClaimWith(processes_json);
+  // The record is no longer ours: another node took the name over (while our beats were
+  // late), and maybe has stopped since and removed its record. Never claim it back: that
+  // node gave back our workers' leases when it started, so both would run the same chunks.
+  auto cur = store_.GetNode(c_.node_name);
+  if (!cur.ok()) return cur.status().With("node registry");
+  if (!cur->has_value()) {
+    return Status::Conflict(fmt::format(
+        "KG_WORKER_NODE_NAME='{}' was taken over by another node while this one's heartbeat was late; that node "
+        "has stopped since (its record is gone)", c_.node_name));
+  }
+  const NodeRecord& h = **cur;
+  return Status::Conflict(fmt::format(
+      "KG_WORKER_NODE_NAME='{}' was taken over by pid {} on host {} (role {}) while this node's heartbeat was late",
+      c_.node_name, h.pid, h.host, h.role));
 }
 
 Status NodeRegistry::Remove() { return store_.RemoveNode(c_.node_name, host_, getpid()); }
 
-NodeHeartbeat::NodeHeartbeat(const Config& config, TaskStore& store) : registry_(config, store) {
+NodeHeartbeat::NodeHeartbeat(const Config& config, TaskStore& store, std::function<void(const Status&)> on_name_lost)
+    : registry_(config, store), on_name_lost_(std::move(on_name_lost)) {
   std::chrono::milliseconds period(config.heartbeat_seconds * 1000LL);
   thread_ = std::thread([this, period] {
     while (true) {
       Status s = registry_.Beat("[]");
+      if (s.code() == Code::kConflict) {
+        spdlog::error("node heartbeat: {}; this node stops", s.message());
+        if (on_name_lost_) on_name_lost_(s);
+        return;  // no more beats: the name is not ours
+      }
       if (!s.ok()) spdlog::warn("node heartbeat: {}", s.message());
       MutexLock l(mu_);
       auto due = std::chrono::steady_clock::now() + period;

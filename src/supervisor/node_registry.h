@@ -8,10 +8,12 @@
 // (same host and pid); both are compare-and-set writes in the store, so two nodes starting
 // at once with one name cannot both win. A record of this host may be taken over when its
 // pid no longer runs kgflow; one of another host when it is stale (its heartbeat more than
-// kStaleBeats of its intervals old).
+// kStaleBeats of its intervals old). A node that finds its record taken over stops; it
+// never claims its name back.
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -52,8 +54,10 @@ class NodeRegistry {
   // host, heartbeat age); the store's error otherwise.
   Status Claim();
   // Writes this node's record with the heartbeat time now and `processes_json`, while the
-  // name is still this node's (claimed again if its record was removed or went stale and
-  // nobody else holds it). kConflict when another live node holds the name now.
+  // name is still this node's. kConflict, naming the new holder, once the record is not
+  // ours (another node took the name over, and may have removed its record since): the
+  // name is never claimed back, and the node must stop (its leases were given back by the
+  // new holder).
   Status Beat(const std::string& processes_json);
   // Removes this node's record (a clean stop); never another node's.
   Status Remove();
@@ -71,16 +75,18 @@ class NodeRegistry {
 // The heartbeat of a node without a supervisor (role web): its record, with an empty
 // process table, written every KG_HEARTBEAT_SECONDS on a thread of its own from
 // construction until destruction (which joins it; it does not remove the record). Store
-// errors are logged and retried at the next beat.
+// errors are logged and retried at the next beat. When the name was taken over (Beat's
+// kConflict) it logs an error, beats no more and calls `on_name_lost` once, on its thread.
 class NodeHeartbeat {
  public:
-  NodeHeartbeat(const Config& config, TaskStore& store);
+  NodeHeartbeat(const Config& config, TaskStore& store, std::function<void(const Status&)> on_name_lost = {});
   ~NodeHeartbeat();
   NodeHeartbeat(const NodeHeartbeat&) = delete;
   NodeHeartbeat& operator=(const NodeHeartbeat&) = delete;
 
  private:
   NodeRegistry registry_;
+  const std::function<void(const Status&)> on_name_lost_;
   Mutex mu_;
   CondVar cv_;
   bool stop_ KG_GUARDED_BY(mu_) = false;

@@ -148,7 +148,7 @@ class Supervisor::Impl {
     Wait();
   }
 
-  void Start() {
+  void Start(std::function<void(const Status&)> on_name_lost) {
     {
       MutexLock l(mu_);
       if (started_) {
@@ -156,12 +156,29 @@ class Supervisor::Impl {
         return;
       }
       started_ = true;
+      on_name_lost_ = std::move(on_name_lost);
     }
-    // Before any worker of this run exists (their owners share the prefix); not under mu_.
-    auto freed = queue_->ReleaseOwnersWithPrefix(c_.node_name + "/");
-    if (freed.ok() && *freed > 0) {
-      spdlog::warn("supervisor: gave back {} chunks held by workers of a previous run of node {}", *freed,
-                   c_.node_name);
+    // The name is this process's before anything runs under it (a node has claimed it already:
+    // this claim only rewrites our own record). Beats never claim it: they stop the node once
+    // the record is not ours. A live holder elsewhere: nothing of its is given back, no worker runs.
+    if (Status claimed = registry_.Claim(); claimed.code() == Code::kConflict) {
+      std::function<void(const Status&)> on_lost;
+      {
+        MutexLock l(mu_);
+        name_lost_ = true;
+        stop_requested_ = true;
+        on_lost = on_name_lost_;
+      }
+      spdlog::error("supervisor: {}", claimed.message());
+      if (on_lost) on_lost(claimed);
+    } else {
+      if (!claimed.ok()) spdlog::warn("supervisor: node registry: {}", claimed.message());
+      // Before any worker of this run exists (their owners share the prefix); not under mu_.
+      auto freed = queue_->ReleaseOwnersWithPrefix(c_.node_name + "/");
+      if (freed.ok() && *freed > 0) {
+        spdlog::warn("supervisor: gave back {} chunks held by workers of a previous run of node {}", *freed,
+                     c_.node_name);
+      }
     }
     effects_.Start();
     MutexLock j(join_mu_);
@@ -571,7 +588,23 @@ class Supervisor::Impl {
   }
 
   void Heartbeat() {
+    std::function<void(const Status&)> on_lost;
+    {
+      MutexLock l(mu_);
+      if (name_lost_) return;  // the name is another node's: no more beats, reclaims or settings
+    }
     Status s = registry_.Beat(SnapshotJson());
+    if (s.code() == Code::kConflict) {
+      {
+        MutexLock l(mu_);
+        name_lost_ = true;
+        on_lost = on_name_lost_;
+      }
+      spdlog::error("supervisor: {}; stopping this node's workers (graceful), no more leases", s.message());
+      Stop(false);
+      if (on_lost) on_lost(s);
+      return;
+    }
     if (!s.ok()) spdlog::warn("supervisor: heartbeat: {}", s.message());
     auto reclaimed = queue_->ReclaimExpired();
     if (reclaimed.ok() && *reclaimed > 0) spdlog::warn("supervisor: reclaimed {} chunks with expired leases", *reclaimed);
@@ -685,6 +718,8 @@ class Supervisor::Impl {
   // The one mutex of the guard's state. No store call is made while it is held.
   mutable Mutex mu_;
   bool started_ KG_GUARDED_BY(mu_) = false;
+  bool name_lost_ KG_GUARDED_BY(mu_) = false;  // a beat found the name taken over
+  std::function<void(const Status&)> on_name_lost_ KG_GUARDED_BY(mu_);
   bool stop_requested_ KG_GUARDED_BY(mu_) = false;
   bool cold_ KG_GUARDED_BY(mu_) = false;
   std::map<pid_t, Child> children_ KG_GUARDED_BY(mu_);
@@ -720,7 +755,7 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Create(const Config& config, std
 
 Supervisor::Supervisor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Supervisor::~Supervisor() = default;
-void Supervisor::Start() { impl_->Start(); }
+void Supervisor::Start(std::function<void(const Status&)> on_name_lost) { impl_->Start(std::move(on_name_lost)); }
 Result<ScaleResult> Supervisor::Scale(const std::string& p, int n) { return impl_->Scale(p, n); }
 Result<ScaleResult> Supervisor::ResetScale(const std::string& p) { return impl_->ResetScale(p); }
 std::vector<ProviderScale> Supervisor::Scales() const { return impl_->Scales(); }

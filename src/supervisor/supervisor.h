@@ -25,6 +25,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -104,9 +105,13 @@ class Supervisor {
   static Result<std::unique_ptr<Supervisor>> Create(const Config& config, std::string exe);
   ~Supervisor();
 
-  // Starts the reconcile loop. A second call logs a warning and starts nothing.
-  // Thread-safe.
-  void Start();
+  // Claims the node's name in the registry (see NodeRegistry::Claim; a node that claimed it
+  // already keeps it) and starts the reconcile loop. A second call logs a warning and starts
+  // nothing. Thread-safe. A name a live node holds: an error, no worker, `on_name_lost` called. When a heartbeat finds the node's name taken over by another node (see
+  // NodeRegistry::Beat), the guard logs an error, stops beating and stops its workers
+  // gracefully (as Stop(false)), then calls `on_name_lost` once, on its store thread: the
+  // node should exit (RunNode exits 2).
+  void Start(std::function<void(const Status&)> on_name_lost = {});
   // Sets the processes `provider` runs on this node and persists the setting in the
   // task store. Thread-safe. kNotFound for a provider this node does not run.
   // The setting is persisted by the guard's store thread (so a slow store does not hold

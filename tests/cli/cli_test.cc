@@ -1,12 +1,17 @@
 // The kgflow command line as a user runs it: exit codes, messages, checks before sending.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <csignal>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli/client.h"
 #include "testing/testing.h"
 
 namespace kg {
@@ -454,6 +459,90 @@ TEST(Cli, SubmitWaitReconnectsAcrossANodeRestart) {
   EXPECT_NE(cli.Stdout().find("done"), std::string::npos) << cli.Stdout();
   again.Signal(SIGTERM);
   again.Wait(20s);
+}
+
+// Verifies a file is sent as it was checked or not at all (ReadAsChecked, on which each piece of a submit
+// is read): unchanged it reads; grown (the old client sent only the checked size, maybe cut mid-character),
+// shrunk (it said "cannot reach" the node), or rewritten to the same size with a new mtime it is refused as
+// "FILE changed while being sent"; a read error is a read error.
+TEST(Cli, FileThatChangedSinceItsCheckIsRefused) {
+  testing::TempDir dir;
+  const std::string path = dir.File("doc.txt");
+  const std::string text = "Mara Voss founded Helix Dynamics.\n";
+  testing::WriteFile(path, text);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  auto checked = StampOf(fd, path);
+  ASSERT_TRUE(checked.ok()) << checked.status().message();
+  EXPECT_EQ(checked->size, static_cast<int64_t>(text.size()));
+  char buf[256];
+  auto n = ReadAsChecked(fd, path, *checked, 0, buf, sizeof buf);
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  EXPECT_EQ(std::string(buf, *n), text);
+  auto refused = [&](const char* what) {
+    auto r = ReadAsChecked(fd, path, *checked, 0, buf, sizeof buf);
+    ASSERT_FALSE(r.ok()) << what << ": read " << *r << " bytes";
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << what;
+    EXPECT_EQ(r.status().message(), path + " changed while being sent") << what;
+  };
+  std::ofstream(path, std::ios::app) << "Ana Lund joined Helix Dynamics.\n";
+  refused("grown");
+  ASSERT_EQ(::truncate(path.c_str(), 5), 0);
+  refused("shrunk");
+  testing::WriteFile(path, text);  // the checked size again, another mtime
+  timespec times[2] = {{0, UTIME_OMIT}, {checked->mtime_ns / 1000000000 + 7, 0}};
+  ASSERT_EQ(::futimens(fd, times), 0);
+  refused("same size, new mtime");
+  ::close(fd);
+
+  int dfd = ::open(dir.path().c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(dfd, 0);
+  auto dstamp = StampOf(dfd, dir.path());
+  ASSERT_TRUE(dstamp.ok());
+  auto r = ReadAsChecked(dfd, dir.path(), *dstamp, 0, buf, sizeof buf);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+  EXPECT_EQ(r.status().message().rfind("cannot read " + dir.path() + ": ", 0), 0u) << r.status().message();
+  ::close(dfd);
+}
+
+// Verifies `submit` refuses a FIFO as not a regular file at once, exit 1 and nothing submitted (its check used
+// to open it for reading and wait for a writer forever).
+TEST(Cli, SubmitRefusesAFifo) {
+  testing::TempDir dir;
+  ASSERT_EQ(::mkfifo(dir.File("pipe.txt").c_str(), 0600), 0);
+  CliRun r = Kgflow({"submit", dir.File("pipe.txt")}, dir, {{"KG_HTTP_ADDR", "127.0.0.1:1"}});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find(dir.File("pipe.txt") + ": not a regular file"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("nothing submitted"), std::string::npos) << r.err;
+}
+
+// Verifies `submit --wait` gives up on a node that accepts connections but never answers (SIGSTOPped): exit 1
+// after its 60 s reconnect budget and a short poll, well within 110 s (each poll used to wait 120 s for an
+// answer, so it took minutes).
+TEST(Cli, SubmitWaitGivesUpOnANodeThatStopsAnswering) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("kg.toml"), "[providers.slow]\ndelay_ms = 60000\n");
+  testing::Node n(dir, {{"KG_CONFIG", dir.File("kg.toml")}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())},
+                                            {"KG_CONFIG", dir.File("kg.toml")}};
+  testing::WriteFile(dir.File("one.txt"), "Mara Voss founded Helix Dynamics.");
+  testing::Process cli({"submit", "--wait", "--provider", "slow", dir.File("one.txt")}, env, dir.path());
+  ASSERT_TRUE(testing::WaitFor([&] { return cli.Stdout().find("submitted") != std::string::npos; }, 20s))
+      << cli.Stderr();
+  ASSERT_TRUE(n.proc().Signal(SIGSTOP));
+  struct Resume {
+    testing::Node& n;
+    ~Resume() { n.proc().Signal(SIGCONT); }  // before the node is stopped, whatever happened
+  } resume{n};
+  int st = cli.Wait(110s);
+  ASSERT_NE(st, -1) << "the CLI still waits on a node that never answers: " << cli.Stderr();
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 1) << cli.Stderr();
+  EXPECT_NE(cli.Stderr().find("reconnecting for up to 60 s"), std::string::npos) << cli.Stderr();
+  EXPECT_NE(cli.Stderr().find("cannot reach http://127.0.0.1:" + std::to_string(n.port()) + " for 60 s"),
+            std::string::npos) << cli.Stderr();
 }
 
 }  // namespace
