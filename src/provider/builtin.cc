@@ -150,14 +150,16 @@ bool EndsSentence(const std::string& s) {
 namespace builtin {
 namespace {
 
-// The trimmed cells of a table row ("a | b | c", outer pipes optional); empty if the line
-// has fewer than two cells.
+// The trimmed cells of a table row ("a | b | c", outer pipes optional; or cells separated by
+// tabs, as Markdown and HTML tables come out of src/markup and as TSV is written); empty if the
+// line has fewer than two cells.
 std::vector<std::string> Cells(std::string_view line) {
   std::vector<std::string> cells;
-  if (line.find('|') == std::string_view::npos) return cells;
+  char sep = line.find('|') != std::string_view::npos ? '|' : '\t';
+  if (line.find(sep) == std::string_view::npos) return cells;
   size_t b = 0;
   while (true) {
-    size_t e = line.find('|', b);
+    size_t e = line.find(sep, b);
     std::string_view cell = line.substr(b, e == std::string_view::npos ? std::string_view::npos : e - b);
     while (!cell.empty() && std::isspace(static_cast<unsigned char>(cell.front()))) cell.remove_prefix(1);
     while (!cell.empty() && std::isspace(static_cast<unsigned char>(cell.back()))) cell.remove_suffix(1);

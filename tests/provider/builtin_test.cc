@@ -753,6 +753,13 @@ TEST(Builtin, Tables) {
   EXPECT_TRUE(HasRelation(x, "Ardent Towage", "LOCATED_IN", "Corrie")) << Dump(x);
   EXPECT_TRUE(HasRelation(x, "Tamsin Orr", "FOUNDER_OF", "Pellow Shipping")) << Dump(x);
   for (const char* word : {"Company", "City", "Founder", "Harbour operators"}) EXPECT_FALSE(HasName(x, word)) << word;
+  // Cells separated by tabs, as a Markdown or HTML table comes out of src/markup (a new user's
+  // Markdown table became one Location named "City\nKestrel Labs\tNadia Brill\tLisbon\n...").
+  x = Extract("Company\tCEO\tCity\nDrummond Kilns\tSela Varga\tMossbank\nOrtega Looms\tPim Achter\tRivenhall\n");
+  EXPECT_TRUE(HasRelation(x, "Drummond Kilns", "LOCATED_IN", "Mossbank")) << Dump(x);
+  EXPECT_TRUE(HasRelation(x, "Pim Achter", "CEO_OF", "Ortega Looms")) << Dump(x);
+  for (const auto& e : x.entities) EXPECT_EQ(e.name.find_first_of("\t\n"), std::string::npos) << Dump(x);
+  for (const char* word : {"Company", "CEO", "City"}) EXPECT_FALSE(HasName(x, word)) << word;
   x = Extract("公司 | 所在地\n金桥纺织 | 临川市\n云台乳业 | 白沙县\n");
   EXPECT_TRUE(HasRelation(x, "云台乳业", "LOCATED_IN", "白沙县")) << Dump(x);
   EXPECT_EQ(x.entities.size(), 4u) << Dump(x);
