@@ -529,6 +529,7 @@ void PrintTask(const json& t) {
   std::cout << fmt::format("  created   {}, updated {}\n", LocalTime(Int(t, "created_at_ms")),
                            LocalTime(Int(t, "updated_at_ms")));
   if (!Str(t, "error").empty()) std::cout << fmt::format("  error     {}\n", Str(t, "error"));
+  if (!Str(t, "warning").empty()) std::cout << fmt::format("  warning   {}\n", Str(t, "warning"));
   if (t.contains("dead_letters") && t["dead_letters"].is_array()) {
     for (const auto& d : t["dead_letters"]) {
       std::cout << fmt::format("  failed chunk {} after {}: {}\n", Str(d, "chunk"),

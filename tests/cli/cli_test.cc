@@ -308,6 +308,8 @@ TEST(Cli, SubmitWarnsWhileNoWorkerServesTheProvider) {
   EXPECT_NE(tasks.out.find("warning: task " + id + ": no worker is serving provider slow"), std::string::npos)
       << tasks.out;
   EXPECT_EQ(web.Get("/api/v1/tasks/" + id)["warning"], "no worker is serving provider slow");
+  CliRun one = Kgflow({"tasks", id}, dir, env);  // the one-task summary says it too
+  EXPECT_NE(one.out.find("  warning   no worker is serving provider slow"), std::string::npos) << one.out;
 
   testing::Node worker(dir, with({{"KG_HEALTH_ADDR", "127.0.0.1:" + std::to_string(testing::FreePort())},
                                   {"KG_CONCURRENCY_PER_PROCESS", "1"}}),
