@@ -104,7 +104,8 @@ Extraction Collector::Finish() const {
     }
   }
   // Then a single word: "Voss" -> "Mara Voss" (person), "Helix" -> "Helix Dynamics" (organisation).
-  for (const auto& [name, e] : entities_) {
+  for (const auto& entry : entities_) {
+    const std::string& name = entry.first;  // not a structured binding: the lambda captures it
     if (name.find(' ') != std::string::npos || HasHan(name) || alias.count(name)) continue;
     choose(name, [&](const std::string& full, const Entry& f) {
       if (full.find(' ') == std::string::npos) return false;
