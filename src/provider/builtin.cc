@@ -180,6 +180,23 @@ bool IsRuleRow(const std::vector<std::string>& cells) {  // "---|:---:"
   });
 }
 
+// Whether a table cell can be a name: short, no sentence inside it, no role word (a row of
+// prose that happens to hold tabs or pipes is not a table of names).
+bool NameLikeCell(const std::string& cell) {
+  if (cell.size() > 80) return false;
+  if (std::count(cell.begin(), cell.end(), ' ') > 7) return false;
+  for (const char* stop : {". ", "?", "!", ";", "\"", "\xe3\x80\x82" /* 。 */, "\xef\xbc\x9f" /* ？ */,
+                           "\xef\xbc\x81" /* ！ */, "\xef\xbc\x9b" /* ； */}) {
+    if (cell.find(stop) != std::string::npos) return false;
+  }
+  for (const char* role : {"CEO", "CTO", "CFO", "COO", "Chief ", "chief ", "\xe9\xa6\x96\xe5\xb8\xad" /* 首席 */,
+                           "\xe6\x89\xa7\xe8\xa1\x8c\xe5\xae\x98" /* 执行官 */, "\xe8\x91\xa3\xe4\xba\x8b\xe9\x95\xbf" /* 董事长 */,
+                           "\xe6\x80\xbb\xe8\xa3\x81" /* 总裁 */, "\xe5\x88\x9b\xe5\xa7\x8b\xe4\xba\xba" /* 创始人 */}) {
+    if (cell.find(role) != std::string::npos) return false;
+  }
+  return true;
+}
+
 // What a column holds, from its header: the entity type and, for people, the role that
 // ties them to the row's organisation.
 struct Column {
@@ -246,13 +263,13 @@ std::string ExtractTables(std::string_view text, Collector& out) {
       std::string row(line(k));
       std::string org;
       for (size_t c = 0; c < cells.size(); ++c) {
-        if (!cols[c].type || cells[c].empty() || cells[c] == "-") continue;
+        if (!cols[c].type || cells[c].empty() || cells[c] == "-" || !NameLikeCell(cells[c])) continue;
         out.AddEntity(cells[c], cols[c].type, 3, row);
         if (org.empty() && std::string_view(cols[c].type) == "Organization") org = cells[c];
       }
       if (org.empty()) continue;
       for (size_t c = 0; c < cells.size(); ++c) {
-        if (!cols[c].type || cells[c].empty() || cells[c] == "-") continue;
+        if (!cols[c].type || cells[c].empty() || cells[c] == "-" || !NameLikeCell(cells[c])) continue;
         if (std::string_view(cols[c].type) == "Location") out.AddRelation(org, cells[c], "LOCATED_IN", row);
         if (cols[c].role) out.AddRelation(cells[c], org, cols[c].role, row);
       }
