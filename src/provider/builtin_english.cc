@@ -638,17 +638,21 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
   }
   // A pronoun before any name, opening the sentence or a clause ("She founded ...",
   // "In 2019, he joined ..."), is the person of the previous sentence.
+  // A pronoun or "the company" at token `t` stands for a name of the previous sentence.
+  auto refer_back = [&ms](const std::string& name, const char* type, size_t t) {
+    Mention m;
+    m.name = name;
+    m.type = type;
+    m.strength = kHint;
+    m.first_tok = m.last_tok = t;
+    ms.insert(ms.begin(), m);
+  };
   if (!out.last_person().empty()) {
     size_t limit = ms.empty() ? toks.size() : ms.front().first_tok;
     for (size_t t = 0; t < limit; ++t) {
       if ((lower[t] == "she" || lower[t] == "he") &&
           (t == first_word || toks[t - 1].text == "," || kStopCaps.count(toks[t - 1].text))) {
-        Mention m;
-        m.name = out.last_person();
-        m.type = "Person";
-        m.strength = kHint;
-        m.first_tok = m.last_tok = t;
-        ms.insert(ms.begin(), m);
+        refer_back(out.last_person(), "Person", t);
         break;
       }
     }
@@ -664,12 +668,7 @@ void ExtractEnglishSentence(const std::string& sentence, bool heading, Collector
                    !IsUpperStart(toks[t + 2].text));
     if (refers) {
       if (lower[t] == "the") ++t;
-      Mention m;
-      m.name = out.last_org();
-      m.type = "Organization";
-      m.strength = kHint;
-      m.first_tok = m.last_tok = t;
-      ms.insert(ms.begin(), m);
+      refer_back(out.last_org(), "Organization", t);
     }
   }
 
