@@ -22,6 +22,11 @@ using nlohmann::json;
 
 using testing::CliRun;
 
+// What a client command of a test needs to reach node `n` with the test's kg.toml.
+std::map<std::string, std::string> ClientEnv(testing::Node& n, const testing::TempDir& dir) {
+  return {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())}, {"KG_CONFIG", dir.File("kg.toml")}};
+}
+
 CliRun Kgflow(const std::vector<std::string>& args, const testing::TempDir& dir,
               std::map<std::string, std::string> env = {}) {
   return testing::RunToEnd(args, dir.path(), env, 30s);
@@ -334,8 +339,7 @@ TEST(Cli, CancelThenRetryAnUnfinishedTask) {
   testing::WriteFile(dir.File("kg.toml"), "[providers.slow]\ndelay_ms = 60000\n");
   testing::Node n(dir, {{"KG_CONFIG", dir.File("kg.toml")}});
   ASSERT_TRUE(n.ready()) << n.proc().Stderr();
-  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())},
-                                            {"KG_CONFIG", dir.File("kg.toml")}};
+  std::map<std::string, std::string> env = ClientEnv(n, dir);
   testing::WriteFile(dir.File("one.txt"), "Mara Voss founded Helix Dynamics.");
   CliRun r = Kgflow({"submit", "--provider", "slow", dir.File("one.txt")}, dir, env);
   ASSERT_EQ(r.code, 0) << r.err;
@@ -437,9 +441,8 @@ TEST(Cli, SubmitWaitReconnectsAcrossANodeRestart) {
   testing::WriteFile(dir.File("kg.toml"), "[providers.slow]\ndelay_ms = 1500\n");
   testing::Node n(dir, {{"KG_CONFIG", dir.File("kg.toml")}});
   ASSERT_TRUE(n.ready()) << n.proc().Stderr();
-  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())},
-                                            {"KG_CONFIG", dir.File("kg.toml")},
-                                            {"KG_DATA_DIR", dir.path() + "/data"}};
+  std::map<std::string, std::string> env = ClientEnv(n, dir);
+  env["KG_DATA_DIR"] = dir.path() + "/data";
   testing::WriteFile(dir.File("one.txt"), "Mara Voss founded Helix Dynamics. Ana Lund joined Helix Dynamics.");
   testing::Process cli({"submit", "--wait", "--provider", "slow", dir.File("one.txt")}, env, dir.path());
   ASSERT_TRUE(testing::WaitFor([&] { return cli.Stdout().find("submitted") != std::string::npos; }, 20s))
@@ -527,8 +530,7 @@ TEST(Cli, SubmitWaitGivesUpOnANodeThatStopsAnswering) {
   testing::WriteFile(dir.File("kg.toml"), "[providers.slow]\ndelay_ms = 60000\n");
   testing::Node n(dir, {{"KG_CONFIG", dir.File("kg.toml")}});
   ASSERT_TRUE(n.ready()) << n.proc().Stderr();
-  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())},
-                                            {"KG_CONFIG", dir.File("kg.toml")}};
+  std::map<std::string, std::string> env = ClientEnv(n, dir);
   testing::WriteFile(dir.File("one.txt"), "Mara Voss founded Helix Dynamics.");
   testing::Process cli({"submit", "--wait", "--provider", "slow", dir.File("one.txt")}, env, dir.path());
   ASSERT_TRUE(testing::WaitFor([&] { return cli.Stdout().find("submitted") != std::string::npos; }, 20s))
