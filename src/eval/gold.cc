@@ -103,11 +103,7 @@ Result<GoldItem> ParseItem(const json& j, int line) {
 
 }  // namespace
 
-std::string FoldName(std::string_view name) {
-  // EntityKey is "<type>:<folded name>"; a one-letter type keeps the split obvious.
-  std::string key = EntityKey(name, "t");
-  return key.substr(key.find(':') + 1);
-}
+std::string FoldName(std::string_view name) { return NormalizeName(name); }  // EntityKey's name part
 
 Result<std::vector<GoldItem>> ParseGold(std::string_view content) {
   std::vector<GoldItem> items;
