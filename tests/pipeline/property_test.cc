@@ -28,7 +28,6 @@ std::string Generate(std::mt19937& rng) {
   return s;
 }
 
-bool ValidUtf8(const std::string& s) { return SanitizeUtf8(s) == s; }
 
 // White space as the chunker trims it.
 bool Blank(std::string_view s) {
@@ -56,7 +55,7 @@ TEST(Property, ChunksReassembleToTheInput) {
     size_t pos = 0;  // input bytes [0, pos) are rebuilt
     for (size_t k = 0; k < chunks.size(); ++k) {
       const Chunk& c = chunks[k];
-      ASSERT_TRUE(ValidUtf8(c.text)) << i;
+      ASSERT_TRUE(IsValidUtf8(c.text)) << i;
       ASSERT_LE(CodePointCount(c.text), static_cast<size_t>(sz)) << i;
       ASSERT_FALSE(Blank(c.text)) << i;
       ASSERT_LE(c.overlap, c.text.size()) << i;
@@ -112,7 +111,7 @@ TEST(Property, ExtractionInvariants) {
     std::string text = Generate(rng);
     Extraction x = BuiltinExtract(SanitizeUtf8(text));
     for (const auto& e : x.entities) {
-      ASSERT_TRUE(ValidUtf8(e.name)) << i;
+      ASSERT_TRUE(IsValidUtf8(e.name)) << i;
       ASSERT_FALSE(e.name.empty()) << i;
       // Roles become relations, never names (the generator writes "is the CEO of" and 首席执行官).
       ASSERT_EQ(e.name.find("CEO"), std::string::npos) << e.name << " from input " << i;

@@ -12,7 +12,6 @@
 namespace kg {
 namespace {
 
-bool ValidUtf8(const std::string& s) { return SanitizeUtf8(s) == s; }
 
 // Verifies sentences split after English and Chinese punctuation, not inside "Dr." or "3.5".
 TEST(Text, SplitsSentencesInBothLanguages) {
@@ -137,7 +136,7 @@ TEST(Text, NeverSplitsACodePoint) {
   ASSERT_GE(chunks.size(), 10u);
   size_t total = 0;
   for (const auto& c : chunks) {
-    EXPECT_TRUE(ValidUtf8(c.text));
+    EXPECT_TRUE(IsValidUtf8(c.text));
     EXPECT_LE(CodePointCount(c.text), 97u);
     total += CodePointCount(c.text);
   }
@@ -149,7 +148,7 @@ TEST(Text, BlankAndInvalidInput) {
   EXPECT_TRUE(ChunkText("   \n\n \t ", {100, 10}).empty());
   EXPECT_TRUE(ChunkText("", {100, 10}).empty());
   std::string bad = "abc\xff\xfe def \xe6\xb1";  // stray bytes and a truncated sequence
-  EXPECT_TRUE(ValidUtf8(SanitizeUtf8(bad)));
+  EXPECT_TRUE(IsValidUtf8(SanitizeUtf8(bad)));
   EXPECT_EQ(SanitizeUtf8("ok 汉字"), "ok 汉字");
 }
 
