@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libcpp-httplib-dev
+  libboost1.81-dev  # Boost.Beast and Asio (header-only): the API's event-driven HTTP server
   libsqlite3-dev libcurl4-openssl-dev libssl-dev libhiredis-dev libmariadb-dev
   libtomlplusplus-dev libicu-dev googletest libgtest-dev libgmock-dev libexpat1-dev
   libcmark-gfm-dev libcmark-gfm-extensions-dev libxml2-dev  # Markdown (with tables) and HTML to text

@@ -20,7 +20,7 @@ std::string EscapeLabelValue(std::string_view v) {
   return out;
 }
 
-std::string RenderMetrics(const ApiDeps& d) {
+std::string RenderMetrics(const ApiDeps& d, const http::Stats& h) {
   const Config& c = *d.config;
   std::string o;
   auto gauge = [&](const std::string& name, const std::string& help) {
@@ -77,6 +77,27 @@ std::string RenderMetrics(const ApiDeps& d) {
       o += fmt::format("kg_graph_relations {}\n", s->relations);
     }
   }
+  gauge("kg_http_connections_open", "client connections open on the API's HTTP server");
+  o += fmt::format("kg_http_connections_open {}\n", h.connections_open);
+  gauge("kg_http_event_streams_open", "server-sent event streams open");
+  o += fmt::format("kg_http_event_streams_open {}\n", h.event_streams_open);
+  auto counter = [&](const std::string& name, const std::string& help) {
+    o += "# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n";
+  };
+  counter("kg_http_connections_accepted_total", "connections accepted since start (refused ones included)");
+  o += fmt::format("kg_http_connections_accepted_total {}\n", h.connections_accepted);
+  counter("kg_http_connections_refused_total",
+          "connections answered 503 and closed over KG_HTTP_MAX_CONNECTIONS (total) or _PER_CLIENT (client)");
+  o += fmt::format("kg_http_connections_refused_total{{cap=\"total\"}} {}\n", h.refused_total_cap);
+  o += fmt::format("kg_http_connections_refused_total{{cap=\"client\"}} {}\n", h.refused_client_cap);
+  counter("kg_http_timeouts_total", "connections closed by a timeout, by what the client was late with");
+  o += fmt::format("kg_http_timeouts_total{{phase=\"header\"}} {}\n", h.timeouts_header);
+  o += fmt::format("kg_http_timeouts_total{{phase=\"idle\"}} {}\n", h.timeouts_idle);
+  o += fmt::format("kg_http_timeouts_total{{phase=\"body\"}} {}\n", h.timeouts_body);
+  counter("kg_http_requests_total", "requests whose headers were read");
+  o += fmt::format("kg_http_requests_total {}\n", h.requests);
+  counter("kg_http_busy_rejections_total", "requests answered 503 because every handler thread was busy and the queue full");
+  o += fmt::format("kg_http_busy_rejections_total {}\n", h.rejected_busy);
   return o;
 }
 

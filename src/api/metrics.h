@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "api/server.h"
+#include "http/server.h"
 
 namespace kg::api {
 
@@ -12,7 +13,8 @@ namespace kg::api {
 // escaped as \\, \" and \n. Anything else passes through (UTF-8 is allowed).
 std::string EscapeLabelValue(std::string_view v);
 
-// The whole page from the node's current state. Backends that fail are left out.
-std::string RenderMetrics(const ApiDeps& d);
+// The whole page from the node's current state and its HTTP server's counters. Backends
+// that fail are left out.
+std::string RenderMetrics(const ApiDeps& d, const http::Stats& http);
 
 }  // namespace kg::api

@@ -2,12 +2,11 @@
 // How every API handler answers: JSON bodies, errors as {"error": "..."} with the HTTP
 // status that fits the Status code.
 
-#include <httplib.h>
-
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "common/status.h"
+#include "http/message.h"
 
 namespace kg::api {
 
@@ -24,12 +23,12 @@ inline int HttpStatus(Code c) {
 }
 
 // Invalid UTF-8 in a value is replaced, so a reply is always valid JSON.
-inline void Reply(httplib::Response& res, int status, const nlohmann::json& body) {
+inline void Reply(http::Response& res, int status, const nlohmann::json& body) {
   res.status = status;
   res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
 }
 
-inline void Fail(httplib::Response& res, int status, const std::string& msg) { Reply(res, status, {{"error", msg}}); }
-inline void Fail(httplib::Response& res, const Status& s) { Fail(res, HttpStatus(s.code()), s.message()); }
+inline void Fail(http::Response& res, int status, const std::string& msg) { Reply(res, status, {{"error", msg}}); }
+inline void Fail(http::Response& res, const Status& s) { Fail(res, HttpStatus(s.code()), s.message()); }
 
 }  // namespace kg::api

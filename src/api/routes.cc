@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "api/body.h"
 #include "api/dashboard.h"
+#include "api/events.h"
 #include "api/metrics.h"
 #include "api/reply.h"
 #include "api/submission.h"
@@ -56,7 +56,7 @@ json EntityJson(const EntityRec& e) {
           {"mentions", e.mentions}};
 }
 
-Result<json> ParseBody(const httplib::Request& req) {
+Result<json> ParseBody(const http::Request& req) {
   if (req.body.empty()) return Status::Invalid("request body is empty; expected a JSON object");
   json j = json::parse(req.body, nullptr, false);
   if (j.is_discarded()) return Status::Invalid("request body is not valid JSON");
@@ -87,71 +87,35 @@ json CapsJson(const Config& c) {
 
 }  // namespace
 
-Routes::Routes(ApiDeps deps, httplib::Server& svr) : d_(deps), c_(*deps.config), svr_(svr) {}
+// How often the live-update publisher looks for changes while someone listens.
+constexpr auto kEventInterval = std::chrono::milliseconds(500);
 
-// Registers `h` for method+pattern and remembers the pattern so other methods get 405.
+Routes::Routes(ApiDeps deps, http::Server& svr)
+    : d_(deps),
+      c_(*deps.config),
+      svr_(svr),
+      events_([this](const std::vector<std::string>& tasks) { return LiveSnapshot(tasks); }, kEventInterval) {}
+
+// Registers `h` for method+pattern (the server answers 405 and 404 itself).
 // With KG_API_TOKEN set, every /api/ route and every mutation needs the bearer token,
 // reads included (a knowledge graph can be private); probes and /metrics stay open.
-void Routes::Route(const std::string& method, const std::string& pattern, Handler h) {
+void Routes::Route(const std::string& method, const std::string& pattern, Handler h, http::RouteOptions o) {
   bool guarded = method != "GET" || pattern.rfind("/api/", 0) == 0;
-  Handler wrapped = [this, guarded, h](const httplib::Request& req, httplib::Response& res) {
-    if (guarded && !Authorized(req)) {
-      res.set_header("WWW-Authenticate", "Bearer");
-      Fail(res, 401, "missing or wrong bearer token (KG_API_TOKEN)");
-      return;
-    }
+  Handler wrapped = [this, guarded, h](const http::Request& req, http::Response& res) {
+    if (guarded && !Guard(req, res)) return;
     h(req, res);
   };
-  if (method == "GET") svr_.Get(pattern, wrapped);
-  else if (method == "POST") svr_.Post(pattern, WithBody(wrapped));
-  else if (method == "PUT") svr_.Put(pattern, WithBody(wrapped));
-  else if (method == "DELETE") svr_.Delete(pattern, WithBody(wrapped));
-  methods_[pattern].insert(method);
+  svr_.Route(method, pattern, std::move(wrapped), std::move(o));
 }
 
-// Every handler of a method that can carry a body reads it through a content reader under
-// KG_MAX_BODY_MB (api/body.h); httplib's own limit misses chunked bodies.
-httplib::Server::HandlerWithContentReader Routes::WithBody(Handler h) const {
-  size_t max_bytes = static_cast<size_t>(c_.max_body_mb) * 1024 * 1024;
-  return [h, max_bytes](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-    httplib::Request full;
-    BodyRead r = ReadBody(req, res, reader, max_bytes, &full);
-    if (r != BodyRead::kOk) {
-      // The rest of the body may still be on the wire: this connection cannot carry another request.
-      res.set_header("Connection", "close");
-      if (r == BodyRead::kTooLarge) {
-        return Fail(res, 413, "request body too large: over KG_MAX_BODY_MB=" + std::to_string(max_bytes >> 20) + " MB");
-      }
-      return Fail(res, 400, "request body could not be read (broken chunked or multipart encoding)");
-    }
-    h(full, res);
-  };
+bool Routes::Guard(const http::Request& req, http::Response& res) const {
+  if (Authorized(req)) return true;
+  res.set_header("WWW-Authenticate", "Bearer");
+  Fail(res, 401, "missing or wrong bearer token (KG_API_TOKEN)");
+  return false;
 }
 
-void Routes::FinishRoutes() {
-  for (const auto& [pattern, allowed] : methods_) {
-    std::string allow;
-    for (const auto& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
-    Handler deny = [allow](const httplib::Request&, httplib::Response& res) {
-      res.set_header("Allow", allow);
-      Fail(res, 405, "method not allowed; allowed: " + allow);
-    };
-    if (!allowed.count("GET")) svr_.Get(pattern, deny);
-    if (!allowed.count("POST")) svr_.Post(pattern, WithBody(deny));
-    if (!allowed.count("PUT")) svr_.Put(pattern, WithBody(deny));
-    if (!allowed.count("DELETE")) svr_.Delete(pattern, WithBody(deny));
-    svr_.Patch(pattern, WithBody(deny));
-  }
-  // An unknown path with a body: without these httplib would read the body whole before
-  // finding no route.
-  Handler none = [](const httplib::Request&, httplib::Response& res) { Fail(res, 404, "no such endpoint"); };
-  svr_.Post(".*", WithBody(none));
-  svr_.Put(".*", WithBody(none));
-  svr_.Delete(".*", WithBody(none));
-  svr_.Patch(".*", WithBody(none));
-}
-
-bool Routes::Authorized(const httplib::Request& req) const {
+bool Routes::Authorized(const http::Request& req) const {
   if (c_.api_token.empty()) return true;
   std::string h = req.get_header_value("Authorization");
   // The scheme is case-insensitive (RFC 7235); the token is not.
@@ -164,13 +128,19 @@ bool Routes::Authorized(const httplib::Request& req) const {
 }
 
 void Routes::Register() {
-  Route("GET", "/healthz", [](const auto&, auto& res) { Reply(res, 200, {{"status", "ok"}}); });
+  // Inline: answered on the event loop, so a probe gets through even when every handler thread is busy.
+  http::RouteOptions inline_route;
+  inline_route.inline_handler = true;
+  Route("GET", "/healthz", [](const auto&, auto& res) { Reply(res, 200, {{"status", "ok"}}); }, inline_route);
   Route("GET", "/readyz", [this](const auto&, auto& res) { Ready(res); });
   Route("GET", "/metrics", [this](const auto&, auto& res) { Metrics(res); });
   Route("GET", "/api/v1/workers", [this](const auto&, auto& res) { Workers(res); });
   if (!d_.health_only) {
     Route("GET", "/", [](const auto&, auto& res) { res.set_content(kDashboardHtml, "text/html; charset=utf-8"); });
-    Route("POST", "/api/v1/tasks", [this](const auto& req, auto& res) { Submit(req, res); });
+    http::RouteOptions streamed;
+    streamed.stream = [this](const http::Request& head, http::Response& res) { return StartSubmit(head, res); };
+    Route("POST", "/api/v1/tasks", [this](const auto& req, auto& res) { Submit(req, res); }, streamed);
+    Route("GET", "/api/v1/events", [this](const auto& req, auto& res) { Events(req, res); });
     Route("GET", "/api/v1/tasks", [this](const auto& req, auto& res) { ListTasks(req, res); });
     Route("GET", R"(/api/v1/tasks/([^/]+))", [this](const auto& req, auto& res) { GetTask(req, res); });
     Route("POST", R"(/api/v1/tasks/([^/]+)/cancel)", [this](const auto& req, auto& res) { Cancel(req, res); });
@@ -184,16 +154,61 @@ void Routes::Register() {
     Route("GET", R"(/api/v1/graph/entities/(.+))", [this](const auto& req, auto& res) { Entity(req, res); });
     Route("GET", "/api/v1/graph/export", [this](const auto& req, auto& res) { Export(req, res); });
   }
-  FinishRoutes();
 }
 
-void Routes::Submit(const httplib::Request& req, httplib::Response& res) {
-  if (stopping_) {
-    // A client or load balancer retries elsewhere; this node only drains what it holds.
-    res.set_header("Retry-After", std::to_string(kRetryAfterSeconds));
-    return Reply(res, 503, {{"error", "node is stopping and takes no new tasks; retry on another node"},
-                            {"reason", "stopping"}});
+namespace {
+
+void RefuseStopping(http::Response& res) {
+  // A client or load balancer retries elsewhere; this node only drains what it holds.
+  res.set_header("Retry-After", std::to_string(kRetryAfterSeconds));
+  Reply(res, 503, {{"error", "node is stopping and takes no new tasks; retry on another node"}, {"reason", "stopping"}});
+}
+
+}  // namespace
+
+// A text/plain document, taken piece by piece as it arrives and held once.
+class TextUpload : public http::BodyConsumer {
+ public:
+  TextUpload(Routes* routes, const http::Request& head) : routes_(routes), req_(head) {}
+  bool Write(std::string_view piece, http::Response&) override {
+    req_.body.append(piece);
+    return true;
   }
+  void Finish(http::Response& res) override { routes_->Submit(req_, res); }
+
+ private:
+  Routes* routes_;
+  http::Request req_;
+};
+
+std::unique_ptr<http::BodyConsumer> Routes::StartSubmit(const http::Request& head, http::Response& res) {
+  if (!Guard(head, res)) return nullptr;
+  if (stopping_) {
+    RefuseStopping(res);
+    return nullptr;
+  }
+  // JSON, markup and multipart bodies are read whole (they are parsed whole anyway).
+  if (!IsPlainTextUpload(head)) return nullptr;
+  return std::make_unique<TextUpload>(this, head);
+}
+
+bool Routes::CheckSubmission(std::string* provider, const std::string& doc_id, http::Response& res) const {
+  if (provider->empty()) *provider = c_.enabled_providers.front();
+  if (!c_.HasProvider(*provider)) {
+    Fail(res, 400, "unknown provider '" + *provider + "'; known: " + c_.KnownProviders());
+    return false;
+  }
+  for (char ch : doc_id) {
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) {
+      Fail(res, 400, "'id' may contain only A-Z a-z 0-9 . _ -");
+      return false;
+    }
+  }
+  return true;
+}
+
+void Routes::Submit(const http::Request& req, http::Response& res) {
+  if (stopping_) return RefuseStopping(res);
   // JSON, a text/* body with the fields in the query, or a multipart upload (submission.h).
   auto sub = ParseSubmission(req);
   if (!sub.ok()) return Fail(res, sub.status());
@@ -215,35 +230,26 @@ void Routes::Submit(const httplib::Request& req, httplib::Response& res) {
     stripped = std::move(r).value();
     text = stripped;
   }
-  const std::string& title = sub->title;
-  const std::string& provider = sub->provider;
-  const std::string& source = sub->source;
-  const std::string& doc_id = sub->id;
-  std::string p = provider.empty() ? c_.enabled_providers.front() : provider;
-  if (!c_.HasProvider(p)) {
-    return Fail(res, 400, "unknown provider '" + p + "'; known: " + c_.KnownProviders());
-  }
-  if (!doc_id.empty()) {
-    for (char ch : doc_id) {
-      if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) {
-        return Fail(res, 400, "'id' may contain only A-Z a-z 0-9 . _ -");
-      }
-    }
-  }
-  std::string task_id = RandomId("t");
-  TaskPlan plan = PlanTask(task_id, p, doc_id, title.empty() ? "untitled" : title, source, text,
-                           {c_.chunk_size, c_.chunk_overlap});
+  std::string p = sub->provider;
+  if (!CheckSubmission(&p, sub->id, res)) return;
+  const std::string title = sub->title.empty() ? "untitled" : sub->title;
+  TaskPlan plan = PlanTask(RandomId("t"), p, sub->id, title, sub->source, text, {c_.chunk_size, c_.chunk_overlap});
+  Accept(p, title, sub->source, std::move(plan), format != markup::Format::kText, res);
+}
+
+void Routes::Accept(const std::string& provider, const std::string& title, const std::string& source, TaskPlan plan,
+                    bool markup, http::Response& res) {
   if (plan.items.empty()) {
-    return Fail(res, 400, format == markup::Format::kText ? "'text' is empty or blank"
-                                                          : "'text' has no text once its markup is stripped");
+    return Fail(res, 400, markup ? "'text' has no text once its markup is stripped" : "'text' is empty or blank");
   }
+  const std::string task_id = plan.items.front().task_id;
   // Chunks first: if we die before the task row exists, the chunks still reach the graph.
   Status s = d_.queue->Enqueue(plan.items);
   if (!s.ok()) return Fail(res, 503, "queue unavailable: " + s.message());
   TaskRecord t;
   t.id = task_id;
-  t.title = title.empty() ? "untitled" : title;
-  t.provider = p;
+  t.title = title;
+  t.provider = provider;
   t.doc_id = plan.doc_id;
   t.source = source;
   t.chunks_total = static_cast<int>(plan.items.size());
@@ -253,8 +259,8 @@ void Routes::Submit(const httplib::Request& req, httplib::Response& res) {
   if (Status r = RefreshProgress(*d_.store, *d_.queue, task_id); !r.ok()) spdlog::warn("submit: {}", r.message());
   res.set_header("Location", "/api/v1/tasks/" + task_id);
   Reply(res, 202, {{"id", task_id}, {"status", "queued"}, {"chunks_total", t.chunks_total},
-                   {"document", plan.doc_id}, {"provider", p},
-                   {"warning", ServingWarning(ServedProviders(), p, "queued")}});
+                   {"document", plan.doc_id}, {"provider", provider},
+                   {"warning", ServingWarning(ServedProviders(), provider, "queued")}});
 }
 
 // Task with live counts from the queue (the stored row may lag a worker's update).
@@ -287,13 +293,13 @@ Result<json> Routes::TaskView(const std::string& id) {
   return out;
 }
 
-void Routes::GetTask(const httplib::Request& req, httplib::Response& res) {
+void Routes::GetTask(const http::Request& req, http::Response& res) {
   auto v = TaskView(req.matches[1]);
   if (!v.ok()) return Fail(res, v.status());
   Reply(res, 200, *v);
 }
 
-void Routes::ListTasks(const httplib::Request& req, httplib::Response& res) {
+void Routes::ListTasks(const http::Request& req, http::Response& res) {
   std::string status = req.get_param_value("status");
   static const std::set<std::string> kStatuses = {"", "queued", "running", "done", "failed", "cancelled"};
   if (!kStatuses.count(status)) {
@@ -326,7 +332,7 @@ void Routes::ListTasks(const httplib::Request& req, httplib::Response& res) {
   Reply(res, 200, {{"tasks", arr}});
 }
 
-void Routes::Cancel(const httplib::Request& req, httplib::Response& res) {
+void Routes::Cancel(const http::Request& req, http::Response& res) {
   std::string id = req.matches[1];
   auto t = d_.store->Get(id);
   if (!t.ok()) return Fail(res, t.status());
@@ -348,7 +354,7 @@ void Routes::Cancel(const httplib::Request& req, httplib::Response& res) {
   Reply(res, 200, *v);
 }
 
-void Routes::Retry(const httplib::Request& req, httplib::Response& res) {
+void Routes::Retry(const http::Request& req, http::Response& res) {
   std::string id = req.matches[1];
   auto t = d_.store->Get(id);
   if (!t.ok()) return Fail(res, t.status());
@@ -372,7 +378,7 @@ void Routes::Retry(const httplib::Request& req, httplib::Response& res) {
   Reply(res, 202, *v);
 }
 
-void Routes::Scale(const httplib::Request& req, httplib::Response& res) {
+void Routes::Scale(const http::Request& req, http::Response& res) {
   std::string provider = req.matches[1];
   if (!c_.providers.count(provider)) {
     return Fail(res, 404, "unknown provider '" + provider + "'; known: " + c_.KnownProviders());
@@ -423,7 +429,7 @@ void Routes::Scale(const httplib::Request& req, httplib::Response& res) {
 }
 
 // DELETE: drop the runtime override, back to KG_WORKERS_PER_PROVIDER.
-void Routes::ResetScale(const httplib::Request& req, httplib::Response& res) {
+void Routes::ResetScale(const http::Request& req, http::Response& res) {
   std::string provider = req.matches[1];
   if (!c_.providers.count(provider)) {
     return Fail(res, 404, "unknown provider '" + provider + "'; known: " + c_.KnownProviders());
@@ -445,7 +451,7 @@ void Routes::ResetScale(const httplib::Request& req, httplib::Response& res) {
                    {"node", c_.node_name}, {"applied", "now"}});
 }
 
-void Routes::Providers(httplib::Response& res) {
+void Routes::Providers(http::Response& res) {
   json arr = json::array();
   for (const auto& name : c_.enabled_providers) {
     const auto& p = c_.providers.at(name);
@@ -523,9 +529,9 @@ json Routes::ScalingJson() {
   return arr;
 }
 
-void Routes::Workers(httplib::Response& res) { Reply(res, 200, {{"nodes", NodesJson()}, {"scaling", ScalingJson()}}); }
+void Routes::Workers(http::Response& res) { Reply(res, 200, {{"nodes", NodesJson()}, {"scaling", ScalingJson()}}); }
 
-void Routes::Ready(httplib::Response& res) {
+void Routes::Ready(http::Response& res) {
   if (stopping_) return Reply(res, 503, {{"status", "stopping"}, {"error", "node is stopping; draining in-flight work"}});
   auto s = d_.graph->Stats();
   auto d = d_.queue->Depths();
@@ -534,18 +540,18 @@ void Routes::Ready(httplib::Response& res) {
   Reply(res, 200, {{"status", "ready"}});
 }
 
-void Routes::Metrics(httplib::Response& res) {
-  res.set_content(RenderMetrics(d_), "text/plain; version=0.0.4");
+void Routes::Metrics(http::Response& res) {
+  res.set_content(RenderMetrics(d_, svr_.stats()), "text/plain; version=0.0.4");
 }
 
-void Routes::Stats(httplib::Response& res) {
+void Routes::Stats(http::Response& res) {
   auto s = d_.graph->Stats();
   if (!s.ok()) return Fail(res, s.status());
   Reply(res, 200, {{"documents", s->documents}, {"chunks", s->chunks}, {"entities", s->entities},
                    {"relations", s->relations}});
 }
 
-void Routes::Search(const httplib::Request& req, httplib::Response& res) {
+void Routes::Search(const http::Request& req, http::Response& res) {
   int limit = 20;
   if (req.has_param("limit")) {
     auto l = ParseLimit(req.get_param_value("limit"));
@@ -562,7 +568,7 @@ void Routes::Search(const httplib::Request& req, httplib::Response& res) {
 // `{key}` is an entity key ("organization:meridian analytics") or, failing that, a name
 // matched on its normalised form across types: one match answers as its key would,
 // several answer 300 with the candidate keys, none 404.
-void Routes::Entity(const httplib::Request& req, httplib::Response& res) {
+void Routes::Entity(const http::Request& req, http::Response& res) {
   const std::string asked = req.matches[1];
   auto d = d_.graph->GetEntity(asked);
   if (!d.ok() && d.status().code() == Code::kNotFound) {
@@ -591,23 +597,59 @@ void Routes::Entity(const httplib::Request& req, httplib::Response& res) {
 // Streams with chunked transfer encoding: memory stays bounded whatever the graph size.
 // Once the first bytes are out the status is 200; a failure after that ends the response
 // without its final chunk, so the client sees a truncated transfer, not a short graph.
-void Routes::Export(const httplib::Request& req, httplib::Response& res) {
+void Routes::Export(const http::Request& req, http::Response& res) {
   std::string format = req.has_param("format") ? req.get_param_value("format") : "json";
   if (format != "json" && format != "graphml") return Fail(res, 400, "format must be json or graphml");
   GraphStore* graph = d_.graph;
   bool as_json = format == "json";
-  res.set_chunked_content_provider(
-      as_json ? "application/json" : "application/graphml+xml",
-      [graph, as_json](size_t, httplib::DataSink& sink) {
-        ByteSink out = [&sink](std::string_view piece) { return sink.write(piece.data(), piece.size()); };
-        Status s = as_json ? StreamJson(*graph, out) : StreamGraphml(*graph, out);
-        if (!s.ok()) {
-          spdlog::warn("api: graph export ended early: {}", s.message());
-          return false;
-        }
-        sink.done();
-        return true;
-      });
+  res.set_chunked_content_provider(as_json ? "application/json" : "application/graphml+xml",
+                                   [graph, as_json](const http::PieceWriter& write) {
+                                     ByteSink out = [&write](std::string_view piece) { return write(piece); };
+                                     Status s = as_json ? StreamJson(*graph, out) : StreamGraphml(*graph, out);
+                                     if (!s.ok()) spdlog::warn("api: graph export ended early: {}", s.message());
+                                     return s.ok();
+                                   });
+}
+
+// Server-sent events: `hello` first, then `task` and `workers` events as things change
+// (api/events.h), a heartbeat comment while nothing does, and `end` when the node stops.
+void Routes::Events(const http::Request& req, http::Response& res) {
+  std::string task = req.get_param_value("task");
+  if (!task.empty()) {
+    auto t = d_.store->Get(task);
+    if (!t.ok()) return Fail(res, t.status());
+  }
+  json hello = {{"node", c_.node_name}, {"version", KG_VERSION}, {"task", task.empty() ? json(nullptr) : json(task)}};
+  res.set_event_stream([this, task, hello = hello.dump()](std::shared_ptr<http::EventChannel> channel) {
+    channel->Send("hello", hello);
+    events_.Add(std::move(channel), task);
+  });
+}
+
+// Recent tasks (open ones with live counts from the queue), the followed ones, and the nodes.
+std::map<std::string, LiveItem> Routes::LiveSnapshot(const std::vector<std::string>& tasks) {
+  std::map<std::string, LiveItem> out;
+  auto dump = [](const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); };
+  auto add = [&](const TaskRecord& t) {
+    if (t.status == "queued" || t.status == "running") {
+      auto v = TaskView(t.id);
+      if (v.ok()) return void(out["task:" + t.id] = {"task", dump(*v)});
+    }
+    out["task:" + t.id] = {"task", dump(TaskJson(t))};
+  };
+  auto recent = d_.store->List("", 200);
+  if (recent.ok()) {
+    for (const auto& t : *recent) add(t);
+  }
+  for (const auto& id : tasks) {
+    if (out.count("task:" + id)) continue;
+    auto t = d_.store->Get(id);
+    if (t.ok()) add(*t);
+  }
+  json nodes = NodesJson();
+  for (auto& n : nodes) n.erase("heartbeat_age_ms");  // changes at every look; heartbeat_at says it
+  out["workers"] = {"workers", dump({{"nodes", nodes}})};
+  return out;
 }
 
 }  // namespace kg::api

@@ -4,8 +4,6 @@
 // Thread safety: handlers run on the HTTP server's threads; the backends in ApiDeps are
 // thread-safe, and the routes keep no other mutable state.
 
-#include <httplib.h>
-
 #include <atomic>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -13,41 +11,57 @@
 #include <set>
 #include <string>
 
+#include "api/events.h"
 #include "api/server.h"
+#include "pipeline/document.h"
+#include "http/server.h"
 
 namespace kg::api {
 
 class Routes {
  public:
   // `deps` and `svr` are borrowed and must outlive the Routes.
-  Routes(ApiDeps deps, httplib::Server& svr);
+  Routes(ApiDeps deps, http::Server& svr);
   // Registers every route on the server; call once, before serving.
   void Register();
   // See ApiServer::StopTakingWork.
   void StopTakingWork() { stopping_ = true; }
+  // Ends the live-update publisher (before the server stops).
+  void StopEvents() { events_.Stop(); }
+
+  // POST /api/v1/tasks with the body read whole (public: the text/plain upload calls it).
+  void Submit(const http::Request& req, http::Response& res);
 
  private:
-  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
-  void Route(const std::string& method, const std::string& pattern, Handler h);
-  httplib::Server::HandlerWithContentReader WithBody(Handler h) const;
-  void FinishRoutes();
-  bool Authorized(const httplib::Request& req) const;
+  using Handler = http::Handler;
+  void Route(const std::string& method, const std::string& pattern, Handler h, http::RouteOptions o = {});
+  bool Authorized(const http::Request& req) const;
+  // Answers 401 into `res` and returns false when the token is required and wrong.
+  bool Guard(const http::Request& req, http::Response& res) const;
 
-  void Submit(const httplib::Request& req, httplib::Response& res);
-  void GetTask(const httplib::Request& req, httplib::Response& res);
-  void ListTasks(const httplib::Request& req, httplib::Response& res);
-  void Cancel(const httplib::Request& req, httplib::Response& res);
-  void Retry(const httplib::Request& req, httplib::Response& res);
-  void Scale(const httplib::Request& req, httplib::Response& res);
-  void ResetScale(const httplib::Request& req, httplib::Response& res);
-  void Providers(httplib::Response& res);
-  void Workers(httplib::Response& res);
-  void Ready(httplib::Response& res);
-  void Metrics(httplib::Response& res);
-  void Stats(httplib::Response& res);
-  void Search(const httplib::Request& req, httplib::Response& res);
-  void Entity(const httplib::Request& req, httplib::Response& res);
-  void Export(const httplib::Request& req, httplib::Response& res);
+  // A text/plain submission read piece by piece as it arrives (api/submission.h).
+  std::unique_ptr<http::BodyConsumer> StartSubmit(const http::Request& head, http::Response& res);
+  // What Submit does once it has the document's text (markup stripped): plan, queue, answer.
+  void Accept(const std::string& provider, const std::string& title, const std::string& source, TaskPlan plan,
+              bool markup, http::Response& res);
+  // A provider and id check shared by both submission paths; false with `res` answered.
+  bool CheckSubmission(std::string* provider, const std::string& doc_id, http::Response& res) const;
+  void Events(const http::Request& req, http::Response& res);
+  std::map<std::string, LiveItem> LiveSnapshot(const std::vector<std::string>& tasks);
+  void GetTask(const http::Request& req, http::Response& res);
+  void ListTasks(const http::Request& req, http::Response& res);
+  void Cancel(const http::Request& req, http::Response& res);
+  void Retry(const http::Request& req, http::Response& res);
+  void Scale(const http::Request& req, http::Response& res);
+  void ResetScale(const http::Request& req, http::Response& res);
+  void Providers(http::Response& res);
+  void Workers(http::Response& res);
+  void Ready(http::Response& res);
+  void Metrics(http::Response& res);
+  void Stats(http::Response& res);
+  void Search(const http::Request& req, http::Response& res);
+  void Entity(const http::Request& req, http::Response& res);
+  void Export(const http::Request& req, http::Response& res);
   Result<nlohmann::json> TaskView(const std::string& id);
   // Nodes of the registry with their heartbeat age and `stale` marker; a stale node's
   // processes are shown as unknown (pid 0, last_pid the one it reported).
@@ -61,9 +75,9 @@ class Routes {
 
   ApiDeps d_;
   const Config& c_;
-  httplib::Server& svr_;
-  std::map<std::string, std::set<std::string>> methods_;
+  http::Server& svr_;
   std::atomic<bool> stopping_{false};
+  EventHub events_;
 };
 
 }  // namespace kg::api

@@ -1,50 +1,45 @@
 #include "api/server.h"
 
-#include <httplib.h>
-#include <spdlog/spdlog.h>
-
-#include "api/listener.h"
-#include "api/reply.h"
 #include "api/routes.h"
+#include "http/server.h"
 
 namespace kg {
 
-// Owns the HTTP server; the routes live in api/routes.cc, the /metrics page in
-// api/metrics.cc and the socket fix-ups in api/listener.cc.
+namespace {
+
+http::Options HttpOptions(const Config& c) {
+  http::Options o;
+  o.header_timeout = std::chrono::seconds(c.http_header_timeout_seconds);
+  o.idle_timeout = std::chrono::seconds(c.http_idle_timeout_seconds);
+  o.body_timeout = std::chrono::seconds(c.http_body_timeout_seconds);
+  o.min_body_rate = static_cast<int64_t>(c.http_min_body_kbps) * 1024;
+  o.max_body_bytes = static_cast<size_t>(c.max_body_mb) * 1024 * 1024;
+  o.max_connections = c.http_max_connections;
+  o.max_connections_per_client = c.http_max_connections_per_client;
+  o.threads = c.http_threads;
+  o.event_heartbeat = std::chrono::seconds(c.http_event_heartbeat_seconds);
+  o.drain_timeout = std::chrono::seconds(std::max(1, std::min(c.stop_timeout_seconds, 30)));
+  return o;
+}
+
+}  // namespace
+
+// Owns the HTTP server (src/http) and the routes (api/routes.cc) it serves.
 class ApiServer::Impl {
  public:
-  explicit Impl(ApiDeps d) : routes_(d, svr_) {
-    svr_.set_payload_max_length(static_cast<size_t>(d.config->max_body_mb) * 1024 * 1024);
-    api::ConfigureListener(svr_);
-    svr_.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-      if (!res.body.empty()) return;
-      std::string msg = res.status == 404   ? "no such endpoint"
-                        : res.status == 413 ? "request body too large (KG_MAX_BODY_MB)"
-                        : res.status == 405 ? "method not allowed"
-                                            : "request failed with status " + std::to_string(res.status);
-      api::Fail(res, res.status, msg);
-    });
-    svr_.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-      std::string what = "unknown";
-      try {
-        std::rethrow_exception(ep);
-      } catch (const std::exception& e) {
-        what = e.what();
-      } catch (...) {
-      }
-      spdlog::error("api: {} {}: {}", req.method, req.path, what);
-      api::Fail(res, 500, "internal error");
-    });
-    routes_.Register();
+  explicit Impl(ApiDeps d) : svr_(HttpOptions(*d.config)), routes_(d, svr_) { routes_.Register(); }
+  ~Impl() { routes_.StopEvents(); }
+
+  Result<int> Bind(const std::string& host, int port) { return svr_.Bind(host, port); }
+  bool Serve() { return svr_.Serve(); }
+  void StopTakingWork() { routes_.StopTakingWork(); }
+  void Stop() {
+    routes_.StopEvents();
+    svr_.Stop();
   }
 
-  Result<int> Bind(const std::string& host, int port) { return api::BindListener(svr_, host, port); }
-  bool Serve() { return svr_.listen_after_bind(); }
-  void StopTakingWork() { routes_.StopTakingWork(); }
-  void Stop() { svr_.stop(); }
-
  private:
-  httplib::Server svr_;
+  http::Server svr_;
   api::Routes routes_;  // after svr_, which it borrows
 };
 

@@ -45,7 +45,7 @@ Status SetField(Submission* s, const Field& f, const std::string& value) {
 }
 
 // The fields given as query parameters (the non-JSON shapes).
-Status FieldsFromQuery(const httplib::Request& req, Submission* s) {
+Status FieldsFromQuery(const http::Request& req, Submission* s) {
   for (const auto& f : kFields) {
     if (req.has_param(f.name)) KG_RETURN_IF_ERROR(SetField(s, f, req.get_param_value(f.name)));
   }
@@ -70,7 +70,7 @@ json JsonObject(const std::string& body) {
   return j.is_object() ? j : json(json::value_t::discarded);
 }
 
-Result<Submission> FromJson(const httplib::Request& req) {
+Result<Submission> FromJson(const http::Request& req) {
   json j = json::parse(req.body, nullptr, false);
   if (j.is_discarded()) return Status::Invalid("request body is not valid JSON");
   if (!j.is_object()) return Status::Invalid("request body must be a JSON object");
@@ -88,7 +88,7 @@ Result<Submission> FromJson(const httplib::Request& req) {
   return s;
 }
 
-Result<Submission> FromMultipart(const httplib::Request& req) {
+Result<Submission> FromMultipart(const http::Request& req) {
   Submission s;
   KG_RETURN_IF_ERROR(FieldsFromQuery(req, &s));
   auto file = req.files.find("file");
@@ -115,7 +115,12 @@ Result<Submission> FromMultipart(const httplib::Request& req) {
 
 }  // namespace
 
-Result<Submission> ParseSubmission(const httplib::Request& req) {
+bool IsPlainTextUpload(const http::Request& head) {
+  if (head.is_multipart_form_data() || MediaType(head.get_header_value("Content-Type")) != "text/plain") return false;
+  return !head.has_param("format") || head.get_param_value("format") == "text";
+}
+
+Result<Submission> ParseSubmission(const http::Request& req) {
   std::string media = MediaType(req.get_header_value("Content-Type"));
   if (req.is_multipart_form_data()) return FromMultipart(req);
   if (media.empty() || media == "application/json") {

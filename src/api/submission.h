@@ -14,13 +14,12 @@
 // Only the shape is checked here (field types and lengths, known format); whether the text
 // is text and the provider exists is for the route.
 
-#include <httplib.h>
-
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include "common/status.h"
+#include "http/message.h"
 
 namespace kg::api {
 
@@ -35,6 +34,10 @@ struct Submission {
 };
 
 // kInvalidArgument naming the field and what is accepted.
-Result<Submission> ParseSubmission(const httplib::Request& req);
+Result<Submission> ParseSubmission(const http::Request& req);
+
+// Whether the body of `head` is a plain-text document (text/plain, ?format absent or text), the
+// one shape that can be taken piece by piece as it arrives.
+bool IsPlainTextUpload(const http::Request& head);
 
 }  // namespace kg::api

@@ -1,6 +1,7 @@
 #include "cli/node.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -39,10 +40,27 @@ std::string SelfExe() {
   return std::string(buf, static_cast<size_t>(n));
 }
 
+// Open connections cost a descriptor each: take the hard limit the system grants (the soft
+// default, often 1024, would cap the API far below KG_HTTP_MAX_CONNECTIONS).
+void RaiseDescriptorLimit(const Config& c) {
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0) return;
+  if (r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &r);
+  }
+  if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur < static_cast<rlim_t>(c.http_max_connections) + 256) {
+    spdlog::warn("the descriptor limit ({}) is below KG_HTTP_MAX_CONNECTIONS={} plus room for the node's own files; "
+                 "raise `ulimit -n` or lower the setting",
+                 r.rlim_cur, c.http_max_connections);
+  }
+}
+
 }  // namespace
 
 int RunNode(const Config& c) {
   LogBanner(c, c.role == NodeRole::kWorker ? "worker node" : "node");
+  RaiseDescriptorLimit(c);
   auto queue = OpenQueue(c);
   auto store = OpenTaskStore(c);
   auto graph = OpenGraphStore(c);

@@ -134,6 +134,14 @@ const std::vector<Setting>& Settings() {
       IntSetting("KG_POISON_CRASHES", &Config::poison_crashes, 1, 100),
       IntSetting("KG_QUARANTINE_SECONDS", &Config::quarantine_seconds, 1, 86400),
       IntSetting("KG_HEARTBEAT_SECONDS", &Config::heartbeat_seconds, 1, 300),
+      IntSetting("KG_HTTP_HEADER_TIMEOUT_SECONDS", &Config::http_header_timeout_seconds, 1, 300),
+      IntSetting("KG_HTTP_IDLE_TIMEOUT_SECONDS", &Config::http_idle_timeout_seconds, 1, 3600),
+      IntSetting("KG_HTTP_BODY_TIMEOUT_SECONDS", &Config::http_body_timeout_seconds, 1, 3600),
+      IntSetting("KG_HTTP_MIN_BODY_KBPS", &Config::http_min_body_kbps, 1, 1048576),
+      IntSetting("KG_HTTP_MAX_CONNECTIONS", &Config::http_max_connections, 1, 1000000),
+      IntSetting("KG_HTTP_MAX_CONNECTIONS_PER_CLIENT", &Config::http_max_connections_per_client, 1, 1000000),
+      IntSetting("KG_HTTP_THREADS", &Config::http_threads, 1, 256),
+      IntSetting("KG_HTTP_EVENT_HEARTBEAT_SECONDS", &Config::http_event_heartbeat_seconds, 1, 3600),
       {"KG_LOG_LEVEL",
        [](Config& c, const std::string& v, const std::string& var) {
          static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
@@ -433,6 +441,14 @@ std::string DescribeConfig(const Config& c) {
   line("KG_POISON_CRASHES", std::to_string(c.poison_crashes));
   line("KG_QUARANTINE_SECONDS", std::to_string(c.quarantine_seconds));
   line("KG_HEARTBEAT_SECONDS", std::to_string(c.heartbeat_seconds));
+  line("KG_HTTP_HEADER_TIMEOUT_SECONDS", std::to_string(c.http_header_timeout_seconds));
+  line("KG_HTTP_IDLE_TIMEOUT_SECONDS", std::to_string(c.http_idle_timeout_seconds));
+  line("KG_HTTP_BODY_TIMEOUT_SECONDS", std::to_string(c.http_body_timeout_seconds));
+  line("KG_HTTP_MIN_BODY_KBPS", std::to_string(c.http_min_body_kbps));
+  line("KG_HTTP_MAX_CONNECTIONS", std::to_string(c.http_max_connections));
+  line("KG_HTTP_MAX_CONNECTIONS_PER_CLIENT", std::to_string(c.http_max_connections_per_client));
+  line("KG_HTTP_THREADS", std::to_string(c.http_threads));
+  line("KG_HTTP_EVENT_HEARTBEAT_SECONDS", std::to_string(c.http_event_heartbeat_seconds));
   line("KG_LOG_LEVEL", c.log_level);
   return out;
 }

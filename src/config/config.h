@@ -68,6 +68,15 @@ struct Config {
   int poison_crashes = 3;
   int quarantine_seconds = 300;
   int heartbeat_seconds = 5;  // node registry beat; an entry is stale after 2 missed beats
+  // The HTTP server's limits (docs/operations.md, "HTTP limits").
+  int http_header_timeout_seconds = 5;   // a client must finish its headers within this
+  int http_idle_timeout_seconds = 60;    // a kept-alive connection with no request is closed
+  int http_body_timeout_seconds = 30;    // a body gets this plus its size at the minimum rate
+  int http_min_body_kbps = 16;           // KiB per second a body must keep up on average
+  int http_max_connections = 10000;
+  int http_max_connections_per_client = 256;  // per client address
+  int http_threads = 8;                  // handler threads (database calls)
+  int http_event_heartbeat_seconds = 15;  // comment lines on an idle event stream
   std::string log_level = "info";
 
   std::map<std::string, ProviderConfig> providers;  // every declared provider
