@@ -244,6 +244,9 @@ class Session : public std::enable_shared_from_this<Session> {
     closed_ = true;
     if (phase_ == Phase::kEvents) srv_.EventStreamClosed();
     if (channel_open_) channel_open_->store(false);
+    // Timers hold this session until they fire: cancel them so it goes now.
+    if (idle_timer_) idle_timer_->cancel();
+    if (heartbeat_) heartbeat_->cancel();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
@@ -280,21 +283,32 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // Between requests on a kept-alive connection: the idle timeout until a first byte comes,
-  // then the header timeout.
+  // then the header timeout. An idle connection holds no buffer and no parser: a socket, this
+  // object and a timer.
   void WaitRequest() {
     if (closed_) return;
     if (srv_.stopping()) return Close();
+    head_.reset();
+    req_.reset();
     if (buffer_.size() > 0) return ReadHeader(srv_.opts().header_timeout);
     phase_ = Phase::kIdle;
-    stream_.expires_after(srv_.opts().idle_timeout);
-    stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+    scratch_.reset();
+    buffer_.shrink_to_fit();
+    stream_.expires_never();
+    if (!idle_timer_) idle_timer_ = std::make_unique<net::steady_timer>(srv_.ioc());
+    uint64_t gen = ++idle_gen_;
+    idle_timer_->expires_after(srv_.opts().idle_timeout);
+    idle_timer_->async_wait([self = shared_from_this(), gen](beast::error_code ec) {
+      if (ec || self->closed_ || self->idle_gen_ != gen || self->phase_ != Phase::kIdle) return;
+      self->srv_.CountTimeout(1);
+      self->Close();
+    });
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
       if (self->closed_) return;
-      self->buffer_.commit(n);
-      if (ec) {
-        if (ec == beast::error::timeout) self->srv_.CountTimeout(1);
-        return self->Close();
-      }
-      self->ReadHeader(self->srv_.opts().header_timeout);
+      ++self->idle_gen_;  // a timer handler already queued must not close the new request
+      self->idle_timer_->cancel();
+      if (ec) return self->Close();
+      self->ReadHeader(self->srv_.opts().header_timeout);  // end of stream ends it there
     });
   }
 
@@ -718,6 +732,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<bh::request_parser<bh::string_body>> whole_;
   std::optional<bh::request_parser<bh::buffer_body>> pieces_;
   std::unique_ptr<char[]> scratch_;
+  std::unique_ptr<net::steady_timer> idle_timer_;
+  uint64_t idle_gen_ = 0;
   std::shared_ptr<Request> req_;
   const RouteEntry* route_ = nullptr;
   std::chrono::milliseconds body_deadline_{0};
