@@ -19,9 +19,10 @@ namespace kg {
 // is per thread and per call).
 //
 // Memory: a bounded window of the text (ChunkStream: the next chunk and the sentence being
-// read, plus up to `window_step` new bytes), then the plan itself. When the document id is
-// derived from the content it is known only at Finish, so the chunk texts are held until then
-// and each is encoded into its queue item there (and freed as it is encoded).
+// read, plus up to `window_step` new bytes), then the plan itself: each chunk is encoded into
+// its queue item as soon as it is final. A document id derived from the content is known only
+// at Finish; until then the items carry a placeholder of the same length (hex needs no JSON
+// escaping), overwritten in place by Finish.
 class StreamPlanner {
  public:
   StreamPlanner(std::string task_id, std::string provider, std::string doc_id /* "" = derive */,
@@ -46,16 +47,14 @@ class StreamPlanner {
 
  private:
   void Take(std::vector<Chunk>& chunks);
-  void Encode(const std::string& doc_id, Chunk& chunk);
 
   std::string task_id_, provider_, doc_id_, title_, source_;
-  bool derive_id_;
+  bool derive_id_;  // doc_id_ is then the placeholder
   Sha256 hash_;  // of the raw bytes, when the id is derived
   Utf8Stream check_;
   ChunkStream chunker_;
   std::string sanitized_;     // scratch: the sanitised form of the current piece
   std::vector<Chunk> ready_;  // scratch: chunks made final by the current piece
-  std::vector<Chunk> held_;   // chunks waiting for the derived document id
   std::vector<ChunkItem> items_;
   Status failed_;
   bool finished_ = false;
