@@ -103,9 +103,9 @@ Status Utf8Stream::Finish(std::string& out) {
 
 namespace {
 
-// Bytes kept between the last settled sentence boundary and the text whose reading ICU may
-// still revise: its suppression list looks a few code points past a candidate boundary
-// ("U.S.A." is read forwards from "U.").
+// Bytes given up before the point where ICU's reading may change, in case ICU reads further
+// past a boundary than the rules below say (its suppression list checks "U.S.A." forwards from
+// "U."). Defensive: no generated text in the tests needs it.
 constexpr size_t kMargin = 256;
 // How far back a restart point inside a long sentence is looked for (see Neutral).
 constexpr size_t kNeutralSearch = 4096;
@@ -158,7 +158,7 @@ void ChunkStream::Finish(std::vector<Chunk>& out) {
 // next letter or terminator (UAX #29 SB8: "etc. 12 and" is one sentence, "etc. 12 And" two), the
 // suppression list reads a few code points further, and a trailing run of white space may yet
 // become a blank line. So everything before the last terminator that no letter follows, and
-// before the trailing white space, is settled, less a margin.
+// before the trailing white space, is settled.
 size_t ChunkStream::SettledLimit() const {
   size_t end = base_ + window_.size();
   size_t r0 = end, next = 0;

@@ -367,5 +367,19 @@ TEST(StreamPlan, EmptyAndBlankGiveAnEmptyPlan) {
   }
 }
 
+// Verifies the incremental SHA-256 behind a derived document id equals Sha256Hex of the
+// concatenation whatever the pieces (and the known digest of nothing).
+TEST(Sha256, PiecesHashAsTheWhole) {
+  std::string data;
+  for (int i = 0; i < 100000; ++i) data += static_cast<char>(i * 7 + i / 251);
+  for (size_t step : {size_t{1}, size_t{3}, size_t{64}, size_t{1000}, size_t{100000}}) {
+    Sha256 h;
+    for (size_t at = 0; at < data.size(); at += step) h.Update(std::string_view(data).substr(at, step));
+    EXPECT_EQ(h.HexDigest(), Sha256Hex(data)) << step;
+  }
+  Sha256 empty;
+  EXPECT_EQ(empty.HexDigest(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
 }  // namespace
 }  // namespace kg
