@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -15,6 +16,26 @@ namespace kg {
 
 // Lower-case hex SHA-256 of `data`.
 std::string Sha256Hex(std::string_view data);
+
+// SHA-256 of data that arrives in pieces: Update() each piece in order, then HexDigest() gives
+// what Sha256Hex gives for their concatenation. Not thread-safe; movable, not copyable.
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(Sha256&&) noexcept;
+  Sha256& operator=(Sha256&&) noexcept;
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+
+  void Update(std::string_view data);
+  // Ends the hash; the object may not be updated or digested again.
+  std::string HexDigest();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // A random identifier: `prefix` followed by 16 hex digits from a CSPRNG.
 std::string RandomId(std::string_view prefix);

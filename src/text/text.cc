@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "common/mutex.h"
+#include "text/space.h"
 
 namespace kg {
 
@@ -124,7 +125,7 @@ bool IsHan(char32_t c) {
 
 namespace {
 
-bool IsSpace(char32_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0x3000 || c == 0xA0; }
+bool IsSpace(char32_t c) { return text_internal::IsChunkSpace(c); }
 // A byte range [b, e) of the input.
 struct Span {
   size_t b = 0, e = 0;

@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <random>
 #include <thread>
 
 #include "pipeline/document.h"
+#include "text/stream.h"
 
 namespace kg {
 namespace {
@@ -249,6 +251,51 @@ TEST(Text, IsValidUtf8AgreesWithSanitize) {
                         std::string("tail \xE2\x80"), std::string("")}) {
     EXPECT_EQ(IsValidUtf8(s), SanitizeUtf8(s) == s) << s;
   }
+}
+
+// Verifies Utf8Stream gives SanitizeUtf8's bytes and CheckText's verdict (message and offset)
+// for byte soup thick with invalid sequences, NUL bytes and control characters, cut into single
+// bytes or random pieces (so also inside sequences, valid and invalid).
+TEST(Utf8Stream, EqualsSanitizeAndCheckTextWhereverSplit) {
+  std::mt19937 rng(7);
+  static const std::vector<std::string> kBits = {
+      "a", "a", "a", " ", "\n", "\t", "é", "中", "😀", "\xef\xbf\xbd", "\xff", "\x80", "\xe6\xb1", "\xc3",
+      "\xf0\x9f\x98", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf8\x88", "\x01", "\x7f"};
+  size_t refused_early = 0, refused_late = 0, accepted = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string text;
+    size_t n = std::uniform_int_distribution<size_t>(0, 400)(rng);
+    bool sparse = i % 3 == 0;  // mostly "a": within CheckText's tolerances
+    for (size_t k = 0; k < n; ++k) {
+      text += sparse && rng() % 50 != 0 ? "a" : kBits[rng() % kBits.size()];
+    }
+    if (i % 7 == 0 && !text.empty()) text[rng() % text.size()] = '\0';
+    Utf8Stream stream;
+    std::string out;
+    Status got;
+    bool bytes = i % 2 == 0;
+    for (size_t at = 0; at < text.size() && got.ok();) {
+      size_t len = bytes ? 1 : std::min<size_t>(text.size() - at, 1 + rng() % 7);
+      got = stream.Add(std::string_view(text).substr(at, len), out);
+      at += len;
+    }
+    bool early = !got.ok();
+    if (got.ok()) got = stream.Finish(out);
+    Status want = CheckText(text);
+    ASSERT_EQ(got.message(), want.message()) << "input " << i;
+    if (early) {
+      ++refused_early;
+      EXPECT_EQ(stream.Finish(out).message(), want.message()) << "a failed stream stays failed";
+      continue;
+    }
+    (want.ok() ? accepted : refused_late) += 1;
+    ASSERT_EQ(out, SanitizeUtf8(text)) << "input " << i;
+    EXPECT_EQ(stream.bytes(), text.size());
+  }
+  // Each verdict was reached often enough to mean something.
+  EXPECT_GT(refused_early, 100u);
+  EXPECT_GT(refused_late, 100u);
+  EXPECT_GT(accepted, 100u);
 }
 
 }  // namespace kg
