@@ -15,6 +15,7 @@
 #include "common/util.h"
 #include "markup/markup.h"
 #include "pipeline/document.h"
+#include "pipeline/stream_plan.h"
 #include "text/text.h"
 #include "supervisor/node_registry.h"
 
@@ -166,19 +167,69 @@ void RefuseStopping(http::Response& res) {
 
 }  // namespace
 
-// A text/plain document, taken piece by piece as it arrives and held once.
+// A text/plain document planned piece by piece as it arrives: the body is never held whole
+// (the planner keeps a window of text and the queue items; pipeline/stream_plan.h). A body whose
+// first non-blank byte is '{' may be a JSON client's mistake, which Submit refuses with advice:
+// such a body is kept and handed to Submit whole.
 class TextUpload : public http::BodyConsumer {
  public:
-  TextUpload(Routes* routes, const http::Request& head) : routes_(routes), req_(head) {}
-  bool Write(std::string_view piece, http::Response&) override {
-    req_.body.append(piece);
-    return true;
+  TextUpload(Routes* routes, const http::Request& head, Submission fields, std::string provider, ChunkOptions options)
+      : routes_(routes), req_(head), fields_(std::move(fields)), provider_(std::move(provider)), options_(options) {}
+
+  bool Write(std::string_view piece, http::Response& res) override {
+    if (whole_) {
+      req_.body.append(piece);
+      return true;
+    }
+    if (!planner_) {
+      prefix_.append(piece);
+      size_t first = prefix_.find_first_not_of(" \t\r\n");
+      if (first == std::string::npos) return true;  // blank so far: undecided
+      if (prefix_[first] == '{' && !req_.has_param("format")) {
+        whole_ = true;
+        req_.body = std::move(prefix_);
+        return true;
+      }
+      return Start(res);
+    }
+    return Feed(piece, res);
   }
-  void Finish(http::Response& res) override { routes_->Submit(req_, res); }
+
+  void Finish(http::Response& res) override {
+    if (whole_) return routes_->Submit(req_, res);
+    if (!planner_ && !Start(res)) return;
+    auto plan = planner_->Finish();
+    if (!plan.ok()) return Fail(res, 400, "'text' is not text: " + plan.status().message());
+    routes_->Accept(provider_, fields_.title.empty() ? "untitled" : fields_.title, fields_.source, std::move(plan).value(),
+                    false, res);
+  }
 
  private:
+  // The planner, fed what was held while undecided.
+  bool Start(http::Response& res) {
+    const std::string title = fields_.title.empty() ? "untitled" : fields_.title;
+    planner_.emplace(RandomId("t"), provider_, fields_.id, title, fields_.source, options_);
+    std::string held = std::move(prefix_);
+    prefix_.clear();
+    return Feed(held, res);
+  }
+
+  bool Feed(std::string_view piece, http::Response& res) {
+    if (Status s = planner_->Add(piece); !s.ok()) {
+      Fail(res, 400, "'text' is not text: " + s.message());
+      return false;
+    }
+    return true;
+  }
+
   Routes* routes_;
-  http::Request req_;
+  http::Request req_;  // the head; the body only when kept whole
+  Submission fields_;
+  std::string provider_;
+  ChunkOptions options_;
+  std::string prefix_;  // blank bytes before the first that decides
+  bool whole_ = false;
+  std::optional<StreamPlanner> planner_;
 };
 
 std::unique_ptr<http::BodyConsumer> Routes::StartSubmit(const http::Request& head, http::Response& res) {
@@ -189,7 +240,16 @@ std::unique_ptr<http::BodyConsumer> Routes::StartSubmit(const http::Request& hea
   }
   // JSON, markup and multipart bodies are read whole (they are parsed whole anyway).
   if (!IsPlainTextUpload(head)) return nullptr;
-  return std::make_unique<TextUpload>(this, head);
+  // The fields are in the query: checked before a byte of the body is read.
+  auto fields = ParseQueryFields(head);
+  if (!fields.ok()) {
+    Fail(res, fields.status());
+    return nullptr;
+  }
+  std::string provider = fields->provider;
+  if (!CheckSubmission(&provider, fields->id, res)) return nullptr;
+  return std::make_unique<TextUpload>(this, head, std::move(fields).value(), provider,
+                                      ChunkOptions{c_.chunk_size, c_.chunk_overlap});
 }
 
 bool Routes::CheckSubmission(std::string* provider, const std::string& doc_id, http::Response& res) const {

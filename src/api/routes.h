@@ -18,6 +18,8 @@
 
 namespace kg::api {
 
+class TextUpload;
+
 class Routes {
  public:
   // `deps` and `svr` are borrowed and must outlive the Routes.
@@ -33,6 +35,7 @@ class Routes {
   void Submit(const http::Request& req, http::Response& res);
 
  private:
+  friend class TextUpload;  // plans a streamed upload, then Accept()s it
   using Handler = http::Handler;
   void Route(const std::string& method, const std::string& pattern, Handler h, http::RouteOptions o = {});
   bool Authorized(const http::Request& req) const;

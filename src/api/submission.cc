@@ -115,6 +115,13 @@ Result<Submission> FromMultipart(const http::Request& req) {
 
 }  // namespace
 
+Result<Submission> ParseQueryFields(const http::Request& head) {
+  Submission s;
+  KG_RETURN_IF_ERROR(FieldsFromQuery(head, &s));
+  KG_RETURN_IF_ERROR(CheckFormat(&s, FormatOf(MediaType(head.get_header_value("Content-Type")))));
+  return s;
+}
+
 bool IsPlainTextUpload(const http::Request& head) {
   if (head.is_multipart_form_data() || MediaType(head.get_header_value("Content-Type")) != "text/plain") return false;
   return !head.has_param("format") || head.get_param_value("format") == "text";

@@ -36,6 +36,10 @@ struct Submission {
 // kInvalidArgument naming the field and what is accepted.
 Result<Submission> ParseSubmission(const http::Request& req);
 
+// The fields of a text/* submission from its query (title, provider, source, id, format),
+// checked as ParseSubmission checks them; `text` is left empty.
+Result<Submission> ParseQueryFields(const http::Request& head);
+
 // Whether the body of `head` is a plain-text document (text/plain, ?format absent or text), the
 // one shape that can be taken piece by piece as it arrives.
 bool IsPlainTextUpload(const http::Request& head);
