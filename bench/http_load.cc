@@ -717,7 +717,7 @@ class RateMode : public Handler {
     }
     bool closing = c.parser.closing();
     c.parser.Reset();
-    if (!closing) SendRequest(c);
+    if (!closing && now < end_) SendRequest(c);  // nothing is sent that the window cannot count
     // else: the loop sees the close and OnClosed reconnects.
   }
 
