@@ -102,6 +102,13 @@ class Node:
         self.exit_code = None
 
     def __enter__(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__(None, None, None)  # a node that never listened is stopped and its dir removed
+            raise
+
+    def _start(self):
         env = dict(os.environ)
         env.update({
             "KG_DATA_DIR": os.path.join(self.dir, "data"),
@@ -128,7 +135,6 @@ class Node:
             if self.proc.poll() is not None:
                 raise NodeError(f"{self.label} node exited {self.proc.returncode} before listening: {self.stderr_tail()}")
             time.sleep(0.05)
-        self.stop()
         raise NodeError(f"{self.label} node printed no KGFLOW_LISTENING line in {START_TIMEOUT:.0f} s")
 
     def stderr_tail(self, n=5):
