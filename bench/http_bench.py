@@ -133,7 +133,8 @@ class Node:
                         self.port = int(line.strip().rsplit(":", 1)[1])
                         return self
             if self.proc.poll() is not None:
-                raise NodeError(f"{self.label} node exited {self.proc.returncode} before listening: {self.stderr_tail()}")
+                raise NodeError(f"{self.label} node exited {self.proc.returncode} before listening: "
+                                f"{self.stderr_tail()}")
             time.sleep(0.05)
         raise NodeError(f"{self.label} node printed no KGFLOW_LISTENING line in {START_TIMEOUT:.0f} s")
 
@@ -292,7 +293,8 @@ def bench_slow(opts, sides):
                   f"{u['timeouts']} of {u['count']} timed out (10 s), {u['failures']} failed", flush=True)
         for cls, c in r["slow_connections"].items():
             print(f"  {label}: {cls}: {c['connects']} connects, {c['closed_by_server']} closed by the server "
-                  f"(median {fmt(c['closed_after_s_median'], '{:.1f}')} s, max {fmt(c['closed_after_s_max'], '{:.1f}')} s "
+                  f"(median {fmt(c['closed_after_s_median'], '{:.1f}')} s, "
+                  f"max {fmt(c['closed_after_s_max'], '{:.1f}')} s "
                   f"after their last byte), answers {c['status']}, {c['open_at_end']} open at the end", flush=True)
         print(f"  {label}: node survived: {r['survived']}, answers /healthz after: {r['healthy_after']}, "
               f"stopped by {r['stop']}", flush=True)
