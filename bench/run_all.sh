@@ -18,6 +18,11 @@ trap 'rm -f "$out"' EXIT
   "$build/bench/pipeline_bench" "${BENCH_CHUNKS:-2000}" "${BENCH_WORKERS:-2}" "${BENCH_RUNS:-3}"
   "$build/bench/export_bench" "${BENCH_EXPORT_RELATIONS:-200000}"
   "$build/bench/large_doc_bench" "${BENCH_LARGE_DOC_MB:-10}" "${BENCH_WORKERS:-2}" "${BENCH_RUNS:-3}"
+  # The API server before (cpp-httplib, the binary of scripts/build_baseline.sh, built once) and
+  # after (this build), in one run: requests/s, latency under slow clients, RSS of idle connections.
+  "$here/../scripts/build_baseline.sh" >&2
+  python3 "$here/http_bench.py" --before "$here/../build/baseline/kgflow" --after "$build/kgflow" \
+    --load "$build/bench/http_load" --runs "${BENCH_HTTP_RUNS:-3}" --seconds "${BENCH_HTTP_SECONDS:-5}"
 } | tee "$out"
 commit=$(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$here/.." status --porcelain 2>/dev/null | grep -q . && echo "+dirty" || true)
