@@ -633,6 +633,42 @@ TEST(HttpLoad, PerClientCapAnswers503) {
       << "127.0.0.2 is served again once its connections closed";
 }
 
+// Verifies HEAD of the streamed responses sends headers only (RFC 9110: no body, not even the
+// final chunk): after HEAD /api/v1/graph/export the kept-alive connection's next answer starts
+// with its status line, and HEAD /api/v1/events closes after its headers without an event.
+TEST(HttpLoad, HeadOfAStreamedResponseHasNoBody) {
+  testing::TempDir dir;
+  Node n(dir, {{"KG_LOG_LEVEL", "warn"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::string why;
+  Fd fd = Connect("127.0.0.1", n.port(), &why);
+  ASSERT_TRUE(fd.valid()) << why;
+  ASSERT_TRUE(SendAll(fd.get(), "HEAD /api/v1/graph/export?format=json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  Reader head(fd.get(), Clock::now() + 10s);
+  int status = 0;
+  std::map<std::string, std::string> headers;
+  ASSERT_TRUE(head.Head(&status, &headers)) << head.error();
+  EXPECT_EQ(status, 200);
+  // The same reader goes on: whatever the server sent after the headers is what it reads next.
+  ASSERT_TRUE(SendAll(fd.get(), "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  std::map<std::string, std::string> next_headers;
+  std::string body;
+  ASSERT_TRUE(head.Head(&status, &next_headers)) << "the next answer is not an answer: " << head.error();
+  ASSERT_TRUE(head.Body(next_headers, &body)) << head.error();
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(body, R"({"status":"ok"})");
+
+  Fd events = Connect("127.0.0.1", n.port(), &why);
+  ASSERT_TRUE(events.valid()) << why;
+  ASSERT_TRUE(SendAll(events.get(), "HEAD /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  Reader er(events.get(), Clock::now() + 10s);
+  headers.clear();
+  ASSERT_TRUE(er.Head(&status, &headers)) << er.error();
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(headers["content-type"].rfind("text/event-stream", 0), 0u);
+  EXPECT_TRUE(er.Closed()) << "HEAD of an event stream sent a body";
+}
+
 // ---------------------------------------------------------------------------------------------
 // The event stream.
 
