@@ -649,7 +649,7 @@ class Session : public std::enable_shared_from_this<Session> {
     bh::async_write_header(stream_, *sr, [self = shared_from_this(), head, sr, producer](beast::error_code ec, size_t) {
       if (self->closed_) return;
       if (ec) return self->Close();
-      if (self->head_only_) return self->FinishProduced(true);
+      if (self->head_only_) return self->AfterAnswer();  // HEAD: headers only, not even the final chunk
       bool queued = self->srv_.Submit([self, producer] {
         std::string pending;
         auto flush = [&]() {
@@ -710,10 +710,16 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_after(srv_.opts().idle_timeout);
     net::async_write(stream_, bh::make_chunk_last(), [self = shared_from_this()](beast::error_code ec, size_t) {
       if (self->closed_) return;
-      if (ec || !self->keep_alive_) return self->Close();
-      self->req_.reset();
-      self->WaitRequest();
+      if (ec) return self->Close();
+      self->AfterAnswer();
     });
+  }
+
+  // An answer is out: the next request on a kept-alive connection, or close.
+  void AfterAnswer() {
+    if (!keep_alive_) return Close();
+    req_.reset();
+    WaitRequest();
   }
 
   // --- server-sent events ---
@@ -797,7 +803,7 @@ void Session::StartEvents(Response res) {
   bh::async_write_header(stream_, *sr, [self = shared_from_this(), head, sr, start](beast::error_code ec, size_t) {
     if (self->closed_) return;
     self->writing_ = false;
-    if (ec) return self->Close();
+    if (ec || self->head_only_) return self->Close();  // HEAD: the headers say what GET would stream
     auto channel = std::make_shared<Channel>(self->srv_, self->weak_from_this(), self->channel_open_);
     if (!self->srv_.Submit([start, channel] { (*start)(channel); })) return self->Close();
     self->heartbeat_ = std::make_unique<net::steady_timer>(self->srv_.ioc());
