@@ -165,22 +165,38 @@ TEST(HttpClient, KeepAliveReusesOneConnection) {
 }
 
 // Verifies that after the server closed the kept connection (its idle timeout), the next request
-// goes out on a new connection and succeeds.
+// goes out on a new connection and succeeds: a plain one, and a streamed upload, which cannot be
+// sent again once a piece went, so the closed connection must be noticed before it starts.
 TEST(HttpClient, ReconnectsAfterTheServerClosedAnIdleConnection) {
   Options o;
   o.idle_timeout = 200ms;
   TestServer ts(o);
   ts.server().Route("GET", "/n", [](const Request&, Response& res) { res.set_content("n", "text/plain"); });
+  ts.server().Route("POST", "/n", [](const Request& req, Response& res) { res.set_content(req.body, "text/plain"); });
   int port = ts.Start();
   Client c(Base(port), ClientOptions{});
+  auto idle_close = [&](int64_t times) {
+    return testing::WaitFor([&] { return ts.server().stats().timeouts_idle == times; }, 10s) &&
+           testing::WaitFor([&] { return ts.server().stats().connections_open == 0; }, 10s);
+  };
   ASSERT_TRUE(c.Send("GET", "/n").ok());
-  ASSERT_TRUE(testing::WaitFor([&] { return ts.server().stats().connections_open == 0; }, 10s))
-      << "the server closes the idle connection";
-  EXPECT_EQ(ts.server().stats().timeouts_idle, 1);
+  ASSERT_TRUE(idle_close(1)) << "the server closes the idle connection";
   auto r = c.Send("GET", "/n");
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->body, "n");
   EXPECT_EQ(ts.server().stats().connections_accepted, 2);
+
+  ASSERT_TRUE(idle_close(2));
+  const std::string text(300'000, 'u');
+  size_t given = 0;
+  auto up = c.SendStream("POST", "/n", text.size(), "text/plain", [&](std::string* piece) {
+    *piece = text.substr(given, 65536);
+    given += piece->size();
+    return true;
+  });
+  ASSERT_TRUE(up.ok()) << up.status().message();
+  EXPECT_EQ(up->body.size(), text.size());
+  EXPECT_EQ(ts.server().stats().connections_accepted, 3);
 }
 
 // Verifies a request on a kept connection that the server closes as the request arrives (it read
