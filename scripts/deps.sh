@@ -4,7 +4,8 @@
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
-  nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libcpp-httplib-dev
+  nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
+  libcpp-httplib-dev  # tests only (their HTTP client); no kgflow process loads it
   libboost1.81-dev  # Boost.Beast and Asio (header-only): the API's event-driven HTTP server
   libsqlite3-dev libcurl4-openssl-dev libssl-dev libhiredis-dev libmariadb-dev
   libtomlplusplus-dev libicu-dev googletest libgtest-dev libgmock-dev libexpat1-dev

@@ -1,7 +1,6 @@
 #include "cli/client.h"
 
 #include <fmt/format.h>
-#include <httplib.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +19,7 @@
 #include <thread>
 
 #include "common/util.h"
+#include "http/client.h"
 #include "text/text.h"
 
 namespace kg {
@@ -30,37 +30,39 @@ namespace {
 
 // How long a request waits for the node's answer (a submit of a large file is chunked first).
 constexpr std::chrono::seconds kReadTimeout(120);
+constexpr std::chrono::seconds kConnectTimeout(5);
 
 class Api {
  public:
-  explicit Api(const ClientOptions& o) : o_(o), cli_(o.url) {
-    cli_.set_connection_timeout(5);
-    cli_.set_read_timeout(kReadTimeout);
-    if (!o.token.empty()) cli_.set_bearer_token_auth(o.token);
-  }
+  explicit Api(const ClientOptions& o) : o_(o), cli_(o.url, http::ClientOptions{kConnectTimeout, kReadTimeout, o.token}) {}
 
   // Returns the parsed body, or prints the error and returns nullopt.
   std::optional<json> Call(const std::string& method, const std::string& path, const json* body = nullptr,
                            std::string* raw = nullptr) {
-    httplib::Result r = method == "GET"  ? cli_.Get(path)
-                        : method == "PUT" ? cli_.Put(path, body ? body->dump() : "", "application/json")
-                        : method == "DELETE" ? cli_.Delete(path)
-                                          : cli_.Post(path, body ? body->dump(-1, ' ', false, json::error_handler_t::replace) : "",
-                                                      "application/json");
-    return Answer(std::move(r), method, path, raw);
+    Result<http::ClientResponse> r =
+        method == "GET" || method == "DELETE"
+            ? cli_.Send(method, path)
+            : cli_.Send(method, path, body ? body->dump(-1, ' ', false, json::error_handler_t::replace) : "",
+                        "application/json");
+    return Answer(r, method, path, raw);
   }
 
-  // POSTs `length` bytes that `provider` writes (a file read piece by piece) as `content_type`.
-  // A provider that gives up sets `*send_error` (the request is then cut short): that error
+  // POSTs `text` as `content_type`.
+  std::optional<json> Post(const std::string& path, std::string_view text, const std::string& content_type) {
+    return Answer(cli_.Send("POST", path, text, content_type), "POST", path, nullptr);
+  }
+
+  // POSTs `length` bytes that `next` gives (a file read piece by piece) as `content_type`.
+  // A source that gives up sets `*send_error` (the request is then cut short): that error
   // is printed, not "cannot reach".
-  std::optional<json> PostStream(const std::string& path, size_t length, httplib::ContentProvider provider,
-                                 const std::string& content_type, const std::string* send_error = nullptr) {
-    httplib::Result r = cli_.Post(path, length, std::move(provider), content_type);
-    if (send_error && !send_error->empty()) {
+  std::optional<json> PostStream(const std::string& path, size_t length, const http::PieceSource& next,
+                                 const std::string& content_type, const std::string* send_error) {
+    Result<http::ClientResponse> r = cli_.SendStream("POST", path, length, content_type, next);
+    if (!send_error->empty()) {
       std::cerr << "kgflow: " << *send_error << "\n";
       return std::nullopt;
     }
-    return Answer(std::move(r), "POST", path, nullptr);
+    return Answer(r, "POST", path, nullptr);
   }
 
   // GET for polling: a node that cannot be reached or answers 502/503/504 (restarting, or a
@@ -70,25 +72,30 @@ class Api {
   // e.g. stopped, is `transient` after it); later calls get the usual timeout back.
   std::optional<json> Poll(const std::string& path, std::string* transient, std::chrono::milliseconds read_timeout) {
     cli_.set_read_timeout(read_timeout);
-    httplib::Result r = cli_.Get(path);
+    Result<http::ClientResponse> r = cli_.Send("GET", path);
     cli_.set_read_timeout(kReadTimeout);
-    if (!r) {
-      *transient = httplib::to_string(r.error());
+    if (!r.ok() && r.status().code() == Code::kUnavailable) {
+      *transient = r.status().message();
       return std::nullopt;
     }
-    if (r->status == 502 || r->status == 503 || r->status == 504) {
+    if (r.ok() && (r->status == 502 || r->status == 503 || r->status == 504)) {
       *transient = "HTTP " + std::to_string(r->status);
       return std::nullopt;
     }
     transient->clear();
-    return Answer(std::move(r), "GET", path, nullptr);
+    return Answer(r, "GET", path, nullptr);
   }
 
  private:
-  std::optional<json> Answer(httplib::Result r, const std::string& method, const std::string& path, std::string* raw) {
-    if (!r) {
-      std::cerr << "kgflow: cannot reach " << o_.url << " (" << httplib::to_string(r.error())
+  std::optional<json> Answer(const Result<http::ClientResponse>& r, const std::string& method, const std::string& path,
+                             std::string* raw) {
+    if (!r.ok() && r.status().code() == Code::kUnavailable) {
+      std::cerr << "kgflow: cannot reach " << o_.url << " (" << r.status().message()
                 << "); is `kgflow start` running? (set KG_HTTP_ADDR or --url)\n";
+      return std::nullopt;
+    }
+    if (!r.ok()) {  // a request this client cannot send: a bug, said as it is
+      std::cerr << "kgflow: " << r.status().message() << "\n";
       return std::nullopt;
     }
     if (raw && r->status < 300) {
@@ -112,7 +119,7 @@ class Api {
   }
 
   ClientOptions o_;
-  httplib::Client cli_;
+  http::Client cli_;
 };
 
 // One document to submit, checked before anything is sent. A file is sent from disk as it
@@ -302,12 +309,15 @@ Result<size_t> ReadAsChecked(int fd, const std::string& path, const FileStamp& c
 }
 
 Status NormalizeUrl(std::string* url, std::string* note) {
-  const std::string accepted = "; expected http[s]://HOST[:PORT], e.g. http://127.0.0.1:8080";
+  const std::string accepted = "; expected http://HOST[:PORT], e.g. http://127.0.0.1:8080";
   const std::string& u = *url;
   auto bad = [&](const std::string& why) { return Status::Invalid("--url '" + u + "': " + why + accepted); };
   auto sep = u.find("://");  // none: HOST[:PORT], taken as http (as KG_HTTP_ADDR is written)
   std::string scheme = sep == std::string::npos ? "http" : u.substr(0, sep);
-  if (scheme != "http" && scheme != "https") return bad("scheme '" + scheme + "' is not supported");
+  // The client speaks plain HTTP (http/client.h): a node serves nothing else, and TLS would cost
+  // every kgflow process a TLS library.
+  if (scheme == "https") return bad("https is not supported (the client speaks plain HTTP)");
+  if (scheme != "http") return bad("scheme '" + scheme + "' is not supported");
   std::string rest = sep == std::string::npos ? u : u.substr(sep + 3);
   std::string path;
   if (auto slash = rest.find_first_of("/?#"); slash != std::string::npos) {
@@ -355,41 +365,36 @@ const char* ContentTypeOf(const std::string& format) {
 
 // Sends one document as a text body (fields in the query), a file streamed from disk.
 std::optional<json> SendDocument(Api& api, const Doc& d, const std::string& title, const std::string& provider) {
-  std::string path = "/api/v1/tasks?title=" + httplib::detail::encode_query_param(title) +
-                     "&source=" + httplib::detail::encode_query_param(d.path == "-" ? "stdin" : d.path) +
-                     "&format=" + d.format;
-  if (!provider.empty()) path += "&provider=" + httplib::detail::encode_query_param(provider);
-  if (d.path == "-") {
-    std::string_view text = d.text;
-    return api.PostStream(path, text.size(), [text](size_t offset, size_t length, httplib::DataSink& sink) {
-      return sink.write(text.data() + offset, length);
-    }, ContentTypeOf(d.format));
-  }
-  auto fd = std::make_shared<UniqueFd>(::open(d.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));  // shared: copied
-  if (!fd->valid()) {
+  std::string path = "/api/v1/tasks?title=" + http::PercentEncode(title) +
+                     "&source=" + http::PercentEncode(d.path == "-" ? "stdin" : d.path) + "&format=" + d.format;
+  if (!provider.empty()) path += "&provider=" + http::PercentEncode(provider);
+  if (d.path == "-") return api.Post(path, d.text, ContentTypeOf(d.format));
+  UniqueFd fd(::open(d.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd.valid()) {
     std::cerr << "kgflow: cannot read " << d.path << ": " << std::strerror(errno) << "\n";
     return std::nullopt;
   }
   // Sent as checked or not at all: each piece is read, then the file stamped again.
-  auto now = StampOf(fd->get(), d.path);
+  auto now = StampOf(fd.get(), d.path);
   if (!now.ok() || !(*now == d.stamp)) {
     std::cerr << "kgflow: " << (now.ok() ? d.path + " changed while being sent" : now.status().message()) << "\n";
     return std::nullopt;
   }
-  auto error = std::make_shared<std::string>();
-  FileStamp checked = d.stamp;
-  std::string file = d.path;
-  return api.PostStream(path, static_cast<size_t>(d.size),
-                        [fd, error, checked, file](size_t offset, size_t length, httplib::DataSink& sink) {
-                          char buf[65536];
-                          auto n = ReadAsChecked(fd->get(), file, checked, offset, buf, std::min(length, sizeof buf));
-                          if (!n.ok()) {
-                            *error = n.status().message();
-                            return false;  // the request is cut short; the node gets no task
-                          }
-                          return sink.write(buf, *n);
-                        },
-                        ContentTypeOf(d.format), error.get());
+  std::string error;
+  size_t offset = 0;
+  const size_t length = static_cast<size_t>(d.size);
+  auto next = [&](std::string* piece) {
+    piece->resize(std::min<size_t>(65536, length - offset));
+    auto n = ReadAsChecked(fd.get(), d.path, d.stamp, offset, piece->data(), piece->size());
+    if (!n.ok()) {
+      error = n.status().message();
+      return false;  // the request is cut short; the node gets no task
+    }
+    piece->resize(*n);
+    offset += *n;
+    return true;
+  };
+  return api.PostStream(path, length, next, ContentTypeOf(d.format), &error);
 }
 
 // Backoff while the node is unreachable during --wait: doubling from 250 ms to 5 s, giving up
@@ -543,14 +548,14 @@ void PrintTask(const json& t) {
 int CmdTasks(const ClientOptions& o, const std::string& id, const std::string& status, int limit) {
   Api api(o);
   if (!id.empty()) {
-    if (o.json) return PrintRaw(api, "/api/v1/tasks/" + httplib::detail::encode_query_param(id));
-    auto t = api.Call("GET", "/api/v1/tasks/" + httplib::detail::encode_query_param(id));
+    if (o.json) return PrintRaw(api, "/api/v1/tasks/" + http::PercentEncode(id));
+    auto t = api.Call("GET", "/api/v1/tasks/" + http::PercentEncode(id));
     if (!t) return 1;
     PrintTask(*t);
     return 0;
   }
   std::string path = fmt::format("/api/v1/tasks?limit={}", limit);
-  if (!status.empty()) path += "&status=" + httplib::detail::encode_query_param(status);
+  if (!status.empty()) path += "&status=" + http::PercentEncode(status);
   if (o.json) return PrintRaw(api, path);
   auto r = api.Call("GET", path);
   if (!r) return 1;
@@ -694,7 +699,7 @@ int CmdGraphStats(const ClientOptions& o) {
 int CmdGraphSearch(const ClientOptions& o, const std::string& q, int limit) {
   Api api(o);
   std::string path =
-      "/api/v1/graph/entities?q=" + httplib::detail::encode_query_param(q) + "&limit=" + std::to_string(limit);
+      "/api/v1/graph/entities?q=" + http::PercentEncode(q) + "&limit=" + std::to_string(limit);
   if (o.json) return PrintRaw(api, path);
   auto r = api.Call("GET", path);
   if (!r) return 1;
@@ -707,7 +712,7 @@ int CmdGraphSearch(const ClientOptions& o, const std::string& q, int limit) {
 
 int CmdGraphEntity(const ClientOptions& o, const std::string& key) {
   Api api(o);
-  std::string path = "/api/v1/graph/entities/" + httplib::detail::encode_query_param(key);
+  std::string path = "/api/v1/graph/entities/" + http::PercentEncode(key);
   if (o.json) return PrintRaw(api, path);
   auto r = api.Call("GET", path);
   if (!r) return 1;
@@ -733,7 +738,7 @@ namespace {
 int TaskAction(const ClientOptions& o, const std::string& id, const std::string& action, const std::string& count,
                const std::string& what) {
   Api api(o);
-  auto r = api.Call("POST", "/api/v1/tasks/" + httplib::detail::encode_query_param(id) + "/" + action);
+  auto r = api.Call("POST", "/api/v1/tasks/" + http::PercentEncode(id) + "/" + action);
   if (!r) return 1;
   int64_t n = r->contains(count) ? (*r)[count].get<int64_t>() : 0;
   std::cout << fmt::format("task {} {}: {} {}; status {}\n", id, action == "cancel" ? "cancelled" : "retried",

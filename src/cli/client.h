@@ -14,7 +14,8 @@ struct ClientOptions {
   bool json = false;  // read commands print the API's JSON body as is (--json)
 };
 
-// Checks a --url value: http[s]://HOST[:PORT], or HOST[:PORT] taken as http. A path
+// Checks a --url value: http://HOST[:PORT], or HOST[:PORT] taken as http (https is refused: the
+// client speaks plain HTTP only, http/client.h). A path
 // after it is stripped (the API's paths are fixed) and `note` says so; anything else is
 // kInvalidArgument saying what is accepted. On success `url` holds SCHEME://HOST[:PORT].
 Status NormalizeUrl(std::string* url, std::string* note);

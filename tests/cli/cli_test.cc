@@ -35,15 +35,19 @@ CliRun Kgflow(const std::vector<std::string>& args, const testing::TempDir& dir,
 size_t Lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 
 // Verifies a --url the client cannot use is one line saying what is accepted and exit 2, never an
-// abort (ftp:// used to throw std::invalid_argument: exit 134).
+// abort (ftp:// used to throw std::invalid_argument: exit 134); https:// among them, since the
+// client speaks plain HTTP only.
 TEST(Cli, BadUrlIsAUsageError) {
   testing::TempDir dir;
-  for (const std::string url : {"ftp://x", "http://host:port", "http://127.0.0.1:99999", "http://", "localhost:8080:1"}) {
+  for (const std::string url : {"ftp://x", "http://host:port", "http://127.0.0.1:99999", "http://", "localhost:8080:1",
+                                "https://127.0.0.1:8443"}) {
     CliRun r = Kgflow({"tasks", "--url", url}, dir);
     EXPECT_EQ(r.code, 2) << url << ": " << r.err;
     EXPECT_EQ(Lines(r.err), 1u) << url << ": " << r.err;
-    EXPECT_NE(r.err.find("expected http[s]://HOST[:PORT]"), std::string::npos) << url << ": " << r.err;
+    EXPECT_NE(r.err.find("expected http://HOST[:PORT]"), std::string::npos) << url << ": " << r.err;
   }
+  CliRun tls = Kgflow({"tasks", "--url", "https://127.0.0.1:8443"}, dir);
+  EXPECT_NE(tls.err.find("https is not supported"), std::string::npos) << tls.err;
 }
 
 // Verifies a --url with a path (http://host:port/api/v1, as people paste it) reaches the running
