@@ -635,7 +635,7 @@ class Session : public std::enable_shared_from_this<Session> {
     bh::async_write_header(stream_, *sr, [self = shared_from_this(), head, sr, producer](beast::error_code ec, size_t) {
       if (self->closed_) return;
       if (ec) return self->Close();
-      if (self->head_only_) return self->FinishProduced(true);
+      if (self->head_only_) return self->AfterHeadOnly();
       bool queued = self->srv_.Submit([self, producer] {
         std::string pending;
         auto flush = [&]() {
@@ -688,6 +688,14 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!handoff->cv.WaitUntil(lock, Clock::now() + std::chrono::milliseconds(200)) && srv_.loop_done()) return false;
     }
     return handoff->ok;
+  }
+
+  // A HEAD answer to a streamed route: the head is all of it (no chunk, not even the last one,
+  // or the client reads those bytes as the start of the next response).
+  void AfterHeadOnly() {
+    if (!keep_alive_) return Close();
+    req_.reset();
+    WaitRequest();
   }
 
   void FinishProduced(bool ok) {
