@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -667,8 +668,10 @@ TEST(HttpLimits, HeaderTimeoutClosesStalledConnections) {
   auto r = GetOnce(srv.port(), "/hello");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
-  for (auto& c : stalled) EXPECT_TRUE(c->WaitClosed()) << "a half-header connection stays open";
-  EXPECT_EQ(srv.stats().timeouts_header, 20);
+  for (auto& c : stalled) ASSERT_TRUE(c->WaitClosed()) << "a half-header connection stays open";
+  // Counted just after the close the client sees.
+  EXPECT_TRUE(WaitFor([&] { return srv.stats().timeouts_header == 20; }, kWait)) << srv.stats().timeouts_header;
+
   EXPECT_EQ(srv.stats().timeouts_idle, 0);
 }
 
@@ -952,7 +955,8 @@ TEST(HttpPool, BlockedHandlersLeaveTheLoopFree) {
   Conn stalled(srv.port());
   ASSERT_TRUE(stalled.Send("GET /healthz HTTP/1.1\r\n"));
   EXPECT_TRUE(stalled.WaitClosed());
-  EXPECT_EQ(srv.stats().timeouts_header, 1);
+  EXPECT_TRUE(WaitFor([&] { return srv.stats().timeouts_header == 1; }, kWait));
+
 
   gate->Open();
   auto r = blocked.ReadReply();
@@ -1246,7 +1250,11 @@ TEST(HttpEvents, EventsArriveInOrderAndEndOnStop) {
   });
   sender.join();
   c.ReadBody(*r, kWait, false, [&](const std::string& body) { return body.size() >= expected.size(); });
-  EXPECT_EQ(r->body, expected);
+  EXPECT_TRUE(r->body == expected) << "got " << r->body.size() << " bytes of " << expected.size()
+                                   << "; first difference at byte "
+                                   << std::mismatch(r->body.begin(), r->body.end(), expected.begin(), expected.end()).first -
+                                          r->body.begin();
+
 
   srv.Stop();
   c.ReadBody(*r, kWait);
