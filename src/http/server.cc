@@ -247,6 +247,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // Timers hold this session until they fire: cancel them so it goes now.
     if (idle_timer_) idle_timer_->cancel();
     if (heartbeat_) heartbeat_->cancel();
+    if (body_timer_) body_timer_->cancel();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
@@ -386,7 +387,7 @@ class Session : public std::enable_shared_from_this<Session> {
       whole_.emplace(std::move(*head_));
       head_.reset();
       whole_->body_limit(srv_.opts().max_body_bytes);
-      stream_.expires_after(body_deadline_);
+      StartBodyTimer();
       bh::async_read(stream_, buffer_, *whole_,
                      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnWholeBody(ec); });
     });
@@ -395,6 +396,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnWholeBody(beast::error_code ec) {
     if (closed_) return;
     if (ec) return BodyFailed(ec);
+    StopBodyTimer();
     req_->body = whole_->release().body();
     whole_.reset();
     if (req_->is_multipart_form_data()) {
@@ -407,8 +409,29 @@ class Session : public std::enable_shared_from_this<Session> {
     Dispatch();
   }
 
+  // The body deadline runs on a timer of its own, not as the stream's expiry: beast::tcp_stream
+  // closes the socket when that passes, and the 408 must still be written to it. On expiry
+  // the pending read is cancelled (or the next one not started) and BodyFailed answers 408.
+  void StartBodyTimer() {
+    stream_.expires_never();
+    body_timed_out_ = false;
+    if (!body_timer_) body_timer_ = std::make_unique<net::steady_timer>(srv_.ioc());
+    body_timer_->expires_after(body_deadline_);
+    body_timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || self->closed_ || self->phase_ != Phase::kBody) return;
+      self->body_timed_out_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    });
+  }
+
+  void StopBodyTimer() {
+    if (body_timer_) body_timer_->cancel();
+  }
+
   void BodyFailed(beast::error_code ec) {
-    if (ec == beast::error::timeout) {
+    StopBodyTimer();
+    if (ec == beast::error::timeout || body_timed_out_) {
       srv_.CountTimeout(2);
       return Answer(ErrorResponse(408, "request body not received in time (" +
                                            std::to_string(body_deadline_.count() / 1000) + " s for its size)"),
@@ -434,7 +457,7 @@ class Session : public std::enable_shared_from_this<Session> {
       head_.reset();
       pieces_->body_limit(srv_.opts().max_body_bytes);
       if (!scratch_) scratch_ = std::make_unique<char[]>(kPieceBytes);
-      stream_.expires_after(body_deadline_);
+      StartBodyTimer();
       NextPiece(std::make_shared<decltype(sink)>(std::move(sink)), std::make_shared<std::function<void()>>(std::move(done)));
     });
   }
@@ -442,9 +465,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void NextPiece(std::shared_ptr<std::function<void(std::string_view, std::function<void(bool)>)>> sink,
                  std::shared_ptr<std::function<void()>> done) {
     if (pieces_->is_done()) {
+      StopBodyTimer();
       pieces_.reset();
       return (*done)();
     }
+    if (body_timed_out_) return BodyFailed(beast::error::timeout);  // expired while a consumer had the piece
     pieces_->get().body().data = scratch_.get();
     pieces_->get().body().size = kPieceBytes;
     bh::async_read_some(stream_, buffer_, *pieces_,
@@ -743,6 +768,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<Request> req_;
   const RouteEntry* route_ = nullptr;
   std::chrono::milliseconds body_deadline_{0};
+  std::unique_ptr<net::steady_timer> body_timer_;
+  bool body_timed_out_ = false;
   Phase phase_ = Phase::kHeader;
   bool keep_alive_ = false, head_only_ = false, has_body_ = false, closed_ = false;
 
