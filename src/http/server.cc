@@ -74,7 +74,10 @@ class Server::Impl {
   explicit Impl(Options o)
       : opts_(std::move(o)), acceptor_(ioc_), pool_(opts_.threads, static_cast<size_t>(opts_.max_queued_requests)) {}
 
-  ~Impl() { pool_.Shutdown(); }
+  ~Impl() {
+    destroying_ = true;  // sessions destroyed with the loop's leftovers must not call back
+    pool_.Shutdown();
+  }
 
   void Route(const std::string& method, const std::string& pattern, Handler h, RouteOptions o) {
     routes_.push_back({method, std::regex(pattern), std::move(h), std::move(o)});
@@ -159,6 +162,7 @@ class Server::Impl {
   net::io_context& ioc() { return ioc_; }
   bool stopping() const { return stopping_; }
   bool loop_done() const { return loop_done_.load(); }  // any thread
+  bool destroying() const { return destroying_; }
   bool Submit(std::function<void()> job) { return pool_.Submit(std::move(job)); }
 
   // The route for `req`: the entry, or null with the error answer in `*error`.
@@ -199,6 +203,7 @@ class Server::Impl {
   void BeginStop();
   void FinishStopIfDrained();
 
+  bool destroying_ = false;  // first: still readable while the members after it are destroyed
   Options opts_;
   net::io_context ioc_{1};
   tcp::acceptor acceptor_;
@@ -226,6 +231,11 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(Server::Impl& srv, tcp::socket socket, std::string addr)
       : srv_(srv), stream_(std::move(socket)), addr_(std::move(addr)) {}
+  // Normally Close() ran before (it unregisters the session); a session dropped with nothing
+  // pending and never closed unregisters here, so the server never keeps a dangling pointer.
+  ~Session() {
+    if (!closed_ && !srv_.destroying()) srv_.Closed(this, addr_);
+  }
 
   void Start() {
     srv_.Opened(this, addr_);
