@@ -522,7 +522,7 @@ TEST(HttpClient, UnansweredPostOnAKeptConnectionIsNotResent) {
     EXPECT_EQ(first->body, "first");
     auto second = c.Send(method, "/b", method == "POST" ? "two" : "", method == "POST" ? "text/plain" : "");
     if (method == "POST") {
-      ASSERT_FALSE(second.ok()) << "a POST the server may have acted on was sent again and answered";
+      EXPECT_FALSE(second.ok()) << "a POST the server may have acted on was sent again and answered";
       EXPECT_EQ(s.accepted(), 1);
       std::lock_guard<std::mutex> lock(mu);
       EXPECT_EQ(seen, (std::vector<std::string>{"POST /a HTTP/1.1", "POST /b HTTP/1.1"}));
