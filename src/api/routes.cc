@@ -106,6 +106,8 @@ void Routes::Route(const std::string& method, const std::string& pattern, Handle
     if (guarded && !Guard(req, res)) return;
     h(req, res);
   };
+  // The token is checked on the head too, so a client without it never gets to send a body.
+  if (guarded) o.before_body = [this](const http::Request& head, http::Response& res) { return Guard(head, res); };
   svr_.Route(method, pattern, std::move(wrapped), std::move(o));
 }
 
@@ -299,6 +301,8 @@ void Routes::Submit(const http::Request& req, http::Response& res) {
 
 void Routes::Accept(const std::string& provider, const std::string& title, const std::string& source, TaskPlan plan,
                     bool markup, http::Response& res) {
+  // A streamed upload can end after the node began to stop: refused like any new task.
+  if (stopping_) return RefuseStopping(res);
   if (plan.items.empty()) {
     return Fail(res, 400, markup ? "'text' has no text once its markup is stripped" : "'text' is empty or blank");
   }

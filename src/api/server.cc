@@ -18,6 +18,7 @@ http::Options HttpOptions(const Config& c) {
   o.max_connections_per_client = c.http_max_connections_per_client;
   o.threads = c.http_threads;
   o.event_heartbeat = std::chrono::seconds(c.http_event_heartbeat_seconds);
+  o.stream_piece_timeout = std::chrono::seconds(c.http_body_timeout_seconds);
   o.drain_timeout = std::chrono::seconds(std::max(1, std::min(c.stop_timeout_seconds, 30)));
   return o;
 }

@@ -136,9 +136,12 @@ class Client::Impl {
       Exchange x = Send(what, head, body, length, next, method == "HEAD");
       if (x.answer) return std::move(*x.answer);
       Close();  // whatever state the connection is in, it is not reused
-      // The server closed a kept connection as the request went out: it never saw it, so the
-      // request goes once more on a new one, if it can be sent again (no piece taken yet).
-      if (reused && attempt == 0 && x.closed && !x.answer_started && !x.piece_taken) continue;
+      // The server closed a kept connection as the request went out. It may never have seen the
+      // request, or it may have read it and stopped before answering: only a request that is
+      // safe to repeat (RFC 9110 9.2.2) goes once more on a new connection, and only if it can be
+      // sent again (no piece taken yet). A POST could otherwise create its task twice.
+      bool idempotent = method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE";
+      if (reused && attempt == 0 && idempotent && x.closed && !x.answer_started && !x.piece_taken) continue;
       return x.status;
     }
   }

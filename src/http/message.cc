@@ -93,6 +93,14 @@ std::optional<std::string> PercentDecode(std::string_view s, bool plus_is_space)
 }
 
 Status ParseTarget(std::string_view target, Request* req) {
+  // The absolute form (RFC 9112 3.2.2: "http://host:port/path?q") stands for its path.
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (target.size() > scheme.size() && EqualsIgnoreCase(target.substr(0, scheme.size()), scheme)) {
+      size_t slash = target.find('/', scheme.size());
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+      break;
+    }
+  }
   if (target.empty() || target.front() != '/') return Status::Invalid("request target must be a path");
   size_t q = target.find('?');
   auto path = PercentDecode(target.substr(0, q), false);

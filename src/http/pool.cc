@@ -18,6 +18,16 @@ bool Pool::Submit(std::function<void()> job) {
   return true;
 }
 
+bool Pool::SubmitIfIdle(std::function<void()> job) {
+  {
+    MutexLock lock(mu_);
+    if (stopping_ || jobs_.size() >= idle_) return false;
+    jobs_.push_back(std::move(job));
+  }
+  cv_.NotifyOne();
+  return true;
+}
+
 void Pool::Shutdown() {
   {
     MutexLock lock(mu_);
@@ -36,7 +46,9 @@ void Pool::Run() {
     std::function<void()> job;
     {
       MutexLock lock(mu_);
+      ++idle_;
       while (jobs_.empty() && !stopping_) cv_.Wait(lock);
+      --idle_;
       if (jobs_.empty()) return;  // stopping, and nothing left to run
       job = std::move(jobs_.front());
       jobs_.pop_front();

@@ -23,6 +23,8 @@ class Pool {
 
   // Queues `job`; false (and `job` dropped) when max_queued jobs already wait or the pool is shut down.
   bool Submit(std::function<void()> job);
+  // Queues `job` only if a thread is idle to take it at once; false otherwise.
+  bool SubmitIfIdle(std::function<void()> job);
   // Runs what is queued, then joins the threads. Idempotent.
   void Shutdown();
 
@@ -34,6 +36,7 @@ class Pool {
   CondVar cv_;
   std::deque<std::function<void()>> jobs_ KG_GUARDED_BY(mu_);
   bool stopping_ KG_GUARDED_BY(mu_) = false;
+  size_t idle_ KG_GUARDED_BY(mu_) = 0;  // threads waiting for a job
   std::vector<std::thread> threads_;
 };
 

@@ -32,6 +32,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr size_t kHeaderLimit = 64 * 1024;
+constexpr size_t kTargetLimit = 8 * 1024;  // longer request targets answer 414
 constexpr size_t kPieceBytes = 64 * 1024;          // body pieces read, response pieces written
 constexpr size_t kEventBacklogBytes = 1u << 20;     // an event stream further behind is closed
 constexpr auto kLingerTime = std::chrono::seconds(2);  // reading what a client still sends before closing
@@ -72,15 +73,23 @@ class Channel;
 class Server::Impl {
  public:
   explicit Impl(Options o)
-      : opts_(std::move(o)), acceptor_(ioc_), pool_(opts_.threads, static_cast<size_t>(opts_.max_queued_requests)) {}
+      : opts_(std::move(o)),
+        acceptor_(ioc_),
+        pool_(opts_.threads, static_cast<size_t>(opts_.max_queued_requests)),
+        streams_(opts_.max_streams, 0) {}
 
   ~Impl() {
     destroying_ = true;  // sessions destroyed with the loop's leftovers must not call back
     pool_.Shutdown();
+    streams_.Shutdown();
   }
 
   void Route(const std::string& method, const std::string& pattern, Handler h, RouteOptions o) {
-    routes_.push_back({method, std::regex(pattern), std::move(h), std::move(o)});
+    // libstdc++'s default executor recurses once per character of the path; the polynomial
+    // (breadth-first) one does not, so no path can exhaust the loop thread's stack.
+    routes_.push_back(
+        {method, std::regex(pattern, std::regex::ECMAScript | std::regex_constants::__polynomial), std::move(h),
+         std::move(o)});
   }
 
   Result<int> Bind(const std::string& host, int port) {
@@ -134,6 +143,7 @@ class Server::Impl {
     loop_done_.store(true);
     // Handlers still running finish; what they post to the loop is dropped with it.
     pool_.Shutdown();
+    streams_.Shutdown();
     return true;
   }
 
@@ -164,6 +174,8 @@ class Server::Impl {
   bool loop_done() const { return loop_done_.load(); }  // any thread
   bool destroying() const { return destroying_; }
   bool Submit(std::function<void()> job) { return pool_.Submit(std::move(job)); }
+  // Runs a streamed response's producer on a stream thread; false when none is free.
+  bool SubmitStream(std::function<void()> job) { return streams_.SubmitIfIdle(std::move(job)); }
 
   // The route for `req`: the entry, or null with the error answer in `*error`.
   const RouteEntry* Match(Request& req, Response* error) const {
@@ -209,6 +221,7 @@ class Server::Impl {
   tcp::acceptor acceptor_;
   std::vector<RouteEntry> routes_;
   Pool pool_;  // after ioc_: joined before the loop's leftovers are destroyed
+  Pool streams_;  // producers of streamed responses, one thread each
 
   // Loop thread only.
   std::unordered_set<Session*> sessions_;
@@ -217,6 +230,7 @@ class Server::Impl {
   std::unique_ptr<net::steady_timer> drain_timer_;
   std::unique_ptr<net::steady_timer> accept_pause_;
   Clock::time_point last_refusal_log_{};
+  Clock::time_point last_accept_error_log_{};
   int64_t refusals_since_log_ = 0;
 
   std::atomic<bool> stop_requested_{false};
@@ -348,7 +362,18 @@ class Session : public std::enable_shared_from_this<Session> {
     for (const auto& f : h) req_->headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     keep_alive_ = h.keep_alive() && !srv_.stopping();
     head_only_ = req_->method == "HEAD";
+    http10_ = h.version() < 11;
     has_body_ = !head_->is_done();
+    // A Transfer-Encoding whose last coding is not chunked leaves the body's end unknown
+    // (RFC 9112 6.3): refuse it, or the body would be read as the next request (smuggling).
+    if (h.count(bh::field::transfer_encoding) > 0 && !h.chunked()) {
+      return Answer(ErrorResponse(400, "Transfer-Encoding without chunked as its last coding is not accepted"), true);
+    }
+    // Long targets are refused before routing (a route's regular expression runs over the path).
+    if (h.target().size() > kTargetLimit) {
+      return Answer(ErrorResponse(414, "request target longer than " + std::to_string(kTargetLimit) + " bytes"),
+                    has_body_);
+    }
     if (Status t = ParseTarget(h.target(), req_.get()); !t.ok()) {
       return has_body_ ? Answer(ErrorResponse(400, t.message()), true) : Answer(ErrorResponse(400, t.message()));
     }
@@ -357,6 +382,11 @@ class Session : public std::enable_shared_from_this<Session> {
     Response error;
     route_ = srv_.Match(*req_, &error);
     if (!route_) return has_body_ ? DrainThen(std::move(error)) : Answer(std::move(error));
+    // A check that needs only the head (the bearer token) runs before any of the body is read.
+    if (route_->options.before_body) {
+      Response refused;
+      if (!route_->options.before_body(*req_, refused)) return Answer(std::move(refused), has_body_);
+    }
     if (!has_body_) {
       if (route_->options.inline_handler) {
         Response res;
@@ -378,8 +408,12 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // "Expect: 100-continue": the client waits for a go-ahead before sending the body.
+  bool ExpectsContinue() const {
+    return !http10_ && EqualsIgnoreCase(req_->get_header_value("Expect"), "100-continue");
+  }
+
   void MaybeContinue(std::function<void()> then) {
-    if (!EqualsIgnoreCase(req_->get_header_value("Expect"), "100-continue")) return then();
+    if (!ExpectsContinue()) return then();
     auto msg = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
     stream_.expires_after(srv_.opts().idle_timeout);
     net::async_write(stream_, net::buffer(*msg),
@@ -500,8 +534,11 @@ class Session : public std::enable_shared_from_this<Session> {
                         });
   }
 
-  // Reads and drops the body (under the limit), then answers `res`.
+  // Reads and drops the body (under the limit), then answers `res`. A client waiting for
+  // "100 Continue" is never asked for a body that will be dropped: it gets the answer now and
+  // the connection closes.
   void DrainThen(Response res) {
+    if (ExpectsContinue()) return Answer(std::move(res), true);
     auto answer = std::make_shared<Response>(std::move(res));
     ReadPieces(nullptr, [this, answer] { Answer(std::move(*answer)); });
   }
@@ -671,77 +708,99 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  // A response written in pieces with chunked transfer encoding; the producer runs on a
-  // handler thread and waits for each piece to be written (so memory stays bounded).
+  // A response written in pieces with chunked transfer encoding (HTTP/1.0: raw, ended by
+  // closing). The producer runs on one of the stream threads (Options::max_streams, not the
+  // handler pool: a client that reads slowly holds no handler thread), and each piece waits
+  // until the loop has written it, so memory stays bounded by the client's pace. A client that
+  // does not take a piece within stream_piece_timeout is disconnected. Past the stream threads,
+  // 503 before any header.
   void StartProduced(Response res) {
     phase_ = Phase::kWriting;
-    auto head = std::make_shared<bh::response<bh::empty_body>>(static_cast<bh::status>(res.status), 11);
+    auto head = std::make_shared<bh::response<bh::empty_body>>(static_cast<bh::status>(res.status), http10_ ? 10 : 11);
+    if (http10_) keep_alive_ = false;
     SetHeaders(*head, res);
-    head->chunked(true);
+    if (!http10_) head->chunked(true);
     auto sr = std::make_shared<bh::response_serializer<bh::empty_body>>(*head);
-    auto producer = std::make_shared<StreamProducer>(std::move(res.producer));
-    stream_.expires_after(srv_.opts().idle_timeout);
-    bh::async_write_header(stream_, *sr, [self = shared_from_this(), head, sr, producer](beast::error_code ec, size_t) {
-      if (self->closed_) return;
-      if (ec) return self->Close();
-      if (self->head_only_) return self->AfterAnswer();  // HEAD: headers only, not even the final chunk
-      bool queued = self->srv_.Submit([self, producer] {
-        std::string pending;
-        auto flush = [&]() {
-          if (pending.empty()) return true;
-          bool ok = self->WritePiece(std::move(pending));
-          pending.clear();
-          return ok;
-        };
-        PieceWriter write = [&](std::string_view piece) {
-          pending.append(piece);
-          return pending.size() < kPieceBytes || flush();
-        };
-        bool ok = false;
-        try {
-          ok = (*producer)(write) && flush();
-        } catch (const std::exception& e) {
-          spdlog::error("http: streamed response: {}", e.what());
-        }
-        net::post(self->srv_.ioc(), [self, ok] { self->FinishProduced(ok); });
+    if (head_only_) {  // HEAD: headers only, not even the final chunk
+      stream_.expires_after(srv_.opts().idle_timeout);
+      return bh::async_write_header(stream_, *sr, [self = shared_from_this(), head, sr](beast::error_code ec, size_t) {
+        if (self->closed_) return;
+        if (ec) return self->Close();
+        self->AfterAnswer();
       });
-      if (!queued) {
-        self->srv_.CountBusy();
-        self->Close();
+    }
+    auto producer = std::make_shared<StreamProducer>(std::move(res.producer));
+    stream_.expires_never();
+    bool started = srv_.SubmitStream([self = shared_from_this(), head, sr, producer] {
+      bool ok = self->OnLoop([self, head, sr](std::function<void(bool)> done) {
+        self->stream_.expires_after(self->srv_.opts().stream_piece_timeout);
+        bh::async_write_header(self->stream_, *sr, [self, head, sr, done](beast::error_code ec, size_t) { done(!ec); });
+      });
+      std::string pending;
+      auto flush = [&]() {
+        if (pending.empty()) return true;
+        bool written = self->WritePiece(std::move(pending));
+        pending.clear();
+        return written;
+      };
+      PieceWriter write = [&](std::string_view piece) {
+        pending.append(piece);
+        return pending.size() < kPieceBytes || flush();
+      };
+      try {
+        ok = ok && (*producer)(write) && flush();
+      } catch (const std::exception& e) {
+        spdlog::error("http: streamed response: {}", e.what());
+        ok = false;
       }
+      net::post(self->srv_.ioc(), [self, ok] { self->FinishProduced(ok); });
     });
+    if (!started) {
+      srv_.CountBusy();
+      Response busy = ErrorResponse(503, "too many streamed responses at once (" +
+                                             std::to_string(srv_.opts().max_streams) + "); retry shortly");
+      busy.set_header("Retry-After", "1");
+      Answer(std::move(busy));
+    }
   }
 
-  // On a handler thread: sends one chunk through the loop and waits until it is written.
-  bool WritePiece(std::string piece) {
+  // On a stream thread: runs `op` on the loop and waits for it to call its `done`. False when
+  // it failed, or the loop is gone (the server stopped past its drain time).
+  bool OnLoop(std::function<void(std::function<void(bool)>)> op) {
     auto handoff = std::make_shared<PieceHandoff>();
-    auto data = std::make_shared<std::string>(std::move(piece));
-    net::post(srv_.ioc(), [self = shared_from_this(), handoff, data] {
-      auto finish = [handoff](bool ok) {
+    net::post(srv_.ioc(), [self = shared_from_this(), handoff, op = std::move(op)] {
+      auto done = [self, handoff](bool ok) {
+        if (!ok) self->Close();
         MutexLock lock(handoff->mu);
         handoff->done = true;
         handoff->ok = ok;
         handoff->cv.NotifyAll();
       };
-      if (self->closed_) return finish(false);
-      self->stream_.expires_after(self->srv_.opts().idle_timeout);
-      net::async_write(self->stream_, bh::make_chunk(net::buffer(*data)),
-                       [self, handoff, data, finish](beast::error_code ec, size_t) {
-                         if (ec) self->Close();
-                         finish(!ec);
-                       });
+      if (self->closed_) return done(false);
+      op(done);
     });
     MutexLock lock(handoff->mu);
     while (!handoff->done) {
-      // The loop may be gone (the server stopped past its drain time): never wait on it forever.
       if (!handoff->cv.WaitUntil(lock, Clock::now() + std::chrono::milliseconds(200)) && srv_.loop_done()) return false;
     }
     return handoff->ok;
   }
 
+  // On a stream thread: sends one piece (a chunk; raw for HTTP/1.0) and waits until it is written.
+  bool WritePiece(std::string piece) {
+    auto data = std::make_shared<std::string>(std::move(piece));
+    return OnLoop([self = shared_from_this(), data](std::function<void(bool)> done) {
+      self->stream_.expires_after(self->srv_.opts().stream_piece_timeout);
+      auto written = [data, done](beast::error_code ec, size_t) { done(!ec); };
+      if (self->http10_) return net::async_write(self->stream_, net::buffer(*data), written);
+      net::async_write(self->stream_, bh::make_chunk(net::buffer(*data)), written);
+    });
+  }
+
   void FinishProduced(bool ok) {
     if (closed_) return;
     if (!ok) return Close();  // no final chunk: the client sees a truncated transfer
+    if (http10_) return Close();  // the close ends an HTTP/1.0 body
     stream_.expires_after(srv_.opts().idle_timeout);
     net::async_write(stream_, bh::make_chunk_last(), [self = shared_from_this()](beast::error_code ec, size_t) {
       if (self->closed_) return;
@@ -781,7 +840,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unique_ptr<net::steady_timer> body_timer_;
   bool body_timed_out_ = false;
   Phase phase_ = Phase::kHeader;
-  bool keep_alive_ = false, head_only_ = false, has_body_ = false, closed_ = false;
+  bool keep_alive_ = false, head_only_ = false, http10_ = false, has_body_ = false, closed_ = false;
 
   // Event stream state.
   std::deque<std::string> outq_;
@@ -826,13 +885,13 @@ void Session::StartEvents(Response res) {
   phase_ = Phase::kEvents;
   srv_.EventStreamOpened();
   channel_open_ = std::make_shared<std::atomic<bool>>(true);
-  auto head = std::make_shared<bh::response<bh::empty_body>>(static_cast<bh::status>(res.status), 11);
+  auto head = std::make_shared<bh::response<bh::empty_body>>(static_cast<bh::status>(res.status), http10_ ? 10 : 11);
   SetHeaders(*head, res);
   head->set(bh::field::content_type, "text/event-stream; charset=utf-8");
   head->set(bh::field::cache_control, "no-cache");
   head->set("X-Accel-Buffering", "no");
   head->keep_alive(false);
-  head->chunked(true);
+  if (!http10_) head->chunked(true);  // HTTP/1.0: raw, ended by closing
   auto sr = std::make_shared<bh::response_serializer<bh::empty_body>>(*head);
   writing_ = true;
   stream_.expires_after(srv_.opts().idle_timeout);
@@ -846,7 +905,7 @@ void Session::StartEvents(Response res) {
     self->heartbeat_ = std::make_unique<net::steady_timer>(self->srv_.ioc());
     self->Heartbeat();
     self->WatchPeer();
-    if (self->srv_.stopping()) return self->EndEvents();
+    if (self->srv_.stopping()) self->EndEvents();  // queues `end`; pumped below
     self->PumpEvents();
   });
 }
@@ -859,17 +918,20 @@ void Session::PumpEvents() {
   backlog_bytes_ -= text->size();
   bool last = ending_ && outq_.empty();
   stream_.expires_after(srv_.opts().idle_timeout);
-  net::async_write(stream_, bh::make_chunk(net::buffer(*text)), [self = shared_from_this(), text, last](beast::error_code ec, size_t) {
+  auto written = [self = shared_from_this(), text, last](beast::error_code ec, size_t) {
     if (self->closed_) return;
     self->writing_ = false;
     if (ec) return self->Close();
+    if (last && self->http10_) return self->Close();
     if (last) {
       self->writing_ = true;
       return net::async_write(self->stream_, bh::make_chunk_last(),
                               [self](beast::error_code, size_t) { self->Close(); });
     }
     self->PumpEvents();
-  });
+  };
+  if (http10_) return net::async_write(stream_, net::buffer(*text), written);
+  net::async_write(stream_, bh::make_chunk(net::buffer(*text)), written);
 }
 
 // The server is stopping: a last "end" event, the final chunk, then close.
@@ -931,7 +993,12 @@ void Server::Impl::Accept() {
       if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
           // Out of descriptors: pause accepting instead of spinning on a readable listener.
-          spdlog::warn("http: cannot accept a connection: {}; pausing accepts for 100 ms", std::strerror(errno));
+          if (Clock::now() - last_accept_error_log_ >= kRefusalLogInterval) {
+            spdlog::warn("http: cannot accept a connection: {}; pausing accepts for 100 ms at a time "
+                         "(raise `ulimit -n` or lower KG_HTTP_MAX_CONNECTIONS)",
+                         std::strerror(errno));
+            last_accept_error_log_ = Clock::now();
+          }
           accept_pause_ = std::make_unique<net::steady_timer>(ioc_, std::chrono::milliseconds(100));
           accept_pause_->async_wait([this](beast::error_code) { Accept(); });
           return;

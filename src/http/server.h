@@ -36,6 +36,8 @@ struct Options {
   int max_connections_per_client = 256;
   int threads = 8;               // handler pool
   int max_queued_requests = 4096;  // waiting for a handler thread; past it 503
+  int max_streams = 4;  // streamed responses (exports) produced at once; past it 503
+  std::chrono::milliseconds stream_piece_timeout{30000};  // a client must take each streamed piece within this
   std::chrono::milliseconds event_heartbeat{15000};
   std::chrono::milliseconds drain_timeout{10000};  // Stop(): how long in-flight requests may finish
   std::string limit_setting_hint = "KG_MAX_BODY_MB";  // named in the 413 answer
@@ -53,6 +55,10 @@ struct RouteOptions {
   // answer even when every handler thread is busy.
   bool inline_handler = false;
   StreamStart stream;  // see StreamStart
+  // Runs on the event loop once the head is in, before any of the body is read (keep it
+  // cheap: no blocking). False answers `res` at once; a body is then dropped unread (a
+  // client waiting for 100 Continue never sends it).
+  std::function<bool(const Request& head, Response& res)> before_body;
 };
 
 // Counters for /metrics; all monotonic except the gauges marked.

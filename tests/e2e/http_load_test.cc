@@ -997,6 +997,11 @@ Export SlowExport(Node& n, const std::string& format, size_t slow_bytes) {
 // that reads slowly at first, each complete and valid (every chunk, entity and relation the
 // stats count; GraphML well-formed for libexpat), while the node's RSS grows by less than a
 // quarter of the export's size.
+// A server that buffered the export would grow by at least the export's size; one that streams
+// grows by its one-time costs only (about 4 MB in release; under ASan its allocator and shadow
+// memory add some 3 MB more, so the bound there is half the export instead of a quarter).
+constexpr long kExportGrowthDivisor = kScale == 1 ? 4 : 2;
+
 TEST(HttpLoad, LargeExportStreamsWithFlatMemory) {
   testing::TempDir dir;
   // Big enough that the export (about 4x the document) dwarfs the node's one-time costs of
@@ -1045,7 +1050,7 @@ TEST(HttpLoad, LargeExportStreamsWithFlatMemory) {
   graph = json();
   const long json_kb = static_cast<long>(js.body.size() / 1024);
   js.body = std::string();
-  EXPECT_LT(js.peak_kb - js.baseline_kb, json_kb / 4)
+  EXPECT_LT(js.peak_kb - js.baseline_kb, json_kb / kExportGrowthDivisor)
       << "RSS grew by " << js.peak_kb - js.baseline_kb << " kB serving an export of " << json_kb << " kB";
 
   Export gml = SlowExport(n, "graphml", 2u << 20);
@@ -1069,7 +1074,7 @@ TEST(HttpLoad, LargeExportStreamsWithFlatMemory) {
   EXPECT_EQ(counted.nodes, stats["documents"].get<size_t>() + chunks + stats["entities"].get<size_t>());
   EXPECT_EQ(counted.edges, chunks + mentions + stats["relations"].get<size_t>());
   const long gml_kb = static_cast<long>(gml.body.size() / 1024);
-  EXPECT_LT(gml.peak_kb - gml.baseline_kb, gml_kb / 4)
+  EXPECT_LT(gml.peak_kb - gml.baseline_kb, gml_kb / kExportGrowthDivisor)
       << "RSS grew by " << gml.peak_kb - gml.baseline_kb << " kB serving an export of " << gml_kb << " kB";
 
   std::cout << "graph: " << stats.dump() << "\n"

@@ -478,7 +478,15 @@ TEST(HttpParse, ParseTarget) {
 
   Request r;
   EXPECT_FALSE(ParseTarget("*", &r).ok());
-  EXPECT_FALSE(ParseTarget("http://host", &r).ok());
+  EXPECT_FALSE(ParseTarget("ftp://host/x", &r).ok());
+  // The absolute form (RFC 9112 3.2.2) stands for its path and query.
+  Request absolute;
+  ASSERT_TRUE(ParseTarget("http://127.0.0.1:8080/api/v1/tasks?limit=2", &absolute).ok());
+  EXPECT_EQ(absolute.path, "/api/v1/tasks");
+  EXPECT_EQ(absolute.get_param_value("limit"), "2");
+  Request bare;
+  ASSERT_TRUE(ParseTarget("HTTP://host", &bare).ok());
+  EXPECT_EQ(bare.path, "/");
   EXPECT_FALSE(ParseTarget("", &r).ok());
   EXPECT_FALSE(ParseTarget("/bad%zz", &r).ok());
   EXPECT_FALSE(ParseTarget("/ok?k=%4", &r).ok());
