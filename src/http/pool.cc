@@ -2,7 +2,7 @@
 
 namespace kg::http {
 
-Pool::Pool(int threads, size_t max_queued) : max_queued_(max_queued) {
+Pool::Pool(int threads, size_t max_queued) : max_queued_(max_queued), thread_count_(static_cast<size_t>(threads)) {
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
 }
 
@@ -21,7 +21,7 @@ bool Pool::Submit(std::function<void()> job) {
 bool Pool::SubmitIfIdle(std::function<void()> job) {
   {
     MutexLock lock(mu_);
-    if (stopping_ || jobs_.size() >= idle_) return false;
+    if (stopping_ || jobs_.size() + running_ >= thread_count_) return false;
     jobs_.push_back(std::move(job));
   }
   cv_.NotifyOne();
@@ -46,14 +46,16 @@ void Pool::Run() {
     std::function<void()> job;
     {
       MutexLock lock(mu_);
-      ++idle_;
       while (jobs_.empty() && !stopping_) cv_.Wait(lock);
-      --idle_;
       if (jobs_.empty()) return;  // stopping, and nothing left to run
       job = std::move(jobs_.front());
       jobs_.pop_front();
+      ++running_;
     }
     job();
+    job = nullptr;  // what it captured goes before the thread counts as free
+    MutexLock lock(mu_);
+    --running_;
   }
 }
 

@@ -23,7 +23,8 @@ class Pool {
 
   // Queues `job`; false (and `job` dropped) when max_queued jobs already wait or the pool is shut down.
   bool Submit(std::function<void()> job);
-  // Queues `job` only if a thread is idle to take it at once; false otherwise.
+  // Queues `job` only if a thread is free to take it at once (fewer jobs queued or running
+  // than threads); false otherwise.
   bool SubmitIfIdle(std::function<void()> job);
   // Runs what is queued, then joins the threads. Idempotent.
   void Shutdown();
@@ -36,7 +37,8 @@ class Pool {
   CondVar cv_;
   std::deque<std::function<void()>> jobs_ KG_GUARDED_BY(mu_);
   bool stopping_ KG_GUARDED_BY(mu_) = false;
-  size_t idle_ KG_GUARDED_BY(mu_) = 0;  // threads waiting for a job
+  size_t running_ KG_GUARDED_BY(mu_) = 0;  // jobs taken and not yet finished
+  const size_t thread_count_;
   std::vector<std::thread> threads_;
 };
 
