@@ -1,5 +1,6 @@
 #include "api/events.h"
 
+#include <nlohmann/json.hpp>
 #include <set>
 
 namespace kg::api {
@@ -59,7 +60,18 @@ void EventHub::Run() {
       bool changed = it == last.end() || it->second.data != item.data;
       for (const auto& l : listeners) {
         if (!l.task.empty() && key != "task:" + l.task) continue;
-        if (changed || l.fresh) l.channel->Send(item.event, item.data);
+        if (!changed && !l.fresh) continue;
+        l.channel->Send(item.event, item.data);
+        // A listener that follows one task is done once it has finished: an `end` event, and
+        // the stream ends (a retry reopens the task; follow it again then).
+        if (!l.task.empty() && item.event == "task") {
+          nlohmann::json t = nlohmann::json::parse(item.data, nullptr, false);
+          std::string status = t.is_object() ? t.value("status", "") : "";
+          if (status == "done" || status == "failed" || status == "cancelled") {
+            l.channel->Send("end", nlohmann::json{{"reason", "task finished"}, {"status", status}}.dump());
+            l.channel->Close();
+          }
+        }
       }
     }
     // Keys out of the snapshot are forgotten: a task that comes back is sent again.

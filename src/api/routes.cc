@@ -331,20 +331,24 @@ void Routes::Accept(const std::string& provider, const std::string& title, const
 Result<json> Routes::TaskView(const std::string& id) {
   auto t = d_.store->Get(id);
   if (!t.ok()) return t.status();
-  auto counts = d_.queue->Counts(id);
+  return TaskViewOf(*t, ServedProviders());
+}
+
+json Routes::TaskViewOf(TaskRecord t, const std::set<std::string>& served) {
+  auto counts = d_.queue->Counts(t.id);
   if (counts.ok() && counts->total > 0) {
-    t->chunks_done = counts->done;
-    t->chunks_failed = counts->dead;
-    if (t->status != "cancelled") t->status = DeriveStatus(*counts);
+    t.chunks_done = counts->done;
+    t.chunks_failed = counts->dead;
+    if (t.status != "cancelled") t.status = DeriveStatus(*counts);
   }
-  json out = TaskJson(*t);
-  out["warning"] = ServingWarning(ServedProviders(), t->provider, t->status);
+  json out = TaskJson(t);
+  out["warning"] = ServingWarning(served, t.provider, t.status);
   if (counts.ok()) {
     out["chunks_queued"] = counts->ready;
     out["chunks_running"] = counts->leased;
   }
   if (counts.ok() && counts->dead > 0) {
-    auto chunks = d_.queue->ListChunks(id);
+    auto chunks = d_.queue->ListChunks(t.id);
     json dead = json::array();
     if (chunks.ok()) {
       for (const auto& c : *chunks) {
@@ -552,9 +556,11 @@ json Routes::NodesJson() {
   return nodes;
 }
 
-std::set<std::string> Routes::ServedProviders() {
+std::set<std::string> Routes::ServedProviders() { return ServedFrom(NodesJson()); }
+
+std::set<std::string> Routes::ServedFrom(const json& nodes) {
   std::set<std::string> served;
-  for (const auto& n : NodesJson()) {
+  for (const auto& n : nodes) {
     if (n["stale"].get<bool>()) continue;
     for (const auto& p : n["processes"]) {
       std::string state = p.value("state", "");
@@ -690,17 +696,15 @@ void Routes::Events(const http::Request& req, http::Response& res) {
   });
 }
 
-// Recent tasks (open ones with live counts from the queue), the followed ones, and the nodes.
+// Recent tasks and the followed ones, each as GET /api/v1/tasks/{id} gives it, and the nodes
+// and scaling as GET /api/v1/workers gives them, without heartbeat_age_ms (it changes at every
+// look; heartbeat_at says the same).
 std::map<std::string, LiveItem> Routes::LiveSnapshot(const std::vector<std::string>& tasks) {
   std::map<std::string, LiveItem> out;
   auto dump = [](const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); };
-  auto add = [&](const TaskRecord& t) {
-    if (t.status == "queued" || t.status == "running") {
-      auto v = TaskView(t.id);
-      if (v.ok()) return void(out["task:" + t.id] = {"task", dump(*v)});
-    }
-    out["task:" + t.id] = {"task", dump(TaskJson(t))};
-  };
+  json nodes = NodesJson();
+  std::set<std::string> served = ServedFrom(nodes);
+  auto add = [&](const TaskRecord& t) { out["task:" + t.id] = {"task", dump(TaskViewOf(t, served))}; };
   auto recent = d_.store->List("", 200);
   if (recent.ok()) {
     for (const auto& t : *recent) add(t);
@@ -710,9 +714,8 @@ std::map<std::string, LiveItem> Routes::LiveSnapshot(const std::vector<std::stri
     auto t = d_.store->Get(id);
     if (t.ok()) add(*t);
   }
-  json nodes = NodesJson();
-  for (auto& n : nodes) n.erase("heartbeat_age_ms");  // changes at every look; heartbeat_at says it
-  out["workers"] = {"workers", dump({{"nodes", nodes}})};
+  for (auto& n : nodes) n.erase("heartbeat_age_ms");
+  out["workers"] = {"workers", dump({{"nodes", nodes}, {"scaling", ScalingJson()}})};
   return out;
 }
 

@@ -66,11 +66,14 @@ class Routes {
   void Entity(const http::Request& req, http::Response& res);
   void Export(const http::Request& req, http::Response& res);
   Result<nlohmann::json> TaskView(const std::string& id);
+  // The view of a task row already read; `served` as ServedProviders() gives it.
+  nlohmann::json TaskViewOf(TaskRecord t, const std::set<std::string>& served);
   // Nodes of the registry with their heartbeat age and `stale` marker; a stale node's
   // processes are shown as unknown (pid 0, last_pid the one it reported).
   nlohmann::json NodesJson();
   // Providers with a live process (starting, idle or busy) on a node that is not stale.
   std::set<std::string> ServedProviders();
+  static std::set<std::string> ServedFrom(const nlohmann::json& nodes);  // of NodesJson()
   // "no worker is serving provider P" while a task of `provider` in `status` waits for one; null otherwise.
   static nlohmann::json ServingWarning(const std::set<std::string>& served, const std::string& provider,
                                        const std::string& status);

@@ -147,8 +147,12 @@ Result<Submission> ParseSubmission(const http::Request& req) {
     }
   }
   if (implied.empty()) {
+    std::string hint = media == "application/x-www-form-urlencoded"
+                           ? " (curl -d sends a form: for a plain document use --data-binary @FILE -H 'Content-Type: text/plain')"
+                           : "";
     return Status::Invalid("unsupported Content-Type '" + media +
-                           "'; send application/json, text/plain, text/markdown, text/html or multipart/form-data");
+                           "'; send application/json, text/plain, text/markdown, text/html or multipart/form-data" +
+                           hint);
   }
   Submission s;
   KG_RETURN_IF_ERROR(FieldsFromQuery(req, &s));

@@ -53,6 +53,8 @@ class EventChannel {
   // False once the stream has ended (client gone, too far behind, or the server stopping).
   virtual bool Send(std::string_view event, std::string_view data) = 0;
   virtual bool open() const = 0;
+  // Ends the stream: what was sent still goes out, then the end of the body, then the close.
+  virtual void Close() = 0;
 };
 // Called once the stream's headers are out, on a handler thread; keep the channel to send.
 using EventStreamStart = std::function<void(std::shared_ptr<EventChannel>)>;

@@ -212,6 +212,7 @@ class Server::Impl {
   void Accept();
   void OnAccepted(int fd, const std::string& addr);
   void Refuse(int fd, bool total_cap, const std::string& addr);
+  void LogRefusals();
   void BeginStop();
   void FinishStopIfDrained();
 
@@ -231,6 +232,8 @@ class Server::Impl {
   std::unique_ptr<net::steady_timer> accept_pause_;
   Clock::time_point last_refusal_log_{};
   Clock::time_point last_accept_error_log_{};
+  std::string last_refusal_why_;
+  std::unique_ptr<net::steady_timer> refusal_log_timer_;
   int64_t refusals_since_log_ = 0;
 
   std::atomic<bool> stop_requested_{false};
@@ -279,6 +282,9 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   bool closed() const { return closed_; }
+
+  // From an event channel, via the loop: the stream ends once what is queued is out.
+  void FinishEvents();
 
   // From an event channel, via the loop.
   void QueueEvent(std::string text) {
@@ -874,6 +880,12 @@ class Channel : public EventChannel {
     return true;
   }
   bool open() const override { return open_->load() && !srv_.loop_done(); }
+  void Close() override {
+    if (!open_->exchange(false) || srv_.loop_done()) return;
+    net::post(srv_.ioc(), [s = session_] {
+      if (auto session = s.lock()) session->FinishEvents();
+    });
+  }
 
  private:
   Server::Impl& srv_;
@@ -911,27 +923,36 @@ void Session::StartEvents(Response res) {
 }
 
 void Session::PumpEvents() {
-  if (closed_ || writing_ || outq_.empty()) return;
+  if (closed_ || writing_) return;
+  if (outq_.empty()) {
+    if (!ending_) return;
+    // Everything queued is out: the end of the body (HTTP/1.0: the close), then the close.
+    if (http10_) return Close();
+    writing_ = true;
+    return net::async_write(stream_, bh::make_chunk_last(),
+                            [self = shared_from_this()](beast::error_code, size_t) { self->Close(); });
+  }
   writing_ = true;
   auto text = std::make_shared<std::string>(std::move(outq_.front()));
   outq_.pop_front();
   backlog_bytes_ -= text->size();
-  bool last = ending_ && outq_.empty();
   stream_.expires_after(srv_.opts().idle_timeout);
-  auto written = [self = shared_from_this(), text, last](beast::error_code ec, size_t) {
+  auto written = [self = shared_from_this(), text](beast::error_code ec, size_t) {
     if (self->closed_) return;
     self->writing_ = false;
     if (ec) return self->Close();
-    if (last && self->http10_) return self->Close();
-    if (last) {
-      self->writing_ = true;
-      return net::async_write(self->stream_, bh::make_chunk_last(),
-                              [self](beast::error_code, size_t) { self->Close(); });
-    }
     self->PumpEvents();
   };
   if (http10_) return net::async_write(stream_, net::buffer(*text), written);
   net::async_write(stream_, bh::make_chunk(net::buffer(*text)), written);
+}
+
+// The handler ended the stream (EventChannel::Close): what is queued, the final chunk, the close.
+void Session::FinishEvents() {
+  if (closed_ || ending_ || phase_ != Phase::kEvents) return;
+  ending_ = true;
+  if (heartbeat_) heartbeat_->cancel();
+  PumpEvents();
 }
 
 // The server is stopping: a last "end" event, the final chunk, then close.
@@ -1057,12 +1078,23 @@ void Server::Impl::Refuse(int fd, bool total_cap, const std::string& addr) {
   ::shutdown(fd, SHUT_WR);
   ::close(fd);
   refusals_since_log_++;
+  last_refusal_why_ = why;
   auto now = Clock::now();
-  if (now - last_refusal_log_ >= kRefusalLogInterval) {
-    spdlog::warn("http: refused {} connection(s) since the last report; latest: {}", refusals_since_log_, why);
-    refusals_since_log_ = 0;
-    last_refusal_log_ = now;
-  }
+  if (now - last_refusal_log_ >= kRefusalLogInterval) return LogRefusals();
+  // Within the interval: reported when it ends, even if no refusal follows.
+  if (refusal_log_timer_) return;
+  refusal_log_timer_ = std::make_unique<net::steady_timer>(ioc_, last_refusal_log_ + kRefusalLogInterval);
+  refusal_log_timer_->async_wait([this](beast::error_code ec) {
+    refusal_log_timer_.reset();
+    if (!ec && refusals_since_log_ > 0) LogRefusals();
+  });
+}
+
+void Server::Impl::LogRefusals() {
+  spdlog::warn("http: refused {} connection(s) since the last report; latest: {}", refusals_since_log_,
+               last_refusal_why_);
+  refusals_since_log_ = 0;
+  last_refusal_log_ = Clock::now();
 }
 
 void Server::Impl::BeginStop() {
@@ -1071,6 +1103,7 @@ void Server::Impl::BeginStop() {
   beast::error_code ec;
   acceptor_.close(ec);
   if (accept_pause_) accept_pause_->cancel();
+  if (refusal_log_timer_) refusal_log_timer_->cancel();
   std::vector<Session*> now(sessions_.begin(), sessions_.end());
   for (Session* s : now) {
     if (sessions_.count(s)) s->OnServerStop();

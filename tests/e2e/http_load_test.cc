@@ -872,12 +872,27 @@ TEST(HttpLoad, EventStreamFollowsTasksAndEndsOnSigterm) {
     return latest.count(ids[0]) && latest[ids[0]]["status"] == "done";
   }, 10s));
 
-  // What the followed stream carried: that task's events only, though 19 others changed meanwhile.
+  // What the followed stream carried: that task's events only, though 19 others changed
+  // meanwhile; once the task finished, an `end` saying so, and the stream ended by itself.
+  ASSERT_TRUE(one.WaitFor([](const auto& l) { return l.ended; }, 10s)) << "a followed task's stream ends when it is done";
   EventStream::Log followed = one.log();
   EXPECT_EQ(followed.error, "");
-  for (size_t i = 1; i < followed.events.size(); ++i) {
+  ASSERT_GE(followed.events.size(), 3u);
+  for (size_t i = 1; i + 1 < followed.events.size(); ++i) {
     EXPECT_EQ(followed.events[i].event, "task") << followed.events[i].data;
     EXPECT_EQ(json::parse(followed.events[i].data, nullptr, false).value("id", ""), ids[0]) << followed.events[i].data;
+  }
+  EXPECT_EQ(followed.events.back().event, "end");
+  json finished = json::parse(followed.events.back().data, nullptr, false);
+  EXPECT_EQ(finished.value("reason", ""), "task finished") << followed.events.back().data;
+  EXPECT_EQ(finished.value("status", ""), "done") << followed.events.back().data;
+  EXPECT_TRUE(followed.final_chunk && followed.closed);
+  // Every task event is the task as GET /api/v1/tasks/{id} gives it, the finished one included.
+  json last_task = json::parse(followed.events[followed.events.size() - 2].data, nullptr, false);
+  json got = n.Get("/api/v1/tasks/" + ids[0]);
+  for (const auto& [key, value] : got.items()) {
+    if (key == "updated_at_ms") continue;
+    EXPECT_EQ(last_task[key], value) << key;
   }
   EXPECT_EQ(all.log().error, "");
 
@@ -888,7 +903,7 @@ TEST(HttpLoad, EventStreamFollowsTasksAndEndsOnSigterm) {
   EXPECT_TRUE(why.is_object() && why["error"].is_string()) << unknown->body;
 
   ASSERT_TRUE(n.proc().Signal(SIGTERM));
-  for (EventStream* s : {&all, &one}) {
+  for (EventStream* s : {&all}) {
     ASSERT_TRUE(s->WaitFor([](const auto& l) { return l.ended; }, std::chrono::seconds(kStopTimeoutS + 10)))
         << "the stream did not end";
     EventStream::Log l = s->log();
