@@ -29,6 +29,7 @@
 
 #include "common/mutex.h"
 #include "http/parse.h"
+#include "http/pool.h"
 #include "http/server.h"
 #include "testing/testing.h"
 
@@ -1745,6 +1746,21 @@ TEST(HttpReview8, AbsoluteFormTargetIsRoutedByItsPath) {
   ASSERT_TRUE(q);
   EXPECT_EQ(q->status, 200) << q->body;
   EXPECT_EQ(q->body, "a b");
+}
+
+// Found while writing these: stream slots are the stream pool's idle threads, and a thread
+// counts as idle only once it has reached its wait. Right after the pool (the server) is
+// made, its threads may not have got there, so the first streamed requests of a fresh server
+// answered 503 with every slot free (StreamsPastTheCapAre503 failed so under ctest -j 2).
+TEST(HttpReview8, StreamSlotsAreFreeRightAfterStart) {
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<int> ran{0};
+    Pool pool(2, 0);
+    EXPECT_TRUE(pool.SubmitIfIdle([&] { ran++; })) << "round " << round << ": a fresh pool refused its first job";
+    EXPECT_TRUE(pool.SubmitIfIdle([&] { ran++; })) << "round " << round << ": a fresh pool refused its second job";
+    pool.Shutdown();
+    EXPECT_EQ(ran.load(), 2);
+  }
 }
 
 }  // namespace
