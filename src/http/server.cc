@@ -666,8 +666,18 @@ class Session : public std::enable_shared_from_this<Session> {
 
   template <class Message>
   void SetHeaders(Message& msg, const Response& res) {
-    for (const auto& [k, v] : res.headers) msg.set(k, v);
-    if (!res.content_type.empty()) msg.set(bh::field::content_type, res.content_type);
+    // Beast throws on a name or value it cannot carry (over 64 KiB); on the loop that would end
+    // the process, so such a header is dropped and logged instead.
+    auto set = [&](auto name, const std::string& value) {
+      try {
+        msg.set(name, value);
+      } catch (const std::exception& e) {
+        spdlog::error("http: {} {}: response header dropped: {}", req_ ? req_->method : "", req_ ? req_->path : "",
+                      e.what());
+      }
+    };
+    for (const auto& [k, v] : res.headers) set(k, v);
+    if (!res.content_type.empty()) set(bh::field::content_type, res.content_type);
     msg.keep_alive(keep_alive_);
   }
 

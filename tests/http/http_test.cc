@@ -1763,5 +1763,26 @@ TEST(HttpReview8, StreamSlotsAreFreeRightAfterStart) {
   }
 }
 
+// A handler that sets a header Beast cannot carry (a value over 64 KiB) gets its answer
+// without that header; the exception Beast throws would otherwise end the process on the loop.
+TEST(HttpReview8, OversizedResponseHeaderIsDroppedNotFatal) {
+  TestServer srv;
+  srv.Route("GET", "/huge", [](const Request&, Response& res) {
+    res.set_header("X-Huge", std::string(70 * 1024, 'h'));
+    res.set_content("body", "text/plain");
+  });
+  srv.Start();
+  Conn c(srv.port());
+  ASSERT_TRUE(c.Send(Get("/huge")));
+  auto r = c.ReadReply();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->body, "body");
+  ASSERT_TRUE(c.Send(Get("/hello")));
+  auto again = c.ReadReply();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200) << "the server keeps serving";
+}
+
 }  // namespace
 }  // namespace kg::http
