@@ -381,7 +381,7 @@ class Session : public std::enable_shared_from_this<Session> {
                     has_body_);
     }
     if (Status t = ParseTarget(h.target(), req_.get()); !t.ok()) {
-      return has_body_ ? Answer(ErrorResponse(400, t.message()), true) : Answer(ErrorResponse(400, t.message()));
+      return Answer(ErrorResponse(400, t.message()), has_body_);
     }
     // A declared length over the limit is refused before a byte of the body is read.
     if (auto len = head_->content_length(); len && *len > srv_.opts().max_body_bytes) return TooLarge();
@@ -551,12 +551,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // A route with a streaming body: ask it (on a handler thread) how it wants the body.
   void StartStreamRoute() {
-    phase_ = Phase::kHandling;
-    stream_.expires_never();
-    auto self = shared_from_this();
-    auto req = req_;
-    const RouteEntry* route = route_;
-    bool queued = srv_.Submit([self, req, route] {
+    HandOff(true, [self = shared_from_this(), req = req_, route = route_] {
       auto res = std::make_shared<Response>();
       std::shared_ptr<BodyConsumer> consumer;
       try {
@@ -572,7 +567,6 @@ class Session : public std::enable_shared_from_this<Session> {
         self->DrainThen(std::move(*res));
       });
     });
-    if (!queued) Busy(true);
   }
 
   void StreamBody(std::shared_ptr<BodyConsumer> consumer) {
@@ -634,19 +628,21 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Dispatch() {
-    phase_ = Phase::kHandling;
-    stream_.expires_never();
-    auto self = shared_from_this();
-    auto req = req_;
-    const RouteEntry* route = route_;
-    bool queued = srv_.Submit([self, req, route] {
+    HandOff(false, [self = shared_from_this(), req = req_, route = route_] {
       auto res = std::make_shared<Response>();
       RunHandler(route->handler, *req, *res);
       net::post(self->srv_.ioc(), [self, res] {
         if (!self->closed_) self->Deliver(std::move(*res));
       });
     });
-    if (!queued) Busy(false);
+  }
+
+  // Gives the request to the handler pool (`job` posts its outcome back to the loop); nothing
+  // is read from the connection meanwhile. A full pool answers 503.
+  void HandOff(bool body_unread, std::function<void()> job) {
+    phase_ = Phase::kHandling;
+    stream_.expires_never();
+    if (!srv_.Submit(std::move(job))) Busy(body_unread);
   }
 
   void Busy(bool body_unread) {
