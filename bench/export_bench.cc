@@ -31,16 +31,6 @@ namespace {
 constexpr int kRelationsPerChunk = 10;
 constexpr int kPeople = 2000;
 
-// kB from a "Name:   123 kB" line of /proc/PID/status, or -1.
-long StatusKb(pid_t pid, const std::string& field) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::atol(line.c_str() + field.size() + 1);
-  }
-  return -1;
-}
-
 // Resets the peak (VmHWM) of `pid` to its current RSS (Linux >= 4.0, same user).
 bool ResetPeak(pid_t pid) {
   std::ofstream f("/proc/" + std::to_string(pid) + "/clear_refs");
@@ -114,13 +104,13 @@ Node StartNode(const std::string& binary, const std::string& dir) {
 void Measure(const Node& n, const std::string& format, const std::string& label) {
   httplib::Client cli("127.0.0.1", n.port);
   cli.set_read_timeout(600);
-  long before = StatusKb(n.pid, "VmRSS");
+  long before = kg::testing::StatusKb(n.pid, "VmRSS");
   bool reset = ResetPeak(n.pid);
   std::atomic<bool> done{false};
   long polled_peak = before;
   std::thread poll([&] {
     while (!done) {
-      polled_peak = std::max(polled_peak, StatusKb(n.pid, "VmRSS"));
+      polled_peak = std::max(polled_peak, kg::testing::StatusKb(n.pid, "VmRSS"));
       std::this_thread::sleep_for(milliseconds(5));
     }
   });
@@ -133,7 +123,7 @@ void Measure(const Node& n, const std::string& format, const std::string& label)
   double secs = duration<double>(steady_clock::now() - t0).count();
   done = true;
   poll.join();
-  long hwm = StatusKb(n.pid, "VmHWM");
+  long hwm = kg::testing::StatusKb(n.pid, "VmHWM");
   long peak = reset ? std::max(hwm, polled_peak) : polled_peak;
   std::printf("export_bench %-8s %-7s status=%d bytes=%zu seconds=%.2f rss_before_mb=%.1f peak_rss_mb=%.1f "
               "peak_over_before_mb=%.1f%s\n",

@@ -315,16 +315,6 @@ int64_t Metric(int port, const std::string& series) {
   return std::atoll(a.body.c_str() + at + series.size() + 2);
 }
 
-// kB of a "Name:   123 kB" line of /proc/PID/status, or -1.
-long StatusKb(pid_t pid, const std::string& field) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::atol(line.c_str() + field.size() + 1);
-  }
-  return -1;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Slow clients.
 
@@ -949,7 +939,7 @@ class RssSampler {
  private:
   void Run() {
     while (!stop_.load()) {
-      long kb = StatusKb(pid_, "VmRSS");
+      long kb = testing::StatusKb(pid_, "VmRSS");
       if (kb > 0) {
         peak_.store(std::max(peak_.load(), kb));
         low_.store(std::min(low_.load(), kb));

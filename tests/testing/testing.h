@@ -86,6 +86,8 @@ std::vector<pid_t> ChildrenOf(pid_t pid);
 bool Alive(pid_t pid);
 // "Z" when `pid` is a zombie, otherwise its state letter; "" when it does not exist.
 std::string ProcState(pid_t pid);
+// kB of a "Name:   123 kB" line of /proc/<pid>/status (VmRSS, VmHWM, ...), or -1.
+long StatusKb(pid_t pid, const std::string& field);
 
 // A `kgflow start` (or other command) node on a free port with its data in `dir`.
 class Node {
