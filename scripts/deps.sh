@@ -11,6 +11,8 @@ packages=(
   libtomlplusplus-dev libicu-dev googletest libgtest-dev libgmock-dev libexpat1-dev
   libcmark-gfm-dev libcmark-gfm-extensions-dev libxml2-dev  # Markdown (with tables) and HTML to text
   curl procps python3
+  redis-server mariadb-server  # private test servers (scripts/test_servers.sh); no system service is used
+  python3-celery python3-redis  # bench/peers: Celery on the same redis-server, side by side
   clang  # only for the -Wthread-safety check of the lock annotations (scripts/thread_safety.sh)
 )
 missing=()

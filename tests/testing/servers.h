@@ -1,0 +1,38 @@
+#pragma once
+// Real Redis and MariaDB servers for tests, started by scripts/test_servers.sh on free
+// loopback ports with their data under a temp dir, and stopped by pid.
+//
+// Under ctest, one Redis and one MariaDB serve the whole run (the `test_servers` fixture,
+// tests/CMakeLists.txt), and each test isolates itself with a name of its own (a Redis key
+// namespace, a MySQL database). A test binary run by hand starts private ones for its
+// process and stops them at exit.
+#include <cstdint>
+#include <string>
+
+namespace kg::testing {
+
+struct ServerProcess {
+  std::string kind;  // "redis" or "mariadb"
+  int port = 0;
+  int64_t pid = 0;
+  std::string dir;
+};
+
+// Starts a server with its files in `dir` (port 0: a free one; a fixed port restarts a
+// server on its kept data). Fails the calling test (and returns port 0) when it cannot.
+ServerProcess StartServer(const std::string& kind, const std::string& dir, int port = 0);
+// SIGTERM, then waits for the pid to exit.
+void StopServer(const ServerProcess& s);
+
+// The run's shared servers (see above).
+const ServerProcess& SharedRedis();
+const ServerProcess& SharedMariaDb();
+
+// The account the servers are started with (any database).
+inline constexpr const char* kMysqlUser = "kgflow";
+inline constexpr const char* kMysqlPassword = "kgflow-test";
+
+// A name no other test of this run uses: [a-z0-9_], starts with a letter, <= 40 characters.
+std::string UniqueName(const std::string& prefix = "t");
+
+}  // namespace kg::testing
