@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <barrier>
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -200,6 +202,121 @@ TEST(MysqlGraph, ChineseAndLongKeysAreExact) {
   ASSERT_TRUE(sqlite);
   ASSERT_TRUE(sqlite->Merge({b}).ok());
   EXPECT_EQ(Json(*mysql), Json(*sqlite));
+}
+
+// Verifies the fence holds between merges of the same chunk at once: two threads write every
+// chunk, one at generation 4 and one at generation 5, starting each chunk's merges together;
+// whichever commits first, each chunk ends with generation 5's contribution (the older one
+// refused, or replaced).
+TEST(MysqlGraph, RacingGenerationsOfOneChunkLeaveTheNewest) {
+  auto mysql = OpenMysql(Endpoint(testing::SharedMariaDb()));
+  ASSERT_TRUE(mysql);
+  constexpr int kChunks = 150;
+  auto batch = [](int c, int64_t gen) {
+    GraphBatch b;
+    b.doc = {"d", "Doc", "d.txt"};
+    b.chunk = {"d:" + std::to_string(c), "d", c, "generation " + std::to_string(gen), gen};
+    std::string name = "Gen" + std::to_string(gen) + " Person " + std::to_string(c);
+    b.entities = {{EntityKey(name, "Person"), name, "Person", "", 0}};
+    return b;
+  };
+  std::atomic<int> unexpected{0}, refused{0};
+  std::barrier start(2);  // both merges of a chunk start together
+  auto racer = [&](int64_t gen) {
+    for (int c = 0; c < kChunks; ++c) {
+      start.arrive_and_wait();
+      Status s = mysql->Merge({batch(c, gen)});
+      if (s.code() == Code::kConflict && gen == 4) ++refused;
+      else if (!s.ok()) ++unexpected;
+    }
+  };
+  std::thread older(racer, 4), newer(racer, 5);
+  older.join();
+  newer.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  auto snap = mysql->Export();
+  ASSERT_TRUE(snap.ok());
+  ASSERT_EQ(snap->chunks.size(), static_cast<size_t>(kChunks));
+  for (const ChunkRec& c : snap->chunks) EXPECT_EQ(c.text, "generation 5") << c.id;
+  ASSERT_EQ(snap->entities.size(), static_cast<size_t>(kChunks));
+  for (const EntityRec& e : snap->entities) EXPECT_EQ(e.name.rfind("Gen5 ", 0), 0u) << e.name;
+  std::printf("generation 4 refused for %d of %d chunks (the rest were written first and replaced)\n",
+              refused.load(), kChunks);
+}
+
+// Verifies one Merge bigger than the server's max_allowed_packet (16 MiB) is written whole:
+// its multi-row statements are split by bytes, and every row arrives intact.
+TEST(MysqlGraph, MergeLargerThanAPacketIsSplitByBytes) {
+  auto mysql = OpenMysql(Endpoint(testing::SharedMariaDb()));
+  ASSERT_TRUE(mysql);
+  std::vector<GraphBatch> batches;
+  size_t bytes = 0;
+  for (int c = 0; c < 90; ++c) {
+    GraphBatch b;
+    b.doc = {"big", "Big", "big.txt"};
+    b.chunk = {"big:" + std::to_string(c), "big", c, std::string(200 * 1024, static_cast<char>('a' + c % 26)), 1};
+    b.entities = {{"person:p" + std::to_string(c), "P" + std::to_string(c), "Person", "", 0}};
+    bytes += b.chunk.text.size();
+    batches.push_back(std::move(b));
+  }
+  ASSERT_GT(bytes, size_t{17} << 20);
+  Status s = mysql->Merge(batches);
+  ASSERT_TRUE(s.ok()) << s.message();
+  auto snap = mysql->Export();
+  ASSERT_TRUE(snap.ok()) << snap.status().message();
+  ASSERT_EQ(snap->chunks.size(), batches.size());
+  for (const ChunkRec& c : snap->chunks) EXPECT_EQ(c.text, batches[c.idx].chunk.text) << c.id;
+}
+
+// Prepared statements the server has executed (all sessions).
+int64_t StatementsExecuted(const MysqlEndpoint& e) {
+  auto c = mysql::Connection::Open(e);
+  if (!c.ok()) return -1;
+  auto row = (*c)->QueryOne("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE "
+                            "VARIABLE_NAME='COM_STMT_EXECUTE'");
+  return row.ok() && *row ? (**row).Int(0) : -1;
+}
+
+// Verifies a Merge writes with a handful of multi-row statements, not one per row: 32 batches
+// of 24 entities and 12 relations each (some 1,200 rows) take at most 20 statements, on a
+// server of this test's own (nothing else executes statements on it meanwhile).
+TEST(MysqlGraph, MergeWritesAFewStatementsNotOnePerRow) {
+  testing::TempDir dir;
+  testing::ServerProcess server = testing::StartServer("mariadb", dir.File("mariadb"));
+  ASSERT_GT(server.port, 0);
+  const MysqlEndpoint e = Endpoint(server);
+  {
+    auto mysql = OpenMysql(e);
+    ASSERT_TRUE(mysql);
+    std::vector<GraphBatch> batches;
+    size_t rows = 0;
+    for (int c = 0; c < 32; ++c) {
+      GraphBatch b;
+      b.doc = {"d", "Doc", "d.txt"};
+      b.chunk = {"d:" + std::to_string(c), "d", c, "text", 1};
+      for (int k = 0; k < 12; ++k) {
+        EntityRec p = Person(c * 12 + k, true), o = Org(k);
+        b.entities.push_back(p);
+        b.entities.push_back(o);
+        b.relations.push_back({p.key, o.key, "WORKS_AT", {"d@" + std::to_string(c)}, 0});
+      }
+      rows += 2 * b.entities.size() + 2 * b.relations.size();
+      batches.push_back(std::move(b));
+    }
+    const int64_t before = StatementsExecuted(e);
+    ASSERT_GE(before, 0);
+    ASSERT_TRUE(mysql->Merge(batches).ok());
+    const int64_t statements = StatementsExecuted(e) - before - 1;  // less the count's own query
+    EXPECT_LE(statements, 20) << "for " << rows << " rows";
+    std::printf("%lld statements for %zu rows\n", static_cast<long long>(statements), rows);
+    EXPECT_GT(statements, 0);
+    // Merging the same batches again (a replacement of every chunk) is no dearer.
+    const int64_t again = StatementsExecuted(e);
+    ASSERT_TRUE(mysql->Merge(batches).ok());
+    EXPECT_LE(StatementsExecuted(e) - again - 1, 20);
+    EXPECT_EQ(mysql->Stats()->relations, 32 * 12);
+  }
+  testing::StopServer(server);
 }
 
 }  // namespace
