@@ -251,15 +251,15 @@ TEST(MysqlGraph, MergeLargerThanAPacketIsSplitByBytes) {
   ASSERT_TRUE(mysql);
   std::vector<GraphBatch> batches;
   size_t bytes = 0;
-  for (int c = 0; c < 90; ++c) {
+  for (int c = 0; c < 70; ++c) {
     GraphBatch b;
     b.doc = {"big", "Big", "big.txt"};
-    b.chunk = {"big:" + std::to_string(c), "big", c, std::string(200 * 1024, static_cast<char>('a' + c % 26)), 1};
+    b.chunk = {"big:" + std::to_string(c), "big", c, std::string(300 * 1024, static_cast<char>('a' + c % 26)), 1};
     b.entities = {{"person:p" + std::to_string(c), "P" + std::to_string(c), "Person", "", 0}};
     bytes += b.chunk.text.size();
     batches.push_back(std::move(b));
   }
-  ASSERT_GT(bytes, size_t{17} << 20);
+  ASSERT_GT(bytes, size_t{20} << 20);
   Status s = mysql->Merge(batches);
   ASSERT_TRUE(s.ok()) << s.message();
   auto snap = mysql->Export();
