@@ -53,10 +53,10 @@ const std::vector<mysql::Migration>& Migrations() {
 }
 
 // The status after an update (the SQLite store's kStatusSql): terminal states stay; only
-// Reopen leaves them. Its placeholders, in order, come from StatusParams. It is the first
-// assignment of the UPDATE: MySQL and MariaDB evaluate single-table SET assignments left to
-// right with the new values of columns already assigned, so everything it reads is still the
-// row as it was.
+// Reopen leaves them. Its placeholders, in order, come from AddStatusParams. It reads the
+// counts only as GREATEST(col, new), which is the same before and after the counts are
+// assigned, so it does not matter that MySQL and MariaDB evaluate SET assignments left to
+// right with the new values of columns already assigned (SQLite uses the old ones).
 constexpr const char* kStatusSql =
     "CASE WHEN status IN ('cancelled','done','failed') THEN status "
     "WHEN chunks_total>0 AND GREATEST(chunks_done, ?)>=chunks_total THEN 'done' "
