@@ -188,6 +188,7 @@ struct Connection::Impl {
   std::string who;  // Describe(endpoint)
   MYSQL* m = nullptr;
   bool broken = false;
+  bool in_tx = false;  // inside InTransaction (a nested START TRANSACTION would commit the outer one)
   int err = 0;  // errno of the last Error()
   int64_t last_used_ms = 0;
   // Prepared statements by SQL text, least recently used first.
@@ -545,6 +546,13 @@ Result<std::optional<Row>> Connection::QueryOne(std::string_view sql, const Para
 }
 
 Status Connection::InTransaction(const std::function<Status(Connection&)>& body, const RetryPolicy& policy) {
+  if (impl_->in_tx)
+    return Status::Internal("mysql " + impl_->who + ": InTransaction called inside InTransaction (not supported)");
+  struct InTx {
+    bool& flag;
+    explicit InTx(bool& f) : flag(f) { flag = true; }
+    ~InTx() { flag = false; }
+  } in_tx(impl_->in_tx);
   thread_local std::mt19937_64 rng(std::random_device{}());
   Status last;
   auto delay = policy.initial;

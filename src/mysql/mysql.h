@@ -176,7 +176,8 @@ class Connection {
   // jittered backoff, up to policy.max_attempts. Any other failure rolls back and is
   // returned as is. So `body` may run more than once and must keep no effects outside the
   // database between attempts. A commit whose answer was lost may have been applied: make
-  // bodies idempotent (upserts, compare-and-set) where that matters.
+  // bodies idempotent (upserts, compare-and-set) where that matters. Not nestable: a call
+  // from inside a body is kInternal.
   Status InTransaction(const std::function<Status(Connection&)>& body, const RetryPolicy& policy = {});
 
   // mysql_ping; on failure the connection is marked for reconnection and the error returned.

@@ -196,8 +196,8 @@ TEST(Mysql, DirtyMigrationRefusesToStart) {
   EXPECT_LT(MonoMs() - t0, 5000);
 }
 
-// Verifies a migrator that cannot get the lock within 30 s... is not waited for here: while
-// another session holds the lock, Migrate blocks, and it proceeds once the holder releases.
+// Verifies Migrate waits for the migration lock: while another session holds it, Migrate
+// does not proceed, and it does once the holder releases it.
 TEST(Mysql, MigrationWaitsForTheLockHolder) {
   MysqlEndpoint e = Shared();
   auto holder = Connection::Open(e);
@@ -212,7 +212,8 @@ TEST(Mysql, MigrationWaitsForTheLockHolder) {
     result = Migrate(*pool, "waits", {{1, {"CREATE TABLE w_t(x INT)"}}});
     done = true;
   });
-  std::this_thread::sleep_for(500ms);  // a wait that must NOT end: the migrator is blocked
+  // Waiting for something that must NOT happen: a fixed wait is the only way to observe it.
+  std::this_thread::sleep_for(500ms);
   EXPECT_FALSE(done.load()) << "Migrate ran while another session held the lock";
   ASSERT_TRUE((*holder)->QueryOne("SELECT RELEASE_LOCK(?)", {e.database + ".kg_migrate"}).ok());
   EXPECT_TRUE(testing::WaitFor([&] { return done.load(); }, 10s));
@@ -337,6 +338,12 @@ TEST(Mysql, InTransactionRollsBackOtherErrors) {
   });
   EXPECT_EQ(s.code(), Code::kConflict);
   EXPECT_EQ(attempts, 1);
+  EXPECT_EQ(Count(**c, "SELECT COUNT(*) FROM rb"), 0);
+  // Nesting would commit the outer transaction early: refused.
+  Status nested = (*c)->InTransaction([](Connection& db) {
+    return db.InTransaction([](Connection& inner) { return inner.Exec("INSERT INTO rb VALUES (?)", {2}).status(); });
+  });
+  EXPECT_EQ(nested.code(), Code::kInternal) << nested.message();
   EXPECT_EQ(Count(**c, "SELECT COUNT(*) FROM rb"), 0);
 }
 
