@@ -252,7 +252,8 @@ class MysqlGraphStore final : public GraphStore {
             " AS n FROM graph_entities e WHERE LOCATE(LOWER(CONVERT(? USING utf8mb4)) COLLATE utf8mb4_bin, "
             "LOWER(CONVERT(e.name USING utf8mb4)) COLLATE utf8mb4_bin) > 0 "
             "OR LOCATE(?, SUBSTRING(e.`key`, LOCATE(':', e.`key`) + 1)) > 0 ORDER BY n DESC, e.name LIMIT ?",
-        {Value(query), Bytes(folded), Value(static_cast<int64_t>(limit < 0 ? INT32_MAX : limit))}));
+        // The query as bytes: CONVERT makes invalid UTF-8 a '?' instead of a server error.
+        {Bytes(query), Bytes(folded), Value(static_cast<int64_t>(limit < 0 ? INT32_MAX : limit))}));
     std::vector<EntityRec> out;
     out.reserve(rows.size());
     for (const Row& r : rows) out.push_back(EntityRow(r));
