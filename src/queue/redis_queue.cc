@@ -30,6 +30,9 @@
 //   and resubscribes on the next wait, before asking, so no wake-up falls between the two.
 // - Outages: every call fails with kUnavailable within the socket timeout and the next call
 //   reconnects (src/redis/client.h).
+// Limits: an Enqueue of more than 256 chunks of one provider runs several scripts, so a call
+// that fails midway may have enqueued a prefix (a retry completes it: enqueue is idempotent by
+// id). Chunk ids are unique per provider (a task's chunks share its provider).
 #include <poll.h>
 
 #include <algorithm>
