@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 
 #include <atomic>
 #include <chrono>
 #include <thread>
 
+#include "common/util.h"
 #include "queue/queue.h"
 #include "redis/client.h"
 #include "testing/servers.h"
@@ -51,6 +53,22 @@ int64_t InfoField(redis::Client& c, const std::string& section, const std::strin
   return std::stoll(v->s.substr(at + field.size()));
 }
 
+// Stops what a test started even when an assertion ends it early: the worker thread (woken
+// through its wake_fd) and the servers, by pid.
+struct Cleanup {
+  std::atomic<bool> stop{false};
+  UniqueFd wake{eventfd(0, EFD_CLOEXEC)};
+  std::thread worker;
+  std::vector<testing::ServerProcess> servers;
+  ~Cleanup() {
+    stop = true;
+    uint64_t one = 1;
+    if (::write(wake.get(), &one, sizeof one) < 0) ADD_FAILURE() << "cannot wake the worker";
+    if (worker.joinable()) worker.join();
+    for (const auto& s : servers) testing::StopServer(s);
+  }
+};
+
 int64_t Subscribers(redis::Client& c, const std::string& channel) {
   auto v = c.Run(redis::Call::Cmd({"PUBSUB", "NUMSUB", channel}));
   return v.ok() && v->a.size() == 2 ? v->a[1].Int() : -1;
@@ -63,21 +81,25 @@ int64_t Subscribers(redis::Client& c, const std::string& channel) {
 TEST(RedisQueue, SurvivesARestartAndWakesTheBlockedWorker) {
   setenv("KG_TEST_REDIS_AOF", "1", 1);  // appendfsync always: the restart keeps the data
   testing::TempDir dir;
+  // Declared before the cleanup, so that they outlive the worker thread it joins.
+  std::unique_ptr<Queue> worker_q, producer_q;
+  std::atomic<int> leased{0}, errors{0}, waits{0};
+  Cleanup cleanup;
   auto server = testing::StartServer("redis", dir.path() + "/redis");
+  unsetenv("KG_TEST_REDIS_AOF");
   ASSERT_GT(server.port, 0);
+  cleanup.servers.push_back(server);
   RedisEndpoint at = At(server.port, "kg");
-  auto worker_q = MustOpen(at);
-  auto producer_q = MustOpen(at);
+  worker_q = MustOpen(at);
+  producer_q = MustOpen(at);
   ASSERT_TRUE(worker_q && producer_q);
   redis::Client admin(at);
   ASSERT_TRUE(producer_q->Enqueue(Items("kept", 3, "other")).ok());
 
   // A worker as the real one runs: wait, lease, back off a little on an error, repeat.
-  std::atomic<bool> stop{false};
-  std::atomic<int> leased{0}, errors{0}, waits{0};
-  std::thread worker([&] {
-    while (!stop) {
-      worker_q->WaitForWork("p", 60000, -1, false);
+  cleanup.worker = std::thread([&] {
+    while (!cleanup.stop) {
+      worker_q->WaitForWork("p", 60000, cleanup.wake.get(), false);
       ++waits;
       auto r = worker_q->LeaseChunks("p", "w1", 4, 60000, false);
       if (!r.ok()) {
@@ -95,6 +117,7 @@ TEST(RedisQueue, SurvivesARestartAndWakesTheBlockedWorker) {
   ASSERT_TRUE(testing::WaitFor([&] { return Subscribers(admin, wake) == 1; }, milliseconds(5000)));
 
   testing::StopServer(server);
+  cleanup.servers.clear();
   auto t0 = Clock::now();
   auto depths = producer_q->Depths();
   EXPECT_LT(Clock::now() - t0, milliseconds(3000));
@@ -105,8 +128,11 @@ TEST(RedisQueue, SurvivesARestartAndWakesTheBlockedWorker) {
   // The waiter noticed (its subscriber saw the connection close) and its lease call failed.
   ASSERT_TRUE(testing::WaitFor([&] { return errors.load() > 0; }, milliseconds(5000)));
 
+  setenv("KG_TEST_REDIS_AOF", "1", 1);
   auto again = testing::StartServer("redis", dir.path() + "/redis", server.port);
+  unsetenv("KG_TEST_REDIS_AOF");
   ASSERT_EQ(again.port, server.port);
+  cleanup.servers.push_back(again);
   // Calls reconnect by themselves (after the reconnect backoff, at most ~2.5 s).
   ASSERT_TRUE(testing::WaitFor([&] { return producer_q->Depths().ok(); }, milliseconds(10000)));
   auto kept = producer_q->Counts("kept");
@@ -124,11 +150,6 @@ TEST(RedisQueue, SurvivesARestartAndWakesTheBlockedWorker) {
       << "a worker blocked across the outage did not consume after the reconnect";
   EXPECT_LT(Clock::now() - t0, milliseconds(3000));
   EXPECT_LE(waits.load() - waits_before, 3) << "the worker spun instead of blocking";
-  stop = true;
-  ASSERT_TRUE(producer_q->Enqueue(Items("stop", 1, "p")).ok());  // wakes the worker to see `stop`
-  worker.join();
-  testing::StopServer(again);
-  unsetenv("KG_TEST_REDIS_AOF");
 }
 
 // Verifies an idle WaitForWork blocks instead of polling: a one-second wait costs the server a
