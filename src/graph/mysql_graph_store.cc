@@ -44,7 +44,8 @@ constexpr const char* kSchemaV1[] = {
     "CREATE TABLE IF NOT EXISTS graph_mentions(chunk_hash BINARY(32) NOT NULL, entity_hash BINARY(32) NOT NULL, "
     "PRIMARY KEY(chunk_hash, entity_hash), KEY graph_mentions_entity(entity_hash)) ENGINE=InnoDB",
     // rel_hash: RelationHash(src, dst, type).
-    "CREATE TABLE IF NOT EXISTS graph_relations(rel_hash BINARY(32) NOT NULL PRIMARY KEY, src_hash BINARY(32) NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS graph_relations(rel_hash BINARY(32) NOT NULL PRIMARY KEY, "
+    "src_hash BINARY(32) NOT NULL, "
     "dst_hash BINARY(32) NOT NULL, src MEDIUMBLOB NOT NULL, dst MEDIUMBLOB NOT NULL, type MEDIUMBLOB NOT NULL, "
     "KEY graph_relations_src(src_hash), KEY graph_relations_dst(dst_hash)) ENGINE=InnoDB",
     // One row per (relation, chunk, sentence); the sentence id is needed only to count distinct ones.
@@ -127,7 +128,8 @@ std::vector<Segment> PlanSegments(const std::vector<GraphBatch>& batches) {
     s.chunk_hashes.push_back(chunk_hash);
     const std::string doc_hash = Hash(b.doc.id);
     s.docs.try_emplace(doc_hash, Segment::Doc{b.doc.id, b.doc.title, b.doc.source});
-    s.chunks[chunk_hash] = Segment::Chunk{b.chunk.id, doc_hash, b.doc.id, b.chunk.text, b.chunk.idx, b.chunk.generation};
+    s.chunks[chunk_hash] =
+        Segment::Chunk{b.chunk.id, doc_hash, b.doc.id, b.chunk.text, b.chunk.idx, b.chunk.generation};
     for (const EntityRec& e : b.entities) {
       const std::string key_hash = Hash(e.key);
       auto [it, fresh] = s.entities.try_emplace(
@@ -287,10 +289,12 @@ class MysqlGraphStore final : public GraphStore {
       d.entity = EntityRow(*row);
       // Out before in; each by the other end's key, then type.
       KG_ASSIGN_OR_RETURN(auto rows, tx.Query(
-          std::string("SELECT 'out' AS dir, r.rel_hash, r.src, r.dst, r.type, e.`key`, e.name, e.type, e.description, ") +
-              kMentionCount + " FROM graph_relations r JOIN graph_entities e ON e.key_hash=r.dst_hash WHERE r.src_hash=? "
+          std::string("SELECT 'out' AS dir, r.rel_hash, r.src, r.dst, r.type, e.`key`, e.name, e.type, ") +
+              "e.description, " + kMentionCount +
+              " FROM graph_relations r JOIN graph_entities e ON e.key_hash=r.dst_hash WHERE r.src_hash=? "
               "UNION ALL SELECT 'in', r.rel_hash, r.src, r.dst, r.type, e.`key`, e.name, e.type, e.description, " +
-              kMentionCount + " FROM graph_relations r JOIN graph_entities e ON e.key_hash=r.src_hash WHERE r.dst_hash=? "
+              kMentionCount +
+              " FROM graph_relations r JOIN graph_entities e ON e.key_hash=r.src_hash WHERE r.dst_hash=? "
               "ORDER BY 1 DESC, 6, 5",
           {Bytes(key_hash), Bytes(key_hash)}));
       std::vector<std::string> rel_hashes;
@@ -308,7 +312,8 @@ class MysqlGraphStore final : public GraphStore {
         std::map<std::string, std::pair<std::vector<std::string>, int64_t>> evidence;  // rel -> (chunks, weight)
         KG_RETURN_IF_ERROR(ForEachInList(rel_hashes, [&](const std::string& in, const Params& p) -> Status {
           KG_ASSIGN_OR_RETURN(auto ev, tx.Query(
-              "SELECT DISTINCT v.rel_hash, c.id, NULL FROM graph_evidence v JOIN graph_chunks c ON c.id_hash=v.chunk_hash "
+              "SELECT DISTINCT v.rel_hash, c.id, NULL FROM graph_evidence v "
+              "JOIN graph_chunks c ON c.id_hash=v.chunk_hash "
               "WHERE v.rel_hash IN " + in + " UNION ALL "
               "SELECT rel_hash, NULL, COUNT(DISTINCT sentence_hash) FROM graph_evidence WHERE rel_hash IN " + in +
               " GROUP BY rel_hash",
@@ -446,7 +451,8 @@ class MysqlGraphStore final : public GraphStore {
                                 " ON DUPLICATE KEY UPDATE generation=VALUES(generation), text=VALUES(text)", 7, rows));
     rows.clear();
     for (const auto& [hash, e] : s.entities) {
-      rows.push_back({Bytes(hash), Bytes(e.key), Bytes(e.name_hash), Bytes(e.name), Bytes(e.type), Bytes(e.description)});
+      rows.push_back(
+          {Bytes(hash), Bytes(e.key), Bytes(e.name_hash), Bytes(e.name), Bytes(e.type), Bytes(e.description)});
     }
     KG_RETURN_IF_ERROR(ExecRows(c, "INSERT INTO graph_entities(key_hash,`key`,name_hash,name,type,description) VALUES ",
                                 " ON DUPLICATE KEY UPDATE description=IF(LENGTH(description)=0, VALUES(description), "
@@ -488,7 +494,9 @@ class MysqlGraphStore final : public GraphStore {
   static Status ExportSnapshot(mysql::Connection& c, GraphSink& sink) {
     KG_RETURN_IF_ERROR(c.QueryEach("SELECT id, title, source FROM graph_documents ORDER BY id, id_hash", {},
                                    [&](const Row& r) { return sink.Document({r.Str(0), r.Str(1), r.Str(2)}); }));
-    KG_RETURN_IF_ERROR(c.QueryEach("SELECT id, doc_id, idx, text FROM graph_chunks ORDER BY doc_id, idx, id, id_hash", {},
+    KG_RETURN_IF_ERROR(c.QueryEach("SELECT id, doc_id, idx, text FROM graph_chunks "
+                                   "ORDER BY doc_id, idx, id, id_hash",
+                                   {},
                                    [&](const Row& r) {
                                      return sink.Chunk({r.Str(0), r.Str(1), static_cast<int>(r.Int(2)), r.Str(3)});
                                    }));
