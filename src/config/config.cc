@@ -511,4 +511,25 @@ BackendDescription DescribeBackends(const Config& c) {
   return d;
 }
 
+RedisEndpoint RedisEndpointOf(const Config& c) {
+  RedisEndpoint at;
+  at.host = c.redis_host;
+  at.port = c.redis_port;
+  at.password = c.redis_password;
+  at.db = c.redis_db;
+  at.ns = c.redis_namespace;
+  return at;
+}
+
+MysqlEndpoint MysqlEndpointOf(const Config& c) {
+  MysqlEndpoint at;
+  at.host = c.db_host;
+  at.port = c.db_port;
+  at.user = c.db_user;
+  at.password = c.db_password;
+  at.database = c.db_name;
+  at.pool_size = c.db_pool_size;
+  return at;
+}
+
 }  // namespace kg

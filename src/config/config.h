@@ -12,6 +12,8 @@
 
 #include "common/status.h"
 #include "common/util.h"
+#include "mysql/endpoint.h"
+#include "redis/endpoint.h"
 
 namespace kg {
 
@@ -120,5 +122,10 @@ struct BackendDescription {
   std::string graph;
 };
 BackendDescription DescribeBackends(const Config& c);
+
+// The distributed backends' endpoints as the configuration sets them (meaningful when
+// REDIS_HOST / DB_HOST are set).
+RedisEndpoint RedisEndpointOf(const Config& c);
+MysqlEndpoint MysqlEndpointOf(const Config& c);
 
 }  // namespace kg

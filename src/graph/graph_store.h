@@ -39,7 +39,7 @@
 namespace kg {
 
 struct Config;
-struct MysqlEndpoint;  // mysql/mysql.h
+struct MysqlEndpoint;  // mysql/endpoint.h
 
 struct DocumentRec {
   std::string id, title, source;

@@ -20,7 +20,7 @@
 namespace kg {
 
 struct Config;
-struct MysqlEndpoint;  // mysql/mysql.h
+struct MysqlEndpoint;  // mysql/endpoint.h
 
 struct TaskRecord {
   std::string id;
