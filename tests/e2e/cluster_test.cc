@@ -304,5 +304,29 @@ TEST_F(Cluster, LiveNodeNameIsRefusedClusterWide) {
   EXPECT_NE(second->Wait(30s), -1);
 }
 
+// Verifies scaling is shared: PUT /api/v1/providers/{name}/processes on the web node reaches every
+// worker node (another process tree, sharing only MySQL) within a few beats, up and down, and
+// DELETE brings every node back to its configuration.
+TEST_F(Cluster, ScalingOnTheWebNodeReachesEveryWorkerNode) {
+  Node& web = Start("web", "web1");
+  ASSERT_TRUE(web.ready()) << web.proc().Stderr();
+  Node& w1 = Start("worker", "w1");
+  Node& w2 = Start("worker", "w2");
+  ASSERT_TRUE(w1.ready() && w2.ready()) << w1.proc().Stderr() << w2.proc().Stderr();
+  auto runs = [&](Node& n, size_t count) { return WaitFor([&] { return n.Workers().size() == count; }, 15s); };
+  ASSERT_TRUE(runs(w1, 2) && runs(w2, 2));  // KG_WORKERS_PER_PROVIDER
+  auto put = web.http().Put("/api/v1/providers/slow/processes", R"({"per_node": 3})", "application/json");
+  ASSERT_TRUE(put && put->status == 200) << (put ? put->body : "no answer");
+  auto asked = std::chrono::steady_clock::now();
+  EXPECT_TRUE(runs(w1, 3)) << w1.Workers().size();
+  EXPECT_TRUE(runs(w2, 3)) << w2.Workers().size();
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - asked);
+  RecordProperty("scale_reached_ms", static_cast<int>(took.count()));
+  auto del = web.http().Delete("/api/v1/providers/slow/processes");
+  ASSERT_TRUE(del && del->status == 200) << (del ? del->body : "no answer");
+  EXPECT_TRUE(runs(w1, 2)) << w1.Workers().size();
+  EXPECT_TRUE(runs(w2, 2)) << w2.Workers().size();
+}
+
 }  // namespace
 }  // namespace kg
