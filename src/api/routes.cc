@@ -340,6 +340,15 @@ json Routes::TaskViewOf(TaskRecord t, const std::set<std::string>& served) {
     t.chunks_done = counts->done;
     t.chunks_failed = counts->dead;
     if (t.status != "cancelled") t.status = DeriveStatus(*counts);
+  } else if (counts.ok() && t.chunks_total > 0 && (t.status == "queued" || t.status == "running")) {
+    // A task's chunks are queued before its row is written, so an unfinished row whose chunks the
+    // queue does not know means the queue lost them: a Redis restarted without persistence, or
+    // flushed. Their text was only there; say so instead of showing "queued" forever.
+    t.status = "failed";
+    t.error = fmt::format(
+        "the queue holds none of this task's {} chunks: it lost them (Redis restarted without persistence, "
+        "or flushed; see docs/deployment.md); submit the document again",
+        t.chunks_total - t.chunks_done);
   }
   json out = TaskJson(t);
   out["warning"] = ServingWarning(served, t.provider, t.status);

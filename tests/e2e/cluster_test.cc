@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -326,6 +327,27 @@ TEST_F(Cluster, ScalingOnTheWebNodeReachesEveryWorkerNode) {
   ASSERT_TRUE(del && del->status == 200) << (del ? del->body : "no answer");
   EXPECT_TRUE(runs(w1, 2)) << w1.Workers().size();
   EXPECT_TRUE(runs(w2, 2)) << w2.Workers().size();
+}
+
+// Verifies a queue that lost its data (Redis restarted with its files gone) is reported, not hidden:
+// an unfinished task whose chunks the queue no longer knows shows "failed" with an error saying the
+// queue lost them and to resubmit, instead of "queued" forever; a finished task stays done.
+TEST_F(Cluster, TasksWhoseChunksRedisLostSaySo) {
+  Node& web = Start("web", "web1");
+  ASSERT_TRUE(web.ready()) << web.proc().Stderr();
+  auto ids = Submit(web, 0, 3);  // no worker node: they stay queued
+  ASSERT_EQ(ids.size(), 3u);
+  EXPECT_EQ(web.Get("/api/v1/tasks/" + ids[0])["status"], "queued");
+  testing::StopServer(redis_);
+  std::filesystem::remove_all(redis_.dir);
+  redis_ = testing::StartServer("redis", redis_.dir, redis_.port);
+  ASSERT_GT(redis_.pid, 0);
+  json t;
+  ASSERT_TRUE(WaitFor([&] {
+    t = web.Get("/api/v1/tasks/" + ids[0]);
+    return !t.is_null() && t["status"] == "failed";
+  }, 30s)) << t;
+  EXPECT_NE(t["error"].get<std::string>().find("the queue holds none of this task's 1 chunks"), std::string::npos) << t;
 }
 
 }  // namespace
