@@ -69,8 +69,9 @@ class Routes {
   // The view of a task row already read; `served` as ServedProviders() gives it.
   nlohmann::json TaskViewOf(TaskRecord t, const std::set<std::string>& served);
   // Nodes of the registry with their heartbeat age and `stale` marker; a stale node's
-  // processes are shown as unknown (pid 0, last_pid the one it reported).
-  nlohmann::json NodesJson();
+  // processes are shown as unknown (pid 0, last_pid the one it reported). With `error`, the store's
+  // failure to list them is reported there (else an unreadable registry reads as no node).
+  nlohmann::json NodesJson(Status* error = nullptr);
   // Providers with a live process (starting, idle or busy) on a node that is not stale.
   std::set<std::string> ServedProviders();
   static std::set<std::string> ServedFrom(const nlohmann::json& nodes);  // of NodesJson()

@@ -70,6 +70,7 @@ int RunNode(const Config& c) {
       return 1;
     }
   }
+  for (const auto& w : QueueDurabilityWarnings(c)) spdlog::warn("{}", w);
   // The node's name first, before anything runs: a live node holding it refuses this one
   // (a configuration problem: exit 2, naming the variable and the holder).
   NodeRegistry registry(c, *store.value());

@@ -146,4 +146,9 @@ Result<std::unique_ptr<Queue>> OpenRedisQueue(const RedisEndpoint& at, QueueOpti
 // The backend the configuration selects.
 Result<std::unique_ptr<Queue>> OpenQueue(const Config& config);
 
+// What in the configured Redis server can lose queued chunks: no append-only file (a restart
+// empties the queue), a memory policy that evicts keys. One line each, naming the fix; empty for
+// the embedded queue, for a durable server, or when the server cannot be asked (INFO refused).
+std::vector<std::string> QueueDurabilityWarnings(const Config& config);
+
 }  // namespace kg

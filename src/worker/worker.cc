@@ -267,10 +267,12 @@ class Worker {
       Finish(lease, RetryTransient([&] { return queue_->Ack(lease.chunk_id, lease.token); }), false);
       return;
     }
-    if (merged.code() == Code::kUnavailable) {
+    if (merged.code() == Code::kUnavailable && !GraphAnswers()) {
       // The graph store is away (a restart, a network cut): not this chunk's fault, so it goes back
       // without costing an attempt, and this worker pauses leasing (with a growing pause) until
       // the store answers again; otherwise a few seconds of outage would dead-letter every chunk.
+      // A merge that fails while the store answers (deadlocks past their retries, a statement the
+      // server rejects) is the chunk's own failure: it is nacked below and costs an attempt.
       graph_outage_.Failed(merged, MonoMs());
       Status back = RetryTransient([&] { return queue_->Release(lease.chunk_id, lease.token); });
       if (!back.ok()) spdlog::warn("worker {}: chunk {}: {}", o_.owner, lease.chunk_id, back.message());
@@ -284,6 +286,12 @@ class Worker {
       return;
     }
     Finish(lease, RetryTransient([&] { return queue_->Ack(lease.chunk_id, lease.token); }), false);
+  }
+
+  // Whether the graph store answers a point lookup now (kNotFound is an answer).
+  bool GraphAnswers() {
+    auto probe = graph_->GetEntity("worker:probe");
+    return probe.ok() || probe.status().code() == Code::kNotFound;
   }
 
   void Finish(const Lease& lease, const Status& s, bool failed) {

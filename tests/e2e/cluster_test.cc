@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "queue/queue.h"
 #include "testing/servers.h"
 #include "testing/testing.h"
 
@@ -202,6 +203,25 @@ TEST_F(Cluster, WorkerNodeKilledMidRunLosesNothing) {
   ASSERT_TRUE(WaitFor([&] { return Statuses(web, ids)["done"] >= 20; }, 60s));
   ASSERT_LT(Statuses(web, ids)["done"], kDocs - 20) << "the run ended before the kill; make it longer";
   ASSERT_FALSE(w1.Workers().empty());
+  // The queue itself, as the nodes see it: which chunks w1's workers hold at the kill.
+  RedisEndpoint at;
+  at.host = "127.0.0.1";
+  at.port = redis_.port;
+  auto queue = OpenRedisQueue(at, QueueOptions{});
+  ASSERT_TRUE(queue.ok()) << queue.status().message();
+  auto held_by = [&](const std::string& prefix) {
+    std::set<std::string> held;
+    for (const auto& id : ids) {
+      auto chunks = (*queue)->ListChunks(id);
+      if (!chunks.ok()) continue;
+      for (const auto& c : *chunks) {
+        if (c.state == ChunkState::kLeased && c.owner.rfind(prefix, 0) == 0) held.insert(c.id);
+      }
+    }
+    return held;
+  };
+  std::set<std::string> orphaned;
+  ASSERT_TRUE(WaitFor([&] { return !(orphaned = held_by("w1/")).empty(); }, 30s));
   KillTree(w1);
   auto killed_at = std::chrono::steady_clock::now();
   // Out of the live nodes within its TTL (2 beats of 1 s), listed as down.
@@ -212,6 +232,15 @@ TEST_F(Cluster, WorkerNodeKilledMidRunLosesNothing) {
   auto gone_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed_at);
   EXPECT_LE(gone_ms.count(), 2 * 1000 + 1500) << "TTL is 2 beats of 1 s (+ a poll)";
   ASSERT_TRUE(AllDone(web, ids, 180s));
+  // What w1 held ran again elsewhere: done, after a second lease (the expired one counted).
+  for (const auto& id : orphaned) {
+    auto c = (*queue)->Get(id);
+    ASSERT_TRUE(c.ok()) << id << ": " << c.status().message();
+    EXPECT_EQ(c->state, ChunkState::kDone) << id;
+    EXPECT_GE(c->attempts, 2) << id;
+    EXPECT_EQ(c->owner.rfind("w1/", 0), std::string::npos) << id << " finished by " << c->owner;
+  }
+  RecordProperty("chunks_rerun_after_kill", static_cast<int>(orphaned.size()));
   json cluster = Graph(web);
   json single = EmbeddedGraph(kDocs);
   ASSERT_FALSE(cluster.is_null());
@@ -331,7 +360,8 @@ TEST_F(Cluster, ScalingOnTheWebNodeReachesEveryWorkerNode) {
 
 // Verifies a queue that lost its data (Redis restarted with its files gone) is reported, not hidden:
 // an unfinished task whose chunks the queue no longer knows shows "failed" with an error saying the
-// queue lost them and to resubmit, instead of "queued" forever; a finished task stays done.
+// queue lost them and to resubmit, instead of "queued" forever; and a node starting on a Redis that
+// runs without an append-only file warns that a restart empties the queue.
 TEST_F(Cluster, TasksWhoseChunksRedisLostSaySo) {
   Node& web = Start("web", "web1");
   ASSERT_TRUE(web.ready()) << web.proc().Stderr();
@@ -348,6 +378,13 @@ TEST_F(Cluster, TasksWhoseChunksRedisLostSaySo) {
     return !t.is_null() && t["status"] == "failed";
   }, 30s)) << t;
   EXPECT_NE(t["error"].get<std::string>().find("the queue holds none of this task's 1 chunks"), std::string::npos) << t;
+  // A node starting on a Redis without its append-only file says what that risks; one on the
+  // durable server (the web node, started before) said nothing.
+  EXPECT_EQ(web.proc().Stderr().find("append-only"), std::string::npos) << web.proc().Stderr();
+  Node& late = Start("worker", "w-late");
+  ASSERT_TRUE(late.ready()) << late.proc().Stderr();
+  EXPECT_NE(late.proc().Stderr().find("runs without its append-only file: a restart empties the queue"),
+            std::string::npos) << late.proc().Stderr();
 }
 
 }  // namespace
