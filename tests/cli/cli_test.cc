@@ -287,7 +287,9 @@ TEST(Cli, ScaleNamesTheBindingCapAndWaitsForTheTarget) {
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 2s);
   EXPECT_EQ(never.code, 1) << never.err;
   EXPECT_NE(never.out.find("target 2 processes on node n2"), std::string::npos) << never.out;
-  EXPECT_NE(never.err.find("provider broken: 0 of the target 2 running on node n2 after 2 s"), std::string::npos)
+  // 0 of 2, or 1 when the count catches a process between its start and its exit (a loaded machine).
+  EXPECT_TRUE(never.err.find("provider broken: 0 of the target 2 running on node n2 after 2 s") != std::string::npos ||
+              never.err.find("provider broken: 1 of the target 2 running on node n2 after 2 s") != std::string::npos)
       << never.err;
 }
 
