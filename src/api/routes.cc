@@ -395,7 +395,7 @@ void Routes::ListTasks(const http::Request& req, http::Response& res) {
   if (open.ok()) {
     for (const auto& t : *open) {
       if (t.status != "queued" && t.status != "running") continue;
-      if (Status r = RefreshProgress(*d_.store, *d_.queue, t); !r.ok()) spdlog::warn("list: {}", r.message());
+      list_progress_outage_.Record(RefreshProgress(*d_.store, *d_.queue, t));
     }
   }
   auto list = d_.store->List(status, limit);

@@ -13,6 +13,7 @@
 
 #include "api/events.h"
 #include "api/server.h"
+#include "common/outage_log.h"
 #include "pipeline/document.h"
 #include "http/server.h"
 
@@ -84,6 +85,7 @@ class Routes {
   const Config& c_;
   http::Server& svr_;
   std::atomic<bool> stopping_{false};
+  OutageLog list_progress_outage_{"list: task progress"};  // once per outage, not per request
   EventHub events_;
 };
 

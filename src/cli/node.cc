@@ -61,15 +61,15 @@ void RaiseDescriptorLimit(const Config& c) {
 int RunNode(const Config& c) {
   LogBanner(c, c.role == NodeRole::kWorker ? "worker node" : "node");
   RaiseDescriptorLimit(c);
+  // One backend after the other, stopping at the first that cannot be opened (a server still down
+  // after the factories' wait): its error is the one to read, and the next backend (often the same
+  // MySQL server) is not waited for a second time.
   auto queue = OpenQueue(c);
+  if (!queue.ok()) return spdlog::error("{}", queue.status().message()), 1;
   auto store = OpenTaskStore(c);
+  if (!store.ok()) return spdlog::error("{}", store.status().message()), 1;
   auto graph = OpenGraphStore(c);
-  for (const Status* s : {&queue.status(), &store.status(), &graph.status()}) {
-    if (!s->ok()) {
-      spdlog::error("{}", s->message());
-      return 1;
-    }
-  }
+  if (!graph.ok()) return spdlog::error("{}", graph.status().message()), 1;
   for (const auto& w : QueueDurabilityWarnings(c)) spdlog::warn("{}", w);
   // The node's name first, before anything runs: a live node holding it refuses this one
   // (a configuration problem: exit 2, naming the variable and the holder).

@@ -353,6 +353,14 @@ Result<Config> LoadConfig(const EnvLookup& env) {
     KG_RETURN_IF_ERROR(CheckKeys(root, known, fmt::format("KG_CONFIG='{}'", *file)));
     for (const auto& s : Settings()) {
       if (auto n = root.get(TomlKey(s.env))) {
+        if (s.secret) {
+          // A file is copied, committed and shown in reviews; a secret belongs in the environment
+          // (a secret store, a systemd credential), so a file holding one is refused, not read.
+          return Status::Invalid(fmt::format(
+              "KG_CONFIG='{}' key '{}': secrets are read from the environment only; remove it from the file "
+              "and set {}",
+              *file, TomlKey(s.env), s.env));
+        }
         raw[s.env] = {TomlScalar(*n), fmt::format("{} key '{}'", *file, TomlKey(s.env))};
       }
     }

@@ -252,7 +252,13 @@ class Worker {
     Status mine = Lost(lease.chunk_id) ? Status::Conflict("renewal failed")
                                        : RetryTransient([&] { return queue_->Renew(lease.chunk_id, lease.token, LeaseMs()); });
     if (!mine.ok()) {
-      spdlog::warn("worker {}: lease of {} not confirmed ({}); result dropped", o_.owner, lease.chunk_id, mine.message());
+      // During a queue outage every chunk in flight lands here: the outage is logged once, not per chunk.
+      if (mine.code() == Code::kUnavailable) {
+        queue_outage_.Failed(mine, MonoMs());
+      } else {
+        spdlog::warn("worker {}: lease of {} not confirmed ({}); result dropped", o_.owner, lease.chunk_id,
+                     mine.message());
+      }
       return;
     }
     Status merged = RetryTransient([&] { return graph_->Merge({batch}); });
@@ -275,7 +281,7 @@ class Worker {
       // server rejects) is the chunk's own failure: it is nacked below and costs an attempt.
       graph_outage_.Failed(merged, MonoMs());
       Status back = RetryTransient([&] { return queue_->Release(lease.chunk_id, lease.token); });
-      if (!back.ok()) spdlog::warn("worker {}: chunk {}: {}", o_.owner, lease.chunk_id, back.message());
+      if (!back.ok()) Warn(lease.chunk_id, back);
       return;
     }
     graph_outage_.Succeeded();
@@ -288,6 +294,13 @@ class Worker {
     Finish(lease, RetryTransient([&] { return queue_->Ack(lease.chunk_id, lease.token); }), false);
   }
 
+  // A chunk's ack, nack or release that failed: a queue outage is logged once (the lease expires and
+  // the chunk runs again), anything else per chunk.
+  void Warn(const std::string& chunk_id, const Status& s) {
+    if (s.code() == Code::kUnavailable) return queue_outage_.Failed(s, MonoMs());
+    spdlog::warn("worker {}: chunk {}: {}", o_.owner, chunk_id, s.message());
+  }
+
   // Whether the graph store answers a point lookup now (kNotFound is an answer).
   bool GraphAnswers() {
     auto probe = graph_->GetEntity("worker:probe");
@@ -296,7 +309,7 @@ class Worker {
 
   void Finish(const Lease& lease, const Status& s, bool failed) {
     if (!s.ok()) {
-      spdlog::warn("worker {}: chunk {}: {}", o_.owner, lease.chunk_id, s.message());
+      Warn(lease.chunk_id, s);
       return;
     }
     if (!failed) done_.fetch_add(1);
@@ -306,7 +319,12 @@ class Worker {
       if (info.ok() && info->state == ChunkState::kDead) err = "chunk " + lease.chunk_id + ": " + info->last_error;
     }
     Status u = RetryTransient([&] { return RefreshProgress(*store_, *queue_, lease.task_id, err); });
-    if (!u.ok()) spdlog::warn("worker {}: task {} progress: {}", o_.owner, lease.task_id, u.message());
+    if (u.code() == Code::kUnavailable) {
+      progress_outage_.Record(u);  // the next chunk of the task writes it; logged once per outage
+    } else {
+      progress_outage_.Record(Status::Ok());
+      if (!u.ok()) spdlog::warn("worker {}: task {} progress: {}", o_.owner, lease.task_id, u.message());
+    }
   }
 
   void RenewLoop() {
@@ -380,6 +398,7 @@ class Worker {
   std::atomic<int64_t> done_{0};
   BackendOutage queue_outage_{"worker: queue"};        // leases failing
   BackendOutage graph_outage_{"worker: graph store"};  // merges failing
+  OutageLog progress_outage_{"worker: task progress"};   // progress writes failing
 };
 
 }  // namespace

@@ -273,5 +273,20 @@ TEST(Config, DescribeMasksBackendPasswords) {
   EXPECT_NE(d.find("queue=redis r:6379 db 0 keys kg:* (password ****)"), std::string::npos) << d;
 }
 
+// Verifies a secret in the KG_CONFIG file (a file gets copied and committed) is refused naming the
+// key and the variable to use, and its value appears nowhere in the message.
+TEST(Config, SecretsInTheFileAreRefused) {
+  testing::TempDir dir;
+  for (const char* key : {"db_password", "redis_password", "api_token", "neo4j_password"}) {
+    testing::WriteFile(dir.File("kg.toml"), std::string(key) + " = \"s3cr3t-in-file\"\n");
+    auto c = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}}));
+    ASSERT_FALSE(c.ok()) << key;
+    EXPECT_EQ(c.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(c.status().message().find(std::string("key '") + key + "': secrets are read from the environment only"),
+              std::string::npos) << c.status().message();
+    EXPECT_EQ(c.status().message().find("s3cr3t"), std::string::npos) << c.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace kg
