@@ -373,8 +373,12 @@ void Routes::SubmitBatch(const http::Request& req, http::Response& res) {
                                         "are queued and reach the graph; resubmitting is safe for the graph",
                                         i, planned.size(), s.message()));
     }
-    // Workers that finished chunks before the row existed wrote their progress to nothing.
-    if (Status r = RefreshProgress(*d_.store, *d_.queue, t); !r.ok()) spdlog::warn("batch submit: {}", r.message());
+    // Workers that finished chunks before the row existed wrote their progress to nothing. A task
+    // none of whose chunks has moved yet is what its new row says: no write for it.
+    auto counts = d_.queue->Counts(t.id);
+    if (!counts.ok() || counts->ready != counts->total) {
+      if (Status r = RefreshProgress(*d_.store, *d_.queue, t); !r.ok()) spdlog::warn("batch submit: {}", r.message());
+    }
     tasks.push_back({{"id", t.id}, {"chunks", t.chunks_total}, {"document", t.doc_id}});
     providers.insert(p.provider);
   }
