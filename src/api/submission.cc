@@ -153,8 +153,9 @@ Result<Submission> ParseQueryFields(const http::Request& head) {
 Result<Batch> ParseBatch(const http::Request& req, size_t max_documents) {
   const std::string media = MediaType(req.get_header_value("Content-Type"));
   if (media != "application/x-ndjson" && media != "application/json") {
-    return Status::Invalid("unsupported Content-Type '" + media +
-                           "' for a batch; send application/x-ndjson (one JSON document per line) or "
+    return Status::Invalid((media.empty() ? std::string("a batch needs a Content-Type")
+                                          : "unsupported Content-Type '" + media + "' for a batch") +
+                           "; send application/x-ndjson (one JSON document per line) or "
                            "application/json (an array of documents)");
   }
   Batch batch;

@@ -1012,6 +1012,7 @@ TEST_F(ApiTest, BatchSubmitCreatesEveryTaskInOrder) {
   ASSERT_EQ(r->status, 201) << r->body;
   json j = json::parse(r->body);
   ASSERT_EQ(j["tasks"].size(), 3u) << r->body;
+  EXPECT_EQ(j["warnings"], json::array({"no worker is serving provider builtin"})) << "this node runs no worker";
   std::vector<std::string> ids = BatchIds(r->body);
   const std::vector<std::string> titles = {"one", "untitled", "three"};
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -1056,6 +1057,10 @@ TEST_F(ApiTest, BadBatchIsRefusedWholeAndNamesTheLine) {
   const std::string good = "{\"text\":\"Ana Lund joined Meridian Analytics.\",\"id\":\"d1\"}\n";
   auto nd = [&](const std::string& body) { return client_->Post("/api/v1/tasks/batch", body, "application/x-ndjson"); };
   ExpectError(client_->Post("/api/v1/tasks/batch", good, "text/plain"), 400, "unsupported Content-Type 'text/plain'");
+  std::string untyped = RawExchange(port_, "POST /api/v1/tasks/batch HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                                           "Content-Length: " + std::to_string(good.size()) + "\r\n\r\n" + good);
+  EXPECT_EQ(RawStatus(untyped), 400) << untyped;
+  EXPECT_NE(RawBody(untyped).find("a batch needs a Content-Type"), std::string::npos) << untyped;
   ExpectError(nd(""), 400, "no document");
   ExpectError(nd("\n  \r\n"), 400, "no document");
   ExpectError(nd(good + "\n{not json\n"), 400, "line 3: not valid JSON");
