@@ -19,6 +19,9 @@ trap 'rm -f "$out"' EXIT
   "$build/bench/supervisor_bench" "${BENCH_ITERATIONS:-200}" "${BENCH_IDLE_SECONDS:-20}" "${BENCH_CRASH_SECONDS:-30}"
   "$build/bench/pipeline_bench" "${BENCH_CHUNKS:-2000}" "${BENCH_WORKERS:-2}" "${BENCH_RUNS:-3}"
   "$build/bench/export_bench" "${BENCH_EXPORT_RELATIONS:-200000}"
+  # Graph merges, 32 batches per call, into SQLite and into MySQL (a private mariadbd).
+  "$build/bench/graph_merge_bench" "${BENCH_GRAPH_CHUNKS:-2000}" 32 "${BENCH_RUNS:-3}"
+  "$build/bench/queue_bench" "${BENCH_QUEUE_CHUNKS:-20000}" "${BENCH_RUNS:-3}"
   "$build/bench/large_doc_bench" "${BENCH_LARGE_DOC_MB:-10}" "${BENCH_WORKERS:-2}" "${BENCH_RUNS:-3}"
   # The API server before (cpp-httplib, the binary of scripts/build_baseline.sh, built once) and
   # after (this build), in one run: requests/s, latency under slow clients, RSS of idle connections.

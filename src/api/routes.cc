@@ -690,14 +690,25 @@ json Routes::ScalingJson() {
   return arr;
 }
 
-void Routes::Workers(http::Response& res) { Reply(res, 200, {{"nodes", NodesJson()}, {"scaling", ScalingJson()}}); }
+// Live nodes under "nodes"; a node whose beats stopped (stale: more than 2 of its intervals) leaves
+// them at once for "down", where it stays, with what it last reported, for an hour or until its name
+// is taken over.
+void Routes::Workers(http::Response& res) {
+  json live = json::array(), down = json::array();
+  for (auto& n : NodesJson()) (n["stale"].get<bool>() ? down : live).push_back(std::move(n));
+  Reply(res, 200, {{"nodes", std::move(live)}, {"down", std::move(down)}, {"scaling", ScalingJson()}});
+}
 
 void Routes::Ready(http::Response& res) {
   if (stopping_) return Reply(res, 503, {{"status", "stopping"}, {"error", "node is stopping; draining in-flight work"}});
+  // Every backend answers (each call is one cheap round trip; a server down or restarting is 503 until
+  // the backend's reconnect succeeds; /healthz stays 200 meanwhile).
   auto s = d_.graph->Stats();
   auto d = d_.queue->Depths();
-  if (!s.ok()) return Fail(res, 503, "graph: " + s.status().message());
+  auto t = d_.store->GetSetting("readyz");
   if (!d.ok()) return Fail(res, 503, "queue: " + d.status().message());
+  if (!t.ok()) return Fail(res, 503, "task store: " + t.status().message());
+  if (!s.ok()) return Fail(res, 503, "graph: " + s.status().message());
   Reply(res, 200, {{"status", "ready"}});
 }
 

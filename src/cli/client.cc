@@ -638,12 +638,14 @@ int CmdWorkers(const ClientOptions& o) {
   if (o.json) return PrintRaw(api, "/api/v1/workers");
   auto r = api.Call("GET", "/api/v1/workers");
   if (!r) return 1;
-  for (const auto& n : (*r)["nodes"]) {
+  json all = (*r)["nodes"];
+  for (const auto& n : r->value("down", json::array())) all.push_back(n);
+  for (const auto& n : all) {
     bool stale = n.value("stale", false);
     std::cout << fmt::format("node {} (role {}, host {}, pid {}), heartbeat {:.1f} s ago{}\n",
                              n["name"].get<std::string>(), n["role"].get<std::string>(), n["host"].get<std::string>(),
                              n["pid"].get<int64_t>(), n.value("heartbeat_age_ms", int64_t{0}) / 1000.0,
-                             stale ? fmt::format(" STALE (no heartbeat for over {} s; processes unknown)",
+                             stale ? fmt::format(" DOWN (no heartbeat for over {} s; processes unknown)",
                                                  2 * n.value("heartbeat_interval_ms", int64_t{0}) / 1000)
                                    : "");
     std::cout << fmt::format("  {:>8} {:<14} {:<12} {:>8} {:>8} {:>7} {:>8}  {}\n", "PID", "PROVIDER", "STATE", "RSS_MB",

@@ -92,6 +92,22 @@ Status RetryTransient(F op) {
   return s;
 }
 
+// Calls `open` until it returns anything but kUnavailable or `wait_ms` has passed, with a pause
+// growing from 100 ms to 2 s; `on_wait` is called once, with the first failure, before waiting.
+// For opening a backend that may be restarting (a node or worker starting during an outage).
+template <typename R, typename F, typename W>
+R RetryOpen(F open, int64_t wait_ms, W on_wait) {
+  int64_t deadline = MonoMs() + wait_ms;
+  int64_t pause = 100;
+  for (bool first = true;; first = false) {
+    R r = open();
+    if (r.ok() || r.status().code() != Code::kUnavailable || MonoMs() + pause > deadline) return r;
+    if (first) on_wait(r.status());
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause));
+    pause = std::min<int64_t>(pause * 2, 2000);
+  }
+}
+
 // Masks a secret for display: "" stays "", anything else becomes "****".
 std::string MaskSecret(std::string_view secret);
 

@@ -52,6 +52,34 @@ Setting StrSetting(const char* env, std::string Config::*field, bool secret = fa
           secret};
 }
 
+// A host name or address of a backend server; empty is the same as unset (the embedded backend),
+// as env files and compose files write an unused variable.
+Setting HostSetting(const char* env, std::string Config::*field) {
+  return {env, [field](Config& c, const std::string& v, const std::string& var) {
+            bool ok = v.size() <= 253 && std::all_of(v.begin(), v.end(), [](char ch) {
+              return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.' || ch == ':' || ch == '_';
+            });
+            if (!ok) {
+              return Status::Invalid(fmt::format(
+                  "{}='{}': expected a host name or IP address (unset it for the embedded backend)", var, v));
+            }
+            c.*field = v;
+            return Status::Ok();
+          }};
+}
+
+// 1..max_len characters of A-Z a-z 0-9 _ (and . - when `dots`).
+Setting NameSetting(const char* env, std::string Config::*field, size_t max_len, const char* allowed, bool dots) {
+  return {env, [=](Config& c, const std::string& v, const std::string& var) {
+            bool ok = !v.empty() && v.size() <= max_len && std::all_of(v.begin(), v.end(), [&](char ch) {
+              return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || (dots && (ch == '.' || ch == '-'));
+            });
+            if (!ok) return Status::Invalid(fmt::format("{}='{}': expected 1-{} characters of {}", var, v, max_len, allowed));
+            c.*field = v;
+            return Status::Ok();
+          }};
+}
+
 Setting AddrSetting(const char* env, std::string Config::*field) {
   return {env, [field](Config& c, const std::string& v, const std::string& var) {
             std::string host;
@@ -89,14 +117,18 @@ const std::vector<Setting>& Settings() {
       IntSetting("KG_WORKERS_PER_PROVIDER", &Config::workers_per_provider, 0, 1000),
       IntSetting("KG_MAX_TOTAL_PROCESSES", &Config::max_total_processes, 1, 10000),
       IntSetting("KG_MAX_PROCESSES_PER_PROVIDER", &Config::max_processes_per_provider, 1, 10000),
-      StrSetting("REDIS_HOST", &Config::redis_host),
+      HostSetting("REDIS_HOST", &Config::redis_host),
       IntSetting("REDIS_PORT", &Config::redis_port, 1, 65535),
       StrSetting("REDIS_PASSWORD", &Config::redis_password, true),
-      StrSetting("DB_HOST", &Config::db_host),
+      IntSetting("REDIS_DB", &Config::redis_db, 0, 1023),
+      NameSetting("KG_REDIS_NAMESPACE", &Config::redis_namespace, 32, "A-Z a-z 0-9 _ . -", true),
+      HostSetting("DB_HOST", &Config::db_host),
       IntSetting("DB_PORT", &Config::db_port, 1, 65535),
-      StrSetting("DB_USER", &Config::db_user),
+      NameSetting("DB_USER", &Config::db_user, 80, "A-Z a-z 0-9 _ . -", true),
       StrSetting("DB_PASSWORD", &Config::db_password, true),
-      StrSetting("DB_NAME", &Config::db_name),
+      // A database name is an identifier (it cannot be a bound parameter), so only these.
+      NameSetting("DB_NAME", &Config::db_name, 64, "A-Z a-z 0-9 _", false),
+      IntSetting("KG_DB_POOL_SIZE", &Config::db_pool_size, 1, 256),
       StrSetting("NEO4J_URI", &Config::neo4j_uri),
       StrSetting("NEO4J_USER", &Config::neo4j_user),
       StrSetting("NEO4J_PASSWORD", &Config::neo4j_password, true),
@@ -380,11 +412,20 @@ Result<Config> LoadConfig(const EnvLookup& env) {
     return Status::Invalid(fmt::format("KG_CHUNK_OVERLAP='{}': must be less than half of KG_CHUNK_SIZE ({})",
                                        c.chunk_overlap, c.chunk_size));
   }
-  if (!c.redis_host.empty()) {
-    return Status::Invalid(fmt::format("REDIS_HOST='{}': the Redis queue backend is not built yet; unset it to use the embedded queue", c.redis_host));
+  // The queue and the task store are shared by every node of a cluster or by none: a queue on
+  // Redis with tasks in this host's SQLite file (or the reverse) would give each node its own half.
+  if (!c.redis_host.empty() && c.db_host.empty()) {
+    return Status::Invalid(fmt::format(
+        "REDIS_HOST='{}' without DB_HOST: a queue shared on Redis needs the task store shared too; set DB_HOST "
+        "(and DB_PORT, DB_USER, DB_PASSWORD, DB_NAME) to a MySQL or MariaDB server, or unset REDIS_HOST to run "
+        "embedded",
+        c.redis_host));
   }
-  if (!c.db_host.empty()) {
-    return Status::Invalid(fmt::format("DB_HOST='{}': the MySQL task store is not built yet; unset it to use the embedded store", c.db_host));
+  if (!c.db_host.empty() && c.redis_host.empty()) {
+    return Status::Invalid(fmt::format(
+        "DB_HOST='{}' without REDIS_HOST: a task store shared on MySQL needs the queue shared too; set REDIS_HOST "
+        "(and REDIS_PORT, REDIS_PASSWORD, REDIS_DB) to a Redis server, or unset DB_HOST to run embedded",
+        c.db_host));
   }
   if (!c.neo4j_uri.empty()) {
     return Status::Invalid(fmt::format("NEO4J_URI='{}': the Neo4j graph backend is not built yet; unset it to use the embedded graph", c.neo4j_uri));
@@ -429,6 +470,7 @@ std::string DescribeConfig(const Config& c) {
   line("KG_DATA_DIR", c.data_dir);
   line("KG_HTTP_ADDR", c.http_addr);
   line("KG_HEALTH_ADDR", c.health_addr);
+  if (!c.db_host.empty()) line("KG_DB_POOL_SIZE", std::to_string(c.db_pool_size));
   line("KG_LEASE_SECONDS", std::to_string(c.lease_seconds));
   line("KG_MAX_ATTEMPTS", std::to_string(c.max_attempts));
   line("KG_STOP_TIMEOUT_SECONDS", std::to_string(c.stop_timeout_seconds));
@@ -457,15 +499,37 @@ BackendDescription DescribeBackends(const Config& c) {
   auto password = [](const std::string& p) { return p.empty() ? std::string("none") : MaskSecret(p); };
   BackendDescription d;
   d.queue = c.redis_host.empty() ? "sqlite " + c.data_dir + "/queue.db"
-                                 : fmt::format("redis {}:{} (password {})", c.redis_host, c.redis_port,
-                                               password(c.redis_password));
-  d.task_store = c.db_host.empty() ? "sqlite " + c.data_dir + "/tasks.db"
-                                   : fmt::format("mysql {}@{}:{}/{} (password {})", c.db_user, c.db_host, c.db_port,
-                                                 c.db_name, password(c.db_password));
-  d.graph = c.neo4j_uri.empty() ? "sqlite " + c.data_dir + "/graph.db"
-                                : fmt::format("neo4j {} (user {}, password {})", c.neo4j_uri, c.neo4j_user,
-                                              password(c.neo4j_password));
+                                 : fmt::format("redis {}:{} db {} keys {}:* (password {})", c.redis_host, c.redis_port,
+                                               c.redis_db, c.redis_namespace, password(c.redis_password));
+  std::string mysql = fmt::format("mysql {}@{}:{}/{} (password {})", c.db_user, c.db_host, c.db_port, c.db_name,
+                                  password(c.db_password));
+  d.task_store = c.db_host.empty() ? "sqlite " + c.data_dir + "/tasks.db" : mysql;
+  d.graph = !c.neo4j_uri.empty() ? fmt::format("neo4j {} (user {}, password {})", c.neo4j_uri, c.neo4j_user,
+                                               password(c.neo4j_password))
+            : c.db_host.empty()  ? "sqlite " + c.data_dir + "/graph.db"
+                                 : mysql;
   return d;
+}
+
+RedisEndpoint RedisEndpointOf(const Config& c) {
+  RedisEndpoint at;
+  at.host = c.redis_host;
+  at.port = c.redis_port;
+  at.password = c.redis_password;
+  at.db = c.redis_db;
+  at.ns = c.redis_namespace;
+  return at;
+}
+
+MysqlEndpoint MysqlEndpointOf(const Config& c) {
+  MysqlEndpoint at;
+  at.host = c.db_host;
+  at.port = c.db_port;
+  at.user = c.db_user;
+  at.password = c.db_password;
+  at.database = c.db_name;
+  at.pool_size = c.db_pool_size;
+  return at;
 }
 
 }  // namespace kg

@@ -12,6 +12,8 @@
 
 #include "common/status.h"
 #include "common/util.h"
+#include "mysql/endpoint.h"
+#include "redis/endpoint.h"
 
 namespace kg {
 
@@ -38,14 +40,20 @@ struct Config {
   int max_total_processes = 50;
   int max_processes_per_provider = 10;
 
+  // Distributed backends (docs/deployment.md). REDIS_HOST: the queue on Redis; DB_HOST: the task
+  // store on MySQL/MariaDB, and the graph there too unless NEO4J_URI is set. Nodes of one cluster
+  // set both, or neither (all on one host, sharing KG_DATA_DIR).
   std::string redis_host;
   int redis_port = 6379;
   std::string redis_password;
+  int redis_db = 0;
+  std::string redis_namespace = "kg";  // key prefix: clusters sharing one Redis use different ones
   std::string db_host;
   int db_port = 3306;
   std::string db_user = "kgflow";
   std::string db_password;
   std::string db_name = "kgflow";
+  int db_pool_size = 4;  // MySQL connections per process (web handlers share them; workers use 1-2)
   std::string neo4j_uri;
   std::string neo4j_user = "neo4j";
   std::string neo4j_password;
@@ -56,7 +64,7 @@ struct Config {
   std::string api_token;
   std::string config_file;
 
-  int lease_seconds = 30;
+  int lease_seconds = 10;  // renewed every third; a dead node's chunks run elsewhere within this + a beat
   int max_attempts = 5;
   int stop_timeout_seconds = 30;
   int concurrency_per_process = 4;
@@ -114,5 +122,10 @@ struct BackendDescription {
   std::string graph;
 };
 BackendDescription DescribeBackends(const Config& c);
+
+// The distributed backends' endpoints as the configuration sets them (meaningful when
+// REDIS_HOST / DB_HOST are set).
+RedisEndpoint RedisEndpointOf(const Config& c);
+MysqlEndpoint MysqlEndpointOf(const Config& c);
 
 }  // namespace kg

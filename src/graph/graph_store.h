@@ -39,6 +39,7 @@
 namespace kg {
 
 struct Config;
+struct MysqlEndpoint;  // mysql/endpoint.h
 
 struct DocumentRec {
   std::string id, title, source;
@@ -141,6 +142,11 @@ class GraphStore {
 };
 
 Result<std::unique_ptr<GraphStore>> OpenSqliteGraphStore(const std::string& path);
+// The graph in a MySQL/MariaDB database (tables graph_*, beside the task store's), its schema
+// brought up to date under the database's migration lock (component "graph"). Keys of any
+// length and script are compared exactly (by SHA-256, never by collation). kUnavailable when
+// the server cannot be reached, kInvalidArgument for a bad endpoint.
+Result<std::unique_ptr<GraphStore>> OpenMysqlGraphStore(const MysqlEndpoint& endpoint);
 Result<std::unique_ptr<GraphStore>> OpenGraphStore(const Config& config);
 
 // Serialisations of a snapshot.

@@ -506,10 +506,4 @@ Result<std::unique_ptr<GraphStore>> OpenSqliteGraphStore(const std::string& path
   return std::unique_ptr<GraphStore>(std::move(s));
 }
 
-Result<std::unique_ptr<GraphStore>> OpenGraphStore(const Config& config) {
-  std::error_code ec;
-  std::filesystem::create_directories(config.data_dir, ec);
-  return OpenSqliteGraphStore(config.data_dir + "/graph.db");
-}
-
 }  // namespace kg

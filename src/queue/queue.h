@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "redis/endpoint.h"
 
 namespace kg {
 
@@ -136,6 +137,11 @@ int64_t BackoffMs(const QueueOptions& o, int attempt, double unit_random);
 
 // Embedded SQLite queue in `path` (WAL; one connection).
 Result<std::unique_ptr<Queue>> OpenSqliteQueue(const std::string& path, QueueOptions options);
+
+// Distributed queue on a redis-server (redis_queue.cc says how each property is met). Keys
+// live under `at.ns`; fails with kUnavailable when the server does not answer a PING.
+// Later calls fail with kUnavailable during an outage and reconnect by themselves.
+Result<std::unique_ptr<Queue>> OpenRedisQueue(const RedisEndpoint& at, QueueOptions options);
 
 // The backend the configuration selects.
 Result<std::unique_ptr<Queue>> OpenQueue(const Config& config);

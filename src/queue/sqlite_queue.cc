@@ -509,13 +509,4 @@ Result<std::unique_ptr<Queue>> OpenSqliteQueue(const std::string& path, QueueOpt
   return std::unique_ptr<Queue>(std::move(q));
 }
 
-Result<std::unique_ptr<Queue>> OpenQueue(const Config& config) {
-  QueueOptions o;
-  o.max_attempts = config.max_attempts;
-  o.poison_crashes = config.poison_crashes;
-  std::error_code ec;
-  std::filesystem::create_directories(config.data_dir, ec);
-  return OpenSqliteQueue(config.data_dir + "/queue.db", std::move(o));
-}
-
 }  // namespace kg

@@ -241,10 +241,4 @@ Result<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(const std::string& path) 
   return std::unique_ptr<TaskStore>(std::move(s));
 }
 
-Result<std::unique_ptr<TaskStore>> OpenTaskStore(const Config& config) {
-  std::error_code ec;
-  std::filesystem::create_directories(config.data_dir, ec);
-  return OpenSqliteTaskStore(config.data_dir + "/tasks.db");
-}
-
 }  // namespace kg

@@ -20,6 +20,7 @@
 namespace kg {
 
 struct Config;
+struct MysqlEndpoint;  // mysql/endpoint.h
 
 struct TaskRecord {
   std::string id;
@@ -93,6 +94,12 @@ Status RefreshProgress(TaskStore& store, Queue& queue, const std::string& id, co
 Status RefreshProgress(TaskStore& store, Queue& queue, const TaskRecord& row, const std::string& error = "");
 
 Result<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(const std::string& path);
+// The store in a MySQL 8 / MariaDB database shared by the nodes of a cluster: connects (the
+// database is created when missing), applies the schema migrations of component "tasks"
+// under the database's migration lock, and keeps a pool of endpoint.pool_size connections.
+// A bad endpoint is kInvalidArgument; an unreachable server kUnavailable; a schema left
+// dirty by a failed migration kInternal, saying what to do.
+Result<std::unique_ptr<TaskStore>> OpenMysqlTaskStore(const MysqlEndpoint& endpoint);
 Result<std::unique_ptr<TaskStore>> OpenTaskStore(const Config& config);
 
 }  // namespace kg

@@ -1,5 +1,7 @@
 #include "supervisor/node_registry.h"
 
+#include "common/outage_log.h"
+
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -156,7 +158,7 @@ NodeHeartbeat::NodeHeartbeat(const Config& config, TaskStore& store, std::functi
         if (on_name_lost_) on_name_lost_(s);
         return;  // no more beats: the name is not ours
       }
-      if (!s.ok()) spdlog::warn("node heartbeat: {}", s.message());
+      outage_.Record(s);
       MutexLock l(mu_);
       auto due = std::chrono::steady_clock::now() + period;
       while (!stop_ && cv_.WaitUntil(l, due)) {

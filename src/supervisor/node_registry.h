@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "common/mutex.h"
+#include "common/outage_log.h"
 
 #include "common/status.h"
 #include "config/config.h"
@@ -87,6 +88,7 @@ class NodeHeartbeat {
  private:
   NodeRegistry registry_;
   const std::function<void(const Status&)> on_name_lost_;
+  OutageLog outage_{"node heartbeat"};
   Mutex mu_;
   CondVar cv_;
   bool stop_ KG_GUARDED_BY(mu_) = false;

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "common/mutex.h"
+#include "common/outage_log.h"
 #include "common/util.h"
 #include "queue/queue.h"
 #include "store/task_store.h"
@@ -605,7 +606,7 @@ class Supervisor::Impl {
       if (on_lost) on_lost(s);
       return;
     }
-    if (!s.ok()) spdlog::warn("supervisor: heartbeat: {}", s.message());
+    beat_outage_.Record(s);
     auto reclaimed = queue_->ReclaimExpired();
     if (reclaimed.ok() && *reclaimed > 0) spdlog::warn("supervisor: reclaimed {} chunks with expired leases", *reclaimed);
     std::map<std::string, uint64_t> seq;
@@ -719,6 +720,7 @@ class Supervisor::Impl {
   mutable Mutex mu_;
   bool started_ KG_GUARDED_BY(mu_) = false;
   bool name_lost_ KG_GUARDED_BY(mu_) = false;  // a beat found the name taken over
+  OutageLog beat_outage_{"supervisor: heartbeat"};
   std::function<void(const Status&)> on_name_lost_ KG_GUARDED_BY(mu_);
   bool stop_requested_ KG_GUARDED_BY(mu_) = false;
   bool cold_ KG_GUARDED_BY(mu_) = false;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/mutex.h"
+#include "common/outage_log.h"
 #include "common/util.h"
 #include "graph/graph_store.h"
 #include "pipeline/document.h"
@@ -32,6 +33,37 @@ void OnStopSignal(int) {
   uint64_t one = 1;
   if (g_wake_fd >= 0) (void)!::write(g_wake_fd, &one, sizeof one);
 }
+
+// A backend (the queue, the graph store) that answers kUnavailable: logged once when the outage
+// starts and once when it ends (OutageLog); while it lasts the worker leases nothing for a pause
+// that grows from 250 ms to 5 s, so a restarting server is not hammered and no chunk burns its
+// attempts on it.
+class BackendOutage {
+ public:
+  explicit BackendOutage(const char* what) : log_(what) {}
+  void Failed(const Status& why, int64_t now_ms) {
+    log_.Record(why);
+    MutexLock l(mu_);
+    pause_ms_ = pause_ms_ == 0 ? 250 : std::min<int64_t>(pause_ms_ * 2, 5000);
+    until_ms_ = now_ms + pause_ms_;
+  }
+  void Succeeded() {
+    log_.Record(Status::Ok());
+    MutexLock l(mu_);
+    pause_ms_ = until_ms_ = 0;
+  }
+  // How long to wait before the next lease; 0 outside an outage or once its pause is over.
+  int64_t PauseMs(int64_t now_ms) {
+    MutexLock l(mu_);
+    return until_ms_ > now_ms ? until_ms_ - now_ms : 0;
+  }
+
+ private:
+  OutageLog log_;
+  Mutex mu_;
+  int64_t until_ms_ KG_GUARDED_BY(mu_) = 0;
+  int64_t pause_ms_ KG_GUARDED_BY(mu_) = 0;  // 0: no outage
+};
 
 class Worker {
  public:
@@ -63,13 +95,18 @@ class Worker {
         suspect = holding_suspect_;
       }
       if (c_.max_tasks_per_process > 0) free_slots = std::min(free_slots, c_.max_tasks_per_process - started_);
+      if (int64_t pause = std::max(queue_outage_.PauseMs(MonoMs()), graph_outage_.PauseMs(MonoMs())); pause > 0) {
+        // A backend is away: no leases (each would only fail or be given back) until the pause ends.
+        WaitWake(static_cast<int>(pause));
+        continue;
+      }
       if (free_slots > 0 && !suspect) {
         auto leases = queue_->LeaseChunks(o_.provider, o_.owner, free_slots, LeaseMs(), idle);
         if (!leases.ok()) {
-          spdlog::warn("worker {}: lease failed: {}", o_.owner, leases.status().message());
-          WaitWake(1000);
+          queue_outage_.Failed(leases.status(), MonoMs());
           continue;
         }
+        queue_outage_.Succeeded();
         if (!leases->empty()) {
           Dispatch(std::move(leases).value());
           continue;
@@ -230,6 +267,16 @@ class Worker {
       Finish(lease, RetryTransient([&] { return queue_->Ack(lease.chunk_id, lease.token); }), false);
       return;
     }
+    if (merged.code() == Code::kUnavailable) {
+      // The graph store is away (a restart, a network cut): not this chunk's fault, so it goes back
+      // without costing an attempt, and this worker pauses leasing (with a growing pause) until
+      // the store answers again; otherwise a few seconds of outage would dead-letter every chunk.
+      graph_outage_.Failed(merged, MonoMs());
+      Status back = RetryTransient([&] { return queue_->Release(lease.chunk_id, lease.token); });
+      if (!back.ok()) spdlog::warn("worker {}: chunk {}: {}", o_.owner, lease.chunk_id, back.message());
+      return;
+    }
+    graph_outage_.Succeeded();
     if (!merged.ok()) {
       Finish(lease, RetryTransient([&] {
                return queue_->Nack(lease.chunk_id, lease.token, "graph merge: " + merged.message(), true);
@@ -323,6 +370,8 @@ class Worker {
   int started_ = 0;  // main thread only
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> done_{0};
+  BackendOutage queue_outage_{"worker: queue"};        // leases failing
+  BackendOutage graph_outage_{"worker: graph store"};  // merges failing
 };
 
 }  // namespace

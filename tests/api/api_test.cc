@@ -746,13 +746,15 @@ TEST_F(ApiTest, SubmitWarnsWhileNoWorkerServesTheProvider) {
   n.heartbeat_at_ms = NowMs() - 3 * n.heartbeat_ms;
   ASSERT_TRUE(*store_->PutNodeIf(n, held));
   EXPECT_EQ(task()["warning"], warning);
+  // It has left the live nodes for "down".
   json w = json::parse(client_->Get("/api/v1/workers")->body);
-  ASSERT_EQ(w["nodes"].size(), 1u) << w;
-  EXPECT_TRUE(w["nodes"][0]["stale"].get<bool>()) << w;
-  EXPECT_GE(w["nodes"][0]["heartbeat_age_ms"].get<int64_t>(), 3 * n.heartbeat_ms) << w;
-  EXPECT_EQ(w["nodes"][0]["processes"][0]["pid"], 0) << w;
-  EXPECT_EQ(w["nodes"][0]["processes"][0]["last_pid"], 79) << w;
-  EXPECT_EQ(w["nodes"][0]["processes"][0]["state"], "unknown") << w;
+  EXPECT_EQ(w["nodes"].size(), 0u) << w;
+  ASSERT_EQ(w["down"].size(), 1u) << w;
+  EXPECT_TRUE(w["down"][0]["stale"].get<bool>()) << w;
+  EXPECT_GE(w["down"][0]["heartbeat_age_ms"].get<int64_t>(), 3 * n.heartbeat_ms) << w;
+  EXPECT_EQ(w["down"][0]["processes"][0]["pid"], 0) << w;
+  EXPECT_EQ(w["down"][0]["processes"][0]["last_pid"], 79) << w;
+  EXPECT_EQ(w["down"][0]["processes"][0]["state"], "unknown") << w;
 
   // A finished task warns no more.
   ASSERT_EQ(Post("/api/v1/tasks/" + id + "/cancel", "")->status, 200);

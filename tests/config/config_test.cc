@@ -211,5 +211,67 @@ TEST(Config, LogLevelIsCaseInsensitive) {
   EXPECT_FALSE(LoadConfig(Env({{"KG_LOG_LEVEL", "loud"}})).ok());
 }
 
+// Verifies a half-distributed configuration (a queue on Redis with the task store in this host's
+// SQLite, or the reverse) is refused, naming what to set, while both or neither load.
+TEST(Config, QueueAndTaskStoreAreSharedTogether) {
+  auto redis_only = LoadConfig(Env({{"REDIS_HOST", "10.0.0.5"}}));
+  ASSERT_FALSE(redis_only.ok());
+  EXPECT_EQ(redis_only.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(redis_only.status().message().find("REDIS_HOST='10.0.0.5' without DB_HOST"), std::string::npos)
+      << redis_only.status().message();
+  EXPECT_NE(redis_only.status().message().find("set DB_HOST"), std::string::npos);
+  auto db_only = LoadConfig(Env({{"DB_HOST", "db.internal"}, {"NODE_ROLE", "worker"}}));
+  ASSERT_FALSE(db_only.ok());
+  EXPECT_NE(db_only.status().message().find("DB_HOST='db.internal' without REDIS_HOST"), std::string::npos)
+      << db_only.status().message();
+  EXPECT_NE(db_only.status().message().find("set REDIS_HOST"), std::string::npos);
+  auto both = LoadConfig(Env({{"REDIS_HOST", "10.0.0.5"}, {"DB_HOST", "db.internal"}, {"REDIS_DB", "3"},
+                              {"KG_REDIS_NAMESPACE", "kg-staging"}, {"DB_NAME", "kg_prod"}}));
+  ASSERT_TRUE(both.ok()) << both.status().message();
+  EXPECT_EQ(both->redis_db, 3);
+  EXPECT_EQ(both->redis_namespace, "kg-staging");
+  BackendDescription d = DescribeBackends(*both);
+  EXPECT_EQ(d.queue, "redis 10.0.0.5:6379 db 3 keys kg-staging:* (password none)");
+  EXPECT_EQ(d.task_store, "mysql kgflow@db.internal:3306/kg_prod (password none)");
+  EXPECT_EQ(d.graph, d.task_store);  // no NEO4J_URI: the graph lives in the same database
+  ASSERT_TRUE(LoadConfig(Env({})).ok());
+}
+
+// Verifies backend settings that cannot work are refused at start naming the variable: a host
+// with a space, a database name that is not a plain identifier (it cannot be a bound parameter), a key
+// namespace with a colon or braces (it would break the per-provider hash tags).
+TEST(Config, BadBackendSettingsNameTheVariable) {
+  struct Case {
+    std::map<std::string, std::string> env;
+    std::string var;
+  };
+  std::vector<Case> cases = {
+      {{{"REDIS_HOST", ""}, {"DB_HOST", "db"}}, "DB_HOST='db' without REDIS_HOST"},  // empty is unset
+      {{{"REDIS_HOST", "r s"}, {"DB_HOST", "db"}}, "REDIS_HOST='r s'"},
+      {{{"REDIS_HOST", "r"}, {"DB_HOST", "db; DROP"}}, "DB_HOST='db; DROP'"},
+      {{{"REDIS_HOST", "r"}, {"DB_HOST", "db"}, {"DB_NAME", "kg`; DROP DATABASE x"}}, "DB_NAME="},
+      {{{"REDIS_HOST", "r"}, {"DB_HOST", "db"}, {"DB_NAME", "kg-flow"}}, "DB_NAME='kg-flow'"},
+      {{{"REDIS_HOST", "r"}, {"DB_HOST", "db"}, {"KG_REDIS_NAMESPACE", "kg:{x}"}}, "KG_REDIS_NAMESPACE="},
+      {{{"REDIS_HOST", "r"}, {"DB_HOST", "db"}, {"REDIS_DB", "-1"}}, "REDIS_DB="},
+      {{{"REDIS_HOST", "r"}, {"DB_HOST", "db"}, {"KG_DB_POOL_SIZE", "0"}}, "KG_DB_POOL_SIZE="},
+  };
+  for (const auto& c : cases) {
+    auto r = LoadConfig(Env(c.env));
+    ASSERT_FALSE(r.ok()) << c.var;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_EQ(r.status().message().rfind(c.var, 0), 0u) << r.status().message();
+  }
+}
+
+// Verifies the database and Redis passwords appear nowhere in check-config's output.
+TEST(Config, DescribeMasksBackendPasswords) {
+  auto c = LoadConfig(Env({{"REDIS_HOST", "r"}, {"DB_HOST", "db"}, {"REDIS_PASSWORD", "pw-SECRET-r"},
+                           {"DB_PASSWORD", "pw-SECRET-db"}}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  std::string d = DescribeConfig(*c);
+  EXPECT_EQ(d.find("SECRET"), std::string::npos) << d;
+  EXPECT_NE(d.find("queue=redis r:6379 db 0 keys kg:* (password ****)"), std::string::npos) << d;
+}
+
 }  // namespace
 }  // namespace kg

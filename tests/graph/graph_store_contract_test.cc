@@ -5,6 +5,8 @@
 #include <future>
 
 #include "graph/graph_store.h"
+#include "mysql/mysql.h"
+#include "testing/servers.h"
 #include "testing/testing.h"
 #include "text/text.h"
 
@@ -469,6 +471,16 @@ INSTANTIATE_TEST_SUITE_P(Backends, GraphStoreContract,
                          ::testing::Values(Backend{"sqlite",
                                                    [](const std::string& dir) {
                                                      auto g = OpenSqliteGraphStore(dir + "/graph.db");
+                                                     EXPECT_TRUE(g.ok()) << g.status().message();
+                                                     return std::move(g).value();
+                                                   }},
+                                           Backend{"mysql",
+                                                   [](const std::string&) {
+                                                     // A database of its own on the run's shared server.
+                                                     MysqlEndpoint e{"127.0.0.1", testing::SharedMariaDb().port,
+                                                                     testing::kMysqlUser, testing::kMysqlPassword,
+                                                                     testing::UniqueName("graph")};
+                                                     auto g = OpenMysqlGraphStore(e);
                                                      EXPECT_TRUE(g.ok()) << g.status().message();
                                                      return std::move(g).value();
                                                    }}),

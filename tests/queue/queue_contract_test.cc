@@ -8,6 +8,7 @@
 
 #include "queue/queue.h"
 #include "sqlite/db.h"
+#include "testing/servers.h"
 #include "testing/testing.h"
 
 namespace kg {
@@ -542,6 +543,28 @@ INSTANTIATE_TEST_SUITE_P(Backends, QueueContract,
                          ::testing::Values(Backend{"sqlite",
                                                    [](const std::string& dir, QueueOptions o) {
                                                      auto q = OpenSqliteQueue(dir + "/queue.db", std::move(o));
+                                                     EXPECT_TRUE(q.ok()) << q.status().message();
+                                                     return std::move(q).value();
+                                                   }},
+                                           // Each call opens a namespace of its own on the shared
+                                           // server (a fresh queue), or, for the same directory,
+                                           // the same namespace again (a reopened queue).
+                                           Backend{"redis",
+                                                   [](const std::string& dir, QueueOptions o) {
+                                                     static std::mutex mu;
+                                                     static std::map<std::string, std::string> names;
+                                                     std::string ns;
+                                                     {
+                                                       std::lock_guard<std::mutex> g(mu);
+                                                       auto& n = names[dir];
+                                                       if (n.empty()) n = testing::UniqueName("q");
+                                                       ns = n;
+                                                     }
+                                                     RedisEndpoint at;
+                                                     at.host = "127.0.0.1";
+                                                     at.port = testing::SharedRedis().port;
+                                                     at.ns = ns;
+                                                     auto q = OpenRedisQueue(at, std::move(o));
                                                      EXPECT_TRUE(q.ok()) << q.status().message();
                                                      return std::move(q).value();
                                                    }}),

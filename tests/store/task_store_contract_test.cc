@@ -4,7 +4,9 @@
 #include <thread>
 
 #include "common/util.h"
+#include "mysql/mysql.h"
 #include "store/task_store.h"
+#include "testing/servers.h"
 #include "testing/testing.h"
 
 namespace kg {
@@ -203,6 +205,18 @@ INSTANTIATE_TEST_SUITE_P(Backends, TaskStoreContract,
                                                      auto s = OpenSqliteTaskStore(dir + "/tasks.db");
                                                      EXPECT_TRUE(s.ok()) << s.status().message();
                                                      return std::move(s).value();
+                                                   }},
+                                           Backend{"mysql",
+                                                   [](const std::string&) {
+                                                     MysqlEndpoint e;
+                                                     e.host = "127.0.0.1";
+                                                     e.port = testing::SharedMariaDb().port;
+                                                     e.user = testing::kMysqlUser;
+                                                     e.password = testing::kMysqlPassword;
+                                                     e.database = testing::UniqueName("ts");
+                                                     auto s = OpenMysqlTaskStore(e);
+                                                     EXPECT_TRUE(s.ok()) << s.status().message();
+                                                     return s.ok() ? std::move(s).value() : nullptr;
                                                    }}),
                          [](const auto& info) { return info.param.name; });
 

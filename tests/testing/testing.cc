@@ -83,7 +83,8 @@ Process::Process(const std::vector<std::string>& args, const std::map<std::strin
     envs.push_back(kv);
   }
   for (const auto& [k, v] : env) envs.push_back(k + "=" + v);
-  std::vector<std::string> argv_s = {KgflowBinary()};
+  std::vector<std::string> argv_s;
+  if (args.empty() || args[0].empty() || args[0][0] != '/') argv_s.push_back(KgflowBinary());
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   // Everything the child needs is prepared before fork: between fork and exec only
   // async-signal-safe calls (the test process has other threads).
@@ -202,6 +203,7 @@ Node::Node(const TempDir& dir, std::map<std::string, std::string> env, std::vect
     : port_(FreePort()) {
   env.emplace("KG_DATA_DIR", dir.path() + "/data");
   env.emplace("KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(port_));
+  env.emplace("KG_HEALTH_ADDR", "127.0.0.1:" + std::to_string(port_));  // what a worker node listens on
   proc_ = std::make_unique<Process>(args, env, dir.path(), start_gate_fd);
   client_ = std::make_unique<httplib::Client>("127.0.0.1", port_);
   client_->set_connection_timeout(2);

@@ -39,7 +39,8 @@ bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeou
 void WriteFile(const std::string& path, const std::string& text);
 std::string ReadFile(const std::string& path);
 
-// A child process running the kgflow binary with extra environment variables; its
+// A child process running the kgflow binary with arguments `args` (or, when args[0] is an absolute
+// path, that program with the rest) and extra environment variables; its
 // stdout and stderr go to files. Killed (SIGKILL to its group) and reaped on destruction
 // if still running.
 class Process {
@@ -71,7 +72,7 @@ struct CliRun {
   int code = -1;
   std::string out, err;
 };
-// Runs `args` (args[0] a binary, usually KgflowBinary()) with `env` added, logs in `log_dir`.
+// Runs `args` (as Process does) with `env` added, logs in `log_dir`.
 CliRun RunToEnd(const std::vector<std::string>& args, const std::string& log_dir,
                 const std::map<std::string, std::string>& env, std::chrono::milliseconds timeout);
 
@@ -89,7 +90,8 @@ std::string ProcState(pid_t pid);
 // kB of a "Name:   123 kB" line of /proc/<pid>/status (VmRSS, VmHWM, ...), or -1.
 long StatusKb(pid_t pid, const std::string& field);
 
-// A `kgflow start` (or other command) node on a free port with its data in `dir`.
+// A `kgflow start` (or other command) node on a free port (KG_HTTP_ADDR, and KG_HEALTH_ADDR for a
+// worker node, unless `env` sets them) with its data in `dir`.
 class Node {
  public:
   Node(const TempDir& dir, std::map<std::string, std::string> env = {}, std::vector<std::string> args = {"start"},
