@@ -29,6 +29,7 @@ Prints a summary and `RESULT {...}` lines (bench/result.h's format) that bench/f
 1 a node, a server or a run failed (a chunk dead-lettered, a drain past its deadline); 2 usage.
 """
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -48,6 +49,7 @@ STOP_TIMEOUT = 30.0
 POLL_SECONDS = 0.025
 MAX_BATCH = 10000  # documents per request the node takes (api/submission.h kMaxBatchDocuments)
 PROVIDER = "bench"
+_DATABASES = itertools.count()
 
 
 class BenchError(Exception):
@@ -252,11 +254,11 @@ def drain(node, workers, chunks, deadline_s):
             "to_first_done_s": first[0] - started}
 
 
-def run_kgflow(binary, docs, workers, delay_ms, servers=None, run_index=0, deadline_s=600.0):
+def run_kgflow(binary, docs, workers, delay_ms, servers=None, deadline_s=600.0):
     """One run on a fresh node: the submission and drain figures."""
     extra = {}
     if servers is not None:
-        db = f"kg_bench_{os.getpid()}_{run_index}"
+        db = f"kg_bench_{os.getpid()}_{next(_DATABASES)}"  # fresh per run, whoever calls
         servers.redis_cli("FLUSHALL")
         servers.create_database(db)
         extra = servers.env(db)
@@ -301,7 +303,7 @@ def main():
         servers = Servers().__enter__() if opts.distributed else None
         try:
             for i in range(opts.runs):
-                r = run_kgflow(opts.kgflow, opts.docs, opts.workers, opts.delay_ms, servers, i)
+                r = run_kgflow(opts.kgflow, opts.docs, opts.workers, opts.delay_ms, servers)
                 runs.append(r)
                 print(f"  run {i + 1}: submitted {opts.docs} documents in {r['submit_seconds']:.3f} s "
                       f"({r['docs_per_s']:,.0f}/s); {opts.workers} workers drained {r['counted']} chunks in "

@@ -61,7 +61,7 @@ def main():
             for name, n, delay, celery_conc in workloads:
                 kg_runs, celery_runs = [], []
                 for i in range(opts.runs):
-                    k = run_kgflow(opts.kgflow, n, KGFLOW_PROCESSES, delay, kg_servers, i)
+                    k = run_kgflow(opts.kgflow, n, KGFLOW_PROCESSES, delay, kg_servers)
                     c = run_celery(servers.redis_port, "noop" if delay == 0 else "sleep", n, celery_conc, delay)
                     kg_runs.append(k)
                     celery_runs.append(c)
