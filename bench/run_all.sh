@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# `make bench`: every benchmark, with the machine noted. Numbers on 2 shared cores are noisy:
+# `make bench`: every benchmark, with the machine noted (BENCH_PEERS=1 adds issue 9's queue
+# overhead and Celery side-by-side benches, which take minutes; BENCH_DISTRIBUTED=1 runs them on a
+# private Redis + MariaDB too). Numbers on 2 shared cores are noisy:
 # compare medians of several runs.
 #
 # Besides the human-readable output, every figure is written (from the benches' RESULT lines)
@@ -26,6 +28,16 @@ trap 'rm -f "$out"' EXIT
   "$here/../scripts/build_baseline.sh" >&2
   python3 "$here/http_bench.py" --before "$here/../build/baseline/kgflow" --after "$build/kgflow" \
     --load "$build/bench/http_load" --runs "${BENCH_HTTP_RUNS:-3}" --seconds "${BENCH_HTTP_SECONDS:-5}"
+  # Opt-in (minutes): issue 9's queue overhead (embedded; with BENCH_DISTRIBUTED=1 on a private
+  # Redis + MariaDB too) and the Celery side by side (bench/peers/README.md).
+  if [ "${BENCH_PEERS:-0}" = 1 ]; then
+    python3 "$here/queue_overhead.py" --kgflow "$build/kgflow" --runs "${BENCH_RUNS:-3}"
+    if [ "${BENCH_DISTRIBUTED:-0}" = 1 ]; then
+      python3 "$here/queue_overhead.py" --kgflow "$build/kgflow" --runs "${BENCH_RUNS:-3}" --distributed
+    fi
+    /usr/bin/python3 "$here/peers/compare.py" --kgflow "$build/kgflow" --runs "${BENCH_RUNS:-3}" \
+      $([ "${BENCH_DISTRIBUTED:-0}" = 1 ] && echo --distributed)
+  fi
 } | tee "$out"
 commit=$(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$here/.." status --porcelain 2>/dev/null | grep -q . && echo "+dirty" || true)

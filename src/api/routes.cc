@@ -143,6 +143,7 @@ void Routes::Register() {
     http::RouteOptions streamed;
     streamed.stream = [this](const http::Request& head, http::Response& res) { return StartSubmit(head, res); };
     Route("POST", "/api/v1/tasks", [this](const auto& req, auto& res) { Submit(req, res); }, streamed);
+    Route("POST", "/api/v1/tasks/batch", [this](const auto& req, auto& res) { SubmitBatch(req, res); });
     Route("GET", "/api/v1/events", [this](const auto& req, auto& res) { Events(req, res); });
     Route("GET", "/api/v1/tasks", [this](const auto& req, auto& res) { ListTasks(req, res); });
     Route("GET", R"(/api/v1/tasks/([^/]+))", [this](const auto& req, auto& res) { GetTask(req, res); });
@@ -254,19 +255,53 @@ std::unique_ptr<http::BodyConsumer> Routes::StartSubmit(const http::Request& hea
                                       ChunkOptions{c_.chunk_size, c_.chunk_overlap});
 }
 
-bool Routes::CheckSubmission(std::string* provider, const std::string& doc_id, http::Response& res) const {
+Status Routes::CheckFields(std::string* provider, const std::string& doc_id) const {
   if (provider->empty()) *provider = c_.enabled_providers.front();
   if (!c_.HasProvider(*provider)) {
-    Fail(res, 400, "unknown provider '" + *provider + "'; known: " + c_.KnownProviders());
-    return false;
+    return Status::Invalid("unknown provider '" + *provider + "'; known: " + c_.KnownProviders());
   }
   for (char ch : doc_id) {
     if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) {
-      Fail(res, 400, "'id' may contain only A-Z a-z 0-9 . _ -");
-      return false;
+      return Status::Invalid("'id' may contain only A-Z a-z 0-9 . _ -");
     }
   }
-  return true;
+  return Status::Ok();
+}
+
+bool Routes::CheckSubmission(std::string* provider, const std::string& doc_id, http::Response& res) const {
+  Status s = CheckFields(provider, doc_id);
+  if (!s.ok()) Fail(res, s);
+  return s.ok();
+}
+
+Result<Routes::Planned> Routes::Plan(const Submission& sub) const {
+  if (Status t = CheckText(sub.text); !t.ok()) return Status::Invalid("'text' is not text: " + t.message());
+  markup::Format format = markup::Format::kText;
+  if (!sub.format.empty() && !markup::ParseFormat(sub.format, &format)) {
+    return Status::Invalid("'format' must be text, markdown or html");
+  }
+  // Markup parsers get valid UTF-8 (PlanTask would replace bad bytes anyway, after them).
+  // `text` views the request's body unless markup had to be stripped: no copy of a large document.
+  std::string_view text = sub.text;
+  std::string stripped;
+  if (format != markup::Format::kText) {
+    std::string sanitized;
+    std::string_view in = sub.text;
+    if (!IsValidUtf8(in)) in = sanitized = SanitizeUtf8(in);
+    auto r = markup::ToText(in, format);
+    if (!r.ok()) return r.status();
+    stripped = std::move(r).value();
+    text = stripped;
+  }
+  Planned out;
+  out.provider = sub.provider;
+  KG_RETURN_IF_ERROR(CheckFields(&out.provider, sub.id));
+  out.title = sub.title.empty() ? "untitled" : sub.title;
+  out.source = sub.source;
+  out.markup = format != markup::Format::kText;
+  out.plan = PlanTask(RandomId("t"), out.provider, sub.id, out.title, sub.source, text,
+                      {c_.chunk_size, c_.chunk_overlap});
+  return out;
 }
 
 void Routes::Submit(const http::Request& req, http::Response& res) {
@@ -274,29 +309,85 @@ void Routes::Submit(const http::Request& req, http::Response& res) {
   // JSON, a text/* body with the fields in the query, or a multipart upload (submission.h).
   auto sub = ParseSubmission(req);
   if (!sub.ok()) return Fail(res, sub.status());
-  if (Status t = CheckText(sub->text); !t.ok()) return Fail(res, 400, "'text' is not text: " + t.message());
-  markup::Format format = markup::Format::kText;
-  if (!sub->format.empty() && !markup::ParseFormat(sub->format, &format)) {
-    return Fail(res, 400, "'format' must be text, markdown or html");
+  auto planned = Plan(*sub);
+  if (!planned.ok()) return Fail(res, planned.status());
+  Accept(planned->provider, planned->title, planned->source, std::move(planned->plan), planned->markup, res);
+}
+
+// Every document is checked and planned before anything is written, so a bad one creates
+// nothing; then one Enqueue carries every chunk, and the task rows follow (chunks first, as in
+// Accept: a crash between leaves chunks that still reach the graph, never a row without them).
+void Routes::SubmitBatch(const http::Request& req, http::Response& res) {
+  if (stopping_) return RefuseStopping(res);
+  auto batch = ParseBatch(req, kMaxBatchDocuments);
+  if (!batch.ok()) return Fail(res, batch.status());
+  if (batch->count > kMaxBatchDocuments) {
+    return Fail(res, 413, fmt::format("the batch holds {} documents; at most {} are taken per request: split it",
+                                      batch->count, kMaxBatchDocuments));
   }
-  // Markup parsers get valid UTF-8 (PlanTask would replace bad bytes anyway, after them).
-  // `text` views the request's body unless markup had to be stripped: no copy of a large document.
-  std::string_view text = sub->text;
-  std::string stripped;
-  if (format != markup::Format::kText) {
-    std::string sanitized;
-    std::string_view in = sub->text;
-    if (!IsValidUtf8(in)) in = sanitized = SanitizeUtf8(in);
-    auto r = markup::ToText(in, format);
-    if (!r.ok()) return Fail(res, r.status());
-    stripped = std::move(r).value();
-    text = stripped;
+  std::vector<Planned> planned;
+  planned.reserve(batch->documents.size());
+  std::map<std::string, std::string> where_of_id;  // a document id given twice is ambiguous
+  size_t chunks = 0;
+  for (const auto& doc : batch->documents) {
+    const Submission& sub = doc.fields;
+    if (!sub.id.empty()) {
+      auto [it, fresh] = where_of_id.emplace(sub.id, doc.where);
+      if (!fresh) return Fail(res, 400, doc.where + ": 'id' " + sub.id + " is also the id of " + it->second);
+    }
+    auto p = Plan(sub);
+    if (!p.ok()) return Fail(res, p.status().With(doc.where));
+    if (p->plan.items.empty()) {
+      return Fail(res, 400, doc.where + (p->markup ? ": 'text' has no text once its markup is stripped"
+                                                   : ": 'text' is empty or blank"));
+    }
+    chunks += p->plan.items.size();
+    planned.push_back(std::move(p).value());
   }
-  std::string p = sub->provider;
-  if (!CheckSubmission(&p, sub->id, res)) return;
-  const std::string title = sub->title.empty() ? "untitled" : sub->title;
-  TaskPlan plan = PlanTask(RandomId("t"), p, sub->id, title, sub->source, text, {c_.chunk_size, c_.chunk_overlap});
-  Accept(p, title, sub->source, std::move(plan), format != markup::Format::kText, res);
+  std::vector<ChunkItem> items;
+  items.reserve(chunks);
+  for (auto& p : planned) {
+    p.chunks = static_cast<int>(p.plan.items.size());
+    p.task_id = p.plan.items.front().task_id;
+    std::move(p.plan.items.begin(), p.plan.items.end(), std::back_inserter(items));
+    p.plan.items.clear();
+  }
+  if (stopping_) return RefuseStopping(res);
+  Status s = d_.queue->Enqueue(items);
+  if (!s.ok()) return Fail(res, 503, "queue unavailable, no task created: " + s.message());
+  items.clear();
+  json tasks = json::array();
+  std::set<std::string> providers;
+  for (size_t i = 0; i < planned.size(); ++i) {
+    const Planned& p = planned[i];
+    TaskRecord t;
+    t.id = p.task_id;
+    t.title = p.title;
+    t.provider = p.provider;
+    t.doc_id = p.plan.doc_id;
+    t.source = p.source;
+    t.chunks_total = p.chunks;
+    s = d_.store->Create(t);
+    if (!s.ok()) {
+      return Fail(res, 503, fmt::format("task store unavailable after {} of {} tasks ({}); every document's chunks "
+                                        "are queued and reach the graph; resubmitting is safe for the graph",
+                                        i, planned.size(), s.message()));
+    }
+    // Workers that finished chunks before the row existed wrote their progress to nothing. A task
+    // none of whose chunks has moved yet is what its new row says: no write for it.
+    auto counts = d_.queue->Counts(t.id);
+    if (!counts.ok() || counts->ready != counts->total) {
+      if (Status r = RefreshProgress(*d_.store, *d_.queue, t); !r.ok()) spdlog::warn("batch submit: {}", r.message());
+    }
+    tasks.push_back({{"id", t.id}, {"chunks", t.chunks_total}, {"document", t.doc_id}});
+    providers.insert(p.provider);
+  }
+  json warnings = json::array();
+  auto served = ServedProviders();
+  for (const auto& p : providers) {
+    if (json w = ServingWarning(served, p, "queued"); !w.is_null()) warnings.push_back(w);
+  }
+  Reply(res, 201, {{"tasks", tasks}, {"warnings", warnings}});
 }
 
 void Routes::Accept(const std::string& provider, const std::string& title, const std::string& source, TaskPlan plan,

@@ -13,6 +13,7 @@
 
 #include "api/events.h"
 #include "api/server.h"
+#include "api/submission.h"
 #include "common/outage_log.h"
 #include "pipeline/document.h"
 #include "http/server.h"
@@ -48,8 +49,22 @@ class Routes {
   // What Submit does once it has the document's text (markup stripped): plan, queue, answer.
   void Accept(const std::string& provider, const std::string& title, const std::string& source, TaskPlan plan,
               bool markup, http::Response& res);
-  // A provider and id check shared by both submission paths; false with `res` answered.
+  // A provider and id check shared by every submission path (an empty provider becomes the
+  // first enabled one); kInvalidArgument naming the field.
+  Status CheckFields(std::string* provider, const std::string& doc_id) const;
+  // CheckFields, false with `res` answered.
   bool CheckSubmission(std::string* provider, const std::string& doc_id, http::Response& res) const;
+  // A document read whole, checked (text, format, provider, id), stripped of its markup and
+  // planned; nothing is written. kInvalidArgument naming the field.
+  struct Planned {
+    std::string provider, title, source, task_id;
+    bool markup = false;  // the text was stripped of markup
+    int chunks = 0;
+    TaskPlan plan;
+  };
+  Result<Planned> Plan(const Submission& sub) const;
+  // POST /api/v1/tasks/batch (NDJSON or a JSON array): all documents or none.
+  void SubmitBatch(const http::Request& req, http::Response& res);
   void Events(const http::Request& req, http::Response& res);
   std::map<std::string, LiveItem> LiveSnapshot(const std::vector<std::string>& tasks);
   void GetTask(const http::Request& req, http::Response& res);

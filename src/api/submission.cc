@@ -70,10 +70,8 @@ json JsonObject(const std::string& body) {
   return j.is_object() ? j : json(json::value_t::discarded);
 }
 
-Result<Submission> FromJson(const http::Request& req) {
-  json j = json::parse(req.body, nullptr, false);
-  if (j.is_discarded()) return Status::Invalid("request body is not valid JSON");
-  if (!j.is_object()) return Status::Invalid("request body must be a JSON object");
+// The submission a parsed JSON object describes; `j` is consumed (its text is moved out).
+Result<Submission> FromJsonObject(json& j) {
   if (!j.contains("text")) return Status::Invalid("missing 'text'");
   if (!j["text"].is_string()) return Status::Invalid("'text' must be a string");
   Submission s;
@@ -86,6 +84,36 @@ Result<Submission> FromJson(const http::Request& req) {
   }
   KG_RETURN_IF_ERROR(CheckFormat(&s, ""));
   return s;
+}
+
+Result<Submission> FromJson(const http::Request& req) {
+  json j = json::parse(req.body, nullptr, false);
+  if (j.is_discarded()) return Status::Invalid("request body is not valid JSON");
+  if (!j.is_object()) return Status::Invalid("request body must be a JSON object");
+  return FromJsonObject(j);
+}
+
+// One document of a batch from its parsed JSON; the message names `where`.
+Result<Submission> BatchItem(json& j, const std::string& where) {
+  if (!j.is_object()) return Status::Invalid(where + ": a document must be a JSON object with \"text\"");
+  auto s = FromJsonObject(j);
+  if (!s.ok()) return s.status().With(where);
+  return s;
+}
+
+// The lines of an NDJSON body that are not blank, with their line numbers (from 1).
+std::vector<std::pair<size_t, std::string_view>> NdjsonLines(std::string_view body) {
+  std::vector<std::pair<size_t, std::string_view>> out;
+  size_t line = 0;
+  for (size_t pos = 0; pos < body.size();) {
+    size_t nl = body.find('\n', pos);
+    size_t end = nl == std::string_view::npos ? body.size() : nl;
+    ++line;
+    std::string_view l = body.substr(pos, end - pos);
+    if (l.find_first_not_of(" \t\r") != std::string_view::npos) out.emplace_back(line, l);
+    pos = end + 1;
+  }
+  return out;
 }
 
 Result<Submission> FromMultipart(const http::Request& req) {
@@ -120,6 +148,45 @@ Result<Submission> ParseQueryFields(const http::Request& head) {
   KG_RETURN_IF_ERROR(FieldsFromQuery(head, &s));
   KG_RETURN_IF_ERROR(CheckFormat(&s, FormatOf(MediaType(head.get_header_value("Content-Type")))));
   return s;
+}
+
+Result<Batch> ParseBatch(const http::Request& req, size_t max_documents) {
+  const std::string media = MediaType(req.get_header_value("Content-Type"));
+  if (media != "application/x-ndjson" && media != "application/json") {
+    return Status::Invalid((media.empty() ? std::string("a batch needs a Content-Type")
+                                          : "unsupported Content-Type '" + media + "' for a batch") +
+                           "; send application/x-ndjson (one JSON document per line) or "
+                           "application/json (an array of documents)");
+  }
+  Batch batch;
+  if (media == "application/x-ndjson") {
+    auto lines = NdjsonLines(req.body);
+    batch.count = lines.size();
+    if (batch.count == 0) return Status::Invalid("the batch holds no document (every line is blank)");
+    if (batch.count > max_documents) return batch;
+    batch.documents.reserve(lines.size());
+    for (const auto& [number, text] : lines) {
+      std::string where = "line " + std::to_string(number);
+      json j = json::parse(text, nullptr, false);
+      if (j.is_discarded()) return Status::Invalid(where + ": not valid JSON");
+      KG_ASSIGN_OR_RETURN(Submission s, BatchItem(j, where));
+      batch.documents.push_back({std::move(where), std::move(s)});
+    }
+    return batch;
+  }
+  json j = json::parse(req.body, nullptr, false);
+  if (j.is_discarded()) return Status::Invalid("request body is not valid JSON");
+  if (!j.is_array()) return Status::Invalid("a batch sent as application/json must be an array of documents");
+  batch.count = j.size();
+  if (batch.count == 0) return Status::Invalid("the batch holds no document (an empty array)");
+  if (batch.count > max_documents) return batch;
+  batch.documents.reserve(j.size());
+  for (size_t i = 0; i < j.size(); ++i) {
+    std::string where = "document " + std::to_string(i + 1);
+    KG_ASSIGN_OR_RETURN(Submission s, BatchItem(j[i], where));
+    batch.documents.push_back({std::move(where), std::move(s)});
+  }
+  return batch;
 }
 
 bool IsPlainTextUpload(const http::Request& head) {

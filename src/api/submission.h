@@ -14,9 +14,11 @@
 // Only the shape is checked here (field types and lengths, known format); whether the text
 // is text and the provider exists is for the route.
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "http/message.h"
@@ -39,6 +41,30 @@ Result<Submission> ParseSubmission(const http::Request& req);
 // The fields of a text/* submission from its query (title, provider, source, id, format),
 // checked as ParseSubmission checks them; `text` is left empty.
 Result<Submission> ParseQueryFields(const http::Request& head);
+
+// The documents of a POST /api/v1/tasks/batch body, each in the JSON shape above (an object
+// with "text" and the optional fields), in either of two shapes:
+// - application/x-ndjson: one object per line (blank lines are skipped; a line may end in \r\n);
+// - application/json: an array of objects.
+// `where` names a document in messages: "line 7" (NDJSON, the line in the body, blanks
+// counted, so an editor finds it) or "document 7" (the array, counted from 1).
+struct BatchDocument {
+  std::string where;
+  Submission fields;
+};
+struct Batch {
+  std::vector<BatchDocument> documents;  // in input order; empty when over the cap
+  size_t count = 0;                      // documents the body holds
+};
+
+// The most documents a batch may carry (413 past it).
+constexpr size_t kMaxBatchDocuments = 10000;
+
+// The documents of a batch body, each checked as ParseSubmission checks a JSON one.
+// kInvalidArgument for an unsupported content type, an empty body or one with no document, or
+// the first bad document (its `where` and the field). A body holding more than max_documents
+// is not read past the count: ok, with `documents` empty and `count` set (the route answers 413).
+Result<Batch> ParseBatch(const http::Request& req, size_t max_documents);
 
 // Whether the body of `head` is a plain-text document (text/plain, ?format absent or text), the
 // one shape that can be taken piece by piece as it arrives.

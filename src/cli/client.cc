@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "api/submission.h"
 #include "common/util.h"
 #include "http/client.h"
 #include "text/text.h"
@@ -397,6 +398,44 @@ std::optional<json> SendDocument(Api& api, const Doc& d, const std::string& titl
   return api.PostStream(path, length, next, ContentTypeOf(d.format), &error);
 }
 
+// The batch request of `docs` (NDJSON, one line per document, in order): each file read as
+// it was checked. kInvalidArgument when it cannot be one request: more documents than the
+// node takes, or more than `max_bytes` once JSON-escaped.
+Result<std::string> BatchBody(const std::vector<Doc>& docs, const std::vector<std::string>& titles,
+                              const SubmitOptions& so) {
+  if (docs.size() > api::kMaxBatchDocuments) {
+    return Status::Invalid(fmt::format("--batch: {} documents; a batch takes at most {}: submit them in parts",
+                                       docs.size(), api::kMaxBatchDocuments));
+  }
+  std::string body;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    const Doc& d = docs[i];
+    std::string text = d.text;
+    if (d.path != "-") {
+      UniqueFd fd(::open(d.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+      if (!fd.valid()) return Status::Invalid(fmt::format("cannot read {}: {}", d.path, std::strerror(errno)));
+      text.resize(static_cast<size_t>(d.size));
+      for (size_t offset = 0; offset < text.size();) {
+        KG_ASSIGN_OR_RETURN(size_t n, ReadAsChecked(fd.get(), d.path, d.stamp, offset, text.data() + offset,
+                                                    text.size() - offset));
+        offset += n;
+      }
+    }
+    json line = {{"text", std::move(text)}, {"title", titles[i]}, {"source", d.path == "-" ? "stdin" : d.path},
+                 {"format", d.format}};
+    if (!so.provider.empty()) line["provider"] = so.provider;
+    // Bytes that are not UTF-8 go as U+FFFD, as the node would read them.
+    body += line.dump(-1, ' ', false, json::error_handler_t::replace);
+    body += '\n';
+    if (so.max_bytes > 0 && static_cast<int64_t>(body.size()) > so.max_bytes) {
+      return Status::Invalid(fmt::format("--batch: the documents up to {} are over {} bytes as one JSON request "
+                                         "(KG_MAX_BODY_MB); submit them in parts or without --batch",
+                                         d.path, so.max_bytes));
+    }
+  }
+  return body;
+}
+
 // Backoff while the node is unreachable during --wait: doubling from 250 ms to 5 s, giving up
 // once ~60 s have passed without one answer.
 constexpr auto kReconnectFirst = std::chrono::milliseconds(250);
@@ -482,6 +521,27 @@ int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, con
     std::string id, label;
   };
   std::vector<Sub> subs;
+  std::vector<std::string> titles;
+  for (const auto& d : docs) titles.push_back(!so.title.empty() ? so.title : d.path == "-" ? "stdin" : Basename(d.path));
+  if (so.batch) {
+    auto body = BatchBody(docs, titles, so);
+    if (!body.ok()) {
+      std::cerr << "kgflow: " << body.status().message() << "\nkgflow: nothing submitted\n";
+      return 1;
+    }
+    auto r = api.Post("/api/v1/tasks/batch", *body, "application/x-ndjson");
+    if (!r) return 1;
+    const json& tasks = (*r)["tasks"];
+    for (size_t i = 0; i < docs.size() && i < tasks.size(); ++i) {
+      std::cout << fmt::format("submitted {} as task {} ({})\n", docs[i].path, tasks[i]["id"].get<std::string>(),
+                               Plural(tasks[i]["chunks"].get<int>(), "chunk", "chunks"));
+      subs.push_back({tasks[i]["id"], titles[i]});
+    }
+    for (const auto& w : r->value("warnings", json::array())) {
+      std::cerr << "kgflow: warning: " << w.get<std::string>() << "; the tasks wait until one does\n";
+    }
+    docs.clear();
+  }
   for (const auto& d : docs) {
     const std::string& f = d.path;
     std::string title = !so.title.empty() ? so.title : f == "-" ? "stdin" : Basename(f);

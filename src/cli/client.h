@@ -24,6 +24,7 @@ struct SubmitOptions {
   std::string provider, title;
   std::string format;  // text|markdown|html; "" = by file extension (.md .markdown .html .htm)
   bool wait = false, recursive = false;
+  bool batch = false;     // every document in one POST /api/v1/tasks/batch: all or none
   int64_t max_bytes = 0;  // the node's body limit (KG_MAX_BODY_MB)
 };
 
@@ -35,6 +36,9 @@ struct SubmitOptions {
 // streamed from disk; a file that changed since its check (size or mtime) is refused with
 // exit 1, "FILE changed while being sent", never sent cut. With `wait`, follows each
 // task to its end, reconnecting with backoff (up to ~60 s) when the node goes away.
+// With `batch`, the documents go in one NDJSON request (each file read whole, as checked),
+// which the node takes all or none; more than it takes per request (documents, or
+// `max_bytes` once JSON-escaped) is exit 1 before anything is sent.
 int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, const SubmitOptions& so);
 
 // What `submit` checked of a file (fstat): a file whose stamp differs when it is sent

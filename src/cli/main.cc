@@ -117,6 +117,7 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "markdown", "html"}));
   submit->add_flag("--wait", so.wait, "wait for the tasks to finish, showing progress (reconnects if the node restarts)");
   submit->add_flag("--recursive,-r", so.recursive, "submit the text files under a directory (others are skipped)");
+  submit->add_flag("--batch", so.batch, "send every document in one batch request (all or none; each file read whole)");
   add_url(submit);
 
   std::string task_id, status_filter;

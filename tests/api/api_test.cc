@@ -17,6 +17,7 @@
 
 #include "api/metrics.h"
 #include "api/server.h"
+#include "api/submission.h"
 #include "common/util.h"
 #include "store/task_store.h"
 #include "graph/graph_store.h"
@@ -980,6 +981,148 @@ TEST_F(ApiTest, UploadFinishingAfterStopTakingWorkIs503) {
   auto list = client_->Get("/api/v1/tasks");
   ASSERT_TRUE(list);
   EXPECT_EQ(json::parse(list->body)["tasks"].size(), 0u) << list->body;
+}
+
+}  // namespace
+}  // namespace kg
+
+namespace kg {
+namespace {
+
+// The ids of a batch answer's tasks, in its order.
+std::vector<std::string> BatchIds(const std::string& body) {
+  std::vector<std::string> ids;
+  json j = json::parse(body, nullptr, false);
+  if (!j.is_object() || !j.contains("tasks")) return ids;
+  for (const auto& t : j["tasks"]) ids.push_back(t.value("id", ""));
+  return ids;
+}
+
+// Verifies POST /api/v1/tasks/batch takes NDJSON (blank lines and \r\n allowed) and a JSON
+// array, creates one task per document in input order with every field of the JSON shape
+// (title, provider, source, id as the graph document, format), queues every chunk, and
+// answers 201 with the ids and chunk counts.
+TEST_F(ApiTest, BatchSubmitCreatesEveryTaskInOrder) {
+  Start();
+  const std::string ndjson =
+      "{\"text\":\"Mara Voss founded Helix Dynamics.\",\"title\":\"one\",\"source\":\"a.txt\",\"id\":\"doc-1\"}\r\n"
+      "\n"
+      "{\"text\":\"<p>Ana Lund joined <b>Meridian</b>.</p>\",\"format\":\"html\",\"provider\":\"builtin\"}\n"
+      "{\"text\":\"Tomas Reyes led Ardent Capital.\",\"title\":\"three\"}";
+  auto r = client_->Post("/api/v1/tasks/batch", ndjson, "application/x-ndjson");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 201) << r->body;
+  json j = json::parse(r->body);
+  ASSERT_EQ(j["tasks"].size(), 3u) << r->body;
+  EXPECT_EQ(j["warnings"], json::array({"no worker is serving provider builtin"})) << "this node runs no worker";
+  std::vector<std::string> ids = BatchIds(r->body);
+  const std::vector<std::string> titles = {"one", "untitled", "three"};
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(j["tasks"][i]["chunks"], 1) << r->body;
+    auto t = client_->Get("/api/v1/tasks/" + ids[i]);
+    ASSERT_TRUE(t);
+    ASSERT_EQ(t->status, 200) << t->body;
+    json task = json::parse(t->body);
+    EXPECT_EQ(task["title"], titles[i]) << t->body;
+    EXPECT_EQ(task["chunks_total"], 1) << t->body;
+    EXPECT_EQ(task["status"], "queued") << t->body;
+  }
+  EXPECT_EQ(json::parse(client_->Get("/api/v1/tasks/" + ids[0])->body)["document"], "doc-1")
+      << "a document id names the graph document, as on POST /api/v1/tasks";
+  EXPECT_EQ(j["tasks"][0]["document"], "doc-1");
+  auto row = store_->Get(ids[0]);
+  ASSERT_TRUE(row.ok());
+  EXPECT_EQ(row->source, "a.txt");
+  EXPECT_EQ(QueuedText(*queue_),
+            "Mara Voss founded Helix Dynamics.Ana Lund joined Meridian.Tomas Reyes led Ardent Capital.")
+      << "every chunk queued, the HTML stripped";
+
+  auto arr = Post("/api/v1/tasks/batch", R"([{"text":"Ingrid Halvorsen works at Kestrel Labs.","title":"a"},
+                                              {"text":"Lena Brandt chairs the board.","id":"doc-1"}])");
+  ASSERT_TRUE(arr);
+  ASSERT_EQ(arr->status, 201) << arr->body;
+  std::vector<std::string> arr_ids = BatchIds(arr->body);
+  ASSERT_EQ(arr_ids.size(), 2u);
+  EXPECT_EQ(json::parse(client_->Get("/api/v1/tasks/" + arr_ids[0])->body)["title"], "a");
+  EXPECT_EQ(QueuedText(*queue_), "Ingrid Halvorsen works at Kestrel Labs.Lena Brandt chairs the board.");
+  EXPECT_EQ(json::parse(client_->Get("/api/v1/tasks")->body)["tasks"].size(), 5u);
+}
+
+// Verifies every bad batch is a 4xx JSON error naming the line (NDJSON) or document (array)
+// and the field, and creates nothing: each bad batch has good documents before the bad one,
+// yet afterwards the only task is the one submitted first and the queue holds only its chunk.
+TEST_F(ApiTest, BadBatchIsRefusedWholeAndNamesTheLine) {
+  Start();
+  auto first = Post("/api/v1/tasks", R"({"text":"Mara Voss founded Helix Dynamics."})");
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->status, 202) << first->body;
+  const std::string good = "{\"text\":\"Ana Lund joined Meridian Analytics.\",\"id\":\"d1\"}\n";
+  auto nd = [&](const std::string& body) { return client_->Post("/api/v1/tasks/batch", body, "application/x-ndjson"); };
+  ExpectError(client_->Post("/api/v1/tasks/batch", good, "text/plain"), 400, "unsupported Content-Type 'text/plain'");
+  std::string untyped = RawExchange(port_, "POST /api/v1/tasks/batch HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                                           "Content-Length: " + std::to_string(good.size()) + "\r\n\r\n" + good);
+  EXPECT_EQ(RawStatus(untyped), 400) << untyped;
+  EXPECT_NE(RawBody(untyped).find("a batch needs a Content-Type"), std::string::npos) << untyped;
+  ExpectError(nd(""), 400, "no document");
+  ExpectError(nd("\n  \r\n"), 400, "no document");
+  ExpectError(nd(good + "\n{not json\n"), 400, "line 3: not valid JSON");
+  ExpectError(nd(good + "{\"title\":\"x\"}\n"), 400, "line 2: missing 'text'");
+  ExpectError(nd(good + "[1]\n"), 400, "line 2: a document must be a JSON object");
+  ExpectError(nd(good + "{\"text\":\"x\",\"title\":7}\n"), 400, "line 2: 'title' must be a string");
+  ExpectError(nd(good + "{\"text\":\"x\",\"format\":\"pdf\"}\n"), 400, "line 2: 'format' must be");
+  ExpectError(nd(good + "{\"text\":\"x\",\"provider\":\"gpt9\"}\n"), 400, "line 2: unknown provider 'gpt9'");
+  ExpectError(nd(good + "{\"text\":\"x\",\"id\":\"../etc\"}\n"), 400, "line 2: 'id' may contain only");
+  ExpectError(nd(good + "{\"text\":\"ELF\\u0000\\u0001 data\"}\n"), 400, "line 2: 'text' is not text: binary data: NUL byte");
+  ExpectError(nd(good + "{\"text\":\"  \\n \"}\n"), 400, "line 2: 'text' is empty or blank");
+  ExpectError(nd(good + "{\"text\":\"<script>x()</script>\",\"format\":\"html\"}\n"), 400,
+              "line 2: 'text' has no text once its markup is stripped");
+  ExpectError(nd(good + "{\"text\":\"Other text.\"}\n" + good), 400, "line 3: 'id' d1 is also the id of line 1");
+  ExpectError(Post("/api/v1/tasks/batch", R"({"text":"x"})"), 400, "must be an array");
+  ExpectError(Post("/api/v1/tasks/batch", "[]"), 400, "no document");
+  ExpectError(Post("/api/v1/tasks/batch", "[{\"text\":\"x\"},"), 400, "not valid JSON");
+  ExpectError(Post("/api/v1/tasks/batch", R"([{"text":"Ana Lund joined."}, "x"])"), 400,
+              "document 2: a document must be a JSON object");
+  ExpectError(Post("/api/v1/tasks/batch", R"([{"text":"Ana Lund joined."}, {"text":5}])"), 400,
+              "document 2: 'text' must be a string");
+  // The cap on documents per request, in both shapes: 413 saying how many and the cap.
+  std::string many, many_array = "[";
+  for (size_t i = 0; i <= api::kMaxBatchDocuments; ++i) {
+    many += "{\"text\":\"a\"}\n";
+    many_array += std::string(i ? "," : "") + "{\"text\":\"a\"}";
+  }
+  many_array += "]";
+  ExpectError(nd(many), 413, "holds 10001 documents; at most 10000");
+  ExpectError(Post("/api/v1/tasks/batch", many_array), 413, "holds 10001 documents; at most 10000");
+  // The body limit (1 MB in these tests) as on POST /api/v1/tasks.
+  ExpectError(nd(good + "{\"text\":\"" + std::string(2 * 1024 * 1024, 'x') + "\"}\n"), 413, "KG_MAX_BODY_MB");
+
+  auto list = client_->Get("/api/v1/tasks");
+  ASSERT_TRUE(list);
+  EXPECT_EQ(json::parse(list->body)["tasks"].size(), 1u) << "a bad batch created tasks: " << list->body;
+  EXPECT_EQ(QueuedText(*queue_), "Mara Voss founded Helix Dynamics.") << "a bad batch queued chunks";
+}
+
+// Verifies the batch route keeps the rules of POST /api/v1/tasks: the bearer token (401
+// without it, nothing created) and 503 with reason "stopping" once the node stops taking work.
+TEST_F(ApiTest, BatchNeedsTheTokenAndIsRefusedWhileStopping) {
+  Start("s3cret-token");
+  const std::string body = "{\"text\":\"Mara Voss founded Helix Dynamics.\"}\n";
+  ExpectError(client_->Post("/api/v1/tasks/batch", body, "application/x-ndjson"), 401, "bearer token");
+  ExpectError(client_->Post("/api/v1/tasks/batch", {{"Authorization", "Bearer nope"}}, body, "application/x-ndjson"),
+              401, "bearer token");
+  httplib::Headers right = {{"Authorization", "Bearer s3cret-token"}};
+  auto ok = client_->Post("/api/v1/tasks/batch", right, body, "application/x-ndjson");
+  ASSERT_TRUE(ok);
+  ASSERT_EQ(ok->status, 201) << ok->body;
+  server_->StopTakingWork();
+  auto late = client_->Post("/api/v1/tasks/batch", right, body, "application/x-ndjson");
+  ASSERT_TRUE(late);
+  EXPECT_EQ(late->status, 503) << late->body;
+  EXPECT_EQ(json::parse(late->body).value("reason", ""), "stopping") << late->body;
+  EXPECT_EQ(late->get_header_value("Retry-After"), "5");
+  auto list = client_->Get("/api/v1/tasks", right);
+  ASSERT_TRUE(list);
+  EXPECT_EQ(json::parse(list->body)["tasks"].size(), 1u) << list->body;
 }
 
 }  // namespace

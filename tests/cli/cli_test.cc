@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "cli/client.h"
 #include "testing/testing.h"
@@ -437,6 +438,46 @@ TEST(Cli, SubmitSendsFilesAsTextByFormat) {
   EXPECT_EQ(texts.find("| Helix"), std::string::npos) << texts;
   EXPECT_EQ(texts.find("<b>"), std::string::npos) << texts;
   EXPECT_EQ(texts.find("Evil"), std::string::npos) << texts;
+}
+
+// Verifies `submit --batch FILE...` sends every file in one batch request: each becomes a task
+// with its title, source and format (Markdown stripped), printed in order, --wait follows them to
+// the end; a set over KG_MAX_BODY_MB once JSON-escaped is refused before anything is sent (exit 1).
+TEST(Cli, SubmitBatchSendsEveryFileInOneRequest) {
+  testing::TempDir dir;
+  testing::Node n(dir, {{"KG_MAX_BODY_MB", "1"}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())},
+                                            {"KG_MAX_BODY_MB", "1"}};
+  testing::WriteFile(dir.File("a.txt"), "Mara Voss founded Helix Dynamics.\n");
+  testing::WriteFile(dir.File("b.md"), "# Firms\n\n**Ana Lund** joined Meridian Analytics.\n");
+  CliRun r = Kgflow({"submit", "--batch", "--wait", dir.File("a.txt"), dir.File("b.md")}, dir, env);
+  ASSERT_EQ(r.code, 0) << r.err;
+  json tasks = n.Get("/api/v1/tasks")["tasks"];
+  ASSERT_EQ(tasks.size(), 2u) << tasks;
+  std::string first = r.out.substr(0, r.out.find('\n'));
+  EXPECT_NE(first.find("submitted " + dir.File("a.txt") + " as task "), std::string::npos) << r.out;
+  std::set<std::string> titles;
+  for (const auto& t : tasks) {
+    titles.insert(t["title"].get<std::string>());
+    EXPECT_EQ(t["status"], "done") << t;
+  }
+  EXPECT_EQ(titles, (std::set<std::string>{"a", "b"}));
+  auto ex = n.http().Get("/api/v1/graph/export?format=json");
+  ASSERT_TRUE(ex);
+  EXPECT_NE(ex->body.find("Ana Lund joined Meridian Analytics."), std::string::npos) << "Markdown stripped";
+  EXPECT_EQ(ex->body.find("**Ana"), std::string::npos);
+
+  // Each file fits the limit as sent alone; their quotes, escaped, push the batch over it.
+  std::string quoted;
+  while (quoted.size() < 500 * 1024) quoted += "He said \"go\".\n";
+  testing::WriteFile(dir.File("q1.txt"), quoted);
+  testing::WriteFile(dir.File("q2.txt"), quoted);
+  CliRun over = Kgflow({"submit", "--batch", dir.File("q1.txt"), dir.File("q2.txt")}, dir, env);
+  EXPECT_EQ(over.code, 1) << over.err;
+  EXPECT_NE(over.err.find("KG_MAX_BODY_MB"), std::string::npos) << over.err;
+  EXPECT_NE(over.err.find("nothing submitted"), std::string::npos) << over.err;
+  EXPECT_EQ(n.Get("/api/v1/tasks")["tasks"].size(), 2u) << "nothing more was created";
 }
 
 // Verifies `submit --wait` survives a node restart: the node is killed while the CLI waits,
