@@ -74,7 +74,8 @@ struct TaskCounts {
 };
 
 struct ProviderDepth {
-  int64_t ready = 0, leased = 0, dead = 0, done = 0;
+  int64_t ready = 0, leased = 0, dead = 0;
+  int64_t done = 0;  // every chunk ever acked: it never falls, also when done records expire
 };
 
 struct ChunkInfo {
@@ -95,6 +96,12 @@ struct QueueOptions {
   int64_t backoff_max_ms = 5 * 60 * 1000;
   double jitter = 0.25;                 // +-25 % of the delay
   std::function<int64_t()> now_ms;      // wall clock unless a test drives time
+  // Redis queue only (the SQLite queue keeps everything on disk): how long a done chunk's
+  // record, and the index and counts of a task whose chunks are all done, are kept after the
+  // ack (by the server's clock, not now_ms); then Get is kNotFound and the task is unknown
+  // (Counts total 0). Dead and cancelled chunks, and a task holding one, never expire.
+  // <= 0 keeps everything (the server's memory then grows with every chunk done).
+  int64_t done_retention_ms = 24LL * 60 * 60 * 1000;
 };
 
 class Queue {

@@ -5,10 +5,11 @@
 //   state and token and changes the chunk in the same step, so nothing reads, decides and
 //   writes across round trips. A stale token matches nothing and answers kConflict.
 // - Hash slots: a chunk lives under "<ns>:{<provider>}:..." and every script touches only the
-//   keys of one provider, so each script stays within one hash slot (Redis Cluster). Keys
-//   outside a provider's slot, each written by a plain idempotent command (SADD), never by a
-//   script: "<ns>:providers" (the registry of providers) and "<ns>:tp:<task>" (the providers
-//   of a task, immutable once written, set before its chunks are enqueued).
+//   keys of one provider, so each script stays within one hash slot (Redis Cluster). One key
+//   lies outside a provider's slot, written by a plain idempotent SADD before the chunks are
+//   enqueued, never by a script: "<ns>:providers" (the registry of providers). Calls on a task
+//   (Counts, ListChunks, CancelTask, RetryTask) ask every provider, pipelined in one round trip,
+//   so no per-task key lives outside the slot (it could not expire with the task's others).
 //   A lease token is "<provider>|<random>", so Renew/Ack/Nack/Release find the provider's slot
 //   from the token alone, in one round trip.
 // - Time: with options.now_ms set (tests drive the clock) its value goes into each script;
@@ -22,12 +23,23 @@
 // - LeaseChunks: one script, one round trip; it first reclaims up to 256 expired leases of
 //   the provider, then leases up to `max` ready chunks (or one suspect chunk, alone).
 // - Counts: per provider and per task a hash of counts by state kept by the scripts, so
-//   Depths() is one HMGET per provider and Counts() one per provider of the task.
+//   Depths() is one HMGET per provider and Counts() one per provider.
+// - Retention: Ack gives a done chunk's hash a TTL of options.done_retention_ms, and the task's
+//   index and counts too once none of its chunks is ready, leased, dead or cancelled (the
+//   scripts' header says how); a finished task then leaves nothing behind: Counts reports
+//   total 0, Get kNotFound, ListChunks nothing, CancelTask and RetryTask 0. Dead and cancelled
+//   chunks, and every key of a task holding one, stay until retried (dead letters remain
+//   inspectable and retryable). Depths' `done` counts every ack (it never falls), ready, leased
+//   and dead stay exact. Enqueue is idempotent by id while the chunk or its task is kept.
 // - WaitForWork never polls: per provider a subscriber connection stays SUBSCRIBEd to
 //   "<ns>:{<provider>}:wake", published by every script that makes a chunk ready. A waiter
 //   drains what arrived, asks (one round trip) for the next moment a chunk may be leasable,
 //   then poll()s the subscriber socket and wake_fd until then. A lost subscriber reconnects
 //   and resubscribes on the next wait, before asking, so no wake-up falls between the two.
+//   A SUBSCRIBE the server refuses (an ACL without the channel or the command, too many
+//   clients) is logged, the wait returns at once, and for kResubscribeAfterMs the next waits
+//   go without a subscriber (woken by wake_fd or the next due moment only, never polling)
+//   before subscribing again.
 // - Outages: every call fails with kUnavailable within the socket timeout and the next call
 //   reconnects (src/redis/client.h).
 // Limits: an Enqueue of more than 256 chunks of one provider runs several scripts, so a call
@@ -38,7 +50,6 @@
 #include <algorithm>
 #include <map>
 #include <random>
-#include <set>
 
 #include "common/mutex.h"
 #include "common/util.h"
@@ -57,6 +68,9 @@ using redis::Value;
 constexpr size_t kEnqueueBatch = 256;
 // Expired leases handled per ReclaimExpired script.
 constexpr int kReclaimBatch = 1000;
+// After a refused SUBSCRIBE, waits run without a subscriber this long before trying again: a
+// refusal that lasts (an ACL) costs one connection a second, not one per wait.
+constexpr int64_t kResubscribeAfterMs = 1000;
 
 Script MakeScript(const char* body) { return Script(std::string(redis_queue::kPrelude) + body); }
 
@@ -85,13 +99,8 @@ class RedisQueue final : public Queue {
     std::map<std::string, std::vector<const ChunkItem*>> by_provider;
     for (const auto& it : items) by_provider[it.provider].push_back(&it);
     std::vector<Call> calls;
-    // The indexes outside the provider's slot first: a chunk is never there without them.
-    for (const auto& [p, list] : by_provider) {
-      calls.push_back(Call::Cmd({"SADD", ns_ + ":providers", p}));
-      std::set<std::string> tasks;
-      for (const auto* it : list) tasks.insert(it->task_id);
-      for (const auto& t : tasks) calls.push_back(Call::Cmd({"SADD", ns_ + ":tp:" + t, p}));
-    }
+    // The registry outside the providers' slots first: a chunk is never there without it.
+    for (const auto& entry : by_provider) calls.push_back(Call::Cmd({"SADD", ns_ + ":providers", entry.first}));
     for (const auto& [p, list] : by_provider) {
       for (size_t k = 0; k < list.size(); k += kEnqueueBatch) {
         std::vector<std::string> argv{now};
@@ -141,7 +150,7 @@ class RedisQueue final : public Queue {
   }
 
   Status Ack(const std::string& chunk_id, const std::string& token) override {
-    return Fenced(ack_, chunk_id, token, "ack", {});
+    return Fenced(ack_, chunk_id, token, "ack", {std::to_string(o_.done_retention_ms)});
   }
 
   Status Nack(const std::string& chunk_id, const std::string& token, const std::string& error,
@@ -177,11 +186,11 @@ class RedisQueue final : public Queue {
     }
   }
 
-  Result<int> CancelTask(const std::string& task_id) override { return PerTaskProvider(cancel_, task_id); }
-  Result<int> RetryTask(const std::string& task_id) override { return PerTaskProvider(retry_, task_id); }
+  Result<int> CancelTask(const std::string& task_id) override { return PerProvider(cancel_, {task_id}); }
+  Result<int> RetryTask(const std::string& task_id) override { return PerProvider(retry_, {task_id}); }
 
   Result<TaskCounts> Counts(const std::string& task_id) override {
-    KG_ASSIGN_OR_RETURN(auto providers, Members(ns_ + ":tp:" + task_id));
+    KG_ASSIGN_OR_RETURN(auto providers, Members(ns_ + ":providers"));
     TaskCounts c;
     if (providers.empty()) return c;
     std::vector<Call> calls;
@@ -246,7 +255,7 @@ class RedisQueue final : public Queue {
   }
 
   Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id) override {
-    KG_ASSIGN_OR_RETURN(auto providers, Members(ns_ + ":tp:" + task_id));
+    KG_ASSIGN_OR_RETURN(auto providers, Members(ns_ + ":providers"));
     std::vector<ChunkInfo> out;
     if (providers.empty()) return out;
     std::vector<Call> calls;
@@ -274,13 +283,17 @@ class RedisQueue final : public Queue {
     auto sub = TakeSubscriber(provider);
     // Subscribed (again, after a loss) before asking, so a chunk made ready after the answer
     // is published to a socket already listening.
-    if (!sub->connected()) {
-      if (!sub->Send({"SUBSCRIBE", Base(provider) + ":wake"}).ok()) return;  // the next lease call reports it
-      auto confirm = sub->Read();
-      if (!confirm.ok()) return;
-    } else {
+    if (sub->connected()) {
       auto pending = sub->Drain();  // wake-ups from before this wait: the question below covers them
       if (!pending.ok()) return;
+    } else if (int64_t retry_at = ResubscribeAt(provider); MonoMs() < retry_at) {
+      deadline = std::min(deadline, retry_at);  // refused lately: wait without wake-ups until then
+    } else if (Status s = sub->Subscribe(Base(provider) + ":wake"); !s.ok()) {
+      // Down (the next lease call reports it) or refused: either way not subscribed, so return
+      // now rather than sleep through wake-ups; a refusal is retried after kResubscribeAfterMs.
+      if (s.code() == Code::kInternal) SetResubscribeAt(provider, MonoMs() + kResubscribeAfterMs);
+      GiveSubscriber(provider, std::move(sub));
+      return;
     }
     auto due = client_.Run(Call::Eval(next_due_, {Base(provider)}, {Now(), include_suspect ? "1" : "0"}));
     if (!due.ok() || due->a.size() != 2) {
@@ -340,10 +353,6 @@ class RedisQueue final : public Queue {
     KG_ASSIGN_OR_RETURN(auto providers, Members(ns_ + ":providers"));
     return Sum(s, providers, std::move(argv));
   }
-  Result<int> PerTaskProvider(const Script& s, const std::string& task_id) {
-    KG_ASSIGN_OR_RETURN(auto providers, Members(ns_ + ":tp:" + task_id));
-    return Sum(s, providers, {task_id});
-  }
   Result<int> Sum(const Script& s, const std::vector<std::string>& providers, std::vector<std::string> argv) {
     if (providers.empty()) return 0;
     argv.insert(argv.begin(), Now());
@@ -371,6 +380,16 @@ class RedisQueue final : public Queue {
     MutexLock lock(subs_mu_);
     subs_[provider].push_back(std::move(s));
   }
+  // When a wait may try to subscribe for `provider` again after a refusal (0: at once).
+  int64_t ResubscribeAt(const std::string& provider) {
+    MutexLock lock(subs_mu_);
+    auto it = resubscribe_at_.find(provider);
+    return it == resubscribe_at_.end() ? 0 : it->second;
+  }
+  void SetResubscribeAt(const std::string& provider, int64_t at_ms) {
+    MutexLock lock(subs_mu_);
+    resubscribe_at_[provider] = at_ms;
+  }
 
   const std::string ns_;
   redis::Client client_;
@@ -392,6 +411,8 @@ class RedisQueue final : public Queue {
   // Subscribers kept subscribed between waits, per provider; a waiter takes one for its wait.
   Mutex subs_mu_;
   std::map<std::string, std::vector<std::unique_ptr<redis::Connection>>> subs_ KG_GUARDED_BY(subs_mu_);
+  // Per provider, the monotonic moment after a refused SUBSCRIBE before which no wait tries again.
+  std::map<std::string, int64_t> resubscribe_at_ KG_GUARDED_BY(subs_mu_);
 };
 
 }  // namespace

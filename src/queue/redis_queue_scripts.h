@@ -13,9 +13,17 @@
 //   :leased      zset   leased chunks, scored by lease deadline
 //   :tc:<task>   zset   the task's chunk ids, scored by idx
 //   :tn:<task>   hash   the task's chunk count per state
-//   :n           hash   the provider's chunk count per state (Depths in O(1))
+//   :n           hash   the provider's chunk count per state (Depths in O(1)); `done` only grows
 //   :gen         string the provider's lease generation sequence
 //   :wake        channel published when a chunk becomes ready
+//
+// Retention (QueueOptions::done_retention_ms, passed to Ack): Ack gives the done chunk's hash a
+// TTL, and when the task then has no ready, leased, dead or cancelled chunk left in the provider,
+// its :tc and :tn get the same TTL. Done is final (Cancel and Retry pass done chunks by), so a
+// done chunk never needs its TTL removed; the task's keys do when Enqueue adds a chunk to a
+// finished task (PERSIST). Dead and cancelled chunks never get a TTL, nor does a task holding
+// one (dead letters stay inspectable and retryable). While its task lives, an expired done chunk
+// is still listed in :tc: Enqueue does not bring it back and List reports it done.
 namespace kg::redis_queue {
 
 inline constexpr const char* kPrelude = R"lua(
@@ -54,6 +62,17 @@ local function unready(id)
   redis.call('ZREM', K .. ':ready', id)
   redis.call('ZREM', K .. ':suspect', id)
 end
+-- The task's chunk index and counts expire after `ms` once every chunk of the task in this
+-- provider is done (nothing ready, leased, dead or cancelled).
+local function retire_if_finished(task, ms)
+  local tn = K .. ':tn:' .. task
+  local open = redis.call('HMGET', tn, 'ready', 'leased', 'dead', 'cancelled')
+  for _, v in ipairs(open) do
+    if (tonumber(v) or 0) ~= 0 then return end
+  end
+  redis.call('PEXPIRE', tn, ms)
+  redis.call('PEXPIRE', K .. ':tc:' .. task, ms)
+end
 -- Expired leases (deadline < NOW), at most `limit`: a failed attempt each; out of attempts
 -- they are dead-lettered, else ready at once.
 local function reclaim(max_attempts, limit)
@@ -78,18 +97,22 @@ local function reclaim(max_attempts, limit)
 end
 )lua";
 
-// ARGV: now, then (id, task, idx, payload) per item. Returns how many were new.
+// ARGV: now, then (id, task, idx, payload) per item. Returns how many were new. A chunk is
+// known while its hash lives or its task still lists it (a done chunk whose hash expired).
+// A new chunk in a finished task takes its keys' TTL away: the task is open again.
 inline constexpr const char* kEnqueue = R"lua(
 local added = 0
 for k = 2, #ARGV, 4 do
   local id, task = ARGV[k], ARGV[k + 1]
-  local c = ck(id)
-  if redis.call('EXISTS', c) == 0 then
+  local c, tc = ck(id), K .. ':tc:' .. task
+  if redis.call('EXISTS', c) == 0 and not redis.call('ZSCORE', tc, id) then
     redis.call('HSET', c, 'task', task, 'idx', ARGV[k + 2], 'payload', ARGV[k + 3], 'state', 'ready',
                'attempts', 0, 'crashes', 0, 'owner', '', 'token', '', 'deadline', 0, 'err', '', 'avail', NOW, 'gen', 0)
     redis.call('ZADD', K .. ':ready', NOW, id)
-    redis.call('ZADD', K .. ':tc:' .. task, tonumber(ARGV[k + 2]), id)
+    redis.call('ZADD', tc, tonumber(ARGV[k + 2]), id)
     count(task, nil, 'ready')
+    redis.call('PERSIST', tc)
+    redis.call('PERSIST', K .. ':tn:' .. task)
     added = added + 1
   end
 end
@@ -149,7 +172,9 @@ redis.call('ZADD', K .. ':leased', deadline, id)
 return 1
 )lua";
 
-// ARGV: now, id, token. 1 done, 0 stale. The payload of a done chunk is dropped (never re-run).
+// ARGV: now, id, token, retention_ms. 1 done, 0 stale. The payload of a done chunk is dropped
+// (never re-run); with retention_ms > 0 the chunk expires after it, and so do the task's keys
+// when this was its last open chunk.
 inline constexpr const char* kAck = R"lua(
 local id = ARGV[2]
 local c = ck(id)
@@ -159,6 +184,11 @@ redis.call('ZREM', K .. ':leased', id)
 redis.call('HSET', c, 'state', 'done', 'owner', '', 'token', '', 'deadline', 0)
 redis.call('HDEL', c, 'payload')
 count(f[3], 'leased', 'done')
+local ms = tonumber(ARGV[4])
+if ms > 0 then
+  redis.call('PEXPIRE', c, ms)
+  retire_if_finished(f[3], ms)
+end
 return 1
 )lua";
 
@@ -281,11 +311,12 @@ return n
 )lua";
 
 // ARGV: now, task. The task's chunks in idx order: per chunk id, state, attempts, crashes,
-// owner, err, avail.
+// owner, err, avail. A listed chunk without a hash was done and has expired: 'done', no details.
 inline constexpr const char* kList = R"lua(
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', K .. ':tc:' .. ARGV[2], 0, -1)) do
   local f = redis.call('HMGET', ck(id), 'state', 'attempts', 'crashes', 'owner', 'err', 'avail')
+  if not f[1] then f = {'done'} end
   table.insert(out, id)
   for k = 1, 6 do table.insert(out, f[k] or '') end
 end

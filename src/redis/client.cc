@@ -236,6 +236,20 @@ Result<Value> Connection::Read() {
   return Convert(r.get());
 }
 
+Status Connection::Subscribe(const std::string& channel) {
+  KG_RETURN_IF_ERROR(Send({"SUBSCRIBE", channel}));
+  KG_ASSIGN_OR_RETURN(Value v, Read());
+  // RESP2 confirmation: ["subscribe", channel, number of subscriptions].
+  if (v.type == Value::Type::kArray && v.a.size() == 3 && v.a[0].Str() == "subscribe" && v.a[1].Str() == channel) {
+    owner_->SubscribeAccepted(channel);
+    return Status::Ok();
+  }
+  std::string why = v.type == Value::Type::kError ? v.s : "unexpected reply";
+  Drop();
+  owner_->SubscribeRefused(channel, why);
+  return Status::Internal(owner_->Where() + ": subscribe " + channel + ": " + why);
+}
+
 Result<std::vector<Value>> Connection::Drain() {
   if (!ctx_) return Status::Unavailable(owner_->Where() + ": not connected");
   pollfd p{ctx_->fd, POLLIN, 0};
@@ -330,6 +344,23 @@ void Client::TransportLost(const std::string& why) {
   if (!down_) {
     down_ = true;
     spdlog::warn("{}: connection lost ({}); reconnecting with backoff", Where(), why);
+  }
+}
+
+void Client::SubscribeRefused(const std::string& channel, const std::string& why) {
+  MutexLock lock(mu_);
+  if (!subscribe_refused_) {
+    subscribe_refused_ = true;
+    spdlog::warn("{}: subscribe {} refused ({}); waits go without wake-ups until it is accepted", Where(), channel,
+                 why);
+  }
+}
+
+void Client::SubscribeAccepted(const std::string& channel) {
+  MutexLock lock(mu_);
+  if (subscribe_refused_) {
+    subscribe_refused_ = false;
+    spdlog::info("{}: subscribe {} accepted again", Where(), channel);
   }
 }
 

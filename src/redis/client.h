@@ -79,10 +79,12 @@ class Connection {
   // An error reply fails with kInternal unless `allow_errors` (then it is a kError Value).
   Result<std::vector<Value>> Run(const std::vector<Call>& calls, bool allow_errors = false);
 
-  // For a subscriber: sends `argv` without reading a reply.
-  Status Send(const std::vector<std::string>& argv);
-  // Reads one reply, waiting up to the socket timeout.
-  Result<Value> Read();
+  // For a subscriber: SUBSCRIBEs to `channel` and reads the confirmation (within the socket
+  // timeout). kUnavailable on a transport error; kInternal when the server answers anything
+  // but the confirmation for `channel` (an error such as NOPERM from an ACL, or "max number of
+  // clients reached"), and the connection is dropped then: afterwards it is subscribed or not
+  // connected. A refusal is logged once until a subscribe succeeds again.
+  Status Subscribe(const std::string& channel);
   // The replies already received (reads the socket once if it is readable now); never blocks.
   Result<std::vector<Value>> Drain();
   int fd() const;
@@ -92,6 +94,10 @@ class Connection {
  private:
   Status Lost(const std::string& what);
   Result<std::vector<Value>> RunOnce(const std::vector<Call>& calls);
+  // Sends `argv` without reading a reply.
+  Status Send(const std::vector<std::string>& argv);
+  // Reads one reply, waiting up to the socket timeout.
+  Result<Value> Read();
 
   RedisEndpoint at_;
   Client* owner_;  // borrowed: reports outages and recoveries, paces reconnects
@@ -121,6 +127,9 @@ class Client {
   void ConnectFailed(const std::string& why);
   void Connected();
   void TransportLost(const std::string& why);
+  // A refused SUBSCRIBE and the next accepted one: one log line each per streak.
+  void SubscribeRefused(const std::string& channel, const std::string& why);
+  void SubscribeAccepted(const std::string& channel);
 
  private:
   std::unique_ptr<Connection> Take();
@@ -132,6 +141,7 @@ class Client {
   bool down_ KG_GUARDED_BY(mu_) = false;  // an outage was logged and has not yet ended
   int failures_ KG_GUARDED_BY(mu_) = 0;     // connect failures in a row
   int64_t next_try_ms_ KG_GUARDED_BY(mu_) = 0;  // monotonic; no connect attempt before
+  bool subscribe_refused_ KG_GUARDED_BY(mu_) = false;  // a refusal was logged, no success since
 };
 
 }  // namespace kg::redis
