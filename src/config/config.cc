@@ -129,6 +129,7 @@ const std::vector<Setting>& Settings() {
       // A database name is an identifier (it cannot be a bound parameter), so only these.
       NameSetting("DB_NAME", &Config::db_name, 64, "A-Z a-z 0-9 _", false),
       IntSetting("KG_DB_POOL_SIZE", &Config::db_pool_size, 1, 256),
+      IntSetting("KG_QUEUE_RETENTION_HOURS", &Config::queue_retention_hours, 0, 24 * 365),
       StrSetting("NEO4J_URI", &Config::neo4j_uri),
       StrSetting("NEO4J_USER", &Config::neo4j_user),
       StrSetting("NEO4J_PASSWORD", &Config::neo4j_password, true),
@@ -479,6 +480,7 @@ std::string DescribeConfig(const Config& c) {
   line("KG_HTTP_ADDR", c.http_addr);
   line("KG_HEALTH_ADDR", c.health_addr);
   if (!c.db_host.empty()) line("KG_DB_POOL_SIZE", std::to_string(c.db_pool_size));
+  if (!c.redis_host.empty()) line("KG_QUEUE_RETENTION_HOURS", std::to_string(c.queue_retention_hours));
   line("KG_LEASE_SECONDS", std::to_string(c.lease_seconds));
   line("KG_MAX_ATTEMPTS", std::to_string(c.max_attempts));
   line("KG_STOP_TIMEOUT_SECONDS", std::to_string(c.stop_timeout_seconds));

@@ -53,7 +53,8 @@ struct Config {
   std::string db_user = "kgflow";
   std::string db_password;
   std::string db_name = "kgflow";
-  int db_pool_size = 4;  // MySQL connections per process (web handlers share them; workers use 1-2)
+  int db_pool_size = 4;
+  int queue_retention_hours = 24;  // Redis: how long done chunks and finished tasks stay (0 = forever)  // MySQL connections per process (web handlers share them; workers use 1-2)
   std::string neo4j_uri;
   std::string neo4j_user = "neo4j";
   std::string neo4j_password;

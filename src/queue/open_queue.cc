@@ -17,6 +17,7 @@ Result<std::unique_ptr<Queue>> OpenQueue(const Config& config) {
   QueueOptions o;
   o.max_attempts = config.max_attempts;
   o.poison_crashes = config.poison_crashes;
+  o.done_retention_ms = config.queue_retention_hours * 3600LL * 1000;
   if (!config.redis_host.empty()) {
     RedisEndpoint at = RedisEndpointOf(config);
     return RetryOpen<Result<std::unique_ptr<Queue>>>([&] { return OpenRedisQueue(at, o); }, kOpenWaitMs,
