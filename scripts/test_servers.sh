@@ -14,6 +14,8 @@
 # A restart keeps the data: `start` again with the same DIR and PORT (MariaDB's datadir is only
 # initialised when empty). Redis runs with persistence off (--save '' --appendonly no) unless
 # KG_TEST_REDIS_AOF=1 (then appendonly yes, appendfsync always), which the restart tests use.
+# KG_TEST_MARIADB_ARGS: extra mariadbd options, split on white space (for tests only, e.g.
+# --transaction-isolation=READ-COMMITTED to check the code does not rely on the default).
 set -euo pipefail
 
 free_port() {
@@ -49,7 +51,8 @@ start_redis() {
 start_mariadb() {
   local dir=$1 port=${2:-$(free_port)}
   mkdir -p "$dir"
-  local fresh=0
+  local fresh=0 extra=()
+  read -r -a extra <<<"${KG_TEST_MARIADB_ARGS:-}"
   if [ ! -d "$dir/data/mysql" ]; then
     fresh=1
     mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
@@ -59,7 +62,7 @@ start_mariadb() {
     --bind-address=127.0.0.1 --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_bin --skip-name-resolve \
     --innodb-buffer-pool-size=64M --innodb-log-file-size=16M --max-connections=500 \
-    --innodb-flush-log-at-trx-commit=2 </dev/null >/dev/null 2>&1 &
+    --innodb-flush-log-at-trx-commit=2 "${extra[@]}" </dev/null >/dev/null 2>&1 &
   local pid=$!
   if [ $fresh = 1 ]; then
     if ! wait_until 60 "$pid" mariadb --no-defaults -uroot --socket="$dir/mysqld.sock" -e 'SELECT 1'; then

@@ -215,6 +215,7 @@ class MysqlGraphStore final : public GraphStore {
   Status Init() {
     std::vector<mysql::Migration> migrations(1);
     migrations[0].version = 1;
+    migrations[0].rerunnable = true;  // every statement IF NOT EXISTS
     for (const char* sql : kSchemaV1) migrations[0].statements.emplace_back(sql);
     return mysql::Migrate(*pool_, "graph", migrations);
   }
@@ -398,11 +399,26 @@ class MysqlGraphStore final : public GraphStore {
   // the call (a concurrent Merge of the same chunk waits here) and refuses the whole call when
   // a batch is older than its chunk's generation, stored or written by an earlier batch of the
   // same call.
+  //
+  // The lock is a record lock, never a gap lock: a chunk not stored yet gets its row first
+  // (the call's first batch of it as WriteSegment writes it, but with the text left to
+  // WriteSegment; on a stored row the upsert changes nothing but locks it), so two first
+  // merges of one chunk queue on that row whatever the isolation level, and the second reads
+  // the first's generation. A refused or failed call rolls the row back with the rest.
   static Status Fence(mysql::Connection& c, const std::vector<GraphBatch>& batches) {
+    std::map<std::string, const GraphBatch*> first_of;  // chunk hash -> the call's first batch of it
+    for (const GraphBatch& b : batches) first_of.emplace(Hash(b.chunk.id), &b);
     std::map<std::string, std::string> id_of;  // chunk hash -> id
-    for (const GraphBatch& b : batches) id_of.emplace(Hash(b.chunk.id), b.chunk.id);
     std::vector<std::string> hashes;
-    for (const auto& [hash, id] : id_of) hashes.push_back(hash);
+    std::vector<Params> rows;
+    for (const auto& [hash, b] : first_of) {
+      id_of.emplace(hash, b->chunk.id);
+      hashes.push_back(hash);
+      rows.push_back({Bytes(hash), Bytes(b->chunk.id), Bytes(Hash(b->doc.id)), Bytes(b->doc.id), Value(b->chunk.idx),
+                      Bytes(""), Value(b->chunk.generation)});
+    }
+    KG_RETURN_IF_ERROR(ExecRows(c, "INSERT INTO graph_chunks(id_hash,id,doc_hash,doc_id,idx,text,generation) VALUES ",
+                                " ON DUPLICATE KEY UPDATE id_hash=id_hash", 7, rows));
     std::unordered_map<std::string, int64_t> generation;  // by chunk id
     KG_RETURN_IF_ERROR(ForEachInList(hashes, [&](const std::string& in, const Params& p) -> Status {
       KG_ASSIGN_OR_RETURN(auto rows, c.Query("SELECT id_hash, generation FROM graph_chunks WHERE id_hash IN " + in +

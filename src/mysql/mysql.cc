@@ -258,6 +258,12 @@ struct Connection::Impl {
     b.buffer = &lock_wait;
     if (mysql_stmt_bind_param(st, &b) || mysql_stmt_execute(st))
       return Error("set innodb_lock_wait_timeout", mysql_stmt_error(st), static_cast<int>(mysql_stmt_errno(st)));
+    // The graph's fence and its orphan deletes rely on REPEATABLE READ (locking reads of
+    // the NOT EXISTS subqueries, next-key locks); a server whose default a DBA set to READ
+    // COMMITTED must not weaken them. Every session is made here, reconnects included.
+    constexpr std::string_view kIsolation = "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ";
+    if (mysql_real_query(m, kIsolation.data(), kIsolation.size()) != 0)
+      return Error("set isolation level", mysql_error(m), static_cast<int>(mysql_errno(m)));
     Used();
     return Status::Ok();
   }
@@ -479,8 +485,20 @@ Status Connection::QueryEach(std::string_view sql, const Params& params,
     int rc = mysql_stmt_fetch(st);
     if (rc == MYSQL_NO_DATA) break;
     if (rc == 1) {
+      // An error the server sends in the middle of an unbuffered result (1038 out of sort
+      // memory, 1242 a subquery of many rows, 1317 interrupted) is on the connection
+      // handle, not on the statement's.
       last_errno_ = static_cast<int>(mysql_stmt_errno(st));
-      result = im.Error("fetch " + Brief(sql), mysql_stmt_error(st), last_errno_);
+      std::string text = mysql_stmt_error(st);
+      if (last_errno_ == 0) {
+        last_errno_ = static_cast<int>(mysql_errno(im.m));
+        text = mysql_error(im.m);
+      }
+      if (last_errno_ == 0) {
+        last_errno_ = CR_UNKNOWN_ERROR;
+        text = "fetch failed without an error from the client library";
+      }
+      result = im.Error("fetch " + Brief(sql), text.c_str(), last_errno_);
       break;
     }
     std::vector<Value> cells(n);
@@ -762,13 +780,28 @@ Status MigrateLocked(Connection& c, const std::string& who, const std::string& c
   KG_ASSIGN_OR_RETURN(auto dirty, c.Query("SELECT version, applied_at FROM kg_schema_migrations "
                                           "WHERE component=? AND dirty<>0 ORDER BY version",
                                           {component}));
-  if (!dirty.empty()) {
-    int64_t v = dirty[0].Int(0);
-    return Status::Internal(
-        "mysql " + who + ": migration " + std::to_string(v) + " of '" + component +
-        "' is marked dirty in kg_schema_migrations (it failed part-way at " + std::to_string(dirty[0].Int(1)) +
-        " ms since the epoch); refusing to start. Repair the schema by hand, then either DELETE that row "
-        "(to run the migration again) or set its dirty=0 (if it did complete)");
+  // A dirty version that is re-runnable is forgotten and applied again below (a lost
+  // connection or a server restart mid-migration must not need a human); any other refuses.
+  for (const Row& d : dirty) {
+    const int64_t v = d.Int(0);
+    auto m = std::find_if(migrations.begin(), migrations.end(), [&](const Migration& x) { return x.version == v; });
+    if (m == migrations.end() || !m->rerunnable) {
+      return Status::Internal(
+          "mysql " + who + ": migration " + std::to_string(v) + " of '" + component +
+          "' is marked dirty in kg_schema_migrations (it failed part-way at " + std::to_string(d.Int(1)) +
+          " ms since the epoch) and is not re-runnable" + (m == migrations.end() ? " (unknown to this version)" : "") +
+          "; refusing to start. Repair the schema by hand, then either DELETE that row "
+          "(to run the migration again) or set its dirty=0 (if it did complete)");
+    }
+  }
+  for (const Row& d : dirty) {
+    spdlog::warn("mysql {}: migration {} of '{}' was left dirty at {} ms since the epoch; it is re-runnable: "
+                 "running it again",
+                 who, d.Int(0), component, d.Int(1));
+    KG_ASSIGN_OR_RETURN(auto gone, c.Exec("DELETE FROM kg_schema_migrations WHERE component=? AND version=? "
+                                          "AND dirty<>0",
+                                          {component, d.Int(0)}));
+    (void)gone;
   }
   KG_ASSIGN_OR_RETURN(auto applied_rows,
                       c.Query("SELECT version FROM kg_schema_migrations WHERE component=?", {component}));

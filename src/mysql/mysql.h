@@ -15,7 +15,8 @@
 // - Affected rows are changed rows (no CLIENT_FOUND_ROWS): an UPDATE that matches a row but
 //   changes nothing reports 0, and a multi-row INSERT ... ON DUPLICATE KEY UPDATE counts 1
 //   per inserted row, 2 per updated row and 0 per unchanged row.
-// - Sessions use utf8mb4 and the server's default isolation (REPEATABLE READ), with
+// - Sessions use utf8mb4 and REPEATABLE READ (set on every session, whatever the server's
+//   default: the graph's fence and orphan deletes depend on its locking reads), with
 //   innodb_lock_wait_timeout set below the I/O timeout so a lock wait ends as 1205 rather
 //   than as a client read timeout.
 
@@ -278,15 +279,21 @@ Result<uint64_t> ExecBatches(Connection& c, const std::vector<Batch>& batches);
 struct Migration {
   int version = 0;
   std::vector<std::string> statements;
+  // Every statement is safe to run again after any prefix of them ran (CREATE TABLE IF NOT
+  // EXISTS, ...): a version left dirty by a lost connection or a server restart is then
+  // applied again at the next Migrate instead of refusing to start. Off unless a migration
+  // says so, because a re-run of anything else (an INSERT, an ALTER) is not harmless.
+  bool rerunnable = false;
 };
 
 // Brings `component`'s schema up to date, once across every process sharing the database:
 // on one dedicated connection, takes GET_LOCK('<db>.kg_migrate', 30) (not got: kUnavailable
 // saying who to look for), creates kg_schema_migrations(component, version, dirty,
-// applied_at) when missing, refuses (kInternal) when a version of `component` is marked
-// dirty (a migration that failed part-way; the message says what to do), applies each
-// missing version marking it dirty before and clean after, and releases the lock. DDL
-// commits implicitly, so a failed statement leaves its version dirty for a human.
+// applied_at) when missing, applies each missing version marking it dirty before and clean
+// after, and releases the lock. DDL commits implicitly, so a version that failed part-way
+// (a bad statement, a lost connection, a server restart) stays dirty: the next Migrate runs
+// a dirty re-runnable version again (logging a warning) and refuses (kInternal, saying what
+// to do by hand) when a dirty version is not re-runnable or not in `migrations`.
 Status Migrate(Pool& pool, const std::string& component, const std::vector<Migration>& migrations);
 
 // Outages of an endpoint seen by this process (for /metrics and tests).

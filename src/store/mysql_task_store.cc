@@ -9,8 +9,8 @@
 // Every call runs in Pool::InTransaction, so a deadlock, a lock wait timeout or a lost
 // connection is retried as a whole. Each write is one statement and idempotent (counts only
 // grow, settings are last-writer-wins, node writes are compare-and-set), so a replay after
-// a commit whose answer was lost changes nothing, except Create, whose replay reports the
-// id as taken (kConflict) although the first attempt stored it.
+// a commit whose answer was lost changes nothing; Create's replay finds its own row and
+// succeeds (a different task under the id is kConflict).
 
 #include <algorithm>
 
@@ -47,7 +47,8 @@ const std::vector<mysql::Migration>& Migrations() {
         "role VARCHAR(32) NOT NULL, host VARCHAR(255) NOT NULL, pid BIGINT NOT NULL, "
         "heartbeat_at BIGINT NOT NULL, processes MEDIUMTEXT NOT NULL, heartbeat_ms BIGINT NOT NULL DEFAULT 5000, "
         "writes BIGINT NOT NULL DEFAULT 0, KEY nodes_heartbeat(heartbeat_at)) "
-        "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"}},
+        "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"},
+       /*rerunnable=*/true},  // every statement IF NOT EXISTS
   };
   return m;
 }
@@ -114,16 +115,31 @@ class MysqlTaskStore final : public TaskStore {
  public:
   explicit MysqlTaskStore(std::unique_ptr<mysql::Pool> pool) : pool_(std::move(pool)) {}
 
+  // Idempotent: when the id is taken by the same task (a replay after a COMMIT whose answer
+  // was lost, or a caller's retry), it succeeds and changes nothing; a different task under
+  // the id is kConflict. "The same task" is what the caller creates it with: title,
+  // provider, document, source, chunk count and, when given, created_at; the status, counts
+  // and error may have moved on since (a worker's progress), and are left as they are.
   Status Create(const TaskRecord& t) override {
     int64_t now = NowMs();
     return pool_
-        ->InTransaction([&](Connection& c) {
-          return c
-              .Exec("INSERT INTO tasks(id,title,provider,doc_id,source,status,chunks_total,chunks_done,"
-                    "chunks_failed,error,created_at,updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-                    {t.id, t.title, t.provider, t.doc_id, t.source, t.status, t.chunks_total, t.chunks_done,
-                     t.chunks_failed, t.error, t.created_at_ms ? t.created_at_ms : now, now})
-              .status();
+        ->InTransaction([&](Connection& c) -> Status {
+          auto inserted =
+              c.Exec("INSERT INTO tasks(id,title,provider,doc_id,source,status,chunks_total,chunks_done,"
+                     "chunks_failed,error,created_at,updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                     {t.id, t.title, t.provider, t.doc_id, t.source, t.status, t.chunks_total, t.chunks_done,
+                      t.chunks_failed, t.error, t.created_at_ms ? t.created_at_ms : now, now});
+          if (inserted.ok() || inserted.status().code() != Code::kConflict) return inserted.status();
+          KG_ASSIGN_OR_RETURN(auto row, c.QueryOne(std::string(kSelect) + " WHERE id=?", {t.id}));
+          if (!row) return inserted.status();  // taken by another key? (only the id is unique)
+          const TaskRecord held = TaskRow(*row);
+          if (held.title == t.title && held.provider == t.provider && held.doc_id == t.doc_id &&
+              held.source == t.source && held.chunks_total == t.chunks_total &&
+              (t.created_at_ms == 0 || held.created_at_ms == t.created_at_ms)) {
+            return Status::Ok();
+          }
+          return Status::Conflict("task id " + t.id + " is taken by a different task (document " + held.doc_id +
+                                  ", provider " + held.provider + ")");
         })
         .With("create task " + t.id);
   }

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <thread>
 
 #include "common/util.h"
@@ -194,6 +195,124 @@ TEST(Mysql, DirtyMigrationRefusesToStart) {
   auto t0 = MonoMs();
   EXPECT_TRUE(Migrate(*pool, "clean", {{1, {"CREATE TABLE c_t(x INT)"}}}).ok());
   EXPECT_LT(MonoMs() - t0, 5000);
+}
+
+// Verifies a re-runnable migration left dirty by a lost connection (its session KILLed in
+// the middle of its statements, as a server restart would) is run again at the next Migrate
+// under the lock, and completes; the same dirty version declared not re-runnable refuses.
+TEST(Mysql, DirtyRerunnableMigrationIsRunAgain) {
+  MysqlEndpoint e = Shared();
+  auto pool = OpenPool(e);
+  ASSERT_TRUE(pool);
+  auto admin = Connection::Open(e);
+  ASSERT_TRUE(admin.ok());
+  // Statement 2 sleeps while the admin session holds the gate (a named lock of this test's
+  // database): the moment at which the migrating session is killed. Run again, it goes on.
+  auto gate = (*admin)->QueryOne("SELECT GET_LOCK(CONCAT(DATABASE(), '.gate'), 5)");
+  ASSERT_TRUE(gate.ok() && *gate && (*gate)->Int(0) == 1);
+  Migration m{1,
+              {"CREATE TABLE IF NOT EXISTS r_a(x INT)",
+               "DO IF(IS_FREE_LOCK(CONCAT(DATABASE(), '.gate')), 0, SLEEP(20))",
+               "CREATE TABLE IF NOT EXISTS r_b(x INT)"},
+              true};
+  std::thread killer([&] {
+    int64_t id = 0;
+    bool seen = testing::WaitFor([&] {
+      auto r = (*admin)->QueryOne("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE ?",
+                                  {"DO IF(IS_FREE_LOCK%"});
+      if (r.ok() && *r) id = (*r)->Int(0);
+      return id != 0;
+    }, 10s);
+    ASSERT_TRUE(seen) << "the migration never reached its second statement";
+    ASSERT_TRUE((*admin)->QueryOne("SELECT RELEASE_LOCK(CONCAT(DATABASE(), '.gate'))").ok());
+    // KILL cannot be prepared; the id is the server's own integer, not input.
+    ASSERT_TRUE((*admin)->Run("KILL CONNECTION " + std::to_string(id)).ok());
+  });
+  Status first = Migrate(*pool, "rerun", {m});
+  killer.join();
+  ASSERT_FALSE(first.ok());
+  EXPECT_NE(first.message().find("left marked dirty"), std::string::npos) << first.message();
+  EXPECT_EQ(Count(**admin, "SELECT COUNT(*) FROM kg_schema_migrations WHERE component='rerun' AND dirty<>0"), 1);
+  EXPECT_EQ(Count(**admin, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA=DATABASE() "
+                           "AND TABLE_NAME='r_b'"),
+            0);
+
+  Migration fixed = m;
+  fixed.rerunnable = false;
+  Status refused = Migrate(*pool, "rerun", {fixed});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("migration 1 of 'rerun' is marked dirty"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("not re-runnable"), std::string::npos) << refused.message();
+
+  Status again = Migrate(*pool, "rerun", {m});
+  ASSERT_TRUE(again.ok()) << again.message();
+  EXPECT_EQ(Count(**admin, "SELECT COUNT(*) FROM kg_schema_migrations WHERE component='rerun' AND dirty=0"), 1);
+  EXPECT_EQ(Count(**admin, "SELECT COUNT(*) FROM kg_schema_migrations WHERE component='rerun'"), 1);
+  EXPECT_EQ(Count(**admin, "SELECT COUNT(*) FROM r_b"), 0) << "r_b was created";
+}
+
+// Verifies every session is REPEATABLE READ on a server whose default a DBA set to READ
+// COMMITTED, the first one and the one a reconnect makes after the session was killed.
+TEST(Mysql, SessionsAreRepeatableReadWhateverTheServerDefault) {
+  testing::TempDir dir;
+  setenv("KG_TEST_MARIADB_ARGS", "--transaction-isolation=READ-COMMITTED", 1);
+  testing::ServerProcess server = testing::StartServer("mariadb", dir.File("mariadb"));
+  unsetenv("KG_TEST_MARIADB_ARGS");
+  ASSERT_GT(server.port, 0);
+  struct StopAtEnd {
+    const testing::ServerProcess& s;
+    ~StopAtEnd() { testing::StopServer(s); }
+  } stop{server};
+  MysqlEndpoint e = EndpointOf(server, "iso");
+  auto c = Connection::Open(e);
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  auto isolation = [&](const char* which) {
+    auto r = (*c)->QueryOne(std::string("SELECT ") + which);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() && *r ? (*r)->Str(0) : "";
+  };
+  EXPECT_EQ(isolation("@@GLOBAL.tx_isolation"), "READ-COMMITTED");
+  EXPECT_EQ(isolation("@@SESSION.tx_isolation"), "REPEATABLE-READ");
+  auto killer = Connection::Open(e);
+  ASSERT_TRUE(killer.ok());
+  auto id = (*c)->QueryOne("SELECT CONNECTION_ID()");
+  ASSERT_TRUE(id.ok() && *id);
+  ASSERT_TRUE((*killer)->Run("KILL CONNECTION " + std::to_string((*id)->Int(0))).ok());
+  auto lost = (*c)->QueryOne("SELECT 1");  // fails: the session is gone (not replayed)
+  EXPECT_FALSE(lost.ok());
+  EXPECT_EQ(isolation("@@SESSION.tx_isolation"), "REPEATABLE-READ");
+  auto id2 = (*c)->QueryOne("SELECT CONNECTION_ID()");
+  ASSERT_TRUE(id2.ok() && *id2);
+  EXPECT_NE((*id2)->Int(0), (*id)->Int(0)) << "no reconnect happened";
+}
+
+// Verifies an error the server sends in the middle of an unbuffered result (here 1242: a
+// scalar subquery that returns one row for the first rows and many for a later one) is
+// reported with its errno and text, not as errno 0 with no message.
+TEST(Mysql, ErrorInTheMiddleOfAResultIsReported) {
+  MysqlEndpoint e = Shared();
+  auto c = Connection::Open(e);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE((*c)->Run("CREATE TABLE mid_t(v INT NOT NULL PRIMARY KEY)").ok());
+  std::vector<Params> rows;
+  for (int v = 1; v <= 200; ++v) rows.push_back({v});
+  auto batches = BuildBatches("INSERT INTO mid_t(v) VALUES ", "", 1, rows);
+  ASSERT_TRUE(batches.ok());
+  ASSERT_TRUE(ExecBatches(**c, *batches).ok());
+  int seen = 0;
+  Status s = (*c)->QueryEach(
+      "SELECT t.v, (SELECT u.v FROM mid_t u WHERE u.v IN (?, t.v)) FROM mid_t t ORDER BY t.v", {1},
+      [&](const Row&) {
+        ++seen;
+        return Status::Ok();
+      });
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ((*c)->last_errno(), 1242) << s.message();
+  EXPECT_NE(s.message().find("(1242)"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("more than 1 row"), std::string::npos) << s.message();
+  EXPECT_EQ(seen, 1) << "the error did not come after the first row";
+  // The session stays usable.
+  EXPECT_EQ(Count(**c, "SELECT COUNT(*) FROM mid_t"), 200);
 }
 
 // Verifies Migrate waits for the migration lock: while another session holds it, Migrate

@@ -45,6 +45,53 @@ TEST(MysqlTaskStore, ConcurrentOpensMigrateOnce) {
   EXPECT_EQ((*rows)[0].Int(1), 0);
 }
 
+// Verifies Create is idempotent for the same task (what InTransaction's replay does after a
+// COMMIT whose answer was lost: the second INSERT meets the first's row): the same record
+// again succeeds and changes nothing, even after the task's progress moved on; a different
+// task under the id is kConflict and the stored one is untouched.
+TEST(MysqlTaskStore, CreateOfTheSameTaskAgainSucceedsAndADifferentOneConflicts) {
+  MysqlEndpoint e = EndpointOf(testing::SharedMariaDb().port, testing::UniqueName("mts"));
+  auto opened = OpenMysqlTaskStore(e);
+  ASSERT_TRUE(opened.ok()) << opened.status().message();
+  TaskStore& store = **opened;
+  TaskRecord t;
+  t.id = "t-once";
+  t.title = "Title";
+  t.provider = "builtin";
+  t.doc_id = "doc-1";
+  t.source = "a.txt";
+  t.chunks_total = 3;
+  ASSERT_TRUE(store.Create(t).ok());
+  Status again = store.Create(t);
+  EXPECT_TRUE(again.ok()) << again.message();
+  ASSERT_TRUE(store.UpdateProgress(t.id, TaskCounts{3, 1, 1, 1, 0, 0}, "").ok());
+  auto before = store.Get(t.id);
+  ASSERT_TRUE(before.ok());
+  again = store.Create(t);
+  EXPECT_TRUE(again.ok()) << again.message();
+  auto after = store.Get(t.id);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->status, before->status);
+  EXPECT_EQ(after->chunks_done, 1);
+  EXPECT_EQ(after->updated_at_ms, before->updated_at_ms) << "a repeated Create wrote the row";
+
+  TaskRecord other = t;
+  other.doc_id = "doc-2";
+  Status taken = store.Create(other);
+  EXPECT_EQ(taken.code(), Code::kConflict) << taken.message();
+  EXPECT_NE(taken.message().find("taken by a different task"), std::string::npos) << taken.message();
+  other = t;
+  other.chunks_total = 4;
+  EXPECT_EQ(store.Create(other).code(), Code::kConflict);
+  other = t;
+  other.created_at_ms = before->created_at_ms + 1;
+  EXPECT_EQ(store.Create(other).code(), Code::kConflict) << "a given created_at is part of the task";
+  auto still = store.Get(t.id);
+  ASSERT_TRUE(still.ok());
+  EXPECT_EQ(still->doc_id, "doc-1");
+  EXPECT_EQ(still->chunks_total, 3);
+}
+
 // Verifies two nodes claiming one name at the same moment cannot both win: 8 stores (8
 // pools, as 8 processes would have) insert the same name at once, round after round, and
 // exactly one claim per name succeeds, the one whose record is stored.
