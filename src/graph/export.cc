@@ -246,4 +246,31 @@ std::string ExportJson(const GraphSnapshot& s) { return ToString<JsonWriter>(s);
 
 std::string ExportGraphml(const GraphSnapshot& s) { return ToString<GraphmlWriter>(s); }
 
+namespace {
+
+// Gathers a streamed export into a snapshot.
+struct CollectSink final : GraphSink {
+  Status Document(const DocumentRec& d) override { return Add(snapshot.documents, d); }
+  Status Chunk(const ChunkRec& c) override { return Add(snapshot.chunks, c); }
+  Status Entity(const EntityRec& e) override { return Add(snapshot.entities, e); }
+  Status Mention(const std::string& c, const std::string& e) override {
+    return Add(snapshot.mentions, std::pair<std::string, std::string>(c, e));
+  }
+  Status Relation(const RelationRec& r) override { return Add(snapshot.relations, r); }
+  template <typename V, typename T>
+  static Status Add(V& v, const T& x) {
+    v.push_back(x);
+    return Status::Ok();
+  }
+  GraphSnapshot snapshot;
+};
+
+}  // namespace
+
+Result<GraphSnapshot> CollectExport(const std::function<Status(GraphSink&)>& stream) {
+  CollectSink collect;
+  KG_RETURN_IF_ERROR(stream(collect));
+  return std::move(collect.snapshot);
+}
+
 }  // namespace kg

@@ -149,6 +149,10 @@ Result<std::unique_ptr<GraphStore>> OpenSqliteGraphStore(const std::string& path
 Result<std::unique_ptr<GraphStore>> OpenMysqlGraphStore(const MysqlEndpoint& endpoint);
 Result<std::unique_ptr<GraphStore>> OpenGraphStore(const Config& config);
 
+// The whole of a streamed export (`stream` calls the sink for every record) in memory: how a
+// store implements Export() over its ExportTo.
+Result<GraphSnapshot> CollectExport(const std::function<Status(GraphSink&)>& stream);
+
 // Serialisations of a snapshot.
 std::string ExportJson(const GraphSnapshot& s);
 std::string ExportGraphml(const GraphSnapshot& s);

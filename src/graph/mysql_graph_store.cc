@@ -353,9 +353,7 @@ class MysqlGraphStore final : public GraphStore {
   }
 
   Result<GraphSnapshot> Export() override {
-    CollectSink collect;
-    KG_RETURN_IF_ERROR(ExportTo(collect));
-    return std::move(collect.snapshot);
+    return CollectExport([this](GraphSink& sink) { return ExportTo(sink); });
   }
 
   // On a connection of its own (not the pool's: a slow reader never takes a connection from
@@ -378,22 +376,6 @@ class MysqlGraphStore final : public GraphStore {
   }
 
  private:
-  // Gathers a streamed export into a snapshot.
-  struct CollectSink final : GraphSink {
-    Status Document(const DocumentRec& d) override { return Add(snapshot.documents, d); }
-    Status Chunk(const ChunkRec& c) override { return Add(snapshot.chunks, c); }
-    Status Entity(const EntityRec& e) override { return Add(snapshot.entities, e); }
-    Status Mention(const std::string& c, const std::string& e) override {
-      return Add(snapshot.mentions, std::pair<std::string, std::string>(c, e));
-    }
-    Status Relation(const RelationRec& r) override { return Add(snapshot.relations, r); }
-    template <typename V, typename T>
-    static Status Add(V& v, const T& x) {
-      v.push_back(x);
-      return Status::Ok();
-    }
-    GraphSnapshot snapshot;
-  };
 
   // Inside Merge's transaction, before anything is written: locks the rows of every chunk of
   // the call (a concurrent Merge of the same chunk waits here) and refuses the whole call when

@@ -50,22 +50,6 @@ CREATE INDEX IF NOT EXISTS relation_evidence_dst ON relation_evidence(dst);
 //      than writing into the graph (kEvidenceSchema)
 constexpr int kSchemaVersion = 3;
 
-// Gathers a streamed export into a snapshot.
-struct CollectSink final : GraphSink {
-  Status Document(const DocumentRec& d) override { return Add(snapshot.documents, d); }
-  Status Chunk(const ChunkRec& c) override { return Add(snapshot.chunks, c); }
-  Status Entity(const EntityRec& e) override { return Add(snapshot.entities, e); }
-  Status Mention(const std::string& c, const std::string& e) override {
-    return Add(snapshot.mentions, std::pair<std::string, std::string>(c, e));
-  }
-  Status Relation(const RelationRec& r) override { return Add(snapshot.relations, r); }
-  template <typename V, typename T>
-  static Status Add(V& v, const T& x) {
-    v.push_back(x);
-    return Status::Ok();
-  }
-  GraphSnapshot snapshot;
-};
 
 class SqliteGraphStore final : public GraphStore {
  public:
@@ -317,9 +301,7 @@ class SqliteGraphStore final : public GraphStore {
 
   // The streamed export, collected in memory (on this store's own connection).
   Result<GraphSnapshot> Export() override {
-    CollectSink collect;
-    KG_RETURN_IF_ERROR(ExportSnapshot(*db_, collect));
-    return std::move(collect.snapshot);
+    return CollectExport([&](GraphSink& sink) { return ExportSnapshot(*db_, sink); });
   }
 
  private:

@@ -204,10 +204,7 @@ TEST_F(Cluster, WorkerNodeKilledMidRunLosesNothing) {
   ASSERT_LT(Statuses(web, ids)["done"], kDocs - 20) << "the run ended before the kill; make it longer";
   ASSERT_FALSE(w1.Workers().empty());
   // The queue itself, as the nodes see it: which chunks w1's workers hold at the kill.
-  RedisEndpoint at;
-  at.host = "127.0.0.1";
-  at.port = redis_.port;
-  auto queue = OpenRedisQueue(at, QueueOptions{});
+  auto queue = OpenRedisQueue(testing::RedisAt(redis_), QueueOptions{});
   ASSERT_TRUE(queue.ok()) << queue.status().message();
   auto held_by = [&](const std::string& prefix) {
     std::set<std::string> held;
@@ -292,10 +289,7 @@ TEST_F(Cluster, RedisThenMariaDbRestartMidRun) {
   // While the graph store is away (6 s), no chunk is dead-lettered although 2 attempts are all a
   // chunk has: a merge meeting the outage retries inside the store (up to about a minute) and, past
   // that, the worker gives the chunk back without an attempt (not reached in 6 s).
-  RedisEndpoint at;
-  at.host = "127.0.0.1";
-  at.port = redis_.port;
-  auto queue = OpenRedisQueue(at, QueueOptions{});
+  auto queue = OpenRedisQueue(testing::RedisAt(redis_), QueueOptions{});
   ASSERT_TRUE(queue.ok()) << queue.status().message();
   EXPECT_FALSE(WaitFor([&] {
     auto d = (*queue)->Depths();

@@ -477,10 +477,8 @@ INSTANTIATE_TEST_SUITE_P(Backends, GraphStoreContract,
                                            Backend{"mysql",
                                                    [](const std::string&) {
                                                      // A database of its own on the run's shared server.
-                                                     MysqlEndpoint e{"127.0.0.1", testing::SharedMariaDb().port,
-                                                                     testing::kMysqlUser, testing::kMysqlPassword,
-                                                                     testing::UniqueName("graph")};
-                                                     auto g = OpenMysqlGraphStore(e);
+                                                     auto g = OpenMysqlGraphStore(
+                                                         testing::MysqlAt(testing::SharedMariaDb(), testing::UniqueName("graph")));
                                                      EXPECT_TRUE(g.ok()) << g.status().message();
                                                      return std::move(g).value();
                                                    }}),

@@ -23,8 +23,7 @@ namespace kg {
 namespace {
 
 MysqlEndpoint Endpoint(const testing::ServerProcess& server) {
-  return MysqlEndpoint{"127.0.0.1", server.port, testing::kMysqlUser, testing::kMysqlPassword,
-                       testing::UniqueName("graph")};
+  return testing::MysqlAt(server, testing::UniqueName("graph"));
 }
 
 std::unique_ptr<GraphStore> OpenMysql(const MysqlEndpoint& e) {

@@ -18,12 +18,7 @@ namespace {
 using namespace std::chrono_literals;
 
 MysqlEndpoint EndpointOf(const testing::ServerProcess& server, const std::string& db) {
-  MysqlEndpoint e;
-  e.host = "127.0.0.1";
-  e.port = server.port;
-  e.user = testing::kMysqlUser;
-  e.password = testing::kMysqlPassword;
-  e.database = db;
+  MysqlEndpoint e = testing::MysqlAt(server, db);
   e.connect_timeout_ms = 2000;
   e.io_timeout_s = 10;
   return e;

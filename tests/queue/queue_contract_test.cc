@@ -560,11 +560,8 @@ INSTANTIATE_TEST_SUITE_P(Backends, QueueContract,
                                                        if (n.empty()) n = testing::UniqueName("q");
                                                        ns = n;
                                                      }
-                                                     RedisEndpoint at;
-                                                     at.host = "127.0.0.1";
-                                                     at.port = testing::SharedRedis().port;
-                                                     at.ns = ns;
-                                                     auto q = OpenRedisQueue(at, std::move(o));
+                                                     auto q = OpenRedisQueue(testing::RedisAt(testing::SharedRedis(), ns),
+                                                                             std::move(o));
                                                      EXPECT_TRUE(q.ok()) << q.status().message();
                                                      return std::move(q).value();
                                                    }}),

@@ -25,10 +25,9 @@ using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
 RedisEndpoint At(int port, const std::string& ns) {
-  RedisEndpoint at;
-  at.host = "127.0.0.1";
-  at.port = port;
-  at.ns = ns;
+  testing::ServerProcess server;
+  server.port = port;
+  RedisEndpoint at = testing::RedisAt(server, ns);
   at.connect_timeout_ms = 500;
   at.socket_timeout_ms = 1000;
   return at;

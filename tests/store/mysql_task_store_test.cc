@@ -17,12 +17,9 @@ namespace {
 using namespace std::chrono_literals;
 
 MysqlEndpoint EndpointOf(int port, const std::string& db) {
-  MysqlEndpoint e;
-  e.host = "127.0.0.1";
-  e.port = port;
-  e.user = testing::kMysqlUser;
-  e.password = testing::kMysqlPassword;
-  e.database = db;
+  testing::ServerProcess server;
+  server.port = port;
+  MysqlEndpoint e = testing::MysqlAt(server, db);
   e.connect_timeout_ms = 1000;
   e.io_timeout_s = 5;
   return e;

@@ -208,13 +208,8 @@ INSTANTIATE_TEST_SUITE_P(Backends, TaskStoreContract,
                                                    }},
                                            Backend{"mysql",
                                                    [](const std::string&) {
-                                                     MysqlEndpoint e;
-                                                     e.host = "127.0.0.1";
-                                                     e.port = testing::SharedMariaDb().port;
-                                                     e.user = testing::kMysqlUser;
-                                                     e.password = testing::kMysqlPassword;
-                                                     e.database = testing::UniqueName("ts");
-                                                     auto s = OpenMysqlTaskStore(e);
+                                                     auto s = OpenMysqlTaskStore(
+                                                         testing::MysqlAt(testing::SharedMariaDb(), testing::UniqueName("ts")));
                                                      EXPECT_TRUE(s.ok()) << s.status().message();
                                                      return s.ok() ? std::move(s).value() : nullptr;
                                                    }}),

@@ -93,6 +93,24 @@ void StopServer(const ServerProcess& s) {
 const ServerProcess& SharedRedis() { return Shared("redis"); }
 const ServerProcess& SharedMariaDb() { return Shared("mariadb"); }
 
+RedisEndpoint RedisAt(const ServerProcess& server, const std::string& ns) {
+  RedisEndpoint at;
+  at.host = "127.0.0.1";
+  at.port = server.port;
+  at.ns = ns;
+  return at;
+}
+
+MysqlEndpoint MysqlAt(const ServerProcess& server, const std::string& database) {
+  MysqlEndpoint at;
+  at.host = "127.0.0.1";
+  at.port = server.port;
+  at.user = kMysqlUser;
+  at.password = kMysqlPassword;
+  at.database = database;
+  return at;
+}
+
 std::string UniqueName(const std::string& prefix) {
   static std::atomic<int> counter{0};
   static const uint32_t salt = std::random_device{}();

@@ -9,6 +9,9 @@
 #include <cstdint>
 #include <string>
 
+#include "mysql/endpoint.h"
+#include "redis/endpoint.h"
+
 namespace kg::testing {
 
 struct ServerProcess {
@@ -31,6 +34,11 @@ const ServerProcess& SharedMariaDb();
 // The account the servers are started with (any database).
 inline constexpr const char* kMysqlUser = "kgflow";
 inline constexpr const char* kMysqlPassword = "kgflow-test";
+
+// Where a backend on `server` is, as the tests reach it: loopback, the servers' account, and the
+// given key namespace or database (UniqueName() keeps tests apart on a shared server).
+RedisEndpoint RedisAt(const ServerProcess& server, const std::string& ns = "kg");
+MysqlEndpoint MysqlAt(const ServerProcess& server, const std::string& database);
 
 // A name no other test of this run uses: [a-z0-9_], starts with a letter, <= 40 characters.
 std::string UniqueName(const std::string& prefix = "t");
