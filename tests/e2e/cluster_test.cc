@@ -45,9 +45,7 @@ class Cluster : public ::testing::Test {
  protected:
   void SetUp() override {
     // Append-only file, fsync always: a restarted Redis has what it acknowledged.
-    setenv("KG_TEST_REDIS_AOF", "1", 1);
-    redis_ = testing::StartServer("redis", dir_.path() + "/redis");
-    unsetenv("KG_TEST_REDIS_AOF");
+    redis_ = testing::StartServer("redis", dir_.path() + "/redis", 0, {{"KG_TEST_REDIS_AOF", "1"}});
     mysql_ = testing::StartServer("mariadb", dir_.path() + "/mariadb");
     ASSERT_GT(redis_.port, 0);
     ASSERT_GT(mysql_.port, 0);
@@ -268,9 +266,7 @@ TEST_F(Cluster, RedisThenMariaDbRestartMidRun) {
   }, 15s));
   auto health = web.http().Get("/healthz");
   EXPECT_TRUE(health && health->status == 200);
-  setenv("KG_TEST_REDIS_AOF", "1", 1);
-  redis_ = testing::StartServer("redis", redis_.dir, redis_.port);
-  unsetenv("KG_TEST_REDIS_AOF");
+  redis_ = testing::StartServer("redis", redis_.dir, redis_.port, {{"KG_TEST_REDIS_AOF", "1"}});
   ASSERT_GT(redis_.pid, 0);
   ASSERT_TRUE(WaitFor([&] {
     auto r = web.http().Get("/readyz");

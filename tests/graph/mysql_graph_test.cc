@@ -264,14 +264,10 @@ TEST(MysqlGraph, RacingGenerationsOfOneChunkLeaveTheNewest) {
 // generations 1 and 2 race and generation 2 always ends up stored.
 TEST(MysqlGraph, RacingGenerationsLeaveTheNewestOnAReadCommittedServer) {
   testing::TempDir dir;
-  setenv("KG_TEST_MARIADB_ARGS", "--transaction-isolation=READ-COMMITTED", 1);
-  testing::ServerProcess server = testing::StartServer("mariadb", dir.File("mariadb"));
-  unsetenv("KG_TEST_MARIADB_ARGS");
+  testing::ScopedServer own{testing::StartServer("mariadb", dir.File("mariadb"), 0,
+                                                  {{"KG_TEST_MARIADB_ARGS", "--transaction-isolation=READ-COMMITTED"}})};
+  const testing::ServerProcess& server = own.server;
   ASSERT_GT(server.port, 0);
-  struct StopAtEnd {
-    const testing::ServerProcess& s;
-    ~StopAtEnd() { testing::StopServer(s); }
-  } stop{server};
   {
     const MysqlEndpoint e = Endpoint(server);
     auto probe = mysql::Connection::Open(e);

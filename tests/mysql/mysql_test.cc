@@ -250,14 +250,10 @@ TEST(Mysql, DirtyRerunnableMigrationIsRunAgain) {
 // COMMITTED, the first one and the one a reconnect makes after the session was killed.
 TEST(Mysql, SessionsAreRepeatableReadWhateverTheServerDefault) {
   testing::TempDir dir;
-  setenv("KG_TEST_MARIADB_ARGS", "--transaction-isolation=READ-COMMITTED", 1);
-  testing::ServerProcess server = testing::StartServer("mariadb", dir.File("mariadb"));
-  unsetenv("KG_TEST_MARIADB_ARGS");
+  testing::ScopedServer own{testing::StartServer("mariadb", dir.File("mariadb"), 0,
+                                                  {{"KG_TEST_MARIADB_ARGS", "--transaction-isolation=READ-COMMITTED"}})};
+  const testing::ServerProcess& server = own.server;
   ASSERT_GT(server.port, 0);
-  struct StopAtEnd {
-    const testing::ServerProcess& s;
-    ~StopAtEnd() { testing::StopServer(s); }
-  } stop{server};
   MysqlEndpoint e = EndpointOf(server, "iso");
   auto c = Connection::Open(e);
   ASSERT_TRUE(c.ok()) << c.status().message();

@@ -70,9 +70,12 @@ const ServerProcess& Shared(const std::string& kind) {
 
 }  // namespace
 
-ServerProcess StartServer(const std::string& kind, const std::string& dir, int port) {
+ServerProcess StartServer(const std::string& kind, const std::string& dir, int port,
+                          const std::map<std::string, std::string>& env) {
   std::string out;
-  std::string cmd = Script() + " start " + kind + " '" + dir + "'" + (port ? " " + std::to_string(port) : "");
+  std::string cmd;
+  for (const auto& [k, v] : env) cmd += k + "='" + v + "' ";  // test values: no quotes inside
+  cmd += Script() + " start " + kind + " '" + dir + "'" + (port ? " " + std::to_string(port) : "");
   ServerProcess s{kind, 0, 0, dir};
   if (!RunCapture(cmd, &out)) {
     ADD_FAILURE() << "could not start " << kind << ": " << cmd << " printed '" << out << "'";

@@ -7,6 +7,7 @@
 // namespace, a MySQL database). A test binary run by hand starts private ones for its
 // process and stops them at exit.
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "mysql/endpoint.h"
@@ -22,10 +23,20 @@ struct ServerProcess {
 };
 
 // Starts a server with its files in `dir` (port 0: a free one; a fixed port restarts a
-// server on its kept data). Fails the calling test (and returns port 0) when it cannot.
-ServerProcess StartServer(const std::string& kind, const std::string& dir, int port = 0);
+// server on its kept data). `env` goes to scripts/test_servers.sh: KG_TEST_REDIS_AOF=1 (an
+// append-only file, fsync always), KG_TEST_MARIADB_ARGS (extra mariadbd options). Fails the
+// calling test (and returns port 0) when it cannot.
+ServerProcess StartServer(const std::string& kind, const std::string& dir, int port = 0,
+                          const std::map<std::string, std::string>& env = {});
 // SIGTERM, then waits for the pid to exit.
 void StopServer(const ServerProcess& s);
+
+// A server of the test's own, stopped by pid when this goes out of scope (a failed assertion
+// included).
+struct ScopedServer {
+  ServerProcess server;
+  ~ScopedServer() { StopServer(server); }
+};
 
 // The run's shared servers (see above).
 const ServerProcess& SharedRedis();
