@@ -64,12 +64,18 @@ int RunNode(const Config& c) {
   // One backend after the other, stopping at the first that cannot be opened (a server still down
   // after the factories' wait): its error is the one to read, and the next backend (often the same
   // MySQL server) is not waited for a second time.
+  // A refused login or database (kInvalidArgument) is a configuration error: exit 2, as for a bad
+  // variable; a server that stays away is a runtime failure: exit 1.
+  auto fail = [](const Status& s) {
+    spdlog::error("{}", s.message());
+    return s.code() == Code::kInvalidArgument ? 2 : 1;
+  };
   auto queue = OpenQueue(c);
-  if (!queue.ok()) return spdlog::error("{}", queue.status().message()), 1;
+  if (!queue.ok()) return fail(queue.status());
   auto store = OpenTaskStore(c);
-  if (!store.ok()) return spdlog::error("{}", store.status().message()), 1;
+  if (!store.ok()) return fail(store.status());
   auto graph = OpenGraphStore(c);
-  if (!graph.ok()) return spdlog::error("{}", graph.status().message()), 1;
+  if (!graph.ok()) return fail(graph.status());
   for (const auto& w : QueueDurabilityWarnings(c)) spdlog::warn("{}", w);
   // The node's name first, before anything runs: a live node holding it refuses this one
   // (a configuration problem: exit 2, naming the variable and the holder).

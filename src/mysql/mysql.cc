@@ -40,6 +40,9 @@ bool IsRetryableInTx(int e) { return e == ER_LOCK_DEADLOCK || e == ER_LOCK_WAIT_
 Code CodeFor(int e) {
   if (IsLost(e) || IsUnreachable(e) || e == ER_LOCK_DEADLOCK || e == ER_LOCK_WAIT_TIMEOUT) return Code::kUnavailable;
   if (e == ER_DUP_ENTRY) return Code::kConflict;
+  // A refused login or database is the configuration's (DB_USER, DB_PASSWORD, DB_NAME), not an
+  // outage: nothing waits for it to pass, and a node exits 2.
+  if (e == ER_ACCESS_DENIED_ERROR || e == ER_DBACCESS_DENIED_ERROR) return Code::kInvalidArgument;
   // Other client-side errors (2000-2999) are about the transport too.
   if (e >= 2000 && e < 3000) return Code::kUnavailable;
   return Code::kInternal;

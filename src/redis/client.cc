@@ -166,10 +166,13 @@ Status Connection::Ensure() {
     for (size_t k = 0; k < r->size(); ++k) {
       if ((*r)[k].type == Value::Type::kError) {
         // The server's words (e.g. "WRONGPASS invalid username-password pair"), never the password.
+        // A refused password or database is the configuration's fault, not an outage: no waiting
+        // for it to pass (REDIS_PASSWORD, REDIS_DB).
         std::string what = at_.password.empty() || k > 0 ? "select db " + std::to_string(at_.db) : "auth";
         Drop();
         owner_->ConnectFailed(what + " refused");
-        return Status::Unavailable(owner_->Where() + ": " + what + ": " + (*r)[k].s);
+        return Status::Invalid(owner_->Where() + ": " + what + ": " + (*r)[k].s + " (check " +
+                               (what == "auth" ? "REDIS_PASSWORD" : "REDIS_DB") + ")");
       }
     }
   }

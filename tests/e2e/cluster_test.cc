@@ -395,5 +395,26 @@ TEST_F(Cluster, TasksWhoseChunksRedisLostSaySo) {
             std::string::npos) << late.proc().Stderr();
 }
 
+// Verifies a refused login is a configuration error: a node with a wrong DB_PASSWORD, or a
+// REDIS_PASSWORD the server refuses, exits 2 at once (no waiting for an "outage" that will not pass)
+// naming what to check, and never prints the password.
+TEST_F(Cluster, RefusedCredentialsExitTwoAtOnce) {
+  TempDir d;
+  auto env = Env("all", "bad-login");
+  env["KG_DATA_DIR"] = d.path() + "/data";
+  env["KG_HTTP_ADDR"] = "127.0.0.1:" + std::to_string(testing::FreePort());
+  env["DB_PASSWORD"] = "wrong-db-secret";
+  auto db = testing::RunToEnd({"start"}, d.path(), env, 20s);
+  EXPECT_EQ(db.code, 2) << db.err;
+  EXPECT_NE(db.err.find("(1045)"), std::string::npos) << db.err;
+  EXPECT_EQ(db.err.find("wrong-db-secret"), std::string::npos) << db.err;
+  env["DB_PASSWORD"] = testing::kMysqlPassword;
+  env["REDIS_PASSWORD"] = "wrong-redis-secret";
+  auto redis = testing::RunToEnd({"start"}, d.path(), env, 20s);
+  EXPECT_EQ(redis.code, 2) << redis.err;
+  EXPECT_NE(redis.err.find("check REDIS_PASSWORD"), std::string::npos) << redis.err;
+  EXPECT_EQ(redis.err.find("wrong-redis-secret"), std::string::npos) << redis.err;
+}
+
 }  // namespace
 }  // namespace kg

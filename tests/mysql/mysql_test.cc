@@ -56,7 +56,8 @@ TEST(Mysql, BadDatabaseNameIsRefused) {
   EXPECT_TRUE(ok.ok()) << "64 characters are allowed: " << ok.status().message();
 }
 
-// Verifies errors name the endpoint and never carry the password.
+// Verifies errors name the endpoint and never carry the password, and a refused login is a
+// configuration error (kInvalidArgument: nothing waits for it to pass; a node exits 2).
 TEST(Mysql, ErrorsNameTheEndpointButNotThePassword) {
   MysqlEndpoint e = Shared();
   e.password = "s3cret-pw";
@@ -67,6 +68,7 @@ TEST(Mysql, ErrorsNameTheEndpointButNotThePassword) {
             std::string::npos)
       << m;
   EXPECT_NE(m.find("(1045)"), std::string::npos) << m;
+  EXPECT_EQ(c.status().code(), Code::kInvalidArgument) << m;
   EXPECT_EQ(m.find("s3cret-pw"), std::string::npos) << m;
 
   auto good = Connection::Open(Shared());

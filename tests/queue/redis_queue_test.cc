@@ -252,8 +252,9 @@ TEST(RedisQueue, ReloadsScriptsAfterAFlush) {
   EXPECT_EQ(l->size(), 2u);
 }
 
-// Verifies a refused password is reported as kUnavailable with the server's words and the
-// address, never the password itself.
+// Verifies a refused password is reported as a configuration error (kInvalidArgument: opening does
+// not wait for it to pass, as for an outage) with the server's words, the address and the variable
+// to check, never the password itself.
 TEST(RedisQueue, PasswordNeverInMessages) {
   testing::TempDir dir;
   auto server = testing::StartServer("redis", dir.path() + "/redis");
@@ -264,7 +265,8 @@ TEST(RedisQueue, PasswordNeverInMessages) {
   at.password = "wrong-secret-2";
   auto bad = OpenRedisQueue(at, QueueOptions{});
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().code(), Code::kUnavailable);
+  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("check REDIS_PASSWORD"), std::string::npos) << bad.status().message();
   EXPECT_EQ(bad.status().message().find("wrong-secret-2"), std::string::npos) << bad.status().message();
   EXPECT_NE(bad.status().message().find("127.0.0.1:" + std::to_string(server.port)), std::string::npos);
   at.password = "right-secret-1";
