@@ -110,10 +110,21 @@ case "${1:-}" in
     m=$(start_mariadb "$dir/mariadb")
     printf 'redis %s\nmariadb %s\n' "$r" "$m" >"$dir/servers.env" ;;
   down)
+    # A server that died during the run fails this step and shows the end of its log (the tests
+    # that used it then fell back to private servers, or failed).
     dir=${2:?DIR}
+    died=0
     if [ -f "$dir/servers.env" ]; then
-      while read -r _ _ pid; do (stop_pid "$pid"); done <"$dir/servers.env"
+      while read -r kind _ pid; do
+        if ! kill -0 "$pid" 2>/dev/null || grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; then
+          died=1
+          echo "$kind (pid $pid) died during the run; end of its log:" >&2
+          tail -n 40 "$dir/$kind/error.log" "$dir/$kind/redis.log" 2>/dev/null >&2 || true
+        fi
+        (stop_pid "$pid")
+      done <"$dir/servers.env"
     fi
-    rm -rf "$dir" ;;
+    rm -rf "$dir"
+    exit $died ;;
   *) echo "usage: $0 start redis|mariadb DIR [PORT] | stop PID | up DIR | down DIR" >&2; exit 2 ;;
 esac

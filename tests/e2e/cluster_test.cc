@@ -197,9 +197,13 @@ TEST_F(Cluster, WorkerNodeKilledMidRunLosesNothing) {
   ASSERT_TRUE(WaitFor([&] { return Names(web.Get("/api/v1/workers"), "nodes").count("w2") == 1; }, 15s));
   auto ids = Submit(web, 0, kDocs);
   ASSERT_EQ(ids.size(), static_cast<size_t>(kDocs));
-  // Mid-run: some documents done, most not.
-  ASSERT_TRUE(WaitFor([&] { return Statuses(web, ids)["done"] >= 20; }, 60s));
-  ASSERT_LT(Statuses(web, ids)["done"], kDocs - 20) << "the run ended before the kill; make it longer";
+  // Mid-run: some documents merged, most not (one request: 200 task reads take seconds under ASan).
+  auto merged = [&] {
+    json st = web.Get("/api/v1/graph/stats");
+    return st.is_null() ? -1 : st["chunks"].get<int>();
+  };
+  ASSERT_TRUE(WaitFor([&] { return merged() >= 20; }, 60s));
+  ASSERT_LT(merged(), kDocs - 20) << "the run ended before the kill; make it longer";
   ASSERT_FALSE(w1.Workers().empty());
   // The queue itself, as the nodes see it: which chunks w1's workers hold.
   auto queue = OpenRedisQueue(testing::RedisAt(redis_), QueueOptions{});

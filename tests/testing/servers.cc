@@ -45,7 +45,7 @@ bool FromFixture(const std::string& kind, ServerProcess* out) {
   int port;
   int64_t pid;
   while (in >> k >> port >> pid) {
-    if (k == kind && kill(static_cast<pid_t>(pid), 0) == 0) {
+    if (k == kind && Alive(static_cast<pid_t>(pid))) {  // a server that died (a zombie too) is not used
       *out = {kind, port, pid, ""};
       return true;
     }
