@@ -276,6 +276,20 @@ TEST(RedisQueue, PasswordNeverInMessages) {
   testing::StopServer(server);
 }
 
+// A queue of its own namespace on the shared server whose done work expires after 1 s.
+struct RetentionQueue {
+  RedisEndpoint at = At(testing::SharedRedis().port, testing::UniqueName("q"));
+  std::unique_ptr<Queue> q;
+  std::string error;
+  RetentionQueue() {
+    QueueOptions o;
+    o.done_retention_ms = 1000;
+    auto opened = OpenRedisQueue(at, o);
+    if (opened.ok()) q = std::move(opened).value();
+    else error = opened.status().message();
+  }
+};
+
 // Verifies done work leaves Redis after the retention: once every chunk of a task is acked,
 // each of its keys expires (none left under the namespace), after which the queue no longer
 // knows the task (Counts total 0, Get kNotFound, ListChunks empty, CancelTask and RetryTask 0)
@@ -283,12 +297,10 @@ TEST(RedisQueue, PasswordNeverInMessages) {
 // and their tasks' keys, get no TTL; an expired done chunk of a kept task is listed as done and
 // not brought back by a repeated Enqueue; a retried dead chunk, once acked, expires with its task.
 TEST(RedisQueue, DoneWorkExpiresAfterTheRetention) {
-  RedisEndpoint at = At(testing::SharedRedis().port, testing::UniqueName("q"));
-  QueueOptions o;
-  o.done_retention_ms = 1000;
-  auto opened = OpenRedisQueue(at, o);
-  ASSERT_TRUE(opened.ok()) << opened.status().message();
-  auto& q = *opened;
+  RetentionQueue rq;
+  ASSERT_TRUE(rq.q) << rq.error;
+  auto& q = rq.q;
+  const RedisEndpoint& at = rq.at;
   redis::Client admin(at);
   const std::string base = at.ns + ":{p}";
   ASSERT_TRUE(q->Enqueue(Items("tfin", 3, "p")).ok());
@@ -396,12 +408,10 @@ TEST(RedisQueue, DoneWorkExpiresAfterTheRetention) {
 // Verifies a chunk enqueued into a finished task (its keys already counting down) makes the
 // task live again: its index and counts lose their TTL and outlive the retention.
 TEST(RedisQueue, ANewChunkKeepsAFinishedTask) {
-  RedisEndpoint at = At(testing::SharedRedis().port, testing::UniqueName("q"));
-  QueueOptions o;
-  o.done_retention_ms = 1000;
-  auto opened = OpenRedisQueue(at, o);
-  ASSERT_TRUE(opened.ok()) << opened.status().message();
-  auto& q = *opened;
+  RetentionQueue rq;
+  ASSERT_TRUE(rq.q) << rq.error;
+  auto& q = rq.q;
+  const RedisEndpoint& at = rq.at;
   redis::Client admin(at);
   const std::string base = at.ns + ":{p}";
   ASSERT_TRUE(q->Enqueue(Items("tre", 1, "p")).ok());
