@@ -31,14 +31,15 @@ bool RunCapture(const std::string& cmd, std::string* out) {
 // The servers of this process when no ctest fixture runs: started once, stopped at exit.
 struct PrivateServers {
   std::unique_ptr<TempDir> dir;
-  ServerProcess redis, mariadb;
+  ServerProcess redis, mariadb, neo4j;
   ~PrivateServers() {
-    if (redis.pid > 0) StopServer(redis);
-    if (mariadb.pid > 0) StopServer(mariadb);
+    for (const ServerProcess* s : {&redis, &mariadb, &neo4j}) {
+      if (s->pid > 0) StopServer(*s);
+    }
   }
 };
 
-// The fixture's file: "redis PORT PID" and "mariadb PORT PID" lines.
+// The fixture's file: "redis PORT PID", "mariadb PORT PID" and "neo4j PORT PID" lines.
 bool FromFixture(const std::string& kind, ServerProcess* out) {
   std::ifstream in(KG_TEST_SERVERS_FILE);
   std::string k;
@@ -56,12 +57,12 @@ bool FromFixture(const std::string& kind, ServerProcess* out) {
 const ServerProcess& Shared(const std::string& kind) {
   static std::mutex mu;
   static PrivateServers priv;
-  static ServerProcess fixture_redis, fixture_mariadb;
+  static ServerProcess fixture_redis, fixture_mariadb, fixture_neo4j;
   std::lock_guard<std::mutex> lock(mu);
-  ServerProcess& fixture = kind == "redis" ? fixture_redis : fixture_mariadb;
+  ServerProcess& fixture = kind == "redis" ? fixture_redis : kind == "mariadb" ? fixture_mariadb : fixture_neo4j;
   if (fixture.pid > 0) return fixture;
   if (FromFixture(kind, &fixture)) return fixture;
-  ServerProcess& mine = kind == "redis" ? priv.redis : priv.mariadb;
+  ServerProcess& mine = kind == "redis" ? priv.redis : kind == "mariadb" ? priv.mariadb : priv.neo4j;
   if (mine.pid > 0) return mine;
   if (!priv.dir) priv.dir = std::make_unique<TempDir>();
   mine = StartServer(kind, priv.dir->path() + "/" + kind);
@@ -95,6 +96,7 @@ void StopServer(const ServerProcess& s) {
 
 const ServerProcess& SharedRedis() { return Shared("redis"); }
 const ServerProcess& SharedMariaDb() { return Shared("mariadb"); }
+const ServerProcess& SharedNeo4j() { return Shared("neo4j"); }
 
 RedisEndpoint RedisAt(const ServerProcess& server, const std::string& ns) {
   RedisEndpoint at;
@@ -111,6 +113,16 @@ MysqlEndpoint MysqlAt(const ServerProcess& server, const std::string& database) 
   at.user = kMysqlUser;
   at.password = kMysqlPassword;
   at.database = database;
+  return at;
+}
+
+Neo4jEndpoint Neo4jAt(const ServerProcess& server) {
+  Neo4jEndpoint at;
+  at.scheme = "bolt";
+  at.host = "127.0.0.1";
+  at.port = server.port;
+  at.user = kNeo4jUser;
+  at.password = kNeo4jPassword;
   return at;
 }
 
