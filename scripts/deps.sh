@@ -12,6 +12,7 @@ packages=(
   libcmark-gfm-dev libcmark-gfm-extensions-dev libxml2-dev  # Markdown (with tables) and HTML to text
   curl procps python3
   redis-server mariadb-server  # private test servers (scripts/test_servers.sh); no system service is used
+  maven openjdk-17-jre-headless  # Neo4j 5.26 for tests, resolved from Maven Central (scripts/neo4j/pom.xml)
   python3-celery python3-redis  # bench/peers: Celery on the same redis-server, side by side
   clang  # only for the -Wthread-safety check of the lock annotations (scripts/thread_safety.sh)
 )
