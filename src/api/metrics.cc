@@ -30,6 +30,15 @@ std::string RenderMetrics(const ApiDeps& d, const http::Stats& h) {
   o += "kg_process_cap_total " + std::to_string(c.max_total_processes) + "\n";
   gauge("kg_process_cap_per_provider", "KG_MAX_PROCESSES_PER_PROVIDER of this node");
   o += "kg_process_cap_per_provider " + std::to_string(c.max_processes_per_provider) + "\n";
+  if (!c.neo4j_uri.empty()) {
+    // Per node: summed over the nodes, this is the cluster's budget (docs/operations.md).
+    gauge("kg_neo4j_connections_budget", "Bolt connections this node may hold open at most (processes x pool size)");
+    o += "kg_neo4j_connections_budget " + std::to_string(Neo4jConnectionsOfNode(c)) + "\n";
+    gauge("kg_neo4j_pool_size", "KG_NEO4J_POOL_SIZE of this node (Bolt connections per process)");
+    o += "kg_neo4j_pool_size " + std::to_string(c.neo4j_pool_size) + "\n";
+    gauge("kg_neo4j_max_connections", "KG_NEO4J_MAX_CONNECTIONS: what the Neo4j server accepts in all");
+    o += "kg_neo4j_max_connections " + std::to_string(c.neo4j_max_connections) + "\n";
+  }
   if (d.supervisor) {
     std::map<std::pair<std::string, std::string>, int> by;
     std::string rss;

@@ -33,6 +33,26 @@ void LogBanner(const Config& c, const std::string& what) {
 
 namespace {
 
+// The cluster's Neo4j connection budget (nodes x processes x pool), and a warning when it
+// would pass what the server accepts: the seed's "connection pool exhausted" seen coming.
+void ReportNeo4jBudget(const Config& c, TaskStore& store) {
+  auto budget = PublishNeo4jShare(c, store);
+  if (!budget.ok()) {
+    spdlog::warn("neo4j: could not publish this node's connection budget: {}", budget.status().message());
+    return;
+  }
+  const int processes = c.neo4j_pool_size > 0 ? budget->node / c.neo4j_pool_size : 0;
+  spdlog::info("  neo4j connections: this node up to {} ({} processes x KG_NEO4J_POOL_SIZE {}); the cluster up to {} "
+               "over {} node(s); KG_NEO4J_MAX_CONNECTIONS {}",
+               budget->node, processes, c.neo4j_pool_size, budget->cluster, budget->nodes, c.neo4j_max_connections);
+  if (c.neo4j_max_connections > 0 && budget->cluster > c.neo4j_max_connections) {
+    spdlog::warn("neo4j: the cluster may open up to {} Bolt connections ({} from this node), more than "
+                 "KG_NEO4J_MAX_CONNECTIONS={}: lower KG_NEO4J_POOL_SIZE or KG_MAX_TOTAL_PROCESSES, or raise the "
+                 "server's limit (server.bolt.thread_pool_max_size) and this setting",
+                 budget->cluster, budget->node, c.neo4j_max_connections);
+  }
+}
+
 std::string SelfExe() {
   char buf[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
@@ -84,6 +104,7 @@ int RunNode(const Config& c) {
     spdlog::error("{}", claimed.message());
     return claimed.code() == Code::kConflict ? 2 : 1;
   }
+  if (!c.neo4j_uri.empty()) ReportNeo4jBudget(c, *store.value());
   // The API and the supervisor each have their own connections (the supervisor opens its own).
   std::unique_ptr<Supervisor> supervisor;
   if (c.role != NodeRole::kWeb) {

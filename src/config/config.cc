@@ -14,6 +14,8 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "bolt/bolt.h"
+
 namespace kg {
 namespace {
 
@@ -130,9 +132,22 @@ const std::vector<Setting>& Settings() {
       NameSetting("DB_NAME", &Config::db_name, 64, "A-Z a-z 0-9 _", false),
       IntSetting("KG_DB_POOL_SIZE", &Config::db_pool_size, 1, 256),
       IntSetting("KG_QUEUE_RETENTION_HOURS", &Config::queue_retention_hours, 0, 24 * 365),
-      StrSetting("NEO4J_URI", &Config::neo4j_uri),
+      {"NEO4J_URI",
+       [](Config& c, const std::string& v, const std::string& var) {
+         if (v.empty()) return Status::Ok();  // as for the hosts: empty is unset
+         Neo4jEndpoint at;
+         Status s = bolt::ParseUri(v, at);
+         if (!s.ok()) return Status::Invalid(fmt::format("{}='{}': {}", var, v, s.message()));
+         c.neo4j_uri = v;
+         return Status::Ok();
+       }},
       StrSetting("NEO4J_USER", &Config::neo4j_user),
       StrSetting("NEO4J_PASSWORD", &Config::neo4j_password, true),
+      // Passed to the server as data (the `db` field of BEGIN and RUN), never spliced: still, only
+      // what a Neo4j database name may hold.
+      NameSetting("NEO4J_DATABASE", &Config::neo4j_database, 63, "A-Z a-z 0-9 . -", true),
+      IntSetting("KG_NEO4J_POOL_SIZE", &Config::neo4j_pool_size, 1, 256),
+      IntSetting("KG_NEO4J_MAX_CONNECTIONS", &Config::neo4j_max_connections, 0, 1000000),
       {"KG_DATA_DIR",
        [](Config& c, const std::string& v, const std::string& var) {
          if (v.empty()) return Status::Invalid(fmt::format("{}='': expected a directory path", var));
@@ -436,9 +451,6 @@ Result<Config> LoadConfig(const EnvLookup& env) {
         "(and REDIS_PORT, REDIS_PASSWORD, REDIS_DB) to a Redis server, or unset DB_HOST to run embedded",
         c.db_host));
   }
-  if (!c.neo4j_uri.empty()) {
-    return Status::Invalid(fmt::format("NEO4J_URI='{}': the Neo4j graph backend is not built yet; unset it to use the embedded graph", c.neo4j_uri));
-  }
   return c;
 }
 
@@ -480,6 +492,12 @@ std::string DescribeConfig(const Config& c) {
   line("KG_HTTP_ADDR", c.http_addr);
   line("KG_HEALTH_ADDR", c.health_addr);
   if (!c.db_host.empty()) line("KG_DB_POOL_SIZE", std::to_string(c.db_pool_size));
+  if (!c.neo4j_uri.empty()) {
+    line("NEO4J_DATABASE", c.neo4j_database.empty() ? "(the server's default)" : c.neo4j_database);
+    line("KG_NEO4J_POOL_SIZE", fmt::format("{}  # this node may hold up to {} Bolt connections", c.neo4j_pool_size,
+                                           Neo4jConnectionsOfNode(c)));
+    line("KG_NEO4J_MAX_CONNECTIONS", std::to_string(c.neo4j_max_connections));
+  }
   if (!c.redis_host.empty()) line("KG_QUEUE_RETENTION_HOURS", std::to_string(c.queue_retention_hours));
   line("KG_LEASE_SECONDS", std::to_string(c.lease_seconds));
   line("KG_MAX_ATTEMPTS", std::to_string(c.max_attempts));
@@ -514,8 +532,9 @@ BackendDescription DescribeBackends(const Config& c) {
   std::string mysql = fmt::format("mysql {}@{}:{}/{} (password {})", c.db_user, c.db_host, c.db_port, c.db_name,
                                   password(c.db_password));
   d.task_store = c.db_host.empty() ? "sqlite " + c.data_dir + "/tasks.db" : mysql;
-  d.graph = !c.neo4j_uri.empty() ? fmt::format("neo4j {} (user {}, password {})", c.neo4j_uri, c.neo4j_user,
-                                               password(c.neo4j_password))
+  d.graph = !c.neo4j_uri.empty() ? fmt::format("neo4j {}{} (user {}, password {})", bolt::Describe(Neo4jEndpointOf(c)),
+                                               c.neo4j_database.empty() ? "" : " database " + c.neo4j_database,
+                                               c.neo4j_user.empty() ? "none" : c.neo4j_user, password(c.neo4j_password))
             : c.db_host.empty()  ? "sqlite " + c.data_dir + "/graph.db"
                                  : mysql;
   return d;
@@ -540,6 +559,22 @@ MysqlEndpoint MysqlEndpointOf(const Config& c) {
   at.database = c.db_name;
   at.pool_size = c.db_pool_size;
   return at;
+}
+
+Neo4jEndpoint Neo4jEndpointOf(const Config& c) {
+  Neo4jEndpoint at;
+  (void)bolt::ParseUri(c.neo4j_uri, at);  // checked by LoadConfig
+  at.user = c.neo4j_user;
+  at.password = c.neo4j_password;
+  at.database = c.neo4j_database;
+  at.pool_size = c.neo4j_pool_size;
+  return at;
+}
+
+int Neo4jConnectionsOfNode(const Config& c) {
+  if (c.neo4j_uri.empty()) return 0;
+  const int processes = 1 + (c.role == NodeRole::kWeb ? 0 : c.max_total_processes);
+  return processes * c.neo4j_pool_size;
 }
 
 }  // namespace kg

@@ -12,6 +12,7 @@
 
 #include "common/status.h"
 #include "common/util.h"
+#include "bolt/endpoint.h"
 #include "mysql/endpoint.h"
 #include "redis/endpoint.h"
 
@@ -53,11 +54,15 @@ struct Config {
   std::string db_user = "kgflow";
   std::string db_password;
   std::string db_name = "kgflow";
-  int db_pool_size = 4;
-  int queue_retention_hours = 24;  // Redis: how long done chunks and finished tasks stay (0 = forever)  // MySQL connections per process (web handlers share them; workers use 1-2)
+  int db_pool_size = 4;             // MySQL connections per process (web handlers share them; workers use 1-2)
+  int queue_retention_hours = 24;  // Redis: how long done chunks and finished tasks stay (0 = forever)
+  // NEO4J_URI: the graph on Neo4j 5 over Bolt (bolt://HOST:PORT, or neo4j://HOST:PORT with routing).
   std::string neo4j_uri;
-  std::string neo4j_user = "neo4j";
+  std::string neo4j_user = "neo4j";  // empty: no authentication
   std::string neo4j_password;
+  std::string neo4j_database;       // empty: the server's default database
+  int neo4j_pool_size = 2;          // hard cap on Bolt connections per process
+  int neo4j_max_connections = 400;  // what the Neo4j server accepts in all (0: not checked)
 
   std::string data_dir = "./data";
   std::string http_addr = "127.0.0.1:8080";
@@ -128,5 +133,12 @@ BackendDescription DescribeBackends(const Config& c);
 // REDIS_HOST / DB_HOST are set).
 RedisEndpoint RedisEndpointOf(const Config& c);
 MysqlEndpoint MysqlEndpointOf(const Config& c);
+// Meaningful when NEO4J_URI is set (LoadConfig has checked it parses).
+Neo4jEndpoint Neo4jEndpointOf(const Config& c);
+
+// How many Bolt connections a node of this configuration may hold open at most: every process
+// that opens the graph (the node's API process, and each worker process up to
+// KG_MAX_TOTAL_PROCESSES unless the role is web) times KG_NEO4J_POOL_SIZE. 0 without NEO4J_URI.
+int Neo4jConnectionsOfNode(const Config& c);
 
 }  // namespace kg

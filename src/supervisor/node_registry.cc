@@ -27,6 +27,25 @@ std::optional<int> ParseScaleSetting(const std::string& value) {
   return n;
 }
 
+std::string Neo4jShareSettingKey(const std::string& node) { return "neo4j.connections.per_node." + node; }
+
+Result<Neo4jBudget> PublishNeo4jShare(const Config& c, TaskStore& store) {
+  Neo4jBudget b;
+  b.node = Neo4jConnectionsOfNode(c);
+  KG_RETURN_IF_ERROR(store.PutSetting(Neo4jShareSettingKey(c.node_name), std::to_string(b.node)));
+  const int64_t now = NowMs();
+  KG_ASSIGN_OR_RETURN(auto nodes, store.ListNodes(0));
+  for (const NodeRecord& n : nodes) {
+    if (NodeIsStale(n, now) && n.name != c.node_name) continue;
+    KG_ASSIGN_OR_RETURN(auto share, store.GetSetting(Neo4jShareSettingKey(n.name)));
+    std::optional<int> count = share ? ParseScaleSetting(*share) : std::nullopt;
+    if (!count || *count == 0) continue;
+    b.cluster += *count;
+    ++b.nodes;
+  }
+  return b;
+}
+
 int64_t HeartbeatAgeMs(const NodeRecord& n, int64_t now_ms) { return std::max<int64_t>(0, now_ms - n.heartbeat_at_ms); }
 
 bool NodeIsStale(const NodeRecord& n, int64_t now_ms) {

@@ -36,6 +36,21 @@ std::string ScaleSettingKey(const std::string& provider);
 // The stored value as a process count; nullopt when it is not a whole number >= 0.
 std::optional<int> ParseScaleSetting(const std::string& value);
 
+// The task-store setting holding how many Bolt connections node `node` may open (its share
+// of the Neo4j server's connections, Neo4jConnectionsOfNode), for the cluster-wide figure.
+std::string Neo4jShareSettingKey(const std::string& node);
+
+// The Neo4j connections a cluster may hold open at once: this node's share and the sum of
+// the shares of every live node (this one included) as they published them.
+struct Neo4jBudget {
+  int node = 0;
+  int cluster = 0;
+  int nodes = 0;  // live nodes that use Neo4j
+};
+// Publishes this node's share and sums the live nodes' (call after Claim). The store's error
+// when it cannot be read or written.
+Result<Neo4jBudget> PublishNeo4jShare(const Config& c, TaskStore& store);
+
 // A node whose heartbeat is more than this many of its own intervals old is stale: shown
 // as such, its processes as unknown, and its name free to take over.
 constexpr int64_t kStaleBeats = 2;

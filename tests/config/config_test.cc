@@ -254,6 +254,13 @@ TEST(Config, BadBackendSettingsNameTheVariable) {
       {{{"REDIS_HOST", "r"}, {"DB_HOST", "db"}, {"KG_REDIS_NAMESPACE", "kg:{x}"}}, "KG_REDIS_NAMESPACE="},
       {{{"REDIS_HOST", "r"}, {"DB_HOST", "db"}, {"REDIS_DB", "-1"}}, "REDIS_DB="},
       {{{"REDIS_HOST", "r"}, {"DB_HOST", "db"}, {"KG_DB_POOL_SIZE", "0"}}, "KG_DB_POOL_SIZE="},
+      {{{"NEO4J_URI", "http://127.0.0.1:7474"}}, "NEO4J_URI='http://127.0.0.1:7474'"},
+      {{{"NEO4J_URI", "neo4j+s://x.databases.neo4j.io"}}, "NEO4J_URI='neo4j+s://"},
+      {{{"NEO4J_URI", "bolt://host:99999"}}, "NEO4J_URI='bolt://host:99999'"},
+      {{{"NEO4J_URI", "bolt://"}}, "NEO4J_URI='bolt://'"},
+      {{{"NEO4J_URI", "bolt://h"}, {"NEO4J_DATABASE", "kg`}) DETACH DELETE n"}}, "NEO4J_DATABASE="},
+      {{{"NEO4J_URI", "bolt://h"}, {"KG_NEO4J_POOL_SIZE", "0"}}, "KG_NEO4J_POOL_SIZE="},
+      {{{"NEO4J_URI", "bolt://h"}, {"KG_NEO4J_MAX_CONNECTIONS", "-1"}}, "KG_NEO4J_MAX_CONNECTIONS="},
   };
   for (const auto& c : cases) {
     auto r = LoadConfig(Env(c.env));
@@ -261,6 +268,40 @@ TEST(Config, BadBackendSettingsNameTheVariable) {
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
     EXPECT_EQ(r.status().message().rfind(c.var, 0), 0u) << r.status().message();
   }
+}
+
+// Verifies NEO4J_URI selects the Neo4j graph (alone, or beside Redis and MySQL), with the
+// endpoint, the database and the pool as set, and the node's connection budget as processes x
+// pool (the API process, plus each worker process unless the role is web).
+TEST(Config, Neo4jGraph) {
+  auto c = LoadConfig(Env({{"NEO4J_URI", "neo4j://graph.internal"}, {"NEO4J_USER", "kg"},
+                           {"NEO4J_PASSWORD", "pw-SECRET-n"}, {"NEO4J_DATABASE", "kg-prod"},
+                           {"KG_NEO4J_POOL_SIZE", "3"}, {"KG_MAX_TOTAL_PROCESSES", "8"}}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  Neo4jEndpoint at = Neo4jEndpointOf(*c);
+  EXPECT_EQ(at.scheme, "neo4j");
+  EXPECT_EQ(at.host, "graph.internal");
+  EXPECT_EQ(at.port, 7687);
+  EXPECT_EQ(at.user, "kg");
+  EXPECT_EQ(at.password, "pw-SECRET-n");
+  EXPECT_EQ(at.database, "kg-prod");
+  EXPECT_EQ(at.pool_size, 3);
+  EXPECT_EQ(Neo4jConnectionsOfNode(*c), (1 + 8) * 3);
+  BackendDescription d = DescribeBackends(*c);
+  EXPECT_EQ(d.graph, "neo4j neo4j://graph.internal:7687 database kg-prod (user kg, password ****)");
+  EXPECT_EQ(d.queue.rfind("sqlite ", 0), 0u);  // the graph alone may be shared
+  std::string text = DescribeConfig(*c);
+  EXPECT_EQ(text.find("SECRET"), std::string::npos) << text;
+  EXPECT_NE(text.find("KG_NEO4J_POOL_SIZE=3  # this node may hold up to 27 Bolt connections"), std::string::npos)
+      << text;
+
+  auto web = LoadConfig(Env({{"NEO4J_URI", "bolt://127.0.0.1:7688"}, {"NODE_ROLE", "web"}}));
+  ASSERT_TRUE(web.ok()) << web.status().message();
+  EXPECT_EQ(Neo4jEndpointOf(*web).port, 7688);
+  EXPECT_EQ(Neo4jConnectionsOfNode(*web), 2);  // the API process alone, default pool 2
+  EXPECT_EQ(Neo4jConnectionsOfNode(*LoadConfig(Env({}))), 0);
+  EXPECT_EQ(DescribeBackends(*LoadConfig(Env({{"NEO4J_URI", "bolt://[::1]:7690"}, {"NEO4J_USER", ""}}))).graph,
+            "neo4j bolt://[::1]:7690 (user none, password none)");
 }
 
 // Verifies the database and Redis passwords appear nowhere in check-config's output.

@@ -29,18 +29,6 @@ using testing::ServerProcess;
 using testing::TempDir;
 using testing::WaitFor;
 
-// 20 sentence shapes the builtin extractor reads, varied by document so every document (and its
-// id, a hash of its text) is distinct, and entities recur across documents (merges meet).
-std::string DocumentText(int i) {
-  static const char* kPeople[] = {"Alice Moreau", "Bruno Keller", "Chen Wei", "Dana Okafor", "Emil Sato"};
-  static const char* kOrgs[] = {"Meridian Analytics", "Helix Dynamics", "Linden Institute", "Aurora Labs"};
-  static const char* kCities[] = {"Lisbon", "Oslo", "Nairobi", "Osaka", "Quito"};
-  std::string p = kPeople[i % 5], o = kOrgs[i % 4], c = kCities[(i / 5) % 5];
-  return p + " joined " + o + " in " + c + " in " + std::to_string(1990 + i) + ". " + o + " is based in " + c +
-         ". " + p + " founded " + kOrgs[(i + 1) % 4] + " with " + kPeople[(i + 2) % 5] + ". Report number " +
-         std::to_string(i) + " was filed by " + p + ".";
-}
-
 class Cluster : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -87,7 +75,7 @@ class Cluster : public ::testing::Test {
   std::vector<std::string> Submit(Node& web, int from, int to) {
     std::vector<std::string> ids;
     for (int i = from; i < to; ++i) {
-      json body = {{"text", DocumentText(i)}, {"title", "doc " + std::to_string(i)}, {"provider", "slow"}};
+      json body = {{"text", testing::DocumentText(i)}, {"title", "doc " + std::to_string(i)}, {"provider", "slow"}};
       auto r = web.http().Post("/api/v1/tasks", body.dump(), "application/json");
       EXPECT_TRUE(r && r->status == 202) << (r ? r->body : "no answer");
       if (r && r->status == 202) ids.push_back(json::parse(r->body)["id"]);
@@ -114,43 +102,6 @@ class Cluster : public ::testing::Test {
     }
     return done;
   }
-  // The graph as JSON (/api/v1/graph/export), without entity descriptions: an entity keeps the
-  // first non-empty description merged (graph_store.h), so that one field depends on which chunk
-  // happened to finish first, in a cluster as on one node with several workers. Everything else
-  // (documents, chunks, entities, mentions, relations with their evidence and weights) must match.
-  static json Graph(Node& n) {
-    auto r = n.http().Get("/api/v1/graph/export?format=json");
-    EXPECT_TRUE(r && r->status == 200);
-    if (!r || r->status != 200) return json();
-    json g = json::parse(r->body);
-    for (auto& e : g["entities"]) e.erase("description");
-    return g;
-  }
-  // "" when the two graphs are equal, else what differs first in each section (not the graphs:
-  // they are large).
-  static std::string GraphDiff(const json& a, const json& b) {
-    if (a.is_null() || b.is_null()) return "a graph could not be read";
-    std::string out;
-    for (const auto& [section, items] : a.items()) {
-      if (!b.contains(section)) {
-        out += "section " + section + " missing\n";
-        continue;
-      }
-      const json& other = b[section];
-      if (items == other) continue;
-      out += section + ": " + std::to_string(items.size()) + " vs " + std::to_string(other.size()) + " items";
-      for (size_t i = 0; i < std::max(items.size(), other.size()); ++i) {
-        json x = i < items.size() ? items[i] : json(), y = i < other.size() ? other[i] : json();
-        if (x != y) {
-          out += "; first difference at " + std::to_string(i) + ": " + x.dump().substr(0, 400) + " vs " +
-                 y.dump().substr(0, 400);
-          break;
-        }
-      }
-      out += "\n";
-    }
-    return out;
-  }
   // SIGKILL a node and every worker process it started (each in its group).
   static void KillTree(Node& n) {
     auto workers = n.Workers();
@@ -173,7 +124,7 @@ class Cluster : public ::testing::Test {
     EXPECT_TRUE(single.ready()) << single.proc().Stderr();
     auto ids = Submit(single, 0, n);
     EXPECT_TRUE(AllDone(single, ids, 120s));
-    return Graph(single);
+    return testing::GraphOf(single);
   }
 
   TempDir dir_;
@@ -243,11 +194,11 @@ TEST_F(Cluster, WorkerNodeKilledMidRunLosesNothing) {
     EXPECT_EQ(c->owner.rfind("w1/", 0), std::string::npos) << id << " finished by " << c->owner;
   }
   RecordProperty("chunks_rerun_after_kill", static_cast<int>(orphaned.size()));
-  json cluster = Graph(web);
+  json cluster = testing::GraphOf(web);
   json single = EmbeddedGraph(kDocs);
   ASSERT_FALSE(cluster.is_null());
   EXPECT_GT(cluster["entities"].size(), 10u);
-  EXPECT_EQ(GraphDiff(cluster, single), "") << "the cluster's graph differs from an embedded node's";
+  EXPECT_EQ(testing::GraphDiff(cluster, single), "") << "the cluster's graph differs from an embedded node's";
 }
 
 // Verifies a restart of Redis, then of MariaDB, in the middle of a run: nodes stay up (/healthz
@@ -304,7 +255,7 @@ TEST_F(Cluster, RedisThenMariaDbRestartMidRun) {
   ASSERT_GT(mysql_.pid, 0);
   ASSERT_TRUE(AllDone(web, ids, 180s));
   EXPECT_TRUE(w1.proc().Signal(0)) << "the worker node died in the outage\n" << w1.proc().Stderr();
-  EXPECT_EQ(GraphDiff(Graph(web), EmbeddedGraph(kDocs)), "");
+  EXPECT_EQ(testing::GraphDiff(testing::GraphOf(web), EmbeddedGraph(kDocs)), "");
 }
 
 // Verifies node names are unique across the cluster: a node with the name of a live node (on

@@ -1,6 +1,7 @@
 #include "testing/testing.h"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -246,6 +248,50 @@ std::map<pid_t, std::string> Node::Workers() {
     if (!Alive(c)) continue;
     std::string p = WorkerProvider(c);
     if (!p.empty()) out[c] = p;
+  }
+  return out;
+}
+
+std::string DocumentText(int i) {
+  static const char* kPeople[] = {"Alice Moreau", "Bruno Keller", "Chen Wei", "Dana Okafor", "Emil Sato"};
+  static const char* kOrgs[] = {"Meridian Analytics", "Helix Dynamics", "Linden Institute", "Aurora Labs"};
+  static const char* kCities[] = {"Lisbon", "Oslo", "Nairobi", "Osaka", "Quito"};
+  std::string p = kPeople[i % 5], o = kOrgs[i % 4], c = kCities[(i / 5) % 5];
+  return p + " joined " + o + " in " + c + " in " + std::to_string(1990 + i) + ". " + o + " is based in " + c +
+         ". " + p + " founded " + kOrgs[(i + 1) % 4] + " with " + kPeople[(i + 2) % 5] + ". Report number " +
+         std::to_string(i) + " was filed by " + p + ".";
+}
+
+nlohmann::json GraphOf(Node& n) {
+  auto r = n.http().Get("/api/v1/graph/export?format=json");
+  EXPECT_TRUE(r && r->status == 200);
+  if (!r || r->status != 200) return nlohmann::json();
+  nlohmann::json g = nlohmann::json::parse(r->body);
+  for (auto& e : g["entities"]) e.erase("description");
+  return g;
+}
+
+std::string GraphDiff(const nlohmann::json& a, const nlohmann::json& b) {
+  if (a.is_null() || b.is_null()) return "a graph could not be read";
+  std::string out;
+  for (const auto& [section, items] : a.items()) {
+    if (!b.contains(section)) {
+      out += "section " + section + " missing\n";
+      continue;
+    }
+    const nlohmann::json& other = b[section];
+    if (items == other) continue;
+    out += section + ": " + std::to_string(items.size()) + " vs " + std::to_string(other.size()) + " items";
+    for (size_t i = 0; i < std::max(items.size(), other.size()); ++i) {
+      nlohmann::json x = i < items.size() ? items[i] : nlohmann::json();
+      nlohmann::json y = i < other.size() ? other[i] : nlohmann::json();
+      if (x != y) {
+        out += "; first difference at " + std::to_string(i) + ": " + x.dump().substr(0, 400) + " vs " +
+               y.dump().substr(0, 400);
+        break;
+      }
+    }
+    out += "\n";
   }
   return out;
 }

@@ -115,4 +115,18 @@ class Node {
 // The provider a `kgflow __worker` process serves, or "" if `pid` is not one.
 std::string WorkerProvider(pid_t pid);
 
+// Document `i` of a corpus the builtin extractor reads: 20 sentence shapes, varied by `i` so
+// every document (and its id, a hash of its text) is distinct, and entities recur across
+// documents (merges of the same entities meet).
+std::string DocumentText(int i);
+
+// A node's graph as JSON (/api/v1/graph/export), without entity descriptions: an entity keeps
+// the first non-empty description merged (graph_store.h), so that one field depends on which
+// chunk happened to finish first when several workers run. Everything else (documents, chunks,
+// entities, mentions, relations with their evidence and weights) must match between two nodes
+// given the same documents. Null (and a test failure) when the export cannot be read.
+nlohmann::json GraphOf(Node& n);
+// "" when two GraphOf answers are equal, else what differs first in each section.
+std::string GraphDiff(const nlohmann::json& a, const nlohmann::json& b);
+
 }  // namespace kg::testing
