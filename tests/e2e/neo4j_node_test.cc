@@ -178,10 +178,12 @@ TEST_F(Neo4jNode, WorkerProcessesOnNeo4jBuildTheEmbeddedGraph) {
 
 // Verifies submitting the same documents again (new tasks, newer lease generations) leaves
 // the graph in Neo4j exactly as it was: no node, relationship or property more, nothing lost.
+// The node reaches Neo4j by a neo4j:// URI (routing: the single server names itself the writer).
 TEST_F(Neo4jNode, ResubmittingCreatesNothing) {
   constexpr int kDocs = 12;
   TempDir d;
   auto env = Env();
+  env["NEO4J_URI"] = "neo4j://127.0.0.1:" + std::to_string(port_);
   env["KG_WORKERS_PER_PROVIDER"] = "2";
   Node neo(d, env);
   ASSERT_TRUE(neo.ready()) << neo.proc().Stderr();
