@@ -137,7 +137,13 @@ const std::vector<Setting>& Settings() {
          if (v.empty()) return Status::Ok();  // as for the hosts: empty is unset
          Neo4jEndpoint at;
          Status s = bolt::ParseUri(v, at);
-         if (!s.ok()) return Status::Invalid(fmt::format("{}='{}': {}", var, v, s.message()));
+         if (!s.ok()) {
+           std::string why = s.message();
+           if (why.rfind("NEO4J_URI: ", 0) == 0) why.erase(0, 11);
+           // A URI with user:password@ is refused without being echoed: it holds a secret.
+           if (v.find('@') != std::string::npos) return Status::Invalid(fmt::format("{}: {}", var, why));
+           return Status::Invalid(fmt::format("{}='{}': {}", var, v, why));
+         }
          c.neo4j_uri = v;
          return Status::Ok();
        }},

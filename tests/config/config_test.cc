@@ -258,6 +258,7 @@ TEST(Config, BadBackendSettingsNameTheVariable) {
       {{{"NEO4J_URI", "neo4j+s://x.databases.neo4j.io"}}, "NEO4J_URI='neo4j+s://"},
       {{{"NEO4J_URI", "bolt://host:99999"}}, "NEO4J_URI='bolt://host:99999'"},
       {{{"NEO4J_URI", "bolt://"}}, "NEO4J_URI='bolt://'"},
+      {{{"NEO4J_URI", "bolt://neo4j:hunter2@h"}}, "NEO4J_URI: credentials do not go in the URI"},
       {{{"NEO4J_URI", "bolt://h"}, {"NEO4J_DATABASE", "kg`}) DETACH DELETE n"}}, "NEO4J_DATABASE="},
       {{{"NEO4J_URI", "bolt://h"}, {"KG_NEO4J_POOL_SIZE", "0"}}, "KG_NEO4J_POOL_SIZE="},
       {{{"NEO4J_URI", "bolt://h"}, {"KG_NEO4J_MAX_CONNECTIONS", "-1"}}, "KG_NEO4J_MAX_CONNECTIONS="},
