@@ -40,7 +40,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <thread>
 #include <map>
 #include <set>
 #include <string>
@@ -195,8 +199,12 @@ constexpr const char* kFence =
 constexpr const char* kOldRelations =
     "UNWIND $rows AS row MATCH (c:Chunk {sha: row.sha}) UNWIND coalesce(c.rels, []) AS sha RETURN DISTINCT sha";
 // Removes the segment's chunks' evidence that their new contribution no longer has.
+//
+// Every statement that computes a property from its stored value write-locks the node or
+// relationship first (SET _lock ... REMOVE _lock) and reads it after: Neo4j reads are read
+// committed and take no lock, so a read-then-SET in one clause loses a concurrent Merge's update.
 constexpr const char* kPruneEvidence =
-    "UNWIND $rows AS row MATCH ()-[r:RELATION {sha: row.sha}]->() "
+    "UNWIND $rows AS row MATCH ()-[r:RELATION {sha: row.sha}]->() SET r._lock = true REMOVE r._lock "
     "WITH r, row, [x IN r.ev WHERE NOT substring(x, 64) IN row.ids OR x IN row.keep] AS kept "
     "WHERE size(kept) <> size(r.ev) SET r.ev = kept";
 constexpr const char* kPruneMentions =
@@ -209,26 +217,29 @@ constexpr const char* kChunks =
     "UNWIND $rows AS row MATCH (c:Chunk {sha: row.sha}) "
     "SET c.text = row.text, c.generation = row.generation, c.rels = row.rels "
     "WITH c MATCH (d:Document {sha: c.doc_sha}) MERGE (d)-[:HAS_CHUNK]->(c)";
-// ON MATCH writes the description in any case: the write lock keeps a concurrent Merge from
-// deleting the entity under this one (kDeleteEntities locks before it looks).
+// Every entity is write-locked, created or not: the lock also keeps a concurrent Merge from
+// deleting it under this one (kDeleteEntities locks before it looks).
 constexpr const char* kEntities =
     "UNWIND $rows AS row MERGE (e:Entity {sha: row.sha}) "
     "ON CREATE SET e.key = row.key, e.name = row.name, e.type = row.type, e.description = row.description, "
     "e.name_sha = row.name_sha, e.name_part = row.name_part "
-    "ON MATCH SET e.description = CASE WHEN e.description = '' THEN row.description ELSE e.description END";
+    "SET e._lock = true REMOVE e._lock "
+    "WITH e, row WHERE e.description = '' AND row.description <> '' SET e.description = row.description";
 constexpr const char* kMentions =
     "UNWIND $rows AS row MATCH (c:Chunk {sha: row.chunk}) MATCH (e:Entity {sha: row.entity}) "
     "MERGE (c)-[:MENTIONS]->(e)";
 constexpr const char* kRelations =
     "UNWIND $rows AS row MATCH (a:Entity {sha: row.src}) MATCH (b:Entity {sha: row.dst}) "
     "MERGE (a)-[r:RELATION {sha: row.sha}]->(b) "
-    "ON CREATE SET r.type = row.type, r.ev = row.ev "
-    "ON MATCH SET r.ev = r.ev + [x IN row.ev WHERE NOT x IN r.ev] "
+    "ON CREATE SET r.type = row.type, r.ev = [] "
+    "SET r._lock = true REMOVE r._lock "
+    "WITH r, row SET r.ev = r.ev + [x IN row.ev WHERE NOT x IN r.ev] "
     "RETURN row.sha AS sha";
 constexpr const char* kDeleteRelations =
-    "UNWIND $rows AS sha MATCH ()-[r:RELATION {sha: sha}]->() WHERE size(r.ev) = 0 DELETE r";
+    "UNWIND $rows AS sha MATCH ()-[r:RELATION {sha: sha}]->() SET r._lock = true REMOVE r._lock "
+    "WITH r WHERE size(r.ev) = 0 DELETE r";
 constexpr const char* kRefreshRelations =
-    "UNWIND $rows AS sha MATCH ()-[r:RELATION {sha: sha}]->() "
+    "UNWIND $rows AS sha MATCH ()-[r:RELATION {sha: sha}]->() SET r._lock = true REMOVE r._lock WITH r "
     "CALL { WITH r UNWIND r.ev AS x WITH DISTINCT substring(x, 64) AS c ORDER BY c RETURN collect(c) AS evidence } "
     "CALL { WITH r UNWIND r.ev AS x RETURN count(DISTINCT substring(x, 0, 64)) AS weight } "
     "SET r.evidence = evidence, r.weight = weight";
@@ -282,8 +293,13 @@ class MergeTx {
  private:
   // A constraint violation inside a Merge is a race between two merges (a node deleted and
   // found at once), not the fence: retried like a deadlock rather than reported as kConflict.
+  // Likewise a node or relationship deleted by a concurrent Merge between this statement's
+  // match and its lock (Neo.ClientError.Statement.EntityNotFound).
   static Status Retryable(const Status& s) {
-    return s.code() == Code::kConflict ? Status::Unavailable(s.message()) : s;
+    if (s.code() == Code::kConflict || bolt::Neo4jCode(s) == "Neo.ClientError.Statement.EntityNotFound") {
+      return Status::Unavailable(s.message());
+    }
+    return s;
   }
 
   Connection& c_;
@@ -353,9 +369,49 @@ class Spool {
   std::FILE* f_;
 };
 
+// Until the Bolt pool lands (bolt::Pool, same calls): a connection per call, and
+// InTransaction's retry of kUnavailable with jittered backoff.
+class Client {
+ public:
+  static Result<std::unique_ptr<Client>> Open(const Neo4jEndpoint& e) {
+    auto c = Connection::Open(e);
+    if (!c.ok()) return c.status();
+    return std::make_unique<Client>(e);
+  }
+  explicit Client(Neo4jEndpoint e) : e_(std::move(e)) {}
+  Result<std::unique_ptr<Connection>> Borrow(AccessMode) { return Connection::Open(e_); }
+  Status InTransaction(AccessMode mode, const std::function<Status(Connection&)>& fn,
+                       const bolt::RetryPolicy& policy = {}) {
+    std::chrono::milliseconds delay = policy.initial;
+    Status last;
+    for (int attempt = 0; attempt < policy.max_attempts; ++attempt) {
+      if (attempt > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay.count() / 2 + std::rand() % (delay.count() / 2 + 1)));
+        delay = std::min(policy.max, delay * 2);
+      }
+      auto c = Connection::Open(e_);
+      if (!c.ok()) {
+        last = c.status();
+        if (last.code() == Code::kUnavailable) continue;
+        return last;
+      }
+      last = (*c)->Begin(mode);
+      if (last.ok()) last = fn(**c);
+      if (last.ok()) last = (*c)->Commit();
+      if (last.ok()) return last;
+      if ((*c)->in_transaction()) (void)(*c)->Rollback();
+      if (last.code() != Code::kUnavailable) return last;
+    }
+    return last;
+  }
+
+ private:
+  Neo4jEndpoint e_;
+};
+
 class Neo4jGraphStore final : public GraphStore {
  public:
-  Neo4jGraphStore(std::unique_ptr<bolt::Pool> pool, Neo4jGraphOptions options)
+  Neo4jGraphStore(std::unique_ptr<Client> pool, Neo4jGraphOptions options)
       : pool_(std::move(pool)), options_(options) {}
 
   // Schema statements cannot share a transaction with writes: each runs on its own. Two
@@ -462,11 +518,13 @@ class Neo4jGraphStore final : public GraphStore {
       d.entity = EntityOf(e.records[0]);
       KG_ASSIGN_OR_RETURN(auto n, c.Run(
           std::string("MATCH (:Entity {sha: $sha})-[r:RELATION]->(e:Entity) "
-                      "RETURN 'out', startNode(r).key, e.key, r.type, r.ev, e.key, e.name, e.type, e.description, ") +
+                      "RETURN 'out' AS dir, startNode(r).key AS src, e.key AS dst, r.type AS type, r.ev AS ev, "
+                      "e.key AS key, e.name AS name, e.type AS etype, e.description AS description, ") +
               kMentionCount +
-              " UNION ALL MATCH (:Entity {sha: $sha})<-[r:RELATION]-(e:Entity) "
-              "RETURN 'in', e.key, endNode(r).key, r.type, r.ev, e.key, e.name, e.type, e.description, " +
-              kMentionCount,
+              " AS n UNION ALL MATCH (:Entity {sha: $sha})<-[r:RELATION]-(e:Entity) "
+              "RETURN 'in' AS dir, e.key AS src, endNode(r).key AS dst, r.type AS type, r.ev AS ev, e.key AS key, "
+              "e.name AS name, e.type AS etype, e.description AS description, " +
+              kMentionCount + " AS n",
           params, AccessMode::kRead));
       for (const List& row : n.records) {
         Neighbour nb;
@@ -711,7 +769,7 @@ class Neo4jGraphStore final : public GraphStore {
     return r.status();
   }
 
-  std::unique_ptr<bolt::Pool> pool_;
+  std::unique_ptr<Client> pool_;
   const Neo4jGraphOptions options_;
 };
 
@@ -719,7 +777,7 @@ class Neo4jGraphStore final : public GraphStore {
 
 Result<std::unique_ptr<GraphStore>> OpenNeo4jGraphStore(const Neo4jEndpoint& endpoint,
                                                         const Neo4jGraphOptions& options) {
-  auto pool = bolt::Pool::Open(endpoint);
+  auto pool = Client::Open(endpoint);
   if (!pool.ok()) return pool.status().With("open graph");
   auto store = std::make_unique<Neo4jGraphStore>(std::move(pool).value(), options);
   KG_RETURN_IF_ERROR(store->Init().With("init graph " + bolt::Describe(endpoint)));
