@@ -40,6 +40,7 @@ namespace kg {
 
 struct Config;
 struct MysqlEndpoint;  // mysql/endpoint.h
+struct Neo4jEndpoint;  // bolt/endpoint.h
 
 struct DocumentRec {
   std::string id, title, source;
@@ -147,6 +148,12 @@ Result<std::unique_ptr<GraphStore>> OpenSqliteGraphStore(const std::string& path
 // length and script are compared exactly (by SHA-256, never by collation). kUnavailable when
 // the server cannot be reached, kInvalidArgument for a bad endpoint.
 Result<std::unique_ptr<GraphStore>> OpenMysqlGraphStore(const MysqlEndpoint& endpoint);
+// The graph in Neo4j 5 over Bolt (bolt:// or neo4j:// with routing): nodes merged on the
+// SHA-256 of their id or key under uniqueness constraints created at open, relation types
+// stored as data, writes batched (UNWIND) in one transaction per Merge with the fence first
+// (neo4j_graph_store.cc says how, and what consistency ExportTo gives). kUnavailable when the
+// server cannot be reached, kInvalidArgument for refused credentials or a bad endpoint.
+Result<std::unique_ptr<GraphStore>> OpenNeo4jGraphStore(const Neo4jEndpoint& endpoint);
 Result<std::unique_ptr<GraphStore>> OpenGraphStore(const Config& config);
 
 // The whole of a streamed export (`stream` calls the sink for every record) in memory: how a

@@ -7,6 +7,9 @@
 #include "graph/graph_store.h"
 #include "mysql/mysql.h"
 #include "testing/servers.h"
+#ifdef KG_CONTRACT_NEO4J
+#include "testing/neo4j.h"
+#endif
 #include "testing/testing.h"
 #include "text/text.h"
 
@@ -467,6 +470,21 @@ TEST_P(GraphStoreContract, ExportToDoesNotBlockOtherCallers) {
   EXPECT_EQ(after->documents, 3);
 }
 
+// The same source builds two binaries: graph_store_contract_test (SQLite, MySQL) and, with
+// KG_CONTRACT_NEO4J, neo4j_graph_contract_test, registered apart because the shared Neo4j has
+// one database its tests take turns on (ctest RESOURCE_LOCK neo4j); each test starts on an
+// empty graph.
+#ifdef KG_CONTRACT_NEO4J
+INSTANTIATE_TEST_SUITE_P(Backends, GraphStoreContract,
+                         ::testing::Values(Backend{"neo4j",
+                                                   [](const std::string&) -> std::unique_ptr<GraphStore> {
+                                                     testing::ClearNeo4j(testing::SharedNeo4j());
+                                                     auto g = OpenNeo4jGraphStore(testing::Neo4jAt(testing::SharedNeo4j()));
+                                                     EXPECT_TRUE(g.ok()) << g.status().message();
+                                                     return g.ok() ? std::move(g).value() : nullptr;
+                                                   }}),
+                         [](const auto& info) { return info.param.name; });
+#else
 INSTANTIATE_TEST_SUITE_P(Backends, GraphStoreContract,
                          ::testing::Values(Backend{"sqlite",
                                                    [](const std::string& dir) {
@@ -483,6 +501,8 @@ INSTANTIATE_TEST_SUITE_P(Backends, GraphStoreContract,
                                                      return std::move(g).value();
                                                    }}),
                          [](const auto& info) { return info.param.name; });
+
+#endif
 
 }  // namespace
 }  // namespace kg

@@ -1,0 +1,30 @@
+#pragma once
+// Seams of the Neo4j graph store for its tests and its bench; the service opens it through
+// OpenNeo4jGraphStore(endpoint) in graph_store.h.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "bolt/endpoint.h"
+#include "graph/graph_store.h"
+
+namespace kg {
+
+// The server's write counters ("stats" of each statement's summary), summed over the Merge
+// calls that committed (a rolled-back or retried attempt adds nothing).
+struct Neo4jWriteCounts {
+  std::atomic<int64_t> nodes_created{0}, nodes_deleted{0}, relationships_created{0}, relationships_deleted{0};
+};
+
+struct Neo4jGraphOptions {
+  // Not owned; must outlive the store. Null: not counted.
+  Neo4jWriteCounts* counts = nullptr;
+  // The bench's baseline: every UNWIND statement is sent once per row instead of once per
+  // batch of rows (same Cypher, same transaction, same result).
+  bool one_row_per_statement = false;
+};
+
+Result<std::unique_ptr<GraphStore>> OpenNeo4jGraphStore(const Neo4jEndpoint& endpoint,
+                                                        const Neo4jGraphOptions& options);
+
+}  // namespace kg
