@@ -246,6 +246,47 @@ TEST_F(Neo4jNode, BudgetIsPrintedAndWarnedAbout) {
       << log;
 }
 
+// Verifies Neo4j stopping and coming back mid-run costs a pause, not a chunk: the node stays
+// up (/readyz 503 while the graph is away), workers give back the chunks whose graph write met
+// the outage without spending an attempt, the pools replace their dead connections, and every
+// task ends done with exactly the graph an embedded node builds. A server of the test's own.
+TEST_F(Neo4jNode, RestartMidRunLosesNothing) {
+  constexpr int kDocs = 30;
+  TempDir servers;
+  testing::ScopedServer own{testing::StartServer("neo4j", servers.path() + "/neo4j")};
+  ASSERT_GT(own.server.port, 0);
+  TempDir d;
+  auto env = Env();
+  env["NEO4J_URI"] = "bolt://127.0.0.1:" + std::to_string(own.server.port);
+  env["KG_WORKERS_PER_PROVIDER"] = "2";
+  env["KG_MAX_ATTEMPTS"] = "2";  // an outage that cost attempts would dead-letter chunks
+  testing::WriteFile(dir_.File("kg.toml"), "[providers.slow]\ndelay_ms = 150\n");
+  Node neo(d, env);
+  ASSERT_TRUE(neo.ready()) << neo.proc().Stderr();
+  auto ids = Submit(neo, 0, kDocs);
+  ASSERT_TRUE(WaitFor([&] {
+    json s = neo.Get("/api/v1/graph/stats");
+    return !s.is_null() && s["chunks"] >= 4;
+  }, 60s));
+  testing::StopServer(own.server);
+  EXPECT_TRUE(WaitFor([&] {
+    auto r = neo.http().Get("/readyz");
+    return r && r->status == 503;
+  }, 30s)) << "readyz kept answering 200 with the graph away";
+  auto alive = neo.http().Get("/healthz");
+  EXPECT_TRUE(alive && alive->status == 200);
+  auto back = testing::StartServer("neo4j", own.server.dir, own.server.port);
+  ASSERT_EQ(back.port, own.server.port);
+  own.server = back;
+  ASSERT_TRUE(AllDone(neo, ids, 180s)) << neo.proc().Stderr().substr(0, 4000);
+
+  TempDir emb_dir;
+  Node embedded(emb_dir, {{"KG_CONFIG", dir_.File("kg.toml")}, {"KG_LOG_LEVEL", "warn"}});
+  ASSERT_TRUE(embedded.ready());
+  ASSERT_TRUE(AllDone(embedded, Submit(embedded, 0, kDocs), 120s));
+  EXPECT_EQ(testing::GraphDiff(testing::GraphOf(neo), testing::GraphOf(embedded)), "");
+}
+
 // Verifies a wrong Neo4j password stops the node at once with exit code 2 and a message that
 // names what to check, without the password in it.
 TEST_F(Neo4jNode, RefusedPasswordExitsTwoAtOnce) {
