@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: every benchmark, with the machine noted (BENCH_PEERS=1 adds issue 9's queue
+# `make bench`: every benchmark, with the machine noted (BENCH_NEO4J=1 adds a node on Neo4j at
+# full load; BENCH_PEERS=1 adds issue 9's queue
 # overhead and Celery side-by-side benches, which take minutes; BENCH_DISTRIBUTED=1 runs them on a
 # private Redis + MariaDB too). Numbers on 2 shared cores are noisy:
 # compare medians of several runs.
@@ -28,6 +29,11 @@ trap 'rm -f "$out"' EXIT
   "$here/../scripts/build_baseline.sh" >&2
   python3 "$here/http_bench.py" --before "$here/../build/baseline/kgflow" --after "$build/kgflow" \
     --load "$build/bench/http_load" --runs "${BENCH_HTTP_RUNS:-3}" --seconds "${BENCH_HTTP_SECONDS:-5}"
+  # Opt-in (minutes; a private Neo4j per run): one node's throughput and the Bolt connections it
+  # holds at full load against its budget, for pool sizes 1, 2 and 4.
+  if [ "${BENCH_NEO4J:-0}" = 1 ]; then
+    python3 "$here/neo4j_node_bench.py" --kgflow "$build/kgflow" --runs "${BENCH_RUNS:-3}"
+  fi
   # Opt-in (minutes): issue 9's queue overhead (embedded; with BENCH_DISTRIBUTED=1 on a private
   # Redis + MariaDB too) and the Celery side by side (bench/peers/README.md).
   if [ "${BENCH_PEERS:-0}" = 1 ]; then
