@@ -451,8 +451,12 @@ TEST(BoltTimeouts, SilentServerAndRefused) {
   e.host = "127.0.0.1";
   e.port = ntohs(a.sin_port);
   e.io_timeout_ms = 300;
+  int64_t start = NowMs();
   Result<std::unique_ptr<Connection>> c = Connection::Open(e);
+  int64_t took = NowMs() - start;
   ASSERT_FALSE(c.ok());
+  EXPECT_GE(took, 290);
+  EXPECT_LT(took, 2000);
   EXPECT_EQ(c.status().code(), Code::kUnavailable);
   EXPECT_NE(c.status().message().find("handshake: read: timed out after 300 ms"), std::string::npos)
       << c.status().message();
