@@ -182,7 +182,8 @@ TEST_F(BoltTest, RunEachStreamsAndStopsEarly) {
 // configuration error) by the shared server, which has auth on.
 TEST(BoltAuth, SchemeNone) {
   kg::testing::TempDir dir;  // outlives the server
-  kg::testing::ScopedServer open{kg::testing::StartServer("neo4j", dir.path(), 0, {{"KG_TEST_NEO4J_AUTH", "0"}})};
+  kg::testing::ScopedServer open{kg::testing::StartServer(
+      "neo4j", dir.path(), 0, {{"KG_TEST_NEO4J_AUTH", "0"}, {"KG_TEST_NEO4J_CONF", "dbms.routing_ttl=1s"}})};
   ASSERT_NE(open.server.port, 0);
   Neo4jEndpoint e = Neo4jAt(open.server);
   e.user.clear();
@@ -192,6 +193,26 @@ TEST(BoltAuth, SchemeNone) {
   Result<QueryResult> r = (*c)->Run("RETURN 1");
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->records.at(0).at(0).AsInt(), 1);
+
+  // neo4j:// here too, with the server's routing TTL at 1 s: the pool fetches the table again
+  // once it expires.
+  e.scheme = "neo4j";
+  Result<std::unique_ptr<Pool>> pool = Pool::Open(e);
+  ASSERT_TRUE(pool.ok()) << pool.status().message();
+  EXPECT_EQ((*pool)->stats().routing_refreshes, 1);
+  {
+    Result<Pool::Lease> l = (*pool)->Borrow();
+    ASSERT_TRUE(l.ok()) << l.status().message();
+    EXPECT_TRUE((*l)->Run("RETURN 1").ok());
+  }
+  EXPECT_EQ((*pool)->stats().routing_refreshes, 1);  // still fresh
+  bool refreshed = kg::testing::WaitFor(
+      [&] {
+        Result<Pool::Lease> l = (*pool)->Borrow();
+        return l.ok() && (*pool)->stats().routing_refreshes >= 2;
+      },
+      std::chrono::seconds(10));
+  EXPECT_TRUE(refreshed) << "the routing table was not fetched again after its TTL";
 
   Neo4jEndpoint shared = Neo4jAt(SharedNeo4j());
   shared.user.clear();
@@ -469,15 +490,20 @@ TEST(BoltTimeouts, SilentServerAndRefused) {
 }
 
 // Verifies a connection whose server went away (a restart on the same dir and port) is
-// replaced on the next Borrow by the health check, and that a Borrow while the server is down
-// is kUnavailable.
-TEST(BoltPool, DeadConnectionReplacedAfterRestart) {
+// replaced on the next Borrow by the health check, that a Borrow while the server is down is
+// kUnavailable, and (neo4j://) that the failure makes the pool fetch the routing table again
+// although its TTL (300 s) has not expired.
+class BoltRestart : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(BoltRestart, DeadConnectionReplacedAfterRestart) {
   kg::testing::TempDir tmp;  // outlives the server
   const std::string dir = tmp.path();
   kg::testing::ServerProcess first = kg::testing::StartServer("neo4j", dir);
   ASSERT_NE(first.port, 0);
   kg::testing::ScopedServer guard{first};
   Neo4jEndpoint e = Neo4jAt(first);
+  e.scheme = GetParam();
+  bool routing = e.scheme == "neo4j";
   e.pool_size = 2;
   e.borrow_timeout_ms = 2000;
   Result<std::unique_ptr<Pool>> pool = Pool::Open(e);
@@ -488,6 +514,7 @@ TEST(BoltPool, DeadConnectionReplacedAfterRestart) {
     ASSERT_TRUE((*l)->Run("CREATE (:Kept {k: 1})").ok());
   }
   ASSERT_EQ((*pool)->stats().open, 1);
+  EXPECT_EQ((*pool)->stats().routing_refreshes, routing ? 1 : 0);
   kg::testing::StopServer(first);
   Result<Pool::Lease> down = (*pool)->Borrow();
   ASSERT_FALSE(down.ok()) << "borrowed a connection from a stopped server";
@@ -500,7 +527,10 @@ TEST(BoltPool, DeadConnectionReplacedAfterRestart) {
   Result<QueryResult> r = (*l)->Run("MATCH (n:Kept) RETURN count(n)");
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->records.at(0).at(0).AsInt(), 1);
+  EXPECT_EQ((*pool)->stats().routing_refreshes, routing ? 2 : 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Schemes, BoltRestart, ::testing::Values("bolt", "neo4j"));
 
 // Verifies neo4j:// routing against the single server: ROUTE names it as writer, reader and
 // router, and the pool's connections for writes and reads go to it.
