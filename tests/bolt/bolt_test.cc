@@ -117,6 +117,31 @@ TEST_F(BoltTest, SyntaxErrorThenResetThenGoodQuery) {
   EXPECT_TRUE(c_->Reset().ok());
 }
 
+// Verifies the error classes: a uniqueness violation is kConflict, an unknown database is a
+// configuration error (kInvalidArgument); both leave the connection usable.
+TEST_F(BoltTest, ErrorClasses) {
+  ASSERT_TRUE(c_->Run("CREATE CONSTRAINT bolt_test_u IF NOT EXISTS FOR (n:BoltU) REQUIRE n.k IS UNIQUE").ok());
+  ASSERT_TRUE(c_->Run("CREATE (:BoltU {k: 1})").ok());
+  Result<QueryResult> dup = c_->Run("CREATE (:BoltU {k: 1})");
+  Status drop = c_->Run("DROP CONSTRAINT bolt_test_u").status();
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.status().code(), Code::kConflict) << dup.status().message();
+  EXPECT_EQ(Neo4jCode(dup.status()), "Neo.ClientError.Schema.ConstraintValidationFailed");
+  EXPECT_TRUE(drop.ok()) << drop.message();
+
+  Neo4jEndpoint e = e_;
+  e.database = "nosuchdb";
+  std::unique_ptr<Connection> c = Connect(e);
+  ASSERT_NE(c, nullptr);
+  Result<QueryResult> r = c->Run("RETURN 1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << r.status().message();
+  EXPECT_EQ(Neo4jCode(r.status()), "Neo.ClientError.Database.DatabaseNotFound") << r.status().message();
+  EXPECT_FALSE(c->broken());
+  EXPECT_FALSE(c->Begin().ok());
+  EXPECT_FALSE(c->broken());
+}
+
 // Verifies a rolled-back transaction leaves nothing and a committed one persists.
 TEST_F(BoltTest, RollbackLeavesNothing) {
   ASSERT_TRUE(c_->Begin().ok());
