@@ -47,6 +47,12 @@ TEST(ParseUri, RefusesClearly) {
   Status s = ParseUri("bolt://neo4j:Sup3rSecret@h:7687", e);
   EXPECT_EQ(s.code(), Code::kInvalidArgument);
   EXPECT_EQ(s.message().find("Sup3rSecret"), std::string::npos) << s.message();
+  for (const char* with_credentials : {"bolt://neo4j:Sup3rSecret@h:7687", "neo4j://Sup3rSecret@h", "bolt://u:Sup3rSecret@[::1]"}) {
+    s = ParseUri(with_credentials, e);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument);
+    EXPECT_NE(s.message().find("NEO4J_USER and NEO4J_PASSWORD"), std::string::npos) << s.message();
+    EXPECT_EQ(s.message().find("Sup3rSecret"), std::string::npos) << s.message();
+  }
   EXPECT_EQ(e.host, "unchanged");  // a refused URI changes nothing
 }
 
