@@ -92,6 +92,10 @@ class Connection {
   Status Reset();
   // True once the connection cannot be used again (transport error, failed RESET).
   bool broken() const;
+  // Without a round trip: true when the server sent something or closed the socket while no
+  // request was outstanding (a restart, an idle timeout): the pool checks such a connection
+  // before lending it.
+  bool unsolicited_input() const;
 
   // The routing table for the endpoint's database (ROUTE; 4.4+).
   struct RoutingTable {

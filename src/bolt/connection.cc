@@ -264,6 +264,7 @@ const std::string& Connection::server_agent() const { return impl_->agent; }
 std::string Connection::address() const { return impl_->Address(); }
 bool Connection::in_transaction() const { return impl_->in_tx; }
 bool Connection::broken() const { return impl_->broken; }
+bool Connection::unsolicited_input() const { return impl_->pending == 0 && impl_->t.Readable(); }
 
 Result<QueryResult> Connection::Run(std::string_view cypher, const Map& params, AccessMode mode) {
   Impl& m = *impl_;

@@ -135,6 +135,13 @@ Status Transport::Fill() {
   }
 }
 
+bool Transport::Readable() const {
+  if (in_pos_ < in_.size()) return true;
+  if (fd_ < 0) return true;
+  pollfd p{fd_, POLLIN, 0};
+  return ::poll(&p, 1, 0) != 0;
+}
+
 Status Transport::Need(size_t n) {
   while (in_.size() - in_pos_ < n) KG_RETURN_IF_ERROR(Fill());
   return Status::Ok();

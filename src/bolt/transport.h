@@ -39,6 +39,9 @@ class Transport {
   Status ReadMessage(std::string& message);
 
   void set_io_timeout_ms(int ms) { io_timeout_ms_ = ms; }
+  // Without waiting: true when bytes are buffered or the socket is readable (data, EOF or an
+  // error). On an idle connection that means the server spoke or hung up unasked.
+  bool Readable() const;
 
  private:
   // Reads at least one byte more into in_ (waiting up to the I/O timeout).

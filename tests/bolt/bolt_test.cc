@@ -3,15 +3,31 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <set>
 #include <string>
+#include <thread>
 
 #include "testing/servers.h"
+#include "testing/testing.h"
 
 namespace kg::bolt {
 namespace {
 
 using kg::testing::Neo4jAt;
 using kg::testing::SharedNeo4j;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 std::unique_ptr<Connection> Connect(const Neo4jEndpoint& e) {
   Result<std::unique_ptr<Connection>> c = Connection::Open(e);
@@ -160,6 +176,364 @@ TEST_F(BoltTest, RunEachStreamsAndStopsEarly) {
   Result<QueryResult> next = c_->Run("RETURN 'after'");
   ASSERT_TRUE(next.ok()) << next.status().message();
   EXPECT_EQ(next->records.at(0).at(0).AsString(), "after");
+}
+
+// Verifies the "none" auth scheme logs in to a server with auth off, and is refused (as a
+// configuration error) by the shared server, which has auth on.
+TEST(BoltAuth, SchemeNone) {
+  kg::testing::TempDir dir;  // outlives the server
+  kg::testing::ScopedServer open{kg::testing::StartServer("neo4j", dir.path(), 0, {{"KG_TEST_NEO4J_AUTH", "0"}})};
+  ASSERT_NE(open.server.port, 0);
+  Neo4jEndpoint e = Neo4jAt(open.server);
+  e.user.clear();
+  e.password.clear();
+  Result<std::unique_ptr<Connection>> c = Connection::Open(e);
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  Result<QueryResult> r = (*c)->Run("RETURN 1");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->records.at(0).at(0).AsInt(), 1);
+
+  Neo4jEndpoint shared = Neo4jAt(SharedNeo4j());
+  shared.user.clear();
+  shared.password.clear();
+  Result<std::unique_ptr<Connection>> refused = Connection::Open(shared);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::kInvalidArgument) << refused.status().message();
+  EXPECT_EQ(Neo4jCode(refused.status()), "Neo.ClientError.Security.Unauthorized") << refused.status().message();
+}
+
+// Verifies a deadlock between two connections surfaces as kUnavailable carrying
+// Neo.TransientError.Transaction.DeadlockDetected, and the connection that got it stays usable.
+TEST_F(BoltTest, DeadlockIsTransient) {
+  ASSERT_TRUE(c_->Run("CREATE (:L {k: 'a', v: 0}), (:L {k: 'b', v: 0})").ok());
+  std::unique_ptr<Connection> other = Connect(e_);
+  ASSERT_NE(other, nullptr);
+  ASSERT_TRUE(c_->Begin().ok());
+  ASSERT_TRUE(other->Begin().ok());
+  ASSERT_TRUE(c_->Run("MATCH (n:L {k: 'a'}) SET n.v = 1").ok());
+  ASSERT_TRUE(other->Run("MATCH (n:L {k: 'b'}) SET n.v = 2").ok());
+  Status first;
+  std::thread t([&] { first = c_->Run("MATCH (n:L {k: 'b'}) SET n.v = 1").status(); });  // waits for other
+  // The cycle closes only once the first waits for its lock: watch for it from a third session.
+  std::unique_ptr<Connection> watch = Connect(e_);
+  ASSERT_NE(watch, nullptr);
+  bool blocked = kg::testing::WaitFor(
+      [&] {
+        Result<QueryResult> r = watch->Run("SHOW TRANSACTIONS YIELD status WHERE status STARTS WITH 'Blocked' RETURN count(*)",
+                                           {}, AccessMode::kRead);
+        return r.ok() && r->records.at(0).at(0).AsInt() > 0;
+      },
+      std::chrono::seconds(10));
+  EXPECT_TRUE(blocked) << "the first transaction never waited for the lock";
+  Status second = other->Run("MATCH (n:L {k: 'a'}) SET n.v = 2").status();
+  if (second.ok()) second = other->Commit();
+  t.join();
+  Status deadlocked = !first.ok() ? first : second;
+  ASSERT_FALSE(deadlocked.ok()) << "no deadlock detected";
+  EXPECT_TRUE(first.ok() != second.ok()) << first.message() << " / " << second.message();
+  EXPECT_EQ(deadlocked.code(), Code::kUnavailable) << deadlocked.message();
+  EXPECT_EQ(Neo4jCode(deadlocked), "Neo.TransientError.Transaction.DeadlockDetected") << deadlocked.message();
+  if (first.ok()) {
+    ASSERT_TRUE(c_->Commit().ok());
+  }
+  Connection& loser = first.ok() ? *other : *c_;
+  EXPECT_FALSE(loser.broken());
+  EXPECT_FALSE(loser.in_transaction());
+  Result<QueryResult> r = loser.Run("MATCH (n:L) RETURN n.k, n.v ORDER BY n.k");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  int64_t winner = first.ok() ? 1 : 2;
+  EXPECT_EQ(r->records.at(0).at(1).AsInt(), winner);
+  EXPECT_EQ(r->records.at(1).at(1).AsInt(), winner);
+}
+
+// Verifies Pool::InTransaction retries a deadlock to success: two transactions lock two nodes
+// in opposite orders (the first attempt of each is held until both hold their first lock), one
+// is chosen as the deadlock victim, and both end committed.
+TEST_F(BoltTest, InTransactionRetriesDeadlocks) {
+  ASSERT_TRUE(c_->Run("CREATE (:L {k: 'a', v: 0}), (:L {k: 'b', v: 0})").ok());
+  Result<std::unique_ptr<Pool>> pool = Pool::Open(e_);
+  ASSERT_TRUE(pool.ok()) << pool.status().message();
+  std::atomic<int> attempts{0}, holding{0};
+  std::atomic<int> deadlocks{0};
+  auto work = [&](const char* first, const char* second) {
+    return (*pool)->InTransaction(AccessMode::kWrite, [&](Connection& c) -> Status {
+      int n = ++attempts;
+      KG_RETURN_IF_ERROR(c.Run("MATCH (n:L {k: $k}) SET n.v = n.v + 1", {{"k", first}}).status());
+      if (n <= 2) {  // both first attempts: wait (bounded) until the other holds its first lock
+        ++holding;
+        int64_t until = NowMs() + 5000;
+        while (holding < 2 && NowMs() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      Status s = c.Run("MATCH (n:L {k: $k}) SET n.v = n.v + 1", {{"k", second}}).status();
+      if (Neo4jCode(s) == "Neo.TransientError.Transaction.DeadlockDetected") ++deadlocks;
+      return s;
+    });
+  };
+  Status a, b;
+  std::thread ta([&] { a = work("a", "b"); });
+  std::thread tb([&] { b = work("b", "a"); });
+  ta.join();
+  tb.join();
+  ASSERT_TRUE(a.ok()) << a.message();
+  ASSERT_TRUE(b.ok()) << b.message();
+  EXPECT_GE(deadlocks.load(), 1);
+  EXPECT_GE(attempts.load(), 3);
+  Result<QueryResult> r = c_->Run("MATCH (n:L) RETURN sum(n.v)");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->records.at(0).at(0).AsInt(), 4);  // each committed transaction added 1 to both
+}
+
+// Verifies the pool's hard cap: N+3 threads borrowing from a pool of N never have more than N
+// connections open, on our side (stats) and on the server's (SHOW TRANSACTIONS by connection);
+// and a borrower waits at the cap, then gets kUnavailable "pool exhausted".
+TEST_F(BoltTest, PoolCapHolds) {
+  constexpr int kCap = 3;
+  Neo4jEndpoint e = e_;
+  e.pool_size = kCap;
+  Result<std::unique_ptr<Pool>> pool = Pool::Open(e);
+  ASSERT_TRUE(pool.ok()) << pool.status().message();
+  std::atomic<bool> done{false};
+  std::atomic<int> over_cap{0}, max_in_use{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCap + 3; ++i) {
+    threads.emplace_back([&] {
+      for (int j = 0; j < 8; ++j) {
+        Result<Pool::Lease> l = (*pool)->Borrow(AccessMode::kRead);
+        if (!l.ok()) {
+          ++errors;
+          continue;
+        }
+        Pool::Stats st = (*pool)->stats();
+        if (st.open > kCap || st.in_use > kCap) ++over_cap;
+        int seen = max_in_use.load();
+        while (st.in_use > seen && !max_in_use.compare_exchange_weak(seen, st.in_use)) {
+        }
+        Result<QueryResult> r = (*l)->Run("UNWIND range(1, 300000) AS i RETURN count(i)", {}, AccessMode::kRead);
+        if (!r.ok()) ++errors;
+      }
+    });
+  }
+  // The server's view: the distinct connections running a transaction at once, ours excepted.
+  size_t server_max = 0;
+  std::thread watcher([&] {
+    std::unique_ptr<Connection> w = Connect(e_);
+    if (w == nullptr) return;
+    while (!done) {
+      Result<QueryResult> r = w->Run(
+          "SHOW TRANSACTIONS YIELD connectionId, currentQuery WHERE NOT currentQuery STARTS WITH 'SHOW' "
+          "RETURN connectionId",
+          {}, AccessMode::kRead);
+      if (!r.ok()) {
+        ADD_FAILURE() << r.status().message();
+        return;
+      }
+      std::set<std::string> ids;
+      for (const List& rec : r->records) ids.insert(rec.at(0).AsString());
+      server_max = std::max(server_max, ids.size());
+    }
+  });
+  for (std::thread& t : threads) t.join();
+  done = true;
+  watcher.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(over_cap.load(), 0);
+  EXPECT_EQ(max_in_use.load(), kCap);  // the cap was reached: the test exercised it
+  EXPECT_LE(server_max, static_cast<size_t>(kCap));
+  EXPECT_GE(server_max, 2u);
+  EXPECT_LE((*pool)->stats().open, kCap);
+  EXPECT_EQ((*pool)->stats().in_use, 0);
+
+  // At the cap, Borrow waits borrow_timeout_ms, then says the pool is exhausted.
+  e.pool_size = 1;
+  e.borrow_timeout_ms = 400;
+  Result<std::unique_ptr<Pool>> one = Pool::Open(e);
+  ASSERT_TRUE(one.ok()) << one.status().message();
+  Result<Pool::Lease> held = (*one)->Borrow();
+  ASSERT_TRUE(held.ok()) << held.status().message();
+  int64_t start = NowMs();
+  Result<Pool::Lease> more = (*one)->Borrow();
+  int64_t waited = NowMs() - start;
+  ASSERT_FALSE(more.ok());
+  EXPECT_EQ(more.status().code(), Code::kUnavailable);
+  EXPECT_NE(more.status().message().find("pool exhausted (1 of 1 in use"), std::string::npos) << more.status().message();
+  EXPECT_GE(waited, 390);
+  EXPECT_LT(waited, 3000);
+  // A lease given back wakes a waiter.
+  std::thread giver([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    held = Status::Internal("returned");  // destroys the lease
+  });
+  e.borrow_timeout_ms = 5000;
+  Result<Pool::Lease> after = (*one)->Borrow();
+  giver.join();
+  EXPECT_TRUE(after.ok()) << after.status().message();
+}
+
+// Verifies a read timeout: a query running longer than io_timeout_ms gives kUnavailable and a
+// broken connection, which a pool then closes instead of lending again.
+TEST_F(BoltTest, ReadTimeout) {
+  Neo4jEndpoint e = e_;
+  e.io_timeout_ms = 300;
+  std::unique_ptr<Connection> c = Connect(e);
+  ASSERT_NE(c, nullptr);
+  int64_t start = NowMs();
+  Result<QueryResult> r = c->Run("UNWIND range(1, 20000000) AS i WITH i WHERE i < 0 RETURN count(i)");
+  int64_t took = NowMs() - start;
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().message();
+  EXPECT_NE(r.status().message().find("timed out after 300 ms"), std::string::npos) << r.status().message();
+  EXPECT_LT(took, 3000);
+  EXPECT_TRUE(c->broken());
+  Result<QueryResult> again = c->Run("RETURN 1");
+  EXPECT_EQ(again.status().code(), Code::kUnavailable);
+}
+
+// A listening socket whose accept queue is full: a connect to it is never answered.
+struct Blackhole {
+  int listener = -1;
+  std::vector<int> fillers;
+  int port = 0;
+  Blackhole() {
+    listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(listener, reinterpret_cast<sockaddr*>(&a), len) != 0 || ::listen(listener, 0) != 0) return;
+    ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    for (int i = 0; i < 16; ++i) {  // fill the queue until a connect stays pending
+      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      fillers.push_back(fd);
+      ::connect(fd, reinterpret_cast<sockaddr*>(&a), len);
+      pollfd p{fd, POLLOUT, 0};
+      if (::poll(&p, 1, 200) == 0) return;
+    }
+    port = 0;
+  }
+  ~Blackhole() {
+    for (int fd : fillers) ::close(fd);
+    if (listener >= 0) ::close(listener);
+  }
+};
+
+// Verifies the connect timeout: a server that never answers the SYN is given up on after
+// connect_timeout_ms with kUnavailable naming the timeout.
+TEST(BoltTimeouts, ConnectTimeout) {
+  Blackhole hole;
+  ASSERT_NE(hole.port, 0) << "could not fill a listen queue";
+  Neo4jEndpoint e;
+  e.host = "127.0.0.1";
+  e.port = hole.port;
+  e.connect_timeout_ms = 500;
+  int64_t start = NowMs();
+  Result<std::unique_ptr<Connection>> c = Connection::Open(e);
+  int64_t took = NowMs() - start;
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), Code::kUnavailable);
+  EXPECT_NE(c.status().message().find("connect: timed out after 500 ms"), std::string::npos) << c.status().message();
+  EXPECT_GE(took, 490);
+  EXPECT_LT(took, 3000);
+}
+
+// Verifies the handshake read obeys io_timeout_ms against a server that accepts and says
+// nothing, and that connection refused is kUnavailable.
+TEST(BoltTimeouts, SilentServerAndRefused) {
+  int l = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::bind(l, reinterpret_cast<sockaddr*>(&a), len), 0);
+  ASSERT_EQ(::listen(l, 8), 0);
+  ::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len);
+  Neo4jEndpoint e;
+  e.host = "127.0.0.1";
+  e.port = ntohs(a.sin_port);
+  e.io_timeout_ms = 300;
+  int64_t start = NowMs();
+  Result<std::unique_ptr<Connection>> c = Connection::Open(e);
+  int64_t took = NowMs() - start;
+  ASSERT_FALSE(c.ok());
+  EXPECT_GE(took, 290);
+  EXPECT_LT(took, 2000);
+  EXPECT_EQ(c.status().code(), Code::kUnavailable);
+  EXPECT_NE(c.status().message().find("handshake: read: timed out after 300 ms"), std::string::npos)
+      << c.status().message();
+  ::close(l);
+  Result<std::unique_ptr<Connection>> refused = Connection::Open(e);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::kUnavailable);
+  EXPECT_NE(refused.status().message().find("connect: Connection refused"), std::string::npos)
+      << refused.status().message();
+}
+
+// Verifies a connection whose server went away (a restart on the same dir and port) is
+// replaced on the next Borrow by the health check, and that a Borrow while the server is down
+// is kUnavailable.
+TEST(BoltPool, DeadConnectionReplacedAfterRestart) {
+  kg::testing::TempDir tmp;  // outlives the server
+  const std::string dir = tmp.path();
+  kg::testing::ServerProcess first = kg::testing::StartServer("neo4j", dir);
+  ASSERT_NE(first.port, 0);
+  kg::testing::ScopedServer guard{first};
+  Neo4jEndpoint e = Neo4jAt(first);
+  e.pool_size = 2;
+  e.borrow_timeout_ms = 2000;
+  Result<std::unique_ptr<Pool>> pool = Pool::Open(e);
+  ASSERT_TRUE(pool.ok()) << pool.status().message();
+  {
+    Result<Pool::Lease> l = (*pool)->Borrow();
+    ASSERT_TRUE(l.ok()) << l.status().message();
+    ASSERT_TRUE((*l)->Run("CREATE (:Kept {k: 1})").ok());
+  }
+  ASSERT_EQ((*pool)->stats().open, 1);
+  kg::testing::StopServer(first);
+  Result<Pool::Lease> down = (*pool)->Borrow();
+  ASSERT_FALSE(down.ok()) << "borrowed a connection from a stopped server";
+  EXPECT_EQ(down.status().code(), Code::kUnavailable) << down.status().message();
+  EXPECT_EQ((*pool)->stats().open, 0);
+  guard.server = kg::testing::StartServer("neo4j", dir, first.port);
+  ASSERT_EQ(guard.server.port, first.port);
+  Result<Pool::Lease> l = (*pool)->Borrow();
+  ASSERT_TRUE(l.ok()) << l.status().message();
+  Result<QueryResult> r = (*l)->Run("MATCH (n:Kept) RETURN count(n)");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->records.at(0).at(0).AsInt(), 1);
+}
+
+// Verifies neo4j:// routing against the single server: ROUTE names it as writer, reader and
+// router, and the pool's connections for writes and reads go to it.
+TEST_F(BoltTest, RoutingTableNamesTheServer) {
+  Neo4jEndpoint e = e_;
+  e.scheme = "neo4j";
+  std::unique_ptr<Connection> c = Connect(e);
+  ASSERT_NE(c, nullptr);
+  Result<Connection::RoutingTable> t = c->Route();
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  std::string port = ":" + std::to_string(e.port);
+  ASSERT_EQ(t->writers.size(), 1u);
+  EXPECT_TRUE(t->writers[0].size() > port.size() && t->writers[0].ends_with(port)) << t->writers[0];
+  ASSERT_FALSE(t->readers.empty());
+  ASSERT_FALSE(t->routers.empty());
+  EXPECT_GT(t->ttl_seconds, 0);
+  EXPECT_EQ(t->database, "neo4j");
+
+  Result<std::unique_ptr<Pool>> pool = Pool::Open(e);
+  ASSERT_TRUE(pool.ok()) << pool.status().message();
+  {
+    Result<Pool::Lease> w = (*pool)->Borrow(AccessMode::kWrite);
+    ASSERT_TRUE(w.ok()) << w.status().message();
+    EXPECT_EQ((*w)->address(), t->writers[0]);
+    ASSERT_TRUE((*w)->Run("CREATE (:Routed)").ok());
+  }
+  Result<Pool::Lease> r = (*pool)->Borrow(AccessMode::kRead);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_NE(std::find(t->readers.begin(), t->readers.end(), (*r)->address()), t->readers.end()) << (*r)->address();
+  Result<QueryResult> q = (*r)->Run("MATCH (n:Routed) RETURN count(n)", {}, AccessMode::kRead);
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_EQ(q->records.at(0).at(0).AsInt(), 1);
+  EXPECT_EQ((*pool)->stats().open, 1);  // the router's connection served both
 }
 
 }  // namespace

@@ -1,0 +1,312 @@
+// The per-process connection pool: a hard cap on open connections, a health check (RESET) on
+// borrow for a connection idle a while or suspect after an error, routing for neo4j:// (a
+// table from ROUTE, refreshed on its TTL and after a routing failure), and InTransaction's
+// retries with jittered exponential backoff.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <random>
+#include <thread>
+
+#include "bolt/bolt.h"
+#include "common/mutex.h"
+#include "common/outage_log.h"
+#include "common/util.h"
+
+namespace kg::bolt {
+
+namespace {
+
+// An idle connection older than this is checked with RESET before it is lent: the server (or
+// a firewall) may have closed it meanwhile.
+constexpr int64_t kCheckAfterIdleMs = 5000;
+
+// "HOST:PORT" or "[V6]:PORT" -> host, port.
+bool SplitAddress(const std::string& a, std::string& host, int& port) {
+  size_t colon = a.rfind(':');
+  if (colon == std::string::npos || colon + 1 == a.size()) return false;
+  host = a.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  port = 0;
+  for (size_t i = colon + 1; i < a.size(); ++i) {
+    if (a[i] < '0' || a[i] > '9' || port > 65535) return false;
+    port = port * 10 + (a[i] - '0');
+  }
+  return !host.empty() && port > 0 && port <= 65535;
+}
+
+bool RoutingFailure(const Status& s) {
+  std::string code = Neo4jCode(s);
+  return code == "Neo.ClientError.Cluster.NotALeader" || code == "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase" ||
+         (s.code() == Code::kUnavailable && code.empty());  // refused, timed out, lost: maybe gone
+}
+
+}  // namespace
+
+struct Pool::Impl {
+  explicit Impl(const Neo4jEndpoint& endpoint)
+      : e(endpoint), name(Describe(endpoint)), routing(endpoint.scheme == "neo4j"), outage("neo4j " + name) {
+    bool v6 = e.host.find(':') != std::string::npos;
+    initial = (v6 ? "[" + e.host + "]" : e.host) + ":" + std::to_string(e.port);
+  }
+
+  const Neo4jEndpoint e;
+  const std::string name;     // bolt://HOST:PORT, for messages
+  const bool routing;         // neo4j://
+  std::string initial;        // the configured server as "HOST:PORT"
+  OutageLog outage;
+
+  struct Idle {
+    std::unique_ptr<Connection> c;
+    int64_t since_ms = 0;
+    bool suspect = false;
+  };
+  mutable Mutex mu;
+  CondVar freed;  // a connection came back or a slot was given up
+  std::deque<Idle> idle KG_GUARDED_BY(mu);  // most recently returned at the back
+  int open KG_GUARDED_BY(mu) = 0;    // connections that exist (idle, lent, or being opened)
+  int in_use KG_GUARDED_BY(mu) = 0;  // lent (or being opened / checked for a borrower)
+  Connection::RoutingTable table KG_GUARDED_BY(mu);
+  int64_t table_expires_ms KG_GUARDED_BY(mu) = 0;  // MonoMs; 0: none or stale
+  uint64_t next_reader KG_GUARDED_BY(mu) = 0;
+  std::mt19937_64 rng KG_GUARDED_BY(mu){std::random_device{}()};
+
+  // Gives up a slot taken for a borrower (the connection it held, if any, is already gone).
+  void DropSlot() {
+    MutexLock l(mu);
+    --open;
+    --in_use;
+    freed.NotifyOne();
+  }
+
+  // A connection to one of `targets` ("HOST:PORT"): an idle one (checked if idle long or
+  // suspect), else a new one to targets[0] while below the cap (closing an idle connection to
+  // another server if that is what holds the slot), else waits for one up to `deadline`.
+  Result<std::unique_ptr<Connection>> Acquire(const std::vector<std::string>& targets, int64_t deadline) {
+    for (;;) {
+      std::unique_ptr<Connection> got, victim;
+      bool check = false;
+      {
+        MutexLock l(mu);
+        for (;;) {
+          for (auto it = idle.rbegin(); it != idle.rend(); ++it) {
+            if (std::find(targets.begin(), targets.end(), it->c->address()) == targets.end()) continue;
+            check = it->suspect || MonoMs() - it->since_ms > kCheckAfterIdleMs || it->c->unsolicited_input();
+            got = std::move(it->c);
+            idle.erase(std::next(it).base());
+            break;
+          }
+          if (got) break;
+          if (open < e.pool_size) {
+            ++open;
+            break;
+          }
+          if (!idle.empty()) {  // at the cap, but an idle connection to another server holds a slot
+            victim = std::move(idle.front().c);
+            idle.pop_front();
+            break;
+          }
+          int64_t left = deadline - MonoMs();
+          if (left <= 0) {
+            return Status::Unavailable("neo4j " + name + ": pool exhausted (" + std::to_string(in_use) + " of " +
+                                       std::to_string(e.pool_size) + " in use; waited " +
+                                       std::to_string(e.borrow_timeout_ms) + " ms; KG_NEO4J_POOL_SIZE)");
+          }
+          freed.WaitUntil(l, std::chrono::steady_clock::now() + std::chrono::milliseconds(left));
+        }
+        ++in_use;
+      }
+      victim.reset();  // GOODBYE outside the lock
+      if (got) {
+        if (!check) return got;
+        Status s = got->Reset();
+        if (s.ok()) return got;
+        spdlog::debug("neo4j {}: an idle connection failed its check, replaced: {}", name, s.message());
+        got.reset();
+        DropSlot();
+        continue;
+      }
+      std::string host;
+      int port = 0;
+      if (!SplitAddress(targets.at(0), host, port)) {
+        DropSlot();
+        return Status::Internal("neo4j " + name + ": a malformed server address '" + targets[0] + "'");
+      }
+      Result<std::unique_ptr<Connection>> c = Connection::Open(e, host, port);
+      outage.Record(c.ok() ? Status::Ok() : c.status());
+      if (!c.ok()) {
+        DropSlot();
+        return c.status();
+      }
+      return c;
+    }
+  }
+
+  void Release(std::unique_ptr<Connection> c) {
+    // Left inside a transaction (the borrower returned early) or broken: close it.
+    bool keep = c != nullptr && !c->broken() && !c->in_transaction();
+    {
+      MutexLock l(mu);
+      --in_use;
+      if (keep) {
+        idle.push_back(Idle{std::move(c), MonoMs(), false});
+      } else {
+        --open;
+      }
+      freed.NotifyOne();
+    }
+    c.reset();
+  }
+
+  // After a transport error: every idle connection may be dead too (a restarted server).
+  void MarkIdleSuspect() {
+    MutexLock l(mu);
+    for (Idle& i : idle) i.suspect = true;
+  }
+  void InvalidateRouting() {
+    MutexLock l(mu);
+    table_expires_ms = 0;
+  }
+
+  // Asks the known routers, then the configured server, for a new routing table.
+  Status RefreshRouting(int64_t deadline) {
+    std::vector<std::string> routers;
+    {
+      MutexLock l(mu);
+      routers = table.routers;
+    }
+    if (std::find(routers.begin(), routers.end(), initial) == routers.end()) routers.push_back(initial);
+    Status last;
+    for (const std::string& r : routers) {
+      Result<std::unique_ptr<Connection>> c = Acquire({r}, deadline);
+      if (!c.ok()) {
+        last = c.status();
+        if (last.code() == Code::kInvalidArgument) return last;  // credentials: no other router helps
+        continue;
+      }
+      Result<Connection::RoutingTable> t = (*c)->Route();
+      Release(std::move(*c));
+      if (!t.ok()) {
+        last = t.status();
+        continue;
+      }
+      if (t->writers.empty() && t->readers.empty()) {
+        last = Status::Unavailable("neo4j " + name + ": the routing table from " + r + " names no server");
+        continue;
+      }
+      MutexLock l(mu);
+      table = std::move(*t);
+      table_expires_ms = MonoMs() + std::max<int64_t>(table.ttl_seconds, 1) * 1000;
+      return Status::Ok();
+    }
+    return last.With("routing table");
+  }
+
+  // The servers a connection for `mode` may go to ("HOST:PORT"), the preferred one first.
+  Result<std::vector<std::string>> Targets(AccessMode mode, int64_t deadline) {
+    if (!routing) return std::vector<std::string>{initial};
+    bool fresh;
+    {
+      MutexLock l(mu);
+      fresh = table_expires_ms != 0 && MonoMs() < table_expires_ms;
+    }
+    if (!fresh) KG_RETURN_IF_ERROR(RefreshRouting(deadline));
+    MutexLock l(mu);
+    std::vector<std::string> out = mode == AccessMode::kWrite || table.readers.empty() ? table.writers : table.readers;
+    if (out.empty()) return Status::Unavailable("neo4j " + name + ": the routing table names no writer");
+    if (mode == AccessMode::kRead) std::rotate(out.begin(), out.begin() + (next_reader++ % out.size()), out.end());
+    return out;
+  }
+
+  std::chrono::milliseconds Jitter(std::chrono::milliseconds d) {
+    MutexLock l(mu);
+    std::uniform_int_distribution<int64_t> pick(d.count() / 2, d.count());
+    return std::chrono::milliseconds(pick(rng));
+  }
+};
+
+Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Pool::~Pool() = default;  // every Lease must have been returned: idle connections say GOODBYE
+
+Result<std::unique_ptr<Pool>> Pool::Open(const Neo4jEndpoint& e) {
+  if (e.scheme != "bolt" && e.scheme != "neo4j") {
+    return Status::Invalid("neo4j: unknown scheme '" + e.scheme + "' (expected bolt or neo4j)");
+  }
+  if (e.pool_size < 1) return Status::Invalid("neo4j " + Describe(e) + ": KG_NEO4J_POOL_SIZE must be at least 1");
+  auto impl = std::make_unique<Impl>(e);
+  int64_t deadline = MonoMs() + e.connect_timeout_ms;
+  if (impl->routing) {
+    KG_RETURN_IF_ERROR(impl->RefreshRouting(deadline));
+  } else {
+    KG_ASSIGN_OR_RETURN(std::unique_ptr<Connection> c, impl->Acquire({impl->initial}, deadline));
+    impl->Release(std::move(c));
+  }
+  return std::unique_ptr<Pool>(new Pool(std::move(impl)));
+}
+
+Result<Pool::Lease> Pool::Borrow(AccessMode mode) {
+  int64_t deadline = MonoMs() + impl_->e.borrow_timeout_ms;
+  KG_ASSIGN_OR_RETURN(std::vector<std::string> targets, impl_->Targets(mode, deadline));
+  Result<std::unique_ptr<Connection>> c = impl_->Acquire(targets, deadline);
+  if (!c.ok()) {
+    if (impl_->routing && RoutingFailure(c.status())) impl_->InvalidateRouting();
+    return c.status();
+  }
+  return Lease(this, std::move(*c), mode);
+}
+
+Status Pool::InTransaction(AccessMode mode, const std::function<Status(Connection&)>& fn, const RetryPolicy& policy) {
+  std::chrono::milliseconds delay = policy.initial;
+  for (int attempt = 1;; ++attempt) {
+    Status s;
+    {
+      Result<Lease> lease = Borrow(mode);
+      if (!lease.ok()) {
+        s = lease.status();
+      } else {
+        Connection& c = **lease;
+        s = c.Begin(mode);
+        if (s.ok()) s = fn(c);
+        if (s.ok()) s = c.Commit();
+        if (!s.ok() && c.in_transaction() && !c.broken()) {
+          Status r = c.Rollback();
+          if (!r.ok()) spdlog::debug("{}", r.message());
+        }
+      }
+    }  // the connection goes back before the wait
+    if (s.ok() || s.code() != Code::kUnavailable || attempt >= policy.max_attempts) return s;
+    if (Neo4jCode(s).empty()) impl_->MarkIdleSuspect();  // a transport error: the server may have gone
+    if (impl_->routing && RoutingFailure(s)) impl_->InvalidateRouting();
+    spdlog::debug("neo4j {}: attempt {} of {} failed, retrying: {}", impl_->name, attempt, policy.max_attempts,
+                  s.message());
+    std::this_thread::sleep_for(impl_->Jitter(delay));
+    delay = std::min(delay * 2, policy.max);
+  }
+}
+
+Pool::Stats Pool::stats() const {
+  MutexLock l(impl_->mu);
+  return Stats{impl_->open, impl_->in_use, impl_->e.pool_size};
+}
+
+Pool::Lease::Lease(Pool* pool, std::unique_ptr<Connection> c, AccessMode mode)
+    : pool_(pool), c_(std::move(c)), mode_(mode) {}
+Pool::Lease::Lease(Lease&& o) noexcept : pool_(o.pool_), c_(std::move(o.c_)), mode_(o.mode_) {}
+Pool::Lease& Pool::Lease::operator=(Lease&& o) noexcept {
+  if (this != &o) {
+    if (c_) pool_->impl_->Release(std::move(c_));
+    pool_ = o.pool_;
+    c_ = std::move(o.c_);
+    mode_ = o.mode_;
+  }
+  return *this;
+}
+Pool::Lease::~Lease() {
+  if (c_) pool_->impl_->Release(std::move(c_));
+}
+Connection& Pool::Lease::operator*() const { return *c_; }
+Connection* Pool::Lease::operator->() const { return c_.get(); }
+
+}  // namespace kg::bolt
