@@ -42,9 +42,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <functional>
-#include <thread>
 #include <map>
 #include <set>
 #include <string>
@@ -369,49 +366,9 @@ class Spool {
   std::FILE* f_;
 };
 
-// Until the Bolt pool lands (bolt::Pool, same calls): a connection per call, and
-// InTransaction's retry of kUnavailable with jittered backoff.
-class Client {
- public:
-  static Result<std::unique_ptr<Client>> Open(const Neo4jEndpoint& e) {
-    auto c = Connection::Open(e);
-    if (!c.ok()) return c.status();
-    return std::make_unique<Client>(e);
-  }
-  explicit Client(Neo4jEndpoint e) : e_(std::move(e)) {}
-  Result<std::unique_ptr<Connection>> Borrow(AccessMode) { return Connection::Open(e_); }
-  Status InTransaction(AccessMode mode, const std::function<Status(Connection&)>& fn,
-                       const bolt::RetryPolicy& policy = {}) {
-    std::chrono::milliseconds delay = policy.initial;
-    Status last;
-    for (int attempt = 0; attempt < policy.max_attempts; ++attempt) {
-      if (attempt > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(delay.count() / 2 + std::rand() % (delay.count() / 2 + 1)));
-        delay = std::min(policy.max, delay * 2);
-      }
-      auto c = Connection::Open(e_);
-      if (!c.ok()) {
-        last = c.status();
-        if (last.code() == Code::kUnavailable) continue;
-        return last;
-      }
-      last = (*c)->Begin(mode);
-      if (last.ok()) last = fn(**c);
-      if (last.ok()) last = (*c)->Commit();
-      if (last.ok()) return last;
-      if ((*c)->in_transaction()) (void)(*c)->Rollback();
-      if (last.code() != Code::kUnavailable) return last;
-    }
-    return last;
-  }
-
- private:
-  Neo4jEndpoint e_;
-};
-
 class Neo4jGraphStore final : public GraphStore {
  public:
-  Neo4jGraphStore(std::unique_ptr<Client> pool, Neo4jGraphOptions options)
+  Neo4jGraphStore(std::unique_ptr<bolt::Pool> pool, Neo4jGraphOptions options)
       : pool_(std::move(pool)), options_(options) {}
 
   // Schema statements cannot share a transaction with writes: each runs on its own. Two
@@ -769,7 +726,7 @@ class Neo4jGraphStore final : public GraphStore {
     return r.status();
   }
 
-  std::unique_ptr<Client> pool_;
+  std::unique_ptr<bolt::Pool> pool_;
   const Neo4jGraphOptions options_;
 };
 
@@ -777,7 +734,7 @@ class Neo4jGraphStore final : public GraphStore {
 
 Result<std::unique_ptr<GraphStore>> OpenNeo4jGraphStore(const Neo4jEndpoint& endpoint,
                                                         const Neo4jGraphOptions& options) {
-  auto pool = Client::Open(endpoint);
+  auto pool = bolt::Pool::Open(endpoint);
   if (!pool.ok()) return pool.status().With("open graph");
   auto store = std::make_unique<Neo4jGraphStore>(std::move(pool).value(), options);
   KG_RETURN_IF_ERROR(store->Init().With("init graph " + bolt::Describe(endpoint)));
