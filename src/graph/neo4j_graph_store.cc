@@ -258,7 +258,9 @@ const bolt::RetryPolicy kMergeRetry{16, std::chrono::milliseconds(10), std::chro
 
 struct Counts {
   int64_t nodes_created = 0, nodes_deleted = 0, relationships_created = 0, relationships_deleted = 0;
+  int64_t statements = 0;
   void Add(const bolt::Summary& s) {
+    ++statements;
     nodes_created += s.Counter("nodes-created");
     nodes_deleted += s.Counter("nodes-deleted");
     relationships_created += s.Counter("relationships-created");
@@ -407,6 +409,7 @@ class Neo4jGraphStore final : public GraphStore {
       options_.counts->nodes_deleted += committed.nodes_deleted;
       options_.counts->relationships_created += committed.relationships_created;
       options_.counts->relationships_deleted += committed.relationships_deleted;
+      options_.counts->statements += committed.statements;
     }
     return s.ok() || s.code() == Code::kConflict ? s : s.With("graph merge");
   }

@@ -465,5 +465,44 @@ TEST(Neo4jGraph, ConcurrentMergesFromSeveralStoresNeverSurfaceADeadlock) {
   ExpectSameDump(Dump(*stores[0]), Dump(*sqlite));
 }
 
+// Verifies a Merge writes with a handful of statements whatever its size: 32 batches (384
+// entity and relation rows, and their mentions and chunks) in at most 13 statements (the fence, then one run of distinct
+// chunks: 12 at most), where sending each row alone takes more statements than there are rows.
+TEST(Neo4jGraph, MergeWritesAFewStatementsNotOnePerRow) {
+  testing::ClearNeo4j(testing::SharedNeo4j());
+  std::vector<GraphBatch> batches;
+  for (int c = 0; c < 32; ++c) batches.push_back(Overlapping(c, 1));
+  size_t rows = 0;
+  for (const GraphBatch& b : batches) rows += b.entities.size() + b.relations.size();  // and mentions, chunks...
+  Neo4jWriteCounts batched, one_row;
+  auto g = OpenNeo4j(Neo4jGraphOptions{&batched, false});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(g->Merge(batches).ok());
+  EXPECT_LE(batched.statements.load(), 13);
+  const std::string graph = Dump(*g);
+  testing::ClearNeo4j(testing::SharedNeo4j());
+  auto slow = OpenNeo4j(Neo4jGraphOptions{&one_row, true});
+  ASSERT_TRUE(slow);
+  ASSERT_TRUE(slow->Merge(batches).ok());
+  EXPECT_GT(one_row.statements.load(), static_cast<int64_t>(rows));
+  ExpectSameDump(Dump(*slow), graph);
+}
+
+// Verifies a batch whose relation names an end that is no entity (BuildBatch never makes one)
+// is refused with kInvalidArgument naming the relation, and writes nothing.
+TEST(Neo4jGraph, RelationToAMissingEntityIsRefused) {
+  testing::ClearNeo4j(testing::SharedNeo4j());
+  auto g = OpenNeo4j();
+  ASSERT_TRUE(g);
+  GraphBatch b = Overlapping(0, 1);
+  b.relations.push_back({b.entities[0].key, "person:nobody", "KNOWS", {}, 0});
+  Status s = g->Merge({b});
+  EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.message();
+  EXPECT_NE(s.message().find("person:nobody"), std::string::npos) << s.message();
+  auto stats = g->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->chunks + stats->documents + stats->entities + stats->relations, 0);
+}
+
 }  // namespace
 }  // namespace kg
