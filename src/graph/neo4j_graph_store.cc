@@ -373,18 +373,17 @@ class Neo4jGraphStore final : public GraphStore {
   Neo4jGraphStore(std::unique_ptr<bolt::Pool> pool, Neo4jGraphOptions options)
       : pool_(std::move(pool)), options_(options) {}
 
-  // Schema statements cannot share a transaction with writes: each runs on its own. Two
-  // processes opening at once may both try to create a rule; the loser's "already exists" is
-  // what IF NOT EXISTS means.
+  // Each schema statement in a transaction of its own (they cannot share one with writes),
+  // retried on transient errors: processes opening a new database at once (a node and its
+  // workers) race to create the same rules, and the loser's "already exists" is what IF NOT
+  // EXISTS means.
   Status Init() {
-    KG_ASSIGN_OR_RETURN(auto c, pool_->Borrow(AccessMode::kWrite));
     for (const char* cypher : kSchema) {
-      auto r = c->Run(cypher, {}, AccessMode::kWrite);
-      if (!r.ok() && bolt::Neo4jCode(r.status()).find("AlreadyExists") == std::string::npos) {
-        return r.status().With("schema");
-      }
+      Status s = pool_->InTransaction(AccessMode::kWrite, [&](Connection& c) { return c.Run(cypher).status(); });
+      if (!s.ok() && bolt::Neo4jCode(s).find("AlreadyExists") == std::string::npos) return s.With("schema");
     }
     // Indexes fill in the background; a store that answers before they are online would scan.
+    KG_ASSIGN_OR_RETURN(auto c, pool_->Borrow(AccessMode::kRead));
     auto r = c->Run("CALL db.awaitIndexes(300)", {}, AccessMode::kRead);
     if (!r.ok()) return r.status().With("await indexes");
     return Status::Ok();

@@ -561,5 +561,43 @@ TEST(Neo4jGraph, ExportToHoldsNoSectionInMemory) {
   EXPECT_LT(peak - before, 8 * 1024) << "KiB over the RSS before the export";
 }
 
+// Verifies stores opened at once on a new server (as a node and its workers start together)
+// all open: the race to create the same constraints and indexes is no error; the schema is
+// there once, and a Merge through each works.
+TEST(Neo4jGraph, StoresOpenedAtOnceOnANewServerAllOpen) {
+  testing::TempDir dir;
+  testing::ScopedServer server{testing::StartServer("neo4j", dir.File("neo4j"))};
+  ASSERT_GT(server.server.port, 0);
+  constexpr int kStores = 6;
+  std::vector<std::unique_ptr<GraphStore>> stores(kStores);
+  std::vector<std::string> errors(kStores);
+  {
+    std::barrier start(kStores);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kStores; ++i) {
+      threads.emplace_back([&, i] {
+        start.arrive_and_wait();
+        auto g = OpenNeo4jGraphStore(testing::Neo4jAt(server.server));
+        if (g.ok()) stores[i] = std::move(g).value();
+        else errors[i] = g.status().message();
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  for (int i = 0; i < kStores; ++i) {
+    EXPECT_EQ(errors[i], "");
+    if (!stores[i]) continue;
+    EXPECT_TRUE(stores[i]->Merge({Overlapping(i, 1)}).ok());
+  }
+  auto c = bolt::Connection::Open(testing::Neo4jAt(server.server));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  auto rules = (*c)->Run("SHOW CONSTRAINTS YIELD name RETURN count(*)", {}, bolt::AccessMode::kRead);
+  ASSERT_TRUE(rules.ok()) << rules.status().message();
+  EXPECT_EQ(rules->records.at(0).at(0).AsInt(), 3);
+  auto stats = stores[0] ? stores[0]->Stats() : Result<GraphStats>(Status::Internal("no store"));
+  ASSERT_TRUE(stats.ok()) << stats.status().message();
+  EXPECT_EQ(stats->chunks, kStores);
+}
+
 }  // namespace
 }  // namespace kg
