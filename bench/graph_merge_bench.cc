@@ -18,9 +18,8 @@
 #include <vector>
 
 #include "graph/graph_store.h"
+#include "graph_batches.h"
 #include "mysql/mysql.h"
-#include "pipeline/document.h"
-#include "provider/provider.h"
 #include "result.h"
 #include "testing/servers.h"
 #include "testing/testing.h"
@@ -28,42 +27,6 @@
 using namespace std::chrono;
 
 namespace {
-
-// A ~600-byte paragraph: names unique to `i` and names every paragraph shares, so batches
-// both add entities and meet existing ones, as in a real corpus.
-std::string Paragraph(int i) {
-  static const char* kFirst[] = {"Mara", "Tomas", "Ingrid", "Amara", "Lena", "Oskar", "Ravi", "Nadia"};
-  static const char* kOrg[] = {"Dynamics", "Robotics", "Capital", "Labs", "Industries", "Group", "Bank", "Institute"};
-  std::string n = std::to_string(i);
-  std::string person = std::string(kFirst[i % 8]) + " Voss" + n;
-  std::string org = "Helix" + n + " " + kOrg[i % 8];
-  return person + " founded " + org + " in 2014. " + org + " is headquartered in Port Avalon. " + person +
-         " is the chief executive of " + org + ". " + kFirst[(i + 3) % 8] + " Lindqvist works for Orbital " +
-         kOrg[(i + 5) % 8] + ". Engineers from both firms met every week to review gripper designs, sensor "
-         "layouts and the safety cases for each new site.\n\n";
-}
-
-std::vector<kg::GraphBatch> BuildBatches(int chunks) {
-  std::vector<kg::GraphBatch> out;
-  for (int d = 0; static_cast<int>(out.size()) < chunks; ++d) {
-    std::string text;
-    for (int p = 0; p < 4; ++p) text += Paragraph(d * 4 + p);
-    kg::TaskPlan plan = kg::PlanTask("t" + std::to_string(d), "builtin", "", "Doc " + std::to_string(d),
-                                     "bench.txt", text, kg::ChunkOptions{600, 100});
-    for (const kg::ChunkItem& item : plan.items) {
-      auto payload = kg::DecodePayload(item.payload);
-      if (!payload.ok()) {
-        std::fprintf(stderr, "payload: %s\n", payload.status().message().c_str());
-        std::exit(1);
-      }
-      kg::GraphBatch b = kg::BuildBatch(*payload, kg::BuiltinExtract(payload->text));
-      b.chunk.generation = 1;
-      out.push_back(std::move(b));
-      if (static_cast<int>(out.size()) == chunks) break;
-    }
-  }
-  return out;
-}
 
 // CPU seconds of this process.
 double SelfCpu() {
@@ -121,7 +84,7 @@ int main(int argc, char** argv) {
   const int chunks = argc > 1 ? std::atoi(argv[1]) : 2000;
   const size_t per_merge = argc > 2 ? std::atoi(argv[2]) : 32;
   const int runs = argc > 3 ? std::atoi(argv[3]) : 3;
-  const std::vector<kg::GraphBatch> batches = BuildBatches(chunks);
+  const std::vector<kg::GraphBatch> batches = kg::bench::BuildBatches(chunks);
   size_t entities = 0, relations = 0;
   for (const auto& b : batches) {
     entities += b.entities.size();

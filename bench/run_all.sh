@@ -22,6 +22,8 @@ trap 'rm -f "$out"' EXIT
   "$build/bench/export_bench" "${BENCH_EXPORT_RELATIONS:-200000}"
   # Graph merges, 32 batches per call, into SQLite and into MySQL (a private mariadbd).
   "$build/bench/graph_merge_bench" "${BENCH_GRAPH_CHUNKS:-2000}" 32 "${BENCH_RUNS:-3}"
+  # Graph writes into Neo4j (a private Neo4j 5.26): batched UNWIND against one statement per row.
+  "$build/bench/neo4j_bench" "${BENCH_NEO4J_CHUNKS:-1000}" 32 "${BENCH_RUNS:-3}"
   "$build/bench/queue_bench" "${BENCH_QUEUE_CHUNKS:-20000}" "${BENCH_RUNS:-3}"
   "$build/bench/large_doc_bench" "${BENCH_LARGE_DOC_MB:-10}" "${BENCH_WORKERS:-2}" "${BENCH_RUNS:-3}"
   # The API server before (cpp-httplib, the binary of scripts/build_baseline.sh, built once) and

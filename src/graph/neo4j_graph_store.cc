@@ -42,9 +42,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <functional>
-#include <thread>
 #include <map>
 #include <set>
 #include <string>
@@ -261,7 +258,9 @@ const bolt::RetryPolicy kMergeRetry{16, std::chrono::milliseconds(10), std::chro
 
 struct Counts {
   int64_t nodes_created = 0, nodes_deleted = 0, relationships_created = 0, relationships_deleted = 0;
+  int64_t statements = 0;
   void Add(const bolt::Summary& s) {
+    ++statements;
     nodes_created += s.Counter("nodes-created");
     nodes_deleted += s.Counter("nodes-deleted");
     relationships_created += s.Counter("relationships-created");
@@ -369,63 +368,22 @@ class Spool {
   std::FILE* f_;
 };
 
-// Until the Bolt pool lands (bolt::Pool, same calls): a connection per call, and
-// InTransaction's retry of kUnavailable with jittered backoff.
-class Client {
- public:
-  static Result<std::unique_ptr<Client>> Open(const Neo4jEndpoint& e) {
-    auto c = Connection::Open(e);
-    if (!c.ok()) return c.status();
-    return std::make_unique<Client>(e);
-  }
-  explicit Client(Neo4jEndpoint e) : e_(std::move(e)) {}
-  Result<std::unique_ptr<Connection>> Borrow(AccessMode) { return Connection::Open(e_); }
-  Status InTransaction(AccessMode mode, const std::function<Status(Connection&)>& fn,
-                       const bolt::RetryPolicy& policy = {}) {
-    std::chrono::milliseconds delay = policy.initial;
-    Status last;
-    for (int attempt = 0; attempt < policy.max_attempts; ++attempt) {
-      if (attempt > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(delay.count() / 2 + std::rand() % (delay.count() / 2 + 1)));
-        delay = std::min(policy.max, delay * 2);
-      }
-      auto c = Connection::Open(e_);
-      if (!c.ok()) {
-        last = c.status();
-        if (last.code() == Code::kUnavailable) continue;
-        return last;
-      }
-      last = (*c)->Begin(mode);
-      if (last.ok()) last = fn(**c);
-      if (last.ok()) last = (*c)->Commit();
-      if (last.ok()) return last;
-      if ((*c)->in_transaction()) (void)(*c)->Rollback();
-      if (last.code() != Code::kUnavailable) return last;
-    }
-    return last;
-  }
-
- private:
-  Neo4jEndpoint e_;
-};
-
 class Neo4jGraphStore final : public GraphStore {
  public:
-  Neo4jGraphStore(std::unique_ptr<Client> pool, Neo4jGraphOptions options)
+  Neo4jGraphStore(std::unique_ptr<bolt::Pool> pool, Neo4jGraphOptions options)
       : pool_(std::move(pool)), options_(options) {}
 
-  // Schema statements cannot share a transaction with writes: each runs on its own. Two
-  // processes opening at once may both try to create a rule; the loser's "already exists" is
-  // what IF NOT EXISTS means.
+  // Each schema statement in a transaction of its own (they cannot share one with writes),
+  // retried on transient errors: processes opening a new database at once (a node and its
+  // workers) race to create the same rules, and the loser's "already exists" is what IF NOT
+  // EXISTS means.
   Status Init() {
-    KG_ASSIGN_OR_RETURN(auto c, pool_->Borrow(AccessMode::kWrite));
     for (const char* cypher : kSchema) {
-      auto r = c->Run(cypher, {}, AccessMode::kWrite);
-      if (!r.ok() && bolt::Neo4jCode(r.status()).find("AlreadyExists") == std::string::npos) {
-        return r.status().With("schema");
-      }
+      Status s = pool_->InTransaction(AccessMode::kWrite, [&](Connection& c) { return c.Run(cypher).status(); });
+      if (!s.ok() && bolt::Neo4jCode(s).find("AlreadyExists") == std::string::npos) return s.With("schema");
     }
     // Indexes fill in the background; a store that answers before they are online would scan.
+    KG_ASSIGN_OR_RETURN(auto c, pool_->Borrow(AccessMode::kRead));
     auto r = c->Run("CALL db.awaitIndexes(300)", {}, AccessMode::kRead);
     if (!r.ok()) return r.status().With("await indexes");
     return Status::Ok();
@@ -450,6 +408,7 @@ class Neo4jGraphStore final : public GraphStore {
       options_.counts->nodes_deleted += committed.nodes_deleted;
       options_.counts->relationships_created += committed.relationships_created;
       options_.counts->relationships_deleted += committed.relationships_deleted;
+      options_.counts->statements += committed.statements;
     }
     return s.ok() || s.code() == Code::kConflict ? s : s.With("graph merge");
   }
@@ -769,7 +728,7 @@ class Neo4jGraphStore final : public GraphStore {
     return r.status();
   }
 
-  std::unique_ptr<Client> pool_;
+  std::unique_ptr<bolt::Pool> pool_;
   const Neo4jGraphOptions options_;
 };
 
@@ -777,7 +736,7 @@ class Neo4jGraphStore final : public GraphStore {
 
 Result<std::unique_ptr<GraphStore>> OpenNeo4jGraphStore(const Neo4jEndpoint& endpoint,
                                                         const Neo4jGraphOptions& options) {
-  auto pool = Client::Open(endpoint);
+  auto pool = bolt::Pool::Open(endpoint);
   if (!pool.ok()) return pool.status().With("open graph");
   auto store = std::make_unique<Neo4jGraphStore>(std::move(pool).value(), options);
   KG_RETURN_IF_ERROR(store->Init().With("init graph " + bolt::Describe(endpoint)));

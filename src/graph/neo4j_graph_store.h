@@ -12,8 +12,10 @@ namespace kg {
 
 // The server's write counters ("stats" of each statement's summary), summed over the Merge
 // calls that committed (a rolled-back or retried attempt adds nothing).
+// `statements`: the Cypher statements those calls ran.
 struct Neo4jWriteCounts {
   std::atomic<int64_t> nodes_created{0}, nodes_deleted{0}, relationships_created{0}, relationships_deleted{0};
+  std::atomic<int64_t> statements{0};
 };
 
 struct Neo4jGraphOptions {
