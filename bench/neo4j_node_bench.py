@@ -66,15 +66,17 @@ def wait_for(cond, timeout, what):
 
 
 def connections_to(port):
-    n = 0
+    """Established client sockets to `port`, by local address (a table read while sockets come
+    and go may list one twice)."""
+    seen = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as f:
             next(f)
             for line in f:
                 parts = line.split()
                 if parts[3] == "01" and int(parts[2].rsplit(":", 1)[1], 16) == port:
-                    n += 1
-    return n
+                    seen.add(parts[1])
+    return len(seen)
 
 
 PEOPLE = ["Alice Moreau", "Bruno Keller", "Chen Wei", "Dana Okafor", "Emil Sato", "Farah Haddad"]

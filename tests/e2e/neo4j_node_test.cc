@@ -6,6 +6,7 @@
 #include <chrono>
 #include <fstream>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -43,9 +44,10 @@ int64_t Scalar(const std::string& cypher) {
 }
 
 // Client sockets connected to `port` on this host (ESTABLISHED in /proc/net/tcp and tcp6, by
-// remote port): the Bolt connections every process here holds to the test's Neo4j.
+// remote port): the Bolt connections every process here holds to the test's Neo4j. Counted by
+// local address: a table read while sockets come and go may list one twice.
 int ConnectionsTo(int port) {
-  int n = 0;
+  std::set<std::string> seen;
   for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
     std::ifstream in(table);
     std::string line;
@@ -56,10 +58,10 @@ int ConnectionsTo(int port) {
       f >> slot >> local >> remote >> state;
       auto colon = remote.rfind(':');
       if (colon == std::string::npos || state != "01") continue;
-      if (std::stoi(remote.substr(colon + 1), nullptr, 16) == port) ++n;
+      if (std::stoi(remote.substr(colon + 1), nullptr, 16) == port) seen.insert(local);
     }
   }
-  return n;
+  return static_cast<int>(seen.size());
 }
 
 class Neo4jNode : public ::testing::Test {
