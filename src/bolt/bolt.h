@@ -127,7 +127,7 @@ class Pool {
   // Checks the endpoint and opens one connection (to learn the routing table for neo4j://
   // and to fail fast on refused credentials). kUnavailable when the server cannot be reached.
   static Result<std::unique_ptr<Pool>> Open(const Neo4jEndpoint& e);
-  ~Pool();
+  ~Pool();  // every Lease must have been returned first (aborts otherwise)
 
   // A borrowed connection, returned to the pool when destroyed (closed instead when broken
   // or left inside a transaction).
