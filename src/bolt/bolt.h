@@ -6,10 +6,13 @@
 // Errors are Status values whose message reads
 //   "neo4j HOST:PORT: <what>: <Neo4j code>: <Neo4j message>"
 // (the password never appears; Neo4jCode() gives the code back). Codes:
-//   kUnavailable      transport errors, timeouts, a closed connection, a full pool, and every
-//                     Neo.TransientError.* (deadlocks, lock timeouts, leader switches): retry;
-//   kInvalidArgument  refused credentials (Neo.ClientError.Security.*), a bad endpoint, no
-//                     common protocol version: a configuration error, do not retry;
+//   kUnavailable      transport errors, timeouts, a closed connection, a full pool, every
+//                     Neo.TransientError.* (deadlocks, lock timeouts, leader switches), and the
+//                     routing failures Neo.ClientError.Cluster.NotALeader and
+//                     Neo.ClientError.General.ForbiddenOnReadOnlyDatabase: retry;
+//   kInvalidArgument  refused credentials (Neo.ClientError.Security.*), a bad endpoint, an
+//                     unknown database (Neo.ClientError.Database.DatabaseNotFound), no common
+//                     protocol version: a configuration error, do not retry;
 //   kConflict         Neo.ClientError.Schema.ConstraintValidationFailed;
 //   kInternal         every other FAILURE (syntax errors included) and malformed replies.
 // A FAILURE is recovered with RESET on the same connection (the connection stays usable); a
@@ -127,7 +130,7 @@ class Pool {
   // Checks the endpoint and opens one connection (to learn the routing table for neo4j://
   // and to fail fast on refused credentials). kUnavailable when the server cannot be reached.
   static Result<std::unique_ptr<Pool>> Open(const Neo4jEndpoint& e);
-  ~Pool();
+  ~Pool();  // every Lease must have been returned first (aborts otherwise)
 
   // A borrowed connection, returned to the pool when destroyed (closed instead when broken
   // or left inside a transaction).

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <random>
 #include <thread>
@@ -230,7 +232,19 @@ struct Pool::Impl {
 };
 
 Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Pool::~Pool() = default;  // every Lease must have been returned: idle connections say GOODBYE
+Pool::~Pool() {
+  // A Lease outliving its pool would return a connection into freed memory: a bug, loudly.
+  int in_use;
+  {
+    MutexLock l(impl_->mu);
+    in_use = impl_->in_use;
+  }
+  if (in_use != 0) {
+    std::fprintf(stderr, "neo4j %s: the pool is destroyed with %d connection(s) still borrowed\n",
+                 impl_->name.c_str(), in_use);
+    std::abort();
+  }
+}  // the idle connections say GOODBYE
 
 Result<std::unique_ptr<Pool>> Pool::Open(const Neo4jEndpoint& e) {
   if (e.scheme != "bolt" && e.scheme != "neo4j") {

@@ -433,6 +433,13 @@ TEST_F(BoltTest, ReadTimeout) {
   EXPECT_TRUE(c->broken());
   Result<QueryResult> again = c->Run("RETURN 1");
   EXPECT_EQ(again.status().code(), Code::kUnavailable);
+  // The query may still run on the server after the socket closed: stop it (if it has not
+  // ended yet), so that it does not slow the tests after this one.
+  Result<QueryResult> stop = c_->Run(
+      "SHOW TRANSACTIONS YIELD transactionId AS id, currentQuery WHERE currentQuery CONTAINS $q "
+      "TERMINATE TRANSACTIONS id YIELD message RETURN message",
+      {{"q", "range(1, 20000000)"}});  // a parameter, so that this query does not match itself
+  ASSERT_TRUE(stop.ok()) << stop.status().message();
 }
 
 // A listening socket whose accept queue is full: a connect to it is never answered.
