@@ -21,6 +21,7 @@
 # KG_TEST_MARIADB_ARGS: extra mariadbd options, split on white space (for tests only, e.g.
 # --transaction-isolation=READ-COMMITTED to check the code does not rely on the default).
 # KG_TEST_NEO4J_AUTH=0: Neo4j with authentication off. KG_TEST_NEO4J_HEAP: its -Xmx (512m).
+# KG_TEST_NEO4J_CONF: extra neo4j.conf lines, separated by ';' (e.g. dbms.routing_ttl=2s).
 #
 # Neo4j 5.26 Community comes from Maven Central (scripts/neo4j/pom.xml; resolved once into ~/.m2,
 # ~125 MB, and the classpath cached in ~/.cache/kgflow) and runs on Debian's Java 17 with
@@ -148,6 +149,9 @@ server.directories.import=$dir/import
 internal.dbms.bolt.netty_server_shutdown_quiet_period=0
 internal.dbms.bolt.netty_server_shutdown_timeout=5s
 EOF
+  if [ -n "${KG_TEST_NEO4J_CONF:-}" ]; then
+    tr ';' '\n' <<<"$KG_TEST_NEO4J_CONF" >>"$dir/conf/neo4j.conf"
+  fi
   local jvm=(-Xmx"${KG_TEST_NEO4J_HEAP:-512m}" -XX:TieredStopAtLevel=1 -Dfile.encoding=UTF-8
     --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED
     --add-opens=java.base/sun.nio.ch=ALL-UNNAMED -Dio.netty.tryReflectionSetAccessible=true)

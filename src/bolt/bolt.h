@@ -162,6 +162,7 @@ class Pool {
     int open = 0;    // connections open now
     int in_use = 0;  // of which borrowed
     int cap = 0;     // pool_size
+    int64_t routing_refreshes = 0;  // routing tables fetched (neo4j://): on open, TTL, failures
   };
   Stats stats() const;
 

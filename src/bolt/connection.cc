@@ -8,6 +8,8 @@
 // 4.4 put the credentials in HELLO.
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
+
 #include "bolt/bolt.h"
 #include "bolt/transport.h"
 

@@ -71,6 +71,7 @@ struct Pool::Impl {
   Connection::RoutingTable table KG_GUARDED_BY(mu);
   int64_t table_expires_ms KG_GUARDED_BY(mu) = 0;  // MonoMs; 0: none or stale
   uint64_t next_reader KG_GUARDED_BY(mu) = 0;
+  int64_t refreshes KG_GUARDED_BY(mu) = 0;
   std::mt19937_64 rng KG_GUARDED_BY(mu){std::random_device{}()};
 
   // Gives up a slot taken for a borrower (the connection it held, if any, is already gone).
@@ -199,6 +200,7 @@ struct Pool::Impl {
       MutexLock l(mu);
       table = std::move(*t);
       table_expires_ms = MonoMs() + std::max<int64_t>(table.ttl_seconds, 1) * 1000;
+      ++refreshes;
       return Status::Ok();
     }
     return last.With("routing table");
@@ -288,7 +290,7 @@ Status Pool::InTransaction(AccessMode mode, const std::function<Status(Connectio
 
 Pool::Stats Pool::stats() const {
   MutexLock l(impl_->mu);
-  return Stats{impl_->open, impl_->in_use, impl_->e.pool_size};
+  return Stats{impl_->open, impl_->in_use, impl_->e.pool_size, impl_->refreshes};
 }
 
 Pool::Lease::Lease(Pool* pool, std::unique_ptr<Connection> c, AccessMode mode)

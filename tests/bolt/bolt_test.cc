@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -116,6 +117,31 @@ TEST_F(BoltTest, SyntaxErrorThenResetThenGoodQuery) {
   EXPECT_TRUE(c_->Reset().ok());
 }
 
+// Verifies the error classes: a uniqueness violation is kConflict, an unknown database is a
+// configuration error (kInvalidArgument); both leave the connection usable.
+TEST_F(BoltTest, ErrorClasses) {
+  ASSERT_TRUE(c_->Run("CREATE CONSTRAINT bolt_test_u IF NOT EXISTS FOR (n:BoltU) REQUIRE n.k IS UNIQUE").ok());
+  ASSERT_TRUE(c_->Run("CREATE (:BoltU {k: 1})").ok());
+  Result<QueryResult> dup = c_->Run("CREATE (:BoltU {k: 1})");
+  Status drop = c_->Run("DROP CONSTRAINT bolt_test_u").status();
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.status().code(), Code::kConflict) << dup.status().message();
+  EXPECT_EQ(Neo4jCode(dup.status()), "Neo.ClientError.Schema.ConstraintValidationFailed");
+  EXPECT_TRUE(drop.ok()) << drop.message();
+
+  Neo4jEndpoint e = e_;
+  e.database = "nosuchdb";
+  std::unique_ptr<Connection> c = Connect(e);
+  ASSERT_NE(c, nullptr);
+  Result<QueryResult> r = c->Run("RETURN 1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << r.status().message();
+  EXPECT_EQ(Neo4jCode(r.status()), "Neo.ClientError.Database.DatabaseNotFound") << r.status().message();
+  EXPECT_FALSE(c->broken());
+  EXPECT_FALSE(c->Begin().ok());
+  EXPECT_FALSE(c->broken());
+}
+
 // Verifies a rolled-back transaction leaves nothing and a committed one persists.
 TEST_F(BoltTest, RollbackLeavesNothing) {
   ASSERT_TRUE(c_->Begin().ok());
@@ -182,7 +208,8 @@ TEST_F(BoltTest, RunEachStreamsAndStopsEarly) {
 // configuration error) by the shared server, which has auth on.
 TEST(BoltAuth, SchemeNone) {
   kg::testing::TempDir dir;  // outlives the server
-  kg::testing::ScopedServer open{kg::testing::StartServer("neo4j", dir.path(), 0, {{"KG_TEST_NEO4J_AUTH", "0"}})};
+  kg::testing::ScopedServer open{kg::testing::StartServer(
+      "neo4j", dir.path(), 0, {{"KG_TEST_NEO4J_AUTH", "0"}, {"KG_TEST_NEO4J_CONF", "dbms.routing_ttl=1s"}})};
   ASSERT_NE(open.server.port, 0);
   Neo4jEndpoint e = Neo4jAt(open.server);
   e.user.clear();
@@ -192,6 +219,26 @@ TEST(BoltAuth, SchemeNone) {
   Result<QueryResult> r = (*c)->Run("RETURN 1");
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->records.at(0).at(0).AsInt(), 1);
+
+  // neo4j:// here too, with the server's routing TTL at 1 s: the pool fetches the table again
+  // once it expires.
+  e.scheme = "neo4j";
+  Result<std::unique_ptr<Pool>> pool = Pool::Open(e);
+  ASSERT_TRUE(pool.ok()) << pool.status().message();
+  EXPECT_EQ((*pool)->stats().routing_refreshes, 1);
+  {
+    Result<Pool::Lease> l = (*pool)->Borrow();
+    ASSERT_TRUE(l.ok()) << l.status().message();
+    EXPECT_TRUE((*l)->Run("RETURN 1").ok());
+  }
+  EXPECT_EQ((*pool)->stats().routing_refreshes, 1);  // still fresh
+  bool refreshed = kg::testing::WaitFor(
+      [&] {
+        Result<Pool::Lease> l = (*pool)->Borrow();
+        return l.ok() && (*pool)->stats().routing_refreshes >= 2;
+      },
+      std::chrono::seconds(10));
+  EXPECT_TRUE(refreshed) << "the routing table was not fetched again after its TTL";
 
   Neo4jEndpoint shared = Neo4jAt(SharedNeo4j());
   shared.user.clear();
@@ -386,6 +433,13 @@ TEST_F(BoltTest, ReadTimeout) {
   EXPECT_TRUE(c->broken());
   Result<QueryResult> again = c->Run("RETURN 1");
   EXPECT_EQ(again.status().code(), Code::kUnavailable);
+  // The query may still run on the server after the socket closed: stop it (if it has not
+  // ended yet), so that it does not slow the tests after this one.
+  Result<QueryResult> stop = c_->Run(
+      "SHOW TRANSACTIONS YIELD transactionId AS id, currentQuery WHERE currentQuery CONTAINS $q "
+      "TERMINATE TRANSACTIONS id YIELD message RETURN message",
+      {{"q", "range(1, 20000000)"}});  // a parameter, so that this query does not match itself
+  ASSERT_TRUE(stop.ok()) << stop.status().message();
 }
 
 // A listening socket whose accept queue is full: a connect to it is never answered.
@@ -469,15 +523,22 @@ TEST(BoltTimeouts, SilentServerAndRefused) {
 }
 
 // Verifies a connection whose server went away (a restart on the same dir and port) is
-// replaced on the next Borrow by the health check, and that a Borrow while the server is down
-// is kUnavailable.
-TEST(BoltPool, DeadConnectionReplacedAfterRestart) {
+// replaced on the next Borrow by the health check, that a Borrow while the server is down is
+// kUnavailable, and (neo4j://) that the failure makes the pool fetch the routing table again
+// although its TTL (300 s) has not expired.
+class BoltRestart : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(BoltRestart, DeadConnectionReplacedAfterRestart) {
   kg::testing::TempDir tmp;  // outlives the server
   const std::string dir = tmp.path();
-  kg::testing::ServerProcess first = kg::testing::StartServer("neo4j", dir);
+  // Shutdown does not wait 10 s for the open transaction the second part leaves behind.
+  const std::map<std::string, std::string> env{{"KG_TEST_NEO4J_CONF", "db.shutdown_transaction_end_timeout=0s"}};
+  kg::testing::ServerProcess first = kg::testing::StartServer("neo4j", dir, 0, env);
   ASSERT_NE(first.port, 0);
   kg::testing::ScopedServer guard{first};
   Neo4jEndpoint e = Neo4jAt(first);
+  e.scheme = GetParam();
+  bool routing = e.scheme == "neo4j";
   e.pool_size = 2;
   e.borrow_timeout_ms = 2000;
   Result<std::unique_ptr<Pool>> pool = Pool::Open(e);
@@ -488,19 +549,42 @@ TEST(BoltPool, DeadConnectionReplacedAfterRestart) {
     ASSERT_TRUE((*l)->Run("CREATE (:Kept {k: 1})").ok());
   }
   ASSERT_EQ((*pool)->stats().open, 1);
+  EXPECT_EQ((*pool)->stats().routing_refreshes, routing ? 1 : 0);
   kg::testing::StopServer(first);
   Result<Pool::Lease> down = (*pool)->Borrow();
   ASSERT_FALSE(down.ok()) << "borrowed a connection from a stopped server";
   EXPECT_EQ(down.status().code(), Code::kUnavailable) << down.status().message();
   EXPECT_EQ((*pool)->stats().open, 0);
-  guard.server = kg::testing::StartServer("neo4j", dir, first.port);
+  guard.server = kg::testing::StartServer("neo4j", dir, first.port, env);
   ASSERT_EQ(guard.server.port, first.port);
   Result<Pool::Lease> l = (*pool)->Borrow();
   ASSERT_TRUE(l.ok()) << l.status().message();
   Result<QueryResult> r = (*l)->Run("MATCH (n:Kept) RETURN count(n)");
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->records.at(0).at(0).AsInt(), 1);
+  EXPECT_EQ((*pool)->stats().routing_refreshes, routing ? 2 : 0);
+  l = Status::Internal("returned");  // the lease goes back
+
+  // The server restarts in the middle of a transaction: InTransaction retries on a new
+  // connection, and the write lands once.
+  int attempts = 0;
+  Status s = (*pool)->InTransaction(AccessMode::kWrite, [&](Connection& c) -> Status {
+    if (++attempts == 1) {
+      kg::testing::StopServer(guard.server);
+      guard.server = kg::testing::StartServer("neo4j", dir, first.port, env);
+    }
+    return c.Run("CREATE (:Kept {k: 2})").status();
+  });
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(attempts, 2);
+  Result<Pool::Lease> again = (*pool)->Borrow();
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  r = (*again)->Run("MATCH (n:Kept) RETURN count(n)");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->records.at(0).at(0).AsInt(), 2);
 }
+
+INSTANTIATE_TEST_SUITE_P(Schemes, BoltRestart, ::testing::Values("bolt", "neo4j"));
 
 // Verifies neo4j:// routing against the single server: ROUTE names it as writer, reader and
 // router, and the pool's connections for writes and reads go to it.
