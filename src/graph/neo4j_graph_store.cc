@@ -183,6 +183,10 @@ std::vector<Segment> PlanSegments(const std::vector<GraphBatch>& batches) {
 
 // ---------------------------------------------------------------------------------------
 // Statements (every value a parameter; $rows sorted by the key the statement merges on).
+//
+// Every statement that computes a property from its stored value write-locks the node or
+// relationship first (SET _lock ... REMOVE _lock) and reads it after: Neo4j reads are read
+// committed and take no lock, so a read-then-SET in one clause loses a concurrent Merge's update.
 
 // Merges and write-locks each chunk node of the call, then reads its generation: a concurrent
 // Merge of the same chunk waits at the lock and then reads what the first one committed.
@@ -196,10 +200,6 @@ constexpr const char* kFence =
 constexpr const char* kOldRelations =
     "UNWIND $rows AS row MATCH (c:Chunk {sha: row.sha}) UNWIND coalesce(c.rels, []) AS sha RETURN DISTINCT sha";
 // Removes the segment's chunks' evidence that their new contribution no longer has.
-//
-// Every statement that computes a property from its stored value write-locks the node or
-// relationship first (SET _lock ... REMOVE _lock) and reads it after: Neo4j reads are read
-// committed and take no lock, so a read-then-SET in one clause loses a concurrent Merge's update.
 constexpr const char* kPruneEvidence =
     "UNWIND $rows AS row MATCH ()-[r:RELATION {sha: row.sha}]->() SET r._lock = true REMOVE r._lock "
     "WITH r, row, [x IN r.ev WHERE NOT substring(x, 64) IN row.ids OR x IN row.keep] AS kept "

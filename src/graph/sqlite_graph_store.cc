@@ -1,6 +1,7 @@
 #include <array>
 #include <filesystem>
 #include <map>
+#include <string>
 
 #include "config/config.h"
 #include "graph/graph_store.h"
@@ -455,7 +456,9 @@ class SqliteGraphStore final : public GraphStore {
       KG_RETURN_IF_ERROR(q->status());
     }
     KG_ASSIGN_OR_RETURN(auto q, rd.Prepare(
-        "SELECT r.src, r.dst, r.type, (SELECT group_concat(chunk_id, ' ') FROM (SELECT DISTINCT chunk_id FROM "
+        // Each chunk id as "<byte length>:<id>": an id may hold any character, a space included.
+        "SELECT r.src, r.dst, r.type, (SELECT group_concat(length(CAST(chunk_id AS BLOB)) || ':' || chunk_id, '') "
+        "FROM (SELECT DISTINCT chunk_id FROM "
         "relation_evidence v WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type ORDER BY chunk_id)), (SELECT COUNT(DISTINCT "
         "sentence) FROM relation_evidence v WHERE v.src=r.src AND v.dst=r.dst AND v.type=r.type) FROM relations r "
         "ORDER BY r.src, r.dst, r.type"));
@@ -464,12 +467,13 @@ class SqliteGraphStore final : public GraphStore {
       rel.src = q->Text(0);
       rel.dst = q->Text(1);
       rel.type = q->Text(2);
-      std::string ev = q->Text(3);
+      const std::string ev = q->Text(3);
       for (size_t pos = 0; pos < ev.size();) {
-        size_t sp = ev.find(' ', pos);
-        if (sp == std::string::npos) sp = ev.size();
-        rel.evidence.push_back(ev.substr(pos, sp - pos));
-        pos = sp + 1;
+        const size_t colon = ev.find(':', pos);
+        if (colon == std::string::npos) return Status::Internal("export: malformed evidence of " + rel.src);
+        const size_t len = std::stoul(ev.substr(pos, colon - pos));
+        rel.evidence.push_back(ev.substr(colon + 1, len));
+        pos = colon + 1 + len;
       }
       rel.weight = q->Int(4);
       KG_RETURN_IF_ERROR(sink.Relation(rel));

@@ -155,8 +155,8 @@ TEST(Neo4jGraph, HostileTextChangesOnlyItsOwnData) {
       "WORKS_AT`]->() DETACH DELETE n //", "}) MATCH (n) DETACH DELETE n //", "关系", "\U0001F600", "", "a'b\"c`d",
       "$rel", "x\ny", std::string(9000, 'R')};
   GraphBatch b;
-  // No space in the id: the SQLite store's export splits evidence (chunk ids) on spaces.
-  b.doc = {"doc'})`{$x}//\"\U0001F600", "Title `with` {braces} }) DETACH DELETE n //", "source\n\"quoted\".txt"};
+  b.doc = {"doc'}) DETACH DELETE n // `{$x}\"\U0001F600", "Title `with` {braces} }) DETACH DELETE n //",
+           "source\n\"quoted\".txt"};
   b.chunk = {b.doc.id + ":0", b.doc.id, 0, "text with 'quotes' and }) DETACH DELETE n //", 1};
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string& type = types[i % types.size()];

@@ -368,5 +368,32 @@ TEST(SqliteGraphMigration, NewerSchemaIsRefused) {
   EXPECT_EQ(UserVersion(path), 99);
 }
 
+// Verifies the export gives a relation's evidence chunk ids whole whatever they hold: a
+// document id with spaces and a colon (clients choose it) makes chunk ids the export used to
+// split at each space; Export() and GetEntity agree.
+TEST(SqliteGraph, ExportKeepsEvidenceChunkIdsWithSpaces) {
+  testing::TempDir dir;
+  auto g = OpenSqliteGraphStore(dir.File("graph.db"));
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  std::vector<GraphBatch> batches;
+  for (int i = 0; i < 2; ++i) {
+    GraphBatch b;
+    b.doc = {"my doc: 2 3", "T", "s"};
+    b.chunk = {b.doc.id + ":" + std::to_string(i), b.doc.id, i, "Mara Voss founded Helix.", 1};
+    b.entities = {{"person:mara voss", "Mara Voss", "Person", "", 0}, {"organization:helix", "Helix", "Organization", "", 0}};
+    b.relations = {{"person:mara voss", "organization:helix", "FOUNDED", {}, 0}};
+    batches.push_back(b);
+  }
+  ASSERT_TRUE((*g)->Merge(batches).ok());
+  auto snap = (*g)->Export();
+  ASSERT_TRUE(snap.ok()) << snap.status().message();
+  ASSERT_EQ(snap->relations.size(), 1u);
+  const std::vector<std::string> want = {"my doc: 2 3:0", "my doc: 2 3:1"};
+  EXPECT_EQ(snap->relations[0].evidence, want);
+  auto e = (*g)->GetEntity("person:mara voss");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->neighbours.at(0).relation.evidence, want);
+}
+
 }  // namespace
 }  // namespace kg
