@@ -22,6 +22,7 @@
 
 #include "common/util.h"
 #include "graph/graph_store.h"
+#include "graph/keys.h"
 #include "mysql/mysql.h"
 #include "text/text.h"
 
@@ -65,22 +66,12 @@ std::string Hash(std::string_view text) {
   return raw;
 }
 
-// Length-prefixed, so no (src, dst, type) can be spelled two ways.
+// The identity of a relation (graph/keys.h).
 std::string RelationHash(std::string_view src, std::string_view dst, std::string_view type) {
-  std::string s;
-  for (std::string_view part : {src, dst, type}) {
-    s += std::to_string(part.size());
-    s += ':';
-    s += part;
-  }
-  return Hash(s);
+  return Hash(graph_keys::RelationIdentity(src, dst, type));
 }
 
-// The key's name part, as FindByName and SearchEntities see it: after the first ':'.
-std::string_view NamePart(std::string_view key) {
-  size_t colon = key.find(':');
-  return colon == std::string_view::npos ? key : key.substr(colon + 1);
-}
+using graph_keys::NamePart;
 
 
 // ---------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@
 
 #include "bolt/bolt.h"
 #include "common/util.h"
+#include "graph/keys.h"
 #include "text/text.h"
 
 namespace kg {
@@ -73,22 +74,12 @@ constexpr const char* kSchema[] = {
     "CREATE INDEX kg_relation_sha IF NOT EXISTS FOR ()-[r:RELATION]-() ON (r.sha)",
 };
 
-// Length-prefixed, so no (src, dst, type) can be spelled two ways.
+// The identity of a relation (graph/keys.h).
 std::string RelationSha(std::string_view src, std::string_view dst, std::string_view type) {
-  std::string s;
-  for (std::string_view part : {src, dst, type}) {
-    s += std::to_string(part.size());
-    s += ':';
-    s += part;
-  }
-  return Sha256Hex(s);
+  return Sha256Hex(graph_keys::RelationIdentity(src, dst, type));
 }
 
-// The key's name part, as FindByName and SearchEntities see it: after the first ':'.
-std::string_view NamePart(std::string_view key) {
-  size_t colon = key.find(':');
-  return colon == std::string_view::npos ? key : key.substr(colon + 1);
-}
+using graph_keys::NamePart;
 
 constexpr size_t kShaHex = 64;
 

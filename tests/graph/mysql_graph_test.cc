@@ -16,6 +16,7 @@
 #include "graph/graph_store.h"
 #include "mysql/mysql.h"
 #include "testing/servers.h"
+#include "graph/overlapping_batches.h"
 #include "testing/testing.h"
 #include "text/text.h"
 
@@ -45,41 +46,10 @@ std::string Json(GraphStore& g) {
   return snap.ok() ? ExportJson(*snap) : "<" + snap.status().message() + ">";
 }
 
-// Entity attributes depend on the key alone (so the result does not depend on which
-// concurrent merge came first); descriptions are empty in some batches of generation 1 and the
-// same text in the others, so "the first non-empty" is one value whatever the order (and
-// generation 2, which may delete and re-create an entity, always describes it).
-EntityRec Person(int i, bool describe) {
-  std::string name = "Person " + std::to_string(i);
-  return {EntityKey(name, "Person"), name, "Person", describe ? "person number " + std::to_string(i) : "", 0};
-}
-EntityRec Org(int i) {
-  std::string name = "Org " + std::to_string(i);
-  return {EntityKey(name, "Organization"), name, "Organization", "", 0};
-}
-
-// Chunk c of document c/10 (generation `gen`): people and organisations drawn from small
-// pools, so batches of different threads share entities and relations; neighbouring chunks
-// of a document read the same sentence (overlap), and generation 2 answers differently.
-GraphBatch Overlapping(int c, int64_t gen) {
-  GraphBatch b;
-  std::string doc = "doc" + std::to_string(c / 10);
-  b.doc = {doc, "Document " + doc, doc + ".txt"};
-  b.chunk = {doc + ":" + std::to_string(c % 10), doc, c % 10, "text of chunk " + std::to_string(c), gen};
-  const int shift = gen == 1 ? 0 : 7;
-  for (int k = 0; k < 4; ++k) {
-    EntityRec p = Person((c * 3 + k + shift) % 23, gen == 2 || (c + k) % 2 == 0);
-    EntityRec o = Org((c + k + shift) % 5);
-    b.entities.push_back(p);
-    b.entities.push_back(o);
-    RelationRec r{p.key, o.key, k % 2 == 0 ? "WORKS_AT" : "FOUNDED", {}, 0};
-    // Sentence ids: this chunk's own and the one it shares with the next chunk.
-    r.sentences = {doc + "@" + std::to_string((c % 10) * 100 + k), doc + "@" + std::to_string((c % 10 + 1) * 100)};
-    if (k == 3) r.sentences.clear();  // the chunk stands for its sentence
-    b.relations.push_back(r);
-  }
-  return b;
-}
+// testing::Overlapping with this test's pools: 23 people, 5 organisations.
+GraphBatch Overlapping(int c, int64_t gen) { return testing::Overlapping(c, gen, 23, 5); }
+using testing::Org;
+using testing::Person;
 
 // Verifies four threads merging overlapping batches at once (shared entities, relations and
 // sentences; deadlocks and lock waits retried inside Merge) end with exactly the graph the

@@ -25,6 +25,7 @@
 #include "provider/provider.h"
 #include "testing/neo4j.h"
 #include "testing/servers.h"
+#include "graph/overlapping_batches.h"
 #include "testing/testing.h"
 #include "text/text.h"
 
@@ -363,36 +364,10 @@ TEST(Neo4jGraph, RacingWritersOfOneChunkKeepTheNewestGeneration) {
   for (const ChunkRec& c : snap->chunks) EXPECT_EQ(c.text, "gen 5") << c.id;
 }
 
-EntityRec Person(int i, bool describe) {
-  std::string name = "Person " + std::to_string(i);
-  return {EntityKey(name, "Person"), name, "Person", describe ? "person number " + std::to_string(i) : "", 0};
-}
-EntityRec Org(int i) {
-  std::string name = "Org " + std::to_string(i);
-  return {EntityKey(name, "Organization"), name, "Organization", "", 0};
-}
-
-// Chunk c of document c/10 at generation `gen`: people and organisations from small pools,
-// so every thread's batches share entities and relations; neighbouring chunks read the same
-// sentence, and generation 2 answers differently.
-GraphBatch Overlapping(int c, int64_t gen) {
-  GraphBatch b;
-  std::string doc = "doc" + std::to_string(c / 10);
-  b.doc = {doc, "Document " + doc, doc + ".txt"};
-  b.chunk = {doc + ":" + std::to_string(c % 10), doc, c % 10, "text of chunk " + std::to_string(c), gen};
-  const int shift = gen == 1 ? 0 : 7;
-  for (int k = 0; k < 4; ++k) {
-    EntityRec p = Person((c * 3 + k + shift) % 13, gen == 2 || (c + k) % 2 == 0);
-    EntityRec o = Org((c + k + shift) % 4);
-    b.entities.push_back(p);
-    b.entities.push_back(o);
-    RelationRec r{p.key, o.key, k % 2 == 0 ? "WORKS_AT" : "FOUNDED", {}, 0};
-    r.sentences = {doc + "@" + std::to_string((c % 10) * 100 + k), doc + "@" + std::to_string((c % 10 + 1) * 100)};
-    if (k == 3) r.sentences.clear();
-    b.relations.push_back(r);
-  }
-  return b;
-}
+// testing::Overlapping with this test's pools: 13 people, 4 organisations.
+GraphBatch Overlapping(int c, int64_t gen) { return testing::Overlapping(c, gen, 13, 4); }
+using testing::Org;
+using testing::Person;
 
 // Verifies four threads, each with a store (and a connection pool) of its own, merging batches
 // that share entities and relations in opposite orders at once, then re-extracting a third of
