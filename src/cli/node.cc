@@ -35,8 +35,11 @@ namespace {
 
 // The cluster's Neo4j connection budget (nodes x processes x pool), and a warning when it
 // would pass what the server accepts: the seed's "connection pool exhausted" seen coming.
+// A node without NEO4J_URI publishes a share of 0, so a name once used by a Neo4j node does not
+// keep counting in the cluster's figure.
 void ReportNeo4jBudget(const Config& c, TaskStore& store) {
   auto budget = PublishNeo4jShare(c, store);
+  if (c.neo4j_uri.empty()) return;
   if (!budget.ok()) {
     spdlog::warn("neo4j: could not publish this node's connection budget: {}", budget.status().message());
     return;
@@ -104,7 +107,7 @@ int RunNode(const Config& c) {
     spdlog::error("{}", claimed.message());
     return claimed.code() == Code::kConflict ? 2 : 1;
   }
-  if (!c.neo4j_uri.empty()) ReportNeo4jBudget(c, *store.value());
+  ReportNeo4jBudget(c, *store.value());
   // The API and the supervisor each have their own connections (the supervisor opens its own).
   std::unique_ptr<Supervisor> supervisor;
   if (c.role != NodeRole::kWeb) {
