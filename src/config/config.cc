@@ -150,8 +150,35 @@ const std::vector<Setting>& Settings() {
       StrSetting("NEO4J_USER", &Config::neo4j_user),
       StrSetting("NEO4J_PASSWORD", &Config::neo4j_password, true),
       // Passed to the server as data (the `db` field of BEGIN and RUN), never spliced: still, only
-      // what a Neo4j database name may hold.
-      NameSetting("NEO4J_DATABASE", &Config::neo4j_database, 63, "A-Z a-z 0-9 . -", true),
+      // what a Neo4j database name may hold (3-63 characters), and never the `system` database
+      // (it holds no graph). Empty is unset: the server's default database.
+      {"NEO4J_DATABASE",
+       [](Config& c, const std::string& v, const std::string& var) {
+         if (v.empty()) {
+           c.neo4j_database.clear();
+           return Status::Ok();
+         }
+         bool ok = v.size() >= 3 && v.size() <= 63 && std::isalpha(static_cast<unsigned char>(v[0])) &&
+                   std::all_of(v.begin(), v.end(), [](char ch) {
+                     return std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-';
+                   });
+         if (!ok) {
+           return Status::Invalid(fmt::format(
+               "{}='{}': expected a Neo4j database name: 3-63 characters of A-Z a-z 0-9 . -, starting with a letter "
+               "(unset it for the server's default database)",
+               var, v));
+         }
+         std::string lower = v;
+         std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+         if (lower == "system") {
+           return Status::Invalid(fmt::format(
+               "{}='{}': the system database holds no graph; name a user database (or unset it for the server's "
+               "default)",
+               var, v));
+         }
+         c.neo4j_database = v;
+         return Status::Ok();
+       }},
       IntSetting("KG_NEO4J_POOL_SIZE", &Config::neo4j_pool_size, 1, 256),
       IntSetting("KG_NEO4J_MAX_CONNECTIONS", &Config::neo4j_max_connections, 0, 1000000),
       {"KG_DATA_DIR",

@@ -23,9 +23,13 @@ Result<std::unique_ptr<GraphStore>> OpenGraphStore(const Config& config) {
     Neo4jEndpoint at = Neo4jEndpointOf(config);
     auto opened = RetryOpen<Result<std::unique_ptr<GraphStore>>>([&] { return OpenNeo4jGraphStore(at); },
                                                                  kOpenWaitMs, waiting);
-    // Refused credentials or a database the server does not have: say which variables to check.
+    // Refused credentials or a database the server does not have: say which variables to check;
+    // a server still away after the wait: say where it was looked for.
     if (!opened.ok() && opened.status().code() == Code::kInvalidArgument) {
       return opened.status().With("graph on Neo4j (check NEO4J_URI, NEO4J_USER, NEO4J_PASSWORD and NEO4J_DATABASE)");
+    }
+    if (!opened.ok() && opened.status().code() == Code::kUnavailable) {
+      return opened.status().With("graph on Neo4j at NEO4J_URI=" + bolt::Describe(at));
     }
     return opened;
   }

@@ -260,6 +260,8 @@ TEST(Config, BadBackendSettingsNameTheVariable) {
       {{{"NEO4J_URI", "bolt://"}}, "NEO4J_URI='bolt://'"},
       {{{"NEO4J_URI", "bolt://neo4j:hunter2@h"}}, "NEO4J_URI: credentials do not go in the URI"},
       {{{"NEO4J_URI", "bolt://h"}, {"NEO4J_DATABASE", "kg`}) DETACH DELETE n"}}, "NEO4J_DATABASE="},
+      {{{"NEO4J_URI", "bolt://h"}, {"NEO4J_DATABASE", "System"}}, "NEO4J_DATABASE='System': the system database"},
+      {{{"NEO4J_URI", "bolt://h"}, {"NEO4J_DATABASE", "kg"}}, "NEO4J_DATABASE='kg': expected a Neo4j database name"},
       {{{"NEO4J_URI", "bolt://h"}, {"KG_NEO4J_POOL_SIZE", "0"}}, "KG_NEO4J_POOL_SIZE="},
       {{{"NEO4J_URI", "bolt://h"}, {"KG_NEO4J_MAX_CONNECTIONS", "-1"}}, "KG_NEO4J_MAX_CONNECTIONS="},
   };
@@ -301,6 +303,10 @@ TEST(Config, Neo4jGraph) {
   EXPECT_EQ(Neo4jEndpointOf(*web).port, 7688);
   EXPECT_EQ(Neo4jConnectionsOfNode(*web), 2);  // the API process alone, default pool 2
   EXPECT_EQ(Neo4jConnectionsOfNode(*LoadConfig(Env({}))), 0);
+  // An empty database is unset, as an empty NEO4J_URI is.
+  auto empty_db = LoadConfig(Env({{"NEO4J_URI", "bolt://h"}, {"NEO4J_DATABASE", ""}}));
+  ASSERT_TRUE(empty_db.ok()) << empty_db.status().message();
+  EXPECT_EQ(Neo4jEndpointOf(*empty_db).database, "");
   EXPECT_EQ(DescribeBackends(*LoadConfig(Env({{"NEO4J_URI", "bolt://[::1]:7690"}, {"NEO4J_USER", ""}}))).graph,
             "neo4j bolt://[::1]:7690 (user none, password none)");
 }
