@@ -265,12 +265,6 @@ const bolt::RetryPolicy kMergeRetry{16, std::chrono::milliseconds(10), std::chro
 // io_timeout_ms (less 5 s for the round trip and the server's own pace), and at least 1 s.
 int AwaitIndexesSeconds(int io_timeout_ms) { return std::max(1, io_timeout_ms / 1000 - 5); }
 
-// db.awaitIndexes gave up waiting (the indexes are still populating, not failed).
-bool IsAwaitTimeout(const Status& s) {
-  return bolt::Neo4jCode(s) == "Neo.ClientError.Procedure.ProcedureCallFailed" &&
-         s.message().find("imed out") != std::string::npos;
-}
-
 struct Counts {
   int64_t nodes_created = 0, nodes_deleted = 0, relationships_created = 0, relationships_deleted = 0;
   int64_t statements = 0;
@@ -422,7 +416,14 @@ class Neo4jGraphStore final : public GraphStore {
     auto r = c->Run("CALL db.awaitIndexes($seconds)", Map{{"seconds", Value(static_cast<int64_t>(wait_s))}},
                     AccessMode::kRead);
     if (!r.ok()) {
-      if (!IsAwaitTimeout(r.status())) return r.status().With("await indexes");
+      // The procedure fails when it runs out of time and when an index failed: only the
+      // second (or a lost connection) fails Init.
+      if (bolt::Neo4jCode(r.status()).empty()) return r.status().With("await indexes");
+      auto failed = c->Run("SHOW INDEXES YIELD name, state WHERE state = 'FAILED' RETURN name", {}, AccessMode::kRead);
+      if (!failed.ok()) return failed.status().With("await indexes");
+      if (!failed->records.empty()) {
+        return Status::Internal("index " + failed->records[0][0].AsString() + " failed: " + r.status().message());
+      }
       spdlog::warn("neo4j graph: indexes still populating after {} s; opening anyway (merges scan until they are "
                    "online): {}",
                    wait_s, r.status().message());

@@ -37,7 +37,7 @@ struct Neo4jGraphOptions {
   std::chrono::milliseconds merge_deadline{30000};
   // Tests only: runs on the transaction's connection at the end of every attempt of a Merge,
   // before COMMIT; an error fails the attempt as a failed COMMIT would. Null: nothing.
-  std::function<Status(bolt::Connection&)> before_commit;
+  std::function<Status(bolt::Connection&)> before_commit = nullptr;
 };
 
 Result<std::unique_ptr<GraphStore>> OpenNeo4jGraphStore(const Neo4jEndpoint& endpoint,
