@@ -258,7 +258,9 @@ constexpr const char* kMentionCount = "COUNT { (e)<-[:MENTIONS]-(:Chunk) }";
 constexpr size_t kRowsPerStatement = 2000;
 
 // Merges wait for each other on shared nodes and deadlock now and then (Neo4j detects it and
-// fails one of them with a transient error): retried whole, patiently.
+// fails one of them with a transient error): retried whole, patiently, but no attempt begins
+// after Neo4jGraphOptions::merge_deadline (Merge checks it at the start of each attempt).
+// TODO(bolt): set RetryPolicy::max_total here instead once it is on main (h/fixbolt).
 const bolt::RetryPolicy kMergeRetry{16, std::chrono::milliseconds(10), std::chrono::milliseconds(1000)};
 
 // How long Init waits for the indexes to come online: the wait is one read, so well within
