@@ -29,19 +29,31 @@
 // Export: Neo4j reads are read committed, not snapshots. ExportTo therefore reads the whole
 // graph quickly in one read transaction into a temporary file (bounded memory: records are
 // pulled in batches) and then feeds the sink from the file, so a slow sink holds no
-// connection, no transaction and no lock. What it gives: every record of a Merge committed
-// before the export began, none of one that began after the file was written; a Merge that
-// commits while the file is being written may show in later sections and not in earlier ones
-// (its entity without its mention, say). Each section's order is Cypher's ORDER BY on strings,
-// which compares by code point: the same as the byte order of UTF-8 that graph_store.h asks for
-// (checked by Neo4jGraph.ExportOrderIsByteOrder).
+// connection, no transaction and no lock. The sections are read one after the other: D
+// (documents), C (chunks), E (entities), M (mentions), R (relations). What it gives: every
+// record of a Merge committed before the first section was read, none of one committed after
+// the last. A Merge that commits between two sections shows in the later ones only: its chunk
+// without its document (between D and C), its mention without its entity (between E and M),
+// its relation without its ends (between E and R), and an entity's mention count (read in E)
+// that disagrees with M. A Merge that replaces a chunk's contribution and commits mid-spool
+// also deletes: what it deleted shows in the earlier sections only (an entity in E none of
+// whose mentions are in M, say). Such dangling references are not dropped: a record created
+// after its section was read exists again when the next section is read, so re-checking
+// existence in that section's query cannot tell, and remembering every exported key would
+// cost memory in the size of the graph. For an exact copy, export while no Merge runs.
+// Each section's order is Cypher's ORDER BY on strings, which compares by code point: the
+// same as the byte order of UTF-8 that graph_store.h asks for (checked by
+// Neo4jGraph.ExportOrderIsByteOrder).
 #include "graph/neo4j_graph_store.h"
 
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <set>
 #include <string>
@@ -49,6 +61,8 @@
 #include <tuple>
 #include <utility>
 #include <vector>
+
+#include <spdlog/spdlog.h>
 
 #include "bolt/bolt.h"
 #include "common/util.h"
@@ -244,8 +258,14 @@ constexpr const char* kMentionCount = "COUNT { (e)<-[:MENTIONS]-(:Chunk) }";
 constexpr size_t kRowsPerStatement = 2000;
 
 // Merges wait for each other on shared nodes and deadlock now and then (Neo4j detects it and
-// fails one of them with a transient error): retried whole, patiently.
+// fails one of them with a transient error): retried whole, patiently, but no attempt begins
+// after Neo4jGraphOptions::merge_deadline (Merge checks it at the start of each attempt).
+// TODO(bolt): set RetryPolicy::max_total here instead once it is on main (h/fixbolt).
 const bolt::RetryPolicy kMergeRetry{16, std::chrono::milliseconds(10), std::chrono::milliseconds(1000)};
+
+// How long Init waits for the indexes to come online: the wait is one read, so well within
+// io_timeout_ms (less 5 s for the round trip and the server's own pace), and at least 1 s.
+int AwaitIndexesSeconds(int io_timeout_ms) { return std::max(1, io_timeout_ms / 1000 - 5); }
 
 struct Counts {
   int64_t nodes_created = 0, nodes_deleted = 0, relationships_created = 0, relationships_deleted = 0;
@@ -302,17 +322,32 @@ EntityRec EntityOf(const List& r, size_t from = 0) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The export's spool: records in a temporary file (deleted when closed), each a tag byte and
-// a count of length-prefixed strings.
+// The export's spool: records in a temporary file, each a tag byte and a count of
+// length-prefixed strings. The file is made in $TMPDIR (else /tmp; std::tmpfile ignores
+// TMPDIR) and unlinked at once, so it goes when closed, even by a crash.
 class Spool {
  public:
-  Spool() : f_(std::tmpfile()) {}
-  ~Spool() {
-    if (f_ != nullptr) std::fclose(f_);
+  // A spool, or kInternal naming the directory it could not be made in.
+  static Result<std::unique_ptr<Spool>> Create() {
+    const char* env = std::getenv("TMPDIR");
+    const std::string dir = env != nullptr && *env != '\0' ? env : "/tmp";
+    std::string path = dir + "/kgflow-export-XXXXXX";
+    const int fd = ::mkstemp(path.data());
+    if (fd < 0) {
+      return Status::Internal("cannot create a temporary file in " + dir + ": " + std::strerror(errno));
+    }
+    ::unlink(path.c_str());
+    std::FILE* f = ::fdopen(fd, "w+b");
+    if (f == nullptr) {
+      const int err = errno;
+      ::close(fd);
+      return Status::Internal("cannot open the temporary file in " + dir + ": " + std::strerror(err));
+    }
+    return std::unique_ptr<Spool>(new Spool(f));
   }
+  ~Spool() { std::fclose(f_); }
   Spool(const Spool&) = delete;
   Spool& operator=(const Spool&) = delete;
-  bool ok() const { return f_ != nullptr; }
 
   Status Write(char tag, const std::vector<std::string>& fields) {
     std::string rec(1, tag);
@@ -356,13 +391,14 @@ class Spool {
     for (int i = 7; i >= 0; --i) v = v << 8 | b[i];
     return Status::Ok();
   }
-  std::FILE* f_;
+  explicit Spool(std::FILE* f) : f_(f) {}
+  std::FILE* const f_;  // owned, never null
 };
 
 class Neo4jGraphStore final : public GraphStore {
  public:
-  Neo4jGraphStore(std::unique_ptr<bolt::Pool> pool, Neo4jGraphOptions options)
-      : pool_(std::move(pool)), options_(options) {}
+  Neo4jGraphStore(std::unique_ptr<bolt::Pool> pool, Neo4jGraphOptions options, int io_timeout_ms)
+      : pool_(std::move(pool)), options_(std::move(options)), io_timeout_ms_(io_timeout_ms) {}
 
   // Each schema statement in a transaction of its own (they cannot share one with writes),
   // retried on transient errors: processes opening a new database at once (a node and its
@@ -373,23 +409,60 @@ class Neo4jGraphStore final : public GraphStore {
       Status s = pool_->InTransaction(AccessMode::kWrite, [&](Connection& c) { return c.Run(cypher).status(); });
       if (!s.ok() && bolt::Neo4jCode(s).find("AlreadyExists") == std::string::npos) return s.With("schema");
     }
-    // Indexes fill in the background; a store that answers before they are online would scan.
+    // Indexes fill in the background, and until they are online the statements that look a
+    // relation up by `sha` scan. On a new or small database that takes moments, so waiting
+    // spares the first merges; on a large one it may take longer than a read may (io_timeout_ms),
+    // and then the store opens anyway, with a warning: MERGE is correct meanwhile, only slower.
+    const int wait_s = AwaitIndexesSeconds(io_timeout_ms_);
     KG_ASSIGN_OR_RETURN(auto c, pool_->Borrow(AccessMode::kRead));
-    auto r = c->Run("CALL db.awaitIndexes(300)", {}, AccessMode::kRead);
-    if (!r.ok()) return r.status().With("await indexes");
+    auto r = c->Run("CALL db.awaitIndexes($seconds)", Map{{"seconds", Value(static_cast<int64_t>(wait_s))}},
+                    AccessMode::kRead);
+    if (!r.ok()) {
+      // The procedure fails when it runs out of time and when an index failed: only the
+      // second (or a lost connection) fails Init.
+      if (bolt::Neo4jCode(r.status()).empty()) return r.status().With("await indexes");
+      auto failed = c->Run("SHOW INDEXES YIELD name, state WHERE state = 'FAILED' RETURN name", {}, AccessMode::kRead);
+      if (!failed.ok()) return failed.status().With("await indexes");
+      if (!failed->records.empty()) {
+        return Status::Internal("index " + failed->records[0][0].AsString() + " failed: " + r.status().message());
+      }
+      // The server's message lists every index; the ones still populating come last.
+      const std::string& why = r.status().message();
+      const size_t pending = why.find("Indexes not guaranteed to be online");
+      spdlog::warn("neo4j graph: indexes still populating after {} s; opening anyway (merges scan until they are "
+                   "online): {}",
+                   wait_s, pending == std::string::npos ? why : why.substr(pending));
+    }
     return Status::Ok();
   }
 
+  // kConflict means one thing to the worker: the fence refused the call (drop the result and
+  // ack). Any other kConflict (a constraint violation at COMMIT, say: a race between merges) is
+  // reported as kUnavailable, which the worker retries. Transient failures are retried here
+  // until options_.merge_deadline has passed.
   Status Merge(const std::vector<GraphBatch>& batches) override {
     if (batches.empty()) return Status::Ok();
     const std::vector<Segment> segments = PlanSegments(batches);
+    const auto start = std::chrono::steady_clock::now();
     Counts committed;
+    bool fenced = false;      // the last attempt's fence refused the call
+    bool out_of_time = false; // an attempt was due after the deadline
+    int attempts = 0;
     Status s = pool_->InTransaction(
         AccessMode::kWrite,
         [&](Connection& c) -> Status {
+          fenced = false;
+          // A status that is not kUnavailable ends InTransaction's retries.
+          if (++attempts > 1 && std::chrono::steady_clock::now() - start >= options_.merge_deadline) {
+            out_of_time = true;
+            return Status::Internal("out of time");
+          }
           MergeTx tx(c, options_.one_row_per_statement);
-          KG_RETURN_IF_ERROR(Fence(tx, batches));
+          Status f = Fence(tx, batches);
+          if (f.code() == Code::kConflict) fenced = true;
+          KG_RETURN_IF_ERROR(f);
           for (const Segment& seg : segments) KG_RETURN_IF_ERROR(WriteSegment(tx, seg));
+          if (options_.before_commit) KG_RETURN_IF_ERROR(options_.before_commit(c));
           committed = tx.counts;
           return Status::Ok();
         },
@@ -401,7 +474,14 @@ class Neo4jGraphStore final : public GraphStore {
       options_.counts->relationships_deleted += committed.relationships_deleted;
       options_.counts->statements += committed.statements;
     }
-    return s.ok() || s.code() == Code::kConflict ? s : s.With("graph merge");
+    if (s.ok() || (s.code() == Code::kConflict && fenced)) return s;
+    if (out_of_time) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+      return Status::Unavailable("graph merge: transient failures for " + std::to_string(ms.count()) + " ms (" +
+                                 std::to_string(attempts - 1) + " attempts); giving up for now");
+    }
+    if (s.code() == Code::kConflict) return Status::Unavailable("graph merge: " + s.message());
+    return s.With("graph merge");
   }
 
   Result<GraphStats> Stats() override {
@@ -521,8 +601,8 @@ class Neo4jGraphStore final : public GraphStore {
   Status ExportTo(GraphSink& sink) override {
     std::unique_ptr<Spool> spool;
     Status s = pool_->InTransaction(AccessMode::kRead, [&](Connection& c) -> Status {
-      spool = std::make_unique<Spool>();  // afresh on every attempt
-      if (!spool->ok()) return Status::Internal("export: cannot create a temporary file");
+      spool.reset();
+      KG_ASSIGN_OR_RETURN(spool, Spool::Create());  // afresh on every attempt
       return SpoolGraph(c, *spool);
     });
     if (!s.ok()) return s.With("export");
@@ -721,6 +801,7 @@ class Neo4jGraphStore final : public GraphStore {
 
   std::unique_ptr<bolt::Pool> pool_;
   const Neo4jGraphOptions options_;
+  const int io_timeout_ms_;
 };
 
 }  // namespace
@@ -729,7 +810,7 @@ Result<std::unique_ptr<GraphStore>> OpenNeo4jGraphStore(const Neo4jEndpoint& end
                                                         const Neo4jGraphOptions& options) {
   auto pool = bolt::Pool::Open(endpoint);
   if (!pool.ok()) return pool.status().With("open graph");
-  auto store = std::make_unique<Neo4jGraphStore>(std::move(pool).value(), options);
+  auto store = std::make_unique<Neo4jGraphStore>(std::move(pool).value(), options, endpoint.io_timeout_ms);
   KG_RETURN_IF_ERROR(store->Init().With("init graph " + bolt::Describe(endpoint)));
   return std::unique_ptr<GraphStore>(std::move(store));
 }

@@ -10,15 +10,21 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <barrier>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "bolt/bolt.h"
+#include "common/util.h"
 #include "graph/graph_store.h"
 #include "graph/neo4j_graph_store.h"
 #include "pipeline/document.h"
@@ -576,6 +582,183 @@ TEST(Neo4jGraph, StoresOpenedAtOnceOnANewServerAllOpen) {
   auto stats = stores[0] ? stores[0]->Stats() : Result<GraphStats>(Status::Internal("no store"));
   ASSERT_TRUE(stats.ok()) << stats.status().message();
   EXPECT_EQ(stats->chunks, kStores);
+}
+
+// Verifies Merge answers kConflict only when the fence refused it: a constraint violation the
+// real server reports in the transaction after the fence passed (as a COMMIT racing another
+// merge may) comes back as kUnavailable, which the worker retries instead of dropping the
+// result; a batch older than the stored generation is still kConflict.
+TEST(Neo4jGraph, OnlyTheFenceAnswersConflict) {
+  testing::ClearNeo4j(testing::SharedNeo4j());
+  std::atomic<bool> inject{false};
+  Status injected;
+  Neo4jGraphOptions options;
+  options.before_commit = [&](bolt::Connection& c) -> Status {
+    if (!inject) return Status::Ok();
+    // The document this merge just wrote, created again: refused by its uniqueness constraint.
+    injected = c.Run("CREATE (:Document {sha: $sha})", bolt::Map{{"sha", bolt::Value(Sha256Hex("doc0"))}},
+                     bolt::AccessMode::kWrite)
+                   .status();
+    return injected;
+  };
+  auto g = OpenNeo4j(options);
+  ASSERT_TRUE(g);
+  inject = true;
+  Status s = g->Merge({Overlapping(0, 2)});
+  EXPECT_EQ(injected.code(), Code::kConflict) << injected.message();  // the server's own refusal
+  EXPECT_EQ(s.code(), Code::kUnavailable) << s.message();
+  auto stats = g->Stats();
+  ASSERT_TRUE(stats.ok()) << stats.status().message();
+  EXPECT_EQ(stats->chunks, 0);  // rolled back
+  inject = false;
+  ASSERT_TRUE(g->Merge({Overlapping(0, 2)}).ok());
+  s = g->Merge({Overlapping(0, 1)});
+  EXPECT_EQ(s.code(), Code::kConflict) << s.message();
+}
+
+// Verifies Merge stops retrying transient failures once its deadline has passed: with every
+// attempt failing transiently and a 1 s deadline it gives up with kUnavailable after a few
+// attempts and well before its 16 attempts (at least 4.6 s of backoff) would end, and
+// writes nothing.
+TEST(Neo4jGraph, MergeStopsRetryingAtItsDeadline) {
+  testing::ClearNeo4j(testing::SharedNeo4j());
+  std::atomic<int> attempts{0};
+  Neo4jGraphOptions options;
+  options.merge_deadline = std::chrono::milliseconds(1000);
+  options.before_commit = [&](bolt::Connection&) -> Status {
+    ++attempts;
+    return Status::Unavailable("injected transient failure");
+  };
+  auto g = OpenNeo4j(options);
+  ASSERT_TRUE(g);
+  const auto start = std::chrono::steady_clock::now();
+  Status s = g->Merge({Overlapping(0, 1)});
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(s.code(), Code::kUnavailable) << s.message();
+  EXPECT_GE(attempts.load(), 2);
+  EXPECT_LT(attempts.load(), 16);
+  // The deadline, one backoff (at most 1 s) and one attempt.
+  EXPECT_LT(took, std::chrono::milliseconds(4000));
+  auto stats = g->Stats();
+  ASSERT_TRUE(stats.ok()) << stats.status().message();
+  EXPECT_EQ(stats->chunks, 0);
+}
+
+// The file descriptors of this process open on a deleted file under `dir`.
+int DeletedFilesOpenIn(const std::string& dir) {
+  int n = 0;
+  for (int fd = 0; fd < 4096; ++fd) {
+    char target[4096];
+    const std::string link = "/proc/self/fd/" + std::to_string(fd);
+    ssize_t len = ::readlink(link.c_str(), target, sizeof target - 1);
+    if (len <= 0) continue;
+    const std::string t(target, static_cast<size_t>(len));
+    if (t.rfind(dir + "/", 0) == 0 && t.find(" (deleted)") != std::string::npos) ++n;
+  }
+  return n;
+}
+
+// Sets an environment variable for a scope, and puts the old value back.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old_) ::setenv(name_, old_->c_str(), 1);
+    else ::unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// Records, while the export feeds it, how many deleted files under `dir` this process holds.
+class SpoolWatchingSink : public GraphSink {
+ public:
+  explicit SpoolWatchingSink(std::string dir) : dir_(std::move(dir)) {}
+  Status Document(const DocumentRec&) override {
+    seen_ = DeletedFilesOpenIn(dir_);
+    return Status::Ok();
+  }
+  Status Chunk(const ChunkRec&) override { return Status::Ok(); }
+  Status Entity(const EntityRec&) override { return Status::Ok(); }
+  Status Mention(const std::string&, const std::string&) override { return Status::Ok(); }
+  Status Relation(const RelationRec&) override { return Status::Ok(); }
+  int seen() const { return seen_; }
+
+ private:
+  std::string dir_;
+  int seen_ = -1;
+};
+
+// Verifies the export spools to a file in $TMPDIR (not always /tmp, as std::tmpfile does),
+// unlinked at once and closed at the end; and that a $TMPDIR where no file can be made fails
+// the export with a message naming it.
+TEST(Neo4jGraph, ExportSpoolsInTmpdir) {
+  testing::ClearNeo4j(testing::SharedNeo4j());
+  auto g = OpenNeo4j();
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(g->Merge({Overlapping(0, 1)}).ok());
+  testing::TempDir tmp;
+  {
+    ScopedEnv env("TMPDIR", tmp.path());
+    SpoolWatchingSink sink(tmp.path());
+    Status s = g->ExportTo(sink);
+    ASSERT_TRUE(s.ok()) << s.message();
+    EXPECT_EQ(sink.seen(), 1);  // the spool, already unlinked
+    EXPECT_EQ(DeletedFilesOpenIn(tmp.path()), 0);
+    std::error_code ec;
+    EXPECT_TRUE(std::filesystem::is_empty(tmp.path(), ec)) << ec.message();
+  }
+  {
+    const std::string missing = tmp.File("missing");
+    ScopedEnv env("TMPDIR", missing);
+    auto snap = g->Export();
+    ASSERT_FALSE(snap.ok());
+    EXPECT_NE(snap.status().message().find(missing), std::string::npos) << snap.status().message();
+  }
+}
+
+// Verifies a store opens while an index of its database is still populating (as on a large
+// database): with io_timeout_ms 6 s, opening waits 1 s for the indexes and then opens with a
+// warning instead of failing (db.awaitIndexes(300) outlived the read and failed every open),
+// and a Merge through it works. The index is on 1,000,000 nodes of a label of the test's own,
+// asserted still populating when the store has opened.
+TEST(Neo4jGraph, OpensWhileAnIndexIsStillPopulating) {
+  testing::ClearNeo4j(testing::SharedNeo4j());
+  auto c = Direct();
+  ASSERT_TRUE(c);
+  auto run = [&](const std::string& cypher) {
+    auto r = c->Run(cypher, {}, bolt::AccessMode::kWrite);
+    EXPECT_TRUE(r.ok()) << cypher << ": " << r.status().message();
+    return r.ok();
+  };
+  ASSERT_TRUE(run("DROP INDEX kg_test_slow IF EXISTS"));
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(run("UNWIND range(1, 100000) AS i CREATE (:KgTestSlow {v: 'value number ' + toString(i) + ' " +
+                    std::to_string(i) + "'})"));
+  }
+  struct Cleanup {
+    std::function<void()> f;
+    ~Cleanup() { f(); }
+  } cleanup{[&] {
+    (void)run("DROP INDEX kg_test_slow IF EXISTS");
+    testing::ClearNeo4j(testing::SharedNeo4j());
+  }};
+  ASSERT_TRUE(run("CREATE INDEX kg_test_slow FOR (n:KgTestSlow) ON (n.v)"));
+  Neo4jEndpoint e = testing::Neo4jAt(testing::SharedNeo4j());
+  e.io_timeout_ms = 6000;
+  const auto start = std::chrono::steady_clock::now();
+  auto g = OpenNeo4jGraphStore(e, Neo4jGraphOptions{});
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  EXPECT_EQ(One(*c, "SHOW INDEXES YIELD name, state WHERE name = 'kg_test_slow' RETURN state").AsString(), "POPULATING")
+      << "the index came online within the wait: make it bigger";
+  EXPECT_LT(took, std::chrono::milliseconds(5000));
+  EXPECT_TRUE((*g)->Merge({Overlapping(0, 1)}).ok());
 }
 
 }  // namespace
