@@ -7,14 +7,17 @@
 //   "neo4j HOST:PORT: <what>: <Neo4j code>: <Neo4j message>"
 // (the password never appears; Neo4jCode() gives the code back). Codes:
 //   kUnavailable      transport errors, timeouts, a closed connection, a full pool, every
-//                     Neo.TransientError.* (deadlocks, lock timeouts, leader switches), and the
+//                     Neo.TransientError.* (deadlocks, lock timeouts, leader switches), the
 //                     routing failures Neo.ClientError.Cluster.NotALeader and
-//                     Neo.ClientError.General.ForbiddenOnReadOnlyDatabase: retry;
-//   kInvalidArgument  refused credentials (Neo.ClientError.Security.*), a bad endpoint, an
+//                     Neo.ClientError.General.ForbiddenOnReadOnlyDatabase, and expired
+//                     credentials (Neo.ClientError.Security.AuthorizationExpired and
+//                     .TokenExpired, which also close the connection): retry;
+//   kInvalidArgument  refused credentials (other Neo.ClientError.Security.*), a bad endpoint, an
 //                     unknown database (Neo.ClientError.Database.DatabaseNotFound), no common
 //                     protocol version: a configuration error, do not retry;
 //   kConflict         Neo.ClientError.Schema.ConstraintValidationFailed;
-//   kInternal         every other FAILURE (syntax errors included) and malformed replies.
+//   kInternal         every other FAILURE (syntax errors included), malformed replies and a
+//                     message over 256 MiB.
 // A FAILURE is recovered with RESET on the same connection (the connection stays usable); a
 // transport error or a FAILURE in reply to HELLO, LOGON or RESET closes it (broken()).
 #include <chrono>
@@ -42,6 +45,9 @@ std::string Neo4jCode(const Status& s);
 Status ParseUri(std::string_view uri, Neo4jEndpoint& into);
 // "bolt://HOST:PORT" (or neo4j://), never with credentials: how logs name an endpoint.
 std::string Describe(const Neo4jEndpoint& e);
+// "HOST:PORT", or "[V6]:PORT" for an IPv6 literal: how Bolt names a server (routing tables,
+// the routing context).
+std::string HostPort(std::string_view host, int port);
 
 enum class AccessMode { kWrite, kRead };
 
@@ -99,6 +105,21 @@ class Connection {
   // request was outstanding (a restart, an idle timeout): the pool checks such a connection
   // before lending it.
   bool unsolicited_input() const;
+  // True when the connection broke on an I/O timeout (a slow query, a busy server), not on a
+  // lost server: the pool does not take it for a routing failure.
+  bool timed_out() const;
+
+  // Causal consistency (set by the pool): `source` gives the bookmarks sent with BEGIN and
+  // auto-commit RUN in kRead; `sink` receives the bookmark of each COMMIT and auto-commit
+  // query. Either may be empty.
+  struct BookmarkHooks {
+    std::function<std::vector<std::string>()> source;
+    std::function<void(const std::string&)> sink;
+  };
+  void set_bookmark_hooks(BookmarkHooks hooks);
+  // The bookmarks the last BEGIN or auto-commit RUN sent, and the last bookmark received.
+  const std::vector<std::string>& sent_bookmarks() const;
+  const std::string& last_bookmark() const;
 
   // The routing table for the endpoint's database (ROUTE; 4.4+).
   struct RoutingTable {
@@ -115,11 +136,13 @@ class Connection {
 };
 
 // How InTransaction retries: attempts in all, and a backoff doubling from `initial` up to
-// `max`, each wait drawn at random from [d/2, d] (jitter).
+// `max`, each wait drawn at random from [d/2, d] (jitter); no wait that would end more than
+// `max_total` after the first attempt began (the last error is returned instead).
 struct RetryPolicy {
   int max_attempts = 8;
   std::chrono::milliseconds initial{20};
   std::chrono::milliseconds max{2000};
+  std::chrono::milliseconds max_total{30000};
 };
 
 // Connections to one endpoint for one process, at most `pool_size` open at once. Opened
@@ -152,12 +175,14 @@ class Pool {
   // An idle healthy connection to a server fit for `mode` (the writer for kWrite under
   // routing), or a new one while below the cap; waits up to borrow_timeout_ms at the cap,
   // then kUnavailable "pool exhausted". A connection idle for a while is checked (RESET)
-  // before it is handed out.
+  // before it is handed out. Reads (kRead) carry the pool's latest bookmark (causal
+  // consistency: a read sees every write this pool committed before it).
   Result<Lease> Borrow(AccessMode mode = AccessMode::kWrite);
 
   // Runs `fn` inside BEGIN ... COMMIT on a borrowed connection; on kUnavailable (transient
   // errors, a lost connection, a routing failure, which also refreshes the routing table)
-  // rolls back and runs it again, per `policy`. Any other error rolls back and is returned.
+  // rolls back and runs it again, per `policy`. A routing failure is a server lost or
+  // unreachable (not a timeout, not a full pool), NotALeader or ForbiddenOnReadOnlyDatabase. Any other error rolls back and is returned.
   // `fn` may therefore run several times: it must not keep state between attempts.
   Status InTransaction(AccessMode mode, const std::function<Status(Connection&)>& fn, const RetryPolicy& policy = {});
 
@@ -166,12 +191,16 @@ class Pool {
     int in_use = 0;  // of which borrowed
     int cap = 0;     // pool_size
     int64_t routing_refreshes = 0;  // routing tables fetched (neo4j://): on open, TTL, failures
+    int waiters = 0;                // Borrow calls waiting at the cap now
+    std::string bookmark;           // the latest bookmark (sent with reads); "" before any
   };
   Stats stats() const;
 
  private:
   struct Impl;
   explicit Pool(std::unique_ptr<Impl> impl);
+  // Borrow, telling whether a failure was a lost or unreachable server (`*lost`).
+  Result<Lease> BorrowFor(AccessMode mode, bool* lost);
   std::unique_ptr<Impl> impl_;
 };
 

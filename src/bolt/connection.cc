@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "bolt/bolt.h"
+#include "bolt/codes.h"
 #include "bolt/transport.h"
 
 namespace kg::bolt {
@@ -24,22 +25,28 @@ constexpr uint8_t kSuccess = 0x70, kRecord = 0x71, kIgnored = 0x7E, kFailure = 0
 
 constexpr const char* kAgent = "kgflow/" KG_VERSION;
 
-// How a Neo4j status code maps to ours (bolt.h).
-Code CodeFor(const std::string& neo4j_code) {
-  auto starts = [&](std::string_view p) { return neo4j_code.compare(0, p.size(), p) == 0; };
+}  // namespace
+
+bool ClosesConnection(std::string_view neo4j_code) {
+  return neo4j_code == "Neo.ClientError.Security.AuthorizationExpired" ||
+         neo4j_code == "Neo.ClientError.Security.TokenExpired";
+}
+
+Code CodeForNeo4j(std::string_view neo4j_code) {
+  auto starts = [&](std::string_view p) { return neo4j_code.starts_with(p); };
   if (starts("Neo.TransientError.")) return Code::kUnavailable;
   // A routing failure: the server is no longer (or never was) the writer; refresh and retry.
   if (neo4j_code == "Neo.ClientError.Cluster.NotALeader" ||
       neo4j_code == "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase") {
     return Code::kUnavailable;
   }
+  // Expired credentials: a fresh connection logs in again (the connection is closed).
+  if (ClosesConnection(neo4j_code)) return Code::kUnavailable;
   if (starts("Neo.ClientError.Security.")) return Code::kInvalidArgument;
   if (neo4j_code == "Neo.ClientError.Database.DatabaseNotFound") return Code::kInvalidArgument;
   if (neo4j_code == "Neo.ClientError.Schema.ConstraintValidationFailed") return Code::kConflict;
   return Code::kInternal;
 }
-
-}  // namespace
 
 int64_t Summary::Counter(std::string_view name) const {
   for (const auto& [k, v] : metadata) {
@@ -58,10 +65,19 @@ struct Connection::Impl {
   bool broken = false;
   bool in_tx = false;
   int pending = 0;  // requests sent whose summary (SUCCESS, FAILURE, IGNORED) is still to come
+  BookmarkHooks bookmarks;
+  std::vector<std::string> sent_bookmarks;
+  std::string last_bookmark;
 
-  std::string Address() const {
-    bool v6 = host.find(':') != std::string::npos;
-    return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  std::string Address() const { return HostPort(host, port); }
+  // The bookmark a COMMIT or an auto-commit query's last SUCCESS carries, if any.
+  void Bookmark(const Map& meta) {
+    for (const auto& [k, v] : meta) {
+      if (k == "bookmark" && v.is_string() && !v.AsString().empty()) {
+        last_bookmark = v.AsString();
+        if (bookmarks.sink) bookmarks.sink(last_bookmark);
+      }
+    }
   }
   Status Err(const std::string& what, const Status& s) const {
     return Status(s.code(), "neo4j " + Address() + ": " + what + ": " + s.message());
@@ -118,7 +134,7 @@ struct Connection::Impl {
     std::string message = meta["message"].AsString();
     if (message.empty()) message = meta["description"].AsString();
     if (code.empty()) code = "Neo.DatabaseError.General.UnknownError";
-    return Status(CodeFor(code), code + ": " + message);
+    return Status(CodeForNeo4j(code), code + ": " + message);
   }
 
   // After a FAILURE: RESET, then read every summary still owed (IGNORED for the requests
@@ -140,8 +156,13 @@ struct Connection::Impl {
     return Status::Ok();
   }
 
-  // A failure summary `m` in reply to `what`: the error to return, after RESET.
+  // A failure summary `m` in reply to `what`: the error to return, after RESET (or after
+  // closing the connection, for expired credentials).
   Status Failed(const std::string& what, const Struct& m) {
+    if (m.tag == kFailure) {
+      Status f = FailureStatus(m);
+      if (ClosesConnection(Neo4jCode(Err(what, f)))) return Break(what, f);
+    }
     Status s = m.tag == kFailure ? Err(what, FailureStatus(m))
                                  : Err(what, Status::Internal("request ignored (the connection was in a failed state)"));
     Status r = Recover();
@@ -162,10 +183,21 @@ struct Connection::Impl {
     return Status::Ok();
   }
 
-  Map TxExtra(AccessMode mode) const {
+  // BEGIN's or an auto-commit RUN's extra: database, mode, and for reads the pool's bookmarks
+  // (the server waits until it has applied them: causal consistency on a cluster).
+  Map TxExtra(AccessMode mode) {
     Map extra;
     if (!e.database.empty()) extra.emplace_back("db", e.database);
-    if (mode == AccessMode::kRead) extra.emplace_back("mode", "r");
+    sent_bookmarks.clear();
+    if (mode == AccessMode::kRead) {
+      extra.emplace_back("mode", "r");
+      if (bookmarks.source) sent_bookmarks = bookmarks.source();
+      if (!sent_bookmarks.empty()) {
+        List b;
+        for (const std::string& x : sent_bookmarks) b.emplace_back(x);
+        extra.emplace_back("bookmarks", std::move(b));
+      }
+    }
     return extra;
   }
 
@@ -211,7 +243,7 @@ struct Connection::Impl {
     if (AtLeast(5, 3)) {
       hello.emplace_back("bolt_agent", Map{{"product", kAgent}, {"platform", "Linux"}, {"language", "C++/20"}});
     }
-    if (e.scheme == "neo4j") hello.emplace_back("routing", Map{{"address", e.host + ":" + std::to_string(e.port)}});
+    if (e.scheme == "neo4j") hello.emplace_back("routing", Map{{"address", HostPort(e.host, e.port)}});
     Map auth;
     if (e.user.empty()) {
       auth = {{"scheme", "none"}};
@@ -267,6 +299,10 @@ std::string Connection::address() const { return impl_->Address(); }
 bool Connection::in_transaction() const { return impl_->in_tx; }
 bool Connection::broken() const { return impl_->broken; }
 bool Connection::unsolicited_input() const { return impl_->pending == 0 && impl_->t.Readable(); }
+bool Connection::timed_out() const { return impl_->t.timed_out(); }
+void Connection::set_bookmark_hooks(BookmarkHooks hooks) { impl_->bookmarks = std::move(hooks); }
+const std::vector<std::string>& Connection::sent_bookmarks() const { return impl_->sent_bookmarks; }
+const std::string& Connection::last_bookmark() const { return impl_->last_bookmark; }
 
 Result<QueryResult> Connection::Run(std::string_view cypher, const Map& params, AccessMode mode) {
   Impl& m = *impl_;
@@ -282,6 +318,7 @@ Result<QueryResult> Connection::Run(std::string_view cypher, const Map& params, 
     }
     if (r.tag != kSuccess) return m.Failed("pull", r);
     out.summary.metadata = Impl::Meta(r);
+    if (!m.in_tx) m.Bookmark(out.summary.metadata);
     return out;
   }
 }
@@ -306,6 +343,7 @@ Result<Summary> Connection::RunEach(std::string_view cypher, const Map& params,
     if (r.tag != kSuccess) return m.Failed("pull", r);
     Summary summary{Impl::Meta(r)};
     if (!Value(summary.metadata)["has_more"].AsBool()) {
+      if (!m.in_tx) m.Bookmark(summary.metadata);
       if (!stop.ok()) return stop;
       return summary;
     }
@@ -333,6 +371,7 @@ Status Connection::Commit() {
   KG_RETURN_IF_ERROR(m.Flush("commit"));
   m.in_tx = false;
   KG_ASSIGN_OR_RETURN(Map meta, m.Summary1("commit"));
+  m.Bookmark(meta);
   return Status::Ok();
 }
 
@@ -359,7 +398,7 @@ Result<Connection::RoutingTable> Connection::Route() {
   if (!m.AtLeast(4, 4)) return m.Err("route", Status::Invalid("ROUTE needs Bolt 4.4 or later"));
   Map extra;
   if (!m.e.database.empty()) extra.emplace_back("db", m.e.database);
-  Map context{{"address", m.e.host + ":" + std::to_string(m.e.port)}};
+  Map context{{"address", HostPort(m.e.host, m.e.port)}};
   m.Queue(kRoute, {Value(std::move(context)), Value(List{}), Value(std::move(extra))});
   KG_RETURN_IF_ERROR(m.Flush("route"));
   KG_ASSIGN_OR_RETURN(Map meta, m.Summary1("route"));

@@ -16,7 +16,7 @@ struct Neo4jEndpoint {
   std::string database;  // empty: the server's default database
   int pool_size = 4;     // hard cap on open connections per process (KG_NEO4J_POOL_SIZE)
   int connect_timeout_ms = 5000;
-  int io_timeout_ms = 60000;    // one read or write on an open connection
+  int io_timeout_ms = 30000;    // one read or write on an open connection
   int borrow_timeout_ms = 30000;  // how long Borrow waits for a free connection at the cap
 };
 

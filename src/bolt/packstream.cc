@@ -1,5 +1,6 @@
 #include "bolt/packstream.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -57,6 +58,9 @@ void PackInt(int64_t v, std::string& out) {
     PutBE(static_cast<uint64_t>(v), 8, out);
   }
 }
+
+// The most list/map/struct entries reserved before they are read (hostile counts).
+constexpr uint64_t kMaxReserve = 1024;
 
 class Reader {
  public:
@@ -136,11 +140,13 @@ class Reader {
     return Value(std::move(s));
   }
   // Every item takes at least one byte: a count larger than what is left is refused before
-  // anything is reserved (a hostile 4 GiB count allocates nothing).
+  // anything is reserved (a hostile 4 GiB count allocates nothing). Even a count that fits
+  // what is left reserves at most kMaxReserve entries up front: a Value is ~40 bytes, so a
+  // claim of one item per byte left would otherwise allocate 40 times the message.
   Result<Value> ReadList(uint64_t n, int depth) {
     if (n > d_.size() - pos_) return Truncated();
     List l;
-    l.reserve(n);
+    l.reserve(std::min<uint64_t>(n, kMaxReserve));
     for (uint64_t i = 0; i < n; ++i) {
       KG_ASSIGN_OR_RETURN(Value v, Read(depth + 1));
       l.push_back(std::move(v));
@@ -150,7 +156,7 @@ class Reader {
   Result<Value> ReadMap(uint64_t n, int depth) {
     if (n > (d_.size() - pos_) / 2) return Truncated();
     Map m;
-    m.reserve(n);
+    m.reserve(std::min<uint64_t>(n, kMaxReserve));
     for (uint64_t i = 0; i < n; ++i) {
       KG_ASSIGN_OR_RETURN(Value k, Read(depth + 1));
       if (!k.is_string()) return Err("a map key that is not a string: " + Debug(k));
@@ -164,7 +170,7 @@ class Reader {
     if (!Byte(&tag)) return Truncated();
     Struct s;
     s.tag = tag;
-    s.fields.reserve(n);
+    s.fields.reserve(std::min<uint64_t>(n, kMaxReserve));
     for (uint64_t i = 0; i < n; ++i) {
       KG_ASSIGN_OR_RETURN(Value v, Read(depth + 1));
       s.fields.push_back(std::move(v));

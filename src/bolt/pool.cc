@@ -39,10 +39,13 @@ bool SplitAddress(const std::string& a, std::string& host, int& port) {
   return !host.empty() && port > 0 && port <= 65535;
 }
 
-bool RoutingFailure(const Status& s) {
+// The server named is not (or no longer) the writer: the routing table is out of date. A lost
+// or unreachable server is the other routing failure; the caller knows that one (`lost`), not
+// the Status: a read timeout or a full pool is kUnavailable without a code too, and says
+// nothing about the routing table.
+bool RoutingCode(const Status& s) {
   std::string code = Neo4jCode(s);
-  return code == "Neo.ClientError.Cluster.NotALeader" || code == "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase" ||
-         (s.code() == Code::kUnavailable && code.empty());  // refused, timed out, lost: maybe gone
+  return code == "Neo.ClientError.Cluster.NotALeader" || code == "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase";
 }
 
 }  // namespace
@@ -50,8 +53,7 @@ bool RoutingFailure(const Status& s) {
 struct Pool::Impl {
   explicit Impl(const Neo4jEndpoint& endpoint)
       : e(endpoint), name(Describe(endpoint)), routing(endpoint.scheme == "neo4j"), outage("neo4j " + name) {
-    bool v6 = e.host.find(':') != std::string::npos;
-    initial = (v6 ? "[" + e.host + "]" : e.host) + ":" + std::to_string(e.port);
+    initial = HostPort(e.host, e.port);
   }
 
   const Neo4jEndpoint e;
@@ -74,6 +76,8 @@ struct Pool::Impl {
   int64_t table_expires_ms KG_GUARDED_BY(mu) = 0;  // MonoMs; 0: none or stale
   uint64_t next_reader KG_GUARDED_BY(mu) = 0;
   int64_t refreshes KG_GUARDED_BY(mu) = 0;
+  int waiters KG_GUARDED_BY(mu) = 0;      // Acquire calls waiting at the cap
+  std::string bookmark KG_GUARDED_BY(mu);  // the latest COMMIT's or auto-commit query's
   std::mt19937_64 rng KG_GUARDED_BY(mu){std::random_device{}()};
 
   // Gives up a slot taken for a borrower (the connection it held, if any, is already gone).
@@ -87,7 +91,9 @@ struct Pool::Impl {
   // A connection to one of `targets` ("HOST:PORT"): an idle one (checked if idle long or
   // suspect), else a new one to targets[0] while below the cap (closing an idle connection to
   // another server if that is what holds the slot), else waits for one up to `deadline`.
-  Result<std::unique_ptr<Connection>> Acquire(const std::vector<std::string>& targets, int64_t deadline) {
+  // `*lost` (if given) is set when the failure was the server: it could not be reached.
+  Result<std::unique_ptr<Connection>> Acquire(const std::vector<std::string>& targets, int64_t deadline,
+                                              bool* lost = nullptr) {
     for (;;) {
       std::unique_ptr<Connection> got, victim;
       bool check = false;
@@ -117,7 +123,9 @@ struct Pool::Impl {
                                        std::to_string(e.pool_size) + " in use; waited " +
                                        std::to_string(e.borrow_timeout_ms) + " ms; KG_NEO4J_POOL_SIZE)");
           }
+          ++waiters;
           freed.WaitUntil(l, std::chrono::steady_clock::now() + std::chrono::milliseconds(left));
+          --waiters;
         }
         ++in_use;
       }
@@ -141,8 +149,18 @@ struct Pool::Impl {
       outage.Record(c.ok() ? Status::Ok() : c.status());
       if (!c.ok()) {
         DropSlot();
+        if (lost != nullptr) *lost = c.status().code() == Code::kUnavailable && Neo4jCode(c.status()).empty();
         return c.status();
       }
+      (*c)->set_bookmark_hooks(Connection::BookmarkHooks{
+          [this] {
+            MutexLock l(mu);
+            return bookmark.empty() ? std::vector<std::string>{} : std::vector<std::string>{bookmark};
+          },
+          [this](const std::string& b) {
+            MutexLock l(mu);
+            bookmark = b;
+          }});
       return c;
     }
   }
@@ -263,11 +281,19 @@ Result<std::unique_ptr<Pool>> Pool::Open(const Neo4jEndpoint& e) {
 }
 
 Result<Pool::Lease> Pool::Borrow(AccessMode mode) {
+  bool lost = false;
+  return BorrowFor(mode, &lost);
+}
+
+Result<Pool::Lease> Pool::BorrowFor(AccessMode mode, bool* lost) {
+  *lost = false;
   int64_t deadline = MonoMs() + impl_->e.borrow_timeout_ms;
   KG_ASSIGN_OR_RETURN(std::vector<std::string> targets, impl_->Targets(mode, deadline));
-  Result<std::unique_ptr<Connection>> c = impl_->Acquire(targets, deadline);
+  Result<std::unique_ptr<Connection>> c = impl_->Acquire(targets, deadline, lost);
   if (!c.ok()) {
-    if (impl_->routing && RoutingFailure(c.status())) impl_->InvalidateRouting();
+    // The server could not be reached: the table may name one that is gone. A full pool
+    // ("pool exhausted") says nothing about the table.
+    if (impl_->routing && *lost) impl_->InvalidateRouting();
     return c.status();
   }
   return Lease(this, std::move(*c), mode);
@@ -275,10 +301,12 @@ Result<Pool::Lease> Pool::Borrow(AccessMode mode) {
 
 Status Pool::InTransaction(AccessMode mode, const std::function<Status(Connection&)>& fn, const RetryPolicy& policy) {
   std::chrono::milliseconds delay = policy.initial;
+  const auto give_up = std::chrono::steady_clock::now() + policy.max_total;
   for (int attempt = 1;; ++attempt) {
     Status s;
+    bool lost = false;  // the server went away or could not be reached
     {
-      Result<Lease> lease = Borrow(mode);
+      Result<Lease> lease = BorrowFor(mode, &lost);
       if (!lease.ok()) {
         s = lease.status();
       } else {
@@ -290,21 +318,29 @@ Status Pool::InTransaction(AccessMode mode, const std::function<Status(Connectio
           Status r = c.Rollback();
           if (!r.ok()) spdlog::debug("{}", r.message());
         }
+        // A transport error (not a timeout, not a FAILURE that closed it): the server may be gone.
+        if (!s.ok() && c.broken() && !c.timed_out() && Neo4jCode(s).empty()) lost = true;
       }
     }  // the connection goes back before the wait
     if (s.ok() || s.code() != Code::kUnavailable || attempt >= policy.max_attempts) return s;
-    if (Neo4jCode(s).empty()) impl_->MarkIdleSuspect();  // a transport error: the server may have gone
-    if (impl_->routing && RoutingFailure(s)) impl_->InvalidateRouting();
+    if (lost) impl_->MarkIdleSuspect();
+    if (impl_->routing && (lost || RoutingCode(s))) impl_->InvalidateRouting();
+    std::chrono::milliseconds wait = impl_->Jitter(delay);
+    if (std::chrono::steady_clock::now() + wait > give_up) {
+      spdlog::debug("neo4j {}: attempt {} failed, no retry within {} ms: {}", impl_->name, attempt,
+                    policy.max_total.count(), s.message());
+      return s;
+    }
     spdlog::debug("neo4j {}: attempt {} of {} failed, retrying: {}", impl_->name, attempt, policy.max_attempts,
                   s.message());
-    std::this_thread::sleep_for(impl_->Jitter(delay));
+    std::this_thread::sleep_for(wait);
     delay = std::min(delay * 2, policy.max);
   }
 }
 
 Pool::Stats Pool::stats() const {
   MutexLock l(impl_->mu);
-  return Stats{impl_->open, impl_->in_use, impl_->e.pool_size, impl_->refreshes};
+  return Stats{impl_->open, impl_->in_use, impl_->e.pool_size, impl_->refreshes, impl_->waiters, impl_->bookmark};
 }
 
 Pool::Lease::Lease(Pool* pool, std::unique_ptr<Connection> c, AccessMode mode)

@@ -19,6 +19,8 @@ namespace kg::bolt {
 namespace {
 
 constexpr size_t kMaxChunk = 0xFFFF;
+// The largest message ReadMessage accepts (its chunks joined).
+constexpr size_t kMaxMessage = size_t{256} << 20;
 
 std::string Errno(int e) { return std::strerror(e); }
 
@@ -103,7 +105,11 @@ Status Transport::WriteRaw(std::string_view bytes) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      KG_RETURN_IF_ERROR(WaitFd(fd_, POLLOUT, deadline, "write", io_timeout_ms_));
+      Status w = WaitFd(fd_, POLLOUT, deadline, "write", io_timeout_ms_);
+      if (!w.ok()) {
+        timed_out_ = MonoMs() >= deadline;
+        return w;
+      }
       continue;
     }
     return Status::Unavailable("write: " + Errno(errno));
@@ -128,7 +134,11 @@ Status Transport::Fill() {
     if (n == 0) return Status::Unavailable("read: connection closed by the server");
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      KG_RETURN_IF_ERROR(WaitFd(fd_, POLLIN, deadline, "read", io_timeout_ms_));
+      Status w = WaitFd(fd_, POLLIN, deadline, "read", io_timeout_ms_);
+      if (!w.ok()) {
+        timed_out_ = MonoMs() >= deadline;
+        return w;
+      }
       continue;
     }
     return Status::Unavailable("read: " + Errno(errno));
@@ -181,6 +191,10 @@ Status Transport::ReadMessage(std::string& message) {
     if (n == 0) {
       if (message.empty()) continue;  // a NOOP between messages
       return Status::Ok();            // the end of this message
+    }
+    if (message.size() + n > kMaxMessage) {
+      // A hostile or broken server: refuse before buffering more (the caller breaks the connection).
+      return Status::Internal("message too large (over " + std::to_string(kMaxMessage >> 20) + " MiB)");
     }
     KG_RETURN_IF_ERROR(Need(n));
     message.append(in_, in_pos_, n);

@@ -5,7 +5,7 @@
 // messages skipped). Internal to kg_bolt. Not thread-safe: one Connection owns one.
 //
 // Every failure is kUnavailable with a message naming what failed ("connect: connection
-// refused", "read: timed out after 60000 ms", "read: connection closed by the server"); the
+// refused", "read: timed out after 30000 ms", "read: connection closed by the server"); the
 // caller prefixes the server's address.
 #include <cstdint>
 #include <string>
@@ -39,6 +39,8 @@ class Transport {
   Status ReadMessage(std::string& message);
 
   void set_io_timeout_ms(int ms) { io_timeout_ms_ = ms; }
+  // True once a read or write on the open connection waited past the I/O timeout.
+  bool timed_out() const { return timed_out_; }
   // Without waiting: true when bytes are buffered or the socket is readable (data, EOF or an
   // error). On an idle connection that means the server spoke or hung up unasked.
   bool Readable() const;
@@ -49,7 +51,8 @@ class Transport {
   Status Need(size_t n);
 
   int fd_ = -1;
-  int io_timeout_ms_ = 60000;
+  int io_timeout_ms_ = 30000;
+  bool timed_out_ = false;
   std::string out_;
   std::string in_;
   size_t in_pos_ = 0;

@@ -71,10 +71,12 @@ Status ParseUri(std::string_view uri, Neo4jEndpoint& into) {
   return Status::Ok();
 }
 
-std::string Describe(const Neo4jEndpoint& e) {
-  bool v6 = e.host.find(':') != std::string::npos;
-  return e.scheme + "://" + (v6 ? "[" + e.host + "]" : e.host) + ":" + std::to_string(e.port);
+std::string HostPort(std::string_view host, int port) {
+  bool v6 = host.find(':') != std::string_view::npos;
+  return (v6 ? "[" + std::string(host) + "]" : std::string(host)) + ":" + std::to_string(port);
 }
+
+std::string Describe(const Neo4jEndpoint& e) { return e.scheme + "://" + HostPort(e.host, e.port); }
 
 std::string Neo4jCode(const Status& s) {
   // The message reads "neo4j HOST:PORT: <what>: <code>: <message>"; the code is the first

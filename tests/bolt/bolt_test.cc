@@ -308,8 +308,7 @@ TEST_F(BoltTest, InTransactionRetriesDeadlocks) {
       KG_RETURN_IF_ERROR(c.Run("MATCH (n:L {k: $k}) SET n.v = n.v + 1", {{"k", first}}).status());
       if (n <= 2) {  // both first attempts: wait (bounded) until the other holds its first lock
         ++holding;
-        int64_t until = NowMs() + 5000;
-        while (holding < 2 && NowMs() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        kg::testing::WaitFor([&] { return holding >= 2; }, std::chrono::seconds(5));
       }
       Status s = c.Run("MATCH (n:L {k: $k}) SET n.v = n.v + 1", {{"k", second}}).status();
       if (Neo4jCode(s) == "Neo.TransientError.Transaction.DeadlockDetected") ++deadlocks;
@@ -404,16 +403,148 @@ TEST_F(BoltTest, PoolCapHolds) {
   EXPECT_EQ(more.status().code(), Code::kUnavailable);
   EXPECT_NE(more.status().message().find("pool exhausted (1 of 1 in use"), std::string::npos) << more.status().message();
   EXPECT_GE(waited, 390);
-  EXPECT_LT(waited, 3000);
-  // A lease given back wakes a waiter.
-  std::thread giver([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    held = Status::Internal("returned");  // destroys the lease
+}
+
+// Verifies a lease given back wakes a Borrow waiting at the cap: the waiter's own timeout (10
+// minutes) is far beyond the test's patience (20 s), so only the notify can let it through.
+TEST_F(BoltTest, LeaseGivenBackWakesWaiter) {
+  Neo4jEndpoint e = e_;
+  e.pool_size = 1;
+  e.borrow_timeout_ms = 10 * 60 * 1000;
+  Result<std::unique_ptr<Pool>> one = Pool::Open(e);
+  ASSERT_TRUE(one.ok()) << one.status().message();
+  Result<Pool::Lease> held = (*one)->Borrow();
+  ASSERT_TRUE(held.ok()) << held.status().message();
+  std::atomic<bool> finished{false};
+  Result<Pool::Lease> after = Status::Internal("not yet");
+  std::thread waiter([&] {
+    after = (*one)->Borrow();
+    finished = true;
   });
-  e.borrow_timeout_ms = 5000;
-  Result<Pool::Lease> after = (*one)->Borrow();
-  giver.join();
+  bool waiting = kg::testing::WaitFor([&] { return (*one)->stats().waiters == 1; }, std::chrono::seconds(20));
+  EXPECT_TRUE(waiting) << "the second Borrow never waited";
+  held = Status::Internal("returned");  // destroys the lease
+  bool woke = kg::testing::WaitFor([&] { return finished.load(); }, std::chrono::seconds(20));
+  if (!woke) {
+    // Not woken: the waiter would sit out its 10 minutes. Fail, and abort rather than hang.
+    ADD_FAILURE() << "a lease given back did not wake the waiting Borrow";
+    std::abort();
+  }
+  waiter.join();
   EXPECT_TRUE(after.ok()) << after.status().message();
+  EXPECT_EQ((*one)->stats().waiters, 0);
+}
+
+// Verifies a full pool is not a routing failure: with neo4j:// and a pool of one, "pool
+// exhausted" (from Borrow and from InTransaction) leaves the routing table alone; the next
+// Borrow does not fetch it again.
+TEST_F(BoltTest, PoolExhaustedIsNotARoutingFailure) {
+  Neo4jEndpoint e = e_;
+  e.scheme = "neo4j";
+  e.pool_size = 1;
+  e.borrow_timeout_ms = 200;
+  Result<std::unique_ptr<Pool>> pool = Pool::Open(e);
+  ASSERT_TRUE(pool.ok()) << pool.status().message();
+  ASSERT_EQ((*pool)->stats().routing_refreshes, 1);
+  {
+    Result<Pool::Lease> held = (*pool)->Borrow();
+    ASSERT_TRUE(held.ok()) << held.status().message();
+    Result<Pool::Lease> more = (*pool)->Borrow();
+    ASSERT_FALSE(more.ok());
+    EXPECT_NE(more.status().message().find("pool exhausted"), std::string::npos) << more.status().message();
+    RetryPolicy twice;  // the second attempt would see a table made stale by the first
+    twice.max_attempts = 2;
+    Status s = (*pool)->InTransaction(AccessMode::kWrite, [](Connection&) { return Status::Ok(); }, twice);
+    EXPECT_NE(s.message().find("pool exhausted"), std::string::npos) << s.message();
+  }
+  Result<Pool::Lease> next = (*pool)->Borrow();
+  ASSERT_TRUE(next.ok()) << next.status().message();
+  EXPECT_EQ((*pool)->stats().routing_refreshes, 1) << "a full pool made the routing table stale";
+}
+
+// Verifies InTransaction's overall deadline: a function that always fails transiently, with
+// attempts unlimited in practice, stops once the next wait would pass max_total, returning the
+// last error, after more than one attempt.
+TEST_F(BoltTest, InTransactionStopsAtMaxTotal) {
+  Result<std::unique_ptr<Pool>> pool = Pool::Open(e_);
+  ASSERT_TRUE(pool.ok()) << pool.status().message();
+  RetryPolicy p;
+  p.max_attempts = 1000000000;
+  p.initial = std::chrono::milliseconds(2);
+  p.max = std::chrono::milliseconds(20);
+  p.max_total = std::chrono::milliseconds(300);
+  int attempts = 0;
+  Status s = (*pool)->InTransaction(
+      AccessMode::kWrite,
+      [&](Connection&) {
+        ++attempts;
+        return Status::Unavailable("always transient (" + std::to_string(attempts) + ")");
+      },
+      p);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Code::kUnavailable);
+  EXPECT_EQ(s.message(), "always transient (" + std::to_string(attempts) + ")");  // the last error
+  EXPECT_GT(attempts, 1);
+  EXPECT_LT(attempts, p.max_attempts);
+}
+
+// Verifies causal consistency under neo4j://: the pool keeps the latest bookmark (from an
+// auto-commit write and from COMMIT), a read on another connection of the pool sends it, and
+// the server accepts it; a bogus bookmark is refused by the server.
+TEST_F(BoltTest, ReadsCarryTheLatestBookmark) {
+  Neo4jEndpoint e = e_;
+  e.scheme = "neo4j";
+  e.pool_size = 2;
+  Result<std::unique_ptr<Pool>> pool = Pool::Open(e);
+  ASSERT_TRUE(pool.ok()) << pool.status().message();
+  Result<Pool::Lease> w = (*pool)->Borrow(AccessMode::kWrite);
+  ASSERT_TRUE(w.ok()) << w.status().message();
+  Result<QueryResult> made = (*w)->Run("CREATE (:Booked {k: 1})");
+  ASSERT_TRUE(made.ok()) << made.status().message();
+  const std::string first = (*w)->last_bookmark();
+  ASSERT_FALSE(first.empty()) << "an auto-commit write gave no bookmark";
+  EXPECT_EQ((*pool)->stats().bookmark, first);
+  // The write lease is still held: the read goes out on the pool's other connection.
+  Result<Pool::Lease> r = (*pool)->Borrow(AccessMode::kRead);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ((*pool)->stats().open, 2);
+  Result<QueryResult> seen = (*r)->Run("MATCH (n:Booked) RETURN count(n)", {}, AccessMode::kRead);
+  ASSERT_TRUE(seen.ok()) << seen.status().message();
+  EXPECT_EQ((*r)->sent_bookmarks(), std::vector<std::string>{first});
+  EXPECT_EQ(seen->records.at(0).at(0).AsInt(), 1);
+
+  // A committed transaction's bookmark replaces it, and a read transaction (BEGIN) sends it.
+  ASSERT_TRUE((*w)->Begin().ok());
+  ASSERT_TRUE((*w)->Run("CREATE (:Booked {k: 2})").ok());
+  ASSERT_TRUE((*w)->Commit().ok());
+  const std::string second = (*w)->last_bookmark();
+  ASSERT_FALSE(second.empty());
+  EXPECT_NE(second, first);
+  EXPECT_EQ((*pool)->stats().bookmark, second);
+  ASSERT_TRUE((*r)->Begin(AccessMode::kRead).ok());
+  EXPECT_EQ((*r)->sent_bookmarks(), std::vector<std::string>{second});
+  Result<QueryResult> in_tx = (*r)->Run("MATCH (n:Booked) RETURN count(n)", {}, AccessMode::kRead);
+  ASSERT_TRUE(in_tx.ok()) << in_tx.status().message();
+  EXPECT_EQ(in_tx->records.at(0).at(0).AsInt(), 2);
+  ASSERT_TRUE((*r)->Commit().ok());
+  // Writes send none.
+  ASSERT_TRUE((*w)->Run("RETURN 1").ok());
+  EXPECT_TRUE((*w)->sent_bookmarks().empty());
+
+  // The server checks what it is sent: a bogus bookmark is an error, on RUN and on BEGIN.
+  std::unique_ptr<Connection> c = Connect(e);
+  ASSERT_NE(c, nullptr);
+  c->set_bookmark_hooks({[] { return std::vector<std::string>{"not-a-bookmark"}; }, nullptr});
+  Result<QueryResult> bogus = c->Run("RETURN 1", {}, AccessMode::kRead);
+  ASSERT_FALSE(bogus.ok());
+  EXPECT_EQ(Neo4jCode(bogus.status()), "Neo.ClientError.Transaction.InvalidBookmark") << bogus.status().message();
+  Status begin = c->Begin(AccessMode::kRead);
+  ASSERT_FALSE(begin.ok());
+  EXPECT_EQ(Neo4jCode(begin), "Neo.ClientError.Transaction.InvalidBookmark") << begin.message();
+  c->set_bookmark_hooks({[&] { return std::vector<std::string>{second}; }, nullptr});
+  Result<QueryResult> good = c->Run("MATCH (n:Booked) RETURN count(n)", {}, AccessMode::kRead);
+  ASSERT_TRUE(good.ok()) << good.status().message();
+  EXPECT_EQ(good->records.at(0).at(0).AsInt(), 2);
 }
 
 // Verifies a read timeout: a query running longer than io_timeout_ms gives kUnavailable and a
@@ -429,16 +560,34 @@ TEST_F(BoltTest, ReadTimeout) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().message();
   EXPECT_NE(r.status().message().find("timed out after 300 ms"), std::string::npos) << r.status().message();
-  EXPECT_LT(took, 3000);
+  EXPECT_GE(took, 290);
   EXPECT_TRUE(c->broken());
   Result<QueryResult> again = c->Run("RETURN 1");
   EXPECT_EQ(again.status().code(), Code::kUnavailable);
+  // Under neo4j://, a read timeout in InTransaction is not a routing failure: the server is
+  // there, only slow; the routing table is not fetched again.
+  e.scheme = "neo4j";
+  Result<std::unique_ptr<Pool>> pool = Pool::Open(e);
+  ASSERT_TRUE(pool.ok()) << pool.status().message();
+  ASSERT_EQ((*pool)->stats().routing_refreshes, 1);
+  RetryPolicy twice;  // the second attempt would see a table made stale by the first
+  twice.max_attempts = 2;
+  Status slow = (*pool)->InTransaction(
+      AccessMode::kWrite,
+      [](Connection& tx) { return tx.Run("UNWIND range(1, 20000001) AS i WITH i WHERE i < 0 RETURN count(i)").status(); },
+      twice);
+  EXPECT_NE(slow.message().find("timed out after 300 ms"), std::string::npos) << slow.message();
+  {
+    Result<Pool::Lease> l = (*pool)->Borrow();
+    ASSERT_TRUE(l.ok()) << l.status().message();
+  }
+  EXPECT_EQ((*pool)->stats().routing_refreshes, 1) << "a read timeout made the routing table stale";
   // The query may still run on the server after the socket closed: stop it (if it has not
   // ended yet), so that it does not slow the tests after this one.
   Result<QueryResult> stop = c_->Run(
       "SHOW TRANSACTIONS YIELD transactionId AS id, currentQuery WHERE currentQuery CONTAINS $q "
       "TERMINATE TRANSACTIONS id YIELD message RETURN message",
-      {{"q", "range(1, 20000000)"}});  // a parameter, so that this query does not match itself
+      {{"q", "range(1, 2000000"}});  // a parameter, so that this query does not match itself
   ASSERT_TRUE(stop.ok()) << stop.status().message();
 }
 
@@ -487,7 +636,6 @@ TEST(BoltTimeouts, ConnectTimeout) {
   EXPECT_EQ(c.status().code(), Code::kUnavailable);
   EXPECT_NE(c.status().message().find("connect: timed out after 500 ms"), std::string::npos) << c.status().message();
   EXPECT_GE(took, 490);
-  EXPECT_LT(took, 3000);
 }
 
 // Verifies the handshake read obeys io_timeout_ms against a server that accepts and says
@@ -510,7 +658,6 @@ TEST(BoltTimeouts, SilentServerAndRefused) {
   int64_t took = NowMs() - start;
   ASSERT_FALSE(c.ok());
   EXPECT_GE(took, 290);
-  EXPECT_LT(took, 2000);
   EXPECT_EQ(c.status().code(), Code::kUnavailable);
   EXPECT_NE(c.status().message().find("handshake: read: timed out after 300 ms"), std::string::npos)
       << c.status().message();

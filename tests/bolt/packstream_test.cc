@@ -4,10 +4,37 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <limits>
 #include <string>
+
+// The largest single allocation while `track_allocations` is set: replacing the global
+// operator new is the only way to see what Unpack reserves.
+namespace {
+std::atomic<bool> track_allocations{false};
+std::atomic<size_t> largest_allocation{0};
+}  // namespace
+
+void* operator new(size_t n) {
+  if (track_allocations.load(std::memory_order_relaxed)) {
+    size_t seen = largest_allocation.load();
+    while (n > seen && !largest_allocation.compare_exchange_weak(seen, n)) {
+    }
+  }
+  void* p = std::malloc(n == 0 ? 1 : n);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+// The matching deletes (new above allocates with malloc).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace kg::bolt {
 namespace {
@@ -268,6 +295,32 @@ TEST(PackStream, WrongTypeReadsAreEmpty) {
   EXPECT_EQ(Value(3).AsString(), "");
   EXPECT_NE(Value(1), Value(1.0));
   EXPECT_NE(Value(true), Value(1));
+}
+
+// Verifies a hostile count is not reserved up front: a list (or map) header claiming one entry
+// per byte left passes the bytes-left check, then fails on the first entry (a reserved marker),
+// and at no point allocates more than a small fixed number of entries (not ~40 bytes per byte
+// of the message).
+TEST(Unpack, HostileCountsReserveLittle) {
+  constexpr uint32_t kCount = 1u << 20;
+  for (uint8_t marker : {uint8_t{0xD6}, uint8_t{0xDA}}) {  // LIST_32, MAP_32
+    std::string bytes(1, static_cast<char>(marker));
+    for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back(static_cast<char>((kCount >> shift) & 0xFF));
+    bytes.append(marker == 0xDA ? 2 * kCount : kCount, static_cast<char>(0xE7));  // 0xE7: a reserved marker
+    largest_allocation = 0;
+    track_allocations = true;
+    size_t pos = 0;
+    Result<Value> v = Unpack(bytes, &pos);
+    track_allocations = false;
+    ASSERT_FALSE(v.ok()) << std::hex << int{marker};
+    EXPECT_LE(largest_allocation.load(), 1024 * sizeof(Map::value_type) + 4096)
+        << "marker 0x" << std::hex << int{marker} << ": reserved for the claimed count";
+  }
+  // A well-formed long list still unpacks whole.
+  List many(5000, Value(int64_t{7}));
+  Value back = RoundTrip(Value(many));
+  ASSERT_TRUE(back.is_list());
+  EXPECT_EQ(back.AsList().size(), 5000u);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "bolt/bolt.h"
+#include "bolt/codes.h"
 
 namespace kg::bolt {
 namespace {
@@ -63,6 +64,35 @@ TEST(Neo4jCode, ReadsTheCode) {
             "Neo.TransientError.Transaction.DeadlockDetected");
   EXPECT_EQ(Neo4jCode(Status::Unavailable("neo4j 127.0.0.1:7687: read: timed out after 300 ms")), "");
   EXPECT_EQ(Neo4jCode(Status::Ok()), "");
+}
+
+// Verifies how a server is named in the routing context (HELLO, ROUTE) and the pool: an IPv6
+// literal keeps its brackets, so that the port stays separable.
+TEST(HostPort, BracketsIpv6) {
+  EXPECT_EQ(HostPort("db.example", 7687), "db.example:7687");
+  EXPECT_EQ(HostPort("10.0.0.5", 7999), "10.0.0.5:7999");
+  EXPECT_EQ(HostPort("::1", 7700), "[::1]:7700");
+  EXPECT_EQ(HostPort("fe80::2", 7687), "[fe80::2]:7687");
+}
+
+// Verifies the Neo4j code mapping (bolt.h): expired credentials are retryable on a fresh
+// connection (kUnavailable, and the connection is closed), other security errors are
+// configuration errors.
+TEST(Neo4jCodes, Mapping) {
+  EXPECT_EQ(CodeForNeo4j("Neo.ClientError.Security.AuthorizationExpired"), Code::kUnavailable);
+  EXPECT_EQ(CodeForNeo4j("Neo.ClientError.Security.TokenExpired"), Code::kUnavailable);
+  EXPECT_TRUE(ClosesConnection("Neo.ClientError.Security.AuthorizationExpired"));
+  EXPECT_TRUE(ClosesConnection("Neo.ClientError.Security.TokenExpired"));
+  EXPECT_EQ(CodeForNeo4j("Neo.ClientError.Security.Unauthorized"), Code::kInvalidArgument);
+  EXPECT_EQ(CodeForNeo4j("Neo.ClientError.Security.Forbidden"), Code::kInvalidArgument);
+  EXPECT_FALSE(ClosesConnection("Neo.ClientError.Security.Unauthorized"));
+  EXPECT_FALSE(ClosesConnection("Neo.TransientError.Transaction.DeadlockDetected"));
+  EXPECT_EQ(CodeForNeo4j("Neo.TransientError.Transaction.DeadlockDetected"), Code::kUnavailable);
+  EXPECT_EQ(CodeForNeo4j("Neo.ClientError.Cluster.NotALeader"), Code::kUnavailable);
+  EXPECT_EQ(CodeForNeo4j("Neo.ClientError.General.ForbiddenOnReadOnlyDatabase"), Code::kUnavailable);
+  EXPECT_EQ(CodeForNeo4j("Neo.ClientError.Database.DatabaseNotFound"), Code::kInvalidArgument);
+  EXPECT_EQ(CodeForNeo4j("Neo.ClientError.Schema.ConstraintValidationFailed"), Code::kConflict);
+  EXPECT_EQ(CodeForNeo4j("Neo.ClientError.Statement.SyntaxError"), Code::kInternal);
 }
 
 }  // namespace
