@@ -277,7 +277,11 @@ Result<std::unique_ptr<Connection>> Connection::Open(const Neo4jEndpoint& e, con
   impl->host = host;
   impl->port = port;
   Status s = impl->t.Connect(host, port, e.connect_timeout_ms, e.io_timeout_ms);
-  if (!s.ok()) return impl->Break("connect", s);
+  if (!s.ok()) {
+    // The transport's messages already say which step failed ("connect: Connection refused").
+    const std::string& m = s.message();
+    return impl->Break("connect", m.rfind("connect: ", 0) == 0 ? Status(s.code(), m.substr(9)) : s);
+  }
   KG_RETURN_IF_ERROR(impl->Open(e.password));
   return std::unique_ptr<Connection>(new Connection(std::move(impl)));
 }

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <map>
+#include <memory>
 #include <random>
 #include <thread>
 
@@ -48,11 +50,28 @@ bool RoutingCode(const Status& s) {
   return code == "Neo.ClientError.Cluster.NotALeader" || code == "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase";
 }
 
+// The outage log of an endpoint, one for the whole process: the pools a process opens again
+// and again while a server is away (a node waiting for it at start) log its outage once.
+class OutageLogs {
+ public:
+  static OutageLog& Of(const std::string& name) {
+    static OutageLogs* logs = new OutageLogs();  // never destroyed: used from any thread until exit
+    MutexLock l(logs->mu_);
+    std::unique_ptr<OutageLog>& log = logs->by_name_[name];
+    if (!log) log = std::make_unique<OutageLog>("neo4j " + name);
+    return *log;
+  }
+
+ private:
+  Mutex mu_;
+  std::map<std::string, std::unique_ptr<OutageLog>> by_name_ KG_GUARDED_BY(mu_);
+};
+
 }  // namespace
 
 struct Pool::Impl {
   explicit Impl(const Neo4jEndpoint& endpoint)
-      : e(endpoint), name(Describe(endpoint)), routing(endpoint.scheme == "neo4j"), outage("neo4j " + name) {
+      : e(endpoint), name(Describe(endpoint)), routing(endpoint.scheme == "neo4j"), outage(OutageLogs::Of(name)) {
     initial = HostPort(e.host, e.port);
   }
 
@@ -60,7 +79,7 @@ struct Pool::Impl {
   const std::string name;     // bolt://HOST:PORT, for messages
   const bool routing;         // neo4j://
   std::string initial;        // the configured server as "HOST:PORT"
-  OutageLog outage;
+  OutageLog& outage;
 
   struct Idle {
     std::unique_ptr<Connection> c;

@@ -259,9 +259,11 @@ constexpr size_t kRowsPerStatement = 2000;
 
 // Merges wait for each other on shared nodes and deadlock now and then (Neo4j detects it and
 // fails one of them with a transient error): retried whole, patiently, but no attempt begins
-// after Neo4jGraphOptions::merge_deadline (Merge checks it at the start of each attempt).
-// TODO(bolt): set RetryPolicy::max_total here instead once it is on main (h/fixbolt).
-const bolt::RetryPolicy kMergeRetry{16, std::chrono::milliseconds(10), std::chrono::milliseconds(1000)};
+// after Neo4jGraphOptions::merge_deadline: the pool waits no longer than that between attempts
+// (RetryPolicy::max_total), and Merge checks it at the start of each attempt.
+bolt::RetryPolicy MergeRetry(std::chrono::milliseconds deadline) {
+  return bolt::RetryPolicy{16, std::chrono::milliseconds(10), std::chrono::milliseconds(1000), deadline};
+}
 
 // How long Init waits for the indexes to come online: the wait is one read, so well within
 // io_timeout_ms (less 5 s for the round trip and the server's own pace), and at least 1 s.
@@ -466,7 +468,7 @@ class Neo4jGraphStore final : public GraphStore {
           committed = tx.counts;
           return Status::Ok();
         },
-        kMergeRetry);
+        MergeRetry(options_.merge_deadline));
     if (s.ok() && options_.counts != nullptr) {
       options_.counts->nodes_created += committed.nodes_created;
       options_.counts->nodes_deleted += committed.nodes_deleted;

@@ -33,7 +33,6 @@ struct Neo4jGraphOptions {
   // How long Merge retries transient failures (deadlocks, a lost connection) itself: no new
   // attempt begins once this much time has passed since the call began, and the call then
   // fails with kUnavailable (the worker retries a Merge on its own too).
-  // TODO(bolt): pass it as RetryPolicy::max_total once h/fixbolt's field is on main.
   std::chrono::milliseconds merge_deadline{30000};
   // Tests only: runs on the transaction's connection at the end of every attempt of a Merge,
   // before COMMIT; an error fails the attempt as a failed COMMIT would. Null: nothing.
