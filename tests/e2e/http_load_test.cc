@@ -560,7 +560,10 @@ TEST(HttpLoad, SlowClientsDoNotStopTheApi) {
   EXPECT_EQ(c.error, "");
   EXPECT_EQ(c.idle_lost, 0);
   EXPECT_EQ(c.stalled_closed, c.stalled_opened);
-  EXPECT_GE(c.stalled_opened, int64_t{kStalled} * (kRounds + 1));
+  // Every round waited for another kStalled closures; a closure's replacement is opened after
+  // it, so one still being opened when renewing stopped is not counted: kRounds generations are
+  // what the rounds prove (kRounds + 1 flaked by a few under ASan on a loaded machine).
+  EXPECT_GE(c.stalled_opened, int64_t{kStalled} * kRounds);
   EXPECT_GE(c.shortest_stall_ms, kHeaderTimeoutS * 1000 - 100)
       << "a stalled connection was closed before its header timeout";
   EXPECT_GT(c.trickled_bytes, kTrickling * 10) << "the uploads trickled throughout";
