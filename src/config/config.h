@@ -23,13 +23,36 @@ const char* RoleName(NodeRole r);
 
 struct ProviderConfig {
   std::string name;
-  std::string kind = "builtin";  // only "builtin" for now
-  int delay_ms = 0;              // artificial latency per chunk (offline load tests)
+  std::string kind = "builtin";  // "builtin" | "openai" (any OpenAI-compatible chat-completions API)
+  int delay_ms = 0;              // builtin: artificial latency per chunk (offline load tests)
   // Fault injection for exercising supervision (documented in docs/process-protection.md):
   // "" | "exit_on_start" (the worker exits 3 right after start) |
   // "crash_on_marker" (abort() while extracting a chunk that contains crash_marker).
   std::string fault;
   std::string crash_marker = "KG-CRASH-MARKER";
+
+  // kind "openai" (docs/providers.md). A preset (deepseek, openai, qwen, moonshot, zhipu, ollama,
+  // vllm) fills every field below; a [providers.NAME] table or <NAME>_BASE_URL / <NAME>_MODEL
+  // in the environment override them.
+  std::string preset;         // the preset it came from, "" if declared from scratch
+  std::string base_url;       // "https://api.deepseek.com" (".../chat/completions" is appended)
+  std::string model;
+  std::string api_key_env;    // the variable holding the key ("DEEPSEEK_API_KEY"); "" = no key (local)
+  std::string api_key;        // its value, read at load; never logged, shown or stored
+  int max_concurrency = 0;    // requests in flight, cluster-wide (0 = unlimited)
+  int rpm = 0;                // requests per minute, cluster-wide (0 = unlimited)
+  int64_t tpm = 0;            // tokens per minute, cluster-wide (0 = unlimited)
+  int timeout_s = 120;        // per request, total; connect timeout is min(10, timeout_s)
+  int max_output_tokens = 4096;
+  bool json_mode = true;      // response_format {"type":"json_object"}
+  double temperature = 0;
+  double price_in_per_mtok = 0;   // cost per million prompt tokens (the unit of your bill)
+  double price_out_per_mtok = 0;  // cost per million completion tokens
+  std::string prompt_file;        // "" = the compiled-in prompt (src/llm/prompt.h)
+  // Extra JSON members merged into every request body (e.g. {"thinking":{"type":"disabled"}}
+  // for DeepSeek, {"enable_thinking":false} for Qwen), as a JSON object text; "" = none.
+  std::string extra_body;
+  int max_retries = 4;  // per request, for 429/5xx/transport errors, before the chunk is nacked
 };
 
 struct Config {

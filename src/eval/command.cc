@@ -95,7 +95,7 @@ int RunEval(const Config& config, const EvalOptions& o, std::ostream& out, std::
     err << "kgflow eval: " << o.gold_file << ": " << gold.status().message() << "\n";
     return kExitUsage;
   }
-  auto provider = MakeProvider(pc->second);
+  auto provider = MakeProvider(pc->second, config);
   if (!provider.ok()) {
     err << "kgflow eval: provider " << o.provider << ": " << provider.status().message() << "\n";
     return provider.status().code() == Code::kInvalidArgument ? kExitUsage : kExitRuntime;

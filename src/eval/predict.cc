@@ -40,11 +40,11 @@ Result<Prediction> PredictGraph(Provider& provider, const std::string& text, con
     for (const auto& item : plan.items) {
       auto payload = DecodePayload(item.payload);
       if (!payload.ok()) return Status::Internal(payload.status().message());
-      auto extraction = provider.Extract(payload->text);
-      if (!extraction.ok()) {
-        return extraction.status().With("provider " + provider.name() + ", chunk " + std::to_string(payload->idx));
+      ProviderReply reply = ExtractNow(provider, payload->text);
+      if (!reply.status.ok()) {
+        return reply.status.With("provider " + provider.name() + ", chunk " + std::to_string(payload->idx));
       }
-      if (Status s = (*store)->Merge({BuildBatch(*payload, *extraction)}); !s.ok()) {
+      if (Status s = (*store)->Merge({BuildBatch(*payload, reply.extraction)}); !s.ok()) {
         return Status::Internal("temporary graph: " + s.message());
       }
     }

@@ -1,7 +1,9 @@
 #include "provider/provider.h"
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 namespace kg {
@@ -11,12 +13,14 @@ class BuiltinProvider final : public Provider {
  public:
   explicit BuiltinProvider(ProviderConfig c) : c_(std::move(c)) {}
 
-  Result<Extraction> Extract(const std::string& text) override {
+  void Extract(const std::string& text, Done done) override {
     if (c_.fault == "crash_on_marker" && text.find(c_.crash_marker) != std::string::npos) {
       std::abort();  // deliberate: exercises crash attribution and poison handling
     }
     if (c_.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(c_.delay_ms));
-    return BuiltinExtract(text);
+    ProviderReply r;
+    r.extraction = BuiltinExtract(text);
+    done(std::move(r));
   }
   const std::string& name() const override { return c_.name; }
 
@@ -29,6 +33,25 @@ class BuiltinProvider final : public Provider {
 Result<std::unique_ptr<Provider>> MakeProvider(const ProviderConfig& config) {
   if (config.kind == "builtin") return std::unique_ptr<Provider>(std::make_unique<BuiltinProvider>(config));
   return Status::Invalid("provider " + config.name + ": unknown kind '" + config.kind + "'");
+}
+
+Result<std::unique_ptr<Provider>> MakeProvider(const ProviderConfig& config, const Config& node) {
+  (void)node;
+  return MakeProvider(config);
+}
+
+ProviderReply ExtractNow(Provider& provider, const std::string& text) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<ProviderReply> out;
+  provider.Extract(text, [&](ProviderReply r) {
+    std::lock_guard<std::mutex> l(mu);
+    out = std::move(r);
+    cv.notify_all();
+  });
+  std::unique_lock<std::mutex> l(mu);
+  cv.wait(l, [&] { return out.has_value(); });
+  return std::move(*out);
 }
 
 }  // namespace kg

@@ -266,6 +266,19 @@ class MysqlTaskStore final : public TaskStore {
     });
   }
 
+  // STUB (replaced by the ledger work): not implemented yet.
+  Status PutCachedResponse(const std::string&, const std::string&) override { return Status::Internal("todo"); }
+  Result<std::optional<std::string>> GetCachedResponse(const std::string&) override { return std::optional<std::string>(); }
+  Status AddUsage(const std::string&, const std::string&, const std::string&, const UsageTotals&) override {
+    return Status::Internal("todo");
+  }
+  Result<UsageTotals> TaskUsage(const std::string&) override { return UsageTotals{}; }
+  Result<std::map<std::string, UsageTotals>> ChunkUsage(const std::string&) override {
+    return std::map<std::string, UsageTotals>{};
+  }
+  Result<std::map<std::string, UsageTotals>> ProviderUsage() override { return std::map<std::string, UsageTotals>{}; }
+  Status MarkStopped(const std::string&, const std::string&) override { return Status::Internal("todo"); }
+
   Result<std::vector<NodeRecord>> ListNodes(int64_t since_ms) override {
     std::vector<NodeRecord> out;
     KG_RETURN_IF_ERROR(pool_->InTransaction([&](Connection& c) -> Status {

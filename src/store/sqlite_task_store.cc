@@ -196,6 +196,19 @@ class SqliteTaskStore final : public TaskStore {
     return st->Run();
   }
 
+  // STUB (replaced by the ledger work): not implemented yet.
+  Status PutCachedResponse(const std::string&, const std::string&) override { return Status::Internal("todo"); }
+  Result<std::optional<std::string>> GetCachedResponse(const std::string&) override { return std::optional<std::string>(); }
+  Status AddUsage(const std::string&, const std::string&, const std::string&, const UsageTotals&) override {
+    return Status::Internal("todo");
+  }
+  Result<UsageTotals> TaskUsage(const std::string&) override { return UsageTotals{}; }
+  Result<std::map<std::string, UsageTotals>> ChunkUsage(const std::string&) override {
+    return std::map<std::string, UsageTotals>{};
+  }
+  Result<std::map<std::string, UsageTotals>> ProviderUsage() override { return std::map<std::string, UsageTotals>{}; }
+  Status MarkStopped(const std::string&, const std::string&) override { return Status::Internal("todo"); }
+
   Result<std::vector<NodeRecord>> ListNodes(int64_t since_ms) override {
     KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(std::string(kNodeSelect) + " WHERE heartbeat_at>? ORDER BY name"));
     q->Bind(1, since_ms);

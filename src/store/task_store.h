@@ -9,6 +9,7 @@
 // Thread safety: every method may be called from any thread.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,17 @@ struct TaskRecord {
   int64_t created_at_ms = 0;
   int64_t updated_at_ms = 0;
   int64_t epoch = 0;  // bumped by Reopen: progress read before a retry cannot land after it
+  int64_t token_budget = 0;  // LLM tokens (prompt + completion) the task may spend; 0 = no limit
+};
+
+// LLM spending, summed (the ledger, see TaskStore::AddUsage).
+struct UsageTotals {
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t requests = 0;
+  int64_t cached_chunks = 0;  // chunk results served from the response cache (no request)
+  double cost = 0;
+  int64_t tokens() const { return prompt_tokens + completion_tokens; }
 };
 
 // queued|running|done|failed from chunk counts.
@@ -83,6 +95,25 @@ class TaskStore {
   virtual Status RemoveNode(const std::string& name, const std::string& host, int64_t pid) = 0;
   // Nodes whose heartbeat is newer than `since_ms`.
   virtual Result<std::vector<NodeRecord>> ListNodes(int64_t since_ms) = 0;
+
+  // The LLM response cache: `key` is Provider::CacheKey (a hex hash), `content` the accepted
+  // model output. Put overwrites; Get of an unknown key is nullopt.
+  virtual Status PutCachedResponse(const std::string& key, const std::string& content) = 0;
+  virtual Result<std::optional<std::string>> GetCachedResponse(const std::string& key) = 0;
+
+  // The ledger: adds `u` to the row of (task, chunk), which belongs to `provider` (a chunk
+  // redelivered adds what its new attempt spent). Totals per task and per provider are sums of
+  // these rows, so they always agree.
+  virtual Status AddUsage(const std::string& task_id, const std::string& chunk_id, const std::string& provider,
+                          const UsageTotals& u) = 0;
+  virtual Result<UsageTotals> TaskUsage(const std::string& task_id) = 0;
+  // Per chunk id of the task.
+  virtual Result<std::map<std::string, UsageTotals>> ChunkUsage(const std::string& task_id) = 0;
+  // Per provider, over every task (kept as long as the tasks' rows are).
+  virtual Result<std::map<std::string, UsageTotals>> ProviderUsage() = 0;
+  // Cancels the task (as MarkCancelled) and records `reason` as its error, e.g. "token budget
+  // reached: 10234 of 10000 tokens spent".
+  virtual Status MarkStopped(const std::string& id, const std::string& reason) = 0;
 };
 
 // Writes the queue's current counts of task `id` into the store (monotonic, see

@@ -236,15 +236,15 @@ class Worker {
       Finish(lease, queue_->Nack(lease.chunk_id, lease.token, payload.status().message(), false), true);
       return;
     }
-    auto extraction = provider_->Extract(payload->text);
+    ProviderReply reply = ExtractNow(*provider_, payload->text);
     if (stopping_ && g_stop_requests.load() >= 2) return;
-    if (!extraction.ok()) {
+    if (!reply.status.ok()) {
       Settling(lease.chunk_id);
-      bool retry = extraction.status().code() != Code::kInvalidArgument;
-      Finish(lease, queue_->Nack(lease.chunk_id, lease.token, extraction.status().message(), retry), true);
+      bool retry = reply.status.code() != Code::kInvalidArgument;
+      Finish(lease, queue_->Nack(lease.chunk_id, lease.token, reply.status.message(), retry), true);
       return;
     }
-    GraphBatch batch = BuildBatch(*payload, *extraction);
+    GraphBatch batch = BuildBatch(*payload, reply.extraction);
     batch.chunk.generation = lease.generation;  // the graph store refuses it once a newer lease wrote
     // Fencing, first line: write only while the lease is provably ours. The second line is
     // the generation check inside the graph store's transaction, which also catches a stall
@@ -430,7 +430,7 @@ int RunWorker(const Config& config, const WorkerOptions& o) {
     spdlog::error("worker {}: provider {} has fault=exit_on_start; exiting", o.owner, o.provider);
     return kWorkerExitFault;
   }
-  auto provider = MakeProvider(pit->second);
+  auto provider = MakeProvider(pit->second, config);
   auto queue = OpenQueue(config);
   auto store = OpenTaskStore(config);
   auto graph = OpenGraphStore(config);

@@ -222,9 +222,12 @@ class FakeProvider final : public Provider {
  public:
   std::function<Result<Extraction>(const std::string&)> answer;
   std::vector<std::string> seen;
-  Result<Extraction> Extract(const std::string& text) override {
+  void Extract(const std::string& text, Done done) override {
     seen.push_back(text);
-    return answer(text);
+    auto a = answer(text);
+    ProviderReply r;
+    if (a.ok()) r.extraction = std::move(a).value(); else r.status = a.status();
+    done(std::move(r));
   }
   const std::string& name() const override { return name_; }
 

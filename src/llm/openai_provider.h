@@ -1,0 +1,39 @@
+#pragma once
+// kind "openai": extraction by any OpenAI-compatible chat-completions API (docs/providers.md).
+//
+// One provider object per worker process. Its own thread runs a libcurl multi loop, so up to
+// `max_in_flight` requests are in flight at once on reused connections (TLS verified), each
+// with a connect timeout and a total timeout scaled by max_output_tokens. Before a request is
+// sent the limiter admits it (rpm, tpm, concurrency, a 429 pause; cluster-wide with Redis);
+// waiting requests queue in order, and only the oldest asks the limiter again.
+// Failures follow a retry policy written as data (openai_provider.cc): 429 pauses the provider
+// (Retry-After / retry-after-ms / x-ratelimit-reset-*, else a backoff) and retries; 408/409/5xx
+// and transport errors retry with exponential backoff and jitter, up to max_retries; billing
+// answers (insufficient_quota, 402) are not retried. The in-flight cap adapts: down by a
+// quarter on a 429, up by one on a success at the cap (never above max_in_flight).
+// Unusable output gets one corrective re-ask in the same conversation; if that is unusable too
+// the reply is kUnavailable with the reason and a snippet (the queue retries, then
+// dead-letters). The API key goes into the Authorization header only.
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "config/config.h"
+#include "llm/limiter.h"
+#include "llm/prompt.h"
+#include "provider/provider.h"
+
+namespace kg::llm {
+
+struct OpenAiOptions {
+  ProviderConfig config;  // kind "openai", validated by LoadConfig (api_key read)
+  Prompt prompt;
+  std::unique_ptr<Limiter> limiter;  // owned
+  int max_in_flight = 4;             // KG_CONCURRENCY_PER_PROCESS
+};
+
+// Starts the provider's event-loop thread. kInvalidArgument for a config it cannot use.
+Result<std::unique_ptr<Provider>> MakeOpenAiProvider(OpenAiOptions options);
+
+}  // namespace kg::llm

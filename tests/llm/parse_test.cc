@@ -1,0 +1,2 @@
+// placeholder: filled by its owner
+#include <gtest/gtest.h>

@@ -1,0 +1,2 @@
+#pragma once
+// placeholder: the fake OpenAI-compatible server's launcher (filled by its owner)
