@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <deque>
+#include <optional>
 #include <map>
 #include <thread>
 #include <vector>
@@ -77,8 +79,11 @@ class Worker {
     std::thread renewer([this] { RenewLoop(); });
     int exit_code = kWorkerExitStopped;
     const int slots = c_.concurrency_per_process;
+    // Chunks in flight are leases held, not threads: an LLM call waits on the provider's event
+    // loop, and only the steps around it (cache, merge, ack) take an executor. The builtin
+    // extractor works in the executor's thread, so it keeps one per slot up to kMaxExecutors.
     std::vector<std::thread> pool;
-    for (int i = 0; i < slots; ++i) pool.emplace_back([this] { ExecLoop(); });
+    for (int i = 0; i < std::min(slots, kMaxExecutors); ++i) pool.emplace_back([this] { ExecLoop(); });
 
     while (g_stop_requests.load() == 0) {
       if (c_.max_tasks_per_process > 0 && started_ >= c_.max_tasks_per_process) {
@@ -144,10 +149,22 @@ class Worker {
       std::_Exit(exit_code);
     }
     for (auto& t : pool) t.join();
+    provider_.reset();  // joins its event loop: no callback can reach this worker any more
     return exit_code;
   }
 
  private:
+  static constexpr int kMaxExecutors = 16;
+
+  // A provider's answer for a leased chunk, waiting for an executor to settle it.
+  struct Completed {
+    Lease lease;
+    ChunkPayload payload;
+    std::string cache_key;
+    ProviderReply reply;
+    bool cached = false;
+  };
+
   struct InFlight {
     Lease lease;
     bool lost = false;      // renewal failed: the lease belongs to someone else now
@@ -200,26 +217,38 @@ class Worker {
     renew_cv_.NotifyAll();
   }
 
+  // Executors settle answered chunks first (their leases are ticking and their results are
+  // ready), then start pending ones.
   void ExecLoop() {
     while (true) {
+      std::optional<Completed> answered;
       Lease lease;
       {
         MutexLock l(mu_);
-        while (!done_flag_ && pending_.empty()) cv_.Wait(l);
+        while (!done_flag_ && pending_.empty() && completed_.empty()) cv_.Wait(l);
         if (done_flag_) return;
-        lease = std::move(pending_.front());
-        pending_.erase(pending_.begin());
         ++running_;
+        if (!completed_.empty()) {
+          answered = std::move(completed_.front());
+          completed_.pop_front();
+        } else {
+          lease = std::move(pending_.front());
+          pending_.erase(pending_.begin());
+        }
       }
-      Process(lease);
+      const std::string id = answered ? answered->lease.chunk_id : lease.chunk_id;
+      bool finished = answered ? Settle(std::move(*answered)) : Begin(lease);
       {
         MutexLock l(mu_);
-        inflight_.erase(lease.chunk_id);
-        if (lease.crashes > 0) holding_suspect_ = false;
         --running_;
-        ReportStateLocked();
+        if (finished) {
+          auto it = inflight_.find(id);
+          if (it != inflight_.end() && it->second.lease.crashes > 0) holding_suspect_ = false;
+          if (it != inflight_.end()) inflight_.erase(it);
+          ReportStateLocked();
+        }
       }
-      Wake();
+      if (finished) Wake();
     }
   }
 
@@ -229,20 +258,89 @@ class Worker {
     return it == inflight_.end() || it->second.lost;
   }
 
-  void Process(const Lease& lease) {
+  // Starts a leased chunk: the response cache, the task's token budget, then the provider.
+  // True when the chunk is finished here; false when the provider's answer will come through
+  // Answered (possibly already has, for a provider that answers at once).
+  bool Begin(const Lease& lease) {
     auto payload = DecodePayload(lease.payload);
     if (!payload.ok()) {
       Settling(lease.chunk_id);
       Finish(lease, queue_->Nack(lease.chunk_id, lease.token, payload.status().message(), false), true);
-      return;
+      return true;
     }
-    ProviderReply reply = ExtractNow(*provider_, payload->text);
-    if (stopping_ && g_stop_requests.load() >= 2) return;
+    std::string key = provider_->CacheKey(payload->text);
+    if (!key.empty()) {
+      if (OverBudget(lease)) return true;
+      auto hit = store_->GetCachedResponse(key);
+      if (hit.ok() && hit->has_value()) {
+        ProviderReply reply = provider_->FromCache(**hit);
+        if (reply.status.ok()) return Settle(Completed{lease, std::move(payload).value(), key, std::move(reply), true});
+      }
+    }
+    std::string text = payload->text;
+    provider_->Extract(text, [this, lease, p = std::move(payload).value(), key](ProviderReply reply) mutable {
+      {
+        MutexLock l(mu_);
+        completed_.push_back(Completed{lease, std::move(p), key, std::move(reply), false});
+      }
+      cv_.NotifyOne();
+    });
+    return false;
+  }
+
+  // Whether the chunk's task has spent its token budget; if so the task is stopped (its row says
+  // why, its chunks are cancelled, this one with them) and true is returned.
+  bool OverBudget(const Lease& lease) {
+    auto task = store_->Get(lease.task_id);
+    if (!task.ok() || task->token_budget <= 0) return false;
+    auto used = store_->TaskUsage(lease.task_id);
+    if (!used.ok() || used->tokens() < task->token_budget) return false;
+    std::string why = "token budget reached: " + std::to_string(used->tokens()) + " of " +
+                      std::to_string(task->token_budget) + " tokens spent";
+    Settling(lease.chunk_id);
+    // The row first, as a cancel from the API does: a failed cancel of the chunks then leaves a
+    // row saying why, and the next chunk of the task tries again.
+    Status s = store_->MarkStopped(lease.task_id, why);
+    auto n = s.ok() ? queue_->CancelTask(lease.task_id) : Result<int>(s);
+    if (!n.ok()) {
+      Warn(lease.chunk_id, n.status());
+    } else {
+      spdlog::info("worker {}: task {} stopped: {} ({} chunks cancelled)", o_.owner, lease.task_id, why, *n);
+    }
+    return true;
+  }
+
+  // Writes what the chunk's extraction cost (LLM providers), caches an accepted answer, then
+  // writes the result to the graph and acks, or nacks. True: the chunk is finished.
+  bool Settle(Completed done) {
+    const Lease& lease = done.lease;
+    ProviderReply& reply = done.reply;
+    if (stopping_ && g_stop_requests.load() >= 2) return true;
+    if (!done.cache_key.empty()) {
+      UsageTotals u;
+      u.prompt_tokens = reply.usage.prompt_tokens;
+      u.completion_tokens = reply.usage.completion_tokens;
+      u.requests = reply.usage.requests;
+      u.cost = reply.usage.cost;
+      u.cached_chunks = done.cached ? 1 : 0;
+      // Spent whatever becomes of the chunk; a lost row undercounts, so it is logged.
+      Status s = RetryTransient([&] { return store_->AddUsage(lease.task_id, lease.chunk_id, lease.provider, u); });
+      if (!s.ok()) spdlog::warn("worker {}: usage of chunk {} not recorded: {}", o_.owner, lease.chunk_id, s.message());
+      if (reply.status.ok() && !done.cached && !reply.cache_content.empty()) {
+        Status c = store_->PutCachedResponse(done.cache_key, reply.cache_content);
+        if (!c.ok()) spdlog::debug("worker {}: response of chunk {} not cached: {}", o_.owner, lease.chunk_id, c.message());
+      }
+    }
+    if (reply.dropped_records > 0) {
+      spdlog::info("worker {}: chunk {}: {} invalid records of the model's output left out", o_.owner, lease.chunk_id,
+                   reply.dropped_records);
+    }
+    const ChunkPayload* payload = &done.payload;
     if (!reply.status.ok()) {
       Settling(lease.chunk_id);
       bool retry = reply.status.code() != Code::kInvalidArgument;
       Finish(lease, queue_->Nack(lease.chunk_id, lease.token, reply.status.message(), retry), true);
-      return;
+      return true;
     }
     GraphBatch batch = BuildBatch(*payload, reply.extraction);
     batch.chunk.generation = lease.generation;  // the graph store refuses it once a newer lease wrote
@@ -259,7 +357,7 @@ class Worker {
         spdlog::warn("worker {}: lease of {} not confirmed ({}); result dropped", o_.owner, lease.chunk_id,
                      mine.message());
       }
-      return;
+      return true;
     }
     Status merged = RetryTransient([&] { return graph_->Merge({batch}); });
     Settling(lease.chunk_id);
@@ -271,7 +369,7 @@ class Worker {
       spdlog::info("worker {}: chunk {} was written by a newer lease; result dropped ({})", o_.owner, lease.chunk_id,
                    merged.message());
       Finish(lease, RetryTransient([&] { return queue_->Ack(lease.chunk_id, lease.token); }), false);
-      return;
+      return true;
     }
     if (merged.code() == Code::kUnavailable && !GraphAnswers()) {
       // The graph store is away (a restart, a network cut): not this chunk's fault, so it goes back
@@ -282,16 +380,17 @@ class Worker {
       graph_outage_.Failed(merged, MonoMs());
       Status back = RetryTransient([&] { return queue_->Release(lease.chunk_id, lease.token); });
       if (!back.ok()) Warn(lease.chunk_id, back);
-      return;
+      return true;
     }
     graph_outage_.Succeeded();
     if (!merged.ok()) {
       Finish(lease, RetryTransient([&] {
                return queue_->Nack(lease.chunk_id, lease.token, "graph merge: " + merged.message(), true);
              }), true);
-      return;
+      return true;
     }
     Finish(lease, RetryTransient([&] { return queue_->Ack(lease.chunk_id, lease.token); }), false);
+    return true;
   }
 
   // A chunk's ack, nack or release that failed: a queue outage is logged once (the lease expires and
@@ -369,6 +468,7 @@ class Worker {
         if (!f.lost) held.push_back(f.lease);
       }
       pending_.clear();
+      completed_.clear();
     }
     int n = 0;
     for (const auto& lease : held) {
@@ -390,6 +490,7 @@ class Worker {
   CondVar renew_cv_;  // the renewer sleeps on it
   std::map<std::string, InFlight> inflight_ KG_GUARDED_BY(mu_);
   std::vector<Lease> pending_ KG_GUARDED_BY(mu_);
+  std::deque<Completed> completed_ KG_GUARDED_BY(mu_);  // answered by the provider, to settle
   bool holding_suspect_ KG_GUARDED_BY(mu_) = false;
   bool done_flag_ KG_GUARDED_BY(mu_) = false;
   int running_ KG_GUARDED_BY(mu_) = 0;
