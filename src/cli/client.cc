@@ -437,16 +437,16 @@ Result<std::string> BatchBody(const std::vector<Doc>& docs, const std::vector<st
 }
 
 // Backoff while the node is unreachable during --wait: doubling from 250 ms to 5 s, giving up
-// once ~60 s have passed without one answer.
+// once --reconnect-timeout (60 s by default) has passed without one answer.
 constexpr auto kReconnectFirst = std::chrono::milliseconds(250);
 constexpr auto kReconnectMax = std::chrono::milliseconds(5000);
-constexpr auto kReconnectBudget = std::chrono::seconds(60);
 // How long one poll waits for an answer: a node that accepts but never answers (stopped)
 // counts as lost after this, and the budget above bounds the whole wait.
 constexpr auto kPollReadTimeout = std::chrono::milliseconds(5000);
 
 // Polls task `id` until it is finished; 0 done, 1 failed, cancelled or the node lost for good.
-int WaitForTask(Api& api, const ClientOptions& o, const std::string& id, const std::string& label, bool tty) {
+int WaitForTask(Api& api, const ClientOptions& o, const std::string& id, const std::string& label, bool tty,
+                const std::chrono::seconds kReconnectBudget) {
   std::string last;
   bool lost = false;
   std::chrono::steady_clock::time_point lost_since{};
@@ -559,7 +559,7 @@ int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, con
   bool tty = isatty(STDOUT_FILENO);
   int failed_tasks = 0;
   for (const auto& s : subs) {
-    if (WaitForTask(api, o, s.id, s.label, tty) != 0) ++failed_tasks;
+    if (WaitForTask(api, o, s.id, s.label, tty, std::chrono::seconds(so.reconnect_seconds)) != 0) ++failed_tasks;
   }
   return failed_tasks ? 1 : 0;
 }

@@ -26,6 +26,7 @@ struct SubmitOptions {
   bool wait = false, recursive = false;
   bool batch = false;     // every document in one POST /api/v1/tasks/batch: all or none
   int64_t max_bytes = 0;  // the node's body limit (KG_MAX_BODY_MB)
+  int reconnect_seconds = 60;  // --wait: how long a lost node is waited for (--reconnect-timeout)
 };
 
 // Checks every argument first (exists, readable, a regular file or with `recursive` a
@@ -35,7 +36,7 @@ struct SubmitOptions {
 // by reading it (pread, one file at a time, at most `max_bytes`) and sent as a text body
 // streamed from disk; a file that changed since its check (size or mtime) is refused with
 // exit 1, "FILE changed while being sent", never sent cut. With `wait`, follows each
-// task to its end, reconnecting with backoff (up to ~60 s) when the node goes away.
+// task to its end, reconnecting with backoff (up to reconnect_seconds) when the node goes away.
 // With `batch`, the documents go in one NDJSON request (each file read whole, as checked),
 // which the node takes all or none; more than it takes per request (documents, or
 // `max_bytes` once JSON-escaped) is exit 1 before anything is sent.

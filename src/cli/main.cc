@@ -116,6 +116,9 @@ int Main(int argc, char** argv) {
   submit->add_option("--format", so.format, "text|markdown|html (default: by extension, .md .markdown .html .htm)")
       ->check(CLI::IsMember({"text", "markdown", "html"}));
   submit->add_flag("--wait", so.wait, "wait for the tasks to finish, showing progress (reconnects if the node restarts)");
+  submit->add_option("--reconnect-timeout", so.reconnect_seconds,
+                     "with --wait: seconds to keep reconnecting to a node that went away (default 60)")
+      ->check(CLI::Range(1, 86400));
   submit->add_flag("--recursive,-r", so.recursive, "submit the text files under a directory (others are skipped)");
   submit->add_flag("--batch", so.batch, "send every document in one batch request (all or none; each file read whole)");
   add_url(submit);

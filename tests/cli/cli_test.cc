@@ -491,7 +491,8 @@ TEST(Cli, SubmitWaitReconnectsAcrossANodeRestart) {
   std::map<std::string, std::string> env = ClientEnv(n, dir);
   env["KG_DATA_DIR"] = dir.path() + "/data";
   testing::WriteFile(dir.File("one.txt"), "Mara Voss founded Helix Dynamics. Ana Lund joined Helix Dynamics.");
-  testing::Process cli({"submit", "--wait", "--provider", "slow", dir.File("one.txt")}, env, dir.path());
+  testing::Process cli({"submit", "--wait", "--reconnect-timeout", "8", "--provider", "slow", dir.File("one.txt")}, env,
+                       dir.path());
   ASSERT_TRUE(testing::WaitFor([&] { return cli.Stdout().find("submitted") != std::string::npos; }, 20s))
       << cli.Stderr();
   ASSERT_TRUE(n.proc().Signal(SIGKILL));
@@ -579,7 +580,8 @@ TEST(Cli, SubmitWaitGivesUpOnANodeThatStopsAnswering) {
   ASSERT_TRUE(n.ready()) << n.proc().Stderr();
   std::map<std::string, std::string> env = ClientEnv(n, dir);
   testing::WriteFile(dir.File("one.txt"), "Mara Voss founded Helix Dynamics.");
-  testing::Process cli({"submit", "--wait", "--provider", "slow", dir.File("one.txt")}, env, dir.path());
+  testing::Process cli({"submit", "--wait", "--reconnect-timeout", "8", "--provider", "slow", dir.File("one.txt")}, env,
+                       dir.path());
   ASSERT_TRUE(testing::WaitFor([&] { return cli.Stdout().find("submitted") != std::string::npos; }, 20s))
       << cli.Stderr();
   ASSERT_TRUE(n.proc().Signal(SIGSTOP));
@@ -587,12 +589,12 @@ TEST(Cli, SubmitWaitGivesUpOnANodeThatStopsAnswering) {
     testing::Node& n;
     ~Resume() { n.proc().Signal(SIGCONT); }  // before the node is stopped, whatever happened
   } resume{n};
-  int st = cli.Wait(110s);
+  int st = cli.Wait(60s);
   ASSERT_NE(st, -1) << "the CLI still waits on a node that never answers: " << cli.Stderr();
   ASSERT_TRUE(WIFEXITED(st));
   EXPECT_EQ(WEXITSTATUS(st), 1) << cli.Stderr();
-  EXPECT_NE(cli.Stderr().find("reconnecting for up to 60 s"), std::string::npos) << cli.Stderr();
-  EXPECT_NE(cli.Stderr().find("cannot reach http://127.0.0.1:" + std::to_string(n.port()) + " for 60 s"),
+  EXPECT_NE(cli.Stderr().find("reconnecting for up to 8 s"), std::string::npos) << cli.Stderr();
+  EXPECT_NE(cli.Stderr().find("cannot reach http://127.0.0.1:" + std::to_string(n.port()) + " for 8 s"),
             std::string::npos) << cli.Stderr();
 }
 

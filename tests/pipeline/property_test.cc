@@ -5,6 +5,7 @@
 #include <random>
 
 #include "pipeline/document.h"
+#include "testing/testing.h"
 #include "text/text.h"
 #include "provider/provider.h"
 
@@ -107,7 +108,7 @@ TEST(Property, ChunksReassembleToTheInput) {
 // batches with non-empty keys and no self-loops.
 TEST(Property, ExtractionInvariants) {
   std::mt19937 rng(777);
-  for (int i = 0; i < 3000; ++i) {
+  for (int i = 0; i < testing::Cases(3000); ++i) {
     std::string text = Generate(rng);
     Extraction x = BuiltinExtract(SanitizeUtf8(text));
     for (const auto& e : x.entities) {
