@@ -9,27 +9,17 @@
 #include <httplib.h>
 
 namespace kg::testing {
-namespace {
 
-std::string Script() { return std::string(KG_TEST_SOURCE_DIR) + "/tests/testing/fake_llm.py"; }
-
-}  // namespace
+std::vector<std::string> FakeLlmCommand() {
+  return {KG_TEST_PYTHON, std::string(KG_TEST_SOURCE_DIR) + "/tests/testing/fake_llm.py"};
+}
 
 FakeLlm::FakeLlm() : FakeLlm(Options{}) {}
 
 FakeLlm::FakeLlm(Options o) {
-  std::vector<std::string> args = {KG_TEST_PYTHON,
-                                    Script(),
-                                    "--port",
-                                    "0",
-                                    "--port-file",
-                                    dir_.File("port"),
-                                    "--latency-ms",
-                                    std::to_string(o.latency_ms),
-                                    "--jitter-ms",
-                                    std::to_string(o.jitter_ms),
-                                    "--rpm-limit",
-                                    std::to_string(o.rpm_limit)};
+  std::vector<std::string> args = FakeLlmCommand();
+  args.insert(args.end(), {"--port", "0", "--port-file", dir_.File("port"), "--latency-ms", std::to_string(o.latency_ms),
+                           "--jitter-ms", std::to_string(o.jitter_ms), "--rpm-limit", std::to_string(o.rpm_limit)});
   if (!o.api_key.empty()) {
     args.push_back("--api-key");
     args.push_back(o.api_key);

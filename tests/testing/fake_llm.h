@@ -24,9 +24,10 @@
 //
 // Thread safety: all methods are const and may be called from any thread (each call opens its
 // own HTTP client).
-#include <string>
-
 #include <memory>
+#include <string>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "testing/testing.h"
@@ -75,5 +76,8 @@ class FakeLlm {
   std::unique_ptr<Process> proc_;
   int port_ = 0;
 };
+
+// The command that runs the script ({python3, path of fake_llm.py}); its options follow.
+std::vector<std::string> FakeLlmCommand();
 
 }  // namespace kg::testing

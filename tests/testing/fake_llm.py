@@ -53,7 +53,8 @@ ORG_SUFFIXES = {"Inc", "Corp", "Labs", "Group", "Company", "Ltd"}
 SENTENCE_RE = re.compile(r"[^.!?。！？]+[.!?。！？]?")
 WORD_RE = re.compile(r"[A-Za-z0-9_]+")
 CAPITALISED_RE = re.compile(r"[A-Z][A-Za-z]+")
-CJK_COMPANY_RE = re.compile(r"[\u4e00-\u9fff]{2,4}公司")
+# 2-4 CJK characters before 公司, none of them a particle that usually ends the word before a name.
+CJK_COMPANY_RE = re.compile(r"(?:(?![了和与及的在是从向对把被给跟同])[\u4e00-\u9fff]){2,4}公司")
 
 CONTROL_PATHS = {"/stats", "/reset", "/config"}
 CHAT_PATHS = {"/v1/chat/completions", "/chat/completions"}
@@ -358,6 +359,7 @@ async def main():
     ap.add_argument("--log")
     ap.add_argument("--max-seconds", type=float, default=3600)
     args = ap.parse_args()
+    parent = os.getppid()  # before the port file: whoever waits for it may exit right after
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # room for many connections
     if hard == resource.RLIM_INFINITY or soft < hard:
@@ -375,7 +377,6 @@ async def main():
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    parent = os.getppid()
     deadline = time.monotonic() + args.max_seconds
     while not stop.is_set() and os.getppid() == parent and time.monotonic() < deadline:
         try:
