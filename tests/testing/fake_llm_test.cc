@@ -291,5 +291,176 @@ TEST(FakeLlm, HangOnce) {
   EXPECT_EQ(stats["by_status"], json::parse(R"({"200":1})"));
 }
 
+// Verifies --api-key: a request without the key, or with another, gets 401 with the OpenAI error
+// body; the right key is answered; /stats lists the Authorization values seen.
+TEST(FakeLlm, ApiKey) {
+  FakeLlm::Options options;
+  options.api_key = "sk-test-123";
+  FakeLlm fake(options);
+  ASSERT_GT(fake.port(), 0);
+  for (const std::string& key : {std::string(""), std::string("sk-wrong")}) {
+    auto res = Ask(fake, kText, key);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 401);
+    EXPECT_EQ(json::parse(res->body),
+              json::parse(R"({"error":{"message":"invalid api key","type":"invalid_request_error"}})"));
+  }
+  EXPECT_EQ(json::parse(Content(Ask(fake, kText, "sk-test-123"))), Graph());
+  json stats = fake.Stats();
+  EXPECT_EQ(stats["auth"], json::parse(R"(["Bearer sk-wrong","Bearer sk-test-123"])"));
+  EXPECT_EQ(stats["by_status"], json::parse(R"({"200":1,"401":2})"));
+}
+
+// Verifies --rpm-limit: within 60 s, the (N+1)th admitted request gets 429 with Retry-After: 1, and
+// refused requests do not count; /config raises the limit at run time.
+TEST(FakeLlm, RpmLimit) {
+  FakeLlm::Options options;
+  options.rpm_limit = 3;
+  FakeLlm fake(options);
+  ASSERT_GT(fake.port(), 0);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Content(Ask(fake, kText + std::to_string(i))).front(), '{');
+  for (int i = 0; i < 2; ++i) {
+    auto res = Ask(fake, kText);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 429);
+    EXPECT_EQ(res->get_header_value("Retry-After"), "1");
+    EXPECT_EQ(json::parse(res->body)["error"]["type"], "rate_limit_exceeded");
+  }
+  fake.Configure({{"rpm_limit", 5}});  // 3 admitted so far, the two refused not counted
+  EXPECT_EQ(Ask(fake, kText)->status, 200);
+  EXPECT_EQ(Ask(fake, kText)->status, 200);
+  EXPECT_EQ(Ask(fake, kText)->status, 429);
+  fake.Configure({{"rpm_limit", 0}});  // no limit
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Ask(fake, kText)->status, 200);
+  EXPECT_EQ(fake.Stats()["by_status"], json::parse(R"({"200":10,"429":3})"));
+}
+
+// Verifies /stats (requests, in-flight peak, statuses, arrivals in order) and MaxInWindow: one
+// client's requests, each delayed 200 ms, arrive at least 200 ms apart, so no 0.2 s window holds
+// two of them, while a window as long as the run holds all.
+TEST(FakeLlm, StatsAndMaxInWindow) {
+  FakeLlm::Options options;
+  options.latency_ms = 200;
+  FakeLlm fake(options);
+  ASSERT_GT(fake.port(), 0);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(Ask(fake, kText)->status, 200);
+  EXPECT_EQ(Ask(fake, kText, "", "/v1/no-such-path")->status, 404);
+  json stats = fake.Stats();
+  EXPECT_EQ(stats["requests"], 5);
+  EXPECT_EQ(stats["in_flight"], 0);
+  EXPECT_EQ(stats["max_in_flight"], 1);
+  EXPECT_EQ(stats["by_status"], json::parse(R"({"200":4,"404":1})"));
+  EXPECT_TRUE(stats["by_marker"].empty());
+  std::vector<double> arrivals = stats["arrivals"].get<std::vector<double>>();
+  ASSERT_EQ(arrivals.size(), 5u);
+  for (size_t i = 1; i < arrivals.size(); ++i) EXPECT_GE(arrivals[i] - arrivals[i - 1], 0.2) << i;
+  EXPECT_GT(arrivals[0], 0);
+  EXPECT_EQ(fake.MaxInWindow(0.2), 1);
+  EXPECT_EQ(fake.MaxInWindow(3600), 5);
+  EXPECT_EQ(fake.MaxInWindow(arrivals[2] - arrivals[0]), 2);  // half-open: [t, t + s)
+  EXPECT_EQ(fake.MaxInWindow(arrivals[2] - arrivals[0] + 1e-3), 3);
+}
+
+// Verifies /reset: counters, arrivals, the rpm window and the ONCE markers' memory start over.
+TEST(FakeLlm, Reset) {
+  FakeLlm::Options options;
+  options.rpm_limit = 2;
+  FakeLlm fake(options);
+  ASSERT_GT(fake.port(), 0);
+  const std::string once = std::string(kText) + "FAKE_500_ONCE";
+  EXPECT_EQ(Ask(fake, once)->status, 500);
+  EXPECT_EQ(Ask(fake, once)->status, 200);
+  EXPECT_EQ(Ask(fake, once)->status, 429);
+  fake.Reset();
+  json stats = fake.Stats();
+  EXPECT_EQ(stats["requests"], 0);
+  EXPECT_EQ(stats["max_in_flight"], 0);
+  EXPECT_TRUE(stats["by_status"].empty());
+  EXPECT_TRUE(stats["arrivals"].empty());
+  EXPECT_TRUE(stats["by_marker"].empty());
+  EXPECT_EQ(fake.MaxInWindow(3600), 0);
+  EXPECT_EQ(Ask(fake, once)->status, 500);
+  EXPECT_EQ(Ask(fake, once)->status, 200);
+  EXPECT_EQ(fake.Stats()["requests"], 2);
+}
+
+// Verifies that requests wait out their latency side by side: 300 clients, each on its own
+// connection opened beforehand, send at once a request delayed 500 ms, and all 300 are in flight
+// together before the first is answered.
+TEST(FakeLlm, ConcurrentSlowRequests) {
+  constexpr int kClients = 300;
+  FakeLlm::Options options;
+  options.latency_ms = 500;
+  FakeLlm fake(options);
+  ASSERT_GT(fake.port(), 0);
+  std::latch connected(kClients + 1), go(1);
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      httplib::Client c("127.0.0.1", fake.port());
+      c.set_keep_alive(true);
+      c.set_connection_timeout(10, 0);
+      c.set_read_timeout(30, 0);
+      // 404 on a path the server counts, over the connection the request then reuses.
+      auto warm = c.Get("/warm-up");
+      connected.count_down();
+      go.wait();
+      auto res = c.Post("/v1/chat/completions", Request(kText + std::to_string(i)).dump(), "application/json");
+      if (warm && res && res->status == 200) ++ok;
+    });
+  }
+  connected.arrive_and_wait();
+  fake.Reset();  // the warm-ups are not counted
+  go.count_down();
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok, kClients);
+  json stats = fake.Stats();
+  EXPECT_EQ(stats["requests"], kClients);
+  EXPECT_EQ(stats["max_in_flight"], kClients);
+  EXPECT_EQ(stats["by_status"]["200"], kClients);
+}
+
+// Verifies the script's own lifetime: it exits 0 on SIGTERM, by itself after --max-seconds,
+// and within seconds of its parent's death.
+TEST(FakeLlm, ExitsOnSignalDeadlineAndOrphaning) {
+  TempDir dir;
+  auto start = [&](const std::string& name, std::vector<std::string> extra) {
+    std::vector<std::string> args = FakeLlmCommand();
+    args.insert(args.end(), {"--port-file", dir.File(name)});
+    args.insert(args.end(), extra.begin(), extra.end());
+    return std::make_unique<Process>(args, std::map<std::string, std::string>{}, dir.path());
+  };
+  auto listening = [&](const std::string& name) {
+    return WaitFor([&] { return !ReadFile(dir.File(name)).empty(); }, std::chrono::seconds(10));
+  };
+
+  auto term = start("term.port", {});
+  ASSERT_TRUE(listening("term.port"));
+  ASSERT_TRUE(term->Signal(SIGTERM));
+  int st = term->Wait(std::chrono::seconds(10));
+  ASSERT_NE(st, -1) << "still running 10 s after SIGTERM";
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+
+  auto deadline = start("deadline.port", {"--max-seconds", "1"});
+  ASSERT_TRUE(listening("deadline.port"));
+  st = deadline->Wait(std::chrono::seconds(10));
+  ASSERT_NE(st, -1) << "still running 10 s after --max-seconds 1";
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+
+  // A shell starts the script in the background, writes its pid and exits once it listens.
+  std::string cmd;
+  for (const std::string& a : FakeLlmCommand()) cmd += "'" + a + "' ";
+  cmd += "--port-file '" + dir.File("orphan.port") + "' >/dev/null 2>&1 & echo $! > '" + dir.File("orphan.pid") +
+         "'; while [ ! -s '" + dir.File("orphan.port") + "' ]; do sleep 0.05; done";
+  Process shell({"/bin/sh", "-c", cmd}, {}, dir.path());
+  ASSERT_NE(shell.Wait(std::chrono::seconds(10)), -1);
+  pid_t orphan = std::atoi(ReadFile(dir.File("orphan.pid")).c_str());
+  ASSERT_GT(orphan, 0);
+  EXPECT_TRUE(WaitFor([&] { return !Alive(orphan); }, std::chrono::seconds(10)))
+      << "the script outlived its parent by 10 s";
+  if (Alive(orphan)) kill(orphan, SIGKILL);
+}
+
 }  // namespace
 }  // namespace kg::testing
