@@ -139,12 +139,13 @@ class FakeLlm:
         self.log = open(args.log, "a", buffering=1) if args.log else None
         self.started = time.monotonic()
         self.next_id = 0
+        self.in_flight = 0
         self.reset()
 
     def reset(self):
+        """Starts the counters over; requests in flight stay counted until they end."""
         self.requests = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
+        self.max_in_flight = self.in_flight
         self.by_status = collections.Counter()
         self.arrivals = []
         self.by_marker = collections.Counter()
