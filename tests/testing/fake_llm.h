@@ -59,7 +59,8 @@ class FakeLlm {
   // GET /stats: {"requests", "in_flight", "max_in_flight", "by_status": {"200": n, ...},
   // "arrivals": [seconds since start of each request's arrival, in order], "by_marker":
   // {"FAKE_...": n}, "auth": [distinct Authorization values seen]}. Requests are the ones to
-  // paths other than /stats, /reset and /config. Null (and a test failure) when unreachable.
+  // paths other than /stats, /reset and /config; by_marker counts those past the api key and the
+  // rpm limit. Null (and a test failure) when unreachable.
   nlohmann::json Stats() const;
   // Clears the counters, the arrivals, the rpm window and the ONCE markers' memory.
   void Reset() const;

@@ -88,7 +88,8 @@ TEST(FakeLlm, NormalAnswer) {
   FakeLlm fake;
   ASSERT_GT(fake.port(), 0);
   EXPECT_EQ(fake.base_url(), "http://127.0.0.1:" + std::to_string(fake.port()) + "/v1");
-  const std::string chunk = "Alice Smith joined Acme Corp in May. The weather was fine. Bob met Alice Smith!";
+  const std::string chunk =
+      "Alice Smith joined Acme Corp in May. The weather was fine. Bob met Alice Smith!";
   auto res = Ask(fake, chunk);
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200);
@@ -106,23 +107,26 @@ TEST(FakeLlm, NormalAnswer) {
   ASSERT_TRUE(graph.is_object()) << content;
   json names = json::array();
   for (const auto& e : graph["entities"]) names.push_back({e["name"], e["type"]});
-  EXPECT_EQ(names, json::parse(R"([["Alice Smith","Person"],["Acme Corp","Organization"],["May","Person"],
-                                   ["Bob","Person"]])"));
+  EXPECT_EQ(names, json::parse(R"([["Alice Smith","Person"],["Acme Corp","Organization"],
+                                   ["May","Person"],["Bob","Person"]])"));
   ASSERT_EQ(graph["relations"].size(), 2u);
-  EXPECT_EQ(graph["relations"][0], json::parse(R"({"source":"Alice Smith","target":"Acme Corp","type":"RELATED_TO",
-      "description":"Alice Smith joined Acme Corp in May.","evidence":"Alice Smith joined Acme Corp in May."})"));
+  EXPECT_EQ(graph["relations"][0], json::parse(R"({"source":"Alice Smith","target":"Acme Corp",
+      "type":"RELATED_TO","description":"Alice Smith joined Acme Corp in May.",
+      "evidence":"Alice Smith joined Acme Corp in May."})"));
   EXPECT_EQ(graph["relations"][1]["source"], "Bob");
   EXPECT_EQ(graph["relations"][1]["target"], "Alice Smith");
   EXPECT_EQ(graph["relations"][1]["evidence"], "Bob met Alice Smith!");
 
-  const size_t prompt_bytes = std::string(kSystem).size() + chunk.size() + std::string("a later user message").size();
+  const size_t prompt_bytes =
+      std::string(kSystem).size() + chunk.size() + std::string("a later user message").size();
   const int prompt = static_cast<int>((prompt_bytes + 3) / 4);
   const int completion = static_cast<int>((content.size() + 3) / 4);
   EXPECT_EQ(body["usage"]["prompt_tokens"], prompt);
   EXPECT_EQ(body["usage"]["completion_tokens"], completion);
   EXPECT_EQ(body["usage"]["total_tokens"], prompt + completion);
 
-  // The same answer at the path without /v1, and request after request on one kept-alive connection.
+  // The same answer at the path without /v1, and request after request on one kept-alive
+  // connection.
   httplib::Client c("127.0.0.1", fake.port());
   c.set_keep_alive(true);
   for (int i = 0; i < 3; ++i) {
@@ -232,7 +236,8 @@ TEST(FakeLlm, ContentMarkers) {
     const std::string before = "Here is the graph:\n", after = "\nHope this helps.";
     ASSERT_EQ(prose.rfind(before, 0), 0u) << prose;
     ASSERT_EQ(prose.substr(prose.size() - after.size()), after) << prose;
-    EXPECT_EQ(Parsed(prose.substr(before.size(), prose.size() - before.size() - after.size())), Graph());
+    const size_t inner = prose.size() - before.size() - after.size();
+    EXPECT_EQ(Parsed(prose.substr(before.size(), inner)), Graph());
 
     std::string commas = Content(ask("FAKE_TRAILING_COMMA"));
     EXPECT_FALSE(json::accept(commas)) << commas;
@@ -262,7 +267,8 @@ TEST(FakeLlm, ContentMarkers) {
     bad["relations"].erase(1);
     EXPECT_EQ(bad, Graph());
 
-    EXPECT_EQ(Parsed(Content(ask("FAKE_NOTHING"))), json::parse(R"({"entities":[],"relations":[]})"));
+    EXPECT_EQ(Parsed(Content(ask("FAKE_NOTHING"))),
+              json::parse(R"({"entities":[],"relations":[]})"));
   }
 
   auto truncated = ask("FAKE_TRUNCATED_ONCE");
@@ -285,7 +291,8 @@ TEST(FakeLlm, HangOnce) {
   hung.set_read_timeout(60, 0);
   std::atomic<bool> answered{false};
   std::thread client([&] {
-    answered = static_cast<bool>(hung.Post("/v1/chat/completions", Request(chunk).dump(), "application/json"));
+    auto res = hung.Post("/v1/chat/completions", Request(chunk).dump(), "application/json");
+    answered = static_cast<bool>(res);
   });
   EXPECT_TRUE(WaitFor([&] { return fake.Stats()["in_flight"] == 1; }, std::chrono::seconds(10)));
   EXPECT_EQ(Parsed(Content(Ask(fake, chunk))), Graph());
@@ -311,7 +318,8 @@ TEST(FakeLlm, ApiKey) {
     ASSERT_TRUE(res);
     EXPECT_EQ(res->status, 401);
     EXPECT_EQ(json::parse(res->body),
-              json::parse(R"({"error":{"message":"invalid api key","type":"invalid_request_error"}})"));
+              json::parse(
+                  R"({"error":{"message":"invalid api key","type":"invalid_request_error"}})"));
   }
   EXPECT_EQ(Parsed(Content(Ask(fake, kText, "sk-test-123"))), Graph());
   json stats = fake.Stats();
@@ -367,7 +375,9 @@ TEST(FakeLlm, StatsAndMaxInWindow) {
   EXPECT_EQ(fake.MaxInWindow(3600), 5);
   // The shortest span of three arrivals: a window that long (half-open, [t, t + s)) holds two.
   double span3 = 3600;
-  for (size_t i = 2; i < arrivals.size(); ++i) span3 = std::min(span3, arrivals[i] - arrivals[i - 2]);
+  for (size_t i = 2; i < arrivals.size(); ++i) {
+    span3 = std::min(span3, arrivals[i] - arrivals[i - 2]);
+  }
   EXPECT_EQ(fake.MaxInWindow(span3), 2);
   EXPECT_EQ(fake.MaxInWindow(span3 + 1e-3), 3);
 }
@@ -417,7 +427,8 @@ TEST(FakeLlm, ConcurrentSlowRequests) {
       auto warm = c.Get("/warm-up");
       connected.count_down();
       go.wait();
-      auto res = c.Post("/v1/chat/completions", Request(kText + std::to_string(i)).dump(), "application/json");
+      const std::string body = Request(kText + std::to_string(i)).dump();
+      auto res = c.Post("/v1/chat/completions", body, "application/json");
       if (warm && res && res->status == 200) ++ok;
     });
   }
@@ -462,11 +473,12 @@ TEST(FakeLlm, ExitsOnSignalDeadlineAndOrphaning) {
   // A shell starts the script in the background, writes its pid and exits once it listens.
   std::string cmd;
   for (const std::string& a : FakeLlmCommand()) cmd += "'" + a + "' ";
-  cmd += "--port-file '" + dir.File("orphan.port") + "' >/dev/null 2>&1 & echo $! > '" + dir.File("orphan.pid") +
-         "'; while [ ! -s '" + dir.File("orphan.port") + "' ]; do sleep 0.05; done";
+  const std::string port_file = dir.File("orphan.port"), pid_file = dir.File("orphan.pid");
+  cmd += "--port-file '" + port_file + "' >/dev/null 2>&1 & echo $! > '" + pid_file + "'; " +
+         "while [ ! -s '" + port_file + "' ]; do sleep 0.05; done";
   Process shell({"/bin/sh", "-c", cmd}, {}, dir.path());
   ASSERT_NE(shell.Wait(std::chrono::seconds(10)), -1);
-  pid_t orphan = std::atoi(ReadFile(dir.File("orphan.pid")).c_str());
+  pid_t orphan = std::atoi(ReadFile(pid_file).c_str());
   ASSERT_GT(orphan, 0);
   EXPECT_TRUE(WaitFor([&] { return !Alive(orphan); }, std::chrono::seconds(10)))
       << "the script outlived its parent by 10 s";
