@@ -23,7 +23,8 @@
 // Every answer but a hang waits latency_ms plus a uniform jitter, without holding up the others.
 //
 // Thread safety: all methods are const and may be called from any thread (each call opens its
-// own HTTP client).
+// own HTTP client). Construct it on a thread that outlives it: the child is started with
+// PR_SET_PDEATHSIG (testing.h's Process), which fires when the creating thread exits.
 #include <memory>
 #include <string>
 #include <vector>
