@@ -3,8 +3,10 @@
 // child process on a free loopback port.
 //
 // POST /v1/chat/completions answers a deterministic graph read off the first user message (the
-// "chunk text"): entities are runs of capitalised words (Organization when the run ends with
-// Inc/Corp/Labs/Group/Company/Ltd, else Person) or CJK names before 公司; each sentence with two
+// "chunk text"): entities are runs of capitalised words, a leading The/A/An/In/On/It/He/She/They/
+// This/That dropped (Organization when the run ends with Inc/Corp/Labs/Group/Company/Ltd, else
+// Person), and 2-4 CJK characters before 公司, not across a particle such as 了/和/的
+// (Organization, 公司 included); each sentence (ended by . ! ? 。！？) with two
 // entities or more gives one RELATED_TO relation from its first entity to its second, the
 // sentence as evidence. Usage: prompt_tokens = ceil(bytes of all message contents / 4),
 // completion_tokens = ceil(characters of the content / 4).
