@@ -25,7 +25,7 @@ run: build
 # binary (the daemon and its workers included) built with AddressSanitizer + UBSan, except
 # ASAN_SKIP: tests that spend their time waiting for servers to restart or measuring RSS (which
 # ASan's own memory swamps); their code paths run under ASan in faster tests.
-ASAN_SKIP ?= LargeExportStreamsWithFlatMemory|RestartMidRun|BoltRestart|WorkerNodeKilledMidRun
+ASAN_SKIP ?= LargeExportStreamsWithFlatMemory|RestartMidRun|BoltRestart|WorkerNodeKilledMidRun|NeverExceedTheRpm
 test: build thread-safety test-asan
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
 	@echo "== sanitizer run (address,undefined) =="
