@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <vector>
 #include <sstream>
+#include <string_view>
 #include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
@@ -308,7 +309,7 @@ struct Preset {
   const char* extra_body;  // JSON object text, "" = none
 };
 
-// docs/providers.md explains each choice; /work/shared notes section 1 is the evidence.
+// docs/providers.md explains each choice (and what the providers document about their quirks).
 constexpr Preset kPresets[] = {
     // deepseek-chat is the non-thinking alias: no thinking switch needed. The server holds
     // queued requests open for minutes (blank keep-alive lines), hence the longer timeout.
@@ -370,6 +371,15 @@ std::string EnvPrefix(const std::string& name) {
   return out;
 }
 
+// No spaces and no control characters: what may go into a URL, a JSON string we do not escape
+// for the reader, or an HTTP header.
+bool IsSolid(std::string_view v) {
+  return std::all_of(v.begin(), v.end(), [](unsigned char ch) { return ch > 0x20 && ch != 0x7f; });
+}
+
+// A model's name: 1-256 solid characters.
+bool IsModelName(std::string_view v) { return !v.empty() && v.size() <= 256 && IsSolid(v); }
+
 bool IsLoopbackHost(std::string host) {
   std::transform(host.begin(), host.end(), host.begin(), ::tolower);
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]";
@@ -380,9 +390,7 @@ bool IsLoopbackHost(std::string host) {
 std::string CheckBaseUrl(std::string* url, bool* echo, std::string* host_out) {
   *echo = true;
   const std::string& u = *url;
-  for (unsigned char ch : u) {
-    if (ch <= 0x20 || ch == 0x7f) return "expected a URL without spaces or control characters";
-  }
+  if (!IsSolid(u)) return "expected a URL without spaces or control characters";
   size_t rest = 0;
   if (u.rfind("https://", 0) == 0) rest = 8;
   else if (u.rfind("http://", 0) == 0) rest = 7;
@@ -512,7 +520,8 @@ class TableReader {
     if (auto i = n->as_integer()) v = static_cast<double>(i->get());
     if (auto f = n->as_floating_point()) v = f->get();
     if (!v || !(*v >= lo && *v <= hi)) {  // NaN fails both
-      return Status::Invalid(fmt::format("{} {}={}: expected a number from {} to {}", where_, key, ShowToml(*n), lo, hi));
+      return Status::Invalid(
+          fmt::format("{} {}={}: expected a number from {} to {}", where_, key, ShowToml(*n), lo, hi));
     }
     *out = *v;
     return Status::Ok();
@@ -556,7 +565,9 @@ const std::vector<std::string>& OpenAiKeys() {
 // repeated in the error: it is most likely the key itself, pasted in the wrong place.
 bool IsEnvName(const std::string& v) {
   return !v.empty() && v.size() <= 128 && !std::isdigit(static_cast<unsigned char>(v[0])) &&
-         std::all_of(v.begin(), v.end(), [](char ch) { return (ch >= 'A' && ch <= 'Z') || std::isdigit(static_cast<unsigned char>(ch)) || ch == '_'; });
+         std::all_of(v.begin(), v.end(), [](char ch) {
+           return (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
+         });
 }
 
 // Reads the keys of an openai table over `p` (the preset's values, or the defaults).
@@ -575,10 +586,7 @@ Status ReadOpenAiTable(const TableReader& r, const std::string& file, ProviderCo
   }
   if (r.Get("model")) {
     KG_RETURN_IF_ERROR(r.String("model", &p.model));
-    bool ok = !p.model.empty() && p.model.size() <= 256 && std::all_of(p.model.begin(), p.model.end(), [](unsigned char ch) {
-      return ch > 0x20 && ch != 0x7f;
-    });
-    if (!ok) {
+    if (!IsModelName(p.model)) {
       return Status::Invalid(
           fmt::format("{} model='{}': expected the model's name (1-256 characters, no spaces)", where, p.model));
     }
@@ -743,15 +751,15 @@ Status LoadProviders(const toml::table& root, const std::string& file, Config& c
   return Status::Ok();
 }
 
-// Completes every openai provider from the environment (<NAME>_BASE_URL, <NAME>_MODEL, the key)
-// and checks that each enabled one has what it needs to run. What the file says was checked for
-// every provider; what depends on the node's environment is required of the enabled ones only
-// (a file shared by nodes that each run a subset), and the key not of a web node (it never calls
-// a provider, so it need not hold the secret).
+// Completes each enabled openai provider from the environment (<NAME>_BASE_URL, <NAME>_MODEL,
+// the key) and checks it has what it needs to run. What the file says was checked for every
+// provider; what depends on the node's environment is read and required for the enabled ones only
+// (a file shared by nodes that each run a subset), and the key is not required of a web node (it
+// never calls a provider, so it need not hold the secret).
 Status FinishProviders(const EnvLookup& env, const std::map<std::string, std::string>& origin, bool list_set,
                        Config& c) {
   for (auto& [name, p] : c.providers) {
-    if (p.kind != "openai") continue;
+    if (p.kind != "openai" || !c.HasProvider(name)) continue;
     const std::string prefix = EnvPrefix(name);
     if (auto v = env(prefix + "_BASE_URL"); v && !v->empty()) {
       std::string url = *v;
@@ -764,18 +772,15 @@ Status FinishProviders(const EnvLookup& env, const std::map<std::string, std::st
       p.base_url = url;
     }
     if (auto v = env(prefix + "_MODEL"); v && !v->empty()) {
-      bool ok = v->size() <= 256 && std::all_of(v->begin(), v->end(), [](unsigned char ch) { return ch > 0x20 && ch != 0x7f; });
-      if (!ok) {
+      if (!IsModelName(*v)) {
         return Status::Invalid(
             fmt::format("{}_MODEL='{}': expected the model's name (1-256 characters, no spaces)", prefix, *v));
       }
       p.model = *v;
     }
-    p.api_key.clear();
     if (!p.api_key_env.empty()) {
       if (auto v = env(p.api_key_env)) p.api_key = *v;
     }
-    if (!c.HasProvider(name)) continue;
     auto it = origin.find(name);
     std::string from = list_set ? std::string("KG_PROVIDERS") : (it != origin.end() ? it->second : "KG_PROVIDERS");
     std::string in_file = it != origin.end() ? it->second : "";
@@ -802,8 +807,7 @@ Status FinishProviders(const EnvLookup& env, const std::map<std::string, std::st
                                          p.api_key_env,
                                          !v ? "unset" : v->empty() ? "set but empty" : "set but blank"));
     }
-    bool clean = std::all_of(p.api_key.begin(), p.api_key.end(), [](unsigned char ch) { return ch > 0x20 && ch != 0x7f; });
-    if (!clean) {
+    if (!IsSolid(p.api_key)) {
       // It goes into an HTTP header: a line break (from a secret file) would break the request.
       return Status::Invalid(fmt::format("{}: provider {}: {} holds white space or control characters (a trailing "
                                          "line break from a file?); the value is not shown",
@@ -976,9 +980,10 @@ Result<Config> LoadConfig(const EnvLookup& env) {
             size_t d = EditDistance(item, cand);
             if (d < best_d) best_d = d, best = cand;
           }
-          return Status::Invalid(fmt::format("KG_PROVIDERS='{}': unknown provider '{}'{}; known: {}; presets: {}", *list,
-                                             item, best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best),
-                                             known, PresetNames()));
+          return Status::Invalid(fmt::format("KG_PROVIDERS='{}': unknown provider '{}'{}; known: {}; presets: {}",
+                                             *list, item,
+                                             best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best), known,
+                                             PresetNames()));
         }
       }
       if (std::find(enabled.begin(), enabled.end(), item) == enabled.end()) enabled.push_back(item);
@@ -1046,12 +1051,7 @@ std::string DescribeConfig(const Config& c) {
   line("KG_MAX_TOTAL_PROCESSES", std::to_string(c.max_total_processes));
   line("KG_MAX_PROCESSES_PER_PROVIDER", std::to_string(c.max_processes_per_provider));
   line("KG_PROVIDERS", c.KnownProviders());
-  for (const auto& name : c.enabled_providers) {
-    const auto& p = c.providers.at(name);
-    line("provider." + name, p.kind == "openai" ? DescribeOpenAi(p)
-                                                : fmt::format("kind={} delay_ms={}{}", p.kind, p.delay_ms,
-                                                              p.fault.empty() ? "" : " fault=" + p.fault));
-  }
+  for (const auto& name : c.enabled_providers) line("provider." + name, DescribeProvider(c.providers.at(name)));
   BackendDescription backends = DescribeBackends(c);
   line("queue", backends.queue);
   line("task_store", backends.task_store);
@@ -1094,6 +1094,11 @@ std::string DescribeConfig(const Config& c) {
   line("KG_HTTP_EVENT_HEARTBEAT_SECONDS", std::to_string(c.http_event_heartbeat_seconds));
   line("KG_LOG_LEVEL", c.log_level);
   return out;
+}
+
+std::string DescribeProvider(const ProviderConfig& p) {
+  if (p.kind == "openai") return DescribeOpenAi(p);
+  return fmt::format("kind={} delay_ms={}{}", p.kind, p.delay_ms, p.fault.empty() ? "" : " fault=" + p.fault);
 }
 
 BackendDescription DescribeBackends(const Config& c) {

@@ -437,7 +437,8 @@ TEST(ConfigProviders, VllmNeedsAModelNotAKey) {
 
 // Verifies an enabled provider whose key variable is unset, empty, blank or holds a line break is
 // a start-up error naming the variable (never the value), that a provider the file declares but
-// KG_PROVIDERS leaves out needs no key, and that a web node (it never calls a provider) needs none.
+// KG_PROVIDERS leaves out needs no key and none of its variables is read, and that a web node (it
+// never calls a provider) needs no key.
 TEST(ConfigProviders, MissingKeyIsAnError) {
   struct Case {
     std::optional<std::string> key;
@@ -466,10 +467,14 @@ TEST(ConfigProviders, MissingKeyIsAnError) {
   EXPECT_NE(all.status().message().find("[providers.openai]: provider openai needs OPENAI_API_KEY (unset)"),
             std::string::npos)
       << all.status().message();
-  auto subset = LoadConfig(
-      Env({{"KG_CONFIG", dir.File("kg.toml")}, {"KG_PROVIDERS", "deepseek"}, {"DEEPSEEK_API_KEY", kKey}}));
+  // The environment of a provider left out is not read: a bad OPENAI_BASE_URL set for another tool
+  // does not matter on a node that runs deepseek only.
+  auto subset = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}, {"KG_PROVIDERS", "deepseek"},
+                                {"DEEPSEEK_API_KEY", kKey}, {"OPENAI_BASE_URL", "not a url"}, {"OPENAI_API_KEY", "k"}}));
   ASSERT_TRUE(subset.ok()) << subset.status().message();
   EXPECT_EQ(subset->enabled_providers, (std::vector<std::string>{"deepseek"}));
+  EXPECT_EQ(subset->providers.at("openai").base_url, "https://api.openai.com/v1");
+  EXPECT_EQ(subset->providers.at("openai").api_key, "");  // a secret this node does not need is not held
 
   auto web = LoadConfig(Env({{"KG_PROVIDERS", "deepseek"}, {"NODE_ROLE", "web"}}));
   ASSERT_TRUE(web.ok()) << web.status().message();
@@ -690,7 +695,8 @@ TEST(ConfigProviders, BadTableValuesNameTheKey) {
   EXPECT_NE(name.status().message().find("[providers.my.llm]: an openai provider's name must be"), std::string::npos)
       << name.status().message();
   // From scratch without a model: named with the variable that would supply it.
-  testing::WriteFile(dir.File("kg.toml"), "[providers.mine]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n");
+  testing::WriteFile(dir.File("kg.toml"),
+                     "[providers.mine]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n");
   auto no_model = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}}));
   ASSERT_FALSE(no_model.ok());
   EXPECT_NE(no_model.status().message().find("provider mine has no model; set MINE_MODEL"), std::string::npos)
