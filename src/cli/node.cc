@@ -22,8 +22,8 @@ namespace kg {
 void LogBanner(const Config& c, const std::string& what) {
   spdlog::info("kgflow {} {} | node={} role={} pid={}", KG_VERSION, what, c.node_name, RoleName(c.role), getpid());
   for (const auto& p : c.enabled_providers) {
-    spdlog::info("  provider {} (kind {}): {} per node, cap {} per provider", p, c.providers.at(p).kind,
-                 c.workers_per_provider, c.max_processes_per_provider);
+    spdlog::info("  provider {}: {} per node, cap {} per provider; {}", p, c.workers_per_provider,
+                 c.max_processes_per_provider, DescribeProvider(c.providers.at(p)));
   }
   spdlog::info("  caps: {} processes in total, {} per provider; {} chunks at once per process",
                c.max_total_processes, c.max_processes_per_provider, c.concurrency_per_process);

@@ -142,6 +142,11 @@ Status ParseHostPort(const std::string& addr, std::string* host, int* port);
 // Renders the effective configuration as KEY=value lines, secrets masked.
 std::string DescribeConfig(const Config& c);
 
+// One provider's settings on one line ("kind=openai preset=deepseek model=... key=NAME(set, ****)
+// ..."), as DescribeConfig and the start-up banner show them: an API key's value never, only its
+// variable and whether it is set; a note when plain http:// goes to another host.
+std::string DescribeProvider(const ProviderConfig& p);
+
 // Where a node's queue, task store and graph live, as the start-up banner and
 // `check-config` show them ("sqlite ./data/queue.db", "redis host:6379 (password ****)").
 // Secrets are never shown, only whether one is set.

@@ -67,7 +67,7 @@ TEST(Config, BadValuesNameTheVariable) {
       {{{"KG_WORKERS_PER_PROVIDER", "-1"}}, "KG_WORKERS_PER_PROVIDER", "-1", "whole number"},
       {{{"KG_MAX_TOTAL_PROCESSES", "0"}}, "KG_MAX_TOTAL_PROCESSES", "0", "from 1"},
       {{{"NODE_ROLE", "master"}}, "NODE_ROLE", "master", "all, web, worker"},
-      {{{"KG_PROVIDERS", "builtin,openai"}}, "KG_PROVIDERS", "openai", "known: builtin"},
+      {{{"KG_PROVIDERS", "builtin,gemini"}}, "KG_PROVIDERS", "gemini", "known: builtin"},
       {{{"KG_MAX_PROCESSES_PER_PROVIDER", "20"}, {"KG_MAX_TOTAL_PROCESSES", "5"}},
        "KG_MAX_PROCESSES_PER_PROVIDER", "20", "must not exceed KG_MAX_TOTAL_PROCESSES"},
       {{{"KG_HTTP_ADDR", "localhost"}}, "KG_HTTP_ADDR", "localhost", "HOST:PORT"},
@@ -333,6 +333,463 @@ TEST(Config, SecretsInTheFileAreRefused) {
     EXPECT_NE(c.status().message().find(std::string("key '") + key + "': secrets are read from the environment only"),
               std::string::npos) << c.status().message();
     EXPECT_EQ(c.status().message().find("s3cr3t"), std::string::npos) << c.status().message();
+  }
+}
+
+// ---- LLM providers (kind "openai") ----
+
+// The value of a key no message or description may ever contain.
+constexpr char kKey[] = "sk-DISTINCTIVE-7f3a9c";
+
+// Verifies KG_PROVIDERS naming a preset with no TOML table creates the provider from the preset,
+// with the key read from the preset's variable, and every preset loads with its documented
+// defaults: each hosted one needs its key, the thinking switches are in extra_body where the
+// default model thinks, ollama needs no key and runs one request at a time.
+TEST(ConfigProviders, PresetsFromKgProvidersAlone) {
+  auto c = LoadConfig(Env({{"KG_PROVIDERS", "deepseek"}, {"DEEPSEEK_API_KEY", kKey}}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->enabled_providers, (std::vector<std::string>{"deepseek"}));
+  const ProviderConfig& p = c->providers.at("deepseek");
+  EXPECT_EQ(p.kind, "openai");
+  EXPECT_EQ(p.preset, "deepseek");
+  EXPECT_EQ(p.base_url, "https://api.deepseek.com");
+  EXPECT_EQ(p.model, "deepseek-chat");
+  EXPECT_EQ(p.api_key_env, "DEEPSEEK_API_KEY");
+  EXPECT_EQ(p.api_key, kKey);
+  EXPECT_EQ(p.max_concurrency, 100);
+  EXPECT_EQ(p.rpm, 0);
+  EXPECT_EQ(p.tpm, 0);
+  EXPECT_TRUE(p.json_mode);
+  EXPECT_EQ(p.extra_body, "");  // deepseek-chat is the non-thinking alias
+  EXPECT_EQ(p.price_in_per_mtok, 0);
+  EXPECT_EQ(p.price_out_per_mtok, 0);
+
+  struct Expect {
+    std::string preset, key_env, base_url, model, extra_body;
+  };
+  std::vector<Expect> all = {
+      {"deepseek", "DEEPSEEK_API_KEY", "https://api.deepseek.com", "deepseek-chat", ""},
+      {"openai", "OPENAI_API_KEY", "https://api.openai.com/v1", "gpt-4.1-mini", ""},
+      {"qwen", "DASHSCOPE_API_KEY", "https://dashscope.aliyuncs.com/compatible-mode/v1", "qwen-plus",
+       R"({"enable_thinking":false})"},
+      {"moonshot", "MOONSHOT_API_KEY", "https://api.moonshot.cn/v1", "moonshot-v1-32k", ""},
+      {"zhipu", "ZHIPUAI_API_KEY", "https://open.bigmodel.cn/api/paas/v4", "glm-4.7",
+       R"({"thinking":{"type":"disabled"}})"},
+      {"ollama", "", "http://127.0.0.1:11434/v1", "qwen3:8b", R"({"reasoning_effort":"none"})"},
+  };
+  for (const auto& e : all) {
+    std::map<std::string, std::string> env = {{"KG_PROVIDERS", e.preset}};
+    if (!e.key_env.empty()) {
+      auto missing = LoadConfig(Env(env));
+      ASSERT_FALSE(missing.ok()) << e.preset;
+      EXPECT_NE(missing.status().message().find("needs " + e.key_env + " (unset)"), std::string::npos)
+          << missing.status().message();
+      env[e.key_env] = kKey;
+    }
+    auto r = LoadConfig(Env(env));
+    ASSERT_TRUE(r.ok()) << e.preset << ": " << r.status().message();
+    const ProviderConfig& q = r->providers.at(e.preset);
+    EXPECT_EQ(q.preset, e.preset);
+    EXPECT_EQ(q.api_key_env, e.key_env);
+    EXPECT_EQ(q.api_key, e.key_env.empty() ? "" : kKey);
+    EXPECT_EQ(q.base_url, e.base_url);
+    EXPECT_EQ(q.model, e.model);
+    EXPECT_EQ(q.extra_body, e.extra_body) << e.preset;
+    EXPECT_GE(q.timeout_s, 60) << e.preset;
+    EXPECT_GT(q.max_output_tokens, 0) << e.preset;
+    EXPECT_GT(q.max_concurrency, 0) << e.preset;
+  }
+  auto ollama = LoadConfig(Env({{"KG_PROVIDERS", "ollama"}}));
+  ASSERT_TRUE(ollama.ok());
+  EXPECT_EQ(ollama->providers.at("ollama").max_concurrency, 1);
+  EXPECT_GT(ollama->providers.at("ollama").timeout_s, c->providers.at("deepseek").timeout_s);
+
+  // Presets and the builtin provider together, in the order given.
+  auto both = LoadConfig(Env({{"KG_PROVIDERS", "ollama, builtin"}}));
+  ASSERT_TRUE(both.ok()) << both.status().message();
+  EXPECT_EQ(both->enabled_providers, (std::vector<std::string>{"ollama", "builtin"}));
+  EXPECT_EQ(both->providers.at("builtin").kind, "builtin");
+}
+
+// Verifies the vllm preset has no model of its own: without VLLM_MODEL (or model in its table)
+// start-up fails naming VLLM_MODEL; its key is optional, and read when set.
+TEST(ConfigProviders, VllmNeedsAModelNotAKey) {
+  auto r = LoadConfig(Env({{"KG_PROVIDERS", "vllm"}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("KG_PROVIDERS: provider vllm has no model; set VLLM_MODEL"), std::string::npos)
+      << r.status().message();
+  auto ok = LoadConfig(Env({{"KG_PROVIDERS", "vllm"}, {"VLLM_MODEL", "Qwen/Qwen3-32B"}}));
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_EQ(ok->providers.at("vllm").model, "Qwen/Qwen3-32B");
+  EXPECT_EQ(ok->providers.at("vllm").api_key, "");
+  EXPECT_NE(DescribeConfig(*ok).find("key=VLLM_API_KEY(unset, optional)"), std::string::npos) << DescribeConfig(*ok);
+  auto keyed = LoadConfig(Env({{"KG_PROVIDERS", "vllm"}, {"VLLM_MODEL", "m"}, {"VLLM_API_KEY", kKey}}));
+  ASSERT_TRUE(keyed.ok());
+  EXPECT_EQ(keyed->providers.at("vllm").api_key, kKey);
+  // In a table too.
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("kg.toml"), "[providers.vllm]\nmodel = \"meta-llama/Llama-3.1-8B-Instruct\"\n");
+  auto table = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}}));
+  ASSERT_TRUE(table.ok()) << table.status().message();
+  EXPECT_EQ(table->providers.at("vllm").model, "meta-llama/Llama-3.1-8B-Instruct");
+}
+
+// Verifies an enabled provider whose key variable is unset, empty, blank or holds a line break is
+// a start-up error naming the variable (never the value), that a provider the file declares but
+// KG_PROVIDERS leaves out needs no key and none of its variables is read, and that a web node (it
+// never calls a provider) needs no key.
+TEST(ConfigProviders, MissingKeyIsAnError) {
+  struct Case {
+    std::optional<std::string> key;
+    std::string says;
+  };
+  for (const Case& k : {Case{std::nullopt, "(unset)"}, Case{"", "(set but empty)"}, Case{"  ", "(set but blank)"}}) {
+    std::map<std::string, std::string> env = {{"KG_PROVIDERS", "deepseek"}};
+    if (k.key) env["DEEPSEEK_API_KEY"] = *k.key;
+    auto r = LoadConfig(Env(env));
+    ASSERT_FALSE(r.ok()) << k.says;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_EQ(r.status().message().rfind("KG_PROVIDERS: provider deepseek needs DEEPSEEK_API_KEY " + k.says, 0), 0u)
+        << r.status().message();
+  }
+  auto newline = LoadConfig(Env({{"KG_PROVIDERS", "deepseek"}, {"DEEPSEEK_API_KEY", std::string(kKey) + "\n"}}));
+  ASSERT_FALSE(newline.ok());
+  EXPECT_NE(newline.status().message().find("DEEPSEEK_API_KEY holds white space or control characters"),
+            std::string::npos)
+      << newline.status().message();
+  EXPECT_EQ(newline.status().message().find("DISTINCTIVE"), std::string::npos) << newline.status().message();
+
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("kg.toml"), "[providers.deepseek]\n[providers.openai]\n");
+  auto all = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}, {"DEEPSEEK_API_KEY", kKey}}));
+  ASSERT_FALSE(all.ok());  // both enabled: openai needs its key too, named with the table that declares it
+  EXPECT_NE(all.status().message().find("[providers.openai]: provider openai needs OPENAI_API_KEY (unset)"),
+            std::string::npos)
+      << all.status().message();
+  // The environment of a provider left out is not read: a bad OPENAI_BASE_URL set for another tool
+  // does not matter on a node that runs deepseek only.
+  auto subset = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}, {"KG_PROVIDERS", "deepseek"},
+                                {"DEEPSEEK_API_KEY", kKey}, {"OPENAI_BASE_URL", "not a url"}, {"OPENAI_API_KEY", "k"}}));
+  ASSERT_TRUE(subset.ok()) << subset.status().message();
+  EXPECT_EQ(subset->enabled_providers, (std::vector<std::string>{"deepseek"}));
+  EXPECT_EQ(subset->providers.at("openai").base_url, "https://api.openai.com/v1");
+  EXPECT_EQ(subset->providers.at("openai").api_key, "");  // a secret this node does not need is not held
+
+  auto web = LoadConfig(Env({{"KG_PROVIDERS", "deepseek"}, {"NODE_ROLE", "web"}}));
+  ASSERT_TRUE(web.ok()) << web.status().message();
+  EXPECT_NE(DescribeConfig(*web).find("key=DEEPSEEK_API_KEY(unset)"), std::string::npos);
+  EXPECT_FALSE(LoadConfig(Env({{"KG_PROVIDERS", "deepseek"}, {"NODE_ROLE", "worker"}})).ok());
+}
+
+// Verifies every key of a [providers.NAME] table over a preset (under another name), a table named
+// like a preset with no kind, and a provider declared from scratch with kind = "openai".
+TEST(ConfigProviders, TomlTables) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("extract.md"), "version: mine\n--- system\nS\n--- user\n{{text}}\n");
+  testing::WriteFile(dir.File("kg.toml"), R"(
+[providers.ds-fast]
+preset = "deepseek"
+model = "deepseek-v4-flash"
+base_url = "https://proxy.example.com/deepseek/"
+max_concurrency = 7
+rpm = 600
+tpm = 2000000
+timeout_s = 90
+max_output_tokens = 2048
+json_mode = false
+temperature = 0.3
+price_in_per_mtok = 0.27
+price_out_per_mtok = 1.1
+prompt_file = "extract.md"
+extra_body = {thinking = {type = "disabled"}}
+max_retries = 2
+
+[providers.qwen]
+max_concurrency = 5
+
+[providers.local]
+kind = "openai"
+base_url = "http://127.0.0.1:9000/v1"
+model = "my-model"
+api_key_env = "LOCAL_LLM_KEY"
+)");
+  auto c = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}, {"DEEPSEEK_API_KEY", kKey},
+                           {"DASHSCOPE_API_KEY", "dk"}, {"LOCAL_LLM_KEY", "lk"}}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->enabled_providers, (std::vector<std::string>{"ds-fast", "local", "qwen"}));
+  const ProviderConfig& p = c->providers.at("ds-fast");
+  EXPECT_EQ(p.kind, "openai");
+  EXPECT_EQ(p.preset, "deepseek");
+  EXPECT_EQ(p.model, "deepseek-v4-flash");
+  EXPECT_EQ(p.base_url, "https://proxy.example.com/deepseek");  // the trailing slash dropped
+  EXPECT_EQ(p.api_key_env, "DEEPSEEK_API_KEY");                 // from the preset
+  EXPECT_EQ(p.api_key, kKey);
+  EXPECT_EQ(p.max_concurrency, 7);
+  EXPECT_EQ(p.rpm, 600);
+  EXPECT_EQ(p.tpm, 2000000);
+  EXPECT_EQ(p.timeout_s, 90);
+  EXPECT_EQ(p.max_output_tokens, 2048);
+  EXPECT_FALSE(p.json_mode);
+  EXPECT_DOUBLE_EQ(p.temperature, 0.3);
+  EXPECT_DOUBLE_EQ(p.price_in_per_mtok, 0.27);
+  EXPECT_DOUBLE_EQ(p.price_out_per_mtok, 1.1);
+  EXPECT_EQ(p.prompt_file, dir.File("extract.md"));  // relative to the file that names it
+  EXPECT_EQ(p.extra_body, R"({"thinking":{"type":"disabled"}})");
+  EXPECT_EQ(p.max_retries, 2);
+
+  const ProviderConfig& q = c->providers.at("qwen");
+  EXPECT_EQ(q.preset, "qwen");
+  EXPECT_EQ(q.kind, "openai");
+  EXPECT_EQ(q.max_concurrency, 5);
+  EXPECT_EQ(q.model, "qwen-plus");
+  EXPECT_EQ(q.extra_body, R"({"enable_thinking":false})");
+
+  const ProviderConfig& l = c->providers.at("local");
+  EXPECT_EQ(l.preset, "");
+  EXPECT_EQ(l.base_url, "http://127.0.0.1:9000/v1");
+  EXPECT_EQ(l.model, "my-model");
+  EXPECT_EQ(l.api_key, "lk");
+  EXPECT_EQ(l.timeout_s, 120);  // the defaults of ProviderConfig
+  EXPECT_EQ(l.max_retries, 4);
+
+  // A table named like a preset but of kind builtin stays builtin.
+  testing::WriteFile(dir.File("b.toml"), "[providers.openai]\nkind = \"builtin\"\n");
+  auto b = LoadConfig(Env({{"KG_CONFIG", dir.File("b.toml")}}));
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  EXPECT_EQ(b->providers.at("openai").kind, "builtin");
+}
+
+// Verifies extra_body as a string of JSON is stored as compact JSON object text, that an empty
+// object replaces a preset's extra_body with none, and that what is not an object, or would replace
+// members kgflow sets, is refused.
+TEST(ConfigProviders, ExtraBody) {
+  testing::TempDir dir;
+  auto load = [&](const std::string& body) {
+    testing::WriteFile(dir.File("kg.toml"), "[providers.zhipu]\nextra_body = " + body + "\n");
+    return LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}, {"ZHIPUAI_API_KEY", kKey}}));
+  };
+  auto json_text = load(R"('{ "thinking": {"type": "disabled"}, "top_k": 20 }')");
+  ASSERT_TRUE(json_text.ok()) << json_text.status().message();
+  EXPECT_EQ(json_text->providers.at("zhipu").extra_body, R"({"thinking":{"type":"disabled"},"top_k":20})");
+  auto arrays = load(R"({stop = ["a", "b"], chat_template_kwargs = {enable_thinking = false}})");
+  ASSERT_TRUE(arrays.ok()) << arrays.status().message();
+  EXPECT_EQ(arrays->providers.at("zhipu").extra_body,
+            R"({"chat_template_kwargs":{"enable_thinking":false},"stop":["a","b"]})");
+  auto none = load("{}");
+  ASSERT_TRUE(none.ok()) << none.status().message();
+  EXPECT_EQ(none->providers.at("zhipu").extra_body, "");
+
+  struct Bad {
+    std::string body, says;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {"'[1, 2]'", "extra_body: expected a JSON object"},
+           {"'{\"a\": '", "extra_body='{\"a\": ': expected a JSON object"},
+           {"42", "extra_body=42: expected a TOML inline table"},
+           {"{messages = []}", "member 'messages' is set by kgflow"},
+           {"'{\"model\": \"x\"}'", "member 'model' is set by kgflow and cannot be replaced (use the model key)"},
+           {"{when = 1979-05-27}", "a date or time has no JSON form"},
+       }) {
+    auto r = load(bad.body);
+    ASSERT_FALSE(r.ok()) << bad.body;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("[providers.zhipu] extra_body"), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find(bad.says), std::string::npos) << r.status().message();
+  }
+}
+
+// Verifies <NAME>_BASE_URL and <NAME>_MODEL (the name upper-cased, '-' as '_') override the
+// preset and the file for every openai provider, and a bad override names the variable.
+TEST(ConfigProviders, EnvironmentOverrides) {
+  auto c = LoadConfig(Env({{"KG_PROVIDERS", "deepseek"}, {"DEEPSEEK_API_KEY", kKey},
+                           {"DEEPSEEK_BASE_URL", "https://gateway.example.com/v1/"},
+                           {"DEEPSEEK_MODEL", "deepseek-v4-pro"}}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->providers.at("deepseek").base_url, "https://gateway.example.com/v1");
+  EXPECT_EQ(c->providers.at("deepseek").model, "deepseek-v4-pro");
+
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("kg.toml"), "[providers.my-llm]\nkind = \"openai\"\n");
+  auto from_env = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}, {"MY_LLM_BASE_URL", "http://[::1]:8000/v1"},
+                                  {"MY_LLM_MODEL", "m1"}}));
+  ASSERT_TRUE(from_env.ok()) << from_env.status().message();
+  EXPECT_EQ(from_env->providers.at("my-llm").base_url, "http://[::1]:8000/v1");
+  EXPECT_EQ(from_env->providers.at("my-llm").model, "m1");
+  EXPECT_EQ(from_env->providers.at("my-llm").api_key_env, "");  // no key: a local server
+  auto no_url = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}, {"MY_LLM_MODEL", "m1"}}));
+  ASSERT_FALSE(no_url.ok());
+  EXPECT_NE(no_url.status().message().find("provider my-llm has no base_url; set base_url in KG_CONFIG='" +
+                                           dir.File("kg.toml") + "' [providers.my-llm] or MY_LLM_BASE_URL"),
+            std::string::npos)
+      << no_url.status().message();
+
+  struct Bad {
+    std::string var, value, says;
+  };
+  for (const Bad& bad : std::vector<Bad>{
+           {"DEEPSEEK_BASE_URL", "api.deepseek.com", "DEEPSEEK_BASE_URL='api.deepseek.com': expected http://"},
+           {"DEEPSEEK_BASE_URL", "https://api.deepseek.com/chat/completions", "without /chat/completions"},
+           {"DEEPSEEK_MODEL", "deepseek chat", "DEEPSEEK_MODEL='deepseek chat': expected the model's name"},
+       }) {
+    auto r = LoadConfig(Env({{"KG_PROVIDERS", "deepseek"}, {"DEEPSEEK_API_KEY", kKey}, {bad.var, bad.value}}));
+    ASSERT_FALSE(r.ok()) << bad.value;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(bad.says), std::string::npos) << r.status().message();
+  }
+}
+
+// Verifies each bad value of a provider table is refused naming the file, the table, the key, the
+// value and what is accepted; a misspelled key gets "did you mean"; an unknown name in
+// KG_PROVIDERS suggests the nearest preset.
+TEST(ConfigProviders, BadTableValuesNameTheKey) {
+  testing::TempDir dir;
+  struct Case {
+    std::string table, says;
+  };
+  std::vector<Case> cases = {
+      {"rpm = -1", "[providers.p] rpm=-1: expected a whole number from 0 to 100000000"},
+      {"rpm = \"100\"", "[providers.p] rpm='100': expected a whole number"},
+      {"tpm = 1.5", "[providers.p] tpm=1.5: expected a whole number"},
+      {"max_concurrency = 100001", "[providers.p] max_concurrency=100001: expected a whole number from 0"},
+      {"timeout_s = 0", "[providers.p] timeout_s=0: expected a whole number from 1 to 3600"},
+      {"max_output_tokens = 0", "[providers.p] max_output_tokens=0: expected a whole number from 1"},
+      {"max_retries = 21", "[providers.p] max_retries=21: expected a whole number from 0 to 20"},
+      {"temperature = 3", "[providers.p] temperature=3: expected a number from 0 to 2"},
+      {"temperature = nan", "[providers.p] temperature=nan: expected a number"},
+      {"price_in_per_mtok = -0.5", "[providers.p] price_in_per_mtok=-0.5: expected a number from 0"},
+      {"json_mode = \"yes\"", "[providers.p] json_mode='yes': expected true or false"},
+      {"model = \"\"", "[providers.p] model='': expected the model's name"},
+      {"base_url = \"ftp://h/v1\"", "[providers.p] base_url='ftp://h/v1': expected http://HOST"},
+      {"base_url = \"https://\"", "[providers.p] base_url='https://': expected a host"},
+      {"base_url = \"https://h:99999/v1\"", "base_url='https://h:99999/v1': expected a port from 1 to 65535"},
+      {"base_url = \"https://h:/v1\"", "expected a port from 1 to 65535"},
+      {"base_url = \"https://h/v1?x=1\"", "expected no query or fragment"},
+      {"base_url = \"https://h/v1/chat/completions\"", "without /chat/completions (kgflow appends it)"},
+      {"base_url = \"https://h w/v1\"", "without spaces"},
+      {"preset = \"gemini\"", "[providers.p] preset='gemini': expected one of deepseek, openai, qwen, moonshot, zhipu, "
+                              "ollama, vllm"},
+      {"kind = \"magic\"", "[providers.p] kind='magic': expected one of builtin, openai"},
+      {"kind = \"builtin\"\npreset = \"qwen\"", "kind='builtin' with preset='qwen'"},
+      {"modle = \"x\"", "[providers.p]: unknown key 'modle' (line 3); did you mean 'model'?"},
+      {"delay_ms = 5", "[providers.p]: unknown key 'delay_ms'"},  // a builtin key in an openai table
+      {"prompt_file = \"missing.md\"", "[providers.p] prompt_file='missing.md': cannot open"},
+      {"prompt_file = \".\"", "is not a regular file"},
+      {"api_key_env = \"deepseek-key\"", "[providers.p] api_key_env: expected the NAME of the environment variable"},
+  };
+  for (const auto& k : cases) {
+    testing::WriteFile(dir.File("kg.toml"), "[providers.p]\npreset = \"deepseek\"\n" + k.table + "\n");
+    if (k.table.rfind("kind", 0) == 0 || k.table.rfind("preset", 0) == 0) {
+      testing::WriteFile(dir.File("kg.toml"), "[providers.p]\n" + k.table + "\n");
+    }
+    auto r = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}, {"DEEPSEEK_API_KEY", kKey}}));
+    ASSERT_FALSE(r.ok()) << k.table;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(dir.File("kg.toml")), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find(k.says), std::string::npos) << k.table << "\n" << r.status().message();
+  }
+  // An openai provider's name becomes part of variable names.
+  testing::WriteFile(dir.File("kg.toml"), "[providers.\"my.llm\"]\nkind = \"openai\"\n");
+  auto name = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}}));
+  ASSERT_FALSE(name.ok());
+  EXPECT_NE(name.status().message().find("[providers.my.llm]: an openai provider's name must be"), std::string::npos)
+      << name.status().message();
+  // From scratch without a model: named with the variable that would supply it.
+  testing::WriteFile(dir.File("kg.toml"),
+                     "[providers.mine]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n");
+  auto no_model = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}}));
+  ASSERT_FALSE(no_model.ok());
+  EXPECT_NE(no_model.status().message().find("provider mine has no model; set MINE_MODEL"), std::string::npos)
+      << no_model.status().message();
+
+  auto typo = LoadConfig(Env({{"KG_PROVIDERS", "deepsek"}}));
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find("unknown provider 'deepsek' (did you mean 'deepseek'?)"), std::string::npos)
+      << typo.status().message();
+  EXPECT_NE(typo.status().message().find("presets: deepseek, openai"), std::string::npos) << typo.status().message();
+}
+
+// Verifies check-config shows one line per enabled openai provider with its settings and the key's
+// variable and state, never the key; says when cost is not computed; and warns about plain http://
+// to another host (not to this one).
+TEST(ConfigProviders, DescribeShowsProvidersNeverKeys) {
+  auto c = LoadConfig(Env({{"KG_PROVIDERS", "deepseek,ollama"}, {"DEEPSEEK_API_KEY", kKey}}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  std::string d = DescribeConfig(*c);
+  EXPECT_EQ(d.find("DISTINCTIVE"), std::string::npos) << d;
+  EXPECT_NE(d.find("KG_PROVIDERS=deepseek, ollama\n"), std::string::npos) << d;
+  EXPECT_NE(d.find("provider.deepseek=kind=openai preset=deepseek model=deepseek-chat "
+                   "base_url=https://api.deepseek.com key=DEEPSEEK_API_KEY(set, ****) max_concurrency=100 rpm=0 tpm=0 "
+                   "timeout_s=300 max_output_tokens=4096 json_mode=true temperature=0 max_retries=4 "
+                   "cost=off(no prices) extra_body=none prompt=compiled-in\n"),
+            std::string::npos)
+      << d;
+  EXPECT_NE(d.find("provider.ollama=kind=openai preset=ollama model=qwen3:8b base_url=http://127.0.0.1:11434/v1 "
+                   "key=none max_concurrency=1"),
+            std::string::npos)
+      << d;
+  EXPECT_NE(d.find(R"(extra_body={"reasoning_effort":"none"} prompt=compiled-in)" "\n"), std::string::npos) << d;
+  EXPECT_EQ(d.find("unencrypted"), std::string::npos) << d;
+
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("kg.toml"), R"(
+[providers.gpu]
+preset = "vllm"
+model = "m"
+base_url = "http://10.0.0.7:8000/v1"
+price_in_per_mtok = 0.5
+price_out_per_mtok = 2
+)");
+  auto remote = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}, {"VLLM_API_KEY", kKey}}));
+  ASSERT_TRUE(remote.ok()) << remote.status().message();
+  std::string r = DescribeConfig(*remote);
+  EXPECT_EQ(r.find("DISTINCTIVE"), std::string::npos) << r;
+  EXPECT_NE(r.find("key=VLLM_API_KEY(set, ****)"), std::string::npos) << r;
+  EXPECT_NE(r.find("price_in_per_mtok=0.5 price_out_per_mtok=2 "), std::string::npos) << r;
+  EXPECT_NE(r.find("  # plain http:// to another host: the documents (and the key) travel unencrypted\n"),
+            std::string::npos)
+      << r;
+}
+
+// Verifies a key's value appears in no error message, whatever fails while it is set, and that a key
+// written into the file (as api_key, in place of a variable's name, or in a URL) is refused
+// without being repeated.
+TEST(ConfigProviders, KeysNeverInErrors) {
+  testing::TempDir dir;
+  const std::string key = kKey;
+  std::vector<std::string> tables = {
+      "api_key = \"" + key + "\"",
+      "api_key_env = \"" + key + "\"",
+      "base_url = \"https://user:" + key + "@api.deepseek.com\"",
+      "base_url = \"https://" + key + "@api.deepseek.com\"",
+      "rpm = -1",
+      "extra_body = '[1]'",
+      "modle = \"x\"",
+  };
+  for (const auto& t : tables) {
+    testing::WriteFile(dir.File("kg.toml"), "[providers.deepseek]\n" + t + "\n");
+    auto r = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}, {"DEEPSEEK_API_KEY", key}}));
+    ASSERT_FALSE(r.ok()) << t;
+    EXPECT_EQ(r.status().message().find("DISTINCTIVE"), std::string::npos) << r.status().message();
+  }
+  testing::WriteFile(dir.File("kg.toml"), "[providers.deepseek]\napi_key = \"" + key + "\"\n");
+  auto in_file = LoadConfig(Env({{"KG_CONFIG", dir.File("kg.toml")}}));
+  ASSERT_FALSE(in_file.ok());
+  EXPECT_NE(in_file.status().message().find("[providers.deepseek] key 'api_key' (line 2): secrets are read from the "
+                                            "environment only; remove it from the file and set DEEPSEEK_API_KEY"),
+            std::string::npos)
+      << in_file.status().message();
+  for (const auto& [var, value] : std::vector<std::pair<std::string, std::string>>{
+           {"DEEPSEEK_BASE_URL", "https://x:" + key + "@h/v1"},
+           {"DEEPSEEK_API_KEY", key + "\r\n"},
+           {"KG_MAX_ATTEMPTS", "0"},
+           {"DEEPSEEK_MODEL", "a b"},
+       }) {
+    std::map<std::string, std::string> env = {{"KG_PROVIDERS", "deepseek"}, {"DEEPSEEK_API_KEY", key}};
+    env[var] = value;
+    auto r = LoadConfig(Env(env));
+    ASSERT_FALSE(r.ok()) << var;
+    EXPECT_EQ(r.status().message().find("DISTINCTIVE"), std::string::npos) << r.status().message();
   }
 }
 
