@@ -17,13 +17,15 @@ namespace {
 constexpr int kExitConfig = 2;
 constexpr int kExitUsage = 2;
 
-// Loads the configuration or prints one line naming the bad variable.
-std::optional<kg::Config> LoadOrExplain(bool force_worker = false) {
+// Loads the configuration or prints one line naming the bad variable. `role`, if set, stands for
+// NODE_ROLE: "worker" for `kgflow worker`; "web" for a client command, which reads only the
+// node's limits and so needs no provider's API key.
+std::optional<kg::Config> LoadOrExplain(const char* role = nullptr) {
   auto env = kg::ProcessEnv();
   kg::EnvLookup lookup = env;
-  if (force_worker) {
-    lookup = [env](const std::string& name) -> std::optional<std::string> {
-      if (name == "NODE_ROLE") return std::string("worker");
+  if (role) {
+    lookup = [env, role](const std::string& name) -> std::optional<std::string> {
+      if (name == "NODE_ROLE") return std::string(role);
       return env(name);
     };
   }
@@ -240,7 +242,7 @@ int Main(int argc, char** argv) {
 
   if (*start || *worker) {
     kg::BlockSupervisorSignals();  // before any thread exists
-    auto c = LoadOrExplain(worker->parsed());
+    auto c = LoadOrExplain(worker->parsed() ? "worker" : nullptr);
     if (!c) return kExitConfig;
     SetupLogging(*c);
     return kg::RunNode(*c);
@@ -257,7 +259,7 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (*submit) {
-    auto c = LoadOrExplain();  // the body limit the node applies (KG_MAX_BODY_MB)
+    auto c = LoadOrExplain("web");  // the body limit the node applies (KG_MAX_BODY_MB)
     if (!c) return kExitConfig;
     so.max_bytes = int64_t{c->max_body_mb} * 1048576;
     return kg::CmdSubmit(client, files, so);
