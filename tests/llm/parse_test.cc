@@ -77,11 +77,14 @@ TEST(ParseTest, Wrappers) {
   ExpectValid(Parse("```\n" + v + "\n```\n"));
   ExpectValid(Parse("Here is the graph you asked for:\n\n" + v + "\n\nLet me know if you need more {details}."));
   ExpectValid(Parse("Sure! Format is {entities, relations}.\n```json\n" + v + "\n```"));
+  // An example in the prose before the fence is not the answer.
+  ExpectValid(Parse("The format is {\"entities\":[{\"name\":\"X\"}]}; here it is:\n```json\n" + v + "\n```"));
   ExpectValid(Parse("Note: a { brace.\n" + v));  // a stray brace in prose opens nothing
   ExpectValid(Parse("<think>The user wants {\"entities\": ...}. Alice is a person.</think>\n" + v));
   ExpectValid(Parse("  <think>\nhmm\n</think>\n\n```json\n" + v + "\n```"));
   // The chat template opened the block: only its end appears.
   ExpectValid(Parse("Alice founded... so Alice is a Person.\n</think>\n" + v));
+  ExpectValid(Parse("Maybe {\"entities\":[]}? No, Alice is a Person.\n</think>\n" + v));
 }
 
 // Verifies trailing commas are removed outside strings and left alone inside them.
@@ -163,6 +166,8 @@ TEST(ParseTest, Truncated) {
   // Thinking until the token limit, no JSON yet.
   EXPECT_EQ(Parse("<think>Let me consider Alice and {Acme", "length").problem, OutputProblem::kTruncated);
   EXPECT_EQ(Parse("<think>Long reasoning.</think>\n", "length").problem, OutputProblem::kTruncated);
+  // An object inside reasoning cut short is not the answer.
+  EXPECT_EQ(Parse("<think>Maybe {\"entities\":[]} fits, but Alice", "length").problem, OutputProblem::kTruncated);
   EXPECT_EQ(Parse("Let me list the entities first: Alice, Acme", "length").problem, OutputProblem::kTruncated);
   ParsedOutput p = Parse(cut, "length");
   EXPECT_TRUE(p.extraction.entities.empty());
