@@ -454,7 +454,11 @@ ParsedOutput Parse(std::string_view content, std::string_view finish_reason, std
           if (!other_object) other_object = std::move(j);
         }
       } catch (const json::exception& e) {
-        if (parse_error.empty()) parse_error = Snippet(e.what(), 160);
+        if (parse_error.empty()) {
+          std::string_view what = e.what();  // "[json.exception.parse_error.101] parse error at ..."
+          if (size_t tag = what.find("] "); tag != std::string_view::npos) what.remove_prefix(tag + 2);
+          parse_error = Snippet(what, 200);
+        }
       }
     }
     pos = region.find('{', span.end);
