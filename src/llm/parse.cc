@@ -335,8 +335,8 @@ ParsedOutput FromObject(const json& root, std::string_view output, std::string_v
     }
     std::string d = desc == nullptr ? std::string() : Collapse(desc->get_ref<const std::string&>());
     auto [it, fresh] = by_name.try_emplace(Lower(n), ex.entities.size());
-    if (!fresh) {  // the same entity again: the first name and type stay, the longest description
-                   // wins
+    if (!fresh) {
+      // The same entity again: the first name and type stay, the longest description wins.
       ExtractedEntity& e = ex.entities[it->second];
       if (d.size() > e.description.size()) e.description = std::move(d);
       continue;
@@ -411,9 +411,8 @@ ParsedOutput Parse(std::string_view content, std::string_view finish_reason,
     if (close == std::string_view::npos) {
       if (cut) {
         return Problem(OutputProblem::kTruncated,
-                       "the output was cut off (finish_reason \"length\") inside its <think> "
-                       "block, before any "
-                       "JSON: " +
+                       "the output was cut off (finish_reason \"length\") inside its "
+                       "<think> block, before any JSON: " +
                            Quoted(content));
       }
       body.remove_prefix(lead + kThinkOpen.size());
