@@ -22,11 +22,11 @@ namespace kg {
 void LogBanner(const Config& c, const std::string& what) {
   spdlog::info("kgflow {} {} | node={} role={} pid={}", KG_VERSION, what, c.node_name, RoleName(c.role), getpid());
   for (const auto& p : c.enabled_providers) {
-    spdlog::info("  provider {}: {} per node, cap {} per provider; {}", p, c.workers_per_provider,
-                 c.max_processes_per_provider, DescribeProvider(c.providers.at(p)));
+    spdlog::info("  provider {}: {} per node, cap {} per provider, {} chunks at once per process; {}", p,
+                 c.workers_per_provider, c.max_processes_per_provider, ConcurrencyOf(c, c.providers.at(p)),
+                 DescribeProvider(c.providers.at(p)));
   }
-  spdlog::info("  caps: {} processes in total, {} per provider; {} chunks at once per process",
-               c.max_total_processes, c.max_processes_per_provider, c.concurrency_per_process);
+  spdlog::info("  caps: {} processes in total, {} per provider", c.max_total_processes, c.max_processes_per_provider);
   BackendDescription backends = DescribeBackends(c);
   spdlog::info("  queue: {} | task store: {} | graph: {}", backends.queue, backends.task_store, backends.graph);
 }

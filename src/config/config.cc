@@ -208,7 +208,7 @@ const std::vector<Setting>& Settings() {
       IntSetting("KG_LEASE_SECONDS", &Config::lease_seconds, 1, 86400),
       IntSetting("KG_MAX_ATTEMPTS", &Config::max_attempts, 1, 100),
       IntSetting("KG_STOP_TIMEOUT_SECONDS", &Config::stop_timeout_seconds, 0, 3600),
-      IntSetting("KG_CONCURRENCY_PER_PROCESS", &Config::concurrency_per_process, 1, 256),
+      IntSetting("KG_CONCURRENCY_PER_PROCESS", &Config::concurrency_per_process, 1, 1000),
       IntSetting("KG_MAX_TASKS_PER_PROCESS", &Config::max_tasks_per_process, 0, 100000000),
       IntSetting("KG_MAX_RSS_MB", &Config::max_rss_mb, 0, 1048576),
       IntSetting("KG_MAX_BODY_MB", &Config::max_body_mb, 1, 1024),
@@ -853,6 +853,11 @@ const char* RoleName(NodeRole r) {
   return "?";
 }
 
+int ConcurrencyOf(const Config& c, const ProviderConfig& provider) {
+  if (c.concurrency_per_process_set || provider.kind == "builtin") return c.concurrency_per_process;
+  return kLlmConcurrencyPerProcess;
+}
+
 std::string DefaultNodeName(const std::string& hostname, NodeRole role) {
   std::string suffix = std::string("-") + RoleName(role);
   std::string h = hostname.substr(0, 64 - suffix.size());
@@ -996,6 +1001,7 @@ Result<Config> LoadConfig(const EnvLookup& env) {
   }
   KG_RETURN_IF_ERROR(FinishProviders(env, origin, list_set, c));
 
+  c.concurrency_per_process_set = raw.count("KG_CONCURRENCY_PER_PROCESS") > 0;
   if (!raw.count("KG_WORKER_NODE_NAME")) {
     char host[256] = {};
     if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "localhost");
@@ -1075,7 +1081,11 @@ std::string DescribeConfig(const Config& c) {
   line("KG_LEASE_SECONDS", std::to_string(c.lease_seconds));
   line("KG_MAX_ATTEMPTS", std::to_string(c.max_attempts));
   line("KG_STOP_TIMEOUT_SECONDS", std::to_string(c.stop_timeout_seconds));
-  line("KG_CONCURRENCY_PER_PROCESS", std::to_string(c.concurrency_per_process));
+  line("KG_CONCURRENCY_PER_PROCESS",
+       c.concurrency_per_process_set
+           ? std::to_string(c.concurrency_per_process)
+           : fmt::format("{}  # unset: {} for builtin, {} for an LLM provider", c.concurrency_per_process,
+                         c.concurrency_per_process, kLlmConcurrencyPerProcess));
   line("KG_MAX_TASKS_PER_PROCESS", std::to_string(c.max_tasks_per_process));
   line("KG_MAX_RSS_MB", std::to_string(c.max_rss_mb));
   line("KG_MAX_BODY_MB", std::to_string(c.max_body_mb));

@@ -96,7 +96,8 @@ struct Config {
   int lease_seconds = 10;  // renewed every third; a dead node's chunks run elsewhere within this + a beat
   int max_attempts = 5;
   int stop_timeout_seconds = 30;
-  int concurrency_per_process = 4;
+  int concurrency_per_process = 4;  // see ConcurrencyOf
+  bool concurrency_per_process_set = false;  // KG_CONCURRENCY_PER_PROCESS was given
   int max_tasks_per_process = 0;  // 0 = never recycle by count
   int max_rss_mb = 1024;          // 0 = never recycle by memory
   int max_body_mb = 10;
@@ -163,6 +164,12 @@ RedisEndpoint RedisEndpointOf(const Config& c);
 MysqlEndpoint MysqlEndpointOf(const Config& c);
 // Meaningful when NEO4J_URI is set (LoadConfig has checked it parses).
 Neo4jEndpoint Neo4jEndpointOf(const Config& c);
+
+// Chunks a worker process of `provider` keeps in flight: KG_CONCURRENCY_PER_PROCESS when set;
+// unset, 4 for builtin (CPU-bound, one executor thread each) and kLlmConcurrencyPerProcess for
+// an LLM provider (I/O-bound: a call in flight is a socket and a buffer on one event loop).
+inline constexpr int kLlmConcurrencyPerProcess = 32;
+int ConcurrencyOf(const Config& c, const ProviderConfig& provider);
 
 // How many Bolt connections a node of this configuration may hold open at most: every process
 // that opens the graph (the node's API process, and each worker process up to

@@ -78,7 +78,7 @@ class Worker {
     Report("ready");
     std::thread renewer([this] { RenewLoop(); });
     int exit_code = kWorkerExitStopped;
-    const int slots = c_.concurrency_per_process;
+    const int slots = ConcurrencyOf(c_, c_.providers.at(o_.provider));
     // Chunks in flight are leases held, not threads: an LLM call waits on the provider's event
     // loop, and only the steps around it (cache, merge, ack) take an executor. The builtin
     // extractor works in the executor's thread, so it keeps one per slot up to kMaxExecutors.

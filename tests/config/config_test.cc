@@ -341,6 +341,22 @@ TEST(Config, SecretsInTheFileAreRefused) {
 // The value of a key no message or description may ever contain.
 constexpr char kKey[] = "sk-DISTINCTIVE-7f3a9c";
 
+// Verifies the chunks a worker keeps in flight: unset, 4 for builtin and 32 for an LLM provider
+// (I/O-bound); KG_CONCURRENCY_PER_PROCESS, when given, holds for both, up to 1000.
+TEST(ConfigProviders, ConcurrencyDependsOnTheKindUnlessSet) {
+  auto c = LoadConfig(Env({{"KG_PROVIDERS", "builtin,deepseek"}, {"DEEPSEEK_API_KEY", kKey}}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(ConcurrencyOf(*c, c->providers.at("builtin")), 4);
+  EXPECT_EQ(ConcurrencyOf(*c, c->providers.at("deepseek")), kLlmConcurrencyPerProcess);
+  c = LoadConfig(
+      Env({{"KG_PROVIDERS", "builtin,deepseek"}, {"DEEPSEEK_API_KEY", kKey}, {"KG_CONCURRENCY_PER_PROCESS", "500"}}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(ConcurrencyOf(*c, c->providers.at("builtin")), 500);
+  EXPECT_EQ(ConcurrencyOf(*c, c->providers.at("deepseek")), 500);
+  EXPECT_FALSE(LoadConfig(Env({{"KG_CONCURRENCY_PER_PROCESS", "1001"}})).ok());
+}
+
+
 // Verifies KG_PROVIDERS naming a preset with no TOML table creates the provider from the preset,
 // with the key read from the preset's variable, and every preset loads with its documented
 // defaults: each hosted one needs its key, the thinking switches are in extra_body where the
