@@ -437,6 +437,7 @@ Result<json> Routes::TaskView(const std::string& id, bool chunks) {
   auto usage = d_.store->TaskUsage(id);
   Status read = usage.status();
   out["usage"] = usage.ok() ? UsageJson(*usage) : json(nullptr);
+  if (chunks && !read.ok()) out["chunks_usage"] = nullptr;
   if (chunks && read.ok()) {
     auto per_chunk = d_.store->ChunkUsage(id);
     read = per_chunk.status();

@@ -1281,6 +1281,9 @@ TEST_F(ApiTest, AnUnreadableLedgerIsReportedNotHidden) {
     EXPECT_EQ(t["id"], id);
     EXPECT_EQ(t["status"], "queued");
     EXPECT_TRUE(t["usage"].is_null()) << g->body;
+    if (!q.empty()) {
+      EXPECT_TRUE(t.contains("chunks_usage") && t["chunks_usage"].is_null()) << g->body;
+    }
     ASSERT_TRUE(t.contains("usage_error")) << g->body;
     EXPECT_NE(t["usage_error"].get<std::string>().find("llm_usage"), std::string::npos) << g->body;
   }
