@@ -49,7 +49,13 @@ json TaskJson(const TaskRecord& t) {
           {"chunks_failed", t.chunks_failed},
           {"error", t.error.empty() ? json(nullptr) : json(t.error)},
           {"created_at_ms", t.created_at_ms},
-          {"updated_at_ms", t.updated_at_ms}};
+          {"updated_at_ms", t.updated_at_ms},
+          {"token_budget", t.token_budget}};
+}
+
+json UsageJson(const UsageTotals& u) {
+  return {{"prompt_tokens", u.prompt_tokens}, {"completion_tokens", u.completion_tokens}, {"tokens", u.tokens()},
+          {"requests", u.requests},           {"cached_chunks", u.cached_chunks},         {"cost", u.cost}};
 }
 
 json EntityJson(const EntityRec& e) {
@@ -204,7 +210,7 @@ class TextUpload : public http::BodyConsumer {
     auto plan = planner_->Finish();
     if (!plan.ok()) return Fail(res, 400, "'text' is not text: " + plan.status().message());
     routes_->Accept(provider_, fields_.title.empty() ? "untitled" : fields_.title, fields_.source, std::move(plan).value(),
-                    false, res);
+                    false, fields_.token_budget, res);
   }
 
  private:
@@ -299,6 +305,7 @@ Result<Routes::Planned> Routes::Plan(const Submission& sub) const {
   out.title = sub.title.empty() ? "untitled" : sub.title;
   out.source = sub.source;
   out.markup = format != markup::Format::kText;
+  out.token_budget = sub.token_budget;
   out.plan = PlanTask(RandomId("t"), out.provider, sub.id, out.title, sub.source, text,
                       {c_.chunk_size, c_.chunk_overlap});
   return out;
@@ -311,7 +318,8 @@ void Routes::Submit(const http::Request& req, http::Response& res) {
   if (!sub.ok()) return Fail(res, sub.status());
   auto planned = Plan(*sub);
   if (!planned.ok()) return Fail(res, planned.status());
-  Accept(planned->provider, planned->title, planned->source, std::move(planned->plan), planned->markup, res);
+  Accept(planned->provider, planned->title, planned->source, std::move(planned->plan), planned->markup,
+         planned->token_budget, res);
 }
 
 // Every document is checked and planned before anything is written, so a bad one creates
@@ -367,6 +375,7 @@ void Routes::SubmitBatch(const http::Request& req, http::Response& res) {
     t.doc_id = p.plan.doc_id;
     t.source = p.source;
     t.chunks_total = p.chunks;
+    t.token_budget = p.token_budget;
     s = d_.store->Create(t);
     if (!s.ok()) {
       return Fail(res, 503, fmt::format("task store unavailable after {} of {} tasks ({}); every document's chunks "
@@ -391,7 +400,7 @@ void Routes::SubmitBatch(const http::Request& req, http::Response& res) {
 }
 
 void Routes::Accept(const std::string& provider, const std::string& title, const std::string& source, TaskPlan plan,
-                    bool markup, http::Response& res) {
+                    bool markup, int64_t token_budget, http::Response& res) {
   // A streamed upload can end after the node began to stop: refused like any new task.
   if (stopping_) return RefuseStopping(res);
   if (plan.items.empty()) {
@@ -408,21 +417,43 @@ void Routes::Accept(const std::string& provider, const std::string& title, const
   t.doc_id = plan.doc_id;
   t.source = source;
   t.chunks_total = static_cast<int>(plan.items.size());
+  t.token_budget = token_budget;
   s = d_.store->Create(t);
   if (!s.ok()) return Fail(res, 503, "task store unavailable: " + s.message());
   // Workers that finished chunks before the row existed wrote their progress to nothing.
   if (Status r = RefreshProgress(*d_.store, *d_.queue, task_id); !r.ok()) spdlog::warn("submit: {}", r.message());
   res.set_header("Location", "/api/v1/tasks/" + task_id);
   Reply(res, 202, {{"id", task_id}, {"status", "queued"}, {"chunks_total", t.chunks_total},
-                   {"document", plan.doc_id}, {"provider", provider},
+                   {"document", plan.doc_id}, {"provider", provider}, {"token_budget", token_budget},
                    {"warning", ServingWarning(ServedProviders(), provider, "queued")}});
 }
 
-// Task with live counts from the queue (the stored row may lag a worker's update).
-Result<json> Routes::TaskView(const std::string& id) {
+// Task with live counts from the queue (the stored row may lag a worker's update) and its LLM
+// usage from the ledger.
+Result<json> Routes::TaskView(const std::string& id, bool chunks) {
   auto t = d_.store->Get(id);
   if (!t.ok()) return t.status();
-  return TaskViewOf(*t, ServedProviders());
+  json out = TaskViewOf(*t, ServedProviders());
+  auto usage = d_.store->TaskUsage(id);
+  Status read = usage.status();
+  out["usage"] = usage.ok() ? UsageJson(*usage) : json(nullptr);
+  if (chunks && !read.ok()) out["chunks_usage"] = nullptr;
+  if (chunks && read.ok()) {
+    auto per_chunk = d_.store->ChunkUsage(id);
+    read = per_chunk.status();
+    json arr = json::array();
+    if (per_chunk.ok()) {
+      for (const auto& [chunk, u] : *per_chunk) {
+        json c = UsageJson(u);
+        c["chunk_id"] = chunk;
+        arr.push_back(std::move(c));
+      }
+    }
+    out["chunks_usage"] = per_chunk.ok() ? arr : json(nullptr);
+  }
+  usage_outage_.Record(read);
+  if (!read.ok()) out["usage_error"] = "task store: " + read.message();
+  return out;
 }
 
 json Routes::TaskViewOf(TaskRecord t, const std::set<std::string>& served) {
@@ -462,7 +493,9 @@ json Routes::TaskViewOf(TaskRecord t, const std::set<std::string>& served) {
 }
 
 void Routes::GetTask(const http::Request& req, http::Response& res) {
-  auto v = TaskView(req.matches[1]);
+  std::string chunks = req.get_param_value("chunks");
+  if (!chunks.empty() && chunks != "0" && chunks != "1") return Fail(res, 400, "chunks must be 0 or 1");
+  auto v = TaskView(req.matches[1], chunks == "1");
   if (!v.ok()) return Fail(res, v.status());
   Reply(res, 200, *v);
 }
@@ -619,13 +652,24 @@ void Routes::ResetScale(const http::Request& req, http::Response& res) {
                    {"node", c_.node_name}, {"applied", "now"}});
 }
 
+// The providers come from the configuration, so they are listed whatever the store says; an
+// unreadable ledger makes each "usage" null and says why in "usage_error".
 void Routes::Providers(http::Response& res) {
+  auto usage = d_.store->ProviderUsage();
+  usage_outage_.Record(usage.status());
   json arr = json::array();
   for (const auto& name : c_.enabled_providers) {
     const auto& p = c_.providers.at(name);
-    arr.push_back({{"name", name}, {"kind", p.kind}, {"delay_ms", p.delay_ms}});
+    json u = nullptr;
+    if (usage.ok()) {
+      auto it = usage->find(name);
+      u = UsageJson(it == usage->end() ? UsageTotals{} : it->second);
+    }
+    arr.push_back({{"name", name}, {"kind", p.kind}, {"delay_ms", p.delay_ms}, {"usage", std::move(u)}});
   }
-  Reply(res, 200, {{"providers", arr}});
+  json out = {{"providers", arr}};
+  if (!usage.ok()) out["usage_error"] = "task store: " + usage.status().message();
+  Reply(res, 200, out);
 }
 
 json Routes::NodesJson(Status* error) {

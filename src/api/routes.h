@@ -48,7 +48,7 @@ class Routes {
   std::unique_ptr<http::BodyConsumer> StartSubmit(const http::Request& head, http::Response& res);
   // What Submit does once it has the document's text (markup stripped): plan, queue, answer.
   void Accept(const std::string& provider, const std::string& title, const std::string& source, TaskPlan plan,
-              bool markup, http::Response& res);
+              bool markup, int64_t token_budget, http::Response& res);
   // A provider and id check shared by every submission path (an empty provider becomes the
   // first enabled one); kInvalidArgument naming the field.
   Status CheckFields(std::string* provider, const std::string& doc_id) const;
@@ -60,6 +60,7 @@ class Routes {
     std::string provider, title, source, task_id;
     bool markup = false;  // the text was stripped of markup
     int chunks = 0;
+    int64_t token_budget = 0;
     TaskPlan plan;
   };
   Result<Planned> Plan(const Submission& sub) const;
@@ -81,7 +82,9 @@ class Routes {
   void Search(const http::Request& req, http::Response& res);
   void Entity(const http::Request& req, http::Response& res);
   void Export(const http::Request& req, http::Response& res);
-  Result<nlohmann::json> TaskView(const std::string& id);
+  // TaskViewOf with the task's LLM usage ("usage"); with `chunks`, per chunk too ("chunks_usage").
+  // The ledger unreadable: "usage" null and "usage_error" saying why (the rest still answers).
+  Result<nlohmann::json> TaskView(const std::string& id, bool chunks = false);
   // The view of a task row already read; `served` as ServedProviders() gives it.
   nlohmann::json TaskViewOf(TaskRecord t, const std::set<std::string>& served);
   // Nodes of the registry with their heartbeat age and `stale` marker; a stale node's
@@ -101,6 +104,7 @@ class Routes {
   http::Server& svr_;
   std::atomic<bool> stopping_{false};
   OutageLog list_progress_outage_{"list: task progress"};  // once per outage, not per request
+  OutageLog usage_outage_{"api: LLM usage"};
   EventHub events_;
 };
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 namespace kg::api {
@@ -44,11 +46,38 @@ Status SetField(Submission* s, const Field& f, const std::string& value) {
   return Status::Ok();
 }
 
+constexpr const char* kBudgetRule = "'token_budget' must be a whole number from 0 to 9223372036854775807";
+
+// "token_budget" given as text (a query parameter or a form part): decimal digits only.
+Status SetTokenBudget(Submission* s, const std::string& value) {
+  int64_t n = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (value.empty() || value[0] == '-' || value[0] == '+' || ec != std::errc() || end != value.data() + value.size()) {
+    return Status::Invalid(kBudgetRule);
+  }
+  s->token_budget = n;
+  return Status::Ok();
+}
+
+// "token_budget" of a JSON submission: an integer (1.0, "5" and -1 are refused).
+Status SetTokenBudget(Submission* s, const json& v) {
+  if (v.is_number_unsigned() && v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    s->token_budget = static_cast<int64_t>(v.get<uint64_t>());
+    return Status::Ok();
+  }
+  if (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() >= 0) {
+    s->token_budget = v.get<int64_t>();
+    return Status::Ok();
+  }
+  return Status::Invalid(kBudgetRule);
+}
+
 // The fields given as query parameters (the non-JSON shapes).
 Status FieldsFromQuery(const http::Request& req, Submission* s) {
   for (const auto& f : kFields) {
     if (req.has_param(f.name)) KG_RETURN_IF_ERROR(SetField(s, f, req.get_param_value(f.name)));
   }
+  if (req.has_param("token_budget")) KG_RETURN_IF_ERROR(SetTokenBudget(s, req.get_param_value("token_budget")));
   return Status::Ok();
 }
 
@@ -81,6 +110,9 @@ Result<Submission> FromJsonObject(json& j) {
     if (!j.contains(f.name) || j[f.name].is_null()) continue;
     if (!j[f.name].is_string()) return Status::Invalid(std::string("'") + f.name + "' must be a string");
     KG_RETURN_IF_ERROR(SetField(&s, f, j[f.name].get<std::string>()));
+  }
+  if (j.contains("token_budget") && !j["token_budget"].is_null()) {
+    KG_RETURN_IF_ERROR(SetTokenBudget(&s, j["token_budget"]));
   }
   KG_RETURN_IF_ERROR(CheckFormat(&s, ""));
   return s;
@@ -124,6 +156,9 @@ Result<Submission> FromMultipart(const http::Request& req) {
   for (const auto& f : kFields) {
     auto part = req.files.find(f.name);
     if (part != req.files.end()) KG_RETURN_IF_ERROR(SetField(&s, f, part->second.content));
+  }
+  if (auto part = req.files.find("token_budget"); part != req.files.end()) {
+    KG_RETURN_IF_ERROR(SetTokenBudget(&s, part->second.content));
   }
   s.text = file->second.content;  // a view: req outlives the submission
   if (s.title.empty() && !file->second.filename.empty()) s.title = file->second.filename.substr(0, 1000);

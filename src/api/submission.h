@@ -1,10 +1,10 @@
 #pragma once
 // The document a POST /api/v1/tasks carries, in any of the three accepted shapes:
-// - application/json: {"text": ..., "title", "provider", "source", "id", "format"}; a body
+// - application/json: {"text": ..., "title", "provider", "source", "id", "format", "token_budget"}; a body
 //   with no content type or application/x-www-form-urlencoded (curl -d's default) that is a
 //   JSON object is read the same way;
 // - text/plain, text/markdown, text/html: the body is the document, the other fields are
-//   query parameters (?title=...&provider=...); the content type implies the format unless
+//   query parameters (?title=...&provider=...&token_budget=...); the content type implies the format unless
 //   ?format= says otherwise. Large documents need no JSON escaping this way. A text/plain
 //   body that is a JSON object with a string "text" is refused (kInvalidArgument saying to
 //   send application/json) unless ?format= is given: it is a JSON client's mistake, and
@@ -15,6 +15,7 @@
 // is text and the provider exists is for the route.
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -33,12 +34,15 @@ struct Submission {
   std::unique_ptr<std::string> owned;
   std::string title, provider, source, id;
   std::string format;  // text|markdown|html; "" when neither the field nor the content type says
+  // LLM tokens the task may spend, 0 = no limit: "token_budget", a whole number from 0 to
+  // 2^63-1 (a JSON integer; in a query or a form part, its decimal digits).
+  int64_t token_budget = 0;
 };
 
 // kInvalidArgument naming the field and what is accepted.
 Result<Submission> ParseSubmission(const http::Request& req);
 
-// The fields of a text/* submission from its query (title, provider, source, id, format),
+// The fields of a text/* submission from its query (title, provider, source, id, format, token_budget),
 // checked as ParseSubmission checks them; `text` is left empty.
 Result<Submission> ParseQueryFields(const http::Request& head);
 

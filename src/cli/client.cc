@@ -365,10 +365,11 @@ const char* ContentTypeOf(const std::string& format) {
 }
 
 // Sends one document as a text body (fields in the query), a file streamed from disk.
-std::optional<json> SendDocument(Api& api, const Doc& d, const std::string& title, const std::string& provider) {
+std::optional<json> SendDocument(Api& api, const Doc& d, const std::string& title, const SubmitOptions& so) {
   std::string path = "/api/v1/tasks?title=" + http::PercentEncode(title) +
                      "&source=" + http::PercentEncode(d.path == "-" ? "stdin" : d.path) + "&format=" + d.format;
-  if (!provider.empty()) path += "&provider=" + http::PercentEncode(provider);
+  if (!so.provider.empty()) path += "&provider=" + http::PercentEncode(so.provider);
+  if (so.token_budget > 0) path += "&token_budget=" + std::to_string(so.token_budget);
   if (d.path == "-") return api.Post(path, d.text, ContentTypeOf(d.format));
   UniqueFd fd(::open(d.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd.valid()) {
@@ -424,6 +425,7 @@ Result<std::string> BatchBody(const std::vector<Doc>& docs, const std::vector<st
     json line = {{"text", std::move(text)}, {"title", titles[i]}, {"source", d.path == "-" ? "stdin" : d.path},
                  {"format", d.format}};
     if (!so.provider.empty()) line["provider"] = so.provider;
+    if (so.token_budget > 0) line["token_budget"] = so.token_budget;
     // Bytes that are not UTF-8 go as U+FFFD, as the node would read them.
     body += line.dump(-1, ' ', false, json::error_handler_t::replace);
     body += '\n';
@@ -545,7 +547,7 @@ int CmdSubmit(const ClientOptions& o, const std::vector<std::string>& files, con
   for (const auto& d : docs) {
     const std::string& f = d.path;
     std::string title = !so.title.empty() ? so.title : f == "-" ? "stdin" : Basename(f);
-    auto r = SendDocument(api, d, title, so.provider);
+    auto r = SendDocument(api, d, title, so);
     if (!r) return 1;
     std::cout << fmt::format("submitted {} as task {} ({}, provider {})\n", f, (*r)["id"].get<std::string>(),
                              Plural((*r)["chunks_total"].get<int>(), "chunk", "chunks"), (*r)["provider"].get<std::string>());
@@ -593,6 +595,18 @@ void PrintTask(const json& t) {
                            Int(t, "chunks_queued"));
   std::cout << fmt::format("  created   {}, updated {}\n", LocalTime(Int(t, "created_at_ms")),
                            LocalTime(Int(t, "updated_at_ms")));
+  if (t.contains("usage") && t["usage"].is_object()) {
+    const json& u = t["usage"];
+    std::string budget = Int(t, "token_budget") > 0 ? fmt::format(" of a budget of {}", Int(t, "token_budget")) : "";
+    std::cout << fmt::format("  tokens    {}{} ({} prompt, {} completion), {}, {} from the cache\n", Int(u, "tokens"),
+                             budget, Int(u, "prompt_tokens"), Int(u, "completion_tokens"),
+                             Plural(Int(u, "requests"), "request", "requests"),
+                             Plural(Int(u, "cached_chunks"), "chunk", "chunks"));
+    double cost = u.contains("cost") && u["cost"].is_number() ? u["cost"].get<double>() : 0;
+    std::cout << fmt::format("  cost      {:.4f} (in the unit of the provider's prices)\n", cost);
+  } else if (!Str(t, "usage_error").empty()) {
+    std::cout << fmt::format("  tokens    unknown: {}\n", Str(t, "usage_error"));
+  }
   if (!Str(t, "error").empty()) std::cout << fmt::format("  error     {}\n", Str(t, "error"));
   if (!Str(t, "warning").empty()) std::cout << fmt::format("  warning   {}\n", Str(t, "warning"));
   if (t.contains("dead_letters") && t["dead_letters"].is_array()) {

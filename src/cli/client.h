@@ -27,6 +27,7 @@ struct SubmitOptions {
   bool batch = false;     // every document in one POST /api/v1/tasks/batch: all or none
   int64_t max_bytes = 0;  // the node's body limit (KG_MAX_BODY_MB)
   int reconnect_seconds = 60;  // --wait: how long a lost node is waited for (--reconnect-timeout)
+  int64_t token_budget = 0;  // LLM tokens each task may spend (--token-budget); 0 = no limit, not sent
 };
 
 // Checks every argument first (exists, readable, a regular file or with `recursive` a

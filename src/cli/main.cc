@@ -123,6 +123,9 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 86400));
   submit->add_flag("--recursive,-r", so.recursive, "submit the text files under a directory (others are skipped)");
   submit->add_flag("--batch", so.batch, "send every document in one batch request (all or none; each file read whole)");
+  submit->add_option("--token-budget", so.token_budget,
+                     "LLM tokens (prompt + completion) each task may spend before it is stopped (default 0: no limit)")
+      ->check(CLI::NonNegativeNumber);
   add_url(submit);
 
   std::string task_id, status_filter;

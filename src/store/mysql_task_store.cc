@@ -10,7 +10,8 @@
 // connection is retried as a whole. Each write is one statement and idempotent (counts only
 // grow, settings are last-writer-wins, node writes are compare-and-set), so a replay after
 // a commit whose answer was lost changes nothing; Create's replay finds its own row and
-// succeeds (a different task under the id is kConflict).
+// succeeds (a different task under the id is kConflict). AddUsage, which adds, is the
+// exception: it is replayed only when it failed before COMMIT.
 
 #include <algorithm>
 
@@ -49,6 +50,25 @@ const std::vector<mysql::Migration>& Migrations() {
         "writes BIGINT NOT NULL DEFAULT 0, KEY nodes_heartbeat(heartbeat_at)) "
         "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"},
        /*rerunnable=*/true},  // every statement IF NOT EXISTS
+      // The LLM response cache and the token/cost ledger (TaskStore::AddUsage). `key` is a
+      // reserved word, hence the quotes.
+      {2,
+       {"CREATE TABLE IF NOT EXISTS llm_cache("
+        "`key` VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, "
+        "content MEDIUMTEXT NOT NULL, created_at_ms BIGINT NOT NULL) "
+        "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS llm_usage("
+        "task_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, "
+        "chunk_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, "
+        "provider VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, "
+        "prompt_tokens BIGINT NOT NULL DEFAULT 0, completion_tokens BIGINT NOT NULL DEFAULT 0, "
+        "requests BIGINT NOT NULL DEFAULT 0, cached_chunks BIGINT NOT NULL DEFAULT 0, cost DOUBLE NOT NULL DEFAULT 0, "
+        "PRIMARY KEY(task_id, chunk_id), KEY llm_usage_provider(provider)) "
+        "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"},
+       /*rerunnable=*/true},
+      // A task's token budget (0: no limit, what every older task had). One statement, not
+      // re-runnable (MySQL 8 has no ADD COLUMN IF NOT EXISTS): left dirty, Migrate says so.
+      {3, {"ALTER TABLE tasks ADD COLUMN token_budget BIGINT NOT NULL DEFAULT 0"}},
   };
   return m;
 }
@@ -75,9 +95,13 @@ void AddStatusParams(Params& p, const TaskCounts& c) {
     p.push_back(v);
 }
 
+// When an update with error (one placeholder) keeps the stored error: it brings none, or the
+// task is cancelled with a reason (MarkStopped's) that a chunk's later failure must not replace.
+constexpr const char* kKeepError = "(?='' OR (status='cancelled' AND error<>''))";
+
 constexpr const char* kSelect =
     "SELECT id,title,provider,doc_id,source,status,chunks_total,chunks_done,chunks_failed,error,created_at,"
-    "updated_at,epoch FROM tasks";
+    "updated_at,epoch,token_budget FROM tasks";
 
 TaskRecord TaskRow(const Row& r) {
   TaskRecord t;
@@ -94,7 +118,23 @@ TaskRecord TaskRow(const Row& r) {
   t.created_at_ms = r.Int(10);
   t.updated_at_ms = r.Int(11);
   t.epoch = r.Int(12);
+  t.token_budget = r.Int(13);
   return t;
+}
+
+// The sums of llm_usage columns (NULL, read as 0, over no row).
+constexpr const char* kUsageSums =
+    "SUM(prompt_tokens),SUM(completion_tokens),SUM(requests),SUM(cached_chunks),SUM(cost)";
+
+// Five usage columns from `first`.
+UsageTotals UsageRow(const Row& r, size_t first) {
+  UsageTotals u;
+  u.prompt_tokens = r.Int(first);
+  u.completion_tokens = r.Int(first + 1);
+  u.requests = r.Int(first + 2);
+  u.cached_chunks = r.Int(first + 3);
+  u.cost = r.Double(first + 4);
+  return u;
 }
 
 constexpr const char* kNodeSelect = "SELECT name,role,host,pid,heartbeat_at,processes,heartbeat_ms FROM nodes";
@@ -126,9 +166,9 @@ class MysqlTaskStore final : public TaskStore {
         ->InTransaction([&](Connection& c) -> Status {
           auto inserted =
               c.Exec("INSERT INTO tasks(id,title,provider,doc_id,source,status,chunks_total,chunks_done,"
-                     "chunks_failed,error,created_at,updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                     "chunks_failed,error,created_at,updated_at,token_budget) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                      {t.id, t.title, t.provider, t.doc_id, t.source, t.status, t.chunks_total, t.chunks_done,
-                      t.chunks_failed, t.error, t.created_at_ms ? t.created_at_ms : now, now});
+                      t.chunks_failed, t.error, t.created_at_ms ? t.created_at_ms : now, now, t.token_budget});
           if (inserted.ok() || inserted.status().code() != Code::kConflict) return inserted.status();
           KG_ASSIGN_OR_RETURN(auto row, c.QueryOne(std::string(kSelect) + " WHERE id=?", {t.id}));
           if (!row) return inserted.status();  // taken by another key? (only the id is unique)
@@ -176,18 +216,19 @@ class MysqlTaskStore final : public TaskStore {
   Status UpdateProgress(const std::string& id, const TaskCounts& c, const std::string& error, int64_t epoch) override {
     // Counts only grow and the status is derived in the same statement from the grown counts
     // (kStatusSql); a row with nothing new is not written at all (the list heals rows often).
+    // The error is assigned first, so it reads the status before this update (as SQLite does):
+    // a cancelled task keeps the reason it was stopped for (MarkStopped).
     static const std::string sql =
-        std::string("UPDATE tasks SET status=") + kStatusSql +
-        ", error=CASE WHEN ?='' THEN error ELSE ? END, chunks_done=GREATEST(chunks_done, ?), "
-        "chunks_failed=GREATEST(chunks_failed, ?), updated_at=? "
-        "WHERE id=? AND (?<0 OR epoch=?) AND (chunks_done<? OR chunks_failed<? OR (?<>'' AND error<>?) OR status<>" +
-        kStatusSql + ")";
-    Params p;
+        std::string("UPDATE tasks SET error=CASE WHEN ") + kKeepError + " THEN error ELSE ? END, status=" +
+        kStatusSql +
+        ", chunks_done=GREATEST(chunks_done, ?), chunks_failed=GREATEST(chunks_failed, ?), updated_at=? "
+        "WHERE id=? AND (?<0 OR epoch=?) AND (chunks_done<? OR chunks_failed<? OR NOT (" + kKeepError +
+        " OR error=?) OR status<>" + kStatusSql + ")";
+    Params p = {error, error};
     AddStatusParams(p, c);
-    for (const mysql::Value& v : {mysql::Value(error), mysql::Value(error), mysql::Value(c.done), mysql::Value(c.dead),
-                                  mysql::Value(NowMs()), mysql::Value(id), mysql::Value(epoch), mysql::Value(epoch),
-                                  mysql::Value(c.done), mysql::Value(c.dead), mysql::Value(error),
-                                  mysql::Value(error)})
+    for (const mysql::Value& v : {mysql::Value(c.done), mysql::Value(c.dead), mysql::Value(NowMs()), mysql::Value(id),
+                                  mysql::Value(epoch), mysql::Value(epoch), mysql::Value(c.done), mysql::Value(c.dead),
+                                  mysql::Value(error), mysql::Value(error)})
       p.push_back(v);
     AddStatusParams(p, c);
     return pool_->InTransaction([&](Connection& conn) { return conn.Exec(sql, p).status(); })
@@ -266,18 +307,121 @@ class MysqlTaskStore final : public TaskStore {
     });
   }
 
-  // STUB (replaced by the ledger work): not implemented yet.
-  Status PutCachedResponse(const std::string&, const std::string&) override { return Status::Internal("todo"); }
-  Result<std::optional<std::string>> GetCachedResponse(const std::string&) override { return std::optional<std::string>(); }
-  Status AddUsage(const std::string&, const std::string&, const std::string&, const UsageTotals&) override {
-    return Status::Internal("todo");
+  Status PutCachedResponse(const std::string& key, const std::string& content) override {
+    return pool_
+        ->InTransaction([&](Connection& c) {
+          return c
+              .Exec("INSERT INTO llm_cache(`key`,content,created_at_ms) VALUES(?,?,?) "
+                    "ON DUPLICATE KEY UPDATE content=VALUES(content), created_at_ms=VALUES(created_at_ms)",
+                    {key, content, NowMs()})
+              .status();
+        })
+        .With("cache response");
   }
-  Result<UsageTotals> TaskUsage(const std::string&) override { return UsageTotals{}; }
-  Result<std::map<std::string, UsageTotals>> ChunkUsage(const std::string&) override {
-    return std::map<std::string, UsageTotals>{};
+
+  Result<std::optional<std::string>> GetCachedResponse(const std::string& key) override {
+    std::optional<std::string> out;
+    KG_RETURN_IF_ERROR(pool_
+                           ->InTransaction([&](Connection& c) -> Status {
+                             KG_ASSIGN_OR_RETURN(auto row,
+                                                 c.QueryOne("SELECT content FROM llm_cache WHERE `key`=?", {key}));
+                             out = row ? std::optional<std::string>(row->Str(0)) : std::nullopt;
+                             return Status::Ok();
+                           })
+                           .With("cached response"));
+    return out;
   }
-  Result<std::map<std::string, UsageTotals>> ProviderUsage() override { return std::map<std::string, UsageTotals>{}; }
-  Status MarkStopped(const std::string&, const std::string&) override { return Status::Internal("todo"); }
+
+  // One statement, an upsert that adds: concurrent adds to one row serialise on its lock and
+  // each lands. Not idempotent, so it is replayed only when an attempt failed before COMMIT
+  // (a deadlock, a lock wait timeout, a connection lost mid-statement: rolled back, nothing
+  // added); a COMMIT whose answer was lost may have been applied and is kUnavailable, not
+  // replayed (the ledger must not count one attempt's spending twice).
+  // The row keeps the provider it was first written with (a task has one provider).
+  Status AddUsage(const std::string& task_id, const std::string& chunk_id, const std::string& provider,
+                  const UsageTotals& u) override {
+    bool reached_commit = false;
+    return pool_
+        ->InTransaction([&](Connection& c) -> Status {
+          if (reached_commit) {
+            return Status::Unavailable("the answer to COMMIT was lost; not replayed, it may have been applied");
+          }
+          KG_RETURN_IF_ERROR(
+              c.Exec("INSERT INTO llm_usage(task_id,chunk_id,provider,prompt_tokens,completion_tokens,requests,"
+                     "cached_chunks,cost) VALUES(?,?,?,?,?,?,?,?) ON DUPLICATE KEY UPDATE "
+                     "prompt_tokens=prompt_tokens+VALUES(prompt_tokens), "
+                     "completion_tokens=completion_tokens+VALUES(completion_tokens), "
+                     "requests=requests+VALUES(requests), cached_chunks=cached_chunks+VALUES(cached_chunks), "
+                     "cost=cost+VALUES(cost)",
+                     {task_id, chunk_id, provider, u.prompt_tokens, u.completion_tokens, u.requests,
+                      u.cached_chunks, u.cost})
+                  .status());
+          reached_commit = true;  // the body succeeded: a failure from here on is COMMIT's
+          return Status::Ok();
+        })
+        .With("usage of task " + task_id);
+  }
+
+  Result<UsageTotals> TaskUsage(const std::string& task_id) override {
+    UsageTotals out;
+    KG_RETURN_IF_ERROR(pool_
+                           ->InTransaction([&](Connection& c) -> Status {
+                             KG_ASSIGN_OR_RETURN(auto row, c.QueryOne(std::string("SELECT ") + kUsageSums +
+                                                                          " FROM llm_usage WHERE task_id=?",
+                                                                      {task_id}));
+                             out = row ? UsageRow(*row, 0) : UsageTotals{};
+                             return Status::Ok();
+                           })
+                           .With("usage of task " + task_id));
+    return out;
+  }
+
+  Result<std::map<std::string, UsageTotals>> ChunkUsage(const std::string& task_id) override {
+    std::map<std::string, UsageTotals> out;
+    KG_RETURN_IF_ERROR(pool_
+                           ->InTransaction([&](Connection& c) -> Status {
+                             out.clear();
+                             return c.QueryEach(
+                                 "SELECT chunk_id,prompt_tokens,completion_tokens,requests,cached_chunks,cost "
+                                 "FROM llm_usage WHERE task_id=?",
+                                 {task_id}, [&](const Row& r) {
+                                   out[r.Str(0)] = UsageRow(r, 1);
+                                   return Status::Ok();
+                                 });
+                           })
+                           .With("usage of the chunks of task " + task_id));
+    return out;
+  }
+
+  Result<std::map<std::string, UsageTotals>> ProviderUsage() override {
+    std::map<std::string, UsageTotals> out;
+    KG_RETURN_IF_ERROR(pool_
+                           ->InTransaction([&](Connection& c) -> Status {
+                             out.clear();
+                             return c.QueryEach(std::string("SELECT provider,") + kUsageSums +
+                                                    " FROM llm_usage GROUP BY provider",
+                                                {}, [&](const Row& r) {
+                                                  out[r.Str(0)] = UsageRow(r, 1);
+                                                  return Status::Ok();
+                                                });
+                           })
+                           .With("usage per provider"));
+    return out;
+  }
+
+  Status MarkStopped(const std::string& id, const std::string& reason) override {
+    bool found = true;
+    KG_RETURN_IF_ERROR(pool_->InTransaction([&](Connection& c) -> Status {
+      KG_ASSIGN_OR_RETURN(uint64_t n, c.Exec("UPDATE tasks SET status='cancelled', error=?, updated_at=? WHERE id=?",
+                                             {reason, NowMs(), id}));
+      if (n > 0) return Status::Ok();
+      KG_ASSIGN_OR_RETURN(auto row, c.QueryOne("SELECT 1 FROM tasks WHERE id=?", {id}));
+      found = row.has_value();
+      return Status::Ok();
+    }));
+    if (!found) return Status::NotFound("task " + id + " not found");
+    return Status::Ok();
+  }
 
   Result<std::vector<NodeRecord>> ListNodes(int64_t since_ms) override {
     std::vector<NodeRecord> out;

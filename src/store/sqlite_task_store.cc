@@ -13,12 +13,19 @@ CREATE TABLE IF NOT EXISTS tasks(
   id TEXT PRIMARY KEY, title TEXT NOT NULL, provider TEXT NOT NULL, doc_id TEXT NOT NULL,
   source TEXT NOT NULL, status TEXT NOT NULL, chunks_total INTEGER NOT NULL, chunks_done INTEGER NOT NULL,
   chunks_failed INTEGER NOT NULL, error TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
-  epoch INTEGER NOT NULL DEFAULT 0);
+  epoch INTEGER NOT NULL DEFAULT 0, token_budget INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status, created_at);
 CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes(
   name TEXT PRIMARY KEY, role TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
   heartbeat_at INTEGER NOT NULL, processes TEXT NOT NULL, heartbeat_ms INTEGER NOT NULL DEFAULT 5000);
+CREATE TABLE IF NOT EXISTS llm_cache(key TEXT PRIMARY KEY, content TEXT NOT NULL, created_at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS llm_usage(
+  task_id TEXT NOT NULL, chunk_id TEXT NOT NULL, provider TEXT NOT NULL, prompt_tokens INTEGER NOT NULL DEFAULT 0,
+  completion_tokens INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
+  cached_chunks INTEGER NOT NULL DEFAULT 0, cost REAL NOT NULL DEFAULT 0,
+  PRIMARY KEY(task_id, chunk_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS llm_usage_provider ON llm_usage(provider);
 )sql";
 
 // The status after an update with counts ?1 (done), ?2 (dead) and ?7 (cancelled), ?4 = 1
@@ -34,9 +41,13 @@ constexpr const char* kStatusSql =
     "THEN 'failed' "
     "WHEN status='running' OR ?4 THEN 'running' ELSE 'queued' END";
 
+// When an update with error ?3 keeps the stored error: it brings none, or the task is cancelled
+// with a reason (MarkStopped's) that a chunk's later failure must not replace.
+constexpr const char* kKeepError = "(?3='' OR (status='cancelled' AND error<>''))";
+
 constexpr const char* kSelect =
     "SELECT id,title,provider,doc_id,source,status,chunks_total,chunks_done,chunks_failed,error,created_at,"
-    "updated_at,epoch FROM tasks";
+    "updated_at,epoch,token_budget FROM tasks";
 
 TaskRecord Row(sqlite::Stmt& q) {
   TaskRecord t;
@@ -53,7 +64,22 @@ TaskRecord Row(sqlite::Stmt& q) {
   t.created_at_ms = q.Int(10);
   t.updated_at_ms = q.Int(11);
   t.epoch = q.Int(12);
+  t.token_budget = q.Int(13);
   return t;
+}
+
+// The sums of llm_usage columns, selected as the first five columns from `first`.
+constexpr const char* kUsageSums =
+    "SUM(prompt_tokens),SUM(completion_tokens),SUM(requests),SUM(cached_chunks),SUM(cost)";
+
+UsageTotals UsageRow(sqlite::Stmt& q, int first) {
+  UsageTotals u;
+  u.prompt_tokens = q.Int(first);
+  u.completion_tokens = q.Int(first + 1);
+  u.requests = q.Int(first + 2);
+  u.cached_chunks = q.Int(first + 3);
+  u.cost = q.Double(first + 4);
+  return u;
 }
 
 constexpr const char* kNodeSelect = "SELECT name,role,host,pid,heartbeat_at,processes,heartbeat_ms FROM nodes";
@@ -78,17 +104,19 @@ class SqliteTaskStore final : public TaskStore {
     // Databases made before retry epochs existed gain the column.
     KG_RETURN_IF_ERROR(db_->AddColumnIfMissing("tasks", "epoch", "INTEGER NOT NULL DEFAULT 0"));
     // ... and nodes their heartbeat interval (the staleness of an entry is judged by its own).
-    return db_->AddColumnIfMissing("nodes", "heartbeat_ms", "INTEGER NOT NULL DEFAULT 5000");
+    KG_RETURN_IF_ERROR(db_->AddColumnIfMissing("nodes", "heartbeat_ms", "INTEGER NOT NULL DEFAULT 5000"));
+    // ... and tasks their token budget (0: no limit, what every older task had).
+    return db_->AddColumnIfMissing("tasks", "token_budget", "INTEGER NOT NULL DEFAULT 0");
   }
 
   Status Create(const TaskRecord& t) override {
     KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
         "INSERT INTO tasks(id,title,provider,doc_id,source,status,chunks_total,chunks_done,chunks_failed,error,"
-        "created_at,updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"));
+        "created_at,updated_at,token_budget) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
     int64_t now = NowMs();
     st->Bind(1, t.id).Bind(2, t.title).Bind(3, t.provider).Bind(4, t.doc_id).Bind(5, t.source).Bind(6, t.status);
     st->Bind(7, t.chunks_total).Bind(8, t.chunks_done).Bind(9, t.chunks_failed).Bind(10, t.error);
-    st->Bind(11, t.created_at_ms ? t.created_at_ms : now).Bind(12, now);
+    st->Bind(11, t.created_at_ms ? t.created_at_ms : now).Bind(12, now).Bind(13, t.token_budget);
     return st->Run().With("create task " + t.id);
   }
 
@@ -119,8 +147,9 @@ class SqliteTaskStore final : public TaskStore {
     // A row with nothing new is not written at all (the list heals rows often).
     KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
         "UPDATE tasks SET chunks_done=MAX(chunks_done, ?1), chunks_failed=MAX(chunks_failed, ?2), "
-        "error=CASE WHEN ?3='' THEN error ELSE ?3 END, status=" + std::string(kStatusSql) +
-        ", updated_at=?5 WHERE id=?6 AND (?8<0 OR epoch=?8) AND (chunks_done<?1 OR chunks_failed<?2 OR (?3<>'' AND error<>?3) OR status<>" +
+        "error=CASE WHEN " + std::string(kKeepError) + " THEN error ELSE ?3 END, status=" + std::string(kStatusSql) +
+        ", updated_at=?5 WHERE id=?6 AND (?8<0 OR epoch=?8) AND (chunks_done<?1 OR chunks_failed<?2 OR NOT (" +
+        kKeepError + " OR error=?3) OR status<>" +
         std::string(kStatusSql) + ")"));
     st->Bind(1, c.done).Bind(2, c.dead).Bind(3, error).Bind(4, (c.done + c.leased + c.dead) > 0 ? 1 : 0);
     st->Bind(5, NowMs()).Bind(6, id).Bind(7, c.cancelled).Bind(8, epoch);
@@ -196,18 +225,72 @@ class SqliteTaskStore final : public TaskStore {
     return st->Run();
   }
 
-  // STUB (replaced by the ledger work): not implemented yet.
-  Status PutCachedResponse(const std::string&, const std::string&) override { return Status::Internal("todo"); }
-  Result<std::optional<std::string>> GetCachedResponse(const std::string&) override { return std::optional<std::string>(); }
-  Status AddUsage(const std::string&, const std::string&, const std::string&, const UsageTotals&) override {
-    return Status::Internal("todo");
+  Status PutCachedResponse(const std::string& key, const std::string& content) override {
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+        "INSERT INTO llm_cache(key,content,created_at_ms) VALUES(?,?,?) "
+        "ON CONFLICT(key) DO UPDATE SET content=excluded.content, created_at_ms=excluded.created_at_ms"));
+    st->Bind(1, key).Bind(2, content).Bind(3, NowMs());
+    return st->Run().With("cache response");
   }
-  Result<UsageTotals> TaskUsage(const std::string&) override { return UsageTotals{}; }
-  Result<std::map<std::string, UsageTotals>> ChunkUsage(const std::string&) override {
-    return std::map<std::string, UsageTotals>{};
+
+  Result<std::optional<std::string>> GetCachedResponse(const std::string& key) override {
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT content FROM llm_cache WHERE key=?"));
+    q->Bind(1, key);
+    if (q->Step()) return std::optional<std::string>(q->Text(0));
+    KG_RETURN_IF_ERROR(q->status().With("cached response"));
+    return std::optional<std::string>();
   }
-  Result<std::map<std::string, UsageTotals>> ProviderUsage() override { return std::map<std::string, UsageTotals>{}; }
-  Status MarkStopped(const std::string&, const std::string&) override { return Status::Internal("todo"); }
+
+  // One statement: concurrent adds to one row (several processes share the file) each land.
+  // The row keeps the provider it was first written with (a task has one provider).
+  Status AddUsage(const std::string& task_id, const std::string& chunk_id, const std::string& provider,
+                  const UsageTotals& u) override {
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare(
+        "INSERT INTO llm_usage(task_id,chunk_id,provider,prompt_tokens,completion_tokens,requests,cached_chunks,cost) "
+        "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(task_id,chunk_id) DO UPDATE SET "
+        "prompt_tokens=prompt_tokens+excluded.prompt_tokens, "
+        "completion_tokens=completion_tokens+excluded.completion_tokens, requests=requests+excluded.requests, "
+        "cached_chunks=cached_chunks+excluded.cached_chunks, cost=cost+excluded.cost"));
+    st->Bind(1, task_id).Bind(2, chunk_id).Bind(3, provider).Bind(4, u.prompt_tokens).Bind(5, u.completion_tokens);
+    st->Bind(6, u.requests).Bind(7, u.cached_chunks).Bind(8, u.cost);
+    return st->Run().With("usage of task " + task_id);
+  }
+
+  Result<UsageTotals> TaskUsage(const std::string& task_id) override {
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(std::string("SELECT ") + kUsageSums + " FROM llm_usage WHERE task_id=?"));
+    q->Bind(1, task_id);
+    UsageTotals u;
+    if (q->Step()) u = UsageRow(*q, 0);  // one row; its sums are NULL (read as 0) when there is none
+    KG_RETURN_IF_ERROR(q->status().With("usage of task " + task_id));
+    return u;
+  }
+
+  Result<std::map<std::string, UsageTotals>> ChunkUsage(const std::string& task_id) override {
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(
+        "SELECT chunk_id,prompt_tokens,completion_tokens,requests,cached_chunks,cost FROM llm_usage WHERE task_id=?"));
+    q->Bind(1, task_id);
+    std::map<std::string, UsageTotals> out;
+    while (q->Step()) out[q->Text(0)] = UsageRow(*q, 1);
+    KG_RETURN_IF_ERROR(q->status().With("usage of the chunks of task " + task_id));
+    return out;
+  }
+
+  Result<std::map<std::string, UsageTotals>> ProviderUsage() override {
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(std::string("SELECT provider,") + kUsageSums +
+                                             " FROM llm_usage GROUP BY provider"));
+    std::map<std::string, UsageTotals> out;
+    while (q->Step()) out[q->Text(0)] = UsageRow(*q, 1);
+    KG_RETURN_IF_ERROR(q->status().With("usage per provider"));
+    return out;
+  }
+
+  Status MarkStopped(const std::string& id, const std::string& reason) override {
+    KG_ASSIGN_OR_RETURN(auto st, db_->Prepare("UPDATE tasks SET status='cancelled', error=?, updated_at=? WHERE id=?"));
+    st->Bind(1, reason).Bind(2, NowMs()).Bind(3, id);
+    KG_RETURN_IF_ERROR(st->Run());
+    if (db_->Changes() == 0) return Status::NotFound("task " + id + " not found");
+    return Status::Ok();
+  }
 
   Result<std::vector<NodeRecord>> ListNodes(int64_t since_ms) override {
     KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(std::string(kNodeSelect) + " WHERE heartbeat_at>? ORDER BY name"));

@@ -112,7 +112,8 @@ class TaskStore {
   // Per provider, over every task (kept as long as the tasks' rows are).
   virtual Result<std::map<std::string, UsageTotals>> ProviderUsage() = 0;
   // Cancels the task (as MarkCancelled) and records `reason` as its error, e.g. "token budget
-  // reached: 10234 of 10000 tokens spent".
+  // reached: 10234 of 10000 tokens spent". UpdateProgress keeps that reason (the error of a
+  // cancelled task that has one is not replaced by a chunk's later failure); Reopen clears it.
   virtual Status MarkStopped(const std::string& id, const std::string& reason) = 0;
 };
 

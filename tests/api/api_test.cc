@@ -22,6 +22,7 @@
 #include "store/task_store.h"
 #include "graph/graph_store.h"
 #include "pipeline/document.h"
+#include "sqlite/db.h"
 #include "testing/testing.h"
 
 namespace kg {
@@ -1123,6 +1124,169 @@ TEST_F(ApiTest, BatchNeedsTheTokenAndIsRefusedWhileStopping) {
   auto list = client_->Get("/api/v1/tasks", right);
   ASSERT_TRUE(list);
   EXPECT_EQ(json::parse(list->body)["tasks"].size(), 1u) << list->body;
+}
+
+// The task a 202/201 answer names.
+std::string TaskIdOf(const httplib::Result& r) {
+  if (!r || (r->status != 202)) return "";
+  return json::parse(r->body)["id"].get<std::string>();
+}
+
+// Verifies "token_budget" is taken on every submission path (JSON, the streamed text/plain
+// upload, a multipart form, a batch) and stored on the task, 0 when absent; anything but a
+// whole number from 0 to 2^63-1 is a 400 JSON error naming the field, and creates nothing.
+TEST_F(ApiTest, TokenBudgetIsTakenOnEverySubmissionPath) {
+  Start();
+  auto budget_of = [&](const std::string& id) {
+    auto t = client_->Get("/api/v1/tasks/" + id);
+    return t && t->status == 200 ? json::parse(t->body)["token_budget"] : json("no task");
+  };
+  auto js = Post("/api/v1/tasks", R"({"text":"Mara Voss founded Helix Dynamics.","token_budget":10000})");
+  ASSERT_TRUE(js);
+  ASSERT_EQ(js->status, 202) << js->body;
+  EXPECT_EQ(json::parse(js->body)["token_budget"], 10000);
+  EXPECT_EQ(budget_of(TaskIdOf(js)), 10000);
+  EXPECT_EQ(store_->Get(TaskIdOf(js))->token_budget, 10000);
+  EXPECT_EQ(budget_of(TaskIdOf(Post("/api/v1/tasks", R"({"text":"Ana Lund joined Meridian."})"))), 0);
+  EXPECT_EQ(budget_of(TaskIdOf(Post("/api/v1/tasks", R"({"text":"Big budget.","token_budget":9223372036854775807})"))),
+            9223372036854775807LL);
+  auto plain = client_->Post("/api/v1/tasks?title=p&token_budget=77", "Tomas Reyes led Ardent Capital.\n", "text/plain");
+  ASSERT_TRUE(plain);
+  ASSERT_EQ(plain->status, 202) << plain->body;
+  EXPECT_EQ(budget_of(TaskIdOf(plain)), 77);
+  httplib::MultipartFormDataItems items = {{"file", "Ingrid Halvorsen works at Kestrel Labs.", "a.txt", "text/plain"},
+                                           {"token_budget", "5", "", ""}};
+  auto up = client_->Post("/api/v1/tasks", items);
+  ASSERT_TRUE(up);
+  ASSERT_EQ(up->status, 202) << up->body;
+  EXPECT_EQ(budget_of(TaskIdOf(up)), 5);
+  auto batch = client_->Post("/api/v1/tasks/batch",
+                             "{\"text\":\"Lena Brandt chairs the board.\",\"token_budget\":300}\n"
+                             "{\"text\":\"Oslo is a city.\"}\n",
+                             "application/x-ndjson");
+  ASSERT_TRUE(batch);
+  ASSERT_EQ(batch->status, 201) << batch->body;
+  std::vector<std::string> ids = BatchIds(batch->body);
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_EQ(budget_of(ids[0]), 300);
+  EXPECT_EQ(budget_of(ids[1]), 0);
+  const size_t tasks = 7;
+  ASSERT_EQ(json::parse(client_->Get("/api/v1/tasks")->body)["tasks"].size(), tasks);
+
+  for (const char* bad : {"-1", "1.5", "1.0", "\"10\"", "true", "[]", "9223372036854775808", "1e3"}) {
+    ExpectError(Post("/api/v1/tasks", std::string(R"({"text":"x","token_budget":)") + bad + "}"), 400,
+                "'token_budget' must be a whole number");
+  }
+  for (const char* bad : {"", "-3", "%2B3", "12x", "1.5", "99999999999999999999", "%2010"}) {
+    ExpectError(client_->Post(std::string("/api/v1/tasks?token_budget=") + bad, "Some text.", "text/plain"), 400,
+                "'token_budget'");
+    ExpectError(client_->Post(std::string("/api/v1/tasks?token_budget=") + bad, "<p>Some text.</p>", "text/html"),
+                400, "'token_budget'");
+  }
+  httplib::MultipartFormDataItems bad_part = {{"file", "Some text.", "a.txt", "text/plain"},
+                                              {"token_budget", "lots", "", ""}};
+  ExpectError(client_->Post("/api/v1/tasks", bad_part), 400, "'token_budget'");
+  ExpectError(client_->Post("/api/v1/tasks/batch",
+                            "{\"text\":\"Good one.\"}\n{\"text\":\"Bad one.\",\"token_budget\":-5}\n",
+                            "application/x-ndjson"),
+              400, "line 2: 'token_budget'");
+  EXPECT_EQ(json::parse(client_->Get("/api/v1/tasks")->body)["tasks"].size(), tasks) << "a refused task was created";
+}
+
+// Verifies a task's view carries its spending from the ledger ("usage", summed over its chunks),
+// per chunk only when asked (?chunks=1), and GET /api/v1/providers each provider's spending over
+// every task (zero for one with none).
+TEST_F(ApiTest, TaskAndProviderViewsShowTheLedger) {
+  Start();
+  std::string id = TaskIdOf(Post("/api/v1/tasks", R"({"text":"Mara Voss founded Helix Dynamics."})"));
+  std::string other = TaskIdOf(Post("/api/v1/tasks", R"({"text":"Ana Lund joined Meridian."})"));
+  ASSERT_FALSE(id.empty());
+  ASSERT_FALSE(other.empty());
+  auto fresh = json::parse(client_->Get("/api/v1/tasks/" + id)->body);
+  EXPECT_EQ(fresh["usage"], json({{"prompt_tokens", 0}, {"completion_tokens", 0}, {"tokens", 0}, {"requests", 0},
+                                  {"cached_chunks", 0}, {"cost", 0.0}}))
+      << fresh.dump();
+  UsageTotals a0, a1, b0;
+  a0.prompt_tokens = 120;
+  a0.completion_tokens = 30;
+  a0.requests = 2;
+  a0.cost = 0.25;
+  a1.cached_chunks = 1;
+  b0.prompt_tokens = 7;
+  b0.completion_tokens = 3;
+  b0.requests = 1;
+  b0.cost = 0.5;
+  ASSERT_TRUE(store_->AddUsage(id, id + ":0", "builtin", a0).ok());
+  ASSERT_TRUE(store_->AddUsage(id, id + ":1", "builtin", a1).ok());
+  ASSERT_TRUE(store_->AddUsage(other, other + ":0", "builtin", b0).ok());
+
+  auto g = client_->Get("/api/v1/tasks/" + id);
+  ASSERT_TRUE(g);
+  ASSERT_EQ(g->status, 200) << g->body;
+  json t = json::parse(g->body);
+  EXPECT_EQ(t["usage"], json({{"prompt_tokens", 120}, {"completion_tokens", 30}, {"tokens", 150}, {"requests", 2},
+                              {"cached_chunks", 1}, {"cost", 0.25}}))
+      << g->body;
+  EXPECT_FALSE(t.contains("chunks_usage")) << "per chunk only when asked";
+  EXPECT_FALSE(t.contains("usage_error"));
+  auto per_chunk = client_->Get("/api/v1/tasks/" + id + "?chunks=1");
+  ASSERT_TRUE(per_chunk);
+  ASSERT_EQ(per_chunk->status, 200) << per_chunk->body;
+  json chunks = json::parse(per_chunk->body)["chunks_usage"];
+  ASSERT_EQ(chunks.size(), 2u) << per_chunk->body;
+  EXPECT_EQ(chunks[0], json({{"chunk_id", id + ":0"}, {"prompt_tokens", 120}, {"completion_tokens", 30},
+                             {"tokens", 150}, {"requests", 2}, {"cached_chunks", 0}, {"cost", 0.25}}));
+  EXPECT_EQ(chunks[1]["chunk_id"], id + ":1");
+  EXPECT_EQ(chunks[1]["cached_chunks"], 1);
+  ExpectError(client_->Get("/api/v1/tasks/" + id + "?chunks=yes"), 400, "chunks must be 0 or 1");
+
+  auto p = client_->Get("/api/v1/providers");
+  ASSERT_TRUE(p);
+  ASSERT_EQ(p->status, 200) << p->body;
+  json providers = json::parse(p->body)["providers"];
+  ASSERT_EQ(providers.size(), 1u) << p->body;
+  EXPECT_EQ(providers[0]["name"], "builtin");
+  EXPECT_EQ(providers[0]["usage"], json({{"prompt_tokens", 127}, {"completion_tokens", 33}, {"tokens", 160},
+                                         {"requests", 3}, {"cached_chunks", 1}, {"cost", 0.75}}))
+      << p->body;
+  EXPECT_FALSE(json::parse(p->body).contains("usage_error"));
+}
+
+// Verifies an unreadable ledger (its table gone from the database) is reported, not shown as
+// zero spending: the providers and the task still answer 200 with everything else, "usage" is
+// null and "usage_error" says what failed.
+TEST_F(ApiTest, AnUnreadableLedgerIsReportedNotHidden) {
+  Start();
+  std::string id = TaskIdOf(Post("/api/v1/tasks", R"({"text":"Mara Voss founded Helix Dynamics."})"));
+  ASSERT_FALSE(id.empty());
+  {
+    auto db = sqlite::Db::Open(dir_.path() + "/tasks.db");
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec("DROP TABLE llm_usage").ok());
+  }
+  auto p = client_->Get("/api/v1/providers");
+  ASSERT_TRUE(p);
+  ASSERT_EQ(p->status, 200) << p->body;
+  json pj = json::parse(p->body);
+  ASSERT_EQ(pj["providers"].size(), 1u) << p->body;
+  EXPECT_EQ(pj["providers"][0]["name"], "builtin");
+  EXPECT_TRUE(pj["providers"][0]["usage"].is_null()) << p->body;
+  ASSERT_TRUE(pj.contains("usage_error")) << p->body;
+  EXPECT_NE(pj["usage_error"].get<std::string>().find("llm_usage"), std::string::npos) << p->body;
+  for (const std::string q : {"", "?chunks=1"}) {
+    auto g = client_->Get("/api/v1/tasks/" + id + q);
+    ASSERT_TRUE(g);
+    ASSERT_EQ(g->status, 200) << g->body;
+    json t = json::parse(g->body);
+    EXPECT_EQ(t["id"], id);
+    EXPECT_EQ(t["status"], "queued");
+    EXPECT_TRUE(t["usage"].is_null()) << g->body;
+    if (!q.empty()) {
+      EXPECT_TRUE(t.contains("chunks_usage") && t["chunks_usage"].is_null()) << g->body;
+    }
+    ASSERT_TRUE(t.contains("usage_error")) << g->body;
+    EXPECT_NE(t["usage_error"].get<std::string>().find("llm_usage"), std::string::npos) << g->body;
+  }
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <csignal>
 
 #include <filesystem>
@@ -13,6 +15,7 @@
 #include <set>
 
 #include "cli/client.h"
+#include "store/task_store.h"
 #include "testing/testing.h"
 
 namespace kg {
@@ -478,6 +481,69 @@ TEST(Cli, SubmitBatchSendsEveryFileInOneRequest) {
   EXPECT_NE(over.err.find("KG_MAX_BODY_MB"), std::string::npos) << over.err;
   EXPECT_NE(over.err.find("nothing submitted"), std::string::npos) << over.err;
   EXPECT_EQ(n.Get("/api/v1/tasks")["tasks"].size(), 2u) << "nothing more was created";
+}
+
+// Verifies `submit --token-budget N` gives each task that budget, alone and with --batch (none
+// without it), a budget that is not a whole number >= 0 is a usage error (exit 2) sending nothing,
+// and `tasks ID` shows the task's tokens against its budget and its cost, as the API reports them.
+TEST(Cli, TokenBudgetIsSentAndTasksShowsTokensAndCost) {
+  testing::TempDir dir;
+  testing::Node n(dir);
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  std::map<std::string, std::string> env = {{"KG_HTTP_ADDR", "127.0.0.1:" + std::to_string(n.port())}};
+  testing::WriteFile(dir.File("a.txt"), "Mara Voss founded Helix Dynamics.\n");
+  testing::WriteFile(dir.File("b.txt"), "Ana Lund joined Meridian Analytics.\n");
+  testing::WriteFile(dir.File("c.txt"), "Tomas Reyes led Ardent Capital.\n");
+  CliRun r = Kgflow({"submit", "--token-budget", "500", dir.File("a.txt")}, dir, env);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = Kgflow({"submit", "--batch", "--token-budget", "70", dir.File("b.txt"), dir.File("c.txt")}, dir, env);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = Kgflow({"submit", dir.File("c.txt")}, dir, env);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* bad : {"-1", "lots", "1.5"}) {
+    CliRun refused = Kgflow({"submit", "--token-budget", bad, dir.File("a.txt")}, dir, env);
+    EXPECT_EQ(refused.code, 2) << bad << ": " << refused.err;
+  }
+  json tasks = n.Get("/api/v1/tasks")["tasks"];
+  ASSERT_EQ(tasks.size(), 4u) << tasks;
+  std::map<std::string, std::multiset<int64_t>> budgets;  // by title
+  std::string budgeted;
+  for (const auto& t : tasks) {
+    budgets[t["title"].get<std::string>()].insert(t["token_budget"].get<int64_t>());
+    if (t["token_budget"] == 500) budgeted = t["id"].get<std::string>();
+  }
+  EXPECT_EQ(budgets["a"], (std::multiset<int64_t>{500}));
+  EXPECT_EQ(budgets["b"], (std::multiset<int64_t>{70}));
+  EXPECT_EQ(budgets["c"], (std::multiset<int64_t>{0, 70}));
+
+  // Spending as a worker would record it, into the node's own store.
+  {
+    auto store = OpenSqliteTaskStore(dir.path() + "/data/tasks.db");
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    UsageTotals u;
+    u.prompt_tokens = 100;
+    u.completion_tokens = 20;
+    u.requests = 2;
+    u.cached_chunks = 1;
+    u.cost = 0.0375;
+    ASSERT_TRUE((*store)->AddUsage(budgeted, budgeted + ":test", "builtin", u).ok());
+  }
+  json usage = n.Get("/api/v1/tasks/" + budgeted)["usage"];
+  ASSERT_TRUE(usage.is_object()) << usage;
+  ASSERT_GE(usage["tokens"].get<int64_t>(), 120) << usage;
+  CliRun shown = Kgflow({"tasks", budgeted}, dir, env);
+  ASSERT_EQ(shown.code, 0) << shown.err;
+  const int64_t requests = usage["requests"], cached = usage["cached_chunks"];
+  EXPECT_NE(shown.out.find(fmt::format("tokens    {} of a budget of 500 ({} prompt, {} completion), {} request{}, {} "
+                                       "chunk{} from the cache",
+                                       usage["tokens"].get<int64_t>(), usage["prompt_tokens"].get<int64_t>(),
+                                       usage["completion_tokens"].get<int64_t>(), requests, requests == 1 ? "" : "s",
+                                       cached, cached == 1 ? "" : "s")),
+            std::string::npos)
+      << shown.out;
+  EXPECT_NE(shown.out.find(fmt::format("cost      {:.4f}", usage["cost"].get<double>())), std::string::npos)
+      << shown.out;
+  EXPECT_NE(shown.out.find("cost      0.0375"), std::string::npos) << shown.out;
 }
 
 // Verifies `submit --wait` survives a node restart: the node is killed while the CLI waits,

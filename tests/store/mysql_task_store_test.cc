@@ -26,7 +26,7 @@ MysqlEndpoint EndpointOf(int port, const std::string& db) {
 }
 
 // Verifies stores opened at once on a new database (nodes starting together) all open, and
-// the schema migration ran once.
+// each schema migration ran once.
 TEST(MysqlTaskStore, ConcurrentOpensMigrateOnce) {
   MysqlEndpoint e = EndpointOf(testing::SharedMariaDb().port, testing::UniqueName("mts"));
   std::vector<Status> results(4);
@@ -36,10 +36,82 @@ TEST(MysqlTaskStore, ConcurrentOpensMigrateOnce) {
   for (const Status& s : results) EXPECT_TRUE(s.ok()) << s.message();
   auto c = mysql::Connection::Open(e);
   ASSERT_TRUE(c.ok());
-  auto rows = (*c)->Query("SELECT version, dirty FROM kg_schema_migrations WHERE component=?", {"tasks"});
+  auto rows = (*c)->Query("SELECT version, dirty FROM kg_schema_migrations WHERE component=? ORDER BY version",
+                          {"tasks"});
   ASSERT_TRUE(rows.ok());
-  ASSERT_EQ(rows->size(), 1u);
-  EXPECT_EQ((*rows)[0].Int(1), 0);
+  ASSERT_EQ(rows->size(), 3u);
+  for (size_t i = 0; i < rows->size(); ++i) {
+    EXPECT_EQ((*rows)[i].Int(0), static_cast<int64_t>(i + 1));
+    EXPECT_EQ((*rows)[i].Int(1), 0);
+  }
+}
+
+// Verifies a database of an older kgflow (only migration 1 of "tasks" applied, a task in it)
+// opens: migrations 2 and 3 run, the old task reads with no budget (0) and its fields intact,
+// and the ledger, the cache and the budget work at once.
+TEST(MysqlTaskStore, UpgradesADatabaseFromBeforeTheLedger) {
+  MysqlEndpoint e = EndpointOf(testing::SharedMariaDb().port, testing::UniqueName("mts"));
+  {
+    auto pool = mysql::Pool::Open(e);
+    ASSERT_TRUE(pool.ok()) << pool.status().message();
+    // Migration 1 as the older kgflow shipped it.
+    Status m = mysql::Migrate(
+        **pool, "tasks",
+        {{1,
+          {"CREATE TABLE IF NOT EXISTS tasks("
+           "id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, "
+           "title MEDIUMTEXT NOT NULL, provider VARCHAR(255) NOT NULL, doc_id VARCHAR(255) NOT NULL, "
+           "source MEDIUMTEXT NOT NULL, status VARCHAR(16) NOT NULL, "
+           "chunks_total INT NOT NULL, chunks_done INT NOT NULL, chunks_failed INT NOT NULL, "
+           "error MEDIUMTEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, "
+           "epoch BIGINT NOT NULL DEFAULT 0, "
+           "KEY tasks_status(status, created_at), KEY tasks_created(created_at)) "
+           "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+           "CREATE TABLE IF NOT EXISTS settings("
+           "name VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, "
+           "value MEDIUMTEXT NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+           "CREATE TABLE IF NOT EXISTS nodes("
+           "name VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, "
+           "role VARCHAR(32) NOT NULL, host VARCHAR(255) NOT NULL, pid BIGINT NOT NULL, "
+           "heartbeat_at BIGINT NOT NULL, processes MEDIUMTEXT NOT NULL, heartbeat_ms BIGINT NOT NULL DEFAULT 5000, "
+           "writes BIGINT NOT NULL DEFAULT 0, KEY nodes_heartbeat(heartbeat_at)) "
+           "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"},
+          true}});
+    ASSERT_TRUE(m.ok()) << m.message();
+    auto c = (*pool)->Borrow();
+    ASSERT_TRUE(c.ok());
+    auto ins = (*c)->Exec("INSERT INTO tasks VALUES('old','Old task','openai','d-old','a.txt','running',4,1,0,'',"
+                          "1000,2000,3)");
+    ASSERT_TRUE(ins.ok()) << ins.status().message();
+  }
+  auto opened = OpenMysqlTaskStore(e);
+  ASSERT_TRUE(opened.ok()) << opened.status().message();
+  TaskStore& s = **opened;
+  auto old = s.Get("old");
+  ASSERT_TRUE(old.ok()) << old.status().message();
+  EXPECT_EQ(old->title, "Old task");
+  EXPECT_EQ(old->chunks_done, 1);
+  EXPECT_EQ(old->epoch, 3);
+  EXPECT_EQ(old->token_budget, 0);
+  TaskRecord t;
+  t.id = "new";
+  t.chunks_total = 1;
+  t.token_budget = 500;
+  ASSERT_TRUE(s.Create(t).ok());
+  EXPECT_EQ(s.Get("new")->token_budget, 500);
+  UsageTotals u;
+  u.prompt_tokens = 10;
+  u.completion_tokens = 5;
+  ASSERT_TRUE(s.AddUsage("old", "old:0", "openai", u).ok());
+  ASSERT_TRUE(s.AddUsage("old", "old:0", "openai", u).ok());
+  EXPECT_EQ(s.TaskUsage("old")->tokens(), 30);
+  ASSERT_TRUE(s.PutCachedResponse("k", "v").ok());
+  EXPECT_EQ(s.GetCachedResponse("k")->value_or(""), "v");
+  auto c = mysql::Connection::Open(e);
+  ASSERT_TRUE(c.ok());
+  auto rows = (*c)->Query("SELECT version FROM kg_schema_migrations WHERE component=? AND dirty=0", {"tasks"});
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(rows->size(), 3u);
 }
 
 // Verifies Create is idempotent for the same task (what InTransaction's replay does after a

@@ -199,6 +199,150 @@ TEST_P(TaskStoreContract, NodeRecordsAreCompareAndSet) {
   EXPECT_FALSE(s_->GetNode("dup")->has_value());
 }
 
+UsageTotals Usage(int64_t prompt, int64_t completion, int64_t requests, int64_t cached, double cost) {
+  UsageTotals u;
+  u.prompt_tokens = prompt;
+  u.completion_tokens = completion;
+  u.requests = requests;
+  u.cached_chunks = cached;
+  u.cost = cost;
+  return u;
+}
+
+void ExpectUsage(const UsageTotals& got, const UsageTotals& want, const std::string& what) {
+  EXPECT_EQ(got.prompt_tokens, want.prompt_tokens) << what;
+  EXPECT_EQ(got.completion_tokens, want.completion_tokens) << what;
+  EXPECT_EQ(got.requests, want.requests) << what;
+  EXPECT_EQ(got.cached_chunks, want.cached_chunks) << what;
+  EXPECT_DOUBLE_EQ(got.cost, want.cost) << what;
+}
+
+// Verifies a task's token budget round-trips through Create, Get and List, and defaults to 0.
+TEST_P(TaskStoreContract, TokenBudgetRoundTrips) {
+  TaskRecord t = Task("a", 2);
+  t.token_budget = 12345678901;  // past 32 bits
+  ASSERT_TRUE(s_->Create(t).ok());
+  ASSERT_TRUE(s_->Create(Task("b", 1)).ok());
+  EXPECT_EQ(s_->Get("a")->token_budget, 12345678901);
+  EXPECT_EQ(s_->Get("b")->token_budget, 0);
+  auto all = s_->List("", 10);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  for (const auto& r : *all) EXPECT_EQ(r.token_budget, r.id == "a" ? 12345678901 : 0) << r.id;
+}
+
+// Verifies the response cache: an unknown key is nullopt, Put then Get round-trips (bytes of
+// any kind, a large content included), and Put of a known key overwrites.
+TEST_P(TaskStoreContract, ResponseCacheRoundTripsAndOverwrites) {
+  auto none = s_->GetCachedResponse("0123abcd");
+  ASSERT_TRUE(none.ok()) << none.status().message();
+  EXPECT_FALSE(none->has_value());
+  const std::string content = R"({"entities":[{"name":"Zoë 'x' \"y\" ; DROP TABLE llm_cache;--"}]})";
+  ASSERT_TRUE(s_->PutCachedResponse("0123abcd", content).ok());
+  auto got = s_->GetCachedResponse("0123abcd");
+  ASSERT_TRUE(got.ok());
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ(**got, content);
+  const std::string large(300000, 'x');
+  ASSERT_TRUE(s_->PutCachedResponse("0123abcd", large).ok());
+  EXPECT_EQ(**s_->GetCachedResponse("0123abcd"), large) << "a second Put overwrites";
+  EXPECT_FALSE(s_->GetCachedResponse("0123abcD")->has_value()) << "keys compare exactly";
+}
+
+// Verifies the ledger: adds to one (task, chunk) accumulate, the per-chunk rows sum to the
+// task's totals, each provider's totals are the sums of its tasks', and an unknown task (or a
+// provider with nothing spent) reads as zero.
+TEST_P(TaskStoreContract, UsageAddsUpPerChunkTaskAndProvider) {
+  ASSERT_TRUE(s_->AddUsage("a", "a:0", "openai", Usage(100, 20, 1, 0, 0.25)).ok());
+  ASSERT_TRUE(s_->AddUsage("a", "a:0", "openai", Usage(50, 10, 1, 0, 0.125)).ok());  // a redelivery
+  ASSERT_TRUE(s_->AddUsage("a", "a:1", "openai", Usage(0, 0, 0, 1, 0)).ok());        // from the cache
+  ASSERT_TRUE(s_->AddUsage("b", "b:0", "openai", Usage(7, 3, 2, 0, 0.5)).ok());
+  ASSERT_TRUE(s_->AddUsage("c", "c:0", "local", Usage(1000, 1, 1, 0, 0)).ok());
+
+  auto chunks = s_->ChunkUsage("a");
+  ASSERT_TRUE(chunks.ok()) << chunks.status().message();
+  ASSERT_EQ(chunks->size(), 2u);
+  ExpectUsage(chunks->at("a:0"), Usage(150, 30, 2, 0, 0.375), "chunk a:0");
+  ExpectUsage(chunks->at("a:1"), Usage(0, 0, 0, 1, 0), "chunk a:1");
+  auto a = s_->TaskUsage("a");
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  ExpectUsage(*a, Usage(150, 30, 2, 1, 0.375), "task a");
+  EXPECT_EQ(a->tokens(), 180);
+  ExpectUsage(*s_->TaskUsage("nope"), UsageTotals{}, "unknown task");
+  EXPECT_TRUE(s_->ChunkUsage("nope")->empty());
+
+  auto providers = s_->ProviderUsage();
+  ASSERT_TRUE(providers.ok()) << providers.status().message();
+  ASSERT_EQ(providers->size(), 2u);
+  ExpectUsage(providers->at("openai"), Usage(157, 33, 4, 1, 0.875), "provider openai");
+  ExpectUsage(providers->at("local"), *s_->TaskUsage("c"), "provider local");
+}
+
+// Verifies AddUsage is an atomic add: 8 threads adding to the same chunks at once lose none of
+// it, and the per-task, per-chunk and per-provider totals all agree with what was added.
+TEST_P(TaskStoreContract, ConcurrentUsageAddsSumExactly) {
+  constexpr int kThreads = 8, kAdds = 40;
+  std::vector<std::thread> ts;
+  std::vector<Status> failures(kThreads);
+  for (int i = 0; i < kThreads; ++i) {
+    ts.emplace_back([&, i] {
+      for (int k = 0; k < kAdds; ++k) {
+        // Two tasks of one provider; chunk rows contended by every thread.
+        std::string task = k % 2 ? "odd" : "even";
+        Status s = s_->AddUsage(task, task + ":" + std::to_string(k % 3), "openai", Usage(3, 2, 1, k % 2, 0.0625));
+        if (!s.ok()) failures[i] = s;
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  for (const Status& f : failures) ASSERT_TRUE(f.ok()) << f.message();
+  const int64_t per_task = kThreads * kAdds / 2;
+  ExpectUsage(*s_->TaskUsage("even"), Usage(3 * per_task, 2 * per_task, per_task, 0, 0.0625 * per_task), "even");
+  ExpectUsage(*s_->TaskUsage("odd"), Usage(3 * per_task, 2 * per_task, per_task, per_task, 0.0625 * per_task), "odd");
+  UsageTotals chunk_sum;
+  for (const std::string task : {"even", "odd"}) {
+    auto chunks = s_->ChunkUsage(task);
+    ASSERT_TRUE(chunks.ok()) << chunks.status().message();
+    for (const auto& [id, u] : *chunks) {
+      chunk_sum.prompt_tokens += u.prompt_tokens;
+      chunk_sum.completion_tokens += u.completion_tokens;
+      chunk_sum.requests += u.requests;
+      chunk_sum.cached_chunks += u.cached_chunks;
+      chunk_sum.cost += u.cost;
+    }
+  }
+  const int64_t all = kThreads * kAdds;
+  ExpectUsage(chunk_sum, Usage(3 * all, 2 * all, all, per_task, 0.0625 * all), "chunks of both tasks");
+  ExpectUsage(s_->ProviderUsage()->at("openai"), chunk_sum, "provider openai");
+}
+
+// Verifies MarkStopped cancels the task and records its reason; later progress (even a chunk's
+// failure) moves neither the status nor the reason, Reopen clears both, and an unknown id is
+// kNotFound.
+TEST_P(TaskStoreContract, MarkStoppedCancelsWithAReasonThatProgressKeeps) {
+  ASSERT_TRUE(s_->Create(Task("a", 3)).ok());
+  ASSERT_TRUE(s_->UpdateProgress("a", {3, 1, 1, 1, 0, 0}, "").ok());
+  const std::string reason = "token budget reached: 10234 of 10000 tokens spent";
+  ASSERT_TRUE(s_->MarkStopped("a", reason).ok());
+  auto a = s_->Get("a");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->status, "cancelled");
+  EXPECT_EQ(a->error, reason);
+  ASSERT_TRUE(s_->UpdateProgress("a", {3, 0, 0, 2, 1, 0}, "chunk a:2: boom").ok());
+  a = s_->Get("a");
+  EXPECT_EQ(a->status, "cancelled") << "progress moved a stopped task";
+  EXPECT_EQ(a->error, reason) << "a chunk's failure replaced the reason the task was stopped";
+  EXPECT_EQ(a->chunks_done, 2) << "counts still grow";
+  EXPECT_EQ(a->chunks_failed, 1) << "counts still grow";
+  ASSERT_TRUE(s_->UpdateProgress("a", {3, 0, 0, 3, 0, 0}, "").ok());
+  EXPECT_EQ(s_->Get("a")->status, "cancelled") << "all chunks done moved a stopped task";
+  ASSERT_TRUE(s_->Reopen("a").ok());
+  a = s_->Get("a");
+  EXPECT_EQ(a->status, "queued");
+  EXPECT_EQ(a->error, "");
+  EXPECT_EQ(s_->MarkStopped("nope", reason).code(), Code::kNotFound);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, TaskStoreContract,
                          ::testing::Values(Backend{"sqlite",
                                                    [](const std::string& dir) {
