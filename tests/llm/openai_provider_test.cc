@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/mutex.h"
+#include "common/util.h"
 #include "config/config.h"
 #include "llm/limiter.h"
 #include "llm/prompt.h"
@@ -358,7 +359,8 @@ class FixedServer {
       res.status = status;
       for (const auto& [k, v] : headers) res.set_header(k, v);
       res.set_content(body, "application/json");
-      ++requests_;
+      MutexLock l(mu_);
+      arrivals_ms_.push_back(MonoMs());
     });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
@@ -369,14 +371,33 @@ class FixedServer {
     thread_.join();
   }
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
-  int requests() const { return requests_; }
+  int requests() {
+    MutexLock l(mu_);
+    return static_cast<int>(arrivals_ms_.size());
+  }
+  std::vector<int64_t> arrivals_ms() {
+    MutexLock l(mu_);
+    return arrivals_ms_;
+  }
 
  private:
   httplib::Server server_;
   int port_ = 0;
-  std::atomic<int> requests_{0};
+  Mutex mu_;
+  std::vector<int64_t> arrivals_ms_ KG_GUARDED_BY(mu_);
   std::thread thread_;
 };
+
+ProviderConfig FixedConfig(const FixedServer& server) {
+  ProviderConfig config;
+  config.name = "fixed";
+  config.kind = "openai";
+  config.base_url = server.base_url();
+  config.model = "fake-model";
+  config.api_key_env = "FAKE_API_KEY";
+  config.api_key = kKey;
+  return config;
+}
 
 // Verifies the final answers: 400 dead-letters the chunk (kInvalidArgument) without a retry;
 // 404 and 402 are kUnavailable naming the problem, not retried; an error text echoing the key is
@@ -400,20 +421,92 @@ TEST(OpenAiProvider, FinalStatuses) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.status);
     FixedServer server(c.status, c.body);
-    ProviderConfig config;
-    config.name = "fixed";
-    config.kind = "openai";
-    config.base_url = server.base_url();
-    config.model = "fake-model";
-    config.api_key_env = "FAKE_API_KEY";
-    config.api_key = kKey;
-    auto p = Make(config);
+    auto p = Make(FixedConfig(server));
     ProviderReply r = ExtractNow(*p, std::string("plain") + kBody);
     EXPECT_EQ(r.status.code(), c.code) << r.status.message();
     EXPECT_NE(r.status.message().find(c.message), std::string::npos) << r.status.message();
     EXPECT_FALSE(LeaksKey(r.status.message())) << r.status.message();
     EXPECT_EQ(server.requests(), 1);
   }
+}
+
+// Verifies the x-ratelimit-reset-* durations of a 429 (OpenAI's "1s", "6m0s"): the exhausted
+// bucket's reset (requests: remaining 0) is waited out, not the other's; with the retries spent
+// the chunk is kUnavailable saying so.
+TEST(OpenAiProvider, RateLimitResetHeadersPause) {
+  FixedServer server(429, R"({"error":{"message":"Rate limit reached for requests","type":"requests"}})",
+                     {{"x-ratelimit-remaining-requests", "0"},
+                      {"x-ratelimit-reset-requests", "1s"},
+                      {"x-ratelimit-remaining-tokens", "9000"},
+                      {"x-ratelimit-reset-tokens", "6m0s"}});
+  ProviderConfig config = FixedConfig(server);
+  config.max_retries = 1;
+  auto p = Make(config);
+  ProviderReply r = ExtractNow(*p, std::string("plain") + kBody);
+  EXPECT_EQ(r.status.code(), Code::kUnavailable);
+  EXPECT_NE(r.status.message().find("HTTP 429"), std::string::npos) << r.status.message();
+  EXPECT_NE(r.status.message().find("gave up after 1 retries"), std::string::npos) << r.status.message();
+  std::vector<int64_t> a = server.arrivals_ms();
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_GE(a[1] - a[0], 1000);
+}
+
+// A limiter that records what the provider asks of it (and lets the local one decide).
+class RecordingLimiter final : public Limiter {
+ public:
+  struct Log {
+    Mutex mu;
+    std::vector<int64_t> acquired KG_GUARDED_BY(mu);  // tokens of granted admissions
+    std::vector<int64_t> deltas KG_GUARDED_BY(mu);
+    int released_slots KG_GUARDED_BY(mu) = 0;
+  };
+  RecordingLimiter(std::shared_ptr<Log> log, RateLimits limits) : log_(std::move(log)), inner_(MakeLocalLimiter(limits)) {}
+  Result<Admission> TryAcquire(int64_t tokens) override {
+    auto a = inner_->TryAcquire(tokens);
+    MutexLock l(log_->mu);
+    if (a.ok() && a->granted) log_->acquired.push_back(tokens);
+    return a;
+  }
+  Status Release(const std::string& slot, int64_t delta) override {
+    {
+      MutexLock l(log_->mu);
+      log_->deltas.push_back(delta);
+      if (!slot.empty()) ++log_->released_slots;
+    }
+    return inner_->Release(slot, delta);
+  }
+  Status Renew(const std::vector<std::string>& slots) override { return inner_->Renew(slots); }
+  Status Pause(int64_t ms) override { return inner_->Pause(ms); }
+
+ private:
+  std::shared_ptr<Log> log_;  // shared: the test reads it while the provider owns the limiter
+  std::unique_ptr<Limiter> inner_;
+};
+
+// Verifies the token accounting with the limiter: each request is admitted for prompt bytes / 3
+// + max_output_tokens, and released with the correction (actual usage - estimate); every slot
+// taken is given back, the re-ask's request included.
+TEST(OpenAiProvider, LimiterSeesEstimateAndCorrection) {
+  FakeLlm fake;
+  auto log = std::make_shared<RecordingLimiter::Log>();
+  OpenAiOptions o;
+  o.config = Config(fake);
+  o.prompt = TestPrompt();
+  o.limiter = std::make_unique<RecordingLimiter>(log, RateLimits{.max_concurrency = 5});
+  auto p = std::move(*MakeOpenAiProvider(std::move(o)));
+  std::string text = std::string("FAKE_GARBAGE_ONCE") + kBody;
+  ProviderReply r = ExtractNow(*p, text);
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  ASSERT_EQ(r.usage.requests, 2);
+  MutexLock l(log->mu);
+  ASSERT_EQ(log->acquired.size(), 2u);
+  ASSERT_EQ(log->deltas.size(), 2u);
+  int64_t first_estimate = static_cast<int64_t>(TestPrompt().system.size() + text.size()) / 3 + 1000;
+  EXPECT_EQ(log->acquired[0], first_estimate);
+  EXPECT_GT(log->acquired[1], first_estimate);  // the re-ask carries the whole conversation
+  int64_t actual = r.usage.prompt_tokens + r.usage.completion_tokens;
+  EXPECT_EQ(log->acquired[0] + log->deltas[0] + log->acquired[1] + log->deltas[1], actual);
+  EXPECT_EQ(log->released_slots, 2);
 }
 
 // Verifies MakeProvider for kind openai: the compiled-in prompt and a local limiter without
