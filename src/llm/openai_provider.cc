@@ -36,7 +36,9 @@ struct RetryPolicy {
 
   // 408 timeout, 409 conflict/lock, 429 rate limit, 5xx overload; transport errors (status 0,
   // timeouts included) retry too. Every other status is final for the request.
-  static bool Retryable(int status) { return status == 0 || status == 408 || status == 409 || status == 429 || status >= 500; }
+  static bool Retryable(int status) {
+    return status == 0 || status == 408 || status == 409 || status == 429 || status >= 500;
+  }
 
   int64_t Backoff(int retry, std::mt19937_64& rng) const {
     int64_t ceiling = cap_ms;
@@ -313,10 +315,11 @@ class OpenAiProvider final : public Provider {
       j = json::parse(r.body, nullptr, false);
       if (j.is_object() && j.contains("usage") && j["usage"].is_object()) {
         const json& u = j["usage"];
-        if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer()) prompt_tokens = u["prompt_tokens"].get<int64_t>();
-        if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer()) {
-          completion_tokens = u["completion_tokens"].get<int64_t>();
-        }
+        auto count = [&](const char* k) {
+          return u.contains(k) && u[k].is_number_integer() ? u[k].get<int64_t>() : int64_t{0};
+        };
+        prompt_tokens = count("prompt_tokens");
+        completion_tokens = count("completion_tokens");
         has_usage = true;
       }
     }
@@ -334,7 +337,8 @@ class OpenAiProvider final : public Provider {
       On429(id, r);
     } else if (RetryPolicy::Retryable(r.status)) {
       std::string what = r.status == 0 ? "request to " + url_ + ": " + r.error
-                                       : "HTTP " + std::to_string(r.status) + " from " + url_ + ": " + ErrorMessageOf(r.body);
+                                       : "HTTP " + std::to_string(r.status) + " from " + url_ + ": " +
+                                             ErrorMessageOf(r.body);
       int64_t wait = policy_.Backoff(c.retries, rng_);
       if (auto header = PauseFromHeaders(r)) wait = std::max(wait, std::min(*header, policy_.max_pause_ms));
       Retry(id, wait, what);
@@ -370,7 +374,8 @@ class OpenAiProvider final : public Provider {
     }
     if (message == nullptr) {
       // Not a chat completion: a proxy's page or a cut body. Retried like a transport error.
-      return Retry(id, policy_.Backoff(c.retries, rng_), "malformed answer from " + url_ + ": " + Snippet(j.is_discarded() ? "" : j.dump()));
+      std::string what = "malformed answer from " + url_ + ": " + Snippet(j.is_discarded() ? "" : j.dump());
+      return Retry(id, policy_.Backoff(c.retries, rng_), what);
     }
     std::string content;
     if (message->contains("content") && (*message)["content"].is_string()) content = (*message)["content"];

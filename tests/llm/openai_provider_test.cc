@@ -213,7 +213,8 @@ TEST(OpenAiProvider, RetryAfterIsHonoured) {
   FakeLlm fake;
   auto p = Make(Config(fake));
   ASSERT_NE(p, nullptr);
-  for (auto [marker, pause_s] : std::vector<std::pair<std::string, double>>{{"FAKE_429_ONCE", 1.0}, {"FAKE_429_MS_ONCE", 0.3}}) {
+  const std::vector<std::pair<std::string, double>> cases = {{"FAKE_429_ONCE", 1.0}, {"FAKE_429_MS_ONCE", 0.3}};
+  for (const auto& [marker, pause_s] : cases) {
     fake.Reset();
     ProviderReply r = ExtractNow(*p, marker + kBody);
     EXPECT_TRUE(r.status.ok()) << r.status.message();
