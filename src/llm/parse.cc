@@ -3,13 +3,12 @@
 #include <cstdio>
 #include <exception>
 #include <initializer_list>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "llm/prompt.h"
 
@@ -28,12 +27,18 @@ constexpr int kMaxCandidates = 64;
 constexpr std::string_view kThinkOpen = "<think>";
 constexpr std::string_view kThinkClose = "</think>";
 
-bool IsAsciiSpace(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool IsAsciiSpace(unsigned char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 bool IsUpper(unsigned char c) { return c >= 'A' && c <= 'Z'; }
 bool IsLower(unsigned char c) { return c >= 'a' && c <= 'z'; }
 bool IsDigit(unsigned char c) { return c >= '0' && c <= '9'; }
-char ToLower(unsigned char c) { return IsUpper(c) ? static_cast<char>(c - 'A' + 'a') : static_cast<char>(c); }
-char ToUpper(unsigned char c) { return IsLower(c) ? static_cast<char>(c - 'a' + 'A') : static_cast<char>(c); }
+char ToLower(unsigned char c) {
+  return IsUpper(c) ? static_cast<char>(c - 'A' + 'a') : static_cast<char>(c);
+}
+char ToUpper(unsigned char c) {
+  return IsLower(c) ? static_cast<char>(c - 'a' + 'A') : static_cast<char>(c);
+}
 
 // Byte length of the whitespace character at s[i] (ASCII blanks, U+00A0, U+3000), or 0.
 size_t SpaceLen(std::string_view s, size_t i) {
@@ -84,7 +89,8 @@ std::string Lower(std::string_view s) {
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (ToLower(static_cast<unsigned char>(a[i])) != ToLower(static_cast<unsigned char>(b[i]))) return false;
+    if (ToLower(static_cast<unsigned char>(a[i])) != ToLower(static_cast<unsigned char>(b[i])))
+      return false;
   }
   return true;
 }
@@ -228,15 +234,16 @@ const std::unordered_map<std::string, std::string>& TypeSynonyms() {
       for (const char* n : names) m[Lower(n)] = canonical;
     };
     add("Person", {"人物", "人", "人名", "person", "per", "people", "human", "individual"});
-    add("Organization", {"组织", "机构", "组织机构", "公司", "企业", "company", "org", "organisation",
-                         "institution", "agency", "corporation"});
-    add("Location", {"地点", "地名", "城市", "国家", "地区", "位置", "place", "location", "gpe", "loc", "city",
-                     "country", "region"});
+    add("Organization", {"组织", "机构", "组织机构", "公司", "企业", "company", "org",
+                         "organisation", "institution", "agency", "corporation"});
+    add("Location", {"地点", "地名", "城市", "国家", "地区", "位置", "place", "location", "gpe",
+                     "loc", "city", "country", "region"});
     add("Product", {"产品", "商品", "product"});
     add("Event", {"事件", "event"});
     add("Concept", {"概念", "concept"});
     add("Technology", {"技术", "科技", "technology", "tech"});
-    add("Work", {"作品", "work", "book", "film", "movie", "work_of_art", "work of art", "书", "电影"});
+    add("Work",
+        {"作品", "work", "book", "film", "movie", "work_of_art", "work of art", "书", "电影"});
     add("Other", {"其他", "other", "misc"});
     return m;
   }();
@@ -268,7 +275,8 @@ std::string RelationType(std::string_view raw) {
     if (in_word && IsUpper(c)) {
       auto prev = static_cast<unsigned char>(t[i - 1]);
       bool next_lower = i + 1 < t.size() && IsLower(static_cast<unsigned char>(t[i + 1]));
-      if (IsLower(prev) || IsDigit(prev) || (IsUpper(prev) && next_lower)) in_word = false;  // camelCase, HTTPServer
+      if (IsLower(prev) || IsDigit(prev) || (IsUpper(prev) && next_lower))
+        in_word = false;  // camelCase, HTTPServer
     }
     if (!in_word && !out.empty()) out += '_';
     in_word = true;
@@ -291,11 +299,13 @@ ParsedOutput FromObject(const json& root, std::string_view output, std::string_v
   const json* entities = FindField(root, {"entities"});
   const json* relations = FindField(root, {"relations", "relationships"});
   if (entities != nullptr && !entities->is_array()) {
-    return Problem(OutputProblem::kWrongSchema,
-                   std::string("\"entities\" is a JSON ") + entities->type_name() + ", not an array: " + Quoted(output));
+    return Problem(OutputProblem::kWrongSchema, std::string("\"entities\" is a JSON ") +
+                                                    entities->type_name() +
+                                                    ", not an array: " + Quoted(output));
   }
   if (relations != nullptr && !relations->is_array()) {
-    return Problem(OutputProblem::kWrongSchema, std::string("\"relations\" is a JSON ") + relations->type_name() +
+    return Problem(OutputProblem::kWrongSchema, std::string("\"relations\" is a JSON ") +
+                                                    relations->type_name() +
                                                     ", not an array: " + Quoted(output));
   }
   static const json kEmpty = json::array();
@@ -325,18 +335,21 @@ ParsedOutput FromObject(const json& root, std::string_view output, std::string_v
     }
     std::string d = desc == nullptr ? std::string() : Collapse(desc->get_ref<const std::string&>());
     auto [it, fresh] = by_name.try_emplace(Lower(n), ex.entities.size());
-    if (!fresh) {  // the same entity again: the first name and type stay, the longest description wins
+    if (!fresh) {
+      // The same entity again: the first name and type stay, the longest description wins.
       ExtractedEntity& e = ex.entities[it->second];
       if (d.size() > e.description.size()) e.description = std::move(d);
       continue;
     }
-    std::string t = CanonicalType(type == nullptr ? std::string_view() : type->get_ref<const std::string&>());
+    std::string t =
+        CanonicalType(type == nullptr ? std::string_view() : type->get_ref<const std::string&>());
     ex.entities.push_back({std::move(n), std::move(t), std::move(d)});
   }
   if (!entities->empty() && ex.entities.empty()) {
-    return Problem(OutputProblem::kWrongSchema, "none of the " + std::to_string(entities->size()) +
-                                                    " \"entities\" records is an object with a string \"name\": " +
-                                                    Quoted(output));
+    return Problem(
+        OutputProblem::kWrongSchema,
+        "none of the " + std::to_string(entities->size()) +
+            " \"entities\" records is an object with a string \"name\": " + Quoted(output));
   }
 
   auto entity_of = [&](const std::optional<std::string>& raw) -> const ExtractedEntity* {
@@ -349,8 +362,10 @@ ParsedOutput FromObject(const json& root, std::string_view output, std::string_v
       ++out.dropped_records;
       continue;
     }
-    const ExtractedEntity* source = entity_of(EndName(FindField(rec, {"source", "head", "subject"})));
-    const ExtractedEntity* target = entity_of(EndName(FindField(rec, {"target", "tail", "object"})));
+    const ExtractedEntity* source =
+        entity_of(EndName(FindField(rec, {"source", "head", "subject"})));
+    const ExtractedEntity* target =
+        entity_of(EndName(FindField(rec, {"target", "tail", "object"})));
     const json* type = FindField(rec, {"type", "relation", "relation_type", "label", "predicate"});
     if (source == nullptr || target == nullptr || (type != nullptr && !type->is_string())) {
       ++out.dropped_records;
@@ -361,12 +376,15 @@ ParsedOutput FromObject(const json& root, std::string_view output, std::string_v
     r.source_type = source->type;
     r.target = target->name;
     r.target_type = target->type;
-    r.type = RelationType(type == nullptr ? std::string_view() : type->get_ref<const std::string&>());
+    r.type =
+        RelationType(type == nullptr ? std::string_view() : type->get_ref<const std::string&>());
     const json* evidence = FindField(rec, {"evidence", "sentence", "quote"});
     if (evidence != nullptr && evidence->is_string()) {
       std::string_view ev = evidence->get_ref<const std::string&>();
-      while (!ev.empty() && IsAsciiSpace(static_cast<unsigned char>(ev.front()))) ev.remove_prefix(1);
-      while (!ev.empty() && IsAsciiSpace(static_cast<unsigned char>(ev.back()))) ev.remove_suffix(1);
+      while (!ev.empty() && IsAsciiSpace(static_cast<unsigned char>(ev.front())))
+        ev.remove_prefix(1);
+      while (!ev.empty() && IsAsciiSpace(static_cast<unsigned char>(ev.back())))
+        ev.remove_suffix(1);
       if (!ev.empty() && chunk.find(ev) != std::string_view::npos) r.sentence = std::string(ev);
     }
     ex.relations.push_back(std::move(r));
@@ -375,9 +393,11 @@ ParsedOutput FromObject(const json& root, std::string_view output, std::string_v
   return out;
 }
 
-ParsedOutput Parse(std::string_view content, std::string_view finish_reason, std::string_view chunk) {
+ParsedOutput Parse(std::string_view content, std::string_view finish_reason,
+                   std::string_view chunk) {
   const bool cut = finish_reason == "length";
-  if (IsBlank(content)) return Problem(OutputProblem::kEmpty, "the output was empty: " + Quoted(content));
+  if (IsBlank(content))
+    return Problem(OutputProblem::kEmpty, "the output was empty: " + Quoted(content));
 
   // A reasoning block: <think>...</think> first, or only its end when the chat template
   // already opened it. An unclosed one was cut by the token limit (or never closed).
@@ -391,8 +411,9 @@ ParsedOutput Parse(std::string_view content, std::string_view finish_reason, std
     if (close == std::string_view::npos) {
       if (cut) {
         return Problem(OutputProblem::kTruncated,
-                       "the output was cut off (finish_reason \"length\") inside its <think> block, before any "
-                       "JSON: " + Quoted(content));
+                       "the output was cut off (finish_reason \"length\") inside its "
+                       "<think> block, before any JSON: " +
+                           Quoted(content));
       }
       body.remove_prefix(lead + kThinkOpen.size());
     } else {
@@ -405,10 +426,12 @@ ParsedOutput Parse(std::string_view content, std::string_view finish_reason, std
   if (IsBlank(body)) {
     if (cut) {
       return Problem(OutputProblem::kTruncated,
-                     "the output was cut off (finish_reason \"length\") after its <think> block: " + Quoted(content));
+                     "the output was cut off (finish_reason \"length\") after its <think> block: " +
+                         Quoted(content));
     }
     return Problem(OutputProblem::kEmpty, std::string("the output held ") +
-                                              (thought ? "only a <think> block" : "nothing") + ": " + Quoted(content));
+                                              (thought ? "only a <think> block" : "nothing") +
+                                              ": " + Quoted(content));
   }
 
   // A code fence: read inside the first one (to its end, or to the end of a cut output).
@@ -420,7 +443,8 @@ ParsedOutput Parse(std::string_view content, std::string_view finish_reason, std
       ++start;  // the language tag
     }
     size_t close = body.find("```", start);
-    std::string_view inner = body.substr(start, close == std::string_view::npos ? std::string_view::npos : close - start);
+    std::string_view inner = body.substr(
+        start, close == std::string_view::npos ? std::string_view::npos : close - start);
     if (inner.find('{') != std::string_view::npos) region = inner;
   }
 
@@ -430,7 +454,8 @@ ParsedOutput Parse(std::string_view content, std::string_view finish_reason, std
   std::string parse_error;
   bool unbalanced = false, retried = false;
   int candidates = 0;
-  for (size_t pos = region.find('{'); pos != std::string_view::npos && candidates < kMaxCandidates;) {
+  for (size_t pos = region.find('{');
+       pos != std::string_view::npos && candidates < kMaxCandidates;) {
     ++candidates;
     Span span = ScanObject(region, pos);
     if (!span.balanced) {
@@ -445,7 +470,8 @@ ParsedOutput Parse(std::string_view content, std::string_view finish_reason, std
       break;
     }
     if (span.too_deep) {
-      if (parse_error.empty()) parse_error = "brackets nested more than " + std::to_string(kMaxDepth) + " deep";
+      if (parse_error.empty())
+        parse_error = "brackets nested more than " + std::to_string(kMaxDepth) + " deep";
     } else {
       try {
         json j = json::parse(RemoveTrailingCommas(region.substr(pos, span.end - pos)));
@@ -454,7 +480,13 @@ ParsedOutput Parse(std::string_view content, std::string_view finish_reason, std
           if (!other_object) other_object = std::move(j);
         }
       } catch (const json::exception& e) {
-        if (parse_error.empty()) parse_error = Snippet(e.what(), 160);
+        if (parse_error.empty()) {
+          std::string_view what =
+              e.what();  // "[json.exception.parse_error.101] parse error at ..."
+          if (size_t tag = what.find("] "); tag != std::string_view::npos)
+            what.remove_prefix(tag + 2);
+          parse_error = Snippet(what, 200);
+        }
       }
     }
     pos = region.find('{', span.end);
@@ -463,8 +495,8 @@ ParsedOutput Parse(std::string_view content, std::string_view finish_reason, std
   if (unbalanced || cut) {
     return Problem(OutputProblem::kTruncated,
                    std::string("the output was cut off before its JSON object ended") +
-                       (cut ? " (finish_reason \"length\")" : " (unbalanced brackets at the end)") + ": " +
-                       Quoted(content));
+                       (cut ? " (finish_reason \"length\")" : " (unbalanced brackets at the end)") +
+                       ": " + Quoted(content));
   }
   if (other_object) {
     std::string keys;
@@ -472,12 +504,13 @@ ParsedOutput Parse(std::string_view content, std::string_view finish_reason, std
     for (auto it = other_object->begin(); it != other_object->end() && shown < 8; ++it, ++shown) {
       keys += (keys.empty() ? "" : ", ") + Snippet(it.key(), 40);
     }
-    return Problem(OutputProblem::kWrongSchema, "the JSON object has no \"entities\" array (its keys: " +
-                                                    (keys.empty() ? std::string("none") : keys) + "): " +
-                                                    Quoted(content));
+    return Problem(OutputProblem::kWrongSchema,
+                   "the JSON object has no \"entities\" array (its keys: " +
+                       (keys.empty() ? std::string("none") : keys) + "): " + Quoted(content));
   }
   if (!parse_error.empty()) {
-    return Problem(OutputProblem::kNotJson, "the output was not valid JSON (" + parse_error + "): " + Quoted(content));
+    return Problem(OutputProblem::kNotJson,
+                   "the output was not valid JSON (" + parse_error + "): " + Quoted(content));
   }
   return Problem(OutputProblem::kNotJson, "the output holds no JSON object: " + Quoted(content));
 }
@@ -508,7 +541,8 @@ ParsedOutput ParseExtractionOutput(std::string_view content, std::string_view fi
     // Nothing above should throw but allocation; an answer is still owed to the caller.
     ParsedOutput out;
     out.problem = OutputProblem::kNotJson;
-    out.detail = std::string("the output could not be read (") + e.what() + "): \"" + Snippet(content) + "\"";
+    out.detail = std::string("the output could not be read (") + e.what() + "): \"" +
+                 Snippet(content) + "\"";
     return out;
   } catch (...) {
     ParsedOutput out;

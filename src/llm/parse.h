@@ -10,6 +10,12 @@
 // dropped and counted; the rest is kept. Types are normalised onto CanonicalEntityTypes() for
 // entities and to UPPER_SNAKE_CASE for relations.
 //
+// Further: "relationships" is read as "relations"; a relation end may be an object {"name": ...};
+// names are trimmed with blanks collapsed, and an entity named twice (ignoring ASCII case) is
+// merged (first name and type, longest description), not counted as dropped; an "entities" array
+// whose every record is unusable is kWrongSchema, not nothing found; with finish_reason "length",
+// output holding no complete object is kTruncated.
+//
 // Pure functions; thread-safe.
 
 #include <string>

@@ -53,8 +53,9 @@ const std::string& EntityTypeList() {
 }  // namespace
 
 const std::vector<std::string>& CanonicalEntityTypes() {
-  static const std::vector<std::string> types = {"Person",  "Organization", "Location",   "Product", "Event",
-                                                 "Concept", "Technology",   "Work",       "Other"};
+  static const std::vector<std::string> types = {"Person",     "Organization", "Location",
+                                                 "Product",    "Event",        "Concept",
+                                                 "Technology", "Work",         "Other"};
   return types;
 }
 
@@ -90,12 +91,15 @@ std::string Prompt::UserMessage(const std::string& text) const {
 std::string Prompt::CorrectionMessage(const std::string& problem) const {
   return "Your previous reply could not be used: " + problem +
          "\nReply again for the same text with exactly one JSON object "
-         "{\"entities\":[...],\"relations\":[...]} as specified, and nothing else: no prose, no markdown, "
+         "{\"entities\":[...],\"relations\":[...]} as specified, and nothing else: no prose, no "
+         "markdown, "
          "no code fence.";
 }
 
 Result<Prompt> ParsePrompt(const std::string& contents, const std::string& where) {
-  auto fail = [&](const std::string& what) { return Status::Invalid("prompt " + where + ": " + what); };
+  auto fail = [&](const std::string& what) {
+    return Status::Invalid("prompt " + where + ": " + what);
+  };
   std::string_view all = contents;
   if (all.starts_with("\xEF\xBB\xBF")) all.remove_prefix(3);  // a UTF-8 byte order mark
 
@@ -116,7 +120,8 @@ Result<Prompt> ParsePrompt(const std::string& contents, const std::string& where
   if (!head.starts_with(kVersion)) return fail("the first line must be 'version: NAME'");
   std::string name(TrimWhitespace(head.substr(kVersion.size())));
   if (name.empty()) return fail("the version line names no version ('version: NAME')");
-  if (name.find_first_of(" \t") != std::string::npos) return fail("the version name '" + name + "' has blanks");
+  if (name.find_first_of(" \t") != std::string::npos)
+    return fail("the version name '" + name + "' has blanks");
 
   size_t system_start = std::string_view::npos, system_end = 0, user_start = std::string_view::npos;
   size_t pos = first.next;
@@ -125,10 +130,12 @@ Result<Prompt> ParsePrompt(const std::string& contents, const std::string& where
     std::string_view marker = TrimRight(l.text);
     if (marker == "--- system") {
       if (system_start != std::string_view::npos) return fail("a second '--- system' line");
-      if (user_start != std::string_view::npos) return fail("'--- system' must come before '--- user'");
+      if (user_start != std::string_view::npos)
+        return fail("'--- system' must come before '--- user'");
       system_start = l.next;
     } else if (marker == "--- user") {
-      if (system_start == std::string_view::npos) return fail("'--- user' before any '--- system' line");
+      if (system_start == std::string_view::npos)
+        return fail("'--- user' before any '--- system' line");
       if (user_start != std::string_view::npos) return fail("a second '--- user' line");
       system_end = pos;
       user_start = l.next;
@@ -153,7 +160,9 @@ Result<Prompt> ParsePrompt(const std::string& contents, const std::string& where
 }
 
 Result<Prompt> LoadPrompt(const std::string& path) {
-  auto os_error = [&](int err) { return Status::Invalid("read prompt file " + path + ": " + std::strerror(err)); };
+  auto os_error = [&](int err) {
+    return Status::Invalid("read prompt file " + path + ": " + std::strerror(err));
+  };
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return os_error(errno);
   std::string contents;

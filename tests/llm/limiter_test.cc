@@ -365,7 +365,7 @@ TEST(RedisLimiter, ConcurrencyNeverExceedsTheLimitAcrossProcesses) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_LE(most.load(), 3);
-  EXPECT_EQ(most.load(), 3) << "the limit was never reached: the test proved nothing";
+  EXPECT_GE(most.load(), 3) << "the limit was never reached: the test proved nothing";
   EXPECT_GT(grants.load(), 10);
   redis::Client admin(at);
   auto n = admin.Run(redis::Call::Cmd({"ZCARD", at.ns + ":llm:p:slots"}));

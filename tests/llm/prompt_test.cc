@@ -44,18 +44,20 @@ TEST(PromptTest, DefaultIsTheRepositoryFile) {
 
 // Verifies the canonical type list is the documented one.
 TEST(PromptTest, CanonicalEntityTypes) {
-  EXPECT_EQ(CanonicalEntityTypes(), (std::vector<std::string>{"Person", "Organization", "Location", "Product", "Event",
-                                                               "Concept", "Technology", "Work", "Other"}));
+  EXPECT_EQ(CanonicalEntityTypes(),
+            (std::vector<std::string>{"Person", "Organization", "Location", "Product", "Event",
+                                      "Concept", "Technology", "Work", "Other"}));
 }
 
 // Verifies both placeholders are replaced and the rest of the template kept.
 TEST(PromptTest, UserMessageReplacesPlaceholders) {
   Result<Prompt> p = ParsePrompt(kMinimal, "t.md");
   ASSERT_TRUE(p.ok()) << p.status().message();
-  EXPECT_EQ(p->UserMessage("Alice met Bob."),
-            "Types: Person, Organization, Location, Product, Event, Concept, Technology, Work, Other\n"
-            "Text:\n"
-            "Alice met Bob.");
+  EXPECT_EQ(
+      p->UserMessage("Alice met Bob."),
+      "Types: Person, Organization, Location, Product, Event, Concept, Technology, Work, Other\n"
+      "Text:\n"
+      "Alice met Bob.");
 }
 
 // Verifies a chunk holding placeholder text (or braces) is inserted verbatim, once, not expanded.
@@ -66,12 +68,14 @@ TEST(PromptTest, UserMessageInsertsChunkVerbatim) {
   std::string msg = p->UserMessage(chunk);
   EXPECT_TRUE(msg.ends_with("Text:\n" + chunk)) << msg;
   EXPECT_EQ(msg.find(chunk), msg.rfind(chunk));
-  EXPECT_EQ(msg.find("Person"), msg.rfind("Person"));  // the type list only where the template has it
+  EXPECT_EQ(msg.find("Person"),
+            msg.rfind("Person"));  // the type list only where the template has it
 }
 
 // Verifies an unknown placeholder and lone braces in the template stay as written.
 TEST(PromptTest, UserMessageKeepsOtherBraces) {
-  Result<Prompt> p = ParsePrompt("version: v\n--- system\ns\n--- user\n{{other}} {x} {{text}} }}", "t.md");
+  Result<Prompt> p =
+      ParsePrompt("version: v\n--- system\ns\n--- user\n{{other}} {x} {{text}} }}", "t.md");
   ASSERT_TRUE(p.ok()) << p.status().message();
   EXPECT_EQ(p->UserMessage("T"), "{{other}} {x} T }}");
 }
@@ -79,7 +83,8 @@ TEST(PromptTest, UserMessageKeepsOtherBraces) {
 // Verifies the sections are read as written: trimmed at both ends, inner lines kept.
 TEST(PromptTest, ParseSections) {
   Result<Prompt> p = ParsePrompt(
-      "version:  v2  \n\n--- system\n\n  line one\n\n  line two\n\n--- user  \nHere: {{text}}\n\n", "t.md");
+      "version:  v2  \n\n--- system\n\n  line one\n\n  line two\n\n--- user  \nHere: {{text}}\n\n",
+      "t.md");
   ASSERT_TRUE(p.ok()) << p.status().message();
   EXPECT_TRUE(p->version.starts_with("v2+"));
   EXPECT_EQ(p->system, "line one\n\n  line two");
@@ -88,7 +93,8 @@ TEST(PromptTest, ParseSections) {
 
 // Verifies a file with Windows line ends and a byte order mark parses.
 TEST(PromptTest, ParseCrlfAndBom) {
-  Result<Prompt> p = ParsePrompt("\xEF\xBB\xBFversion: w\r\n--- system\r\nsys\r\n--- user\r\n{{text}}\r\n", "t.md");
+  Result<Prompt> p = ParsePrompt(
+      "\xEF\xBB\xBFversion: w\r\n--- system\r\nsys\r\n--- user\r\n{{text}}\r\n", "t.md");
   ASSERT_TRUE(p.ok()) << p.status().message();
   EXPECT_EQ(p->system, "sys");
   EXPECT_EQ(p->user_template, "{{text}}");
@@ -123,7 +129,8 @@ TEST(PromptTest, ParseErrors) {
     ASSERT_FALSE(p.ok()) << c.contents;
     EXPECT_EQ(p.status().code(), Code::kInvalidArgument);
     EXPECT_NE(p.status().message().find("my.md"), std::string::npos) << p.status().message();
-    EXPECT_NE(p.status().message().find(c.says), std::string::npos) << c.contents << " -> " << p.status().message();
+    EXPECT_NE(p.status().message().find(c.says), std::string::npos)
+        << c.contents << " -> " << p.status().message();
   }
 }
 
@@ -133,8 +140,8 @@ TEST(PromptTest, VersionFollowsContents) {
   std::string b = a;
   b.replace(b.find("things"), 6, "Things");
   std::string c = a + "\n";  // even a trailing newline the parser trims
-  Result<Prompt> pa = ParsePrompt(a, "a"), pa2 = ParsePrompt(a, "other name"), pb = ParsePrompt(b, "b"),
-                 pc = ParsePrompt(c, "c");
+  Result<Prompt> pa = ParsePrompt(a, "a"), pa2 = ParsePrompt(a, "other name"),
+                 pb = ParsePrompt(b, "b"), pc = ParsePrompt(c, "c");
   ASSERT_TRUE(pa.ok() && pa2.ok() && pb.ok() && pc.ok());
   EXPECT_EQ(pa->version, pa2->version);
   EXPECT_NE(pa->version, pb->version);
@@ -160,11 +167,13 @@ TEST(PromptTest, LoadPrompt) {
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), Code::kInvalidArgument);
   EXPECT_NE(missing.status().message().find(dir.File("nope.md")), std::string::npos);
-  EXPECT_NE(missing.status().message().find("No such file"), std::string::npos) << missing.status().message();
+  EXPECT_NE(missing.status().message().find("No such file"), std::string::npos)
+      << missing.status().message();
 
   Result<Prompt> directory = LoadPrompt(dir.path());
   ASSERT_FALSE(directory.ok());
-  EXPECT_NE(directory.status().message().find("Is a directory"), std::string::npos) << directory.status().message();
+  EXPECT_NE(directory.status().message().find("Is a directory"), std::string::npos)
+      << directory.status().message();
 }
 
 // Verifies the corrective re-ask carries the problem and asks for the JSON object alone.

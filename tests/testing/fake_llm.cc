@@ -18,8 +18,10 @@ FakeLlm::FakeLlm() : FakeLlm(Options{}) {}
 
 FakeLlm::FakeLlm(Options o) {
   std::vector<std::string> args = FakeLlmCommand();
-  args.insert(args.end(), {"--port", "0", "--port-file", dir_.File("port"), "--latency-ms", std::to_string(o.latency_ms),
-                           "--jitter-ms", std::to_string(o.jitter_ms), "--rpm-limit", std::to_string(o.rpm_limit)});
+  args.insert(args.end(), {"--port", "0", "--port-file", dir_.File("port"),  //
+                           "--latency-ms", std::to_string(o.latency_ms),       //
+                           "--jitter-ms", std::to_string(o.jitter_ms),         //
+                           "--rpm-limit", std::to_string(o.rpm_limit)});
   if (!o.api_key.empty()) {
     args.push_back("--api-key");
     args.push_back(o.api_key);
@@ -44,7 +46,9 @@ FakeLlm::~FakeLlm() {
   // ~Process kills (SIGKILL) and reaps it if it is still running.
 }
 
-std::string FakeLlm::base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
+std::string FakeLlm::base_url() const {
+  return "http://127.0.0.1:" + std::to_string(port_) + "/v1";
+}
 
 nlohmann::json FakeLlm::Stats() const {
   httplib::Client c("127.0.0.1", port_);

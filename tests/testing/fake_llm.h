@@ -3,8 +3,10 @@
 // child process on a free loopback port.
 //
 // POST /v1/chat/completions answers a deterministic graph read off the first user message (the
-// "chunk text"): entities are runs of capitalised words (Organization when the run ends with
-// Inc/Corp/Labs/Group/Company/Ltd, else Person) or CJK names before 公司; each sentence with two
+// "chunk text"): entities are runs of capitalised words, a leading The/A/An/In/On/It/He/She/They/
+// This/That dropped (Organization when the run ends with Inc/Corp/Labs/Group/Company/Ltd, else
+// Person), and 2-4 CJK characters before 公司, not across a particle such as 了/和/的
+// (Organization, 公司 included); each sentence (ended by . ! ? 。！？) with two
 // entities or more gives one RELATED_TO relation from its first entity to its second, the
 // sentence as evidence. Usage: prompt_tokens = ceil(bytes of all message contents / 4),
 // completion_tokens = ceil(characters of the content / 4).
@@ -23,7 +25,8 @@
 // Every answer but a hang waits latency_ms plus a uniform jitter, without holding up the others.
 //
 // Thread safety: all methods are const and may be called from any thread (each call opens its
-// own HTTP client).
+// own HTTP client). Construct it on a thread that outlives it: the child is started with
+// PR_SET_PDEATHSIG (testing.h's Process), which fires when the creating thread exits.
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,7 +62,8 @@ class FakeLlm {
   // GET /stats: {"requests", "in_flight", "max_in_flight", "by_status": {"200": n, ...},
   // "arrivals": [seconds since start of each request's arrival, in order], "by_marker":
   // {"FAKE_...": n}, "auth": [distinct Authorization values seen]}. Requests are the ones to
-  // paths other than /stats, /reset and /config. Null (and a test failure) when unreachable.
+  // paths other than /stats, /reset and /config; by_marker counts those past the api key and the
+  // rpm limit. Null (and a test failure) when unreachable.
   nlohmann::json Stats() const;
   // Clears the counters, the arrivals, the rpm window and the ONCE markers' memory.
   void Reset() const;

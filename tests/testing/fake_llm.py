@@ -56,7 +56,6 @@ CAPITALISED_RE = re.compile(r"[A-Z][A-Za-z]+")
 # 2-4 CJK characters before 公司, none of them a particle that usually ends the word before a name.
 CJK_COMPANY_RE = re.compile(r"(?:(?![了和与及的在是从向对把被给跟同])[\u4e00-\u9fff]){2,4}公司")
 
-CONTROL_PATHS = {"/stats", "/reset", "/config"}
 CHAT_PATHS = {"/v1/chat/completions", "/chat/completions"}
 
 
@@ -139,12 +138,13 @@ class FakeLlm:
         self.log = open(args.log, "a", buffering=1) if args.log else None
         self.started = time.monotonic()
         self.next_id = 0
+        self.in_flight = 0
         self.reset()
 
     def reset(self):
+        """Starts the counters over; requests in flight stay counted until they end."""
         self.requests = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
+        self.max_in_flight = self.in_flight
         self.by_status = collections.Counter()
         self.arrivals = []
         self.by_marker = collections.Counter()
@@ -260,7 +260,8 @@ class FakeLlm:
                            "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}})
 
     async def handle(self, method, path, headers, body, reader):
-        """The reply to one request; sleeps the configured latency for chat requests."""
+        """The reply to one request; every one but /stats, /reset and /config is counted and waits the
+        configured latency (a hang excepted)."""
         if path == "/stats" and method == "GET":
             return Reply(200, self.stats())
         if path == "/reset" and method == "POST":
