@@ -5,12 +5,15 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -120,6 +123,25 @@ bool LeaksKey(const std::string& text) {
   return false;
 }
 
+// Captures everything logged, at every level, while it lives (then restores the default logger).
+class LogCapture {
+ public:
+  LogCapture() : previous_(spdlog::default_logger()) {
+    auto logger = std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out_));
+    logger->set_level(spdlog::level::trace);
+    spdlog::set_default_logger(logger);
+  }
+  ~LogCapture() { spdlog::set_default_logger(previous_); }
+  std::string Text() {
+    spdlog::default_logger()->flush();
+    return out_.str();
+  }
+
+ private:
+  std::shared_ptr<spdlog::logger> previous_;
+  std::ostringstream out_;
+};
+
 struct MarkerCase {
   std::string marker;
   Code code;
@@ -133,6 +155,7 @@ struct MarkerCase {
 // count and usage (summed over the requests, priced), with the API key in none of the messages
 // and sent as a Bearer token on every request.
 TEST(OpenAiProvider, EveryMarkerOfTheFake) {
+  LogCapture logs;
   FakeLlm fake(FakeOptions(0, kKey));
   ProviderConfig config = Config(fake);
   config.timeout_s = 2;  // FAKE_HANG_ONCE: the first request times out
@@ -199,6 +222,10 @@ TEST(OpenAiProvider, EveryMarkerOfTheFake) {
 
   json stats = fake.Stats();
   EXPECT_EQ(stats["requests"].get<int>(), total_requests);
+  std::string logged = logs.Text();
+  EXPECT_NE(logged.find("billing: "), std::string::npos) << logged;  // the capture works
+  EXPECT_NE(logged.find("retry 1 in"), std::string::npos) << logged;
+  EXPECT_FALSE(LeaksKey(logged)) << logged;
   EXPECT_EQ(stats["auth"], json::array({std::string("Bearer ") + kKey}));
 }
 
@@ -419,6 +446,7 @@ TEST(OpenAiProvider, FinalStatuses) {
                 "****" + std::string(kKey).substr(30) + "\"}}",
        Code::kUnavailable, "Incorrect API key provided: "},
   };
+  LogCapture logs;
   for (const Case& c : cases) {
     SCOPED_TRACE(c.status);
     FixedServer server(c.status, c.body);
@@ -429,6 +457,9 @@ TEST(OpenAiProvider, FinalStatuses) {
     EXPECT_FALSE(LeaksKey(r.status.message())) << r.status.message();
     EXPECT_EQ(server.requests(), 1);
   }
+  std::string logged = logs.Text();
+  EXPECT_NE(logged.find("Incorrect API key provided"), std::string::npos) << logged;  // logged once
+  EXPECT_FALSE(LeaksKey(logged)) << logged;
 }
 
 // Verifies the x-ratelimit-reset-* durations of a 429 (OpenAI's "1s", "6m0s"): the exhausted
