@@ -491,12 +491,17 @@ class RecordingLimiter final : public Limiter {
     std::vector<int64_t> acquired KG_GUARDED_BY(mu);  // tokens of granted admissions
     std::vector<int64_t> deltas KG_GUARDED_BY(mu);
     int released_slots KG_GUARDED_BY(mu) = 0;
+    std::vector<std::string> granted_slots KG_GUARDED_BY(mu);
+    std::vector<std::string> renewed KG_GUARDED_BY(mu);  // every slot of every Renew call
   };
   RecordingLimiter(std::shared_ptr<Log> log, RateLimits limits) : log_(std::move(log)), inner_(MakeLocalLimiter(limits)) {}
   Result<Admission> TryAcquire(int64_t tokens) override {
     auto a = inner_->TryAcquire(tokens);
     MutexLock l(log_->mu);
-    if (a.ok() && a->granted) log_->acquired.push_back(tokens);
+    if (a.ok() && a->granted) {
+      log_->acquired.push_back(tokens);
+      log_->granted_slots.push_back(a->slot);
+    }
     return a;
   }
   Status Release(const std::string& slot, int64_t delta) override {
@@ -507,7 +512,13 @@ class RecordingLimiter final : public Limiter {
     }
     return inner_->Release(slot, delta);
   }
-  Status Renew(const std::vector<std::string>& slots) override { return inner_->Renew(slots); }
+  Status Renew(const std::vector<std::string>& slots) override {
+    {
+      MutexLock l(log_->mu);
+      log_->renewed.insert(log_->renewed.end(), slots.begin(), slots.end());
+    }
+    return inner_->Renew(slots);
+  }
   Status Pause(int64_t ms) override { return inner_->Pause(ms); }
 
  private:
@@ -539,6 +550,24 @@ TEST(OpenAiProvider, LimiterSeesEstimateAndCorrection) {
   int64_t actual = r.usage.prompt_tokens + r.usage.completion_tokens;
   EXPECT_EQ(log->acquired[0] + log->deltas[0] + log->acquired[1] + log->deltas[1], actual);
   EXPECT_EQ(log->released_slots, 2);
+}
+
+// Verifies that the slot of a long request is renewed while it is in flight (the provider renews
+// every 10 s, a third of the limiters' default TTL), so a slow answer does not lose its slot.
+TEST(OpenAiProvider, SlotsInFlightAreRenewed) {
+  FakeLlm fake(FakeOptions(13000));
+  auto log = std::make_shared<RecordingLimiter::Log>();
+  OpenAiOptions o;
+  o.config = Config(fake);
+  o.prompt = TestPrompt();
+  o.limiter = std::make_unique<RecordingLimiter>(log, RateLimits{.max_concurrency = 1});
+  auto p = std::move(*MakeOpenAiProvider(std::move(o)));
+  ProviderReply r = ExtractNow(*p, std::string("plain") + kBody);
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  MutexLock l(log->mu);
+  ASSERT_EQ(log->granted_slots.size(), 1u);
+  ASSERT_FALSE(log->granted_slots[0].empty());
+  EXPECT_EQ(log->renewed, std::vector<std::string>{log->granted_slots[0]});
 }
 
 // Verifies MakeProvider for kind openai: the compiled-in prompt and a local limiter without
