@@ -3,7 +3,9 @@
 //
 // One provider object per worker process. Its own thread runs a libcurl multi loop, so up to
 // `max_in_flight` requests are in flight at once on reused connections (TLS verified), each
-// with a connect timeout and a total timeout scaled by max_output_tokens. Before a request is
+// with a connect timeout and a total timeout scaled by max_output_tokens:
+//   connect = min(10 s, timeout_s), total = min(timeout_s, 10 s + max_output_tokens x 50 ms).
+// Before a request is
 // sent the limiter admits it (rpm, tpm, concurrency, a 429 pause; cluster-wide with Redis);
 // waiting requests queue in order, and only the oldest asks the limiter again.
 // Failures follow a retry policy written as data (openai_provider.cc): 429 pauses the provider
@@ -13,7 +15,14 @@
 // quarter on a 429, up by one on a success at the cap (never above max_in_flight).
 // Unusable output gets one corrective re-ask in the same conversation; if that is unusable too
 // the reply is kUnavailable with the reason and a snippet (the queue retries, then
-// dead-letters). The API key goes into the Authorization header only.
+// dead-letters). The API key goes into the Authorization header only; every reply message is
+// scrubbed of it (and of any 8-byte piece of it an API's error text may echo).
+// Other final answers: 401/403 and 404 are kUnavailable naming the configuration problem (logged
+// once per provider); any other 4xx (400: e.g. the chunk exceeds the context) is kInvalidArgument.
+// Usage sums every request of the chunk; the token estimate the limiter counts before a request
+// (prompt bytes / 3 + max_output_tokens) is corrected by the usage the answer reports.
+// CacheKey hashes (kind, base_url, model, prompt version, json_mode, extra_body, text).
+// FromCache re-parses without the chunk, so cached relations carry no evidence sentence.
 
 #include <memory>
 #include <string>

@@ -1,10 +1,17 @@
 #include "provider/provider.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
+
+#include "llm/limiter.h"
+#include "llm/openai_provider.h"
+#include "llm/prompt.h"
 
 namespace kg {
 namespace {
@@ -36,8 +43,24 @@ Result<std::unique_ptr<Provider>> MakeProvider(const ProviderConfig& config) {
 }
 
 Result<std::unique_ptr<Provider>> MakeProvider(const ProviderConfig& config, const Config& node) {
-  (void)node;
-  return MakeProvider(config);
+  if (config.kind != "openai") return MakeProvider(config);
+  llm::OpenAiOptions o;
+  o.config = config;
+  if (config.prompt_file.empty()) {
+    o.prompt = llm::DefaultPrompt();
+  } else {
+    KG_ASSIGN_OR_RETURN(o.prompt, llm::LoadPrompt(config.prompt_file));
+  }
+  llm::RateLimits limits{config.max_concurrency, config.rpm, config.tpm};
+  if (!node.redis_host.empty()) {
+    // Cluster-wide limits: every process of every node on this Redis shares them.
+    o.limiter = llm::MakeRedisLimiter(RedisEndpointOf(node), config.name,
+                                      node.node_name + "/" + std::to_string(::getpid()), limits);
+  } else {
+    o.limiter = llm::MakeLocalLimiter(limits);
+  }
+  o.max_in_flight = std::max(1, node.concurrency_per_process);
+  return llm::MakeOpenAiProvider(std::move(o));
 }
 
 ProviderReply ExtractNow(Provider& provider, const std::string& text) {
