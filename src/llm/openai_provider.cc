@@ -227,9 +227,9 @@ class OpenAiProvider final : public Provider {
     return h.HexDigest();
   }
 
-  ProviderReply FromCache(const std::string& content) const override {
+  ProviderReply FromCache(const std::string& content, const std::string& text) const override {
     ProviderReply r;
-    ParsedOutput p = ParseExtractionOutput(content, "stop", "");
+    ParsedOutput p = ParseExtractionOutput(content, "stop", text);
     if (p.problem != OutputProblem::kNone) {
       r.status = Status::Invalid("cached content no longer parses: " + p.detail);
       return r;

@@ -22,7 +22,7 @@
 // Usage sums every request of the chunk; the token estimate the limiter counts before a request
 // (prompt bytes / 3 + max_output_tokens) is corrected by the usage the answer reports.
 // CacheKey hashes (kind, base_url, model, prompt version, json_mode, extra_body, text).
-// FromCache re-parses without the chunk, so cached relations carry no evidence sentence.
+// FromCache re-parses against the chunk, so a cached answer keeps its evidence sentences.
 
 #include <memory>
 #include <string>

@@ -59,7 +59,7 @@ Result<std::unique_ptr<Provider>> MakeProvider(const ProviderConfig& config, con
   } else {
     o.limiter = llm::MakeLocalLimiter(limits);
   }
-  o.max_in_flight = std::max(1, node.concurrency_per_process);
+  o.max_in_flight = std::max(1, ConcurrencyOf(node, config));
   return llm::MakeOpenAiProvider(std::move(o));
 }
 

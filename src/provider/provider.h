@@ -52,10 +52,12 @@ class Provider {
   // The response-cache key of `text`: a hash of (provider kind, base URL, model, prompt version,
   // text); empty when this provider's answers are not cached (builtin: it is cheaper to rerun).
   virtual std::string CacheKey(const std::string& text) const { (void)text; return {}; }
-  // Turns cached content (a former reply's cache_content) back into a reply, with no request
-  // and zero usage. kInvalidArgument when the content no longer parses (then it is not used).
-  virtual ProviderReply FromCache(const std::string& content) const {
+  // Turns cached content (a former reply's cache_content for `text`) back into a reply, with no
+  // request and zero usage: the same extraction a live answer gave, evidence sentences included.
+  // kInvalidArgument when the content no longer parses (then it is not used).
+  virtual ProviderReply FromCache(const std::string& content, const std::string& text) const {
     (void)content;
+    (void)text;
     return ProviderReply{Status::Invalid("no response cache"), {}, {}, 0, {}};
   }
 };

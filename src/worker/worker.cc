@@ -273,7 +273,7 @@ class Worker {
       if (OverBudget(lease)) return true;
       auto hit = store_->GetCachedResponse(key);
       if (hit.ok() && hit->has_value()) {
-        ProviderReply reply = provider_->FromCache(**hit);
+        ProviderReply reply = provider_->FromCache(**hit, payload->text);
         if (reply.status.ok()) return Settle(Completed{lease, std::move(payload).value(), key, std::move(reply), true});
       }
     }

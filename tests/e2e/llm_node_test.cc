@@ -87,8 +87,9 @@ TEST(LlmNode, GarbageChunkIsDeadLetteredWhileItsSiblingsSucceed) {
   std::string id = Submit(n, text, "six chunks");
   json t = Finished(n, id);
   ASSERT_FALSE(t.is_null());
-  EXPECT_EQ(t["chunks_total"], 6) << t.dump();
-  EXPECT_EQ(t["chunks_done"], 5) << t.dump();
+  int total = t["chunks_total"];
+  EXPECT_GE(total, 4) << t.dump();  // a sentence or two a chunk
+  EXPECT_EQ(t["chunks_done"], total - 1) << t.dump();
   EXPECT_EQ(t["chunks_failed"], 1) << t.dump();
   std::string error = t.value("error", "");
   EXPECT_NE(error.find("corrective re-ask"), std::string::npos) << error;
@@ -130,9 +131,10 @@ TEST(LlmNode, ResubmittedDocumentCostsNoRequest) {
   json first = Finished(n, Submit(n, text, "first"));
   ASSERT_FALSE(first.is_null());
   ASSERT_EQ(first["status"], "done") << first.dump();
+  int chunks = first["chunks_total"];
   int requests = fake.Stats()["requests"];
-  EXPECT_EQ(requests, 4);
-  EXPECT_EQ(first["usage"]["requests"], 4) << first.dump();
+  EXPECT_EQ(requests, chunks);
+  EXPECT_EQ(first["usage"]["requests"], chunks) << first.dump();
   EXPECT_GT(first["usage"]["prompt_tokens"].get<int64_t>(), 0) << first.dump();
   EXPECT_GT(first["usage"]["completion_tokens"].get<int64_t>(), 0) << first.dump();
   EXPECT_EQ(first["usage"]["cached_chunks"], 0) << first.dump();
@@ -141,13 +143,15 @@ TEST(LlmNode, ResubmittedDocumentCostsNoRequest) {
   ASSERT_FALSE(second.is_null());
   EXPECT_EQ(second["status"], "done") << second.dump();
   EXPECT_EQ(fake.Stats()["requests"], requests) << "a re-submitted document reached the provider";
-  EXPECT_EQ(second["usage"]["cached_chunks"], 4) << second.dump();
+  EXPECT_EQ(second["usage"]["cached_chunks"], chunks) << second.dump();
   EXPECT_EQ(second["usage"]["requests"], 0) << second.dump();
   EXPECT_EQ(second["usage"]["prompt_tokens"], 0) << second.dump();
   // The provider's summary adds both tasks.
   json providers = n.Get("/api/v1/providers");
   ASSERT_FALSE(providers.is_null());
-  EXPECT_NE(providers.dump().find("\"cached_chunks\":4"), std::string::npos) << providers.dump();
+  EXPECT_NE(providers.dump().find("\"cached_chunks\":" + std::to_string(chunks)), std::string::npos)
+      << providers.dump();
+  EXPECT_NE(providers.dump().find("\"requests\":" + std::to_string(chunks)), std::string::npos) << providers.dump();
 }
 
 // Verifies the per-task token budget: once a task has spent it, the task stops with status
@@ -198,25 +202,28 @@ TEST(LlmNode, PresetNeedsOnlyItsKey) {
   EXPECT_NE(run.err.find("DEEPSEEK_API_KEY"), std::string::npos) << run.err;
 }
 
-// Verifies that a 429 storm pauses the provider and loses nothing: with the fake server allowing
-// 60 requests a minute and the node asking for far more, every chunk ends done (the 429s were
-// retried after their Retry-After, not burnt as attempts).
-TEST(LlmNode, RateLimitedServerLosesNoChunk) {
-  FakeLlm::Options o;
-  o.rpm_limit = 60;
-  FakeLlm fake(o);
+// Verifies that 429s cost no attempt: every chunk is answered 429 (with Retry-After) once, with
+// KG_MAX_ATTEMPTS=1 so that a single nack would dead-letter it; every chunk ends done, after two
+// requests each (the provider paused and retried itself).
+TEST(LlmNode, RateLimitedRequestsCostNoAttempt) {
+  FakeLlm fake;
   TempDir dir;
   testing::WriteFile(dir.File("kg.toml"), ProviderToml(fake));
   auto env = NodeEnv(dir);
-  env["KG_CONCURRENCY_PER_PROCESS"] = "20";
+  env["KG_MAX_ATTEMPTS"] = "1";
   Node n(dir, env);
   ASSERT_TRUE(n.ready()) << n.proc().Stderr();
   std::string text;
-  for (int i = 0; i < 12; ++i) text += Sentence(i);
+  for (int i = 0; i < 8; ++i) text += Sentence(i, "FAKE_429_ONCE");
   json t = Finished(n, Submit(n, text, "throttled"), 90s);
   ASSERT_FALSE(t.is_null());
   EXPECT_EQ(t["status"], "done") << t.dump();
-  EXPECT_EQ(t["chunks_done"], 12) << t.dump();
+  int total = t["chunks_total"];
+  EXPECT_EQ(t["chunks_done"], total) << t.dump();
+  json stats = fake.Stats();
+  EXPECT_EQ(stats["by_status"].value("429", 0), total) << stats.dump();
+  EXPECT_EQ(stats["requests"], 2 * total) << stats.dump();
+  EXPECT_EQ(t["usage"]["requests"], 2 * total) << t.dump();
 }
 
 // Verifies the cluster-wide request limit: two nodes sharing one Redis (and one MariaDB), one
@@ -255,7 +262,7 @@ TEST(LlmCluster, TwoNodesNeverExceedTheRpmInAnyMinute) {
   json batch = json::array();
   for (int i = 0; i < 300; ++i) batch.push_back({{"text", Sentence(i)}, {"title", "d" + std::to_string(i)}});
   auto r = nodes[0]->http().Post("/api/v1/tasks/batch", batch.dump(), "application/json");
-  ASSERT_TRUE(r && r->status == 202) << (r ? r->body : "no answer");
+  ASSERT_TRUE(r && r->status == 201) << (r ? r->body.substr(0, 300) : "no answer");
   // Past a full minute of requests (the first arrival starts it).
   ASSERT_TRUE(WaitFor(
       [&] {

@@ -368,14 +368,17 @@ TEST(OpenAiProvider, CacheKeyAndFromCache) {
   ProviderReply live = ExtractNow(*a, text);
   ASSERT_TRUE(live.status.ok()) << live.status.message();
   int64_t requests = fake.Stats()["requests"].get<int>();
-  ProviderReply cached = a->FromCache(live.cache_content);
+  ProviderReply cached = a->FromCache(live.cache_content, text);
   EXPECT_TRUE(cached.status.ok()) << cached.status.message();
   EXPECT_EQ(Names(cached.extraction), Names(live.extraction));
-  EXPECT_EQ(cached.extraction.relations.size(), live.extraction.relations.size());
+  ASSERT_EQ(cached.extraction.relations.size(), live.extraction.relations.size());
+  for (size_t i = 0; i < live.extraction.relations.size(); ++i) {
+    EXPECT_EQ(cached.extraction.relations[i].sentence, live.extraction.relations[i].sentence) << i;
+  }
   EXPECT_EQ(cached.usage.requests, 0);
   EXPECT_EQ(cached.usage.prompt_tokens + cached.usage.completion_tokens, 0);
   EXPECT_EQ(fake.Stats()["requests"].get<int>(), requests);
-  EXPECT_EQ(a->FromCache("I cannot help with that.").status.code(), Code::kInvalidArgument);
+  EXPECT_EQ(a->FromCache("I cannot help with that.", text).status.code(), Code::kInvalidArgument);
 }
 
 // A loopback server answering POST /v1/chat/completions with a fixed status and body, for the
