@@ -44,11 +44,15 @@ def start_fake(workdir, latency_ms):
 
 
 def children(pid):
+    """Child pids of every thread of `pid` (the supervisor thread spawns the workers)."""
+    out = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
     except OSError:
-        return []
+        pass
+    return out
 
 
 def pss_kb(pid):
