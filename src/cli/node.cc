@@ -12,6 +12,7 @@
 #include "api/server.h"
 #include "common/util.h"
 #include "graph/graph_store.h"
+#include "llm/prompt.h"
 #include "queue/queue.h"
 #include "store/task_store.h"
 #include "supervisor/node_registry.h"
@@ -93,6 +94,17 @@ int RunNode(const Config& c) {
     spdlog::error("{}", s.message());
     return s.code() == Code::kInvalidArgument ? 2 : 1;
   };
+  // A worker would fail its set-up on a prompt file that does not parse, again and again: say it
+  // once, here, as the configuration error it is.
+  if (c.role != NodeRole::kWeb) {
+    for (const auto& name : c.enabled_providers) {
+      const ProviderConfig& p = c.providers.at(name);
+      if (p.kind == "builtin" || p.prompt_file.empty()) continue;
+      if (auto prompt = llm::LoadPrompt(p.prompt_file); !prompt.ok()) {
+        return fail(Status::Invalid("provider " + name + " prompt_file: " + prompt.status().message()));
+      }
+    }
+  }
   auto queue = OpenQueue(c);
   if (!queue.ok()) return fail(queue.status());
   auto store = OpenTaskStore(c);

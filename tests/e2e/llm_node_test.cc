@@ -202,6 +202,20 @@ TEST(LlmNode, PresetNeedsOnlyItsKey) {
   EXPECT_NE(run.err.find("DEEPSEEK_API_KEY"), std::string::npos) << run.err;
 }
 
+// Verifies that a prompt file that does not parse stops start-up (exit 2, naming the provider and
+// what is wrong) instead of failing every worker's set-up in a loop.
+TEST(LlmNode, BadPromptFileStopsStartUp) {
+  FakeLlm fake;
+  TempDir dir;
+  testing::WriteFile(dir.File("prompt.md"), "no version line here\n--- user\n{{text}}\n");
+  testing::WriteFile(dir.File("kg.toml"), ProviderToml(fake, "prompt_file = \"" + dir.File("prompt.md") + "\"\n"));
+  auto run = testing::RunToEnd({"start"}, dir.path(), NodeEnv(dir), 30s);
+  EXPECT_EQ(run.code, 2) << run.err;
+  EXPECT_NE(run.err.find("provider fake prompt_file"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("version"), std::string::npos) << run.err;
+  EXPECT_EQ(fake.Stats()["requests"], 0);
+}
+
 // Verifies that 429s cost no attempt: every chunk is answered 429 (with Retry-After) once, with
 // KG_MAX_ATTEMPTS=1 so that a single nack would dead-letter it; every chunk ends done, after two
 // requests each (the provider paused and retried itself).
