@@ -29,6 +29,9 @@ using nlohmann::json;
 // What is retried, how often and how long to wait: the provider's retry policy as data.
 struct RetryPolicy {
   int max_retries = 4;             // per request (ProviderConfig::max_retries), then the chunk fails
+  // 429s are counted apart: the provider-wide pause already paces them, and a chunk must not burn
+  // its queue attempts on a storm; past this many in a row the chunk fails this attempt.
+  int max_throttled = 100;
   int64_t base_ms = 500;           // backoff before retry n (0-based): uniform in [0, min(cap, base * 2^n)]
   int64_t cap_ms = 8000;           // ("full jitter": spreads the retries of many workers)
   int64_t max_pause_ms = 120000;   // the longest wait a Retry-After-like header is trusted for
@@ -49,10 +52,7 @@ struct RetryPolicy {
 
 // The request timeouts (documented in openai_provider.h).
 int64_t ConnectTimeoutMs(const ProviderConfig& c) { return int64_t{std::min(10, std::max(1, c.timeout_s))} * 1000; }
-int64_t TotalTimeoutMs(const ProviderConfig& c) {
-  int64_t by_output = 10000 + int64_t{std::max(0, c.max_output_tokens)} * 50;
-  return std::min<int64_t>(int64_t{std::max(1, c.timeout_s)} * 1000, by_output);
-}
+int64_t TotalTimeoutMs(const ProviderConfig& c) { return int64_t{std::max(1, c.timeout_s)} * 1000; }
 
 // "6m0s", "12ms", "1.5s", "1h2m", "250us": Go-style durations as OpenAI's x-ratelimit-reset-*
 // send them; nullopt when `s` is not one.
@@ -166,7 +166,8 @@ struct Call {
   Provider::Done done;
   json messages;  // the conversation so far (system, user, then a re-ask's turns)
   Usage usage;
-  int retries = 0;       // of the current request
+  int retries = 0;       // of the current request (429s apart)
+  int throttled = 0;     // 429s answered to the current request
   bool reasked = false;  // the corrective re-ask has been sent
   int64_t estimate = 0;  // tokens the limiter counted for the request in flight
   std::string slot;      // the limiter's concurrency slot while a request is in flight
@@ -191,8 +192,15 @@ class OpenAiProvider final : public Provider {
     client_->RunAfter(kRenewEveryMs, [this] { RenewSlots(); });
   }
 
-  // The loop stops first, so no callback or timer touches the members below once they go.
-  ~OpenAiProvider() override { client_.reset(); }
+  // The loop stops first, so no callback or timer touches the members below once they go. Then the
+  // concurrency slots of the abandoned requests go back (on Redis they would otherwise stay taken,
+  // cluster-wide, until their TTL).
+  ~OpenAiProvider() override {
+    client_.reset();
+    for (const auto& [id, c] : calls_) {
+      if (!c->slot.empty()) (void)limiter_->Release(c->slot, 0);
+    }
+  }
 
   void Extract(const std::string& text, Done done) override {
     client_->RunAfter(0, [this, text, done = std::move(done)]() mutable {
@@ -396,6 +404,7 @@ class OpenAiProvider final : public Provider {
     }
     c.reasked = true;
     c.retries = 0;
+    c.throttled = 0;
     c.messages.push_back({{"role", "assistant"}, {"content", content}});
     c.messages.push_back({{"role", "user"}, {"content", prompt_.CorrectionMessage(p.detail)}});
     waiting_.push_front(id);
@@ -409,14 +418,25 @@ class OpenAiProvider final : public Provider {
                   &logged_billing_);
     }
     std::optional<int64_t> header = PauseFromHeaders(r);
-    int64_t pause = header ? std::min(*header, policy_.max_pause_ms) : policy_.Backoff(c.retries, rng_);
+    // Without a header: the backoff, but never under base_ms, so that the pause always happens.
+    int64_t pause = header ? std::min(*header, policy_.max_pause_ms)
+                           : std::max(policy_.base_ms, policy_.Backoff(std::min(c.throttled, 20), rng_));
     if (pause > 0) {
       Status s = limiter_->Pause(pause);
       if (!s.ok()) limiter_outage_.Record(s);
     }
     // AIMD: the provider is saturated; a quarter fewer requests in flight from this process.
     cap_ = std::max(1, cap_ - std::max(1, cap_ / 4));
-    Retry(id, pause, "HTTP 429 from " + url_ + ": " + msg);
+    std::string what = "HTTP 429 from " + url_ + ": " + msg;
+    if (c.throttled >= policy_.max_throttled) {
+      return Fail(id, Status::Unavailable(what + " (gave up after " + std::to_string(c.throttled) + " 429s)"));
+    }
+    ++c.throttled;
+    spdlog::debug("provider {}: {}; again in {} ms", config_.name, Redact(what, config_.api_key), pause);
+    client_->RunAfter(pause, [this, id] {
+      waiting_.push_front(id);
+      Admit();
+    });
   }
 
   // Sends the request again after `wait_ms` (through the limiter, ahead of newer chunks), or

@@ -3,13 +3,12 @@
 //
 // One provider object per worker process. Its own thread runs a libcurl multi loop, so up to
 // `max_in_flight` requests are in flight at once on reused connections (TLS verified), each
-// with a connect timeout and a total timeout scaled by max_output_tokens:
-//   connect = min(10 s, timeout_s), total = min(timeout_s, 10 s + max_output_tokens x 50 ms).
-// Before a request is
-// sent the limiter admits it (rpm, tpm, concurrency, a 429 pause; cluster-wide with Redis);
+// with a connect timeout of min(10 s, timeout_s) and a total timeout of timeout_s.
+// Before a request is sent the limiter admits it (rpm, tpm, concurrency, a 429 pause; cluster-wide with Redis);
 // waiting requests queue in order, and only the oldest asks the limiter again.
 // Failures follow a retry policy written as data (openai_provider.cc): 429 pauses the provider
-// (Retry-After / retry-after-ms / x-ratelimit-reset-*, else a backoff) and retries; 408/409/5xx
+// (Retry-After / retry-after-ms / x-ratelimit-reset-*, else a backoff of at least 500 ms) and
+// retries, up to 100 times in a row, not counted in max_retries; 408/409/5xx
 // and transport errors retry with exponential backoff and jitter, up to max_retries; billing
 // answers (insufficient_quota, 402) are not retried. The in-flight cap adapts: down by a
 // quarter on a 429, up by one on a success at the cap (never above max_in_flight).
@@ -19,6 +18,7 @@
 // scrubbed of it (and of any 8-byte piece of it an API's error text may echo).
 // Other final answers: 401/403 and 404 are kUnavailable naming the configuration problem (logged
 // once per provider); any other 4xx (400: e.g. the chunk exceeds the context) is kInvalidArgument.
+// Destroying the provider abandons its requests and gives their concurrency slots back.
 // Usage sums every request of the chunk; the token estimate the limiter counts before a request
 // (prompt bytes / 3 + max_output_tokens) is corrected by the usage the answer reports.
 // CacheKey hashes (kind, base_url, model, prompt version, json_mode, extra_body, text).

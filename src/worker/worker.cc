@@ -125,6 +125,7 @@ class Worker {
     }
     // Graceful: no new leases; let in-flight chunks finish within the stop timeout.
     stopping_ = true;
+    GiveBackPending();  // not started yet: another worker starts them now, not after our stop timeout
     int64_t deadline = MonoMs() + c_.stop_timeout_seconds * 1000LL;
     while (MonoMs() < deadline && g_stop_requests.load() < 2) {
       {
@@ -270,12 +271,13 @@ class Worker {
     }
     std::string key = provider_->CacheKey(payload->text);
     if (!key.empty()) {
-      if (OverBudget(lease)) return true;
+      // The cache first: a cached answer costs nothing, whatever the budget.
       auto hit = store_->GetCachedResponse(key);
       if (hit.ok() && hit->has_value()) {
         ProviderReply reply = provider_->FromCache(**hit, payload->text);
         if (reply.status.ok()) return Settle(Completed{lease, std::move(payload).value(), key, std::move(reply), true});
       }
+      if (OverBudget(lease)) return true;
     }
     std::string text = payload->text;
     provider_->Extract(text, [this, lease, p = std::move(payload).value(), key](ProviderReply reply) mutable {
@@ -303,7 +305,10 @@ class Worker {
     Status s = store_->MarkStopped(lease.task_id, why);
     auto n = s.ok() ? queue_->CancelTask(lease.task_id) : Result<int>(s);
     if (!n.ok()) {
+      // Not stopped this time: the chunk goes back at no cost, and its next lease tries again.
       Warn(lease.chunk_id, n.status());
+      Status back = RetryTransient([&] { return queue_->Release(lease.chunk_id, lease.token); });
+      if (!back.ok()) Warn(lease.chunk_id, back);
     } else {
       spdlog::info("worker {}: task {} stopped: {} ({} chunks cancelled)", o_.owner, lease.task_id, why, *n);
     }
@@ -315,7 +320,6 @@ class Worker {
   bool Settle(Completed done) {
     const Lease& lease = done.lease;
     ProviderReply& reply = done.reply;
-    if (stopping_ && g_stop_requests.load() >= 2) return true;
     if (!done.cache_key.empty()) {
       UsageTotals u;
       u.prompt_tokens = reply.usage.prompt_tokens;
@@ -323,14 +327,17 @@ class Worker {
       u.requests = reply.usage.requests;
       u.cost = reply.usage.cost;
       u.cached_chunks = done.cached ? 1 : 0;
-      // Spent whatever becomes of the chunk; a lost row undercounts, so it is logged.
-      Status s = RetryTransient([&] { return store_->AddUsage(lease.task_id, lease.chunk_id, lease.provider, u); });
+      // Spent whatever becomes of the chunk. Not retried here: a MySQL commit whose answer was lost
+      // may have counted already (the store retries what surely did not), and a ledger that counts
+      // twice stops budgets early; a lost row undercounts, so it is logged.
+      Status s = store_->AddUsage(lease.task_id, lease.chunk_id, lease.provider, u);
       if (!s.ok()) spdlog::warn("worker {}: usage of chunk {} not recorded: {}", o_.owner, lease.chunk_id, s.message());
       if (reply.status.ok() && !done.cached && !reply.cache_content.empty()) {
         Status c = store_->PutCachedResponse(done.cache_key, reply.cache_content);
         if (!c.ok()) spdlog::debug("worker {}: response of chunk {} not cached: {}", o_.owner, lease.chunk_id, c.message());
       }
     }
+    if (stopping_ && g_stop_requests.load() >= 2) return true;  // everything goes back at once
     if (reply.dropped_records > 0) {
       spdlog::info("worker {}: chunk {}: {} invalid records of the model's output left out", o_.owner, lease.chunk_id,
                    reply.dropped_records);
@@ -458,6 +465,21 @@ class Worker {
   void Settling(const std::string& chunk_id) {
     MutexLock l(mu_);
     if (auto it = inflight_.find(chunk_id); it != inflight_.end()) it->second.settling = true;
+  }
+
+  // Gives back the leased chunks no executor has started (no provider call made for them).
+  void GiveBackPending() {
+    std::vector<Lease> pending;
+    {
+      MutexLock l(mu_);
+      pending.swap(pending_);
+      for (const auto& lease : pending) inflight_.erase(lease.chunk_id);
+      ReportStateLocked();
+    }
+    for (const auto& lease : pending) {
+      Status back = RetryTransient([&] { return queue_->Release(lease.chunk_id, lease.token); });
+      if (!back.ok()) Warn(lease.chunk_id, back);
+    }
   }
 
   int ReleaseAll() {
