@@ -75,6 +75,12 @@ def cpu_s(pid):
         return 0.0
 
 
+def result(name, value, unit, n, note):
+    """A RESULT line in bench/result.h's format (bench/figures.py --collect reads them)."""
+    print("RESULT " + json.dumps({"name": name, "value": round(value, 4), "unit": unit, "stat": "median", "n": n,
+                                  "note": note}), flush=True)
+
+
 def document(i):
     return f"Alice Moreau met Bruno Keller in Lisbon on day {i}."
 
@@ -164,12 +170,13 @@ def main():
         main_run = measure(a.in_flight)
         out["main"] = main_run
         tag = f"{a.processes}x{a.in_flight}"
-        print(f"RESULT llm_latency_bound_chunks_per_min={main_run['chunks_per_min']:.0f}  # {tag} in flight, "
-              f"{a.latency_ms} ms per request; ideal {main_run['ideal_chunks_per_min']:.0f}")
-        print(f"RESULT llm_latency_bound_ratio_to_ideal={main_run['ratio_to_ideal']:.3f}  # goal >= 0.9")
-        print(f"RESULT llm_pss_per_call_kb={main_run['pss_per_call_kb']:.1f}  # worker PSS at full load minus idle, "
-              f"per call in flight; goal <= 200 KB")
-        print(f"RESULT llm_cpu_s_per_1000_chunks={main_run['cpu_s_per_1000_chunks']:.2f}  # node + workers")
+        result("llm_latency_bound.chunks_per_min", main_run["chunks_per_min"], "chunks/min", a.runs,
+               f"{tag} in flight, {a.latency_ms} ms per request; ideal {main_run['ideal_chunks_per_min']:.0f}")
+        result("llm_latency_bound.ratio_to_ideal", main_run["ratio_to_ideal"], "ratio", a.runs, "goal >= 0.9")
+        result("llm_latency_bound.pss_per_call_kb", main_run["pss_per_call_kb"], "KB", a.runs,
+               "worker PSS at full load minus idle, per call in flight; goal <= 200 KB")
+        result("llm_latency_bound.cpu_s_per_1000_chunks", main_run["cpu_s_per_1000_chunks"], "s", a.runs,
+               "node + workers, user + system")
         out["scaling"] = {}
         for n in [int(x) for x in a.scaling.split(",") if x]:
             if n == a.in_flight:
@@ -177,8 +184,8 @@ def main():
             else:
                 r = measure(n)
             out["scaling"][n] = {k: r[k] for k in ("chunks_per_min", "ideal_chunks_per_min", "ratio_to_ideal")}
-            print(f"RESULT llm_scaling_{n}_in_flight_chunks_per_min={r['chunks_per_min']:.0f}  "
-                  f"# ideal {r['ideal_chunks_per_min']:.0f}, ratio {r['ratio_to_ideal']:.3f}")
+            result(f"llm_scaling_{n}_in_flight.chunks_per_min", r["chunks_per_min"], "chunks/min", a.runs,
+                   f"ideal {r['ideal_chunks_per_min']:.0f}, ratio {r['ratio_to_ideal']:.3f}")
     finally:
         fake.send_signal(signal.SIGTERM)
         try:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: every benchmark, with the machine noted (BENCH_NEO4J=1 adds a node on Neo4j at
+# `make bench`: every benchmark, with the machine noted (BENCH_LLM=1 adds issue 11's latency-bound
+# LLM figures; BENCH_NEO4J=1 adds a node on Neo4j at
 # full load; BENCH_PEERS=1 adds issue 9's queue
 # overhead and Celery side-by-side benches, which take minutes; BENCH_DISTRIBUTED=1 runs them on a
 # private Redis + MariaDB too). Numbers on 2 shared cores are noisy:
@@ -35,6 +36,11 @@ trap 'rm -f "$out"' EXIT
   # holds at full load against its budget, for pool sizes 1, 2 and 4.
   if [ "${BENCH_NEO4J:-0}" = 1 ]; then
     python3 "$here/neo4j_node_bench.py" --kgflow "$build/kgflow" --runs "${BENCH_RUNS:-3}"
+  fi
+  # Opt-in (about 6 minutes): LLM calls against the fake OpenAI-compatible server at 6 s per request,
+  # 2 processes x 100 in flight (ideal 2,000 chunks/min), memory per call in flight, 10/50/100 in flight.
+  if [ "${BENCH_LLM:-0}" = 1 ]; then
+    python3 "$here/llm_bench.py" --kgflow "$build/kgflow" --runs "${BENCH_RUNS:-3}"
   fi
   # Opt-in (minutes): issue 9's queue overhead (embedded; with BENCH_DISTRIBUTED=1 on a private
   # Redis + MariaDB too) and the Celery side by side (bench/peers/README.md).
