@@ -565,6 +565,18 @@ void Routes::Retry(const http::Request& req, http::Response& res) {
       return Fail(res, 409, "task " + id + " is " + t->status + "; only failed or cancelled tasks can be retried");
     }
   }
+  // A task stopped at its token budget would stop again at once: its spending stays in the ledger.
+  if (t->token_budget > 0) {
+    auto used = d_.store->TaskUsage(id);
+    if (!used.ok()) return Fail(res, used.status());
+    if (used->tokens() >= t->token_budget) {
+      return Fail(res, 409,
+                  "task " + id + " has spent its token budget (" + std::to_string(used->tokens()) + " of " +
+                      std::to_string(t->token_budget) +
+                      " tokens); submit the document again with a larger token_budget (answers already "
+                      "received come from the cache at no cost)");
+    }
+  }
   // Revive the chunks, then reopen the row: reopening bumps the task's epoch, so progress read
   // before it (counts from before the revival included) cannot land, and the row, open again,
   // is brought up to date by the next refresh.

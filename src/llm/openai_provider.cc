@@ -184,7 +184,8 @@ class OpenAiProvider final : public Provider {
         url_(TrimSlash(config_.base_url) + "/chat/completions"),
         cap_(o.max_in_flight),
         rng_(std::random_device{}()),
-        limiter_outage_("provider " + config_.name + ": rate limiter") {
+        limiter_outage_("provider " + config_.name + ": rate limiter"),
+        transport_outage_("provider " + config_.name) {
     policy_.max_retries = std::max(0, config_.max_retries);
     headers_.push_back("Accept: application/json");
     if (!config_.api_key.empty()) headers_.push_back("Authorization: Bearer " + config_.api_key);
@@ -283,6 +284,11 @@ class OpenAiProvider final : public Provider {
     });
   }
 
+  int64_t EstimateTokens(const std::string& text) const override {
+    return static_cast<int64_t>(prompt_.system.size() + prompt_.UserMessage(text).size()) / 3 +
+           config_.max_output_tokens;
+  }
+
   int64_t EstimateTokens(const Call& c) const {
     int64_t bytes = 0;
     for (const json& m : c.messages) bytes += static_cast<int64_t>(m["content"].get_ref<const std::string&>().size());
@@ -339,6 +345,14 @@ class OpenAiProvider final : public Provider {
     if (!released.ok()) limiter_outage_.Record(released);
     c.slot.clear();
 
+    // A server that cannot be reached is logged when it starts and when it ends, not only in the
+    // chunks' errors once their retries are spent.
+    if (r.status == 0) {
+      transport_outage_.Record(Status::Unavailable("cannot reach " + url_ + " (base_url of provider " + config_.name +
+                                                   "): " + r.error + "; chunks wait and retry"));
+    } else {
+      transport_outage_.Record(Status::Ok());
+    }
     if (r.status == 200) {
       OnOk(id, c, j, at_cap);
     } else if (r.status == 429 || r.status == 402) {
@@ -354,12 +368,14 @@ class OpenAiProvider final : public Provider {
       std::string msg = "HTTP " + std::to_string(r.status) + " from " + url_ + ": " +
                         (config_.api_key.empty() ? std::string("no API key is configured (api_key_env is empty)")
                                                  : "the API key in " + config_.api_key_env + " was refused") +
-                        " (" + ErrorMessageOf(r.body) + ")";
-      Fail(id, Status::Unavailable(msg), &logged_auth_);
+                        " (" + ErrorMessageOf(r.body) + "); fix it and retry the task";
+      // Final for the chunk: every retry would be refused the same way (a queue of chunks each
+      // sending it five times). The task's retry sends them again once the key is fixed.
+      Fail(id, Status::Invalid(msg), &logged_auth_);
     } else if (r.status == 404) {
       Fail(id,
-           Status::Unavailable("HTTP 404 from " + url_ + ": check base_url and model '" + config_.model + "' (" +
-                               ErrorMessageOf(r.body) + ")"),
+           Status::Invalid("HTTP 404 from " + url_ + ": check base_url and model '" + config_.model + "' (" +
+                           ErrorMessageOf(r.body) + "); fix it and retry the task"),
            &logged_not_found_);
     } else if (r.status >= 400 && r.status < 500) {
       // The request itself is refused (e.g. the chunk is longer than the model's context): this
@@ -507,6 +523,7 @@ class OpenAiProvider final : public Provider {
   bool logged_auth_ = false, logged_billing_ = false, logged_not_found_ = false;
   std::mt19937_64 rng_;
   OutageLog limiter_outage_;
+  OutageLog transport_outage_;  // the server unreachable (transport errors)
 
   std::unique_ptr<HttpClient> client_;  // last: destroyed (loop stopped) before the rest
 };

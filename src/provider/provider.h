@@ -52,6 +52,10 @@ class Provider {
   // The response-cache key of `text`: a hash of (provider kind, base URL, model, prompt version,
   // text); empty when this provider's answers are not cached (builtin: it is cheaper to rerun).
   virtual std::string CacheKey(const std::string& text) const { (void)text; return {}; }
+  // At most what extracting `text` should spend in tokens, before the call (prompt estimate plus the
+  // output cap); 0 when the provider spends none (builtin). Token budgets reserve it.
+  virtual int64_t EstimateTokens(const std::string& text) const { (void)text; return 0; }
+
   // Turns cached content (a former reply's cache_content for `text`) back into a reply, with no
   // request and zero usage: the same extraction a live answer gave, evidence sentences included.
   // kInvalidArgument when the content no longer parses (then it is not used).

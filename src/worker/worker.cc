@@ -164,6 +164,7 @@ class Worker {
     std::string cache_key;
     ProviderReply reply;
     bool cached = false;
+    int64_t reserved = 0;  // tokens reserved against the task's budget while the call ran
   };
 
   struct InFlight {
@@ -270,6 +271,7 @@ class Worker {
       return true;
     }
     std::string key = provider_->CacheKey(payload->text);
+    int64_t reserved = 0;
     if (!key.empty()) {
       // The cache first: a cached answer costs nothing, whatever the budget.
       auto hit = store_->GetCachedResponse(key);
@@ -277,26 +279,57 @@ class Worker {
         ProviderReply reply = provider_->FromCache(**hit, payload->text);
         if (reply.status.ok()) return Settle(Completed{lease, std::move(payload).value(), key, std::move(reply), true});
       }
-      if (OverBudget(lease)) return true;
+      int64_t budget = 0, used = 0;
+      if (OverBudget(lease, &budget, &used)) return true;
+      if (budget > 0) {
+        // Reserve the call's worst case: while this task's calls in flight here could together pass
+        // its budget, the chunk waits (its lease kept and renewed) for one of them to settle.
+        reserved = provider_->EstimateTokens(payload->text);
+        MutexLock l(mu_);
+        int64_t& held = reserved_[lease.task_id];
+        if (held > 0 && used + held + reserved > budget) {
+          deferred_[lease.task_id].push_back(lease);
+          return false;
+        }
+        held += reserved;
+      }
     }
     std::string text = payload->text;
-    provider_->Extract(text, [this, lease, p = std::move(payload).value(), key](ProviderReply reply) mutable {
+    provider_->Extract(text, [this, lease, p = std::move(payload).value(), key, reserved](ProviderReply reply) mutable {
       {
         MutexLock l(mu_);
-        completed_.push_back(Completed{lease, std::move(p), key, std::move(reply), false});
+        completed_.push_back(Completed{lease, std::move(p), key, std::move(reply), false, reserved});
       }
       cv_.NotifyOne();
     });
     return false;
   }
 
+  // A settled chunk's reservation goes back; the chunks of its task that waited for it try again.
+  void Unreserve(const std::string& task_id, int64_t reserved) {
+    if (reserved == 0) return;
+    {
+      MutexLock l(mu_);
+      if ((reserved_[task_id] -= reserved) <= 0) reserved_.erase(task_id);
+      auto it = deferred_.find(task_id);
+      if (it == deferred_.end()) return;
+      for (auto& lease : it->second) pending_.insert(pending_.begin(), std::move(lease));
+      deferred_.erase(it);
+    }
+    cv_.NotifyAll();
+  }
+
   // Whether the chunk's task has spent its token budget; if so the task is stopped (its row says
   // why, its chunks are cancelled, this one with them) and true is returned.
-  bool OverBudget(const Lease& lease) {
+  // `budget` and `used` (if given) receive the task's budget (0: none) and its spending so far.
+  bool OverBudget(const Lease& lease, int64_t* budget = nullptr, int64_t* spent = nullptr) {
     auto task = store_->Get(lease.task_id);
     if (!task.ok() || task->token_budget <= 0) return false;
     auto used = store_->TaskUsage(lease.task_id);
-    if (!used.ok() || used->tokens() < task->token_budget) return false;
+    if (!used.ok()) return false;
+    if (budget) *budget = task->token_budget;
+    if (spent) *spent = used->tokens();
+    if (used->tokens() < task->token_budget) return false;
     std::string why = "token budget reached: " + std::to_string(used->tokens()) + " of " +
                       std::to_string(task->token_budget) + " tokens spent";
     Settling(lease.chunk_id);
@@ -320,6 +353,14 @@ class Worker {
   bool Settle(Completed done) {
     const Lease& lease = done.lease;
     ProviderReply& reply = done.reply;
+    // The reservation goes back once the chunk is settled (acked or not), so that the chunks it
+    // held back see its spending, and a budget stop they make cannot cancel it before its ack.
+    struct Unreserving {
+      Worker* w;
+      const std::string& task;
+      int64_t tokens;
+      ~Unreserving() { w->Unreserve(task, tokens); }
+    } unreserving{this, lease.task_id, done.reserved};
     if (!done.cache_key.empty()) {
       UsageTotals u;
       u.prompt_tokens = reply.usage.prompt_tokens;
@@ -473,6 +514,10 @@ class Worker {
     {
       MutexLock l(mu_);
       pending.swap(pending_);
+      for (auto& [task, leases] : deferred_) {
+        for (auto& lease : leases) pending.push_back(std::move(lease));
+      }
+      deferred_.clear();
       for (const auto& lease : pending) inflight_.erase(lease.chunk_id);
       ReportStateLocked();
     }
@@ -491,6 +536,7 @@ class Worker {
       }
       pending_.clear();
       completed_.clear();
+      deferred_.clear();
     }
     int n = 0;
     for (const auto& lease : held) {
@@ -513,6 +559,10 @@ class Worker {
   std::map<std::string, InFlight> inflight_ KG_GUARDED_BY(mu_);
   std::vector<Lease> pending_ KG_GUARDED_BY(mu_);
   std::deque<Completed> completed_ KG_GUARDED_BY(mu_);  // answered by the provider, to settle
+  // Token budgets: tokens reserved per task by its calls in flight here, and its leased chunks
+  // waiting for a reservation to come back (Begin, Unreserve).
+  std::map<std::string, int64_t> reserved_ KG_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<Lease>> deferred_ KG_GUARDED_BY(mu_);
   bool holding_suspect_ KG_GUARDED_BY(mu_) = false;
   bool done_flag_ KG_GUARDED_BY(mu_) = false;
   int running_ KG_GUARDED_BY(mu_) = 0;

@@ -154,15 +154,15 @@ TEST(LlmNode, ResubmittedDocumentCostsNoRequest) {
   EXPECT_NE(providers.dump().find("\"requests\":" + std::to_string(chunks)), std::string::npos) << providers.dump();
 }
 
-// Verifies the per-task token budget: once a task has spent it, the task stops with status
-// cancelled and a reason naming the budget, and its remaining chunks send no request.
+// Verifies the per-task token budget with chunks in flight at once: a call reserves its worst case
+// against the budget, so once a task has spent it, the task stops with status cancelled and a
+// reason naming the budget, and its remaining chunks have sent no request.
 TEST(LlmNode, TokenBudgetStopsTheTask) {
   FakeLlm fake;
   TempDir dir;
   testing::WriteFile(dir.File("kg.toml"), ProviderToml(fake));
   auto env = NodeEnv(dir);
-  env["KG_WORKERS_PER_PROVIDER"] = "1";
-  env["KG_CONCURRENCY_PER_PROCESS"] = "1";  // one chunk at a time: the budget is seen after each
+  env["KG_WORKERS_PER_PROVIDER"] = "1";  // one process, 32 chunks in flight (the default for an LLM)
   Node n(dir, env);
   ASSERT_TRUE(n.ready()) << n.proc().Stderr();
   std::string text;
@@ -171,10 +171,16 @@ TEST(LlmNode, TokenBudgetStopsTheTask) {
   ASSERT_FALSE(t.is_null());
   EXPECT_EQ(t["status"], "cancelled") << t.dump();
   EXPECT_NE(t.value("error", "").find("token budget reached"), std::string::npos) << t.dump();
-  // One chunk at a time: the first spends the budget, the second sees it spent before its call.
+  // The first call reserves its worst case, which is over the budget: the other chunks wait for it
+  // instead of starting, then see the budget spent.
   EXPECT_EQ(t["chunks_done"], 1) << t.dump();
   EXPECT_EQ(fake.Stats()["requests"], 1);
   EXPECT_EQ(t["usage"]["requests"], 1) << t.dump();
+  // A retry would stop at once: refused, saying what to do instead.
+  auto retry = n.http().Post("/api/v1/tasks/" + t["id"].get<std::string>() + "/retry", "", "application/json");
+  ASSERT_TRUE(retry);
+  EXPECT_EQ(retry->status, 409) << retry->body;
+  EXPECT_NE(retry->body.find("larger token_budget"), std::string::npos) << retry->body;
 }
 
 // Verifies that a call outlasting the lease keeps its chunk: with 2 s leases and a provider that

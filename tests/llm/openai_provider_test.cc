@@ -287,14 +287,14 @@ TEST(OpenAiProvider, HangTimesOutThenRetries) {
   EXPECT_NE(failed.status.message().find("gave up after 0 retries"), std::string::npos) << failed.status.message();
 }
 
-// Verifies that a refused API key is a clear kUnavailable (not a dead-letter) that names the
-// variable and never the key; the right key then works.
+// Verifies that a refused API key is a clear, final error (dead-lettered at once: every retry would be
+// refused alike) that names the variable and never the key; the right key then works.
 TEST(OpenAiProvider, WrongKeyIsAClearErrorWithoutTheKey) {
   FakeLlm fake(FakeOptions(0, "the-right-key-0000"));
   auto p = Make(Config(fake));
   ASSERT_NE(p, nullptr);
   ProviderReply r = ExtractNow(*p, std::string("plain") + kBody);
-  EXPECT_EQ(r.status.code(), Code::kUnavailable);
+  EXPECT_EQ(r.status.code(), Code::kInvalidArgument);  // final: every retry would be refused alike
   EXPECT_NE(r.status.message().find("HTTP 401"), std::string::npos) << r.status.message();
   EXPECT_NE(r.status.message().find("FAKE_API_KEY was refused"), std::string::npos) << r.status.message();
   EXPECT_FALSE(LeaksKey(r.status.message())) << r.status.message();
@@ -443,11 +443,11 @@ TEST(OpenAiProvider, FinalStatuses) {
   std::vector<Case> cases = {
       {400, R"({"error":{"message":"This model's maximum context length is 8192 tokens"}})", Code::kInvalidArgument,
        "HTTP 400 from http://127.0.0.1:"},
-      {404, R"({"error":{"message":"model not found"}})", Code::kUnavailable, "check base_url and model 'fake-model'"},
+      {404, R"({"error":{"message":"model not found"}})", Code::kInvalidArgument, "check base_url and model 'fake-model'"},
       {402, R"({"error":{"message":"Insufficient Balance"}})", Code::kUnavailable, "billing: HTTP 402"},
       {401, std::string(R"({"error":{"message":"Incorrect API key provided: )") + std::string(kKey).substr(0, 10) +
                 "****" + std::string(kKey).substr(30) + "\"}}",
-       Code::kUnavailable, "Incorrect API key provided: "},
+       Code::kInvalidArgument, "Incorrect API key provided: "},
   };
   LogCapture logs;
   for (const Case& c : cases) {
