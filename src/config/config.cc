@@ -732,6 +732,20 @@ Status LoadProviders(const toml::table& root, const std::string& file, Config& c
       p.kind = "openai";
       KG_RETURN_IF_ERROR(ReadOpenAiTable(TableReader(*t, where), file, p));
     } else {
+      // A table with no kind named almost like a preset ("deepseak") is a typo, not a wish for the
+      // offline extractor: say so rather than run builtin under the name.
+      if (!kind) {
+        for (const auto& pr : kPresets) {
+          std::string lower = name;
+          std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+          if (EditDistance(lower, pr.name) <= 2) {
+            return Status::Invalid(fmt::format(
+                "{}: no preset is named '{}'; did you mean '{}'? (to declare a builtin provider of this name, "
+                "set kind = \"builtin\")",
+                where, name, pr.name));
+          }
+        }
+      }
       KG_RETURN_IF_ERROR(CheckKeys(*t, {"kind", "delay_ms", "fault", "crash_marker"}, where));
       int64_t delay = (*t)["delay_ms"].value_or<int64_t>(0);
       if (delay < 0 || delay > 600000) {

@@ -341,6 +341,20 @@ TEST(Config, SecretsInTheFileAreRefused) {
 // The value of a key no message or description may ever contain.
 constexpr char kKey[] = "sk-DISTINCTIVE-7f3a9c";
 
+// Verifies that a table with no kind named almost like a preset is refused as the typo it is (not
+// run as the offline builtin extractor under that name), and that kind = "builtin" keeps the name.
+TEST(ConfigProviders, TableNamedLikeAPresetIsATypo) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("typo.toml"), "[providers.deepseak]\n");
+  auto r = LoadConfig(Env({{"KG_CONFIG", dir.File("typo.toml")}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("did you mean 'deepseek'"), std::string::npos) << r.status().message();
+  testing::WriteFile(dir.File("meant.toml"), "[providers.deepseak]\nkind = \"builtin\"\n");
+  r = LoadConfig(Env({{"KG_CONFIG", dir.File("meant.toml")}}));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->providers.at("deepseak").kind, "builtin");
+}
+
 // Verifies the chunks a worker keeps in flight: unset, 4 for builtin and 32 for an LLM provider
 // (I/O-bound); KG_CONCURRENCY_PER_PROCESS, when given, holds for both, up to 1000.
 TEST(ConfigProviders, ConcurrencyDependsOnTheKindUnlessSet) {
