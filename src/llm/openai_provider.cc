@@ -168,6 +168,7 @@ struct Call {
   Usage usage;
   int retries = 0;       // of the current request (429s apart)
   int throttled = 0;     // 429s answered to the current request
+  uint64_t cut_at_send = 0;  // the provider's cuts_ when the request in flight was sent
   bool reasked = false;  // the corrective re-ask has been sent
   int64_t estimate = 0;  // tokens the limiter counted for the request in flight
   std::string slot;      // the limiter's concurrency slot while a request is in flight
@@ -313,13 +314,16 @@ class OpenAiProvider final : public Provider {
     req.total_timeout_ms = TotalTimeoutMs(config_);
     ++in_flight_;
     ++c.usage.requests;
+    c.cut_at_send = cuts_;
     client_->Post(std::move(req), [this, id](HttpResponse r) { OnResponse(id, std::move(r)); });
   }
 
   void OnResponse(uint64_t id, HttpResponse r) {
-    bool at_cap = in_flight_ >= cap_;
-    --in_flight_;
     Call& c = *calls_.at(id);
+    // Only a request sent since the last cut may raise the cap: the answers of requests sent before
+    // a 429 would otherwise undo the cut within the same wave.
+    bool at_cap = in_flight_ >= cap_ && c.cut_at_send == cuts_;
+    --in_flight_;
 
     // Read the answer first: its usage corrects the limiter's token count.
     json j;
@@ -443,6 +447,7 @@ class OpenAiProvider final : public Provider {
     }
     // AIMD: the provider is saturated; a quarter fewer requests in flight from this process.
     cap_ = std::max(1, cap_ - std::max(1, cap_ / 4));
+    ++cuts_;
     std::string what = "HTTP 429 from " + url_ + ": " + msg;
     if (c.throttled >= policy_.max_throttled) {
       return Fail(id, Status::Unavailable(what + " (gave up after " + std::to_string(c.throttled) + " 429s)"));
@@ -515,6 +520,7 @@ class OpenAiProvider final : public Provider {
 
   // Loop thread only.
   int cap_;           // the adaptive in-flight cap, 1..max_in_flight_
+  uint64_t cuts_ = 0;  // times the cap was cut (on a 429)
   int in_flight_ = 0;
   uint64_t next_id_ = 0;
   std::map<uint64_t, std::unique_ptr<Call>> calls_;

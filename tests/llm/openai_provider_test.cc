@@ -306,10 +306,10 @@ TEST(OpenAiProvider, WrongKeyIsAClearErrorWithoutTheKey) {
   EXPECT_TRUE(ExtractNow(*ok, std::string("plain") + kBody).status.ok());
 }
 
-// Verifies the in-flight cap: 200 chunks at 200 ms each with max_in_flight 100 keep exactly 100
+// Verifies the in-flight cap: 200 chunks at 1 s each with max_in_flight 100 keep exactly 100
 // requests at the fake at once, never more, and all succeed.
 TEST(OpenAiProvider, InFlightCapHolds) {
-  FakeLlm fake(FakeOptions(200));
+  FakeLlm fake(FakeOptions(1000));  // long enough for 100 requests to be sent under ASan too
   auto p = Make(Config(fake), 100);
   ASSERT_NE(p, nullptr);
   std::vector<std::string> texts;
