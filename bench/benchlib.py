@@ -1,5 +1,8 @@
 """What the Python benches share: free loopback ports, a node's JSON API, waiting for a condition."""
 import json
+import os
+import signal
+import subprocess
 import socket
 import time
 import urllib.request
@@ -36,3 +39,14 @@ def wait_for(cond, timeout, what):
             pass
         time.sleep(0.02)
     raise RuntimeError(f"timed out waiting for {what}")
+
+
+def stop_group(p, timeout=60):
+    """SIGTERM to the process group of `p` (a node started with start_new_session=True), SIGKILL if it
+    has not exited within `timeout` seconds; reaps it."""
+    os.killpg(p.pid, signal.SIGTERM)
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()

@@ -29,7 +29,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from benchlib import free_port, get, post, wait_for  # noqa: E402
+from benchlib import free_port, get, post, stop_group, wait_for  # noqa: E402
 
 FAKE = os.path.join(HERE, "..", "tests", "testing", "fake_llm.py")
 
@@ -130,12 +130,7 @@ def run_node(kgflow, workdir, fake_port, processes, in_flight, chunks):
                 "idle_pss_kb": idle_pss, "peak_pss_kb": peak[0],
                 "cpu_s_per_1000_chunks": (cpu1 - cpu0) * 1000 / chunks}
     finally:
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+        stop_group(p)
 
 
 def main():

@@ -27,7 +27,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from benchlib import free_port, get, post, wait_for  # noqa: E402
+from benchlib import free_port, get, post, stop_group, wait_for  # noqa: E402
 
 SERVERS = os.path.join(HERE, "..", "scripts", "test_servers.sh")
 WORKERS = 3
@@ -93,12 +93,7 @@ def run_node(kgflow, workdir, env_extra, docs, neo4j_port):
             raise RuntimeError(f"tasks failed: {failed}")
         return rate, most[0]
     finally:
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+        stop_group(p)
 
 
 def main():
