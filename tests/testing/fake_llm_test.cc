@@ -464,10 +464,11 @@ TEST(FakeLlm, ExitsOnSignalDeadlineAndOrphaning) {
   ASSERT_NE(st, -1) << "still running 10 s after SIGTERM";
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 
-  auto deadline = start("deadline.port", {"--max-seconds", "1"});
+  // Long enough to start listening on a loaded machine (the clock runs from the script's start).
+  auto deadline = start("deadline.port", {"--max-seconds", "4"});
   ASSERT_TRUE(listening("deadline.port"));
-  st = deadline->Wait(std::chrono::seconds(10));
-  ASSERT_NE(st, -1) << "still running 10 s after --max-seconds 1";
+  st = deadline->Wait(std::chrono::seconds(15));
+  ASSERT_NE(st, -1) << "still running 15 s after --max-seconds 4";
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
 
   // A shell starts the script in the background, writes its pid and exits once it listens.
