@@ -10,7 +10,7 @@ packages=(
   libsqlite3-dev libcurl4-openssl-dev libssl-dev libhiredis-dev libmariadb-dev
   libtomlplusplus-dev libicu-dev googletest libgtest-dev libgmock-dev libexpat1-dev
   libcmark-gfm-dev libcmark-gfm-extensions-dev libxml2-dev  # Markdown (with tables) and HTML to text
-  curl procps python3
+  curl procps python3 python3-venv  # python3-venv: build-tools/venv (below)
   redis-server mariadb-server  # private test servers (scripts/test_servers.sh); no system service is used
   maven openjdk-17-jre-headless  # Neo4j 5.26 for tests, resolved from Maven Central (scripts/neo4j/pom.xml)
   python3-celery python3-redis  # bench/peers: Celery on the same redis-server, side by side
@@ -24,11 +24,26 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#packages[@]} packages present"
-  exit 0
+else
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "deps: installing ${missing[*]}"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# Python tools of the tests (kubernetes-validate for the Kubernetes manifests), pinned in
+# tests/deploy/requirements.txt, in a virtualenv of the checkout: created only if missing,
+# installed only when the pinned set is not already there. KG_DEPS_NO_VENV=1 skips it (the
+# Dockerfile's build stage, which runs no tests).
+[ "${KG_DEPS_NO_VENV:-0}" = 1 ] && exit 0
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$root/build-tools/venv"
+req="$root/tests/deploy/requirements.txt"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+if ! cmp -s "$req" "$venv/requirements.installed"; then
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  cp "$req" "$venv/requirements.installed"
+fi
+echo "deps: python tools in ${venv#"$root"/} ($(grep -c '==' "$req") pinned packages)"
