@@ -7,9 +7,12 @@
 # grace period longer than preStop + KG_STOP_TIMEOUT_SECONDS, a worker memory limit covering
 # (1 + KG_MAX_TOTAL_PROCESSES) x KG_MAX_RSS_MB, selectors that match, the HPA's metric served
 # by the prometheus-adapter rule from a metric src/api/metrics.cc exports, placeholder secrets.
-# Usage: k8s_validate.py [SOURCE_DIR]   (run with build-tools/venv's python, or re-execs it)
+# With KGFLOW_BINARY, each Deployment's environment (ConfigMap + Secret + its own env) is given
+# to `kgflow check-config`, which must accept it, name the role, and show no secret value.
+# Usage: k8s_validate.py [SOURCE_DIR [KGFLOW_BINARY]]   (run with build-tools/venv's python, or re-execs it)
 import os
 import re
+import subprocess
 import sys
 
 K8S_VERSION = "1.30.0"
@@ -22,7 +25,7 @@ except ImportError:
     venv = os.path.join(SOURCE, "build-tools", "venv")
     venv_python = os.path.join(venv, "bin", "python")
     if os.path.exists(venv_python) and os.path.realpath(sys.prefix) != os.path.realpath(venv):
-        os.execv(venv_python, [venv_python, os.path.abspath(__file__), SOURCE])
+        os.execv(venv_python, [venv_python, os.path.abspath(__file__), SOURCE] + sys.argv[2:])
     sys.exit("kubernetes-validate is not installed: run `make deps` (it creates build-tools/venv)")
 
 BASE = os.path.join(SOURCE, "deploy", "kubernetes", "base")
@@ -165,6 +168,29 @@ for k in ("DB_PASSWORD", "REDIS_PASSWORD", "NEO4J_PASSWORD", "KG_API_TOKEN", "DE
 for k, v in sec.items():
     if v not in ("", "change-me"):
         fail(f"Secret/kgflow-secrets {k} holds a value other than the placeholder: keep real secrets out of git")
+
+# The binary accepts each pod's environment as it is.
+if len(sys.argv) > 2:
+    for dep in ("kgflow-web", "kgflow-worker"):
+        d = objs.get(f"Deployment/{dep}")
+        if not d:
+            continue
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        env = {"PATH": "/usr/bin:/bin"}
+        env.update(cm)
+        env.update(sec)
+        env.update({e["name"]: e["value"] for e in c.get("env", [])})
+        r = subprocess.run([sys.argv[2], "check-config"], env=env, capture_output=True, text=True)
+        out = r.stdout + r.stderr
+        role = env.get("NODE_ROLE")
+        if r.returncode != 0:
+            fail(f"{dep}: kgflow check-config exits {r.returncode} on the pod's environment: {out.strip()[-300:]}")
+        elif f"NODE_ROLE={role}" not in out:
+            fail(f"{dep}: check-config does not show NODE_ROLE={role}")
+        elif any(v and v in out for v in sec.values()):
+            fail(f"{dep}: check-config shows a secret value")
+        else:
+            print(f"ok   {dep}: kgflow check-config accepts the pod's environment (NODE_ROLE={role})")
 
 if failures:
     print(f"{len(failures)} problem(s)")
