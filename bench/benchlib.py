@@ -50,3 +50,10 @@ def stop_group(p, timeout=60):
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
+
+
+def check_no_failed_tasks(port):
+    """Raises when the node on `port` lists a failed task (a bench figure from lost work is no figure)."""
+    failed = get(port, "/api/v1/tasks?status=failed&limit=5")["tasks"]
+    if failed:
+        raise RuntimeError(f"tasks failed: {failed}")

@@ -29,7 +29,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from benchlib import free_port, get, post, stop_group, wait_for  # noqa: E402
+from benchlib import check_no_failed_tasks, free_port, get, post, stop_group, wait_for  # noqa: E402
 
 FAKE = os.path.join(HERE, "..", "tests", "testing", "fake_llm.py")
 
@@ -122,9 +122,7 @@ def run_node(kgflow, workdir, fake_port, processes, in_flight, chunks):
         stop.set()
         sampler.join()
         cpu1 = cpu_s(p.pid) + sum(cpu_s(w) for w in workers)
-        failed = get(port, "/api/v1/tasks?status=failed&limit=5")["tasks"]
-        if failed:
-            raise RuntimeError(f"tasks failed: {failed}")
+        check_no_failed_tasks(port)
         return {"seconds": elapsed, "chunks_per_min": chunks * 60 / elapsed,
                 "pss_per_call_kb": (peak[0] - idle_pss) / (processes * in_flight),
                 "idle_pss_kb": idle_pss, "peak_pss_kb": peak[0],

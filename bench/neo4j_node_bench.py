@@ -26,7 +26,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from benchlib import free_port, get, post, stop_group, wait_for  # noqa: E402
+from benchlib import check_no_failed_tasks, free_port, get, post, stop_group, wait_for  # noqa: E402
 
 SERVERS = os.path.join(HERE, "..", "scripts", "test_servers.sh")
 WORKERS = 3
@@ -87,9 +87,7 @@ def run_node(kgflow, workdir, env_extra, docs, neo4j_port):
         rate = docs / (time.monotonic() - t0)
         stop.set()
         sampler.join()
-        failed = [t for t in get(port, "/api/v1/tasks?status=failed&limit=5")["tasks"]]
-        if failed:
-            raise RuntimeError(f"tasks failed: {failed}")
+        check_no_failed_tasks(port)
         return rate, most[0]
     finally:
         stop_group(p)
