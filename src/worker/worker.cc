@@ -125,7 +125,9 @@ class Worker {
     }
     // Graceful: no new leases; let in-flight chunks finish within the stop timeout.
     stopping_ = true;
-    GiveBackPending();  // not started yet: another worker starts them now, not after our stop timeout
+    // Stopping (a signal): chunks not started yet go back now, for another worker to start, not after
+    // our stop timeout. Recycling keeps them: this worker leased them and finishes them.
+    if (g_stop_requests.load() > 0) GiveBackPending();
     int64_t deadline = MonoMs() + c_.stop_timeout_seconds * 1000LL;
     while (MonoMs() < deadline && g_stop_requests.load() < 2) {
       {
