@@ -14,6 +14,9 @@ packages=(
   redis-server mariadb-server  # private test servers (scripts/test_servers.sh); no system service is used
   maven openjdk-17-jre-headless  # Neo4j 5.26 for tests, resolved from Maven Central (scripts/neo4j/pom.xml)
   python3-celery python3-redis  # bench/peers: Celery on the same redis-server, side by side
+  prometheus-cpp-dev  # /metrics: prometheus-cpp's core registry and text serializer
+  libsystemd-dev  # sd_notify: Type=notify units with a watchdog (deploy/systemd)
+  prometheus  # tests only: promtool (rules and their unit tests) and a real Prometheus; no service is used
   clang  # only for the -Wthread-safety check of the lock annotations (scripts/thread_safety.sh)
 )
 missing=()
