@@ -12,13 +12,12 @@ if [ -z "$clang" ]; then
   exit 1
 fi
 python3 - "$build/compile_commands.json" "$root" "$clang" <<'PY'
-import json, shlex, subprocess, sys
+import concurrent.futures, json, os, shlex, subprocess, sys
 db, root, clang = sys.argv[1], sys.argv[2], sys.argv[3]
 units = [u for u in json.load(open(db)) if u["file"].startswith(root + "/src/")]
 if not units:
     sys.exit("thread-safety: no src/ units in " + db)
-failed = 0
-for u in units:
+def check(u):
     args = shlex.split(u["command"])[1:]
     keep, skip = [], False
     for a in args:
@@ -33,7 +32,14 @@ for u in units:
         keep.append(a)
     cmd = [clang, "-fsyntax-only", "-Wthread-safety", "-Wthread-safety-beta", "-Werror", "-Wno-unknown-warning-option"] + \
           [a for a in keep if not a.startswith("-W") or a in ("-Werror",)] + [u["file"]]
-    r = subprocess.run(cmd, cwd=u["directory"], capture_output=True, text=True)
+    return subprocess.run(cmd, cwd=u["directory"], capture_output=True, text=True)
+
+
+# One clang per core: each unit is independent.
+with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    results = list(pool.map(check, units))
+failed = 0
+for r in results:
     if r.returncode != 0:
         failed += 1
         sys.stderr.write(r.stderr)
