@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # Verifies the systemd units in deploy/systemd/ (kgflow, kgflow-worker, kgflow-web): each is
-# Type=notify with NotifyAccess=main and a watchdog, KillMode=mixed, Restart=on-failure, and a
+# Type=notify with NotifyAccess=main and a watchdog, KillMode=mixed, Restart=on-failure but not
+# after exit 2 (a configuration error or a name held elsewhere), and a
 # TimeoutStopSec above the node's longest graceful stop with the default KG_STOP_TIMEOUT_SECONDS
 # (read from `kgflow check-config`: the workers' stop + 2 s, then the API's drain, at most 30 s)
 # plus a margin; each runs the command its role needs; and `systemd-analyze verify` accepts all
@@ -59,7 +60,8 @@ for unit, (command, role) in UNITS.items():
     ini.read(path)
     svc = ini["Service"]
     before = len(failures)
-    for key, want in [("Type", "notify"), ("NotifyAccess", "main"), ("KillMode", "mixed"), ("Restart", "on-failure")]:
+    for key, want in [("Type", "notify"), ("NotifyAccess", "main"), ("KillMode", "mixed"), ("Restart", "on-failure"),
+                      ("RestartPreventExitStatus", "2")]:
         if svc.get(key) != want:
             fail(f"{unit}: {key}={svc.get(key)}, expected {want}")
     if seconds(svc.get("WatchdogSec", "0")) <= 0:
