@@ -33,7 +33,7 @@ def fail(msg):
 
 def seconds(value):
     """A systemd time span as seconds: 60, 60s, 1min, 1min 30s."""
-    units = {"": 1, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
+    units = {"": 1, "s": 1, "sec": 1, "ms": 0.001, "min": 60, "m": 60, "h": 3600}
     total = 0
     for num, unit in re.findall(r"(\d+)\s*([a-z]*)", value):
         if unit not in units:
@@ -64,9 +64,13 @@ for unit, (command, role) in UNITS.items():
                       ("RestartPreventExitStatus", "2")]:
         if svc.get(key) != want:
             fail(f"{unit}: {key}={svc.get(key)}, expected {want}")
-    if seconds(svc.get("WatchdogSec", "0")) <= 0:
+    try:
+        watchdog, stop = seconds(svc.get("WatchdogSec", "0")), seconds(svc.get("TimeoutStopSec", "0"))
+    except ValueError as e:
+        fail(f"{unit}: {e}")
+        continue
+    if watchdog <= 0:
         fail(f"{unit}: no WatchdogSec")
-    stop = seconds(svc.get("TimeoutStopSec", "0"))
     if stop < longest_stop + MARGIN_S:
         fail(f"{unit}: TimeoutStopSec={stop} s, below the longest graceful stop ({longest_stop} s) + {MARGIN_S} s")
     if svc.get("ExecStart", "").split() != ["/usr/local/bin/kgflow", command]:
