@@ -100,9 +100,10 @@ std::vector<SystemdNotifier::Probe> WatchdogProbes(const SystemdNotifier& notifi
                                            Supervisor::kGuardMaxIdleTurnMs);
                       }});
   }
+  // The listener's own address; a wildcard is reached on loopback.
   if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
-  if (host == "::") host = "::1";
-  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  if (host == "::" || host == "[::]") host = "::1";
+  if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
   std::string url = fmt::format("http://{}:{}", host, port);
   probes.push_back({"HTTP event loop", [url, period]() -> std::string {
                       http::ClientOptions o;
