@@ -9,6 +9,7 @@
 #include "cli/node.h"
 #include "config/config.h"
 #include "eval/command.h"
+#include "log/json_formatter.h"
 #include "supervisor/supervisor.h"
 #include "worker/worker.h"
 
@@ -37,9 +38,10 @@ std::optional<kg::Config> LoadOrExplain(const char* role = nullptr) {
   return std::move(c).value();
 }
 
-void SetupLogging(const kg::Config& c) {
+// `provider`: the provider a worker process serves ("" for a node), for JSON lines.
+void SetupLogging(const kg::Config& c, const std::string& provider = "") {
   auto logger = spdlog::stderr_color_mt("kgflow");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%P] %v");
+  kg::SetLogFormat(*logger, c.log_format, c.node_name, provider);
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(c.log_level));
 }
@@ -92,7 +94,7 @@ int Main(int argc, char** argv) {
     }
     auto c = LoadOrExplain();
     if (!c) return kExitConfig;
-    SetupLogging(*c);
+    SetupLogging(*c, o.provider);
     return kg::RunWorker(*c, o);
   }
 

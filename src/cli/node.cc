@@ -12,11 +12,13 @@
 #include "api/server.h"
 #include "common/util.h"
 #include "graph/graph_store.h"
+#include "http/client.h"
 #include "llm/prompt.h"
 #include "queue/queue.h"
 #include "store/task_store.h"
 #include "supervisor/node_registry.h"
 #include "supervisor/supervisor.h"
+#include "systemd/notifier.h"
 
 namespace kg {
 
@@ -80,9 +82,47 @@ void RaiseDescriptorLimit(const Config& c) {
   }
 }
 
+// The watchdog's probes (see SystemdNotifier): the guard loop turned lately, and the HTTP event
+// loop answers /healthz (an inline route: it runs on the event loop itself, so any answer, even a
+// 503 at the connection cap, proves the loop turns).
+std::vector<SystemdNotifier::Probe> WatchdogProbes(const SystemdNotifier& notifier, const Supervisor* supervisor,
+                                                   std::string host, int port) {
+  std::vector<SystemdNotifier::Probe> probes;
+  const int64_t period = std::max<int64_t>(1, notifier.watchdog_ms() / 4);
+  if (supervisor) {
+    // The loop turns at least every kGuardMaxIdleTurnMs; allow that and a margin, or half the
+    // watchdog interval if that is longer.
+    const int64_t max_gap = std::max(notifier.watchdog_ms() / 2, Supervisor::kGuardMaxIdleTurnMs + 5000);
+    probes.push_back({"guard loop", [supervisor, max_gap]() -> std::string {
+                        int64_t gap = MonoMs() - supervisor->LastTurnMs();
+                        if (gap <= max_gap) return "";
+                        return fmt::format("no turn for {} ms (it turns at least every {} ms)", gap,
+                                           Supervisor::kGuardMaxIdleTurnMs);
+                      }});
+  }
+  // The listener's own address; a wildcard is reached on loopback.
+  if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
+  if (host == "::" || host == "[::]") host = "::1";
+  if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
+  std::string url = fmt::format("http://{}:{}", host, port);
+  probes.push_back({"HTTP event loop", [url, period]() -> std::string {
+                      http::ClientOptions o;
+                      o.connect_timeout = std::chrono::milliseconds(period);
+                      o.read_timeout = std::chrono::milliseconds(period);
+                      http::Client client(url, o);
+                      auto r = client.Send("GET", "/healthz");
+                      if (r.ok()) return "";
+                      return fmt::format("GET {}/healthz: {}", url, r.status().message());
+                    }});
+  return probes;
+}
+
 }  // namespace
 
 int RunNode(const Config& c) {
+  // Type=notify under systemd (deploy/systemd/); does nothing elsewhere.
+  SystemdNotifier notifier;
+  notifier.Status("starting: opening the backends");
   LogBanner(c, c.role == NodeRole::kWorker ? "worker node" : "node");
   RaiseDescriptorLimit(c);
   // One backend after the other, stopping at the first that cannot be opened (a server still down
@@ -165,6 +205,7 @@ int RunNode(const Config& c) {
   };
   if (supervisor) supervisor->Start(on_name_lost);
   std::thread http([&] { api.Serve(); });
+  pthread_setname_np(http.native_handle(), "kg-http");  // the HTTP event loop (top -H, the watchdog test)
   std::atomic<bool> stopped{false};
   // A web-only node has no supervisor; it still shows up in the node registry, beating on a
   // connection of its own (a beat waiting out a locked store must not hold up the API's).
@@ -174,6 +215,10 @@ int RunNode(const Config& c) {
   // Machine-readable line for scripts and tests that asked for port 0.
   fmt::print(stdout, "KGFLOW_LISTENING http://{}:{}\n", host, *bound);
   std::fflush(stdout);
+  // Ready: the listener is bound (connections queue from now on) and the guard runs.
+  notifier.Ready(fmt::format("node {} (role {}) serving on {}:{}{}", c.node_name, RoleName(c.role), host, *bound,
+                             supervisor ? "; supervisor running" : ""));
+  notifier.StartWatchdog(WatchdogProbes(notifier, supervisor.get(), host, *bound));
 
   sigset_t set;
   sigemptyset(&set);
@@ -194,6 +239,7 @@ int RunNode(const Config& c) {
     ++signals;
     if (signals == 1) {
       spdlog::info("received {}; stopping gracefully (again to stop at once)", sigabbrev_np(info.si_signo));
+      notifier.Stopping(fmt::format("stopping gracefully on {}: draining in-flight work", sigabbrev_np(info.si_signo)));
       // The stop sequence orchestrators expect: stop taking work at once (/readyz 503, new
       // tasks 503 + Retry-After), drain the in-flight chunks, then close the API.
       api.StopTakingWork();
@@ -211,6 +257,7 @@ int RunNode(const Config& c) {
   }
   stopper.join();
   http.join();
+  notifier.StopWatchdog();  // before the supervisor its probe reads goes away
   web_beat.reset();
   (void)registry.Remove();  // a no-op once the name is another node's
   if (name_lost.load()) {

@@ -236,6 +236,14 @@ const std::vector<Setting>& Settings() {
          c.log_level = l;
          return Status::Ok();
        }},
+      {"KG_LOG_FORMAT",
+       [](Config& c, const std::string& v, const std::string& var) {
+         if (v != "text" && v != "json") {
+           return Status::Invalid(fmt::format("{}='{}': expected text or json", var, v));
+         }
+         c.log_format = v;
+         return Status::Ok();
+       }},
   };
   return kSettings;
 }
@@ -1117,6 +1125,7 @@ std::string DescribeConfig(const Config& c) {
   line("KG_HTTP_THREADS", std::to_string(c.http_threads));
   line("KG_HTTP_EVENT_HEARTBEAT_SECONDS", std::to_string(c.http_event_heartbeat_seconds));
   line("KG_LOG_LEVEL", c.log_level);
+  line("KG_LOG_FORMAT", c.log_format);
   return out;
 }
 

@@ -116,6 +116,7 @@ struct Config {
   int http_threads = 8;                  // handler threads (database calls)
   int http_event_heartbeat_seconds = 15;  // comment lines on an idle event stream
   std::string log_level = "info";
+  std::string log_format = "text";  // KG_LOG_FORMAT: text | json (one JSON object per line)
 
   std::map<std::string, ProviderConfig> providers;  // every declared provider
   std::vector<std::string> enabled_providers;        // in declaration order

@@ -38,7 +38,7 @@ namespace kg {
 namespace {
 
 constexpr int64_t kBusyTickMs = 2000;   // RSS/CPU sampling while a worker is busy
-constexpr int64_t kIdleTickMs = 10000;  // ... and while all are idle (memory does not grow)
+constexpr int64_t kIdleTickMs = Supervisor::kGuardMaxIdleTurnMs;  // ... and while all are idle (memory does not grow)
 
 RestartPolicyOptions PolicyOptions(const Config& c) {
   RestartPolicyOptions o;
@@ -182,6 +182,7 @@ class Supervisor::Impl {
       }
     }
     effects_.Start();
+    last_turn_ms_.store(MonoMs());
     MutexLock j(join_mu_);
     thread_ = std::thread([this] { Loop(); });
     pthread_setname_np(thread_.native_handle(), "kg-guard");
@@ -309,6 +310,8 @@ class Supervisor::Impl {
     if (thread_.joinable()) thread_.join();
     effects_.Join();
   }
+
+  int64_t LastTurnMs() const { return last_turn_ms_.load(); }
 
  private:
   struct Child {
@@ -647,6 +650,7 @@ class Supervisor::Impl {
     bool stopping = false, killed = false;
     while (true) {
       int64_t now = MonoMs();
+      last_turn_ms_.store(now);
       std::vector<pollfd> fds;
       std::vector<Release> releases;
       bool all_stopped = false;
@@ -715,6 +719,7 @@ class Supervisor::Impl {
   Mutex join_mu_;
   std::thread thread_ KG_GUARDED_BY(join_mu_);  // the loop: spawns, reaps, samples
   StoreEffects effects_;                        // every store call of the guard, on its thread
+  std::atomic<int64_t> last_turn_ms_{0};        // MonoMs() at the loop's last turn (LastTurnMs)
 
   // The one mutex of the guard's state. No store call is made while it is held.
   mutable Mutex mu_;
@@ -765,5 +770,6 @@ std::vector<ProcessView> Supervisor::Snapshot() const { return impl_->Snapshot()
 std::string Supervisor::SnapshotJson() const { return impl_->SnapshotJson(); }
 void Supervisor::Stop(bool cold) { impl_->Stop(cold); }
 void Supervisor::Wait() { impl_->Wait(); }
+int64_t Supervisor::LastTurnMs() const { return impl_->LastTurnMs(); }
 
 }  // namespace kg

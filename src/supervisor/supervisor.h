@@ -131,6 +131,12 @@ class Supervisor {
   void Stop(bool cold);
   // Blocks until the loop has stopped every worker and given back their leases.
   void Wait();
+  // Liveness of the guard, for a watchdog (the node's systemd notifier): MonoMs() when the
+  // reconcile loop last began a turn (or when Start() ran, before its first turn). The loop
+  // turns at least every kGuardMaxIdleTurnMs while it runs, so a much older value means the
+  // guard hangs. Thread-safe (an atomic read); stops moving once the loop has ended after a stop.
+  int64_t LastTurnMs() const;
+  static constexpr int64_t kGuardMaxIdleTurnMs = 10000;
 
   class Impl;
 

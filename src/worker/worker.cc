@@ -19,6 +19,7 @@
 #include "common/outage_log.h"
 #include "common/util.h"
 #include "graph/graph_store.h"
+#include "log/context.h"
 #include "pipeline/document.h"
 #include "provider/provider.h"
 #include "queue/queue.h"
@@ -241,6 +242,7 @@ class Worker {
         }
       }
       const std::string id = answered ? answered->lease.chunk_id : lease.chunk_id;
+      LogScope about(answered ? answered->lease.task_id : lease.task_id, id);  // task, chunk on JSON log lines
       bool finished = answered ? Settle(std::move(*answered)) : Begin(lease);
       {
         MutexLock l(mu_);
@@ -462,6 +464,7 @@ class Worker {
       return;
     }
     if (!failed) done_.fetch_add(1);
+    spdlog::debug("worker {}: chunk {} of task {} {}", o_.owner, lease.chunk_id, lease.task_id, failed ? "failed" : "done");
     std::string err;
     if (failed) {
       auto info = queue_->Get(lease.chunk_id);

@@ -211,6 +211,26 @@ TEST(Config, LogLevelIsCaseInsensitive) {
   EXPECT_FALSE(LoadConfig(Env({{"KG_LOG_LEVEL", "loud"}})).ok());
 }
 
+// Verifies KG_LOG_FORMAT: text by default, text or json when set, anything else an error naming
+// the variable and the choices.
+TEST(Config, LogFormatIsTextOrJson) {
+  auto c = LoadConfig(Env({}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->log_format, "text");
+  for (const char* f : {"text", "json"}) {
+    auto d = LoadConfig(Env({{"KG_LOG_FORMAT", f}}));
+    ASSERT_TRUE(d.ok()) << d.status().message();
+    EXPECT_EQ(d->log_format, f);
+  }
+  for (const char* bad : {"xml", "", "JSONL"}) {
+    auto e = LoadConfig(Env({{"KG_LOG_FORMAT", bad}}));
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_NE(e.status().message().find("KG_LOG_FORMAT='" + std::string(bad) + "': expected text or json"),
+              std::string::npos)
+        << e.status().message();
+  }
+}
+
 // Verifies a half-distributed configuration (a queue on Redis with the task store in this host's
 // SQLite, or the reverse) is refused, naming what to set, while both or neither load.
 TEST(Config, QueueAndTaskStoreAreSharedTogether) {
