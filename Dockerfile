@@ -18,7 +18,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libstdc++6 libcmark-gfm0.29.0.gfm.6 libcmark-gfm-extensions0.29.0.gfm.6 libxml2 \
       libhiredis0.14 libsqlite3-0 libmariadb3 libicu72 libspdlog1.10 libssl3 \
-      libtomlplusplus3 libfmt9 libcurl4 libsystemd0 \
+      libtomlplusplus3 libfmt9 libcurl4 libsystemd0 libprometheus-cpp-core1.0 \
       ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/kgflow --create-home kgflow

@@ -388,6 +388,7 @@ void Routes::SubmitBatch(const http::Request& req, http::Response& res) {
     if (!counts.ok() || counts->ready != counts->total) {
       if (Status r = RefreshProgress(*d_.store, *d_.queue, t); !r.ok()) spdlog::warn("batch submit: {}", r.message());
     }
+    ++tasks_submitted_;
     tasks.push_back({{"id", t.id}, {"chunks", t.chunks_total}, {"document", t.doc_id}});
     providers.insert(p.provider);
   }
@@ -420,6 +421,7 @@ void Routes::Accept(const std::string& provider, const std::string& title, const
   t.token_budget = token_budget;
   s = d_.store->Create(t);
   if (!s.ok()) return Fail(res, 503, "task store unavailable: " + s.message());
+  ++tasks_submitted_;
   // Workers that finished chunks before the row existed wrote their progress to nothing.
   if (Status r = RefreshProgress(*d_.store, *d_.queue, task_id); !r.ok()) spdlog::warn("submit: {}", r.message());
   res.set_header("Location", "/api/v1/tasks/" + task_id);
@@ -768,8 +770,8 @@ void Routes::Workers(http::Response& res) {
   Reply(res, 200, {{"nodes", std::move(live)}, {"down", std::move(down)}, {"scaling", ScalingJson()}});
 }
 
-void Routes::Ready(http::Response& res) {
-  if (stopping_) return Reply(res, 503, {{"status", "stopping"}, {"error", "node is stopping; draining in-flight work"}});
+Status Routes::Readiness() {
+  if (stopping_) return Status::Unavailable("node is stopping; draining in-flight work");
   // Every backend answers (each call is one cheap round trip; a server down or restarting is 503 until
   // the backend's reconnect succeeds; /healthz stays 200 meanwhile).
   // The graph is asked for one entity by key (a point lookup on every backend; kNotFound is an
@@ -777,14 +779,23 @@ void Routes::Ready(http::Response& res) {
   auto d = d_.queue->Depths();
   auto t = d_.store->GetSetting("readyz");
   auto g = d_.graph->GetEntity("readyz:probe");
-  if (!d.ok()) return Fail(res, 503, "queue: " + d.status().message());
-  if (!t.ok()) return Fail(res, 503, "task store: " + t.status().message());
-  if (!g.ok() && g.status().code() != Code::kNotFound) return Fail(res, 503, "graph: " + g.status().message());
-  Reply(res, 200, {{"status", "ready"}});
+  if (!d.ok()) return d.status().With("queue");
+  if (!t.ok()) return t.status().With("task store");
+  if (!g.ok() && g.status().code() != Code::kNotFound) return g.status().With("graph");
+  return Status::Ok();
+}
+
+void Routes::Ready(http::Response& res) {
+  Status s = Readiness();
+  if (s.ok()) return Reply(res, 200, {{"status", "ready"}});
+  if (stopping_) return Reply(res, 503, {{"status", "stopping"}, {"error", s.message()}});
+  Fail(res, 503, s.message());
 }
 
 void Routes::Metrics(http::Response& res) {
-  res.set_content(RenderMetrics(d_, svr_.stats()), "text/plain; version=0.0.4");
+  auto page = RenderMetrics(d_, svr_.stats(), {Readiness(), tasks_submitted_.load()});
+  if (!page.ok()) return Fail(res, page.status());
+  res.set_content(*page, "text/plain; version=0.0.4");
 }
 
 void Routes::Stats(http::Response& res) {

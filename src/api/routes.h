@@ -76,6 +76,9 @@ class Routes {
   void ResetScale(const http::Request& req, http::Response& res);
   void Providers(http::Response& res);
   void Workers(http::Response& res);
+  // What /readyz answers and kg_ready reports: ok, or why not (stopping, or the backend that
+  // failed). One round trip to each backend.
+  Status Readiness();
   void Ready(http::Response& res);
   void Metrics(http::Response& res);
   void Stats(http::Response& res);
@@ -103,6 +106,7 @@ class Routes {
   const Config& c_;
   http::Server& svr_;
   std::atomic<bool> stopping_{false};
+  std::atomic<int64_t> tasks_submitted_{0};  // tasks accepted (kg_tasks_submitted_total)
   OutageLog list_progress_outage_{"list: task progress"};  // once per outage, not per request
   OutageLog usage_outage_{"api: LLM usage"};
   EventHub events_;

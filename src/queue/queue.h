@@ -73,8 +73,12 @@ struct TaskCounts {
   int total = 0, ready = 0, leased = 0, done = 0, dead = 0, cancelled = 0;
 };
 
+// Chunks of one provider by state. A ready chunk is in exactly one of `ready` (leasable now)
+// and `delayed` (waiting out a retry backoff: its available_at is in the future, by the
+// queue's clock); suspect chunks count like the others.
 struct ProviderDepth {
   int64_t ready = 0, leased = 0, dead = 0;
+  int64_t delayed = 0;
   int64_t done = 0;  // every chunk ever acked: it never falls, also when done records expire
 };
 

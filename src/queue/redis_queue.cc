@@ -23,7 +23,8 @@
 // - LeaseChunks: one script, one round trip; it first reclaims up to 256 expired leases of
 //   the provider, then leases up to `max` ready chunks (or one suspect chunk, alone).
 // - Counts: per provider and per task a hash of counts by state kept by the scripts, so
-//   Depths() is one HMGET per provider and Counts() one per provider.
+//   Depths() is one read-only script per provider (the counts, and a ZCOUNT of the ready chunks
+//   not yet due, since `ready` there means leasable now) and Counts() one HMGET per provider.
 // - Retention: Ack gives a done chunk's hash a TTL of options.done_retention_ms, and the task's
 //   index and counts too once none of its chunks is ready, leased, dead or cancelled (the
 //   scripts' header says how); a finished task then leaves nothing behind: Counts reports
@@ -215,15 +216,16 @@ class RedisQueue final : public Queue {
     std::map<std::string, ProviderDepth> out;
     if (providers.empty()) return out;
     std::vector<Call> calls;
-    for (const auto& p : providers) calls.push_back(Call::Cmd({"HMGET", Base(p) + ":n", "ready", "leased", "dead", "done"}));
+    for (const auto& p : providers) calls.push_back(Call::Eval(depth_, {Base(p)}, {Now()}));
     KG_ASSIGN_OR_RETURN(auto vs, client_.Run(calls));
     for (size_t k = 0; k < providers.size(); ++k) {
-      if (vs[k].a.size() != 4) return Status::Internal(client_.Where() + ": bad depth reply");
+      if (vs[k].a.size() != 5) return Status::Internal(client_.Where() + ": bad depth reply");
       auto& d = out[providers[k]];
       d.ready = vs[k].a[0].Int();
       d.leased = vs[k].a[1].Int();
       d.dead = vs[k].a[2].Int();
       d.done = vs[k].a[3].Int();
+      d.delayed = vs[k].a[4].Int();
     }
     return out;
   }
@@ -406,6 +408,7 @@ class RedisQueue final : public Queue {
   const Script retry_ = MakeScript(redis_queue::kRetry);
   const Script list_ = MakeScript(redis_queue::kList);
   const Script next_due_ = MakeScript(redis_queue::kNextDue);
+  const Script depth_ = MakeScript(redis_queue::kDepth);
   Mutex rng_mu_;
   std::mt19937_64 rng_ KG_GUARDED_BY(rng_mu_){std::random_device{}()};
   // Subscribers kept subscribed between waits, per provider; a waiter takes one for its wait.

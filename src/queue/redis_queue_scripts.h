@@ -340,4 +340,15 @@ consider(K .. ':leased', 1)
 return {NOW, t}
 )lua";
 
+// ARGV: now. Returns the provider's counts {ready, leased, dead, done, delayed}: `ready` counts
+// only the chunks leasable now (available_at <= now, as kLease takes them), `delayed` the ready
+// ones waiting out a backoff. Reads only.
+inline constexpr const char* kDepth = R"lua(
+local n = redis.call('HMGET', K .. ':n', 'ready', 'leased', 'dead', 'done')
+local later = '(' .. NOW
+local delayed = redis.call('ZCOUNT', K .. ':ready', later, '+inf') + redis.call('ZCOUNT', K .. ':suspect', later, '+inf')
+local ready = (tonumber(n[1]) or 0) - delayed
+return {ready, tonumber(n[2]) or 0, tonumber(n[3]) or 0, tonumber(n[4]) or 0, delayed}
+)lua";
+
 }  // namespace kg::redis_queue

@@ -337,13 +337,19 @@ class SqliteQueue final : public Queue {
   }
 
   Result<std::map<std::string, ProviderDepth>> Depths() override {
-    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT provider, state, COUNT(*) FROM chunks GROUP BY provider, state"));
+    // Leasable is available_at <= now, as LeaseChunks has it; the rest of the ready ones are delayed.
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT provider, state, COUNT(*), SUM(available_at>?) FROM chunks "
+                                             "GROUP BY provider, state"));
+    q->Bind(1, o_.now_ms());
     std::map<std::string, ProviderDepth> out;
     while (q->Step()) {
       auto& d = out[q->Text(0)];
       int64_t n = q->Int(2);
       switch (static_cast<int>(q->Int(1))) {
-        case kReady: d.ready = n; break;
+        case kReady:
+          d.delayed = q->Int(3);
+          d.ready = n - d.delayed;
+          break;
         case kLeased: d.leased = n; break;
         case kDone: d.done = n; break;
         case kDead: d.dead = n; break;

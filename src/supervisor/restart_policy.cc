@@ -37,6 +37,12 @@ void RestartPolicy::OnCleanExit(const std::string& provider, int64_t started_at)
   if (clock_() - started_at >= o_.stable_ms) providers_[provider].consecutive_failures = 0;
 }
 
+int64_t RestartPolicy::QuarantineRemainingMs(const std::string& provider) const {
+  auto it = providers_.find(provider);
+  if (it == providers_.end()) return 0;
+  return std::max<int64_t>(0, it->second.quarantined_until - clock_());
+}
+
 bool RestartPolicy::Quarantined(const std::string& provider) const {
   auto it = providers_.find(provider);
   return it != providers_.end() && it->second.quarantined_until > clock_();

@@ -50,6 +50,8 @@ class RestartPolicy {
   void OnCleanExit(const std::string& provider, int64_t started_at);
 
   bool Quarantined(const std::string& provider) const;
+  // Milliseconds until the quarantine of `provider` ends; 0 when it is not quarantined.
+  int64_t QuarantineRemainingMs(const std::string& provider) const;
   bool BackingOff(const std::string& provider) const;
   // Neither backing off nor quarantined.
   bool MaySpawn(const std::string& provider) const { return !Quarantined(provider) && !BackingOff(provider); }

@@ -31,6 +31,7 @@
 #include "supervisor/restart_policy.h"
 #include "supervisor/spawner.h"
 #include "supervisor/store_effects.h"
+#include "supervisor/worker_accounts.h"
 #include "worker/exit_codes.h"
 
 namespace kg {
@@ -126,7 +127,8 @@ class Supervisor::Impl {
         // Node registry, expired-lease reclaim, settings: every KG_HEARTBEAT_SECONDS on the store thread.
         effects_(*queue_, *store_, [this] { Heartbeat(); }, c.heartbeat_seconds * 1000LL,
                  [this](const std::string& p, uint64_t seq) { Persisted(p, seq); }),
-        policy_(PolicyOptions(c), [] { return MonoMs(); }) {
+        policy_(PolicyOptions(c), [] { return MonoMs(); }),
+        accounts_(c.enabled_providers) {
     wake_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     for (const auto& p : c_.enabled_providers) {
       auto& ps = providers_[p];
@@ -286,6 +288,22 @@ class Supervisor::Impl {
     return out;
   }
 
+  std::map<std::string, ProviderTelemetry> Telemetry() const {
+    MutexLock l(mu_);
+    auto stats = accounts_.Stats();
+    std::map<std::string, ProviderTelemetry> out;
+    for (const auto& p : c_.enabled_providers) {
+      auto& t = out[p];
+      t.stats = stats[p];
+      t.exits = accounts_.Exits().at(p);
+      t.spawns = providers_.at(p).spawns;
+      t.restarts = providers_.at(p).restarts;
+      t.quarantined = policy_.Quarantined(p);
+      t.quarantine_remaining_seconds = t.quarantined ? policy_.QuarantineRemainingMs(p) / 1000.0 : 0;
+    }
+    return out;
+  }
+
   std::string SnapshotJson() const {
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& v : Snapshot()) {
@@ -325,6 +343,7 @@ class Supervisor::Impl {
     bool stop_sent = false;
     std::string stop_reason;
     bool rss_reported = false;
+    bool bad_line_reported = false;  // a status line it wrote was not understood (logged once)
     ProcStats stats;
     int64_t restarts = 0;   // of this process slot: replacements before this process
     std::string last_exit;  // how the slot's previous process ended; "" for a first process
@@ -525,6 +544,8 @@ class Supervisor::Impl {
         ++ps.restarts;
         ps.vacancies.push_back({ch.restarts + 1, reason});
       }
+      bool recycled = (exit.exited && exit.code == kWorkerExitRecycled) || ch.stop_reason.rfind("recycled", 0) == 0;
+      accounts_.Ended(pid, ch.provider, crashed ? kExitCrashed : recycled ? kExitRecycled : kExitStopped);
       if (crashed) {
         spdlog::error("supervisor: worker pid={} provider={} died: {}", pid, ch.provider, how);
         RecordFailure(ch.provider, how, ch.started_at);
@@ -558,8 +579,21 @@ class Supervisor::Impl {
         if (word == "busy" && ch.state != "busy") next_tick_ = std::min(next_tick_, MonoMs() + kBusyTickMs);
         ch.state = word;
         ch.chunks_done = done;
+      } else if (word == "stats") {
+        Status s = accounts_.Record(pid, ch.provider, std::string_view(line).substr(word.size()));
+        if (!s.ok()) BadLine(pid, ch, s.message());
+      } else {
+        BadLine(pid, ch, "unknown status line");
       }
     }
+  }
+
+  // A status line the supervisor does not understand: ignored, logged once per process.
+  void BadLine(pid_t pid, Child& ch, const std::string& why) KG_REQUIRES(mu_) {
+    if (ch.bad_line_reported) return;
+    ch.bad_line_reported = true;
+    spdlog::warn("supervisor: worker pid={} provider={}: ignoring a status line: {} (reported once per process)", pid,
+                 ch.provider, why);
   }
 
   void SampleStats() KG_REQUIRES(mu_) {
@@ -732,6 +766,7 @@ class Supervisor::Impl {
   std::map<pid_t, Child> children_ KG_GUARDED_BY(mu_);
   std::map<std::string, ProviderState> providers_ KG_GUARDED_BY(mu_);
   RestartPolicy policy_ KG_GUARDED_BY(mu_);
+  WorkerAccounts accounts_ KG_GUARDED_BY(mu_);  // what the workers counted, how they ended
   int64_t next_tick_ KG_GUARDED_BY(mu_) = 0;  // next RSS/CPU sample (monotonic ms)
   int64_t spawn_seq_ KG_GUARDED_BY(mu_) = 0;
 };
@@ -768,6 +803,7 @@ Result<ScaleResult> Supervisor::ResetScale(const std::string& p) { return impl_-
 std::vector<ProviderScale> Supervisor::Scales() const { return impl_->Scales(); }
 std::vector<ProcessView> Supervisor::Snapshot() const { return impl_->Snapshot(); }
 std::string Supervisor::SnapshotJson() const { return impl_->SnapshotJson(); }
+std::map<std::string, ProviderTelemetry> Supervisor::Telemetry() const { return impl_->Telemetry(); }
 void Supervisor::Stop(bool cold) { impl_->Stop(cold); }
 void Supervisor::Wait() { impl_->Wait(); }
 int64_t Supervisor::LastTurnMs() const { return impl_->LastTurnMs(); }

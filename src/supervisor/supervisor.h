@@ -4,7 +4,7 @@
 // reaper.h (reaping its own children), restart_policy.h (backoff, quarantine, spawn
 // budget), proc_stats.h (/proc sampling), node_registry.h (heartbeat, scale setting) and
 // store_effects.h (every store call of the guard, on a thread of its own: none is made
-// under the guard's mutex or on its loop).
+// under the guard's mutex or on its loop) and worker_accounts.h (what the workers counted).
 //
 // - One reconcile loop (one thread) alone spawns and stops processes, under one mutex;
 //   Scale() and Start() only change the desired state and wake it, so concurrent or
@@ -35,6 +35,7 @@
 #include "common/status.h"
 #include "config/config.h"
 #include "supervisor/proc_stats.h"  // ReadProcStats, for the supervisor's users (bench)
+#include "telemetry/worker_stats.h"
 
 namespace kg {
 
@@ -52,6 +53,18 @@ struct ProcessView {
   int64_t spawns = 0;    // of this process's provider on this node, since start
   std::string last_exit;  // how the slot's previous process ended; "" for a slot's first process
   int64_t provider_restarts = 0;  // replacements of this provider's processes on this node, since start
+};
+
+// What the node's worker processes of one provider counted and how they ended (Telemetry()).
+struct ProviderTelemetry {
+  // Counters: those of every process that ended plus the last snapshot of each live one, so
+  // they never fall; gauges (pool connections): the live processes' only.
+  telemetry::WorkerStats stats;
+  std::map<std::string, int64_t> exits;  // by reason: stopped | recycled | crashed (each present)
+  int64_t spawns = 0;                     // processes spawned
+  int64_t restarts = 0;                   // processes replaced after a crash or a recycle
+  bool quarantined = false;
+  double quarantine_remaining_seconds = 0;  // 0 unless quarantined
 };
 
 struct ScaleResult {
@@ -124,6 +137,11 @@ class Supervisor {
   std::vector<ProviderScale> Scales() const;
   // The process table, including providers in backoff or quarantine. Thread-safe.
   std::vector<ProcessView> Snapshot() const;
+  // Per enabled provider, what its processes reported on their status pipes ("stats" lines;
+  // a line that is not one is logged once per process and ignored) summed with what its ended
+  // processes left, exits by reason (as the reaper classifies them: asked to stop, recycled,
+  // crashed), and its quarantine. Since Create(); a copy. Thread-safe.
+  std::map<std::string, ProviderTelemetry> Telemetry() const;
   // JSON array of Snapshot(), as stored in the node registry.
   std::string SnapshotJson() const;
   // Requests a stop: graceful (finish in-flight work up to KG_STOP_TIMEOUT_SECONDS) or

@@ -23,6 +23,7 @@
 #include "graph/graph_store.h"
 #include "pipeline/document.h"
 #include "sqlite/db.h"
+#include "testing/prom_text.h"
 #include "testing/testing.h"
 
 namespace kg {
@@ -30,83 +31,8 @@ namespace {
 
 using nlohmann::json;
 
-// One sample of the Prometheus text format: name, labels (unescaped) and value.
-struct Sample {
-  std::string name;
-  std::map<std::string, std::string> labels;
-  double value = 0;
-};
-
-// Parses one sample line strictly per the text format 0.0.4; false on anything else.
-bool ParseSample(const std::string& line, Sample* out) {
-  size_t i = 0;
-  auto name_char = [](char c, bool first) {
-    return std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':' ||
-           (!first && std::isdigit(static_cast<unsigned char>(c)));
-  };
-  auto name = [&](std::string* n) {
-    size_t start = i;
-    while (i < line.size() && name_char(line[i], i == start)) ++i;
-    *n = line.substr(start, i - start);
-    return !n->empty();
-  };
-  if (!name(&out->name)) return false;
-  if (i < line.size() && line[i] == '{') {
-    ++i;
-    while (i < line.size() && line[i] != '}') {
-      std::string key, value;
-      if (!name(&key) || i + 1 >= line.size() || line[i] != '=' || line[i + 1] != '"') return false;
-      i += 2;
-      while (i < line.size() && line[i] != '"') {
-        if (line[i] == '\\') {
-          if (i + 1 >= line.size()) return false;
-          char e = line[i + 1];
-          if (e == '\\') value += '\\';
-          else if (e == '"') value += '"';
-          else if (e == 'n') value += '\n';
-          else return false;
-          i += 2;
-        } else {
-          value += line[i++];
-        }
-      }
-      if (i >= line.size()) return false;
-      ++i;  // closing quote
-      out->labels[key] = value;
-      if (i < line.size() && line[i] == ',') ++i;
-    }
-    if (i >= line.size()) return false;
-    ++i;  // closing brace
-  }
-  if (i >= line.size() || line[i] != ' ') return false;
-  std::string v = line.substr(i + 1);
-  char* end = nullptr;
-  out->value = std::strtod(v.c_str(), &end);
-  return !v.empty() && end && *end == '\0';
-}
-
-// Every line of a /metrics page: comments must be HELP or TYPE, samples must parse.
-std::vector<Sample> ParseMetrics(const std::string& page, std::string* error) {
-  std::vector<Sample> out;
-  size_t pos = 0;
-  while (pos < page.size()) {
-    size_t nl = page.find('\n', pos);
-    if (nl == std::string::npos) {
-      *error = "page does not end with a newline";
-      return out;
-    }
-    std::string line = page.substr(pos, nl - pos);
-    pos = nl + 1;
-    if (line.rfind("# HELP ", 0) == 0 || line.rfind("# TYPE ", 0) == 0) continue;
-    Sample s;
-    if (!ParseSample(line, &s)) {
-      *error = "not a sample line: [" + line + "]";
-      return out;
-    }
-    out.push_back(std::move(s));
-  }
-  return out;
-}
+using testing::ParseMetrics;
+using testing::Sample;
 
 // Sends `request` as is on a fresh loopback connection and returns everything the server
 // answers until it closes (the request should say Connection: close). Empty on failure.
@@ -449,16 +375,6 @@ TEST_F(ApiTest, BearerTokenOnEveryApiRoute) {
   }
 }
 
-// Verifies label values are escaped per the text format: backslash, double quote, newline.
-TEST(MetricsText, EscapeLabelValue) {
-  EXPECT_EQ(api::EscapeLabelValue("plain-name_1"), "plain-name_1");
-  EXPECT_EQ(api::EscapeLabelValue("a\"b"), "a\\\"b");
-  EXPECT_EQ(api::EscapeLabelValue("a\\b"), "a\\\\b");
-  EXPECT_EQ(api::EscapeLabelValue("a\nb"), "a\\nb");
-  EXPECT_EQ(api::EscapeLabelValue("\\\"\n"), "\\\\\\\"\\n");
-  EXPECT_EQ(api::EscapeLabelValue("名前"), "名前");
-}
-
 // Verifies a provider name from TOML holding a double quote, a backslash and a newline
 // reaches /metrics as a label value that a strict text-format parser reads back intact,
 // and that every line of the page parses.
@@ -490,6 +406,40 @@ TEST_F(ApiTest, MetricsLabelValuesEscaped) {
   }
   EXPECT_TRUE(found) << m->body;
   EXPECT_EQ(graph_lines, 3) << "normal names parse too: " << m->body;
+}
+
+// The samples of this server's /metrics page (a test failure when it does not parse).
+std::vector<Sample> Scrape(httplib::Client& c) {
+  auto m = c.Get("/metrics");
+  EXPECT_TRUE(m && m->status == 200);
+  if (!m) return {};
+  std::string error;
+  auto samples = ParseMetrics(m->body, &error);
+  EXPECT_EQ(error, "") << m->body;
+  return samples;
+}
+
+// Verifies kg_ready follows the /readyz check (1 while it answers 200, 0 once the node stops
+// taking work) and kg_tasks_submitted_total counts the tasks each submission path accepted
+// (single JSON, text/plain upload, a batch of 2) and not a refused one.
+TEST_F(ApiTest, MetricsReadyAndSubmittedTasks) {
+  Start();
+  EXPECT_EQ(testing::Value(Scrape(*client_), "kg_ready"), 1);
+  EXPECT_EQ(testing::Value(Scrape(*client_), "kg_tasks_submitted_total"), 0);
+  EXPECT_EQ(testing::Value(Scrape(*client_), "kg_cluster_reporter"), 1) << "a node alone reports";
+  auto one = Post("/api/v1/tasks", R"({"text":"Mara Voss founded Helix Dynamics."})");
+  ASSERT_TRUE(one && one->status == 202);
+  auto text = client_->Post("/api/v1/tasks?title=t", "Ingrid Halvorsen works at Kestrel Labs.", "text/plain");
+  ASSERT_TRUE(text && text->status == 202) << (text ? text->body : "");
+  auto batch = Post("/api/v1/tasks/batch", R"([{"text":"Anna Berg leads Orion Labs."},{"text":"Tom Reed joined Vega Corp."}])");
+  ASSERT_TRUE(batch && batch->status == 201) << (batch ? batch->body : "");
+  ExpectError(Post("/api/v1/tasks", R"({"text":""})"), 400, "empty");
+  EXPECT_EQ(testing::Value(Scrape(*client_), "kg_tasks_submitted_total"), 4);
+  server_->StopTakingWork();
+  auto ready = client_->Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_EQ(testing::Value(Scrape(*client_), "kg_ready"), 0);
 }
 
 // Verifies GET /api/v1/graph/export streams (chunked transfer, no Content-Length) a

@@ -208,7 +208,7 @@ TEST(EndToEnd, GracefulStopStopsTakingWorkThenDrains) {
   auto tasks = (*q)->Depths();
   ASSERT_TRUE(tasks.ok());
   int64_t all = 0;
-  for (const auto& [_, d] : *tasks) all += d.ready + d.leased + d.done + d.dead;
+  for (const auto& [_, d] : *tasks) all += d.ready + d.delayed + d.leased + d.done + d.dead;
   EXPECT_EQ(all, 1) << "the refused task enqueued nothing";
 }
 

@@ -243,6 +243,30 @@ TEST_P(QueueContract, NackBacksOffThenDeadLetters) {
   EXPECT_EQ(q_->Counts("t")->dead, 1);
 }
 
+// Verifies Depths() counts a chunk waiting out a retry backoff as delayed, not ready (ready is
+// what a lease could take now), and as ready again once the backoff has passed.
+TEST_P(QueueContract, DepthsSplitReadyFromDelayed) {
+  ASSERT_TRUE(q_->Enqueue(Items("t", 3)).ok());
+  auto l = LeaseN(2);
+  ASSERT_EQ(l.size(), 2u);
+  ASSERT_TRUE(q_->Nack(l[0].chunk_id, l[0].token, "boom", true).ok());
+  ASSERT_TRUE(q_->Release(l[1].chunk_id, l[1].token).ok());  // no backoff: ready at once
+  auto d = q_->Depths();
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  EXPECT_EQ((*d)["p"].ready, 2);
+  EXPECT_EQ((*d)["p"].delayed, 1);
+  EXPECT_EQ((*d)["p"].leased, 0);
+  EXPECT_EQ(LeaseN(5).size(), 2u) << "the delayed chunk is not leasable";
+  auto info = q_->Get(l[0].chunk_id);
+  ASSERT_TRUE(info.ok());
+  now_ = info->available_at_ms;  // due now
+  d = q_->Depths();
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ((*d)["p"].ready, 1);
+  EXPECT_EQ((*d)["p"].delayed, 0);
+  EXPECT_EQ((*d)["p"].leased, 2);
+}
+
 // Verifies a non-retryable nack dead-letters at once.
 TEST_P(QueueContract, NonRetryableNackIsDeadAtOnce) {
   ASSERT_TRUE(q_->Enqueue(Items("t", 1)).ok());
