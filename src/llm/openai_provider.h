@@ -32,6 +32,7 @@
 #include "llm/limiter.h"
 #include "llm/prompt.h"
 #include "provider/provider.h"
+#include "telemetry/worker_stats.h"
 
 namespace kg::llm {
 
@@ -40,6 +41,11 @@ struct OpenAiOptions {
   Prompt prompt;
   std::unique_ptr<Limiter> limiter;  // owned
   int max_in_flight = 4;             // KG_CONCURRENCY_PER_PROCESS
+  // Borrowed, may be null; must outlive the provider. Counts every HTTP answer by status and
+  // every transport failure (LlmRequest), and each request that had to wait for the limiter
+  // (rpm, tpm, concurrency, a 429 pause) with the time it waited from being ready to send
+  // (RateLimitWait), once per request. Usage is the caller's to count (ProviderReply::usage).
+  telemetry::Recorder* recorder = nullptr;
 };
 
 // Starts the provider's event-loop thread. kInvalidArgument for a config it cannot use.
