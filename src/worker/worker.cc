@@ -505,18 +505,22 @@ class Worker {
       }
     }
     Count(lease.chunk_id, outcome);
-    // The row before the refresh: the task is finished here when this refresh moves it from
-    // queued/running to done/failed (a cancelled task is not counted). Refreshes of one task are
-    // serialised within this process, so two executors settling its last chunks count it once;
-    // two processes doing so at the same moment may both count it.
+    // The task is finished here when this refresh moves its stored status from queued/running to
+    // done/failed (a cancelled task is not counted): the row is read before, and again after
+    // when the queue's counts say every chunk is settled. Refreshes of one task are serialised
+    // within this process, so two executors settling its last chunks count it once; two
+    // processes doing so at the same moment may both count it.
     OneRefresh one(*this, lease.task_id);
     Status u = RetryTransient([&] {
       auto row = store_->Get(lease.task_id);
       if (!row.ok()) return row.status().code() == Code::kNotFound ? Status::Ok() : row.status();
       std::string derived;
       KG_RETURN_IF_ERROR(RefreshProgress(*store_, *queue_, *row, err, &derived));
-      bool was_open = row->status == "queued" || row->status == "running";
-      if (was_open && (derived == "done" || derived == "failed")) rec_.TaskFinished(derived);
+      auto final = [](const std::string& status) { return status == "done" || status == "failed"; };
+      if ((row->status == "queued" || row->status == "running") && final(derived)) {
+        auto after = store_->Get(lease.task_id);  // a failed read undercounts rather than retry
+        if (after.ok() && final(after->status)) rec_.TaskFinished(after->status);
+      }
       return Status::Ok();
     });
     if (u.code() == Code::kUnavailable) {

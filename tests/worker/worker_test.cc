@@ -270,19 +270,21 @@ int64_t Counted(const std::map<std::string, int64_t>& m, std::string_view key) {
 // Creates task `id` of `provider` and enqueues its chunks (`chunk_size` code points each).
 void Enqueue(Queue& q, TaskStore& store, const std::string& id, const std::string& provider,
              const std::string& text, int chunk_size = 1200) {
-  TaskRecord t;
+  TaskPlan plan = PlanTask(id, provider, "", id, "test", text, ChunkOptions{.size = chunk_size, .overlap = 0});
+  TaskRecord t;  // as the API creates it
   t.id = id;
   t.provider = provider;
   t.title = id;
+  t.doc_id = plan.doc_id;
+  t.chunks_total = static_cast<int>(plan.items.size());
   ASSERT_TRUE(store.Create(t).ok());
-  TaskPlan plan = PlanTask(id, provider, "", id, "test", text, ChunkOptions{.size = chunk_size, .overlap = 0});
   ASSERT_TRUE(q.Enqueue(plan.items).ok());
 }
 
 // Verifies the "stats" lines a worker writes on its status pipe, as the supervisor reads them:
-// every line parses (WorkerStats::FromJson); the chunk counts are what was queued (three good
+// every line parses (WorkerStats::FromJson); the chunk counts are what was queued (17 good
 // chunks done, one undecodable chunk dead-lettered at once) with a duration observed for each,
-// and the tasks finished by their last chunk are counted once each (two done, one failed); no
+// and the tasks finished by their last chunk are counted once each (nine done, one failed); no
 // line goes out while nothing changes; and after a stop signal a final line comes before the pipe
 // closes on exit 0.
 TEST(Worker, StatusPipeCarriesStats) {
@@ -295,16 +297,23 @@ TEST(Worker, StatusPipeCarriesStats) {
     ASSERT_TRUE(q.ok()) << q.status().message();
     auto store = OpenSqliteTaskStore(data + "/tasks.db");
     ASSERT_TRUE(store.ok()) << store.status().message();
-    // Task a: two chunks; task b: one; task c: one chunk whose payload cannot be decoded.
-    Enqueue(**q, **store, "a", "builtin",
-            "Mara Voss founded Helix Dynamics in 1999. Jonas Berg joined Orbital Labs in 2001.", 45);
+    // Tasks a0..a7: two chunks each, which concurrent executors settle (a task must be counted
+    // once); task b: one chunk; task c: one chunk whose payload cannot be decoded.
+    for (int i = 0; i < 8; ++i) {
+      const std::string id = "a" + std::to_string(i);
+      Enqueue(**q, **store, id, "builtin",
+              "Mara Voss founded Helix Dynamics in 19" + std::to_string(10 + i) +
+                  ". Jonas Berg joined Orbital Labs in 2001.",
+              45);
+      auto counts = (*q)->Counts(id);
+      ASSERT_TRUE(counts.ok());
+      ASSERT_EQ(counts->total, 2) << "task " << id << " is two chunks";
+    }
     Enqueue(**q, **store, "b", "builtin", "Lena Ortiz met Tomas Reyes at Quantum Corp.");
-    auto counts = (*q)->Counts("a");
-    ASSERT_TRUE(counts.ok());
-    ASSERT_EQ(counts->total, 2) << "task a is two chunks";
     TaskRecord bad;
     bad.id = "c";
     bad.provider = "builtin";
+    bad.chunks_total = 1;
     ASSERT_TRUE((*store)->Create(bad).ok());
     ASSERT_TRUE((*q)->Enqueue({ChunkItem{"c:0", "c", "builtin", 0, "not a payload"}}).ok());
   }
@@ -313,13 +322,13 @@ TEST(Worker, StatusPipeCarriesStats) {
   ASSERT_TRUE(w.ok());
   auto last = w.WaitForStats(
       [](const telemetry::WorkerStats& s) {
-        return Counted(s.chunks, telemetry::kChunkDone) == 3 && Counted(s.chunks, telemetry::kChunkDeadLettered) == 1;
+        return Counted(s.chunks, telemetry::kChunkDone) == 17 && Counted(s.chunks, telemetry::kChunkDeadLettered) == 1;
       },
       30s);
   ASSERT_TRUE(last.has_value()) << "lines: " << ::testing::PrintToString(w.pipe().lines());
   EXPECT_EQ(last->chunks.size(), 2u) << last->ToJson() << ": no outcome but done and dead_lettered";
-  EXPECT_EQ(last->ChunksObserved(), 4) << last->ToJson();
-  EXPECT_EQ(last->tasks_finished, (std::map<std::string, int64_t>{{"done", 2}, {"failed", 1}}))
+  EXPECT_EQ(last->ChunksObserved(), 18) << last->ToJson();
+  EXPECT_EQ(last->tasks_finished, (std::map<std::string, int64_t>{{"done", 9}, {"failed", 1}}))
       << last->ToJson();
   EXPECT_TRUE(last->llm_requests.empty()) << "the builtin extractor sends no request";
   EXPECT_TRUE(last->connections_open.empty()) << "SQLite has no pool";
