@@ -19,6 +19,7 @@
 #include "queue/queue.h"
 #include "store/task_store.h"
 #include "supervisor/spawner.h"
+#include "worker/exit_codes.h"
 #include "telemetry/worker_stats.h"
 #include "testing/fake_llm.h"
 #include "testing/testing.h"
@@ -243,10 +244,15 @@ class WorkerProcess {
     return last;
   }
 
-  // SIGTERM, then reads the pipe until it closes and reaps the process: its exit status, or -1
-  // when it did not exit within the deadline.
+  // SIGTERM, then WaitExit.
   int Stop() {
     ::kill(pid_, SIGTERM);
+    return WaitExit();
+  }
+
+  // Reads the pipe until it closes and reaps the process: its exit status, or -1 when it did not
+  // exit within the deadline.
+  int WaitExit() {
     bool closed = WaitFor([&] { return !pipe_->Read(100ms); }, 15s);
     EXPECT_TRUE(closed) << "the status pipe never closed";
     int status = 0;
@@ -393,6 +399,37 @@ TEST(Worker, StatsCountLlmRequestsTokensAndCacheHits) {
   int status = w.Stop();
   ASSERT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// Verifies a recycled worker (KG_MAX_TASKS_PER_PROCESS reached, exit 10, no signal) also writes
+// its final snapshot before it exits: the chunks it finished are in the last line of its pipe,
+// although it lived less than a report interval.
+TEST(Worker, RecycledWorkerSendsItsFinalStats) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  ASSERT_EQ(::mkdir(data.c_str(), 0700), 0);
+  ScopedEnv env({{"KG_DATA_DIR", data}, {"KG_MAX_TASKS_PER_PROCESS", "2"}});
+  {
+    auto q = OpenSqliteQueue(data + "/queue.db", QueueOptions{});
+    ASSERT_TRUE(q.ok()) << q.status().message();
+    auto store = OpenSqliteTaskStore(data + "/tasks.db");
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    for (int i = 0; i < 3; ++i) {
+      Enqueue(**q, **store, "r" + std::to_string(i), "builtin",
+              "Lena Ortiz met Tomas Reyes at Quantum Corp in " + std::to_string(1990 + i) + ".");
+    }
+  }
+  WorkerProcess w("builtin");
+  ASSERT_TRUE(w.ok());
+  int status = w.WaitExit();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), kWorkerExitRecycled);
+  ASSERT_FALSE(w.pipe().lines().empty());
+  EXPECT_EQ(w.pipe().lines().back().rfind("stats ", 0), 0u)
+      << "the final snapshot is the last line: " << ::testing::PrintToString(w.pipe().lines());
+  auto stats = w.pipe().Stats();
+  ASSERT_FALSE(stats.empty());
+  EXPECT_EQ(stats.back().chunks, (std::map<std::string, int64_t>{{"done", 2}})) << stats.back().ToJson();
 }
 
 }  // namespace
