@@ -30,10 +30,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/pool_usage.h"
 #include "common/status.h"
 
 namespace kg {
@@ -140,6 +142,9 @@ class GraphStore {
   // bounded whatever the graph size, the records come from one consistent snapshot, and a
   // slow sink does not block the store's other callers.
   virtual Status ExportTo(GraphSink& sink) = 0;
+  // The connections of this store's pool in this process now (a snapshot, cheap, thread-safe);
+  // nullopt for the embedded store, which has no pool.
+  virtual std::optional<PoolUsage> Connections() const { return std::nullopt; }
 };
 
 Result<std::unique_ptr<GraphStore>> OpenSqliteGraphStore(const std::string& path);

@@ -522,6 +522,11 @@ class MysqlGraphStore final : public GraphStore {
     return pending ? sink.Relation(rel) : Status::Ok();
   }
 
+  std::optional<PoolUsage> Connections() const override {
+    mysql::PoolStats s = pool_->stats();
+    return PoolUsage{"mysql", s.in_use, s.open};
+  }
+
   std::unique_ptr<mysql::Pool> pool_;
 };
 

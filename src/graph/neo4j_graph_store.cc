@@ -643,6 +643,11 @@ class Neo4jGraphStore final : public GraphStore {
     }
   }
 
+  std::optional<PoolUsage> Connections() const override {
+    bolt::Pool::Stats s = pool_->stats();
+    return PoolUsage{"neo4j", s.in_use, s.open};
+  }
+
  private:
   // Inside Merge's transaction, before anything else is written (see kFence). Refuses the
   // whole call when a batch is older than its chunk's generation, stored or written by an

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
@@ -172,6 +173,10 @@ struct Call {
   bool reasked = false;  // the corrective re-ask has been sent
   int64_t estimate = 0;  // tokens the limiter counted for the request in flight
   std::string slot;      // the limiter's concurrency slot while a request is in flight
+  // Since when the next request has been ready to send, and whether the limiter refused
+  // admission meanwhile (then the wait is counted as a rate-limit wait when it is admitted).
+  std::chrono::steady_clock::time_point ready_at;
+  bool limited = false;
 };
 
 class OpenAiProvider final : public Provider {
@@ -181,6 +186,7 @@ class OpenAiProvider final : public Provider {
         prompt_(std::move(o.prompt)),
         limiter_(std::move(o.limiter)),
         max_in_flight_(o.max_in_flight),
+        recorder_(o.recorder),
         extra_body_(std::move(extra_body)),
         url_(TrimSlash(config_.base_url) + "/chat/completions"),
         cap_(o.max_in_flight),
@@ -213,7 +219,7 @@ class OpenAiProvider final : public Provider {
                                  {{"role", "user"}, {"content", prompt_.UserMessage(c->text)}}});
       uint64_t id = next_id_++;
       calls_.emplace(id, std::move(c));
-      waiting_.push_back(id);
+      Ready(id, /*first=*/false);
       Admit();
     });
   }
@@ -259,6 +265,19 @@ class OpenAiProvider final : public Provider {
 
   // Everything below runs on the loop thread only.
 
+  // Puts the call in the admission queue: at the back (a new chunk) or `first` (a retry or a
+  // re-ask, ahead of newer chunks).
+  void Ready(uint64_t id, bool first) {
+    Call& c = *calls_.at(id);
+    c.ready_at = std::chrono::steady_clock::now();
+    c.limited = false;
+    if (first) {
+      waiting_.push_front(id);
+    } else {
+      waiting_.push_back(id);
+    }
+  }
+
   // Lets waiting chunks go, oldest first, while the in-flight cap allows and the limiter admits;
   // a refusal arms one timer after which only the head asks again.
   void Admit() {
@@ -270,9 +289,18 @@ class OpenAiProvider final : public Provider {
       Result<Admission> a = limiter_->TryAcquire(c.estimate);
       limiter_outage_.Record(a.ok() ? Status::Ok() : a.status());
       if (!a.ok()) return ArmAdmit(policy_.limiter_error_wait_ms);
-      if (!a->granted) return ArmAdmit(std::max<int64_t>(1, a->retry_after_ms));
+      if (!a->granted) {
+        // Every call waiting now waits for the limiter (those behind the head wait for it too).
+        for (uint64_t w : waiting_) calls_.at(w)->limited = true;
+        return ArmAdmit(std::max<int64_t>(1, a->retry_after_ms));
+      }
       c.slot = a->slot;
       waiting_.pop_front();
+      if (c.limited && recorder_ != nullptr) {
+        auto waited = std::chrono::steady_clock::now() - c.ready_at;
+        recorder_->RateLimitWait(std::chrono::duration<double>(waited).count());
+      }
+      c.limited = false;
       Send(id);
     }
   }
@@ -320,6 +348,7 @@ class OpenAiProvider final : public Provider {
 
   void OnResponse(uint64_t id, HttpResponse r) {
     Call& c = *calls_.at(id);
+    if (recorder_ != nullptr) recorder_->LlmRequest(r.status);  // 0: no answer ("transport")
     // Only a request sent since the last cut may raise the cap: the answers of requests sent before
     // a 429 would otherwise undo the cut within the same wave.
     bool at_cap = in_flight_ >= cap_ && c.cut_at_send == cuts_;
@@ -427,7 +456,7 @@ class OpenAiProvider final : public Provider {
     c.throttled = 0;
     c.messages.push_back({{"role", "assistant"}, {"content", content}});
     c.messages.push_back({{"role", "user"}, {"content", prompt_.CorrectionMessage(p.detail)}});
-    waiting_.push_front(id);
+    Ready(id, /*first=*/true);
   }
 
   void On429(uint64_t id, const HttpResponse& r) {
@@ -455,7 +484,7 @@ class OpenAiProvider final : public Provider {
     ++c.throttled;
     spdlog::debug("provider {}: {}; again in {} ms", config_.name, Redact(what, config_.api_key), pause);
     client_->RunAfter(pause, [this, id] {
-      waiting_.push_front(id);
+      Ready(id, /*first=*/true);
       Admit();
     });
   }
@@ -470,7 +499,7 @@ class OpenAiProvider final : public Provider {
     ++c.retries;
     spdlog::debug("provider {}: {}; retry {} in {} ms", config_.name, Redact(what, config_.api_key), c.retries, wait_ms);
     client_->RunAfter(wait_ms, [this, id] {
-      waiting_.push_front(id);
+      Ready(id, /*first=*/true);
       Admit();
     });
   }
@@ -513,6 +542,7 @@ class OpenAiProvider final : public Provider {
   const Prompt prompt_;
   const std::unique_ptr<Limiter> limiter_;
   const int max_in_flight_;
+  telemetry::Recorder* const recorder_;  // borrowed, may be null
   const json extra_body_;  // null or an object
   const std::string url_;
   std::vector<std::string> headers_;

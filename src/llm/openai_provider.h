@@ -32,6 +32,7 @@
 #include "llm/limiter.h"
 #include "llm/prompt.h"
 #include "provider/provider.h"
+#include "telemetry/worker_stats.h"
 
 namespace kg::llm {
 
@@ -40,6 +41,12 @@ struct OpenAiOptions {
   Prompt prompt;
   std::unique_ptr<Limiter> limiter;  // owned
   int max_in_flight = 4;             // KG_CONCURRENCY_PER_PROCESS
+  // Borrowed, may be null; must outlive the provider. Counts every HTTP answer by status and
+  // every transport failure (LlmRequest), and each request the limiter held back (rpm, tpm,
+  // concurrency, another request's 429 pause) with the time it waited from being ready to send
+  // (RateLimitWait), once per request; a request's own backoff after a 429 or an error is not a
+  // limiter wait. Usage is the caller's to count (ProviderReply::usage).
+  telemetry::Recorder* recorder = nullptr;
 };
 
 // Starts the provider's event-loop thread. kInvalidArgument for a config it cannot use.

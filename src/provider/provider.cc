@@ -42,7 +42,8 @@ Result<std::unique_ptr<Provider>> MakeProvider(const ProviderConfig& config) {
   return Status::Invalid("provider " + config.name + ": unknown kind '" + config.kind + "'");
 }
 
-Result<std::unique_ptr<Provider>> MakeProvider(const ProviderConfig& config, const Config& node) {
+Result<std::unique_ptr<Provider>> MakeProvider(const ProviderConfig& config, const Config& node,
+                                               telemetry::Recorder* recorder) {
   if (config.kind != "openai") return MakeProvider(config);
   llm::OpenAiOptions o;
   o.config = config;
@@ -60,6 +61,7 @@ Result<std::unique_ptr<Provider>> MakeProvider(const ProviderConfig& config, con
     o.limiter = llm::MakeLocalLimiter(limits);
   }
   o.max_in_flight = std::max(1, ConcurrencyOf(node, config));
+  o.recorder = recorder;
   return llm::MakeOpenAiProvider(std::move(o));
 }
 

@@ -17,6 +17,10 @@
 
 namespace kg {
 
+namespace telemetry {
+class Recorder;  // telemetry/worker_stats.h
+}
+
 // What one chunk's extraction cost (LLM providers; all zero for builtin).
 struct Usage {
   int64_t prompt_tokens = 0;      // sum of usage.prompt_tokens over every request sent for the chunk
@@ -68,8 +72,10 @@ class Provider {
 
 // The provider of `config` (kind builtin or openai). An openai provider needs the whole
 // configuration for its cluster-wide limits (Redis when REDIS_HOST is set). kInvalidArgument
-// names what is wrong (a missing API key names its variable).
-Result<std::unique_ptr<Provider>> MakeProvider(const ProviderConfig& config, const Config& node);
+// names what is wrong (a missing API key names its variable). `recorder` (borrowed, may be null,
+// must outlive the provider) receives what an openai provider counts (llm/openai_provider.h).
+Result<std::unique_ptr<Provider>> MakeProvider(const ProviderConfig& config, const Config& node,
+                                               telemetry::Recorder* recorder = nullptr);
 Result<std::unique_ptr<Provider>> MakeProvider(const ProviderConfig& config);  // builtin only
 
 // Runs one extraction to the end (for tools and tests: blocks the calling thread).

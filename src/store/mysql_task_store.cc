@@ -436,6 +436,11 @@ class MysqlTaskStore final : public TaskStore {
     return out;
   }
 
+  std::optional<PoolUsage> Connections() const override {
+    mysql::PoolStats s = pool_->stats();
+    return PoolUsage{"mysql", s.in_use, s.open};
+  }
+
  private:
   // Runs `sql` (params: now, id) on an existing task; kNotFound when there is none. An
   // UPDATE that changes nothing counts 0 rows, so a 0 is checked against the table.

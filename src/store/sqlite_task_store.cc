@@ -322,11 +322,15 @@ Status RefreshProgress(TaskStore& store, Queue& queue, const std::string& id, co
   return RefreshProgress(store, queue, *row, error);
 }
 
-Status RefreshProgress(TaskStore& store, Queue& queue, const TaskRecord& row, const std::string& error) {
+Status RefreshProgress(TaskStore& store, Queue& queue, const TaskRecord& row, const std::string& error,
+                       std::string* derived) {
+  if (derived) derived->clear();
   auto counts = queue.Counts(row.id);
   if (!counts.ok()) return counts.status().With("task " + row.id + " progress");
   if (counts->total == 0) return Status::Ok();  // nothing enqueued (yet)
-  return store.UpdateProgress(row.id, *counts, error, row.epoch);
+  KG_RETURN_IF_ERROR(store.UpdateProgress(row.id, *counts, error, row.epoch));
+  if (derived) *derived = DeriveStatus(*counts);
+  return Status::Ok();
 }
 
 Result<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(const std::string& path) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/pool_usage.h"
 #include "common/status.h"
 #include "queue/queue.h"
 
@@ -115,6 +116,9 @@ class TaskStore {
   // reached: 10234 of 10000 tokens spent". UpdateProgress keeps that reason (the error of a
   // cancelled task that has one is not replaced by a chunk's later failure); Reopen clears it.
   virtual Status MarkStopped(const std::string& id, const std::string& reason) = 0;
+  // The connections of this store's pool in this process now (a snapshot, cheap); nullopt for
+  // the embedded store, which has no pool.
+  virtual std::optional<PoolUsage> Connections() const { return std::nullopt; }
 };
 
 // Writes the queue's current counts of task `id` into the store (monotonic, see
@@ -122,8 +126,10 @@ class TaskStore {
 // this after its own queue change, so the last writer always sees everything before it.
 // `error` as in UpdateProgress.
 Status RefreshProgress(TaskStore& store, Queue& queue, const std::string& id, const std::string& error = "");
-// The same for a row the caller has just read (its epoch is the one that counts).
-Status RefreshProgress(TaskStore& store, Queue& queue, const TaskRecord& row, const std::string& error = "");
+// The same for a row the caller has just read (its epoch is the one that counts). `derived`, if
+// given, receives DeriveStatus of the counts written ("" when none were: nothing enqueued yet).
+Status RefreshProgress(TaskStore& store, Queue& queue, const TaskRecord& row, const std::string& error = "",
+                       std::string* derived = nullptr);
 
 Result<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(const std::string& path);
 // The store in a MySQL 8 / MariaDB database shared by the nodes of a cluster: connects (the

@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <optional>
+#include <set>
 #include <map>
 #include <thread>
 #include <vector>
@@ -24,6 +26,7 @@
 #include "provider/provider.h"
 #include "queue/queue.h"
 #include "store/task_store.h"
+#include "telemetry/worker_stats.h"
 
 namespace kg {
 namespace {
@@ -70,14 +73,22 @@ class BackendOutage {
 
 class Worker {
  public:
+  // `rec` (borrowed) must outlive the worker; the provider reports into it too.
   Worker(const Config& c, const WorkerOptions& o, std::unique_ptr<Queue> q, std::unique_ptr<TaskStore> s,
-         std::unique_ptr<GraphStore> g, std::unique_ptr<Provider> p)
-      : c_(c), o_(o), queue_(std::move(q)), store_(std::move(s)), graph_(std::move(g)), provider_(std::move(p)) {}
+         std::unique_ptr<GraphStore> g, std::unique_ptr<Provider> p, telemetry::Recorder& rec)
+      : c_(c),
+        o_(o),
+        queue_(std::move(q)),
+        store_(std::move(s)),
+        graph_(std::move(g)),
+        provider_(std::move(p)),
+        rec_(rec) {}
 
   int Run(int wake_fd) {
     wake_fd_ = wake_fd;
     Report("ready");
     std::thread renewer([this] { RenewLoop(); });
+    std::thread reporter([this] { StatsLoop(); });
     int exit_code = kWorkerExitStopped;
     const int slots = ConcurrencyOf(c_, c_.providers.at(o_.provider));
     // Chunks in flight are leases held, not threads: an LLM call waits on the provider's event
@@ -150,15 +161,19 @@ class Worker {
     renewer.join();
     if (!clean) {
       // Executors are still inside a provider call; their leases are back in the queue.
+      StopStats(reporter);
       std::_Exit(exit_code);
     }
     for (auto& t : pool) t.join();
     provider_.reset();  // joins its event loop: no callback can reach this worker any more
+    // Every chunk is settled or given back: the supervisor reads these counts when it reaps us.
+    StopStats(reporter);
     return exit_code;
   }
 
  private:
   static constexpr int kMaxExecutors = 16;
+  static constexpr int kStatsEveryMs = 1000;  // the most often a "stats" line goes out
 
   // A provider's answer for a leased chunk, waiting for an executor to settle it.
   struct Completed {
@@ -174,6 +189,7 @@ class Worker {
     Lease lease;
     bool lost = false;      // renewal failed: the lease belongs to someone else now
     bool settling = false;  // being acked or nacked by its executor
+    std::chrono::steady_clock::time_point leased_at{};  // work on it starts: the chunk's duration
   };
 
   int64_t LeaseMs() const { return c_.lease_seconds * 1000LL; }
@@ -212,7 +228,7 @@ class Worker {
       MutexLock l(mu_);
       for (auto& lease : leases) {
         if (lease.crashes > 0) holding_suspect_ = true;
-        inflight_[lease.chunk_id] = InFlight{lease, false};
+        inflight_[lease.chunk_id] = InFlight{lease, false, false, std::chrono::steady_clock::now()};
         pending_.push_back(std::move(lease));
         ++started_;
       }
@@ -346,7 +362,9 @@ class Worker {
       Warn(lease.chunk_id, n.status());
       Status back = RetryTransient([&] { return queue_->Release(lease.chunk_id, lease.token); });
       if (!back.ok()) Warn(lease.chunk_id, back);
+      Count(lease.chunk_id, telemetry::kChunkRetry);
     } else {
+      Count(lease.chunk_id, telemetry::kChunkSkipped);
       spdlog::info("worker {}: task {} stopped: {} ({} chunks cancelled)", o_.owner, lease.task_id, why, *n);
     }
     return true;
@@ -372,6 +390,12 @@ class Worker {
       u.requests = reply.usage.requests;
       u.cost = reply.usage.cost;
       u.cached_chunks = done.cached ? 1 : 0;
+      // Counted here, once per call, as the ledger counts it (a cached answer spent nothing).
+      if (done.cached) {
+        rec_.LlmCacheHit();
+      } else {
+        rec_.LlmUsage(u.prompt_tokens, u.completion_tokens, u.cost);
+      }
       // Spent whatever becomes of the chunk. Not retried here: a MySQL commit whose answer was lost
       // may have counted already (the store retries what surely did not), and a ledger that counts
       // twice stops budgets early; a lost row undercounts, so it is logged.
@@ -382,7 +406,11 @@ class Worker {
         if (!c.ok()) spdlog::debug("worker {}: response of chunk {} not cached: {}", o_.owner, lease.chunk_id, c.message());
       }
     }
-    if (stopping_ && g_stop_requests.load() >= 2) return true;  // everything goes back at once
+    if (stopping_ && g_stop_requests.load() >= 2) {
+      // Everything goes back at once (its lease lapses).
+      Count(lease.chunk_id, telemetry::kChunkGivenBack);
+      return true;
+    }
     if (reply.dropped_records > 0) {
       spdlog::info("worker {}: chunk {}: {} invalid records of the model's output left out", o_.owner, lease.chunk_id,
                    reply.dropped_records);
@@ -409,6 +437,7 @@ class Worker {
         spdlog::warn("worker {}: lease of {} not confirmed ({}); result dropped", o_.owner, lease.chunk_id,
                      mine.message());
       }
+      Count(lease.chunk_id, LostOutcome(lease.chunk_id, mine));
       return true;
     }
     Status merged = RetryTransient([&] { return graph_->Merge({batch}); });
@@ -432,6 +461,7 @@ class Worker {
       graph_outage_.Failed(merged, MonoMs());
       Status back = RetryTransient([&] { return queue_->Release(lease.chunk_id, lease.token); });
       if (!back.ok()) Warn(lease.chunk_id, back);
+      Count(lease.chunk_id, telemetry::kChunkRetry);
       return true;
     }
     graph_outage_.Succeeded();
@@ -458,19 +488,44 @@ class Worker {
     return probe.ok() || probe.status().code() == Code::kNotFound;
   }
 
+  // `s`: how the ack (failed false) or nack (failed true) went. Counts the chunk's outcome and,
+  // when its settling finished the task, the task.
   void Finish(const Lease& lease, const Status& s, bool failed) {
     if (!s.ok()) {
       Warn(lease.chunk_id, s);
+      Count(lease.chunk_id, LostOutcome(lease.chunk_id, s));
       return;
     }
     if (!failed) done_.fetch_add(1);
     spdlog::debug("worker {}: chunk {} of task {} {}", o_.owner, lease.chunk_id, lease.task_id, failed ? "failed" : "done");
     std::string err;
+    std::string_view outcome = failed ? telemetry::kChunkRetry : telemetry::kChunkDone;
     if (failed) {
       auto info = queue_->Get(lease.chunk_id);
-      if (info.ok() && info->state == ChunkState::kDead) err = "chunk " + lease.chunk_id + ": " + info->last_error;
+      if (info.ok() && info->state == ChunkState::kDead) {
+        err = "chunk " + lease.chunk_id + ": " + info->last_error;
+        outcome = telemetry::kChunkDeadLettered;
+      }
     }
-    Status u = RetryTransient([&] { return RefreshProgress(*store_, *queue_, lease.task_id, err); });
+    Count(lease.chunk_id, outcome);
+    // The task is finished here when this refresh moves its stored status from queued/running to
+    // done/failed (a cancelled task is not counted): the row is read before, and again after
+    // when the queue's counts say every chunk is settled. Refreshes of one task are serialised
+    // within this process, so two executors settling its last chunks count it once; two
+    // processes doing so at the same moment may both count it.
+    OneRefresh one(*this, lease.task_id);
+    Status u = RetryTransient([&] {
+      auto row = store_->Get(lease.task_id);
+      if (!row.ok()) return row.status().code() == Code::kNotFound ? Status::Ok() : row.status();
+      std::string derived;
+      KG_RETURN_IF_ERROR(RefreshProgress(*store_, *queue_, *row, err, &derived));
+      auto final = [](const std::string& status) { return status == "done" || status == "failed"; };
+      if ((row->status == "queued" || row->status == "running") && final(derived)) {
+        auto after = store_->Get(lease.task_id);  // a failed read undercounts rather than retry
+        if (after.ok() && final(after->status)) rec_.TaskFinished(after->status);
+      }
+      return Status::Ok();
+    });
     if (u.code() == Code::kUnavailable) {
       progress_outage_.Record(u);  // the next chunk of the task writes it; logged once per outage
     } else {
@@ -523,7 +578,10 @@ class Worker {
         for (auto& lease : leases) pending.push_back(std::move(lease));
       }
       deferred_.clear();
-      for (const auto& lease : pending) inflight_.erase(lease.chunk_id);
+      for (const auto& lease : pending) {
+        inflight_.erase(lease.chunk_id);
+        rec_.Chunk(telemetry::kChunkGivenBack, 0);
+      }
       ReportStateLocked();
     }
     for (const auto& lease : pending) {
@@ -545,9 +603,104 @@ class Worker {
     }
     int n = 0;
     for (const auto& lease : held) {
+      // Given back or not (a failed release lapses), this worker is done with it.
       n += RetryTransient([&] { return queue_->Release(lease.chunk_id, lease.token); }).ok() ? 1 : 0;
+      rec_.Chunk(telemetry::kChunkGivenBack, 0);
     }
     return n;
+  }
+
+  // Holds the refresh of one task's progress (Finish): another executor's waits until it ends.
+  class OneRefresh {
+   public:
+    OneRefresh(Worker& w, const std::string& task) : w_(w), task_(task) {
+      MutexLock l(w_.mu_);
+      while (w_.refreshing_.count(task_) > 0) w_.refresh_cv_.Wait(l);
+      w_.refreshing_.insert(task_);
+    }
+    ~OneRefresh() {
+      {
+        MutexLock l(w_.mu_);
+        w_.refreshing_.erase(task_);
+      }
+      w_.refresh_cv_.NotifyAll();
+    }
+
+   private:
+    Worker& w_;
+    const std::string& task_;
+  };
+
+  // Counts a chunk this worker is done with, timed from its lease (telemetry::Recorder::Chunk).
+  void Count(const std::string& chunk_id, std::string_view outcome) {
+    double seconds = 0;
+    {
+      MutexLock l(mu_);
+      if (auto it = inflight_.find(chunk_id); it != inflight_.end()) {
+        auto worked = std::chrono::steady_clock::now() - it->second.leased_at;
+        seconds = std::chrono::duration<double>(worked).count();
+      }
+    }
+    rec_.Chunk(outcome, seconds);
+  }
+
+  // The outcome of a chunk whose lease turned out not to be ours (`why`: the renewal, ack or nack
+  // that failed): skipped when its task was cancelled or is gone, else retry (it runs again,
+  // here or elsewhere, once the lease lapses or now that another worker holds it).
+  std::string_view LostOutcome(const std::string& chunk_id, const Status& why) {
+    if (why.code() != Code::kConflict) return telemetry::kChunkRetry;
+    auto info = queue_->Get(chunk_id);
+    bool gone = info.ok() ? info->state == ChunkState::kCancelled : info.status().code() == Code::kNotFound;
+    return gone ? telemetry::kChunkSkipped : telemetry::kChunkRetry;
+  }
+
+  // The pools' connections, sampled as a snapshot goes out: one gauge per backend, the task
+  // store's and the graph store's summed when both are MySQL.
+  void SampleConnections() {
+    std::map<std::string, PoolUsage> by_backend;
+    for (std::optional<PoolUsage> u : {store_->Connections(), graph_->Connections()}) {
+      if (!u) continue;
+      PoolUsage& sum = by_backend[u->backend];
+      sum.in_use += u->in_use;
+      sum.open += u->open;
+    }
+    for (const auto& [backend, u] : by_backend) rec_.SetConnections(backend, u.in_use, u.open);
+  }
+
+  // Writes "stats <json>" when the snapshot differs from the last one written (or `always`).
+  // The reporter thread only, or the main thread once the reporter has stopped.
+  void SendStats(bool always) {
+    SampleConnections();
+    telemetry::WorkerStats now = rec_.Snapshot();
+    if (!always && now == last_stats_) return;
+    Report("stats " + now.ToJson());
+    last_stats_ = std::move(now);
+  }
+
+  // At most one line a second, none while nothing changes.
+  void StatsLoop() {
+    while (true) {
+      {
+        MutexLock l(stats_mu_);
+        auto due = std::chrono::steady_clock::now() + std::chrono::milliseconds(kStatsEveryMs);
+        while (!stats_stop_ && stats_cv_.WaitUntil(l, due)) {
+        }
+        if (stats_stop_) return;
+      }
+      SendStats(false);
+    }
+  }
+
+  // Stops the reporter, then writes the final snapshot (whether or not it changed), so that the
+  // supervisor has this process's last counts when it reaps it.
+  void StopStats(std::thread& reporter) {
+    {
+      MutexLock l(stats_mu_);
+      stats_stop_ = true;
+    }
+    stats_cv_.NotifyAll();
+    reporter.join();
+    SendStats(true);
   }
 
   const Config& c_;
@@ -556,11 +709,19 @@ class Worker {
   std::unique_ptr<TaskStore> store_;
   std::unique_ptr<GraphStore> graph_;
   std::unique_ptr<Provider> provider_;
+  telemetry::Recorder& rec_;
   int wake_fd_ = -1;
+
+  Mutex stats_mu_;
+  CondVar stats_cv_;  // the reporter sleeps on it
+  bool stats_stop_ KG_GUARDED_BY(stats_mu_) = false;
+  telemetry::WorkerStats last_stats_;  // the last snapshot written (SendStats)
 
   Mutex mu_;
   CondVar cv_;        // executors wait for pending work
   CondVar renew_cv_;  // the renewer sleeps on it
+  CondVar refresh_cv_;  // a refresh of a task's progress ended (OneRefresh)
+  std::set<std::string> refreshing_ KG_GUARDED_BY(mu_);  // tasks whose progress is being refreshed
   std::map<std::string, InFlight> inflight_ KG_GUARDED_BY(mu_);
   std::vector<Lease> pending_ KG_GUARDED_BY(mu_);
   std::deque<Completed> completed_ KG_GUARDED_BY(mu_);  // answered by the provider, to settle
@@ -608,7 +769,9 @@ int RunWorker(const Config& config, const WorkerOptions& o) {
     spdlog::error("worker {}: provider {} has fault=exit_on_start; exiting", o.owner, o.provider);
     return kWorkerExitFault;
   }
-  auto provider = MakeProvider(pit->second, config);
+  // Declared before everything that reports into it, so it outlives them.
+  telemetry::Recorder recorder;
+  auto provider = MakeProvider(pit->second, config, &recorder);
   auto queue = OpenQueue(config);
   auto store = OpenTaskStore(config);
   auto graph = OpenGraphStore(config);
@@ -619,7 +782,7 @@ int RunWorker(const Config& config, const WorkerOptions& o) {
     }
   }
   Worker w(config, o, std::move(queue).value(), std::move(store).value(), std::move(graph).value(),
-           std::move(provider).value());
+           std::move(provider).value(), recorder);
   return w.Run(wake.get());
 }
 

@@ -470,6 +470,22 @@ TEST_P(GraphStoreContract, ExportToDoesNotBlockOtherCallers) {
   EXPECT_EQ(after->documents, 3);
 }
 
+// Verifies Connections(), what a worker reports as kg_store_connections: none for the embedded
+// store; for a server store its backend, the connections open (at least the one a merge used,
+// kept idle) and none in use once the merge is over.
+TEST_P(GraphStoreContract, ConnectionsReportThePool) {
+  ASSERT_TRUE(g_->Merge({Batch("c1", 0)}).ok());
+  std::optional<PoolUsage> c = g_->Connections();
+  if (GetParam().name == "sqlite") {
+    EXPECT_FALSE(c.has_value());
+    return;
+  }
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->backend, GetParam().name);
+  EXPECT_GE(c->open, 1);
+  EXPECT_EQ(c->in_use, 0);
+}
+
 // The same source builds two binaries: graph_store_contract_test (SQLite, MySQL) and, with
 // KG_CONTRACT_NEO4J, neo4j_graph_contract_test, registered apart because the shared Neo4j has
 // one database its tests take turns on (ctest RESOURCE_LOCK neo4j); each test starts on an

@@ -24,6 +24,7 @@
 #include "llm/limiter.h"
 #include "llm/prompt.h"
 #include "provider/provider.h"
+#include "telemetry/worker_stats.h"
 #include "testing/fake_llm.h"
 #include "testing/servers.h"
 #include "testing/testing.h"
@@ -70,12 +71,14 @@ ProviderConfig Config(const FakeLlm& fake) {
   return c;
 }
 
-std::unique_ptr<Provider> Make(ProviderConfig c, int max_in_flight = 4, RateLimits limits = {}) {
+std::unique_ptr<Provider> Make(ProviderConfig c, int max_in_flight = 4, RateLimits limits = {},
+                               telemetry::Recorder* recorder = nullptr) {
   OpenAiOptions o;
   o.config = std::move(c);
   o.prompt = TestPrompt();
   o.limiter = MakeLocalLimiter(limits);
   o.max_in_flight = max_in_flight;
+  o.recorder = recorder;
   auto p = MakeOpenAiProvider(std::move(o));
   EXPECT_TRUE(p.ok()) << p.status().message();
   return p.ok() ? std::move(*p) : nullptr;
@@ -333,6 +336,53 @@ TEST(OpenAiProvider, RpmLimitSpacesRequests) {
   for (const auto& r : replies) EXPECT_TRUE(r.status.ok()) << r.status.message();
   EXPECT_EQ(ArrivalsOf(fake).size(), 4u);
   EXPECT_EQ(fake.MaxInWindow(0.8), 1);
+}
+
+// Verifies what the provider counts into the worker's Recorder: each HTTP answer by its status (a
+// 429 then a 200: {"429":1,"200":1}); a request held back by the limiter (concurrency 1, two
+// chunks at once) as one wait, of about the first request's latency, and the request that went
+// straight through as none; a server that cannot be reached as "transport", once per attempt.
+TEST(OpenAiProvider, RecorderCountsAnswersWaitsAndTransportFailures) {
+  FakeLlm fake(FakeOptions(400));
+  {
+    telemetry::Recorder rec;
+    auto p = Make(Config(fake), 4, {}, &rec);
+    ASSERT_NE(p, nullptr);
+    ProviderReply r = ExtractNow(*p, std::string("FAKE_429_MS_ONCE") + kBody);
+    EXPECT_TRUE(r.status.ok()) << r.status.message();
+    p.reset();
+    EXPECT_EQ(rec.Snapshot().llm_requests,
+              (std::map<std::string, int64_t>{{"429", 1}, {"200", 1}}));
+  }
+  {
+    telemetry::Recorder rec;
+    auto p = Make(Config(fake), 4, RateLimits{.max_concurrency = 1}, &rec);
+    ASSERT_NE(p, nullptr);
+    auto replies = ExtractAll(*p, {std::string("First") + kBody, std::string("Second") + kBody});
+    for (const auto& r : replies) EXPECT_TRUE(r.status.ok()) << r.status.message();
+    p.reset();
+    telemetry::WorkerStats s = rec.Snapshot();
+    EXPECT_EQ(s.llm_requests, (std::map<std::string, int64_t>{{"200", 2}}));
+    EXPECT_EQ(s.llm_rate_limit_waits, 1) << "only the second request waited for the limiter";
+    EXPECT_GE(s.llm_rate_limit_wait_seconds, 0.3) << "it waited for the first answer (400 ms)";
+    EXPECT_LT(s.llm_rate_limit_wait_seconds, 10);
+  }
+  {
+    telemetry::Recorder rec;
+    ProviderConfig c = Config(fake);
+    // Nothing listens there.
+    c.base_url = "http://127.0.0.1:" + std::to_string(testing::FreePort()) + "/v1";
+    c.max_retries = 1;
+    auto p = Make(c, 4, {}, &rec);
+    ASSERT_NE(p, nullptr);
+    ProviderReply r = ExtractNow(*p, std::string("plain") + kBody);
+    EXPECT_EQ(r.status.code(), Code::kUnavailable) << r.status.message();
+    p.reset();
+    telemetry::WorkerStats s = rec.Snapshot();
+    EXPECT_EQ(s.llm_requests, (std::map<std::string, int64_t>{{"transport", 2}}))
+        << "a request and its retry";
+    EXPECT_EQ(s.llm_rate_limit_waits, 0);
+  }
 }
 
 // Verifies the response-cache key: stable for the same configuration and text (across provider

@@ -343,6 +343,22 @@ TEST_P(TaskStoreContract, MarkStoppedCancelsWithAReasonThatProgressKeeps) {
   EXPECT_EQ(s_->MarkStopped("nope", reason).code(), Code::kNotFound);
 }
 
+// Verifies Connections(), what a worker reports as kg_store_connections: none for the embedded
+// store; for MySQL the backend, the connections open (at least the one a call used, kept idle)
+// and none in use once the call is over.
+TEST_P(TaskStoreContract, ConnectionsReportThePool) {
+  ASSERT_TRUE(s_->Create(Task("t1", 1)).ok());
+  std::optional<PoolUsage> c = s_->Connections();
+  if (GetParam().name == "sqlite") {
+    EXPECT_FALSE(c.has_value());
+    return;
+  }
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->backend, "mysql");
+  EXPECT_GE(c->open, 1);
+  EXPECT_EQ(c->in_use, 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, TaskStoreContract,
                          ::testing::Values(Backend{"sqlite",
                                                    [](const std::string& dir) {

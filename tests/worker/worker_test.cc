@@ -1,11 +1,27 @@
 // Worker processes as a user runs them (real `kgflow start` nodes): lease renewal under a
-// slow provider and task state written concurrently by several executors.
+// slow provider and task state written concurrently by several executors; and one worker
+// process run as its supervisor runs it, its status pipe read by the test.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
+#include "pipeline/document.h"
 #include "queue/queue.h"
 #include "store/task_store.h"
+#include "supervisor/spawner.h"
+#include "worker/exit_codes.h"
+#include "telemetry/worker_stats.h"
+#include "testing/fake_llm.h"
 #include "testing/testing.h"
 
 namespace kg {
@@ -130,6 +146,290 @@ TEST(Worker, SupersededGraphWriteIsDoneNotRedelivered) {
       << "no superseded write this run: the test proved nothing";
   auto stats = n.Get("/api/v1/graph/stats");
   EXPECT_EQ(stats["chunks"], 2) << "one document, two graph chunks";
+}
+
+// The lines a worker writes on its status pipe, read as they come (the read end is non-blocking).
+class StatusPipe {
+ public:
+  explicit StatusPipe(int fd) : fd_(fd) {}
+  // Reads what is there, waiting up to `wait` for something; false once the pipe is closed.
+  bool Read(std::chrono::milliseconds wait) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(wait.count())) <= 0) return !eof_;
+    char buf[4096];
+    while (true) {
+      ssize_t n = ::read(fd_, buf, sizeof buf);
+      if (n == 0) eof_ = true;
+      if (n <= 0) break;
+      partial_.append(buf, static_cast<size_t>(n));
+    }
+    for (size_t nl; (nl = partial_.find('\n')) != std::string::npos;) {
+      lines_.push_back(partial_.substr(0, nl));
+      partial_.erase(0, nl + 1);
+    }
+    return !eof_;
+  }
+  const std::vector<std::string>& lines() const { return lines_; }
+  // The "stats" lines so far, parsed (a line that does not parse fails the test).
+  std::vector<telemetry::WorkerStats> Stats() const {
+    std::vector<telemetry::WorkerStats> out;
+    for (const auto& l : lines_) {
+      if (l.rfind("stats ", 0) != 0) continue;
+      auto s = telemetry::WorkerStats::FromJson(std::string_view(l).substr(6));
+      EXPECT_TRUE(s.ok()) << l << ": " << s.status().message();
+      if (s.ok()) out.push_back(*s);
+    }
+    return out;
+  }
+
+ private:
+  int fd_;
+  bool eof_ = false;
+  std::string partial_;
+  std::vector<std::string> lines_;
+};
+
+// Sets environment variables (which the spawned worker inherits) for a test's duration.
+class ScopedEnv {
+ public:
+  explicit ScopedEnv(const std::map<std::string, std::string>& vars) {
+    for (const auto& [k, v] : vars) {
+      ::setenv(k.c_str(), v.c_str(), 1);
+      names_.push_back(k);
+    }
+  }
+  ~ScopedEnv() {
+    for (const auto& k : names_) ::unsetenv(k.c_str());
+  }
+
+ private:
+  std::vector<std::string> names_;
+};
+
+// One `kgflow __worker` of `provider`, spawned as its supervisor spawns it (status pipe at fd 3,
+// this process its parent); killed (SIGKILL) and reaped if the test ends before it exits.
+class WorkerProcess {
+ public:
+  explicit WorkerProcess(const std::string& provider) {
+    auto spawned = SpawnWithStatusPipe(
+        testing::KgflowBinary(),
+        {testing::KgflowBinary(), "__worker", "--provider", provider, "--owner",
+         "test/" + std::to_string(::getpid()) + "/1", "--parent-pid", std::to_string(::getpid()),
+         "--status-fd", "3"});
+    EXPECT_TRUE(spawned.ok()) << spawned.status().message();
+    if (!spawned.ok()) return;
+    pid_ = spawned->pid;
+    fd_ = std::move(spawned->status);
+    pipe_ = std::make_unique<StatusPipe>(fd_.get());
+  }
+  ~WorkerProcess() {
+    if (pid_ <= 0 || reaped_) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  bool ok() const { return pipe_ != nullptr; }
+  StatusPipe& pipe() { return *pipe_; }
+
+  // Waits (up to `timeout`) for a "stats" line for which `done` holds; returns it.
+  std::optional<telemetry::WorkerStats> WaitForStats(const std::function<bool(const telemetry::WorkerStats&)>& done,
+                                                     std::chrono::milliseconds timeout) {
+    std::optional<telemetry::WorkerStats> last;
+    WaitFor([&] {
+      pipe_->Read(100ms);
+      auto stats = pipe_->Stats();
+      if (stats.empty() || !done(stats.back())) return false;
+      last = stats.back();
+      return true;
+    }, timeout);
+    return last;
+  }
+
+  // SIGTERM, then WaitExit.
+  int Stop() {
+    ::kill(pid_, SIGTERM);
+    return WaitExit();
+  }
+
+  // Reads the pipe until it closes and reaps the process: its exit status, or -1 when it did not
+  // exit within the deadline.
+  int WaitExit() {
+    bool closed = WaitFor([&] { return !pipe_->Read(100ms); }, 15s);
+    EXPECT_TRUE(closed) << "the status pipe never closed";
+    int status = 0;
+    if (!WaitFor([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, 10s)) return -1;
+    reaped_ = true;
+    return status;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  UniqueFd fd_;
+  std::unique_ptr<StatusPipe> pipe_;
+};
+
+int64_t Counted(const std::map<std::string, int64_t>& m, std::string_view key) {
+  auto it = m.find(std::string(key));
+  return it == m.end() ? 0 : it->second;
+}
+
+// Creates task `id` of `provider` and enqueues its chunks (`chunk_size` code points each).
+void Enqueue(Queue& q, TaskStore& store, const std::string& id, const std::string& provider,
+             const std::string& text, int chunk_size = 1200) {
+  TaskPlan plan = PlanTask(id, provider, "", id, "test", text, ChunkOptions{.size = chunk_size, .overlap = 0});
+  TaskRecord t;  // as the API creates it
+  t.id = id;
+  t.provider = provider;
+  t.title = id;
+  t.doc_id = plan.doc_id;
+  t.chunks_total = static_cast<int>(plan.items.size());
+  ASSERT_TRUE(store.Create(t).ok());
+  ASSERT_TRUE(q.Enqueue(plan.items).ok());
+}
+
+// Verifies the "stats" lines a worker writes on its status pipe, as the supervisor reads them:
+// every line parses (WorkerStats::FromJson); the chunk counts are what was queued (17 good
+// chunks done, one undecodable chunk dead-lettered at once) with a duration observed for each,
+// and the tasks finished by their last chunk are counted once each (nine done, one failed); no
+// line goes out while nothing changes; and after a stop signal a final line comes before the pipe
+// closes on exit 0.
+TEST(Worker, StatusPipeCarriesStats) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  ASSERT_EQ(::mkdir(data.c_str(), 0700), 0);
+  ScopedEnv env({{"KG_DATA_DIR", data}});  // the worker reads its configuration from the environment
+  {
+    auto q = OpenSqliteQueue(data + "/queue.db", QueueOptions{});
+    ASSERT_TRUE(q.ok()) << q.status().message();
+    auto store = OpenSqliteTaskStore(data + "/tasks.db");
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    // Tasks a0..a7: two chunks each, which concurrent executors settle (a task must be counted
+    // once); task b: one chunk; task c: one chunk whose payload cannot be decoded.
+    for (int i = 0; i < 8; ++i) {
+      const std::string id = "a" + std::to_string(i);
+      Enqueue(**q, **store, id, "builtin",
+              "Mara Voss founded Helix Dynamics in 19" + std::to_string(10 + i) +
+                  ". Jonas Berg joined Orbital Labs in 2001.",
+              45);
+      auto counts = (*q)->Counts(id);
+      ASSERT_TRUE(counts.ok());
+      ASSERT_EQ(counts->total, 2) << "task " << id << " is two chunks";
+    }
+    Enqueue(**q, **store, "b", "builtin", "Lena Ortiz met Tomas Reyes at Quantum Corp.");
+    TaskRecord bad;
+    bad.id = "c";
+    bad.provider = "builtin";
+    bad.chunks_total = 1;
+    ASSERT_TRUE((*store)->Create(bad).ok());
+    ASSERT_TRUE((*q)->Enqueue({ChunkItem{"c:0", "c", "builtin", 0, "not a payload"}}).ok());
+  }
+
+  WorkerProcess w("builtin");
+  ASSERT_TRUE(w.ok());
+  auto last = w.WaitForStats(
+      [](const telemetry::WorkerStats& s) {
+        return Counted(s.chunks, telemetry::kChunkDone) == 17 && Counted(s.chunks, telemetry::kChunkDeadLettered) == 1;
+      },
+      30s);
+  ASSERT_TRUE(last.has_value()) << "lines: " << ::testing::PrintToString(w.pipe().lines());
+  EXPECT_EQ(last->chunks.size(), 2u) << last->ToJson() << ": no outcome but done and dead_lettered";
+  EXPECT_EQ(last->ChunksObserved(), 18) << last->ToJson();
+  EXPECT_EQ(last->tasks_finished, (std::map<std::string, int64_t>{{"done", 9}, {"failed", 1}}))
+      << last->ToJson();
+  EXPECT_TRUE(last->llm_requests.empty()) << "the builtin extractor sends no request";
+  EXPECT_TRUE(last->connections_open.empty()) << "SQLite has no pool";
+
+  // Idle: nothing changes, so nothing is written (over three report intervals).
+  const size_t before = w.pipe().lines().size();
+  auto quiet_until = std::chrono::steady_clock::now() + 3500ms;
+  while (std::chrono::steady_clock::now() < quiet_until) w.pipe().Read(100ms);
+  std::vector<std::string> while_idle(w.pipe().lines().begin() + static_cast<long>(before),
+                                      w.pipe().lines().end());
+  EXPECT_TRUE(while_idle.empty()) << "written while idle: " << ::testing::PrintToString(while_idle);
+
+  // A stop: the final snapshot comes before the pipe closes, and the worker exits cleanly.
+  const size_t stats_before_stop = w.pipe().Stats().size();
+  int status = w.Stop();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  auto stats = w.pipe().Stats();
+  ASSERT_EQ(stats.size(), stats_before_stop + 1)
+      << "one final line after the stop: " << ::testing::PrintToString(w.pipe().lines());
+  EXPECT_EQ(w.pipe().lines().back().rfind("stats ", 0), 0u) << "the final snapshot is the last line";
+  EXPECT_EQ(stats.back(), *last) << stats.back().ToJson() << " vs " << last->ToJson();
+}
+
+// Verifies the LLM side of a worker's stats against the fake OpenAI-compatible server, one chunk
+// at a time: the HTTP answers by status (a 429 then a 200 for one chunk, a 200 for another), a
+// chunk of the same text answered from the response cache (a cache hit, no request), and tokens
+// and cost as the ledger counts them (the fake's usage, priced).
+TEST(Worker, StatsCountLlmRequestsTokensAndCacheHits) {
+  TempDir dir;
+  testing::FakeLlm fake;
+  ASSERT_NE(fake.port(), 0);
+  const std::string data = dir.path() + "/data";
+  ASSERT_EQ(::mkdir(data.c_str(), 0700), 0);
+  testing::WriteFile(dir.File("kg.toml"), "[providers.fake]\nkind = \"openai\"\nbase_url = \"" + fake.base_url() +
+                                              "\"\nmodel = \"fake-model\"\nprice_in_per_mtok = 1000\n"
+                                              "price_out_per_mtok = 2000\n");
+  ScopedEnv env({{"KG_DATA_DIR", data}, {"KG_CONFIG", dir.File("kg.toml")}, {"KG_CONCURRENCY_PER_PROCESS", "1"}});
+  const std::string text = "Alice Smith met Bob Jones at Acme Labs.";
+  {
+    auto q = OpenSqliteQueue(data + "/queue.db", QueueOptions{});
+    ASSERT_TRUE(q.ok()) << q.status().message();
+    auto store = OpenSqliteTaskStore(data + "/tasks.db");
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    Enqueue(**q, **store, "x", "fake", text);
+    Enqueue(**q, **store, "y", "fake", "FAKE_429_MS_ONCE Carol Wu met Dan Lee at Orbital Labs.");
+    Enqueue(**q, **store, "z", "fake", text);  // the same text as x: answered from the cache
+  }
+  WorkerProcess w("fake");
+  ASSERT_TRUE(w.ok());
+  auto last = w.WaitForStats(
+      [](const telemetry::WorkerStats& s) { return Counted(s.chunks, telemetry::kChunkDone) == 3; }, 60s);
+  ASSERT_TRUE(last.has_value()) << "lines: " << ::testing::PrintToString(w.pipe().lines());
+  EXPECT_EQ(last->llm_requests, (std::map<std::string, int64_t>{{"200", 2}, {"429", 1}})) << last->ToJson();
+  EXPECT_EQ(last->llm_cache_hits, 1) << last->ToJson();
+  EXPECT_GT(last->llm_prompt_tokens, 0);
+  EXPECT_GT(last->llm_completion_tokens, 0);
+  EXPECT_NEAR(last->llm_cost, (last->llm_prompt_tokens * 1000.0 + last->llm_completion_tokens * 2000.0) / 1e6, 1e-9);
+  EXPECT_EQ(last->tasks_finished, (std::map<std::string, int64_t>{{"done", 3}})) << last->ToJson();
+  json fake_stats = fake.Stats();
+  EXPECT_EQ(fake_stats["requests"].get<int>(), 3) << "the cached chunk sent nothing";
+  int status = w.Stop();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// Verifies a recycled worker (KG_MAX_TASKS_PER_PROCESS reached, exit 10, no signal) also writes
+// its final snapshot before it exits: the chunks it finished are in the last line of its pipe,
+// although it lived less than a report interval.
+TEST(Worker, RecycledWorkerSendsItsFinalStats) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  ASSERT_EQ(::mkdir(data.c_str(), 0700), 0);
+  ScopedEnv env({{"KG_DATA_DIR", data}, {"KG_MAX_TASKS_PER_PROCESS", "2"}});
+  {
+    auto q = OpenSqliteQueue(data + "/queue.db", QueueOptions{});
+    ASSERT_TRUE(q.ok()) << q.status().message();
+    auto store = OpenSqliteTaskStore(data + "/tasks.db");
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    for (int i = 0; i < 3; ++i) {
+      Enqueue(**q, **store, "r" + std::to_string(i), "builtin",
+              "Lena Ortiz met Tomas Reyes at Quantum Corp in " + std::to_string(1990 + i) + ".");
+    }
+  }
+  WorkerProcess w("builtin");
+  ASSERT_TRUE(w.ok());
+  int status = w.WaitExit();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), kWorkerExitRecycled);
+  ASSERT_FALSE(w.pipe().lines().empty());
+  EXPECT_EQ(w.pipe().lines().back().rfind("stats ", 0), 0u)
+      << "the final snapshot is the last line: " << ::testing::PrintToString(w.pipe().lines());
+  auto stats = w.pipe().Stats();
+  ASSERT_FALSE(stats.empty());
+  EXPECT_EQ(stats.back().chunks, (std::map<std::string, int64_t>{{"done", 2}})) << stats.back().ToJson();
 }
 
 }  // namespace
