@@ -258,9 +258,11 @@ Result<std::string> RenderMetrics(const ApiDeps& d, const http::Stats& h, const 
     p.Set("kg_ready", "1 when /readyz answers 200 on this node, else 0", {}, node.ready.ok() ? 1 : 0);
     p.Count("kg_tasks_submitted_total", "tasks accepted by this node's API since start", {},
             static_cast<double>(node.tasks_submitted));
-    p.Set("kg_process_cap_total", "KG_MAX_TOTAL_PROCESSES of this node", {}, c.max_total_processes);
-    p.Set("kg_process_cap_per_provider", "KG_MAX_PROCESSES_PER_PROVIDER of this node", {},
-          c.max_processes_per_provider);
+    const std::string caps =
+        "worker process caps of this node: KG_MAX_TOTAL_PROCESSES (cap=total) and KG_MAX_PROCESSES_PER_PROVIDER "
+        "(cap=per_provider)";
+    p.Set("kg_process_cap", caps, {{"cap", "total"}}, c.max_total_processes);
+    p.Set("kg_process_cap", caps, {{"cap", "per_provider"}}, c.max_processes_per_provider);
     const std::string conns_max =
         "store connections this node's processes may hold at most (processes x pool size; neo4j: "
         "the API process too)";

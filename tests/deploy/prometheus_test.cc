@@ -243,8 +243,8 @@ TEST_F(RealPrometheus, RealPrometheusScrapesANode) {
     holds("sum(kg_worker_processes" + sel + ")", kWorkersPerProvider);
     holds("kg_provider_process_cap_usage_ratio" + sel, double(kWorkersPerProvider) / kMaxPerProvider);
   }
-  holds("kg_process_cap_total", kMaxTotal);
-  holds("kg_process_cap_per_provider", kMaxPerProvider);
+  holds("kg_process_cap{cap=\"total\"}", kMaxTotal);
+  holds("kg_process_cap{cap=\"per_provider\"}", kMaxPerProvider);
   holds("kg_process_cap_usage_ratio", 2.0 * kWorkersPerProvider / kMaxTotal);
 
   // CPU and memory: one series per live worker pid, each above 0 (every worker has run code).
