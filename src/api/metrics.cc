@@ -13,9 +13,11 @@
 #include <array>
 #include <exception>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string_view>
 
+#include "common/pool_usage.h"
 #include "common/util.h"
 #include "supervisor/node_registry.h"
 #include "telemetry/worker_stats.h"
@@ -81,7 +83,18 @@ int MysqlConnectionsOfWorker(const Config& c) {
   return c.db_pool_size * (c.neo4j_uri.empty() ? 2 : 1);
 }
 
-void Supervision(const Config& c, Supervisor* sup, Page& p) {
+// Pool connections by backend: in use and open.
+struct Connections {
+  std::map<std::string, int64_t> in_use, open;
+  void Add(const std::optional<PoolUsage>& u) {
+    if (!u) return;
+    in_use[u->backend] += u->in_use;
+    open[u->backend] += u->open;
+  }
+};
+
+// The worker processes' series; their pool connections are added into `conns`.
+void Supervision(const Config& c, Supervisor* sup, Page& p, Connections& conns) {
   auto& procs = p.Gauge("kg_worker_processes", "worker processes of this node by provider and state");
   auto& rss = p.Gauge("kg_worker_rss_bytes", "resident memory of each worker process, in bytes");
   auto& cpu = p.Counter("kg_worker_cpu_seconds_total", "CPU time (user and system) of each live worker process");
@@ -96,7 +109,6 @@ void Supervision(const Config& c, Supervisor* sup, Page& p) {
   p.Counter("kg_chunks_total", "chunks this node's workers took, by outcome");
   auto& durations = p.Histogram("kg_chunk_duration_seconds", "time a worker spent on a chunk, in seconds");
   p.Counter("kg_tasks_finished_total", "tasks whose last chunk a worker of this node settled, by final status");
-  auto& conns = p.Gauge("kg_store_connections", "graph and task store connections of this node's worker processes");
   p.Counter("kg_llm_requests_total", "LLM requests by HTTP status, or transport (no answer)");
   p.Counter("kg_llm_tokens_total", "LLM tokens by kind (prompt, completion)");
   p.Counter("kg_llm_cost_total", "LLM cost, in the currency of the configured prices");
@@ -122,7 +134,6 @@ void Supervision(const Config& c, Supervisor* sup, Page& p) {
   p.Set("kg_process_cap_usage_ratio", "", {},
         c.max_total_processes > 0 ? 1.0 * live_total / c.max_total_processes : 0);
 
-  std::map<std::string, int64_t> in_use, open;
   for (const auto& [provider, t] : sup->Telemetry()) {
     Labels pl{{"provider", provider}};
     p.Set("kg_provider_process_cap_usage_ratio", "", pl,
@@ -162,20 +173,29 @@ void Supervision(const Config& c, Supervisor* sup, Page& p) {
     p.Count("kg_llm_cache_hits_total", "", pl, static_cast<double>(s.llm_cache_hits));
     p.Count("kg_llm_rate_limit_waits_total", "", pl, static_cast<double>(s.llm_rate_limit_waits));
     p.Count("kg_llm_rate_limit_wait_seconds_total", "", pl, s.llm_rate_limit_wait_seconds);
-    for (const auto& [backend, n] : s.connections_in_use) in_use[backend] += n;
-    for (const auto& [backend, n] : s.connections_open) open[backend] += n;
+    for (const auto& [backend, n] : s.connections_in_use) conns.in_use[backend] += n;
+    for (const auto& [backend, n] : s.connections_open) conns.open[backend] += n;
   }
-  // The backends this node's workers use are exported from 0, before any worker reports.
+}
+
+// kg_store_connections: the worker processes' pools in `conns`, plus this process's own (the
+// API's task store and graph); the backends in use exported from 0, before any worker reports.
+void StoreConnections(const ApiDeps& d, Connections conns, Page& p) {
+  const Config& c = *d.config;
+  conns.Add(d.store->Connections());
+  conns.Add(d.graph->Connections());
   for (const auto& [backend, used] : {std::pair{"neo4j", !c.neo4j_uri.empty()}, {"mysql", !c.db_host.empty()}}) {
     if (!used) continue;
-    in_use.try_emplace(backend, 0);
-    open.try_emplace(backend, 0);
+    conns.in_use.try_emplace(backend, 0);
+    conns.open.try_emplace(backend, 0);
   }
-  for (const auto& [backend, n] : in_use) {
-    conns.Add({{"backend", backend}, {"state", "in_use"}}).Set(static_cast<double>(n));
+  auto& g = p.Gauge("kg_store_connections",
+                    "graph and task store pool connections of this node: its worker processes and its API");
+  for (const auto& [backend, n] : conns.in_use) {
+    g.Add({{"backend", backend}, {"state", "in_use"}}).Set(static_cast<double>(n));
   }
-  for (const auto& [backend, n] : open) {
-    conns.Add({{"backend", backend}, {"state", "open"}}).Set(static_cast<double>(n));
+  for (const auto& [backend, n] : conns.open) {
+    g.Add({{"backend", backend}, {"state", "open"}}).Set(static_cast<double>(n));
   }
 }
 
@@ -264,8 +284,8 @@ Result<std::string> RenderMetrics(const ApiDeps& d, const http::Stats& h, const 
     p.Set("kg_process_cap", caps, {{"cap", "total"}}, c.max_total_processes);
     p.Set("kg_process_cap", caps, {{"cap", "per_provider"}}, c.max_processes_per_provider);
     const std::string conns_max =
-        "store connections this node's processes may hold at most (processes x pool size; neo4j: "
-        "the API process too)";
+        "store connections this node may hold at most: its worker processes and its API process, each "
+        "x its pool sizes";
     p.Gauge("kg_store_connections_max", conns_max);
     if (!c.neo4j_uri.empty()) {
       // Per node: summed over the nodes, this is the cluster's budget (docs/operations.md).
@@ -278,10 +298,13 @@ Result<std::string> RenderMetrics(const ApiDeps& d, const http::Stats& h, const 
       p.Set("kg_store_connections_max", conns_max, {{"backend", "neo4j"}}, Neo4jConnectionsOfNode(c));
     }
     if (!c.db_host.empty()) {
-      int workers = c.role == NodeRole::kWeb ? 0 : c.max_total_processes;
-      p.Set("kg_store_connections_max", conns_max, {{"backend", "mysql"}}, workers * MysqlConnectionsOfWorker(c));
+      // The worker processes and this process's API, which opens the same pools as a worker.
+      int processes = 1 + (c.role == NodeRole::kWeb ? 0 : c.max_total_processes);
+      p.Set("kg_store_connections_max", conns_max, {{"backend", "mysql"}}, processes * MysqlConnectionsOfWorker(c));
     }
-    Supervision(c, d.supervisor, p);
+    Connections conns;
+    Supervision(c, d.supervisor, p, conns);
+    StoreConnections(d, std::move(conns), p);
 
     int64_t now = NowMs();
     auto nodes = d.store->ListNodes(now - kListNodesMs);

@@ -20,17 +20,23 @@ void Bump(std::map<std::string, int64_t>& m, std::string_view key, int64_t n) {
   }
 }
 
+// Sums without the key cap: each snapshot is capped where it is counted (Recorder), and a key
+// must never move into "other" while summing, or its series would fall (a counter reset).
 void AddMap(std::map<std::string, int64_t>& into, const std::map<std::string, int64_t>& from) {
-  for (const auto& [k, v] : from) Bump(into, k, v);
+  for (const auto& [k, v] : from) into[k] += v;
 }
 
 Status ReadMap(const json& j, const char* field, std::map<std::string, int64_t>* out) {
   if (!j.contains(field)) return Status::Ok();
   const json& m = j.at(field);
   if (!m.is_object()) return Status(Code::kInvalidArgument, std::string("stats: ") + field + " is not an object");
+  if (m.size() > kMaxKeys + 1) {
+    return Status(Code::kInvalidArgument, std::string("stats: ") + field + " has more than " +
+                                              std::to_string(kMaxKeys + 1) + " keys");
+  }
   for (const auto& [k, v] : m.items()) {
     if (!v.is_number_integer()) return Status(Code::kInvalidArgument, std::string("stats: ") + field + "." + k + " is not an integer");
-    Bump(*out, k, v.get<int64_t>());
+    (*out)[k] = v.get<int64_t>();
   }
   return Status::Ok();
 }

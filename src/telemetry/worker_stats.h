@@ -31,8 +31,9 @@ inline constexpr std::string_view kChunkDeadLettered = "dead_lettered";  // out 
 inline constexpr std::string_view kChunkGivenBack = "given_back";        // handed back unstarted on a stop
 inline constexpr std::string_view kChunkSkipped = "skipped";             // its task was cancelled or is gone
 
-// The most distinct keys a map below keeps; later ones are counted under "other" so a
-// snapshot stays one atomic pipe write (PIPE_BUF) whatever an API answers.
+// The most distinct keys a Recorder keeps per map; later ones are counted under "other" so a
+// snapshot stays one atomic pipe write (PIPE_BUF) whatever an API answers. Sums (Add,
+// AddCounters) keep every key: a key never moves into "other" there, so no series falls.
 inline constexpr size_t kMaxKeys = 16;
 
 struct WorkerStats {

@@ -159,8 +159,11 @@ TEST(Metrics, NodeSeriesFollowProcessesAndQueue) {
   EXPECT_EQ(Value(s, "kg_worker_exits_total", {{"provider", "builtin"}, {"reason", "stopped"}}), 0);
   EXPECT_FALSE(Value(s, "kg_worker_cpu_seconds_total", mine).has_value()) << "a dead process's series goes";
 
-  // A chunk of a provider no node runs, leased and nacked: it waits out its backoff (1 s and more).
-  auto q = OpenSqliteQueue(dir.path() + "/data/queue.db", QueueOptions{});
+  // A chunk of a provider no node runs, leased and nacked: it waits out its backoff.
+  // A backoff of 10 minutes: the chunk stays delayed however slowly the scrapes below run.
+  QueueOptions slow_retry;
+  slow_retry.backoff_base_ms = 600000;
+  auto q = OpenSqliteQueue(dir.path() + "/data/queue.db", slow_retry);
   ASSERT_TRUE(q.ok()) << q.status().message();
   ASSERT_TRUE((*q)->Enqueue({{"ghost-1:0", "ghost-1", "ghost", 0, "{}"},
                              {"ghost-1:1", "ghost-1", "ghost", 1, "{}"}})

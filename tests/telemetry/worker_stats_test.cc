@@ -61,6 +61,22 @@ TEST(WorkerStats, DistinctKeysAreCappedUnderOneAtomicWrite) {
   EXPECT_LT(s.ToJson().size() + 7, 4096u);  // "stats " + line + "\n" within PIPE_BUF
 }
 
+// Verifies that summing snapshots keeps every key: a code counted by one process never moves
+// into "other" because another process's codes came first (its series would fall).
+TEST(WorkerStats, SumsNeverMoveAKeyIntoOther) {
+  WorkerStats a, b;
+  for (int code = 500; code < 500 + static_cast<int>(kMaxKeys); ++code) a.llm_requests[std::to_string(code)] = 1;
+  b.llm_requests["200"] = 7;
+  b.llm_requests["201"] = 1;
+  WorkerStats sum;
+  sum.AddCounters(a);
+  sum.AddCounters(b);
+  EXPECT_EQ(sum.llm_requests.at("200"), 7);
+  EXPECT_FALSE(sum.llm_requests.count("other"));
+  auto back = WorkerStats::FromJson(sum.ToJson());
+  EXPECT_FALSE(back.ok()) << "a line with more keys than a Recorder writes is refused";
+}
+
 // Verifies that gauges are summed over processes but a retired process leaves only its counters.
 TEST(WorkerStats, RetiredProcessesLeaveCountersNotGauges) {
   WorkerStats a, b;
