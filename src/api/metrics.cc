@@ -26,6 +26,11 @@ namespace kg::api {
 
 namespace {
 
+// When this process started (dynamic initialisation runs before main): kg_process_start_time_seconds
+// shows a node's restarts, which a counter alone hides when it is back at its old value by the
+// next scrape.
+const double kProcessStartSeconds = static_cast<double>(NowMs()) / 1000.0;
+
 using prometheus::Labels;
 
 // Nodes whose record is older than this are not listed (as GET /api/v1/workers has it).
@@ -275,6 +280,8 @@ Result<std::string> RenderMetrics(const ApiDeps& d, const http::Stats& h, const 
     Page p;
     p.Set("kg_build_info", "1, labelled with this node's version, name and role", 
           {{"version", KG_VERSION}, {"node", c.node_name}, {"role", RoleName(c.role)}}, 1);
+    p.Set("kg_process_start_time_seconds", "when this node's process started, in seconds since the Unix epoch",
+          {}, kProcessStartSeconds);
     p.Set("kg_ready", "1 when /readyz answers 200 on this node, else 0", {}, node.ready.ok() ? 1 : 0);
     p.Count("kg_tasks_submitted_total", "tasks accepted by this node's API since start", {},
             static_cast<double>(node.tasks_submitted));

@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cmath>
 #include <set>
 
+#include "common/util.h"
 #include "queue/queue.h"
 #include "testing/prom_text.h"
 #include "testing/testing.h"
@@ -28,6 +30,7 @@ using testing::WaitFor;
 const std::vector<std::pair<std::string, std::string>> kPerNode = {
     {"kg_build_info", "gauge"},
     {"kg_ready", "gauge"},
+    {"kg_process_start_time_seconds", "gauge"},
     {"kg_cluster_reporter", "gauge"},
     {"kg_process_cap", "gauge"},
     {"kg_worker_processes", "gauge"},
@@ -111,6 +114,7 @@ TEST(Metrics, PageIsValidAndDeclaresEveryFamily) {
 // and its own heartbeat.
 TEST(Metrics, NodeSeriesFollowProcessesAndQueue) {
   TempDir dir;
+  const double before = std::floor(static_cast<double>(NowMs()) / 1000.0);
   Node n(dir, {{"KG_WORKER_NODE_NAME", "solo"}, {"KG_MAX_TOTAL_PROCESSES", "4"},
                {"KG_MAX_PROCESSES_PER_PROVIDER", "2"}});
   ASSERT_TRUE(n.ready()) << n.proc().Stderr();
@@ -119,6 +123,10 @@ TEST(Metrics, NodeSeriesFollowProcessesAndQueue) {
   auto s = Samples(n);
   EXPECT_EQ(Value(s, "kg_build_info", {{"version", KG_VERSION}, {"node", "solo"}, {"role", "all"}}), 1);
   EXPECT_EQ(Value(s, "kg_ready"), 1);
+  auto started = Value(s, "kg_process_start_time_seconds");
+  ASSERT_TRUE(started.has_value());
+  EXPECT_GE(*started, before) << "the node's own start, not an earlier one";
+  EXPECT_LE(*started, static_cast<double>(NowMs()) / 1000.0);
   EXPECT_EQ(Value(s, "kg_cluster_reporter"), 1);
   EXPECT_EQ(Value(s, "kg_worker_exits_total", crashed), 0) << "exported from the start";
   EXPECT_EQ(Value(s, "kg_worker_exits_total", {{"provider", "builtin"}, {"reason", "stopped"}}), 0);
@@ -147,7 +155,11 @@ TEST(Metrics, NodeSeriesFollowProcessesAndQueue) {
                       20s))
       << Page(n);
   EXPECT_GT(Value(Samples(n), "kg_worker_rss_bytes", mine), 1 << 20);
-  EXPECT_EQ(Value(Samples(n), "kg_worker_processes", {{"provider", "builtin"}, {"state", "idle"}}), 1);
+  // Its tasks are done before the worker's "idle" line reaches the supervisor: wait for it.
+  EXPECT_TRUE(WaitFor(
+      [&] { return Value(Samples(n), "kg_worker_processes", {{"provider", "builtin"}, {"state", "idle"}}) == 1; },
+      10s))
+      << Page(n);
 
   ASSERT_EQ(kill(victim, SIGKILL), 0);
   ASSERT_TRUE(WaitFor([&] { return Value(Samples(n), "kg_worker_exits_total", crashed) == 1; }, 10s)) << Page(n);
