@@ -1,8 +1,8 @@
 #pragma once
 // A real Prometheus server for tests: Debian's /usr/bin/prometheus as a child process on a free
-// loopback port, its TSDB in a temp dir, scraping the given targets every second and evaluating
-// the given rule files every second (so an alert with `for: 0m` fires about a second after its
-// expression first holds).
+// loopback port, its TSDB in a temp dir, scraping the given targets every 2 seconds (timeout 2 s)
+// and evaluating the given rule files every second (so an alert with `for: 0m` fires about a
+// second after its expression first holds on a scraped sample).
 //
 // Thread safety: the const methods may be called from any thread (each call opens its own HTTP
 // client). Construct it on a thread that outlives it: the child is started with PR_SET_PDEATHSIG
@@ -21,7 +21,7 @@ namespace kg::testing {
 class Prometheus {
  public:
   struct Options {
-    // "HOST:PORT" of each target, scraped at /metrics every second.
+    // "HOST:PORT" of each target, scraped at /metrics every 2 seconds.
     std::vector<std::string> targets;
     // The job label of the targets.
     std::string job = "kgflow";
