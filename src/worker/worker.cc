@@ -204,10 +204,12 @@ class Worker {
 
   int64_t LeaseMs() const { return c_.lease_seconds * 1000LL; }
 
-  void Report(const std::string& line) {
-    if (o_.status_fd < 0) return;
+  // Writes one line to the status pipe; false when it was not written whole (the pipe is
+  // non-blocking: a full pipe drops the line rather than stall us).
+  bool Report(const std::string& line) {
+    if (o_.status_fd < 0) return false;
     std::string l = line + "\n";
-    (void)!::write(o_.status_fd, l.data(), l.size());
+    return ::write(o_.status_fd, l.data(), l.size()) == static_cast<ssize_t>(l.size());
   }
 
   // Written under mu_ so that the supervisor sees the states in the order they happened
@@ -700,13 +702,14 @@ class Worker {
   }
 
   // Writes "stats <json>" when the snapshot differs from the last one written (or `always`).
+  // A line the full pipe dropped does not count as written: the next tick sends it again, so the
+  // supervisor is not left with a stale snapshot once the worker goes idle.
   // The reporter thread only, or the main thread once the reporter has stopped.
   void SendStats(bool always) {
     SampleConnections();
     telemetry::WorkerStats now = rec_.Snapshot();
     if (!always && now == last_stats_) return;
-    Report("stats " + now.ToJson());
-    last_stats_ = std::move(now);
+    if (Report("stats " + now.ToJson())) last_stats_ = std::move(now);
   }
 
   // At most one line a second, none while nothing changes.

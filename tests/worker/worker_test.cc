@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 #include <functional>
+#include <cstring>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -511,6 +513,56 @@ TEST(Worker, LostLeaseAtColdStopIsCountedOnce) {
       << "the final snapshot is the last line";
   EXPECT_EQ(stats.back().chunks, (std::map<std::string, int64_t>{{"skipped", 1}}))
       << stats.back().ToJson() << ": one chunk leased, counted once";
+}
+
+// Verifies a "stats" line that a full status pipe dropped is sent again once the pipe has room,
+// although nothing changed since: the supervisor is not left with a stale snapshot after the worker
+// goes idle. The test fills the pipe itself (through the worker's end, /proc/PID/fd/3) before any
+// chunk is queued, so every line about the three chunks is dropped, then drains it.
+TEST(Worker, StatsDroppedByAFullPipeAreSentAgain) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  ASSERT_EQ(::mkdir(data.c_str(), 0700), 0);
+  ScopedEnv env({{"KG_DATA_DIR", data}});
+  auto q = OpenSqliteQueue(data + "/queue.db", QueueOptions{});
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  auto store = OpenSqliteTaskStore(data + "/tasks.db");
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  WorkerProcess w("builtin");
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(WaitFor([&] {
+    w.pipe().Read(100ms);
+    return !w.pipe().lines().empty() && w.pipe().lines().front() == "ready";
+  }, 15s)) << ::testing::PrintToString(w.pipe().lines());
+  {
+    const std::string end = "/proc/" + std::to_string(w.pid()) + "/fd/3";
+    UniqueFd filler(::open(end.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    ASSERT_GE(filler.get(), 0) << std::strerror(errno);
+    // Full: not even a two-byte line more fits, so none of the worker's does.
+    while (::write(filler.get(), "f\n", 2) == 2) {
+    }
+    ASSERT_EQ(errno, EAGAIN);
+  }
+  for (int i = 0; i < 3; ++i) {
+    Enqueue(**q, **store, "p" + std::to_string(i), "builtin",
+            "Lena Ortiz met Tomas Reyes at Quantum Corp in " + std::to_string(1990 + i) + ".");
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    auto d = (*q)->Depths();
+    return d.ok() && (*d)["builtin"].done == 3;
+  }, 30s));
+  // Not a wait for a condition: the pipe stays full across two report intervals, so that the
+  // snapshot with the three chunks is written, and dropped, at least once.
+  std::this_thread::sleep_for(2500ms);
+  auto three = [](const telemetry::WorkerStats& s) {
+    return Counted(s.chunks, telemetry::kChunkDone) == 3;
+  };
+  auto last = w.WaitForStats(three, 5s);
+  ASSERT_TRUE(last.has_value()) << "the dropped snapshot never came again; stats lines: "
+                                << w.pipe().Stats().size();
+  int status = w.Stop();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace
