@@ -22,8 +22,10 @@ namespace kg {
 class SystemdNotifier {
  public:
   // A liveness probe: "" while the thing it watches is alive, else why not (logged when the
-  // pings stop). Called on the notifier's thread, at most once per ping period; it may block up
-  // to that period (a probe over the network must time out within it).
+  // pings stop). Called on the notifier's thread, at most once per ping period. It should return
+  // within half a period (a probe over the network times out by then: the pings wait for it), and
+  // fail only when the thing has shown no life for about half the watchdog interval, not at the
+  // first slow answer (a loaded host is not a hung one).
   struct Probe {
     std::string name;
     std::function<std::string()> check;

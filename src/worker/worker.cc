@@ -154,6 +154,15 @@ class Worker {
     {
       MutexLock l(mu_);
       clean = running_ == 0;
+    }
+    // Acks and nacks under way finish and are counted (briefly: they are one queue call each), so
+    // that the final snapshot of an exit that leaves executors behind does not miss them.
+    for (int64_t until = MonoMs() + 1000; !clean && SettlingUncounted() && MonoMs() < until;) {
+      WaitWake(50);
+    }
+    {
+      MutexLock l(mu_);
+      clean = running_ == 0;
       done_flag_ = true;
     }
     cv_.NotifyAll();
@@ -189,15 +198,18 @@ class Worker {
     Lease lease;
     bool lost = false;      // renewal failed: the lease belongs to someone else now
     bool settling = false;  // being acked or nacked by its executor
+    bool counted = false;   // its outcome is in the stats (Count, ReleaseAll): never counted twice
     std::chrono::steady_clock::time_point leased_at{};  // work on it starts: the chunk's duration
   };
 
   int64_t LeaseMs() const { return c_.lease_seconds * 1000LL; }
 
-  void Report(const std::string& line) {
-    if (o_.status_fd < 0) return;
+  // Writes one line to the status pipe; false when it was not written whole (the pipe is
+  // non-blocking: a full pipe drops the line rather than stall us).
+  bool Report(const std::string& line) {
+    if (o_.status_fd < 0) return false;
     std::string l = line + "\n";
-    (void)!::write(o_.status_fd, l.data(), l.size());
+    return ::write(o_.status_fd, l.data(), l.size()) == static_cast<ssize_t>(l.size());
   }
 
   // Written under mu_ so that the supervisor sees the states in the order they happened
@@ -228,7 +240,8 @@ class Worker {
       MutexLock l(mu_);
       for (auto& lease : leases) {
         if (lease.crashes > 0) holding_suspect_ = true;
-        inflight_[lease.chunk_id] = InFlight{lease, false, false, std::chrono::steady_clock::now()};
+        inflight_[lease.chunk_id] =
+            InFlight{lease, false, false, false, std::chrono::steady_clock::now()};
         pending_.push_back(std::move(lease));
         ++started_;
       }
@@ -590,12 +603,18 @@ class Worker {
     }
   }
 
+  // Gives back every lease still held and counts its chunk given back; a lost lease (someone
+  // else's now) is counted as LostOutcome says. Chunks being acked or nacked are left to their
+  // executors, which count them; a chunk counted already is not counted again (an executor that
+  // settles it after this finds it counted). Returns how many releases succeeded.
   int ReleaseAll() {
-    std::vector<Lease> held;
+    std::vector<Lease> held, lost;
     {
       MutexLock l(mu_);
-      for (const auto& [id, f] : inflight_) {
-        if (!f.lost) held.push_back(f.lease);
+      for (auto& [id, f] : inflight_) {
+        if (f.settling || f.counted) continue;
+        f.counted = true;
+        (f.lost ? lost : held).push_back(f.lease);
       }
       pending_.clear();
       completed_.clear();
@@ -607,7 +626,19 @@ class Worker {
       n += RetryTransient([&] { return queue_->Release(lease.chunk_id, lease.token); }).ok() ? 1 : 0;
       rec_.Chunk(telemetry::kChunkGivenBack, 0);
     }
+    for (const auto& lease : lost) {
+      rec_.Chunk(LostOutcome(lease.chunk_id, Status::Conflict("renewal failed")), 0);
+    }
     return n;
+  }
+
+  // Whether a chunk is being acked or nacked and not counted yet.
+  bool SettlingUncounted() {
+    MutexLock l(mu_);
+    for (const auto& [id, f] : inflight_) {
+      if (f.settling && !f.counted) return true;
+    }
+    return false;
   }
 
   // Holds the refresh of one task's progress (Finish): another executor's waits until it ends.
@@ -631,12 +662,15 @@ class Worker {
     const std::string& task_;
   };
 
-  // Counts a chunk this worker is done with, timed from its lease (telemetry::Recorder::Chunk).
+  // Counts a chunk this worker is done with, timed from its lease (telemetry::Recorder::Chunk);
+  // once: a chunk ReleaseAll counted at a stop is not counted again by its executor.
   void Count(const std::string& chunk_id, std::string_view outcome) {
     double seconds = 0;
     {
       MutexLock l(mu_);
       if (auto it = inflight_.find(chunk_id); it != inflight_.end()) {
+        if (it->second.counted) return;
+        it->second.counted = true;
         auto worked = std::chrono::steady_clock::now() - it->second.leased_at;
         seconds = std::chrono::duration<double>(worked).count();
       }
@@ -668,13 +702,14 @@ class Worker {
   }
 
   // Writes "stats <json>" when the snapshot differs from the last one written (or `always`).
+  // A line the full pipe dropped does not count as written: the next tick sends it again, so the
+  // supervisor is not left with a stale snapshot once the worker goes idle.
   // The reporter thread only, or the main thread once the reporter has stopped.
   void SendStats(bool always) {
     SampleConnections();
     telemetry::WorkerStats now = rec_.Snapshot();
     if (!always && now == last_stats_) return;
-    Report("stats " + now.ToJson());
-    last_stats_ = std::move(now);
+    if (Report("stats " + now.ToJson())) last_stats_ = std::move(now);
   }
 
   // At most one line a second, none while nothing changes.

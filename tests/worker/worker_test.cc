@@ -1,6 +1,7 @@
 // Worker processes as a user runs them (real `kgflow start` nodes): lease renewal under a
 // slow provider and task state written concurrently by several executors; and one worker
 // process run as its supervisor runs it, its status pipe read by the test.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -10,8 +11,10 @@
 #include <unistd.h>
 
 #include <functional>
+#include <cstring>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -228,6 +231,7 @@ class WorkerProcess {
     ::waitpid(pid_, nullptr, 0);
   }
   bool ok() const { return pipe_ != nullptr; }
+  pid_t pid() const { return pid_; }
   StatusPipe& pipe() { return *pipe_; }
 
   // Waits (up to `timeout`) for a "stats" line for which `done` holds; returns it.
@@ -266,6 +270,27 @@ class WorkerProcess {
   bool reaped_ = false;
   UniqueFd fd_;
   std::unique_ptr<StatusPipe> pipe_;
+};
+
+// Sends this process's stderr to `path` while it lives, so that a child spawned meanwhile (which
+// inherits fd 2) logs there for the test to read.
+class StderrTo {
+ public:
+  explicit StderrTo(const std::string& path) : saved_(::dup(2)) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    EXPECT_GE(fd, 0) << path;
+    if (fd >= 0) {
+      ::dup2(fd, 2);
+      ::close(fd);
+    }
+  }
+  ~StderrTo() {
+    ::dup2(saved_, 2);
+    ::close(saved_);
+  }
+
+ private:
+  int saved_;
 };
 
 int64_t Counted(const std::map<std::string, int64_t>& m, std::string_view key) {
@@ -430,6 +455,114 @@ TEST(Worker, RecycledWorkerSendsItsFinalStats) {
   auto stats = w.pipe().Stats();
   ASSERT_FALSE(stats.empty());
   EXPECT_EQ(stats.back().chunks, (std::map<std::string, int64_t>{{"done", 2}})) << stats.back().ToJson();
+}
+
+// Verifies a chunk whose lease was taken away (its task cancelled) while its provider call ran, and
+// which is still in flight when a second stop signal arrives, is counted once in the final snapshot
+// (skipped, as its task was cancelled): the outcomes sum to the chunks leased. (ReleaseAll used to
+// skip lost leases without counting them, and the exit that leaves a busy executor behind never
+// counted them at all.)
+TEST(Worker, LostLeaseAtColdStopIsCountedOnce) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  ASSERT_EQ(::mkdir(data.c_str(), 0700), 0);
+  testing::WriteFile(dir.File("kg.toml"), "[providers.slow]\ndelay_ms = 60000\n");
+  ScopedEnv env({{"KG_DATA_DIR", data},
+                 {"KG_CONFIG", dir.File("kg.toml")},
+                 {"KG_LEASE_SECONDS", "3"},
+                 {"KG_CONCURRENCY_PER_PROCESS", "1"}});
+  auto q = OpenSqliteQueue(data + "/queue.db", QueueOptions{});
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  {
+    auto store = OpenSqliteTaskStore(data + "/tasks.db");
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    Enqueue(**q, **store, "s", "slow", "Lena Ortiz met Tomas Reyes at Quantum Corp.");
+  }
+  const std::string log = dir.File("worker.log");
+  std::optional<WorkerProcess> w;
+  {
+    StderrTo redirect(log);
+    w.emplace("slow");
+  }
+  ASSERT_TRUE(w->ok());
+  // Leased, and its executor inside the 60 s provider call.
+  ASSERT_TRUE(WaitFor([&] {
+    w->pipe().Read(100ms);
+    for (const auto& l : w->pipe().lines()) {
+      if (l.rfind("busy 1", 0) == 0) return true;
+    }
+    return false;
+  }, 15s)) << ::testing::PrintToString(w->pipe().lines());
+  auto cancelled = (*q)->CancelTask("s");
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status().message();
+  ASSERT_EQ(*cancelled, 1);
+  // The renewer (every second with a 3 s lease) finds the lease gone.
+  auto logged = [&] { return testing::ReadFile(log).find("was taken away") != std::string::npos; };
+  ASSERT_TRUE(WaitFor(logged, 10s)) << testing::ReadFile(log);
+  pid_t pid = w->pid();
+  // Two signals (two kinds: two pending SIGTERMs would be delivered as one); the second gives
+  // everything back at once and leaves the busy executor behind.
+  ::kill(pid, SIGTERM);
+  ::kill(pid, SIGINT);
+  int status = w->WaitExit();
+  ASSERT_TRUE(WIFEXITED(status)) << status << "\n" << testing::ReadFile(log);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  auto stats = w->pipe().Stats();
+  ASSERT_FALSE(stats.empty()) << ::testing::PrintToString(w->pipe().lines());
+  EXPECT_EQ(w->pipe().lines().back().rfind("stats ", 0), 0u)
+      << "the final snapshot is the last line";
+  EXPECT_EQ(stats.back().chunks, (std::map<std::string, int64_t>{{"skipped", 1}}))
+      << stats.back().ToJson() << ": one chunk leased, counted once";
+}
+
+// Verifies a "stats" line that a full status pipe dropped is sent again once the pipe has room,
+// although nothing changed since: the supervisor is not left with a stale snapshot after the worker
+// goes idle. The test fills the pipe itself (through the worker's end, /proc/PID/fd/3) before any
+// chunk is queued, so every line about the three chunks is dropped, then drains it.
+TEST(Worker, StatsDroppedByAFullPipeAreSentAgain) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  ASSERT_EQ(::mkdir(data.c_str(), 0700), 0);
+  ScopedEnv env({{"KG_DATA_DIR", data}});
+  auto q = OpenSqliteQueue(data + "/queue.db", QueueOptions{});
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  auto store = OpenSqliteTaskStore(data + "/tasks.db");
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  WorkerProcess w("builtin");
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(WaitFor([&] {
+    w.pipe().Read(100ms);
+    return !w.pipe().lines().empty() && w.pipe().lines().front() == "ready";
+  }, 15s)) << ::testing::PrintToString(w.pipe().lines());
+  {
+    const std::string end = "/proc/" + std::to_string(w.pid()) + "/fd/3";
+    UniqueFd filler(::open(end.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    ASSERT_GE(filler.get(), 0) << std::strerror(errno);
+    // Full: not even a two-byte line more fits, so none of the worker's does.
+    while (::write(filler.get(), "f\n", 2) == 2) {
+    }
+    ASSERT_EQ(errno, EAGAIN);
+  }
+  for (int i = 0; i < 3; ++i) {
+    Enqueue(**q, **store, "p" + std::to_string(i), "builtin",
+            "Lena Ortiz met Tomas Reyes at Quantum Corp in " + std::to_string(1990 + i) + ".");
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    auto d = (*q)->Depths();
+    return d.ok() && (*d)["builtin"].done == 3;
+  }, 30s));
+  // Not a wait for a condition: the pipe stays full across two report intervals, so that the
+  // snapshot with the three chunks is written, and dropped, at least once.
+  std::this_thread::sleep_for(2500ms);
+  auto three = [](const telemetry::WorkerStats& s) {
+    return Counted(s.chunks, telemetry::kChunkDone) == 3;
+  };
+  auto last = w.WaitForStats(three, 5s);
+  ASSERT_TRUE(last.has_value()) << "the dropped snapshot never came again; stats lines: "
+                                << w.pipe().Stats().size();
+  int status = w.Stop();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace
