@@ -67,8 +67,19 @@ start_mariadb() {
   read -r -a extra <<<"${KG_TEST_MARIADB_ARGS:-}"
   if [ ! -d "$dir/data/mysql" ]; then
     fresh=1
-    mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
-      --skip-test-db >"$dir/install.log" 2>&1 || { echo "mariadb-install-db failed (log: $dir/install.log)" >&2; exit 1; }
+    # Once more after a failure (seen once, in a run whose log was gone with its directory): the
+    # end of each failed attempt's log goes to stderr, so the test log keeps the cause.
+    local attempt
+    for attempt in 1 2; do
+      if mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
+        --skip-test-db >"$dir/install.log" 2>&1; then
+        break
+      fi
+      echo "mariadb-install-db failed (attempt $attempt; log: $dir/install.log), its end:" >&2
+      tail -n 20 "$dir/install.log" >&2
+      rm -rf "$dir/data"
+      [ "$attempt" = 2 ] && exit 1
+    done
   fi
   mariadbd --no-defaults --user=root --datadir="$dir/data" --socket="$dir/mysqld.sock" --port="$port" \
     --bind-address=127.0.0.1 --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" \
@@ -197,9 +208,10 @@ case "${1:-}" in
     dir=${2:?DIR}
     rm -rf "$dir"
     mkdir -p "$dir"
-    r=$(start_redis "$dir/redis")
-    m=$(start_mariadb "$dir/mariadb")
-    n=$(start_neo4j "$dir/neo4j")
+    # A server that fails to start stops those started before it (no server outlives a failed up).
+    r=$(start_redis "$dir/redis") || exit 1
+    m=$(start_mariadb "$dir/mariadb") || { (stop_pid "${r#* }"); exit 1; }
+    n=$(start_neo4j "$dir/neo4j") || { (stop_pid "${r#* }"); (stop_pid "${m#* }"); exit 1; }
     printf 'redis %s\nmariadb %s\nneo4j %s\n' "$r" "$m" "$n" >"$dir/servers.env" ;;
   down)
     # A server that died during the run fails this step and shows the end of its log (the tests

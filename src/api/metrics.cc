@@ -45,18 +45,10 @@ constexpr std::array<std::string_view, 5> kOutcomes = {telemetry::kChunkDone, te
 class Page {
  public:
   prometheus::Family<prometheus::Gauge>& Gauge(const std::string& name, const std::string& help) {
-    auto it = gauges_.find(name);
-    if (it != gauges_.end()) return *it->second;
-    auto& f = prometheus::BuildGauge().Name(name).Help(help).Register(reg_);
-    gauges_.emplace(name, &f);
-    return f;
+    return Find(gauges_, prometheus::BuildGauge(), name, help);
   }
   prometheus::Family<prometheus::Counter>& Counter(const std::string& name, const std::string& help) {
-    auto it = counters_.find(name);
-    if (it != counters_.end()) return *it->second;
-    auto& f = prometheus::BuildCounter().Name(name).Help(help).Register(reg_);
-    counters_.emplace(name, &f);
-    return f;
+    return Find(counters_, prometheus::BuildCounter(), name, help);
   }
   prometheus::Family<prometheus::Histogram>& Histogram(const std::string& name, const std::string& help) {
     return prometheus::BuildHistogram().Name(name).Help(help).Register(reg_);
@@ -75,6 +67,19 @@ class Page {
   }
 
  private:
+  // The family `name`, registered with `help` the first time only (a family is declared once
+  // and filled from several places).
+  template <typename T>
+  prometheus::Family<T>& Find(std::map<std::string, prometheus::Family<T>*>& families,
+                              prometheus::detail::Builder<T> builder, const std::string& name,
+                              const std::string& help) {
+    auto it = families.find(name);
+    if (it != families.end()) return *it->second;
+    auto& f = builder.Name(name).Help(help).Register(reg_);
+    families.emplace(name, &f);
+    return f;
+  }
+
   prometheus::Registry reg_;
   std::map<std::string, prometheus::Family<prometheus::Gauge>*> gauges_;
   std::map<std::string, prometheus::Family<prometheus::Counter>*> counters_;

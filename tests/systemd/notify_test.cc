@@ -189,6 +189,14 @@ TEST(SystemdNotify, ReadyOnceListeningPingsAndStoppingOnSigterm) {
   EXPECT_EQ(WEXITSTATUS(st), 0) << n.proc().Stderr();
 }
 
+// Once a frozen thread runs again: the pings resume, and SIGTERM stops the node cleanly.
+void ExpectPingsResumeAndACleanStop(NotifySocket& sock, testing::Node& n) {
+  EXPECT_GE(CountWatchdogPings(sock, 3000ms, n.proc().pid()), 2) << "pings did not resume";
+  ASSERT_TRUE(n.proc().Signal(SIGTERM));
+  int st = n.proc().Wait(60s);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << n.proc().Stderr();
+}
+
 // Verifies the watchdog pings follow the guard loop: with the guard thread ("kg-guard") stopped
 // from outside (ptrace; the node has no test hook) while the rest of the node runs, the pings stop
 // (the supervisor's reconcile loop no longer turns) and the node says why in STATUS and its log;
@@ -215,10 +223,7 @@ TEST(SystemdNotify, HungGuardLoopStopsThePings) {
     auto health = n.http().Get("/healthz");
     EXPECT_TRUE(health && health->status == 200);
   }
-  EXPECT_GE(CountWatchdogPings(sock, 3000ms, n.proc().pid()), 2) << "pings did not resume";
-  ASSERT_TRUE(n.proc().Signal(SIGTERM));
-  int st = n.proc().Wait(60s);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << n.proc().Stderr();
+  ExpectPingsResumeAndACleanStop(sock, n);
 }
 
 // Verifies a web-only node (no supervisor) pings from its HTTP event loop: READY=1 once the API
@@ -249,10 +254,7 @@ TEST(SystemdNotify, WebNodePingsFollowTheHttpEventLoop) {
   size_t gap_at = log.find("(no answer for ");
   ASSERT_NE(gap_at, std::string::npos) << log;
   EXPECT_GT(std::stoll(log.substr(gap_at + 15)), 1000) << log;
-  EXPECT_GE(CountWatchdogPings(sock, 3000ms, n.proc().pid()), 2) << "pings did not resume";
-  ASSERT_TRUE(n.proc().Signal(SIGTERM));
-  int st = n.proc().Wait(60s);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << n.proc().Stderr();
+  ExpectPingsResumeAndACleanStop(sock, n);
 }
 
 // Verifies that without NOTIFY_SOCKET the node sends nothing and starts no watchdog (WATCHDOG_USEC
