@@ -142,13 +142,17 @@ HttpClient::HttpClient(Options options) : impl_(std::make_unique<Impl>()) {
   impl_->loop_id = impl_->thread.get_id();
 }
 
-HttpClient::~HttpClient() {
+void HttpClient::Stop() {
   {
     MutexLock l(impl_->mu);
     impl_->stop = true;
   }
   curl_multi_wakeup(impl_->multi);
-  impl_->thread.join();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+HttpClient::~HttpClient() {
+  Stop();
   // Abandon what is left without calling back.
   for (auto& [easy, t] : impl_->running) curl_multi_remove_handle(impl_->multi, easy);
   impl_->running.clear();

@@ -60,6 +60,7 @@ class HttpClient {
   // Starts the loop thread. Aborts if libcurl cannot be initialised (no memory): an invariant,
   // not a recoverable error.
   explicit HttpClient(Options options);
+  // Stop(), then frees what is left.
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
@@ -70,6 +71,11 @@ class HttpClient {
   // Runs `fn` on the loop thread once `delay_ms` (>= 0) have passed (unless the client is
   // destroyed first). Timers with equal due times run in the order they were set.
   void RunAfter(int64_t delay_ms, std::function<void()> fn);
+  // Stops the loop and waits for its thread: the callback running now (if any) returns first, and
+  // none runs after. Pending transfers and timers are abandoned without a call. Idempotent; not
+  // from the loop thread. The owner calls it while the members its callbacks use are still there
+  // (an owner that resets its unique_ptr<HttpClient> sees it null inside a callback still running).
+  void Stop();
   // True on the loop thread (for assertions).
   bool InLoopThread() const;
 

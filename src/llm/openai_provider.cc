@@ -200,11 +200,13 @@ class OpenAiProvider final : public Provider {
     client_->RunAfter(kRenewEveryMs, [this] { RenewSlots(); });
   }
 
-  // The loop stops first, so no callback or timer touches the members below once they go. Then the
-  // concurrency slots of the abandoned requests go back (on Redis they would otherwise stay taken,
-  // cluster-wide, until their TTL).
+  // The loop stops first, so no callback or timer touches the members below once they go: Stop(),
+  // not reset(), since reset() nulls client_ before the loop ends and a callback still running
+  // (a 429's RunAfter) would call through it (seen under UBSan). Then the concurrency slots of
+  // the abandoned requests go back (on Redis they would otherwise stay taken, cluster-wide, until
+  // their TTL).
   ~OpenAiProvider() override {
-    client_.reset();
+    client_->Stop();
     for (const auto& [id, c] : calls_) {
       if (!c->slot.empty()) (void)limiter_->Release(c->slot, 0);
     }
