@@ -68,23 +68,28 @@ async function ensureCy() {
   return cy;
 }
 
-function addEntity(e) {
+// Adds an entity once; a new one starts at position (near the entity it was found from, so
+// the layout moves the drawing little).
+function addEntity(e, position) {
   const prev = entities.get(e.key);
   entities.set(e.key, { key: e.key, name: e.name, type: e.type, description: e.description, mentions: e.mentions });
-  if (!prev) cy.add({ group: 'nodes', data: { id: e.key, label: e.name, colour: colour(e.type), mentions: e.mentions || 1 } });
+  if (!prev) cy.add({ group: 'nodes', data: { id: e.key, label: e.name, colour: colour(e.type), mentions: e.mentions || 1 }, position });
 }
 
 function addNeighbourhood(e) {
-  addEntity(e);
-  for (const n of e.neighbours || []) {
-    addEntity(n.entity);
+  addEntity(e, { x: 0, y: 0 });
+  const at = cy.getElementById(e.key).position();
+  const list = e.neighbours || [];
+  list.forEach((n, i) => {
+    const a = (2 * Math.PI * i) / Math.max(1, list.length);
+    addEntity(n.entity, { x: at.x + 150 * Math.cos(a), y: at.y + 150 * Math.sin(a) });
     const [source, target] = n.direction === 'in' ? [n.entity.key, e.key] : [e.key, n.entity.key];
     const id = `${source}|${n.type}|${target}`;
     if (!edges.has(id)) {
       edges.set(id, { source, target, type: n.type, weight: n.weight, evidence: n.evidence || [] });
       cy.add({ group: 'edges', data: { id, source, target, type: n.type } });
     }
-  }
+  });
   expanded.add(e.key);
 }
 
@@ -92,7 +97,7 @@ function layout(center) {
   cy.nodes().removeClass('center');
   cy.getElementById(center).addClass('center');
   for (const k of expanded) cy.getElementById(k).addClass('expanded');
-  cy.layout({ name: 'cose', animate: false, randomize: false, nodeRepulsion: () => 9000, idealEdgeLength: () => 90, fit: true, padding: 24 }).run();
+  cy.layout({ name: 'cose', animate: false, randomize: false, nodeRepulsion: () => 20000, idealEdgeLength: () => 110, nodeOverlap: 20, fit: true, padding: 24 }).run();
   const canvas = section().querySelector('[data-testid="graph-canvas"]');
   setData(canvas, { nodes: cy.nodes().length, edges: cy.edges().length, center });
   setText(section().querySelector('.graph-drawn'), t('graph.drawn', { nodes: cy.nodes().length, edges: cy.edges().length }));
