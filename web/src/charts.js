@@ -14,6 +14,11 @@ export class History {
     this.samples = [];
   }
 
+  // How far back the history reaches (ms), for a chart span that grows to the hour.
+  age(now) {
+    return this.samples.length ? now - this.samples[0].t : 0;
+  }
+
   add(t, values) {
     const last = this.samples[this.samples.length - 1];
     if (last && Object.keys(values).some((k) => values[k] < (last.values[k] ?? 0))) this.samples = [];

@@ -45,8 +45,10 @@ function drawCharts(section) {
   const now = Date.now();
   const chunks = history.rates('done');
   const errors = history.rates('errors');
-  drawRate(section.querySelector('[data-testid="chart-chunks"]'), chunks, now);
-  drawRate(section.querySelector('[data-testid="chart-errors"]'), errors, now);
+  // The x axis spans what the page has seen, from 5 minutes up to the hour it keeps.
+  const span = Math.min(60 * 60000, Math.max(5 * 60000, history.age(now)));
+  drawRate(section.querySelector('[data-testid="chart-chunks"]'), chunks, now, span);
+  drawRate(section.querySelector('[data-testid="chart-errors"]'), errors, now, span);
   const last = (pts) => (pts.length ? fmtNum(pts[pts.length - 1].v, 1) : '—');
   setText(section.querySelector('.chunks-now'), t('queues.now', { value: last(chunks) }));
   setText(section.querySelector('.errors-now'), t('queues.now', { value: last(errors) }));
