@@ -61,7 +61,7 @@ export const queuesView = {
   async refresh(section, params, samples) {
     const providers = await get('/api/v1/providers');
     const figures = samples ? queueFigures(samples) : [];
-    section.querySelector('.queues-empty').hidden = !!samples;
+    section.querySelector('.queues-empty').hidden = figures.length > 0;
     syncRows(
       section.querySelector('.queue-rows'),
       figures,
