@@ -8,6 +8,8 @@ import { t } from './i18n.js';
 import { hooks, toast, report } from './ui.js';
 
 const LIST_LIMIT = 500;
+const PAGE = 100;
+let shownMax = PAGE;
 let lastTasks = [];
 let providers = [];
 
@@ -30,7 +32,10 @@ function renderList(section) {
     (!q || x.id.toLowerCase().includes(q) || (x.title || '').toLowerCase().includes(q)));
   setText($(section, '[data-testid="task-count"]'), t('tasks.count', { count: shown.length }));
   $(section, '.tasks-empty').hidden = shown.length > 0;
-  syncRows($(section, '.task-rows'), shown, (x) => x.id,
+  const more = $(section, '[data-testid="task-more"]');
+  more.hidden = shown.length <= shownMax;
+  setText(more, t('tasks.more', { n: Math.min(PAGE, shown.length - shownMax) }));
+  syncRows($(section, '.task-rows'), shown.slice(0, shownMax), (x) => x.id,
     (x) => h('tr', { testid: 'task-row' },
       h('td', { class: 'wrap' }, h('a', { testid: 'task-link', href: '#/tasks/' + encodeURIComponent(x.id) })),
       h('td', {}, h('code', {}, x.id)), h('td', { class: 'provider' }), h('td', { testid: 'task-status' }),
@@ -103,6 +108,10 @@ export const tasksView = {
   init() {
     const section = document.querySelector('section[data-view="tasks"]');
     $(section, '.task-search').addEventListener('input', () => renderList(section));
+    $(section, '[data-testid="task-more"]').addEventListener('click', () => {
+      shownMax += PAGE;
+      renderList(section);
+    });
     $(section, '.task-provider-filter').addEventListener('change', () => renderList(section));
     $(section, '.task-status-filter').addEventListener('change', () => hooks.refresh());
     $(section, '.submit-form').addEventListener('submit', (ev) => submit(section, ev));
