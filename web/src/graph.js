@@ -1,0 +1,246 @@
+// Graph explorer: search entities, open one, draw its neighbourhood with cytoscape (loaded on
+// first use from cytoscape.min.js next to the page), click a node to expand it, export the
+// drawing as JSON.
+
+import { get, ApiError } from './api.js';
+import { h, setText, setData, syncRows, fmtNum } from './dom.js';
+import { t } from './i18n.js';
+import { report } from './ui.js';
+
+let cy = null;
+let cyLoading = null;
+let opened = null; // the entity shown in the detail panel (the API's JSON)
+let routeKey = null; // the key the route last opened (a new one clears the drawing)
+const entities = new Map(); // key -> entity JSON (without neighbours)
+const edges = new Map(); // id -> {source, target, type, weight, evidence}
+const expanded = new Set();
+
+const PALETTE = ['#1f6feb', '#2da44e', '#bf3989', '#d4a72c', '#8250df', '#cf222e', '#0a7ea4', '#7d5a00'];
+function colour(type) {
+  let n = 0;
+  for (const ch of type || '') n = (n * 31 + ch.charCodeAt(0)) >>> 0;
+  return PALETTE[n % PALETTE.length];
+}
+
+function section() {
+  return document.querySelector('section[data-view="graph"]');
+}
+
+function loadCytoscape() {
+  if (window.cytoscape) return Promise.resolve(window.cytoscape);
+  if (!cyLoading) {
+    cyLoading = new Promise((resolve, reject) => {
+      const s = document.createElement('script');
+      s.src = 'cytoscape.min.js';
+      s.onload = () => resolve(window.cytoscape);
+      s.onerror = () => {
+        cyLoading = null;
+        reject(new Error('cytoscape.min.js did not load'));
+      };
+      document.head.append(s);
+    });
+  }
+  return cyLoading;
+}
+
+async function ensureCy() {
+  if (cy) return cy;
+  const cytoscape = await loadCytoscape();
+  const container = section().querySelector('[data-testid="graph-canvas"]');
+  cy = cytoscape({
+    container,
+    style: [
+      { selector: 'node', style: { 'background-color': 'data(colour)', label: 'data(label)', 'font-size': 11, 'text-valign': 'bottom',
+        'text-margin-y': 4, width: 'mapData(mentions, 1, 20, 18, 44)', height: 'mapData(mentions, 1, 20, 18, 44)',
+        'text-wrap': 'ellipsis', 'text-max-width': 120 } },
+      { selector: 'node.center', style: { 'border-width': 4, 'border-color': '#111826' } },
+      { selector: 'node.expanded', style: { 'border-width': 2, 'border-color': '#5b6577' } },
+      { selector: 'edge', style: { width: 1.5, 'line-color': '#9aa5b8', 'target-arrow-color': '#9aa5b8', 'target-arrow-shape': 'triangle',
+        'curve-style': 'bezier', label: 'data(type)', 'font-size': 9, color: '#5b6577', 'text-rotation': 'autorotate' } },
+    ],
+  });
+  cy.on('tap', 'node', (ev) => {
+    const key = ev.target.id();
+    history.replaceState(null, '', '#/graph/' + encodeURIComponent(key));
+    routeKey = key;
+    open(key, false).catch(report);
+  });
+  return cy;
+}
+
+// Adds an entity once; a new one starts at position (near the entity it was found from, so
+// the layout moves the drawing little).
+function addEntity(e, position) {
+  const prev = entities.get(e.key);
+  entities.set(e.key, { key: e.key, name: e.name, type: e.type, description: e.description, mentions: e.mentions });
+  if (!prev) cy.add({ group: 'nodes', data: { id: e.key, label: e.name, colour: colour(e.type), mentions: e.mentions || 1 }, position });
+}
+
+function addNeighbourhood(e) {
+  addEntity(e, { x: 0, y: 0 });
+  const at = cy.getElementById(e.key).position();
+  const list = e.neighbours || [];
+  list.forEach((n, i) => {
+    const a = (2 * Math.PI * i) / Math.max(1, list.length);
+    addEntity(n.entity, { x: at.x + 150 * Math.cos(a), y: at.y + 150 * Math.sin(a) });
+    const [source, target] = n.direction === 'in' ? [n.entity.key, e.key] : [e.key, n.entity.key];
+    const id = `${source}|${n.type}|${target}`;
+    if (!edges.has(id)) {
+      edges.set(id, { source, target, type: n.type, weight: n.weight, evidence: n.evidence || [] });
+      cy.add({ group: 'edges', data: { id, source, target, type: n.type } });
+    }
+  });
+  expanded.add(e.key);
+}
+
+function layout(center) {
+  cy.nodes().removeClass('center');
+  cy.getElementById(center).addClass('center');
+  for (const k of expanded) cy.getElementById(k).addClass('expanded');
+  cy.layout({ name: 'cose', animate: false, randomize: false, nodeRepulsion: () => 20000, idealEdgeLength: () => 110, nodeOverlap: 20, fit: true, padding: 24 }).run();
+  const canvas = section().querySelector('[data-testid="graph-canvas"]');
+  setData(canvas, { nodes: cy.nodes().length, edges: cy.edges().length, center });
+  setText(section().querySelector('.graph-drawn'), t('graph.drawn', { nodes: cy.nodes().length, edges: cy.edges().length }));
+}
+
+function clearDrawing() {
+  entities.clear();
+  edges.clear();
+  expanded.clear();
+  if (cy) cy.elements().remove();
+}
+
+// Opens key: fetches it, adds its neighbourhood to the drawing (fresh: clears it first) and
+// shows it in the detail panel. A name with several matches lists them instead.
+async function open(key, fresh) {
+  const s = section();
+  let e;
+  try {
+    e = await get('/api/v1/graph/entities/' + encodeURIComponent(key));
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 300 && err.body && err.body.candidates) {
+      showResults(err.body.candidates.map((k) => ({ key: k, name: k, type: '' })), t('graph.candidates'));
+      return;
+    }
+    throw err;
+  }
+  await ensureCy();
+  if (fresh) clearDrawing();
+  addNeighbourhood(e);
+  layout(e.key);
+  opened = e;
+  renderDetail(s);
+}
+
+function renderDetail(s) {
+  const e = opened;
+  const d = s.querySelector('[data-testid="entity-detail"]');
+  d.hidden = !e;
+  if (!e) return;
+  d.dataset.key = e.key;
+  setText(d.querySelector('[data-testid="entity-name"]'), e.name);
+  setText(d.querySelector('[data-testid="entity-type"]'), e.type || t('common.none'));
+  setText(d.querySelector('[data-testid="entity-mentions"]'), fmtNum(e.mentions));
+  setText(d.querySelector('[data-testid="entity-description"]'), e.description || '');
+  syncRows(d.querySelector('.relation-rows'), e.neighbours || [], (n) => `${n.direction}|${n.type}|${n.entity.key}`,
+    (n) => {
+      const expand = h('button', { type: 'button', testid: 'relation-expand' }, t('graph.expand'));
+      expand.addEventListener('click', () => {
+        history.replaceState(null, '', '#/graph/' + encodeURIComponent(n.entity.key));
+        routeKey = n.entity.key;
+        open(n.entity.key, false).catch(report);
+      });
+      return h('tr', { testid: 'relation-row' }, h('td', { class: 'rel' }),
+        h('td', { class: 'wrap' }, h('a', { href: '#/graph/' + encodeURIComponent(n.entity.key), class: 'nb' })),
+        h('td', { class: 'evidence', testid: 'relation-evidence' }), h('td', {}, expand));
+    },
+    (row, n) => {
+      setData(row, { type: n.type, direction: n.direction, neighbour: n.entity.key });
+      setText(row.querySelector('.rel'), (n.direction === 'in' ? '← ' : '→ ') + n.type);
+      setText(row.querySelector('.nb'), `${n.entity.name} (${n.entity.type})`);
+      setText(row.querySelector('.evidence'), (n.evidence || []).join(', '));
+      setText(row.querySelector('[data-testid="relation-expand"]'), t('graph.expand'));
+    });
+}
+
+function showResults(list, heading) {
+  const s = section();
+  const ul = s.querySelector('.graph-results');
+  ul.setAttribute('aria-label', heading || t('graph.search'));
+  s.querySelector('.graph-hint').hidden = list.length > 0;
+  if (!list.length) setText(s.querySelector('.graph-hint'), t('graph.no_results'));
+  syncRows(ul, list, (e) => e.key,
+    (e) => h('li', { testid: 'graph-result' }, h('a', { href: '#/graph/' + encodeURIComponent(e.key) }, h('span', { class: 'name' }), h('span', { class: 'type' }))),
+    (li, e) => {
+      setData(li, { type: e.type || '' });
+      setText(li.querySelector('.name'), e.name);
+      setText(li.querySelector('.type'), e.type || '');
+    });
+}
+
+async function search(q) {
+  const r = await get('/api/v1/graph/entities?' + new URLSearchParams({ q, limit: '30' }));
+  showResults(r.entities || []);
+}
+
+function exportView() {
+  const data = {
+    exported_at: new Date().toISOString(),
+    center: opened ? opened.key : null,
+    nodes: [...entities.values()].map((e) => {
+      const n = cy ? cy.getElementById(e.key) : null;
+      return { ...e, expanded: expanded.has(e.key), position: n && n.length ? n.position() : null };
+    }),
+    edges: [...edges.values()],
+  };
+  const blob = new Blob([JSON.stringify(data, null, 2)], { type: 'application/json' });
+  const a = h('a', { href: URL.createObjectURL(blob), download: 'kgflow-graph.json' });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  section().querySelector('[data-testid="graph-export"]').dataset.exported = String(data.nodes.length + data.edges.length);
+}
+
+export const graphView = {
+  enter() {
+    // The canvas was hidden (size 0) while another view was shown.
+    if (cy) requestAnimationFrame(() => cy.resize());
+  },
+  init() {
+    const s = section();
+    s.querySelector('.graph-search-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const q = s.querySelector('.graph-search').value.trim();
+      search(q).catch(report);
+    });
+    s.querySelector('[data-testid="graph-export"]').addEventListener('click', exportView);
+    s.querySelector('.graph-fit').addEventListener('click', () => cy && cy.fit(undefined, 24));
+  },
+  // The graph does not change under the reader: the route's entity is loaded once, the
+  // poll only keeps the banner honest (a cheap call).
+  async refresh(s, params) {
+    if (params.key && params.key !== routeKey) {
+      routeKey = params.key;
+      await open(params.key, true);
+    } else if (!params.key && routeKey) {
+      routeKey = null;
+      opened = null;
+      clearDrawing();
+      renderDetail(s);
+    }
+    if (!params.key && !s.dataset.searched) {
+      s.dataset.searched = '1';
+      await search('');
+    }
+  },
+  failed(s, err) {
+    setText(s.querySelector('.graph-hint'), t('common.error', { message: err.message }));
+    s.querySelector('.graph-hint').hidden = false;
+  },
+  relabel() {
+    const s = section();
+    if (opened) renderDetail(s);
+    if (cy) setText(s.querySelector('.graph-drawn'), t('graph.drawn', { nodes: cy.nodes().length, edges: cy.edges().length }));
+  },
+};

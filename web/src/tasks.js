@@ -1,0 +1,229 @@
+// Tasks: the list (status filter sent to the node; provider and title/id filtered in the
+// page, as GET /api/v1/tasks takes only status and limit), the submit form, and a task's page
+// with cancel and retry.
+
+import { request, get, ApiError } from './api.js';
+import { h, setText, setData, syncRows, fmtNum, fmtDateTime } from './dom.js';
+import { t } from './i18n.js';
+import { hooks, toast, report } from './ui.js';
+
+const LIST_LIMIT = 500;
+const PAGE = 100;
+let shownMax = PAGE;
+let lastTasks = [];
+let providers = [];
+
+function statusBadge(el, status) {
+  el.dataset.status = status;
+  const badge = el.firstChild && el.firstChild.nodeType === 1 ? el.firstChild : null;
+  const text = t('status.' + status);
+  if (badge && badge.className === 'state ' + status && badge.textContent === text) return;
+  el.replaceChildren(h('span', { class: 'state ' + status }, text));
+}
+
+function $(section, sel) {
+  return section.querySelector(sel);
+}
+
+function renderList(section) {
+  const q = $(section, '.task-search').value.trim().toLowerCase();
+  const prov = $(section, '.task-provider-filter').value;
+  const shown = lastTasks.filter((x) => (!prov || x.provider === prov) &&
+    (!q || x.id.toLowerCase().includes(q) || (x.title || '').toLowerCase().includes(q)));
+  setText($(section, '[data-testid="task-count"]'), t('tasks.count', { count: shown.length }));
+  $(section, '.tasks-empty').hidden = shown.length > 0;
+  const more = $(section, '[data-testid="task-more"]');
+  more.hidden = shown.length <= shownMax;
+  setText(more, t('tasks.more', { n: Math.min(PAGE, shown.length - shownMax) }));
+  syncRows($(section, '.task-rows'), shown.slice(0, shownMax), (x) => x.id,
+    (x) => h('tr', { testid: 'task-row' },
+      h('td', { class: 'wrap' }, h('a', { testid: 'task-link', href: '#/tasks/' + encodeURIComponent(x.id) })),
+      h('td', {}, h('code', {}, x.id)), h('td', { class: 'provider' }), h('td', { testid: 'task-status' }),
+      h('td', { class: 'num', testid: 'task-progress' }), h('td', { class: 'updated' })),
+    (row, x) => {
+      setData(row, { taskId: x.id, status: x.status, provider: x.provider });
+      setText(row.querySelector('[data-testid="task-link"]'), x.title || x.id);
+      setText(row.querySelector('.provider'), x.provider);
+      statusBadge(row.querySelector('[data-testid="task-status"]'), x.status);
+      const pr = row.querySelector('[data-testid="task-progress"]');
+      setData(pr, { done: x.chunks_done, failed: x.chunks_failed, total: x.chunks_total });
+      setText(pr, `${fmtNum(x.chunks_done)}/${fmtNum(x.chunks_total)}` + (x.chunks_failed ? ` (${fmtNum(x.chunks_failed)} ✗)` : ''));
+      setText(row.querySelector('.updated'), fmtDateTime(x.updated_at_ms));
+      row.title = x.warning || x.error || '';
+    });
+}
+
+function fillProviders(section) {
+  for (const sel of [$(section, '.task-provider-filter'), $(section, '[data-testid="submit-provider"]')]) {
+    const have = new Set(Array.from(sel.options).map((o) => o.value));
+    for (const p of providers) if (!have.has(p)) sel.append(h('option', { value: p }, p));
+  }
+}
+
+async function submit(section, ev) {
+  ev.preventDefault();
+  const form = ev.target;
+  const out = $(section, '[data-testid="submit-result"]');
+  const button = $(section, '[data-testid="submit-button"]');
+  const file = form.file.files[0];
+  const text = form.text.value;
+  const fields = { title: form.title.value.trim(), provider: form.provider.value, format: form.format.value };
+  let opts;
+  let path = '/api/v1/tasks';
+  if (file) {
+    const fd = new FormData();
+    fd.append('file', file, file.name);
+    for (const [k, v] of Object.entries(fields)) if (v) fd.append(k, v);
+    opts = { body: fd, timeout: 120000 };
+  } else if (text.trim()) {
+    const qs = new URLSearchParams(Object.entries(fields).filter(([, v]) => v));
+    if (qs.toString()) path += '?' + qs;
+    opts = { body: text, headers: { 'Content-Type': 'text/plain; charset=utf-8' }, timeout: 120000 };
+  } else {
+    out.dataset.kind = 'error';
+    setText(out, t('tasks.empty_submit'));
+    return;
+  }
+  button.disabled = true;
+  try {
+    const r = await request('POST', path, opts);
+    out.dataset.kind = 'ok';
+    out.dataset.taskId = r.id;
+    out.replaceChildren(h('a', { href: '#/tasks/' + encodeURIComponent(r.id) }, t('tasks.submitted', { id: r.id, chunks: r.chunks_total })),
+      r.warning ? h('span', { class: 'warning' }, ' ' + r.warning) : null);
+    form.text.value = '';
+    form.file.value = '';
+    hooks.refresh();
+  } catch (e) {
+    out.dataset.kind = 'error';
+    delete out.dataset.taskId;
+    setText(out, t('common.error', { message: e.message }));
+    if (!(e instanceof ApiError)) report(e);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+export const tasksView = {
+  init() {
+    const section = document.querySelector('section[data-view="tasks"]');
+    $(section, '.task-search').addEventListener('input', () => renderList(section));
+    $(section, '[data-testid="task-more"]').addEventListener('click', () => {
+      shownMax += PAGE;
+      renderList(section);
+    });
+    $(section, '.task-provider-filter').addEventListener('change', () => renderList(section));
+    $(section, '.task-status-filter').addEventListener('change', () => hooks.refresh());
+    $(section, '.submit-form').addEventListener('submit', (ev) => submit(section, ev));
+  },
+  async refresh(section) {
+    const status = $(section, '.task-status-filter').value;
+    const qs = new URLSearchParams({ limit: String(LIST_LIMIT) });
+    if (status) qs.set('status', status);
+    const [list, prov] = await Promise.all([get('/api/v1/tasks?' + qs), providers.length ? null : get('/api/v1/providers')]);
+    if (prov) {
+      providers = (prov.providers || []).map((p) => p.name);
+      fillProviders(section);
+    }
+    lastTasks = list.tasks || [];
+    renderList(section);
+  },
+  relabel() {
+    const s = document.querySelector('section[data-view="tasks"]');
+    if (s) renderList(s);
+  },
+};
+
+// --- one task ---
+
+let current = null;
+
+function renderTask(section, x) {
+  section.dataset.taskId = x.id;
+  setText($(section, '.task-title'), x.title || x.id);
+  setText($(section, '.task-id'), x.id);
+  setText($(section, '.task-provider'), x.provider);
+  setText($(section, '.task-document'), x.document || '');
+  statusBadge($(section, '.status'), x.status);
+  const c = { total: x.chunks_total, done: x.chunks_done, failed: x.chunks_failed, queued: x.chunks_queued ?? '', running: x.chunks_running ?? '' };
+  setData($(section, '[data-testid="task-chunks"]'), c);
+  for (const k of Object.keys(c)) setText($(section, '.c-' + k), c[k] === '' ? '—' : fmtNum(c[k]));
+  $(section, '.progress .bar').style.width = x.chunks_total ? `${(100 * x.chunks_done) / x.chunks_total}%` : '0%';
+  const err = $(section, '[data-testid="task-error"]');
+  err.hidden = !x.error;
+  setText(err, x.error ? `${t('task.error')}: ${x.error}` : '');
+  const warn = $(section, '[data-testid="task-warning"]');
+  const warning = x.warning || x.usage_error;
+  warn.hidden = !warning;
+  setText(warn, warning ? `${t('task.warning')}: ${warning}` : '');
+  $(section, '[data-testid="cancel-button"]').disabled = x.status === 'done' || x.status === 'cancelled';
+  $(section, '[data-testid="retry-button"]').disabled = !(x.status === 'failed' || x.status === 'cancelled');
+  const dead = x.dead_letters || [];
+  $(section, '.dead-empty').hidden = dead.length > 0;
+  syncRows($(section, '.dead-rows'), dead, (d) => d.chunk,
+    () => h('tr', { testid: 'dead-letter' }, h('td', {}, h('code', { class: 'chunk' })), h('td', { class: 'num attempts' }), h('td', { class: 'wrap reason' })),
+    (row, d) => {
+      setData(row, { chunk: d.chunk, attempts: d.attempts });
+      setText(row.querySelector('.chunk'), d.chunk);
+      setText(row.querySelector('.attempts'), d.attempts);
+      setText(row.querySelector('.reason'), d.error || '');
+    });
+  const u = x.usage || {};
+  setData($(section, '[data-testid="task-usage"]'), { requests: u.requests ?? '', tokens: u.tokens ?? '', cost: u.cost ?? '' });
+  setText($(section, '.u-requests'), fmtNum(u.requests));
+  setText($(section, '.u-prompt'), fmtNum(u.prompt_tokens));
+  setText($(section, '.u-completion'), fmtNum(u.completion_tokens));
+  setText($(section, '.u-cost'), u.cost === undefined ? '—' : fmtNum(u.cost, 4));
+  setText($(section, '.u-budget'), x.token_budget ? fmtNum(x.token_budget) : t('common.none'));
+  syncRows($(section, '.chunk-usage-rows'), x.chunks_usage || [], (c) => c.chunk_id,
+    () => h('tr', {}, h('td', {}, h('code', { class: 'chunk' })), h('td', { class: 'num r' }), h('td', { class: 'num tk' }), h('td', { class: 'num cost' })),
+    (row, c) => {
+      setText(row.querySelector('.chunk'), c.chunk_id);
+      setText(row.querySelector('.r'), fmtNum(c.requests));
+      setText(row.querySelector('.tk'), fmtNum(c.tokens));
+      setText(row.querySelector('.cost'), fmtNum(c.cost, 4));
+    });
+}
+
+async function act(section, what) {
+  if (!current) return;
+  const button = $(section, `[data-testid="${what}-button"]`);
+  button.disabled = true;
+  try {
+    const r = await request('POST', `/api/v1/tasks/${encodeURIComponent(current)}/${what}`);
+    toast(what === 'cancel' ? t('task.cancelled', { n: r.chunks_cancelled ?? 0 }) : t('task.retried'));
+    if (r && r.id) renderTask(section, r);
+  } catch (e) {
+    report(e);
+  } finally {
+    hooks.refresh();
+  }
+}
+
+export const taskView = {
+  init() {
+    const section = document.querySelector('section[data-view="task"]');
+    $(section, '[data-testid="cancel-button"]').addEventListener('click', () => act(section, 'cancel'));
+    $(section, '[data-testid="retry-button"]').addEventListener('click', () => act(section, 'retry'));
+  },
+  enter(section, params) {
+    if (current !== params.id) {
+      current = params.id;
+      section.dataset.taskId = params.id;
+      setText($(section, '.task-title'), params.id);
+      $(section, '.status').replaceChildren();
+      delete $(section, '.status').dataset.status;
+      $(section, '.dead-rows').replaceChildren();
+      $(section, '.chunk-usage-rows').replaceChildren();
+    }
+  },
+  async refresh(section, params) {
+    const x = await get(`/api/v1/tasks/${encodeURIComponent(params.id)}?chunks=1`);
+    if (current === params.id) renderTask(section, x);
+  },
+  failed(section, err) {
+    setText($(section, '.task-title'), err.status === 404 ? t('task.not_found') : t('common.error', { message: err.message }));
+    $(section, '[data-testid="cancel-button"]').disabled = true;
+    $(section, '[data-testid="retry-button"]').disabled = true;
+  },
+};
