@@ -16,6 +16,7 @@ Use Debian's python3 (/usr/bin/python3): python3-selenium lives in its dist-pack
 
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -281,7 +282,13 @@ class Browser:
             opts.add_argument("--no-sandbox")  # Chromium's sandbox refuses to run as root
         opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         # An explicit driver path: Selenium never looks for (or downloads) a driver of its own.
-        self.service = Service(executable_path=CHROMEDRIVER, log_path=os.path.join(out_dir, "chromedriver.log"))
+        # HOME in the profile: Chromium's crash handlers (chrome_crashpad_handler daemonizes, so it is
+        # no descendant of chromedriver) keep their database there, and quit() finds them by it.
+        env = dict(os.environ, HOME=self.profile, XDG_CONFIG_HOME=os.path.join(self.profile, ".config"))
+        env["XDG_CACHE_HOME"] = os.path.join(self.profile, ".cache")
+        self.service = Service(
+            executable_path=CHROMEDRIVER, log_path=os.path.join(out_dir, "chromedriver.log"), env=env
+        )
         self.driver = webdriver.Chrome(service=self.service, options=opts)
         self.driver.set_page_load_timeout(20)
         self.driver.set_script_timeout(20)
@@ -324,15 +331,23 @@ class Browser:
         (Chromium and its helpers). The pids that needed SIGKILL."""
         proc = self.service.process
         tree = set(descendants(proc.pid)) if proc else set()
+        tree |= set(self.daemons())
         try:
             self.driver.quit()
         except Exception:  # the session may already be gone; the pids below are what matters
             pass
-        killed = stop_tree(proc, 10, tree) if proc else []
-        import shutil
-
+        killed = stop_tree(proc, 10, tree | set(self.daemons())) if proc else []
         shutil.rmtree(self.profile, ignore_errors=True)
         return killed
+
+    def daemons(self):
+        """Processes outside chromedriver's tree that belong to this browser (crash handlers): their
+        command line names this browser's profile directory."""
+        out = []
+        for d in os.listdir("/proc"):
+            if d.isdigit() and alive(int(d)) and any(self.profile in a for a in cmdline(int(d))):
+                out.append(int(d))
+        return out
 
 
 # ---- PNG --------------------------------------------------------------------------------------
