@@ -308,10 +308,15 @@ class Browser:
     # -- waiting --
     def wait(self, cond, timeout, what):
         """Waits (WebDriverWait) until `cond()` is truthy; returns its value or raises TimeoutException
-        naming `what`."""
+        naming `what`. A stale or missing element in `cond` counts as not yet."""
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(lambda _d: cond(), message=what)
+        # A page that re-renders while polling replaces elements under a condition: try again.
+        ignored = (StaleElementReferenceException, NoSuchElementException)
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.1, ignored_exceptions=ignored).until(
+            lambda _d: cond(), message=what
+        )
 
     # -- screenshots --
     def screenshot(self, name, min_colours=8):
