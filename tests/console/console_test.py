@@ -320,17 +320,21 @@ class ConsoleTest(unittest.TestCase):
     # -- the views --
     def test_cluster_shows_the_workers_of_the_api(self):
         # Verifies the cluster view lists the node (up) and each worker process with the pid,
-        # provider, state and restarts GET /api/v1/workers gives, per provider totals, and the
-        # total cap bar against KG_MAX_TOTAL_PROCESSES.
+        # provider, state and restarts GET /api/v1/workers gives (a slow task keeps one busy, so
+        # states differ), per provider totals, and the total cap bar against KG_MAX_TOTAL_PROCESSES.
         self.wait_tasks_done(self.api_tasks)
+        busy = self.node.submit("Ilse Brandt joined Sable Robotics.", "keeps-a-worker-busy", "slow")
+        self.addCleanup(self.node.request, "POST", f"/api/v1/tasks/{busy}/cancel")
+        harness.wait_for(lambda: any(p["state"] == "busy" for p in self.api_processes().values()), 15, "a busy worker")
         self.open("#/cluster", "view-cluster")
 
         def same():
             api = {pid: (p["provider"], p["state"], p["restarts"]) for pid, p in self.api_processes().items()}
             page = {pid: (p["provider"], p["state"], p["restarts"]) for pid, p in self.page_processes().items()}
-            return api == page and len(api) == 4
+            states = {s for _, s, _ in api.values()}
+            return api == page and len(api) == 4 and "busy" in states and "idle" in states
 
-        self.wait(same, "the page's processes equal the API's")
+        self.wait(same, "the page's processes (one busy, others idle) equal the API's")
         node = self.node.get("/api/v1/workers")["nodes"][0]
         rows = self.rows(by("node-row"), ("data-node", "data-state"), [("node-role", "text")])
         self.assertEqual(rows, [{"data-node": node["name"], "data-state": "up", "node-role.text": node["role"]}])
