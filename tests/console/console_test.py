@@ -529,6 +529,51 @@ class ConsoleTest(unittest.TestCase):
         self.wait(lambda: self.attr(nav, "text") == english, "English labels again")
 
 
+class UnreachableNodeTest(unittest.TestCase):
+    """Its own node, stopped under the page and started again on the same port and data."""
+
+    def test_a_node_that_goes_away_shows_unreachable_then_live_again(self):
+        # Verifies the page says the node is unreachable (banner shown, live-status "unreachable")
+        # once it stops, instead of freezing, and goes back to live when it answers again; the
+        # only console errors meanwhile are the failed requests to the stopped node.
+        d = tempfile.mkdtemp(prefix="kg-console-down-")
+        node = harness.Node(ARGS.kgflow, d, NODE_ENV)
+        dev = b = None
+        try:
+            base = node.url
+            if ARGS.dev_server:
+                dev = DevServer(ARGS.dev_server, ARGS.web, node.url, d)
+                base = dev.url
+            b = harness.Browser(os.path.join(ARGS.out, "unreachable"))
+            b.driver.get(base + "/#/cluster")
+            js = "const e = document.querySelector(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;"
+
+            def attr(css, name):
+                return b.driver.execute_script(js, css, name)
+
+            b.wait(lambda: attr(by("view-cluster"), "data-ready") == "true", WAIT, "the cluster view is ready")
+            b.wait(lambda: attr(by("live-status"), "data-state") == "live", WAIT, "live")
+            self.assertIsNotNone(attr(by("unreachable-banner"), "hidden"), "no banner while the node answers")
+            self.assertEqual(b.severe(), [])
+            self.assertEqual(node.stop(), [])
+            b.wait(lambda: attr(by("live-status"), "data-state") == "unreachable", WAIT, "live-status unreachable")
+            b.wait(lambda: attr(by("unreachable-banner"), "hidden") is None, WAIT, "the banner shows")
+            self.assertTrue(attr(by("unreachable-banner"), "data-since"))
+            b.screenshot("unreachable")
+            node = harness.Node(ARGS.kgflow, d, NODE_ENV, port=node.port)
+            b.wait(lambda: attr(by("live-status"), "data-state") == "live", WAIT, "live again")
+            b.wait(lambda: attr(by("unreachable-banner"), "hidden") is not None, WAIT, "the banner hides again")
+            others = [e for e in b.severe() if e.get("source") != "network"]
+            self.assertEqual(others, [], "console errors other than the failed requests")
+        finally:
+            if b:
+                b.quit()
+            if dev:
+                dev.stop()
+            node.stop()
+            shutil.rmtree(d, ignore_errors=True)
+
+
 class DevServer:
     """web/dev_server.py serving a built console in front of the node (until the binary embeds it)."""
 

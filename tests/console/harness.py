@@ -150,9 +150,9 @@ class Node:
     stderr in `workdir`/node.out and node.err. Ready on return: it printed KGFLOW_LISTENING and
     /readyz answers 200 (else HarnessError with the end of its stderr, and it is stopped)."""
 
-    def __init__(self, binary, workdir, env=None, args=("start",), ready_timeout=20):
+    def __init__(self, binary, workdir, env=None, args=("start",), ready_timeout=20, port=None):
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port or free_port()  # `port`: a restart where the page expects the node
         os.makedirs(workdir, exist_ok=True)
         e = dict(os.environ)
         e.update(
@@ -165,7 +165,9 @@ class Node:
         e.update(env or {})
         self.out_path = os.path.join(workdir, "node.out")
         self.err_path = os.path.join(workdir, "node.err")
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+        # Appended: a node restarted in the same directory keeps the earlier run's output.
+        self._out_start = os.path.getsize(self.out_path) if os.path.exists(self.out_path) else 0
+        with open(self.out_path, "ab") as out, open(self.err_path, "ab") as err:
             self.proc = subprocess.Popen([binary, *args], stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=e)
         self._seen = set()
         try:
@@ -178,7 +180,7 @@ class Node:
     def _listening(self):
         if self.proc.poll() is not None:
             raise HarnessError(f"the node exited with {self.proc.returncode}:\n{self.stderr()[-3000:]}")
-        for line in self.stdout().splitlines():
+        for line in self.stdout()[self._out_start :].splitlines():
             if line.startswith("KGFLOW_LISTENING "):
                 return line.split(" ", 1)[1].strip()
         return None
