@@ -5,8 +5,13 @@
 # cancel and retry work, that a SIGKILLed worker shows its restart and last exit, that the graph
 # explorer draws the neighbourhood of a searched entity, that the language switch changes labels,
 # and that no console error occurs; a screenshot of each view is saved under --out and must not be
-# blank. HarnessTest checks the harness itself (PNG decoding, blank and error detection, cleanup)
-# and passes against any page.
+# blank; a node that goes away shows as unreachable, then live again. HarnessTest checks the
+# harness itself (PNG decoding, blank and error detection, cleanup) and passes against any page.
+#
+# The page is read only through web/README.md's data-testid hooks and their data-* attributes
+# (language independent), and a view is read once its root has data-ready="true"; the few texts
+# read are numbers (task-count, scale-effective), the clamp reason naming its cap variable, a
+# last exit naming SIGKILL, and the nav label before and after the language switch.
 #
 # Usage: /usr/bin/python3 tests/console/console_test.py --kgflow BUILD/kgflow --out DIR
 #          [--dev-server web/dev_server.py --web BUILT_WEB_DIR] [unittest args]
@@ -24,7 +29,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import urllib.parse
 import zlib
