@@ -18,6 +18,7 @@ packages=(
   libsystemd-dev  # sd_notify: Type=notify units with a watchdog (deploy/systemd)
   prometheus  # tests only: promtool (rules and their unit tests) and a real Prometheus; no service is used
   clang  # only for the -Wthread-safety check of the lock annotations (scripts/thread_safety.sh)
+  chromium chromium-driver python3-selenium  # browser tests only (tests/console): headless Chromium driven by Debian's Selenium 4.8
 )
 missing=()
 for p in "${packages[@]}"; do
