@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "api/dashboard.h"
+#include "api/console_assets.h"
 #include "api/events.h"
 #include "api/metrics.h"
 #include "api/reply.h"
@@ -145,7 +145,15 @@ void Routes::Register() {
   Route("GET", "/metrics", [this](const auto&, auto& res) { Metrics(res); });
   Route("GET", "/api/v1/workers", [this](const auto&, auto& res) { Workers(res); });
   if (!d_.health_only) {
-    Route("GET", "/", [](const auto&, auto& res) { res.set_content(kDashboardHtml, "text/html; charset=utf-8"); });
+    // The web console: index.html at /, its other files at /NAME (docs: web/README.md).
+    auto asset = [](const std::string& name, http::Response& res) {
+      const ConsoleAsset* f = FindConsoleAsset(name);
+      if (f == nullptr) return Reply(res, 404, {{"error", "no such file: /" + name}});
+      res.set_content(std::string(reinterpret_cast<const char*>(f->data), f->size), f->content_type);
+    };
+    Route("GET", "/", [asset](const auto&, auto& res) { asset("index.html", res); });
+    Route("GET", R"(/([A-Za-z0-9_-]+\.(?:js|css|html)))",
+          [asset](const auto& req, auto& res) { asset(req.matches[1], res); });
     http::RouteOptions streamed;
     streamed.stream = [this](const http::Request& head, http::Response& res) { return StartSubmit(head, res); };
     Route("POST", "/api/v1/tasks", [this](const auto& req, auto& res) { Submit(req, res); }, streamed);
