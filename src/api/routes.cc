@@ -152,7 +152,7 @@ void Routes::Register() {
       res.set_content(std::string(reinterpret_cast<const char*>(f->data), f->size), f->content_type);
     };
     Route("GET", "/", [asset](const auto&, auto& res) { asset("index.html", res); });
-    Route("GET", R"(/([A-Za-z0-9_-]+\.(?:js|css|html)))",
+    Route("GET", R"(/([A-Za-z0-9_][A-Za-z0-9_.-]*\.(?:js|css|html)))",
           [asset](const auto& req, auto& res) { asset(req.matches[1], res); });
     http::RouteOptions streamed;
     streamed.stream = [this](const http::Request& head, http::Response& res) { return StartSubmit(head, res); };
