@@ -328,6 +328,7 @@ class Worker {
       }
     }
     std::string text = payload->text;
+    spdlog::debug("worker {}: chunk {} of task {} started", o_.owner, lease.chunk_id, lease.task_id);
     provider_->Extract(text, [this, lease, p = std::move(payload).value(), key, reserved](ProviderReply reply) mutable {
       {
         MutexLock l(mu_);
