@@ -26,9 +26,10 @@ run: build
 # ASAN_SKIP: tests that spend their time waiting for servers to restart or measuring RSS (which
 # ASan's own memory swamps); their code paths run under ASan in faster tests (the watchdog's
 # hung-loop tests wait out probe deadlines; the real-Prometheus tests wait for scrapes, and the
-# /metrics page they read runs under ASan in Metrics.*).
+# /metrics page they read runs under ASan in Metrics.*; the console's browser and Node tests
+# test the page, whose API routes run under ASan in the API tests).
 ASAN_SKIP ?= LargeExportStreamsWithFlatMemory|RestartMidRun|BoltRestart|WorkerNodeKilledMidRun|NeverExceedTheRpm
-ASAN_SKIP := $(ASAN_SKIP)|HungGuardLoopStopsThePings|WebNodePingsFollowTheHttpEventLoop|RealPrometheus
+ASAN_SKIP := $(ASAN_SKIP)|HungGuardLoopStopsThePings|WebNodePingsFollowTheHttpEventLoop|RealPrometheus|Console
 test: build thread-safety test-asan
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
 	@echo "== sanitizer run (address,undefined) =="

@@ -19,7 +19,11 @@ packages=(
   prometheus  # tests only: promtool (rules and their unit tests) and a real Prometheus; no service is used
   clang  # only for the -Wthread-safety check of the lock annotations (scripts/thread_safety.sh)
   chromium chromium-driver python3-selenium  # browser tests only (tests/console): headless Chromium driven by Debian's Selenium 4.8
+  fonts-wqy-microhei  # browser tests only: a small CJK font, so the console's Chinese labels render in screenshots
 )
+# The console (web/) is built with npm from its lockfile. A machine that has Node.js and npm already
+# (e.g. from NodeSource, whose nodejs conflicts with Debian's npm) keeps them; otherwise Debian's.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
