@@ -146,9 +146,21 @@ void Routes::Register() {
   Route("GET", "/api/v1/workers", [this](const auto&, auto& res) { Workers(res); });
   if (!d_.health_only) {
     // The web console: index.html at /, its other files at /NAME (docs: web/README.md).
+    // The page holds no data (every figure comes from /api/ with the token), so it is open. It may
+    // run only its own files and talk only to its own node; it may not be framed (clickjacking).
+    // Styles: cytoscape sets inline styles, which 'unsafe-inline' allows (without it the graph view
+    // logs a CSP violation; tests/console saw it); no script is inline.
     auto asset = [](const std::string& name, http::Response& res) {
       const ConsoleAsset* f = FindConsoleAsset(name);
       if (f == nullptr) return Reply(res, 404, {{"error", "no such file: /" + name}});
+      res.set_header("Content-Security-Policy",
+                     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: "
+                     "blob:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; "
+                     "frame-ancestors 'none'");
+      res.set_header("X-Content-Type-Options", "nosniff");
+      res.set_header("Referrer-Policy", "no-referrer");
+      // The files change with the binary: the browser asks again (a small page; no stale console after an upgrade).
+      res.set_header("Cache-Control", "no-cache");
       res.set_content(std::string(reinterpret_cast<const char*>(f->data), f->size), f->content_type);
     };
     Route("GET", "/", [asset](const auto&, auto& res) { asset("index.html", res); });

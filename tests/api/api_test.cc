@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -372,6 +373,51 @@ TEST_F(ApiTest, BearerTokenOnEveryApiRoute) {
     ASSERT_TRUE(res) << open;
     EXPECT_EQ(res->status, 200) << open << " must stay open for probes and scrapers";
     EXPECT_EQ(res->body.find("s3cret"), std::string::npos) << open;
+  }
+}
+
+// Verifies the console is served from the binary: / is the page, every file the page names (and the
+// graph library it loads on demand) comes with its type and the headers that keep it to its own node,
+// the page is open under a token (it holds no data) and names no secret, and an unknown or
+// path-like name is a JSON 404, not a file of the host.
+TEST_F(ApiTest, ConsoleServedFromTheBinary) {
+  Start("s3cret-token");
+  auto page = client_->Get("/");
+  ASSERT_TRUE(page);
+  ASSERT_EQ(page->status, 200) << page->body;
+  EXPECT_EQ(page->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_NE(page->body.find("data-testid=\"view-cluster\""), std::string::npos);
+  EXPECT_EQ(page->body.find("s3cret"), std::string::npos);
+  const std::string csp = page->get_header_value("Content-Security-Policy");
+  for (const char* part : {"default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"}) {
+    EXPECT_NE(csp.find(part), std::string::npos) << csp;
+  }
+  EXPECT_EQ(page->get_header_value("X-Content-Type-Options"), "nosniff");
+  // Every src= and href= of the page that is a file of ours, plus the library graph.js loads.
+  std::vector<std::string> files = {"cytoscape.min.js"};
+  for (const char* attr : {"src=\"", "href=\""}) {
+    for (size_t at = page->body.find(attr); at != std::string::npos; at = page->body.find(attr, at + 1)) {
+      size_t from = at + std::strlen(attr);
+      std::string v = page->body.substr(from, page->body.find('"', from) - from);
+      if (v.find(':') == std::string::npos && v.find('#') == std::string::npos) files.push_back(v);
+    }
+  }
+  ASSERT_GE(files.size(), 3u) << "the page names its script and style sheet";
+  for (const auto& f : files) {
+    auto r = client_->Get("/" + f);
+    ASSERT_TRUE(r) << f;
+    EXPECT_EQ(r->status, 200) << f;
+    EXPECT_GT(r->body.size(), 100u) << f;
+    std::string want = f.ends_with(".js") ? "text/javascript; charset=utf-8" : "text/css; charset=utf-8";
+    EXPECT_EQ(r->get_header_value("Content-Type"), want) << f;
+    EXPECT_EQ(r->get_header_value("X-Content-Type-Options"), "nosniff") << f;
+  }
+  ExpectError(client_->Get("/nope.js"), 404, "no such file");
+  for (const char* odd : {"/../CMakeCache.txt", "/%2e%2e/etc/passwd.js", "/.hidden.js", "/dir/app.js"}) {
+    auto r = client_->Get(odd);
+    ASSERT_TRUE(r) << odd;
+    EXPECT_EQ(r->status, 404) << odd << " " << r->body;
+    EXPECT_EQ(r->body.find("root:"), std::string::npos) << odd;
   }
 }
 

@@ -177,7 +177,7 @@ class ConsoleTest(unittest.TestCase):
                 cls.base = cls.dev.url
             harness.wait_for(lambda: len(cls.node.worker_pids()) == 4, 15, "4 worker processes")
             # The documents: every sample but one through the API (the page submits the last).
-            cls.samples = sorted(glob.glob(os.path.join(ARGS.samples, "*.txt")))
+            cls.samples = sorted(glob.glob(os.path.join(os.path.abspath(ARGS.samples), "*.txt")))
             assert len(cls.samples) >= 2, f"no samples in {ARGS.samples}"
             cls.api_tasks = []
             for path in cls.samples[:-1]:
