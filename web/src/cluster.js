@@ -101,7 +101,9 @@ function render(section) {
     (n) => h('div', { class: 'cap-node' }, h('h3', {}, n.name), h('div', { class: 'bars' }), h('p', { class: 'hint unknown' })),
     (card, n) => {
       card.dataset.node = n.name;
-      const procs = n.processes || [];
+      // Only processes that exist count against a cap (a quarantined or backing-off provider's
+      // row has pid 0).
+      const procs = (n.processes || []).filter((x) => x.pid > 0);
       const capTotal = n.caps?.total ?? undefined;
       const capProvider = n.caps?.per_provider ?? undefined;
       const bars = [{ cap: 'total', provider: '', used: procs.length, max: capTotal, label: t('cluster.cap.total') }];
