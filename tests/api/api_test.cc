@@ -1298,11 +1298,12 @@ TEST_F(ApiTest, ProvidersShowTheQueueOfEachProvider) {
   testing::WriteFile(dir_.File("two.toml"), "[providers.alpha]\n[providers.beta]\n");
   Start("", {{"KG_CONFIG", dir_.File("two.toml")}});
   for (const char* text : {"Mara Voss founded Helix Dynamics.", "Ana Lund joined Meridian.", "Ivo Berg left.",
-                           "Lena Kraus moved to Oslo.", "Tom Hale sold Nordwind."}) {
+                           "Lena Kraus moved to Oslo.", "Tom Hale sold Nordwind.", "Eva Roth met Kai Lind."}) {
     json body = {{"text", text}, {"provider", "alpha"}};
     ASSERT_FALSE(TaskIdOf(Post("/api/v1/tasks", body.dump())).empty());
   }
-  // One done, one dead-lettered, one retried (delayed by its backoff), one running, one left queued.
+  // One done, one dead-lettered, one retried (delayed by its backoff), one running, two left queued
+  // (no two figures alike, so a figure under the wrong name shows).
   auto leases = queue_->LeaseChunks("alpha", "test", 3, 60000, true);
   ASSERT_TRUE(leases.ok() && leases->size() == 3u);
   ASSERT_TRUE(queue_->Ack((*leases)[0].chunk_id, (*leases)[0].token).ok());
@@ -1324,7 +1325,8 @@ TEST_F(ApiTest, ProvidersShowTheQueueOfEachProvider) {
   EXPECT_EQ(q["done"], 1) << j;
   EXPECT_EQ(q["dead"], 1) << j;
   // The retried chunk is delayed until its backoff (about a second) runs out, then queued again.
-  EXPECT_EQ(q["queued"].get<int>() + q["delayed"].get<int>(), 2) << j;
+  EXPECT_EQ(q["queued"].get<int>() + q["delayed"].get<int>(), 3) << j;
+  EXPECT_GE(q["queued"].get<int>(), 2) << j;
   EXPECT_LE(q["delayed"].get<int>(), 1) << j;
   EXPECT_EQ(j["providers"][1]["queue"],
             json({{"queued", 0}, {"running", 0}, {"delayed", 0}, {"dead", 0}, {"done", 0}}));
