@@ -84,7 +84,8 @@ TEST(MysqlTaskStore, UpgradesADatabaseFromBeforeTheLedger) {
     auto ins = (*c)->Exec("INSERT INTO tasks VALUES('old','Old task','openai','d-old','a.txt','running',4,1,0,'',"
                           "1000,2000,3)");
     ASSERT_TRUE(ins.ok()) << ins.status().message();
-    ins = (*c)->Exec("INSERT INTO nodes(name,role,host,pid,heartbeat_at,processes) VALUES('old-node','all','h',7,1000,'[]')");
+    ins = (*c)->Exec("INSERT INTO nodes(name,role,host,pid,heartbeat_at,processes) "
+                     "VALUES('old-node','all','h',7,1000,'[]')");
     ASSERT_TRUE(ins.ok()) << ins.status().message();
   }
   auto opened = OpenMysqlTaskStore(e);

@@ -595,8 +595,8 @@ TEST(Supervisor, NodeInfoAndQueueReachEveryNodesApi) {
   EXPECT_EQ(own["caps"], json({{"total", 6}, {"per_provider", 4}})) << own;
 
   // One task done through the web node: both nodes count it in the same queue.
-  auto r = web.http().Post("/api/v1/tasks", json({{"text", "Mara Voss founded Helix Dynamics."}, {"provider", "good"}}).dump(),
-                           "application/json");
+  json body = {{"text", "Mara Voss founded Helix Dynamics."}, {"provider", "good"}};
+  auto r = web.http().Post("/api/v1/tasks", body.dump(), "application/json");
   ASSERT_TRUE(r && r->status == 202) << (r ? r->body : "no answer");
   std::string id = json::parse(r->body)["id"];
   ASSERT_TRUE(WaitFor([&] { return web.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 15s));
