@@ -715,6 +715,7 @@ void Routes::Providers(http::Response& res) {
   auto usage = d_.store->ProviderUsage();
   usage_outage_.Record(usage.status());
   auto depths = d_.queue->Depths();
+  depths_outage_.Record(depths.status());
   std::map<std::string, ProviderTelemetry> telemetry;
   if (d_.supervisor) telemetry = d_.supervisor->Telemetry();
   json arr = json::array();
