@@ -18,6 +18,7 @@
 #include "pipeline/stream_plan.h"
 #include "text/text.h"
 #include "supervisor/node_registry.h"
+#include "supervisor/supervisor.h"
 
 namespace kg::api {
 
@@ -90,6 +91,38 @@ json BindingJson(const std::string& cap, int value) {
 json CapsJson(const Config& c) {
   return {{"KG_MAX_TOTAL_PROCESSES", c.max_total_processes},
           {"KG_MAX_PROCESSES_PER_PROVIDER", c.max_processes_per_provider}};
+}
+
+// A provider's queue figures as the console names them: queued (leasable now), running
+// (leased), delayed (waiting out a retry backoff), dead (dead-lettered), done.
+json QueueJson(const ProviderDepth& d) {
+  return {{"queued", d.ready}, {"running", d.leased}, {"delayed", d.delayed}, {"dead", d.dead}, {"done", d.done}};
+}
+
+// The fields of a node's info (NodeRecord::info_json) that the API shows; each is null when the
+// record lacks it (written by an older kgflow). `quarantine`, when given, replaces the record's
+// (this node's live one); otherwise each remaining_s is the reported one less the heartbeat's
+// age, so it counts down between beats (and reaches 0 on a node that stopped beating).
+json NodeInfoFields(const std::string& info_json, int64_t heartbeat_age_ms,
+                    const std::optional<std::vector<QuarantineView>>& quarantine) {
+  json info = json::parse(info_json, nullptr, false);
+  if (info.is_discarded() || !info.is_object()) info = json::object();
+  auto field = [&](const char* name) { return info.contains(name) ? info[name] : json(nullptr); };
+  json q = field("quarantine");
+  if (quarantine) {
+    q = json::array();
+    for (const auto& v : *quarantine) q.push_back({{"provider", v.provider}, {"remaining_s", v.remaining_s}});
+  } else if (q.is_array()) {
+    for (auto& e : q) {
+      if (!e.is_object()) continue;
+      double left = e.value("remaining_s", 0.0) - static_cast<double>(heartbeat_age_ms) / 1000.0;
+      e["remaining_s"] = std::max(0.0, left);
+    }
+  } else {
+    q = nullptr;
+  }
+  return {{"version", field("version")}, {"started_at", field("started_at")}, {"caps", field("caps")},
+          {"quarantine", std::move(q)}};
 }
 
 }  // namespace
@@ -687,10 +720,16 @@ void Routes::ResetScale(const http::Request& req, http::Response& res) {
 }
 
 // The providers come from the configuration, so they are listed whatever the store says; an
-// unreadable ledger makes each "usage" null and says why in "usage_error".
+// unreadable ledger makes each "usage" null and says why in "usage_error", an unreadable queue
+// each "queue" null and says why in "queue_error". The queue is the cluster's (every node reads
+// the same one); LLM requests by status are this node's workers' (null without a supervisor).
 void Routes::Providers(http::Response& res) {
   auto usage = d_.store->ProviderUsage();
   usage_outage_.Record(usage.status());
+  auto depths = d_.queue->Depths();
+  depths_outage_.Record(depths.status());
+  std::map<std::string, ProviderTelemetry> telemetry;
+  if (d_.supervisor) telemetry = d_.supervisor->Telemetry();
   json arr = json::array();
   for (const auto& name : c_.enabled_providers) {
     const auto& p = c_.providers.at(name);
@@ -699,10 +738,25 @@ void Routes::Providers(http::Response& res) {
       auto it = usage->find(name);
       u = UsageJson(it == usage->end() ? UsageTotals{} : it->second);
     }
-    arr.push_back({{"name", name}, {"kind", p.kind}, {"delay_ms", p.delay_ms}, {"usage", std::move(u)}});
+    json q = nullptr;
+    if (depths.ok()) {
+      auto it = depths->find(name);
+      q = QueueJson(it == depths->end() ? ProviderDepth{} : it->second);
+    }
+    json requests = nullptr;
+    if (d_.supervisor) {
+      requests = json::object();
+      auto it = telemetry.find(name);
+      if (it != telemetry.end()) {
+        for (const auto& [code, n] : it->second.stats.llm_requests) requests[code] = n;
+      }
+    }
+    arr.push_back({{"name", name}, {"kind", p.kind}, {"delay_ms", p.delay_ms}, {"usage", std::move(u)},
+                   {"queue", std::move(q)}, {"llm_requests", std::move(requests)}});
   }
   json out = {{"providers", arr}};
   if (!usage.ok()) out["usage_error"] = "task store: " + usage.status().message();
+  if (!depths.ok()) out["queue_error"] = "queue: " + depths.status().message();
   Reply(res, 200, out);
 }
 
@@ -727,9 +781,14 @@ json Routes::NodesJson(Status* error) {
           p["state"] = "unknown";
         }
       }
-      nodes.push_back({{"name", n.name}, {"role", n.role}, {"host", n.host}, {"pid", n.pid},
-                       {"heartbeat_at", n.heartbeat_at_ms}, {"heartbeat_age_ms", self ? 0 : HeartbeatAgeMs(n, now)},
-                       {"heartbeat_interval_ms", n.heartbeat_ms}, {"stale", stale}, {"processes", procs}});
+      int64_t age = self ? 0 : HeartbeatAgeMs(n, now);
+      json node = {{"name", n.name}, {"role", n.role}, {"host", n.host}, {"pid", n.pid},
+                   {"heartbeat_at", n.heartbeat_at_ms}, {"heartbeat_age_ms", age},
+                   {"heartbeat_interval_ms", n.heartbeat_ms}, {"stale", stale}, {"processes", procs}};
+      std::optional<std::vector<QuarantineView>> live;
+      if (self) live = d_.supervisor->Quarantines();
+      node.update(NodeInfoFields(n.info_json, age, live));
+      nodes.push_back(std::move(node));
     }
   }
   return nodes;
@@ -918,7 +977,13 @@ std::map<std::string, LiveItem> Routes::LiveSnapshot(const std::vector<std::stri
     auto t = d_.store->Get(id);
     if (t.ok()) add(*t);
   }
-  for (auto& n : nodes) n.erase("heartbeat_age_ms");
+  for (auto& n : nodes) {
+    n.erase("heartbeat_age_ms");
+    // Time left in a quarantine changes at every look too; the provider's being there does not.
+    if (n["quarantine"].is_array()) {
+      for (auto& q : n["quarantine"]) q.erase("remaining_s");
+    }
+  }
   out["workers"] = {"workers", dump({{"nodes", nodes}, {"scaling", ScalingJson()}})};
   return out;
 }

@@ -109,6 +109,7 @@ class Routes {
   std::atomic<int64_t> tasks_submitted_{0};  // tasks accepted (kg_tasks_submitted_total)
   OutageLog list_progress_outage_{"list: task progress"};  // once per outage, not per request
   OutageLog usage_outage_{"api: LLM usage"};
+  OutageLog depths_outage_{"api: queue depths"};
   EventHub events_;
 };
 

@@ -69,6 +69,9 @@ const std::vector<mysql::Migration>& Migrations() {
       // A task's token budget (0: no limit, what every older task had). One statement, not
       // re-runnable (MySQL 8 has no ADD COLUMN IF NOT EXISTS): left dirty, Migrate says so.
       {3, {"ALTER TABLE tasks ADD COLUMN token_budget BIGINT NOT NULL DEFAULT 0"}},
+      // What the console shows of a node (NodeRecord::info_json). NULL, not a default: MySQL 8
+      // gives a TEXT column no literal default; an older record's NULL reads "{}".
+      {4, {"ALTER TABLE nodes ADD COLUMN info MEDIUMTEXT NULL"}},
   };
   return m;
 }
@@ -137,7 +140,8 @@ UsageTotals UsageRow(const Row& r, size_t first) {
   return u;
 }
 
-constexpr const char* kNodeSelect = "SELECT name,role,host,pid,heartbeat_at,processes,heartbeat_ms FROM nodes";
+constexpr const char* kNodeSelect =
+    "SELECT name,role,host,pid,heartbeat_at,processes,heartbeat_ms,COALESCE(info,'{}') FROM nodes";
 
 NodeRecord NodeRow(const Row& r) {
   NodeRecord n;
@@ -148,6 +152,7 @@ NodeRecord NodeRow(const Row& r) {
   n.heartbeat_at_ms = r.Int(4);
   n.processes_json = r.Str(5);
   n.heartbeat_ms = r.Int(6);
+  n.info_json = r.Str(7);
   return n;
 }
 
@@ -275,13 +280,13 @@ class MysqlTaskStore final : public TaskStore {
       if (!expected) {
         // One statement: the primary key lets exactly one of several concurrent claims insert;
         // the others match the existing row and change nothing (0 rows).
-        r = c.Exec("INSERT INTO nodes(name,role,host,pid,heartbeat_at,processes,heartbeat_ms) "
-                   "VALUES(?,?,?,?,?,?,?) ON DUPLICATE KEY UPDATE name=name",
-                   {n.name, n.role, n.host, n.pid, n.heartbeat_at_ms, n.processes_json, n.heartbeat_ms});
+        r = c.Exec("INSERT INTO nodes(name,role,host,pid,heartbeat_at,processes,heartbeat_ms,info) "
+                   "VALUES(?,?,?,?,?,?,?,?) ON DUPLICATE KEY UPDATE name=name",
+                   {n.name, n.role, n.host, n.pid, n.heartbeat_at_ms, n.processes_json, n.heartbeat_ms, n.info_json});
       } else {
-        r = c.Exec("UPDATE nodes SET role=?, host=?, pid=?, heartbeat_at=?, processes=?, heartbeat_ms=?, "
+        r = c.Exec("UPDATE nodes SET role=?, host=?, pid=?, heartbeat_at=?, processes=?, heartbeat_ms=?, info=?, "
                    "writes=writes+1 WHERE name=? AND host=? AND pid=? AND (?=0 OR heartbeat_at=?)",
-                   {n.role, n.host, n.pid, n.heartbeat_at_ms, n.processes_json, n.heartbeat_ms, n.name,
+                   {n.role, n.host, n.pid, n.heartbeat_at_ms, n.processes_json, n.heartbeat_ms, n.info_json, n.name,
                     expected->host, expected->pid, expected->heartbeat_at_ms, expected->heartbeat_at_ms});
       }
       if (!r.ok()) return r.status();

@@ -18,7 +18,8 @@ CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status, created_at);
 CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes(
   name TEXT PRIMARY KEY, role TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
-  heartbeat_at INTEGER NOT NULL, processes TEXT NOT NULL, heartbeat_ms INTEGER NOT NULL DEFAULT 5000);
+  heartbeat_at INTEGER NOT NULL, processes TEXT NOT NULL, heartbeat_ms INTEGER NOT NULL DEFAULT 5000,
+  info TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS llm_cache(key TEXT PRIMARY KEY, content TEXT NOT NULL, created_at_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS llm_usage(
   task_id TEXT NOT NULL, chunk_id TEXT NOT NULL, provider TEXT NOT NULL, prompt_tokens INTEGER NOT NULL DEFAULT 0,
@@ -82,7 +83,7 @@ UsageTotals UsageRow(sqlite::Stmt& q, int first) {
   return u;
 }
 
-constexpr const char* kNodeSelect = "SELECT name,role,host,pid,heartbeat_at,processes,heartbeat_ms FROM nodes";
+constexpr const char* kNodeSelect = "SELECT name,role,host,pid,heartbeat_at,processes,heartbeat_ms,info FROM nodes";
 
 NodeRecord NodeRow(sqlite::Stmt& q) {
   NodeRecord n;
@@ -93,6 +94,7 @@ NodeRecord NodeRow(sqlite::Stmt& q) {
   n.heartbeat_at_ms = q.Int(4);
   n.processes_json = q.Text(5);
   n.heartbeat_ms = q.Int(6);
+  n.info_json = q.Text(7);
   return n;
 }
 
@@ -106,7 +108,9 @@ class SqliteTaskStore final : public TaskStore {
     // ... and nodes their heartbeat interval (the staleness of an entry is judged by its own).
     KG_RETURN_IF_ERROR(db_->AddColumnIfMissing("nodes", "heartbeat_ms", "INTEGER NOT NULL DEFAULT 5000"));
     // ... and tasks their token budget (0: no limit, what every older task had).
-    return db_->AddColumnIfMissing("tasks", "token_budget", "INTEGER NOT NULL DEFAULT 0");
+    KG_RETURN_IF_ERROR(db_->AddColumnIfMissing("tasks", "token_budget", "INTEGER NOT NULL DEFAULT 0"));
+    // ... and nodes what the console shows of them (an older record: nothing known).
+    return db_->AddColumnIfMissing("nodes", "info", "TEXT NOT NULL DEFAULT '{}'");
   }
 
   Status Create(const TaskRecord& t) override {
@@ -197,16 +201,17 @@ class SqliteTaskStore final : public TaskStore {
     std::unique_ptr<sqlite::Stmt> st;
     if (!expected) {
       KG_ASSIGN_OR_RETURN(st, db_->Prepare(
-          "INSERT INTO nodes(name,role,host,pid,heartbeat_at,processes,heartbeat_ms) VALUES(?1,?2,?3,?4,?5,?6,?7) "
+          "INSERT INTO nodes(name,role,host,pid,heartbeat_at,processes,heartbeat_ms,info) "
+          "VALUES(?1,?2,?3,?4,?5,?6,?7,?11) "
           "ON CONFLICT(name) DO NOTHING"));
     } else {
       KG_ASSIGN_OR_RETURN(st, db_->Prepare(
-          "UPDATE nodes SET role=?2, host=?3, pid=?4, heartbeat_at=?5, processes=?6, heartbeat_ms=?7 "
+          "UPDATE nodes SET role=?2, host=?3, pid=?4, heartbeat_at=?5, processes=?6, heartbeat_ms=?7, info=?11 "
           "WHERE name=?1 AND host=?8 AND pid=?9 AND (?10=0 OR heartbeat_at=?10)"));
       st->Bind(8, expected->host).Bind(9, expected->pid).Bind(10, expected->heartbeat_at_ms);
     }
     st->Bind(1, n.name).Bind(2, n.role).Bind(3, n.host).Bind(4, n.pid).Bind(5, n.heartbeat_at_ms);
-    st->Bind(6, n.processes_json).Bind(7, n.heartbeat_ms);
+    st->Bind(6, n.processes_json).Bind(7, n.heartbeat_ms).Bind(11, n.info_json);
     KG_RETURN_IF_ERROR(st->Run());
     return db_->Changes() == 1;
   }

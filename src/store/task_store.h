@@ -62,6 +62,10 @@ struct NodeRecord {
   int64_t heartbeat_at_ms = 0;
   std::string processes_json = "[]";  // the supervisor's process table, as JSON
   int64_t heartbeat_ms = 5000;        // the node's heartbeat interval (KG_HEARTBEAT_SECONDS)
+  // What the console shows of the node, as a JSON object written by its heartbeat (version,
+  // start time, caps, quarantined providers: NodeInfoJson in supervisor/node_registry.h). Opaque
+  // to the store; a record written before the field existed reads "{}".
+  std::string info_json = "{}";
 };
 
 class TaskStore {

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 #include "common/util.h"
 #include "store/task_store.h"
@@ -44,6 +45,16 @@ Result<Neo4jBudget> PublishNeo4jShare(const Config& c, TaskStore& store) {
     ++b.nodes;
   }
   return b;
+}
+
+std::string NodeInfoJson(const Config& c, int64_t started_at_ms, const std::vector<QuarantineView>& quarantine) {
+  nlohmann::json q = nlohmann::json::array();
+  for (const auto& v : quarantine) q.push_back({{"provider", v.provider}, {"remaining_s", v.remaining_s}});
+  nlohmann::json info = {{"version", KG_VERSION},
+                         {"started_at", started_at_ms},
+                         {"caps", {{"total", c.max_total_processes}, {"per_provider", c.max_processes_per_provider}}},
+                         {"quarantine", std::move(q)}};
+  return info.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 int64_t HeartbeatAgeMs(const NodeRecord& n, int64_t now_ms) { return std::max<int64_t>(0, now_ms - n.heartbeat_at_ms); }
@@ -83,13 +94,15 @@ bool LiveNodeHere(int64_t pid) {
 
 }  // namespace
 
-NodeRegistry::NodeRegistry(const Config& config, TaskStore& store) : c_(config), store_(store) {
+NodeRegistry::NodeRegistry(const Config& config, TaskStore& store)
+    : c_(config), store_(store), started_at_ms_(NowMs()) {
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   host_ = host;
 }
 
-NodeRecord NodeRegistry::Record(const std::string& processes_json) const {
+NodeRecord NodeRegistry::Record(const std::string& processes_json,
+                                const std::vector<QuarantineView>& quarantine) const {
   NodeRecord n;
   n.name = c_.node_name;
   n.role = RoleName(c_.role);
@@ -98,6 +111,7 @@ NodeRecord NodeRegistry::Record(const std::string& processes_json) const {
   n.heartbeat_at_ms = NowMs();
   n.processes_json = processes_json;
   n.heartbeat_ms = c_.heartbeat_seconds * 1000LL;
+  n.info_json = NodeInfoJson(c_, started_at_ms_, quarantine);
   return n;
 }
 
@@ -109,7 +123,7 @@ Status NodeRegistry::ClaimWith(const std::string& processes_json) {
   for (int attempt = 0; attempt < 5; ++attempt) {
     auto cur = store_.GetNode(c_.node_name);
     if (!cur.ok()) return cur.status().With("node registry");
-    NodeRecord me = Record(processes_json);
+    NodeRecord me = Record(processes_json, {});
     std::optional<NodeRecord> expected;
     if (cur->has_value()) {
       const NodeRecord& h = **cur;
@@ -140,8 +154,8 @@ Status NodeRegistry::ClaimWith(const std::string& processes_json) {
   return Status::Unavailable("node registry: the record of '" + c_.node_name + "' kept changing while claiming it");
 }
 
-Status NodeRegistry::Beat(const std::string& processes_json) {
-  NodeRecord me = Record(processes_json);
+Status NodeRegistry::Beat(const std::string& processes_json, const std::vector<QuarantineView>& quarantine) {
+  NodeRecord me = Record(processes_json, quarantine);
   NodeRecord ours;
   ours.host = host_;
   ours.pid = me.pid;  // heartbeat 0: whatever our last beat wrote

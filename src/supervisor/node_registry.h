@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/mutex.h"
 #include "common/outage_log.h"
@@ -51,6 +52,17 @@ struct Neo4jBudget {
 // when it cannot be read or written.
 Result<Neo4jBudget> PublishNeo4jShare(const Config& c, TaskStore& store);
 
+// A provider this node holds back after repeated worker failures, and how long it still does.
+struct QuarantineView {
+  std::string provider;
+  double remaining_s = 0;
+};
+
+// NodeRecord::info_json of this node: {"version": KG_VERSION, "started_at": started_at_ms,
+// "caps": {"total": KG_MAX_TOTAL_PROCESSES, "per_provider": KG_MAX_PROCESSES_PER_PROVIDER},
+// "quarantine": [{"provider", "remaining_s"}]} (remaining as of now). Pure.
+std::string NodeInfoJson(const Config& c, int64_t started_at_ms, const std::vector<QuarantineView>& quarantine);
+
 // A node whose heartbeat is more than this many of its own intervals old is stale: shown
 // as such, its processes as unknown, and its name free to take over.
 constexpr int64_t kStaleBeats = 2;
@@ -65,27 +77,30 @@ bool PidAlive(int64_t pid);
 class NodeRegistry {
  public:
   NodeRegistry(const Config& config, TaskStore& store);
-  // Takes the node's name in the registry (its record with an empty process table). kConflict
+  // Takes the node's name in the registry (its record with an empty process table and no
+  // quarantine). kConflict
   // when a live node holds it, with a message naming KG_WORKER_NODE_NAME and the holder (pid,
   // host, heartbeat age); the store's error otherwise.
   Status Claim();
-  // Writes this node's record with the heartbeat time now and `processes_json`, while the
+  // Writes this node's record with the heartbeat time now, `processes_json` and its info
+  // (NodeInfoJson with `quarantine`), while the
   // name is still this node's. kConflict, naming the new holder, once the record is not
   // ours (another node took the name over, and may have removed its record since): the
   // name is never claimed back, and the node must stop (its leases were given back by the
   // new holder).
-  Status Beat(const std::string& processes_json);
+  Status Beat(const std::string& processes_json, const std::vector<QuarantineView>& quarantine = {});
   // Removes this node's record (a clean stop); never another node's.
   Status Remove();
 
  private:
-  NodeRecord Record(const std::string& processes_json) const;
+  NodeRecord Record(const std::string& processes_json, const std::vector<QuarantineView>& quarantine) const;
   // Claims the name with `processes_json`; kConflict names the live holder.
   Status ClaimWith(const std::string& processes_json);
 
   const Config& c_;
   TaskStore& store_;
   std::string host_;
+  const int64_t started_at_ms_;  // when this registry (so the node) started: its record's "started_at"
 };
 
 // The heartbeat of a node without a supervisor (role web): its record, with an empty

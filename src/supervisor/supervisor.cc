@@ -304,6 +304,15 @@ class Supervisor::Impl {
     return out;
   }
 
+  std::vector<QuarantineView> Quarantines() const {
+    MutexLock l(mu_);
+    std::vector<QuarantineView> out;
+    for (const auto& p : c_.enabled_providers) {
+      if (policy_.Quarantined(p)) out.push_back({p, policy_.QuarantineRemainingMs(p) / 1000.0});
+    }
+    return out;
+  }
+
   std::string SnapshotJson() const {
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& v : Snapshot()) {
@@ -631,7 +640,7 @@ class Supervisor::Impl {
       MutexLock l(mu_);
       if (name_lost_) return;  // the name is another node's: no more beats, reclaims or settings
     }
-    Status s = registry_.Beat(SnapshotJson());
+    Status s = registry_.Beat(SnapshotJson(), Quarantines());
     if (s.code() == Code::kConflict) {
       {
         MutexLock l(mu_);
@@ -803,6 +812,7 @@ Result<ScaleResult> Supervisor::ResetScale(const std::string& p) { return impl_-
 std::vector<ProviderScale> Supervisor::Scales() const { return impl_->Scales(); }
 std::vector<ProcessView> Supervisor::Snapshot() const { return impl_->Snapshot(); }
 std::string Supervisor::SnapshotJson() const { return impl_->SnapshotJson(); }
+std::vector<QuarantineView> Supervisor::Quarantines() const { return impl_->Quarantines(); }
 std::map<std::string, ProviderTelemetry> Supervisor::Telemetry() const { return impl_->Telemetry(); }
 void Supervisor::Stop(bool cold) { impl_->Stop(cold); }
 void Supervisor::Wait() { impl_->Wait(); }

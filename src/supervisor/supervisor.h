@@ -34,6 +34,7 @@
 
 #include "common/status.h"
 #include "config/config.h"
+#include "supervisor/node_registry.h"  // QuarantineView
 #include "supervisor/proc_stats.h"  // ReadProcStats, for the supervisor's users (bench)
 #include "telemetry/worker_stats.h"
 
@@ -142,6 +143,9 @@ class Supervisor {
   // processes left, exits by reason (as the reaper classifies them: asked to stop, recycled,
   // crashed), and its quarantine. Since Create(); a copy. Thread-safe.
   std::map<std::string, ProviderTelemetry> Telemetry() const;
+  // The providers quarantined now, with the time left (what the heartbeat stores in the node's
+  // record). Thread-safe; cheap (no copy of the telemetry).
+  std::vector<QuarantineView> Quarantines() const;
   // JSON array of Snapshot(), as stored in the node registry.
   std::string SnapshotJson() const;
   // Requests a stop: graceful (finish in-flight work up to KG_STOP_TIMEOUT_SECONDS) or

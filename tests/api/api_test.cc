@@ -24,6 +24,7 @@
 #include "graph/graph_store.h"
 #include "pipeline/document.h"
 #include "sqlite/db.h"
+#include "supervisor/node_registry.h"
 #include "testing/prom_text.h"
 #include "testing/testing.h"
 
@@ -1283,6 +1284,115 @@ TEST_F(ApiTest, AnUnreadableLedgerIsReportedNotHidden) {
     ASSERT_TRUE(t.contains("usage_error")) << g->body;
     EXPECT_NE(t["usage_error"].get<std::string>().find("llm_usage"), std::string::npos) << g->body;
   }
+}
+
+// Verifies GET /api/v1/workers shows each node's version, start time, caps and quarantined providers from
+// its record: a live node of two providers with one quarantined (its time left counted down by the
+// heartbeat's age), a down node with what it last reported, and a node of an older kgflow (no info) with
+// nulls rather than made-up figures.
+TEST_F(ApiTest, WorkersShowEachNodesInfo) {
+  testing::WriteFile(dir_.File("two.toml"), "[providers.alpha]\n[providers.beta]\n");
+  Start("", {{"KG_CONFIG", dir_.File("two.toml")}});
+  const int64_t now = NowMs();
+  Config theirs = config_;
+  theirs.max_total_processes = 7;
+  theirs.max_processes_per_provider = 3;
+  NodeRecord live{"w1", "worker", "h1", 4242, now - 2000,
+                  R"([{"pid":77,"provider":"alpha","state":"idle"}])", 60000,
+                  NodeInfoJson(theirs, 1234, {{"beta", 30.0}})};
+  NodeRecord down{"w0", "worker", "h0", 4141, now - 600000, "[]", 1000, NodeInfoJson(theirs, 999, {{"alpha", 5.0}})};
+  NodeRecord older{"w9", "web", "h9", 1, now, "[]", 60000};  // written before the info existed
+  for (const NodeRecord& n : {live, down, older}) ASSERT_TRUE(*store_->PutNodeIf(n, std::nullopt));
+
+  auto r = client_->Get("/api/v1/workers");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json w = json::parse(r->body);
+  ASSERT_EQ(w["nodes"].size(), 2u) << w;
+  ASSERT_EQ(w["down"].size(), 1u) << w;
+  const json& n1 = w["nodes"][0];
+  ASSERT_EQ(n1["name"], "w1") << w;
+  EXPECT_EQ(n1["version"], KG_VERSION);
+  EXPECT_EQ(n1["started_at"], 1234);
+  EXPECT_EQ(n1["caps"], json({{"total", 7}, {"per_provider", 3}})) << n1;
+  ASSERT_EQ(n1["quarantine"].size(), 1u) << n1;
+  EXPECT_EQ(n1["quarantine"][0]["provider"], "beta");
+  double left = n1["quarantine"][0]["remaining_s"].get<double>();
+  EXPECT_LE(left, 28.0) << "30 s reported 2 s ago";
+  EXPECT_GT(left, 18.0) << "counted down by the heartbeat's age, not more";
+
+  const json& n0 = w["down"][0];
+  ASSERT_EQ(n0["name"], "w0") << w;
+  EXPECT_EQ(n0["version"], KG_VERSION) << "a down node keeps what it last reported";
+  EXPECT_EQ(n0["started_at"], 999);
+  EXPECT_EQ(n0["caps"], json({{"total", 7}, {"per_provider", 3}}));
+  ASSERT_EQ(n0["quarantine"].size(), 1u) << n0;
+  EXPECT_EQ(n0["quarantine"][0]["remaining_s"], 0.0) << "its quarantine has run out since";
+
+  const json& n9 = w["nodes"][1];
+  ASSERT_EQ(n9["name"], "w9") << w;
+  for (const char* f : {"version", "started_at", "caps", "quarantine"}) {
+    EXPECT_TRUE(n9.contains(f) && n9[f].is_null()) << f << ": " << n9;
+  }
+}
+
+// Verifies GET /api/v1/providers gives each provider its queue figures (queued, running, delayed, dead,
+// done) equal to the queue's own counts, zeros for a provider with no chunk, and LLM requests null on a
+// node without workers; a queue that cannot be read makes each "queue" null with "queue_error" saying
+// why, while the rest still answers 200.
+TEST_F(ApiTest, ProvidersShowTheQueueOfEachProvider) {
+  testing::WriteFile(dir_.File("two.toml"), "[providers.alpha]\n[providers.beta]\n");
+  Start("", {{"KG_CONFIG", dir_.File("two.toml")}});
+  for (const char* text : {"Mara Voss founded Helix Dynamics.", "Ana Lund joined Meridian.", "Ivo Berg left.",
+                           "Lena Kraus moved to Oslo.", "Tom Hale sold Nordwind.", "Eva Roth met Kai Lind."}) {
+    json body = {{"text", text}, {"provider", "alpha"}};
+    ASSERT_FALSE(TaskIdOf(Post("/api/v1/tasks", body.dump())).empty());
+  }
+  // One done, one dead-lettered, one retried (delayed by its backoff), one running, two left queued
+  // (no two figures alike, so a figure under the wrong name shows).
+  auto leases = queue_->LeaseChunks("alpha", "test", 3, 60000, true);
+  ASSERT_TRUE(leases.ok() && leases->size() == 3u);
+  ASSERT_TRUE(queue_->Ack((*leases)[0].chunk_id, (*leases)[0].token).ok());
+  ASSERT_TRUE(queue_->Nack((*leases)[1].chunk_id, (*leases)[1].token, "bad input", false).ok());
+  ASSERT_TRUE(queue_->Nack((*leases)[2].chunk_id, (*leases)[2].token, "try again", true).ok());
+  auto leased = queue_->LeaseChunks("alpha", "test", 1, 60000, false);
+  ASSERT_TRUE(leased.ok() && leased->size() == 1u);
+
+  auto r = client_->Get("/api/v1/providers");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  ASSERT_EQ(j["providers"].size(), 2u) << j;
+  const json& alpha = j["providers"][0];
+  ASSERT_EQ(alpha["name"], "alpha");
+  const json& q = alpha["queue"];
+  ASSERT_TRUE(q.is_object()) << j;
+  EXPECT_EQ(q["running"], 1) << j;
+  EXPECT_EQ(q["done"], 1) << j;
+  EXPECT_EQ(q["dead"], 1) << j;
+  // The retried chunk is delayed until its backoff (about a second) runs out, then queued again.
+  EXPECT_EQ(q["queued"].get<int>() + q["delayed"].get<int>(), 3) << j;
+  EXPECT_GE(q["queued"].get<int>(), 2) << j;
+  EXPECT_LE(q["delayed"].get<int>(), 1) << j;
+  EXPECT_EQ(j["providers"][1]["queue"],
+            json({{"queued", 0}, {"running", 0}, {"delayed", 0}, {"dead", 0}, {"done", 0}}));
+  EXPECT_TRUE(alpha.contains("llm_requests") && alpha["llm_requests"].is_null()) << "no workers on this node";
+  EXPECT_FALSE(j.contains("queue_error"));
+
+  {
+    auto db = sqlite::Db::Open(dir_.path() + "/queue.db");
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec("DROP TABLE chunks").ok());
+  }
+  r = client_->Get("/api/v1/providers");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  j = json::parse(r->body);
+  ASSERT_EQ(j["providers"].size(), 2u) << j;
+  EXPECT_TRUE(j["providers"][0]["queue"].is_null()) << j;
+  EXPECT_FALSE(j["providers"][0]["usage"].is_null()) << "the ledger still answers";
+  ASSERT_TRUE(j.contains("queue_error")) << j;
+  EXPECT_NE(j["queue_error"].get<std::string>().find("chunks"), std::string::npos) << j;
 }
 
 }  // namespace

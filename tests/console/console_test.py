@@ -389,6 +389,36 @@ class ConsoleTest(unittest.TestCase):
         )
         self.b.screenshot("queues")
 
+    def test_node_version_caps_and_queue_figures_come_from_the_api(self):
+        # Verifies the node row shows the version `kgflow --version` prints (from the node's record
+        # in GET /api/v1/workers, not /metrics), each cap bar is measured against the node's own
+        # caps (KG_MAX_TOTAL_PROCESSES, KG_MAX_PROCESSES_PER_PROVIDER), and the queues view shows
+        # for every provider the queue figures GET /api/v1/providers gives.
+        out = subprocess.run([ARGS.kgflow, "--version"], capture_output=True, text=True, check=True).stdout
+        version = out.strip().split()[-1]
+        self.open("#/cluster", "view-cluster")
+        name = self.node.get("/api/v1/workers")["nodes"][0]["name"]
+        row = by("node-row", f'[data-node="{name}"]')
+        self.wait(lambda: self.attr(row, "data-version") == version, f"node row data-version {version}")
+        self.assertEqual(self.attr(row + " " + by("node-version"), "text"), version)
+        bars = self.rows(by("cap-bar", '[data-cap="per_provider"]'), ("data-node", "data-provider", "data-max"))
+        self.assertEqual(
+            sorted((b["data-provider"], b["data-max"]) for b in bars if b["data-node"] == name),
+            [("builtin", "4"), ("slow", "4")],
+        )
+
+        self.open("#/queues", "view-queues")
+        names = ("data-provider", "data-queued", "data-running", "data-delayed", "data-dead", "data-done")
+        cols = ("queued", "running", "delayed", "dead", "done")
+
+        def same():
+            api = self.node.get("/api/v1/providers")["providers"]
+            want = sorted([[p["name"], *[str(p["queue"][c]) for c in cols]] for p in api])
+            page = sorted([[r[n] for n in names] for r in self.rows(by("provider-queue"), names)])
+            return len(want) == 2 and page == want
+
+        self.wait(same, "the queues view's figures equal GET /api/v1/providers' queue")
+
     def test_scaling_from_the_page_changes_the_processes(self):
         # Verifies scale-apply runs the wanted processes (API and /proc), a request above
         # KG_MAX_PROCESSES_PER_PROVIDER is clamped and says so, and scale-reset goes back to the

@@ -39,7 +39,7 @@ TEST(MysqlTaskStore, ConcurrentOpensMigrateOnce) {
   auto rows = (*c)->Query("SELECT version, dirty FROM kg_schema_migrations WHERE component=? ORDER BY version",
                           {"tasks"});
   ASSERT_TRUE(rows.ok());
-  ASSERT_EQ(rows->size(), 3u);
+  ASSERT_EQ(rows->size(), 4u);
   for (size_t i = 0; i < rows->size(); ++i) {
     EXPECT_EQ((*rows)[i].Int(0), static_cast<int64_t>(i + 1));
     EXPECT_EQ((*rows)[i].Int(1), 0);
@@ -47,7 +47,8 @@ TEST(MysqlTaskStore, ConcurrentOpensMigrateOnce) {
 }
 
 // Verifies a database of an older kgflow (only migration 1 of "tasks" applied, a task in it)
-// opens: migrations 2 and 3 run, the old task reads with no budget (0) and its fields intact,
+// opens: migrations 2 to 4 run, the old task reads with no budget (0) and its fields intact, an old
+// node record with no info ("{}"),
 // and the ledger, the cache and the budget work at once.
 TEST(MysqlTaskStore, UpgradesADatabaseFromBeforeTheLedger) {
   MysqlEndpoint e = EndpointOf(testing::SharedMariaDb().port, testing::UniqueName("mts"));
@@ -83,6 +84,9 @@ TEST(MysqlTaskStore, UpgradesADatabaseFromBeforeTheLedger) {
     auto ins = (*c)->Exec("INSERT INTO tasks VALUES('old','Old task','openai','d-old','a.txt','running',4,1,0,'',"
                           "1000,2000,3)");
     ASSERT_TRUE(ins.ok()) << ins.status().message();
+    ins = (*c)->Exec("INSERT INTO nodes(name,role,host,pid,heartbeat_at,processes) "
+                     "VALUES('old-node','all','h',7,1000,'[]')");
+    ASSERT_TRUE(ins.ok()) << ins.status().message();
   }
   auto opened = OpenMysqlTaskStore(e);
   ASSERT_TRUE(opened.ok()) << opened.status().message();
@@ -93,6 +97,9 @@ TEST(MysqlTaskStore, UpgradesADatabaseFromBeforeTheLedger) {
   EXPECT_EQ(old->chunks_done, 1);
   EXPECT_EQ(old->epoch, 3);
   EXPECT_EQ(old->token_budget, 0);
+  auto node = s.GetNode("old-node");
+  ASSERT_TRUE(node.ok() && node->has_value()) << node.status().message();
+  EXPECT_EQ((**node).info_json, "{}") << "a record from before migration 4 reads as nothing known";
   TaskRecord t;
   t.id = "new";
   t.chunks_total = 1;
@@ -111,7 +118,7 @@ TEST(MysqlTaskStore, UpgradesADatabaseFromBeforeTheLedger) {
   ASSERT_TRUE(c.ok());
   auto rows = (*c)->Query("SELECT version FROM kg_schema_migrations WHERE component=? AND dirty=0", {"tasks"});
   ASSERT_TRUE(rows.ok());
-  EXPECT_EQ(rows->size(), 3u);
+  EXPECT_EQ(rows->size(), 4u);
 }
 
 // Verifies Create is idempotent for the same task (what InTransaction's replay does after a

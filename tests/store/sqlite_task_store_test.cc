@@ -21,6 +21,7 @@ CREATE TABLE nodes(
   name TEXT PRIMARY KEY, role TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
   heartbeat_at INTEGER NOT NULL, processes TEXT NOT NULL, heartbeat_ms INTEGER NOT NULL DEFAULT 5000);
 INSERT INTO tasks VALUES('old','Old task','openai','d-old','a.txt','running',4,1,0,'',1000,2000,3);
+INSERT INTO nodes VALUES('old-node','all','h',7,1000,'[]',5000);
 )sql";
 
 // Verifies a database made before the token budget and the ledger opens: its tasks read with
@@ -45,6 +46,9 @@ TEST(SqliteTaskStore, OpensAndUpgradesADatabaseFromBeforeTheLedger) {
   EXPECT_EQ(old->chunks_done, 1);
   EXPECT_EQ(old->epoch, 3);
   EXPECT_EQ(old->token_budget, 0);
+  auto node = s.GetNode("old-node");
+  ASSERT_TRUE(node.ok() && node->has_value());
+  EXPECT_EQ((**node).info_json, "{}") << "a record from before the node info reads as nothing known";
 
   TaskRecord t;
   t.id = "new";

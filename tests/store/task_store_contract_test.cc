@@ -170,6 +170,29 @@ TEST_P(TaskStoreContract, SettingsAndNodes) {
   EXPECT_FALSE(s_->GetNode("n1")->has_value());
 }
 
+// Verifies a node record's info (what the console shows of the node) round-trips: given on the
+// insert, replaced by a beat, listed, and "{}" for a record written without one.
+TEST_P(TaskStoreContract, NodeInfoRoundTrips) {
+  int64_t now = NowMs();
+  const std::string first = R"({"version":"1.2.3","caps":{"total":4,"per_provider":2},"quarantine":[]})";
+  NodeRecord a{"info", "all", "h1", 10, now, "[]", 5000, first};
+  ASSERT_TRUE(*s_->PutNodeIf(a, std::nullopt));
+  EXPECT_EQ((*s_->GetNode("info"))->info_json, first);
+  NodeRecord beat = a;
+  beat.heartbeat_at_ms = now + 1;
+  beat.info_json = R"({"quarantine":[{"provider":"p","remaining_s":12.5}]})";
+  ASSERT_TRUE(*s_->PutNodeIf(beat, a)) << "a beat of the holder";
+  EXPECT_EQ((*s_->GetNode("info"))->info_json, beat.info_json);
+  NodeRecord plain{"plain", "web", "h2", 11, now, "[]", 5000};
+  ASSERT_TRUE(*s_->PutNodeIf(plain, std::nullopt));
+  auto nodes = s_->ListNodes(now - 1000);
+  ASSERT_TRUE(nodes.ok()) << nodes.status().message();
+  ASSERT_EQ(nodes->size(), 2u);
+  EXPECT_EQ((*nodes)[0].name, "info");
+  EXPECT_EQ((*nodes)[0].info_json, beat.info_json);
+  EXPECT_EQ((*nodes)[1].info_json, "{}");
+}
+
 // Verifies a node record is a compare-and-set: a name is inserted only when absent, replaced only while the
 // stored record is still the expected one (host, pid and, when given, heartbeat), and removed only by its owner.
 TEST_P(TaskStoreContract, NodeRecordsAreCompareAndSet) {

@@ -547,6 +547,74 @@ TEST(Supervisor, CrashLoopBacksOffAndQuarantinesOnlyThatProvider) {
   ASSERT_TRUE(WaitFor([&] { return n.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 10s));
 }
 
+// Verifies what the console needs of a node reaches every node's API: a node with two providers, one
+// quarantined, writes its version, start time, caps and quarantine (with the time left) into its record with
+// each heartbeat, so a web node of the cluster shows them; the node shows its own live; and both nodes answer
+// GET /api/v1/providers with the same queue figures (one queue for the cluster).
+TEST(Supervisor, NodeInfoAndQueueReachEveryNodesApi) {
+  TempDir dir;
+  std::string cfg = Toml(dir, "[providers.good]\n[providers.bad]\nfault = \"exit_on_start\"\n");
+  Node web(dir, {{"KG_CONFIG", cfg}, {"NODE_ROLE", "web"}, {"KG_WORKER_NODE_NAME", "observer"},
+                 {"KG_HEARTBEAT_SECONDS", "1"}});
+  ASSERT_TRUE(web.ready()) << web.proc().Stderr();
+  const int64_t before = NowMs();
+  Node n(dir, {{"KG_CONFIG", cfg}, {"KG_WORKER_NODE_NAME", "runner"}, {"KG_QUARANTINE_SECONDS", "600"},
+               {"KG_HEARTBEAT_SECONDS", "1"}, {"KG_MAX_TOTAL_PROCESSES", "6"}, {"KG_MAX_PROCESSES_PER_PROVIDER", "4"},
+               {"KG_HEALTH_ADDR", "127.0.0.1:" + std::to_string(testing::FreePort())}});
+  ASSERT_TRUE(n.ready()) << n.proc().Stderr();
+  auto node_in = [](const json& w, const std::string& name) {
+    if (w.is_null()) return json();
+    for (const auto& e : w["nodes"]) {
+      if (e["name"] == name) return e;
+    }
+    return json();
+  };
+  auto quarantined = [](const json& e) {
+    return !e.is_null() && e["quarantine"].is_array() && e["quarantine"].size() == 1 &&
+           e["quarantine"][0]["provider"] == "bad";
+  };
+  // Seen by the web node: only the runner's heartbeat can have brought it there.
+  json seen;
+  ASSERT_TRUE(WaitFor([&] { return quarantined(seen = node_in(web.Get("/api/v1/workers"), "runner")); }, 20s))
+      << seen << n.proc().Stderr();
+  EXPECT_EQ(seen["version"], KG_VERSION);
+  EXPECT_EQ(seen["caps"], json({{"total", 6}, {"per_provider", 4}})) << seen;
+  EXPECT_GE(seen["started_at"].get<int64_t>(), before) << seen;
+  EXPECT_LE(seen["started_at"].get<int64_t>(), NowMs()) << seen;
+  double left = seen["quarantine"][0]["remaining_s"].get<double>();
+  EXPECT_GT(left, 500.0) << seen;
+  EXPECT_LE(left, 600.0) << seen;
+  json self = node_in(web.Get("/api/v1/workers"), "observer");
+  ASSERT_FALSE(self.is_null());
+  EXPECT_EQ(self["version"], KG_VERSION);
+  EXPECT_EQ(self["quarantine"], json::array()) << "a web node quarantines nothing";
+  // The runner's own view: live, the same quarantine.
+  json own = node_in(n.Get("/api/v1/workers"), "runner");
+  ASSERT_TRUE(quarantined(own)) << own;
+  EXPECT_GT(own["quarantine"][0]["remaining_s"].get<double>(), 500.0) << own;
+  EXPECT_EQ(own["caps"], json({{"total", 6}, {"per_provider", 4}})) << own;
+
+  // One task done through the web node: both nodes count it in the same queue.
+  json body = {{"text", "Mara Voss founded Helix Dynamics."}, {"provider", "good"}};
+  auto r = web.http().Post("/api/v1/tasks", body.dump(), "application/json");
+  ASSERT_TRUE(r && r->status == 202) << (r ? r->body : "no answer");
+  std::string id = json::parse(r->body)["id"];
+  ASSERT_TRUE(WaitFor([&] { return web.Get("/api/v1/tasks/" + id)["status"] == "done"; }, 15s));
+  auto queue_of = [](const json& providers, const std::string& name) {
+    for (const auto& p : providers["providers"]) {
+      if (p["name"] == name) return p["queue"];
+    }
+    return json();
+  };
+  json from_web = web.Get("/api/v1/providers");
+  json from_runner = n.Get("/api/v1/providers");
+  ASSERT_TRUE(queue_of(from_web, "good").is_object()) << from_web;
+  EXPECT_GE(queue_of(from_web, "good")["done"].get<int>(), 1) << from_web;
+  EXPECT_EQ(queue_of(from_web, "good"), queue_of(from_runner, "good")) << from_web << from_runner;
+  EXPECT_TRUE(from_web["providers"][0]["llm_requests"].is_null()) << "a web node runs no workers";
+  EXPECT_TRUE(from_runner["providers"][0]["llm_requests"].is_object()) << from_runner;
+}
+
 // Verifies a quarantine ends after KG_QUARANTINE_SECONDS and the provider is tried again.
 TEST(Supervisor, QuarantineEnds) {
   TempDir dir;

@@ -1,16 +1,16 @@
 // Cluster: nodes, processes against both caps, quarantines, and the scaling controls.
-// Nodes, processes and scaling come from GET /api/v1/workers; the caps, quarantines and the
-// version from this node's /metrics (null samples: shown as unknown).
+// Everything comes from GET /api/v1/workers: each node's version, caps and quarantines are in
+// its heartbeat record (null for a node of an older kgflow: shown as unknown), so every node's
+// console shows every node's figures, not only its own.
 
 import { request, get } from './api.js';
-import { value, select } from './promtext.js';
 import { h, setText, setData, syncRows, fmtNum } from './dom.js';
 import { t } from './i18n.js';
 import { hooks, toast, report } from './ui.js';
 
 const STATES = ['starting', 'idle', 'busy', 'stopping'];
 let lastWorkers = null;
-let lastSamples = null;
+let lastFetchedAt = 0; // Date.now() when lastWorkers arrived: quarantine time left counts down from it
 
 function level(used, max) {
   if (!max) return 'ok';
@@ -39,16 +39,41 @@ function stateBadge(cls, text) {
   return h('span', { class: 'state ' + cls }, text);
 }
 
+// Seconds left of a quarantine reported `remaining` s at the last poll, now.
+function secondsLeft(remaining) {
+  return Math.max(0, Math.round((remaining ?? 0) - (Date.now() - lastFetchedAt) / 1000));
+}
+
+function quarantineRows(nodes) {
+  const out = [];
+  for (const n of nodes) for (const q of n.quarantine || []) out.push({ node: n.name, provider: q.provider, remaining: q.remaining_s });
+  return out;
+}
+
+function updateQuarantineRow(li, q) {
+  const left = secondsLeft(q.remaining);
+  setData(li, { node: q.node, provider: q.provider, remainingS: left });
+  setText(li, t('cluster.quarantine.item_node', { node: q.node, provider: q.provider, seconds: left }));
+}
+
+// Between polls the time left counts down every second (only the quarantine rows change).
+function tickQuarantine() {
+  const s = document.querySelector('section[data-view="cluster"]');
+  if (!s || s.hidden || !lastWorkers) return;
+  const nodes = [...(lastWorkers.nodes || []), ...(lastWorkers.down || [])];
+  const byKey = new Map(quarantineRows(nodes).map((q) => [q.node + '|' + q.provider, q]));
+  for (const li of s.querySelectorAll('[data-testid="quarantine-row"]')) {
+    const q = byKey.get(li.dataset.key);
+    if (q) updateQuarantineRow(li, q);
+  }
+}
+setInterval(tickQuarantine, 1000);
+
 function render(section) {
   const w = lastWorkers;
-  const samples = lastSamples;
   if (!w) return;
   const now = Date.now();
   const nodes = [...(w.nodes || []).map((n) => ({ ...n, up: true })), ...(w.down || []).map((n) => ({ ...n, up: false }))];
-  const version = (name) => {
-    const b = samples ? select(samples, 'kg_build_info', { node: name }) : [];
-    return b.length ? b[0].labels.version : t('common.none');
-  };
 
   section.querySelector('.nodes-empty').hidden = nodes.length > 0;
   syncRows(section.querySelector('.nodes'), nodes, (n) => n.name,
@@ -57,11 +82,11 @@ function render(section) {
       h('td', { testid: 'node-version' }), h('td', { class: 'num', testid: 'node-heartbeat' }), h('td', { testid: 'node-state' })),
     (row, n) => {
       const age = n.heartbeat_age_ms ?? Math.max(0, now - (n.heartbeat_at || now));
-      setData(row, { node: n.name, state: n.up ? 'up' : 'down' });
+      setData(row, { node: n.name, state: n.up ? 'up' : 'down', version: n.version ?? '' });
       setText(row.querySelector('[data-testid="node-name"]'), n.name);
       setText(row.querySelector('[data-testid="node-role"]'), n.role || t('common.none'));
       setText(row.querySelector('[data-testid="node-host"]'), n.host || t('common.none'));
-      setText(row.querySelector('[data-testid="node-version"]'), version(n.name));
+      setText(row.querySelector('[data-testid="node-version"]'), n.version || t('common.none'));
       const hb = row.querySelector('[data-testid="node-heartbeat"]');
       hb.dataset.ageMs = String(age);
       setText(hb, `${fmtNum(age / 1000, 1)} s`);
@@ -69,16 +94,18 @@ function render(section) {
       st.replaceChildren(stateBadge(n.up ? 'up' : 'down', n.up ? t('cluster.up') : t('cluster.down')));
     });
 
-  // Capacity per live node: all its processes against the total cap, each provider's against
-  // the per-provider cap.
-  const capTotal = samples ? value(samples, 'kg_process_cap', { cap: 'total' }) : undefined;
-  const capProvider = samples ? value(samples, 'kg_process_cap', { cap: 'per_provider' }) : undefined;
+  // Capacity per live node: all its processes against its total cap, each provider's against
+  // its per-provider cap (each node's own caps, from its record).
   const providersOf = (n) => [...new Set([...(n.processes || []).map((p) => p.provider), ...(w.scaling || []).map((s) => s.provider)])].sort();
   syncRows(section.querySelector('.caps'), nodes.filter((n) => n.up), (n) => n.name,
     (n) => h('div', { class: 'cap-node' }, h('h3', {}, n.name), h('div', { class: 'bars' }), h('p', { class: 'hint unknown' })),
     (card, n) => {
       card.dataset.node = n.name;
-      const procs = n.processes || [];
+      // Only processes that exist count against a cap (a quarantined or backing-off provider's
+      // row has pid 0).
+      const procs = (n.processes || []).filter((x) => x.pid > 0);
+      const capTotal = n.caps?.total ?? undefined;
+      const capProvider = n.caps?.per_provider ?? undefined;
       const bars = [{ cap: 'total', provider: '', used: procs.length, max: capTotal, label: t('cluster.cap.total') }];
       for (const p of providersOf(n)) {
         bars.push({ cap: 'per_provider', provider: p, used: procs.filter((x) => x.provider === p).length, max: capProvider,
@@ -91,7 +118,7 @@ function render(section) {
         });
       const unk = card.querySelector('.unknown');
       unk.hidden = capTotal !== undefined;
-      setText(unk, t('cluster.cap.unknown'));
+      setText(unk, t('cluster.cap.unknown_node'));
     });
 
   const byProvider = [];
@@ -138,18 +165,9 @@ function render(section) {
       setText(ex, p.last_exit || t('common.none'));
     });
 
-  const quarantined = samples
-    ? select(samples, 'kg_provider_quarantined').filter((s) => s.value > 0).map((s) => ({
-      provider: s.labels.provider,
-      remaining: value(samples, 'kg_provider_quarantine_remaining_seconds', { provider: s.labels.provider }) ?? 0,
-    }))
-    : [];
-  syncRows(section.querySelector('.quarantine'), quarantined, (q) => q.provider,
-    () => h('li', { testid: 'quarantine-row' }),
-    (li, q) => {
-      setData(li, { provider: q.provider, remainingS: Math.round(q.remaining) });
-      setText(li, t('cluster.quarantine.item', { provider: q.provider, seconds: Math.round(q.remaining) }));
-    });
+  const quarantined = quarantineRows(nodes);
+  syncRows(section.querySelector('.quarantine'), quarantined, (q) => q.node + '|' + q.provider,
+    () => h('li', { testid: 'quarantine-row' }), updateQuarantineRow);
   section.querySelector('[data-testid="no-quarantine"]').hidden = quarantined.length > 0;
 
   syncRows(section.querySelector('.scale-rows'), w.scaling || [], (s) => s.provider, createScaleRow,
@@ -219,7 +237,7 @@ function createScaleRow(s) {
 export const clusterView = {
   async refresh(section, params, samples) {
     lastWorkers = await get('/api/v1/workers');
-    lastSamples = samples;
+    lastFetchedAt = Date.now();
     render(section);
   },
   relabel() {

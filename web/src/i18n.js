@@ -96,6 +96,11 @@ const dict = {
     'queues.tokens': 'Tokens',
     'queues.cost': 'Cost',
     'queues.cached': 'Cached chunks',
+    // Per-node facts from each node's heartbeat record (issue 13).
+    'cluster.cap.unknown_node': 'caps unknown (this node\'s record has none: an older kgflow)',
+    'cluster.quarantine.item_node': '{node}: {provider}, {seconds} s left',
+    'cluster.quarantine.none_any': 'No provider is quarantined on any node.',
+    'queues.no_queue': 'No queue figures: the queue did not answer.',
 
     'tasks.title': 'Tasks',
     'tasks.search': 'Search title or id',
@@ -265,6 +270,11 @@ const dict = {
     'queues.tokens': '词元',
     'queues.cost': '费用',
     'queues.cached': '缓存分块',
+    // 各节点心跳记录中的信息（issue 13）。
+    'cluster.cap.unknown_node': '上限未知（该节点的记录中没有：旧版 kgflow）',
+    'cluster.quarantine.item_node': '{node}：{provider}，剩余 {seconds} 秒',
+    'cluster.quarantine.none_any': '没有任何节点隔离提供方。',
+    'queues.no_queue': '没有队列数据：队列无响应。',
 
     'tasks.title': '任务',
     'tasks.search': '搜索标题或 ID',

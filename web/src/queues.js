@@ -1,9 +1,10 @@
-// Queues and throughput. Every poll (whatever the view) reads /metrics once: the queue by
-// state, the chunk outcome counters (kept as an hour of history in the page for the rate
-// charts), the caps and quarantines the cluster view shows, LLM requests by status.
+// Queues and throughput. The queue by state and LLM requests by status come from
+// GET /api/v1/providers (the queue is the cluster's, read by whichever node answers). Every poll
+// (whatever the view) also reads /metrics once for the chunk outcome counters, kept as an hour
+// of history in the page for the rate charts.
 
 import { get, ApiError } from './api.js';
-import { parseMetrics, select, sum } from './promtext.js';
+import { parseMetrics, sum } from './promtext.js';
 import { History, drawRate } from './charts.js';
 import { h, setText, setData, syncRows, fmtNum } from './dom.js';
 import { t } from './i18n.js';
@@ -33,12 +34,9 @@ export function latestMetrics() {
   return lastSamples;
 }
 
-function queueFigures(samples) {
-  const providers = new Set(select(samples, 'kg_queue_chunks').map((s) => s.labels.provider));
-  return [...providers].sort().map((p) => {
-    const q = (state) => sum(samples, 'kg_queue_chunks', { provider: p, state });
-    return { provider: p, queued: q('ready'), running: q('leased'), delayed: q('delayed'), dead: q('dead'), done: q('done') };
-  });
+// Per provider with queue figures: { provider, queued, running, delayed, dead, done }.
+function queueFigures(providers) {
+  return (providers.providers || []).filter((p) => p.queue).map((p) => ({ provider: p.name, ...p.queue }));
 }
 
 function drawCharts(section) {
@@ -60,8 +58,9 @@ const QCOLS = ['queued', 'running', 'delayed', 'dead', 'done'];
 export const queuesView = {
   async refresh(section, params, samples) {
     const providers = await get('/api/v1/providers');
-    const figures = samples ? queueFigures(samples) : [];
+    const figures = queueFigures(providers);
     section.querySelector('.queues-empty').hidden = figures.length > 0;
+    setText(section.querySelector('.queue-error'), providers.queue_error || '');
     syncRows(
       section.querySelector('.queue-rows'),
       figures,
@@ -86,8 +85,9 @@ export const queuesView = {
         setData(row, { provider: p.name, requests: u.requests ?? '', tokens: u.tokens ?? '', cost: u.cost ?? '' });
         setText(row.firstChild, `${p.name} (${p.kind})`);
         setText(row.querySelector('.requests'), fmtNum(u.requests));
-        const codes = samples ? select(samples, 'kg_llm_requests_total', { provider: p.name }).filter((s) => s.value > 0) : [];
-        setText(row.querySelector('.codes'), codes.length ? codes.map((s) => `${s.labels.code}: ${fmtNum(s.value)}`).join(', ') : t('common.none'));
+        // This node's workers' requests by HTTP status (null on a node without workers).
+        const codes = Object.entries(p.llm_requests || {}).filter(([, n]) => n > 0);
+        setText(row.querySelector('.codes'), codes.length ? codes.map(([code, n]) => `${code}: ${fmtNum(n)}`).join(', ') : t('common.none'));
         setText(row.querySelector('.prompt'), fmtNum(u.prompt_tokens));
         setText(row.querySelector('.completion'), fmtNum(u.completion_tokens));
         setText(row.querySelector('.cost'), u.cost === undefined ? '—' : fmtNum(u.cost, 4));
