@@ -24,6 +24,10 @@ EvidencePick PickEvidenceChunks(const EntityDetail& d, size_t max) {
     seen.insert(id);
     pick.ids.push_back(id);
   };
+  // One chunk of every relation first, so each gets its sentence looked for, then the rest.
+  for (const Neighbour* n : by_weight) {
+    if (!n->relation.evidence.empty()) add(n->relation.evidence.front());
+  }
   for (const Neighbour* n : by_weight) {
     for (const std::string& id : n->relation.evidence) add(id);
   }

@@ -24,9 +24,10 @@ struct EvidencePick {
   bool truncated = false;        // some chunk was left out for the cap
 };
 
-// The chunks whose text an entity view shows: the evidence of its neighbours' relations, the
-// heaviest relation first (equal weights in the order given), then the chunks that mention the
-// entity itself. Precondition: max <= kGetChunksMax (the ids go to one GetChunks call).
+// The chunks whose text an entity view shows: the first evidence chunk of every relation (so
+// each has a chunk to find its sentence in), then the rest of their evidence, the heaviest
+// relation first each time (equal weights in the order given), then the chunks that mention
+// the entity itself. Precondition: max <= kGetChunksMax (the ids go to one GetChunks call).
 EvidencePick PickEvidenceChunks(const EntityDetail& d, size_t max = kEvidenceChunksMax);
 
 // The first sentence of `text` (as FindSentences splits it) that names both `a` and `b`,
