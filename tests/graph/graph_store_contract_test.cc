@@ -428,17 +428,17 @@ TEST_P(GraphStoreContract, ExportToStreamsWhatExportReturns) {
 // error; more than kGetChunksMax ids are refused whole with kInvalidArgument.
 TEST_P(GraphStoreContract, GetChunksReturnsTheTextOfKnownIds) {
   MergeSample(*g_);
-  GraphBatch own = Batch("d1:9", 9);
-  own.chunk.text = "Helix Dynamics hired P9.\nZo\u00eb left \u674e\u660e\u3002";
+  GraphBatch own = Batch("d1:10", 10);  // sorts before d1:2 by id, after it by index
+  own.chunk.text = "Helix Dynamics hired P10.\nZo\u00eb left \u674e\u660e\u3002";
   ASSERT_TRUE(g_->Merge({own}).ok());
-  auto got = g_->GetChunks({"d2:1", "nope", "d1:9", "d1:0", "d2:1", "d1:2"});
+  auto got = g_->GetChunks({"d2:1", "nope", "d1:10", "d1:0", "d2:1", "d1:2"});
   ASSERT_TRUE(got.ok()) << got.status().message();
   std::vector<std::string> order;
   for (const ChunkRec& c : *got) order.push_back(c.id + "@" + c.doc_id + "#" + std::to_string(c.idx));
-  EXPECT_EQ(order, (std::vector<std::string>{"d1:0@d1#0", "d1:2@d1#2", "d1:9@d1#9", "d2:1@d2#1"}));
+  EXPECT_EQ(order, (std::vector<std::string>{"d1:0@d1#0", "d1:2@d1#2", "d1:10@d1#10", "d2:1@d2#1"}));
   ASSERT_EQ(got->size(), 4u);
   EXPECT_EQ((*got)[0].text, "Mara Voss founded Helix Dynamics.");
-  EXPECT_EQ((*got)[2].text, "Helix Dynamics hired P9.\nZo\u00eb left \u674e\u660e\u3002");
+  EXPECT_EQ((*got)[2].text, "Helix Dynamics hired P10.\nZo\u00eb left \u674e\u660e\u3002");
   auto none = g_->GetChunks({});
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
