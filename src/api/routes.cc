@@ -856,7 +856,9 @@ void Routes::Entity(const http::Request& req, http::Response& res) {
   json evidence = json::object();
   for (const ChunkRec& c : *chunks) {
     chunk_of.emplace(c.id, &c);
-    evidence[c.id] = {{"doc_id", c.doc_id}, {"idx", c.idx}, {"text", std::string(Utf8Prefix(c.text, kEvidenceTextMax))}};
+    evidence[c.id] = {{"doc_id", c.doc_id},
+                      {"idx", c.idx},
+                      {"text", std::string(Utf8Prefix(c.text, kEvidenceTextMax))}};
   }
   json out = EntityJson(d->entity);
   json nb = json::array();
