@@ -518,8 +518,9 @@ class ConsoleTest(unittest.TestCase):
     def test_graph_relation_shows_the_sentence_naming_both_ends(self):
         # Verifies the provenance of the graph explorer on a sample entity: each relation row shows
         # the API's sentence, which names both ends, with its chunk and document; the mention
-        # chunks' text is listed; Enter on a relation-expand button (keyboard only) expands that
-        # neighbour; and the exported view carries the drawn relations' evidence text.
+        # chunks' text is listed; the wheel zooms and a drag pans the drawing; Enter on a
+        # relation-expand button (keyboard only) expands that neighbour; and the exported view
+        # carries the drawn relations' evidence text.
         from selenium.webdriver.common.keys import Keys  # lazily, as harness.py does
 
         self.wait_tasks_done(self.api_tasks)
@@ -556,7 +557,27 @@ class ConsoleTest(unittest.TestCase):
         self.assertIn(entity["evidence"][mentions[0]]["text"][:40], first)
         self.b.screenshot("graph-provenance")
 
+        # Zoom (wheel) and pan (dragging the background from a corner) redraw the canvas.
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+
         canvas = by("graph-canvas")
+        el = self.d.find_element("css selector", canvas)
+        self.d.execute_script("arguments[0].scrollIntoView({block: 'center'});", el)
+        still = el.screenshot_as_png
+
+        def zoom():
+            # Cytoscape ignores the wheel for a moment after the page scrolled: wheel until it zooms.
+            ActionChains(self.d).scroll_from_origin(ScrollOrigin.from_element(el), 0, -120).perform()
+            return el.screenshot_as_png != still
+
+        self.wait(zoom, "the wheel zooms the drawing")
+        zoomed = el.screenshot_as_png
+        corner = (-el.size["width"] // 2 + 6, -el.size["height"] // 2 + 6)
+        (ActionChains(self.d).move_to_element_with_offset(el, *corner).click_and_hold()
+         .move_by_offset(80, 60).release().perform())
+        self.wait(lambda: el.screenshot_as_png != zoomed, "dragging the background pans the drawing")
+
         before = int(self.attr(canvas, "data-nodes"))
         target = rows[-1]["data-neighbour"]
         self.d.execute_script(
