@@ -565,17 +565,21 @@ class ConsoleTest(unittest.TestCase):
         el = self.d.find_element("css selector", canvas)
         self.d.execute_script("arguments[0].scrollIntoView({block: 'center'});", el)
         still = el.screenshot_as_png
+        # A wheel the drawing takes for zooming is not the page's to scroll (default prevented).
+        self.d.execute_script("window.addEventListener('wheel', (e) => { window.kgWheelTaken = e.defaultPrevented; });")
 
         def zoom():
             # Cytoscape ignores the wheel for a moment after the page scrolled: wheel until it zooms.
             ActionChains(self.d).scroll_from_origin(ScrollOrigin.from_element(el), 0, -120).perform()
-            return el.screenshot_as_png != still
+            return self.d.execute_script("return window.kgWheelTaken === true;") and el.screenshot_as_png != still
 
         self.wait(zoom, "the wheel zooms the drawing")
         zoomed = el.screenshot_as_png
         corner = (-el.size["width"] // 2 + 6, -el.size["height"] // 2 + 6)
-        (ActionChains(self.d).move_to_element_with_offset(el, *corner).click_and_hold()
-         .move_by_offset(80, 60).release().perform())
+        drag = ActionChains(self.d).move_to_element_with_offset(el, *corner).click_and_hold()
+        for _ in range(6):  # several moves: the first only starts the drag
+            drag.move_by_offset(20, 15)
+        drag.release().perform()
         self.wait(lambda: el.screenshot_as_png != zoomed, "dragging the background pans the drawing")
 
         before = int(self.attr(canvas, "data-nodes"))
