@@ -5,11 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
+#include <string_view>
 #include <nlohmann/json.hpp>
 
 #include "api/console_assets.h"
 #include "api/events.h"
 #include "api/metrics.h"
+#include "api/provenance.h"
 #include "api/reply.h"
 #include "api/submission.h"
 #include "common/util.h"
@@ -915,15 +918,41 @@ void Routes::Entity(const http::Request& req, http::Response& res) {
     d = d_.graph->GetEntity(keys->front());
   }
   if (!d.ok()) return Fail(res, d.status());
+  // Provenance: the text of the chunks behind the relations and mentions (capped), and for
+  // each relation the sentence naming both ends, found in the whole chunk text.
+  const EvidencePick pick = PickEvidenceChunks(*d);
+  auto chunks = d_.graph->GetChunks(pick.ids);
+  if (!chunks.ok()) return Fail(res, chunks.status());
+  std::map<std::string_view, const ChunkRec*> chunk_of;
+  json evidence = json::object();
+  for (const ChunkRec& c : *chunks) {
+    chunk_of.emplace(c.id, &c);
+    evidence[c.id] = {{"doc_id", c.doc_id},
+                      {"idx", c.idx},
+                      {"text", std::string(Utf8Prefix(c.text, kEvidenceTextMax))}};
+  }
   json out = EntityJson(d->entity);
   json nb = json::array();
   for (const auto& n : d->neighbours) {
+    json sentence = nullptr, sentence_chunk = nullptr;
+    for (const std::string& id : n.relation.evidence) {
+      auto it = chunk_of.find(id);
+      if (it == chunk_of.end()) continue;
+      if (auto found = SentenceNaming(it->second->text, d->entity.name, n.entity.name)) {
+        sentence = std::string(Utf8Prefix(*found, kEvidenceTextMax));
+        sentence_chunk = id;
+        break;
+      }
+    }
     nb.push_back({{"direction", n.direction}, {"type", n.relation.type}, {"weight", n.relation.weight},
-                  {"evidence", n.relation.evidence}, {"entity", EntityJson(n.entity)}});
+                  {"evidence", n.relation.evidence}, {"entity", EntityJson(n.entity)}, {"sentence", sentence},
+                  {"sentence_chunk", sentence_chunk}});
   }
   out["neighbours"] = nb;
   out["chunks"] = d->chunks;
   out["documents"] = d->documents;
+  out["evidence"] = evidence;
+  out["evidence_truncated"] = pick.truncated;
   Reply(res, 200, out);
 }
 

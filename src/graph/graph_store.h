@@ -27,6 +27,7 @@
 //
 // Thread safety: every method may be called from any thread.
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -113,6 +114,9 @@ class GraphSink {
   virtual Status Relation(const RelationRec& r) = 0;  // with `evidence` and `weight` filled
 };
 
+// The most chunk ids one GetChunks call takes: a bound on one query's parameters and reply.
+inline constexpr size_t kGetChunksMax = 200;
+
 class GraphStore {
  public:
   virtual ~GraphStore() = default;
@@ -129,6 +133,11 @@ class GraphStore {
   virtual Result<std::vector<EntityRec>> SearchEntities(const std::string& q, int limit) = 0;
   // kNotFound when no entity has exactly this key.
   virtual Result<EntityDetail> GetEntity(const std::string& key) = 0;
+  // The stored chunks among `ids` (at most kGetChunksMax of them, else kInvalidArgument), with
+  // doc_id, idx and text, ordered by (doc_id, idx, id); unknown ids are skipped and repeated
+  // ids give one record. One round trip: what an entity's provenance view reads to show the
+  // text behind its evidence. `generation` is not filled.
+  virtual Result<std::vector<ChunkRec>> GetChunks(const std::vector<std::string>& ids) = 0;
   // Keys of every entity, of any type, whose key's name part ("<type>:<name>") equals
   // `normalized_name`, sorted; empty when there is none. The caller normalises the name
   // the way keys are made (NormalizeName), so "Meridian  ANALYTICS" finds

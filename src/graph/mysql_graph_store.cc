@@ -343,6 +343,33 @@ class MysqlGraphStore final : public GraphStore {
     return d;
   }
 
+  Result<std::vector<ChunkRec>> GetChunks(const std::vector<std::string>& ids) override {
+    if (ids.size() > kGetChunksMax) {
+      return Status::Invalid("get chunks: " + std::to_string(ids.size()) + " ids, at most " +
+                             std::to_string(kGetChunksMax));
+    }
+    static_assert(kGetChunksMax <= kInListMax, "GetChunks is one round trip");
+    std::vector<ChunkRec> out;
+    if (ids.empty()) return out;
+    const std::set<std::string> wanted(ids.begin(), ids.end());
+    std::vector<std::string> hashes;
+    hashes.reserve(wanted.size());
+    for (const std::string& id : wanted) hashes.push_back(Hash(id));
+    KG_ASSIGN_OR_RETURN(auto c, pool_->Borrow());
+    KG_RETURN_IF_ERROR(ForEachInList(hashes, [&](const std::string& in, const Params& p) -> Status {
+      KG_ASSIGN_OR_RETURN(auto rows, c->Query("SELECT id, doc_id, idx, text FROM graph_chunks WHERE id_hash IN " + in +
+                                                  " ORDER BY doc_id, idx, id",
+                                              p));
+      for (const Row& r : rows) {
+        ChunkRec rec{r.Str(0), r.Str(1), static_cast<int>(r.Int(2)), r.Str(3)};
+        // The id itself, not only its hash, must match.
+        if (wanted.count(rec.id)) out.push_back(std::move(rec));
+      }
+      return Status::Ok();
+    }));
+    return out;
+  }
+
   Result<GraphSnapshot> Export() override {
     return CollectExport([this](GraphSink& sink) { return ExportTo(sink); });
   }

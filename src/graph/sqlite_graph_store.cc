@@ -300,6 +300,23 @@ class SqliteGraphStore final : public GraphStore {
     return d;
   }
 
+  Result<std::vector<ChunkRec>> GetChunks(const std::vector<std::string>& ids) override {
+    if (ids.size() > kGetChunksMax) {
+      return Status::Invalid("get chunks: " + std::to_string(ids.size()) + " ids, at most " +
+                             std::to_string(kGetChunksMax));
+    }
+    std::vector<ChunkRec> out;
+    if (ids.empty()) return out;
+    std::string in = "?";
+    for (size_t i = 1; i < ids.size(); ++i) in += ",?";
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare("SELECT id, doc_id, idx, text FROM chunks WHERE id IN (" + in +
+                                             ") ORDER BY doc_id, idx, id"));
+    for (size_t i = 0; i < ids.size(); ++i) q->Bind(static_cast<int>(i + 1), ids[i]);
+    while (q->Step()) out.push_back({q->Text(0), q->Text(1), static_cast<int>(q->Int(2)), q->Text(3)});
+    KG_RETURN_IF_ERROR(q->status());
+    return out;
+  }
+
   // The streamed export, collected in memory (on this store's own connection).
   Result<GraphSnapshot> Export() override {
     return CollectExport([&](GraphSink& sink) { return ExportSnapshot(*db_, sink); });

@@ -109,6 +109,14 @@ std::string SanitizeUtf8(std::string_view s) {
   return out;
 }
 
+std::string_view Utf8Prefix(std::string_view s, size_t max_bytes) {
+  if (s.size() <= max_bytes) return s;
+  size_t cut = max_bytes;
+  // Back off continuation bytes (10xxxxxx) so the cut falls before a sequence's lead byte.
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return s.substr(0, cut);
+}
+
 size_t CodePointCount(std::string_view s) {
   size_t n = 0;
   for (size_t i = 0; i < s.size();) {

@@ -25,6 +25,10 @@ std::string SanitizeUtf8(std::string_view s);
 // Whether `s` is valid UTF-8, i.e. SanitizeUtf8 would return an equal copy (callers skip it then).
 bool IsValidUtf8(std::string_view s);
 
+// The longest prefix of `s` of at most `max_bytes` bytes that does not end inside a UTF-8
+// sequence (a view into `s`): for text shown cut short, so valid UTF-8 stays valid.
+std::string_view Utf8Prefix(std::string_view s, size_t max_bytes);
+
 // Whether `s` is text to build a graph from: no NUL byte, valid UTF-8 but for a small
 // tolerance (at most 1 invalid byte per 1000, at least 1: a stray Latin-1 byte in a long
 // text), and at most 1 % control characters other than tab, line and page breaks.

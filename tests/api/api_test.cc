@@ -27,6 +27,7 @@
 #include "supervisor/node_registry.h"
 #include "testing/prom_text.h"
 #include "testing/testing.h"
+#include "text/text.h"
 
 namespace kg {
 namespace {
@@ -826,6 +827,90 @@ TEST_F(ApiTest, EntityByName) {
   EXPECT_EQ(j["candidates"], json::array({"location:meridian", "organization:meridian"})) << amb->body;
   ExpectError(client_->Get("/api/v1/graph/entities/Nobody%20Here"), 404, "not found");
   ExpectError(client_->Get("/api/v1/graph/entities/person:meridian"), 404, "not found");
+}
+
+// Verifies an entity's view carries the text of the chunks behind its relations and mentions
+// ("evidence": chunk id -> doc_id, idx, text cut to 1000 bytes on a UTF-8 boundary) and, per
+// relation, the first sentence naming both ends whatever their case, or null when none does.
+TEST_F(ApiTest, EntityCarriesEvidenceTextAndSentence) {
+  Start();
+  auto batch = [](const std::string& chunk, int idx, const std::string& text) {
+    GraphBatch b;
+    b.doc = {"d1", "Doc", "src.txt"};
+    b.chunk = {chunk, "d1", idx, text};
+    b.entities = {{"person:mara voss", "Mara Voss", "Person", "", 0}};
+    return b;
+  };
+  GraphBatch founded = batch("d1:0", 0, "Helix Dynamics opened a lab. Later, MARA  VOSS founded helix dynamics. Done.");
+  founded.entities.push_back({"organization:helix dynamics", "Helix Dynamics", "Organization", "", 0});
+  founded.relations = {{"person:mara voss", "organization:helix dynamics", "FOUNDED", {}, 0}};
+  GraphBatch apart = batch("d1:1", 1, "Orbital Labs is far away. Mara Voss rests.");
+  apart.entities.push_back({"organization:orbital labs", "Orbital Labs", "Organization", "", 0});
+  apart.relations = {{"person:mara voss", "organization:orbital labs", "VISITED", {}, 0}};
+  std::string long_text = "Mara Voss wrote: ";
+  while (long_text.size() < 1500) long_text += "\u674e\u660e\u00e9";  // 3 + 3 + 2 bytes
+  GraphBatch mention = batch("d1:2", 2, long_text);
+  ASSERT_TRUE(graph_->Merge({founded, apart, mention}).ok());
+
+  auto r = client_->Get("/api/v1/graph/entities/person:mara%20voss");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["evidence_truncated"], false);
+  ASSERT_EQ(j["evidence"].size(), 3u) << j["evidence"];
+  EXPECT_EQ(j["evidence"]["d1:0"]["doc_id"], "d1");
+  EXPECT_EQ(j["evidence"]["d1:0"]["idx"], 0);
+  EXPECT_EQ(j["evidence"]["d1:0"]["text"], founded.chunk.text);
+  EXPECT_EQ(j["evidence"]["d1:1"]["text"], apart.chunk.text);
+  const std::string cut = j["evidence"]["d1:2"]["text"];
+  EXPECT_LE(cut.size(), 1000u);
+  EXPECT_GT(cut.size(), 990u);
+  EXPECT_EQ(long_text.compare(0, cut.size(), cut), 0) << "a prefix of the chunk's text";
+  EXPECT_TRUE(IsValidUtf8(cut));
+  ASSERT_EQ(j["neighbours"].size(), 2u);
+  for (const json& n : j["neighbours"]) {
+    if (n["entity"]["key"] == "organization:helix dynamics") {
+      EXPECT_EQ(n["sentence"], "Later, MARA  VOSS founded helix dynamics.") << n;
+      EXPECT_EQ(n["sentence_chunk"], "d1:0") << n;
+    } else {
+      EXPECT_TRUE(n["sentence"].is_null()) << "no sentence names both Mara Voss and Orbital Labs: " << n;
+      EXPECT_TRUE(n["sentence_chunk"].is_null()) << n;
+    }
+  }
+}
+
+// Verifies the evidence of an entity view is capped at 50 chunks, one of every relation's first
+// and then the heaviest relation's, and says so ("evidence_truncated"); the relations keep every id.
+TEST_F(ApiTest, EntityEvidenceIsCappedHeaviestFirst) {
+  Start();
+  std::vector<GraphBatch> batches;
+  auto batch = [](const std::string& doc, const std::string& chunk, int idx, const std::string& other) {
+    GraphBatch b;
+    b.doc = {doc, doc, doc + ".txt"};
+    b.chunk = {chunk, doc, idx, "Mara Voss met " + other + "."};
+    b.entities = {{"person:mara voss", "Mara Voss", "Person", "", 0},
+                  {EntityKey(other, "Organization"), other, "Organization", "", 0}};
+    b.relations = {{"person:mara voss", EntityKey(other, "Organization"), "MET", {}, 0}};
+    return b;
+  };
+  // Helix comes first in the store's order (by key), Orbital weighs more.
+  batches.push_back(batch("d1", "h:0", 0, "Helix Dynamics"));
+  for (int i = 0; i < 55; ++i) batches.push_back(batch("d2", "o:" + std::to_string(100 + i), i, "Orbital Labs"));
+  ASSERT_TRUE(graph_->Merge(batches).ok());
+  auto r = client_->Get("/api/v1/graph/entities/person:mara%20voss");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["evidence_truncated"], true);
+  EXPECT_EQ(j["evidence"].size(), 50u);
+  // One chunk of each relation, then Orbital's (the heavier) in order: o:100 .. o:148.
+  EXPECT_TRUE(j["evidence"].contains("h:0")) << "every relation keeps a chunk for its sentence";
+  EXPECT_TRUE(j["evidence"].contains("o:148"));
+  EXPECT_FALSE(j["evidence"].contains("o:149"));
+  ASSERT_EQ(j["neighbours"].size(), 2u);
+  EXPECT_EQ(j["neighbours"][1]["evidence"].size(), 55u) << "relations keep every chunk id";
+  EXPECT_EQ(j["neighbours"][0]["sentence"], "Mara Voss met Helix Dynamics.");
+  EXPECT_EQ(j["neighbours"][1]["sentence"], "Mara Voss met Orbital Labs.");
 }
 
 

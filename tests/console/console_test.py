@@ -20,6 +20,7 @@
 # Debian's python3 (python3-selenium, chromium, chromium-driver from scripts/deps.sh).
 import argparse
 import glob
+import json
 import os
 import random
 import re
@@ -543,6 +544,100 @@ class ConsoleTest(unittest.TestCase):
             == str(int(self.attr(canvas, "data-nodes")) + int(self.attr(canvas, "data-edges"))),
             "export counts the drawn elements",
         )
+
+    def test_graph_relation_shows_the_sentence_naming_both_ends(self):
+        # Verifies the provenance of the graph explorer on a sample entity: each relation row shows
+        # the API's sentence, which names both ends, with its chunk and document; the mention
+        # chunks' text is listed; the wheel zooms and a drag pans the drawing; Enter on a
+        # relation-expand button (keyboard only) expands that neighbour; and the exported view
+        # carries the drawn relations' evidence text.
+        from selenium.webdriver.common.keys import Keys  # lazily, as harness.py does
+
+        self.wait_tasks_done(self.api_tasks)
+        key = "organization:helix dynamics"
+        entity = self.node.get("/api/v1/graph/entities/" + urllib.parse.quote(key, safe=""))
+        name = entity["name"]
+        names = {n["entity"]["key"]: n["entity"]["name"] for n in entity["neighbours"]}
+        with_sentence = {n["entity"]["key"]: n for n in entity["neighbours"] if n["sentence"]}
+        self.assertTrue(with_sentence, "a sample sentence names Helix Dynamics and a neighbour")
+
+        self.open("#/graph/" + urllib.parse.quote(key, safe=""), "view-graph")
+        self.wait(lambda: self.attr(by("entity-detail"), "data-key") == key, "the detail shows " + key)
+        inner = [("relation-sentence", "text"), ("relation-sentence", "data-source"),
+                 ("relation-sentence", "data-chunk"), ("relation-sentence", "data-doc")]
+        self.wait(lambda: len(self.rows(by("relation-row"), ["data-neighbour"])) == len(entity["neighbours"]),
+                  "one row per relation")
+        rows = self.rows(by("relation-row"), ["data-neighbour"], inner)
+        shown = [r for r in rows if r["relation-sentence.data-source"] == "sentence"]
+        self.assertEqual({r["data-neighbour"] for r in shown}, set(with_sentence))
+        for r in shown:
+            text = r["relation-sentence.text"].lower()
+            self.assertIn(name.lower(), text, r)
+            self.assertIn(names[r["data-neighbour"]].lower(), text, r)
+            n = with_sentence[r["data-neighbour"]]
+            self.assertEqual(r["relation-sentence.data-chunk"], n["sentence_chunk"])
+            self.assertEqual(r["relation-sentence.data-doc"], entity["evidence"][n["sentence_chunk"]]["doc_id"])
+
+        mentions = [c for c in entity["chunks"] if c in entity["evidence"]]
+        self.assertTrue(mentions)
+        self.click(".mention-chunks summary")
+        got = self.rows(by("mention-chunk"), ["data-chunk"], [])
+        self.assertEqual([r["data-chunk"] for r in got], mentions)
+        first = self.attr(by("mention-chunk", f'[data-chunk="{mentions[0]}"]'), "text")
+        self.assertIn(entity["evidence"][mentions[0]]["text"][:40], first)
+        self.b.screenshot("graph-provenance")
+
+        # Zoom (wheel) and pan (dragging the background from a corner) redraw the canvas.
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+
+        canvas = by("graph-canvas")
+        el = self.d.find_element("css selector", canvas)
+        self.d.execute_script("arguments[0].scrollIntoView({block: 'center'});", el)
+        still = el.screenshot_as_png
+        # A wheel the drawing takes for zooming is not the page's to scroll (default prevented).
+        self.d.execute_script("window.addEventListener('wheel', (e) => { window.kgWheelTaken = e.defaultPrevented; });")
+
+        def zoom():
+            # Cytoscape ignores the wheel for a moment after the page scrolled: wheel until it zooms.
+            ActionChains(self.d).scroll_from_origin(ScrollOrigin.from_element(el), 0, -120).perform()
+            return self.d.execute_script("return window.kgWheelTaken === true;") and el.screenshot_as_png != still
+
+        self.wait(zoom, "the wheel zooms the drawing")
+        zoomed = el.screenshot_as_png
+        corner = (-el.size["width"] // 2 + 6, -el.size["height"] // 2 + 6)
+        drag = ActionChains(self.d).move_to_element_with_offset(el, *corner).click_and_hold()
+        for _ in range(6):  # several moves: the first only starts the drag
+            drag.move_by_offset(20, 15)
+        drag.release().perform()
+        self.wait(lambda: el.screenshot_as_png != zoomed, "dragging the background pans the drawing")
+
+        before = int(self.attr(canvas, "data-nodes"))
+        target = rows[-1]["data-neighbour"]
+        self.d.execute_script(
+            "document.querySelector(arguments[0]).focus();",
+            by("relation-row", f'[data-neighbour="{target}"]') + " " + by("relation-expand"),
+        )
+        self.d.switch_to.active_element.send_keys(Keys.ENTER)
+        self.wait(lambda: self.attr(by("entity-detail"), "data-key") == target, "Enter expanded " + target)
+        self.wait(lambda: int(self.attr(canvas, "data-nodes")) >= before, "expanding keeps the drawing")
+
+        # The export: catch the Blob the page hands to URL.createObjectURL.
+        self.d.execute_script(
+            "if (!window.__kgExport) { const make = URL.createObjectURL;"
+            " URL.createObjectURL = (b) => { window.__kgExport = b; return make.call(URL, b); }; }"
+        )
+        self.click(by("graph-export"))
+        exported = json.loads(self.d.execute_async_script(
+            "const done = arguments[arguments.length - 1]; window.__kgExport.text().then(done);"))
+        edge = next(e for e in exported["edges"]
+                    if key in (e["source"], e["target"]) and with_sentence.get(e["target"] if e["source"] == key else e["source"]))
+        other = edge["target"] if edge["source"] == key else edge["source"]
+        self.assertEqual(edge["sentence"], with_sentence[other]["sentence"])
+        self.assertTrue(edge["evidence_text"], edge)
+        for cid, c in edge["evidence_text"].items():
+            self.assertIn(cid, edge["evidence"])
+            self.assertTrue(c["text"])
 
     def test_language_switch_changes_labels(self):
         # Verifies the language switch turns the navigation into Chinese (and <html lang>), and back.

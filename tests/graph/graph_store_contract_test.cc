@@ -423,6 +423,39 @@ TEST_P(GraphStoreContract, ExportToStreamsWhatExportReturns) {
   EXPECT_GE(pieces, 1u);
 }
 
+// Verifies GetChunks returns the stored chunks among the ids with their document, index and
+// text, ordered by (document, index), once each, skipping unknown ids; no ids give none without
+// error; more than kGetChunksMax ids are refused whole with kInvalidArgument.
+TEST_P(GraphStoreContract, GetChunksReturnsTheTextOfKnownIds) {
+  MergeSample(*g_);
+  GraphBatch own = Batch("d1:10", 10);  // sorts before d1:2 by id, after it by index
+  own.chunk.text = "Helix Dynamics hired P10.\nZo\u00eb left \u674e\u660e\u3002";
+  ASSERT_TRUE(g_->Merge({own}).ok());
+  auto got = g_->GetChunks({"d2:1", "nope", "d1:10", "d1:0", "d2:1", "d1:2"});
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  std::vector<std::string> order;
+  for (const ChunkRec& c : *got) order.push_back(c.id + "@" + c.doc_id + "#" + std::to_string(c.idx));
+  EXPECT_EQ(order, (std::vector<std::string>{"d1:0@d1#0", "d1:2@d1#2", "d1:10@d1#10", "d2:1@d2#1"}));
+  ASSERT_EQ(got->size(), 4u);
+  EXPECT_EQ((*got)[0].text, "Mara Voss founded Helix Dynamics.");
+  EXPECT_EQ((*got)[2].text, "Helix Dynamics hired P10.\nZo\u00eb left \u674e\u660e\u3002");
+  auto none = g_->GetChunks({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  auto unknown = g_->GetChunks({"x", "y"});
+  ASSERT_TRUE(unknown.ok());
+  EXPECT_TRUE(unknown->empty());
+  std::vector<std::string> many{"d2:2", "d1:1"};
+  while (many.size() < kGetChunksMax) many.push_back("missing:" + std::to_string(many.size()));
+  auto at_cap = g_->GetChunks(many);
+  ASSERT_TRUE(at_cap.ok()) << at_cap.status().message();
+  ASSERT_EQ(at_cap->size(), 2u);
+  EXPECT_EQ((*at_cap)[0].id, "d1:1");
+  EXPECT_EQ((*at_cap)[1].id, "d2:2");
+  many.push_back("d1:0");
+  EXPECT_EQ(g_->GetChunks(many).status().code(), Code::kInvalidArgument);
+}
+
 // Verifies a sink error ends the export and is returned, and a reader that went away ends
 // a serialisation with kUnavailable.
 TEST_P(GraphStoreContract, ExportToStopsOnSinkError) {

@@ -26,6 +26,19 @@ TEST(Text, SplitsSentencesInBothLanguages) {
   EXPECT_EQ(s[4], "Done?");
 }
 
+// Verifies Utf8Prefix never cuts inside a multi-byte sequence and leaves short text whole.
+TEST(Text, Utf8PrefixCutsOnACodePointBoundary) {
+  const std::string s = "ab\u00e9\u674e\U0001F600";  // 1+1+2+3+4 bytes
+  EXPECT_EQ(Utf8Prefix(s, 100), s);
+  EXPECT_EQ(Utf8Prefix(s, 2), "ab");
+  EXPECT_EQ(Utf8Prefix(s, 3), "ab");  // inside é
+  EXPECT_EQ(Utf8Prefix(s, 4), "ab\u00e9");
+  EXPECT_EQ(Utf8Prefix(s, 6), "ab\u00e9");  // inside 李
+  EXPECT_EQ(Utf8Prefix(s, 10), "ab\u00e9\u674e");  // inside the emoji
+  EXPECT_EQ(Utf8Prefix(s, 0), "");
+  for (size_t n = 0; n <= s.size(); ++n) EXPECT_TRUE(IsValidUtf8(Utf8Prefix(s, n))) << n;
+}
+
 // Verifies abbreviations, titles and initials do not end a sentence (ICU's English suppressions plus
 // ours), while a full stop before a capitalised word, CJK stops and blank lines do.
 TEST(Text, AbbreviationsAndInitialsDoNotEndASentence) {

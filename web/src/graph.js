@@ -1,6 +1,7 @@
 // Graph explorer: search entities, open one, draw its neighbourhood with cytoscape (loaded on
 // first use from cytoscape.min.js next to the page), click a node to expand it, export the
-// drawing as JSON.
+// drawing as JSON. The detail panel shows the provenance the API gives: per relation the
+// sentence naming both ends (else its first chunk's text), and the entity's mention chunks.
 
 import { get, ApiError } from './api.js';
 import { h, setText, setData, syncRows, fmtNum } from './dom.js';
@@ -12,7 +13,7 @@ let cyLoading = null;
 let opened = null; // the entity shown in the detail panel (the API's JSON)
 let routeKey = null; // the key the route last opened (a new one clears the drawing)
 const entities = new Map(); // key -> entity JSON (without neighbours)
-const edges = new Map(); // id -> {source, target, type, weight, evidence}
+const edges = new Map(); // id -> {source, target, type, weight, evidence, sentence, sentence_chunk, evidence_text}
 const expanded = new Set();
 
 const PALETTE = ['#1f6feb', '#2da44e', '#bf3989', '#d4a72c', '#8250df', '#cf222e', '#0a7ea4', '#7d5a00'];
@@ -76,6 +77,34 @@ function addEntity(e, position) {
   if (!prev) cy.add({ group: 'nodes', data: { id: e.key, label: e.name, colour: colour(e.type), mentions: e.mentions || 1 }, position });
 }
 
+// The text a relation row shows: its sentence, else the start of its first evidence chunk
+// whose text the API sent, else nothing; with the chunk and document it comes from.
+const EXCERPT = 300;
+function supportOf(n, evidence) {
+  const ev = evidence || {};
+  if (n.sentence && n.sentence_chunk) {
+    const c = ev[n.sentence_chunk] || {};
+    return { source: 'sentence', text: n.sentence, chunk: n.sentence_chunk, doc: c.doc_id || '' };
+  }
+  for (const id of n.evidence || []) {
+    const c = ev[id];
+    if (!c) continue;
+    const chars = [...c.text];
+    const text = chars.length > EXCERPT ? chars.slice(0, EXCERPT).join('') + '…' : c.text;
+    return { source: 'chunk', text, chunk: id, doc: c.doc_id };
+  }
+  return { source: 'none', text: '', chunk: '', doc: '' };
+}
+
+// The evidence text of a relation that the view `e` carries, merged into what the drawing has.
+function evidenceText(n, evidence, prev) {
+  const out = { ...(prev || {}) };
+  for (const id of n.evidence || []) {
+    if (evidence && evidence[id]) out[id] = evidence[id];
+  }
+  return out;
+}
+
 function addNeighbourhood(e) {
   addEntity(e, { x: 0, y: 0 });
   const at = cy.getElementById(e.key).position();
@@ -85,10 +114,15 @@ function addNeighbourhood(e) {
     addEntity(n.entity, { x: at.x + 150 * Math.cos(a), y: at.y + 150 * Math.sin(a) });
     const [source, target] = n.direction === 'in' ? [n.entity.key, e.key] : [e.key, n.entity.key];
     const id = `${source}|${n.type}|${target}`;
-    if (!edges.has(id)) {
-      edges.set(id, { source, target, type: n.type, weight: n.weight, evidence: n.evidence || [] });
-      cy.add({ group: 'edges', data: { id, source, target, type: n.type } });
-    }
+    const prev = edges.get(id);
+    // Seen again from its other end: keep what was drawn, add the text this view brought.
+    edges.set(id, {
+      source, target, type: n.type, weight: n.weight, evidence: n.evidence || [],
+      sentence: n.sentence || (prev && prev.sentence) || null,
+      sentence_chunk: n.sentence ? n.sentence_chunk : (prev && prev.sentence_chunk) || null,
+      evidence_text: evidenceText(n, e.evidence, prev && prev.evidence_text),
+    });
+    if (!prev) cy.add({ group: 'edges', data: { id, source, target, type: n.type } });
   });
   expanded.add(e.key);
 }
@@ -152,14 +186,41 @@ function renderDetail(s) {
       });
       return h('tr', { testid: 'relation-row' }, h('td', { class: 'rel' }),
         h('td', { class: 'wrap' }, h('a', { href: '#/graph/' + encodeURIComponent(n.entity.key), class: 'nb' })),
+        h('td', { class: 'support' }, h('q', { class: 'sentence', testid: 'relation-sentence' }), h('span', { class: 'source' })),
         h('td', { class: 'evidence', testid: 'relation-evidence' }), h('td', {}, expand));
     },
     (row, n) => {
       setData(row, { type: n.type, direction: n.direction, neighbour: n.entity.key });
       setText(row.querySelector('.rel'), (n.direction === 'in' ? '← ' : '→ ') + n.type);
       setText(row.querySelector('.nb'), `${n.entity.name} (${n.entity.type})`);
+      const sup = supportOf(n, e.evidence);
+      const q = row.querySelector('[data-testid="relation-sentence"]');
+      setData(q, { source: sup.source, chunk: sup.chunk, doc: sup.doc });
+      setText(q, sup.source === 'none' ? t('graph.no_text') : sup.text);
+      setText(row.querySelector('.source'), sup.chunk ? t('graph.source', { chunk: sup.chunk, doc: sup.doc }) : '');
       setText(row.querySelector('.evidence'), (n.evidence || []).join(', '));
       setText(row.querySelector('[data-testid="relation-expand"]'), t('graph.expand'));
+    });
+  renderMentions(d, e);
+}
+
+// The entity's mention chunks whose text the API sent, in a collapsible list (closed at first;
+// kept open or closed across language switches and re-renders).
+function renderMentions(d, e) {
+  const box = d.querySelector('.mention-chunks');
+  const ev = e.evidence || {};
+  const list = (e.chunks || []).filter((id) => ev[id]).map((id) => ({ id, ...ev[id] }));
+  box.hidden = list.length === 0;
+  setText(box.querySelector('.mention-summary'), t('graph.mention_chunks', { count: fmtNum((e.chunks || []).length) }));
+  const note = box.querySelector('.evidence-truncated');
+  note.hidden = !e.evidence_truncated;
+  setText(note, e.evidence_truncated ? t('graph.evidence_truncated', { count: fmtNum(Object.keys(ev).length) }) : '');
+  syncRows(box.querySelector('.mention-list'), list, (c) => c.id,
+    () => h('li', { testid: 'mention-chunk' }, h('span', { class: 'source' }), h('span', { class: 'text' })),
+    (li, c) => {
+      setData(li, { chunk: c.id, doc: c.doc_id });
+      setText(li.querySelector('.source'), t('graph.source', { chunk: c.id, doc: c.doc_id }));
+      setText(li.querySelector('.text'), c.text);
     });
 }
 

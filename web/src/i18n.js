@@ -176,6 +176,12 @@ const dict = {
     'graph.loading_lib': 'Loading the drawing library…',
     'graph.fit': 'Fit',
     'graph.clear': 'Clear',
+    // Provenance: the text behind relations and mentions.
+    'graph.support': 'Supporting text',
+    'graph.source': 'chunk {chunk} · document {doc}',
+    'graph.no_text': 'No stored text names both entities.',
+    'graph.mention_chunks': 'Mentions in the text ({count})',
+    'graph.evidence_truncated': 'Only the text of {count} chunks is shown; more chunks support this entity.',
   },
   zh: {
     'app.title': 'kgflow 控制台',
@@ -350,6 +356,12 @@ const dict = {
     'graph.loading_lib': '正在加载绘图库…',
     'graph.fit': '适应窗口',
     'graph.clear': '清空',
+    // 出处：关系与提及背后的原文。
+    'graph.support': '依据原文',
+    'graph.source': '分块 {chunk} · 文档 {doc}',
+    'graph.no_text': '没有同时提到两个实体的原文。',
+    'graph.mention_chunks': '原文中的提及（{count}）',
+    'graph.evidence_truncated': '仅显示 {count} 个分块的原文；还有更多分块支持该实体。',
   },
 };
 
