@@ -85,12 +85,20 @@ struct ProviderDepth {
 struct ChunkInfo {
   std::string id;
   std::string task_id;
+  int idx = 0;
   ChunkState state = ChunkState::kReady;
   int attempts = 0;
   int crashes = 0;
   std::string owner;
   std::string last_error;
   int64_t available_at_ms = 0;
+  // When its current (or last) lease began; 0 if never leased. A retry keeps it until the
+  // next lease, so leased_at_ms <= updated_at_ms always.
+  int64_t leased_at_ms = 0;
+  // Its last change (a state change or a lease renewal), by the queue's clock. With
+  // leased_at_ms, a done or dead chunk's last attempt took updated_at_ms - leased_at_ms.
+  // 0 for a chunk written before the queue recorded it (Redis).
+  int64_t updated_at_ms = 0;
 };
 
 struct QueueOptions {

@@ -235,12 +235,12 @@ class RedisQueue final : public Queue {
     std::vector<Call> calls;
     for (const auto& p : providers) {
       calls.push_back(Call::Cmd({"HMGET", Base(p) + ":c:" + chunk_id, "task", "state", "attempts", "crashes", "owner",
-                                 "err", "avail"}));
+                                 "err", "avail", "idx", "leased_at", "updated_at"}));
     }
     if (!calls.empty()) {
       KG_ASSIGN_OR_RETURN(auto vs, client_.Run(calls));
       for (const auto& v : vs) {
-        if (v.a.size() != 7 || v.a[0].nil()) continue;
+        if (v.a.size() != 10 || v.a[0].nil()) continue;
         ChunkInfo c;
         c.id = chunk_id;
         c.task_id = v.a[0].Str();
@@ -250,6 +250,9 @@ class RedisQueue final : public Queue {
         c.owner = v.a[4].Str();
         c.last_error = v.a[5].Str();
         c.available_at_ms = v.a[6].Int();
+        c.idx = static_cast<int>(v.a[7].Int());
+        c.leased_at_ms = v.a[8].Int();  // nil on a chunk from before the field: 0
+        c.updated_at_ms = v.a[9].Int();
         return c;
       }
     }
@@ -264,7 +267,7 @@ class RedisQueue final : public Queue {
     for (const auto& p : providers) calls.push_back(Call::Eval(list_, {Base(p)}, {Now(), task_id}));
     KG_ASSIGN_OR_RETURN(auto vs, client_.Run(calls));
     for (const auto& v : vs) {
-      for (size_t k = 0; k + 7 <= v.a.size(); k += 7) {
+      for (size_t k = 0; k + 10 <= v.a.size(); k += 10) {
         ChunkInfo c;
         c.id = v.a[k].Str();
         c.task_id = task_id;
@@ -274,6 +277,9 @@ class RedisQueue final : public Queue {
         c.owner = v.a[k + 4].Str();
         c.last_error = v.a[k + 5].Str();
         c.available_at_ms = v.a[k + 6].Int();
+        c.idx = static_cast<int>(v.a[k + 7].Int());
+        c.leased_at_ms = v.a[k + 8].Int();
+        c.updated_at_ms = v.a[k + 9].Int();
         out.push_back(std::move(c));
       }
     }

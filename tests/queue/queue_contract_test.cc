@@ -350,6 +350,52 @@ TEST_P(QueueContract, CancelAndRetry) {
   EXPECT_EQ(again[0].attempt, 1);
 }
 
+// Verifies Get and ListChunks report each chunk's idx, when its lease began and its last change:
+// a leased then acked chunk has both set with leased_at <= updated_at (the ack's time), a chunk
+// dead-lettered by a nack ends at the nack's time, and a never-leased chunk has leased_at 0.
+TEST_P(QueueContract, ChunkInfoHasLeaseAndUpdateTimes) {
+  const int64_t enqueued = now_;
+  ASSERT_TRUE(q_->Enqueue(Items("t", 3)).ok());
+  now_ += 500;
+  auto l = LeaseN(1);
+  ASSERT_EQ(l.size(), 1u);
+  ASSERT_EQ(l[0].chunk_id, "t:0");
+  const int64_t leased = now_;
+  now_ += 700;
+  ASSERT_TRUE(q_->Ack(l[0].chunk_id, l[0].token).ok());
+  const int64_t acked = now_;
+  now_ += 100;
+  auto d = LeaseN(1);
+  ASSERT_EQ(d.size(), 1u);
+  ASSERT_EQ(d[0].chunk_id, "t:1");
+  now_ += 300;
+  ASSERT_TRUE(q_->Nack(d[0].chunk_id, d[0].token, "bad output", false).ok());
+
+  auto done = q_->Get("t:0");
+  ASSERT_TRUE(done.ok()) << done.status().message();
+  EXPECT_EQ(done->idx, 0);
+  EXPECT_EQ(done->state, ChunkState::kDone);
+  EXPECT_EQ(done->leased_at_ms, leased);
+  EXPECT_EQ(done->updated_at_ms, acked);
+  EXPECT_LE(done->leased_at_ms, done->updated_at_ms);
+  auto fresh = q_->Get("t:2");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh->idx, 2);
+  EXPECT_EQ(fresh->leased_at_ms, 0) << "never leased";
+  EXPECT_EQ(fresh->updated_at_ms, enqueued);
+
+  auto list = q_->ListChunks("t");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ((*list)[i].idx, i) << "in idx order";
+  EXPECT_EQ((*list)[0].leased_at_ms, leased);
+  EXPECT_EQ((*list)[0].updated_at_ms, acked);
+  EXPECT_EQ((*list)[1].state, ChunkState::kDead);
+  EXPECT_EQ((*list)[1].leased_at_ms, acked + 100);
+  EXPECT_EQ((*list)[1].updated_at_ms, acked + 400);
+  EXPECT_EQ((*list)[2].leased_at_ms, 0);
+}
+
 // Verifies a second connection (another process in production) sees the same queue and never double-leases.
 TEST_P(QueueContract, ConcurrentLeasersNeverShareAChunk) {
   std::vector<ChunkItem> items = Items("t", 200);
