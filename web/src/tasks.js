@@ -149,8 +149,9 @@ async function submit(section, ev) {
     const r = await request('POST', path, opts);
     out.dataset.kind = 'ok';
     out.dataset.taskId = r.id;
-    out.replaceChildren(h('a', { href: '#/tasks/' + encodeURIComponent(r.id) }, t('tasks.submitted', { id: r.id, chunks: r.chunks_total })),
-      r.warning ? h('span', { class: 'warning' }, ' ' + r.warning) : null);
+    // replaceChildren would print a null as "null": the warning only when there is one.
+    out.replaceChildren(...[h('a', { href: '#/tasks/' + encodeURIComponent(r.id) }, t('tasks.submitted', { id: r.id, chunks: r.chunks_total })),
+      r.warning ? h('span', { class: 'warning' }, ' ' + r.warning) : null].filter(Boolean));
     form.text.value = '';
     form.file.value = '';
     hooks.refresh();
