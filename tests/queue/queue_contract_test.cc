@@ -581,6 +581,37 @@ TEST(SqliteQueue, CountsOfAnOlderQueueAreFilledOnOpen) {
   ExpectCounts(**q, "t", "a lease after the upgrade");
 }
 
+// Verifies a queue made before lease times were kept (no leased_at column) gains the column when
+// opened: its chunks read leased_at 0 (never leased, as far as it knows) and the next lease records it.
+TEST(SqliteQueue, AnOlderQueueGainsLeaseTimesOnOpen) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/queue.db";
+  int64_t now = 5'000'000;
+  QueueOptions o;
+  o.now_ms = [&now] { return now; };
+  {
+    auto q = OpenSqliteQueue(path, o);
+    ASSERT_TRUE(q.ok());
+    ASSERT_TRUE((*q)->Enqueue({{"t:0", "t", "p", 0, "x"}, {"t:1", "t", "p", 1, "x"}}).ok());
+    ASSERT_EQ((*q)->LeaseChunks("p", "w", 1, 60000, false)->size(), 1u);
+  }
+  {
+    auto db = sqlite::Db::Open(path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec("ALTER TABLE chunks DROP COLUMN leased_at").ok());
+  }
+  auto q = OpenSqliteQueue(path, o);
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  auto held = (*q)->Get("t:0");
+  ASSERT_TRUE(held.ok()) << held.status().message();
+  EXPECT_EQ(held->state, ChunkState::kLeased);
+  EXPECT_EQ(held->leased_at_ms, 0);
+  EXPECT_EQ(held->updated_at_ms, 5'000'000);
+  now += 10;
+  ASSERT_EQ((*q)->LeaseChunks("p", "w", 1, 60000, false)->size(), 1u);
+  EXPECT_EQ((*q)->Get("t:1")->leased_at_ms, 5'000'010);
+}
+
 // Verifies opening a queue that is already in the current shape needs no write lock: it opens while
 // another connection holds a write transaction (before, the open waited the busy timeout and failed).
 TEST(SqliteQueue, ReopenTakesNoWriteLock) {
