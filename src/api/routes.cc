@@ -514,7 +514,8 @@ Result<json> Routes::TaskView(const std::string& id, bool chunks) {
   if (chunks) {
     // The queue is the truth of each chunk's state; when it does not answer, the task is still
     // shown (as with the ledger: null and why).
-    auto list = d_.queue->ListChunks(id);
+    // One more than shown, to know whether there are more.
+    auto list = d_.queue->ListChunks(id, static_cast<int64_t>(kMaxListedChunks) + 1);
     if (!list.ok()) {
       out["chunks"] = nullptr;
       out["chunks_error"] = "queue: " + list.status().message();

@@ -259,12 +259,13 @@ class RedisQueue final : public Queue {
     return Status::NotFound("chunk " + chunk_id + " not found");
   }
 
-  Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id) override {
+  Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id, int64_t max_chunks) override {
     KG_ASSIGN_OR_RETURN(auto providers, Members(ns_ + ":providers"));
     std::vector<ChunkInfo> out;
-    if (providers.empty()) return out;
+    if (providers.empty() || max_chunks == 0) return out;
     std::vector<Call> calls;
-    for (const auto& p : providers) calls.push_back(Call::Eval(list_, {Base(p)}, {Now(), task_id}));
+    const std::string last = std::to_string(max_chunks < 0 ? -1 : max_chunks - 1);  // ZRANGE's stop
+    for (const auto& p : providers) calls.push_back(Call::Eval(list_, {Base(p)}, {Now(), task_id, last}));
     KG_ASSIGN_OR_RETURN(auto vs, client_.Run(calls));
     for (const auto& v : vs) {
       for (size_t k = 0; k + 10 <= v.a.size(); k += 10) {
@@ -283,7 +284,7 @@ class RedisQueue final : public Queue {
         out.push_back(std::move(c));
       }
     }
-    return out;
+    return out;  // max_chunks holds: a task's chunks share one provider (see the top)
   }
 
   void WaitForWork(const std::string& provider, int max_wait_ms, int wake_fd, bool include_suspect) override {

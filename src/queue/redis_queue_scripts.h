@@ -318,12 +318,13 @@ end
 return n
 )lua";
 
-// ARGV: now, task. The task's chunks in idx order: per chunk id, state, attempts, crashes,
+// ARGV: now, task, stop (the last rank listed: -1 for all). The task's chunks in idx order (the
+// first stop + 1 of them): per chunk id, state, attempts, crashes,
 // owner, err, avail, idx, leased_at, updated_at. A listed chunk without a hash was done and has
 // expired: 'done' and its idx, no details.
 inline constexpr const char* kList = R"lua(
 local out = {}
-local tc = redis.call('ZRANGE', K .. ':tc:' .. ARGV[2], 0, -1, 'WITHSCORES')
+local tc = redis.call('ZRANGE', K .. ':tc:' .. ARGV[2], 0, tonumber(ARGV[3]), 'WITHSCORES')
 for i = 1, #tc, 2 do
   local id = tc[i]
   local f = redis.call('HMGET', ck(id), 'state', 'attempts', 'crashes', 'owner', 'err', 'avail', 'idx', 'leased_at',

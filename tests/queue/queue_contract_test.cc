@@ -2,6 +2,7 @@
 // factory to the INSTANTIATE list below.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <set>
 #include <thread>
@@ -394,6 +395,28 @@ TEST_P(QueueContract, ChunkInfoHasLeaseAndUpdateTimes) {
   EXPECT_EQ((*list)[1].leased_at_ms, acked + 100);
   EXPECT_EQ((*list)[1].updated_at_ms, acked + 400);
   EXPECT_EQ((*list)[2].leased_at_ms, 0);
+}
+
+// Verifies ListChunks with a maximum gives the first chunks by idx (enqueued out of order), none
+// for 0 and all for a negative maximum or one above the count.
+TEST_P(QueueContract, ListChunksStopsAtTheMaximum) {
+  auto items = Items("t", 5);
+  std::reverse(items.begin(), items.end());
+  ASSERT_TRUE(q_->Enqueue(items).ok());
+  auto idx = [&](int64_t max) {
+    std::vector<int> out;
+    auto list = q_->ListChunks("t", max);
+    EXPECT_TRUE(list.ok()) << list.status().message();
+    if (list.ok()) {
+      for (const auto& c : *list) out.push_back(c.idx);
+    }
+    return out;
+  };
+  EXPECT_EQ(idx(3), (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(idx(0), std::vector<int>{});
+  EXPECT_EQ(idx(-1), (std::vector<int>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(idx(9), (std::vector<int>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(q_->ListChunks("t")->size(), 5u);
 }
 
 // Verifies a second connection (another process in production) sees the same queue and never double-leases.
