@@ -34,6 +34,11 @@ namespace {
 constexpr int kRetryAfterSeconds = 5;
 // How long a node that stopped beating stays listed (marked stale) in /api/v1/workers.
 constexpr int64_t kListStaleNodesMs = 3600 * 1000;
+// Chunks listed by GET /api/v1/tasks/ID?chunks=1: a page polls it every few seconds, and a
+// document of 50 000 chunks would make every answer megabytes ("chunks_truncated" says so).
+constexpr size_t kMaxListedChunks = 2000;
+// The longest `q` of GET /api/v1/tasks: a title search, not a document.
+constexpr size_t kMaxTaskQueryBytes = 200;
 
 bool ConstantTimeEqual(const std::string& a, const std::string& b) {
   if (a.size() != b.size()) return false;
@@ -62,6 +67,37 @@ json UsageJson(const UsageTotals& u) {
           {"requests", u.requests},           {"cached_chunks", u.cached_chunks},         {"cost", u.cost}};
 }
 
+// A chunk's state as the API names it elsewhere (chunks_queued, chunks_running, ...).
+const char* ChunkStateApiName(ChunkState s) {
+  switch (s) {
+    case ChunkState::kReady: return "queued";
+    case ChunkState::kLeased: return "running";
+    case ChunkState::kDone: return "done";
+    case ChunkState::kDead: return "dead";
+    case ChunkState::kCancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+// `usage`: the chunk's ledger row, or null (none yet, or the ledger could not be read).
+json ChunkJson(const ChunkInfo& c, json usage) {
+  bool finished = c.state == ChunkState::kDone || c.state == ChunkState::kDead;
+  // Times the queue does not know (never leased; a Redis record from before they were kept, or
+  // a done chunk's expired record) are null, and so is a duration without both ends.
+  auto time = [](int64_t ms) { return ms > 0 ? json(ms) : json(nullptr); };
+  bool timed = finished && c.leased_at_ms > 0 && c.updated_at_ms >= c.leased_at_ms;
+  return {{"id", c.id},
+          {"idx", c.idx},
+          {"state", ChunkStateApiName(c.state)},
+          {"attempts", c.attempts},
+          {"crashes", c.crashes},
+          {"error", c.last_error.empty() ? json(nullptr) : json(c.last_error)},
+          {"leased_at", time(c.leased_at_ms)},
+          {"updated_at", time(c.updated_at_ms)},
+          {"duration_ms", timed ? json(c.updated_at_ms - c.leased_at_ms) : json(nullptr)},
+          {"usage", std::move(usage)}};
+}
+
 json EntityJson(const EntityRec& e) {
   return {{"key", e.key}, {"name", e.name}, {"type", e.type}, {"description", e.description},
           {"mentions", e.mentions}};
@@ -75,6 +111,14 @@ Result<json> ParseBody(const http::Request& req) {
   return j;
 }
 
+
+// A whole number >= 0 (an offset into a listing).
+Result<int> ParseOffset(const std::string& s) {
+  if (s.empty() || s.size() > 9 || !std::all_of(s.begin(), s.end(), ::isdigit)) {
+    return Status::Invalid("offset must be a whole number from 0 to 999999999");
+  }
+  return std::stoi(s);
+}
 
 Result<int> ParseLimit(const std::string& s) {
   if (s.empty() || s.size() > 6 || !std::all_of(s.begin(), s.end(), ::isdigit)) {
@@ -496,6 +540,8 @@ Result<json> Routes::TaskView(const std::string& id, bool chunks) {
   Status read = usage.status();
   out["usage"] = usage.ok() ? UsageJson(*usage) : json(nullptr);
   if (chunks && !read.ok()) out["chunks_usage"] = nullptr;
+  std::map<std::string, UsageTotals> per_chunk_usage;
+  bool per_chunk_read = false;
   if (chunks && read.ok()) {
     auto per_chunk = d_.store->ChunkUsage(id);
     read = per_chunk.status();
@@ -506,11 +552,33 @@ Result<json> Routes::TaskView(const std::string& id, bool chunks) {
         c["chunk_id"] = chunk;
         arr.push_back(std::move(c));
       }
+      per_chunk_usage = std::move(per_chunk).value();
+      per_chunk_read = true;
     }
     out["chunks_usage"] = per_chunk.ok() ? arr : json(nullptr);
   }
   usage_outage_.Record(read);
   if (!read.ok()) out["usage_error"] = "task store: " + read.message();
+  if (chunks) {
+    // The queue is the truth of each chunk's state; when it does not answer, the task is still
+    // shown (as with the ledger: null and why).
+    // One more than shown, to know whether there are more.
+    auto list = d_.queue->ListChunks(id, static_cast<int64_t>(kMaxListedChunks) + 1);
+    if (!list.ok()) {
+      out["chunks"] = nullptr;
+      out["chunks_error"] = "queue: " + list.status().message();
+      return out;
+    }
+    json arr = json::array();
+    size_t n = std::min(list->size(), kMaxListedChunks);
+    for (size_t i = 0; i < n; ++i) {
+      const ChunkInfo& c = (*list)[i];
+      auto u = per_chunk_usage.find(c.id);
+      arr.push_back(ChunkJson(c, per_chunk_read && u != per_chunk_usage.end() ? UsageJson(u->second) : json(nullptr)));
+    }
+    out["chunks"] = std::move(arr);
+    out["chunks_truncated"] = list->size() > kMaxListedChunks;
+  }
   return out;
 }
 
@@ -564,11 +632,23 @@ void Routes::ListTasks(const http::Request& req, http::Response& res) {
   if (!kStatuses.count(status)) {
     return Fail(res, 400, "status must be one of queued, running, done, failed, cancelled");
   }
-  int limit = 50;
+  TaskFilter filter;
+  filter.status = status;
+  filter.provider = req.get_param_value("provider");
+  filter.text = req.get_param_value("q");
+  if (filter.text.size() > kMaxTaskQueryBytes) {
+    return Fail(res, 400, fmt::format("q must be at most {} bytes", kMaxTaskQueryBytes));
+  }
+  if (filter.provider.size() > 255) return Fail(res, 400, "provider must be at most 255 bytes");
   if (req.has_param("limit")) {
     auto l = ParseLimit(req.get_param_value("limit"));
     if (!l.ok()) return Fail(res, l.status());
-    limit = *l;
+    filter.limit = *l;
+  }
+  if (req.has_param("offset")) {
+    auto o = ParseOffset(req.get_param_value("offset"));
+    if (!o.ok()) return Fail(res, o.status());
+    filter.offset = *o;
   }
   // Unfinished rows are brought up to date from the queue first (a worker killed between
   // its ack and its progress write leaves its row behind), then listed.
@@ -580,15 +660,15 @@ void Routes::ListTasks(const http::Request& req, http::Response& res) {
       list_progress_outage_.Record(RefreshProgress(*d_.store, *d_.queue, t));
     }
   }
-  auto list = d_.store->List(status, limit);
-  if (!list.ok()) return Fail(res, list.status());
+  auto page = d_.store->ListFiltered(filter);
+  if (!page.ok()) return Fail(res, page.status());
   json arr = json::array();
   auto served = ServedProviders();
-  for (const auto& t : *list) {
+  for (const auto& t : page->tasks) {
     arr.push_back(TaskJson(t));
     arr.back()["warning"] = ServingWarning(served, t.provider, t.status);
   }
-  Reply(res, 200, {{"tasks", arr}});
+  Reply(res, 200, {{"tasks", arr}, {"total", page->total}, {"offset", filter.offset}, {"limit", filter.limit}});
 }
 
 void Routes::Cancel(const http::Request& req, http::Response& res) {

@@ -85,7 +85,8 @@ class Routes {
   void Search(const http::Request& req, http::Response& res);
   void Entity(const http::Request& req, http::Response& res);
   void Export(const http::Request& req, http::Response& res);
-  // TaskViewOf with the task's LLM usage ("usage"); with `chunks`, per chunk too ("chunks_usage").
+  // TaskViewOf with the task's LLM usage ("usage"); with `chunks`, per chunk too ("chunks_usage"),
+  // and each chunk's state, attempts, times and usage ("chunks", the first kMaxListedChunks).
   // The ledger unreadable: "usage" null and "usage_error" saying why (the rest still answers).
   Result<nlohmann::json> TaskView(const std::string& id, bool chunks = false);
   // The view of a task row already read; `served` as ServedProviders() gives it.

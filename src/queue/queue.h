@@ -85,12 +85,20 @@ struct ProviderDepth {
 struct ChunkInfo {
   std::string id;
   std::string task_id;
+  int idx = 0;
   ChunkState state = ChunkState::kReady;
   int attempts = 0;
   int crashes = 0;
   std::string owner;
   std::string last_error;
   int64_t available_at_ms = 0;
+  // When its current (or last) lease began; 0 if never leased. A retry keeps it until the
+  // next lease, so leased_at_ms <= updated_at_ms always.
+  int64_t leased_at_ms = 0;
+  // Its last change (a state change or a lease renewal), by the queue's clock. With
+  // leased_at_ms, a done or dead chunk's last attempt took updated_at_ms - leased_at_ms.
+  // 0 for a chunk written before the queue recorded it (Redis).
+  int64_t updated_at_ms = 0;
 };
 
 struct QueueOptions {
@@ -134,7 +142,11 @@ class Queue {
   virtual Result<TaskCounts> Counts(const std::string& task_id) = 0;
   virtual Result<std::map<std::string, ProviderDepth>> Depths() = 0;
   virtual Result<ChunkInfo> Get(const std::string& chunk_id) = 0;
-  virtual Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id) = 0;
+  // The task's chunks in idx order.
+  Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id) { return ListChunks(task_id, -1); }
+  // The first `max_chunks` of them (all when negative): a page that polls a task of 50 000
+  // chunks reads what it shows, and a Redis script does not walk them all while the server waits.
+  virtual Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id, int64_t max_chunks) = 0;
   // Blocks until `provider` may have a chunk this caller can lease (suspect chunks only
   // with include_suspect, as in LeaseChunks; a lease of the provider reaching its deadline
   // counts), `wake_fd` (if >= 0) is readable, or max_wait_ms passes. Spurious returns are

@@ -235,12 +235,12 @@ class RedisQueue final : public Queue {
     std::vector<Call> calls;
     for (const auto& p : providers) {
       calls.push_back(Call::Cmd({"HMGET", Base(p) + ":c:" + chunk_id, "task", "state", "attempts", "crashes", "owner",
-                                 "err", "avail"}));
+                                 "err", "avail", "idx", "leased_at", "updated_at"}));
     }
     if (!calls.empty()) {
       KG_ASSIGN_OR_RETURN(auto vs, client_.Run(calls));
       for (const auto& v : vs) {
-        if (v.a.size() != 7 || v.a[0].nil()) continue;
+        if (v.a.size() != 10 || v.a[0].nil()) continue;
         ChunkInfo c;
         c.id = chunk_id;
         c.task_id = v.a[0].Str();
@@ -250,21 +250,25 @@ class RedisQueue final : public Queue {
         c.owner = v.a[4].Str();
         c.last_error = v.a[5].Str();
         c.available_at_ms = v.a[6].Int();
+        c.idx = static_cast<int>(v.a[7].Int());
+        c.leased_at_ms = v.a[8].Int();  // nil on a chunk from before the field: 0
+        c.updated_at_ms = v.a[9].Int();
         return c;
       }
     }
     return Status::NotFound("chunk " + chunk_id + " not found");
   }
 
-  Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id) override {
+  Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id, int64_t max_chunks) override {
     KG_ASSIGN_OR_RETURN(auto providers, Members(ns_ + ":providers"));
     std::vector<ChunkInfo> out;
-    if (providers.empty()) return out;
+    if (providers.empty() || max_chunks == 0) return out;
     std::vector<Call> calls;
-    for (const auto& p : providers) calls.push_back(Call::Eval(list_, {Base(p)}, {Now(), task_id}));
+    const std::string last = std::to_string(max_chunks < 0 ? -1 : max_chunks - 1);  // ZRANGE's stop
+    for (const auto& p : providers) calls.push_back(Call::Eval(list_, {Base(p)}, {Now(), task_id, last}));
     KG_ASSIGN_OR_RETURN(auto vs, client_.Run(calls));
     for (const auto& v : vs) {
-      for (size_t k = 0; k + 7 <= v.a.size(); k += 7) {
+      for (size_t k = 0; k + 10 <= v.a.size(); k += 10) {
         ChunkInfo c;
         c.id = v.a[k].Str();
         c.task_id = task_id;
@@ -274,10 +278,13 @@ class RedisQueue final : public Queue {
         c.owner = v.a[k + 4].Str();
         c.last_error = v.a[k + 5].Str();
         c.available_at_ms = v.a[k + 6].Int();
+        c.idx = static_cast<int>(v.a[k + 7].Int());
+        c.leased_at_ms = v.a[k + 8].Int();
+        c.updated_at_ms = v.a[k + 9].Int();
         out.push_back(std::move(c));
       }
     }
-    return out;
+    return out;  // max_chunks holds: a task's chunks share one provider (see the top)
   }
 
   void WaitForWork(const std::string& provider, int max_wait_ms, int wake_fd, bool include_suspect) override {

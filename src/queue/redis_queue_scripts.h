@@ -8,6 +8,8 @@
 //
 // Keys under the base:
 //   :c:<chunk>   hash   task idx payload state attempts crashes owner token deadline err avail gen
+//                       leased_at (when the current or last lease began) updated_at (last change);
+//                       a chunk written before they were kept lacks them (read as 0)
 //   :ready       zset   ready chunks with no crash mark, scored by available_at
 //   :suspect     zset   ready chunks with crashes > 0, scored by available_at
 //   :leased      zset   leased chunks, scored by lease deadline
@@ -84,11 +86,11 @@ local function reclaim(max_attempts, limit)
     redis.call('ZREM', K .. ':leased', id)
     if attempts >= max_attempts then
       redis.call('HSET', c, 'state', 'dead', 'owner', '', 'token', '', 'deadline', 0,
-                 'err', 'lease expired after ' .. attempts .. ' attempts')
+                 'err', 'lease expired after ' .. attempts .. ' attempts', 'updated_at', NOW)
       count(f[2], 'leased', 'dead')
     else
       redis.call('HSET', c, 'state', 'ready', 'owner', '', 'token', '', 'deadline', 0, 'avail', NOW,
-                 'err', 'lease expired')
+                 'err', 'lease expired', 'updated_at', NOW)
       count(f[2], 'leased', 'ready')
       to_ready(id, NOW, f[3])
     end
@@ -107,7 +109,8 @@ for k = 2, #ARGV, 4 do
   local c, tc = ck(id), K .. ':tc:' .. task
   if redis.call('EXISTS', c) == 0 and not redis.call('ZSCORE', tc, id) then
     redis.call('HSET', c, 'task', task, 'idx', ARGV[k + 2], 'payload', ARGV[k + 3], 'state', 'ready',
-               'attempts', 0, 'crashes', 0, 'owner', '', 'token', '', 'deadline', 0, 'err', '', 'avail', NOW, 'gen', 0)
+               'attempts', 0, 'crashes', 0, 'owner', '', 'token', '', 'deadline', 0, 'err', '', 'avail', NOW, 'gen', 0,
+               'leased_at', 0, 'updated_at', NOW)
     redis.call('ZADD', K .. ':ready', NOW, id)
     redis.call('ZADD', tc, tonumber(ARGV[k + 2]), id)
     count(task, nil, 'ready')
@@ -145,7 +148,7 @@ for i, id in ipairs(ids) do
   unready(id)
   local attempt = redis.call('HINCRBY', c, 'attempts', 1)
   redis.call('HSET', c, 'state', 'leased', 'owner', ARGV[6], 'token', ARGV[6 + i], 'deadline', deadline,
-             'gen', string.format('%d', gen + i))
+             'gen', string.format('%d', gen + i), 'leased_at', NOW, 'updated_at', NOW)
   redis.call('ZADD', K .. ':leased', deadline, id)
   local f = redis.call('HMGET', c, 'task', 'idx', 'payload', 'crashes')
   count(f[1], 'ready', 'leased')
@@ -167,7 +170,7 @@ local c = ck(id)
 local f = redis.call('HMGET', c, 'state', 'token', 'deadline')
 if f[1] ~= 'leased' or f[2] ~= ARGV[3] or tonumber(f[3]) < NOW then return 0 end
 local deadline = NOW + tonumber(ARGV[4])
-redis.call('HSET', c, 'deadline', deadline)
+redis.call('HSET', c, 'deadline', deadline, 'updated_at', NOW)
 redis.call('ZADD', K .. ':leased', deadline, id)
 return 1
 )lua";
@@ -181,7 +184,7 @@ local c = ck(id)
 local f = redis.call('HMGET', c, 'state', 'token', 'task')
 if f[1] ~= 'leased' or f[2] ~= ARGV[3] then return 0 end
 redis.call('ZREM', K .. ':leased', id)
-redis.call('HSET', c, 'state', 'done', 'owner', '', 'token', '', 'deadline', 0)
+redis.call('HSET', c, 'state', 'done', 'owner', '', 'token', '', 'deadline', 0, 'updated_at', NOW)
 redis.call('HDEL', c, 'payload')
 count(f[3], 'leased', 'done')
 local ms = tonumber(ARGV[4])
@@ -205,13 +208,15 @@ redis.call('ZREM', K .. ':leased', id)
 if not retryable or attempts >= tonumber(ARGV[6]) then
   local err = ARGV[4]
   if retryable then err = err .. ' (after ' .. attempts .. ' attempts)' end
-  redis.call('HSET', c, 'state', 'dead', 'owner', '', 'token', '', 'deadline', 0, 'avail', NOW, 'err', err)
+  redis.call('HSET', c, 'state', 'dead', 'owner', '', 'token', '', 'deadline', 0, 'avail', NOW, 'err', err,
+             'updated_at', NOW)
   count(f[3], 'leased', 'dead')
 else
   local base = math.min(tonumber(ARGV[7]) * 2 ^ math.max(0, attempts - 1), tonumber(ARGV[8]))
   local factor = 1.0 + tonumber(ARGV[9]) * (2.0 * tonumber(ARGV[10]) - 1.0)
   local avail = NOW + math.floor(base * factor)
-  redis.call('HSET', c, 'state', 'ready', 'owner', '', 'token', '', 'deadline', 0, 'avail', avail, 'err', ARGV[4])
+  redis.call('HSET', c, 'state', 'ready', 'owner', '', 'token', '', 'deadline', 0, 'avail', avail, 'err', ARGV[4],
+             'updated_at', NOW)
   count(f[3], 'leased', 'ready')
   to_ready(id, avail, f[5])
 end
@@ -226,7 +231,7 @@ local f = redis.call('HMGET', c, 'state', 'token', 'task', 'attempts', 'crashes'
 if f[1] ~= 'leased' or f[2] ~= ARGV[3] then return 0 end
 redis.call('ZREM', K .. ':leased', id)
 redis.call('HSET', c, 'state', 'ready', 'owner', '', 'token', '', 'deadline', 0, 'avail', NOW,
-           'attempts', math.max(tonumber(f[4]) - 1, 0))
+           'attempts', math.max(tonumber(f[4]) - 1, 0), 'updated_at', NOW)
 count(f[3], 'leased', 'ready')
 to_ready(id, NOW, f[5])
 return 1
@@ -251,17 +256,18 @@ for _, id in ipairs(redis.call('ZRANGE', K .. ':leased', 0, -1)) do
       crashes = crashes + 1
       if crashes >= poison_k or attempts >= max_attempts then
         redis.call('HSET', c, 'state', 'dead', 'owner', '', 'token', '', 'deadline', 0, 'crashes', crashes,
-                   'err', 'poison: ' .. poison_k .. ' workers died holding this chunk; last: ' .. ARGV[5])
+                   'err', 'poison: ' .. poison_k .. ' workers died holding this chunk; last: ' .. ARGV[5],
+                   'updated_at', NOW)
         count(f[2], 'leased', 'dead')
       else
         redis.call('HSET', c, 'state', 'ready', 'owner', '', 'token', '', 'deadline', 0, 'crashes', crashes,
-                   'avail', NOW, 'err', 'worker died: ' .. ARGV[5])
+                   'avail', NOW, 'err', 'worker died: ' .. ARGV[5], 'updated_at', NOW)
         count(f[2], 'leased', 'ready')
         to_ready(id, NOW, crashes)
       end
     else
       redis.call('HSET', c, 'state', 'ready', 'owner', '', 'token', '', 'deadline', 0, 'avail', NOW,
-                 'attempts', math.max(attempts - 1, 0))
+                 'attempts', math.max(attempts - 1, 0), 'updated_at', NOW)
       count(f[2], 'leased', 'ready')
       to_ready(id, NOW, crashes)
     end
@@ -285,7 +291,8 @@ for _, id in ipairs(redis.call('ZRANGE', K .. ':tc:' .. task, 0, -1)) do
   if state == 'ready' or state == 'leased' then
     unready(id)
     redis.call('ZREM', K .. ':leased', id)
-    redis.call('HSET', c, 'state', 'cancelled', 'owner', '', 'token', '', 'deadline', 0, 'err', 'cancelled')
+    redis.call('HSET', c, 'state', 'cancelled', 'owner', '', 'token', '', 'deadline', 0, 'err', 'cancelled',
+               'updated_at', NOW)
     count(task, state, 'cancelled')
     n = n + 1
   end
@@ -301,7 +308,8 @@ for _, id in ipairs(redis.call('ZRANGE', K .. ':tc:' .. task, 0, -1)) do
   local c = ck(id)
   local state = redis.call('HGET', c, 'state')
   if state == 'dead' or state == 'cancelled' then
-    redis.call('HSET', c, 'state', 'ready', 'attempts', 0, 'crashes', 0, 'avail', NOW, 'err', '')
+    redis.call('HSET', c, 'state', 'ready', 'attempts', 0, 'crashes', 0, 'avail', NOW, 'err', '',
+               'updated_at', NOW)
     count(task, state, 'ready')
     to_ready(id, NOW, 0)
     n = n + 1
@@ -310,15 +318,21 @@ end
 return n
 )lua";
 
-// ARGV: now, task. The task's chunks in idx order: per chunk id, state, attempts, crashes,
-// owner, err, avail. A listed chunk without a hash was done and has expired: 'done', no details.
+// ARGV: now, task, stop (the last rank listed: -1 for all). The task's chunks in idx order (the
+// first stop + 1 of them): per chunk id, state, attempts, crashes,
+// owner, err, avail, idx, leased_at, updated_at. A listed chunk without a hash was done and has
+// expired: 'done' and its idx, no details.
 inline constexpr const char* kList = R"lua(
 local out = {}
-for _, id in ipairs(redis.call('ZRANGE', K .. ':tc:' .. ARGV[2], 0, -1)) do
-  local f = redis.call('HMGET', ck(id), 'state', 'attempts', 'crashes', 'owner', 'err', 'avail')
+local tc = redis.call('ZRANGE', K .. ':tc:' .. ARGV[2], 0, tonumber(ARGV[3]), 'WITHSCORES')
+for i = 1, #tc, 2 do
+  local id = tc[i]
+  local f = redis.call('HMGET', ck(id), 'state', 'attempts', 'crashes', 'owner', 'err', 'avail', 'idx', 'leased_at',
+                       'updated_at')
   if not f[1] then f = {'done'} end
+  f[7] = tc[i + 1]
   table.insert(out, id)
-  for k = 1, 6 do table.insert(out, f[k] or '') end
+  for k = 1, 9 do table.insert(out, f[k] or '') end
 end
 return out
 )lua";

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS chunks(
   id TEXT PRIMARY KEY, task_id TEXT NOT NULL, provider TEXT NOT NULL, idx INTEGER NOT NULL,
   payload TEXT NOT NULL, state INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
   crashes INTEGER NOT NULL DEFAULT 0, available_at INTEGER NOT NULL, owner TEXT, token TEXT,
-  deadline INTEGER, last_error TEXT, updated_at INTEGER NOT NULL, generation INTEGER NOT NULL DEFAULT 0);
+  deadline INTEGER, last_error TEXT, updated_at INTEGER NOT NULL, generation INTEGER NOT NULL DEFAULT 0,
+  leased_at INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS sequences(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO sequences(name, value) VALUES('lease_generation', 0);
 CREATE INDEX IF NOT EXISTS chunks_ready ON chunks(provider, state, available_at);
@@ -84,6 +85,8 @@ class SqliteQueue final : public Queue {
     KG_RETURN_IF_ERROR(db_->Exec(kSchema));
     // Databases made before lease generations existed gain the column.
     KG_RETURN_IF_ERROR(db_->AddColumnIfMissing("chunks", "generation", "INTEGER NOT NULL DEFAULT 0"));
+    // And those made before lease times were kept (their chunks read 0: never leased).
+    KG_RETURN_IF_ERROR(db_->AddColumnIfMissing("chunks", "leased_at", "INTEGER NOT NULL DEFAULT 0"));
     return InitCounts();
   }
 
@@ -94,7 +97,7 @@ class SqliteQueue final : public Queue {
           "SELECT (SELECT COUNT(*) FROM sqlite_master WHERE name IN ('chunks', 'sequences', 'chunks_ready', "
           "'chunks_task', 'chunks_owner', 'chunks_deadline', 'chunks_lease', 'task_counts', 'chunks_counts_insert', "
           "'chunks_counts_state', 'chunks_counts_delete'))=11 AND "
-          "EXISTS(SELECT 1 FROM pragma_table_info('chunks') WHERE name='generation')"));
+          "(SELECT COUNT(*) FROM pragma_table_info('chunks') WHERE name IN ('generation', 'leased_at'))=2"));
       bool tables = q->Step() && q->Int(0) != 0;
       KG_RETURN_IF_ERROR(q->status());
       if (!tables) return false;
@@ -180,8 +183,8 @@ class SqliteQueue final : public Queue {
     KG_RETURN_IF_ERROR(seq->Run());
     seq.reset();
     KG_ASSIGN_OR_RETURN(auto upd, db_->Prepare(
-        "UPDATE chunks SET state=?, owner=?, token=?, deadline=?, attempts=attempts+1, updated_at=?, generation=? "
-        "WHERE id=? RETURNING task_id, provider, idx, payload, attempts, crashes"));
+        "UPDATE chunks SET state=?, owner=?, token=?, deadline=?, attempts=attempts+1, updated_at=?5, leased_at=?5, "
+        "generation=?6 WHERE id=?7 RETURNING task_id, provider, idx, payload, attempts, crashes"));
     for (const auto& id : ids) {
       Lease l;
       l.chunk_id = id;
@@ -369,9 +372,10 @@ class SqliteQueue final : public Queue {
     return Info(*q);
   }
 
-  Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id) override {
-    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(kInfoSql + std::string(" WHERE task_id=? ORDER BY idx")));
-    q->Bind(1, task_id);
+  Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id, int64_t max_chunks) override {
+    // LIMIT -1 is no limit in SQLite.
+    KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(kInfoSql + std::string(" WHERE task_id=? ORDER BY idx LIMIT ?")));
+    q->Bind(1, task_id).Bind(2, max_chunks < 0 ? int64_t{-1} : max_chunks);
     std::vector<ChunkInfo> out;
     while (q->Step()) out.push_back(Info(*q));
     KG_RETURN_IF_ERROR(q->status());
@@ -413,8 +417,8 @@ class SqliteQueue final : public Queue {
 
  private:
   static constexpr const char* kInfoSql =
-      "SELECT id, task_id, state, attempts, crashes, COALESCE(owner,''), COALESCE(last_error,''), available_at "
-      "FROM chunks";
+      "SELECT id, task_id, state, attempts, crashes, COALESCE(owner,''), COALESCE(last_error,''), available_at, "
+      "idx, leased_at, updated_at FROM chunks";
 
   static ChunkInfo Info(sqlite::Stmt& q) {
     ChunkInfo c;
@@ -426,6 +430,9 @@ class SqliteQueue final : public Queue {
     c.owner = q.Text(5);
     c.last_error = q.Text(6);
     c.available_at_ms = q.Int(7);
+    c.idx = static_cast<int>(q.Int(8));
+    c.leased_at_ms = q.Int(9);
+    c.updated_at_ms = q.Int(10);
     return c;
   }
 

@@ -144,6 +144,30 @@ class SqliteTaskStore final : public TaskStore {
     return out;
   }
 
+  Result<TaskPage> ListFiltered(const TaskFilter& f) override {
+    // One WHERE for the page and the count; an empty value disables its test.
+    static constexpr const char* kWhere =
+        " WHERE (?1='' OR status=?1) AND (?2='' OR provider=?2) AND "
+        "(?3='' OR LOWER(title) LIKE LOWER(?4) ESCAPE '!' OR LOWER(id) LIKE LOWER(?4) ESCAPE '!')";
+    auto bind = [&](sqlite::Stmt& q) {
+      q.Bind(1, f.status).Bind(2, f.provider).Bind(3, f.text).Bind(4, LikeContains(f.text));
+    };
+    TaskPage page;
+    {
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(std::string(kSelect) + kWhere +
+                                               " ORDER BY created_at DESC, id LIMIT ?5 OFFSET ?6"));
+      bind(*q);
+      q->Bind(5, std::max(0, f.limit)).Bind(6, std::max(0, f.offset));
+      while (q->Step()) page.tasks.push_back(Row(*q));
+      KG_RETURN_IF_ERROR(q->status());
+    }
+    KG_ASSIGN_OR_RETURN(auto n, db_->Prepare(std::string("SELECT COUNT(*) FROM tasks") + kWhere));
+    bind(*n);
+    if (n->Step()) page.total = n->Int(0);
+    KG_RETURN_IF_ERROR(n->status());
+    return page;
+  }
+
   Status UpdateProgress(const std::string& id, const TaskCounts& c, const std::string& error, int64_t epoch) override {
     // Counts only grow (a reader that saw fewer finished chunks may write after one that saw
     // more), and the status is derived in the same statement from the stored, grown counts:
@@ -311,6 +335,15 @@ class SqliteTaskStore final : public TaskStore {
 };
 
 }  // namespace
+
+std::string LikeContains(const std::string& text) {
+  std::string out = "%";
+  for (char ch : text) {
+    if (ch == '!' || ch == '%' || ch == '_') out += '!';
+    out += ch;
+  }
+  return out + "%";
+}
 
 std::string DeriveStatus(const TaskCounts& c) {
   if (c.total > 0 && c.done == c.total) return "done";

@@ -4,7 +4,8 @@
 // Contract (tests/store/task_store_contract_test.cc): Create then Get round-trips; an
 // unknown id is kNotFound; UpdateProgress derives the status from chunk counts and
 // never moves a cancelled task except through Reopen; List filters by status, newest
-// first; settings are last-writer-wins; nodes report heartbeats.
+// first; ListFiltered also by provider and text, pages with an offset and counts every match;
+// settings are last-writer-wins; nodes report heartbeats.
 //
 // Thread safety: every method may be called from any thread.
 
@@ -51,6 +52,27 @@ struct UsageTotals {
   int64_t tokens() const { return prompt_tokens + completion_tokens; }
 };
 
+// What ListFiltered selects. An empty string matches every task.
+struct TaskFilter {
+  std::string status;    // exact
+  std::string provider;  // exact
+  // A substring of the title or the id, case-insensitive (ASCII letters only on the embedded
+  // store); % and _ are plain characters (escaped, see LikeContains).
+  std::string text;
+  int limit = 50;   // >= 0
+  int offset = 0;   // >= 0: rows skipped, newest first
+};
+
+// One page of ListFiltered.
+struct TaskPage {
+  std::vector<TaskRecord> tasks;  // newest first (created_at, then id)
+  int64_t total = 0;              // every task the filter matches, whatever limit and offset
+};
+
+// A LIKE pattern (with ESCAPE '!') matching any text that contains `text` literally: !, % and _
+// are escaped, so a user's "100%" is no wildcard.
+std::string LikeContains(const std::string& text);
+
 // queued|running|done|failed from chunk counts.
 std::string DeriveStatus(const TaskCounts& c);
 
@@ -74,6 +96,9 @@ class TaskStore {
   virtual Status Create(const TaskRecord& t) = 0;
   virtual Result<TaskRecord> Get(const std::string& id) = 0;
   virtual Result<std::vector<TaskRecord>> List(const std::string& status, int limit) = 0;
+  // The page of tasks `f` selects and how many match in all. The two may disagree by the tasks
+  // created between the two reads of the embedded store (the page is never inconsistent in itself).
+  virtual Result<TaskPage> ListFiltered(const TaskFilter& f) = 0;
   // Stores counts and the derived status (a cancelled task keeps its status).
   // With `epoch` >= 0 the update applies only while the row's epoch is still `epoch` (the
   // counts were read after the last Reopen); -1 applies it whatever the epoch.

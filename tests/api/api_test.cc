@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "api/metrics.h"
@@ -1478,6 +1479,162 @@ TEST_F(ApiTest, ProvidersShowTheQueueOfEachProvider) {
   EXPECT_FALSE(j["providers"][0]["usage"].is_null()) << "the ledger still answers";
   ASSERT_TRUE(j.contains("queue_error")) << j;
   EXPECT_NE(j["queue_error"].get<std::string>().find("chunks"), std::string::npos) << j;
+
+// A task row and its `n` chunks in the queue, as a submission makes them (ids "ID:idx").
+void MakeTask(Queue& q, TaskStore& s, const std::string& id, int n, const std::string& title = "Doc",
+              const std::string& provider = "builtin") {
+  std::vector<ChunkItem> items;
+  for (int i = 0; i < n; ++i) items.push_back({id + ":" + std::to_string(i), id, provider, i, "{}"});
+  ASSERT_TRUE(q.Enqueue(items).ok());
+  TaskRecord t;
+  t.id = id;
+  t.title = title;
+  t.provider = provider;
+  t.doc_id = "d-" + id;
+  t.chunks_total = n;
+  ASSERT_TRUE(s.Create(t).ok());
+}
+
+// Verifies ?chunks=1 lists every chunk in idx order with its state named as elsewhere in the API
+// (queued, running, done, dead), attempts, crashes, last error (a dead letter's reason with the
+// output snippet, also still in dead_letters), lease and update times, the duration of a finished
+// chunk (null for the others) and its ledger row (null without one); without ?chunks=1 there is
+// no "chunks".
+TEST_F(ApiTest, TaskChunksShowStateTimesAndUsage) {
+  Start();
+  MakeTask(*queue_, *store_, "tc", 4);
+  auto done = queue_->LeaseChunks("builtin", "w", 1, 60000, false);
+  ASSERT_TRUE(done.ok() && done->size() == 1u);
+  ASSERT_EQ((*done)[0].chunk_id, "tc:0");
+  ASSERT_TRUE(queue_->Ack("tc:0", (*done)[0].token).ok());
+  auto dead = queue_->LeaseChunks("builtin", "w", 1, 60000, false);
+  ASSERT_TRUE(dead.ok() && dead->size() == 1u);
+  const std::string reason = "the output is not JSON: \"Sure! Here are the entities: ...\"";
+  ASSERT_TRUE(queue_->Nack("tc:1", (*dead)[0].token, reason, false).ok());
+  auto running = queue_->LeaseChunks("builtin", "w", 1, 60000, false);
+  ASSERT_TRUE(running.ok() && running->size() == 1u);
+  UsageTotals u;
+  u.prompt_tokens = 100;
+  u.completion_tokens = 20;
+  u.requests = 1;
+  u.cost = 0.5;
+  ASSERT_TRUE(store_->AddUsage("tc", "tc:0", "builtin", u).ok());
+
+  auto plain = client_->Get("/api/v1/tasks/tc");
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(json::parse(plain->body).contains("chunks")) << "per chunk only when asked";
+  auto g = client_->Get("/api/v1/tasks/tc?chunks=1");
+  ASSERT_TRUE(g);
+  ASSERT_EQ(g->status, 200) << g->body;
+  json t = json::parse(g->body);
+  ASSERT_TRUE(t["chunks"].is_array()) << g->body;
+  ASSERT_EQ(t["chunks"].size(), t["chunks_total"].get<size_t>()) << g->body;
+  EXPECT_EQ(t["chunks_truncated"], false);
+  EXPECT_TRUE(t["chunks_usage"].is_array()) << "kept for older clients";
+  const json& c = t["chunks"];
+  for (size_t i = 0; i < c.size(); ++i) {
+    EXPECT_EQ(c[i]["idx"], i);
+    EXPECT_EQ(c[i]["id"], "tc:" + std::to_string(i));
+  }
+  EXPECT_EQ(c[0]["state"], "done");
+  EXPECT_EQ(c[0]["attempts"], 1);
+  EXPECT_EQ(c[0]["crashes"], 0);
+  EXPECT_TRUE(c[0]["error"].is_null());
+  ASSERT_TRUE(c[0]["leased_at"].is_number_integer()) << c[0];
+  ASSERT_TRUE(c[0]["updated_at"].is_number_integer()) << c[0];
+  ASSERT_TRUE(c[0]["duration_ms"].is_number_integer()) << c[0];
+  EXPECT_EQ(c[0]["duration_ms"].get<int64_t>(), c[0]["updated_at"].get<int64_t>() - c[0]["leased_at"].get<int64_t>());
+  EXPECT_GE(c[0]["duration_ms"].get<int64_t>(), 0);
+  EXPECT_EQ(c[0]["usage"], json({{"prompt_tokens", 100}, {"completion_tokens", 20}, {"tokens", 120}, {"requests", 1},
+                                 {"cached_chunks", 0}, {"cost", 0.5}}));
+  EXPECT_EQ(c[1]["state"], "dead");
+  EXPECT_EQ(c[1]["error"], reason) << "the reason with the output snippet, whole";
+  EXPECT_TRUE(c[1]["duration_ms"].is_number_integer()) << c[1];
+  EXPECT_TRUE(c[1]["usage"].is_null());
+  EXPECT_EQ(c[2]["state"], "running");
+  EXPECT_TRUE(c[2]["leased_at"].is_number_integer()) << c[2];
+  EXPECT_TRUE(c[2]["duration_ms"].is_null()) << "not finished";
+  EXPECT_EQ(c[3]["state"], "queued");
+  EXPECT_EQ(c[3]["attempts"], 0);
+  EXPECT_TRUE(c[3]["leased_at"].is_null()) << "never leased";
+  EXPECT_TRUE(c[3]["updated_at"].is_number_integer());
+  EXPECT_TRUE(c[3]["duration_ms"].is_null());
+  ASSERT_EQ(t["dead_letters"].size(), 1u) << g->body;
+  EXPECT_EQ(t["dead_letters"][0]["chunk"], "tc:1");
+  EXPECT_EQ(t["dead_letters"][0]["error"], reason);
+
+  // Cancelled chunks are named so too.
+  ASSERT_EQ(Post("/api/v1/tasks/tc/cancel", "")->status, 200);
+  json after = json::parse(client_->Get("/api/v1/tasks/tc?chunks=1")->body);
+  EXPECT_EQ(after["chunks"][2]["state"], "cancelled");
+  EXPECT_EQ(after["chunks"][3]["state"], "cancelled");
+}
+
+// Verifies a task of more than 2000 chunks lists the first 2000 (in idx order) and says it is
+// truncated, while the counts still cover every chunk.
+TEST_F(ApiTest, TaskChunksAreCappedAt2000) {
+  Start();
+  MakeTask(*queue_, *store_, "big", 2001);
+  auto g = client_->Get("/api/v1/tasks/big?chunks=1");
+  ASSERT_TRUE(g);
+  ASSERT_EQ(g->status, 200) << g->body.substr(0, 500);
+  json t = json::parse(g->body);
+  ASSERT_EQ(t["chunks"].size(), 2000u);
+  EXPECT_EQ(t["chunks"][1999]["idx"], 1999);
+  EXPECT_EQ(t["chunks_truncated"], true);
+  EXPECT_EQ(t["chunks_total"], 2001);
+  EXPECT_EQ(t["chunks_queued"], 2001);
+}
+
+// Verifies GET /api/v1/tasks filters on the server by provider (exact) and q (a case-insensitive
+// substring of the title or id, % and _ literal), pages with offset, and reports the total of
+// matching tasks whatever the page; a bad offset or a q over 200 bytes is a 400 and the server
+// keeps serving.
+TEST_F(ApiTest, TaskListFiltersPagesAndCounts) {
+  Start();
+  MakeTask(*queue_, *store_, "l1", 1, "Quarterly Report", "builtin");
+  MakeTask(*queue_, *store_, "l2", 1, "quarterly 100% plan", "other");
+  MakeTask(*queue_, *store_, "l3", 1, "Minutes", "builtin");
+  MakeTask(*queue_, *store_, "l4", 1, "minutes_b", "other");
+  MakeTask(*queue_, *store_, "l5", 1, "Notes", "builtin");
+  auto ids = [&](const std::string& query, int64_t total) {
+    auto r = client_->Get("/api/v1/tasks" + query);
+    EXPECT_TRUE(r);
+    std::set<std::string> out;
+    if (!r) return out;
+    EXPECT_EQ(r->status, 200) << query << " " << r->body;
+    json j = json::parse(r->body);
+    EXPECT_EQ(j["total"], total) << query << " " << r->body;
+    for (const auto& t : j["tasks"]) out.insert(t["id"].get<std::string>());
+    return out;
+  };
+  using Ids = std::set<std::string>;
+  EXPECT_EQ(ids("", 5).size(), 5u);
+  EXPECT_EQ(ids("?provider=other", 2), (Ids{"l2", "l4"}));
+  EXPECT_EQ(ids("?q=QUARTERLY", 2), (Ids{"l1", "l2"}));
+  EXPECT_EQ(ids("?q=l5", 1), (Ids{"l5"})) << "the id matches too";
+  EXPECT_EQ(ids("?q=%25", 1), (Ids{"l2"})) << "% is literal";
+  EXPECT_EQ(ids("?q=s_b", 1), (Ids{"l4"})) << "_ is literal";
+  EXPECT_EQ(ids("?q=minutes&provider=builtin", 1), (Ids{"l3"}));
+  EXPECT_EQ(ids("?provider=nobody", 0), Ids{});
+  EXPECT_EQ(ids("?status=done", 0), Ids{});
+  Ids seen;
+  for (int offset : {0, 2, 4}) {
+    Ids page = ids("?limit=2&offset=" + std::to_string(offset), 5);
+    EXPECT_EQ(page.size(), offset < 4 ? 2u : 1u) << offset;
+    for (const auto& id : page) EXPECT_TRUE(seen.insert(id).second) << id << " on two pages";
+  }
+  EXPECT_EQ(seen.size(), 5u);
+  EXPECT_EQ(ids("?offset=10", 5), Ids{}) << "past the end: no rows, the same total";
+  auto echo = json::parse(client_->Get("/api/v1/tasks?limit=2&offset=2")->body);
+  EXPECT_EQ(echo["offset"], 2);
+  EXPECT_EQ(echo["limit"], 2);
+  EXPECT_EQ(ids("?q=" + std::string(200, 'x'), 0), Ids{}) << "200 bytes is allowed";
+  ExpectError(client_->Get("/api/v1/tasks?q=" + std::string(201, 'x')), 400, "q must be at most 200 bytes");
+  ExpectError(client_->Get("/api/v1/tasks?offset=-1"), 400, "offset must be a whole number");
+  ExpectError(client_->Get("/api/v1/tasks?offset=abc"), 400, "offset must be a whole number");
+  ExpectError(client_->Get("/api/v1/tasks?offset="), 400, "offset must be a whole number");
+  ExpectError(client_->Get("/api/v1/tasks?status=bogus"), 400, "status must be one of");
 }
 
 }  // namespace

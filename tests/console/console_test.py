@@ -376,8 +376,7 @@ class ConsoleTest(unittest.TestCase):
 
         want = {i: (t["status"], t["chunks_done"], t["chunks_total"]) for i, t in api.items()}
         self.wait(lambda: listed() == want, "the tasks view equals GET /api/v1/tasks")
-        shown = re.search(r"\d+", self.attr(by("task-count"), "text") or "")
-        self.assertEqual(shown and shown.group(0), str(len(want)), "task-count")
+        self.assertEqual(self.attr(by("task-count"), "data-total"), str(len(want)), "task-count")
         self.b.screenshot("tasks")
 
         self.open("#/queues", "view-queues")
@@ -474,6 +473,70 @@ class ConsoleTest(unittest.TestCase):
         )
         self.wait(lambda: self.attr(status, "data-status") in ("queued", "running"), "the page shows it queued again")
         self.node.request("POST", f"/api/v1/tasks/{tid}/cancel")  # frees the slow worker
+
+    def test_task_page_lists_every_chunk_with_its_duration(self):
+        # Verifies the page of a finished task of several chunks draws one chunk-row per chunk (as
+        # many as the API's chunks_total, in idx order, with the API's ids and states), and that
+        # every done row has a duration (data-duration-ms, a whole number of ms).
+        parts = []
+        for path in self.samples:
+            with open(path) as f:
+                parts.append(f.read())
+        text = "\n\n".join(parts)
+        tid = self.node.submit(text, "several-chunks")
+        self.wait_tasks_done([tid])
+        api = self.node.get(f"/api/v1/tasks/{tid}?chunks=1")
+        total = api["chunks_total"]
+        self.assertGreater(total, 1, "the document should make several chunks")
+        self.open(f"#/tasks/{tid}", "view-task")
+        self.wait(lambda: self.count(by("chunk-row")) == total, f"{total} chunk rows")
+        names = ("data-chunk", "data-idx", "data-state", "data-attempts", "data-duration-ms")
+        rows = self.rows(by("chunk-row"), names)
+        self.assertEqual([r["data-idx"] for r in rows], [str(i) for i in range(total)])
+        self.assertEqual([r["data-chunk"] for r in rows], [c["id"] for c in api["chunks"]])
+        for r in rows:
+            self.assertEqual(r["data-state"], "done", r)
+            self.assertRegex(r["data-duration-ms"] or "", r"^\d+$", f"done row without a duration: {r}")
+            self.assertGreaterEqual(int(r["data-attempts"]), 1, r)
+        self.assertEqual(self.attr(by("chunks-truncated"), "hidden"), "", "no truncation note for a small task")
+        self.b.screenshot("task-chunks")
+
+    def test_task_list_filters_pages_and_counts_on_the_server(self):
+        # Verifies the tasks view asks the node for its filters: a search (q) shows only the
+        # matching tasks with the node's total in task-count, the provider filter only that
+        # provider's, and with more matches than a page (101) task-more loads the rest.
+        tag = "bulk" + str(random.randrange(10**6))
+        ids = [self.node.submit(f"Item {i} of the list.", f"{tag}-{i:03d}") for i in range(101)]
+        self.open("#/tasks", "view-tasks")
+        self.type(by("task-search"), tag)
+        self.wait(lambda: self.attr(by("task-count"), "data-total") == "101", "task-count: 101 match")
+        self.wait(lambda: self.count(by("task-row")) == 100, "one page of 100 rows")
+        self.assertEqual(self.attr(by("task-count"), "data-shown"), "100")
+        self.assertIsNone(self.attr(by("task-more"), "hidden"), "task-more is shown")
+        self.click(by("task-more"))
+        self.wait(lambda: self.count(by("task-row")) == 101, "101 rows after task-more")
+        listed = {r["data-task-id"] for r in self.rows(by("task-row"), ("data-task-id",))}
+        self.assertEqual(listed, set(ids))
+        self.wait(lambda: self.attr(by("task-more"), "hidden") == "", "task-more hidden once all are loaded")
+
+        self.type(by("task-search"), f"{tag}-042")
+        self.wait(lambda: [r["data-task-id"] for r in self.rows(by("task-row"), ("data-task-id",))] == [ids[42]],
+                  "the search narrows to one task")
+        self.assertEqual(self.attr(by("task-count"), "data-total"), "1")
+
+        slow = self.node.get("/api/v1/tasks?provider=slow&limit=1000")["total"]
+        self.type(by("task-search"), "")
+        # The page is not reloaded between tests: the filters go back to "all" after this one.
+        self.addCleanup(self.d.execute_script,
+                        "const s = document.querySelector(arguments[0]); s.value = '';"
+                        "s.dispatchEvent(new Event('change'));", by("task-provider-filter"))
+        self.d.execute_script(
+            "const s = document.querySelector(arguments[0]); s.value = 'slow';"
+            "s.dispatchEvent(new Event('change'));", by("task-provider-filter"))
+        self.wait(lambda: self.attr(by("task-count"), "data-total") == str(slow), f"task-count: {slow} slow tasks")
+        providers = {r["data-provider"] for r in self.rows(by("task-row"), ("data-provider",))}
+        self.assertLessEqual(providers, {"slow"})
+        self.b.screenshot("tasks-filtered")
 
     def test_sigkilled_worker_shows_its_restart_and_last_exit(self):
         # Verifies a worker killed with SIGKILL disappears from the page and its replacement shows

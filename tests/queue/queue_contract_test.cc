@@ -2,6 +2,7 @@
 // factory to the INSTANTIATE list below.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <set>
 #include <thread>
@@ -350,6 +351,74 @@ TEST_P(QueueContract, CancelAndRetry) {
   EXPECT_EQ(again[0].attempt, 1);
 }
 
+// Verifies Get and ListChunks report each chunk's idx, when its lease began and its last change:
+// a leased then acked chunk has both set with leased_at <= updated_at (the ack's time), a chunk
+// dead-lettered by a nack ends at the nack's time, and a never-leased chunk has leased_at 0.
+TEST_P(QueueContract, ChunkInfoHasLeaseAndUpdateTimes) {
+  const int64_t enqueued = now_;
+  ASSERT_TRUE(q_->Enqueue(Items("t", 3)).ok());
+  now_ += 500;
+  auto l = LeaseN(1);
+  ASSERT_EQ(l.size(), 1u);
+  ASSERT_EQ(l[0].chunk_id, "t:0");
+  const int64_t leased = now_;
+  now_ += 700;
+  ASSERT_TRUE(q_->Ack(l[0].chunk_id, l[0].token).ok());
+  const int64_t acked = now_;
+  now_ += 100;
+  auto d = LeaseN(1);
+  ASSERT_EQ(d.size(), 1u);
+  ASSERT_EQ(d[0].chunk_id, "t:1");
+  now_ += 300;
+  ASSERT_TRUE(q_->Nack(d[0].chunk_id, d[0].token, "bad output", false).ok());
+
+  auto done = q_->Get("t:0");
+  ASSERT_TRUE(done.ok()) << done.status().message();
+  EXPECT_EQ(done->idx, 0);
+  EXPECT_EQ(done->state, ChunkState::kDone);
+  EXPECT_EQ(done->leased_at_ms, leased);
+  EXPECT_EQ(done->updated_at_ms, acked);
+  EXPECT_LE(done->leased_at_ms, done->updated_at_ms);
+  auto fresh = q_->Get("t:2");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh->idx, 2);
+  EXPECT_EQ(fresh->leased_at_ms, 0) << "never leased";
+  EXPECT_EQ(fresh->updated_at_ms, enqueued);
+
+  auto list = q_->ListChunks("t");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ((*list)[i].idx, i) << "in idx order";
+  EXPECT_EQ((*list)[0].leased_at_ms, leased);
+  EXPECT_EQ((*list)[0].updated_at_ms, acked);
+  EXPECT_EQ((*list)[1].state, ChunkState::kDead);
+  EXPECT_EQ((*list)[1].leased_at_ms, acked + 100);
+  EXPECT_EQ((*list)[1].updated_at_ms, acked + 400);
+  EXPECT_EQ((*list)[2].leased_at_ms, 0);
+}
+
+// Verifies ListChunks with a maximum gives the first chunks by idx (enqueued out of order), none
+// for 0 and all for a negative maximum or one above the count.
+TEST_P(QueueContract, ListChunksStopsAtTheMaximum) {
+  auto items = Items("t", 5);
+  std::reverse(items.begin(), items.end());
+  ASSERT_TRUE(q_->Enqueue(items).ok());
+  auto idx = [&](int64_t max) {
+    std::vector<int> out;
+    auto list = q_->ListChunks("t", max);
+    EXPECT_TRUE(list.ok()) << list.status().message();
+    if (list.ok()) {
+      for (const auto& c : *list) out.push_back(c.idx);
+    }
+    return out;
+  };
+  EXPECT_EQ(idx(3), (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(idx(0), std::vector<int>{});
+  EXPECT_EQ(idx(-1), (std::vector<int>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(idx(9), (std::vector<int>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(q_->ListChunks("t")->size(), 5u);
+}
+
 // Verifies a second connection (another process in production) sees the same queue and never double-leases.
 TEST_P(QueueContract, ConcurrentLeasersNeverShareAChunk) {
   std::vector<ChunkItem> items = Items("t", 200);
@@ -533,6 +602,37 @@ TEST(SqliteQueue, CountsOfAnOlderQueueAreFilledOnOpen) {
   auto l = (*q)->LeaseChunks("p", "w", 1, 60000, false);
   ASSERT_TRUE(l.ok() && l->size() == 1u);
   ExpectCounts(**q, "t", "a lease after the upgrade");
+}
+
+// Verifies a queue made before lease times were kept (no leased_at column) gains the column when
+// opened: its chunks read leased_at 0 (never leased, as far as it knows) and the next lease records it.
+TEST(SqliteQueue, AnOlderQueueGainsLeaseTimesOnOpen) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/queue.db";
+  int64_t now = 5'000'000;
+  QueueOptions o;
+  o.now_ms = [&now] { return now; };
+  {
+    auto q = OpenSqliteQueue(path, o);
+    ASSERT_TRUE(q.ok());
+    ASSERT_TRUE((*q)->Enqueue({{"t:0", "t", "p", 0, "x"}, {"t:1", "t", "p", 1, "x"}}).ok());
+    ASSERT_EQ((*q)->LeaseChunks("p", "w", 1, 60000, false)->size(), 1u);
+  }
+  {
+    auto db = sqlite::Db::Open(path);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec("ALTER TABLE chunks DROP COLUMN leased_at").ok());
+  }
+  auto q = OpenSqliteQueue(path, o);
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  auto held = (*q)->Get("t:0");
+  ASSERT_TRUE(held.ok()) << held.status().message();
+  EXPECT_EQ(held->state, ChunkState::kLeased);
+  EXPECT_EQ(held->leased_at_ms, 0);
+  EXPECT_EQ(held->updated_at_ms, 5'000'000);
+  now += 10;
+  ASSERT_EQ((*q)->LeaseChunks("p", "w", 1, 60000, false)->size(), 1u);
+  EXPECT_EQ((*q)->Get("t:1")->leased_at_ms, 5'000'010);
 }
 
 // Verifies opening a queue that is already in the current shape needs no write lock: it opens while

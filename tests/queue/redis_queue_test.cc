@@ -252,6 +252,31 @@ TEST(RedisQueue, ReloadsScriptsAfterAFlush) {
   EXPECT_EQ(l->size(), 2u);
 }
 
+// Verifies a chunk written before the queue kept lease and update times (its hash lacks both
+// fields) reads them as 0, and its next lease records them.
+TEST(RedisQueue, ChunkWithoutLeaseTimesReadsZero) {
+  RedisEndpoint at = At(testing::SharedRedis().port, testing::UniqueName("q"));
+  auto q = MustOpen(at);
+  ASSERT_TRUE(q);
+  ASSERT_TRUE(q->Enqueue(Items("old", 1, "p")).ok());
+  redis::Client admin(at);
+  ASSERT_TRUE(admin.Run(redis::Call::Cmd({"HDEL", at.ns + ":{p}:c:old:0", "leased_at", "updated_at"})).ok());
+  auto c = q->Get("old:0");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->leased_at_ms, 0);
+  EXPECT_EQ(c->updated_at_ms, 0);
+  auto list = q->ListChunks("old");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].leased_at_ms, 0);
+  auto l = q->LeaseChunks("p", "w", 1, 60000, false);
+  ASSERT_TRUE(l.ok() && l->size() == 1u);
+  c = q->Get("old:0");
+  ASSERT_TRUE(c.ok());
+  EXPECT_GT(c->leased_at_ms, 0);
+  EXPECT_EQ(c->updated_at_ms, c->leased_at_ms);
+}
+
 // Verifies a refused password is reported as a configuration error (kInvalidArgument: opening does
 // not wait for it to pass, as for an outage) with the server's words, the address and the variable
 // to check, never the password itself.

@@ -1,6 +1,7 @@
 // The TaskStore contract; every backend runs it unchanged.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <thread>
 
 #include "common/util.h"
@@ -146,6 +147,71 @@ TEST_P(TaskStoreContract, ListFilters) {
   auto done = s_->List("done", 10);
   ASSERT_EQ(done->size(), 1u);
   EXPECT_EQ((*done)[0].id, "t1");
+}
+
+// A filter; designated initializers would leave fields out, which -Wextra refuses.
+TaskFilter Filter(const std::string& status, const std::string& provider, const std::string& text, int limit = 50,
+                  int offset = 0) {
+  TaskFilter f;
+  f.status = status;
+  f.provider = provider;
+  f.text = text;
+  f.limit = limit;
+  f.offset = offset;
+  return f;
+}
+
+// Verifies ListFiltered selects by status, provider and a case-insensitive substring of the
+// title or id in which % and _ are plain characters, pages with offset and limit (newest first,
+// no task twice) and counts every match whatever the page.
+TEST_P(TaskStoreContract, ListFilteredByProviderTextAndPage) {
+  auto make = [&](const std::string& id, const std::string& title, const std::string& provider) {
+    TaskRecord t = Task(id, 1);
+    t.title = title;
+    t.provider = provider;
+    ASSERT_TRUE(s_->Create(t).ok());
+  };
+  make("a1", "Alpha report", "builtin");
+  make("a2", "ALPHA 100% done", "other");
+  make("b1", "beta_x", "builtin");
+  make("b2", "betaXx", "builtin");
+  make("zeta-9", "Gamma", "other");
+  ASSERT_TRUE(s_->UpdateProgress("a2", {1, 0, 0, 1, 0, 0}, "").ok());
+  auto ids = [&](const TaskFilter& f) {
+    auto r = s_->ListFiltered(f);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    std::set<std::string> out;
+    if (r.ok()) {
+      for (const auto& t : r->tasks) out.insert(t.id);
+      EXPECT_EQ(static_cast<int64_t>(out.size()), std::min<int64_t>(r->total, f.limit)) << "offset 0: page = first matches";
+    }
+    return out;
+  };
+  using Ids = std::set<std::string>;
+  EXPECT_EQ(ids(Filter("", "", "")).size(), 5u);
+  EXPECT_EQ(ids(Filter("", "other", "")), (Ids{"a2", "zeta-9"}));
+  EXPECT_EQ(ids(Filter("", "", "aLpHa")), (Ids{"a1", "a2"}));
+  EXPECT_EQ(ids(Filter("", "", "ZETA")), (Ids{"zeta-9"})) << "the id matches too";
+  EXPECT_EQ(ids(Filter("", "", "%")), (Ids{"a2"})) << "% is no wildcard";
+  EXPECT_EQ(ids(Filter("", "", "a_x")), (Ids{"b1"})) << "_ is no wildcard";
+  EXPECT_EQ(ids(Filter("", "", "!")), Ids{}) << "the escape character is escaped too";
+  EXPECT_EQ(ids(Filter("done", "other", "")), (Ids{"a2"}));
+  EXPECT_EQ(ids(Filter("done", "builtin", "")), Ids{});
+  EXPECT_EQ(ids(Filter("", "builtin", "beta")), (Ids{"b1", "b2"}));
+
+  std::set<std::string> seen;
+  for (int offset = 0; offset < 6; offset += 2) {
+    auto page = s_->ListFiltered(Filter("", "", "", 2, offset));
+    ASSERT_TRUE(page.ok()) << page.status().message();
+    EXPECT_EQ(page->total, 5);
+    EXPECT_EQ(page->tasks.size(), offset < 4 ? 2u : 1u);
+    for (const auto& t : page->tasks) EXPECT_TRUE(seen.insert(t.id).second) << t.id << " listed twice";
+  }
+  EXPECT_EQ(seen.size(), 5u);
+  auto past = s_->ListFiltered(Filter("", "", "beta", 10, 10));
+  ASSERT_TRUE(past.ok());
+  EXPECT_TRUE(past->tasks.empty());
+  EXPECT_EQ(past->total, 2) << "the total does not depend on the page";
 }
 
 // Verifies settings are last-writer-wins and deletable, and nodes list by heartbeat age.

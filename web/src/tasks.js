@@ -1,16 +1,20 @@
-// Tasks: the list (status filter sent to the node; provider and title/id filtered in the
-// page, as GET /api/v1/tasks takes only status and limit), the submit form, and a task's page
-// with cancel and retry.
+// Tasks: the list (every filter applied by the node: status, provider, q; pages of 100 asked
+// with offset, the node's total shown), the submit form, and a task's page with its chunks,
+// cancel and retry.
 
 import { request, get, ApiError } from './api.js';
 import { h, setText, setData, syncRows, fmtNum, fmtDateTime } from './dom.js';
 import { t } from './i18n.js';
 import { hooks, toast, report } from './ui.js';
 
-const LIST_LIMIT = 500;
 const PAGE = 100;
-let shownMax = PAGE;
-let lastTasks = [];
+const MAX_LIMIT = 1000;  // the node's largest `limit`
+const SEARCH_DEBOUNCE_MS = 300;
+let lastTasks = [];  // the rows loaded so far: the first pages of the current filters
+let lastTotal = 0;  // tasks matching the filters (the node's count)
+let wanted = PAGE;  // rows to keep loaded: grows by PAGE with task-more
+let filterGen = 0;  // bumped when a filter changes: answers for older filters are dropped
+let searchTimer = null;
 let providers = [];
 
 function statusBadge(el, status) {
@@ -25,17 +29,73 @@ function $(section, sel) {
   return section.querySelector(sel);
 }
 
-function renderList(section) {
-  const q = $(section, '.task-search').value.trim().toLowerCase();
+// The query of the current filters (without limit and offset).
+function filterQuery(section) {
+  const qs = new URLSearchParams();
+  const status = $(section, '.task-status-filter').value;
   const prov = $(section, '.task-provider-filter').value;
-  const shown = lastTasks.filter((x) => (!prov || x.provider === prov) &&
-    (!q || x.id.toLowerCase().includes(q) || (x.title || '').toLowerCase().includes(q)));
-  setText($(section, '[data-testid="task-count"]'), t('tasks.count', { count: shown.length }));
+  const q = $(section, '.task-search').value.trim();
+  if (status) qs.set('status', status);
+  if (prov) qs.set('provider', prov);
+  if (q) qs.set('q', q);
+  return qs;
+}
+
+// `count` rows from `offset` of the current filters, in requests of at most MAX_LIMIT.
+async function fetchRows(section, offset, count) {
+  const rows = [];
+  let total = 0;
+  for (let at = offset; at < offset + count;) {
+    const qs = filterQuery(section);
+    qs.set('limit', String(Math.min(MAX_LIMIT, offset + count - at)));
+    qs.set('offset', String(at));
+    const r = await get('/api/v1/tasks?' + qs);
+    const got = r.tasks || [];
+    rows.push(...got);
+    total = r.total ?? rows.length;
+    if (got.length === 0) break;
+    at += got.length;
+  }
+  return { rows, total };
+}
+
+// A filter changed: back to the first page, asked now.
+function filtersChanged() {
+  filterGen += 1;
+  wanted = PAGE;
+  hooks.refresh();
+}
+
+async function loadMore(section) {
+  const more = $(section, '[data-testid="task-more"]');
+  const gen = filterGen;
+  more.disabled = true;
+  try {
+    const r = await fetchRows(section, lastTasks.length, PAGE);
+    if (gen !== filterGen) return;
+    const have = new Set(lastTasks.map((x) => x.id));
+    lastTasks = lastTasks.concat(r.rows.filter((x) => !have.has(x.id)));
+    lastTotal = r.total;
+    wanted = Math.max(wanted, lastTasks.length);
+    renderList(section);
+  } catch (e) {
+    report(e);
+  } finally {
+    more.disabled = false;
+  }
+}
+
+function renderList(section) {
+  const shown = lastTasks;
+  const count = $(section, '[data-testid="task-count"]');
+  setData(count, { total: lastTotal, shown: shown.length });
+  setText(count, shown.length ? t('tasks.count_range', { from: 1, to: shown.length, total: lastTotal })
+    : t('tasks.count', { count: lastTotal }));
   $(section, '.tasks-empty').hidden = shown.length > 0;
   const more = $(section, '[data-testid="task-more"]');
-  more.hidden = shown.length <= shownMax;
-  setText(more, t('tasks.more', { n: Math.min(PAGE, shown.length - shownMax) }));
-  syncRows($(section, '.task-rows'), shown.slice(0, shownMax), (x) => x.id,
+  more.hidden = shown.length >= lastTotal;
+  setText(more, t('tasks.more', { n: Math.min(PAGE, Math.max(0, lastTotal - shown.length)) }));
+  syncRows($(section, '.task-rows'), shown, (x) => x.id,
     (x) => h('tr', { testid: 'task-row' },
       h('td', { class: 'wrap' }, h('a', { testid: 'task-link', href: '#/tasks/' + encodeURIComponent(x.id) })),
       h('td', {}, h('code', {}, x.id)), h('td', { class: 'provider' }), h('td', { testid: 'task-status' }),
@@ -89,8 +149,9 @@ async function submit(section, ev) {
     const r = await request('POST', path, opts);
     out.dataset.kind = 'ok';
     out.dataset.taskId = r.id;
-    out.replaceChildren(h('a', { href: '#/tasks/' + encodeURIComponent(r.id) }, t('tasks.submitted', { id: r.id, chunks: r.chunks_total })),
-      r.warning ? h('span', { class: 'warning' }, ' ' + r.warning) : null);
+    // replaceChildren would print a null as "null": the warning only when there is one.
+    out.replaceChildren(...[h('a', { href: '#/tasks/' + encodeURIComponent(r.id) }, t('tasks.submitted', { id: r.id, chunks: r.chunks_total })),
+      r.warning ? h('span', { class: 'warning' }, ' ' + r.warning) : null].filter(Boolean));
     form.text.value = '';
     form.file.value = '';
     hooks.refresh();
@@ -107,25 +168,27 @@ async function submit(section, ev) {
 export const tasksView = {
   init() {
     const section = document.querySelector('section[data-view="tasks"]');
-    $(section, '.task-search').addEventListener('input', () => renderList(section));
-    $(section, '[data-testid="task-more"]').addEventListener('click', () => {
-      shownMax += PAGE;
-      renderList(section);
+    $(section, '.task-search').addEventListener('input', () => {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(filtersChanged, SEARCH_DEBOUNCE_MS);
     });
-    $(section, '.task-provider-filter').addEventListener('change', () => renderList(section));
-    $(section, '.task-status-filter').addEventListener('change', () => hooks.refresh());
+    $(section, '[data-testid="task-more"]').addEventListener('click', () => loadMore(section));
+    $(section, '.task-provider-filter').addEventListener('change', filtersChanged);
+    $(section, '.task-status-filter').addEventListener('change', filtersChanged);
     $(section, '.submit-form').addEventListener('submit', (ev) => submit(section, ev));
   },
+  // The rows loaded so far (the first `wanted`) again, with the current filters.
   async refresh(section) {
-    const status = $(section, '.task-status-filter').value;
-    const qs = new URLSearchParams({ limit: String(LIST_LIMIT) });
-    if (status) qs.set('status', status);
-    const [list, prov] = await Promise.all([get('/api/v1/tasks?' + qs), providers.length ? null : get('/api/v1/providers')]);
+    const gen = filterGen;
+    const [list, prov] = await Promise.all([fetchRows(section, 0, wanted),
+      providers.length ? null : get('/api/v1/providers')]);
     if (prov) {
       providers = (prov.providers || []).map((p) => p.name);
       fillProviders(section);
     }
-    lastTasks = list.tasks || [];
+    if (gen !== filterGen) return;  // a filter changed meanwhile: its own refresh follows
+    lastTasks = list.rows;
+    lastTotal = list.total;
     renderList(section);
   },
   relabel() {
@@ -137,6 +200,51 @@ export const tasksView = {
 // --- one task ---
 
 let current = null;
+
+// A chunk's state as the API names it (queued, running, done, dead, cancelled).
+function chunkBadge(el, state) {
+  const text = t('chunk.state.' + state);
+  const badge = el.firstChild && el.firstChild.nodeType === 1 ? el.firstChild : null;
+  if (badge && badge.className === 'state ' + state && badge.textContent === text) return;
+  el.replaceChildren(h('span', { class: 'state ' + state }, text));
+}
+
+function fmtDuration(ms) {
+  if (ms === undefined || ms === null) return '—';
+  return ms < 1000 ? `${fmtNum(ms)} ms` : `${fmtNum(ms / 1000, 1)} s`;
+}
+
+function renderChunks(section, x) {
+  const chunks = x.chunks || [];
+  const note = $(section, '[data-testid="chunks-truncated"]');
+  let noteText = '';
+  if (x.chunks_error) noteText = t('task.chunks_error', { message: x.chunks_error });
+  else if (x.chunks_truncated) noteText = t('task.chunks_truncated', { shown: fmtNum(chunks.length), total: fmtNum(x.chunks_total) });
+  note.hidden = !noteText;
+  note.dataset.truncated = x.chunks_truncated ? 'true' : 'false';
+  setText(note, noteText);
+  $(section, '.chunk-empty').hidden = chunks.length > 0 || !!x.chunks_error;
+  syncRows($(section, '.chunk-rows'), chunks, (c) => c.id,
+    () => h('tr', { testid: 'chunk-row' }, h('td', { class: 'num idx' }), h('td', { class: 'cstate' }),
+      h('td', { class: 'num attempts' }), h('td', { class: 'num crashes' }), h('td', { class: 'num duration' }),
+      h('td', { class: 'num tokens' }), h('td', { class: 'num cost' }), h('td', { class: 'chunk-error' })),
+    (row, c) => {
+      setData(row, { chunk: c.id, idx: c.idx, state: c.state, attempts: c.attempts, durationMs: c.duration_ms ?? '' });
+      row.classList.toggle('dead', c.state === 'dead');
+      row.title = c.id;
+      setText(row.querySelector('.idx'), c.idx);
+      chunkBadge(row.querySelector('.cstate'), c.state);
+      setText(row.querySelector('.attempts'), c.attempts);
+      setText(row.querySelector('.crashes'), c.crashes);
+      setText(row.querySelector('.duration'), fmtDuration(c.duration_ms));
+      setText(row.querySelector('.tokens'), c.usage ? fmtNum(c.usage.tokens) : '—');
+      setText(row.querySelector('.cost'), c.usage ? fmtNum(c.usage.cost, 4) : '—');
+      const err = row.querySelector('.chunk-error');
+      setText(err, c.error || '');
+      // The cell is cut to one line by CSS; the whole reason (with the output snippet) is in title.
+      if (err.title !== (c.error || '')) err.title = c.error || '';
+    });
+}
 
 function renderTask(section, x) {
   section.dataset.taskId = x.id;
@@ -168,6 +276,7 @@ function renderTask(section, x) {
       setText(row.querySelector('.attempts'), d.attempts);
       setText(row.querySelector('.reason'), d.error || '');
     });
+  renderChunks(section, x);
   const u = x.usage || {};
   setData($(section, '[data-testid="task-usage"]'), { requests: u.requests ?? '', tokens: u.tokens ?? '', cost: u.cost ?? '' });
   setText($(section, '.u-requests'), fmtNum(u.requests));
@@ -214,6 +323,8 @@ export const taskView = {
       $(section, '.status').replaceChildren();
       delete $(section, '.status').dataset.status;
       $(section, '.dead-rows').replaceChildren();
+      $(section, '.chunk-rows').replaceChildren();
+      $(section, '[data-testid="chunks-truncated"]').hidden = true;
       $(section, '.chunk-usage-rows').replaceChildren();
     }
   },
