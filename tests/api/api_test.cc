@@ -1479,6 +1479,7 @@ TEST_F(ApiTest, ProvidersShowTheQueueOfEachProvider) {
   EXPECT_FALSE(j["providers"][0]["usage"].is_null()) << "the ledger still answers";
   ASSERT_TRUE(j.contains("queue_error")) << j;
   EXPECT_NE(j["queue_error"].get<std::string>().find("chunks"), std::string::npos) << j;
+}
 
 // A task row and its `n` chunks in the queue, as a submission makes them (ids "ID:idx").
 void MakeTask(Queue& q, TaskStore& s, const std::string& id, int n, const std::string& title = "Doc",
