@@ -10,6 +10,7 @@ namespace kg::api {
 struct ConsoleAsset {
   const char* name;  // file name, no directory ("index.html", "app.js")
   const char* content_type;
+  const char* etag;  // a quoted digest of the content, for If-None-Match
   const unsigned char* data;
   std::size_t size;
 };

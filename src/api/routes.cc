@@ -230,7 +230,7 @@ void Routes::Register() {
     // run only its own files and talk only to its own node; it may not be framed (clickjacking).
     // Styles: cytoscape sets inline styles, which 'unsafe-inline' allows (without it the graph view
     // logs a CSP violation; tests/console saw it); no script is inline.
-    auto asset = [](const std::string& name, http::Response& res) {
+    auto asset = [](const http::Request& req, const std::string& name, http::Response& res) {
       const ConsoleAsset* f = FindConsoleAsset(name);
       if (f == nullptr) return Reply(res, 404, {{"error", "no such file: /" + name}});
       res.set_header("Content-Security-Policy",
@@ -239,13 +239,19 @@ void Routes::Register() {
                      "frame-ancestors 'none'");
       res.set_header("X-Content-Type-Options", "nosniff");
       res.set_header("Referrer-Policy", "no-referrer");
-      // The files change with the binary: the browser asks again (a small page; no stale console after an upgrade).
+      // The files change with the binary: the browser asks each time (no stale console after an
+      // upgrade) and gets 304 without the body while its copy is current.
       res.set_header("Cache-Control", "no-cache");
+      res.set_header("ETag", f->etag);
+      if (req.get_header_value("If-None-Match") == f->etag) {
+        res.status = 304;
+        return;
+      }
       res.set_content(std::string(reinterpret_cast<const char*>(f->data), f->size), f->content_type);
     };
-    Route("GET", "/", [asset](const auto&, auto& res) { asset("index.html", res); });
+    Route("GET", "/", [asset](const auto& req, auto& res) { asset(req, "index.html", res); });
     Route("GET", R"(/([A-Za-z0-9_][A-Za-z0-9_.-]*\.(?:js|css|html)))",
-          [asset](const auto& req, auto& res) { asset(req.matches[1], res); });
+          [asset](const auto& req, auto& res) { asset(req, req.matches[1], res); });
     http::RouteOptions streamed;
     streamed.stream = [this](const http::Request& head, http::Response& res) { return StartSubmit(head, res); };
     Route("POST", "/api/v1/tasks", [this](const auto& req, auto& res) { Submit(req, res); }, streamed);

@@ -415,6 +415,21 @@ TEST_F(ApiTest, ConsoleServedFromTheBinary) {
     EXPECT_EQ(r->get_header_value("Content-Type"), want) << f;
     EXPECT_EQ(r->get_header_value("X-Content-Type-Options"), "nosniff") << f;
   }
+  // A browser's copy that is current costs a 304 and no body; a stale one gets the file.
+  const std::string etag = page->get_header_value("ETag");
+  ASSERT_GE(etag.size(), 3u);
+  EXPECT_EQ(etag.front(), '"');
+  auto same = client_->Get("/", httplib::Headers{{"If-None-Match", etag}});
+  ASSERT_TRUE(same);
+  EXPECT_EQ(same->status, 304);
+  EXPECT_TRUE(same->body.empty());
+  auto stale = client_->Get("/", httplib::Headers{{"If-None-Match", "\"0000\""}});
+  ASSERT_TRUE(stale);
+  EXPECT_EQ(stale->status, 200);
+  EXPECT_EQ(stale->body, page->body);
+  auto app = client_->Get("/app.js");
+  ASSERT_TRUE(app);
+  EXPECT_NE(app->get_header_value("ETag"), etag) << "each file has its own";
   ExpectError(client_->Get("/nope.js"), 404, "no such file");
   for (const char* odd : {"/../CMakeCache.txt", "/%2e%2e/etc/passwd.js", "/.hidden.js", "/dir/app.js"}) {
     auto r = client_->Get(odd);
