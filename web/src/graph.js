@@ -184,10 +184,11 @@ function renderDetail(s) {
         routeKey = n.entity.key;
         open(n.entity.key, false).catch(report);
       });
-      return h('tr', { testid: 'relation-row' }, h('td', { class: 'rel' }),
+      // Expand first: a keyboard user tabbing to it still sees the relation and the neighbour beside it.
+      return h('tr', { testid: 'relation-row' }, h('td', {}, expand), h('td', { class: 'rel' }),
         h('td', { class: 'wrap' }, h('a', { href: '#/graph/' + encodeURIComponent(n.entity.key), class: 'nb' })),
         h('td', { class: 'support' }, h('q', { class: 'sentence', testid: 'relation-sentence' }), h('span', { class: 'source' })),
-        h('td', { class: 'evidence', testid: 'relation-evidence' }), h('td', {}, expand));
+        h('td', { class: 'evidence', testid: 'relation-evidence' }));
     },
     (row, n) => {
       setData(row, { type: n.type, direction: n.direction, neighbour: n.entity.key });
@@ -199,7 +200,9 @@ function renderDetail(s) {
       setText(q, sup.source === 'none' ? t('graph.no_text') : sup.text);
       setText(row.querySelector('.source'), sup.chunk ? t('graph.source', { chunk: sup.chunk, doc: sup.doc }) : '');
       setText(row.querySelector('.evidence'), (n.evidence || []).join(', '));
-      setText(row.querySelector('[data-testid="relation-expand"]'), t('graph.expand'));
+      const expand = row.querySelector('[data-testid="relation-expand"]');
+      setText(expand, t('graph.expand'));
+      expand.setAttribute('aria-label', t('graph.expand_named', { name: n.entity.name }));
     });
   renderMentions(d, e);
 }
@@ -281,10 +284,15 @@ export const graphView = {
   // The graph does not change under the reader: the route's entity is loaded once, the
   // poll only keeps the banner honest (a cheap call).
   async refresh(s, params) {
-    if (params.key && params.key !== routeKey) {
-      routeKey = params.key;
-      await open(params.key, true);
-    } else if (!params.key && routeKey) {
+    // The key as the address says now: expanding rewrites the address with replaceState (no
+    // hashchange), so `params`, parsed at the last hashchange, may name the entity expanded from;
+    // reading it would reopen that one and undo the expansion at the next poll.
+    const here = location.hash.match(/^#\/?graph\/(.+)$/);
+    const key = here ? decodeURIComponent(here[1]) : params.key;
+    if (key && key !== routeKey) {
+      routeKey = key;
+      await open(key, true);
+    } else if (!key && routeKey) {
       routeKey = null;
       opened = null;
       clearDrawing();
