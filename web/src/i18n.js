@@ -5,6 +5,7 @@
 const dict = {
   en: {
     'app.title': 'kgflow console',
+    'app.skip': 'Skip to content',
     'nav.cluster': 'Cluster',
     'nav.queues': 'Queues',
     'nav.tasks': 'Tasks',
@@ -202,6 +203,7 @@ const dict = {
   },
   zh: {
     'app.title': 'kgflow 控制台',
+    'app.skip': '跳到正文',
     'nav.cluster': '集群',
     'nav.queues': '队列',
     'nav.tasks': '任务',
@@ -232,7 +234,7 @@ const dict = {
     'cluster.role': '角色',
     'cluster.host': '主机',
     'cluster.version': '版本',
-    'cluster.heartbeat': '心跳间隔',
+    'cluster.heartbeat': '距上次心跳',
     'cluster.state': '状态',
     'cluster.up': '在线',
     'cluster.down': '离线',
