@@ -720,6 +720,38 @@ class ConsoleTest(unittest.TestCase):
         self.click(sw)
         self.wait(lambda: self.attr(nav, "text") == english, "English labels again")
 
+    def test_an_expansion_survives_the_next_polls(self):
+        # Verifies expanding a neighbour (its row's button) adds that neighbour's own neighbours to
+        # the drawing and centres it, and that the drawing is still so after two more polls: the
+        # poll reads the key from the address, which expanding rewrites without a hashchange (it
+        # once reopened the first entity about 3 s later, undoing the expansion).
+        self.wait_tasks_done(self.api_tasks)
+        key = "organization:helix dynamics"
+        quote = lambda k: urllib.parse.quote(k, safe="")
+        entity = self.node.get("/api/v1/graph/entities/" + quote(key))
+        drawn = {key} | {n["entity"]["key"] for n in entity["neighbours"]}
+        grows = None
+        for n in entity["neighbours"]:
+            theirs = {m["entity"]["key"] for m in self.node.get("/api/v1/graph/entities/" + quote(n["entity"]["key"]))["neighbours"]}
+            if theirs - drawn:
+                grows, expected = n["entity"]["key"], len(drawn | theirs)
+                break
+        self.assertIsNotNone(grows, "a neighbour of Helix Dynamics has neighbours of its own not drawn yet")
+
+        self.open("#/graph/" + quote(key), "view-graph")
+        canvas = by("graph-canvas")
+        self.wait(lambda: self.attr(canvas, "data-nodes") == str(len(drawn)), f"{len(drawn)} nodes drawn")
+        self.click(by("relation-row", f'[data-neighbour="{grows}"]') + " " + by("relation-expand"))
+        self.wait(lambda: self.attr(canvas, "data-center") == grows and self.attr(canvas, "data-nodes") == str(expected),
+                  f"expanding {grows} centres it and draws {expected} nodes")
+        polls = lambda: self.d.execute_script(
+            "return performance.getEntriesByType('resource').filter(e => e.name.endsWith('/metrics')).length")
+        self.d.execute_script("performance.clearResourceTimings()")  # the buffer holds 250 entries
+        self.wait(lambda: polls() >= 2, "two more polls", timeout=15)
+        self.assertEqual(self.attr(canvas, "data-center"), grows, "a poll reopened another entity")
+        self.assertEqual(self.attr(canvas, "data-nodes"), str(expected), "a poll undid the expansion")
+        self.assertEqual(self.attr(by("entity-detail"), "data-key"), grows)
+
 
 class UnreachableNodeTest(unittest.TestCase):
     """Its own node, stopped under the page and started again on the same port and data."""
