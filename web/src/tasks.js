@@ -98,7 +98,7 @@ function renderList(section) {
   syncRows($(section, '.task-rows'), shown, (x) => x.id,
     (x) => h('tr', { testid: 'task-row' },
       h('td', { class: 'wrap' }, h('a', { testid: 'task-link', href: '#/tasks/' + encodeURIComponent(x.id) })),
-      h('td', {}, h('code', {}, x.id)), h('td', { class: 'provider' }), h('td', { testid: 'task-status' }),
+      h('td', { class: 'narrow-hide' }, h('code', {}, x.id)), h('td', { class: 'provider' }), h('td', { testid: 'task-status' }),
       h('td', { class: 'num', testid: 'task-progress' }), h('td', { class: 'updated' })),
     (row, x) => {
       setData(row, { taskId: x.id, status: x.status, provider: x.provider });
@@ -154,6 +154,7 @@ async function submit(section, ev) {
       r.warning ? h('span', { class: 'warning' }, ' ' + r.warning) : null].filter(Boolean));
     form.text.value = '';
     form.file.value = '';
+    form.title.value = ''; // the next document is another one: its title is not this one's
     hooks.refresh();
   } catch (e) {
     out.dataset.kind = 'error';
@@ -284,14 +285,6 @@ function renderTask(section, x) {
   setText($(section, '.u-completion'), fmtNum(u.completion_tokens));
   setText($(section, '.u-cost'), u.cost === undefined ? '—' : fmtNum(u.cost, 4));
   setText($(section, '.u-budget'), x.token_budget ? fmtNum(x.token_budget) : t('common.none'));
-  syncRows($(section, '.chunk-usage-rows'), x.chunks_usage || [], (c) => c.chunk_id,
-    () => h('tr', {}, h('td', {}, h('code', { class: 'chunk' })), h('td', { class: 'num r' }), h('td', { class: 'num tk' }), h('td', { class: 'num cost' })),
-    (row, c) => {
-      setText(row.querySelector('.chunk'), c.chunk_id);
-      setText(row.querySelector('.r'), fmtNum(c.requests));
-      setText(row.querySelector('.tk'), fmtNum(c.tokens));
-      setText(row.querySelector('.cost'), fmtNum(c.cost, 4));
-    });
 }
 
 async function act(section, what) {
@@ -325,7 +318,6 @@ export const taskView = {
       $(section, '.dead-rows').replaceChildren();
       $(section, '.chunk-rows').replaceChildren();
       $(section, '[data-testid="chunks-truncated"]').hidden = true;
-      $(section, '.chunk-usage-rows').replaceChildren();
     }
   },
   async refresh(section, params) {
