@@ -39,7 +39,7 @@ import harness  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARGS = None  # parsed in main()
-SUITE_DEADLINE_S = 115  # the whole run; SIGALRM ends it (cleanup included) past this
+SUITE_DEADLINE_S = 150  # the whole run; SIGALRM ends it (cleanup included) past this
 EXPIRED = False  # set when the deadline passed: the tests left fail at once
 WAIT = 20  # seconds for one thing to show on the page (it polls every 3 s)
 
@@ -764,6 +764,133 @@ class UnreachableNodeTest(unittest.TestCase):
                 dev.stop()
             node.stop()
             shutil.rmtree(d, ignore_errors=True)
+
+
+class OwnNodeTest(unittest.TestCase):
+    """Each test its own node (env of its own), the page (through --dev-server if given) and a browser."""
+
+    def start(self, prefix, env, args=("start",), before_load=None):
+        d = tempfile.mkdtemp(prefix=prefix)
+        self.addCleanup(shutil.rmtree, d, True)
+        node = harness.Node(ARGS.kgflow, d, env, args=args)
+        self.addCleanup(node.stop)
+        base = node.url
+        if ARGS.dev_server:
+            dev = DevServer(ARGS.dev_server, ARGS.web, node.url, d)
+            self.addCleanup(dev.stop)
+            base = dev.url
+        b = harness.Browser(os.path.join(ARGS.out, prefix.strip("-")))
+        self.addCleanup(b.quit)
+        if before_load:
+            b.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": before_load})
+        self.node, self.b, self.d, self.base = node, b, b.driver, base
+        return node
+
+    def attr(self, css, name):
+        return self.d.execute_script(
+            "const e = document.querySelector(arguments[0]);"
+            "return e ? (arguments[1] === 'text' ? e.textContent.trim() : e.getAttribute(arguments[1])) : null;",
+            css,
+            name,
+        )
+
+    def js(self, script, *args):
+        return self.d.execute_script(script, *args)
+
+    def wait(self, cond, what, timeout=WAIT):
+        return self.b.wait(cond, timeout, what)
+
+    def no_console_errors_but(self, allowed):
+        """No SEVERE console entry other than failed requests whose message names one of `allowed`."""
+        others = [e for e in self.b.severe()
+                  if not (e.get("source") == "network" and any(a in e["message"] for a in allowed))]
+        self.assertEqual(others, [], "console errors")
+
+
+# Counts the token dialog's openings from the first script of every page load.
+COUNT_DIALOGS = (
+    "window.__kgAsked = 0; const show = HTMLDialogElement.prototype.showModal;"
+    "HTMLDialogElement.prototype.showModal = function () { window.__kgAsked += 1; return show.call(this); };"
+)
+API_REQUESTS = "return performance.getEntriesByType('resource').filter((e) => e.name.includes('/api/')).length;"
+
+
+class TokenTest(OwnNodeTest):
+    def test_token_is_asked_once_per_refusal_a_cancel_stops_asking_and_mutations_carry_it(self):
+        # Verifies against a node with KG_API_TOKEN: the page asks for the token; a cancel neither
+        # reopens the dialog nor polls /api/ for 7 s (live-status "token"); the header's
+        # token-button asks again; a wrong token is dropped and asked for once more; the right one
+        # shows the cluster and is kept in sessionStorage; a scale from the page carries it (the
+        # node applies it); token-forget drops it and asks nothing.
+        token = "s3cret-%d" % random.randrange(10**9)
+        self.start("kg-console-token-", {**NODE_ENV, "KG_API_TOKEN": token}, before_load=COUNT_DIALOGS)
+        asked = lambda: self.js("return window.__kgAsked;")  # noqa: E731
+        is_open = lambda: self.js("return document.querySelector(arguments[0]).open;", by("token-dialog"))  # noqa: E731
+        self.d.get(self.base + "/#/cluster")
+        self.wait(lambda: is_open() and asked() == 1, "the page asks for the token")
+        self.d.find_element("css selector", by("token-dialog") + ' button[value="cancel"]').click()
+        self.wait(lambda: self.attr(by("live-status"), "data-state") == "token", "live-status token after a cancel")
+        requests = self.js(API_REQUESTS)
+        from selenium.common.exceptions import TimeoutException  # lazily, as harness.py does
+
+        self.assertRaises(TimeoutException, self.b.wait, lambda: is_open() or asked() != 1, 7, "no new prompt")
+        self.assertEqual(self.js(API_REQUESTS), requests, "/api/ polled after the cancel")
+        self.assertIsNone(self.attr(by("token-button"), "hidden"), "token-button shown")
+
+        self.d.find_element("css selector", by("token-button")).click()
+        self.wait(lambda: is_open() and asked() == 2, "token-button opens the dialog")
+        self.d.find_element("css selector", by("token-input")).send_keys("wrong-" + token)
+        self.d.find_element("css selector", by("token-submit")).click()
+        self.wait(lambda: is_open() and asked() == 3, "a refused token is asked for again")
+        self.assertIsNone(self.js("return sessionStorage.getItem('kgflow-token');"), "the refused token is dropped")
+        self.d.find_element("css selector", by("token-input")).send_keys(token)
+        self.d.find_element("css selector", by("token-submit")).click()
+        self.wait(lambda: self.attr(by("view-cluster"), "data-ready") == "true"
+                  and self.attr(by("node-row"), "data-state") == "up", "the cluster shows with the token")
+        self.assertEqual(self.js("return sessionStorage.getItem('kgflow-token');"), token)
+        self.assertEqual(self.attr(by("token-button"), "data-stored"), "true")
+        self.wait(lambda: self.attr(by("live-status"), "data-state") == "live", "live")
+
+        row = by("scale-row", '[data-provider="builtin"]')
+        self.wait(lambda: self.js("return document.querySelector(arguments[0]) !== null;", row), "the scale row")
+        el = self.d.find_element("css selector", row + " " + by("scale-input"))
+        el.clear()
+        el.send_keys("1")
+        self.d.find_element("css selector", row + " " + by("scale-apply")).click()
+        self.wait(lambda: self.attr(row + " " + by("scale-result"), "data-target") == "1", "the scale is applied")
+        scaling = {s["provider"]: s for s in self.node.get("/api/v1/workers")["scaling"]}
+        self.assertEqual(scaling["builtin"]["override"], 1)
+        self.assertEqual(asked(), 3, "asked again although the token works")
+        self.b.screenshot("token-cluster")
+
+        self.d.find_element("css selector", by("token-button")).click()
+        self.wait(lambda: is_open() and asked() == 4, "token-button opens the dialog")
+        self.d.find_element("css selector", by("token-forget")).click()
+        self.wait(lambda: self.attr(by("live-status"), "data-state") == "token", "live-status token after forget")
+        self.assertIsNone(self.js("return sessionStorage.getItem('kgflow-token');"), "forget drops the token")
+        self.assertFalse(is_open())
+        self.no_console_errors_but(["401"])
+
+
+class WebNodeTest(OwnNodeTest):
+    def test_a_web_node_shows_no_per_node_figure(self):
+        # Verifies the scaling rows of a web node (NODE_ROLE=web: no supervisor, so no per_node in
+        # GET /api/v1/workers' scaling) show "—" and leave the wanted box empty, never "undefined".
+        node = self.start("kg-console-web-", {**NODE_ENV, "NODE_ROLE": "web"})
+        scaling = node.get("/api/v1/workers")["scaling"]
+        self.assertTrue(scaling)
+        self.assertNotIn("per_node", scaling[0])
+        self.d.get(self.base + "/#/cluster")
+        self.wait(lambda: self.attr(by("view-cluster"), "data-ready") == "true", "the cluster view is ready")
+        rows = self.js(
+            "return [...document.querySelectorAll(arguments[0])].map((r) => [r.dataset.provider,"
+            " r.querySelector('[data-testid=scale-effective]').textContent.trim(),"
+            " r.querySelector('[data-testid=scale-effective]').dataset.perNode,"
+            " r.querySelector('[data-testid=scale-input]').value]);", by("scale-row"))
+        self.assertEqual(sorted(rows), sorted([s["provider"], "—", "", ""] for s in scaling))
+        self.assertNotIn("undefined", self.attr(by("view-cluster"), "text"))
+        self.b.screenshot("web-node")
+        self.no_console_errors_but([])
 
 
 class DevServer:
