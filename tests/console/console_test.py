@@ -809,6 +809,7 @@ class OwnNodeTest(unittest.TestCase):
 
 # Counts the token dialog's openings from the first script of every page load.
 COUNT_DIALOGS = (
+    "performance.setResourceTimingBufferSize(100000);"  # counted below: the default 250 would fill
     "window.__kgAsked = 0; const show = HTMLDialogElement.prototype.showModal;"
     "HTMLDialogElement.prototype.showModal = function () { window.__kgAsked += 1; return show.call(this); };"
 )
@@ -890,6 +891,104 @@ class WebNodeTest(OwnNodeTest):
         self.assertEqual(sorted(rows), sorted([s["provider"], "—", "", ""] for s in scaling))
         self.assertNotIn("undefined", self.attr(by("view-cluster"), "text"))
         self.b.screenshot("web-node")
+        self.no_console_errors_but([])
+
+
+# A provider whose worker crashes on a marker: with KG_POISON_CRASHES=1 its chunk is dead-lettered.
+FRAGILE = '[providers.fragile]\nfault = "crash_on_marker"\ncrash_marker = "POISON-PILL"\n'
+
+
+class FiguresNodeTest(OwnNodeTest):
+    """Figures the shared node cannot show without disturbing the other tests."""
+
+    def test_a_dead_letter_shows_in_the_queues_and_on_its_task_page(self):
+        # Verifies a chunk dead-lettered as poison (a worker crashing on it) is counted in the
+        # queues view's dead figure (every figure equal to GET /api/v1/providers' queue, dead > 0),
+        # and listed on its task's page as a dead-letter row with its chunk and a reason naming
+        # poison, as GET /api/v1/tasks/ID gives it.
+        d = tempfile.mkdtemp(prefix="kg-console-cfg-")
+        self.addCleanup(shutil.rmtree, d, True)
+        cfg = os.path.join(d, "kg.toml")
+        with open(cfg, "w") as f:
+            f.write(FRAGILE)
+        env = {**NODE_ENV, "KG_WORKERS_PER_PROVIDER": "1", "KG_CONFIG": cfg, "KG_POISON_CRASHES": "1"}
+        node = self.start("kg-console-dead-", env)
+        tid = node.submit("This sentence carries the POISON-PILL marker.", "poison", "fragile")
+        harness.wait_for(lambda: node.get(f"/api/v1/tasks/{tid}")["status"] == "failed", 30, "the poison task fails")
+        task = node.get(f"/api/v1/tasks/{tid}")
+        self.assertEqual(len(task["dead_letters"]), 1, task)
+        letter = task["dead_letters"][0]
+        self.assertIn("poison", letter["error"])
+
+        self.d.get(self.base + "/#/queues")
+        self.wait(lambda: self.attr(by("view-queues"), "data-ready") == "true", "the queues view is ready")
+        names = ("data-provider", "data-queued", "data-running", "data-delayed", "data-dead", "data-done")
+        cols = ("queued", "running", "delayed", "dead", "done")
+
+        def same():
+            api = node.get("/api/v1/providers")["providers"]
+            want = sorted([[p["name"], *[str(p["queue"][c]) for c in cols]] for p in api])
+            page = sorted(self.js("return [...document.querySelectorAll(arguments[0])].map("
+                                  "(r) => arguments[1].map((n) => r.getAttribute(n)));", by("provider-queue"), names))
+            return page == want and ["fragile", "1"] in [[r[0], r[4]] for r in page] and page
+
+        self.wait(same, "the queues view equals the API's queue with fragile's dead chunk")
+
+        self.d.get(self.base + "/#/tasks/" + tid)
+        self.wait(lambda: self.attr(by("view-task"), "data-ready") == "true"
+                  and self.attr(by("view-task"), "data-task-id") == tid, "the task page is ready")
+        rows = self.js("return [...document.querySelectorAll(arguments[0])].map((r) => [r.dataset.chunk,"
+                       " r.querySelector('.reason').textContent]);", by("dead-letter"))
+        self.assertEqual(rows, [[letter["chunk"], letter["error"]]])
+        self.b.screenshot("task-dead-letter")
+        self.no_console_errors_but([])
+
+    def test_cap_bar_turns_amber_at_80_and_full_at_100_percent(self):
+        # Verifies a provider's cap bar is "ok" under 80 % of KG_MAX_PROCESSES_PER_PROVIDER, "amber"
+        # at 4 of 5 processes and "full" at 5 of 5 (scaled through the API on a node of its own).
+        env = {**NODE_ENV, "KG_WORKERS_PER_PROVIDER": "1", "KG_MAX_PROCESSES_PER_PROVIDER": "5"}
+        node = self.start("kg-console-caps-", env)
+        bar = by("cap-bar", '[data-cap="per_provider"][data-provider="builtin"]')
+        self.d.get(self.base + "/#/cluster")
+        self.wait(lambda: (self.attr(bar, "data-used"), self.attr(bar, "data-level")) == ("1", "ok"), "1 of 5: ok")
+        for n, level in ((4, "amber"), (5, "full")):
+            status, body = node.request("PUT", "/api/v1/providers/builtin/processes", {"per_node": n})
+            self.assertEqual(status, 200, body)
+            want = (str(n), "5", level)
+            self.wait(lambda: (self.attr(bar, "data-used"), self.attr(bar, "data-max"), self.attr(bar, "data-level")) == want,
+                      f"{n} of 5: {level}", timeout=30)
+            self.b.screenshot("cap-" + level)
+        self.no_console_errors_but([])
+
+    def test_polling_pauses_while_hidden_and_the_charts_grow(self):
+        # Verifies the queues view's charts gain a point per poll, and that while the tab is hidden
+        # (document.hidden overridden, a visibilitychange dispatched) the page asks the node nothing
+        # for over two poll periods (live-status "paused"), and polls again once visible.
+        self.start("kg-console-hidden-", NODE_ENV, before_load="performance.setResourceTimingBufferSize(100000);")
+        self.d.get(self.base + "/#/queues")
+        self.wait(lambda: self.attr(by("view-queues"), "data-ready") == "true", "the queues view is ready")
+        points = lambda: int(self.attr(by("chart-chunks"), "data-points") or 0)  # noqa: E731
+        first = points()
+        self.wait(lambda: points() >= first + 2, "the chart gains points as the page polls", timeout=12)
+        self.assertEqual(self.attr(by("chart-errors"), "data-points"), str(points()))
+
+        requests = "return performance.getEntriesByType('resource').filter((e) => /[/](api|metrics)/.test(e.name)).length;"
+        self.js("Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});"
+                "Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});"
+                "document.dispatchEvent(new Event('visibilitychange'));")
+        self.wait(lambda: self.attr(by("live-status"), "data-state") == "paused", "live-status paused")
+        # A poll under way when it hid may still answer: count from a moment after.
+        self.wait(lambda: self.js("return performance.getEntriesByType('resource').every((e) => e.responseEnd > 0);"),
+                  "no request in flight")
+        before, held = self.js(requests), points()
+        from selenium.common.exceptions import TimeoutException  # lazily, as harness.py does
+
+        self.assertRaises(TimeoutException, self.b.wait, lambda: self.js(requests) != before, 7, "no request while hidden")
+        self.assertEqual(points(), held)
+        self.js("delete document.hidden; delete document.visibilityState;"
+                "document.dispatchEvent(new Event('visibilitychange'));")
+        self.wait(lambda: self.attr(by("live-status"), "data-state") == "live" and self.js(requests) > before,
+                  "polling again once visible")
         self.no_console_errors_but([])
 
 
