@@ -324,6 +324,21 @@ class ConsoleTest(unittest.TestCase):
             lambda: all(self.node.get(f"/api/v1/tasks/{i}")["status"] == "done" for i in ids), timeout, "tasks done"
         )
 
+    def unseen_neighbours(self, key, drawn):
+        """The neighbours of `key` (GET /api/v1/graph/entities/KEY) not in `drawn`."""
+        e = self.node.get("/api/v1/graph/entities/" + urllib.parse.quote(key, safe=""))
+        return {n["entity"]["key"] for n in e["neighbours"]} - drawn
+
+    def expands_to(self, target, nodes, action):
+        """Runs `action` (an expand of `target`) and waits for the detail and the canvas's centre
+        on `target` with `nodes` entities drawn."""
+        canvas = by("graph-canvas")
+        action()
+        want = (target, target, str(nodes))
+        self.wait(lambda: (self.attr(by("entity-detail"), "data-key"), self.attr(canvas, "data-center"),
+                           self.attr(canvas, "data-nodes")) == want,
+                  f"expanded {target}: detail and centre on it, {nodes} entities drawn")
+
     # -- the views --
     def test_cluster_shows_the_workers_of_the_api(self):
         # Verifies the cluster view lists the node (up) and each worker process with the pid,
@@ -524,6 +539,9 @@ class ConsoleTest(unittest.TestCase):
                   "the search narrows to one task")
         self.assertEqual(self.attr(by("task-count"), "data-total"), "1")
 
+        # At least one slow task, so the provider filter has rows to show.
+        mine = self.node.submit("Ilse Brandt joined Sable Robotics.", "a-slow-one", "slow")
+        self.addCleanup(self.node.request, "POST", f"/api/v1/tasks/{mine}/cancel")
         slow = self.node.get("/api/v1/tasks?provider=slow&limit=1000")["total"]
         self.type(by("task-search"), "")
         # The page is not reloaded between tests: the filters go back to "all" after this one.
@@ -534,8 +552,9 @@ class ConsoleTest(unittest.TestCase):
             "const s = document.querySelector(arguments[0]); s.value = 'slow';"
             "s.dispatchEvent(new Event('change'));", by("task-provider-filter"))
         self.wait(lambda: self.attr(by("task-count"), "data-total") == str(slow), f"task-count: {slow} slow tasks")
+        self.wait(lambda: self.count(by("task-row")) == min(slow, 100), f"{min(slow, 100)} rows of slow tasks")
         providers = {r["data-provider"] for r in self.rows(by("task-row"), ("data-provider",))}
-        self.assertLessEqual(providers, {"slow"})
+        self.assertEqual(providers, {"slow"})
         self.b.screenshot("tasks-filtered")
 
     def test_sigkilled_worker_shows_its_restart_and_last_exit(self):
@@ -598,9 +617,16 @@ class ConsoleTest(unittest.TestCase):
         colours = harness.png_colour_count(self.d.find_element("css selector", canvas).screenshot_as_png)
         self.assertGreater(colours, 8, "the graph canvas is blank")
         self.b.screenshot("graph")
-        before = int(self.attr(canvas, "data-nodes"))
-        self.click(by("relation-row") + " " + by("relation-expand"))
-        self.wait(lambda: int(self.attr(canvas, "data-nodes")) >= before, "expanding keeps the drawing")
+        # Expand a neighbour with neighbours not drawn yet (if any): the detail and the centre move
+        # to it and exactly its unseen neighbours are added.
+        drawn = {key} | neighbours
+        unseen = {nb: self.unseen_neighbours(nb, drawn) for nb in sorted(neighbours)}
+        target = max(sorted(unseen), key=lambda nb: len(unseen[nb]))
+        self.assertTrue(unseen[target], "a neighbour of Helix has neighbours of its own in the samples")
+        button = by("relation-row", f'[data-neighbour="{target}"]') + " " + by("relation-expand")
+        # Centred: a row low on the page can sit under the toast of an earlier action.
+        self.d.execute_script("document.querySelector(arguments[0]).scrollIntoView({block: 'center'});", button)
+        self.expands_to(target, len(drawn) + len(unseen[target]), lambda: self.click(button))
         self.click(by("graph-export"))
         self.wait(
             lambda: self.attr(by("graph-export"), "data-exported")
@@ -675,15 +701,17 @@ class ConsoleTest(unittest.TestCase):
         drag.release().perform()
         self.wait(lambda: el.screenshot_as_png != zoomed, "dragging the background pans the drawing")
 
-        before = int(self.attr(canvas, "data-nodes"))
         target = rows[-1]["data-neighbour"]
-        self.d.execute_script(
-            "document.querySelector(arguments[0]).focus();",
-            by("relation-row", f'[data-neighbour="{target}"]') + " " + by("relation-expand"),
-        )
-        self.d.switch_to.active_element.send_keys(Keys.ENTER)
-        self.wait(lambda: self.attr(by("entity-detail"), "data-key") == target, "Enter expanded " + target)
-        self.wait(lambda: int(self.attr(canvas, "data-nodes")) >= before, "expanding keeps the drawing")
+        drawn = {key} | set(names)
+
+        def enter():
+            self.d.execute_script(
+                "document.querySelector(arguments[0]).focus();",
+                by("relation-row", f'[data-neighbour="{target}"]') + " " + by("relation-expand"),
+            )
+            self.d.switch_to.active_element.send_keys(Keys.ENTER)
+
+        self.expands_to(target, len(drawn) + len(self.unseen_neighbours(target, drawn)), enter)
 
         # The export: catch the Blob the page hands to URL.createObjectURL.
         self.d.execute_script(
