@@ -921,6 +921,26 @@ class WebNodeTest(OwnNodeTest):
         self.b.screenshot("web-node")
         self.no_console_errors_but([])
 
+    def test_a_node_that_stops_beating_shows_down(self):
+        # Verifies a second node on the same data (beating every second) is listed up, and once
+        # SIGKILLed shows DOWN (data-state "down") when its heartbeat goes stale, as the API says.
+        node = self.start("kg-console-two-", {**NODE_ENV, "NODE_ROLE": "web"})
+        d = tempfile.mkdtemp(prefix="kg-console-other-")
+        self.addCleanup(shutil.rmtree, d, True)
+        env = {**NODE_ENV, "NODE_ROLE": "web", "KG_WORKER_NODE_NAME": "other-node", "KG_HEARTBEAT_SECONDS": "1",
+               "KG_DATA_DIR": os.path.join(node.workdir, "data")}
+        other = harness.Node(ARGS.kgflow, d, env)
+        self.addCleanup(other.stop)
+        row = by("node-row", '[data-node="other-node"]')
+        self.d.get(self.base + "/#/cluster")
+        self.wait(lambda: self.attr(row, "data-state") == "up", "the other node is listed up")
+        os.kill(other.proc.pid, signal.SIGKILL)
+        other.proc.wait()
+        self.wait(lambda: self.attr(row, "data-state") == "down", "the other node shows DOWN once stale")
+        self.assertIn("other-node", [n["name"] for n in node.get("/api/v1/workers")["down"]])
+        self.b.screenshot("node-down")
+        self.no_console_errors_but([])
+
 
 # A provider whose worker crashes on a marker: with KG_POISON_CRASHES=1 its chunk is dead-lettered.
 FRAGILE = '[providers.fragile]\nfault = "crash_on_marker"\ncrash_marker = "POISON-PILL"\n'
