@@ -15,8 +15,12 @@
 #
 # Usage: /usr/bin/python3 tests/console/console_test.py --kgflow BUILD/kgflow --out DIR
 #          [--dev-server web/dev_server.py --web BUILT_WEB_DIR] [unittest args]
-# --dev-server serves a built console in front of the node (web/README.md) until the binary
-# embeds it; without it the browser opens the node's own GET /.
+# --dev-server serves a built console in front of the node (web/README.md: to test page changes
+# without rebuilding the binary); without it the browser opens the node's own GET /, the
+# console embedded at build time.
+# Nodes of their own (TokenTest, WebNodeTest, FiguresNodeTest) cover what the shared node cannot
+# show without disturbing the other tests: KG_API_TOKEN, NODE_ROLE=web, a second node going
+# DOWN, a dead letter, the amber and full cap levels, a hidden tab.
 # Debian's python3 (python3-selenium, chromium, chromium-driver from scripts/deps.sh).
 import argparse
 import glob
@@ -1041,7 +1045,7 @@ class FiguresNodeTest(OwnNodeTest):
 
 
 class DevServer:
-    """web/dev_server.py serving a built console in front of the node (until the binary embeds it)."""
+    """web/dev_server.py serving a built console in front of the node (page changes without a rebuild)."""
 
     def __init__(self, script, web_dir, node_url, workdir):
         port = harness.free_port()
