@@ -532,8 +532,27 @@ class ConsoleTest(unittest.TestCase):
         self.wait(lambda: self.count(by("task-row")) == 100, "one page of 100 rows")
         self.assertEqual(self.attr(by("task-count"), "data-shown"), "100")
         self.assertIsNone(self.attr(by("task-more"), "hidden"), "task-more is shown")
+        # A poll of the first page held in flight across the click must not drop the loaded rows
+        # when it answers: hold each first-page answer 2.5 s, click while one is held.
+        self.d.execute_script(
+            "window.__kgHeld = 0; window.__kgAnswered = 0; window.__kgHold = true;"
+            "if (!window.__kgFetch) { window.__kgFetch = window.fetch; window.fetch = (u, o) => {"
+            "  const p = window.__kgFetch(u, o);"
+            "  if (!window.__kgHold || !/[/]api[/]v1[/]tasks[?].*offset=0/.test(String(u))) return p;"
+            "  window.__kgHeld += 1;"
+            "  return p.then((r) => new Promise((ok) => setTimeout(() => { window.__kgAnswered += 1; ok(r); }, 2500)));"
+            "}; }")
+        self.addCleanup(self.d.execute_script, "window.__kgHold = false;")
+        self.wait(lambda: self.d.execute_script("return window.__kgHeld > window.__kgAnswered;"), "a poll held")
+        answered = self.d.execute_script("return window.__kgAnswered;")
         self.click(by("task-more"))
         self.wait(lambda: self.count(by("task-row")) == 101, "101 rows after task-more")
+        self.wait(lambda: self.d.execute_script("return window.__kgAnswered;") > answered, "the held poll answers")
+        from selenium.common.exceptions import TimeoutException  # lazily, as harness.py does
+
+        self.assertRaises(TimeoutException, self.b.wait, lambda: self.count(by("task-row")) != 101, 1.5,
+                          "the held poll's answer did not replace the rows task-more loaded")
+        self.d.execute_script("window.__kgHold = false;")
         listed = {r["data-task-id"] for r in self.rows(by("task-row"), ("data-task-id",))}
         self.assertEqual(listed, set(ids))
         self.wait(lambda: self.attr(by("task-more"), "hidden") == "", "task-more hidden once all are loaded")
