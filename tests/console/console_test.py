@@ -15,8 +15,12 @@
 #
 # Usage: /usr/bin/python3 tests/console/console_test.py --kgflow BUILD/kgflow --out DIR
 #          [--dev-server web/dev_server.py --web BUILT_WEB_DIR] [unittest args]
-# --dev-server serves a built console in front of the node (web/README.md) until the binary
-# embeds it; without it the browser opens the node's own GET /.
+# --dev-server serves a built console in front of the node (web/README.md: to test page changes
+# without rebuilding the binary); without it the browser opens the node's own GET /, the
+# console embedded at build time.
+# Nodes of their own (TokenTest, WebNodeTest, FiguresNodeTest) cover what the shared node cannot
+# show without disturbing the other tests: KG_API_TOKEN, NODE_ROLE=web, a second node going
+# DOWN, a dead letter, the amber and full cap levels, a hidden tab.
 # Debian's python3 (python3-selenium, chromium, chromium-driver from scripts/deps.sh).
 import argparse
 import glob
@@ -39,7 +43,7 @@ import harness  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARGS = None  # parsed in main()
-SUITE_DEADLINE_S = 115  # the whole run; SIGALRM ends it (cleanup included) past this
+SUITE_DEADLINE_S = 150  # the whole run; SIGALRM ends it (cleanup included) past this
 EXPIRED = False  # set when the deadline passed: the tests left fail at once
 WAIT = 20  # seconds for one thing to show on the page (it polls every 3 s)
 
@@ -324,6 +328,21 @@ class ConsoleTest(unittest.TestCase):
             lambda: all(self.node.get(f"/api/v1/tasks/{i}")["status"] == "done" for i in ids), timeout, "tasks done"
         )
 
+    def unseen_neighbours(self, key, drawn):
+        """The neighbours of `key` (GET /api/v1/graph/entities/KEY) not in `drawn`."""
+        e = self.node.get("/api/v1/graph/entities/" + urllib.parse.quote(key, safe=""))
+        return {n["entity"]["key"] for n in e["neighbours"]} - drawn
+
+    def expands_to(self, target, nodes, action):
+        """Runs `action` (an expand of `target`) and waits for the detail and the canvas's centre
+        on `target` with `nodes` entities drawn."""
+        canvas = by("graph-canvas")
+        action()
+        want = (target, target, str(nodes))
+        self.wait(lambda: (self.attr(by("entity-detail"), "data-key"), self.attr(canvas, "data-center"),
+                           self.attr(canvas, "data-nodes")) == want,
+                  f"expanded {target}: detail and centre on it, {nodes} entities drawn")
+
     # -- the views --
     def test_cluster_shows_the_workers_of_the_api(self):
         # Verifies the cluster view lists the node (up) and each worker process with the pid,
@@ -513,8 +532,27 @@ class ConsoleTest(unittest.TestCase):
         self.wait(lambda: self.count(by("task-row")) == 100, "one page of 100 rows")
         self.assertEqual(self.attr(by("task-count"), "data-shown"), "100")
         self.assertIsNone(self.attr(by("task-more"), "hidden"), "task-more is shown")
+        # A poll of the first page held in flight across the click must not drop the loaded rows
+        # when it answers: hold each first-page answer 2.5 s, click while one is held.
+        self.d.execute_script(
+            "window.__kgHeld = 0; window.__kgAnswered = 0; window.__kgHold = true;"
+            "if (!window.__kgFetch) { window.__kgFetch = window.fetch; window.fetch = (u, o) => {"
+            "  const p = window.__kgFetch(u, o);"
+            "  if (!window.__kgHold || !/[/]api[/]v1[/]tasks[?].*offset=0/.test(String(u))) return p;"
+            "  window.__kgHeld += 1;"
+            "  return p.then((r) => new Promise((ok) => setTimeout(() => { window.__kgAnswered += 1; ok(r); }, 2500)));"
+            "}; }")
+        self.addCleanup(self.d.execute_script, "window.__kgHold = false;")
+        self.wait(lambda: self.d.execute_script("return window.__kgHeld > window.__kgAnswered;"), "a poll held")
+        answered = self.d.execute_script("return window.__kgAnswered;")
         self.click(by("task-more"))
         self.wait(lambda: self.count(by("task-row")) == 101, "101 rows after task-more")
+        self.wait(lambda: self.d.execute_script("return window.__kgAnswered;") > answered, "the held poll answers")
+        from selenium.common.exceptions import TimeoutException  # lazily, as harness.py does
+
+        self.assertRaises(TimeoutException, self.b.wait, lambda: self.count(by("task-row")) != 101, 1.5,
+                          "the held poll's answer did not replace the rows task-more loaded")
+        self.d.execute_script("window.__kgHold = false;")
         listed = {r["data-task-id"] for r in self.rows(by("task-row"), ("data-task-id",))}
         self.assertEqual(listed, set(ids))
         self.wait(lambda: self.attr(by("task-more"), "hidden") == "", "task-more hidden once all are loaded")
@@ -524,6 +562,9 @@ class ConsoleTest(unittest.TestCase):
                   "the search narrows to one task")
         self.assertEqual(self.attr(by("task-count"), "data-total"), "1")
 
+        # At least one slow task, so the provider filter has rows to show.
+        mine = self.node.submit("Ilse Brandt joined Sable Robotics.", "a-slow-one", "slow")
+        self.addCleanup(self.node.request, "POST", f"/api/v1/tasks/{mine}/cancel")
         slow = self.node.get("/api/v1/tasks?provider=slow&limit=1000")["total"]
         self.type(by("task-search"), "")
         # The page is not reloaded between tests: the filters go back to "all" after this one.
@@ -534,8 +575,9 @@ class ConsoleTest(unittest.TestCase):
             "const s = document.querySelector(arguments[0]); s.value = 'slow';"
             "s.dispatchEvent(new Event('change'));", by("task-provider-filter"))
         self.wait(lambda: self.attr(by("task-count"), "data-total") == str(slow), f"task-count: {slow} slow tasks")
+        self.wait(lambda: self.count(by("task-row")) == min(slow, 100), f"{min(slow, 100)} rows of slow tasks")
         providers = {r["data-provider"] for r in self.rows(by("task-row"), ("data-provider",))}
-        self.assertLessEqual(providers, {"slow"})
+        self.assertEqual(providers, {"slow"})
         self.b.screenshot("tasks-filtered")
 
     def test_sigkilled_worker_shows_its_restart_and_last_exit(self):
@@ -598,9 +640,16 @@ class ConsoleTest(unittest.TestCase):
         colours = harness.png_colour_count(self.d.find_element("css selector", canvas).screenshot_as_png)
         self.assertGreater(colours, 8, "the graph canvas is blank")
         self.b.screenshot("graph")
-        before = int(self.attr(canvas, "data-nodes"))
-        self.click(by("relation-row") + " " + by("relation-expand"))
-        self.wait(lambda: int(self.attr(canvas, "data-nodes")) >= before, "expanding keeps the drawing")
+        # Expand a neighbour with neighbours not drawn yet (if any): the detail and the centre move
+        # to it and exactly its unseen neighbours are added.
+        drawn = {key} | neighbours
+        unseen = {nb: self.unseen_neighbours(nb, drawn) for nb in sorted(neighbours)}
+        target = max(sorted(unseen), key=lambda nb: len(unseen[nb]))
+        self.assertTrue(unseen[target], "a neighbour of Helix has neighbours of its own in the samples")
+        button = by("relation-row", f'[data-neighbour="{target}"]') + " " + by("relation-expand")
+        # Centred: a row low on the page can sit under the toast of an earlier action.
+        self.d.execute_script("document.querySelector(arguments[0]).scrollIntoView({block: 'center'});", button)
+        self.expands_to(target, len(drawn) + len(unseen[target]), lambda: self.click(button))
         self.click(by("graph-export"))
         self.wait(
             lambda: self.attr(by("graph-export"), "data-exported")
@@ -675,15 +724,17 @@ class ConsoleTest(unittest.TestCase):
         drag.release().perform()
         self.wait(lambda: el.screenshot_as_png != zoomed, "dragging the background pans the drawing")
 
-        before = int(self.attr(canvas, "data-nodes"))
         target = rows[-1]["data-neighbour"]
-        self.d.execute_script(
-            "document.querySelector(arguments[0]).focus();",
-            by("relation-row", f'[data-neighbour="{target}"]') + " " + by("relation-expand"),
-        )
-        self.d.switch_to.active_element.send_keys(Keys.ENTER)
-        self.wait(lambda: self.attr(by("entity-detail"), "data-key") == target, "Enter expanded " + target)
-        self.wait(lambda: int(self.attr(canvas, "data-nodes")) >= before, "expanding keeps the drawing")
+        drawn = {key} | set(names)
+
+        def enter():
+            self.d.execute_script(
+                "document.querySelector(arguments[0]).focus();",
+                by("relation-row", f'[data-neighbour="{target}"]') + " " + by("relation-expand"),
+            )
+            self.d.switch_to.active_element.send_keys(Keys.ENTER)
+
+        self.expands_to(target, len(drawn) + len(self.unseen_neighbours(target, drawn)), enter)
 
         # The export: catch the Blob the page hands to URL.createObjectURL.
         self.d.execute_script(
@@ -798,8 +849,254 @@ class UnreachableNodeTest(unittest.TestCase):
             shutil.rmtree(d, ignore_errors=True)
 
 
+class OwnNodeTest(unittest.TestCase):
+    """Each test its own node (env of its own), the page (through --dev-server if given) and a browser."""
+
+    def start(self, prefix, env, args=("start",), before_load=None):
+        d = tempfile.mkdtemp(prefix=prefix)
+        self.addCleanup(shutil.rmtree, d, True)
+        node = harness.Node(ARGS.kgflow, d, env, args=args)
+        self.addCleanup(node.stop)
+        base = node.url
+        if ARGS.dev_server:
+            dev = DevServer(ARGS.dev_server, ARGS.web, node.url, d)
+            self.addCleanup(dev.stop)
+            base = dev.url
+        b = harness.Browser(os.path.join(ARGS.out, prefix.strip("-")))
+        self.addCleanup(b.quit)
+        if before_load:
+            b.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": before_load})
+        self.node, self.b, self.d, self.base = node, b, b.driver, base
+        return node
+
+    def attr(self, css, name):
+        return self.d.execute_script(
+            "const e = document.querySelector(arguments[0]);"
+            "return e ? (arguments[1] === 'text' ? e.textContent.trim() : e.getAttribute(arguments[1])) : null;",
+            css,
+            name,
+        )
+
+    def js(self, script, *args):
+        return self.d.execute_script(script, *args)
+
+    def wait(self, cond, what, timeout=WAIT):
+        return self.b.wait(cond, timeout, what)
+
+    def no_console_errors_but(self, allowed):
+        """No SEVERE console entry other than failed requests whose message names one of `allowed`."""
+        others = [e for e in self.b.severe()
+                  if not (e.get("source") == "network" and any(a in e["message"] for a in allowed))]
+        self.assertEqual(others, [], "console errors")
+
+
+# Counts the token dialog's openings from the first script of every page load.
+COUNT_DIALOGS = (
+    "performance.setResourceTimingBufferSize(100000);"  # counted below: the default 250 would fill
+    "window.__kgAsked = 0; const show = HTMLDialogElement.prototype.showModal;"
+    "HTMLDialogElement.prototype.showModal = function () { window.__kgAsked += 1; return show.call(this); };"
+)
+API_REQUESTS = "return performance.getEntriesByType('resource').filter((e) => e.name.includes('/api/')).length;"
+
+
+class TokenTest(OwnNodeTest):
+    def test_token_is_asked_once_per_refusal_a_cancel_stops_asking_and_mutations_carry_it(self):
+        # Verifies against a node with KG_API_TOKEN: the page asks for the token; a cancel neither
+        # reopens the dialog nor polls /api/ for 7 s (live-status "token"); the header's
+        # token-button asks again; a wrong token is dropped and asked for once more; the right one
+        # shows the cluster and is kept in sessionStorage; a scale from the page carries it (the
+        # node applies it); token-forget drops it and asks nothing.
+        token = "s3cret-%d" % random.randrange(10**9)
+        self.start("kg-console-token-", {**NODE_ENV, "KG_API_TOKEN": token}, before_load=COUNT_DIALOGS)
+        asked = lambda: self.js("return window.__kgAsked;")  # noqa: E731
+        is_open = lambda: self.js("return document.querySelector(arguments[0]).open;", by("token-dialog"))  # noqa: E731
+        self.d.get(self.base + "/#/cluster")
+        self.wait(lambda: is_open() and asked() == 1, "the page asks for the token")
+        self.d.find_element("css selector", by("token-dialog") + ' button[value="cancel"]').click()
+        self.wait(lambda: self.attr(by("live-status"), "data-state") == "token", "live-status token after a cancel")
+        requests = self.js(API_REQUESTS)
+        from selenium.common.exceptions import TimeoutException  # lazily, as harness.py does
+
+        self.assertRaises(TimeoutException, self.b.wait, lambda: is_open() or asked() != 1, 7, "no new prompt")
+        self.assertEqual(self.js(API_REQUESTS), requests, "/api/ polled after the cancel")
+        self.assertIsNone(self.attr(by("token-button"), "hidden"), "token-button shown")
+
+        self.d.find_element("css selector", by("token-button")).click()
+        self.wait(lambda: is_open() and asked() == 2, "token-button opens the dialog")
+        self.d.find_element("css selector", by("token-input")).send_keys("wrong-" + token)
+        self.d.find_element("css selector", by("token-submit")).click()
+        self.wait(lambda: is_open() and asked() == 3, "a refused token is asked for again")
+        self.assertIsNone(self.js("return sessionStorage.getItem('kgflow-token');"), "the refused token is dropped")
+        self.d.find_element("css selector", by("token-input")).send_keys(token)
+        self.d.find_element("css selector", by("token-submit")).click()
+        self.wait(lambda: self.attr(by("view-cluster"), "data-ready") == "true"
+                  and self.attr(by("node-row"), "data-state") == "up", "the cluster shows with the token")
+        self.assertEqual(self.js("return sessionStorage.getItem('kgflow-token');"), token)
+        self.assertEqual(self.attr(by("token-button"), "data-stored"), "true")
+        self.wait(lambda: self.attr(by("live-status"), "data-state") == "live", "live")
+
+        row = by("scale-row", '[data-provider="builtin"]')
+        self.wait(lambda: self.js("return document.querySelector(arguments[0]) !== null;", row), "the scale row")
+        el = self.d.find_element("css selector", row + " " + by("scale-input"))
+        el.clear()
+        el.send_keys("1")
+        self.d.find_element("css selector", row + " " + by("scale-apply")).click()
+        self.wait(lambda: self.attr(row + " " + by("scale-result"), "data-target") == "1", "the scale is applied")
+        scaling = {s["provider"]: s for s in self.node.get("/api/v1/workers")["scaling"]}
+        self.assertEqual(scaling["builtin"]["override"], 1)
+        self.assertEqual(asked(), 3, "asked again although the token works")
+        self.b.screenshot("token-cluster")
+
+        self.d.find_element("css selector", by("token-button")).click()
+        self.wait(lambda: is_open() and asked() == 4, "token-button opens the dialog")
+        self.d.find_element("css selector", by("token-forget")).click()
+        self.wait(lambda: self.attr(by("live-status"), "data-state") == "token", "live-status token after forget")
+        self.assertIsNone(self.js("return sessionStorage.getItem('kgflow-token');"), "forget drops the token")
+        self.assertFalse(is_open())
+        self.no_console_errors_but(["401"])
+
+
+class WebNodeTest(OwnNodeTest):
+    def test_a_web_node_shows_no_per_node_figure(self):
+        # Verifies the scaling rows of a web node (NODE_ROLE=web: no supervisor, so no per_node in
+        # GET /api/v1/workers' scaling) show "—" and leave the wanted box empty, never "undefined".
+        node = self.start("kg-console-web-", {**NODE_ENV, "NODE_ROLE": "web"})
+        scaling = node.get("/api/v1/workers")["scaling"]
+        self.assertTrue(scaling)
+        self.assertNotIn("per_node", scaling[0])
+        self.d.get(self.base + "/#/cluster")
+        self.wait(lambda: self.attr(by("view-cluster"), "data-ready") == "true", "the cluster view is ready")
+        rows = self.js(
+            "return [...document.querySelectorAll(arguments[0])].map((r) => [r.dataset.provider,"
+            " r.querySelector('[data-testid=scale-effective]').textContent.trim(),"
+            " r.querySelector('[data-testid=scale-effective]').dataset.perNode,"
+            " r.querySelector('[data-testid=scale-input]').value]);", by("scale-row"))
+        self.assertEqual(sorted(rows), sorted([s["provider"], "—", "", ""] for s in scaling))
+        self.assertNotIn("undefined", self.attr(by("view-cluster"), "text"))
+        self.b.screenshot("web-node")
+        self.no_console_errors_but([])
+
+    def test_a_node_that_stops_beating_shows_down(self):
+        # Verifies a second node on the same data (beating every second) is listed up, and once
+        # SIGKILLed shows DOWN (data-state "down") when its heartbeat goes stale, as the API says.
+        node = self.start("kg-console-two-", {**NODE_ENV, "NODE_ROLE": "web"})
+        d = tempfile.mkdtemp(prefix="kg-console-other-")
+        self.addCleanup(shutil.rmtree, d, True)
+        env = {**NODE_ENV, "NODE_ROLE": "web", "KG_WORKER_NODE_NAME": "other-node", "KG_HEARTBEAT_SECONDS": "1",
+               "KG_DATA_DIR": os.path.join(node.workdir, "data")}
+        other = harness.Node(ARGS.kgflow, d, env)
+        self.addCleanup(other.stop)
+        row = by("node-row", '[data-node="other-node"]')
+        self.d.get(self.base + "/#/cluster")
+        self.wait(lambda: self.attr(row, "data-state") == "up", "the other node is listed up")
+        os.kill(other.proc.pid, signal.SIGKILL)
+        other.proc.wait()
+        self.wait(lambda: self.attr(row, "data-state") == "down", "the other node shows DOWN once stale")
+        self.assertIn("other-node", [n["name"] for n in node.get("/api/v1/workers")["down"]])
+        self.b.screenshot("node-down")
+        self.no_console_errors_but([])
+
+
+# A provider whose worker crashes on a marker: with KG_POISON_CRASHES=1 its chunk is dead-lettered.
+FRAGILE = '[providers.fragile]\nfault = "crash_on_marker"\ncrash_marker = "POISON-PILL"\n'
+
+
+class FiguresNodeTest(OwnNodeTest):
+    """Figures the shared node cannot show without disturbing the other tests."""
+
+    def test_a_dead_letter_shows_in_the_queues_and_on_its_task_page(self):
+        # Verifies a chunk dead-lettered as poison (a worker crashing on it) is counted in the
+        # queues view's dead figure (every figure equal to GET /api/v1/providers' queue, dead > 0),
+        # and listed on its task's page as a dead-letter row with its chunk and a reason naming
+        # poison, as GET /api/v1/tasks/ID gives it.
+        d = tempfile.mkdtemp(prefix="kg-console-cfg-")
+        self.addCleanup(shutil.rmtree, d, True)
+        cfg = os.path.join(d, "kg.toml")
+        with open(cfg, "w") as f:
+            f.write(FRAGILE)
+        env = {**NODE_ENV, "KG_WORKERS_PER_PROVIDER": "1", "KG_CONFIG": cfg, "KG_POISON_CRASHES": "1"}
+        node = self.start("kg-console-dead-", env)
+        tid = node.submit("This sentence carries the POISON-PILL marker.", "poison", "fragile")
+        harness.wait_for(lambda: node.get(f"/api/v1/tasks/{tid}")["status"] == "failed", 30, "the poison task fails")
+        task = node.get(f"/api/v1/tasks/{tid}")
+        self.assertEqual(len(task["dead_letters"]), 1, task)
+        letter = task["dead_letters"][0]
+        self.assertIn("poison", letter["error"])
+
+        self.d.get(self.base + "/#/queues")
+        self.wait(lambda: self.attr(by("view-queues"), "data-ready") == "true", "the queues view is ready")
+        names = ("data-provider", "data-queued", "data-running", "data-delayed", "data-dead", "data-done")
+        cols = ("queued", "running", "delayed", "dead", "done")
+
+        def same():
+            api = node.get("/api/v1/providers")["providers"]
+            want = sorted([[p["name"], *[str(p["queue"][c]) for c in cols]] for p in api])
+            page = sorted(self.js("return [...document.querySelectorAll(arguments[0])].map("
+                                  "(r) => arguments[1].map((n) => r.getAttribute(n)));", by("provider-queue"), names))
+            return page == want and ["fragile", "1"] in [[r[0], r[4]] for r in page] and page
+
+        self.wait(same, "the queues view equals the API's queue with fragile's dead chunk")
+
+        self.d.get(self.base + "/#/tasks/" + tid)
+        self.wait(lambda: self.attr(by("view-task"), "data-ready") == "true"
+                  and self.attr(by("view-task"), "data-task-id") == tid, "the task page is ready")
+        rows = self.js("return [...document.querySelectorAll(arguments[0])].map((r) => [r.dataset.chunk,"
+                       " r.querySelector('.reason').textContent]);", by("dead-letter"))
+        self.assertEqual(rows, [[letter["chunk"], letter["error"]]])
+        self.b.screenshot("task-dead-letter")
+        self.no_console_errors_but([])
+
+    def test_cap_bar_turns_amber_at_80_and_full_at_100_percent(self):
+        # Verifies a provider's cap bar is "ok" under 80 % of KG_MAX_PROCESSES_PER_PROVIDER, "amber"
+        # at 4 of 5 processes and "full" at 5 of 5 (scaled through the API on a node of its own).
+        env = {**NODE_ENV, "KG_WORKERS_PER_PROVIDER": "1", "KG_MAX_PROCESSES_PER_PROVIDER": "5"}
+        node = self.start("kg-console-caps-", env)
+        bar = by("cap-bar", '[data-cap="per_provider"][data-provider="builtin"]')
+        self.d.get(self.base + "/#/cluster")
+        self.wait(lambda: (self.attr(bar, "data-used"), self.attr(bar, "data-level")) == ("1", "ok"), "1 of 5: ok")
+        for n, level in ((4, "amber"), (5, "full")):
+            status, body = node.request("PUT", "/api/v1/providers/builtin/processes", {"per_node": n})
+            self.assertEqual(status, 200, body)
+            want = (str(n), "5", level)
+            self.wait(lambda: (self.attr(bar, "data-used"), self.attr(bar, "data-max"), self.attr(bar, "data-level")) == want,
+                      f"{n} of 5: {level}", timeout=30)
+            self.b.screenshot("cap-" + level)
+        self.no_console_errors_but([])
+
+    def test_polling_pauses_while_hidden_and_the_charts_grow(self):
+        # Verifies the queues view's charts gain a point per poll, and that while the tab is hidden
+        # (document.hidden overridden, a visibilitychange dispatched) the page asks the node nothing
+        # for over two poll periods (live-status "paused"), and polls again once visible.
+        self.start("kg-console-hidden-", NODE_ENV, before_load="performance.setResourceTimingBufferSize(100000);")
+        self.d.get(self.base + "/#/queues")
+        self.wait(lambda: self.attr(by("view-queues"), "data-ready") == "true", "the queues view is ready")
+        points = lambda: int(self.attr(by("chart-chunks"), "data-points") or 0)  # noqa: E731
+        first = points()
+        self.wait(lambda: points() >= first + 2, "the chart gains points as the page polls", timeout=12)
+        self.assertEqual(self.attr(by("chart-errors"), "data-points"), str(points()))
+
+        requests = "return performance.getEntriesByType('resource').filter((e) => /[/](api|metrics)/.test(e.name)).length;"
+        self.js("Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});"
+                "Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});"
+                "document.dispatchEvent(new Event('visibilitychange'));")
+        self.wait(lambda: self.attr(by("live-status"), "data-state") == "paused", "live-status paused")
+        # A poll under way when it hid may still answer: count from a moment after.
+        self.wait(lambda: self.js("return performance.getEntriesByType('resource').every((e) => e.responseEnd > 0);"),
+                  "no request in flight")
+        before, held = self.js(requests), points()
+        from selenium.common.exceptions import TimeoutException  # lazily, as harness.py does
+
+        self.assertRaises(TimeoutException, self.b.wait, lambda: self.js(requests) != before, 7, "no request while hidden")
+        self.assertEqual(points(), held)
+        self.js("delete document.hidden; delete document.visibilityState;"
+                "document.dispatchEvent(new Event('visibilitychange'));")
+        self.wait(lambda: self.attr(by("live-status"), "data-state") == "live" and self.js(requests) > before,
+                  "polling again once visible")
+        self.no_console_errors_but([])
+
+
 class DevServer:
-    """web/dev_server.py serving a built console in front of the node (until the binary embeds it)."""
+    """web/dev_server.py serving a built console in front of the node (page changes without a rebuild)."""
 
     def __init__(self, script, web_dir, node_url, workdir):
         port = harness.free_port()

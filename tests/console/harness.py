@@ -163,6 +163,7 @@ class Node:
             }
         )
         e.update(env or {})
+        self.token = (env or {}).get("KG_API_TOKEN")  # sent by request() as the bearer token
         self.out_path = os.path.join(workdir, "node.out")
         self.err_path = os.path.join(workdir, "node.err")
         # Appended: a node restarted in the same directory keeps the earlier run's output.
@@ -200,6 +201,8 @@ class Node:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:

@@ -1,5 +1,7 @@
 // Talks to the node. Every /api/ call carries the bearer token kept in sessionStorage; a 401
-// asks for the token once (a shared prompt for concurrent calls) and retries the call once.
+// asks for the token once (a shared prompt for concurrent calls) and retries the call once. A
+// stored token the node refuses is forgotten before asking; a cancelled prompt stops asking (and
+// the shell stops polling /api/) until the user opens the token dialog from the header again.
 // Failures are values the views can tell apart: Unreachable (no answer, a timeout, or a
 // gateway error from a proxy in front of the node) and ApiError (the node answered an error).
 
@@ -18,6 +20,9 @@ export class Unreachable extends Error {}
 
 let tokenPrompt = null;
 let pendingPrompt = null;
+let tokenRequired = false; // the node answered a 401 once: it wants a token
+let declined = false; // the user cancelled the prompt: no asking, no polling until they reopen it
+let tokenListener = () => {};
 
 // fn() -> Promise<string|null>: asks the user for a token (null: cancelled).
 export function setTokenPrompt(fn) {
@@ -34,16 +39,43 @@ export function getToken() {
 
 function setToken(tok) {
   try {
-    sessionStorage.setItem(TOKEN_KEY, tok);
+    if (tok) sessionStorage.setItem(TOKEN_KEY, tok);
+    else sessionStorage.removeItem(TOKEN_KEY);
   } catch (_) {
     // Asked again on the next 401 then.
   }
 }
 
+// fn({required, declined, stored}) is called whenever one of them changes.
+export function onTokenState(fn) {
+  tokenListener = fn;
+}
+
+export function tokenState() {
+  return { required: tokenRequired, declined, stored: !!getToken() };
+}
+
+function changed() {
+  tokenListener(tokenState());
+}
+
+// The user's choice in the dialog opened from the header: a new token (asking and polling
+// resume), or none (forget: the stored token is dropped and nothing is asked until reopened).
+export function useToken(tok) {
+  setToken(tok || '');
+  declined = !tok;
+  changed();
+}
+
 async function askToken() {
-  if (!tokenPrompt) return null;
+  if (!tokenPrompt || declined) return null;
   if (!pendingPrompt) {
-    pendingPrompt = tokenPrompt().finally(() => {
+    pendingPrompt = tokenPrompt().then((tok) => {
+      if (tok) setToken(tok);
+      else declined = true;
+      changed();
+      return tok;
+    }).finally(() => {
       pendingPrompt = null;
     });
   }
@@ -83,13 +115,17 @@ async function parse(res) {
 // Returns the parsed JSON of a 2xx answer; throws ApiError or Unreachable.
 // opts: {json, body, headers, timeout, text (return the body as text)}.
 export async function request(method, path, opts = {}) {
+  const sent = getToken();
   let res = await send(method, path, opts);
   if (res.status === 401 && path.startsWith('/api/')) {
-    const tok = await askToken();
-    if (tok) {
-      setToken(tok);
-      res = await send(method, path, opts);
+    if (!tokenRequired) {
+      tokenRequired = true;
+      changed();
     }
+    // Forget the refused token, unless another call already stored a newer one meanwhile.
+    if (sent && getToken() === sent) setToken('');
+    const tok = getToken() || (await askToken());
+    if (tok) res = await send(method, path, opts);
   }
   // A proxy in front of a node that is gone answers 502/504: the node is unreachable.
   if (res.status === 502 || res.status === 504) throw new Unreachable('gateway ' + res.status);

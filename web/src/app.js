@@ -1,7 +1,7 @@
 // The console: a hash router over four views, one poll loop (paused while the tab is hidden),
 // the unreachable banner, the language switch and the token prompt.
 
-import { setTokenPrompt, Unreachable, ApiError } from './api.js';
+import { setTokenPrompt, onTokenState, tokenState, useToken, getToken, Unreachable, ApiError } from './api.js';
 import { t, getLang, setLang, applyStatic } from './i18n.js';
 import { fmtTime } from './dom.js';
 import { hooks, toast } from './ui.js';
@@ -72,6 +72,7 @@ function updateLive() {
   const el = $('[data-testid="live-status"]');
   let s = 'live';
   if (document.hidden) s = 'paused';
+  else if (tokenState().declined) s = 'token';
   else if (state.unreachableSince) s = 'unreachable';
   else if (!state.lastOk) s = 'starting';
   el.dataset.state = s;
@@ -82,6 +83,12 @@ function updateLive() {
 async function tick() {
   if (state.inflight) {
     state.again = true;
+    return;
+  }
+  // No token given: nothing to ask the node until the user opens the token dialog again.
+  if (tokenState().declined) {
+    clearTimeout(state.timer);
+    updateLive();
     return;
   }
   state.inflight = true;
@@ -132,14 +139,20 @@ function applyLang() {
   for (const v of Object.values(views)) if (v.relabel) v.relabel();
 }
 
-function tokenPrompt() {
+// Opens the token dialog; resolves {action: 'ok' | 'cancel' | 'forget', token}.
+function tokenDialog() {
   const dlg = $('[data-testid="token-dialog"]');
   const input = $('[data-testid="token-input"]');
   input.value = '';
+  dlg.returnValue = '';
   return new Promise((resolve) => {
     dlg.addEventListener(
       'close',
-      () => resolve(dlg.returnValue === 'ok' && input.value ? input.value.trim() : null),
+      () => {
+        const token = input.value.trim();
+        const action = dlg.returnValue === 'ok' && token ? 'ok' : dlg.returnValue === 'forget' ? 'forget' : 'cancel';
+        resolve({ action, token });
+      },
       { once: true },
     );
     dlg.showModal();
@@ -147,8 +160,33 @@ function tokenPrompt() {
   });
 }
 
+// Asked by api.js on a 401: the token, or null (cancelled or forgotten: stop asking).
+async function tokenPrompt() {
+  const r = await tokenDialog();
+  return r.action === 'ok' ? r.token : null;
+}
+
+// The header's token button: change the token, forget it, or (cancel) keep what there is.
+async function tokenButton() {
+  const dlg = $('[data-testid="token-dialog"]');
+  if (dlg.open) return;
+  const r = await tokenDialog();
+  if (r.action === 'ok') useToken(r.token);
+  else if (r.action === 'forget') useToken('');
+  else useToken(getToken());
+  tick();
+}
+
+function showTokenState(st) {
+  $('[data-testid="token-button"]').hidden = !st.required;
+  $('[data-testid="token-button"]').dataset.stored = String(st.stored);
+  updateLive();
+}
+
 function start() {
   setTokenPrompt(tokenPrompt);
+  onTokenState(showTokenState);
+  $('[data-testid="token-button"]').addEventListener('click', tokenButton);
   hooks.refresh = tick;
   hooks.unreachable = markUnreachable;
   $('[data-testid="lang-switch"]').addEventListener('click', () => {

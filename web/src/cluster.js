@@ -8,7 +8,9 @@ import { h, setText, setData, syncRows, fmtNum } from './dom.js';
 import { t } from './i18n.js';
 import { hooks, toast, report } from './ui.js';
 
-const STATES = ['starting', 'idle', 'busy', 'stopping'];
+// Every state a node reports for a process row (src/supervisor/supervisor.cc Processes()): the
+// last two are rows without a process (pid 0), a provider waiting to respawn or quarantined.
+const STATES = ['starting', 'idle', 'busy', 'stopping', 'backoff', 'quarantined'];
 let lastWorkers = null;
 let lastFetchedAt = 0; // Date.now() when lastWorkers arrived: quarantine time left counts down from it
 
@@ -59,7 +61,7 @@ function updateQuarantineRow(li, q) {
 // Between polls the time left counts down every second (only the quarantine rows change).
 function tickQuarantine() {
   const s = document.querySelector('section[data-view="cluster"]');
-  if (!s || s.hidden || !lastWorkers) return;
+  if (!s || s.hidden || !lastWorkers || document.hidden) return; // nothing to see while hidden
   const nodes = [...(lastWorkers.nodes || []), ...(lastWorkers.down || [])];
   const byKey = new Map(quarantineRows(nodes).map((q) => [q.node + '|' + q.provider, q]));
   for (const li of s.querySelectorAll('[data-testid="quarantine-row"]')) {
@@ -134,7 +136,7 @@ function render(section) {
     () => h('tr', { testid: 'provider-processes' }, h('td', { class: 'node' }), h('td', { class: 'provider' }),
       ...STATES.map((s) => h('td', { class: 'num s-' + s })), h('td', { class: 'num total' })),
     (row, c) => {
-      setData(row, { node: c.node, provider: c.provider, total: c.total, starting: c.starting, idle: c.idle, busy: c.busy, stopping: c.stopping });
+      setData(row, { node: c.node, provider: c.provider, total: c.total, ...Object.fromEntries(STATES.map((x) => [x, c[x]])) });
       setText(row.querySelector('.node'), c.node);
       setText(row.querySelector('.provider'), c.provider);
       for (const s of STATES) setText(row.querySelector('.s-' + s), c[s]);
@@ -176,9 +178,13 @@ function render(section) {
       setText(row.querySelector('.provider'), s.provider);
       setText(row.querySelector('[data-testid="scale-configured"]'), s.configured);
       setText(row.querySelector('[data-testid="scale-override"]'), s.override ?? t('common.none'));
-      setText(row.querySelector('[data-testid="scale-effective"]'), s.per_node);
+      // A web node runs no workers: its scaling rows carry no per_node.
+      const perNode = s.per_node ?? null;
+      const eff = row.querySelector('[data-testid="scale-effective"]');
+      eff.dataset.perNode = perNode === null ? '' : String(perNode);
+      setText(eff, perNode === null ? t('common.none') : perNode);
       const input = row.querySelector('[data-testid="scale-input"]');
-      if (input.value === '') input.value = String(s.per_node);
+      if (input.value === '' && perNode !== null) input.value = String(perNode);
       setText(row.querySelector('[data-testid="scale-apply"]'), t('cluster.apply'));
       setText(row.querySelector('[data-testid="scale-reset"]'), t('cluster.reset'));
     });

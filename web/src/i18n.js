@@ -200,6 +200,15 @@ const dict = {
     'graph.no_text': 'No stored text names both entities.',
     'graph.mention_chunks': 'Mentions in the text ({count})',
     'graph.evidence_truncated': 'Only the text of {count} chunks is shown; more chunks support this entity.',
+    // Issue 13 review: the token button, the states a supervisor reports for a provider
+    // without a live process, the state while no token is given.
+    'token.button': 'Token',
+    'token.button.label': 'Change or forget the bearer token',
+    'token.forget': 'Forget the token',
+    'live.token': 'paused: no bearer token',
+    'state.backoff': 'backing off',
+    'state.quarantined': 'quarantined',
+    'chunk.state.unknown': 'unknown',
   },
   zh: {
     'app.title': 'kgflow 控制台',
@@ -398,6 +407,13 @@ const dict = {
     'graph.no_text': '没有同时提到两个实体的原文。',
     'graph.mention_chunks': '原文中的提及（{count}）',
     'graph.evidence_truncated': '仅显示 {count} 个分块的原文；还有更多分块支持该实体。',
+    'token.button': '令牌',
+    'token.button.label': '更换或清除访问令牌',
+    'token.forget': '清除令牌',
+    'live.token': '已暂停：未提供访问令牌',
+    'state.backoff': '退避中',
+    'state.quarantined': '已隔离',
+    'chunk.state.unknown': '未知',
   },
 };
 

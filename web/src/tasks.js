@@ -13,7 +13,7 @@ const SEARCH_DEBOUNCE_MS = 300;
 let lastTasks = [];  // the rows loaded so far: the first pages of the current filters
 let lastTotal = 0;  // tasks matching the filters (the node's count)
 let wanted = PAGE;  // rows to keep loaded: grows by PAGE with task-more
-let filterGen = 0;  // bumped when a filter changes: answers for older filters are dropped
+let filterGen = 0;  // bumped when a filter changes or more rows load: older answers are dropped
 let searchTimer = null;
 let providers = [];
 
@@ -68,7 +68,11 @@ function filtersChanged() {
 
 async function loadMore(section) {
   const more = $(section, '[data-testid="task-more"]');
+  // A poll in flight asked for fewer rows: its answer must not replace the rows loaded here.
+  // One started meanwhile asks for these rows too.
+  filterGen += 1;
   const gen = filterGen;
+  wanted = Math.max(wanted, lastTasks.length + PAGE);
   more.disabled = true;
   try {
     const r = await fetchRows(section, lastTasks.length, PAGE);

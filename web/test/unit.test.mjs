@@ -82,3 +82,39 @@ test('the data-testid hooks of web/src are exactly those web/README.md lists', (
   const missing = [...documented].filter((x) => !inSrc.has(x)).sort();
   assert.deepEqual({ undocumented, missing }, { undocumented: [], missing: [] });
 });
+
+// The values the server sends for each labelled family, as read in its sources:
+// process states: src/supervisor/supervisor.cc Processes() ("starting" at spawn, "idle"/"busy"
+// from the worker's status lines, "stopping" once a stop is sent, "backoff" and "quarantined"
+// for a provider without a live process) and src/api/routes.cc ("unknown" on a down node);
+// task statuses: src/api/routes.cc kStatuses (the list filter) and DeriveStatus; chunk states:
+// src/api/routes.cc ChunkStateApiName (its fallback "unknown" included).
+const SERVER_VALUES = {
+  state: ['starting', 'idle', 'busy', 'stopping', 'backoff', 'quarantined', 'unknown'],
+  status: ['queued', 'running', 'done', 'failed', 'cancelled'],
+  'chunk.state': ['queued', 'running', 'done', 'dead', 'cancelled', 'unknown'],
+};
+
+test('every state, status and chunk state the server sends has a label in both languages', () => {
+  const missing = [];
+  for (const lang of ['en', 'zh']) {
+    setLang(lang);
+    for (const [family, values] of Object.entries(SERVER_VALUES)) {
+      for (const v of values) if (t(family + '.' + v) === family + '.' + v) missing.push(`${lang}:${family}.${v}`);
+    }
+  }
+  setLang('en');
+  assert.deepEqual(missing, []);
+  assert.deepEqual(missingKeys(), []);
+});
+
+test('the cluster view has a column for every process state the server sends', () => {
+  const html = readFileSync(join(here, '..', 'src', 'index.html'), 'utf8');
+  const code = readFileSync(join(here, '..', 'src', 'cluster.js'), 'utf8');
+  const states = JSON.parse(code.match(/const STATES = (\[[^\]]*\])/)[1].replace(/'/g, '"'));
+  const columns = [...html.matchAll(/<th class="num" data-i18n="state\.([a-z]+)"/g)].map((m) => m[1]);
+  for (const s of SERVER_VALUES.state.filter((x) => x !== 'unknown')) {
+    assert.ok(states.includes(s), `cluster.js STATES lacks ${s}`);
+    assert.ok(columns.includes(s), `index.html has no column for ${s}`);
+  }
+});
