@@ -208,10 +208,12 @@ function createScaleRow(s) {
     try {
       const r = await request('PUT', `/api/v1/providers/${encodeURIComponent(s.provider)}/processes`, { json: { per_node: n } });
       setData(result, { clamped: !!r.clamped, target: r.target ?? r.per_node });
-      const msg = r.clamped ? t('cluster.clamped', { target: r.target ?? r.per_node, reason: r.reason || (r.binding_cap && r.binding_cap.name) || '' })
+      // A clamp is the cap doing its job: what runs is said, in amber, not as a failure.
+      const msg = r.clamped ? t('cluster.clamped', { target: r.target ?? r.per_node, asked: n, reason: r.reason || (r.binding_cap && r.binding_cap.name) || '' })
         : t('cluster.scaled', { provider: s.provider, target: r.target ?? r.per_node });
       setText(result, msg + (r.applied && r.applied !== 'now' ? ` (${r.applied})` : ''));
-      toast(msg, r.clamped ? 'error' : 'ok');
+      result.dataset.kind = r.clamped ? 'warn' : 'ok';
+      toast(msg, r.clamped ? 'warn' : 'ok');
       hooks.refresh();
     } catch (e) {
       report(e);

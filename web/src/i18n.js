@@ -67,7 +67,7 @@ const dict = {
     'cluster.reset': 'Reset',
     'cluster.result': 'Last change',
     'cluster.scaled': '{provider}: {target} per node',
-    'cluster.clamped': 'clamped to {target}: {reason}',
+    'cluster.clamped': 'applied {target} (asked {asked}): {reason}',
     'cluster.reset_done': '{provider}: back to the configuration ({per_node} per node)',
     'cluster.scale_invalid': 'Enter a whole number from 0 to 100000.',
 
@@ -274,7 +274,7 @@ const dict = {
     'cluster.reset': '重置',
     'cluster.result': '最近一次修改',
     'cluster.scaled': '{provider}：每节点 {target} 个',
-    'cluster.clamped': '被限制为 {target}：{reason}',
+    'cluster.clamped': '已应用 {target}（请求 {asked}）：{reason}',
     'cluster.reset_done': '{provider}：已恢复为配置值（每节点 {per_node} 个）',
     'cluster.scale_invalid': '请输入 0 到 100000 之间的整数。',
 
