@@ -462,6 +462,8 @@ class ConsoleTest(unittest.TestCase):
         self.wait(lambda: self.attr(res, "data-target") == "4", "scale-result target 4 (clamped)")
         self.assertEqual(self.attr(res, "data-clamped"), "true")
         self.assertIn("KG_MAX_PROCESSES_PER_PROVIDER", self.attr(res, "text"))
+        self.assertIn("9", self.attr(res, "text"), "the answer says what was asked")
+        self.assertEqual(self.attr(by("toast"), "data-kind"), "warn", "a clamp is a notice, not an error")
         self.wait(lambda: running(4), "4 builtin processes after asking 9 (cap 4)")
         self.wait(lambda: sum(p["provider"] == "builtin" for p in self.page_processes().values()) == 4, "4 rows")
         self.b.screenshot("cluster-scaled")
