@@ -1277,8 +1277,8 @@ TEST_F(ApiTest, TokenBudgetIsTakenOnEverySubmissionPath) {
 }
 
 // Verifies a task's view carries its spending from the ledger ("usage", summed over its chunks),
-// per chunk only when asked (?chunks=1, the listed chunks only), and GET /api/v1/providers each provider's spending over
-// every task (zero for one with none).
+// per chunk only when asked (?chunks=1, of the listed chunks only), and GET /api/v1/providers each
+// provider's spending over every task (zero for one with none).
 TEST_F(ApiTest, TaskAndProviderViewsShowTheLedger) {
   Start();
   std::string id = TaskIdOf(Post("/api/v1/tasks", R"({"text":"Mara Voss founded Helix Dynamics."})"));
