@@ -30,10 +30,29 @@ struct EvidencePick {
 // the entity itself. Precondition: max <= kGetChunksMax (the ids go to one GetChunks call).
 EvidencePick PickEvidenceChunks(const EntityDetail& d, size_t max = kEvidenceChunksMax);
 
-// The first sentence of `text` (as FindSentences splits it) that names both `a` and `b`,
-// compared as entity keys fold names (NormalizeName: case in every script, width, runs of white
-// space), so "MARA VOSS" names "Mara Voss". nullopt when no sentence names both, or a name
-// folds to nothing.
+// One sentence of a chunk and its folded form (NormalizeName), folded once for every relation
+// looked for in it. `text` is a view into the chunk's text: valid while that text is.
+struct FoldedSentence {
+  std::string_view text;
+  std::string folded;
+};
+
+// The sentences of `text` as FindSentences splits them, each folded.
+std::vector<FoldedSentence> FoldSentences(std::string_view text);
+
+// Whether the folded `name` occurs in the folded `text` as a whole name: the characters just
+// before and after it are not letters or digits ("ann" is not in "annabel", "ai" not in
+// "maintain"). Scripts written without spaces (Han, kana, Thai, Lao, Khmer, Burmese) have no
+// such boundary, so where the name's edge or its neighbour is one of them, a substring matches
+// ("张三" in "张三和李四", "ai" in "使用ai技术"). False for an empty name.
+bool NamesAsWord(std::string_view folded_text, std::string_view folded_name);
+
+// The first of `sentences` that names both `a` and `b` (NamesAsWord on their folded forms: case
+// in every script, width, runs of white space, so "MARA VOSS" names "Mara Voss"). nullopt when
+// none does, or a name folds to nothing.
+std::optional<std::string> SentenceNaming(const std::vector<FoldedSentence>& sentences, std::string_view a,
+                                          std::string_view b);
+// The same over the sentences of `text` (folds them: for one lookup).
 std::optional<std::string> SentenceNaming(std::string_view text, std::string_view a, std::string_view b);
 
 }  // namespace kg

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <string_view>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "api/console_assets.h"
@@ -37,6 +39,10 @@ constexpr int64_t kListStaleNodesMs = 3600 * 1000;
 // Chunks listed by GET /api/v1/tasks/ID?chunks=1: a page polls it every few seconds, and a
 // document of 50 000 chunks would make every answer megabytes ("chunks_truncated" says so).
 constexpr size_t kMaxListedChunks = 2000;
+// Dead letters shown in a task's view (each carries its error text, which can be long).
+constexpr size_t kMaxDeadLetters = 100;
+// The most unfinished rows one GET /api/v1/tasks brings up to date (see ListTasks).
+constexpr int kMaxHealedRows = 1000;
 // The longest `q` of GET /api/v1/tasks: a title search, not a document.
 constexpr size_t kMaxTaskQueryBytes = 200;
 
@@ -537,58 +543,71 @@ void Routes::Accept(const std::string& provider, const std::string& title, const
 }
 
 // Task with live counts from the queue (the stored row may lag a worker's update) and its LLM
-// usage from the ledger.
+// usage from the ledger. With `chunks`, one capped read of the queue serves "chunks", the usage
+// per chunk (read for those chunks only) and the dead letters: a page polling a task of 50 000
+// chunks every few seconds reads what it shows.
 Result<json> Routes::TaskView(const std::string& id, bool chunks) {
   auto t = d_.store->Get(id);
   if (!t.ok()) return t.status();
-  json out = TaskViewOf(*t, ServedProviders());
+  std::optional<Result<std::vector<ChunkInfo>>> list;
+  // One more than shown, to know whether there are more.
+  if (chunks) list = d_.queue->ListFirstChunks(id, static_cast<int64_t>(kMaxListedChunks) + 1);
+  const bool listed = list && list->ok();
+  json out = TaskViewOf(*t, ServedProviders(), listed ? &**list : nullptr);
   auto usage = d_.store->TaskUsage(id);
   Status read = usage.status();
   out["usage"] = usage.ok() ? UsageJson(*usage) : json(nullptr);
-  if (chunks && !read.ok()) out["chunks_usage"] = nullptr;
   std::map<std::string, UsageTotals> per_chunk_usage;
   bool per_chunk_read = false;
-  if (chunks && read.ok()) {
-    auto per_chunk = d_.store->ChunkUsage(id);
-    read = per_chunk.status();
-    json arr = json::array();
-    if (per_chunk.ok()) {
-      for (const auto& [chunk, u] : *per_chunk) {
-        json c = UsageJson(u);
-        c["chunk_id"] = chunk;
-        arr.push_back(std::move(c));
+  size_t shown = listed ? std::min((*list)->size(), kMaxListedChunks) : 0;
+  if (chunks) {
+    // "chunks_usage": the ledger rows of the listed chunks only (so at most kMaxListedChunks), in
+    // chunk order; null when the ledger or the queue (which says which chunks are listed) fails.
+    json arr = nullptr;
+    if (read.ok() && listed) {
+      std::vector<std::string> ids;
+      ids.reserve(shown);
+      for (size_t i = 0; i < shown; ++i) ids.push_back((**list)[i].id);
+      auto per_chunk = d_.store->ChunkUsageOf(id, ids);
+      read = per_chunk.status();
+      if (per_chunk.ok()) {
+        arr = json::array();
+        for (const std::string& chunk : ids) {
+          auto u = per_chunk->find(chunk);
+          if (u == per_chunk->end()) continue;
+          json c = UsageJson(u->second);
+          c["chunk_id"] = chunk;
+          arr.push_back(std::move(c));
+        }
+        per_chunk_usage = std::move(per_chunk).value();
+        per_chunk_read = true;
       }
-      per_chunk_usage = std::move(per_chunk).value();
-      per_chunk_read = true;
     }
-    out["chunks_usage"] = per_chunk.ok() ? arr : json(nullptr);
+    out["chunks_usage"] = std::move(arr);
   }
   usage_outage_.Record(read);
   if (!read.ok()) out["usage_error"] = "task store: " + read.message();
   if (chunks) {
     // The queue is the truth of each chunk's state; when it does not answer, the task is still
     // shown (as with the ledger: null and why).
-    // One more than shown, to know whether there are more.
-    auto list = d_.queue->ListChunks(id, static_cast<int64_t>(kMaxListedChunks) + 1);
-    if (!list.ok()) {
+    if (!listed) {
       out["chunks"] = nullptr;
-      out["chunks_error"] = "queue: " + list.status().message();
+      out["chunks_error"] = "queue: " + list->status().message();
       return out;
     }
     json arr = json::array();
-    size_t n = std::min(list->size(), kMaxListedChunks);
-    for (size_t i = 0; i < n; ++i) {
-      const ChunkInfo& c = (*list)[i];
+    for (size_t i = 0; i < shown; ++i) {
+      const ChunkInfo& c = (**list)[i];
       auto u = per_chunk_usage.find(c.id);
       arr.push_back(ChunkJson(c, per_chunk_read && u != per_chunk_usage.end() ? UsageJson(u->second) : json(nullptr)));
     }
     out["chunks"] = std::move(arr);
-    out["chunks_truncated"] = list->size() > kMaxListedChunks;
+    out["chunks_truncated"] = (*list)->size() > kMaxListedChunks;
   }
   return out;
 }
 
-json Routes::TaskViewOf(TaskRecord t, const std::set<std::string>& served) {
+json Routes::TaskViewOf(TaskRecord t, const std::set<std::string>& served, const std::vector<ChunkInfo>* listed) {
   auto counts = d_.queue->Counts(t.id);
   if (counts.ok() && counts->total > 0) {
     t.chunks_done = counts->done;
@@ -611,15 +630,25 @@ json Routes::TaskViewOf(TaskRecord t, const std::set<std::string>& served) {
     out["chunks_running"] = counts->leased;
   }
   if (counts.ok() && counts->dead > 0) {
-    auto chunks = d_.queue->ListChunks(t.id);
+    // The dead letters among the first chunks only (those of the caller's list, or as many read
+    // here), at most kMaxDeadLetters: the queue has no read of dead chunks alone, and this view is
+    // polled. "dead_letters_truncated" says when the task has more dead chunks than shown.
+    Result<std::vector<ChunkInfo>> read = std::vector<ChunkInfo>{};
+    if (!listed) {
+      read = d_.queue->ListFirstChunks(t.id, static_cast<int64_t>(kMaxListedChunks));
+      if (read.ok()) listed = &*read;
+    }
     json dead = json::array();
-    if (chunks.ok()) {
-      for (const auto& c : *chunks) {
+    if (listed) {
+      const size_t n = std::min(listed->size(), kMaxListedChunks);
+      for (size_t i = 0; i < n && dead.size() < kMaxDeadLetters; ++i) {
+        const ChunkInfo& c = (*listed)[i];
         if (c.state == ChunkState::kDead) dead.push_back({{"chunk", c.id}, {"attempts", c.attempts}, {"error", c.last_error}});
       }
     }
-    out["dead_letters"] = dead;
+    out["dead_letters_truncated"] = static_cast<int64_t>(dead.size()) < counts->dead;
     if (out["error"].is_null() && !dead.empty()) out["error"] = dead[0]["error"];
+    out["dead_letters"] = std::move(dead);
   }
   return out;
 }
@@ -656,18 +685,40 @@ void Routes::ListTasks(const http::Request& req, http::Response& res) {
     if (!o.ok()) return Fail(res, o.status());
     filter.offset = *o;
   }
-  // Unfinished rows are brought up to date from the queue first (a worker killed between
-  // its ack and its progress write leaves its row behind), then listed.
+  // Unfinished rows are brought up to date from the queue (a worker killed between its ack and
+  // its progress write leaves its row behind). The console polls this every few seconds, so only
+  // rows that can be on the page answered are healed, and the cost follows the page size:
+  //  - asked for finished tasks, the newest unfinished rows first (as many as the page reaches:
+  //    one may have finished and belong on it);
+  //  - then the unfinished rows of the page itself, and the page is read again when there were
+  //    any (a healed row may have left the filter or changed its counts).
   // Rows with nothing new are not written; a failure is logged and the listing goes on.
-  auto open = d_.store->List("", 1000);
-  if (open.ok()) {
-    for (const auto& t : *open) {
+  auto heal = [&](const std::vector<TaskRecord>& rows) {
+    bool any = false;
+    for (const auto& t : rows) {
       if (t.status != "queued" && t.status != "running") continue;
       list_progress_outage_.Record(RefreshProgress(*d_.store, *d_.queue, t));
+      any = true;
+    }
+    return any;
+  };
+  if (!filter.status.empty() && filter.status != "queued" && filter.status != "running") {
+    const int reach = std::min(filter.offset + filter.limit, kMaxHealedRows);
+    for (const char* open : {"queued", "running"}) {
+      TaskFilter unfinished = filter;
+      unfinished.status = open;
+      unfinished.offset = 0;
+      unfinished.limit = reach;
+      auto rows = d_.store->ListFiltered(unfinished);
+      if (rows.ok()) heal(rows->tasks);
     }
   }
   auto page = d_.store->ListFiltered(filter);
   if (!page.ok()) return Fail(res, page.status());
+  if (heal(page->tasks)) {
+    page = d_.store->ListFiltered(filter);
+    if (!page.ok()) return Fail(res, page.status());
+  }
   json arr = json::array();
   auto served = ServedProviders();
   for (const auto& t : page->tasks) {
@@ -1007,11 +1058,15 @@ void Routes::Entity(const http::Request& req, http::Response& res) {
   // Provenance: the text of the chunks behind the relations and mentions (capped), and for
   // each relation the sentence naming both ends, found in the whole chunk text.
   const EvidencePick pick = PickEvidenceChunks(*d);
+  // The entity and its relations are read; an unreadable chunk table only loses their text, so
+  // the view still answers ("evidence" null, "evidence_error" why, no sentence).
   auto chunks = d_.graph->GetChunks(pick.ids);
-  if (!chunks.ok()) return Fail(res, chunks.status());
+  if (!chunks.ok()) spdlog::warn("entity {}: evidence: {}", asked, chunks.status().message());
   std::map<std::string_view, const ChunkRec*> chunk_of;
-  json evidence = json::object();
-  for (const ChunkRec& c : *chunks) {
+  json evidence = chunks.ok() ? json::object() : json(nullptr);
+  std::vector<ChunkRec> got;
+  if (chunks.ok()) got = std::move(chunks).value();
+  for (const ChunkRec& c : got) {
     chunk_of.emplace(c.id, &c);
     evidence[c.id] = {{"doc_id", c.doc_id},
                       {"idx", c.idx},
@@ -1019,12 +1074,19 @@ void Routes::Entity(const http::Request& req, http::Response& res) {
   }
   json out = EntityJson(d->entity);
   json nb = json::array();
+  // Each chunk's sentences are folded once, when a relation first looks in it (a chunk is the
+  // evidence of many relations).
+  std::map<std::string_view, std::vector<FoldedSentence>> sentences_of;
   for (const auto& n : d->neighbours) {
     json sentence = nullptr, sentence_chunk = nullptr;
     for (const std::string& id : n.relation.evidence) {
       auto it = chunk_of.find(id);
       if (it == chunk_of.end()) continue;
-      if (auto found = SentenceNaming(it->second->text, d->entity.name, n.entity.name)) {
+      auto folded = sentences_of.find(it->first);
+      if (folded == sentences_of.end()) {
+        folded = sentences_of.emplace(it->first, FoldSentences(it->second->text)).first;
+      }
+      if (auto found = SentenceNaming(folded->second, d->entity.name, n.entity.name)) {
         sentence = std::string(Utf8Prefix(*found, kEvidenceTextMax));
         sentence_chunk = id;
         break;
@@ -1039,6 +1101,7 @@ void Routes::Entity(const http::Request& req, http::Response& res) {
   out["documents"] = d->documents;
   out["evidence"] = evidence;
   out["evidence_truncated"] = pick.truncated;
+  if (!chunks.ok()) out["evidence_error"] = "graph: " + chunks.status().message();
   Reply(res, 200, out);
 }
 

@@ -85,12 +85,16 @@ class Routes {
   void Search(const http::Request& req, http::Response& res);
   void Entity(const http::Request& req, http::Response& res);
   void Export(const http::Request& req, http::Response& res);
-  // TaskViewOf with the task's LLM usage ("usage"); with `chunks`, per chunk too ("chunks_usage"),
-  // and each chunk's state, attempts, times and usage ("chunks", the first kMaxListedChunks).
+  // TaskViewOf with the task's LLM usage ("usage"); with `chunks`, per chunk too ("chunks_usage",
+  // of the listed chunks only), and each chunk's state, attempts, times and usage ("chunks", the
+  // first kMaxListedChunks).
   // The ledger unreadable: "usage" null and "usage_error" saying why (the rest still answers).
   Result<nlohmann::json> TaskView(const std::string& id, bool chunks = false);
-  // The view of a task row already read; `served` as ServedProviders() gives it.
-  nlohmann::json TaskViewOf(TaskRecord t, const std::set<std::string>& served);
+  // The view of a task row already read; `served` as ServedProviders() gives it. `listed`, if
+  // given, is the task's first chunks as the caller read them (the dead letters come from it
+  // instead of another read of the queue); borrowed for the call.
+  nlohmann::json TaskViewOf(TaskRecord t, const std::set<std::string>& served,
+                            const std::vector<ChunkInfo>* listed = nullptr);
   // Nodes of the registry with their heartbeat age and `stale` marker; a stale node's
   // processes are shown as unknown (pid 0, last_pid the one it reported). With `error`, the store's
   // failure to list them is reported there (else an unreadable registry reads as no node).

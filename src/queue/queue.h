@@ -142,11 +142,12 @@ class Queue {
   virtual Result<TaskCounts> Counts(const std::string& task_id) = 0;
   virtual Result<std::map<std::string, ProviderDepth>> Depths() = 0;
   virtual Result<ChunkInfo> Get(const std::string& chunk_id) = 0;
-  // The task's chunks in idx order.
-  Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id) { return ListChunks(task_id, -1); }
-  // The first `max_chunks` of them (all when negative): a page that polls a task of 50 000
-  // chunks reads what it shows, and a Redis script does not walk them all while the server waits.
-  virtual Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id, int64_t max_chunks) = 0;
+  // The task's chunks in idx order. (Not virtual, and named apart from the capped read below: an
+  // override of an overload of the same name would hide this one in the implementation's scope.)
+  Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id) { return ListFirstChunks(task_id, -1); }
+  // The first `max_chunks` of them in idx order (all when negative): a page that polls a task of
+  // 50 000 chunks reads what it shows, and a Redis script does not walk them all while the server waits.
+  virtual Result<std::vector<ChunkInfo>> ListFirstChunks(const std::string& task_id, int64_t max_chunks) = 0;
   // Blocks until `provider` may have a chunk this caller can lease (suspect chunks only
   // with include_suspect, as in LeaseChunks; a lease of the provider reaching its deadline
   // counts), `wake_fd` (if >= 0) is readable, or max_wait_ms passes. Spurious returns are

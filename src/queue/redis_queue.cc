@@ -259,7 +259,7 @@ class RedisQueue final : public Queue {
     return Status::NotFound("chunk " + chunk_id + " not found");
   }
 
-  Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id, int64_t max_chunks) override {
+  Result<std::vector<ChunkInfo>> ListFirstChunks(const std::string& task_id, int64_t max_chunks) override {
     KG_ASSIGN_OR_RETURN(auto providers, Members(ns_ + ":providers"));
     std::vector<ChunkInfo> out;
     if (providers.empty() || max_chunks == 0) return out;

@@ -372,7 +372,7 @@ class SqliteQueue final : public Queue {
     return Info(*q);
   }
 
-  Result<std::vector<ChunkInfo>> ListChunks(const std::string& task_id, int64_t max_chunks) override {
+  Result<std::vector<ChunkInfo>> ListFirstChunks(const std::string& task_id, int64_t max_chunks) override {
     // LIMIT -1 is no limit in SQLite.
     KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(kInfoSql + std::string(" WHERE task_id=? ORDER BY idx LIMIT ?")));
     q->Bind(1, task_id).Bind(2, max_chunks < 0 ? int64_t{-1} : max_chunks);

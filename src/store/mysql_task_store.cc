@@ -102,6 +102,9 @@ void AddStatusParams(Params& p, const TaskCounts& c) {
 // task is cancelled with a reason (MarkStopped's) that a chunk's later failure must not replace.
 constexpr const char* kKeepError = "(?='' OR (status='cancelled' AND error<>''))";
 
+// Ids bound in one IN (...) list of ChunkUsageOf.
+constexpr size_t kIdsPerStatement = 500;
+
 constexpr const char* kSelect =
     "SELECT id,title,provider,doc_id,source,status,chunks_total,chunks_done,chunks_failed,error,created_at,"
     "updated_at,epoch,token_budget FROM tasks";
@@ -435,6 +438,32 @@ class MysqlTaskStore final : public TaskStore {
                                  });
                            })
                            .With("usage of the chunks of task " + task_id));
+    return out;
+  }
+
+  Result<std::map<std::string, UsageTotals>> ChunkUsageOf(const std::string& task_id,
+                                                          const std::vector<std::string>& chunk_ids) override {
+    std::map<std::string, UsageTotals> out;
+    // Batches, each its own statement: a short IN list per round trip, far below the protocol's
+    // 65 535 placeholders.
+    for (size_t from = 0; from < chunk_ids.size(); from += kIdsPerStatement) {
+      const size_t n = std::min(kIdsPerStatement, chunk_ids.size() - from);
+      std::string sql =
+          "SELECT chunk_id,prompt_tokens,completion_tokens,requests,cached_chunks,cost FROM llm_usage "
+          "WHERE task_id=? AND chunk_id IN (?";
+      for (size_t i = 1; i < n; ++i) sql += ",?";
+      sql += ")";
+      Params p{task_id};
+      for (size_t i = 0; i < n; ++i) p.push_back(chunk_ids[from + i]);
+      KG_RETURN_IF_ERROR(pool_
+                             ->InTransaction([&](Connection& c) -> Status {
+                               return c.QueryEach(sql, p, [&](const Row& r) {
+                                 out[r.Str(0)] = UsageRow(r, 1);
+                                 return Status::Ok();
+                               });
+                             })
+                             .With("usage of the chunks of task " + task_id));
+    }
     return out;
   }
 

@@ -1,8 +1,10 @@
+#include <algorithm>
 #include <filesystem>
 
 #include "common/util.h"
 #include "config/config.h"
 #include "sqlite/db.h"
+#include "store/sqlite_task_query.h"
 #include "store/task_store.h"
 
 namespace kg {
@@ -15,6 +17,7 @@ CREATE TABLE IF NOT EXISTS tasks(
   chunks_failed INTEGER NOT NULL, error TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
   epoch INTEGER NOT NULL DEFAULT 0, token_budget INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status, created_at);
+CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at);
 CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes(
   name TEXT PRIMARY KEY, role TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
@@ -45,6 +48,9 @@ constexpr const char* kStatusSql =
 // When an update with error ?3 keeps the stored error: it brings none, or the task is cancelled
 // with a reason (MarkStopped's) that a chunk's later failure must not replace.
 constexpr const char* kKeepError = "(?3='' OR (status='cancelled' AND error<>''))";
+
+// Ids bound in one IN (...) list: far below SQLite's limit on host parameters (32766; 999 before 3.32).
+constexpr size_t kIdsPerStatement = 500;
 
 constexpr const char* kSelect =
     "SELECT id,title,provider,doc_id,source,status,chunks_total,chunks_done,chunks_failed,error,created_at,"
@@ -145,23 +151,20 @@ class SqliteTaskStore final : public TaskStore {
   }
 
   Result<TaskPage> ListFiltered(const TaskFilter& f) override {
-    // One WHERE for the page and the count; an empty value disables its test.
-    static constexpr const char* kWhere =
-        " WHERE (?1='' OR status=?1) AND (?2='' OR provider=?2) AND "
-        "(?3='' OR LOWER(title) LIKE LOWER(?4) ESCAPE '!' OR LOWER(id) LIKE LOWER(?4) ESCAPE '!')";
+    const SqliteTaskListQuery query = BuildSqliteTaskListQuery(f);
     auto bind = [&](sqlite::Stmt& q) {
-      q.Bind(1, f.status).Bind(2, f.provider).Bind(3, f.text).Bind(4, LikeContains(f.text));
+      for (size_t i = 0; i < query.args.size(); ++i) q.Bind(static_cast<int>(i + 1), query.args[i]);
     };
+    const int next = static_cast<int>(query.args.size()) + 1;
     TaskPage page;
     {
-      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(std::string(kSelect) + kWhere +
-                                               " ORDER BY created_at DESC, id LIMIT ?5 OFFSET ?6"));
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(query.page_sql));
       bind(*q);
-      q->Bind(5, std::max(0, f.limit)).Bind(6, std::max(0, f.offset));
+      q->Bind(next, std::max(0, f.limit)).Bind(next + 1, std::max(0, f.offset));
       while (q->Step()) page.tasks.push_back(Row(*q));
       KG_RETURN_IF_ERROR(q->status());
     }
-    KG_ASSIGN_OR_RETURN(auto n, db_->Prepare(std::string("SELECT COUNT(*) FROM tasks") + kWhere));
+    KG_ASSIGN_OR_RETURN(auto n, db_->Prepare(query.count_sql));
     bind(*n);
     if (n->Step()) page.total = n->Int(0);
     KG_RETURN_IF_ERROR(n->status());
@@ -304,6 +307,25 @@ class SqliteTaskStore final : public TaskStore {
     return out;
   }
 
+  Result<std::map<std::string, UsageTotals>> ChunkUsageOf(const std::string& task_id,
+                                                          const std::vector<std::string>& chunk_ids) override {
+    std::map<std::string, UsageTotals> out;
+    for (size_t from = 0; from < chunk_ids.size(); from += kIdsPerStatement) {
+      const size_t n = std::min(kIdsPerStatement, chunk_ids.size() - from);
+      std::string sql =
+          "SELECT chunk_id,prompt_tokens,completion_tokens,requests,cached_chunks,cost FROM llm_usage "
+          "WHERE task_id=? AND chunk_id IN (?";
+      for (size_t i = 1; i < n; ++i) sql += ",?";
+      sql += ")";
+      KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(sql));
+      q->Bind(1, task_id);
+      for (size_t i = 0; i < n; ++i) q->Bind(static_cast<int>(i + 2), chunk_ids[from + i]);
+      while (q->Step()) out[q->Text(0)] = UsageRow(*q, 1);
+      KG_RETURN_IF_ERROR(q->status().With("usage of the chunks of task " + task_id));
+    }
+    return out;
+  }
+
   Result<std::map<std::string, UsageTotals>> ProviderUsage() override {
     KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(std::string("SELECT provider,") + kUsageSums +
                                              " FROM llm_usage GROUP BY provider"));
@@ -369,6 +391,32 @@ Status RefreshProgress(TaskStore& store, Queue& queue, const TaskRecord& row, co
   KG_RETURN_IF_ERROR(store.UpdateProgress(row.id, *counts, error, row.epoch));
   if (derived) *derived = DeriveStatus(*counts);
   return Status::Ok();
+}
+
+SqliteTaskListQuery BuildSqliteTaskListQuery(const TaskFilter& f) {
+  SqliteTaskListQuery q;
+  std::string where;
+  auto add = [&](const char* test) {
+    where += where.empty() ? " WHERE " : " AND ";
+    where += test;
+  };
+  if (!f.status.empty()) {
+    q.args.push_back(f.status);
+    add("status=?");
+  }
+  if (!f.provider.empty()) {
+    q.args.push_back(f.provider);
+    add("provider=?");
+  }
+  if (!f.text.empty()) {
+    const std::string pattern = LikeContains(f.text);
+    q.args.push_back(pattern);
+    q.args.push_back(pattern);
+    add("(LOWER(title) LIKE LOWER(?) ESCAPE '!' OR LOWER(id) LIKE LOWER(?) ESCAPE '!')");
+  }
+  q.page_sql = std::string(kSelect) + where + " ORDER BY created_at DESC, id LIMIT ? OFFSET ?";
+  q.count_sql = "SELECT COUNT(*) FROM tasks" + where;
+  return q;
 }
 
 Result<std::unique_ptr<TaskStore>> OpenSqliteTaskStore(const std::string& path) {

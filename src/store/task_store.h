@@ -137,8 +137,13 @@ class TaskStore {
   virtual Status AddUsage(const std::string& task_id, const std::string& chunk_id, const std::string& provider,
                           const UsageTotals& u) = 0;
   virtual Result<UsageTotals> TaskUsage(const std::string& task_id) = 0;
-  // Per chunk id of the task.
+  // Per chunk id of the task: the whole ledger of the task, as large as the task (prefer
+  // ChunkUsageOf where a page shows only some chunks).
   virtual Result<std::map<std::string, UsageTotals>> ChunkUsage(const std::string& task_id) = 0;
+  // Per chunk id of the task, for `chunk_ids` only (ids without a ledger row are absent; duplicates
+  // are harmless). The ids are bound, never spliced; any number may be asked (read in batches).
+  virtual Result<std::map<std::string, UsageTotals>> ChunkUsageOf(const std::string& task_id,
+                                                                  const std::vector<std::string>& chunk_ids) = 0;
   // Per provider, over every task (kept as long as the tasks' rows are).
   virtual Result<std::map<std::string, UsageTotals>> ProviderUsage() = 0;
   // Cancels the task (as MarkCancelled) and records `reason` as its error, e.g. "token budget

@@ -1292,8 +1292,8 @@ TEST_F(ApiTest, TokenBudgetIsTakenOnEverySubmissionPath) {
 }
 
 // Verifies a task's view carries its spending from the ledger ("usage", summed over its chunks),
-// per chunk only when asked (?chunks=1), and GET /api/v1/providers each provider's spending over
-// every task (zero for one with none).
+// per chunk only when asked (?chunks=1, of the listed chunks only), and GET /api/v1/providers each
+// provider's spending over every task (zero for one with none).
 TEST_F(ApiTest, TaskAndProviderViewsShowTheLedger) {
   Start();
   std::string id = TaskIdOf(Post("/api/v1/tasks", R"({"text":"Mara Voss founded Helix Dynamics."})"));
@@ -1330,12 +1330,12 @@ TEST_F(ApiTest, TaskAndProviderViewsShowTheLedger) {
   auto per_chunk = client_->Get("/api/v1/tasks/" + id + "?chunks=1");
   ASSERT_TRUE(per_chunk);
   ASSERT_EQ(per_chunk->status, 200) << per_chunk->body;
+  // The usage of the listed chunks only: the task has one chunk, so the ledger row of ":1" (no such
+  // chunk in the queue) is counted in "usage" above but not listed.
   json chunks = json::parse(per_chunk->body)["chunks_usage"];
-  ASSERT_EQ(chunks.size(), 2u) << per_chunk->body;
+  ASSERT_EQ(chunks.size(), 1u) << per_chunk->body;
   EXPECT_EQ(chunks[0], json({{"chunk_id", id + ":0"}, {"prompt_tokens", 120}, {"completion_tokens", 30},
                              {"tokens", 150}, {"requests", 2}, {"cached_chunks", 0}, {"cost", 0.25}}));
-  EXPECT_EQ(chunks[1]["chunk_id"], id + ":1");
-  EXPECT_EQ(chunks[1]["cached_chunks"], 1);
   ExpectError(client_->Get("/api/v1/tasks/" + id + "?chunks=yes"), 400, "chunks must be 0 or 1");
 
   auto p = client_->Get("/api/v1/providers");
@@ -1600,6 +1600,123 @@ TEST_F(ApiTest, TaskChunksAreCappedAt2000) {
   EXPECT_EQ(t["chunks_truncated"], true);
   EXPECT_EQ(t["chunks_total"], 2001);
   EXPECT_EQ(t["chunks_queued"], 2001);
+}
+
+// Verifies ?chunks=1 of a task of 2001+ chunks with dead ones stays bounded: 2000 chunks, usage only
+// of listed chunks (a ledger row of chunk 2100 is not in "chunks_usage"), at most 100 dead letters
+// taken from the listed chunks with "dead_letters_truncated" saying more are dead than shown; without
+// ?chunks=1 the dead letters come from a capped read too.
+TEST_F(ApiTest, BigTaskViewIsBoundedWithDeadLetters) {
+  Start();
+  MakeTask(*queue_, *store_, "huge", 2300);
+  // 150 dead chunks, the first ones (more than the 100 shown).
+  auto leases = queue_->LeaseChunks("builtin", "w", 150, 60000, false);
+  ASSERT_TRUE(leases.ok() && leases->size() == 150u);
+  for (const auto& l : *leases) ASSERT_TRUE(queue_->Nack(l.chunk_id, l.token, "bad " + l.chunk_id, false).ok());
+  UsageTotals u;
+  u.prompt_tokens = 7;
+  u.requests = 1;
+  ASSERT_TRUE(store_->AddUsage("huge", "huge:0", "builtin", u).ok());
+  ASSERT_TRUE(store_->AddUsage("huge", "huge:2100", "builtin", u).ok());
+  for (const std::string q : {"?chunks=1", ""}) {
+    auto g = client_->Get("/api/v1/tasks/huge" + q);
+    ASSERT_TRUE(g);
+    ASSERT_EQ(g->status, 200) << g->body.substr(0, 500);
+    json t = json::parse(g->body);
+    EXPECT_EQ(t["chunks_failed"], 150) << q;
+    ASSERT_TRUE(t["dead_letters"].is_array()) << q;
+    EXPECT_EQ(t["dead_letters"].size(), 100u) << q;
+    EXPECT_EQ(t["dead_letters"][0]["chunk"], "huge:0") << q;
+    EXPECT_EQ(t["dead_letters_truncated"], true) << q;
+    EXPECT_EQ(t["error"], "bad huge:0") << q;
+    if (q.empty()) {
+      EXPECT_FALSE(t.contains("chunks")) << "per chunk only when asked";
+      continue;
+    }
+    EXPECT_EQ(t["chunks"].size(), 2000u);
+    EXPECT_EQ(t["chunks_truncated"], true);
+    ASSERT_TRUE(t["chunks_usage"].is_array()) << t["chunks_usage"];
+    ASSERT_EQ(t["chunks_usage"].size(), 1u) << "only the listed chunks' ledger rows: " << t["chunks_usage"];
+    EXPECT_EQ(t["chunks_usage"][0]["chunk_id"], "huge:0");
+    EXPECT_EQ(t["chunks"][0]["usage"]["prompt_tokens"], 7);
+    EXPECT_EQ(t["usage"]["prompt_tokens"], 14) << "the task's total still counts every chunk";
+    EXPECT_LT(g->body.size(), 2000u * 400) << "about 2000 chunks' worth, not the whole task";
+  }
+  // Few dead chunks, all shown: not truncated.
+  MakeTask(*queue_, *store_, "small", 3, "Small", "other");
+  auto one = queue_->LeaseChunks("other", "w", 1, 60000, false);
+  ASSERT_TRUE(one.ok() && one->size() == 1u);
+  ASSERT_TRUE(queue_->Nack((*one)[0].chunk_id, (*one)[0].token, "no", false).ok());
+  json small = json::parse(client_->Get("/api/v1/tasks/small?chunks=1")->body);
+  EXPECT_EQ(small["dead_letters"].size(), 1u) << small;
+  EXPECT_EQ(small["dead_letters_truncated"], false) << small;
+}
+
+// Verifies GET /api/v1/tasks brings up to date the unfinished rows of the page it answers (a row
+// left behind by a worker killed between its ack and its progress write) and only those: a stale
+// row off the page keeps its stored counts until a page shows it.
+TEST_F(ApiTest, TaskListHealsOnlyThePageItAnswers) {
+  Start();
+  for (const char* id : {"h1", "h2", "h3"}) MakeTask(*queue_, *store_, id, 1);
+  // Every chunk done in the queue, no row told.
+  auto leases = queue_->LeaseChunks("builtin", "w", 3, 60000, false);
+  ASSERT_TRUE(leases.ok() && leases->size() == 3u);
+  for (const auto& l : *leases) ASSERT_TRUE(queue_->Ack(l.chunk_id, l.token).ok());
+  auto r = client_->Get("/api/v1/tasks?limit=1");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  ASSERT_EQ(j["tasks"].size(), 1u) << j;
+  const std::string shown = j["tasks"][0]["id"];
+  EXPECT_EQ(j["tasks"][0]["status"], "done") << "the page's row, healed, answers its new state: " << j;
+  EXPECT_EQ(j["tasks"][0]["chunks_done"], 1) << j;
+  int stale = 0;
+  for (const char* id : {"h1", "h2", "h3"}) {
+    auto row = store_->Get(id);
+    ASSERT_TRUE(row.ok());
+    if (id == shown) {
+      EXPECT_EQ(row->status, "done") << id;
+    } else if (row->status == "queued") {
+      ++stale;
+    }
+  }
+  EXPECT_EQ(stale, 2) << "rows off the page are not healed by this request";
+  // Asked for finished tasks, the unfinished rows that may belong on the page are healed first.
+  auto done = client_->Get("/api/v1/tasks?status=done");
+  ASSERT_TRUE(done);
+  EXPECT_EQ(json::parse(done->body)["tasks"].size(), 3u) << done->body;
+}
+
+// Verifies an entity whose chunk text cannot be read (a column of the graph's chunk table gone)
+// still answers 200 with its relations: "evidence" null, "evidence_error" saying why, no sentence.
+TEST_F(ApiTest, EntityAnswersWhenItsEvidenceIsUnreadable) {
+  Start();
+  GraphBatch b;
+  b.doc = {"d1", "Doc", "src.txt"};
+  b.chunk = {"d1:0", "d1", 0, "Mara Voss founded Helix Dynamics."};
+  b.entities = {{"person:mara voss", "Mara Voss", "Person", "", 0},
+                {"organization:helix dynamics", "Helix Dynamics", "Organization", "", 0}};
+  b.relations = {{"person:mara voss", "organization:helix dynamics", "FOUNDED", {}, 0}};
+  ASSERT_TRUE(graph_->Merge({b}).ok());
+  {
+    auto db = sqlite::Db::Open(dir_.path() + "/graph.db");
+    ASSERT_TRUE(db.ok());
+    // GetEntity reads the chunks' ids and documents; only their text goes.
+    Status s = (*db)->Exec("ALTER TABLE chunks RENAME COLUMN text TO text_gone");
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+  auto r = client_->Get("/api/v1/graph/entities/person:mara%20voss");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["key"], "person:mara voss") << j;
+  EXPECT_TRUE(j["evidence"].is_null()) << j;
+  ASSERT_TRUE(j["evidence_error"].is_string()) << j;
+  EXPECT_NE(j["evidence_error"].get<std::string>().find("text"), std::string::npos) << j;
+  ASSERT_EQ(j["neighbours"].size(), 1u) << j;
+  EXPECT_EQ(j["neighbours"][0]["entity"]["key"], "organization:helix dynamics");
+  EXPECT_TRUE(j["neighbours"][0]["sentence"].is_null()) << j;
+  EXPECT_EQ(j["chunks"], json::array({"d1:0"})) << j;
 }
 
 // Verifies GET /api/v1/tasks filters on the server by provider (exact) and q (a case-insensitive

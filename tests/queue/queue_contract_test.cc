@@ -397,7 +397,7 @@ TEST_P(QueueContract, ChunkInfoHasLeaseAndUpdateTimes) {
   EXPECT_EQ((*list)[2].leased_at_ms, 0);
 }
 
-// Verifies ListChunks with a maximum gives the first chunks by idx (enqueued out of order), none
+// Verifies ListFirstChunks gives the first chunks by idx (enqueued out of order), none
 // for 0 and all for a negative maximum or one above the count.
 TEST_P(QueueContract, ListChunksStopsAtTheMaximum) {
   auto items = Items("t", 5);
@@ -405,7 +405,7 @@ TEST_P(QueueContract, ListChunksStopsAtTheMaximum) {
   ASSERT_TRUE(q_->Enqueue(items).ok());
   auto idx = [&](int64_t max) {
     std::vector<int> out;
-    auto list = q_->ListChunks("t", max);
+    auto list = q_->ListFirstChunks("t", max);
     EXPECT_TRUE(list.ok()) << list.status().message();
     if (list.ok()) {
       for (const auto& c : *list) out.push_back(c.idx);
@@ -418,6 +418,15 @@ TEST_P(QueueContract, ListChunksStopsAtTheMaximum) {
   EXPECT_EQ(idx(9), (std::vector<int>{0, 1, 2, 3, 4}));
   EXPECT_EQ(q_->ListChunks("t")->size(), 5u);
 }
+
+// Verifies (at compile time) that an implementation overriding the capped read still offers the
+// one-argument ListChunks: an override named like a base-class overload would hide it.
+struct OverridesTheCappedRead : Queue {
+  Result<std::vector<ChunkInfo>> ListFirstChunks(const std::string& task_id, int64_t max_chunks) override;
+};
+template <class Q>
+concept ListsAllChunks = requires(Q& q) { q.ListChunks(std::string("t")); };
+static_assert(ListsAllChunks<OverridesTheCappedRead>, "ListChunks(task) must stay callable on a Queue implementation");
 
 // Verifies a second connection (another process in production) sees the same queue and never double-leases.
 TEST_P(QueueContract, ConcurrentLeasersNeverShareAChunk) {

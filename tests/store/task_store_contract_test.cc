@@ -367,6 +367,31 @@ TEST_P(TaskStoreContract, UsageAddsUpPerChunkTaskAndProvider) {
   ExpectUsage(providers->at("local"), *s_->TaskUsage("c"), "provider local");
 }
 
+// Verifies ChunkUsageOf reads the ledger rows of the asked chunks only: of that task (the same
+// chunk id under another task is not read), ids without a row absent, duplicates harmless, more ids
+// than one statement binds (several batches), ids with quotes bound as plain text, none asked none read.
+TEST_P(TaskStoreContract, ChunkUsageOfReadsOnlyTheAskedChunks) {
+  for (int i = 0; i < 1200; i += 3) {
+    ASSERT_TRUE(s_->AddUsage("t", "t:" + std::to_string(i), "openai", Usage(i, 1, 1, 0, 0)).ok());
+  }
+  ASSERT_TRUE(s_->AddUsage("other", "t:1", "openai", Usage(5, 5, 1, 0, 0)).ok());
+  ASSERT_TRUE(s_->AddUsage("t", "t:'x\"", "openai", Usage(9, 9, 1, 0, 0)).ok());
+  std::vector<std::string> ask = {"t:1", "t:0", "t:0", "t:'x\""};
+  for (int i = 600; i < 1800; ++i) ask.push_back("t:" + std::to_string(i));
+  auto got = s_->ChunkUsageOf("t", ask);
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  // t:0, t:'x", and the rows among 600..1199 (every third: 200 of them).
+  EXPECT_EQ(got->size(), 202u);
+  EXPECT_EQ(got->count("t:1"), 0u) << "the row of another task with that chunk id";
+  EXPECT_EQ(got->count("t:3"), 0u) << "a row not asked for";
+  ExpectUsage(got->at("t:0"), Usage(0, 1, 1, 0, 0), "chunk t:0");
+  ExpectUsage(got->at("t:1197"), Usage(1197, 1, 1, 0, 0), "chunk t:1197 (a later batch)");
+  ExpectUsage(got->at("t:'x\""), Usage(9, 9, 1, 0, 0), "a quoted id");
+  auto none = s_->ChunkUsageOf("t", {});
+  ASSERT_TRUE(none.ok()) << none.status().message();
+  EXPECT_TRUE(none->empty());
+}
+
 // Verifies AddUsage is an atomic add: 8 threads adding to the same chunks at once lose none of
 // it, and the per-task, per-chunk and per-provider totals all agree with what was added.
 TEST_P(TaskStoreContract, ConcurrentUsageAddsSumExactly) {
