@@ -418,7 +418,7 @@ class Supervisor::Impl {
                           c_.max_total_processes, Setting(ps) - desired.at(p), Setting(ps));
       }
       if (msg != ps.last_refusal) {
-        if (!msg.empty()) spdlog::warn("supervisor: {}", msg);  // the cap doing its job: asked for, not a fault
+        if (!msg.empty()) spdlog::error("supervisor: {}", msg);
         ps.last_refusal = msg;
       }
     }
