@@ -64,6 +64,18 @@ def by(testid, extra=""):
     return f'[data-testid="{testid}"]{extra}'
 
 
+def page_attr(driver, css, name):
+    """Attribute `name` ("text": the text content) of the first element matching `css`, or None.
+    One script per read: the page re-renders as it polls, and an element found by one WebDriver
+    call may be gone by the next."""
+    return driver.execute_script(
+        "const e = document.querySelector(arguments[0]);"
+        "return e ? (arguments[1] === 'text' ? e.textContent.trim() : e.getAttribute(arguments[1])) : null;",
+        css,
+        name,
+    )
+
+
 # ---- PNG encoding for the decoder's own test ----------------------------------------------------
 
 
@@ -248,13 +260,7 @@ class ConsoleTest(unittest.TestCase):
     # Reads go through one script each: the page re-renders as it polls, and an element found by
     # one WebDriver call may be gone by the next.
     def attr(self, css, name):
-        """Attribute `name` ("text": the text content) of the first element matching `css`, or None."""
-        return self.d.execute_script(
-            "const e = document.querySelector(arguments[0]);"
-            "return e ? (arguments[1] === 'text' ? e.textContent.trim() : e.getAttribute(arguments[1])) : null;",
-            css,
-            name,
-        )
+        return page_attr(self.d, css, name)
 
     def rows(self, css, names, inner=()):
         """For each element matching `css`: its attributes `names`, and for each (testid, name) of
@@ -872,12 +878,7 @@ class OwnNodeTest(unittest.TestCase):
         return node
 
     def attr(self, css, name):
-        return self.d.execute_script(
-            "const e = document.querySelector(arguments[0]);"
-            "return e ? (arguments[1] === 'text' ? e.textContent.trim() : e.getAttribute(arguments[1])) : null;",
-            css,
-            name,
-        )
+        return page_attr(self.d, css, name)
 
     def js(self, script, *args):
         return self.d.execute_script(script, *args)
