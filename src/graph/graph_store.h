@@ -116,6 +116,11 @@ class GraphSink {
 
 // The most chunk ids one GetChunks call takes: a bound on one query's parameters and reply.
 inline constexpr size_t kGetChunksMax = 200;
+// kInvalidArgument when a GetChunks call names more than kGetChunksMax ids (every backend's check).
+inline Status CheckGetChunksCount(size_t n) {
+  if (n <= kGetChunksMax) return Status::Ok();
+  return Status::Invalid("get chunks: " + std::to_string(n) + " ids, at most " + std::to_string(kGetChunksMax));
+}
 
 class GraphStore {
  public:

@@ -301,10 +301,7 @@ class SqliteGraphStore final : public GraphStore {
   }
 
   Result<std::vector<ChunkRec>> GetChunks(const std::vector<std::string>& ids) override {
-    if (ids.size() > kGetChunksMax) {
-      return Status::Invalid("get chunks: " + std::to_string(ids.size()) + " ids, at most " +
-                             std::to_string(kGetChunksMax));
-    }
+    KG_RETURN_IF_ERROR(CheckGetChunksCount(ids.size()));
     std::vector<ChunkRec> out;
     if (ids.empty()) return out;
     std::string in = "?";

@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "mysql/mysql.h"
 #include "store/task_store.h"
+#include "store/usage_sql.h"
 
 namespace kg {
 namespace {
@@ -102,8 +103,7 @@ void AddStatusParams(Params& p, const TaskCounts& c) {
 // task is cancelled with a reason (MarkStopped's) that a chunk's later failure must not replace.
 constexpr const char* kKeepError = "(?='' OR (status='cancelled' AND error<>''))";
 
-// Ids bound in one IN (...) list of ChunkUsageOf.
-constexpr size_t kIdsPerStatement = 500;
+using store_sql::kIdsPerStatement;
 
 constexpr const char* kSelect =
     "SELECT id,title,provider,doc_id,source,status,chunks_total,chunks_done,chunks_failed,error,created_at,"
@@ -448,11 +448,7 @@ class MysqlTaskStore final : public TaskStore {
     // 65 535 placeholders.
     for (size_t from = 0; from < chunk_ids.size(); from += kIdsPerStatement) {
       const size_t n = std::min(kIdsPerStatement, chunk_ids.size() - from);
-      std::string sql =
-          "SELECT chunk_id,prompt_tokens,completion_tokens,requests,cached_chunks,cost FROM llm_usage "
-          "WHERE task_id=? AND chunk_id IN (?";
-      for (size_t i = 1; i < n; ++i) sql += ",?";
-      sql += ")";
+      const std::string sql = store_sql::ChunkUsageOfSql(n);
       Params p{task_id};
       for (size_t i = 0; i < n; ++i) p.push_back(chunk_ids[from + i]);
       KG_RETURN_IF_ERROR(pool_

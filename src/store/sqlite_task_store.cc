@@ -6,6 +6,7 @@
 #include "sqlite/db.h"
 #include "store/sqlite_task_query.h"
 #include "store/task_store.h"
+#include "store/usage_sql.h"
 
 namespace kg {
 namespace {
@@ -49,8 +50,7 @@ constexpr const char* kStatusSql =
 // with a reason (MarkStopped's) that a chunk's later failure must not replace.
 constexpr const char* kKeepError = "(?3='' OR (status='cancelled' AND error<>''))";
 
-// Ids bound in one IN (...) list: far below SQLite's limit on host parameters (32766; 999 before 3.32).
-constexpr size_t kIdsPerStatement = 500;
+using store_sql::kIdsPerStatement;
 
 constexpr const char* kSelect =
     "SELECT id,title,provider,doc_id,source,status,chunks_total,chunks_done,chunks_failed,error,created_at,"
@@ -312,11 +312,7 @@ class SqliteTaskStore final : public TaskStore {
     std::map<std::string, UsageTotals> out;
     for (size_t from = 0; from < chunk_ids.size(); from += kIdsPerStatement) {
       const size_t n = std::min(kIdsPerStatement, chunk_ids.size() - from);
-      std::string sql =
-          "SELECT chunk_id,prompt_tokens,completion_tokens,requests,cached_chunks,cost FROM llm_usage "
-          "WHERE task_id=? AND chunk_id IN (?";
-      for (size_t i = 1; i < n; ++i) sql += ",?";
-      sql += ")";
+      const std::string sql = store_sql::ChunkUsageOfSql(n);
       KG_ASSIGN_OR_RETURN(auto q, db_->Prepare(sql));
       q->Bind(1, task_id);
       for (size_t i = 0; i < n; ++i) q->Bind(static_cast<int>(i + 2), chunk_ids[from + i]);
